@@ -1,0 +1,46 @@
+"""Exceptions raised by ``crdt``.
+
+::
+
+    DraftsyncError(Exception)
+      ProtocolError
+        MalformedMessage
+        UnknownMessageType
+        UndecodableUpdate
+      RuleError
+
+``server/errors.py`` extends the tree and maps each class to a WebSocket close code.
+"""
+
+__all__ = [
+    "DraftsyncError",
+    "MalformedMessage",
+    "ProtocolError",
+    "RuleError",
+    "UndecodableUpdate",
+    "UnknownMessageType",
+]
+
+
+class DraftsyncError(Exception):
+    """Base class of every error draftsync raises on purpose."""
+
+
+class ProtocolError(DraftsyncError):
+    """A client sent something we cannot accept."""
+
+
+class MalformedMessage(ProtocolError):
+    """Bad framing: truncated varUint, length past the end, leftover bytes, invalid UTF-8."""
+
+
+class UnknownMessageType(ProtocolError):
+    """A message type or sync subtype this server does not speak."""
+
+
+class UndecodableUpdate(ProtocolError):
+    """A Yjs update that pycrdt or our decoder cannot read."""
+
+
+class RuleError(DraftsyncError):
+    """A change that breaks a semantic rule."""

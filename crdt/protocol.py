@@ -1,0 +1,196 @@
+"""y-protocols messages as values: one binary WebSocket frame holds exactly one message.
+
+::
+
+    frame = varUint messageType, body
+    type  message           body                                     class
+    0     sync              varUint syncType, varUint8Array payload
+            syncType 0        step 1: the sender's state vector       SyncStep1
+            syncType 1        step 2: the update the other side lacks SyncStep2
+            syncType 2        update: a Yjs update v1                 Update
+    1     awareness         varUint8Array awareness update           Awareness
+    2     auth              varUint 0 (permission denied),           Auth
+                            varString reason
+    3     query awareness   (empty)                                  QueryAwareness
+    102   write ack         varUint8Array chosen by the client       WriteAck
+
+Types 0-3 follow y-protocols ``sync.js`` / ``auth.js`` and y-websocket's message handlers
+(https://github.com/yjs/y-protocols/blob/c2b3facc1c4b9dd17f3e4abc95e73838feef1a9d/src/sync.js);
+102 is draftsync's opt-in write acknowledgement, y-sweet's number. Decoding is strict where
+y-protocols is lenient: a truncated frame or bytes left after the message are ``MalformedMessage``,
+an unknown type or sync subtype is ``UnknownMessageType``. Payloads stay opaque bytes here:
+``crdt.awareness`` reads awareness updates, pycrdt reads Yjs updates.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import MalformedMessage, UnknownMessageType
+from .lib0 import Reader, write_var_bytes, write_var_string, write_var_uint
+
+__all__ = [
+    "AUTH_PERMISSION_DENIED",
+    "MESSAGE_AUTH",
+    "MESSAGE_AWARENESS",
+    "MESSAGE_QUERY_AWARENESS",
+    "MESSAGE_SYNC",
+    "MESSAGE_WRITE_ACK",
+    "SYNC_STEP1",
+    "SYNC_STEP2",
+    "SYNC_UPDATE",
+    "Auth",
+    "Awareness",
+    "Message",
+    "QueryAwareness",
+    "SyncStep1",
+    "SyncStep2",
+    "Update",
+    "WriteAck",
+    "decode_message",
+    "encode_message",
+]
+
+MESSAGE_SYNC = 0
+MESSAGE_AWARENESS = 1
+MESSAGE_AUTH = 2
+MESSAGE_QUERY_AWARENESS = 3
+MESSAGE_WRITE_ACK = 102
+
+SYNC_STEP1 = 0
+SYNC_STEP2 = 1
+SYNC_UPDATE = 2
+
+AUTH_PERMISSION_DENIED = 0  # the only auth subtype y-protocols defines
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep1:
+    state_vector: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep2:
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Awareness:
+    update: bytes  # an awareness-update payload, see crdt.awareness
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    reason: str
+    permission_denied: bool = True
+
+    def __post_init__(self) -> None:
+        # y-protocols has no wire form for any other auth message; refuse to build one.
+        if not self.permission_denied:
+            raise ValueError("y-protocols auth messages can only deny permission")
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAwareness:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WriteAck:
+    payload: bytes
+
+
+Message = SyncStep1 | SyncStep2 | Update | Awareness | Auth | QueryAwareness | WriteAck
+
+_SYNC_CLASSES: dict[int, Callable[[bytes], Message]] = {
+    SYNC_STEP1: SyncStep1,
+    SYNC_STEP2: SyncStep2,
+    SYNC_UPDATE: Update,
+}
+
+
+def _decode_sync(reader: Reader) -> Message:
+    sync_type = reader.read_var_uint()
+    cls = _SYNC_CLASSES.get(sync_type)
+    if cls is None:
+        raise UnknownMessageType(f"unknown sync message subtype {sync_type}")
+    return cls(reader.read_var_bytes())
+
+
+def _decode_awareness(reader: Reader) -> Message:
+    return Awareness(reader.read_var_bytes())
+
+
+def _decode_auth(reader: Reader) -> Message:
+    start = reader.pos
+    auth_type = reader.read_var_uint()
+    if auth_type != AUTH_PERMISSION_DENIED:
+        raise MalformedMessage(f"auth subtype {auth_type} at byte {start}: only 0 is defined")
+    return Auth(reader.read_var_string())
+
+
+def _decode_query_awareness(reader: Reader) -> Message:
+    return QueryAwareness()
+
+
+def _decode_write_ack(reader: Reader) -> Message:
+    return WriteAck(reader.read_var_bytes())
+
+
+_DECODERS: dict[int, Callable[[Reader], Message]] = {
+    MESSAGE_SYNC: _decode_sync,
+    MESSAGE_AWARENESS: _decode_awareness,
+    MESSAGE_AUTH: _decode_auth,
+    MESSAGE_QUERY_AWARENESS: _decode_query_awareness,
+    MESSAGE_WRITE_ACK: _decode_write_ack,
+}
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode one whole frame; raises ``MalformedMessage`` or ``UnknownMessageType``."""
+    if not data:
+        raise MalformedMessage("empty message")
+    reader = Reader(data)
+    message_type = reader.read_var_uint()
+    decode = _DECODERS.get(message_type)
+    if decode is None:
+        raise UnknownMessageType(f"unknown message type {message_type}")
+    message = decode(reader)
+    reader.expect_end()
+    return message
+
+
+def encode_message(message: Message) -> bytes:
+    out = bytearray()
+    match message:
+        case SyncStep1(state_vector=payload):
+            write_var_uint(out, MESSAGE_SYNC)
+            write_var_uint(out, SYNC_STEP1)
+            write_var_bytes(out, payload)
+        case SyncStep2(update=payload):
+            write_var_uint(out, MESSAGE_SYNC)
+            write_var_uint(out, SYNC_STEP2)
+            write_var_bytes(out, payload)
+        case Update(update=payload):
+            write_var_uint(out, MESSAGE_SYNC)
+            write_var_uint(out, SYNC_UPDATE)
+            write_var_bytes(out, payload)
+        case Awareness(update=payload):
+            write_var_uint(out, MESSAGE_AWARENESS)
+            write_var_bytes(out, payload)
+        case Auth(reason=reason):
+            write_var_uint(out, MESSAGE_AUTH)
+            write_var_uint(out, AUTH_PERMISSION_DENIED)
+            write_var_string(out, reason)
+        case QueryAwareness():
+            write_var_uint(out, MESSAGE_QUERY_AWARENESS)
+        case WriteAck(payload=payload):
+            write_var_uint(out, MESSAGE_WRITE_ACK)
+            write_var_bytes(out, payload)
+        case _:
+            raise TypeError(f"not a y-protocols message: {message!r}")
+    return bytes(out)

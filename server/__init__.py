@@ -1,0 +1,1 @@
+"""draftsync's running service: WebSocket sync endpoint, rooms, durable store, auth, CLI."""

@@ -1,0 +1,40 @@
+"""Who may open which draft: draft id syntax, roles, and creation on first connect."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+from server.errors import Forbidden, InvalidDraftId
+from server.store import Store
+
+__all__ = ["Role", "check_draft_id", "resolve_role"]
+
+_DRAFT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+class Role(Enum):
+    OWNER = "owner"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+
+    @property
+    def can_write(self) -> bool:
+        return self is not Role.VIEWER
+
+
+def check_draft_id(draft_id: str) -> str:
+    if not _DRAFT_ID.fullmatch(draft_id):
+        raise InvalidDraftId("draft id must match [A-Za-z0-9_-]{1,128}")
+    return draft_id
+
+
+async def resolve_role(store: Store, draft_id: str, user: str, *, now: float) -> Role:
+    """The user's role on the draft; an unknown draft is created, owned by this user."""
+    role = await store.role_of(draft_id, user)
+    if role is None and not await store.draft_exists(draft_id):
+        await store.create_draft(draft_id, user, now=now)
+        role = await store.role_of(draft_id, user)  # None if another user created it first
+    if role is None:
+        raise Forbidden("no access to this draft")
+    return Role(role)

@@ -1,0 +1,119 @@
+"""The Starlette application and the service object its endpoints share.
+
+`Service` owns the store, the group-commit task, the snapshotter and the room registry for the
+lifetime of the app (Starlette lifespan); `shutdown()` is the graceful stop that SIGTERM runs:
+refuse new connections, commit what was accepted, flush every send queue, close with 1001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from server.auth import TokenSigner
+from server.commits import CommitPipeline
+from server.config import Settings
+from server.connection import Connection
+from server.errors import CloseCode
+from server.registry import RoomRegistry
+from server.snapshots import Snapshotter
+from server.store import Store
+from server.ws import sync_socket
+
+__all__ = ["Service", "create_app"]
+
+logger = logging.getLogger("draftsync.app")
+
+SHUTDOWN_FLUSH_SECONDS = 10.0
+
+
+class Service:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.signer = TokenSigner(settings.secret)
+        self.pipeline = CommitPipeline(
+            store,
+            max_queued=settings.commit_queue_updates,
+            max_batch=settings.max_batch_updates,
+        )
+        self.snapshotter = Snapshotter(
+            store,
+            every_updates=settings.snapshot_every_updates,
+            every_bytes=settings.snapshot_every_bytes,
+        )
+        self.rooms = RoomRegistry(store, self.pipeline, self.snapshotter, settings)
+        self.shutting_down = False
+        self._connections: set[Connection] = set()
+        self._committer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._committer = asyncio.create_task(self.pipeline.run(), name="group-commit")
+
+    def track(self, conn: Connection) -> None:
+        self._connections.add(conn)
+
+    def untrack(self, conn: Connection) -> None:
+        self._connections.discard(conn)
+
+    def spawn_writer(self, conn: Connection) -> asyncio.Task[None]:
+        return asyncio.create_task(conn.run_writer())
+
+    async def shutdown(self) -> None:
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        logger.info(
+            "shutting down connections=%d rooms=%d", len(self._connections), len(self.rooms)
+        )
+        await self.pipeline.flush()
+        for conn in list(self._connections):
+            conn.close(CloseCode.GOING_AWAY, "server shutting down", flush=True)
+        waiting = [asyncio.create_task(c.finished.wait()) for c in self._connections]
+        if waiting:
+            await asyncio.wait(waiting, timeout=SHUTDOWN_FLUSH_SECONDS)
+        await self.snapshotter.wait()
+
+    async def stop(self) -> None:
+        await self.shutdown()
+        if self._committer is not None:
+            self._committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._committer
+        await self.store.close()
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = await Store.open(settings.database_path)
+        service = Service(settings, store)
+        service.start()
+        app.state.service = service
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/metrics", metrics_endpoint),
+        WebSocketRoute("/ws/{draft_id:path}", sync_socket),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,64 @@
+"""Signed access tokens (JWT, HS256 through PyJWT) and the server secret they are signed with.
+
+The secret comes from `DRAFTSYNC_SECRET`, else from `DIR/secret`, generated once on first use so
+that tokens printed by `draftsync token` stay valid across restarts of `draftsync serve`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import jwt
+
+from server.errors import InvalidToken
+
+__all__ = ["TokenSigner", "load_secret"]
+
+SECRET_ENV = "DRAFTSYNC_SECRET"
+_ALGORITHM = "HS256"
+
+
+def load_secret(data_dir: Path) -> str:
+    from_env = os.environ.get(SECRET_ENV)
+    if from_env:
+        return from_env
+    path = data_dir / "secret"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two processes starting at once agree on one secret.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+class TokenSigner:
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def issue(self, user: str, *, ttl_seconds: int, now: float) -> str:
+        if not user:
+            raise ValueError("user must not be empty")
+        claims = {"sub": user, "iat": int(now), "exp": int(now) + ttl_seconds}
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def verify(self, token: str | None) -> str:
+        """Return the user the token was issued to; expiry is checked by PyJWT."""
+        if not token:
+            raise InvalidToken("missing token")
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=[_ALGORITHM], options={"require": ["sub", "exp"]}
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("token expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise InvalidToken(f"invalid token: {exc}") from exc
+        user = claims["sub"]
+        if not isinstance(user, str) or not user:
+            raise InvalidToken("invalid token: empty subject")
+        return user

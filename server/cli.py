@@ -1,0 +1,175 @@
+"""The `draftsync` command: `serve` runs the server, `token` prints an access token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from server.app import create_app
+from server.auth import TokenSigner, load_secret
+from server.config import Durability, Settings
+
+__all__ = ["main"]
+
+logger = logging.getLogger("draftsync")
+
+DEFAULT_TTL = 7 * 24 * 3600
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn closes WebSockets with 1012 on SIGTERM before the app hears of it; we first
+    commit what was accepted, flush every send queue and close with 1001 (design.md)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit or self._draining:
+            self.force_exit = self.force_exit or self._draining
+            self.should_exit = True
+            return
+        self._draining = True
+        app = self.config.loaded_app
+        service = getattr(getattr(app, "state", None), "service", None)
+        loop = asyncio.get_event_loop()
+
+        async def drain() -> None:
+            try:
+                if service is not None:
+                    await service.shutdown()
+            finally:
+                self.should_exit = True
+
+        loop.call_soon_threadsafe(lambda: loop.create_task(drain()))
+
+    _draining = False
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="draftsync",
+        description="Real-time collaboration server for drafts (Yjs / y-websocket compatible).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the sync server: WebSocket at /ws/{draft_id}?token=..., REST under "
+        "/api, SQLite at DIR/draftsync.db. SIGTERM commits, flushes and closes with 1001.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (%(default)s)")
+    serve.add_argument(
+        "--data", type=Path, default=Path("data"), help="data directory (%(default)s)"
+    )
+    serve.add_argument(
+        "--max-message-bytes",
+        type=_positive_int,
+        default=16 * 1024 * 1024,
+        help="largest WebSocket message accepted; bigger ones close with 1009 (%(default)s)",
+    )
+    serve.add_argument(
+        "--durability",
+        choices=[d.value for d in Durability],
+        default=Durability.DURABLE.value,
+        help="durable: commit, then relay (default); relaxed: relay, then commit right after "
+        "(a crash may lose the last batch that others already saw)",
+    )
+    serve.add_argument(
+        "--snapshot-every",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="fold the update log into a snapshot every N updates of a draft (%(default)s)",
+    )
+    serve.add_argument(
+        "--snapshot-bytes",
+        type=_positive_int,
+        default=4 * 1024 * 1024,
+        metavar="BYTES",
+        help="... or every BYTES of updates, whichever comes first (%(default)s)",
+    )
+    serve.add_argument(
+        "--room-grace",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="unload a draft this long after its last client left (%(default)s)",
+    )
+    serve.add_argument("--log-level", default="info", help="logging level (%(default)s)")
+
+    token = commands.add_parser(
+        "token",
+        help="print an access token for a user",
+        description="Print a signed token (JWT, HS256) for USER. The secret is DRAFTSYNC_SECRET "
+        "or DIR/secret (created on first use), so serve and token must share DIR.",
+    )
+    token.add_argument("user", metavar="USER", help="the user name the token stands for")
+    token.add_argument(
+        "--ttl", type=_positive_int, default=DEFAULT_TTL, help="lifetime in seconds (%(default)s)"
+    )
+    token.add_argument(
+        "--data", type=Path, default=Path("data"), help="data directory (%(default)s)"
+    )
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    secret = load_secret(args.data)
+    settings = Settings(
+        data_dir=args.data,
+        secret=secret,
+        host=args.host,
+        port=args.port,
+        max_message_bytes=args.max_message_bytes,
+        durability=Durability(args.durability),
+        snapshot_every_updates=args.snapshot_every,
+        snapshot_every_bytes=args.snapshot_bytes,
+        room_grace_seconds=args.room_grace,
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        ws="websockets-sansio",
+        ws_max_size=args.max_message_bytes,
+        ws_per_message_deflate=False,
+        log_level=args.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+    )
+    server = _GracefulServer(config)
+    user_token = TokenSigner(secret).issue("demo", ttl_seconds=DEFAULT_TTL, now=time.time())
+    print(f"draftsync on http://{args.host}:{args.port}/?token={user_token}", flush=True)
+    server.run()
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    signer = TokenSigner(load_secret(args.data))
+    print(signer.issue(args.user, ttl_seconds=args.ttl, now=time.time()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _build_parser().parse_args(argv)
+    handlers = {"serve": _serve, "token": _token}
+    sys.exit(handlers[args.command](args))

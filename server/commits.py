@@ -1,0 +1,112 @@
+"""Group commit: the one place where an accepted update becomes durable, then visible.
+
+Rooms apply an update, give it a version and `submit` it here. One task takes everything that
+is waiting (across all rooms) as one batch, commits it in one transaction, and only then hands
+each write back to its room in order (`on_committed`: relay, acknowledge). While a commit runs
+the next batch gathers, so a burst of keystrokes pays one commit, not one fsync each.
+
+The queue is bounded: a room waits for room (`wait_for_space`) *before* applying an update, so
+that applying, numbering and queueing happen with no await in between and versions enter the
+queue in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+from server import metrics
+from server.errors import StoreError
+from server.store import Store, UpdateRecord
+
+__all__ = ["CommitPipeline", "CommitTarget", "PendingWrite"]
+
+logger = logging.getLogger("draftsync.commits")
+
+
+class CommitTarget(Protocol):
+    """The room side of the pipeline."""
+
+    @property
+    def accepts_commits(self) -> bool: ...
+
+    def on_committed(self, write: PendingWrite) -> None: ...
+
+    def on_commit_failed(self, error: StoreError) -> None: ...
+
+
+@dataclass(slots=True)
+class PendingWrite:
+    target: CommitTarget
+    sender: object  # the Connection that sent it, handed back to the target untouched
+    record: UpdateRecord
+
+
+class CommitPipeline:
+    def __init__(self, store: Store, *, max_queued: int, max_batch: int) -> None:
+        self._store = store
+        self._max_queued = max_queued
+        self._max_batch = max_batch
+        self._queue: deque[PendingWrite] = deque()
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    async def wait_for_space(self) -> None:
+        while len(self._queue) >= self._max_queued:
+            self._space.clear()
+            await self._space.wait()
+
+    def submit(self, write: PendingWrite) -> None:
+        self._queue.append(write)
+        self._idle.clear()
+        self._ready.set()
+
+    async def flush(self) -> None:
+        """Return once everything submitted so far is committed (or failed)."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        while True:
+            if not self._queue:
+                self._idle.set()
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            batch = self._take_batch()
+            if batch:
+                await self._commit(batch)
+
+    def _take_batch(self) -> list[PendingWrite]:
+        batch = []
+        while self._queue and len(batch) < self._max_batch:
+            write = self._queue.popleft()
+            if write.target.accepts_commits:  # a room that failed drops what it had queued
+                batch.append(write)
+        self._space.set()
+        return batch
+
+    async def _commit(self, batch: list[PendingWrite]) -> None:
+        started = time.perf_counter()
+        try:
+            await self._store.append_updates([write.record for write in batch])
+        except StoreError as error:
+            metrics.COMMIT_FAILURES.inc()
+            logger.error("group commit failed updates=%d error=%s", len(batch), error)
+            for target in {id(w.target): w.target for w in batch}.values():
+                target.on_commit_failed(error)
+            return
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.COMMIT_BATCH_SIZE.observe(len(batch))
+        metrics.UPDATES_STORED.inc(len(batch))
+        for write in batch:
+            write.target.on_committed(write)

@@ -1,0 +1,41 @@
+"""Settings of one server process, filled by the CLI (`draftsync serve --help` explains each)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+__all__ = ["Durability", "Settings"]
+
+
+class Durability(Enum):
+    """When a received update becomes visible to other clients."""
+
+    DURABLE = "durable"  # committed to the store first, then relayed (the default and the promise)
+    RELAXED = "relaxed"  # relayed at once, committed right after (a crash may lose the last batch)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    secret: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_message_bytes: int = 16 * 1024 * 1024
+    durability: Durability = Durability.DURABLE
+    # A snapshot is taken when a draft has this many updates, or bytes, since its last one.
+    snapshot_every_updates: int = 1000
+    snapshot_every_bytes: int = 4 * 1024 * 1024
+    # A room with no connections is unloaded after this many seconds.
+    room_grace_seconds: float = 5.0
+    # Per-connection send queue bounds; a reader that falls further behind is closed with 4408.
+    send_queue_messages: int = 4096
+    send_queue_bytes: int = 32 * 1024 * 1024
+    # Updates waiting for the group commit, across all rooms; readers wait when it is full.
+    commit_queue_updates: int = 20_000
+    max_batch_updates: int = 2_000
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "draftsync.db"

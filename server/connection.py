@@ -1,0 +1,170 @@
+"""One client's WebSocket as the room sees it: a bounded send queue drained by one writer task.
+
+Why a queue and a writer, not `await socket.send()` in the room: a client that stops reading
+fills its TCP buffers and an inline send would block the whole room. Here the room only appends
+to the queue (never waits); when the queue passes its bounds (messages or bytes) the client is
+closed with 4408 and the room flows on. The writer merges runs of pending updates into one
+message (at most `MAX_MERGE` a merge: pycrdt's `merge_updates` grows superlinearly), which is
+what keeps a flooded room's latency in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from enum import Enum
+from typing import NamedTuple, Protocol
+
+from pycrdt import merge_updates
+
+from crdt.origins import ClientOrigin
+from crdt.protocol import Auth, Update, WriteAck, encode_message
+from server.errors import CloseCode
+
+__all__ = ["Connection", "ConnectionState", "Socket"]
+
+logger = logging.getLogger("draftsync.connection")
+
+MAX_MERGE = 128
+
+
+class Socket(Protocol):
+    """What a connection needs of a WebSocket (Starlette's `WebSocket` has exactly this)."""
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class ConnectionState(Enum):
+    OPEN = "open"
+    CLOSING = "closing"  # a close was requested; the writer sends it after any flush
+    CLOSED = "closed"
+
+
+class _Outgoing(NamedTuple):
+    frame: bytes
+    update: bytes | None  # the raw Yjs update when the frame is a sync update (mergeable)
+
+
+class Connection:
+    def __init__(
+        self,
+        socket: Socket,
+        *,
+        user: str,
+        session: str,
+        can_write: bool,
+        max_messages: int,
+        max_bytes: int,
+    ) -> None:
+        self._socket = socket
+        self.user = user
+        self.session = session
+        self.origin = ClientOrigin(user=user, session=session)
+        self.can_write = can_write
+        self.state = ConnectionState.OPEN
+        self.close_code: int | None = None
+        self.close_reason = ""
+        # Awareness client ids this connection announced: removed for everyone when it leaves.
+        self.awareness_clients: set[int] = set()
+        # Write acknowledgements (message 102): sent once `committed` reaches the mark.
+        self.submitted = 0
+        self.committed = 0
+        self._acks: deque[tuple[int, bytes]] = deque()
+        self._told_read_only = False
+        self._queue: deque[_Outgoing] = deque()
+        self._queued_bytes = 0
+        self._max_messages = max_messages
+        self._max_bytes = max_bytes
+        self._flush_before_close = False
+        self._wakeup = asyncio.Event()
+        self.finished = asyncio.Event()
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is ConnectionState.OPEN
+
+    def send(self, frame: bytes, *, update: bytes | None = None) -> None:
+        """Queue a frame; never waits. Overflowing the bounds closes the connection (4408)."""
+        if self.state is not ConnectionState.OPEN:
+            return
+        if (
+            len(self._queue) >= self._max_messages
+            or self._queued_bytes + len(frame) > self._max_bytes
+        ):
+            logger.warning(
+                "send queue overflow user=%s session=%s queued=%d bytes=%d",
+                self.user,
+                self.session,
+                len(self._queue),
+                self._queued_bytes,
+            )
+            self.close(CloseCode.TOO_SLOW, "too slow: send queue overflow")
+            return
+        self._queue.append(_Outgoing(frame, update))
+        self._queued_bytes += len(frame)
+        self._wakeup.set()
+
+    def deny_write(self) -> None:
+        """Tell a read-only client once (y-protocols auth message) that its updates are dropped."""
+        if not self._told_read_only:
+            self._told_read_only = True
+            self.send(encode_message(Auth(reason="read-only")))
+
+    def request_ack(self, payload: bytes) -> None:
+        if self.committed >= self.submitted:
+            self.send(encode_message(WriteAck(payload)))
+        else:
+            self._acks.append((self.submitted, payload))
+
+    def mark_committed(self) -> None:
+        self.committed += 1
+        while self._acks and self._acks[0][0] <= self.committed:
+            self.send(encode_message(WriteAck(self._acks.popleft()[1])))
+
+    def close(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Ask the writer to close; with `flush`, what is queued is sent first."""
+        if self.state is not ConnectionState.OPEN:
+            return
+        self.state = ConnectionState.CLOSING
+        self.close_code = code
+        self.close_reason = reason
+        self._flush_before_close = flush
+        if not flush:
+            self._queue.clear()
+            self._queued_bytes = 0
+        self._wakeup.set()
+
+    async def run_writer(self) -> None:
+        """Drain the queue until a close is requested (or the socket goes away)."""
+        try:
+            while True:
+                if self._queue and (self.is_open or self._flush_before_close):
+                    await self._socket.send_bytes(self._next_frame())
+                elif self.state is not ConnectionState.OPEN:
+                    await self._socket.close(self.close_code or 1000, self.close_reason)
+                    return
+                else:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+        except Exception as exc:  # the peer is gone; the reader sees the disconnect too
+            logger.debug("writer stopped user=%s session=%s: %r", self.user, self.session, exc)
+        finally:
+            self.state = ConnectionState.CLOSED
+            self._queue.clear()
+            self._queued_bytes = 0
+            self.finished.set()
+
+    def _next_frame(self) -> bytes:
+        first = self._queue.popleft()
+        self._queued_bytes -= len(first.frame)
+        if first.update is None or not self._queue or self._queue[0].update is None:
+            return first.frame
+        updates = [first.update]
+        while self._queue and self._queue[0].update is not None and len(updates) < MAX_MERGE:
+            item = self._queue.popleft()
+            self._queued_bytes -= len(item.frame)
+            updates.append(item.update)  # type: ignore[arg-type]
+        return encode_message(Update(merge_updates(*updates)))

@@ -1,0 +1,128 @@
+"""Loaded rooms by draft id (a dict: O(1) per lookup), loading once and unloading when idle.
+
+A room with no connections is unloaded after a grace period, and only once every update it
+accepted is committed; a connection arriving during the grace period keeps it. Loading is one
+task per draft that every concurrent joiner awaits, so a draft is never loaded twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from crdt.history import rebuild
+from server import metrics
+from server.commits import CommitPipeline
+from server.config import Settings
+from server.connection import Connection
+from server.rooms import Room, RoomState
+from server.snapshots import Snapshotter
+from server.store import Store
+
+__all__ = ["RoomRegistry"]
+
+logger = logging.getLogger("draftsync.registry")
+
+
+class RoomRegistry:
+    def __init__(
+        self,
+        store: Store,
+        pipeline: CommitPipeline,
+        snapshotter: Snapshotter,
+        settings: Settings,
+    ) -> None:
+        self._store = store
+        self._pipeline = pipeline
+        self._snapshotter = snapshotter
+        self._settings = settings
+        self._rooms: dict[str, Room] = {}
+        self._loading: dict[str, asyncio.Task[None]] = {}
+        self._unloading: dict[str, asyncio.Task[None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def get(self, draft_id: str) -> Room | None:
+        return self._rooms.get(draft_id)
+
+    def rooms(self) -> list[Room]:
+        return list(self._rooms.values())
+
+    async def join(self, draft_id: str, conn: Connection) -> Room:
+        """The open room of `draft_id`, loaded if needed, with `conn` added to it."""
+        while True:
+            room = self._rooms.get(draft_id)
+            if room is None:
+                room = self._new_room(draft_id)
+            loading = self._loading.get(draft_id)
+            if loading is not None:
+                await asyncio.shield(loading)  # raises the store's error to every joiner
+            if room.state is RoomState.OPEN and self._rooms.get(draft_id) is room:
+                unloading = self._unloading.pop(draft_id, None)
+                if unloading is not None:
+                    unloading.cancel()
+                room.add(conn)
+                return room
+
+    def leave(self, room: Room, conn: Connection) -> None:
+        room.remove(conn)
+        if not room.connections and room.state is RoomState.OPEN:
+            self._schedule_unload(room)
+
+    def _new_room(self, draft_id: str) -> Room:
+        room = Room(
+            draft_id,
+            pipeline=self._pipeline,
+            snapshotter=self._snapshotter,
+            durability=self._settings.durability,
+            on_failed=self._forget,
+        )
+        self._rooms[draft_id] = room
+        metrics.ROOMS_LOADED.set(len(self._rooms))
+        task = asyncio.create_task(self._load(room))
+        self._loading[draft_id] = task
+        task.add_done_callback(lambda _: self._loading.pop(draft_id, None))
+        return room
+
+    async def _load(self, room: Room) -> None:
+        started = time.perf_counter()
+        try:
+            state = await self._store.load(room.draft_id)
+            doc = await asyncio.to_thread(rebuild, state.snapshot, state.tail)
+        except BaseException:
+            self._forget(room)
+            raise
+        room.open(doc, state.version, since_snapshot=len(state.tail))
+        logger.info(
+            "room loaded draft=%s version=%d snapshot=%d tail=%d ms=%.1f",
+            room.draft_id,
+            state.version,
+            state.snapshot_version,
+            len(state.tail),
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _schedule_unload(self, room: Room) -> None:
+        if room.draft_id not in self._unloading:
+            self._unloading[room.draft_id] = asyncio.create_task(self._unload_when_idle(room))
+
+    async def _unload_when_idle(self, room: Room) -> None:
+        try:
+            await asyncio.sleep(self._settings.room_grace_seconds)
+            while not room.is_drained:
+                await self._pipeline.flush()
+        finally:
+            if self._unloading.get(room.draft_id) is asyncio.current_task():
+                del self._unloading[room.draft_id]
+        if room.connections or self._rooms.get(room.draft_id) is not room:
+            return
+        self._forget(room)
+        room.close()
+        logger.info("room unloaded draft=%s version=%d", room.draft_id, room.version)
+
+    def _forget(self, room: Room) -> None:
+        if self._rooms.get(room.draft_id) is room:
+            del self._rooms[room.draft_id]
+            metrics.ROOMS_LOADED.set(len(self._rooms))

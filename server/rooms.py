@@ -1,0 +1,245 @@
+"""A room: one loaded draft, its pycrdt doc, its connections and its awareness table.
+
+Every update goes the same way (design.md, "Data flow of one update"):
+
+    receive -> check right to write -> apply to the doc (decoded once, by pycrdt)
+            -> number it (version) -> CommitPipeline.submit
+            -> on_committed: relay to the others, acknowledge to the sender
+
+`on_committed` is the one place where "accepted" becomes "visible" (in relaxed mode the relay
+moves to acceptance). What is stored and relayed is the update as pycrdt integrated it (the doc
+observer's `update`), so a duplicate or already-known update stores nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import Any
+
+from pycrdt import Doc, Subscription, TransactionEvent
+
+from crdt.errors import MalformedMessage, UndecodableUpdate
+from crdt.protocol import (
+    Auth,
+    Awareness,
+    Message,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    Update,
+    WriteAck,
+    encode_message,
+)
+from crdt.updates import first_client_id
+from server import metrics
+from server.commits import CommitPipeline, PendingWrite
+from server.config import Durability
+from server.connection import Connection
+from server.errors import CloseCode, StoreError
+from server.presence import Presence
+from server.snapshots import Snapshotter
+from server.store import UpdateRecord
+
+__all__ = ["Room", "RoomState"]
+
+logger = logging.getLogger("draftsync.rooms")
+
+
+class RoomState(Enum):
+    LOADING = "loading"
+    OPEN = "open"
+    FAILED = "failed"  # the store refused a commit: connections closed, room dropped
+    CLOSED = "closed"  # unloaded
+
+
+class Room:
+    def __init__(
+        self,
+        draft_id: str,
+        *,
+        pipeline: CommitPipeline,
+        snapshotter: Snapshotter,
+        durability: Durability,
+        on_failed: Callable[[Room], None],
+    ) -> None:
+        self.draft_id = draft_id
+        self.state = RoomState.LOADING
+        self.doc: Doc = Doc()
+        self.connections: set[Connection] = set()
+        self.presence = Presence()
+        self.version = 0  # the last accepted update; committed ones are <= this
+        self._pipeline = pipeline
+        self._snapshotter = snapshotter
+        self._relay_on_accept = durability is Durability.RELAXED
+        self._on_failed = on_failed
+        self._pending = 0
+        self._changes: bytes | None = None
+        self._subscription: Subscription | None = None
+        self._since_snapshot = 0
+        self._bytes_since_snapshot = 0
+        self._handlers: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
+            SyncStep1: self._on_sync_step1,
+            SyncStep2: self._on_update,
+            Update: self._on_update,
+            Awareness: self._on_awareness,
+            QueryAwareness: self._on_query_awareness,
+            WriteAck: self._on_write_ack,
+            Auth: self._on_auth,
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def open(self, doc: Doc, version: int, *, since_snapshot: int) -> None:
+        self.doc = doc
+        self.version = version
+        self._since_snapshot = since_snapshot
+        self._subscription = doc.observe(self._capture_changes)
+        self.state = RoomState.OPEN
+
+    def close(self) -> None:
+        """Unload: drop the doc so its memory is freed (the registry forgets the room)."""
+        if self._subscription is not None:
+            self.doc.unobserve(self._subscription)
+            self._subscription = None
+        self.state = RoomState.CLOSED
+        self.doc = Doc()
+
+    @property
+    def is_drained(self) -> bool:
+        """No accepted update is waiting for its commit."""
+        return self._pending == 0
+
+    @property
+    def accepts_commits(self) -> bool:
+        return self.state is RoomState.OPEN
+
+    def add(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        conn.send(encode_message(SyncStep1(self.doc.get_state())))
+        everyone = self.presence.full_update()
+        if everyone is not None:
+            conn.send(encode_message(Awareness(everyone)))
+
+    def remove(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        gone = self.presence.remove(conn.awareness_clients)
+        if gone is not None:
+            self._broadcast(encode_message(Awareness(gone)), sender=conn)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    async def receive(self, conn: Connection, message: Message) -> None:
+        await self._handlers[type(message)](conn, message)
+
+    async def _on_sync_step1(self, conn: Connection, message: SyncStep1) -> None:
+        try:
+            missing = self.doc.get_update(message.state_vector)
+        except ValueError as exc:
+            raise MalformedMessage(f"undecodable state vector: {exc}") from exc
+        conn.send(encode_message(SyncStep2(missing)))
+
+    async def _on_update(self, conn: Connection, message: SyncStep2 | Update) -> None:
+        if not conn.can_write:
+            conn.deny_write()
+            return
+        await self._pipeline.wait_for_space()
+        if self.state is not RoomState.OPEN or not conn.is_open:
+            return
+        # From here to submit() nothing awaits: versions enter the pipeline in order.
+        try:
+            with self.doc.transaction(origin=conn.origin):
+                self.doc.apply_update(message.update)
+        except ValueError as exc:
+            self._changes = None
+            raise UndecodableUpdate(f"undecodable Yjs update: {exc}") from exc
+        metrics.UPDATES_RECEIVED.inc()
+        changes, self._changes = self._changes, None
+        if changes is None:
+            return  # nothing new (a duplicate), or held by pycrdt until its dependencies arrive
+        self.version += 1
+        record = UpdateRecord(
+            draft_id=self.draft_id,
+            version=self.version,
+            data=changes,
+            user=conn.user,
+            session=conn.session,
+            client_id=first_client_id(changes),
+            created_at=time.time(),
+        )
+        conn.submitted += 1
+        self._pending += 1
+        if self._relay_on_accept:
+            self._relay(changes, sender=conn)
+        self._pipeline.submit(PendingWrite(target=self, sender=conn, record=record))
+
+    async def _on_awareness(self, conn: Connection, message: Awareness) -> None:
+        accepted = self.presence.apply(message.update)
+        for entry in accepted:
+            if entry.removed:
+                conn.awareness_clients.discard(entry.client_id)
+            else:
+                conn.awareness_clients.add(entry.client_id)
+        if accepted:
+            self._broadcast(encode_message(message), sender=conn)
+
+    async def _on_query_awareness(self, conn: Connection, message: QueryAwareness) -> None:
+        everyone = self.presence.full_update()
+        if everyone is not None:
+            conn.send(encode_message(Awareness(everyone)))
+
+    async def _on_write_ack(self, conn: Connection, message: WriteAck) -> None:
+        conn.request_ack(message.payload)
+
+    async def _on_auth(self, conn: Connection, message: Auth) -> None:
+        raise MalformedMessage("auth messages are sent by the server, not by clients")
+
+    # -- after the commit ---------------------------------------------------------------------
+
+    def on_committed(self, write: PendingWrite) -> None:
+        self._pending -= 1
+        record = write.record
+        if not self._relay_on_accept:
+            self._relay(record.data, sender=write.sender)
+        assert isinstance(write.sender, Connection)
+        write.sender.mark_committed()
+        self._since_snapshot += 1
+        self._bytes_since_snapshot += len(record.data)
+        due = self._snapshotter.due(self._since_snapshot, self._bytes_since_snapshot)
+        if due and self._snapshotter.request(self.draft_id, record.version):
+            self._since_snapshot = 0
+            self._bytes_since_snapshot = 0
+
+    def on_commit_failed(self, error: StoreError) -> None:
+        """The store lost our updates: nothing unstored may stay visible, so the room resets.
+
+        Every connection is closed with 1013; clients keep their edits and resend them when
+        they reconnect, and the draft is loaded afresh from what the store holds.
+        """
+        if self.state is not RoomState.OPEN:
+            return
+        logger.error("room failed draft=%s error=%s", self.draft_id, error)
+        self.state = RoomState.FAILED
+        self._pending = 0
+        for conn in list(self.connections):
+            conn.close(CloseCode.TRY_AGAIN_LATER, "store unavailable, retry")
+        self._on_failed(self)
+
+    def _relay(self, update: bytes, *, sender: object) -> None:
+        frame = encode_message(Update(update))
+        relayed = 0
+        for conn in self.connections:
+            if conn is not sender:
+                conn.send(frame, update=update)
+                relayed += 1
+        metrics.UPDATES_RELAYED.inc(relayed)
+
+    def _broadcast(self, frame: bytes, *, sender: Connection) -> None:
+        for conn in self.connections:
+            if conn is not sender:
+                conn.send(frame)
+
+    def _capture_changes(self, event: TransactionEvent) -> None:
+        self._changes = event.update

@@ -1,0 +1,118 @@
+"""The `/ws/{draft_id}?token=…` endpoint: checks, then one reader loop per connection.
+
+Checks run after the upgrade is accepted, so a browser (which never sees the HTTP status of a
+failed upgrade) learns why from the close code and reason; nothing of the draft is sent before
+they pass. Any `ProtocolError` a frame raises closes that connection with 4400 and its reason;
+the room and its other connections are untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+from starlette.websockets import WebSocket
+
+from crdt.errors import DraftsyncError, MalformedMessage, ProtocolError
+from crdt.protocol import decode_message
+from server import metrics
+from server.access import check_draft_id, resolve_role
+from server.connection import Connection
+from server.errors import CloseCode, StoreError, close_code_for
+
+if TYPE_CHECKING:
+    from server.app import Service
+    from server.rooms import Room
+
+__all__ = ["sync_socket"]
+
+logger = logging.getLogger("draftsync.ws")
+
+
+async def sync_socket(websocket: WebSocket) -> None:
+    service: Service = websocket.app.state.service
+    await websocket.accept()
+    if service.shutting_down:
+        await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
+        return
+    try:
+        draft_id = check_draft_id(websocket.path_params["draft_id"])
+        user = service.signer.verify(websocket.query_params.get("token"))
+        role = await resolve_role(service.store, draft_id, user, now=time.time())
+    except DraftsyncError as error:
+        code = close_code_for(error)
+        logger.info("connection refused code=%d reason=%s", code, error)
+        metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
+        await websocket.close(code, str(error))
+        return
+
+    settings = service.settings
+    conn = Connection(
+        websocket,
+        user=user,
+        session=secrets.token_hex(6),
+        can_write=role.can_write,
+        max_messages=settings.send_queue_messages,
+        max_bytes=settings.send_queue_bytes,
+    )
+    service.track(conn)
+    try:
+        room = await service.rooms.join(draft_id, conn)
+    except StoreError as error:
+        conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
+        await conn.run_writer()
+        service.untrack(conn)
+        return
+
+    metrics.CONNECTIONS.inc()
+    logger.info(
+        "connection open draft=%s user=%s session=%s role=%s",
+        draft_id,
+        user,
+        conn.session,
+        role.value,
+    )
+    peer_code = await _serve(websocket, room, conn, service)
+    metrics.CONNECTIONS.dec()
+    code = conn.close_code if conn.close_code is not None else peer_code
+    metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
+    logger.info(
+        "connection closed draft=%s user=%s session=%s code=%s reason=%s",
+        draft_id,
+        user,
+        conn.session,
+        code,
+        conn.close_reason,
+    )
+
+
+async def _serve(websocket: WebSocket, room: Room, conn: Connection, service: Service) -> int:
+    """Read until the peer goes or the connection is closed; return the peer's close code."""
+    writer = service.spawn_writer(conn)
+    peer_code = 1005
+    try:
+        peer_code = await _read(websocket, room, conn)
+    except ProtocolError as error:
+        conn.close(CloseCode.MALFORMED, str(error))
+    finally:
+        service.rooms.leave(room, conn)
+        conn.close(1000, "")  # no-op when a close is already under way
+        await writer
+        service.untrack(conn)
+    return peer_code
+
+
+async def _read(websocket: WebSocket, room: Room, conn: Connection) -> int:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return int(message.get("code", 1005))
+        data = message.get("bytes")
+        if data is None:
+            raise MalformedMessage("text frames are not part of the protocol: send binary frames")
+        if not conn.is_open:
+            continue  # closing: what the client still sends is dropped, not applied
+        metrics.BYTES_RECEIVED.inc(len(data))
+        await room.receive(conn, decode_message(data))

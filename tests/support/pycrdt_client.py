@@ -1,0 +1,96 @@
+"""A Python editor: a pycrdt `Doc` over a plain WebSocket client (the `websockets` library).
+
+It speaks y-protocols with pycrdt's own helpers (`create_sync_message`, `handle_sync_message`),
+not with draftsync's `crdt.protocol`, so it is an independent second implementation.
+Local edits go through `edit()`, which sends exactly the update the edit produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import websockets
+from pycrdt import (
+    Doc,
+    Map,
+    Text,
+    YMessageType,
+    YSyncMessageType,
+    create_sync_message,
+    create_update_message,
+    handle_sync_message,
+)
+
+__all__ = ["PycrdtClient"]
+
+
+class PycrdtClient:
+    def __init__(self, ws_url: str, room: str, token: str) -> None:
+        self.url = f"{ws_url}/{room}?token={token}"
+        self.doc: Doc = Doc()
+        self.synced = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._changed = asyncio.Condition()
+        self._socket: websockets.ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def connect(self) -> PycrdtClient:
+        self.synced.clear()
+        self.closed.clear()
+        self._socket = await websockets.connect(self.url, max_size=None)
+        self._reader = asyncio.create_task(self._read())
+        await self._socket.send(create_sync_message(self.doc))
+        return self
+
+    async def disconnect(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader
+
+    def text(self, field: str) -> str:
+        return str(self.doc.get(field, type=Text))
+
+    def fields(self) -> dict[str, Any]:
+        return self.doc.get("fields", type=Map).to_py() or {}
+
+    async def edit(self, change: Callable[[Doc], None]) -> None:
+        """Make a local change and send its update (if connected)."""
+        before = self.doc.get_state()
+        change(self.doc)
+        update = self.doc.get_update(before)
+        if self._socket is not None and not self.closed.is_set():
+            await self._socket.send(create_update_message(update))
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def _read(self) -> None:
+        assert self._socket is not None
+        try:
+            async for message in self._socket:
+                assert isinstance(message, bytes)
+                if message[0] == YMessageType.SYNC:
+                    reply = handle_sync_message(message[1:], self.doc)
+                    if reply is not None:
+                        await self._socket.send(reply)
+                    if message[1] == YSyncMessageType.SYNC_STEP2:
+                        self.synced.set()
+                async with self._changed:
+                    self._changed.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            rcvd = self._socket.protocol.close_rcvd
+            self.close_code = rcvd.code if rcvd else None
+            self.close_reason = rcvd.reason if rcvd else None
+            self.closed.set()
+            async with self._changed:
+                self._changed.notify_all()

@@ -102,7 +102,7 @@ async def metrics_endpoint(request: Request) -> Response:
 def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = await Store.open(settings.database_path)
+        store = await Store.open(settings.database_path, fsync=settings.fsync)
         service = Service(settings, store)
         service.start()
         app.state.service = service

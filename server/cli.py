@@ -109,6 +109,25 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="unload a draft this long after its last client left (%(default)s)",
     )
+    serve.add_argument(
+        "--send-queue-messages",
+        type=_positive_int,
+        default=4096,
+        metavar="N",
+        help="messages queued for one client before it is closed as too slow, 4408 (%(default)s)",
+    )
+    serve.add_argument(
+        "--send-queue-bytes",
+        type=_positive_int,
+        default=32 * 1024 * 1024,
+        metavar="BYTES",
+        help="bytes queued for one client before it is closed as too slow, 4408 (%(default)s)",
+    )
+    serve.add_argument(
+        "--fsync",
+        action="store_true",
+        help="SQLite synchronous=FULL: commits survive power loss, not only a crash (slower)",
+    )
     serve.add_argument("--log-level", default="info", help="logging level (%(default)s)")
 
     token = commands.add_parser(
@@ -144,6 +163,9 @@ def _serve(args: argparse.Namespace) -> int:
         snapshot_every_updates=args.snapshot_every,
         snapshot_every_bytes=args.snapshot_bytes,
         room_grace_seconds=args.room_grace,
+        send_queue_messages=args.send_queue_messages,
+        send_queue_bytes=args.send_queue_bytes,
+        fsync=args.fsync,
     )
     config = uvicorn.Config(
         create_app(settings),

@@ -33,6 +33,7 @@ class Settings:
     send_queue_messages: int = 4096
     send_queue_bytes: int = 32 * 1024 * 1024
     # Updates waiting for the group commit, across all rooms; readers wait when it is full.
+    fsync: bool = False  # SQLite synchronous=FULL instead of NORMAL
     commit_queue_updates: int = 20_000
     max_batch_updates: int = 2_000
 

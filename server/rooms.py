@@ -207,8 +207,8 @@ class Room:
         write.sender.mark_committed()
         self._since_snapshot += 1
         self._bytes_since_snapshot += len(record.data)
-        due = self._snapshotter.due(self._since_snapshot, self._bytes_since_snapshot)
-        if due and self._snapshotter.request(self.draft_id, record.version):
+        if self._snapshotter.due(self._since_snapshot, self._bytes_since_snapshot):
+            self._snapshotter.request(self.draft_id, record.version)
             self._since_snapshot = 0
             self._bytes_since_snapshot = 0
 

@@ -26,18 +26,28 @@ class Snapshotter:
         self.every_updates = every_updates
         self.every_bytes = every_bytes
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._wanted: dict[str, int] = {}  # newest version asked for while one was running
 
     def due(self, updates: int, size: int) -> bool:
         return updates >= self.every_updates or size >= self.every_bytes
 
-    def request(self, draft_id: str, version: int) -> bool:
-        """Start a snapshot of `draft_id` at `version` unless one is running for it."""
+    def request(self, draft_id: str, version: int) -> None:
+        """Snapshot `draft_id` at `version`; if one is running, at the newest version asked
+        for once it is done (so a burst that ends while a snapshot runs is not left behind)."""
         if draft_id in self._running:
-            return False
-        task = asyncio.create_task(self._take(draft_id, version))
+            self._wanted[draft_id] = version
+            return
+        task = asyncio.create_task(self._run(draft_id, version))
         self._running[draft_id] = task
         task.add_done_callback(lambda _: self._running.pop(draft_id, None))
-        return True
+
+    async def _run(self, draft_id: str, version: int) -> None:
+        while True:
+            await self._take(draft_id, version)
+            wanted = self._wanted.pop(draft_id, None)
+            if wanted is None or wanted <= version:
+                return
+            version = wanted
 
     async def wait(self) -> None:
         """Let running snapshots finish (shutdown, tests)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,8 @@ from pycrdt import (
 
 __all__ = ["PycrdtClient"]
 
+WRITE_ACK = 102
+
 
 class PycrdtClient:
     def __init__(self, ws_url: str, room: str, token: str) -> None:
@@ -37,6 +40,7 @@ class PycrdtClient:
         self.close_reason: str | None = None
         self._changed = asyncio.Condition()
         self._socket: websockets.ClientConnection | None = None
+        self._acks: dict[bytes, asyncio.Event] = {}
         self._reader: asyncio.Task[None] | None = None
 
     async def connect(self) -> PycrdtClient:
@@ -68,6 +72,18 @@ class PycrdtClient:
         if self._socket is not None and not self.closed.is_set():
             await self._socket.send(create_update_message(update))
 
+    async def flush(self, timeout: float = 30) -> None:
+        """Wait until the server has committed and relayed everything sent so far.
+
+        Uses draftsync's opt-in write acknowledgement (message 102), framed by hand here.
+        """
+        assert self._socket is not None
+        token = os.urandom(8)
+        done = self._acks[token] = asyncio.Event()
+        await self._socket.send(bytes([WRITE_ACK, len(token)]) + token)
+        async with asyncio.timeout(timeout):
+            await done.wait()
+
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(predicate)
@@ -77,7 +93,9 @@ class PycrdtClient:
         try:
             async for message in self._socket:
                 assert isinstance(message, bytes)
-                if message[0] == YMessageType.SYNC:
+                if message[0] == WRITE_ACK:  # 102 < 128: one byte, then varUint8Array
+                    self._acks.pop(message[2:], asyncio.Event()).set()
+                elif message[0] == YMessageType.SYNC:
                     reply = handle_sync_message(message[1:], self.doc)
                     if reply is not None:
                         await self._socket.send(reply)

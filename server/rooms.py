@@ -80,6 +80,8 @@ class Room:
         self._subscription: Subscription | None = None
         self._since_snapshot = 0
         self._bytes_since_snapshot = 0
+        # Called after each commit, in version order (metadata, journal): keep them cheap.
+        self.commit_listeners: list[Callable[[Room, UpdateRecord], None]] = []
         self._handlers: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
             SyncStep1: self._on_sync_step1,
             SyncStep2: self._on_update,
@@ -205,6 +207,8 @@ class Room:
             self._relay(record.data, sender=write.sender)
         assert isinstance(write.sender, Connection)
         write.sender.mark_committed()
+        for listener in self.commit_listeners:
+            listener(self, record)
         self._since_snapshot += 1
         self._bytes_since_snapshot += len(record.data)
         if self._snapshotter.due(self._since_snapshot, self._bytes_since_snapshot):

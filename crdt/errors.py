@@ -7,7 +7,8 @@
         MalformedMessage
         UnknownMessageType
         UndecodableUpdate
-      RuleError
+      RuleError               a value the field's type or rule refuses (REST: 422)
+      SchemaError             a schema file that breaks the schema rules (at start)
 
 ``server/errors.py`` extends the tree and maps each class to a WebSocket close code.
 """
@@ -17,6 +18,7 @@ __all__ = [
     "MalformedMessage",
     "ProtocolError",
     "RuleError",
+    "SchemaError",
     "UndecodableUpdate",
     "UnknownMessageType",
 ]
@@ -44,3 +46,7 @@ class UndecodableUpdate(ProtocolError):
 
 class RuleError(DraftsyncError):
     """A change that breaks a semantic rule."""
+
+
+class SchemaError(DraftsyncError):
+    """A schema that names an unknown kind, type or rule, or breaks a rule's needs."""

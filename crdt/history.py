@@ -13,8 +13,10 @@ from pycrdt import Doc
 __all__ = ["compact", "rebuild"]
 
 
-def rebuild(snapshot: bytes | None, tail: Iterable[bytes]) -> Doc:
-    doc: Doc = Doc()
+def rebuild(snapshot: bytes | None, tail: Iterable[bytes], *, client_id: int | None = None) -> Doc:
+    """A fresh doc holding the snapshot and the tail; `client_id` is the id the doc writes
+    with (the server passes a 32-bit one, as Yjs clients use, to keep its updates small)."""
+    doc: Doc = Doc(client_id=client_id)
     if snapshot is not None:
         doc.apply_update(snapshot)
     for update in tail:

@@ -98,6 +98,30 @@ class Reader:
                 f"at string offset {exc.start}"
             ) from exc
 
+    def read_bytes(self, length: int) -> bytes:
+        pos = self.pos
+        end = pos + length
+        if end > len(self.buf):
+            raise MalformedMessage(
+                f"{length} bytes at {pos} run past the end (frame is {len(self.buf)} bytes)"
+            )
+        self.pos = end
+        return self.buf[pos:end]
+
+    def read_var_int(self) -> int:
+        """lib0 varInt: the first byte holds a sign bit (0x40) and 6 value bits."""
+        first = self.read_uint8()
+        value = first & 0x3F
+        shift = 6
+        byte = first
+        while byte & 0x80:
+            if shift > 53:
+                raise MalformedMessage(f"varInt at byte {self.pos} is too long")
+            byte = self.read_uint8()
+            value |= (byte & 0x7F) << shift
+            shift += 7
+        return -value if first & 0x40 else value
+
     def read_uint8(self) -> int:
         pos = self.pos
         if pos >= len(self.buf):

@@ -1,17 +1,67 @@
-"""Reading Yjs update v1 headers without a Doc.
+"""Reading Yjs update v1 without a Doc: struct headers, map keys, values, the delete set.
 
-An update starts with its struct groups, one per client::
+Layout (yjs `src/utils/encoding.js`, `Item.write`; shared/docs/wire-formats.md)::
 
-    varUint numClientGroups
-    per group: varUint numStructs, varUint client, varUint clock, structs...
-    delete set: varUint numClients, per client: varUint client, varUint numRanges, ranges...
+    update      = varUint numGroups, group*, deleteSet
+    group       = varUint numStructs, varUint client, varUint clock, struct*
+    struct      = info:uint8, ...
+      info & 0x1F: 0 GC (varUint len) | 10 Skip (varUint len) | else an Item with content ref:
+                   1 Deleted  2 JSON  3 Binary  4 String  5 Embed  6 Format  7 Type  8 Any  9 Doc
+      info & 0x80: origin (left id: varUint client, varUint clock)
+      info & 0x40: right origin (same layout)
+      neither:     parent = varUint 1 + varString root name | varUint 0 + id of the parent item;
+                   then, if info & 0x20, parentSub (varString: the map key)
+    deleteSet   = varUint numClients, (varUint client, varUint numRanges, (clock, len)*)*
+
+Only the first write of a map key names its parent and key; later writes carry an origin and
+inherit both from it, so callers that need keys keep an index of the ids they have seen
+(`crdt.fields.FieldIndex`). Clocks count UTF-16 code units for strings, as Yjs does.
+
+This is deliberately not on the per-update path: the room decodes only updates that touched
+the `fields` map (a pycrdt observer tells which), see shared/docs/conflict-detection.md.
 """
 
 from __future__ import annotations
 
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from crdt.errors import MalformedMessage, UndecodableUpdate
 from crdt.lib0 import Reader
 
-__all__ = ["first_client_id"]
+__all__ = [
+    "NO_VALUE",
+    "DecodedUpdate",
+    "ItemHeader",
+    "decode_update",
+    "first_client_id",
+]
+
+Id = tuple[int, int]  # (client, clock)
+
+NO_VALUE: Any = object()
+"""The value of an item whose content carries none we read (deleted, text, types, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemHeader:
+    id: Id
+    length: int  # clocks the item spans (merged deleted runs span several)
+    origin: Id | None
+    right_origin: Id | None
+    parent_root: str | None  # the root type's name, when the item names its parent
+    parent_sub: str | None  # the map key, when the item names its parent
+    deleted: bool  # content is Deleted (the content itself is gone)
+    value: Any  # the one value of an Any/JSON/String content of length 1, else NO_VALUE
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedUpdate:
+    items: list[ItemHeader]
+    delete_set: dict[int, list[tuple[int, int]]]  # client -> [(clock, length)]
 
 
 def first_client_id(update: bytes) -> int | None:
@@ -24,3 +74,165 @@ def first_client_id(update: bytes) -> int | None:
         return None
     reader.read_var_uint()  # numStructs
     return reader.read_var_uint()
+
+
+def decode_update(update: bytes) -> DecodedUpdate:
+    try:
+        return _decode(Reader(update))
+    except MalformedMessage as exc:
+        raise UndecodableUpdate(f"undecodable Yjs update: {exc}") from exc
+
+
+def _decode(reader: Reader) -> DecodedUpdate:
+    items: list[ItemHeader] = []
+    for _ in range(reader.read_var_uint()):
+        count = reader.read_var_uint()
+        client = reader.read_var_uint()
+        clock = reader.read_var_uint()
+        for _ in range(count):
+            info = reader.read_uint8()
+            ref = info & 0x1F
+            if ref in (0, 10):  # GC or Skip: a run of clocks with nothing we can read
+                clock += reader.read_var_uint()
+                continue
+            item = _read_item(reader, info, (client, clock))
+            items.append(item)
+            clock += item.length
+    delete_set: dict[int, list[tuple[int, int]]] = {}
+    for _ in range(reader.read_var_uint()):
+        client = reader.read_var_uint()
+        ranges = delete_set.setdefault(client, [])
+        for _ in range(reader.read_var_uint()):
+            ranges.append((reader.read_var_uint(), reader.read_var_uint()))
+    return DecodedUpdate(items=items, delete_set=delete_set)
+
+
+def _read_id(reader: Reader) -> Id:
+    return (reader.read_var_uint(), reader.read_var_uint())
+
+
+def _read_item(reader: Reader, info: int, item_id: Id) -> ItemHeader:
+    origin = _read_id(reader) if info & 0x80 else None
+    right_origin = _read_id(reader) if info & 0x40 else None
+    parent_root = parent_sub = None
+    if origin is None and right_origin is None:
+        if reader.read_var_uint() == 1:
+            parent_root = reader.read_var_string()
+        else:
+            _read_id(reader)  # a nested type's item: not a root we index
+        if info & 0x20:
+            parent_sub = reader.read_var_string()
+    ref = info & 0x1F
+    reader_fn = _CONTENT.get(ref)
+    if reader_fn is None:
+        raise MalformedMessage(f"unknown content ref {ref} in item {item_id}")
+    length, value = reader_fn(reader)
+    return ItemHeader(
+        id=item_id,
+        length=length,
+        origin=origin,
+        right_origin=right_origin,
+        parent_root=parent_root,
+        parent_sub=parent_sub,
+        deleted=ref == 1,
+        value=value,
+    )
+
+
+# -- contents: each reader returns (length in clocks, the value or NO_VALUE) -------------------
+
+
+def _deleted(reader: Reader) -> tuple[int, Any]:
+    return reader.read_var_uint(), NO_VALUE
+
+
+def _json(reader: Reader) -> tuple[int, Any]:
+    values = []
+    for _ in range(reader.read_var_uint()):
+        text = reader.read_var_string()
+        values.append(None if text == "undefined" else _parse_json(text))
+    return len(values), values[0] if len(values) == 1 else NO_VALUE
+
+
+def _binary(reader: Reader) -> tuple[int, Any]:
+    return 1, reader.read_var_bytes()
+
+
+def _string(reader: Reader) -> tuple[int, Any]:
+    text = reader.read_var_string()
+    return len(text.encode("utf-16-le")) // 2, text
+
+
+def _embed(reader: Reader) -> tuple[int, Any]:
+    return 1, _parse_json(reader.read_var_string())
+
+
+def _format(reader: Reader) -> tuple[int, Any]:
+    reader.read_var_string()
+    reader.read_var_string()
+    return 1, NO_VALUE
+
+
+def _type(reader: Reader) -> tuple[int, Any]:
+    if reader.read_var_uint() in (3, 5):  # XmlElement and XmlHook carry a name
+        reader.read_var_string()
+    return 1, NO_VALUE
+
+
+def _any(reader: Reader) -> tuple[int, Any]:
+    values = [read_any(reader) for _ in range(reader.read_var_uint())]
+    return len(values), values[0] if len(values) == 1 else NO_VALUE
+
+
+def _doc(reader: Reader) -> tuple[int, Any]:
+    reader.read_var_string()
+    read_any(reader)
+    return 1, NO_VALUE
+
+
+_CONTENT: dict[int, Callable[[Reader], tuple[int, Any]]] = {
+    1: _deleted,
+    2: _json,
+    3: _binary,
+    4: _string,
+    5: _embed,
+    6: _format,
+    7: _type,
+    8: _any,
+    9: _doc,
+}
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise MalformedMessage(f"invalid JSON content: {exc}") from exc
+
+
+def read_any(reader: Reader) -> Any:
+    """lib0 `readAny`: a tagged value (tags 116-127)."""
+    tag = reader.read_uint8()
+    if tag == 119:
+        return reader.read_var_string()
+    if tag == 125:
+        return reader.read_var_int()
+    if tag == 123:
+        return struct.unpack(">d", reader.read_bytes(8))[0]
+    if tag == 124:
+        return struct.unpack(">f", reader.read_bytes(4))[0]
+    if tag == 122:
+        return struct.unpack(">q", reader.read_bytes(8))[0]
+    if tag == 121:
+        return False
+    if tag == 120:
+        return True
+    if tag in (126, 127):
+        return None
+    if tag == 118:
+        return {reader.read_var_string(): read_any(reader) for _ in range(reader.read_var_uint())}
+    if tag == 117:
+        return [read_any(reader) for _ in range(reader.read_var_uint())]
+    if tag == 116:
+        return reader.read_var_bytes()
+    raise MalformedMessage(f"unknown lib0 any tag {tag}")

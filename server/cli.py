@@ -13,6 +13,8 @@ from types import FrameType
 
 import uvicorn
 
+from crdt.errors import SchemaError
+from crdt.schema import DEFAULT_SCHEMA, load_schema
 from server.app import create_app
 from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
@@ -89,6 +91,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "(a crash may lose the last batch that others already saw)",
     )
     serve.add_argument(
+        "--schema",
+        type=Path,
+        metavar="FILE.toml",
+        help="draft schema (fields, kinds, rules); default: the campaign draft of design.md",
+    )
+    serve.add_argument(
         "--snapshot-every",
         type=_positive_int,
         default=1000,
@@ -152,8 +160,14 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    try:
+        schema = load_schema(args.schema) if args.schema else DEFAULT_SCHEMA
+    except SchemaError as error:
+        print(f"draftsync: bad schema: {error}", file=sys.stderr)
+        return 2
     secret = load_secret(args.data)
     settings = Settings(
+        schema=schema,
         data_dir=args.data,
         secret=secret,
         host=args.host,

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from crdt.schema import DEFAULT_SCHEMA, Schema
+
 __all__ = ["Durability", "Settings"]
 
 
@@ -24,6 +26,7 @@ class Settings:
     port: int = 8000
     max_message_bytes: int = 16 * 1024 * 1024
     durability: Durability = Durability.DURABLE
+    schema: Schema = DEFAULT_SCHEMA
     # A snapshot is taken when a draft has this many updates, or bytes, since its last one.
     snapshot_every_updates: int = 1000
     snapshot_every_bytes: int = 4 * 1024 * 1024

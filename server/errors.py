@@ -4,11 +4,19 @@ The tree continues the one in `crdt.errors`::
 
     DraftsyncError
       ProtocolError (crdt)        -> 4400 / 400
+        InvalidDraftId
+        BadRequest                -> 4400 / 400 (REST: a body that is not JSON, a bad cursor)
+          ValidationFailed        -> 4400 / 422 (REST: JSON of the wrong shape or values)
+          BodyTooLarge            -> 4400 / 413
+          Conflict                -> 4400 / 409 (REST: an id taken, no owner left)
       AccessError
         InvalidToken              -> 4401 / 401
         Forbidden                 -> 4403 / 404 (REST never tells a stranger a draft exists)
+        NotPermitted              -> 4403 / 403 (REST: the role reaches the draft, not this act)
         UnknownDraft              -> 4404 / 404
       StoreError                  -> 1013 / 503
+      RuleError (crdt)            -> 4400 / 422
+      SchemaError (crdt)          -> 1013 / 500 (raised at start only)
 
 The close code is resolved by walking the exception's MRO, so a new subclass inherits the
 answer of its parent and nothing falls through to a generic code.
@@ -18,16 +26,21 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from crdt.errors import DraftsyncError, ProtocolError
+from crdt.errors import DraftsyncError, ProtocolError, RuleError, SchemaError
 
 __all__ = [
     "AccessError",
+    "BadRequest",
+    "BodyTooLarge",
     "CloseCode",
+    "Conflict",
     "Forbidden",
     "InvalidDraftId",
     "InvalidToken",
+    "NotPermitted",
     "StoreError",
     "UnknownDraft",
+    "ValidationFailed",
     "close_code_for",
     "http_status_for",
 ]
@@ -50,6 +63,26 @@ class InvalidDraftId(ProtocolError):
     """A draft id outside `[A-Za-z0-9_-]{1,128}`."""
 
 
+class BadRequest(ProtocolError):
+    """A REST request we cannot read: a body that is not JSON, a malformed cursor."""
+
+
+class ValidationFailed(BadRequest):
+    """A JSON body or query of the wrong shape; `errors` lists each problem with its place."""
+
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class BodyTooLarge(BadRequest):
+    """A request body over the REST limit."""
+
+
+class Conflict(BadRequest):
+    """A request the draft's current state forbids: an id already taken, no owner left."""
+
+
 class AccessError(DraftsyncError):
     """The caller may not do this."""
 
@@ -60,6 +93,10 @@ class InvalidToken(AccessError):
 
 class Forbidden(AccessError):
     """The user has no role on this draft that allows the request."""
+
+
+class NotPermitted(AccessError):
+    """The user reaches the draft, but its role does not allow this (only owners share)."""
 
 
 class UnknownDraft(AccessError):
@@ -74,8 +111,14 @@ _ANSWERS: dict[type[DraftsyncError], tuple[CloseCode, int]] = {
     ProtocolError: (CloseCode.MALFORMED, 400),
     InvalidToken: (CloseCode.UNAUTHORIZED, 401),
     Forbidden: (CloseCode.FORBIDDEN, 404),
+    NotPermitted: (CloseCode.FORBIDDEN, 403),
+    ValidationFailed: (CloseCode.MALFORMED, 422),
+    BodyTooLarge: (CloseCode.MALFORMED, 413),
+    Conflict: (CloseCode.MALFORMED, 409),
     UnknownDraft: (CloseCode.UNKNOWN_DRAFT, 404),
     StoreError: (CloseCode.TRY_AGAIN_LATER, 503),
+    RuleError: (CloseCode.MALFORMED, 422),
+    SchemaError: (CloseCode.TRY_AGAIN_LATER, 500),  # only at start: a bad --schema file
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 
 from crdt.history import rebuild
@@ -77,6 +78,7 @@ class RoomRegistry:
             pipeline=self._pipeline,
             snapshotter=self._snapshotter,
             durability=self._settings.durability,
+            schema=self._settings.schema,
             on_failed=self._forget,
         )
         self._rooms[draft_id] = room
@@ -90,7 +92,9 @@ class RoomRegistry:
         started = time.perf_counter()
         try:
             state = await self._store.load(room.draft_id)
-            doc = await asyncio.to_thread(rebuild, state.snapshot, state.tail)
+            # A fresh 32-bit client id per load: the server's own changes stay small on the wire.
+            client_id = secrets.randbits(32)
+            doc = await asyncio.to_thread(rebuild, state.snapshot, state.tail, client_id=client_id)
         except BaseException:
             self._forget(room)
             raise

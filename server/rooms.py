@@ -22,6 +22,7 @@ from typing import Any
 from pycrdt import Doc, Subscription, TransactionEvent
 
 from crdt.errors import MalformedMessage, UndecodableUpdate
+from crdt.origins import ServerOrigin
 from crdt.protocol import (
     Auth,
     Awareness,
@@ -33,6 +34,7 @@ from crdt.protocol import (
     WriteAck,
     encode_message,
 )
+from crdt.schema import Schema
 from crdt.updates import first_client_id
 from server import metrics
 from server.commits import CommitPipeline, PendingWrite
@@ -40,10 +42,13 @@ from server.config import Durability
 from server.connection import Connection
 from server.errors import CloseCode, StoreError
 from server.presence import Presence
+from server.semantics import Review, SemanticFields
 from server.snapshots import Snapshotter
 from server.store import UpdateRecord
 
-__all__ = ["Room", "RoomState"]
+__all__ = ["SERVER_USER", "Room", "RoomState"]
+
+SERVER_USER = "draftsync"  # the `user` of updates the server writes itself
 
 logger = logging.getLogger("draftsync.rooms")
 
@@ -63,9 +68,12 @@ class Room:
         pipeline: CommitPipeline,
         snapshotter: Snapshotter,
         durability: Durability,
+        schema: Schema,
         on_failed: Callable[[Room], None],
     ) -> None:
         self.draft_id = draft_id
+        self.schema = schema
+        self.semantics: SemanticFields | None = None
         self.state = RoomState.LOADING
         self.doc: Doc = Doc()
         self.connections: set[Connection] = set()
@@ -98,6 +106,7 @@ class Room:
         self.doc = doc
         self.version = version
         self._since_snapshot = since_snapshot
+        self.semantics = SemanticFields(doc, self.schema)
         self._subscription = doc.observe(self._capture_changes)
         self.state = RoomState.OPEN
 
@@ -106,6 +115,9 @@ class Room:
         if self._subscription is not None:
             self.doc.unobserve(self._subscription)
             self._subscription = None
+        if self.semantics is not None:
+            self.semantics.close()
+            self.semantics = None
         self.state = RoomState.CLOSED
         self.doc = Doc()
 
@@ -161,21 +173,45 @@ class Room:
         changes, self._changes = self._changes, None
         if changes is None:
             return  # nothing new (a duplicate), or held by pycrdt until its dependencies arrive
+        now = time.time()
+        conn.submitted += 1
+        self._accept(changes, sender=conn, user=conn.user, session=conn.session, now=now)
+        if self.semantics is not None and self.semantics.touched:
+            review = self.semantics.review(changes, conn.origin, now=now)
+            if review.writes_doc:
+                self.write_as_server("rules", lambda doc: _apply_review(self, review))
+
+    def write_as_server(self, reason: str, change: Callable[[Doc], None]) -> int | None:
+        """Make a change as the server (rules, REST): stored and relayed like any update,
+        to every connection. Returns its version, None if it changed nothing."""
+        with self.doc.transaction(origin=ServerOrigin(reason)):
+            change(self.doc)
+        changes, self._changes = self._changes, None
+        if changes is None:
+            return None
+        if self.semantics is not None:
+            self.semantics.absorb(changes)
+        return self._accept(changes, sender=None, user=SERVER_USER, session=reason, now=time.time())
+
+    def _accept(
+        self, changes: bytes, *, sender: Connection | None, user: str, session: str, now: float
+    ) -> int:
+        """Number an applied change and hand it to the group commit."""
         self.version += 1
         record = UpdateRecord(
             draft_id=self.draft_id,
             version=self.version,
             data=changes,
-            user=conn.user,
-            session=conn.session,
+            user=user,
+            session=session,
             client_id=first_client_id(changes),
-            created_at=time.time(),
+            created_at=now,
         )
-        conn.submitted += 1
         self._pending += 1
         if self._relay_on_accept:
-            self._relay(changes, sender=conn)
-        self._pipeline.submit(PendingWrite(target=self, sender=conn, record=record))
+            self._relay(changes, sender=sender)
+        self._pipeline.submit(PendingWrite(target=self, sender=sender, record=record))
+        return self.version
 
     async def _on_awareness(self, conn: Connection, message: Awareness) -> None:
         accepted = self.presence.apply(message.update)
@@ -205,8 +241,8 @@ class Room:
         record = write.record
         if not self._relay_on_accept:
             self._relay(record.data, sender=write.sender)
-        assert isinstance(write.sender, Connection)
-        write.sender.mark_committed()
+        if isinstance(write.sender, Connection):
+            write.sender.mark_committed()
         for listener in self.commit_listeners:
             listener(self, record)
         self._since_snapshot += 1
@@ -247,3 +283,18 @@ class Room:
 
     def _capture_changes(self, event: TransactionEvent) -> None:
         self._changes = event.update
+
+
+def _apply_review(room: Room, review: Review) -> None:
+    semantics = room.semantics
+    assert semantics is not None
+    for key, value in review.values.items():
+        semantics.fields[key] = value
+    for key in review.removals:
+        del semantics.fields[key]
+    for conflict_id, entry in review.conflicts.items():
+        semantics.conflicts[conflict_id] = entry
+    for name, positions in review.list_deletions.items():
+        array = semantics.lists[name]
+        for position in reversed(positions):
+            del array[position]

@@ -31,9 +31,9 @@ WRITE_ACK = 102
 
 
 class PycrdtClient:
-    def __init__(self, ws_url: str, room: str, token: str) -> None:
+    def __init__(self, ws_url: str, room: str, token: str, *, client_id: int | None = None) -> None:
         self.url = f"{ws_url}/{room}?token={token}"
-        self.doc: Doc = Doc()
+        self.doc: Doc = Doc(client_id=client_id)
         self.synced = asyncio.Event()
         self.closed = asyncio.Event()
         self.close_code: int | None = None

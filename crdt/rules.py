@@ -1,0 +1,126 @@
+"""What a semantic field's rule makes of the writes one update brought to a key.
+
+`decide` is pure: it gets the field, the value the server held before the update, the map
+writes of the update (from `crdt.fields.FieldIndex`, in causal order, each flagged concurrent
+or not) and the value Yjs ended up with, and answers what the server must write, if anything.
+
+- A value of the wrong type is rejected: the server writes back the last good value.
+- `transition`: a move that is not allowed from the value *its writer saw* is rejected.
+- Rules act on concurrent writes only (design.md): a sequential write is the writer's intent
+  and stands. Concurrent writes are settled by `max`, `min`, `precedence` (and `transition`,
+  which settles concurrent allowed moves by precedence), or kept as Yjs chose them and opened as
+  a conflict (`manual`); `lww` keeps Yjs's choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from crdt.fields import MapWrite
+from crdt.schema import Field, Rule
+from crdt.updates import NO_VALUE
+
+__all__ = ["Decision", "decide", "duplicate_positions"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    value: Any = NO_VALUE  # what the key must hold; NO_VALUE: Yjs's value stands
+    remove: bool = False  # no acceptable value exists: the key must go
+    rejected: tuple[MapWrite, ...] = ()
+    conflict: tuple[MapWrite, ...] = ()  # for `manual`: the concurrent writes to put to people
+    conflict_with_before: bool = False  # ... and whether the value held before is a candidate
+
+    @property
+    def changes_doc(self) -> bool:
+        return self.value is not NO_VALUE or self.remove
+
+
+def decide(field: Field, *, before: Any, writes: Sequence[MapWrite], current: Any) -> Decision:
+    valid: list[MapWrite] = []
+    rejected: list[MapWrite] = []
+    for write in writes:
+        if write.value is NO_VALUE:
+            continue  # a deleted item: nothing to judge
+        if _allowed(field, write, before):
+            valid.append(write)
+        else:
+            rejected.append(write)
+    good_before = before is not NO_VALUE and field.accepts(before)
+    candidates = ([before] if good_before else []) + [w.value for w in valid]
+    concurrent = [w for w in valid if w.concurrent]
+
+    if concurrent and field.rule in (Rule.MAX, Rule.MIN, Rule.PRECEDENCE, Rule.TRANSITION):
+        target = _settle(field, candidates)
+    elif _acceptable(current, candidates):
+        target = current
+    elif valid:
+        target = valid[-1].value
+    else:
+        target = before if good_before else NO_VALUE
+
+    conflict: tuple[MapWrite, ...] = ()
+    if field.rule is Rule.MANUAL and concurrent and len({_hashable(c) for c in candidates}) > 1:
+        conflict = tuple(concurrent)
+    if target is NO_VALUE:
+        remove = current is not NO_VALUE and current is not None
+        return Decision(remove=remove, rejected=tuple(rejected), conflict=conflict)
+    value = NO_VALUE if _same(target, current) else target
+    return Decision(
+        value=value,
+        rejected=tuple(rejected),
+        conflict=conflict,
+        conflict_with_before=bool(conflict) and good_before,
+    )
+
+
+def duplicate_positions(values: Sequence[Any]) -> list[int]:
+    """Positions of values seen earlier in the list (`union` keeps the first of each)."""
+    seen: set[Any] = set()
+    duplicates = []
+    for position, value in enumerate(values):
+        key = _hashable(value)
+        if key in seen:
+            duplicates.append(position)
+        seen.add(key)
+    return duplicates
+
+
+def _allowed(field: Field, write: MapWrite, before: Any) -> bool:
+    if not field.accepts(write.value):
+        return False
+    if field.rule is not Rule.TRANSITION:
+        return True
+    # What the writer saw: its origin's value; a first write saw the schema's initial value.
+    saw = write.seen
+    if saw is NO_VALUE:
+        saw = before if write.origin is not None and before is not NO_VALUE else field.initial
+    if saw is None or _same(saw, write.value):
+        return True
+    return write.value in field.transitions.get(saw, ())
+
+
+def _settle(field: Field, candidates: list[Any]) -> Any:
+    if field.rule is Rule.MAX:
+        return max(candidates)
+    if field.rule is Rule.MIN:
+        return min(candidates)
+    return max(candidates, key=field.rank)  # precedence, and concurrent allowed transitions
+
+
+def _acceptable(current: Any, candidates: list[Any]) -> bool:
+    return any(_same(current, c) for c in candidates)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return (type(a) is type(b) and a == b) or (_is_number(a) and _is_number(b) and a == b)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _hashable(value: Any) -> Any:
+    return repr(value) if isinstance(value, dict | list) else value

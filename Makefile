@@ -1,10 +1,11 @@
 # Two entry points, both safe on a fresh clone: `make serve` and `make test`.
-# Each creates what it needs (the virtual environment, the Node test clients).
+# Each creates what it needs (the virtual environment, the Node test clients, the editor bundle;
+# `make test` also installs Debian's chromium for the browser tests when it is missing).
 VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: serve test lint
+.PHONY: serve test lint web chromium
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,12 +17,30 @@ tests/interop/node_modules/.installed: tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-serve: $(BIN)/.installed
+# The browser editor (served at / and /d/DRAFT_ID): yjs, y-websocket and CodeMirror from npm,
+# bundled by esbuild into web/dist/ (not committed: this step builds it).
+web/node_modules/.installed: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web/dist/.built: web/node_modules/.installed web/build.mjs $(wildcard web/src/*.js web/public/*)
+	cd web && node build.mjs
+	touch $@
+
+web: web/dist/.built
+
+# The browser tests (tests/web/) drive Debian's chromium through Playwright; no browser build is
+# downloaded (`playwright install` is never run). Installing it needs root, as CI runs.
+chromium:
+	@command -v chromium >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+serve: $(BIN)/.installed web/dist/.built
 	$(BIN)/draftsync serve $(ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint tests/interop/node_modules/.installed
+test: lint tests/interop/node_modules/.installed web/dist/.built chromium
 	$(BIN)/pytest

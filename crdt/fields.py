@@ -13,7 +13,8 @@ server holds. This holds whether the incoming write wins or loses Yjs's ordering
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from crdt.updates import NO_VALUE, ItemHeader, decode_update
@@ -21,6 +22,7 @@ from crdt.updates import NO_VALUE, ItemHeader, decode_update
 __all__ = ["FieldIndex", "MapWrite"]
 
 Id = tuple[int, int]
+_NONE: Mapping[Id, Any] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,8 @@ class MapWrite:
     value: Any  # NO_VALUE for a deleted item
     concurrent: bool
     seen: Any  # the value of the origin item (what the writer saw), NO_VALUE if unknown
+    leaf: bool = True  # no other write of the same update builds on this one
+    last: Id | None = None  # the item's last clock, when a merged deleted run spans several
 
 
 class FieldIndex:
@@ -50,18 +54,32 @@ class FieldIndex:
     def value_of(self, item_id: Id) -> Any:
         return self._value_of.get(item_id, NO_VALUE)
 
-    def load(self, state: bytes, *, skip: frozenset[Id] | set[Id] = frozenset()) -> None:
-        """Index a whole document state, leaving out the items in `skip`; reports nothing."""
-        items = [item for item in decode_update(state).items if item.id not in skip]
+    def load(self, state: bytes, *, below: Mapping[int, int] | None = None) -> None:
+        """Index a whole document state; reports nothing.
+
+        With `below` (client -> clock), only clocks under it are indexed: the document as it
+        was before an update whose first clock per client `below` gives. Runs that straddle
+        the cut (deleted runs merge across updates) are cut there."""
+        items = decode_update(state).items
+        if below:
+            items = [cut for item in items if (cut := _cut(item, below)) is not None]
         self._integrate(items, report=False)
         for key in {key for key, _ in self._children}:
             self._winner[key] = self._descend(key)
 
-    def ingest(self, update: bytes) -> list[MapWrite]:
-        """Index the map items of an applied update, in causal order, flagging concurrency."""
-        return self._integrate(decode_update(update).items, report=True)
+    def ingest(self, update: bytes, values: Mapping[Id, Any] | None = None) -> list[MapWrite]:
+        """Index the map items of an applied update, in causal order, flagging concurrency.
 
-    def _integrate(self, items: list[ItemHeader], *, report: bool) -> list[MapWrite]:
+        `values` supplies contents by item id where the update lacks them: the server's doc
+        deletes a write that loses Yjs's ordering while integrating it, so its own report of
+        the transaction carries that write as Deleted; the client's bytes still hold it."""
+        writes = self._integrate(decode_update(update).items, report=True, values=values or {})
+        built_on = {write.origin for write in writes}
+        return [w if (w.last or w.id) not in built_on else replace(w, leaf=False) for w in writes]
+
+    def _integrate(
+        self, items: list[ItemHeader], *, report: bool, values: Mapping[Id, Any] = _NONE
+    ) -> list[MapWrite]:
         writes: list[MapWrite] = []
         waiting = [item for item in items if item.id not in self._key_of]
         # Items arrive grouped by client, not in causal order: take an item once its origin
@@ -73,7 +91,7 @@ class FieldIndex:
                 if key is None:
                     left.append(item)
                 elif report:
-                    writes.append(self._add(item, key))
+                    writes += [self._add(unit, key) for unit in _units(item, values)]
                 else:
                     self._add_node(item, key)
             if len(left) == len(waiting):
@@ -104,6 +122,7 @@ class FieldIndex:
             value=item.value,
             concurrent=concurrent,
             seen=self._value_of.get(item.origin, NO_VALUE) if item.origin else NO_VALUE,
+            last=last,
         )
 
     def _add_node(self, item: ItemHeader, key: str) -> Id:
@@ -127,3 +146,42 @@ class FieldIndex:
                 assert node is not None
                 return node
             node = max(children)  # the largest client id wins (ids are (client, clock))
+
+
+def _cut(item: ItemHeader, below: Mapping[int, int]) -> ItemHeader | None:
+    client, clock = item.id
+    limit = below.get(client)
+    if limit is None or clock + item.length <= limit:
+        return item
+    if clock >= limit:
+        return None
+    return replace(item, length=limit - clock, value=NO_VALUE)
+
+
+def _units(item: ItemHeader, values: Mapping[Id, Any]) -> list[ItemHeader]:
+    """A map item as writes: a merged deleted run of n clocks is n chained writes, each with
+    the value `values` knows for it (a run can hide a write that lost Yjs's ordering)."""
+    client, clock = item.id
+    if item.length == 1:
+        if item.value is NO_VALUE and item.id in values:
+            return [replace(item, value=values[item.id])]
+        return [item]
+    run = [(client, clock + offset) for offset in range(item.length)]
+    if not item.deleted or not any(unit in values for unit in run):
+        return [item]
+    units = []
+    origin = item.origin
+    for offset in range(item.length):
+        unit_id = (client, clock + offset)
+        units.append(
+            replace(
+                item,
+                id=unit_id,
+                length=1,
+                origin=origin,
+                right_origin=None if offset else item.right_origin,
+                value=values.get(unit_id, NO_VALUE),
+            )
+        )
+        origin = unit_id
+    return units

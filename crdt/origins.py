@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ClientOrigin", "Origin", "ServerOrigin"]
+__all__ = ["SERVER_USER", "ClientOrigin", "Origin", "ServerOrigin"]
+
+SERVER_USER = "draftsync"
+"""The user recorded for changes the server writes itself (rules, REST writes, restores)."""
 
 
 @dataclass(frozen=True, slots=True)

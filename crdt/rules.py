@@ -49,12 +49,16 @@ def decide(field: Field, *, before: Any, writes: Sequence[MapWrite], current: An
         else:
             rejected.append(write)
     good_before = before is not NO_VALUE and field.accepts(before)
-    candidates = ([before] if good_before else []) + [w.value for w in valid]
-    concurrent = [w for w in valid if w.concurrent]
+    # The update's writes of this key form chains; a chain's head is its writer's intent.
+    # One concurrent link (often a Deleted item: the writer overwrote it offline) makes the
+    # whole chain concurrent with the value the server held.
+    heads = [w for w in valid if w.leaf]
+    candidates = ([before] if good_before else []) + [w.value for w in heads]
+    stale = any(w.concurrent for w in writes)
 
-    if concurrent and field.rule in (Rule.MAX, Rule.MIN, Rule.PRECEDENCE, Rule.TRANSITION):
+    if stale and heads and field.rule in (Rule.MAX, Rule.MIN, Rule.PRECEDENCE, Rule.TRANSITION):
         target = _settle(field, candidates)
-    elif _acceptable(current, candidates):
+    elif _acceptable(current, candidates + [w.value for w in valid]):
         target = current
     elif valid:
         target = valid[-1].value
@@ -62,10 +66,10 @@ def decide(field: Field, *, before: Any, writes: Sequence[MapWrite], current: An
         target = before if good_before else NO_VALUE
 
     conflict: tuple[MapWrite, ...] = ()
-    if field.rule is Rule.MANUAL and concurrent and len({_hashable(c) for c in candidates}) > 1:
-        conflict = tuple(concurrent)
+    if field.rule is Rule.MANUAL and stale and len({_hashable(c) for c in candidates}) > 1:
+        conflict = tuple(heads)
     if target is NO_VALUE:
-        remove = current is not NO_VALUE and current is not None
+        remove = current is not NO_VALUE
         return Decision(remove=remove, rejected=tuple(rejected), conflict=conflict)
     value = NO_VALUE if _same(target, current) else target
     return Decision(
@@ -95,11 +99,30 @@ def _allowed(field: Field, write: MapWrite, before: Any) -> bool:
         return True
     # What the writer saw: its origin's value; a first write saw the schema's initial value.
     saw = write.seen
+    if saw is NO_VALUE and write.origin is not None:
+        # The origin's value never reached us (the writer overwrote it offline, so it came
+        # as Deleted): accept a value reachable from what the server held by allowed moves.
+        start = before if before is not NO_VALUE else field.initial
+        return start is None or _reachable(field, start, write.value)
     if saw is NO_VALUE:
-        saw = before if write.origin is not None and before is not NO_VALUE else field.initial
+        saw = field.initial
     if saw is None or _same(saw, write.value):
         return True
     return write.value in field.transitions.get(saw, ())
+
+
+def _reachable(field: Field, start: Any, goal: Any) -> bool:
+    seen = {start}
+    frontier = [start]
+    while frontier:
+        state = frontier.pop()
+        if _same(state, goal):
+            return True
+        for move in field.transitions.get(state, ()):
+            if move not in seen:
+                seen.add(move)
+                frontier.append(move)
+    return False
 
 
 def _settle(field: Field, candidates: list[Any]) -> Any:

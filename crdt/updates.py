@@ -33,14 +33,21 @@ from crdt.errors import MalformedMessage, UndecodableUpdate
 from crdt.lib0 import Reader
 
 __all__ = [
+    "MAX_ANY_DEPTH",
     "NO_VALUE",
     "DecodedUpdate",
     "ItemHeader",
+    "check_nesting",
     "decode_update",
     "first_client_id",
+    "may_nest_too_deep",
 ]
 
 Id = tuple[int, int]  # (client, clock)
+
+MAX_ANY_DEPTH = 256
+"""Deepest nesting of arrays/objects in an Any value we accept. yrs decodes Any recursively
+without a limit: a crafted value nested ~30,000 deep crashes the process (SIGSEGV)."""
 
 NO_VALUE: Any = object()
 """The value of an item whose content carries none we read (deleted, text, types, ...)."""
@@ -74,6 +81,20 @@ def first_client_id(update: bytes) -> int | None:
         return None
     reader.read_var_uint()  # numStructs
     return reader.read_var_uint()
+
+
+def may_nest_too_deep(update: bytes) -> bool:
+    """A cheap, conservative test (two C-speed byte counts, none for small updates): False
+    means no Any value in the update can nest deeper than MAX_ANY_DEPTH, since every level
+    takes one array (117, "u") or object (118, "v") tag byte."""
+    return len(update) >= MAX_ANY_DEPTH and (
+        update.count(b"u") + update.count(b"v") >= MAX_ANY_DEPTH
+    )
+
+
+def check_nesting(update: bytes) -> None:
+    """Raise UndecodableUpdate if an Any value nests deeper than MAX_ANY_DEPTH."""
+    decode_update(update)
 
 
 def decode_update(update: bytes) -> DecodedUpdate:
@@ -180,13 +201,13 @@ def _type(reader: Reader) -> tuple[int, Any]:
 
 
 def _any(reader: Reader) -> tuple[int, Any]:
-    values = [read_any(reader) for _ in range(reader.read_var_uint())]
+    values = [read_any(reader, 0) for _ in range(reader.read_var_uint())]
     return len(values), values[0] if len(values) == 1 else NO_VALUE
 
 
 def _doc(reader: Reader) -> tuple[int, Any]:
     reader.read_var_string()
-    read_any(reader)
+    read_any(reader, 0)
     return 1, NO_VALUE
 
 
@@ -206,12 +227,14 @@ _CONTENT: dict[int, Callable[[Reader], tuple[int, Any]]] = {
 def _parse_json(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise MalformedMessage(f"invalid JSON content: {exc}") from exc
 
 
-def read_any(reader: Reader) -> Any:
-    """lib0 `readAny`: a tagged value (tags 116-127)."""
+def read_any(reader: Reader, depth: int) -> Any:
+    """lib0 `readAny`: a tagged value (tags 116-127), nested at most MAX_ANY_DEPTH deep."""
+    if depth > MAX_ANY_DEPTH:
+        raise MalformedMessage(f"value nested deeper than {MAX_ANY_DEPTH} levels")
     tag = reader.read_uint8()
     if tag == 119:
         return reader.read_var_string()
@@ -230,9 +253,12 @@ def read_any(reader: Reader) -> Any:
     if tag in (126, 127):
         return None
     if tag == 118:
-        return {reader.read_var_string(): read_any(reader) for _ in range(reader.read_var_uint())}
+        return {
+            reader.read_var_string(): read_any(reader, depth + 1)
+            for _ in range(reader.read_var_uint())
+        }
     if tag == 117:
-        return [read_any(reader) for _ in range(reader.read_var_uint())]
+        return [read_any(reader, depth + 1) for _ in range(reader.read_var_uint())]
     if tag == 116:
         return reader.read_var_bytes()
     raise MalformedMessage(f"unknown lib0 any tag {tag}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-from server.errors import Forbidden, InvalidDraftId
+from server.errors import Forbidden, InvalidDraftId, UnknownDraft
 from server.store import Store
 
 __all__ = ["Role", "check_draft_id", "resolve_role"]
@@ -30,10 +30,18 @@ def check_draft_id(draft_id: str) -> str:
 
 
 async def resolve_role(store: Store, draft_id: str, user: str, *, now: float) -> Role:
-    """The user's role on the draft; an unknown draft is created, owned by this user."""
+    """The user's role on the draft; an unknown draft is created, owned by this user.
+
+    A deleted draft (a tombstone, which has no access rows left) is `UnknownDraft` to everyone.
+    """
     role = await store.role_of(draft_id, user)
-    if role is None and not await store.draft_exists(draft_id):
-        await store.create_draft(draft_id, user, now=now)
+    if role is None:
+        record = await store.draft_record(draft_id)
+        if record is not None and record.deleted_at is not None:
+            raise UnknownDraft("draft was deleted")
+        if record is None:
+            await store.create_draft(draft_id, user, now=now)
+        # Read again either way: a connection of the same user may have created it meanwhile.
         role = await store.role_of(draft_id, user)  # None if another user created it first
     if role is None:
         raise Forbidden("no access to this draft")

@@ -14,18 +14,26 @@ from collections.abc import AsyncIterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from crdt.content import fields_of
+from server import metrics
+from server.api import routes as api_routes
+from server.api.common import http_error
 from server.auth import TokenSigner
 from server.commits import CommitPipeline
 from server.config import Settings
 from server.connection import Connection
 from server.errors import CloseCode
+from server.journal import JournalCloser
+from server.metadata import MetadataTracker
 from server.registry import RoomRegistry
 from server.snapshots import Snapshotter
 from server.store import Store
+from server.web import routes as web_routes
 from server.ws import sync_socket
 
 __all__ = ["Service", "create_app"]
@@ -50,13 +58,23 @@ class Service:
             every_updates=settings.snapshot_every_updates,
             every_bytes=settings.snapshot_every_bytes,
         )
-        self.rooms = RoomRegistry(store, self.pipeline, self.snapshotter, settings)
+        self.journal_closer = JournalCloser(store)
+        self.rooms = RoomRegistry(
+            store, self.pipeline, self.snapshotter, self.journal_closer, settings
+        )
+        # Word count and completion are counted against the schema's fields.
+        self.metadata = MetadataTracker(store, fields_of(settings.schema))
+        self.rooms.on_open.append(self.metadata.room_opened)
+        self.rooms.on_unload.append(self.metadata.room_unloading)
+        metrics.COMMIT_QUEUE.set_function(lambda: len(self.pipeline))
         self.shutting_down = False
         self._connections: set[Connection] = set()
         self._committer: asyncio.Task[None] | None = None
+        self._journal_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._committer = asyncio.create_task(self.pipeline.run(), name="group-commit")
+        self._journal_task = asyncio.create_task(self.journal_closer.run(), name="journal")
 
     def track(self, conn: Connection) -> None:
         self._connections.add(conn)
@@ -80,14 +98,18 @@ class Service:
         waiting = [asyncio.create_task(c.finished.wait()) for c in self._connections]
         if waiting:
             await asyncio.wait(waiting, timeout=SHUTDOWN_FLUSH_SECONDS)
+        for room in self.rooms.rooms():
+            await self.journal_closer.flush(room)
         await self.snapshotter.wait()
 
     async def stop(self) -> None:
         await self.shutdown()
-        if self._committer is not None:
-            self._committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._committer
+        for task in (self._committer, self._journal_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.metadata.save_loaded(self.rooms.rooms())
         await self.store.close()
 
 
@@ -115,5 +137,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
         WebSocketRoute("/ws/{draft_id:path}", sync_socket),
+        *web_routes,
+        *api_routes,
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+    )

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from starlette.applications import Starlette
 
 from crdt.errors import SchemaError
 from crdt.schema import DEFAULT_SCHEMA, load_schema
@@ -30,14 +31,18 @@ class _GracefulServer(uvicorn.Server):
     """uvicorn closes WebSockets with 1012 on SIGTERM before the app hears of it; we first
     commit what was accepted, flush every send queue and close with 1001 (design.md)."""
 
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self._app = app  # config.loaded_app is wrapped in uvicorn's middleware
+        self._draining = False
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit or self._draining:
             self.force_exit = self.force_exit or self._draining
             self.should_exit = True
             return
         self._draining = True
-        app = self.config.loaded_app
-        service = getattr(getattr(app, "state", None), "service", None)
+        service = getattr(self._app.state, "service", None)
         loop = asyncio.get_event_loop()
 
         async def drain() -> None:
@@ -48,8 +53,6 @@ class _GracefulServer(uvicorn.Server):
                 self.should_exit = True
 
         loop.call_soon_threadsafe(lambda: loop.create_task(drain()))
-
-    _draining = False
 
 
 def _positive_int(text: str) -> int:
@@ -151,7 +154,22 @@ def _build_parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--data", type=Path, default=Path("data"), help="data directory (%(default)s)"
     )
+
+    # Everything after `bench` is the bench suite's own command line, its --help included.
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmark suite (same as python -m bench; see draftsync bench --help)",
+        add_help=False,
+    )
+    bench.add_argument("bench_argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+def _bench(argv: Sequence[str]) -> int:
+    # Imported here: the suite pulls in matplotlib and tqdm, which serving never needs.
+    from bench.cli import main as bench_main
+
+    return bench_main(argv)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -181,8 +199,9 @@ def _serve(args: argparse.Namespace) -> int:
         send_queue_bytes=args.send_queue_bytes,
         fsync=args.fsync,
     )
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         ws="websockets-sansio",
@@ -192,7 +211,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
     )
-    server = _GracefulServer(config)
+    server = _GracefulServer(config, app)
     user_token = TokenSigner(secret).issue("demo", ttl_seconds=DEFAULT_TTL, now=time.time())
     print(f"draftsync on http://{args.host}:{args.port}/?token={user_token}", flush=True)
     server.run()
@@ -206,6 +225,13 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    args, unknown = parser.parse_known_args(raw)
+    if args.command == "bench":
+        # argparse would reorder or reject the suite's options: forward them as typed.
+        sys.exit(_bench(raw[raw.index("bench") + 1 :]))
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handlers = {"serve": _serve, "token": _token}
     sys.exit(handlers[args.command](args))

@@ -16,9 +16,10 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from crdt.journal import JournalEvent
 from server import metrics
 from server.errors import StoreError
 from server.store import Store, UpdateRecord
@@ -44,6 +45,7 @@ class PendingWrite:
     target: CommitTarget
     sender: object  # the Connection that sent it, handed back to the target untouched
     record: UpdateRecord
+    events: list[JournalEvent] = field(default_factory=list)  # stored in the same transaction
 
 
 class CommitPipeline:
@@ -92,13 +94,17 @@ class CommitPipeline:
             write = self._queue.popleft()
             if write.target.accepts_commits:  # a room that failed drops what it had queued
                 batch.append(write)
+            else:
+                metrics.UPDATES_DROPPED.inc()
         self._space.set()
         return batch
 
     async def _commit(self, batch: list[PendingWrite]) -> None:
         started = time.perf_counter()
         try:
-            await self._store.append_updates([write.record for write in batch])
+            await self._store.append_updates(
+                [write.record for write in batch], [e for write in batch for e in write.events]
+            )
         except StoreError as error:
             metrics.COMMIT_FAILURES.inc()
             logger.error("group commit failed updates=%d error=%s", len(batch), error)

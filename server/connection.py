@@ -20,13 +20,29 @@ from pycrdt import merge_updates
 
 from crdt.origins import ClientOrigin
 from crdt.protocol import Auth, Update, WriteAck, encode_message
+from server import metrics
 from server.errors import CloseCode
 
-__all__ = ["Connection", "ConnectionState", "Socket"]
+__all__ = ["Connection", "ConnectionState", "Socket", "fit_close_reason"]
 
 logger = logging.getLogger("draftsync.connection")
 
 MAX_MERGE = 128
+
+# RFC 6455 5.5: a control frame's payload is at most 125 bytes, 2 of them the close code. A longer
+# reason cannot be sent at all (the websockets layer raises), and the client would get no close
+# frame, hence no code either.
+MAX_CLOSE_REASON_BYTES = 123
+
+
+def fit_close_reason(reason: str) -> str:
+    """`reason`, cut (on a character boundary, marked with an ellipsis) to fit a close frame."""
+    data = reason.encode()
+    if len(data) <= MAX_CLOSE_REASON_BYTES:
+        return reason
+    ellipsis = "\u2026"
+    keep = MAX_CLOSE_REASON_BYTES - len(ellipsis.encode())
+    return data[:keep].decode(errors="ignore") + ellipsis
 
 
 class Socket(Protocol):
@@ -90,10 +106,10 @@ class Connection:
         """Queue a frame; never waits. Overflowing the bounds closes the connection (4408)."""
         if self.state is not ConnectionState.OPEN:
             return
-        if (
-            len(self._queue) >= self._max_messages
-            or self._queued_bytes + len(frame) > self._max_bytes
-        ):
+        # The bounds apply to the backlog already waiting, not to the frame that comes: a frame
+        # bigger than the byte bound (the sync step 2 of a large draft) must still go out to a
+        # client that keeps up, else no client could ever open that draft.
+        if len(self._queue) >= self._max_messages or self._queued_bytes >= self._max_bytes:
             logger.warning(
                 "send queue overflow user=%s session=%s queued=%d bytes=%d",
                 self.user,
@@ -106,6 +122,17 @@ class Connection:
         self._queue.append(_Outgoing(frame, update))
         self._queued_bytes += len(frame)
         self._wakeup.set()
+
+    def set_can_write(self, allowed: bool) -> None:
+        """A live role change. A downgrade is told at once (auth "read-only"), not at the next
+        write; an upgrade re-arms that message for a later downgrade."""
+        if allowed == self.can_write:
+            return
+        self.can_write = allowed
+        if allowed:
+            self._told_read_only = False
+        else:
+            self.deny_write()
 
     def deny_write(self) -> None:
         """Tell a read-only client once (y-protocols auth message) that its updates are dropped."""
@@ -142,9 +169,13 @@ class Connection:
         try:
             while True:
                 if self._queue and (self.is_open or self._flush_before_close):
-                    await self._socket.send_bytes(self._next_frame())
+                    frame = self._next_frame()
+                    metrics.BYTES_SENT.inc(len(frame))
+                    await self._socket.send_bytes(frame)
                 elif self.state is not ConnectionState.OPEN:
-                    await self._socket.close(self.close_code or 1000, self.close_reason)
+                    await self._socket.close(
+                        self.close_code or 1000, fit_close_reason(self.close_reason)
+                    )
                     return
                 else:
                     self._wakeup.clear()

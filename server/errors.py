@@ -14,6 +14,7 @@ The tree continues the one in `crdt.errors`::
         Forbidden                 -> 4403 / 404 (REST never tells a stranger a draft exists)
         NotPermitted              -> 4403 / 403 (REST: the role reaches the draft, not this act)
         UnknownDraft              -> 4404 / 404
+          UnknownVersion, UnknownConflict
       StoreError                  -> 1013 / 503
       RuleError (crdt)            -> 4400 / 422
       SchemaError (crdt)          -> 1013 / 500 (raised at start only)
@@ -39,7 +40,9 @@ __all__ = [
     "InvalidToken",
     "NotPermitted",
     "StoreError",
+    "UnknownConflict",
     "UnknownDraft",
+    "UnknownVersion",
     "ValidationFailed",
     "close_code_for",
     "http_status_for",
@@ -101,6 +104,14 @@ class NotPermitted(AccessError):
 
 class UnknownDraft(AccessError):
     """No such draft (or it was deleted)."""
+
+
+class UnknownVersion(UnknownDraft):
+    """A version the draft does not have (REST: 404 with the range it has)."""
+
+
+class UnknownConflict(UnknownDraft):
+    """No open conflict with that id (resolved already, or never opened)."""
 
 
 class StoreError(DraftsyncError):

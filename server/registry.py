@@ -11,12 +11,14 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 
 from crdt.history import rebuild
 from server import metrics
 from server.commits import CommitPipeline
 from server.config import Settings
 from server.connection import Connection
+from server.journal import JournalCloser, recover_journal
 from server.rooms import Room, RoomState
 from server.snapshots import Snapshotter
 from server.store import Store
@@ -32,8 +34,10 @@ class RoomRegistry:
         store: Store,
         pipeline: CommitPipeline,
         snapshotter: Snapshotter,
+        journal_closer: JournalCloser,
         settings: Settings,
     ) -> None:
+        self._journal_closer = journal_closer
         self._store = store
         self._pipeline = pipeline
         self._snapshotter = snapshotter
@@ -41,6 +45,10 @@ class RoomRegistry:
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._unloading: dict[str, asyncio.Task[None]] = {}
+        # Called with each room once it is open, and just before it is unloaded (its doc still
+        # there): the seam for per-draft bookkeeping (metadata). Keep them cheap and sync.
+        self.on_open: list[Callable[[Room], None]] = []
+        self.on_unload: list[Callable[[Room], None]] = []
 
     def __len__(self) -> int:
         return len(self._rooms)
@@ -53,6 +61,13 @@ class RoomRegistry:
 
     async def join(self, draft_id: str, conn: Connection) -> Room:
         """The open room of `draft_id`, loaded if needed, with `conn` added to it."""
+        room = await self.open(draft_id)
+        room.add(conn)  # no await since open() returned: the room cannot unload in between
+        return room
+
+    async def open(self, draft_id: str) -> Room:
+        """The open room of `draft_id`, loaded if needed. A caller that adds no connection
+        (a REST write) hands it back with `release` so that it unloads when idle."""
         while True:
             room = self._rooms.get(draft_id)
             if room is None:
@@ -64,13 +79,15 @@ class RoomRegistry:
                 unloading = self._unloading.pop(draft_id, None)
                 if unloading is not None:
                     unloading.cancel()
-                room.add(conn)
                 return room
+
+    def release(self, room: Room) -> None:
+        if not room.connections and room.state is RoomState.OPEN:
+            self._schedule_unload(room)
 
     def leave(self, room: Room, conn: Connection) -> None:
         room.remove(conn)
-        if not room.connections and room.state is RoomState.OPEN:
-            self._schedule_unload(room)
+        self.release(room)
 
     def _new_room(self, draft_id: str) -> Room:
         room = Room(
@@ -79,6 +96,7 @@ class RoomRegistry:
             snapshotter=self._snapshotter,
             durability=self._settings.durability,
             schema=self._settings.schema,
+            journal_closer=self._journal_closer,
             on_failed=self._forget,
         )
         self._rooms[draft_id] = room
@@ -91,6 +109,8 @@ class RoomRegistry:
     async def _load(self, room: Room) -> None:
         started = time.perf_counter()
         try:
+            # Text bursts still open when the process last stopped are journaled first.
+            await recover_journal(self._store, room.draft_id, self._settings.schema)
             state = await self._store.load(room.draft_id)
             # A fresh 32-bit client id per load: the server's own changes stay small on the wire.
             client_id = secrets.randbits(32)
@@ -99,6 +119,8 @@ class RoomRegistry:
             self._forget(room)
             raise
         room.open(doc, state.version, since_snapshot=len(state.tail))
+        for hook in self.on_open:
+            hook(room)
         logger.info(
             "room loaded draft=%s version=%d snapshot=%d tail=%d ms=%.1f",
             room.draft_id,
@@ -120,9 +142,12 @@ class RoomRegistry:
         finally:
             if self._unloading.get(room.draft_id) is asyncio.current_task():
                 del self._unloading[room.draft_id]
+        await self._journal_closer.flush(room)  # bursts are journaled before the doc goes
         if room.connections or self._rooms.get(room.draft_id) is not room:
             return
         self._forget(room)
+        for hook in self.on_unload:
+            hook(room)
         room.close()
         logger.info("room unloaded draft=%s version=%d", room.draft_id, room.version)
 

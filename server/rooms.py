@@ -13,6 +13,7 @@ observer's `update`), so a duplicate or already-known update stores nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,8 +22,9 @@ from typing import Any
 
 from pycrdt import Doc, Subscription, TransactionEvent
 
-from crdt.errors import MalformedMessage, UndecodableUpdate
-from crdt.origins import ServerOrigin
+from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate
+from crdt.journal import JournalEvent
+from crdt.origins import SERVER_USER, ServerOrigin
 from crdt.protocol import (
     Auth,
     Awareness,
@@ -35,20 +37,19 @@ from crdt.protocol import (
     encode_message,
 )
 from crdt.schema import Schema
-from crdt.updates import first_client_id
+from crdt.updates import check_nesting, first_client_id, may_nest_too_deep
 from server import metrics
 from server.commits import CommitPipeline, PendingWrite
 from server.config import Durability
 from server.connection import Connection
 from server.errors import CloseCode, StoreError
+from server.journal import JournalCloser, RoomJournal
 from server.presence import Presence
 from server.semantics import Review, SemanticFields
 from server.snapshots import Snapshotter
 from server.store import UpdateRecord
 
-__all__ = ["SERVER_USER", "Room", "RoomState"]
-
-SERVER_USER = "draftsync"  # the `user` of updates the server writes itself
+__all__ = ["Room", "RoomState"]
 
 logger = logging.getLogger("draftsync.rooms")
 
@@ -69,11 +70,14 @@ class Room:
         snapshotter: Snapshotter,
         durability: Durability,
         schema: Schema,
+        journal_closer: JournalCloser,
         on_failed: Callable[[Room], None],
     ) -> None:
         self.draft_id = draft_id
         self.schema = schema
         self.semantics: SemanticFields | None = None
+        self.journal: RoomJournal | None = None
+        self._journal_closer = journal_closer
         self.state = RoomState.LOADING
         self.doc: Doc = Doc()
         self.connections: set[Connection] = set()
@@ -107,6 +111,7 @@ class Room:
         self.version = version
         self._since_snapshot = since_snapshot
         self.semantics = SemanticFields(doc, self.schema)
+        self.journal = RoomJournal(self.draft_id, doc, self.schema)
         self._subscription = doc.observe(self._capture_changes)
         self.state = RoomState.OPEN
 
@@ -118,6 +123,9 @@ class Room:
         if self.semantics is not None:
             self.semantics.close()
             self.semantics = None
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
         self.state = RoomState.CLOSED
         self.doc = Doc()
 
@@ -159,6 +167,10 @@ class Room:
         if not conn.can_write:
             conn.deny_write()
             return
+        if may_nest_too_deep(message.update):
+            # yrs would recurse without a limit (a crafted value crashes the process): read
+            # it in Python first, off the event loop; only large, tag-dense updates get here.
+            await asyncio.to_thread(check_nesting, message.update)
         await self._pipeline.wait_for_space()
         if self.state is not RoomState.OPEN or not conn.is_open:
             return
@@ -174,29 +186,86 @@ class Room:
         if changes is None:
             return  # nothing new (a duplicate), or held by pycrdt until its dependencies arrive
         now = time.time()
-        conn.submitted += 1
-        self._accept(changes, sender=conn, user=conn.user, session=conn.session, now=now)
+        review = None
         if self.semantics is not None and self.semantics.touched:
-            review = self.semantics.review(changes, conn.origin, now=now)
-            if review.writes_doc:
-                self.write_as_server("rules", lambda doc: _apply_review(self, review))
+            try:
+                review = self.semantics.review(changes, message.update, conn.origin, now=now)
+            except ProtocolError as error:
+                # pycrdt applied what our decoder cannot read: keep the update, skip the rules.
+                logger.error("rules skipped draft=%s error=%s", self.draft_id, error)
+        conn.submitted += 1
+        client_id = first_client_id(changes)
+        assert self.journal is not None
+        events = self.journal.client_events(
+            version=self.version + 1,
+            origin=conn.origin,
+            client_id=client_id,
+            now=now,
+            review=review,
+        )
+        self._accept(
+            changes,
+            sender=conn,
+            user=conn.user,
+            session=conn.session,
+            client_id=client_id,
+            now=now,
+            events=events,
+        )
+        if self.journal.bursts:
+            self._journal_closer.watch(self)
+        if review is not None and review.writes_doc:
+            journal = self.journal
+            self.write_as_server(
+                "rules",
+                lambda doc: _apply_review(self, review),
+                events=lambda version: journal.server_events(
+                    version=version, reason="rules", now=now, review=review
+                ),
+            )
 
-    def write_as_server(self, reason: str, change: Callable[[Doc], None]) -> int | None:
+    def write_as_server(
+        self,
+        reason: str,
+        change: Callable[[Doc], None],
+        *,
+        events: Callable[[int], list[JournalEvent]] | None = None,
+    ) -> int | None:
         """Make a change as the server (rules, REST): stored and relayed like any update,
-        to every connection. Returns its version, None if it changed nothing."""
+        to every connection, with the journal events `events(version)` gives for it.
+        Returns its version, None if it changed nothing."""
         with self.doc.transaction(origin=ServerOrigin(reason)):
             change(self.doc)
         changes, self._changes = self._changes, None
+        if self.journal is not None:
+            self.journal.discard_text()
         if changes is None:
             return None
         if self.semantics is not None:
             self.semantics.absorb(changes)
-        return self._accept(changes, sender=None, user=SERVER_USER, session=reason, now=time.time())
+        stored_events = events(self.version + 1) if events is not None else []
+        return self._accept(
+            changes,
+            sender=None,
+            user=SERVER_USER,
+            session=reason,
+            client_id=self.doc.client_id,
+            now=time.time(),
+            events=stored_events,
+        )
 
     def _accept(
-        self, changes: bytes, *, sender: Connection | None, user: str, session: str, now: float
+        self,
+        changes: bytes,
+        *,
+        sender: Connection | None,
+        user: str,
+        session: str,
+        client_id: int | None,
+        now: float,
+        events: list[JournalEvent],
     ) -> int:
-        """Number an applied change and hand it to the group commit."""
+        """Number an applied change and hand it, with its events, to the group commit."""
         self.version += 1
         record = UpdateRecord(
             draft_id=self.draft_id,
@@ -204,13 +273,14 @@ class Room:
             data=changes,
             user=user,
             session=session,
-            client_id=first_client_id(changes),
+            client_id=client_id,
             created_at=now,
         )
         self._pending += 1
         if self._relay_on_accept:
             self._relay(changes, sender=sender)
-        self._pipeline.submit(PendingWrite(target=self, sender=sender, record=record))
+        write = PendingWrite(target=self, sender=sender, record=record, events=events)
+        self._pipeline.submit(write)
         return self.version
 
     async def _on_awareness(self, conn: Connection, message: Awareness) -> None:

@@ -42,6 +42,7 @@ class Review:
     values: dict[str, Any] = field(default_factory=dict)  # keys of `fields` to (re)write
     removals: list[str] = field(default_factory=list)  # keys of `fields` to delete
     conflicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> entry
+    opened_conflicts: list[str] = field(default_factory=list)  # ids new in `conflicts`
     list_deletions: dict[str, list[int]] = field(default_factory=dict)  # root -> positions
     rejected: list[Rejection] = field(default_factory=list)
     changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # key -> (old, new)
@@ -69,6 +70,7 @@ class SemanticFields:
         self._doc = doc
         self._index: FieldIndex | None = None
         self._values: dict[str, Any] = dict(self.fields.to_py() or {})
+        self._list_values = {name: array.to_py() or [] for name, array in self.lists.items()}
         self._authors: dict[str, _Author] = {}
         self._fields_touched = False
         self._lists_touched: set[str] = set()
@@ -81,26 +83,36 @@ class SemanticFields:
             self._subscriptions.append((observer, observer.observe(self._list_flag(name))))
 
     def close(self) -> None:
-        for observed, subscription in self._subscriptions:
-            observed.unobserve(subscription)
+        for _observed, subscription in self._subscriptions:
+            subscription.drop()
         self._subscriptions.clear()
 
     @property
     def touched(self) -> bool:
         return self._fields_touched or bool(self._lists_touched)
 
-    def review(self, changes: bytes, origin: ClientOrigin, *, now: float) -> Review:
-        """Judge the `fields`/list writes of an applied client update."""
+    def review(
+        self, changes: bytes, received: bytes, origin: ClientOrigin, *, now: float
+    ) -> Review:
+        """Judge the `fields`/list writes of an applied client update.
+
+        `changes` is what the doc integrated (pycrdt's report of the transaction); `received`
+        is what the client sent, read only for the values of writes that lost Yjs's ordering:
+        the server's doc deletes those while integrating them.
+        """
         review = Review()
         at = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
         if self._fields_touched:
             self._fields_touched = False
-            writes = self._ingest(changes)
+            sent = {i.id: i.value for i in decode_update(received).items if i.value is not NO_VALUE}
+            writes = self._ingest(changes, sent)
             by_key: dict[str, list[MapWrite]] = {}
             for write in writes:
                 by_key.setdefault(write.key, []).append(write)
             for key, key_writes in by_key.items():
                 self._review_key(review, key, key_writes, origin, at)
+            for key in [k for k in self._values if k not in self.fields]:
+                review.changed[key] = (self._values.pop(key), None)  # a key delete
         for name in sorted(self._lists_touched):
             self._review_list(review, name)
         self._lists_touched.clear()
@@ -112,6 +124,8 @@ class SemanticFields:
             self._fields_touched = False
             self._ingest(changes)
             self._values = dict(self.fields.to_py() or {})
+        for name in self._lists_touched:
+            self._list_values[name] = self.lists[name].to_py() or []
         self._lists_touched.clear()
 
     def new_conflict_id(self, key: str) -> str:
@@ -125,14 +139,20 @@ class SemanticFields:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _ingest(self, changes: bytes) -> list[MapWrite]:
+    def _ingest(
+        self, changes: bytes, values: dict[tuple[int, int], Any] | None = None
+    ) -> list[MapWrite]:
         if self._index is None:
-            # First `fields` write since the load: index the document as it was before it.
+            # First `fields` write since the load: index the document as it was before it,
+            # i.e. below the first clock the update brings for each client.
             index = FieldIndex()
-            fresh = {item.id for item in decode_update(changes).items}
-            index.load(self._doc.get_update(), skip=fresh)
+            below: dict[int, int] = {}
+            for item in decode_update(changes).items:
+                client, clock = item.id
+                below[client] = min(clock, below.get(client, clock))
+            index.load(self._doc.get_update(), below=below)
             self._index = index
-        return self._index.ingest(changes)
+        return self._index.ingest(changes, values)
 
     def _review_key(
         self, review: Review, key: str, writes: list[MapWrite], origin: ClientOrigin, at: str
@@ -185,6 +205,7 @@ class SemanticFields:
             candidates = list(entry.get("candidates", []))
         else:
             conflict_id = self.new_conflict_id(key)
+            review.opened_conflicts.append(conflict_id)
             entry = {"field": key, "opened_at": at}
             candidates = []
             if decision.conflict_with_before:
@@ -214,6 +235,11 @@ class SemanticFields:
             bad.update(duplicate_positions(values))
         if bad:
             review.list_deletions[name] = sorted(bad)
+        kept = [value for position, value in enumerate(values) if position not in bad]
+        old = self._list_values.get(name, [])
+        if kept != old:
+            review.changed[name] = (old, kept)
+        self._list_values[name] = kept
 
     def _on_fields(self, _event: object) -> None:
         self._fields_touched = True

@@ -1,4 +1,4 @@
-"""The durable store: drafts, access, the append-only update log and snapshots, in SQLite.
+r"""The durable store: drafts, access, the append-only update log and snapshots, in SQLite.
 
 One aiosqlite connection (one worker thread) does all reads and writes, in WAL mode with
 `synchronous=NORMAL`: a committed transaction survives a crash of the process (`kill -9`);
@@ -11,6 +11,16 @@ Tables (SQL below, migrated by `_MIGRATIONS` and the `schema_version` table):
     updates    draft_id, version, data, user, session, client_id, created_at
                version counts a draft's stored updates: 1, 2, 3, ... (0 = the empty draft)
     snapshots  draft_id, version, data: the merged state right after `version`
+    events     the journal: id (the paging cursor), draft_id, version, type, who, at, data JSON
+    journal_state  draft_id, text_watermark: text changes below it are all journaled
+    draft_activity      draft_id, version, last_modified   \  kept by a trigger on `updates`,
+    draft_contributors  draft_id, user                     /  in the commit's transaction
+    draft_meta  draft_id, version, fields_key, word_count, filled_fields, open_conflicts:
+                what the content said at `version` (computed on read or unload, not per update)
+
+A deleted draft keeps its `drafts` row with `deleted_at` set (a tombstone: the id is never
+reused, so a client still holding the doc cannot re-create it by reconnecting); its access rows
+go at once and its content with `purge_content`.
 
 Every sqlite3 error leaves this module as `StoreError` (`_translated`).
 """
@@ -19,16 +29,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
+from crdt.journal import JournalEvent
 from server.errors import StoreError
 
-__all__ = ["DraftState", "Store", "UpdateRecord"]
+__all__ = [
+    "DraftRecord",
+    "DraftState",
+    "DraftSummary",
+    "LoggedUpdate",
+    "SavedMeta",
+    "Store",
+    "StoredEvent",
+    "UpdateRecord",
+]
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -61,6 +83,81 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (draft_id, version)
     ) WITHOUT ROWID;
     """,
+    # 2: tombstones, listing by user, and draft metadata (activity kept by a trigger)
+    """
+    ALTER TABLE drafts ADD COLUMN deleted_at REAL;
+    CREATE INDEX access_by_user ON access (user, draft_id);
+    CREATE TABLE draft_activity (
+        draft_id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        last_modified REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE draft_contributors (
+        draft_id TEXT NOT NULL,
+        user TEXT NOT NULL,
+        PRIMARY KEY (draft_id, user)
+    ) WITHOUT ROWID;
+    CREATE TABLE draft_meta (
+        draft_id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        fields_key TEXT NOT NULL,
+        word_count INTEGER NOT NULL,
+        filled_fields INTEGER NOT NULL,
+        open_conflicts INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO draft_activity (draft_id, version, last_modified)
+        SELECT draft_id, MAX(version), MAX(created_at) FROM updates GROUP BY draft_id;
+    INSERT INTO draft_contributors (draft_id, user) SELECT DISTINCT draft_id, user FROM updates;
+    CREATE TRIGGER updates_activity AFTER INSERT ON updates BEGIN
+        INSERT INTO draft_activity (draft_id, version, last_modified)
+            VALUES (NEW.draft_id, NEW.version, NEW.created_at)
+            ON CONFLICT (draft_id) DO UPDATE SET
+                version = MAX(version, excluded.version),
+                last_modified = MAX(last_modified, excluded.last_modified);
+        INSERT INTO draft_contributors (draft_id, user) VALUES (NEW.draft_id, NEW.user)
+            ON CONFLICT DO NOTHING;
+    END;
+    """,
+    # 3: the journal (events derived from updates) and how far text bursts are journaled
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        draft_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        user TEXT,
+        session TEXT,
+        client_id INTEGER,
+        at REAL NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX events_by_draft ON events (draft_id, id);
+    CREATE TABLE journal_state (
+        draft_id TEXT PRIMARY KEY,
+        text_watermark INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
+)
+
+_INSERT_EVENT = (
+    "INSERT INTO events (draft_id, version, type, user, session, client_id, at, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SET_WATERMARK = (
+    "INSERT INTO journal_state (draft_id, text_watermark) VALUES (?, ?)"
+    " ON CONFLICT (draft_id) DO UPDATE SET text_watermark = excluded.text_watermark"
+)
+_EVENTS_PAGE = (
+    "SELECT id, version, type, user, session, client_id, at, data FROM events"
+    " WHERE draft_id = ? AND id > ? ORDER BY id LIMIT ?"
+)
+_TEXT_EVENTS_SINCE = (
+    "SELECT user, data FROM events WHERE draft_id = ? AND type = 'FIELD_UPDATED'"
+    " AND version >= ? AND json_extract(data, '$.kind') = 'text'"
+)
+_UPDATES_WITH_ORIGIN = (
+    "SELECT version, data, user, session, client_id, created_at FROM updates"
+    " WHERE draft_id = ? AND version > ? AND version <= ? ORDER BY version"
 )
 
 _INSERT_UPDATE = (
@@ -79,6 +176,37 @@ _UPDATES_BETWEEN = (
 )
 _LAST_VERSION = "SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = ?"
 _NO_LIMIT = 2**62
+_DRAFT_RECORD = """
+    SELECT d.id, d.owner, d.created_at, d.deleted_at, act.last_modified
+    FROM drafts d LEFT JOIN draft_activity act ON act.draft_id = d.id WHERE d.id = ?
+"""
+_REACHABLE_DRAFTS = """
+    SELECT d.id, a.role, d.owner, d.created_at,
+           COALESCE(act.version, 0), COALESCE(act.last_modified, d.created_at),
+           m.version, m.fields_key, m.word_count, m.filled_fields, m.open_conflicts
+    FROM access a
+    JOIN drafts d ON d.id = a.draft_id
+    LEFT JOIN draft_activity act ON act.draft_id = a.draft_id
+    LEFT JOIN draft_meta m ON m.draft_id = a.draft_id
+    WHERE a.user = ? AND a.draft_id > ? AND d.deleted_at IS NULL
+    ORDER BY a.draft_id LIMIT ?
+"""
+_SET_ROLE = """
+    INSERT INTO access (draft_id, user, role)
+    SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM drafts WHERE id = ? AND deleted_at IS NULL)
+    ON CONFLICT (draft_id, user) DO UPDATE SET role = excluded.role
+"""
+_SAVE_META = """
+    INSERT INTO draft_meta
+        (draft_id, version, fields_key, word_count, filled_fields, open_conflicts)
+    SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM drafts WHERE id = ? AND deleted_at IS NULL)
+    ON CONFLICT (draft_id) DO UPDATE SET
+        version = excluded.version, fields_key = excluded.fields_key,
+        word_count = excluded.word_count, filled_fields = excluded.filled_fields,
+        open_conflicts = excluded.open_conflicts
+    WHERE excluded.version >= draft_meta.version
+"""
+_CONTENT_TABLES = ("updates", "snapshots", "draft_meta", "draft_activity", "draft_contributors")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +232,41 @@ class UpdateRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    version: int
+    type: str
+    user: str | None
+    session: str | None
+    client_id: int | None
+    at: float
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedUpdate:
+    version: int
+    data: bytes
+    user: str
+    session: str
+    client_id: int | None
+    created_at: float
+
+
+def _event_row(event: JournalEvent) -> tuple[object, ...]:
+    return (
+        event.draft_id,
+        event.version,
+        str(event.type),
+        event.user,
+        event.session,
+        event.client_id,
+        event.at,
+        json.dumps(event.data, separators=(",", ":")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class DraftState:
     """What it takes to rebuild a draft: a snapshot (or nothing) and the updates after it."""
 
@@ -114,6 +277,54 @@ class DraftState:
     @property
     def version(self) -> int:
         return self.snapshot_version + len(self.tail)
+
+
+@dataclass(frozen=True, slots=True)
+class DraftRecord:
+    id: str
+    owner: str
+    created_at: float
+    deleted_at: float | None  # set: a tombstone
+    last_modified: float | None  # the last stored update; None before the first
+
+
+@dataclass(frozen=True, slots=True)
+class SavedMeta:
+    """What a draft's content said at `version`, as `draft_meta` keeps it."""
+
+    version: int
+    fields_key: str  # which schema it was counted against
+    word_count: int
+    filled_fields: int
+    open_conflicts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DraftSummary:
+    """One reachable draft: its row, the caller's role, its activity and saved metadata."""
+
+    id: str
+    role: str
+    owner: str
+    created_at: float
+    version: int  # the last stored update (kept by the trigger)
+    last_modified: float
+    meta: SavedMeta | None
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements; a trigger body's `;` does not end its statement."""
+    statements: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending)
+            pending = ""
+    if pending.strip(" \n;"):
+        raise RuntimeError(f"incomplete SQL statement in a migration: {pending!r}")
+    return statements
 
 
 @contextlib.contextmanager
@@ -156,7 +367,7 @@ class Store:
                 row = await cursor.fetchone()
             current = row[0] if row and row[0] is not None else 0
             for version, script in enumerate(_MIGRATIONS[current:], start=current + 1):
-                statements = [s for s in script.split(";") if s.strip()]
+                statements = _statements(script)
                 async with self._transaction():
                     for statement in statements:
                         await self._db.execute(statement)
@@ -218,11 +429,16 @@ class Store:
 
     # -- the update log -----------------------------------------------------------------------
 
-    async def append_updates(self, records: Sequence[UpdateRecord]) -> None:
-        """Append many updates, of any drafts, in one transaction (the group commit)."""
+    async def append_updates(
+        self, records: Sequence[UpdateRecord], events: Sequence[JournalEvent] = ()
+    ) -> None:
+        """Append many updates, of any drafts, in one transaction (the group commit), with
+        the journal events derived from them: an update and its events land together."""
         with _translated("committing updates"):
             async with self._transaction():
                 await self._db.executemany(_INSERT_UPDATE, [r.as_row() for r in records])
+                if events:
+                    await self._db.executemany(_INSERT_EVENT, [_event_row(e) for e in events])
 
     async def last_version(self, draft_id: str) -> int:
         with _translated("reading the update log"):
@@ -248,3 +464,162 @@ class Store:
         with _translated("saving a snapshot"):
             async with self._transaction():
                 await self._db.execute(_INSERT_SNAPSHOT, (draft_id, version, data, now))
+
+    # -- the journal --------------------------------------------------------------------------
+
+    async def append_events(
+        self, events: Sequence[JournalEvent], *, watermark: tuple[str, int] | None = None
+    ) -> None:
+        """Store events that belong to no single update (closed text bursts, access changes)
+        and, with `watermark`, how far the draft's text is journaled."""
+        with _translated("storing journal events"):
+            async with self._transaction():
+                if events:
+                    await self._db.executemany(_INSERT_EVENT, [_event_row(e) for e in events])
+                if watermark is not None:
+                    await self._db.execute(_SET_WATERMARK, watermark)
+
+    async def journal_watermark(self, draft_id: str) -> int:
+        """Every text change below this version is journaled (1 when nothing is recorded)."""
+        with _translated("reading the journal"):
+            row = await self._fetch_one(
+                "SELECT text_watermark FROM journal_state WHERE draft_id = ?", (draft_id,)
+            )
+        return int(row[0]) if row else 1  # type: ignore[call-overload]
+
+    async def events_page(self, draft_id: str, *, after: int, limit: int) -> list[StoredEvent]:
+        with _translated("reading the journal"):
+            rows = await self._fetch_all(_EVENTS_PAGE, (draft_id, after, limit))
+        return [StoredEvent(*row[:7], data=json.loads(row[7])) for row in rows]  # type: ignore[arg-type]
+
+    async def text_events_since(
+        self, draft_id: str, version: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        with _translated("reading the journal"):
+            rows = await self._fetch_all(_TEXT_EVENTS_SINCE, (draft_id, version))
+        return [(str(row[0]), json.loads(row[1])) for row in rows]  # type: ignore[arg-type]
+
+    async def updates_with_origin(self, draft_id: str, after: int, upto: int) -> list[LoggedUpdate]:
+        with _translated("reading the update log"):
+            rows = await self._fetch_all(_UPDATES_WITH_ORIGIN, (draft_id, after, upto))
+        return [LoggedUpdate(*row) for row in rows]  # type: ignore[arg-type]
+
+    # -- drafts as the REST API sees them: records, listing, sharing, tombstones, metadata --
+
+    async def draft_record(self, draft_id: str) -> DraftRecord | None:
+        with _translated("reading drafts"):
+            row = await self._fetch_one(_DRAFT_RECORD, (draft_id,))
+        return DraftRecord(*row) if row else None  # type: ignore[arg-type]
+
+    async def create_draft_with(
+        self, draft_id: str, owner: str, *, now: float, first: UpdateRecord | None
+    ) -> bool:
+        """Create the draft and store its first update (version 1) in one transaction, so no
+        room can load it in between; False if the id is taken (also by a tombstone)."""
+        with _translated("creating a draft"):
+            async with self._transaction():
+                cursor = await self._db.execute(
+                    "INSERT OR IGNORE INTO drafts (id, owner, created_at) VALUES (?, ?, ?)",
+                    (draft_id, owner, now),
+                )
+                if cursor.rowcount != 1:
+                    return False
+                await self._db.execute(
+                    "INSERT INTO access (draft_id, user, role) VALUES (?, ?, 'owner')",
+                    (draft_id, owner),
+                )
+                if first is not None:
+                    await self._db.execute(_INSERT_UPDATE, first.as_row())
+        return True
+
+    async def reachable_drafts(
+        self, user: str, *, after: str = "", limit: int = _NO_LIMIT
+    ) -> list[DraftSummary]:
+        """The live drafts `user` has a role on, by id, those after `after`."""
+        with _translated("listing drafts"):
+            rows = await self._fetch_all(_REACHABLE_DRAFTS, (user, after, limit))
+        return [
+            DraftSummary(
+                *row[:6],  # type: ignore[arg-type]
+                meta=SavedMeta(*row[6:]) if row[6] is not None else None,  # type: ignore[arg-type]
+            )
+            for row in rows
+        ]
+
+    async def access_list(self, draft_id: str) -> dict[str, str]:
+        with _translated("reading access"):
+            rows = await self._fetch_all(
+                "SELECT user, role FROM access WHERE draft_id = ? ORDER BY user", (draft_id,)
+            )
+        return {str(user): str(role) for user, role in rows}
+
+    async def set_role(self, draft_id: str, user: str, role: str | None) -> bool:
+        """Give `user` the role (None: remove it); False, changing nothing, if that would leave
+        the draft without an owner. A tombstoned draft gets no new access."""
+        with _translated("changing access"):
+            try:
+                async with self._transaction():
+                    if role is None:
+                        await self._db.execute(
+                            "DELETE FROM access WHERE draft_id = ? AND user = ?", (draft_id, user)
+                        )
+                    else:
+                        await self._db.execute(_SET_ROLE, (draft_id, user, role, draft_id))
+                    async with self._db.execute(
+                        "SELECT count(*) FROM access WHERE draft_id = ? AND role = 'owner'",
+                        (draft_id,),
+                    ) as cursor:
+                        row = await cursor.fetchone()
+                    if row is None or row[0] == 0:
+                        raise _NoOwnerLeft
+            except _NoOwnerLeft:
+                return False
+        return True
+
+    async def tombstone(self, draft_id: str, *, now: float) -> bool:
+        """Mark the draft deleted and drop its access; False if it already was."""
+        with _translated("deleting a draft"):
+            async with self._transaction():
+                cursor = await self._db.execute(
+                    "UPDATE drafts SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                    (now, draft_id),
+                )
+                if cursor.rowcount != 1:
+                    return False
+                await self._db.execute("DELETE FROM access WHERE draft_id = ?", (draft_id,))
+        return True
+
+    async def purge_content(self, draft_id: str) -> None:
+        """Remove a tombstoned draft's updates, snapshots and metadata (the id stays taken)."""
+        with _translated("removing a draft's content"):
+            async with self._transaction():
+                for table in _CONTENT_TABLES:
+                    await self._db.execute(f"DELETE FROM {table} WHERE draft_id = ?", (draft_id,))
+
+    async def contributors(self, draft_id: str) -> list[str]:
+        with _translated("reading contributors"):
+            rows = await self._fetch_all(
+                "SELECT user FROM draft_contributors WHERE draft_id = ? ORDER BY user", (draft_id,)
+            )
+        return [str(row[0]) for row in rows]
+
+    async def save_meta(self, draft_id: str, meta: SavedMeta) -> None:
+        """Keep what the content said at `meta.version` (an older version never overwrites)."""
+        with _translated("saving draft metadata"):
+            async with self._transaction():
+                await self._db.execute(
+                    _SAVE_META,
+                    (
+                        draft_id,
+                        meta.version,
+                        meta.fields_key,
+                        meta.word_count,
+                        meta.filled_fields,
+                        meta.open_conflicts,
+                        draft_id,
+                    ),
+                )
+
+
+class _NoOwnerLeft(Exception):
+    """Rolls back an access change that would leave a draft with no owner (never escapes)."""

@@ -19,7 +19,7 @@ from crdt.errors import DraftsyncError, MalformedMessage, ProtocolError
 from crdt.protocol import decode_message
 from server import metrics
 from server.access import check_draft_id, resolve_role
-from server.connection import Connection
+from server.connection import Connection, fit_close_reason
 from server.errors import CloseCode, StoreError, close_code_for
 
 if TYPE_CHECKING:
@@ -37,15 +37,22 @@ async def sync_socket(websocket: WebSocket) -> None:
     if service.shutting_down:
         await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
         return
+    user: str | None = None
     try:
         draft_id = check_draft_id(websocket.path_params["draft_id"])
         user = service.signer.verify(websocket.query_params.get("token"))
         role = await resolve_role(service.store, draft_id, user, now=time.time())
     except DraftsyncError as error:
         code = close_code_for(error)
-        logger.info("connection refused code=%d reason=%s", code, error)
+        logger.info(
+            "connection refused draft=%.140s user=%s code=%d reason=%s",
+            websocket.path_params["draft_id"],
+            user,
+            code,
+            error,
+        )
         metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
-        await websocket.close(code, str(error))
+        await websocket.close(code, fit_close_reason(str(error)))
         return
 
     settings = service.settings
@@ -74,9 +81,8 @@ async def sync_socket(websocket: WebSocket) -> None:
         conn.session,
         role.value,
     )
-    peer_code = await _serve(websocket, room, conn, service)
+    code = await _serve(websocket, room, conn, service)
     metrics.CONNECTIONS.dec()
-    code = conn.close_code if conn.close_code is not None else peer_code
     metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
     logger.info(
         "connection closed draft=%s user=%s session=%s code=%s reason=%s",
@@ -89,7 +95,8 @@ async def sync_socket(websocket: WebSocket) -> None:
 
 
 async def _serve(websocket: WebSocket, room: Room, conn: Connection, service: Service) -> int:
-    """Read until the peer goes or the connection is closed; return the peer's close code."""
+    """Read until the peer goes or the connection is closed; return the close code: ours when
+    the server closed it, else the peer's (1009 included: uvicorn's protocol layer sends it)."""
     writer = service.spawn_writer(conn)
     peer_code = 1005
     try:
@@ -97,11 +104,12 @@ async def _serve(websocket: WebSocket, room: Room, conn: Connection, service: Se
     except ProtocolError as error:
         conn.close(CloseCode.MALFORMED, str(error))
     finally:
+        ours = conn.close_code
         service.rooms.leave(room, conn)
         conn.close(1000, "")  # no-op when a close is already under way
         await writer
         service.untrack(conn)
-    return peer_code
+    return ours if ours is not None else peer_code
 
 
 async def _read(websocket: WebSocket, room: Room, conn: Connection) -> int:

@@ -67,7 +67,8 @@ class NodeClient:
         node = os.environ.get("NODE") or shutil.which("node")
         if node is None:
             raise NodeClientError("node not found (set NODE or put node on PATH)")
-        args = [node, str(CLIENT_SCRIPT), "--url", url, "--room", room, "--token", token]
+        # --opt=value: a draft id may start with "-", which parseArgs would take for an option
+        args = [node, str(CLIENT_SCRIPT), f"--url={url}", f"--room={room}", f"--token={token}"]
         if name is not None:
             args += ["--name", name]
         if not connect:

@@ -1,0 +1,106 @@
+"""The PNG of each bench (matplotlib, Agg: no display needed, same output on CI and laptops).
+
+One figure per bench, drawn only from its JSON result, so a stored result can be redrawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+
+__all__ = ["plot_merge", "plot_persistence"]
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+def _bars(ax: Axes, labels: list[str], values: list[float], *, color: str) -> None:
+    bars = ax.barh(labels, values, color=color)
+    ax.bar_label(bars, labels=[f"{v:,.0f}" if v >= 10 else f"{v:.2f}" for v in values], padding=3)
+    ax.invert_yaxis()
+
+
+def _pairs(
+    ax: Axes, labels: list[str], *series: tuple[str, list[float], str], height: float = 0.4
+) -> None:
+    """Horizontal bars, one group per label, one bar per series, first label on top."""
+    for k, (name, values, color) in enumerate(series):
+        offset = (k - (len(series) - 1) / 2) * height
+        ax.barh([i + offset for i in range(len(labels))], values, height, label=name, color=color)
+    ax.set_yticks(list(range(len(labels))), labels)
+    ax.invert_yaxis()
+
+
+def plot_persistence(result: Mapping[str, Any], path: Path) -> None:
+    fig, (store, room, load) = plt.subplots(3, 1, figsize=(9, 10), layout="constrained")
+    throughput: Rows = result["throughput"]
+    _bars(
+        store,
+        [r["mode"] for r in throughput],
+        [r["updates_per_s"] for r in throughput],
+        color="tab:blue",
+    )
+    target = result["targets"]["group_commit_updates_per_s"]["target"]
+    store.axvline(target, color="tab:red", linestyle="--", label=f"target {target:,}")
+    store.set_title(f"Store: durable updates/s, {throughput[0]['writers']} writers, one room")
+    store.set_xlabel("updates/s (higher is better)")
+    store.legend(loc="best")
+
+    durability: Rows = result["durability"]
+    labels = [r["mode"] for r in durability]
+    _pairs(
+        room,
+        labels,
+        ("flood p50", [r["flood_visible_p50_ms"] for r in durability], "tab:orange"),
+        ("paced p50", [r["paced_visible_p50_ms"] for r in durability], "tab:green"),
+    )
+    room.set_xscale("log")
+    room.set_title("Room: time until another client's queue has the update")
+    room.set_xlabel("ms, log scale (lower is better)")
+    room.legend(loc="best")
+
+    cold: Rows = result["cold_load"]
+    _bars(load, [r["case"] for r in cold], [r["total_ms"] for r in cold], color="tab:purple")
+    limit = result["targets"]["cold_load_ms"]["target"]
+    load.axvline(limit, color="tab:red", linestyle="--", label=f"target {limit} ms (snapshot)")
+    load.set_xscale("log")
+    load.set_title(f"Cold load of a {cold[0]['updates']:,}-update draft (median)")
+    load.set_xlabel("ms, log scale (lower is better)")
+    load.legend(loc="best")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_merge(result: Mapping[str, Any], path: Path) -> None:
+    rows: Rows = result["traces"]
+    labels = [r["trace"] for r in rows]
+    fig, (speed, ratio) = plt.subplots(
+        1, 2, figsize=(12, 2.2 + 0.5 * len(rows)), layout="constrained", sharey=True
+    )
+    _pairs(
+        speed,
+        labels,
+        ("bare pycrdt Doc", [r["bare_updates_per_s"] for r in rows], "tab:blue"),
+        ("draftsync room", [r["room_updates_per_s"] for r in rows], "tab:orange"),
+    )
+    speed.set_xscale("log")
+    speed.set_xlim(left=min(r["room_updates_per_s"] for r in rows) / 4)
+    speed.set_xlabel("updates/s, log scale (higher is better)")
+    speed.set_title("Replaying editing traces: updates/s")
+    fig.legend(loc="outside upper center", ncols=2)
+    ratios = [r["ratio_room_to_bare"] for r in rows]
+    bars = ratio.barh(labels, ratios, color="tab:gray")
+    ratio.bar_label(bars, labels=[f"{v:.3f}" for v in ratios], padding=3)
+    ratio.set_xlabel("room / bare")
+    ratio.set_title("Share of the CRDT's speed the room keeps")
+    credits = result["credits"]
+    fig.supxlabel(f"Traces: {credits['source']}, {credits['licence']}", fontsize=7)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

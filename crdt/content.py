@@ -1,0 +1,143 @@
+"""A draft's content as plain JSON, and a new draft's first update, by the fields of its schema.
+
+Where each field lives in the Yjs document (design.md, "The draft document")::
+
+    kind      root                      as JSON
+    text      Y.Text named after it     "plain text"
+    richtext  Y.XmlFragment named so    "its text, paragraphs joined by newlines"
+    value     key of the Y.Map fields   the value (string, number, bool)
+    list      Y.Array named after it    [values]
+
+plus the server's `conflicts` map (conflict id -> JSON object). A root's type is not in the
+update format, so only the roots the schema names are read as texts or lists; every key of
+`fields` is read. `read_content` never writes: reading a root does not create an update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
+
+from crdt.schema import Kind, Rule, Schema
+
+__all__ = [
+    "DraftContent",
+    "FieldSpec",
+    "fields_of",
+    "initial_problems",
+    "initial_update",
+    "read_content",
+]
+
+FIELDS_ROOT = "fields"
+CONFLICTS_ROOT = "conflicts"
+
+
+class FieldSpec(NamedTuple):
+    name: str
+    kind: str  # "text", "richtext", "value" or "list", as `crdt.schema.Kind` values
+
+
+def fields_of(schema: Schema) -> tuple[FieldSpec, ...]:
+    return tuple(FieldSpec(f.name, f.kind.value) for f in schema.fields.values())
+
+
+@dataclass(frozen=True, slots=True)
+class DraftContent:
+    texts: dict[str, str] = field(default_factory=dict)  # text and richtext fields
+    values: dict[str, Any] = field(default_factory=dict)  # the whole `fields` map
+    lists: dict[str, list[Any]] = field(default_factory=dict)
+    conflicts: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"texts": self.texts, "fields": self.values, "lists": self.lists}
+
+
+def read_content(doc: Doc, fields: tuple[FieldSpec, ...]) -> DraftContent:
+    texts: dict[str, str] = {}
+    lists: dict[str, list[Any]] = {}
+    for spec in fields:
+        if spec.kind == "text":
+            texts[spec.name] = str(doc.get(spec.name, type=Text))
+        elif spec.kind == "richtext":
+            texts[spec.name] = "\n".join(_xml_texts(doc.get(spec.name, type=XmlFragment)))
+        elif spec.kind == "list":
+            lists[spec.name] = list(doc.get(spec.name, type=Array).to_py() or [])
+    values = doc.get(FIELDS_ROOT, type=Map).to_py() or {}
+    conflicts = doc.get(CONFLICTS_ROOT, type=Map).to_py() or {}
+    return DraftContent(texts=texts, values=dict(values), lists=lists, conflicts=dict(conflicts))
+
+
+def _xml_texts(node: XmlFragment | XmlElement) -> list[str]:
+    """The text of each block of a ProseMirror-style fragment, formatting left out."""
+    blocks: list[str] = []
+    for child in node.children:
+        if isinstance(child, XmlText):
+            blocks.append("".join(c for c, _ in child.diff() if isinstance(c, str)))
+        elif isinstance(child, XmlElement):
+            blocks.extend(_xml_texts(child))
+    return blocks
+
+
+def initial_problems(schema: Schema, title: str | None, values: dict[str, Any]) -> list[str]:
+    """Why `values` cannot start a draft (empty: they can). A text field takes a string, a list
+    field a list, a value field one value; values and list items must be of the field's type,
+    and a `transition` field may start only at its initial value or a move allowed from it."""
+    problems = []
+    for name, value in values.items():
+        field = schema.fields.get(name)
+        kind = field.kind if field is not None else Kind.VALUE
+        if name == "title" and title is not None:
+            problems.append("`title` is given twice, as `title` and in `fields`")
+        elif kind is Kind.RICHTEXT:
+            problems.append(f"`{name}` is a rich-text field: edit it in the editor")
+        elif kind is Kind.TEXT and not isinstance(value, str):
+            problems.append(f"`{name}` is a text field: give a string")
+        elif kind is Kind.LIST and not isinstance(value, list):
+            problems.append(f"`{name}` is a list field: give a list")
+        elif kind is Kind.VALUE and isinstance(value, list):
+            problems.append(f"`{name}` takes one value, not a list")
+        elif field is None or kind is Kind.TEXT:
+            continue
+        elif not all(field.accepts(v) for v in (value if kind is Kind.LIST else [value])):
+            problems.append(f"`{name}` takes {field.type.value if field.type else '?'} values")
+        elif field.rule is Rule.TRANSITION and field.initial is not None:
+            allowed = (field.initial, *field.transitions.get(field.initial, ()))
+            if value not in allowed:
+                problems.append(f"`{name}` may start as one of {list(allowed)}, not {value!r}")
+    return problems
+
+
+def initial_update(
+    *,
+    client_id: int,
+    fields: tuple[FieldSpec, ...],
+    title: str | None,
+    values: dict[str, Any],
+) -> bytes | None:
+    """A new draft's first content as one Yjs update written by `client_id` (None if empty).
+
+    `title` goes to the root Y.Text `title`; each of `values` goes where its field's kind says
+    (a text field to its Y.Text, a list field to its Y.Array, anything else to the `fields`
+    map). The caller checks shapes first; richtext fields cannot be given here.
+    """
+    kinds = {spec.name: spec.kind for spec in fields}
+    doc: Doc = Doc(client_id=client_id)
+    with doc.transaction():
+        if title:
+            doc.get("title", type=Text).insert(0, title)
+        for name, value in values.items():
+            kind = kinds.get(name, "value")
+            if kind == "text":
+                if value:
+                    doc.get(name, type=Text).insert(0, value)
+            elif kind == "list":
+                doc.get(name, type=Array).extend(list(value))
+            elif kind == "value":
+                doc.get(FIELDS_ROOT, type=Map)[name] = value
+            else:
+                raise ValueError(f"field {name!r} of kind {kind} cannot be given at creation")
+    update = doc.get_update()
+    return update if update != b"\x00\x00" else None

@@ -1,0 +1,133 @@
+"""Journal events: who changed which field, when, derived from updates (never their text).
+
+Semantic fields give one event per change with the old and new value. Text is journaled the
+way people read history, not per keystroke: one `FIELD_UPDATED` per user and text field per
+*burst* of typing, with the characters inserted and deleted and the versions it spans. A burst
+closes after `pause` seconds without a keystroke from that user in that field, or once it spans
+`span` seconds. What was typed never enters an event: only counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["Burst", "EventType", "JournalEvent", "TextBursts"]
+
+DEFAULT_PAUSE = 2.0
+DEFAULT_SPAN = 60.0
+
+
+class EventType(StrEnum):
+    DRAFT_CREATED = "DRAFT_CREATED"
+    FIELD_UPDATED = "FIELD_UPDATED"
+    CONFLICT_OPENED = "CONFLICT_OPENED"
+    CONFLICT_RESOLVED = "CONFLICT_RESOLVED"
+    VALUE_REJECTED = "VALUE_REJECTED"
+    RESTORED = "RESTORED"
+    ACCESS_CHANGED = "ACCESS_CHANGED"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEvent:
+    type: EventType
+    draft_id: str
+    version: int
+    user: str | None
+    session: str | None
+    client_id: int | None
+    at: float
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Burst:
+    user: str
+    session: str
+    client_id: int | None
+    field: str
+    from_version: int
+    to_version: int
+    started_at: float
+    last_at: float
+    inserted: int = 0
+    deleted: int = 0
+
+    def as_event(self, draft_id: str) -> JournalEvent:
+        return JournalEvent(
+            type=EventType.FIELD_UPDATED,
+            draft_id=draft_id,
+            version=self.to_version,
+            user=self.user,
+            session=self.session,
+            client_id=self.client_id,
+            at=self.last_at,
+            data={
+                "field": self.field,
+                "kind": "text",
+                "inserted": self.inserted,
+                "deleted": self.deleted,
+                "from_version": self.from_version,
+                "to_version": self.to_version,
+            },
+        )
+
+
+@dataclass(slots=True)
+class TextBursts:
+    """The open bursts of one draft, keyed by (user, field)."""
+
+    draft_id: str
+    pause: float = DEFAULT_PAUSE
+    span: float = DEFAULT_SPAN
+    _open: dict[tuple[str, str], Burst] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self._open)
+
+    def add(
+        self,
+        *,
+        user: str,
+        session: str,
+        client_id: int | None,
+        field_name: str,
+        version: int,
+        inserted: int,
+        deleted: int,
+        now: float,
+    ) -> list[JournalEvent]:
+        """Count a text change; return the events of bursts it closed (by pause or span)."""
+        closed = []
+        burst = self._open.get((user, field_name))
+        if burst is not None and (
+            now - burst.last_at >= self.pause or now - burst.started_at >= self.span
+        ):
+            closed.append(burst.as_event(self.draft_id))
+            burst = None
+        if burst is None:
+            burst = Burst(user, session, client_id, field_name, version, version, now, now)
+            self._open[(user, field_name)] = burst
+        burst.to_version = version
+        burst.last_at = now
+        burst.inserted += inserted
+        burst.deleted += deleted
+        return closed
+
+    def close_idle(self, now: float) -> list[JournalEvent]:
+        idle = [
+            key
+            for key, burst in self._open.items()
+            if now - burst.last_at >= self.pause or now - burst.started_at >= self.span
+        ]
+        return [self._open.pop(key).as_event(self.draft_id) for key in idle]
+
+    def close_all(self) -> list[JournalEvent]:
+        events = [burst.as_event(self.draft_id) for burst in self._open.values()]
+        self._open.clear()
+        return events
+
+    def watermark(self, next_version: int) -> int:
+        """Every text change below this version is journaled (or in no open burst)."""
+        return min((b.from_version for b in self._open.values()), default=next_version)

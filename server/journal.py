@@ -1,0 +1,256 @@
+"""The journal of loaded drafts: events derived from each applied update, bursts closed in time.
+
+Text counts come from pycrdt's own report of the transaction (a raw observer per text root reads
+the event's delta and keeps only lengths), once per update, never from re-encoding documents.
+Semantic events come from the rules' `Review`. Both are attached to the update's pending write,
+so they are stored in the update's transaction; closed text bursts that belong to no update are
+stored by `JournalCloser`, which also records how far each draft's text is journaled (the
+watermark), so that `recover_journal` can rebuild, from the update log, bursts that were still
+open when the process died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pycrdt import Doc, Subscription, Text, XmlFragment
+
+from crdt.history import rebuild
+from crdt.journal import EventType, JournalEvent, TextBursts
+from crdt.origins import SERVER_USER, ClientOrigin
+from crdt.schema import Kind, Schema
+from server import metrics
+from server.errors import StoreError
+from server.semantics import Review
+from server.store import Store
+
+if TYPE_CHECKING:
+    from server.rooms import Room
+
+__all__ = ["JournalCloser", "RoomJournal", "recover_journal"]
+
+logger = logging.getLogger("draftsync.journal")
+
+
+class TextCounter:
+    """Characters inserted and deleted per text root during one transaction."""
+
+    def __init__(self, doc: Doc, schema: Schema) -> None:
+        self._counts: dict[str, list[int]] = {}
+        self._subscriptions: list[tuple[Any, Subscription]] = []
+        for spec in schema.kind_of(Kind.TEXT):
+            root = doc.get(spec.name, type=Text).integrated
+            self._subscriptions.append((root, root.observe(self._counter(spec.name))))
+        for spec in schema.kind_of(Kind.RICHTEXT):
+            # XML deltas are nested; a rich-text burst is journaled without character counts.
+            root = doc.get(spec.name, type=XmlFragment).integrated
+            self._subscriptions.append((root, root.observe_deep(self._toucher(spec.name))))
+
+    def take(self) -> dict[str, list[int]]:
+        counts, self._counts = self._counts, {}
+        return counts
+
+    def close(self) -> None:
+        for _root, subscription in self._subscriptions:
+            subscription.drop()
+        self._subscriptions.clear()
+
+    def _counter(self, name: str) -> Callable[[Any], None]:
+        def count(event: Any) -> None:
+            counts = self._counts.setdefault(name, [0, 0])
+            for part in event.delta:
+                inserted = part.get("insert")
+                if isinstance(inserted, str):
+                    counts[0] += len(inserted)
+                counts[1] += part.get("delete", 0)
+
+        return count
+
+    def _toucher(self, name: str) -> Callable[[Any], None]:
+        def touch(_events: Any) -> None:
+            self._counts.setdefault(name, [0, 0])
+
+        return touch
+
+
+class RoomJournal:
+    def __init__(self, draft_id: str, doc: Doc, schema: Schema) -> None:
+        self.draft_id = draft_id
+        self.bursts = TextBursts(draft_id)
+        self._schema = schema
+        self._text = TextCounter(doc, schema)
+
+    def close(self) -> None:
+        self._text.close()
+
+    def client_events(
+        self,
+        *,
+        version: int,
+        origin: ClientOrigin,
+        client_id: int | None,
+        now: float,
+        review: Review | None,
+    ) -> list[JournalEvent]:
+        """Events of a client's update: text counts join bursts; semantic changes that stood
+        and rejected values are events of this version."""
+        events: list[JournalEvent] = []
+        for name, (inserted, deleted) in self._text.take().items():
+            events += self.bursts.add(
+                user=origin.user,
+                session=origin.session,
+                client_id=client_id,
+                field_name=name,
+                version=version,
+                inserted=inserted,
+                deleted=deleted,
+                now=now,
+            )
+        if review is None:
+            return events
+
+        def event(kind: EventType, data: dict[str, Any]) -> JournalEvent:
+            return JournalEvent(
+                kind, self.draft_id, version, origin.user, origin.session, client_id, now, data
+            )
+
+        resolved = set(review.values) | set(review.removals) | set(review.list_deletions)
+        for name, (old, new) in review.changed.items():
+            if name not in resolved:
+                events.append(event(EventType.FIELD_UPDATED, self._change(name, old, new)))
+        for rejection in review.rejected:
+            data = {"field": rejection.field, "value": rejection.value, "reason": rejection.reason}
+            events.append(event(EventType.VALUE_REJECTED, data))
+        return events
+
+    def server_events(
+        self, *, version: int, reason: str, now: float, review: Review
+    ) -> list[JournalEvent]:
+        """Events of the server's own resolution of a client update."""
+        self._text.take()
+
+        def event(kind: EventType, data: dict[str, Any]) -> JournalEvent:
+            return JournalEvent(kind, self.draft_id, version, SERVER_USER, reason, None, now, data)
+
+        events = []
+        resolved = set(review.values) | set(review.removals) | set(review.list_deletions)
+        for name in sorted(resolved):
+            old, new = review.changed.get(name, (None, review.values.get(name)))
+            data = {**self._change(name, old, new), "by_rule": True}
+            events.append(event(EventType.FIELD_UPDATED, data))
+        for conflict_id in review.opened_conflicts:
+            entry = review.conflicts[conflict_id]
+            data = {
+                "conflict_id": conflict_id,
+                "field": entry["field"],
+                "candidates": entry["candidates"],
+            }
+            events.append(event(EventType.CONFLICT_OPENED, data))
+        return events
+
+    def discard_text(self) -> None:
+        """Forget text counts of a change that is journaled otherwise (a restore)."""
+        self._text.take()
+
+    def _change(self, name: str, old: Any, new: Any) -> dict[str, Any]:
+        spec = self._schema.fields.get(name)
+        kind = spec.kind.value if spec is not None else "value"
+        return {"field": name, "kind": kind, "old": old, "new": new}
+
+
+class JournalCloser:
+    """Closes text bursts after their pause, for every room that has open ones."""
+
+    def __init__(self, store: Store, *, interval: float = 0.5) -> None:
+        self._store = store
+        self._interval = interval
+        self._rooms: dict[str, Room] = {}
+
+    def watch(self, room: Room) -> None:
+        self._rooms[room.draft_id] = room
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            now = time.time()
+            lag = 0
+            for room in list(self._rooms.values()):
+                journal = room.journal
+                if journal is None or not journal.bursts:
+                    self._rooms.pop(room.draft_id, None)
+                    continue
+                events = journal.bursts.close_idle(now)
+                if events:
+                    await self._store_events(room, events)
+                lag += room.version + 1 - journal.bursts.watermark(room.version + 1)
+            metrics.JOURNAL_LAG.set(lag)
+
+    async def flush(self, room: Room) -> None:
+        """Close every burst of the room (unload, shutdown)."""
+        self._rooms.pop(room.draft_id, None)
+        if room.journal is not None:
+            await self._store_events(room, room.journal.bursts.close_all())
+
+    async def _store_events(self, room: Room, events: list[JournalEvent]) -> None:
+        assert room.journal is not None
+        watermark = room.journal.bursts.watermark(room.version + 1)
+        try:
+            await self._store.append_events(events, watermark=(room.draft_id, watermark))
+        except StoreError as error:
+            # The bursts are rebuilt from the log by `recover_journal` once the store is back.
+            logger.error("journal write failed draft=%s error=%s", room.draft_id, error)
+
+
+async def recover_journal(store: Store, draft_id: str, schema: Schema) -> int:
+    """Journal text changes that were in bursts still open when the process stopped.
+
+    Replays the log from the watermark on a doc rebuilt just before it, counting text changes
+    per update as the room does, and skips what closed bursts already cover. Returns the
+    number of events written.
+    """
+    watermark = await store.journal_watermark(draft_id)
+    last = await store.last_version(draft_id)
+    if watermark > last:
+        return 0
+    covered: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for user, data in await store.text_events_since(draft_id, watermark):
+        span = (int(data["from_version"]), int(data["to_version"]))
+        covered.setdefault((user, str(data["field"])), []).append(span)
+    state = await store.load(draft_id, at_version=watermark - 1)
+    logged = await store.updates_with_origin(draft_id, watermark - 1, last)
+
+    def replay() -> list[JournalEvent]:
+        doc = rebuild(state.snapshot, state.tail)
+        counter = TextCounter(doc, schema)
+        bursts = TextBursts(draft_id)
+        events: list[JournalEvent] = []
+        for update in logged:
+            doc.apply_update(update.data)
+            for name, (inserted, deleted) in counter.take().items():
+                spans = covered.get((update.user, name), [])
+                if any(first <= update.version <= end for first, end in spans):
+                    continue
+                events += bursts.add(
+                    user=update.user,
+                    session=update.session,
+                    client_id=update.client_id,
+                    field_name=name,
+                    version=update.version,
+                    inserted=inserted,
+                    deleted=deleted,
+                    now=update.created_at,
+                )
+        counter.close()
+        return events + bursts.close_all()
+
+    events = await asyncio.to_thread(replay)
+    await store.append_events(events, watermark=(draft_id, last + 1))
+    if events:
+        logger.info(
+            "journal recovered draft=%s events=%d from=%d", draft_id, len(events), watermark
+        )
+    return len(events)

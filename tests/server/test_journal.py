@@ -1,0 +1,124 @@
+"""The audit journal: events derived from updates, text as bursts, no typed text, crash-proof."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support.node_client import NodeClient
+from tests.support.server_process import ServerProcess
+from tests.support.stored import stored_rows
+from tests.support.waiting import eventually
+
+
+def events_of(server: ServerProcess, draft: str) -> list[dict[str, object]]:
+    rows = stored_rows(
+        server.database,
+        "SELECT version, type, user, data FROM events WHERE draft_id = ? ORDER BY id",
+        draft,
+    )
+    return [{"version": v, "type": t, "user": u, **json.loads(str(d))} for v, t, u, d in rows]
+
+
+async def type_text(client: NodeClient, text: str, field: str = "title") -> None:
+    for i, char in enumerate(text):
+        await client.call("insert", field=field, index=i, text=char)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> ServerProcess:
+    process = ServerProcess(tmp_path / "data", "--room-grace", "30").start()
+    yield process
+    process.stop()
+
+
+async def test_text_is_journaled_as_one_burst_without_the_text(server: ServerProcess) -> None:
+    draft = f"j-{uuid.uuid4().hex[:8]}"
+    marker = "ZQXJV-unique-marker"
+    async with await NodeClient.start(server.ws_url, draft, server.token("alice")) as alice:
+        await alice.call("wait_synced")
+        await type_text(alice, marker)
+        await alice.call("set", key="status", value="DRAFT")
+
+        async def burst_closed() -> bool:
+            return any(
+                e["type"] == "FIELD_UPDATED" and e["field"] == "title"
+                for e in events_of(server, draft)
+            )
+
+        await eventually(burst_closed, timeout=10)
+    events = events_of(server, draft)
+    title = [e for e in events if e.get("field") == "title"]
+    assert len(title) == 1, title
+    assert title[0]["inserted"] == len(marker) and title[0]["deleted"] == 0
+    assert title[0]["user"] == "alice"
+    assert title[0]["from_version"] == 1 and title[0]["to_version"] == len(marker)
+    status = [e for e in events if e.get("field") == "status"]
+    assert status == [
+        {
+            "version": len(marker) + 1,
+            "type": "FIELD_UPDATED",
+            "user": "alice",
+            "field": "status",
+            "kind": "value",
+            "old": None,
+            "new": "DRAFT",
+        }
+    ]
+    everything = stored_rows(server.database, "SELECT * FROM events")
+    assert marker not in repr(everything)
+    assert "ZQXJV" not in repr(everything)
+
+
+async def test_a_rejected_value_and_a_rule_resolution_are_journaled(server: ServerProcess) -> None:
+    draft = f"j-{uuid.uuid4().hex[:8]}"
+    async with await NodeClient.start(server.ws_url, draft, server.token("bob")) as bob:
+        await bob.call("wait_synced")
+        await bob.call("set", key="goal_amount", value=10)
+        await bob.call("set", key="goal_amount", value="ten")
+
+        async def reverted() -> bool:
+            return (await bob.fields()).get("goal_amount") == 10
+
+        await eventually(reverted)
+    await eventually(lambda: _has(server, draft, "VALUE_REJECTED"))
+    rejected = [e for e in events_of(server, draft) if e["type"] == "VALUE_REJECTED"]
+    assert rejected[0]["field"] == "goal_amount" and rejected[0]["value"] == "ten"
+    assert rejected[0]["user"] == "bob"
+    by_rule = [e for e in events_of(server, draft) if e.get("by_rule")]
+    assert by_rule and by_rule[0]["user"] == "draftsync" and by_rule[0]["new"] == 10
+
+
+async def _has(server: ServerProcess, draft: str, kind: str) -> bool:
+    return any(e["type"] == kind for e in events_of(server, draft))
+
+
+async def test_a_burst_open_at_kill_9_is_rebuilt_from_the_log(server: ServerProcess) -> None:
+    draft = f"j-{uuid.uuid4().hex[:8]}"
+    alice = await NodeClient.start(server.ws_url, draft, server.token("alice"))
+    bob = await NodeClient.start(server.ws_url, draft, server.token("alice"))
+    try:
+        await alice.call("wait_synced")
+        await bob.call("wait_synced")
+        await type_text(alice, "hello")
+        await eventually(lambda: _text_is(bob, "hello"))
+        server.kill()  # the burst of 5 keystrokes was never closed
+        assert events_of(server, draft) == []
+        await alice.close()
+        await bob.close()
+        server.start()
+        async with await NodeClient.start(server.ws_url, draft, server.token("alice")) as again:
+            await again.call("wait_synced")
+        title = [e for e in events_of(server, draft) if e.get("field") == "title"]
+        assert len(title) == 1
+        assert title[0]["inserted"] == 5 and title[0]["to_version"] == 5
+    finally:
+        await asyncio.gather(alice.close(), bob.close())
+
+
+async def _text_is(client: NodeClient, text: str) -> bool:
+    return await client.text("title") == text

@@ -1,0 +1,139 @@
+"""Rooms come and go, the server stops cleanly, and nothing acknowledged is lost on the way.
+
+- a room is unloaded once the grace period after its last client has passed (the module's
+  server runs with `--room-grace 0.3`), and a client coming back gets the whole draft from the
+  store;
+- SIGTERM closes every connection with 1001 and a reason, the process exits, and a server
+  restarted on the same data directory has everything a client wrote and saw acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from pycrdt import Doc, Map, Text
+
+from crdt.protocol import SyncStep1, Update, WriteAck, encode_message
+from tests.support.pycrdt_client import PycrdtClient
+from tests.support.raw_client import RawClient, connect_raw
+from tests.support.server_process import ServerProcess
+
+GRACE = 0.3  # the `server` fixture's --room-grace
+TIMEOUT = 10
+
+
+def new_draft() -> str:
+    return f"d-{uuid.uuid4().hex[:12]}"
+
+
+async def rooms_loaded(server: ServerProcess) -> float:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{server.http_url}/metrics", timeout=5)
+    response.raise_for_status()
+    for family in text_string_to_metric_families(response.text):
+        if family.name == "draftsync_rooms_loaded":
+            return float(family.samples[0].value)
+    raise AssertionError("draftsync_rooms_loaded is missing from /metrics")
+
+
+async def wait_rooms_loaded(server: ServerProcess, count: int, timeout: float = TIMEOUT) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            if await rooms_loaded(server) == count:
+                return
+            await asyncio.sleep(0.02)  # poll interval of a metric, bounded by the timeout
+
+
+async def connect_synced(server: ServerProcess, draft: str) -> PycrdtClient:
+    client = await PycrdtClient(server.ws_url, draft, server.token("alice")).connect()
+    await asyncio.wait_for(client.synced.wait(), TIMEOUT)
+    return client
+
+
+async def test_an_idle_room_unloads_after_the_grace_period_and_reloads_from_the_store(
+    server: ServerProcess,
+) -> None:
+    draft = new_draft()
+    await wait_rooms_loaded(server, 0)
+    editor = await connect_synced(server, draft)
+    await wait_rooms_loaded(server, 1)
+    for word in ("kept", " across", " unloads"):
+        await editor.edit(lambda doc, w=word: doc.get("title", type=Text).insert(0, w))
+    await editor.edit(lambda doc: doc.get("fields", type=Map).__setitem__("current_step", 3))
+    expected = editor.text("title")
+
+    await editor.disconnect()
+    left = time.monotonic()
+    await wait_rooms_loaded(server, 0)
+    assert time.monotonic() - left >= GRACE, "unloaded before the grace period was over"
+
+    back = await connect_synced(server, draft)
+    try:
+        assert back.text("title") == expected
+        assert back.fields() == {"current_step": 3}
+        await wait_rooms_loaded(server, 1)
+    finally:
+        await back.disconnect()
+    await wait_rooms_loaded(server, 0)
+
+
+async def write_acknowledged(client: RawClient, count: int) -> str:
+    """Send `count` edits of `title`, then wait for their write ack; return the title."""
+    local: Doc = Doc()
+    title = local.get("title", type=Text)
+    for i in range(count):
+        before = local.get_state()
+        title.insert(len(title), f"[{i}]")
+        await client.send(encode_message(Update(local.get_update(before))))
+    await client.send(encode_message(WriteAck(b"all")))
+    await client.next_message(WriteAck, where=lambda m: m.payload == b"all", timeout=TIMEOUT)
+    return str(title)
+
+
+async def joined(server: ServerProcess, draft: str) -> RawClient:
+    client = await connect_raw(server.ws_url, draft, server.token("alice"))
+    await client.next_message(SyncStep1, timeout=TIMEOUT)
+    return client
+
+
+async def test_sigterm_closes_connections_with_1001_and_a_reason(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        client = await joined(server, new_draft())
+        await write_acknowledged(client, 5)
+        exit_code = await asyncio.to_thread(server.terminate)
+        code, reason = await client.wait_closed(TIMEOUT)
+        assert exit_code == 0, server.log()
+        assert code == 1001, f"closed with {code} ({reason!r})"
+        assert reason
+    finally:
+        server.stop()
+
+
+async def test_after_sigterm_a_restart_has_everything_acknowledged(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    draft = new_draft()
+    first = ServerProcess(data_dir).start()
+    try:
+        client = await joined(first, draft)
+        title = await write_acknowledged(client, 50)
+        exit_code = await asyncio.to_thread(first.terminate)
+        await client.wait_closed(TIMEOUT)
+        assert exit_code == 0, first.log()
+    finally:
+        first.stop()
+
+    second = ServerProcess(data_dir).start()
+    try:
+        reader = await connect_synced(second, draft)
+        try:
+            assert reader.text("title") == title
+        finally:
+            await reader.disconnect()
+    finally:
+        second.stop()

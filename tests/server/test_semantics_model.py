@@ -1,0 +1,434 @@
+"""Model test of SemanticFields: random offline writes by 3 clients, every replica converges
+and obeys the field's rule.
+
+The harness (`tests.support.semantic_sim.SimRoom`) does in process what `server.rooms.Room` does
+with an update: apply it in a `ClientOrigin` transaction, take the update pycrdt integrated,
+`SemanticFields.review` it, apply the review in a server transaction with `_apply_review`, then
+`absorb` the server's change; every change is relayed to the clients that are online.
+
+Each round, every client goes offline, makes random writes to `status` (any schema state),
+`current_step` (ints), `goal_amount` (manual; at most one write per client per round, see
+`_expected_conflict`) and `tags` (pushes), then all reconnect in a random order: the client sends
+`get_update(server state vector)` and receives everything it lacks, server writes included.
+
+Invariants (after everyone synced):
+
+- every replica (3 clients + server) has identical `fields`, `tags` and `conflicts`;
+- `tags` holds every pushed tag exactly once (union);
+- `status` is absent or a state reachable from the initial state by allowed transitions, and a
+  value some client wrote;
+- `current_step`: let F be the item holding the final value (a client's or the server's write).
+  For every write w concurrent with F (neither had seen the other) that is a *head* among those
+  (no other write concurrent with F had w in its past, i.e. w's own writer did not overwrite it),
+  final >= w.value. That is "max over the concurrent candidates" stated so that it can be checked
+  from causal histories; a value a writer itself overwrote later is not a candidate, and a
+  sequential write stands even when smaller (a user may move `current_step` back);
+- a manual conflict for `goal_amount` exists iff two different `goal_amount` values were written
+  concurrently.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from pycrdt import Doc, Map, Text
+
+from crdt.fields import FieldIndex
+from crdt.schema import DEFAULT_SCHEMA
+from server.semantics import SemanticFields
+from tests.support.semantic_sim import (
+    SimClient,
+    SimRoom,
+    Write,
+    concurrent,
+    decode_state_vector,
+    happened_before,
+    snapshot,
+)
+
+STATUS = DEFAULT_SCHEMA.fields["status"]
+STATES = list(STATUS.precedence)
+GOALS = [100, 250, 400]
+TAGS = ["news", "tech", "sport", "art"]
+
+client_ids = st.integers(min_value=1, max_value=2**32 - 1)
+
+# -- scenario ---------------------------------------------------------------------------------
+
+ops = st.one_of(
+    st.tuples(st.just("status"), st.sampled_from(STATES)),
+    st.tuples(st.just("current_step"), st.integers(min_value=0, max_value=12)),
+    st.tuples(st.just("goal_amount"), st.sampled_from(GOALS)),
+    st.tuples(st.just("tags"), st.sampled_from(TAGS)),
+)
+
+
+@dataclass(frozen=True)
+class Round:
+    batches: tuple[tuple[tuple[str, Any], ...], ...]  # per client, its offline writes
+    order: tuple[int, ...]  # reconnect order
+
+
+@dataclass(frozen=True)
+class Scenario:
+    server_id: int
+    client_ids: tuple[int, int, int]
+    rounds: tuple[Round, ...]
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, *, one_step_write: bool = False) -> Scenario:
+    """`one_step_write`: at most one current_step write per client per round (no client
+    overwrites its own concurrent write before the server sees it, see CHAIN_FLAG_LOST)."""
+    ids = draw(st.lists(client_ids, min_size=4, max_size=4, unique=True))
+    rounds = []
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        batches = []
+        for _ in range(3):
+            batch = draw(st.lists(ops, max_size=5))
+            if one_step_write:
+                steps = [i for i, (key, _) in enumerate(batch) if key == "current_step"]
+                batch = [op for i, op in enumerate(batch) if i not in steps[1:]]
+            batches.append(tuple(batch))
+        order = tuple(draw(st.permutations(range(3))))
+        rounds.append(Round(tuple(batches), order))
+    return Scenario(ids[0], (ids[1], ids[2], ids[3]), tuple(rounds))
+
+
+@dataclass
+class Run:
+    room: SimRoom
+    clients: list[SimClient]
+
+    @property
+    def writes(self) -> list[Write]:
+        return [w for c in self.clients for w in c.writes] + self.room.server_writes
+
+
+def play(scenario: Scenario, *, skip_gc: bool = False) -> Run:
+    room = SimRoom(DEFAULT_SCHEMA, scenario.server_id, skip_gc=skip_gc)
+    clients = [SimClient(f"user{i}", cid) for i, cid in enumerate(scenario.client_ids)]
+    for client in clients:
+        room.connect(client)
+    for round_ in scenario.rounds:
+        for client in clients:
+            room.go_offline(client)
+        for client, batch in zip(clients, round_.batches, strict=True):
+            wrote_goal = False
+            for key, value in batch:
+                if key == "tags":
+                    client.push_tag(value)
+                elif key == "goal_amount":
+                    if not wrote_goal:  # see _expected_conflict
+                        client.set(key, value)
+                        wrote_goal = True
+                else:
+                    client.set(key, value)
+        for position in round_.order:
+            room.reconnect(clients[position])
+    server_state = decode_state_vector(room.doc.get_state())
+    for client in clients:  # everyone is online and had every relay: nothing is missing
+        assert decode_state_vector(client.doc.get_state()) == server_state, client.name
+    return Run(room, clients)
+
+
+# -- invariants -------------------------------------------------------------------------------
+
+
+def _reachable_states() -> set[str]:
+    seen = {STATUS.initial}
+    queue = deque([STATUS.initial])
+    while queue:
+        for nxt in STATUS.transitions.get(queue.popleft(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return seen
+
+
+REACHABLE = _reachable_states()
+
+
+def _final_item(doc: Doc, key: str) -> tuple[int, int] | None:
+    """The item holding `key`'s value, by an index of the whole state (checked against pycrdt)."""
+    index = FieldIndex()
+    index.load(doc.get_update())
+    winner = index.winner(key)
+    value = doc.get("fields", type=Map).get(key)
+    if winner is not None and value is not None:
+        assert index.value_of(winner) == value
+    return winner
+
+
+def _expected_conflict(writes: list[Write]) -> bool:
+    """Two different goal_amount values written concurrently (by clients).
+
+    Each client writes goal_amount at most once per offline round, so no write is overwritten
+    by its own writer before anyone sees it: "written concurrently" has one meaning.
+    """
+    goal = [w for w in writes if w.key == "goal_amount" and w.writer != "server"]
+    return any(
+        concurrent(a, b) and a.value != b.value for i, a in enumerate(goal) for b in goal[i + 1 :]
+    )
+
+
+def _current_step_violations(run: Run) -> list[str]:
+    final = run.room.fields.get("current_step")
+    if final is None:
+        return []
+    winner_id = _final_item(run.room.doc, "current_step")
+    steps = [w for w in run.writes if w.key == "current_step"]
+    by_id = {w.id: w for w in steps}
+    assert winner_id in by_id, f"final current_step item {winner_id} was never written"
+    final_write = by_id[winner_id]
+    rivals = [w for w in steps if concurrent(w, final_write)]
+    heads = [w for w in rivals if not any(happened_before(w, o) for o in rivals if o is not w)]
+    return [
+        f"final {final} < {w.value} written by {w.writer} concurrently with {final_write}"
+        for w in heads
+        if w.value > final
+    ]
+
+
+def check_converged(run: Run) -> None:
+    expected = snapshot(run.room.doc)
+    for client in run.clients:
+        assert snapshot(client.doc) == expected, client.name
+    fields, tags, conflicts = expected
+    pushed = {t for c in run.clients for t in c.pushed_tags}
+    assert len(tags) == len(set(tags)), f"duplicate tags {tags}"
+    assert set(tags) == pushed
+    status = fields.get("status")
+    if status is not None:
+        assert status in REACHABLE
+        assert status in {w.value for w in run.writes if w.key == "status"}
+    step = fields.get("current_step")
+    if step is not None:
+        assert DEFAULT_SCHEMA.fields["current_step"].accepts(step)
+    # manual: the server never writes goal_amount itself, and conflicts hold written values only
+    assert not [w for w in run.room.server_writes if w.key == "goal_amount"]
+    goals = {w.value for w in run.writes if w.key == "goal_amount"}
+    for entry in conflicts.values():
+        assert entry["field"] == "goal_amount"
+        assert {c["value"] for c in entry["candidates"]} <= goals
+        assert len(entry["candidates"]) >= 2
+
+
+def check_rules(run: Run) -> None:
+    assert _current_step_violations(run) == []
+    conflicts = [
+        entry
+        for entry in (run.room.conflicts.to_py() or {}).values()
+        if entry["field"] == "goal_amount"
+    ]
+    assert len(conflicts) <= 1
+    assert bool(conflicts) == _expected_conflict(run.writes), conflicts
+
+
+# Client 2 (small id) writes current_step=9 concurrently with client 3's 2 and reconnects last:
+# its write loses Yjs's ordering, max must pick it.
+LOSER_EXAMPLE = Scenario(
+    server_id=4_000_000_000,
+    client_ids=(1, 2, 3),
+    rounds=(Round(batches=((), (("current_step", 9),), (("current_step", 2),)), order=(2, 1, 0)),),
+)
+# Same shape for the manual field: 400 (loser, arrives last) vs 100.
+MANUAL_LOSER_EXAMPLE = Scenario(
+    server_id=4_000_000_000,
+    client_ids=(1, 2, 3),
+    rounds=(
+        Round(batches=((), (("goal_amount", 400),), (("goal_amount", 100),)), order=(2, 1, 0)),
+    ),
+)
+# Client 2 writes 5; client 3 (larger id, so its writes win Yjs's ordering), offline too,
+# writes 1 then 2 and reconnects last: max must keep 5 (CHAIN_FLAG_LOST).
+CHAIN_EXAMPLE = Scenario(
+    server_id=4_000_000_000,
+    client_ids=(1, 2, 3),
+    rounds=(
+        Round(
+            batches=((), (("current_step", 5),), (("current_step", 1), ("current_step", 2))),
+            order=(1, 2, 0),
+        ),
+    ),
+)
+
+MODEL = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@MODEL
+@given(scenarios())
+def test_replicas_converge_and_obey_union_and_transitions(scenario: Scenario) -> None:
+    check_converged(play(scenario))
+
+
+@MODEL
+@example(LOSER_EXAMPLE)
+@example(CHAIN_EXAMPLE)
+@given(scenarios())
+def test_current_step_is_max_of_concurrent_heads(scenario: Scenario) -> None:
+    run = play(scenario)
+    check_converged(run)
+    assert _current_step_violations(run) == []
+
+
+@MODEL
+@example(MANUAL_LOSER_EXAMPLE)
+@given(scenarios())
+def test_manual_conflict_iff_different_concurrent_values(scenario: Scenario) -> None:
+    run = play(scenario)
+    check_converged(run)
+    check_rules(run)
+
+
+@MODEL
+@example(LOSER_EXAMPLE)
+@example(MANUAL_LOSER_EXAMPLE)
+@given(scenarios(one_step_write=True))
+def test_rules_hold_when_the_server_keeps_deleted_content(scenario: Scenario) -> None:
+    """The same invariants with the server doc built `skip_gc=True` (keeping deleted content):
+    the rules must not depend on how the server's doc stores what lost Yjs's ordering."""
+    run = play(scenario, skip_gc=True)
+    check_converged(run)
+    check_rules(run)
+
+
+def test_chain_starting_with_a_concurrent_write_is_resolved() -> None:
+    run = play(CHAIN_EXAMPLE)
+    check_converged(run)
+    assert run.room.fields["current_step"] == 5
+
+
+# -- deterministic cases of the pipeline ------------------------------------------------------
+
+
+def test_offline_sequence_of_allowed_transitions_stands() -> None:
+    room = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
+    client = SimClient("user0", 7)
+    client.set("status", "DRAFT")
+    client.set("status", "IN_REVIEW")
+    outcome = room.reconnect(client)
+    assert outcome.review is not None
+    assert outcome.review.rejected == []
+    assert room.fields.get("status") == "IN_REVIEW"
+
+
+def test_sequential_transition_sent_one_update_at_a_time_stands() -> None:
+    room = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
+    client = SimClient("user0", 7)
+    room.reconnect(client)
+    for state in ("DRAFT", "IN_REVIEW", "APPROVED", "DRAFT"):
+        client.set("status", state)
+        room.receive(client, client.doc.get_update(room.doc.get_state()))
+        assert room.fields["status"] == state
+    client.set("status", "PUBLISHED")  # not allowed from DRAFT: reverted
+    outcome = room.receive(client, client.doc.get_update(room.doc.get_state()))
+    assert outcome.review is not None and [r.value for r in outcome.review.rejected] == [
+        "PUBLISHED"
+    ]
+    assert room.fields["status"] == "DRAFT"
+    assert client.fields["status"] == "DRAFT"  # relayed back to the writer
+
+
+def test_wrong_type_is_reverted_everywhere() -> None:
+    room = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
+    a, b = SimClient("user0", 7), SimClient("user1", 8)
+    room.reconnect(a)
+    room.reconnect(b)
+    a.set("goal_amount", 500)
+    room.receive(a, a.doc.get_update(room.doc.get_state()))
+    a.set("goal_amount", "lots")
+    outcome = room.receive(a, a.doc.get_update(room.doc.get_state()))
+    assert outcome.review is not None
+    assert [(r.field, r.value, r.reason) for r in outcome.review.rejected] == [
+        ("goal_amount", "lots", "wrong type")
+    ]
+    for doc in (room.doc, a.doc, b.doc):
+        assert doc.get("fields", type=Map)["goal_amount"] == 500
+
+
+def test_null_into_empty_integer_field_is_removed() -> None:
+    room = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
+    client = SimClient("user0", 7)
+    client.set("current_step", None)
+    outcome = room.reconnect(client)
+    assert outcome.review is not None and [r.value for r in outcome.review.rejected] == [None]
+    assert "current_step" not in (room.fields.to_py() or {})
+
+
+def test_wrong_type_after_a_key_delete_removes_the_key() -> None:
+    room = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
+    client = SimClient("user0", 7)
+    room.reconnect(client)
+    client.set("category", "news")
+    room.receive(client, client.doc.get_update(room.doc.get_state()))
+    state = client.doc.get_state()
+    del client.fields["category"]
+    room.receive(client, client.doc.get_update(state))
+    assert "category" not in (room.fields.to_py() or {})
+    client.set("category", 5)  # wrong type: nothing was held before
+    outcome = room.receive(client, client.doc.get_update(room.doc.get_state()))
+    assert outcome.review is not None and [r.value for r in outcome.review.rejected] == [5]
+    assert "category" not in (room.fields.to_py() or {})
+
+
+@pytest.mark.parametrize("a_wrote_before", [False, True])
+def test_offline_write_is_detected_after_a_restart(a_wrote_before: bool) -> None:
+    """b (id 5) writes goal_amount=200; a (id 9), offline, writes 400 concurrently (its write
+    wins Yjs's ordering); the server restarts before a reconnects. The index is then built
+    lazily from the loaded state, and a's write must still open a conflict."""
+    a, b = SimClient("user0", 9), SimClient("user1", 5)
+    first = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
+    first.reconnect(a)
+    first.reconnect(b)
+    if a_wrote_before:
+        a.set("goal_amount", 100)
+        first.receive(a, a.doc.get_update(first.doc.get_state()))
+    first.go_offline(a)
+    b.set("goal_amount", 200)  # b saw a's 100 (if any): sequential
+    first.receive(b, b.doc.get_update(first.doc.get_state()))
+    a.set("goal_amount", 400)  # concurrent with 200
+    restarted = SimRoom(DEFAULT_SCHEMA, 4_000_000_001, state=first.doc.get_update())
+    restarted.reconnect(a)
+    assert restarted.fields["goal_amount"] == 400  # Yjs's choice stands while the conflict is open
+    (entry,) = (restarted.conflicts.to_py() or {}).values()
+    assert entry["field"] == "goal_amount"
+    assert {c["value"] for c in entry["candidates"]} == {200, 400}
+    assert snapshot(a.doc) == snapshot(restarted.doc)
+
+
+def test_concurrent_tags_are_unioned_without_duplicates() -> None:
+    room = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
+    a, b = SimClient("user0", 5), SimClient("user1", 9)
+    for tag in ("news", "tech"):
+        a.push_tag(tag)
+    for tag in ("tech", "art", "tech"):
+        b.push_tag(tag)
+    room.reconnect(a)
+    room.reconnect(b)
+    a.doc.apply_update(room.doc.get_update(a.doc.get_state()))
+    for doc in (room.doc, a.doc, b.doc):
+        values = snapshot(doc)[1]
+        assert sorted(values) == ["art", "news", "tech"]
+
+
+def test_review_of_text_only_update_is_empty() -> None:
+    """The fields observer does not fire for text: nothing is decoded or reviewed."""
+    doc: Doc = Doc(client_id=4_000_000_000)
+    semantics = SemanticFields(doc, DEFAULT_SCHEMA)
+    editor: Doc = Doc(client_id=3)
+    editor.get("title", type=Text).insert(0, "Hello")
+    doc.apply_update(editor.get_update())
+    assert not semantics.touched
+    editor.get("fields", type=Map)["category"] = "news"
+    doc.apply_update(editor.get_update())
+    assert semantics.touched

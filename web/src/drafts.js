@@ -1,0 +1,80 @@
+// GET /: the drafts the caller can reach (GET /api/drafts), a form that creates one
+// (POST /api/drafts {title}) and one that opens a draft by id. Links carry the token.
+import { takeToken, userOf, withToken } from './session.js'
+import { api, explain } from './api.js'
+import { h, clear, when } from './dom.js'
+
+const $ = (role) => document.querySelector(`[data-role=${role}]`)
+const DRAFT_ID = /^[A-Za-z0-9_-]{1,128}$/
+const DETAILS_AT_ONCE = 50
+
+function main () {
+  const token = takeToken()
+  const client = api(token)
+  const open = (id) => { window.location.href = withToken(`/d/${encodeURIComponent(id)}`, token) }
+  const say = (text) => { $('message').textContent = text }
+  if (!token) {
+    say('No sign-in token: open the link that `draftsync serve` printed (…/?token=…).')
+    $('list').replaceChildren(h('li', { class: 'empty' }, 'Sign in to see your drafts.'))
+    return
+  }
+  $('user').textContent = `Signed in as ${userOf(token) || 'unknown user'}`
+
+  $('create').addEventListener('submit', async (event) => {
+    event.preventDefault()
+    const title = $('new-title').value.trim()
+    const button = event.submitter || $('create').querySelector('button')
+    button.disabled = true
+    const answer = await client.post('/api/drafts', title ? { title } : {})
+    button.disabled = false
+    if (answer.ok && answer.body && answer.body.id) return open(answer.body.id)
+    if (answer.status === 404 || answer.status === 405) {
+      // no REST API on this server: connecting to an unknown id creates the draft
+      return open(`draft-${Math.random().toString(36).slice(2, 10)}`)
+    }
+    say(explain(answer, 'Creating a draft'))
+  })
+  $('open').addEventListener('submit', (event) => {
+    event.preventDefault()
+    const id = $('open-id').value.trim()
+    if (DRAFT_ID.test(id)) return open(id)
+    say('A draft id is 1 to 128 letters, digits, "-" or "_".')
+  })
+  listDrafts(client, token)
+}
+
+async function listDrafts (client, token) {
+  const list = $('list')
+  const answer = await client.get('/api/drafts?limit=100')
+  if (!answer.ok) {
+    clear(list).append(h('li', { class: 'empty' }, `${explain(answer, 'The list of drafts')} Open a draft by its id or create one.`))
+    return
+  }
+  const items = answer.body.items || []
+  clear(list)
+  if (!items.length) list.append(h('li', { class: 'empty' }, 'No drafts yet: create the first one.'))
+  for (const item of items) {
+    const title = h('span', { class: 'draft-title' }, item.title || item.id)
+    const meta = h('span', { class: 'draft-meta' },
+      `${item.role || ''}${item.role ? ' · ' : ''}v${item.version ?? 0} · ${when(item.lastModified || item.createdAt)}`)
+    const row = h('li', { class: 'draft', dataset: { draft: item.id } },
+      h('a', { href: withToken(`/d/${encodeURIComponent(item.id)}`, token) }, title, meta))
+    list.append(row)
+  }
+  if (answer.body.next) list.append(h('li', { class: 'empty' }, 'Only the first 100 drafts are listed.'))
+  // titles and progress come with each draft's details
+  for (const item of items.slice(0, DETAILS_AT_ONCE)) {
+    client.get(`/api/drafts/${encodeURIComponent(item.id)}`).then((detail) => {
+      if (!detail.ok) return
+      const row = list.querySelector(`[data-draft="${CSS.escape(item.id)}"]`)
+      const text = detail.body.state && detail.body.state.texts && detail.body.state.texts.title
+      if (text && text.trim()) row.querySelector('.draft-title').textContent = text
+      const m = detail.body.metadata
+      if (m && typeof m.completion === 'number') {
+        row.querySelector('.draft-meta').append(` · ${Math.round(m.completion)}% · ${m.wordCount ?? 0} words`)
+      }
+    })
+  }
+}
+
+main()

@@ -170,7 +170,7 @@ class Connection:
             while True:
                 if self._queue and (self.is_open or self._flush_before_close):
                     frame = self._next_frame()
-                    metrics.BYTES_SENT.inc(len(frame))
+                    metrics.TALLY.bytes_sent += len(frame)
                     await self._socket.send_bytes(frame)
                 elif self.state is not ConnectionState.OPEN:
                     await self._socket.close(

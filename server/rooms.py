@@ -181,7 +181,7 @@ class Room:
         except ValueError as exc:
             self._changes = None
             raise UndecodableUpdate(f"undecodable Yjs update: {exc}") from exc
-        metrics.UPDATES_RECEIVED.inc()
+        metrics.TALLY.updates_received += 1
         changes, self._changes = self._changes, None
         if changes is None:
             return  # nothing new (a duplicate), or held by pycrdt until its dependencies arrive
@@ -197,6 +197,7 @@ class Room:
         client_id = first_client_id(changes)
         assert self.journal is not None
         events = self.journal.client_events(
+            changes=changes,
             version=self.version + 1,
             origin=conn.origin,
             client_id=client_id,
@@ -344,7 +345,7 @@ class Room:
             if conn is not sender:
                 conn.send(frame, update=update)
                 relayed += 1
-        metrics.UPDATES_RELAYED.inc(relayed)
+        metrics.TALLY.updates_relayed += relayed
 
     def _broadcast(self, frame: bytes, *, sender: Connection) -> None:
         for conn in self.connections:

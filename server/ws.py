@@ -122,5 +122,5 @@ async def _read(websocket: WebSocket, room: Room, conn: Connection) -> int:
             raise MalformedMessage("text frames are not part of the protocol: send binary frames")
         if not conn.is_open:
             continue  # closing: what the client still sends is dropped, not applied
-        metrics.BYTES_RECEIVED.inc(len(data))
+        metrics.TALLY.bytes_received += len(data)
         await room.receive(conn, decode_message(data))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from crdt.schema import DEFAULT_SCHEMA, Schema
 
-__all__ = ["Durability", "Settings"]
+__all__ = ["ALL_LAYERS", "Durability", "Layers", "Settings"]
 
 
 class Durability(Enum):
@@ -16,6 +16,18 @@ class Durability(Enum):
 
     DURABLE = "durable"  # committed to the store first, then relayed (the default and the promise)
     RELAXED = "relaxed"  # relayed at once, committed right after (a crash may lose the last batch)
+
+
+@dataclass(frozen=True, slots=True)
+class Layers:
+    """Per-update layers a room runs besides the CRDT and the store. Both are always on in
+    `draftsync serve`; the benchmarks turn one off to measure what it costs."""
+
+    semantic_fields: bool = True
+    journal: bool = True
+
+
+ALL_LAYERS = Layers()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +51,9 @@ class Settings:
     fsync: bool = False  # SQLite synchronous=FULL instead of NORMAL
     commit_queue_updates: int = 20_000
     max_batch_updates: int = 2_000
+    layers: Layers = ALL_LAYERS
+    # None: SQLite at `database_path`; a postgresql:// URL: PostgreSQL (server/store_pg.py).
+    store_url: str | None = None
 
     @property
     def database_path(self) -> Path:

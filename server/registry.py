@@ -97,6 +97,7 @@ class RoomRegistry:
             durability=self._settings.durability,
             schema=self._settings.schema,
             journal_closer=self._journal_closer,
+            layers=self._settings.layers,
             on_failed=self._forget,
         )
         self._rooms[draft_id] = room

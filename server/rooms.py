@@ -40,7 +40,7 @@ from crdt.schema import Schema
 from crdt.updates import check_nesting, first_client_id, may_nest_too_deep
 from server import metrics
 from server.commits import CommitPipeline, PendingWrite
-from server.config import Durability
+from server.config import ALL_LAYERS, Durability, Layers
 from server.connection import Connection
 from server.errors import CloseCode, StoreError
 from server.journal import JournalCloser, RoomJournal
@@ -71,6 +71,7 @@ class Room:
         durability: Durability,
         schema: Schema,
         journal_closer: JournalCloser,
+        layers: Layers = ALL_LAYERS,
         on_failed: Callable[[Room], None],
     ) -> None:
         self.draft_id = draft_id
@@ -78,6 +79,7 @@ class Room:
         self.semantics: SemanticFields | None = None
         self.journal: RoomJournal | None = None
         self._journal_closer = journal_closer
+        self._layers = layers
         self.state = RoomState.LOADING
         self.doc: Doc = Doc()
         self.connections: set[Connection] = set()
@@ -110,8 +112,10 @@ class Room:
         self.doc = doc
         self.version = version
         self._since_snapshot = since_snapshot
-        self.semantics = SemanticFields(doc, self.schema)
-        self.journal = RoomJournal(self.draft_id, doc, self.schema)
+        if self._layers.semantic_fields:
+            self.semantics = SemanticFields(doc, self.schema)
+        if self._layers.journal:
+            self.journal = RoomJournal(self.draft_id, doc, self.schema)
         self._subscription = doc.observe(self._capture_changes)
         self.state = RoomState.OPEN
 
@@ -195,14 +199,18 @@ class Room:
                 logger.error("rules skipped draft=%s error=%s", self.draft_id, error)
         conn.submitted += 1
         client_id = first_client_id(changes)
-        assert self.journal is not None
-        events = self.journal.client_events(
-            changes=changes,
-            version=self.version + 1,
-            origin=conn.origin,
-            client_id=client_id,
-            now=now,
-            review=review,
+        journal = self.journal
+        events = (
+            journal.client_events(
+                changes=changes,
+                version=self.version + 1,
+                origin=conn.origin,
+                client_id=client_id,
+                now=now,
+                review=review,
+            )
+            if journal is not None
+            else []
         )
         self._accept(
             changes,
@@ -213,14 +221,15 @@ class Room:
             now=now,
             events=events,
         )
-        if self.journal.bursts:
+        if journal is not None and journal.bursts:
             self._journal_closer.watch(self)
         if review is not None and review.writes_doc:
-            journal = self.journal
             self.write_as_server(
                 "rules",
                 lambda doc: _apply_review(self, review),
-                events=lambda version: journal.server_events(
+                events=None
+                if journal is None
+                else lambda version: journal.server_events(
                     version=version, reason="rules", now=now, review=review
                 ),
             )

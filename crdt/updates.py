@@ -41,7 +41,6 @@ __all__ = [
     "decode_update",
     "first_client_id",
     "may_nest_too_deep",
-    "text_change_counts",
 ]
 
 Id = tuple[int, int]  # (client, clock)
@@ -96,61 +95,6 @@ def may_nest_too_deep(update: bytes) -> bool:
 def check_nesting(update: bytes) -> None:
     """Raise UndecodableUpdate if an Any value nests deeper than MAX_ANY_DEPTH."""
     decode_update(update)
-
-
-def text_change_counts(update: bytes) -> tuple[int, int]:
-    """Characters an update inserts (String contents, in UTF-16 units as Yjs counts them, and
-    Deleted contents: typed, then deleted before the update was sent) and deletes (the delete
-    set's length). A lean pass for the journal's per-update path: it skips, never builds.
-    Deletes of non-text items (a map value overwritten) are counted too."""
-    try:
-        reader = Reader(update)
-        inserted = 0
-        for _ in range(reader.read_var_uint()):
-            count = reader.read_var_uint()
-            reader.read_var_uint()
-            reader.read_var_uint()
-            for _ in range(count):
-                info = reader.read_uint8()
-                ref = info & 0x1F
-                if ref in (0, 10):
-                    reader.read_var_uint()
-                    continue
-                if info & 0x80:
-                    reader.read_var_uint()
-                    reader.read_var_uint()
-                if info & 0x40:
-                    reader.read_var_uint()
-                    reader.read_var_uint()
-                if not info & 0xC0:
-                    if reader.read_var_uint() == 1:
-                        reader.read_var_bytes()
-                    else:
-                        reader.read_var_uint()
-                        reader.read_var_uint()
-                    if info & 0x20:
-                        reader.read_var_bytes()
-                if ref == 4:
-                    raw = reader.read_var_bytes()
-                    inserted += (
-                        len(raw) if raw.isascii() else len(raw.decode().encode("utf-16-le")) // 2
-                    )
-                elif ref == 1:
-                    inserted += reader.read_var_uint()
-                else:
-                    reader_fn = _CONTENT.get(ref)
-                    if reader_fn is None:
-                        raise MalformedMessage(f"unknown content ref {ref}")
-                    reader_fn(reader)
-        deleted = 0
-        for _ in range(reader.read_var_uint()):
-            reader.read_var_uint()
-            for _ in range(reader.read_var_uint()):
-                reader.read_var_uint()
-                deleted += reader.read_var_uint()
-    except (MalformedMessage, UnicodeDecodeError) as exc:
-        raise UndecodableUpdate(f"undecodable Yjs update: {exc}") from exc
-    return inserted, deleted
 
 
 def decode_update(update: bytes) -> DecodedUpdate:

@@ -23,7 +23,6 @@ from crdt.history import rebuild
 from crdt.journal import EventType, JournalEvent, TextBursts
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.schema import Kind, Schema
-from crdt.updates import text_change_counts
 from server import metrics
 from server.errors import StoreError
 from server.semantics import Review
@@ -38,46 +37,63 @@ logger = logging.getLogger("draftsync.journal")
 
 
 class TextCounter:
-    """Characters inserted and deleted per text root, by transaction.
+    """How much each transaction grew or shrank each text root.
 
-    Raw observers only note which text roots a transaction touched (they never build the
-    event's delta: its `retain` walks the text, so its cost grows with the document, 23-80 us
-    a keystroke on a long draft). The counts come from the transaction's update instead
-    (`text_change_counts`, ~3 us). An update that touches several text fields at once (an
-    offline batch, a restore) is counted on the first of them.
+    Raw observers only note which roots a transaction touched: they never build the event's
+    delta, whose `retain` walks the text (23-80 us a keystroke on a long draft). The count is
+    the change of the root's length, which yrs keeps (O(1)): per update, growth counts as
+    inserted and shrinkage as deleted. So a burst's counts are exact for typing and deleting,
+    net for an update that does both (a paste over a selection), and in UTF-8 bytes, the unit
+    pycrdt measures text in (equal to characters for ASCII). Rich text is counted as touched.
     """
 
     def __init__(self, doc: Doc, schema: Schema) -> None:
-        self._touched: list[str] = []
+        self._touched: dict[str, int] = {}  # root -> its length at the end of the transaction
         self._subscriptions: list[Subscription] = []
+        self._lengths: dict[str, int] = {}
         for spec in schema.kind_of(Kind.TEXT):
-            root = doc.get(spec.name, type=Text).integrated
-            self._subscriptions.append(root.observe(self._toucher(spec.name)))
+            text = doc.get(spec.name, type=Text)
+            self._lengths[spec.name] = len(text)
+            self._subscriptions.append(text.integrated.observe(self._measurer(spec.name)))
         for spec in schema.kind_of(Kind.RICHTEXT):
             root = doc.get(spec.name, type=XmlFragment).integrated
             self._subscriptions.append(root.observe_deep(self._toucher(spec.name)))
 
-    def take(self, update: bytes) -> dict[str, tuple[int, int]]:
-        """Counts per text field touched since the last call, `update` being their changes."""
+    def take(self) -> dict[str, tuple[int, int]]:
+        """(inserted, deleted) per text field touched since the last call."""
         if not self._touched:
             return {}
-        touched, self._touched = self._touched, []
-        counts = {name: (0, 0) for name in touched}
-        counts[touched[0]] = text_change_counts(update)
+        touched, self._touched = self._touched, {}
+        counts = {}
+        for name, length in touched.items():
+            before = self._lengths.get(name)
+            if before is None:
+                counts[name] = (0, 0)  # rich text
+                continue
+            self._lengths[name] = length
+            change = length - before
+            counts[name] = (change, 0) if change >= 0 else (0, -change)
         return counts
 
     def discard(self) -> None:
-        self._touched = []
+        """Forget the touches of a change journaled otherwise (the server's own writes)."""
+        self.take()
 
     def close(self) -> None:
         for subscription in self._subscriptions:
             subscription.drop()
         self._subscriptions.clear()
 
+    def _measurer(self, name: str) -> Callable[[Any], None]:
+        def measure(event: Any) -> None:
+            # Read inside the event's own transaction: `len(Text)` would open another one.
+            self._touched[name] = event.target.len(event.transaction)
+
+        return measure
+
     def _toucher(self, name: str) -> Callable[[Any], None]:
-        def touch(_event: Any) -> None:
-            if name not in self._touched:
-                self._touched.append(name)
+        def touch(_events: Any) -> None:
+            self._touched.setdefault(name, 0)
 
         return touch
 
@@ -95,7 +111,6 @@ class RoomJournal:
     def client_events(
         self,
         *,
-        changes: bytes,
         version: int,
         origin: ClientOrigin,
         client_id: int | None,
@@ -105,7 +120,7 @@ class RoomJournal:
         """Events of a client's update: text counts join bursts; semantic changes that stood
         and rejected values are events of this version."""
         events: list[JournalEvent] = []
-        for name, (inserted, deleted) in self._text.take(changes).items():
+        for name, (inserted, deleted) in self._text.take().items():
             events += self.bursts.add(
                 user=origin.user,
                 session=origin.session,
@@ -236,7 +251,7 @@ async def recover_journal(store: Store, draft_id: str, schema: Schema) -> int:
         events: list[JournalEvent] = []
         for update in logged:
             doc.apply_update(update.data)
-            for name, (inserted, deleted) in counter.take(update.data).items():
+            for name, (inserted, deleted) in counter.take().items():
                 spans = covered.get((update.user, name), [])
                 if any(first <= update.version <= end for first, end in spans):
                     continue

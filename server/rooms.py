@@ -202,7 +202,6 @@ class Room:
         journal = self.journal
         events = (
             journal.client_events(
-                changes=changes,
                 version=self.version + 1,
                 origin=conn.origin,
                 client_id=client_id,

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: serve test lint web chromium
+.PHONY: serve test lint web chromium bench-node services
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,6 +16,14 @@ $(BIN)/.installed: pyproject.toml
 tests/interop/node_modules/.installed: tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The Node side of `draftsync bench relay|durability`: the bench client (WebsocketProviders) and
+# the Yjs reference server @y/websocket-server, pinned in bench/node/package-lock.json.
+bench/node/node_modules/.installed: bench/node/package-lock.json
+	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench-node: bench/node/node_modules/.installed
 
 # The browser editor (served at / and /d/DRAFT_ID): yjs, y-websocket and CodeMirror from npm,
 # bundled by esbuild into web/dist/ (not committed: this step builds it).
@@ -35,6 +43,13 @@ chromium:
 	@command -v chromium >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
+# The PostgreSQL-backend and multi-instance tests start their own throwaway PostgreSQL cluster and
+# Redis server on loopback, from Debian's packages (installed here when missing; needs root).
+services:
+	@(ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null) || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			postgresql redis-server)
+
 serve: $(BIN)/.installed web/dist/.built
 	$(BIN)/draftsync serve $(ARGS)
 
@@ -42,5 +57,5 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint tests/interop/node_modules/.installed web/dist/.built chromium
+test: lint tests/interop/node_modules/.installed bench/node/node_modules/.installed web/dist/.built chromium services
 	$(BIN)/pytest

@@ -2,6 +2,11 @@
 
     python -m bench persistence [--quick] [--out DIR] [--fsync]
     python -m bench merge [--quick] [--out DIR] [--traces DIR] [--trace NAME ...] [--limit N]
+    python -m bench relay [--quick] [--out DIR] [--servers A,B] [--scenario S ...]
+    python -m bench durability [--quick] [--out DIR] [--servers A,B] [--kill-after S] [--repeats N]
+
+    python -m bench layers [--quick] [--out DIR] [--traces DIR] [--txns N] [--runs R]
+    python -m bench history [--quick] [--out DIR] [--updates N] [--runs R]
 
 Each command prints a table, writes `DIR/<command>.json` and draws `DIR/<command>.png`.
 """
@@ -14,10 +19,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.crash import CRASH_SERVERS, CrashOptions, run_crash
+from bench.history import add_command as add_history
+from bench.layers import add_command as add_layers
 from bench.merge import QUICK_LIMIT, TRACE_FILES, MergeOptions, run_merge
 from bench.persistence import PersistenceOptions, run_persistence
+from bench.relay import SCENARIOS, ClientFailed, RelayOptions, run_relay
 from bench.replay import ReplayMismatch
 from bench.runtime import run
+from bench.servers import SERVERS
 from bench.traces import DEFAULT_TRACES_DIR
 
 __all__ = ["main"]
@@ -30,6 +40,17 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _server_list(known: tuple[str, ...]) -> object:
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"pick from {', '.join(known)}; got {text!r}")
+        return names
+
+    return parse
 
 
 def _common(parser: argparse.ArgumentParser, quick_help: str) -> None:
@@ -100,13 +121,76 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="replay only the first N txns of sequential traces",
     )
+    relay = commands.add_parser(
+        "relay",
+        help="draftsync vs pycrdt-websocket vs the Node reference server, real Yjs clients",
+        description="Start each server as a real process on loopback (draftsync durable and "
+        "relaxed, pycrdt-websocket with SQLiteYStore, @y/websocket-server 0.1.1 in memory) and "
+        "drive it with the same Node WebsocketProviders (bench/node/client.mjs). Reports "
+        "typed->visible latency p50/p95/p99 from Yjs ids, delivered/sent, server CPU seconds and "
+        "peak RSS, and draftsync's ratio to each peer. Needs `npm ci` in bench/node.",
+    )
+    _common(relay, "S1, S2 and a short S4r, a few seconds each (under 2 minutes)")
+    relay.add_argument(
+        "--servers",
+        type=_server_list(SERVERS),
+        default=SERVERS,
+        metavar="A,B",
+        help=f"comma-separated, from: {', '.join(SERVERS)} (all)",
+    )
+    relay.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        choices=list(SCENARIOS),
+        help="run only this scenario (repeatable): %(choices)s",
+    )
+
+    crash = commands.add_parser(
+        "durability",
+        help="kill -9 a server mid-flood, restart it: did every relayed edit survive?",
+        description="Two Node writers flood a room (one more client observes); the server gets "
+        "SIGKILL mid-stream and is restarted on its data; reports the share of relayed edits "
+        "(ones another client had received) found after the restart. Goal: 100 % for draftsync.",
+    )
+    _common(crash, "one run per server")
+    crash.add_argument(
+        "--servers",
+        type=_server_list(CRASH_SERVERS),
+        default=CRASH_SERVERS,
+        metavar="A,B",
+        help=f"comma-separated, from: {', '.join(CRASH_SERVERS)} (all)",
+    )
+    crash.add_argument(
+        "--kill-after",
+        type=float,
+        default=1.5,
+        metavar="SECONDS",
+        help="seconds of flooding before the kill (%(default)s)",
+    )
+    crash.add_argument(
+        "--repeats", type=_positive_int, default=3, metavar="N", help="runs per server (3)"
+    )
+    add_layers(commands, _common)
+    add_history(commands, _common)
     return parser
 
 
 async def _dispatch(args: argparse.Namespace) -> None:
+    if getattr(args, "command_runner", None) is not None:  # layers, history: their own modules
+        await args.command_runner(args)
+        return
     progress = not args.no_progress
     if args.command == "persistence":
         await run_persistence(PersistenceOptions(args.out, args.quick, args.fsync, progress))
+    elif args.command == "relay":
+        scenarios = tuple(dict.fromkeys(args.scenario))
+        await run_relay(RelayOptions(args.out, args.quick, args.servers, scenarios, progress))
+    elif args.command == "durability":
+        repeats = 1 if args.quick else args.repeats
+        await run_crash(
+            CrashOptions(args.out, args.quick, args.servers, args.kill_after, repeats, progress)
+        )
     else:
         options = MergeOptions(
             args.out, args.quick, args.traces, tuple(args.trace), args.limit, progress
@@ -122,5 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(_dispatch(args))
     except ReplayMismatch as error:
         print(f"REPLAY MISMATCH: {error}", file=sys.stderr)
+        return 1
+    except ClientFailed as error:
+        print(f"BENCH CLIENT FAILED: {error}", file=sys.stderr)
         return 1
     return 0

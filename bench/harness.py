@@ -16,6 +16,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from server.app import Service
 from server.config import Durability, Settings
@@ -103,12 +104,16 @@ async def open_room(
     durability: Durability = Durability.DURABLE,
     max_batch: int | None = None,
     fsync: bool = False,
+    **overrides: Any,
 ) -> AsyncIterator[RoomHarness]:
     """The open room of a new draft on `directory/draftsync.db`; on exit the service stops
-    gracefully (commit, flush send queues, journal, snapshots) and the store closes."""
+    gracefully (commit, flush send queues, journal, snapshots) and the store closes.
+    `overrides` replace other `Settings` fields (e.g. `layers`, `snapshot_every_updates`)."""
     settings = Settings(data_dir=directory, secret="bench", durability=durability, fsync=fsync)
     if max_batch is not None:
         settings = dataclasses.replace(settings, max_batch_updates=max_batch)
+    if overrides:
+        settings = dataclasses.replace(settings, **overrides)
     store = await Store.open(settings.database_path, fsync=settings.fsync)
     service = Service(settings, store)
     service.start()

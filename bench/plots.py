@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-__all__ = ["plot_merge", "plot_persistence"]
+__all__ = ["plot_crash", "plot_merge", "plot_persistence", "plot_relay"]
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -102,5 +102,54 @@ def plot_merge(result: Mapping[str, Any], path: Path) -> None:
     ratio.set_title("Share of the CRDT's speed the room keeps")
     credits = result["credits"]
     fig.supxlabel(f"Traces: {credits['source']}, {credits['licence']}", fontsize=7)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+_SERVER_COLORS = ("tab:orange", "tab:red", "tab:blue", "tab:green", "tab:purple", "tab:gray")
+
+
+def plot_relay(result: Mapping[str, Any], path: Path) -> None:
+    rows: Rows = result["rows"]
+    scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+    servers = list(dict.fromkeys(r["server"] for r in rows))
+    cell = {(r["scenario"], r["server"]): r for r in rows}
+    height = 0.8 / max(1, len(servers))
+    fig, axes = plt.subplots(
+        1, 3, figsize=(15, 2.5 + 0.9 * len(scenarios)), layout="constrained", sharey=True
+    )
+    for ax, key, title, log in (
+        (axes[0], "p50_ms", "typed -> visible p50 (ms, log)", True),
+        (axes[1], "p99_ms", "typed -> visible p99 (ms, log)", True),
+        (axes[2], "server_cpu_s", "server CPU seconds", False),
+    ):
+        series = [
+            (
+                server,
+                [float(cell.get((s, server), {}).get(key) or 0) for s in scenarios],
+                _SERVER_COLORS[i % len(_SERVER_COLORS)],
+            )
+            for i, server in enumerate(servers)
+        ]
+        _pairs(ax, scenarios, *series, height=height)
+        if log:
+            ax.set_xscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("lower is better")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(servers))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_crash(result: Mapping[str, Any], path: Path) -> None:
+    rows: Rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.6 * len(rows)), layout="constrained")
+    _bars(ax, [r["server"] for r in rows], [r["survived_pct"] for r in rows], color="tab:blue")
+    ax.axvline(100, color="tab:red", linestyle="--", label="goal: 100 %")
+    ax.set_xlim(0, 110)
+    ax.set_title("kill -9 mid-flood: share of relayed edits found after restart")
+    ax.set_xlabel("% of edits another client had received (higher is better)")
+    ax.legend(loc="lower right")
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -28,11 +28,13 @@ from server.commits import CommitPipeline
 from server.config import Settings
 from server.connection import Connection
 from server.errors import CloseCode
+from server.fanout import Fanout
 from server.journal import JournalCloser
 from server.metadata import MetadataTracker
 from server.registry import RoomRegistry
 from server.snapshots import Snapshotter
 from server.store import Store
+from server.store_factory import open_store
 from server.web import routes as web_routes
 from server.ws import sync_socket
 
@@ -71,6 +73,8 @@ class Service:
         self._connections: set[Connection] = set()
         self._committer: asyncio.Task[None] | None = None
         self._journal_task: asyncio.Task[None] | None = None
+        # Several instances on one draft (PostgreSQL store + Redis): server/fanout.py.
+        self.fanout = Fanout(settings.redis_url, self.rooms, store) if settings.redis_url else None
 
     def start(self) -> None:
         self._committer = asyncio.create_task(self.pipeline.run(), name="group-commit")
@@ -110,6 +114,8 @@ class Service:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.metadata.save_loaded(self.rooms.rooms())
+        if self.fanout is not None:
+            await self.fanout.stop()
         await self.store.close()
 
 
@@ -124,9 +130,11 @@ async def metrics_endpoint(request: Request) -> Response:
 def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = await Store.open(settings.database_path, fsync=settings.fsync)
+        store = await open_store(settings)
         service = Service(settings, store)
         service.start()
+        if service.fanout is not None:
+            await service.fanout.start()
         app.state.service = service
         try:
             yield

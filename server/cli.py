@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from crdt.schema import DEFAULT_SCHEMA, load_schema
 from server.app import create_app
 from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
+from server.store_factory import is_postgres_url
 
 __all__ = ["main"]
 
@@ -139,6 +141,21 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="SQLite synchronous=FULL: commits survive power loss, not only a crash (slower)",
     )
+    serve.add_argument(
+        "--store",
+        default=os.environ.get("DRAFTSYNC_STORE") or None,
+        metavar="URL",
+        help="postgresql://user@host/db to keep drafts in PostgreSQL (schema created and "
+        "migrated at start; needed for several instances); default: SQLite in --data "
+        "(env DRAFTSYNC_STORE)",
+    )
+    serve.add_argument(
+        "--redis",
+        default=os.environ.get("DRAFTSYNC_REDIS") or None,
+        metavar="URL",
+        help="redis://host:port: relay updates, awareness and access changes between "
+        "instances that share one --store postgresql:// (env DRAFTSYNC_REDIS)",
+    )
     serve.add_argument("--log-level", default="info", help="logging level (%(default)s)")
 
     token = commands.add_parser(
@@ -183,6 +200,12 @@ def _serve(args: argparse.Namespace) -> int:
     except SchemaError as error:
         print(f"draftsync: bad schema: {error}", file=sys.stderr)
         return 2
+    if args.store is not None and not is_postgres_url(args.store):
+        print(f"draftsync: --store takes a postgresql:// URL, not {args.store!r}", file=sys.stderr)
+        return 2
+    if args.redis is not None and args.store is None:
+        print("draftsync: --redis needs a shared --store postgresql://...", file=sys.stderr)
+        return 2
     secret = load_secret(args.data)
     settings = Settings(
         schema=schema,
@@ -198,6 +221,8 @@ def _serve(args: argparse.Namespace) -> int:
         send_queue_messages=args.send_queue_messages,
         send_queue_bytes=args.send_queue_bytes,
         fsync=args.fsync,
+        store_url=args.store,
+        redis_url=args.redis,
     )
     app = create_app(settings)
     config = uvicorn.Config(

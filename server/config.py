@@ -54,6 +54,8 @@ class Settings:
     layers: Layers = ALL_LAYERS
     # None: SQLite at `database_path`; a postgresql:// URL: PostgreSQL (server/store_pg.py).
     store_url: str | None = None
+    # A redis:// URL: relay updates, awareness and access changes to other instances.
+    redis_url: str | None = None
 
     @property
     def database_path(self) -> Path:

@@ -22,6 +22,7 @@ from typing import Any
 
 from pycrdt import Doc, Subscription, TransactionEvent
 
+from crdt.awareness import AwarenessEntry
 from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate
 from crdt.journal import JournalEvent
 from crdt.origins import SERVER_USER, ServerOrigin
@@ -96,6 +97,8 @@ class Room:
         self._bytes_since_snapshot = 0
         # Called after each commit, in version order (metadata, journal): keep them cheap.
         self.commit_listeners: list[Callable[[Room, UpdateRecord], None]] = []
+        # Called with each awareness update this instance's clients cause (Redis fan-out).
+        self.awareness_listeners: list[Callable[[Room, bytes], None]] = []
         self._handlers: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
             SyncStep1: self._on_sync_step1,
             SyncStep2: self._on_update,
@@ -154,6 +157,8 @@ class Room:
         gone = self.presence.remove(conn.awareness_clients)
         if gone is not None:
             self._broadcast(encode_message(Awareness(gone)), sender=conn)
+            for listener in self.awareness_listeners:
+                listener(self, gone)
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -263,6 +268,42 @@ class Room:
             events=stored_events,
         )
 
+    def apply_committed(self, update: bytes, version: int) -> bool:
+        """Apply an update another instance stored as `version` (Redis fan-out, or caught up
+        from the store) and relay it to every local connection. It is durable already, so it
+        is not committed again; a duplicate changes and relays nothing. True if it changed."""
+        if self.state is not RoomState.OPEN:
+            return False
+        with self.doc.transaction(origin=ServerOrigin("remote")):
+            self.doc.apply_update(update)
+        changes, self._changes = self._changes, None
+        if self.journal is not None:
+            self.journal.discard_text()  # the instance that accepted it journals it
+        self.version = max(self.version, version)
+        if changes is None:
+            return False
+        if self.semantics is not None:
+            self.semantics.absorb(changes)
+        self._relay(changes, sender=None)
+        return True
+
+    def relay_remote_awareness(self, payload: bytes) -> list[AwarenessEntry]:
+        """Awareness from another instance's clients: kept, and told to every local one."""
+        accepted = self.presence.apply(payload)
+        if accepted:
+            frame = encode_message(Awareness(payload))
+            for conn in self.connections:
+                conn.send(frame)
+        return accepted
+
+    def forget_remote_awareness(self, client_ids: set[int]) -> None:
+        """Drop the states of clients of an instance that went away, telling local clients."""
+        gone = self.presence.remove(client_ids)
+        if gone is not None:
+            frame = encode_message(Awareness(gone))
+            for conn in self.connections:
+                conn.send(frame)
+
     def _accept(
         self,
         changes: bytes,
@@ -301,6 +342,8 @@ class Room:
                 conn.awareness_clients.add(entry.client_id)
         if accepted:
             self._broadcast(encode_message(message), sender=conn)
+            for listener in self.awareness_listeners:
+                listener(self, message.update)
 
     async def _on_query_awareness(self, conn: Connection, message: QueryAwareness) -> None:
         everyone = self.presence.full_update()

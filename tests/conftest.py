@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests.support.postgres import PostgresCluster, find_bin_dir
+from tests.support.redis_server import RedisServer
 from tests.support.server_process import ServerProcess
 
 
@@ -14,3 +17,32 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the session (Debian's `postgresql` package; `make
+    test` installs it). Missing binaries fail under CI and skip elsewhere."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        message = "PostgreSQL binaries not found: apt-get install postgresql (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = PostgresCluster(bin_dir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One throwaway Redis for the session (Debian's `redis-server`; `make test` installs it)."""
+    binary = RedisServer.find()
+    if binary is None:
+        message = "redis-server not found: apt-get install redis-server (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = RedisServer(binary).start()
+    yield server
+    server.close()

@@ -43,6 +43,8 @@ async def put_access(request: Request, service: Service, user: str) -> Response:
     if not await service.store.set_role(draft_id, change.user, role.value if role else None):
         raise Conflict("the draft would have no owner left: make another user an owner first")
     live = apply_role(service.rooms, draft_id, change.user, role)
+    if service.fanout is not None:  # and on every other instance
+        service.fanout.access_changed(draft_id, change.user, role)
     logger.info(
         "access changed draft=%s by=%s user=%s role=%s live=%d",
         draft_id,

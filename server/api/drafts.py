@@ -157,6 +157,8 @@ async def delete_draft(request: Request, service: Service, user: str) -> Respons
     if not await service.store.tombstone(draft_id, now=time.time()):
         raise UnknownDraft("draft not found")
     closed = close_deleted(service.rooms, draft_id)
+    if service.fanout is not None:  # and on every other instance
+        service.fanout.draft_deleted(draft_id)
     room = service.rooms.get(draft_id)
     if room is not None:
         try:  # what the room accepted before the tombstone is committed, then removed with it

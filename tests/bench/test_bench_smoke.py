@@ -11,8 +11,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from bench.servers import node_ready
 
 REPO = Path(__file__).resolve().parents[2]
 TRACES = REPO.parent / "shared/data/traces"
@@ -54,6 +57,45 @@ COLD_LOAD = {
     "runs_total_ms",
 }
 TARGET = {"target", "measured", "met"}
+RELAY_ROW = {
+    "scenario",
+    "server",
+    "description",
+    "rooms",
+    "clients_per_room",
+    "rate_per_client",
+    "edits_per_client",
+    "sent",
+    "expected_deliveries",
+    "delivered",
+    "delivered_pct",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "write_seconds",
+    "server_cpu_s",
+    "peak_rss_mb",
+    "closes",
+    "close_codes",
+    "convergent",
+    "client_processes",
+    "error",
+}
+RELAY_RATIO = {
+    "scenario",
+    "peer",
+    "p50_ms_ratio",
+    "p95_ms_ratio",
+    "p99_ms_ratio",
+    "server_cpu_s_ratio",
+    "peak_rss_mb_ratio",
+}
+CRASH_ROW = {"server", "runs", "sent", "relayed", "survived", "lost", "survived_pct", "per_run"}
+CRASH_RUN = {"sent", "relayed", "survived", "stored", "flood_seconds"}
+needs_node = pytest.mark.skipif(
+    not node_ready(), reason="no bench/node/node_modules: run `make test` (npm ci there)"
+)
 MERGE_ROW = {
     "trace",
     "kind",
@@ -72,7 +114,7 @@ MERGE_ROW = {
 }
 
 
-def _bench(out: Path, *args: str) -> dict[str, object]:
+def _bench(out: Path, *args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "bench", *args, "--quick", "--out", str(out)],
         cwd=REPO,
@@ -132,3 +174,141 @@ def test_merge_quick(tmp_path: Path) -> None:
     assert isinstance(credits, dict)
     assert "CC BY 4.0" in credits["licence"]
     assert len(credits["authors"]) == len(rows)
+
+
+LAYERS_ROW = {
+    "workload",
+    "config",
+    "semantic_fields",
+    "journal",
+    "updates",
+    "map_writes",
+    "updates_per_s",
+    "us_per_update",
+    "cpu_us_per_update",
+    "runs_updates_per_s",
+    "min_updates_per_s",
+    "max_updates_per_s",
+    "mean_batch",
+    "verified",
+}
+LAYERS_TARGET = {"workload", "compared_with", "paired_median_ratio", "cpu_ratio", *TARGET}
+HISTORY_ROW = {
+    "case",
+    "updates",
+    "version",
+    "snapshot_version",
+    "tail_updates",
+    "snapshot_bytes",
+    "load_ms",
+    "rebuild_ms",
+    "total_ms",
+    "runs_total_ms",
+    "verified",
+}
+
+
+@pytest.mark.skipif(not TRACES.is_dir(), reason=f"no editing traces at {TRACES}")
+def test_layers_quick(tmp_path: Path) -> None:
+    result = _bench(tmp_path, "layers")
+    assert result["bench"] == "layers"
+    assert result["quick"] is True
+    _has(ENVIRONMENT, result["environment"])
+    _has({"trace", "txns", "runs", "map_write_every", "configs"}, result["settings"])
+    rows = result["rows"]
+    assert isinstance(rows, list)
+    for row in rows:
+        _has(LAYERS_ROW, row)
+        assert row["verified"] is True
+    configs = {"all on", "semantic off", "journal off", "both off"}
+    assert {(r["workload"], r["config"]) for r in rows} == {
+        (w, c) for w in ("text", "mix") for c in configs
+    }
+    assert all(r["map_writes"] > 0 for r in rows if r["workload"] == "mix")
+    targets = result["targets"]
+    assert isinstance(targets, dict)
+    assert set(targets) == {"semantic_text", "semantic_mix", "journal_text"}
+    for target in targets.values():
+        _has(LAYERS_TARGET, target)
+    credits = result["credits"]
+    assert isinstance(credits, dict)
+    assert "CC BY 4.0" in credits["licence"]
+
+
+def test_history_quick(tmp_path: Path) -> None:
+    result = _bench(tmp_path, "history")
+    assert result["bench"] == "history"
+    assert result["quick"] is True
+    _has(ENVIRONMENT, result["environment"])
+    _has({"updates", "runs", "versions", "snapshot_every_updates"}, result["settings"])
+    _has(
+        {"what", "version", "total_ms", "worst_tail_version", "worst_tail_total_ms"},
+        result["headline"],
+    )
+    rows = result["rows"]
+    assert isinstance(rows, list)
+    for row in rows:
+        _has(HISTORY_ROW, row)
+        assert row["verified"] is True
+    settings = result["settings"]
+    assert isinstance(settings, dict)
+    n = settings["updates"]
+    assert {r["version"] for r in rows} >= {n // 2, n, 1_000}
+    assert len({r["case"] for r in rows}) == 2
+    snapshots = result["snapshots"]
+    assert isinstance(snapshots, dict)
+    with_snapshots, without = snapshots.values()
+    assert with_snapshots and not without
+
+
+@needs_node
+def test_relay_quick(tmp_path: Path) -> None:
+    # The fast servers only (pycrdt-websocket takes seconds per run under load): draftsync and
+    # the Node reference server, every quick scenario, real processes and real Yjs clients.
+    servers = ["draftsync", "y-websocket-node"]
+    result = _bench(tmp_path, "relay", "--servers", ",".join(servers))
+    assert result["bench"] == "relay"
+    assert result["quick"] is True
+    _has(ENVIRONMENT, result["environment"])
+    settings = result["settings"]
+    assert isinstance(settings, dict)
+    assert settings["servers"] == servers
+    scenarios = settings["scenarios"]
+    assert isinstance(scenarios, dict) and scenarios
+    rows = result["rows"]
+    assert isinstance(rows, list)
+    assert {(r["scenario"], r["server"]) for r in rows} == {
+        (s, server) for s in scenarios for server in servers
+    }
+    for row in rows:
+        _has(RELAY_ROW, row)
+        where = f"{row['scenario']} on {row['server']}"
+        assert row["error"] is None, where
+        assert row["sent"] > 0, where
+        assert row["delivered"] == row["expected_deliveries"], where
+        assert row["delivered_pct"] == 100.0, where
+        assert row["convergent"] is True, where
+        for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "server_cpu_s", "peak_rss_mb"):
+            assert isinstance(row[key], int | float) and row[key] >= 0, (where, key)
+    ratios = result["ratios"]
+    assert isinstance(ratios, list)
+    peers = {(r["scenario"], r["peer"]) for r in ratios}
+    assert peers == {(s, "y-websocket-node") for s in scenarios}
+    for ratio in ratios:
+        _has(RELAY_RATIO, ratio)
+
+
+@needs_node
+def test_durability_quick(tmp_path: Path) -> None:
+    # draftsync's promise: an edit another client received survives kill -9 (design.md).
+    result = _bench(tmp_path, "durability", "--servers", "draftsync")
+    assert result["bench"] == "durability"
+    _has(ENVIRONMENT, result["environment"])
+    (row,) = result["rows"]
+    _has(CRASH_ROW, row)
+    for run in row["per_run"]:
+        _has(CRASH_RUN, run)
+    assert row["server"] == "draftsync"
+    assert row["relayed"] > 0, "the kill came before anything was relayed"
+    assert row["lost"] == 0, row
+    assert row["survived_pct"] == 100.0

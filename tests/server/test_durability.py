@@ -20,9 +20,11 @@ import pytest
 from pycrdt import Array, Text
 
 from tests.support.node_client import NodeClient
+from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import PycrdtClient
 from tests.support.server_process import ServerProcess
-from tests.support.stored import stored_doc, stored_rows
+from tests.support.stored import stored_doc as stored_sqlite_doc
+from tests.support.stored_any import max_version, stored_doc
 from tests.support.waiting import eventually
 
 KILL_CYCLES = 5
@@ -60,9 +62,10 @@ async def node_log(client: NodeClient) -> list[str]:
     return list(state["lists"]["log"])
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> ServerProcess:
-    process = ServerProcess(tmp_path / "data", "--snapshot-every", "200")
+@pytest.fixture(params=BACKENDS)
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> ServerProcess:
+    flags = store_flags(request, request.param)
+    process = ServerProcess(tmp_path / "data", "--snapshot-every", "200", *flags)
     process.start()
     yield process
     process.stop()
@@ -92,7 +95,7 @@ async def test_kill_9_mid_stream_loses_nothing_relayed_and_duplicates_nothing(
                 stop.set()
                 await asyncio.gather(*writers)
 
-                durable = Counter(stored_doc(server.database, draft).get("log", type=Array))
+                durable = Counter(stored_doc(server, draft).get("log", type=Array))
                 seen = {"n1": await node_log(nodes[0]), "n2": await node_log(nodes[1])}
                 seen["py"] = list(python.doc.get("log", type=Array))
                 relayed = {m for name, log in seen.items() for m in log if writer_of(m) != name}
@@ -152,15 +155,19 @@ async def test_clients_keep_their_docs_across_a_restart_and_nothing_doubles(
 
             await eventually(node_caught_up, timeout=15)
             assert python.text("title") == "Hello world!", f"restart {restart}"
-        stored = stored_doc(server.database, draft).get("title", type=Text)
+        stored = stored_doc(server, draft).get("title", type=Text)
         assert str(stored) == "Hello world!"
     finally:
         await python.disconnect()
         await node.close()
 
 
-async def test_a_20000_update_draft_loads_from_a_snapshot_after_restart(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", "--snapshot-every", "1000").start()
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_20000_update_draft_loads_from_a_snapshot_after_restart(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    flags = store_flags(request, backend)
+    server = ServerProcess(tmp_path / "data", "--snapshot-every", "1000", *flags).start()
     draft = f"long-{uuid.uuid4().hex[:8]}"
     try:
         writer = await PycrdtClient(server.ws_url, draft, server.token("alice")).connect()
@@ -170,8 +177,7 @@ async def test_a_20000_update_draft_loads_from_a_snapshot_after_restart(tmp_path
         await writer.flush(timeout=60)
         await writer.disconnect()
         expected = "abcd" * 5000
-        versions = stored_rows(server.database, "SELECT max(version) FROM updates")
-        assert versions == [(20_000,)]
+        assert max_version(server) == 20_000
         server.terminate()
         server.start()
 
@@ -188,6 +194,7 @@ async def test_a_20000_update_draft_loads_from_a_snapshot_after_restart(tmp_path
         server.stop()
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # holds SQLite's write lock
 async def test_a_store_failure_closes_the_sender_with_1013_and_relays_nothing(
     server: ServerProcess,
 ) -> None:
@@ -216,7 +223,9 @@ async def test_a_store_failure_closes_the_sender_with_1013_and_relays_nothing(
 
         # The store is back: the sender reconnects on its own and resends what it has.
         await eventually(lambda: has_text(watcher, "before during"), timeout=30)
-        assert str(stored_doc(server.database, draft).get("title", type=Text)) == "before during"
+        assert str(stored_sqlite_doc(server.database, draft).get("title", type=Text)) == (
+            "before during"
+        )
         assert "Traceback" not in server.log()
     finally:
         await asyncio.gather(sender.close(), watcher.close())

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 
+import pytest
 from pycrdt import Map, Text
 
 from tests.support.node_client import NodeClient
+from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import PycrdtClient
 from tests.support.server_process import ServerProcess
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ServerProcess]:
+    """One real server per backend for this module (SQLite file, PostgreSQL database)."""
+    flags = store_flags(request, request.param)
+    process = ServerProcess(tmp_path_factory.mktemp("server"), "--room-grace", "0.3", *flags)
+    process.start()
+    yield process
+    process.stop()
 
 
 def new_draft() -> str:

@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 
 from tests.support.node_client import NodeClient
+from tests.support.postgres import BACKENDS, store_flags
 from tests.support.server_process import ServerProcess
-from tests.support.stored import stored_rows
+from tests.support.stored_any import stored_rows
 from tests.support.waiting import eventually
 
 
 def events_of(server: ServerProcess, draft: str) -> list[dict[str, object]]:
     rows = stored_rows(
-        server.database,
+        server,
         "SELECT version, type, user, data FROM events WHERE draft_id = ? ORDER BY id",
         draft,
     )
@@ -29,9 +30,10 @@ async def type_text(client: NodeClient, text: str, field: str = "title") -> None
         await client.call("insert", field=field, index=i, text=char)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> ServerProcess:
-    process = ServerProcess(tmp_path / "data", "--room-grace", "30").start()
+@pytest.fixture(params=BACKENDS)
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> ServerProcess:
+    flags = store_flags(request, request.param)
+    process = ServerProcess(tmp_path / "data", "--room-grace", "30", *flags).start()
     yield process
     process.stop()
 
@@ -69,7 +71,7 @@ async def test_text_is_journaled_as_one_burst_without_the_text(server: ServerPro
             "new": "DRAFT",
         }
     ]
-    everything = stored_rows(server.database, "SELECT * FROM events")
+    everything = stored_rows(server, "SELECT * FROM events")
     assert marker not in repr(everything)
     assert "ZQXJV" not in repr(everything)
 

@@ -7,17 +7,19 @@ live, a stock Yjs `WebsocketProvider` (Node) does it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pycrdt import Text
 
 from tests.support.node_client import NodeClient
+from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import PycrdtClient
 from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user, create_draft, new_id, scrape
 from tests.support.server_process import ServerProcess
-from tests.support.store_reader import stored_doc, stored_update_count
+from tests.support.stored_any import stored_doc, update_count
 from tests.support.waiting import eventually
 
 CAMPAIGN = {
@@ -29,6 +31,18 @@ CAMPAIGN = {
     "deadline": "2026-05-01",
     "tags": ["bikes", "river"],
 }
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ServerProcess]:
+    """One real server per backend for this module (SQLite file, PostgreSQL database)."""
+    flags = store_flags(request, request.param)
+    process = ServerProcess(tmp_path_factory.mktemp("server"), "--room-grace", "0.3", *flags)
+    process.start()
+    yield process
+    process.stop()
 
 
 async def test_create_stores_one_update_that_a_stock_yjs_client_loads(
@@ -54,7 +68,7 @@ async def test_create_stores_one_update_that_a_stock_yjs_client_loads(
     assert meta["sync"] == "synced"
     assert meta["createdAt"].endswith("Z") and meta["lastModified"].endswith("Z")
     assert draft["access"] == {"alice": "owner"}
-    assert stored_update_count(server.database, draft_id) == 1
+    assert update_count(server, draft_id) == 1
 
     async with await NodeClient.start(server.ws_url, draft_id, server.token("alice")) as node:
         await node.call("wait_synced")
@@ -86,7 +100,7 @@ async def test_get_reads_the_live_room_and_then_the_store_alike(server: ServerPr
         assert live["metadata"]["contributors"] == ["alice", "bob"]
         assert live["metadata"]["wordCount"] == 4
         # Read while loaded = what the store holds: every version it showed was committed.
-        title = stored_doc(server.database, draft_id).get("title", type=Text)
+        title = stored_doc(server, draft_id).get("title", type=Text)
         assert str(title) == "Plan for the park"
         await _wait_unloaded(server)
         stored = (await alice.get(f"/api/drafts/{draft_id}")).json()
@@ -106,7 +120,7 @@ async def test_create_without_id_or_body_makes_an_empty_draft(server: ServerProc
         assert (await alice.get(f"/api/drafts/{draft['id']}")).status_code == 200
         again = await create_draft(alice, title="Second")
     assert again["id"] != draft["id"]
-    assert stored_update_count(server.database, draft["id"]) == 0
+    assert update_count(server, draft["id"]) == 0
 
 
 async def test_an_id_may_start_with_a_dash(server: ServerProcess) -> None:
@@ -130,7 +144,7 @@ async def test_an_existing_id_is_409(server: ServerProcess) -> None:
             response = await alice.post("/api/drafts", json={"id": taken, "title": "x"})
             assert response.status_code == 409
             assert response.json()["error"] == "conflict"
-    assert stored_update_count(server.database, draft_id) == 0
+    assert update_count(server, draft_id) == 0
 
 
 @pytest.mark.parametrize(
@@ -266,7 +280,7 @@ async def test_delete_closes_live_clients_4404_and_the_id_stays_dead(
         raw = await connect_raw(server.ws_url, draft_id, server.token(user))
         assert await raw.wait_closed() == (4404, "draft was deleted")
         assert raw.messages == []  # nothing of the draft was sent
-    assert stored_update_count(server.database, draft_id) == 0
+    assert update_count(server, draft_id) == 0
 
 
 async def test_without_a_valid_token_every_endpoint_is_401(server: ServerProcess) -> None:

@@ -47,6 +47,13 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     @property
+    def store_url(self) -> str | None:
+        """The PostgreSQL URL given with --store; None: the SQLite file in data_dir."""
+        if "--store" in self.args:
+            return self.args[self.args.index("--store") + 1]
+        return None
+
+    @property
     def database(self) -> Path:
         return self.data_dir / "draftsync.db"
 

@@ -1,0 +1,181 @@
+// The bench client of `draftsync bench relay` and `bench durability`: many real Yjs editors
+// (Y.Doc + y-websocket WebsocketProvider) in one Node process, driven by one JSON config.
+//
+//   node client.mjs '<config JSON>'
+//
+// config: {mode: "relay" | "crash" | "read", url, token?, slots: [room name per editor] or
+//          rooms: [name...] + clients (per room), rate (edits/s per client, 0 = flood),
+//          edits (per client, flood/crash), seconds (paced: how long each client types),
+//          drainSeconds, connectSeconds}
+// stdout: JSON lines, {"event": ...}; the last one is {"event": "result", ...}.
+//
+// Latency is typed -> visible, measured from Yjs ids, not from timestamps in the document: each
+// edit is one transaction on the writer's doc, which creates the item (clientID, clock); the
+// writer notes performance.now() under that id. A receiver's doc integrates the item in some
+// transaction; its afterTransaction sees every client whose state advanced (beforeState ->
+// afterState) and notes the newly integrated clock range with its time. Times are reported on
+// performance.timeOrigin + performance.now(), one monotonic clock for all processes on a machine;
+// the parent (bench/relay.py) joins sends and receipts by (clientID, clock).
+import { createInterface } from 'node:readline'
+import WebSocket from 'ws'
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+
+const config = JSON.parse(process.argv[2])
+const emit = (message) => process.stdout.write(JSON.stringify(message) + '\n')
+// stdout to a pipe is asynchronous in Node: exit only once the last line is written
+const finish = (message, code = 0) => process.stdout.write(JSON.stringify(message) + '\n', () => process.exit(code))
+const now = () => performance.now()
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const FIELD = 'description' // a text field of draftsync's default schema
+
+const sentAt = new Map() // clientID -> Float64Array of send times by clock
+const receipts = [] // [clientID, fromClock, toClock (exclusive), receivedAt] of remote items
+let closes = 0
+const closeCodes = [] // the close code of every connection the server (or the network) closed
+
+const editors = []
+// one room name per editor of this process (relay), or every room x `clients`
+const slots = config.slots ?? config.rooms.flatMap((room) => Array(config.clients).fill(room))
+for (const room of slots) {
+  const doc = new Y.Doc()
+  const provider = new WebsocketProvider(config.url, room, doc, {
+    params: config.token ? { token: config.token } : {},
+    WebSocketPolyfill: WebSocket,
+    connect: false,
+    disableBc: true
+  })
+  const editor = { doc, provider, room, text: doc.getText(FIELD), synced: false, sent: 0 }
+  provider.on('sync', (synced) => { if (synced) editor.synced = true })
+  provider.on('connection-close', (event) => { closes += 1; closeCodes.push(event?.code ?? null) })
+  doc.on('afterTransaction', (tr) => {
+    if (tr.local) return
+    const at = now()
+    tr.afterState.forEach((after, client) => {
+      const before = tr.beforeState.get(client) ?? 0
+      if (after > before) receipts.push([client, before, after, at])
+    })
+  })
+  editors.push(editor)
+}
+
+let lines = null
+const nextLine = async () => {
+  lines ??= createInterface({ input: process.stdin })[Symbol.asyncIterator]()
+  const { value, done } = await lines.next()
+  if (done) process.exit(4) // the parent went away
+  return value
+}
+
+const waitFor = async (predicate, seconds) => {
+  const deadline = now() + 1000 * seconds
+  while (!predicate()) {
+    if (now() > deadline) return false
+    await sleep(5)
+  }
+  return true
+}
+
+const edit = (editor) => {
+  const clock = Y.getState(editor.doc.store, editor.doc.clientID)
+  const at = now()
+  editor.text.insert(Math.floor(Math.random() * (editor.text.length + 1)), 'x')
+  sentAt.get(editor.doc.clientID)[clock] = at
+  editor.sent += 1
+}
+
+const stateOf = (editor) => Object.fromEntries(Y.decodeStateVector(Y.encodeStateVector(editor.doc)))
+
+const main = async () => {
+  for (const e of editors) e.provider.connect()
+  const allSynced = await waitFor(() => editors.every((e) => e.synced), config.connectSeconds ?? 30)
+  if (!allSynced) {
+    return finish({ event: 'error', error: `only ${editors.filter((e) => e.synced).length} of ${editors.length} editors synced` }, 3)
+  }
+  if (config.mode === 'read') {
+    return finish({ event: 'result', state: stateOf(editors[0]), length: editors[0].text.length })
+  }
+  const capacity = config.rate > 0 ? Math.ceil(config.rate * config.seconds) + 8 : config.edits + 8
+  for (const e of editors) sentAt.set(e.doc.clientID, new Float64Array(capacity))
+  await sleep(200) // let the awareness and sync chatter of the connects settle
+  if (config.mode === 'relay') {
+    emit({ event: 'ready' })
+    await nextLine() // "go": every process is connected
+  }
+  emit({ event: 'writing' })
+  const started = now()
+  if (config.mode === 'crash') {
+    // The first editor of the room observes; the others flood until the server goes away.
+    // On the first close every provider stops (a reconnect would re-upload what the server lost).
+    const writers = editors.slice(1)
+    let down = false
+    for (const e of editors) e.provider.on('connection-close', () => { down = true })
+    while (!down && writers.some((w) => w.sent < config.edits)) {
+      for (const w of writers) for (let i = 0; i < 10 && w.sent < config.edits; i++) edit(w)
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    for (const e of editors) e.provider.disconnect()
+    const relayed = {}
+    for (const e of editors) {
+      for (const [client, clock] of Y.decodeStateVector(Y.encodeStateVector(e.doc))) {
+        if (e.doc.clientID !== client) relayed[client] = Math.max(relayed[client] ?? 0, clock)
+      }
+    }
+    const sent = Object.fromEntries(writers.map((w) => [w.doc.clientID, w.sent]))
+    return finish({ event: 'result', relayed, sent, down, seconds: (now() - started) / 1000 })
+  }
+  await relay(started)
+}
+
+// relay mode: this process may hold only some of the editors (the parent may start several and
+// deal each a share of the room slots, so one room's editors can sit in different processes).
+// Protocol with the parent: "ready" -> stdin "go" -> "written" {sent per room} -> stdin
+// {"expect": {room: edits}} -> "result" with raw send and receive times on the shared clock
+// (performance.timeOrigin + performance.now(), comparable across processes on one machine).
+const relay = async (started) => {
+  if (config.rate > 0) {
+    // Each client types at `rate`: on every tick (about 1 ms) it makes the edits that are due.
+    const total = Math.floor(config.rate * config.seconds)
+    const offsets = editors.map(() => Math.random() * 1000 / config.rate)
+    while (editors.some((e) => e.sent < total)) {
+      const t = now() - started
+      editors.forEach((e, i) => {
+        const due = Math.min(total, Math.floor((t - offsets[i]) * config.rate / 1000) + 1)
+        while (e.sent < due) edit(e)
+      })
+      await sleep(1)
+    }
+  } else {
+    // Flood: every client makes `edits` edits as fast as it can, yielding to I/O every 10.
+    while (editors.some((e) => e.sent < config.edits)) {
+      for (const e of editors) for (let i = 0; i < 10 && e.sent < config.edits; i++) edit(e)
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  }
+  const writeSeconds = (now() - started) / 1000
+  const sentByRoom = {}
+  for (const e of editors) sentByRoom[e.room] = (sentByRoom[e.room] ?? 0) + e.sent
+  emit({ event: 'written', sent: sentByRoom, write_seconds: writeSeconds })
+  const { expect } = JSON.parse(await nextLine())
+  // every editor has integrated all edits of its room but its own
+  const remote = (e) => {
+    let n = 0
+    Y.decodeStateVector(Y.encodeStateVector(e.doc)).forEach((clock, client) => { if (client !== e.doc.clientID) n += clock })
+    return n
+  }
+  await waitFor(() => editors.every((e) => remote(e) >= expect[e.room] - e.sent), config.drainSeconds ?? 30)
+  const origin = performance.timeOrigin
+  const sends = {}
+  for (const e of editors) {
+    sends[e.doc.clientID] = Array.from(sentAt.get(e.doc.clientID).subarray(0, e.sent), (t) => +(origin + t).toFixed(3))
+  }
+  const received = receipts.map(([client, from, to, t]) => [client, from, to, +(origin + t).toFixed(3)])
+  const editorsOut = editors.map((e) => ({ room: e.room, client: e.doc.clientID, sent: e.sent, remote: remote(e), length: e.text.length }))
+  const result = { event: 'result', sends, received, editors: editorsOut, closes, close_codes: closeCodes, write_seconds: writeSeconds }
+  for (const e of editors) e.provider.destroy()
+  finish(result)
+}
+
+main().catch((error) => {
+  finish({ event: 'error', error: String(error?.stack ?? error) }, 1)
+})

@@ -125,7 +125,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--send-queue-messages",
         type=_positive_int,
-        default=4096,
+        default=65_536,
         metavar="N",
         help="messages queued for one client before it is closed as too slow, 4408 (%(default)s)",
     )

@@ -45,7 +45,7 @@ class Settings:
     # A room with no connections is unloaded after this many seconds.
     room_grace_seconds: float = 5.0
     # Per-connection send queue bounds; a reader that falls further behind is closed with 4408.
-    send_queue_messages: int = 4096
+    send_queue_messages: int = 65_536  # ~4 s of a 16,000 edits/s flood; the bytes bound caps memory
     send_queue_bytes: int = 32 * 1024 * 1024
     # Updates waiting for the group commit, across all rooms; readers wait when it is full.
     fsync: bool = False  # SQLite synchronous=FULL instead of NORMAL

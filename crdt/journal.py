@@ -88,7 +88,6 @@ class TextBursts:
 
     def add(
         self,
-        *,
         user: str,
         session: str,
         client_id: int | None,
@@ -97,14 +96,16 @@ class TextBursts:
         inserted: int,
         deleted: int,
         now: float,
-    ) -> list[JournalEvent]:
-        """Count a text change; return the events of bursts it closed (by pause or span)."""
-        closed = []
+        /,
+    ) -> list[JournalEvent] | None:
+        """Count a text change; return the events of the burst it closed (by pause or span),
+        None when it closed none (once per keystroke: positional, no list when idle)."""
+        closed = None
         burst = self._open.get((user, field_name))
         if burst is not None and (
             now - burst.last_at >= self.pause or now - burst.started_at >= self.span
         ):
-            closed.append(burst.as_event(self.draft_id))
+            closed = [burst.as_event(self.draft_id)]
             burst = None
         if burst is None:
             burst = Burst(user, session, client_id, field_name, version, version, now, now)

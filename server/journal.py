@@ -39,63 +39,76 @@ logger = logging.getLogger("draftsync.journal")
 class TextCounter:
     """How much each transaction grew or shrank each text root.
 
-    Raw observers only note which roots a transaction touched: they never build the event's
-    delta, whose `retain` walks the text (23-80 us a keystroke on a long draft). The count is
-    the change of the root's length, which yrs keeps (O(1)): per update, growth counts as
-    inserted and shrinkage as deleted. So a burst's counts are exact for typing and deleting,
-    net for an update that does both (a paste over a selection), and in UTF-8 bytes, the unit
-    pycrdt measures text in (equal to characters for ASCII). Rich text is counted as touched.
+    The room's document observer hands over each transaction (`measure`), and the counter
+    reads every text root's length inside it: yrs keeps the length, so this is O(1) a root and
+    adds no callback of its own (a per-root observer would cost a Python call per update, and
+    its event's delta walks the text: 23-80 us a keystroke on a long draft). Per update, growth
+    counts as inserted and shrinkage as deleted: exact for typing and deleting, net for an
+    update that does both (a paste over a selection), in UTF-8 bytes, the unit pycrdt measures
+    text in (characters for ASCII). Rich text is counted as touched, without counts.
     """
 
     def __init__(self, doc: Doc, schema: Schema) -> None:
-        self._touched: dict[str, int] = {}  # root -> its length at the end of the transaction
-        self._subscriptions: list[Subscription] = []
+        # Length change per text root since the room last took them (rich text: 0, touched).
+        # Read and cleared in place once per update: no allocation on the hot path.
+        self.changes: dict[str, int] = {}
+        self._roots: list[tuple[str, Any]] = []
         self._lengths: dict[str, int] = {}
         for spec in schema.kind_of(Kind.TEXT):
             text = doc.get(spec.name, type=Text)
+            self._roots.append((spec.name, text.integrated))
             self._lengths[spec.name] = len(text)
-            self._subscriptions.append(text.integrated.observe(self._measurer(spec.name)))
+        self._subscriptions: list[Subscription] = []
         for spec in schema.kind_of(Kind.RICHTEXT):
             root = doc.get(spec.name, type=XmlFragment).integrated
             self._subscriptions.append(root.observe_deep(self._toucher(spec.name)))
 
-    def take(self) -> dict[str, tuple[int, int]]:
-        """(inserted, deleted) per text field touched since the last call."""
-        if not self._touched:
-            return {}
-        touched, self._touched = self._touched, {}
-        counts = {}
-        for name, length in touched.items():
-            before = self._lengths.get(name)
-            if before is None:
-                counts[name] = (0, 0)  # rich text
-                continue
-            self._lengths[name] = length
-            change = length - before
-            counts[name] = (change, 0) if change >= 0 else (0, -change)
-        return counts
+    def measure(self, transaction: Any) -> None:
+        """Note how the transaction changed each text root (called from a document observer)."""
+        lengths = self._lengths
+        changes = self.changes
+        for name, root in self._roots:
+            length = root.len(transaction)
+            before = lengths[name]
+            if length != before:
+                lengths[name] = length
+                changes[name] = changes.get(name, 0) + length - before
 
     def discard(self) -> None:
-        """Forget the touches of a change journaled otherwise (the server's own writes)."""
-        self.take()
+        """Forget the changes of a transaction journaled otherwise (the server's own writes)."""
+        self.changes.clear()
 
     def close(self) -> None:
         for subscription in self._subscriptions:
             subscription.drop()
         self._subscriptions.clear()
 
-    def _measurer(self, name: str) -> Callable[[Any], None]:
-        def measure(event: Any) -> None:
-            # Read inside the event's own transaction: `len(Text)` would open another one.
-            self._touched[name] = event.target.len(event.transaction)
-
-        return measure
-
     def _toucher(self, name: str) -> Callable[[Any], None]:
         def touch(_events: Any) -> None:
-            self._touched.setdefault(name, 0)
+            self.changes.setdefault(name, 0)
 
         return touch
+
+
+def feed_bursts(
+    bursts: TextBursts,
+    changes: dict[str, int],
+    events: list[JournalEvent],
+    user: str,
+    session: str,
+    client_id: int | None,
+    version: int,
+    now: float,
+) -> None:
+    """Count one update's text changes into the bursts (emptying `changes`); append to
+    `events` the bursts that this closed. Runs once per text keystroke: kept lean."""
+    add = bursts.add
+    for name, change in changes.items():
+        inserted, deleted = (change, 0) if change >= 0 else (0, -change)
+        closed = add(user, session, client_id, name, version, inserted, deleted, now)
+        if closed:
+            events += closed
+    changes.clear()
 
 
 class RoomJournal:
@@ -104,6 +117,8 @@ class RoomJournal:
         self.bursts = TextBursts(draft_id)
         self._schema = schema
         self._text = TextCounter(doc, schema)
+        # The room's document observer calls this once per transaction (no wrapper: hot path).
+        self.measure: Callable[[Any], None] = self._text.measure
 
     def close(self) -> None:
         self._text.close()
@@ -120,17 +135,11 @@ class RoomJournal:
         """Events of a client's update: text counts join bursts; semantic changes that stood
         and rejected values are events of this version."""
         events: list[JournalEvent] = []
-        for name, (inserted, deleted) in self._text.take().items():
-            events += self.bursts.add(
-                user=origin.user,
-                session=origin.session,
-                client_id=client_id,
-                field_name=name,
-                version=version,
-                inserted=inserted,
-                deleted=deleted,
-                now=now,
-            )
+        if self._text.changes:
+            feed_bursts(
+                self.bursts, self._text.changes, events,
+                origin.user, origin.session, client_id, version, now,
+            )  # fmt: skip
         if review is None:
             return events
 
@@ -247,24 +256,20 @@ async def recover_journal(store: Store, draft_id: str, schema: Schema) -> int:
     def replay() -> list[JournalEvent]:
         doc = rebuild(state.snapshot, state.tail)
         counter = TextCounter(doc, schema)
+        measuring = doc.observe(lambda event: counter.measure(event.transaction))
         bursts = TextBursts(draft_id)
         events: list[JournalEvent] = []
         for update in logged:
             doc.apply_update(update.data)
-            for name, (inserted, deleted) in counter.take().items():
+            for name in list(counter.changes):
                 spans = covered.get((update.user, name), [])
                 if any(first <= update.version <= end for first, end in spans):
-                    continue
-                events += bursts.add(
-                    user=update.user,
-                    session=update.session,
-                    client_id=update.client_id,
-                    field_name=name,
-                    version=update.version,
-                    inserted=inserted,
-                    deleted=deleted,
-                    now=update.created_at,
-                )
+                    del counter.changes[name]  # a closed burst has it already
+            feed_bursts(
+                bursts, counter.changes, events,
+                update.user, update.session, update.client_id, update.version, update.created_at,
+            )  # fmt: skip
+        doc.unobserve(measuring)
         counter.close()
         return events + bursts.close_all()
 

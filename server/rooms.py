@@ -79,6 +79,7 @@ class Room:
         self.schema = schema
         self.semantics: SemanticFields | None = None
         self.journal: RoomJournal | None = None
+        self._measure_text: Callable[[Any], None] | None = None
         self._journal_closer = journal_closer
         self._layers = layers
         self.state = RoomState.LOADING
@@ -119,6 +120,7 @@ class Room:
             self.semantics = SemanticFields(doc, self.schema)
         if self._layers.journal:
             self.journal = RoomJournal(self.draft_id, doc, self.schema)
+            self._measure_text = self.journal.measure
         self._subscription = doc.observe(self._capture_changes)
         self.state = RoomState.OPEN
 
@@ -133,6 +135,7 @@ class Room:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+            self._measure_text = None
         self.state = RoomState.CLOSED
         self.doc = Doc()
 
@@ -405,6 +408,8 @@ class Room:
 
     def _capture_changes(self, event: TransactionEvent) -> None:
         self._changes = event.update
+        if self._measure_text is not None:
+            self._measure_text(event.transaction)
 
 
 def _apply_review(room: Room, review: Review) -> None:

@@ -26,20 +26,13 @@ from bench.merge import QUICK_LIMIT, TRACE_FILES, MergeOptions, run_merge
 from bench.persistence import PersistenceOptions, run_persistence
 from bench.relay import SCENARIOS, ClientFailed, RelayOptions, run_relay
 from bench.replay import ReplayMismatch
-from bench.runtime import run
+from bench.runtime import positive_int, run
 from bench.servers import SERVERS
 from bench.traces import DEFAULT_TRACES_DIR
 
 __all__ = ["main"]
 
 DEFAULT_OUT = Path("bench-results")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def _server_list(known: tuple[str, ...]) -> object:
@@ -117,7 +110,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     merge.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="replay only the first N txns of sequential traces",
     )
@@ -169,7 +162,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seconds of flooding before the kill (%(default)s)",
     )
     crash.add_argument(
-        "--repeats", type=_positive_int, default=3, metavar="N", help="runs per server (3)"
+        "--repeats", type=positive_int, default=3, metavar="N", help="runs per server (3)"
     )
     add_layers(commands, _common)
     add_history(commands, _common)

@@ -35,7 +35,7 @@ from bench.keystrokes import typed_updates
 from bench.plots import _pairs
 from bench.replay import ReplayMismatch, text_of
 from bench.report import Column, format_table, write_json
-from bench.runtime import environment, median, progress
+from bench.runtime import environment, median, positive_int, progress
 from crdt.history import rebuild
 from crdt.protocol import Update
 from server.api.history import _rebuilt
@@ -275,13 +275,6 @@ async def run_history(options: HistoryOptions) -> dict[str, Any]:
     return result
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def add_command(
     commands: Any, common: Callable[[argparse.ArgumentParser, str], None]
 ) -> argparse.ArgumentParser:
@@ -297,13 +290,13 @@ def add_command(
     common(parser, f"{QUICK.runs} runs per version instead of {FULL.runs} (about 5 s)")
     parser.add_argument(
         "--updates",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help=f"keystrokes in the draft (default {FULL.updates:,})",
     )
     parser.add_argument(
         "--runs",
-        type=_positive_int,
+        type=positive_int,
         metavar="R",
         help=f"runs per version (default {FULL.runs}; --quick {QUICK.runs})",
     )

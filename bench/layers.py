@@ -44,7 +44,7 @@ from bench.harness import open_room
 from bench.plots import _pairs
 from bench.replay import TEXT, ReplayMismatch
 from bench.report import Column, format_table, write_json
-from bench.runtime import environment, median, progress
+from bench.runtime import environment, median, positive_int, progress
 from bench.traces import DEFAULT_TRACES_DIR, LICENCE, SOURCE, credit, load_trace
 from crdt.protocol import Update
 from server.config import Layers
@@ -394,13 +394,6 @@ async def run_layers(options: LayersOptions) -> dict[str, Any]:
     return result
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def add_command(
     commands: Any, common: Callable[[argparse.ArgumentParser, str], None]
 ) -> argparse.ArgumentParser:
@@ -427,13 +420,13 @@ def add_command(
     )
     parser.add_argument(
         "--txns",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help=f"the first N txns of the trace (default {FULL.txns:,}; --quick {QUICK.txns:,})",
     )
     parser.add_argument(
         "--runs",
-        type=_positive_int,
+        type=positive_int,
         metavar="R",
         help=f"runs per configuration and workload (default {FULL.runs}; --quick {QUICK.runs})",
     )

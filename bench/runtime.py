@@ -6,6 +6,7 @@ so that per-await costs (every update awaits at least once) match production.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import os
@@ -24,6 +25,7 @@ __all__ = [
     "event_loop_name",
     "median",
     "percentile",
+    "positive_int",
     "progress",
     "run",
 ]
@@ -93,3 +95,11 @@ def environment() -> dict[str, object]:
         # A shared 2-core machine: a high load means figures to compare only within this run.
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts: a clear error instead of a traceback on 0 or -3."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value

@@ -9,6 +9,7 @@ closes after `pause` seconds without a keystroke from that user in that field, o
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -39,6 +40,19 @@ class JournalEvent:
     client_id: int | None
     at: float
     data: dict[str, Any]
+
+    def as_row(self) -> tuple[object, ...]:
+        """The event as the stores' `events` rows hold it (data as compact JSON)."""
+        return (
+            self.draft_id,
+            self.version,
+            str(self.type),
+            self.user,
+            self.session,
+            self.client_id,
+            self.at,
+            json.dumps(self.data, separators=(",", ":")),
+        )
 
 
 @dataclass(slots=True)

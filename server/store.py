@@ -253,19 +253,6 @@ class LoggedUpdate:
     created_at: float
 
 
-def _event_row(event: JournalEvent) -> tuple[object, ...]:
-    return (
-        event.draft_id,
-        event.version,
-        str(event.type),
-        event.user,
-        event.session,
-        event.client_id,
-        event.at,
-        json.dumps(event.data, separators=(",", ":")),
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class DraftState:
     """What it takes to rebuild a draft: a snapshot (or nothing) and the updates after it."""
@@ -438,7 +425,7 @@ class Store:
             async with self._transaction():
                 await self._db.executemany(_INSERT_UPDATE, [r.as_row() for r in records])
                 if events:
-                    await self._db.executemany(_INSERT_EVENT, [_event_row(e) for e in events])
+                    await self._db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
 
     async def last_version(self, draft_id: str) -> int:
         with _translated("reading the update log"):
@@ -475,7 +462,7 @@ class Store:
         with _translated("storing journal events"):
             async with self._transaction():
                 if events:
-                    await self._db.executemany(_INSERT_EVENT, [_event_row(e) for e in events])
+                    await self._db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
                 if watermark is not None:
                     await self._db.execute(_SET_WATERMARK, watermark)
 

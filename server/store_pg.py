@@ -204,19 +204,6 @@ _SAVE_META = """
 _CONTENT_TABLES = ("updates", "snapshots", "draft_meta", "draft_activity", "draft_contributors")
 
 
-def _event_row(event: JournalEvent) -> tuple[object, ...]:
-    return (
-        event.draft_id,
-        event.version,
-        str(event.type),
-        event.user,
-        event.session,
-        event.client_id,
-        event.at,
-        json.dumps(event.data, separators=(",", ":")),
-    )
-
-
 async def _sequence(
     db: asyncpg.Connection, records: Sequence[UpdateRecord]
 ) -> tuple[list[UpdateRecord], dict[tuple[str, int], int]]:
@@ -341,7 +328,7 @@ class PostgresStore:
                     ]
                 await db.executemany(_INSERT_UPDATE, [r.as_row() for r in stored])
                 if events:
-                    await db.executemany(_INSERT_EVENT, [_event_row(e) for e in events])
+                    await db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
         return stored
 
     async def last_version(self, draft_id: str) -> int:
@@ -382,7 +369,7 @@ class PostgresStore:
         with _translated("storing journal events"):
             async with self._transaction() as db:
                 if events:
-                    await db.executemany(_INSERT_EVENT, [_event_row(e) for e in events])
+                    await db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
                 if watermark is not None:
                     await db.execute(_SET_WATERMARK, *watermark)
 

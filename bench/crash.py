@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.plots import plot_crash
 from bench.relay import ClientFailed, next_event, node_client
-from bench.report import Column, format_table, write_json
+from bench.report import Column, format_table, publish
 from bench.runtime import environment, progress
 from bench.servers import NODE_DIR, ServerProc, node_ready
 
@@ -157,8 +157,5 @@ async def run_crash(options: CrashOptions) -> dict[str, object]:
     if unknown:
         raise ValueError(f"unknown servers {sorted(unknown)}; known: {', '.join(CRASH_SERVERS)}")
     result = await _measure(options)
-    write_json(options.out / "durability.json", result)
-    plot_crash(result, options.out / "durability.png")
-    print(_table(result))
-    print(f"\nwrote {options.out / 'durability.json'} and {options.out / 'durability.png'}")
+    publish(result, options.out, "durability", plot_crash, _table(result))
     return result

@@ -34,7 +34,7 @@ from bench.harness import DRAFT_ID, RoomHarness, open_room
 from bench.keystrokes import typed_updates
 from bench.plots import _pairs
 from bench.replay import ReplayMismatch, text_of
-from bench.report import Column, format_table, write_json
+from bench.report import Column, format_table, publish
 from bench.runtime import environment, median, positive_int, progress
 from crdt.history import rebuild
 from crdt.protocol import Update
@@ -268,10 +268,7 @@ def plot_history(result: Mapping[str, Any], path: Path) -> None:
 
 async def run_history(options: HistoryOptions) -> dict[str, Any]:
     result = await _measure(options)
-    write_json(options.out / "history.json", result)
-    plot_history(result, options.out / "history.png")
-    print(_table(result))
-    print(f"\nwrote {options.out / 'history.json'} and {options.out / 'history.png'}")
+    publish(result, options.out, "history", plot_history, _table(result))
     return result
 
 

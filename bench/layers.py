@@ -43,7 +43,7 @@ from bench.commitstats import commit_totals
 from bench.harness import open_room
 from bench.plots import _pairs
 from bench.replay import TEXT, ReplayMismatch
-from bench.report import Column, format_table, write_json
+from bench.report import Column, format_table, publish
 from bench.runtime import environment, median, positive_int, progress
 from bench.traces import DEFAULT_TRACES_DIR, LICENCE, SOURCE, credit, load_trace
 from crdt.protocol import Update
@@ -387,10 +387,7 @@ def plot_layers(result: Mapping[str, Any], path: Path) -> None:
 
 async def run_layers(options: LayersOptions) -> dict[str, Any]:
     result = await _measure(options)
-    write_json(options.out / "layers.json", result)
-    plot_layers(result, options.out / "layers.png")
-    print(_table(result))
-    print(f"\nwrote {options.out / 'layers.json'} and {options.out / 'layers.png'}")
+    publish(result, options.out, "layers", plot_layers, _table(result))
     return result
 
 

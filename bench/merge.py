@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.plots import plot_merge
-from bench.report import Column, format_table, write_json
+from bench.report import Column, format_table, publish
 from bench.runtime import environment, progress
 from bench.tracerun import time_trace
 from bench.traces import LICENCE, SOURCE, credit, load_trace
@@ -126,8 +126,5 @@ def _table(result: dict[str, object]) -> str:
 
 async def run_merge(options: MergeOptions) -> dict[str, object]:
     result = await _measure(options)
-    write_json(options.out / "merge.json", result)
-    plot_merge(result, options.out / "merge.png")
-    print(_table(result))
-    print(f"\nwrote {options.out / 'merge.json'} and {options.out / 'merge.png'}")
+    publish(result, options.out, "merge", plot_merge, _table(result))
     return result

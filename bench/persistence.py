@@ -16,7 +16,7 @@ from bench.coldload import ColdLoadConfig, run_cold_load
 from bench.durability import DurabilityConfig, run_durability
 from bench.keystrokes import typed_updates
 from bench.plots import plot_persistence
-from bench.report import Column, format_table, write_json
+from bench.report import Column, format_table, publish
 from bench.runtime import environment, progress
 from bench.throughput import ThroughputConfig, run_throughput
 
@@ -167,8 +167,5 @@ def _tables(result: dict[str, object]) -> str:
 
 async def run_persistence(options: PersistenceOptions) -> dict[str, object]:
     result = await _measure(options)
-    write_json(options.out / "persistence.json", result)
-    plot_persistence(result, options.out / "persistence.png")
-    print(_tables(result))
-    print(f"\nwrote {options.out / 'persistence.json'} and {options.out / 'persistence.png'}")
+    publish(result, options.out, "persistence", plot_persistence, _tables(result))
     return result

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.plots import plot_relay
-from bench.report import Column, format_table, write_json
+from bench.report import Column, format_table, publish
 from bench.runtime import environment, percentile, progress
 from bench.servers import NODE_DIR, SERVERS, ServerProc, node_ready
 
@@ -390,8 +390,5 @@ async def run_relay(options: RelayOptions) -> dict[str, object]:
     if unknown:
         raise ValueError(f"unknown servers {sorted(unknown)}; known: {', '.join(SERVERS)}")
     result = await _measure(options)
-    write_json(options.out / "relay.json", result)
-    plot_relay(result, options.out / "relay.png")
-    print(_table(result))
-    print(f"\nwrote {options.out / 'relay.json'} and {options.out / 'relay.png'}")
+    publish(result, options.out, "relay", plot_relay, _table(result))
     return result

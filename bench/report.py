@@ -10,8 +10,9 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Column", "format_table", "write_json"]
+__all__ = ["Column", "format_table", "publish", "write_json"]
 
 
 def _number(value: object) -> str:
@@ -72,3 +73,18 @@ def _looks_numeric(text: str) -> bool:
 def write_json(path: Path, result: Mapping[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+def publish(
+    result: Mapping[str, object],
+    out: Path,
+    name: str,
+    plot: Callable[[Any, Path], None],
+    table: str,
+) -> None:
+    """What every bench command ends with: NAME.json and NAME.png in `out`, the table printed."""
+    json_path, png_path = out / f"{name}.json", out / f"{name}.png"
+    write_json(json_path, result)
+    plot(result, png_path)
+    print(table)
+    print(f"\nwrote {json_path} and {png_path}")

@@ -5,7 +5,8 @@ balancer; each only needs to know Redis. Pub/sub is fire-and-forget, so it is ne
 alone: the store (PostgreSQL) is the truth and every instance catches up from it by version.
 
     channel                 message                                   on another instance
-    draftsync:u:<draft>     committed update: origin, version, bytes  applied, relayed locally
+    draftsync:u:<draft>     committed update: origin, version, user   applied, relayed locally
+                            and bytes
     draftsync:a:<draft>     awareness update of local clients         kept, relayed locally
     draftsync:access        role change / deletion of a draft         sharing.apply_role, ...
     draftsync:hb            "I am alive" every HEARTBEAT_SECONDS      an instance silent for
@@ -20,6 +21,12 @@ lost, or out of order) opens a gap that is filled from the store (`updates_with_
 after GAP_WAIT_SECONDS; every CATCH_UP_SECONDS each room also compares its watermark with the
 store's last version, which covers a message lost with nothing after it (Redis restart).
 Applying an update twice is harmless (a CRDT): pycrdt integrates nothing the second time.
+
+Rules run exactly once per write, against everything stored before it: an instance reviews only
+its own clients' writes (the others absorb them), and reviews of one draft take turns across
+instances (`turn`: the store's per-draft review lock, then a catch-up from the store), so of two
+conflicting writes that reach two instances at once, the second in turn is judged against the
+first and the conflict is settled once, by the instance that stores the second.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +48,8 @@ from server.errors import StoreError
 from server.registry import RoomRegistry
 from server.rooms import Room, RoomState
 from server.sharing import apply_role, close_deleted
-from server.store import Store, UpdateRecord
+from server.store import UpdateRecord
+from server.store_pg import PostgresStore
 
 __all__ = ["Fanout"]
 
@@ -84,7 +93,7 @@ def _unframe(message: bytes) -> tuple[dict[str, Any], bytes]:
 
 
 class Fanout:
-    def __init__(self, url: str, rooms: RoomRegistry, store: Store) -> None:
+    def __init__(self, url: str, rooms: RoomRegistry, store: PostgresStore) -> None:
         self.instance = secrets.token_hex(8)
         self._redis = aioredis.from_url(url)
         self._rooms = rooms
@@ -124,6 +133,20 @@ class Fanout:
         self._trackers[room.draft_id] = _Tracker(room, watermark=room.version)
         room.commit_listeners.append(self._committed)
         room.awareness_listeners.append(self._awareness)
+        room.review_gate = self
+
+    @contextlib.asynccontextmanager
+    async def turn(self, room: Room) -> AsyncIterator[None]:
+        """The draft's review turn (server/rooms.py): the store's per-draft review lock, held
+        until the room has committed what it judged; on entry the room has every version
+        stored so far (other instances commit their reviewed writes inside their turn)."""
+        async with self._store.review_lock(room.draft_id):
+            tracker = self._tracker(room)
+            if tracker is not None:
+                last = await self._store.last_version(room.draft_id)
+                if last > tracker.watermark:
+                    await self._catch_up(tracker, last)
+            yield
 
     def _room_unloading(self, room: Room) -> None:
         tracker = self._trackers.get(room.draft_id)
@@ -136,7 +159,7 @@ class Fanout:
         if tracker is not None:
             tracker.mark(record.version)
             self._watch_gap(tracker)
-        header = {"i": self.instance, "v": record.version}
+        header = {"i": self.instance, "v": record.version, "u": record.user}
         self._outbox.put_nowait((f"{PREFIX}:u:{room.draft_id}", _frame(header, record.data)))
 
     def _awareness(self, room: Room, payload: bytes) -> None:
@@ -199,7 +222,8 @@ class Fanout:
             return
         self._last_seen[header["i"]] = time.monotonic()
         if channel.startswith(f"{PREFIX}:u:"):
-            self._remote_update(channel.removeprefix(f"{PREFIX}:u:"), header["v"], payload)
+            draft_id = channel.removeprefix(f"{PREFIX}:u:")
+            self._remote_update(draft_id, header["v"], header.get("u"), payload)
         elif channel.startswith(f"{PREFIX}:a:"):
             self._remote_awareness(channel.removeprefix(f"{PREFIX}:a:"), header["i"], payload)
         elif channel == f"{PREFIX}:access":
@@ -209,14 +233,14 @@ class Fanout:
         tracker = self._trackers.get(room.draft_id)
         return tracker if tracker is not None and tracker.room is room else None
 
-    def _remote_update(self, draft_id: str, version: int, update: bytes) -> None:
+    def _remote_update(self, draft_id: str, version: int, user: str | None, update: bytes) -> None:
         room = self._rooms.get(draft_id)
         if room is None or room.state is not RoomState.OPEN:
             return  # not hosted here: a later load reads it from the store
         tracker = self._tracker(room)
         if tracker is None or version <= tracker.watermark or version in tracker.above:
             return
-        room.apply_committed(update, version)
+        room.apply_committed(update, version, user=user)
         tracker.mark(version)
         self._watch_gap(tracker)
 
@@ -270,29 +294,28 @@ class Fanout:
             if room.state is not RoomState.OPEN or tracker.watermark >= upto:
                 return
             try:
-                missing = await self._store.updates_with_origin(
-                    room.draft_id, tracker.watermark, upto
-                )
+                await self._catch_up(tracker, upto)
             except StoreError as error:
                 logger.warning("catch-up failed draft=%s error=%s", room.draft_id, error)
-                return
-            caught = 0
-            for logged in missing:
-                if logged.version > tracker.watermark and logged.version not in tracker.above:
-                    room.apply_committed(logged.data, logged.version)
-                    caught += 1
-                tracker.mark(logged.version)
-            if caught:
-                logger.info(
-                    "caught up draft=%s updates=%d version=%d",
-                    room.draft_id,
-                    caught,
-                    tracker.watermark,
-                )
         finally:
             tracker.catching_up = False
             if tracker.has_gap and self._trackers.get(tracker.room.draft_id) is tracker:
                 self._watch_gap(tracker)
+
+    async def _catch_up(self, tracker: _Tracker, upto: int) -> None:
+        """Apply the stored versions up to `upto` that the room's doc lacks, in order."""
+        room = tracker.room
+        missing = await self._store.updates_with_origin(room.draft_id, tracker.watermark, upto)
+        caught = 0
+        for logged in missing:
+            if logged.version > tracker.watermark and logged.version not in tracker.above:
+                room.apply_committed(logged.data, logged.version, user=logged.user)
+                caught += 1
+            tracker.mark(logged.version)
+        if caught:
+            logger.info(
+                "caught up draft=%s updates=%d version=%d", room.draft_id, caught, tracker.watermark
+            )
 
     async def _catch_up_loop(self) -> None:
         while True:

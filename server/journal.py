@@ -186,6 +186,16 @@ class RoomJournal:
         """Forget text counts of a change that is journaled otherwise (a restore)."""
         self._text.discard()
 
+    def take_text(self) -> dict[str, int]:
+        """Take the text counts of a client update whose events must wait (its review turn),
+        so that changes applied meanwhile, journaled elsewhere, do not mix with them."""
+        taken = dict(self._text.changes)
+        self._text.discard()
+        return taken
+
+    def put_back_text(self, taken: dict[str, int]) -> None:
+        self._text.changes.update(taken)
+
     def _change(self, name: str, old: Any, new: Any) -> dict[str, Any]:
         spec = self._schema.fields.get(name)
         kind = spec.kind.value if spec is not None else "value"

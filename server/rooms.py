@@ -9,6 +9,9 @@ Every update goes the same way (design.md, "Data flow of one update"):
 `on_committed` is the one place where "accepted" becomes "visible" (in relaxed mode the relay
 moves to acceptance). What is stored and relayed is the update as pycrdt integrated it (the doc
 observer's `update`), so a duplicate or already-known update stores nothing.
+
+Several instances on one draft (`review_gate` set): a write to semantic fields is judged in the
+draft's review turn instead, against every version stored before it (`_review_in_turn`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from pycrdt import Doc, Subscription, TransactionEvent
 
@@ -50,7 +54,7 @@ from server.semantics import Review, SemanticFields
 from server.snapshots import Snapshotter
 from server.store import UpdateRecord
 
-__all__ = ["Room", "RoomState"]
+__all__ = ["ReviewGate", "Room", "RoomState"]
 
 logger = logging.getLogger("draftsync.rooms")
 
@@ -60,6 +64,14 @@ class RoomState(Enum):
     OPEN = "open"
     FAILED = "failed"  # the store refused a commit: connections closed, room dropped
     CLOSED = "closed"  # unloaded
+
+
+class ReviewGate(Protocol):
+    """Reviews of one draft's semantic writes take turns across instances (server/fanout.py)."""
+
+    def turn(self, room: Room) -> AbstractAsyncContextManager[None]:
+        """Wait for the draft's turn; on entry the room holds every version stored so far."""
+        ...
 
 
 class Room:
@@ -92,6 +104,9 @@ class Room:
         self._relay_on_accept = durability is Durability.RELAXED
         self._on_failed = on_failed
         self._pending = 0
+        self.review_gate: ReviewGate | None = None
+        self._in_review: asyncio.Event | None = None  # set when the write in review is done
+        self._commit_seen = asyncio.Event()  # wakes `_until_committed`, during a review only
         self._changes: bytes | None = None
         self._subscription: Subscription | None = None
         self._since_snapshot = 0
@@ -142,7 +157,7 @@ class Room:
     @property
     def is_drained(self) -> bool:
         """No accepted update is waiting for its commit."""
-        return self._pending == 0
+        return self._pending == 0 and self._in_review is None
 
     @property
     def accepts_commits(self) -> bool:
@@ -184,6 +199,8 @@ class Room:
             # it in Python first, off the event loop; only large, tag-dense updates get here.
             await asyncio.to_thread(check_nesting, message.update)
         await self._pipeline.wait_for_space()
+        while self._in_review is not None:
+            await self._in_review.wait()
         if self.state is not RoomState.OPEN or not conn.is_open:
             return
         # From here to submit() nothing awaits: versions enter the pipeline in order.
@@ -197,11 +214,54 @@ class Room:
         changes, self._changes = self._changes, None
         if changes is None:
             return  # nothing new (a duplicate), or held by pycrdt until its dependencies arrive
+        semantic = self.semantics is not None and self.semantics.touched
+        if semantic and self.review_gate is not None:
+            await self._review_in_turn(conn, message.update, changes)
+        else:
+            self._admit(conn, message.update, changes, review_now=semantic)
+
+    async def _review_in_turn(self, conn: Connection, received: bytes, changes: bytes) -> None:
+        """Judge a semantic write against every version stored before it (several instances).
+
+        Another instance's write reaches this one only after its commit, so two conflicting
+        writes that reach two instances at once would each be judged without the other and
+        no conflict found. Reviews of a draft therefore take turns across instances (the
+        store's per-draft lock): in its turn the room applies what the store holds beyond its
+        doc, judges the held-back write against it, and commits both the write and any
+        resolution before the turn passes on. This room's next updates wait meanwhile: a
+        pause of a few milliseconds, for writes to semantic fields only."""
+        assert self.semantics is not None and self.review_gate is not None
+        self.semantics.set_aside(changes)
+        text = self.journal.take_text() if self.journal is not None else {}
+        in_review = self._in_review = asyncio.Event()
+        try:
+            async with self.review_gate.turn(self):
+                if self.state is RoomState.OPEN:
+                    if self.journal is not None:
+                        self.journal.put_back_text(text)
+                    self._admit(conn, received, changes, review_now=True)
+                    await self._until_committed()
+        except StoreError as error:
+            self.on_commit_failed(error)
+        finally:
+            self._in_review = None
+            in_review.set()
+
+    async def _until_committed(self) -> None:
+        while self._pending and self.state is RoomState.OPEN:
+            self._commit_seen.clear()
+            await self._commit_seen.wait()
+
+    def _admit(
+        self, conn: Connection, received: bytes, changes: bytes, *, review_now: bool
+    ) -> None:
+        """Number, journal and submit an applied client update; write what the rules ask."""
         now = time.time()
         review = None
-        if self.semantics is not None and self.semantics.touched:
+        if review_now:
+            assert self.semantics is not None
             try:
-                review = self.semantics.review(changes, message.update, conn.origin, now=now)
+                review = self.semantics.review(changes, received, conn.origin, now=now)
             except ProtocolError as error:
                 # pycrdt applied what our decoder cannot read: keep the update, skip the rules.
                 logger.error("rules skipped draft=%s error=%s", self.draft_id, error)
@@ -271,10 +331,11 @@ class Room:
             events=stored_events,
         )
 
-    def apply_committed(self, update: bytes, version: int) -> bool:
+    def apply_committed(self, update: bytes, version: int, *, user: str | None = None) -> bool:
         """Apply an update another instance stored as `version` (Redis fan-out, or caught up
-        from the store) and relay it to every local connection. It is durable already, so it
-        is not committed again; a duplicate changes and relays nothing. True if it changed."""
+        from the store) for `user` and relay it to every local connection. It is durable
+        already, so it is not committed again; a duplicate changes and relays nothing. True
+        if it changed."""
         if self.state is not RoomState.OPEN:
             return False
         with self.doc.transaction(origin=ServerOrigin("remote")):
@@ -286,7 +347,7 @@ class Room:
         if changes is None:
             return False
         if self.semantics is not None:
-            self.semantics.absorb(changes)
+            self.semantics.absorb(changes, received=update, user=user)
         self._relay(changes, sender=None)
         return True
 
@@ -363,6 +424,8 @@ class Room:
 
     def on_committed(self, write: PendingWrite) -> None:
         self._pending -= 1
+        if self._in_review is not None:
+            self._commit_seen.set()
         record = write.record
         if not self._relay_on_accept:
             self._relay(record.data, sender=write.sender)
@@ -388,6 +451,7 @@ class Room:
         logger.error("room failed draft=%s error=%s", self.draft_id, error)
         self.state = RoomState.FAILED
         self._pending = 0
+        self._commit_seen.set()
         for conn in list(self.connections):
             conn.close(CloseCode.TRY_AGAIN_LATER, "store unavailable, retry")
         self._on_failed(self)

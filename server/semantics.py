@@ -7,7 +7,13 @@ apply on text traffic). The id -> key index is built on the first `fields` write
 from the document minus that write, so cold loads stay as fast as without semantic fields.
 
 The room asks `review()` after applying a client update; the answer (`Review`) says what the
-server must write as its own change. `absorb()` indexes the server's own change afterwards.
+server must write as its own change. `absorb()` indexes the server's own change afterwards, and
+changes other instances committed.
+
+With several instances on one draft, a client update is judged against every version stored
+before it, which may include writes another instance committed a moment ago: the room then
+`set_aside()`s the update's review, absorbs what it lacked, and reviews it after (server/rooms.py,
+"several instances").
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 from pycrdt import Array, Doc, Map, Subscription
 
 from crdt.fields import FieldIndex, MapWrite
-from crdt.origins import ClientOrigin
+from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.rules import Decision, decide, duplicate_positions
 from crdt.schema import Kind, Rule, Schema
 from crdt.updates import NO_VALUE, decode_update
@@ -53,6 +59,14 @@ class Review:
 
 
 @dataclass(frozen=True, slots=True)
+class _SetAside:
+    """What an applied client update touched, while its review waits (several instances)."""
+
+    fields: bool
+    lists: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class _Author:
     user: str | None
     client_id: int | None
@@ -74,6 +88,7 @@ class SemanticFields:
         self._authors: dict[str, _Author] = {}
         self._fields_touched = False
         self._lists_touched: set[str] = set()
+        self._set_aside: _SetAside | None = None
         # Subscriptions must stay referenced, or pycrdt stops calling them.
         self._subscriptions: list[tuple[Any, Subscription]] = [
             (self.fields.integrated, self.fields.integrated.observe(self._on_fields))
@@ -100,12 +115,15 @@ class SemanticFields:
         is what the client sent, read only for the values of writes that lost Yjs's ordering:
         the server's doc deletes those while integrating them.
         """
+        if self._set_aside is not None:
+            self._fields_touched = self._set_aside.fields
+            self._lists_touched = set(self._set_aside.lists)
+            self._set_aside = None
         review = Review()
         at = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
         if self._fields_touched:
             self._fields_touched = False
-            sent = {i.id: i.value for i in decode_update(received).items if i.value is not NO_VALUE}
-            writes = self._ingest(changes, sent)
+            writes = self._ingest(changes, _sent_values(received))
             by_key: dict[str, list[MapWrite]] = {}
             for write in writes:
                 by_key.setdefault(write.key, []).append(write)
@@ -118,13 +136,49 @@ class SemanticFields:
         self._lists_touched.clear()
         return review
 
-    def absorb(self, changes: bytes) -> None:
-        """Index the server's own change (its writes are sequential by construction)."""
+    def set_aside(self, changes: bytes) -> None:
+        """Hold back the review of the client update just applied (`changes`) until `review`.
+
+        Updates absorbed meanwhile (what other instances stored before it) are indexed first,
+        as their versions order them, so the held update is judged against them."""
+        self._set_aside = _SetAside(self._fields_touched, frozenset(self._lists_touched))
+        if self._fields_touched:
+            self._ensure_index(changes)  # from the document without any absorbed update
+        self._fields_touched = False
+        self._lists_touched.clear()
+
+    def absorb(
+        self, changes: bytes, received: bytes | None = None, *, user: str | None = None
+    ) -> None:
+        """Index a change that needs no review: the server's own (its writes are sequential
+        by construction) or one another instance reviewed and stored (`received`: its bytes,
+        which hold the values of writes this doc integrated as deleted; `user`: its writer,
+        named if one of its values becomes a conflict's candidate here)."""
         if self._fields_touched:
             self._fields_touched = False
-            self._ingest(changes)
-            self._values = dict(self.fields.to_py() or {})
-        for name in self._lists_touched:
+            writes = self._ingest(changes, _sent_values(received) if received else None)
+            if user is not None:
+                at = dt.datetime.now(dt.UTC).isoformat()
+                for write in writes:
+                    self._authors[write.key] = (
+                        _Author(None, None, at)
+                        if user == SERVER_USER
+                        else _Author(user, write.id[0], at)
+                    )
+            if self._set_aside is None:
+                self._values = dict(self.fields.to_py() or {})
+            else:
+                # The doc also holds the set-aside write: the values it must be judged
+                # against are the keys' winners without it, which the index knows.
+                index = self._index
+                assert index is not None
+                for key in {write.key for write in writes}:
+                    winner = index.winner(key)
+                    value = index.value_of(winner) if winner is not None else NO_VALUE
+                    if value is not NO_VALUE:
+                        self._values[key] = value
+        held = self._set_aside.lists if self._set_aside is not None else frozenset()
+        for name in self._lists_touched - held:
             self._list_values[name] = self.lists[name].to_py() or []
         self._lists_touched.clear()
 
@@ -142,6 +196,9 @@ class SemanticFields:
     def _ingest(
         self, changes: bytes, values: dict[tuple[int, int], Any] | None = None
     ) -> list[MapWrite]:
+        return self._ensure_index(changes).ingest(changes, values)
+
+    def _ensure_index(self, changes: bytes) -> FieldIndex:
         if self._index is None:
             # First `fields` write since the load: index the document as it was before it,
             # i.e. below the first clock the update brings for each client.
@@ -152,7 +209,7 @@ class SemanticFields:
                 below[client] = min(clock, below.get(client, clock))
             index.load(self._doc.get_update(), below=below)
             self._index = index
-        return self._index.ingest(changes, values)
+        return self._index
 
     def _review_key(
         self, review: Review, key: str, writes: list[MapWrite], origin: ClientOrigin, at: str
@@ -249,6 +306,10 @@ class SemanticFields:
             self._lists_touched.add(name)
 
         return flag
+
+
+def _sent_values(update: bytes) -> dict[tuple[int, int], Any]:
+    return {i.id: i.value for i in decode_update(update).items if i.value is not NO_VALUE}
 
 
 def _same_value(a: Any, b: Any) -> bool:

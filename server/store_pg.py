@@ -41,6 +41,12 @@ from server.store import (
 
 __all__ = ["PostgresStore"]
 
+# Reviews of one draft take turns under this lock (`review_lock`); key 0 numbers versions.
+_REVIEW_LOCK = "SELECT pg_advisory_lock(hashtextextended($1, 1))"
+_REVIEW_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 1))"
+REVIEW_LOCK_CONNECTIONS = 4
+REVIEW_LOCK_SECONDS = 10.0
+
 # Any constant: the lock that serialises migrations between instances starting together.
 _MIGRATION_LOCK = 0x6472616674  # "draft"
 
@@ -241,23 +247,28 @@ def _translated(action: str) -> Iterator[None]:
 class PostgresStore:
     """`server.store.Store`'s interface over a pool of asyncpg connections."""
 
-    def __init__(self, pool: asyncpg.Pool, *, url: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, lock_pool: asyncpg.Pool, *, url: str) -> None:
         self._pool = pool
+        # Review locks are held while a commit runs on `_pool`: with connections of their
+        # own, reviews in progress can never take the connections their commits need.
+        self._lock_pool = lock_pool
         self.url = url
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> PostgresStore:
         with _translated("connecting to PostgreSQL"):
             pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
-        store = cls(pool, url=url)
+            lock_pool = await asyncpg.create_pool(url, min_size=0, max_size=REVIEW_LOCK_CONNECTIONS)
+        store = cls(pool, lock_pool, url=url)
         try:
             await store._migrate()
         except BaseException:
-            await pool.close()
+            await store.close()
             raise
         return store
 
     async def close(self) -> None:
+        await self._lock_pool.close()
         await self._pool.close()
 
     async def _migrate(self) -> None:
@@ -330,6 +341,24 @@ class PostgresStore:
                 if events:
                     await db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
         return stored
+
+    @contextlib.asynccontextmanager
+    async def review_lock(self, draft_id: str) -> AsyncIterator[None]:
+        """Hold the draft's review lock (a session advisory lock, apart from the xact lock
+        that numbers versions): reviews of one draft's semantic writes take turns across
+        instances. PostgreSQL drops it with the session if the instance dies."""
+        with _translated("taking the review lock"):
+            db = await self._lock_pool.acquire(timeout=REVIEW_LOCK_SECONDS)
+        try:
+            with _translated("taking the review lock"):
+                await db.execute(_REVIEW_LOCK, draft_id, timeout=REVIEW_LOCK_SECONDS)
+            try:
+                yield
+            finally:
+                with _translated("releasing the review lock"):
+                    await db.execute(_REVIEW_UNLOCK, draft_id)
+        finally:
+            await self._lock_pool.release(db)
 
     async def last_version(self, draft_id: str) -> int:
         with _translated("reading the update log"):

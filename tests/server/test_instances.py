@@ -283,8 +283,7 @@ async def test_a_conflict_written_on_two_instances_is_resolved_once_to_the_rules
     ends with the rules' answer, and the servers write exactly as many resolutions.
 
     Resolution runs on the instance that receives the second write, once the first one has
-    reached it. Two conflicting writes reaching two instances at the same moment are not
-    reviewed against each other yet (README, "Running several instances")."""
+    reached it (the next test has them arrive at the same moment)."""
     a, b = pair
     counts = []
     for second in (a, b):
@@ -300,3 +299,73 @@ async def test_a_conflict_written_on_two_instances_is_resolved_once_to_the_rules
             await asyncio.gather(one.close(), two.close(), watcher.close())
     assert counts[0] >= 1
     assert counts[1] == counts[0], f"one instance: {counts[0]} rule writes, two: {counts[1]}"
+
+
+async def test_conflicting_writes_reaching_two_instances_at_once_are_resolved_once(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """Two offline writers come back at the same moment, one to each instance: the manual
+    field gets exactly one conflict holding both values, the `max` field the larger value,
+    the forbidden status move is rejected once and the `union` list keeps a tag both added
+    once, on every replica.
+
+    Without a review serialised across instances each instance judges its own client's write
+    against a document that lacks the other's: neither sees a conflict."""
+    a, b = pair
+    for _round in range(3):
+        draft = new_draft()
+        one = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+        two = await NodeClient.start(b.ws_url, draft, b.token("alice"))
+        clients = (one, two)
+        try:
+            await asyncio.gather(*(c.call("wait_synced") for c in clients))
+            await one.call("set", key="status", value="DRAFT")
+            await one.call("set", key="current_step", value=1)
+            await one.call("set", key="goal_amount", value=50)
+
+            async def based(clients: tuple[NodeClient, ...] = clients) -> bool:
+                seen = [await c.fields() for c in clients]
+                return all(f.get("goal_amount") == 50 and f.get("status") == "DRAFT" for f in seen)
+
+            await eventually(based, timeout=10)
+            await asyncio.gather(*(c.call("disconnect") for c in clients))
+            await one.call("set", key="goal_amount", value=100)
+            await one.call("set", key="current_step", value=3)
+            await one.call("set", key="status", value="IN_REVIEW")  # allowed from DRAFT
+            await one.call("push", field="tags", values=["launch", "one"])
+            await two.call("push", field="tags", values=["launch", "two"])
+            await two.call("set", key="goal_amount", value=200)
+            await two.call("set", key="current_step", value=5)
+            await two.call("set", key="status", value="PUBLISHED")  # not allowed from DRAFT
+            await asyncio.gather(*(c.call("connect") for c in clients))
+
+            async def settled(clients: tuple[NodeClient, ...] = clients) -> bool:
+                states = [await c.state(lists=["tags"]) for c in clients]
+                return all(
+                    len(s["conflicts"]) == 1
+                    and s["fields"].get("current_step") == 5
+                    and s["fields"].get("status") == "IN_REVIEW"
+                    and sorted(s["lists"]["tags"]) == ["launch", "one", "two"]
+                    for s in states
+                )
+
+            await eventually(settled, timeout=15)
+            await asyncio.sleep(1.0)  # a second resolution, if any, would land by now
+            states = [await c.state(lists=["tags"]) for c in clients]
+            assert states[0]["conflicts"] == states[1]["conflicts"]
+            assert states[0]["lists"]["tags"] == states[1]["lists"]["tags"]
+            assert sorted(states[0]["lists"]["tags"]) == ["launch", "one", "two"]
+            ((entry),) = states[0]["conflicts"].values()
+            assert entry["field"] == "goal_amount"
+            assert sorted(c["value"] for c in entry["candidates"]) == [100, 200]
+            assert [c["user"] for c in entry["candidates"]] == ["alice", "alice"]
+            events = journal_types(a, draft)
+            assert events.count("CONFLICT_OPENED") == 1, events
+            assert events.count("VALUE_REJECTED") == 1, events
+        finally:
+            await asyncio.gather(one.close(), two.close())
+
+
+def journal_types(server: ServerProcess, draft: str) -> list[str]:
+    rows = stored_rows(server, "SELECT type FROM events WHERE draft_id = ? ORDER BY id", draft)
+    return [str(row[0]) for row in rows]  # type: ignore[index]

@@ -1,5 +1,6 @@
-"""PostgreSQL-only promises: its errors become `StoreError` (1013, then recovery), and the
-schema is created once and migrated by whichever instance starts first."""
+"""PostgreSQL-only promises: its errors become `StoreError` (1013, then recovery), the
+schema is created once and migrated by whichever instance starts first, and review turns of a
+draft exclude each other across instances."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from pycrdt import Text
 
+from server.store_pg import PostgresStore
 from tests.support.node_client import NodeClient
 from tests.support.postgres import PostgresCluster
 from tests.support.server_process import ServerProcess
@@ -63,3 +65,28 @@ async def test_two_instances_starting_together_create_the_schema_once(
     finally:
         for server in servers:
             server.stop()
+
+
+async def test_review_turns_of_one_draft_take_turns_across_instances(
+    postgres: PostgresCluster,
+) -> None:
+    """Two stores, as two instances hold them: a draft's review lock waits for its holder,
+    another draft's does not, and the lock passes on when its holder leaves."""
+    url = postgres.new_database()
+    one, two = await PostgresStore.open(url), await PostgresStore.open(url)
+    try:
+
+        async def take(store: PostgresStore, draft: str) -> None:
+            async with store.review_lock(draft):
+                pass
+
+        async with one.review_lock("shared"):
+            waiting = asyncio.create_task(take(two, "shared"))
+            await asyncio.wait_for(take(two, "other"), timeout=5)
+            await asyncio.sleep(0.3)
+            assert not waiting.done(), "the second instance took a lock that was held"
+        await asyncio.wait_for(waiting, timeout=5)
+        await asyncio.wait_for(take(one, "shared"), timeout=5)
+    finally:
+        await one.close()
+        await two.close()

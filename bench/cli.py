@@ -3,6 +3,7 @@
     python -m bench persistence [--quick] [--out DIR] [--fsync]
     python -m bench merge [--quick] [--out DIR] [--traces DIR] [--trace NAME ...] [--limit N]
     python -m bench relay [--quick] [--out DIR] [--servers A,B] [--scenario S ...]
+    python -m bench relay --instances 2 [--quick] [--out DIR]
     python -m bench durability [--quick] [--out DIR] [--servers A,B] [--kill-after S] [--repeats N]
 
     python -m bench layers [--quick] [--out DIR] [--traces DIR] [--txns N] [--runs R]
@@ -127,7 +128,6 @@ def _build_parser() -> argparse.ArgumentParser:
     relay.add_argument(
         "--servers",
         type=_server_list(SERVERS),
-        default=SERVERS,
         metavar="A,B",
         help=f"comma-separated, from: {', '.join(SERVERS)} (all)",
     )
@@ -137,6 +137,18 @@ def _build_parser() -> argparse.ArgumentParser:
         default=[],
         choices=list(SCENARIOS),
         help="run only this scenario (repeatable): %(choices)s",
+    )
+    relay.add_argument(
+        "--instances",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="N >= 2: instead of comparing servers, run S2 (1 room x 50 clients) against "
+        "draftsync (durable) on SQLite, on PostgreSQL + Redis with one instance, and on the same "
+        "PostgreSQL + Redis with N instances, the clients dealt round-robin over their ports "
+        "(25/25 for N=2); reports each row's latency, delivery, CPU and RSS summed over "
+        "instances, and the N-instance/one-instance ratio. Starts its own throwaway PostgreSQL "
+        "and redis-server (Debian's packages; make services). Not with --servers or --scenario.",
     )
 
     crash = commands.add_parser(
@@ -178,7 +190,10 @@ async def _dispatch(args: argparse.Namespace) -> None:
         await run_persistence(PersistenceOptions(args.out, args.quick, args.fsync, progress))
     elif args.command == "relay":
         scenarios = tuple(dict.fromkeys(args.scenario))
-        await run_relay(RelayOptions(args.out, args.quick, args.servers, scenarios, progress))
+        options = RelayOptions(
+            args.out, args.quick, args.servers or SERVERS, scenarios, progress, args.instances
+        )
+        await run_relay(options)
     elif args.command == "durability":
         repeats = 1 if args.quick else args.repeats
         await run_crash(
@@ -192,7 +207,10 @@ async def _dispatch(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "relay" and args.instances > 1 and (args.servers or args.scenario):
+        parser.error("relay --instances runs draftsync on S2 only: drop --servers and --scenario")
     # The server logs every room load and snapshot at INFO; a bench wants only its table.
     logging.basicConfig(level=logging.WARNING)
     try:

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-__all__ = ["plot_crash", "plot_merge", "plot_persistence", "plot_relay"]
+__all__ = ["plot_crash", "plot_merge", "plot_persistence", "plot_relay", "plot_relay_instances"]
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -138,6 +138,35 @@ def plot_relay(result: Mapping[str, Any], path: Path) -> None:
         ax.set_xlabel("lower is better")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncols=len(servers))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_relay_instances(result: Mapping[str, Any], path: Path) -> None:
+    """`relay --instances N`: one scenario on a few draftsync setups. Linear axes, unlike
+    `plot_relay`'s log ones, so that the N-instance bars read directly against one instance's."""
+    rows: Rows = result["rows"]
+    labels = [r["server"] for r in rows]
+    fig, (latency, cpu, rss) = plt.subplots(
+        1, 3, figsize=(15, 2 + 0.8 * len(rows)), layout="constrained", width_ratios=(2, 1, 1)
+    )
+    quantiles = (("p50", "tab:blue"), ("p95", "tab:orange"), ("p99", "tab:red"))
+    series = [(q, [float(r[f"{q}_ms"] or 0) for r in rows], color) for q, color in quantiles]
+    _pairs(latency, labels, *series, height=0.27)
+    latency.set_title("typed -> visible latency")
+    latency.set_xlabel("ms (lower is better)")
+    latency.legend(loc="best")
+    for ax, key, title, unit in (
+        (cpu, "server_cpu_s", "CPU", "s"),
+        (rss, "peak_rss_mb", "peak RSS", "MB"),
+    ):
+        _bars(ax, labels, [float(r[key] or 0) for r in rows], color="tab:gray")
+        ax.tick_params(labelleft=False)  # the rows are named on the latency panel
+        ax.margins(x=0.2)
+        ax.set_title(f"server {title}, all instances")
+        ax.set_xlabel(f"{unit} (lower is better)")
+    scenario = rows[0]
+    fig.suptitle(f"{scenario['scenario']}: {scenario['description']}")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -13,26 +13,37 @@ its CPU seconds (utime + stime during the scenario) and peak RSS (VmHWM) are its
 
 An unbounded flood is paced by the clients' own CPU (a server that sends fewer frames back gets
 flooded harder), so servers are compared on S4r; S4 shows that nothing is lost.
+
+`--instances N` (N >= 2) asks what spreading one room over several draftsync processes costs:
+S2 against draftsync (durable) on SQLite (reference), on PostgreSQL + Redis with one instance,
+and on the same PostgreSQL + Redis with N instances, the clients dealt round-robin over their
+ports as a load balancer would. The one- and N-instance rows differ only by the extra instances;
+both services are started by the bench (`bench.services`) and stopped at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.plots import plot_relay
+from bench.plots import plot_relay, plot_relay_instances
 from bench.report import Column, format_table, publish
 from bench.runtime import environment, percentile, progress
 from bench.servers import NODE_DIR, SERVERS, ServerProc, node_ready
+from bench.services import PostgresCluster, RedisServer, postgres_and_redis
 
 __all__ = ["SCENARIOS", "RelayOptions", "Scenario", "run_relay"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +97,7 @@ QUICK = {
     "S4r": Scenario("S4r", 1, 4, 4000, 0, 1000),
 }
 BASELINE = "draftsync"
+INSTANCES_SCENARIO = "S2"  # one room x 50 clients: what several instances share
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +107,75 @@ class RelayOptions:
     servers: tuple[str, ...]
     scenarios: tuple[str, ...]
     progress: bool
+    instances: int = 1
 
     def plan(self) -> list[Scenario]:
         table = QUICK if self.quick else SCENARIOS
-        names = self.scenarios or tuple(table)
+        if self.instances > 1:
+            names: tuple[str, ...] = (INSTANCES_SCENARIO,)
+        else:
+            names = self.scenarios or tuple(table)
         return [table.get(name) or SCENARIOS[name] for name in names]
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What one row runs against: `server` as `instances` processes with the same `flags`.
+
+    A row is labelled by its setup, so one-instance and N-instance draftsync are compared the
+    same way as different servers are."""
+
+    label: str
+    server: str
+    instances: int = 1
+    flags: tuple[str, ...] = ()
+    store: str | None = None  # None: the server's own default
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The setups of one run, the one whose figures are divided by every other row's, and how
+    the table words that ratio."""
+
+    setups: tuple[Setup, ...]
+    baseline: str
+    title: str
+    ratio_header: str
+    ratio_note: str
+
+
+def _servers_comparison(servers: Sequence[str]) -> Comparison:
+    return Comparison(
+        setups=tuple(Setup(name, name) for name in servers),
+        baseline=BASELINE,
+        title="Relay: real y-websocket clients against each server (one fresh process per run)",
+        ratio_header="ds/peer p50/p99",
+        ratio_note="ds/peer: draftsync (durable) p50 / p99 over this server's "
+        "(< 1: draftsync lower)",
+    )
+
+
+def _instances_comparison(
+    instances: int, cluster: PostgresCluster, redis: RedisServer
+) -> Comparison:
+    """SQLite on one instance (reference), then PostgreSQL + Redis on one and on `instances`
+    instances, each on a fresh database so that neither run loads the other's room."""
+    shared = "postgresql+redis"
+
+    def on_postgres(count: int) -> Setup:
+        flags = ("--store", cluster.new_database(), "--redis", redis.url)
+        return Setup(f"draftsync pg+redis x{count}", BASELINE, count, flags, shared)
+
+    many = on_postgres(instances)
+    return Comparison(
+        setups=(Setup("draftsync sqlite x1", BASELINE, store="sqlite"), on_postgres(1), many),
+        baseline=many.label,
+        title=f"Relay: one room on {instances} draftsync instances vs one "
+        "(real y-websocket clients)",
+        ratio_header=f"x{instances}/this p50/p99",
+        ratio_note=f"x{instances}/this: p50 / p99 on {instances} instances over this row's "
+        "(> 1: the extra instances cost latency)",
+    )
 
 
 class ClientFailed(RuntimeError):
@@ -148,8 +224,12 @@ async def _tell(processes: list[asyncio.subprocess.Process], line: str) -> None:
         await process.stdin.drain()
 
 
-async def _drive(server: ServerProc, scenario: Scenario, directory: Path) -> dict[str, Any]:
-    config = {**scenario.config(), "url": server.url, "token": server.token}
+async def _drive(
+    setup: Setup, servers: Sequence[ServerProc], scenario: Scenario, directory: Path
+) -> dict[str, Any]:
+    # Every instance shares the secret, so one token is good on all of them.
+    urls = [server.url for server in servers]
+    config = {**scenario.config(), "urls": urls, "token": servers[0].token}
     rooms: list[str] = config.pop("rooms")  # type: ignore[assignment]
     slots = [room for room in rooms for _ in range(scenario.clients)]
     count = min(PROCESSES, len(slots))
@@ -173,10 +253,10 @@ async def _drive(server: ServerProc, scenario: Scenario, directory: Path) -> dic
                 await process.wait()
     except TimeoutError:
         raise ClientFailed(
-            f"{scenario.name} on {server.name}: no result within the bound"
+            f"{scenario.name} on {setup.label}: no result within the bound"
         ) from None
     except ClientFailed as error:
-        raise ClientFailed(f"{scenario.name} on {server.name}: {error}") from None
+        raise ClientFailed(f"{scenario.name} on {setup.label}: {error}") from None
     finally:
         for process in processes:
             if process.returncode is None:
@@ -198,6 +278,7 @@ def _join(results: list[dict[str, Any]], room_size: int) -> dict[str, Any]:
                 latencies.extend(at - times[clock] for clock in range(first, min(end, len(times))))
     editors = [e for result in results for e in result["editors"]]
     sent = sum(e["sent"] for e in editors)
+    per_instance = Counter(int(e["instance"]) for e in editors)
     lengths: dict[str, set[int]] = {}
     for e in editors:
         lengths.setdefault(e["room"], set()).add(e["length"])
@@ -214,29 +295,45 @@ def _join(results: list[dict[str, Any]], room_size: int) -> dict[str, Any]:
         "close_codes": sorted({c for r in results for c in r["close_codes"] if c is not None}),
         "convergent": all(len(v) == 1 for v in lengths.values()),
         "client_processes": len(results),
+        "clients_per_instance": [per_instance[i] for i in range(max(per_instance) + 1)],
     }
 
 
-async def _one(name: str, scenario: Scenario, directory: Path) -> dict[str, object]:
-    server = ServerProc(name, directory)
-    await asyncio.to_thread(server.start)
-    try:
-        cpu_before = server.cpu_seconds()
-        outcome = await _drive(server, scenario, directory)
-        cpu = server.cpu_seconds() - cpu_before
-        rss = server.peak_rss_mb()
-    finally:
-        await asyncio.to_thread(server.stop)
-    expected = int(outcome["expected"])
-    delivered = int(outcome["delivered"])
+def _identity(setup: Setup, scenario: Scenario) -> dict[str, object]:
+    """The fields that say what a row ran, the same whether it has figures or failed."""
     return {
         "scenario": scenario.name,
-        "server": name,
+        "server": setup.label,
+        "instances": setup.instances,
+        "store": setup.store,
         "description": scenario.describe(),
         "rooms": scenario.rooms,
         "clients_per_room": scenario.clients,
         "rate_per_client": scenario.rate,
         "edits_per_client": scenario.edits,
+    }
+
+
+async def _one(setup: Setup, scenario: Scenario, directory: Path) -> dict[str, object]:
+    servers = [
+        ServerProc(setup.server, directory / f"instance-{k}", flags=setup.flags)
+        for k in range(setup.instances)
+    ]
+    try:
+        for server in servers:
+            await asyncio.to_thread(server.start)
+        cpu_before = sum(server.cpu_seconds() for server in servers)
+        outcome = await _drive(setup, servers, scenario, directory)
+        # Summed over instances: what the deployment as a whole spent on the room.
+        cpu = sum(server.cpu_seconds() for server in servers) - cpu_before
+        rss = sum(server.peak_rss_mb() for server in servers)
+    finally:
+        for server in servers:  # never started ones are a no-op
+            await asyncio.to_thread(server.stop)
+    expected = int(outcome["expected"])
+    delivered = int(outcome["delivered"])
+    return {
+        **_identity(setup, scenario),
         "sent": outcome["sent"],
         "expected_deliveries": expected,
         "delivered": delivered,
@@ -252,22 +349,18 @@ async def _one(name: str, scenario: Scenario, directory: Path) -> dict[str, obje
         "close_codes": outcome["close_codes"],
         "convergent": outcome["convergent"],
         "client_processes": outcome["client_processes"],
+        "clients_per_instance": outcome["clients_per_instance"],
         "error": None,
     }
 
 
-def _failed(name: str, scenario: Scenario, error: str) -> dict[str, object]:
+def _failed(setup: Setup, scenario: Scenario, error: str) -> dict[str, object]:
     figures = ("sent", "expected_deliveries", "delivered", "p50_ms", "p95_ms", "p99_ms")
     more = ("max_ms", "write_seconds", "server_cpu_s", "peak_rss_mb", "closes", "client_processes")
     return {
-        "scenario": scenario.name,
-        "server": name,
-        "description": scenario.describe(),
-        "rooms": scenario.rooms,
-        "clients_per_room": scenario.clients,
-        "rate_per_client": scenario.rate,
-        "edits_per_client": scenario.edits,
+        **_identity(setup, scenario),
         **dict.fromkeys(figures + more),
+        "clients_per_instance": [],
         "delivered_pct": 0.0,
         "close_codes": [],
         "convergent": False,
@@ -275,8 +368,8 @@ def _failed(name: str, scenario: Scenario, error: str) -> dict[str, object]:
     }
 
 
-def _ratios(rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
-    """draftsync (durable) / each peer, per scenario: below 1 means draftsync is lower."""
+def _ratios(rows: Sequence[dict[str, object]], baseline: str) -> list[dict[str, object]]:
+    """baseline / each other row, per scenario: below 1 means the baseline is lower."""
 
     def ratio(a: object, b: object) -> float | None:
         if not isinstance(a, int | float) or not isinstance(b, int | float) or b == 0:
@@ -286,8 +379,8 @@ def _ratios(rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
     out = []
     by_key = {(r["scenario"], r["server"]): r for r in rows}
     for (scenario, server), peer in by_key.items():
-        base = by_key.get((scenario, BASELINE))
-        if server == BASELINE or base is None:
+        base = by_key.get((scenario, baseline))
+        if server == baseline or base is None:
             continue
         out.append(
             {
@@ -302,40 +395,45 @@ def _ratios(rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
     return out
 
 
-async def _measure(options: RelayOptions) -> dict[str, object]:
-    if not node_ready():
-        raise RuntimeError(f"no node_modules in {NODE_DIR}: run `npm ci` there (make bench-node)")
+async def _measure(options: RelayOptions, comparison: Comparison) -> dict[str, object]:
     env = environment()
     plan = options.plan()
+    setups = comparison.setups
     rows = []
     steps = progress(
-        desc="relay", total=len(plan) * len(options.servers), unit="run", enabled=options.progress
+        desc="relay", total=len(plan) * len(setups), unit="run", enabled=options.progress
     )
     with tempfile.TemporaryDirectory(prefix="draftsync-relay-") as tmp:
         for scenario in plan:
-            for name in options.servers:  # servers interleaved within each scenario
-                steps.set_postfix_str(f"{scenario.name} {name}")
-                where = Path(tmp) / f"{scenario.name}-{name}"
+            for setup in setups:  # servers interleaved within each scenario
+                steps.set_postfix_str(f"{scenario.name} {setup.label}")
+                where = Path(tmp) / f"{scenario.name}-{setup.label.replace(' ', '-')}"
                 try:
-                    rows.append(await _one(name, scenario, where))
+                    rows.append(await _one(setup, scenario, where))
                 except RuntimeError as error:  # ClientFailed, or a server that did not start
                     # One server failing a scenario (e.g. not all clients synced in time) is a
                     # result, not the end of the run: the row says so and has no figures.
-                    rows.append(_failed(name, scenario, str(error)))
+                    log.warning("%s on %s failed: %s", scenario.name, setup.label, error)
+                    rows.append(_failed(setup, scenario, str(error)))
                 steps.update(1)
     steps.close()
     return {
         "bench": "relay",
         "quick": options.quick,
+        "instances": options.instances,
         "environment": env,
         "settings": {
-            "servers": list(options.servers),
+            "servers": [setup.label for setup in setups],
             "scenarios": {s.name: s.describe() for s in plan},
+            "baseline": comparison.baseline,
+            "title": comparison.title,
+            "ratio_header": comparison.ratio_header,
+            "ratio_note": comparison.ratio_note,
             "client": "bench/node/client.mjs: yjs 13.6.33, y-websocket 3.1.0 WebsocketProviders",
             "latency": "typed on one client -> integrated on another, from Yjs (client, clock)",
         },
         "rows": rows,
-        "ratios": _ratios(rows),
+        "ratios": _ratios(rows, comparison.baseline),
     }
 
 
@@ -359,7 +457,8 @@ def _table(result: dict[str, object]) -> str:
         [
             *(f"{name}: {text}" for name, text in settings["scenarios"].items()),
             "latency: typed on one client -> integrated on another (Yjs ids), ms",
-            "ds/peer: draftsync (durable) p50 / p99 over this server's (< 1: draftsync lower)",
+            settings["ratio_note"],
+            "cpu s, rss MB: the server's, summed over its instances",
             *(
                 f"FAILED {r['scenario']} on {r['server']}: {r['error']}"
                 for r in rows  # type: ignore[attr-defined]
@@ -368,7 +467,7 @@ def _table(result: dict[str, object]) -> str:
         ]
     )
     return format_table(
-        "Relay: real y-websocket clients against each server (one fresh process per run)",
+        settings["title"],
         [
             Column("scenario", "scen"),
             Column("server", "server"),
@@ -378,7 +477,7 @@ def _table(result: dict[str, object]) -> str:
             Column("delivered_pct", "deliv %"),
             Column("server_cpu_s", "cpu s"),
             Column("peak_rss_mb", "rss MB"),
-            Column("vs", "ds/peer p50/p99"),
+            Column("vs", settings["ratio_header"]),
         ],
         shown,
         footer=footer,
@@ -389,6 +488,15 @@ async def run_relay(options: RelayOptions) -> dict[str, object]:
     unknown = set(options.servers) - set(SERVERS)
     if unknown:
         raise ValueError(f"unknown servers {sorted(unknown)}; known: {', '.join(SERVERS)}")
-    result = await _measure(options)
-    publish(result, options.out, "relay", plot_relay, _table(result))
+    if not node_ready():
+        raise RuntimeError(f"no node_modules in {NODE_DIR}: run `npm ci` there (make bench-node)")
+    if options.instances > 1:
+        # Started and stopped synchronously: nothing else runs on the loop meanwhile.
+        with postgres_and_redis() as (cluster, redis):
+            comparison = _instances_comparison(options.instances, cluster, redis)
+            result = await _measure(options, comparison)
+    else:
+        result = await _measure(options, _servers_comparison(options.servers))
+    plot = plot_relay_instances if options.instances > 1 else plot_relay
+    publish(result, options.out, "relay", plot, _table(result))
     return result

@@ -51,6 +51,7 @@ class ServerProc:
     data_dir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    flags: tuple[str, ...] = ()  # more `serve` flags for draftsync (--store, --redis)
 
     @property
     def url(self) -> str:
@@ -71,7 +72,7 @@ class ServerProc:
             command += ["--data", str(self.data_dir), "--log-level", "warning"]
             if self.name == "draftsync-relaxed":
                 command += ["--durability", "relaxed"]
-            return command
+            return command + list(self.flags)
         if self.name == "pycrdt-websocket":
             db = str(self.data_dir / "ystore.db")
             return [sys.executable, "-m", "bench.peer_pycrdt", "--port", str(self.port), "--db", db]

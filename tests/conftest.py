@@ -5,8 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.postgres import PostgresCluster, find_bin_dir
-from tests.support.redis_server import RedisServer
+from bench.services import PostgresCluster, RedisServer, find_bin_dir
 from tests.support.server_process import ServerProcess
 
 

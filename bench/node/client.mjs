@@ -3,7 +3,8 @@
 //
 //   node client.mjs '<config JSON>'
 //
-// config: {mode: "relay" | "crash" | "read", url, token?, slots: [room name per editor] or
+// config: {mode: "relay" | "crash" | "read", url or urls (several instances of one server: this
+//          process's editors are dealt to them round-robin), token?, slots: [room name per editor] or
 //          rooms: [name...] + clients (per room), rate (edits/s per client, 0 = flood),
 //          edits (per client, flood/crash), seconds (paced: how long each client types),
 //          drainSeconds, connectSeconds}
@@ -37,15 +38,16 @@ const closeCodes = [] // the close code of every connection the server (or the n
 const editors = []
 // one room name per editor of this process (relay), or every room x `clients`
 const slots = config.slots ?? config.rooms.flatMap((room) => Array(config.clients).fill(room))
-for (const room of slots) {
+const urls = config.urls ?? [config.url]
+for (const [i, room] of slots.entries()) {
   const doc = new Y.Doc()
-  const provider = new WebsocketProvider(config.url, room, doc, {
+  const provider = new WebsocketProvider(urls[i % urls.length], room, doc, {
     params: config.token ? { token: config.token } : {},
     WebSocketPolyfill: WebSocket,
     connect: false,
     disableBc: true
   })
-  const editor = { doc, provider, room, text: doc.getText(FIELD), synced: false, sent: 0 }
+  const editor = { doc, provider, room, instance: i % urls.length, text: doc.getText(FIELD), synced: false, sent: 0 }
   provider.on('sync', (synced) => { if (synced) editor.synced = true })
   provider.on('connection-close', (event) => { closes += 1; closeCodes.push(event?.code ?? null) })
   doc.on('afterTransaction', (tr) => {
@@ -170,7 +172,7 @@ const relay = async (started) => {
     sends[e.doc.clientID] = Array.from(sentAt.get(e.doc.clientID).subarray(0, e.sent), (t) => +(origin + t).toFixed(3))
   }
   const received = receipts.map(([client, from, to, t]) => [client, from, to, +(origin + t).toFixed(3)])
-  const editorsOut = editors.map((e) => ({ room: e.room, client: e.doc.clientID, sent: e.sent, remote: remote(e), length: e.text.length }))
+  const editorsOut = editors.map((e) => ({ room: e.room, instance: e.instance, client: e.doc.clientID, sent: e.sent, remote: remote(e), length: e.text.length }))
   const result = { event: 'result', sends, received, editors: editorsOut, closes, close_codes: closeCodes, write_seconds: writeSeconds }
   for (const e of editors) e.provider.destroy()
   finish(result)

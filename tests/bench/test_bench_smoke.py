@@ -8,6 +8,7 @@ with a non-zero exit if a replay ends on the wrong text.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from bench.servers import node_ready
+from bench.services import RedisServer, find_bin_dir
 
 REPO = Path(__file__).resolve().parents[2]
 TRACES = REPO.parent / "shared/data/traces"
@@ -81,6 +83,9 @@ RELAY_ROW = {
     "convergent",
     "client_processes",
     "error",
+    "instances",
+    "store",
+    "clients_per_instance",
 }
 RELAY_RATIO = {
     "scenario",
@@ -95,6 +100,11 @@ CRASH_ROW = {"server", "runs", "sent", "relayed", "survived", "lost", "survived_
 CRASH_RUN = {"sent", "relayed", "survived", "stored", "flood_seconds"}
 needs_node = pytest.mark.skipif(
     not node_ready(), reason="no bench/node/node_modules: run `make test` (npm ci there)"
+)
+# Missing services skip here but not under CI, where the bench's own error then fails the test.
+needs_services = pytest.mark.skipif(
+    (find_bin_dir() is None or RedisServer.find() is None) and not os.environ.get("CI"),
+    reason="no PostgreSQL or redis-server: run `make services`",
 )
 MERGE_ROW = {
     "trace",
@@ -281,21 +291,53 @@ def test_relay_quick(tmp_path: Path) -> None:
         (s, server) for s in scenarios for server in servers
     }
     for row in rows:
-        _has(RELAY_ROW, row)
-        where = f"{row['scenario']} on {row['server']}"
-        assert row["error"] is None, where
-        assert row["sent"] > 0, where
-        assert row["delivered"] == row["expected_deliveries"], where
-        assert row["delivered_pct"] == 100.0, where
-        assert row["convergent"] is True, where
-        for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "server_cpu_s", "peak_rss_mb"):
-            assert isinstance(row[key], int | float) and row[key] >= 0, (where, key)
+        _relayed_everything(row)
     ratios = result["ratios"]
     assert isinstance(ratios, list)
     peers = {(r["scenario"], r["peer"]) for r in ratios}
     assert peers == {(s, "y-websocket-node") for s in scenarios}
     for ratio in ratios:
         _has(RELAY_RATIO, ratio)
+
+
+def _relayed_everything(row: object) -> None:
+    """A relay row with every field, figures, and every edit delivered to every other client."""
+    _has(RELAY_ROW, row)
+    assert isinstance(row, dict)
+    where = f"{row['scenario']} on {row['server']}"
+    assert row["error"] is None, where
+    assert row["sent"] > 0, where
+    assert row["delivered"] == row["expected_deliveries"], where
+    assert row["delivered_pct"] == 100.0, where
+    assert row["convergent"] is True, where
+    for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "server_cpu_s", "peak_rss_mb"):
+        assert isinstance(row[key], int | float) and row[key] >= 0, (where, key)
+
+
+@needs_node
+@needs_services
+def test_relay_instances_quick(tmp_path: Path) -> None:
+    # Issue 10: one room's 50 clients on one instance, then split over two instances sharing
+    # one PostgreSQL and one Redis (started by the bench); SQLite on one instance as reference.
+    result = _bench(tmp_path, "relay", "--instances", "2")
+    assert result["bench"] == "relay"
+    assert result["instances"] == 2
+    _has(ENVIRONMENT, result["environment"])
+    rows = {row["server"]: row for row in result["rows"]}
+    one, two = "draftsync pg+redis x1", "draftsync pg+redis x2"
+    assert set(rows) == {"draftsync sqlite x1", one, two}
+    assert {row["scenario"] for row in rows.values()} == {"S2"}
+    for row in rows.values():
+        _relayed_everything(row)
+    assert rows[one]["clients_per_instance"] == [50]
+    assert rows[two]["clients_per_instance"] == [25, 25]
+    assert rows[two]["instances"] == 2
+    assert rows[two]["store"] == rows[one]["store"] == "postgresql+redis"
+    assert result["settings"]["baseline"] == two
+    ratios = {ratio["peer"]: ratio for ratio in result["ratios"]}
+    _has(RELAY_RATIO, ratios[one])  # two instances over one
+    for key in RELAY_RATIO - {"scenario", "peer"}:
+        assert isinstance(ratios[one][key], float) and ratios[one][key] > 0, key
 
 
 @needs_node

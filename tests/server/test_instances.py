@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 from pycrdt import Array, Text
 
+from bench.services import PostgresCluster, RedisServer
 from tests.support.node_client import NodeClient
-from tests.support.postgres import PostgresCluster
-from tests.support.redis_server import RedisServer
 from tests.support.rest import as_user, create_draft
 from tests.support.server_process import ServerProcess
 from tests.support.stored_any import stored_doc, stored_rows

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from pycrdt import Text
 
+from bench.services import PostgresCluster
 from server.store_pg import PostgresStore
 from tests.support.node_client import NodeClient
-from tests.support.postgres import PostgresCluster
 from tests.support.server_process import ServerProcess
 from tests.support.stored_any import stored_doc, stored_rows
 from tests.support.waiting import eventually

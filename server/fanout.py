@@ -318,15 +318,25 @@ class Fanout:
             )
 
     async def _catch_up_loop(self) -> None:
+        """A message lost with nothing after it leaves no gap to see: every CATCH_UP_SECONDS
+        one query gives the last stored version of every hosted draft, and a room behind it
+        reads the rest from the store."""
         while True:
             await asyncio.sleep(CATCH_UP_SECONDS)
-            for tracker in list(self._trackers.values()):
-                if tracker.catching_up or tracker.room.state is not RoomState.OPEN:
+            if not self._trackers:
+                continue
+            try:
+                stored = await self._store.last_versions(list(self._trackers))
+            except StoreError:
+                continue
+            for draft_id, last in stored.items():
+                tracker = self._trackers.get(draft_id)
+                if (
+                    tracker is None
+                    or tracker.catching_up
+                    or tracker.room.state is not RoomState.OPEN
+                    or last <= tracker.watermark
+                ):
                     continue
-                try:
-                    last = await self._store.last_version(tracker.room.draft_id)
-                except StoreError:
-                    continue
-                if last > tracker.watermark and not tracker.catching_up:
-                    tracker.catching_up = True
-                    await self._fill(tracker, 0.0, upto=last)
+                tracker.catching_up = True
+                await self._fill(tracker, 0.0, upto=last)

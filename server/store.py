@@ -421,11 +421,15 @@ class Store:
     ) -> None:
         """Append many updates, of any drafts, in one transaction (the group commit), with
         the journal events derived from them: an update and its events land together."""
+        rows = [r.as_row() for r in records]
+        event_rows = [e.as_row() for e in events]
         with _translated("committing updates"):
-            async with self._transaction():
-                await self._db.executemany(_INSERT_UPDATE, [r.as_row() for r in records])
-                if events:
-                    await self._db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
+            async with self._lock:
+                # One trip to the connection's thread for the whole transaction, not one per
+                # statement: each trip waits for the event loop to hand over the GIL, which
+                # under load cost more than the commit (`bench relay` S4r: p50 ~200 ms with
+                # four trips, ~20 ms with one). aiosqlite has no public call for it.
+                await self._db._execute(_commit_rows, self._db._conn, rows, event_rows)
 
     async def last_version(self, draft_id: str) -> int:
         with _translated("reading the update log"):
@@ -606,6 +610,22 @@ class Store:
                         draft_id,
                     ),
                 )
+
+
+def _commit_rows(
+    db: sqlite3.Connection, rows: list[tuple[object, ...]], event_rows: list[tuple[object, ...]]
+) -> None:
+    """The group commit's transaction, run on the aiosqlite connection's own thread."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany(_INSERT_UPDATE, rows)
+        if event_rows:
+            db.executemany(_INSERT_EVENT, event_rows)
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 class _NoOwnerLeft(Exception):

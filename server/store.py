@@ -375,13 +375,14 @@ class Store:
             await self._db.execute("COMMIT")
 
     async def _fetch_one(self, sql: str, params: tuple[object, ...]) -> tuple[object, ...] | None:
-        async with self._lock, self._db.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return tuple(row) if row is not None else None
+        """The first row of a query that has at most one (one trip to the thread)."""
+        rows = await self._fetch_all(sql, params)
+        return rows[0] if rows else None
 
     async def _fetch_all(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
-        async with self._lock, self._db.execute(sql, params) as cursor:
-            return [tuple(row) for row in await cursor.fetchall()]
+        async with self._lock:
+            rows = await self._db.execute_fetchall(sql, params)
+        return [tuple(row) for row in rows]
 
     # -- drafts and access ------------------------------------------------------------------
 

@@ -122,7 +122,10 @@ class TextBursts:
         continues its burst: positional, and then no event, list or call is made."""
         closed: Sequence[JournalEvent] = ()
         bursts = self._open
-        for name, change in changes.items():
+        # Popped, not iterated then cleared: clear() frees the dict's table, which the next
+        # keystroke's count would allocate again.
+        while changes:
+            name, change = changes.popitem()
             key = (user, name)
             burst = bursts.get(key)
             if (
@@ -142,7 +145,6 @@ class TextBursts:
                 burst.inserted += change
             else:
                 burst.deleted -= change
-        changes.clear()
         return closed
 
     def close_idle(self, now: float) -> list[JournalEvent]:

@@ -115,8 +115,9 @@ class RoomJournal:
         /,
     ) -> Sequence[JournalEvent]:
         """Events of a client's update: text counts join bursts; semantic changes that stood
-        and rejected values are events of this version. Once per update, positional: a
-        keystroke that closes no burst returns the shared empty tuple."""
+        and rejected values are events of this version. Once per update, positional, no
+        closure (its cells would be allocated on every call): a keystroke that closes no
+        burst returns the shared empty tuple."""
         changes = self._text_changes
         closed = (
             self.bursts.feed(changes, origin.user, origin.session, client_id, version, now)
@@ -125,13 +126,17 @@ class RoomJournal:
         )
         if review is None:
             return closed
-        events = list(closed)
+        return [*closed, *self._semantic_events(version, origin, client_id, now, review)]
 
+    def _semantic_events(
+        self, version: int, origin: ClientOrigin, client_id: int | None, now: float, review: Review
+    ) -> list[JournalEvent]:
         def event(kind: EventType, data: dict[str, Any]) -> JournalEvent:
             return JournalEvent(
                 kind, self.draft_id, version, origin.user, origin.session, client_id, now, data
             )
 
+        events: list[JournalEvent] = []
         resolved = set(review.values) | set(review.removals) | set(review.list_deletions)
         for name, (old, new) in review.changed.items():
             if name not in resolved:
@@ -150,7 +155,7 @@ class RoomJournal:
         def event(kind: EventType, data: dict[str, Any]) -> JournalEvent:
             return JournalEvent(kind, self.draft_id, version, SERVER_USER, reason, None, now, data)
 
-        events = []
+        events: list[JournalEvent] = []
         resolved = set(review.values) | set(review.removals) | set(review.list_deletions)
         for name in sorted(resolved):
             old, new = review.changed.get(name, (None, review.values.get(name)))

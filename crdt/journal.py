@@ -10,6 +10,7 @@ closes after `pause` seconds without a keystroke from that user in that field, o
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -90,44 +91,60 @@ class Burst:
 
 @dataclass(slots=True)
 class TextBursts:
-    """The open bursts of one draft, keyed by (user, field)."""
+    """The open bursts of one draft, keyed by (user, field).
+
+    `on_open` is called each time a burst opens: whoever closes bursts in time (the server's
+    `JournalCloser`) needs telling once per burst, not once per keystroke.
+    """
 
     draft_id: str
     pause: float = DEFAULT_PAUSE
     span: float = DEFAULT_SPAN
+    on_open: Callable[[], None] | None = None
     _open: dict[tuple[str, str], Burst] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self._open)
 
-    def add(
+    def feed(
         self,
+        changes: dict[str, int],
         user: str,
         session: str,
         client_id: int | None,
-        field_name: str,
         version: int,
-        inserted: int,
-        deleted: int,
         now: float,
         /,
-    ) -> list[JournalEvent] | None:
-        """Count a text change; return the events of the burst it closed (by pause or span),
-        None when it closed none (once per keystroke: positional, no list when idle)."""
-        closed = None
-        burst = self._open.get((user, field_name))
-        if burst is not None and (
-            now - burst.last_at >= self.pause or now - burst.started_at >= self.span
-        ):
-            closed = [burst.as_event(self.draft_id)]
-            burst = None
-        if burst is None:
-            burst = Burst(user, session, client_id, field_name, version, version, now, now)
-            self._open[(user, field_name)] = burst
-        burst.to_version = version
-        burst.last_at = now
-        burst.inserted += inserted
-        burst.deleted += deleted
+    ) -> Sequence[JournalEvent]:
+        """Count one update's text changes, length change per field (growth as inserted,
+        shrinkage as deleted), into the user's bursts, emptying `changes`; return the events
+        of the bursts this closed (by pause or span). Once per keystroke, which mostly
+        continues its burst: positional, and then no event, list or call is made."""
+        closed: Sequence[JournalEvent] = ()
+        bursts = self._open
+        # Popped, not iterated then cleared: clear() frees the dict's table, which the next
+        # keystroke's count would allocate again.
+        while changes:
+            name, change = changes.popitem()
+            key = (user, name)
+            burst = bursts.get(key)
+            if (
+                burst is None
+                or now - burst.last_at >= self.pause
+                or now - burst.started_at >= self.span
+            ):
+                if burst is not None:
+                    closed = [*closed, burst.as_event(self.draft_id)]
+                burst = Burst(user, session, client_id, name, version, version, now, now)
+                bursts[key] = burst
+                if self.on_open is not None:
+                    self.on_open()
+            burst.to_version = version
+            burst.last_at = now
+            if change >= 0:
+                burst.inserted += change
+            else:
+                burst.deleted -= change
         return closed
 
     def close_idle(self, now: float) -> list[JournalEvent]:

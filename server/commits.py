@@ -16,7 +16,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from crdt.journal import JournalEvent
@@ -45,7 +46,7 @@ class PendingWrite:
     target: CommitTarget
     sender: object  # the Connection that sent it, handed back to the target untouched
     record: UpdateRecord
-    events: list[JournalEvent] = field(default_factory=list)  # stored in the same transaction
+    events: Sequence[JournalEvent] = ()  # stored in the same transaction
 
 
 class CommitPipeline:

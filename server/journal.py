@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc, Subscription, Text, XmlFragment
@@ -39,40 +39,30 @@ logger = logging.getLogger("draftsync.journal")
 class TextCounter:
     """How much each transaction grew or shrank each text root.
 
-    The room's document observer hands over each transaction (`measure`), and the counter
-    reads every text root's length inside it: yrs keeps the length, so this is O(1) a root and
-    adds no callback of its own (a per-root observer would cost a Python call per update, and
-    its event's delta walks the text: 23-80 us a keystroke on a long draft). Per update, growth
-    counts as inserted and shrinkage as deleted: exact for typing and deleting, net for an
-    update that does both (a paste over a selection), in UTF-8 bytes, the unit pycrdt measures
-    text in (characters for ASCII). Rich text is counted as touched, without counts.
+    Each text root has an observer on pycrdt's integrated root (no Python wrapper), which
+    fires only for the transactions that touch that root and reads the root's length inside
+    the transaction: yrs keeps the length, and pycrdt builds the event's delta only when asked
+    (never here), so this is O(1) an update with no walk of the text, and nothing runs for
+    roots an update leaves alone. (Reading every root's length from the room's document
+    observer costs a call and a length read per root on every update: 0.3 us more a
+    keystroke with two text fields.) Per update, growth counts as inserted and shrinkage as
+    deleted: exact for typing and deleting, net for an update that does both (a paste over a
+    selection), in UTF-8 bytes, the unit pycrdt measures text in (characters for ASCII).
+    Rich text is counted as touched, without counts.
     """
 
     def __init__(self, doc: Doc, schema: Schema) -> None:
         # Length change per text root since the room last took them (rich text: 0, touched).
         # Read and cleared in place once per update: no allocation on the hot path.
         self.changes: dict[str, int] = {}
-        self._roots: list[tuple[str, Any]] = []
-        self._lengths: dict[str, int] = {}
+        self._subscriptions: list[Subscription] = []
         for spec in schema.kind_of(Kind.TEXT):
             text = doc.get(spec.name, type=Text)
-            self._roots.append((spec.name, text.integrated))
-            self._lengths[spec.name] = len(text)
-        self._subscriptions: list[Subscription] = []
+            counter = self._counter(spec.name, text.integrated, len(text))
+            self._subscriptions.append(text.integrated.observe(counter))
         for spec in schema.kind_of(Kind.RICHTEXT):
             root = doc.get(spec.name, type=XmlFragment).integrated
             self._subscriptions.append(root.observe_deep(self._toucher(spec.name)))
-
-    def measure(self, transaction: Any) -> None:
-        """Note how the transaction changed each text root (called from a document observer)."""
-        lengths = self._lengths
-        changes = self.changes
-        for name, root in self._roots:
-            length = root.len(transaction)
-            before = lengths[name]
-            if length != before:
-                lengths[name] = length
-                changes[name] = changes.get(name, 0) + length - before
 
     def discard(self) -> None:
         """Forget the changes of a transaction journaled otherwise (the server's own writes)."""
@@ -83,6 +73,18 @@ class TextCounter:
             subscription.drop()
         self._subscriptions.clear()
 
+    def _counter(self, name: str, root: Any, length: int) -> Callable[[Any], None]:
+        changes = self.changes
+
+        def count(event: Any) -> None:
+            nonlocal length
+            now = root.len(event.transaction)
+            if now != length:
+                changes[name] = changes.get(name, 0) + now - length
+                length = now
+
+        return count
+
     def _toucher(self, name: str) -> Callable[[Any], None]:
         def touch(_events: Any) -> None:
             self.changes.setdefault(name, 0)
@@ -90,64 +92,51 @@ class TextCounter:
         return touch
 
 
-def feed_bursts(
-    bursts: TextBursts,
-    changes: dict[str, int],
-    events: list[JournalEvent],
-    user: str,
-    session: str,
-    client_id: int | None,
-    version: int,
-    now: float,
-) -> None:
-    """Count one update's text changes into the bursts (emptying `changes`); append to
-    `events` the bursts that this closed. Runs once per text keystroke: kept lean."""
-    add = bursts.add
-    for name, change in changes.items():
-        inserted, deleted = (change, 0) if change >= 0 else (0, -change)
-        closed = add(user, session, client_id, name, version, inserted, deleted, now)
-        if closed:
-            events += closed
-    changes.clear()
-
-
 class RoomJournal:
-    def __init__(self, draft_id: str, doc: Doc, schema: Schema) -> None:
+    def __init__(
+        self, draft_id: str, doc: Doc, schema: Schema, *, on_burst_open: Callable[[], None]
+    ) -> None:
         self.draft_id = draft_id
-        self.bursts = TextBursts(draft_id)
+        self.bursts = TextBursts(draft_id, on_open=on_burst_open)
         self._schema = schema
         self._text = TextCounter(doc, schema)
-        # The room's document observer calls this once per transaction (no wrapper: hot path).
-        self.measure: Callable[[Any], None] = self._text.measure
+        self._text_changes = self._text.changes
 
     def close(self) -> None:
         self._text.close()
 
     def client_events(
         self,
-        *,
         version: int,
         origin: ClientOrigin,
         client_id: int | None,
         now: float,
         review: Review | None,
-    ) -> list[JournalEvent]:
+        /,
+    ) -> Sequence[JournalEvent]:
         """Events of a client's update: text counts join bursts; semantic changes that stood
-        and rejected values are events of this version."""
-        events: list[JournalEvent] = []
-        if self._text.changes:
-            feed_bursts(
-                self.bursts, self._text.changes, events,
-                origin.user, origin.session, client_id, version, now,
-            )  # fmt: skip
+        and rejected values are events of this version. Once per update, positional, no
+        closure (its cells would be allocated on every call): a keystroke that closes no
+        burst returns the shared empty tuple."""
+        changes = self._text_changes
+        closed = (
+            self.bursts.feed(changes, origin.user, origin.session, client_id, version, now)
+            if changes
+            else ()
+        )
         if review is None:
-            return events
+            return closed
+        return [*closed, *self._semantic_events(version, origin, client_id, now, review)]
 
+    def _semantic_events(
+        self, version: int, origin: ClientOrigin, client_id: int | None, now: float, review: Review
+    ) -> list[JournalEvent]:
         def event(kind: EventType, data: dict[str, Any]) -> JournalEvent:
             return JournalEvent(
                 kind, self.draft_id, version, origin.user, origin.session, client_id, now, data
             )
 
+        events: list[JournalEvent] = []
         resolved = set(review.values) | set(review.removals) | set(review.list_deletions)
         for name, (old, new) in review.changed.items():
             if name not in resolved:
@@ -166,7 +155,7 @@ class RoomJournal:
         def event(kind: EventType, data: dict[str, Any]) -> JournalEvent:
             return JournalEvent(kind, self.draft_id, version, SERVER_USER, reason, None, now, data)
 
-        events = []
+        events: list[JournalEvent] = []
         resolved = set(review.values) | set(review.removals) | set(review.list_deletions)
         for name in sorted(resolved):
             old, new = review.changed.get(name, (None, review.values.get(name)))
@@ -266,7 +255,6 @@ async def recover_journal(store: Store, draft_id: str, schema: Schema) -> int:
     def replay() -> list[JournalEvent]:
         doc = rebuild(state.snapshot, state.tail)
         counter = TextCounter(doc, schema)
-        measuring = doc.observe(lambda event: counter.measure(event.transaction))
         bursts = TextBursts(draft_id)
         events: list[JournalEvent] = []
         for update in logged:
@@ -275,11 +263,10 @@ async def recover_journal(store: Store, draft_id: str, schema: Schema) -> int:
                 spans = covered.get((update.user, name), [])
                 if any(first <= update.version <= end for first, end in spans):
                     del counter.changes[name]  # a closed burst has it already
-            feed_bursts(
-                bursts, counter.changes, events,
+            events += bursts.feed(
+                counter.changes,
                 update.user, update.session, update.client_id, update.version, update.created_at,
             )  # fmt: skip
-        doc.unobserve(measuring)
         counter.close()
         return events + bursts.close_all()
 

@@ -17,9 +17,10 @@ draft's review turn instead, against every version stored before it (`_review_in
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from enum import Enum
 from typing import Any, Protocol
@@ -91,7 +92,6 @@ class Room:
         self.schema = schema
         self.semantics: SemanticFields | None = None
         self.journal: RoomJournal | None = None
-        self._measure_text: Callable[[Any], None] | None = None
         self._journal_closer = journal_closer
         self._layers = layers
         self.state = RoomState.LOADING
@@ -134,8 +134,12 @@ class Room:
         if self._layers.semantic_fields:
             self.semantics = SemanticFields(doc, self.schema)
         if self._layers.journal:
-            self.journal = RoomJournal(self.draft_id, doc, self.schema)
-            self._measure_text = self.journal.measure
+            self.journal = RoomJournal(
+                self.draft_id,
+                doc,
+                self.schema,
+                on_burst_open=functools.partial(self._journal_closer.watch, self),
+            )
         self._subscription = doc.observe(self._capture_changes)
         self.state = RoomState.OPEN
 
@@ -150,7 +154,6 @@ class Room:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
-            self._measure_text = None
         self.state = RoomState.CLOSED
         self.doc = Doc()
 
@@ -269,15 +272,9 @@ class Room:
         client_id = first_client_id(changes)
         journal = self.journal
         events = (
-            journal.client_events(
-                version=self.version + 1,
-                origin=conn.origin,
-                client_id=client_id,
-                now=now,
-                review=review,
-            )
+            journal.client_events(self.version + 1, conn.origin, client_id, now, review)
             if journal is not None
-            else []
+            else ()
         )
         self._accept(
             changes,
@@ -288,8 +285,6 @@ class Room:
             now=now,
             events=events,
         )
-        if journal is not None and journal.bursts:
-            self._journal_closer.watch(self)
         if review is not None and review.writes_doc:
             self.write_as_server(
                 "rules",
@@ -377,7 +372,7 @@ class Room:
         session: str,
         client_id: int | None,
         now: float,
-        events: list[JournalEvent],
+        events: Sequence[JournalEvent],
     ) -> int:
         """Number an applied change and hand it, with its events, to the group commit."""
         self.version += 1
@@ -472,8 +467,6 @@ class Room:
 
     def _capture_changes(self, event: TransactionEvent) -> None:
         self._changes = event.update
-        if self._measure_text is not None:
-            self._measure_text(event.transaction)
 
 
 def _apply_review(room: Room, review: Review) -> None:

@@ -40,6 +40,7 @@ import aiosqlite
 
 from crdt.journal import JournalEvent
 from server.errors import StoreError
+from server.log_writer import LogWriter
 
 __all__ = [
     "DraftRecord",
@@ -323,8 +324,9 @@ def _translated(action: str) -> Iterator[None]:
 
 
 class Store:
-    def __init__(self, connection: aiosqlite.Connection, *, path: Path) -> None:
+    def __init__(self, connection: aiosqlite.Connection, log: LogWriter, *, path: Path) -> None:
         self._db = connection
+        self._log = log  # the group commit's own connection (server/log_writer.py)
         self.path = path
         # One lock around every statement group: a read never sees a transaction half-way.
         self._lock = asyncio.Lock()
@@ -338,11 +340,15 @@ class Store:
             await connection.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             await connection.execute("PRAGMA busy_timeout=5000")
             await connection.execute("PRAGMA foreign_keys=ON")
-        store = cls(connection, path=path)
+            log = LogWriter(
+                path, fsync=fsync, insert_update=_INSERT_UPDATE, insert_event=_INSERT_EVENT
+            )
+        store = cls(connection, log, path=path)
         await store._migrate()
         return store
 
     async def close(self) -> None:
+        await self._log.close()
         await self._db.close()
 
     async def _migrate(self) -> None:
@@ -422,15 +428,8 @@ class Store:
     ) -> None:
         """Append many updates, of any drafts, in one transaction (the group commit), with
         the journal events derived from them: an update and its events land together."""
-        rows = [r.as_row() for r in records]
-        event_rows = [e.as_row() for e in events]
         with _translated("committing updates"):
-            async with self._lock:
-                # One trip to the connection's thread for the whole transaction, not one per
-                # statement: each trip waits for the event loop to hand over the GIL, which
-                # under load cost more than the commit (`bench relay` S4r: p50 ~200 ms with
-                # four trips, ~20 ms with one). aiosqlite has no public call for it.
-                await self._db._execute(_commit_rows, self._db._conn, rows, event_rows)
+            await self._log.append([r.as_row() for r in records], [e.as_row() for e in events])
 
     async def last_version(self, draft_id: str) -> int:
         with _translated("reading the update log"):
@@ -611,22 +610,6 @@ class Store:
                         draft_id,
                     ),
                 )
-
-
-def _commit_rows(
-    db: sqlite3.Connection, rows: list[tuple[object, ...]], event_rows: list[tuple[object, ...]]
-) -> None:
-    """The group commit's transaction, run on the aiosqlite connection's own thread."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.executemany(_INSERT_UPDATE, rows)
-        if event_rows:
-            db.executemany(_INSERT_EVENT, event_rows)
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 class _NoOwnerLeft(Exception):

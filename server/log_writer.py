@@ -19,7 +19,8 @@ Three things must never stall the event loop, so they go to a thread instead:
   one would (no commit may run meanwhile: the WAL can only rewind after a checkpoint that no
   commit overtook, else it grows without bound).
 
-One `LogWriter` per store, used by the one group-commit task: never two batches at once.
+One `LogWriter` per store; batches take turns (`_turn`), so that a batch on a worker thread
+never shares the connection with another.
 """
 
 from __future__ import annotations
@@ -43,20 +44,24 @@ CHECKPOINT_EVERY = 128  # commits between checkpoints (each writes a few pages t
 class LogWriter:
     def __init__(self, path: Path, *, fsync: bool, insert_update: str, insert_event: str) -> None:
         # check_same_thread off: the slow path hands this connection to a worker thread while
-        # the commit task awaits it; the commit task is its only user, so uses never overlap.
+        # its batch awaits it; batches take turns, so uses never overlap.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA busy_timeout=0")
         self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._path = path
         self._inline = not fsync
         self._insert_update = insert_update
         self._insert_event = insert_event
         self._since_checkpoint = 0
+        self._turn = asyncio.Lock()
 
     async def append(self, rows: Rows, event_rows: Rows) -> None:
         """Commit the rows in one transaction; raises sqlite3.Error if that fails."""
+        async with self._turn:  # uncontended for the group commit: it never yields there
+            await self._append(rows, event_rows)
+
+    async def _append(self, rows: Rows, event_rows: Rows) -> None:
         if self._inline:
             try:
                 self._commit(rows, event_rows)
@@ -75,7 +80,8 @@ class LogWriter:
                 logger.warning("wal checkpoint failed error=%s", error)
 
     async def close(self) -> None:
-        self._db.close()
+        async with self._turn:
+            self._db.close()
 
     def _commit(self, rows: Rows, event_rows: Rows) -> None:
         db = self._db

@@ -22,14 +22,16 @@ async def open_store(tmp_path: Path, draft_id: str) -> Store:
     return store
 
 
-async def test_a_commit_waits_for_another_writers_lock_off_the_event_loop(
+async def test_commits_wait_for_another_writers_lock_off_the_event_loop(
     tmp_path: Path,
 ) -> None:
     store = await open_store(tmp_path, "d")
     other = sqlite3.connect(tmp_path / "draftsync.db", isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-        commit = asyncio.create_task(store.append_updates([record("d", 1)]))
+        commit = asyncio.gather(
+            store.append_updates([record("d", 1)]), store.append_updates([record("d", 2)])
+        )
         started = time.perf_counter()
         ticks = 0
         while time.perf_counter() - started < 0.3:
@@ -39,7 +41,7 @@ async def test_a_commit_waits_for_another_writers_lock_off_the_event_loop(
         assert not commit.done(), "the commit did not wait for the lock"
         other.execute("COMMIT")
         await asyncio.wait_for(commit, timeout=5)
-        assert await store.updates_between("d", 0, 1) == [b"u" * 64]
+        assert await store.updates_between("d", 0, 2) == [b"u" * 64] * 2
     finally:
         other.close()
         await store.close()

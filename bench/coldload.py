@@ -25,8 +25,9 @@ from bench.replay import text_of
 from bench.runtime import median, progress
 from crdt.history import rebuild
 from server.config import Settings
+from server.records import UpdateRecord
 from server.snapshots import Snapshotter
-from server.store import Store, UpdateRecord
+from server.store import Store
 
 __all__ = ["ColdLoadConfig", "run_cold_load"]
 

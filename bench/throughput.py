@@ -33,7 +33,8 @@ from bench.runtime import median, progress
 from server.commits import CommitPipeline, PendingWrite
 from server.config import Settings
 from server.errors import StoreError
-from server.store import Store, UpdateRecord
+from server.records import UpdateRecord
+from server.store import Store
 
 __all__ = ["MODES", "ThroughputConfig", "run_throughput"]
 

@@ -23,7 +23,8 @@ from typing import Protocol
 from crdt.journal import JournalEvent
 from server import metrics
 from server.errors import StoreError
-from server.store import Store, UpdateRecord
+from server.records import UpdateRecord
+from server.store import Store
 
 __all__ = ["CommitPipeline", "CommitTarget", "PendingWrite"]
 

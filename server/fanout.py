@@ -45,10 +45,10 @@ import redis.asyncio as aioredis
 
 from server.access import Role
 from server.errors import StoreError
+from server.records import UpdateRecord
 from server.registry import RoomRegistry
 from server.rooms import Room, RoomState
 from server.sharing import apply_role, close_deleted
-from server.store import UpdateRecord
 from server.store_pg import PostgresStore
 
 __all__ = ["Fanout"]

@@ -27,8 +27,9 @@ from crdt.content import DraftContent, FieldSpec, read_content
 from crdt.history import rebuild
 from crdt.metadata import ContentMeta, content_meta
 from server.errors import StoreError
+from server.records import DraftState, SavedMeta, UpdateRecord
 from server.rooms import Room, RoomState
-from server.store import DraftState, SavedMeta, Store, UpdateRecord
+from server.store import Store
 
 __all__ = ["DraftView", "MetadataTracker", "fields_key"]
 

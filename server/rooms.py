@@ -51,9 +51,9 @@ from server.connection import Connection
 from server.errors import CloseCode, StoreError
 from server.journal import JournalCloser, RoomJournal
 from server.presence import Presence
+from server.records import UpdateRecord
 from server.semantics import Review, SemanticFields
 from server.snapshots import Snapshotter
-from server.store import UpdateRecord
 
 __all__ = ["ReviewGate", "Room", "RoomState"]
 

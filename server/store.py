@@ -32,7 +32,6 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +40,17 @@ import aiosqlite
 from crdt.journal import JournalEvent
 from server.errors import StoreError
 from server.log_writer import LogWriter
+from server.records import (
+    DraftRecord,
+    DraftState,
+    DraftSummary,
+    LoggedUpdate,
+    SavedMeta,
+    StoredEvent,
+    UpdateRecord,
+)
 
-__all__ = [
-    "DraftRecord",
-    "DraftState",
-    "DraftSummary",
-    "LoggedUpdate",
-    "SavedMeta",
-    "Store",
-    "StoredEvent",
-    "UpdateRecord",
-]
+__all__ = ["Store"]
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -208,96 +207,6 @@ _SAVE_META = """
     WHERE excluded.version >= draft_meta.version
 """
 _CONTENT_TABLES = ("updates", "snapshots", "draft_meta", "draft_activity", "draft_contributors")
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateRecord:
-    draft_id: str
-    version: int
-    data: bytes
-    user: str
-    session: str
-    client_id: int | None
-    created_at: float
-
-    def as_row(self) -> tuple[object, ...]:
-        return (
-            self.draft_id,
-            self.version,
-            self.data,
-            self.user,
-            self.session,
-            self.client_id,
-            self.created_at,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    id: int
-    version: int
-    type: str
-    user: str | None
-    session: str | None
-    client_id: int | None
-    at: float
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedUpdate:
-    version: int
-    data: bytes
-    user: str
-    session: str
-    client_id: int | None
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class DraftState:
-    """What it takes to rebuild a draft: a snapshot (or nothing) and the updates after it."""
-
-    snapshot: bytes | None
-    snapshot_version: int
-    tail: list[bytes]
-
-    @property
-    def version(self) -> int:
-        return self.snapshot_version + len(self.tail)
-
-
-@dataclass(frozen=True, slots=True)
-class DraftRecord:
-    id: str
-    owner: str
-    created_at: float
-    deleted_at: float | None  # set: a tombstone
-    last_modified: float | None  # the last stored update; None before the first
-
-
-@dataclass(frozen=True, slots=True)
-class SavedMeta:
-    """What a draft's content said at `version`, as `draft_meta` keeps it."""
-
-    version: int
-    fields_key: str  # which schema it was counted against
-    word_count: int
-    filled_fields: int
-    open_conflicts: int
-
-
-@dataclass(frozen=True, slots=True)
-class DraftSummary:
-    """One reachable draft: its row, the caller's role, its activity and saved metadata."""
-
-    id: str
-    role: str
-    owner: str
-    created_at: float
-    version: int  # the last stored update (kept by the trigger)
-    last_modified: float
-    meta: SavedMeta | None
 
 
 def _statements(script: str) -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from crdt.journal import JournalEvent
-from server.store import (
+from server.records import (
     DraftRecord,
     DraftState,
     DraftSummary,

@@ -29,7 +29,7 @@ import asyncpg
 
 from crdt.journal import JournalEvent
 from server.errors import StoreError
-from server.store import (
+from server.records import (
     DraftRecord,
     DraftState,
     DraftSummary,

@@ -59,9 +59,9 @@ from server.api.common import (
     require_owner,
 )
 from server.errors import Conflict, UnknownDraft
+from server.records import UpdateRecord
 from server.rooms import RoomState
 from server.sharing import close_deleted
-from server.store import UpdateRecord
 
 if TYPE_CHECKING:
     from server.app import Service

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from server import log_writer
-from server.store import Store, UpdateRecord
+from server.records import UpdateRecord
+from server.store import Store
 
 
 def record(draft_id: str, version: int, size: int = 64) -> UpdateRecord:

@@ -66,3 +66,19 @@ async def test_the_wal_stays_bounded_under_a_long_stream_of_commits(tmp_path: Pa
     finally:
         await store.close()
     assert wal < 12_000_000, f"WAL of {wal:,} bytes after {batches * 4096:,} bytes of updates"
+
+
+async def test_with_fsync_every_batch_commits_on_a_worker_thread(tmp_path: Path) -> None:
+    """`--fsync` (synchronous=FULL): commits still land, in order, when they come at once."""
+    store = await Store.open(tmp_path / "draftsync.db", fsync=True)
+    try:
+        await store.create_draft("d", "alice", now=time.time())
+        await asyncio.gather(*(store.append_updates([record("d", v)]) for v in (1, 2, 3)))
+        assert await store.updates_between("d", 0, 3) == [b"u" * 64] * 3
+    finally:
+        await store.close()
+    db = sqlite3.connect(tmp_path / "draftsync.db")
+    try:
+        assert db.execute("SELECT count(*) FROM updates").fetchone() == (3,)
+    finally:
+        db.close()

@@ -31,11 +31,11 @@ import logging
 import sqlite3
 from pathlib import Path
 
-__all__ = ["LogWriter", "Rows"]
+__all__ = ["LogWriter"]
 
 logger = logging.getLogger("draftsync.log_writer")
 
-Rows = list[tuple[object, ...]]
+_Rows = list[tuple[object, ...]]
 
 BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_EVERY = 128  # commits between checkpoints (each writes a few pages to the WAL)
@@ -56,12 +56,12 @@ class LogWriter:
         self._since_checkpoint = 0
         self._turn = asyncio.Lock()
 
-    async def append(self, rows: Rows, event_rows: Rows) -> None:
+    async def append(self, rows: _Rows, event_rows: _Rows) -> None:
         """Commit the rows in one transaction; raises sqlite3.Error if that fails."""
         async with self._turn:  # uncontended for the group commit: it never yields there
             await self._append(rows, event_rows)
 
-    async def _append(self, rows: Rows, event_rows: Rows) -> None:
+    async def _append(self, rows: _Rows, event_rows: _Rows) -> None:
         if self._inline:
             try:
                 self._commit(rows, event_rows)
@@ -83,7 +83,7 @@ class LogWriter:
         async with self._turn:
             self._db.close()
 
-    def _commit(self, rows: Rows, event_rows: Rows) -> None:
+    def _commit(self, rows: _Rows, event_rows: _Rows) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -102,7 +102,7 @@ class LogWriter:
         statement would make the next COMMIT fail."""
         self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
-    def _commit_waiting(self, rows: Rows, event_rows: Rows) -> None:
+    def _commit_waiting(self, rows: _Rows, event_rows: _Rows) -> None:
         """`_commit`, waiting for another writer's lock (on a worker thread)."""
         self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         try:

@@ -36,7 +36,7 @@ from server.snapshots import Snapshotter
 from server.store import Store
 from server.store_factory import open_store
 from server.web import routes as web_routes
-from server.ws import sync_socket
+from server.ws import SyncSocket
 
 __all__ = ["Service", "create_app"]
 
@@ -144,7 +144,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
-        WebSocketRoute("/ws/{draft_id:path}", sync_socket),
+        WebSocketRoute("/ws/{draft_id:path}", SyncSocket()),
         *web_routes,
         *api_routes,
     ]

@@ -1,4 +1,4 @@
-"""The group commit's own SQLite connection: appends to the update log on the event loop.
+"""The store's writer connection: the group commit and the other writes of open drafts.
 
 Why not through aiosqlite like every other statement: each trip to aiosqlite's thread waits for
 the event loop to hand over the GIL, and under load those hand-overs cost more than the commit
@@ -7,9 +7,14 @@ Committing inline is what shared/docs/performance-notes.md measured fastest at e
 with `synchronous=NORMAL`; here it took `bench relay` S3 from 0.84/5.8 ms (p50/p99, with one trip
 to aiosqlite's thread a batch; four trips before) to 0.76/4.6 ms, with less server CPU.
 
+Snapshots, journal events and draft metadata are written here too, in turn with the group
+commit. Through aiosqlite they held SQLite's write lock across trips to its thread, and a commit
+that met the lock slept in SQLite's busy handler (1, 2, 5, 10 ms...): under `bench relay` S4r,
+with a snapshot every 1,000 updates, that was the slowest 1 % of commits (6-9 ms).
+
 Three things must never stall the event loop, so they go to a thread instead:
 
-- a write lock held by another connection (a snapshot, a REST write, an outside process): the
+- a write lock held by another connection (a REST write, an outside process): the
   inline attempt does not wait (busy_timeout 0); the batch is committed on a worker thread that
   waits for the lock like any other writer (`BUSY_TIMEOUT_MS`), and fails as before after it;
 - `synchronous=FULL` (`--fsync`): an fsync per commit is slow on slow disks; every batch goes to
@@ -20,11 +25,13 @@ Three things must never stall the event loop, so they go to a thread instead:
   checkpoint runs on a worker thread through a connection of its own, while commits go on. The
   WAL can only rewind after a checkpoint that no commit overtook, else it grows without bound,
   so once a round finds `WAL_FRAMES_LIMIT` frames in it, the next commit first waits for a
-  catch-up checkpoint of what was added since, and the commit after that rewinds the WAL: a
+  catch-up checkpoint of what was added since, which also rewinds the WAL (`_catch_up`): a
   stall of ~2 ms every few rounds instead of ~4 ms every round.
 
-One `LogWriter` per store; batches take turns (`_turn`), so that a batch on a worker thread
-never shares the connection with another; the catch-up checkpoint takes a turn too.
+- a large payload (a snapshot), at the caller's request (`inline=False`).
+
+One `LogWriter` per store; writes take turns (`_turn`), so that one on a worker thread never
+shares the connection with another; the catch-up checkpoint takes a turn too.
 """
 
 from __future__ import annotations
@@ -33,14 +40,18 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-__all__ = ["LogWriter"]
+from server import metrics
+
+__all__ = ["LogWriter", "Statements"]
 
 logger = logging.getLogger("draftsync.log_writer")
 
-_Rows = list[tuple[object, ...]]
+# One transaction: each statement with the rows it is executed for (none: skipped).
+Statements = Sequence[tuple[str, Sequence[tuple[object, ...]]]]
 
 BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_EVERY = 128  # commits between checkpoints (each writes a few pages to the WAL)
@@ -50,7 +61,7 @@ WAL_FRAMES_LIMIT = 1024
 
 
 class LogWriter:
-    def __init__(self, path: Path, *, fsync: bool, insert_update: str, insert_event: str) -> None:
+    def __init__(self, path: Path, *, fsync: bool) -> None:
         # check_same_thread off: the slow path hands this connection to a worker thread while
         # its batch awaits it; batches take turns, so uses never overlap.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -59,8 +70,6 @@ class LogWriter:
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._inline = not fsync
-        self._insert_update = insert_update
-        self._insert_event = insert_event
         self._since_checkpoint = 0
         self._turn = asyncio.Lock()
         # Checkpoints have a connection and a thread of their own. Their futures are the
@@ -71,21 +80,23 @@ class LogWriter:
         self._checkpoint_thread = ThreadPoolExecutor(1, thread_name_prefix="wal-checkpoint")
         self._checkpointing: Future[int] | None = None
 
-    async def append(self, rows: _Rows, event_rows: _Rows) -> None:
-        """Commit the rows in one transaction; raises sqlite3.Error if that fails."""
+    async def write(self, statements: Statements, *, inline: bool = True) -> None:
+        """Run the statements in one transaction; raises sqlite3.Error if that fails.
+        `inline=False`: on a worker thread (a payload of megabytes)."""
         async with self._turn:  # uncontended for the group commit: it never yields there
-            await self._append(rows, event_rows)
+            await self._write(statements, inline=inline and self._inline)
 
-    async def _append(self, rows: _Rows, event_rows: _Rows) -> None:
-        if self._inline:
+    async def _write(self, statements: Statements, *, inline: bool) -> None:
+        if inline:
             try:
-                self._commit(rows, event_rows)
+                self._commit(statements)
             except sqlite3.OperationalError as error:
                 if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                     raise
-                await asyncio.to_thread(self._commit_waiting, rows, event_rows)
+                metrics.COMMIT_LOCK_WAITS.inc()
+                await asyncio.to_thread(self._commit_waiting, statements)
         else:
-            await asyncio.to_thread(self._commit, rows, event_rows)
+            await asyncio.to_thread(self._commit, statements)
         self._since_checkpoint += 1
         running = self._checkpointing
         if running is None:
@@ -100,7 +111,7 @@ class LogWriter:
                 # Commits overtook the last rounds: copy what they added while none runs.
                 try:
                     await asyncio.wrap_future(
-                        self._checkpoint_thread.submit(_checkpoint, self._checkpointer)
+                        self._checkpoint_thread.submit(_catch_up, self._checkpointer)
                     )
                 except sqlite3.Error as error:  # the commit stands; the next round catches up
                     logger.warning("wal checkpoint failed error=%s", error)
@@ -119,24 +130,24 @@ class LogWriter:
             self._checkpointer.close()
             self._db.close()
 
-    def _commit(self, rows: _Rows, event_rows: _Rows) -> None:
+    def _commit(self, statements: Statements) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(self._insert_update, rows)
-            if event_rows:
-                db.executemany(self._insert_event, event_rows)
+            for sql, rows in statements:
+                if rows:
+                    db.executemany(sql, rows)
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
 
-    def _commit_waiting(self, rows: _Rows, event_rows: _Rows) -> None:
+    def _commit_waiting(self, statements: Statements) -> None:
         """`_commit`, waiting for another writer's lock (on a worker thread)."""
         self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         try:
-            self._commit(rows, event_rows)
+            self._commit(statements)
         finally:
             self._db.execute("PRAGMA busy_timeout=0")
 
@@ -148,6 +159,18 @@ def _checkpoint(db: sqlite3.Connection) -> int:
     could never rewind."""
     [(_busy, frames, _copied)] = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     return int(frames)
+
+
+def _catch_up(db: sqlite3.Connection) -> None:
+    """Checkpoint while no commit of ours runs, then rewind the WAL from here.
+
+    The first commit into a rewound WAL writes and syncs the WAL header: an fsync (1-6 ms
+    under load here) that, left to the next commit, would stall the event loop. A write on
+    this thread takes it instead: the database header's user_version, rewritten unchanged
+    (draftsync keeps its schema version in a table)."""
+    _checkpoint(db)
+    [(user_version,)] = db.execute("PRAGMA user_version").fetchall()
+    db.execute(f"PRAGMA user_version = {int(user_version)}")
 
 
 def _frames_seen(checkpoint: Future[int]) -> int:

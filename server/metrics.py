@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 __all__ = [
     "COMMIT_BATCH_SIZE",
     "COMMIT_FAILURES",
+    "COMMIT_LOCK_WAITS",
     "COMMIT_QUEUE",
     "COMMIT_SECONDS",
     "CONNECTIONS",
@@ -44,6 +45,10 @@ COMMIT_SECONDS = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 COMMIT_FAILURES = Counter("draftsync_commit_failures", "Group commits the store refused")
+COMMIT_LOCK_WAITS = Counter(
+    "draftsync_commit_lock_waits",
+    "Writes that found SQLite's write lock held by another connection and waited on a thread",
+)
 COMMIT_QUEUE = Gauge("draftsync_commit_queue", "Accepted updates waiting for the group commit")
 UPDATES_DROPPED = Counter(
     "draftsync_updates_dropped",

@@ -176,6 +176,7 @@ _UPDATES_BETWEEN = (
 )
 _LAST_VERSION = "SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = ?"
 _NO_LIMIT = 2**62
+_INLINE_SNAPSHOT_BYTES = 1 << 20
 _DRAFT_RECORD = """
     SELECT d.id, d.owner, d.created_at, d.deleted_at, act.last_modified
     FROM drafts d LEFT JOIN draft_activity act ON act.draft_id = d.id WHERE d.id = ?
@@ -235,7 +236,7 @@ def _translated(action: str) -> Iterator[None]:
 class Store:
     def __init__(self, connection: aiosqlite.Connection, log: LogWriter, *, path: Path) -> None:
         self._db = connection
-        self._log = log  # the group commit's own connection (server/log_writer.py)
+        self._log = log  # commits, snapshots, journal, metadata (server/log_writer.py)
         self.path = path
         # One lock around every statement group: a read never sees a transaction half-way.
         self._lock = asyncio.Lock()
@@ -249,9 +250,7 @@ class Store:
             await connection.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             await connection.execute("PRAGMA busy_timeout=5000")
             await connection.execute("PRAGMA foreign_keys=ON")
-            log = LogWriter(
-                path, fsync=fsync, insert_update=_INSERT_UPDATE, insert_event=_INSERT_EVENT
-            )
+            log = LogWriter(path, fsync=fsync)
         store = cls(connection, log, path=path)
         await store._migrate()
         return store
@@ -338,7 +337,12 @@ class Store:
         """Append many updates, of any drafts, in one transaction (the group commit), with
         the journal events derived from them: an update and its events land together."""
         with _translated("committing updates"):
-            await self._log.append([r.as_row() for r in records], [e.as_row() for e in events])
+            await self._log.write(
+                [
+                    (_INSERT_UPDATE, [r.as_row() for r in records]),
+                    (_INSERT_EVENT, [e.as_row() for e in events]),
+                ]
+            )
 
     async def last_version(self, draft_id: str) -> int:
         with _translated("reading the update log"):
@@ -362,8 +366,12 @@ class Store:
 
     async def save_snapshot(self, draft_id: str, version: int, data: bytes, *, now: float) -> None:
         with _translated("saving a snapshot"):
-            async with self._transaction():
-                await self._db.execute(_INSERT_SNAPSHOT, (draft_id, version, data, now))
+            # Written on the event loop like a commit (~1 ms for 500 KB; a worker thread
+            # would wait for the GIL, and commits for it), unless it is megabytes.
+            await self._log.write(
+                [(_INSERT_SNAPSHOT, [(draft_id, version, data, now)])],
+                inline=len(data) <= _INLINE_SNAPSHOT_BYTES,
+            )
 
     # -- the journal --------------------------------------------------------------------------
 
@@ -373,11 +381,12 @@ class Store:
         """Store events that belong to no single update (closed text bursts, access changes)
         and, with `watermark`, how far the draft's text is journaled."""
         with _translated("storing journal events"):
-            async with self._transaction():
-                if events:
-                    await self._db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
-                if watermark is not None:
-                    await self._db.execute(_SET_WATERMARK, watermark)
+            await self._log.write(
+                [
+                    (_INSERT_EVENT, [e.as_row() for e in events]),
+                    (_SET_WATERMARK, [watermark] if watermark is not None else []),
+                ]
+            )
 
     async def journal_watermark(self, draft_id: str) -> int:
         """Every text change below this version is journaled (1 when nothing is recorded)."""
@@ -505,20 +514,17 @@ class Store:
 
     async def save_meta(self, draft_id: str, meta: SavedMeta) -> None:
         """Keep what the content said at `meta.version` (an older version never overwrites)."""
+        row = (
+            draft_id,
+            meta.version,
+            meta.fields_key,
+            meta.word_count,
+            meta.filled_fields,
+            meta.open_conflicts,
+            draft_id,
+        )
         with _translated("saving draft metadata"):
-            async with self._transaction():
-                await self._db.execute(
-                    _SAVE_META,
-                    (
-                        draft_id,
-                        meta.version,
-                        meta.fields_key,
-                        meta.word_count,
-                        meta.filled_fields,
-                        meta.open_conflicts,
-                        draft_id,
-                    ),
-                )
+            await self._log.write([(_SAVE_META, [row])])
 
 
 class _NoOwnerLeft(Exception):

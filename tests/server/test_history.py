@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -74,6 +75,36 @@ async def test_any_version_is_rebuilt_as_it_was_live(server: ServerProcess) -> N
         assert unknown.status_code == 404
     async with as_user(server, "stranger") as api:
         assert (await api.get(f"/api/drafts/{draft}/versions/1")).status_code == 404
+
+
+async def test_versions_are_exact_when_snapshots_are_taken_while_commits_lag(
+    server: ServerProcess,
+) -> None:
+    """A snapshot is taken from the room's doc, which may hold accepted versions not yet
+    committed: it must be labeled with the doc's version, not the commit that made it due,
+    or versions in between would be rebuilt with later text. Another writer holds SQLite's
+    lock while the edits arrive, so they are all accepted before the first commit."""
+    draft = new_id("lag")
+    writer = await PycrdtClient(server.ws_url, draft, server.token("alice")).connect()
+    typed = "".join("abcd"[i % 4] for i in range(40))
+    try:
+        await asyncio.wait_for(writer.synced.wait(), 10)
+        lock = sqlite3.connect(server.database, timeout=5)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            for i, char in enumerate(typed):
+                await writer.edit(lambda d, i=i, c=char: d.get("title", type=Text).insert(i, c))
+            await asyncio.sleep(0.5)
+        finally:
+            lock.rollback()
+            lock.close()
+        await writer.flush()
+    finally:
+        await writer.disconnect()
+    async with as_user(server, "alice") as api:
+        for version in range(1, len(typed) + 1):
+            answer = await api.get(f"/api/drafts/{draft}/versions/{version}")
+            assert answer.json()["state"]["texts"]["title"] == typed[:version], version
 
 
 async def test_events_page_through_the_journal(server: ServerProcess) -> None:

@@ -1,7 +1,7 @@
 """The journal of loaded drafts: events derived from each applied update, bursts closed in time.
 
-Text counts come from pycrdt's own report of the transaction (a raw observer per text root reads
-the event's delta and keeps only lengths), once per update, never from re-encoding documents.
+Text counts come from the text roots' lengths, read inside the transaction that applied the
+update (yrs keeps each root's length), once per update, never from re-encoding documents.
 Semantic events come from the rules' `Review`. Both are attached to the update's pending write,
 so they are stored in the update's transaction; closed text bursts that belong to no update are
 stored by `JournalCloser`, which also records how far each draft's text is journaled (the
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pycrdt import Doc, Subscription, Text, XmlFragment
+from pycrdt import Doc, Subscription, Text, Transaction, XmlFragment
 
 from crdt.history import rebuild
 from crdt.journal import EventType, JournalEvent, TextBursts
@@ -39,51 +39,50 @@ logger = logging.getLogger("draftsync.journal")
 class TextCounter:
     """How much each transaction grew or shrank each text root.
 
-    Each text root has an observer on pycrdt's integrated root (no Python wrapper), which
-    fires only for the transactions that touch that root and reads the root's length inside
-    the transaction: yrs keeps the length, and pycrdt builds the event's delta only when asked
-    (never here), so this is O(1) an update with no walk of the text, and nothing runs for
-    roots an update leaves alone. (Reading every root's length from the room's document
-    observer costs a call and a length read per root on every update: 0.3 us more a
-    keystroke with two text fields.) Per update, growth counts as inserted and shrinkage as
-    deleted: exact for typing and deleting, net for an update that does both (a paste over a
-    selection), in UTF-8 bytes, the unit pycrdt measures text in (characters for ASCII).
-    Rich text is counted as touched, without counts.
+    The room calls `count` inside every transaction that changes its doc, after the change:
+    it reads each text root's length there (yrs keeps it: O(1), no walk of the text, and
+    pycrdt never builds the transaction's delta). That is 0.1-0.2 us a root, where an
+    observer per root cost ~0.9 us an update in the `bench layers` text workload (pycrdt
+    wraps each event and calls into Python). Per update, growth counts as inserted and
+    shrinkage as deleted: exact for typing and deleting, net for an update that does both
+    (a paste over a selection), in UTF-8 bytes, the unit pycrdt measures text in
+    (characters for ASCII). Rich text is counted as touched, without counts, by an observer
+    that fires only for the transactions that touch it.
     """
 
     def __init__(self, doc: Doc, schema: Schema) -> None:
         # Length change per text root since the room last took them (rich text: 0, touched).
         # Read and cleared in place once per update: no allocation on the hot path.
         self.changes: dict[str, int] = {}
-        self._subscriptions: list[Subscription] = []
+        self._roots: list[tuple[str, Any]] = []
+        self._lengths: list[int] = []
         for spec in schema.kind_of(Kind.TEXT):
             text = doc.get(spec.name, type=Text)
-            counter = self._counter(spec.name, text.integrated, len(text))
-            self._subscriptions.append(text.integrated.observe(counter))
+            self._roots.append((spec.name, text.integrated))
+            self._lengths.append(len(text))
+        self._subscriptions: list[Subscription] = []
         for spec in schema.kind_of(Kind.RICHTEXT):
             root = doc.get(spec.name, type=XmlFragment).integrated
             self._subscriptions.append(root.observe_deep(self._toucher(spec.name)))
 
+    def count(self, transaction: Transaction) -> None:
+        """Add the text changes of `transaction` (still open, its changes made)."""
+        txn = transaction._txn
+        lengths = self._lengths
+        for i, (name, root) in enumerate(self._roots):
+            now = root.len(txn)
+            if now != lengths[i]:
+                self.changes[name] = self.changes.get(name, 0) + now - lengths[i]
+                lengths[i] = now
+
     def discard(self) -> None:
-        """Forget the changes of a transaction journaled otherwise (the server's own writes)."""
+        """Forget the changes counted so far (a transaction journaled otherwise)."""
         self.changes.clear()
 
     def close(self) -> None:
         for subscription in self._subscriptions:
             subscription.drop()
         self._subscriptions.clear()
-
-    def _counter(self, name: str, root: Any, length: int) -> Callable[[Any], None]:
-        changes = self.changes
-
-        def count(event: Any) -> None:
-            nonlocal length
-            now = root.len(event.transaction)
-            if now != length:
-                changes[name] = changes.get(name, 0) + now - length
-                length = now
-
-        return count
 
     def _toucher(self, name: str) -> Callable[[Any], None]:
         def touch(_events: Any) -> None:
@@ -104,6 +103,11 @@ class RoomJournal:
 
     def close(self) -> None:
         self._text.close()
+
+    def count_text(self, transaction: Transaction) -> None:
+        """Count the text changes of the doc's open `transaction`: the room calls this in
+        each transaction it makes, after its change (see `TextCounter`)."""
+        self._text.count(transaction)
 
     def client_events(
         self,
@@ -172,7 +176,8 @@ class RoomJournal:
         return events
 
     def discard_text(self) -> None:
-        """Forget text counts of a change that is journaled otherwise (a restore)."""
+        """Forget text counts of a change that is journaled otherwise (rules, restore, another
+        instance's update)."""
         self._text.discard()
 
     def take_text(self) -> dict[str, int]:
@@ -258,7 +263,9 @@ async def recover_journal(store: Store, draft_id: str, schema: Schema) -> int:
         bursts = TextBursts(draft_id)
         events: list[JournalEvent] = []
         for update in logged:
-            doc.apply_update(update.data)
+            with doc.transaction() as txn:
+                doc.apply_update(update.data)
+                counter.count(txn)
             for name in list(counter.changes):
                 spans = covered.get((update.user, name), [])
                 if any(first <= update.version <= end for first, end in spans):

@@ -210,8 +210,10 @@ class Room:
             return
         # From here to submit() nothing awaits: versions enter the pipeline in order.
         try:
-            with self.doc.transaction(origin=conn.origin):
+            with self.doc.transaction(origin=conn.origin) as txn:
                 self.doc.apply_update(message.update)
+                if self.journal is not None:
+                    self.journal.count_text(txn)
         except ValueError as exc:
             self._changes = None
             raise UndecodableUpdate(f"undecodable Yjs update: {exc}") from exc
@@ -308,8 +310,10 @@ class Room:
         """Make a change as the server (rules, REST): stored and relayed like any update,
         to every connection, with the journal events `events(version)` gives for it.
         Returns its version, None if it changed nothing."""
-        with self.doc.transaction(origin=ServerOrigin(reason)):
+        with self.doc.transaction(origin=ServerOrigin(reason)) as txn:
             change(self.doc)
+            if self.journal is not None:
+                self.journal.count_text(txn)
         changes, self._changes = self._changes, None
         if self.journal is not None:
             self.journal.discard_text()
@@ -335,8 +339,10 @@ class Room:
         if it changed."""
         if self.state is not RoomState.OPEN:
             return False
-        with self.doc.transaction(origin=ServerOrigin("remote")):
+        with self.doc.transaction(origin=ServerOrigin("remote")) as txn:
             self.doc.apply_update(update)
+            if self.journal is not None:
+                self.journal.count_text(txn)
         changes, self._changes = self._changes, None
         if self.journal is not None:
             self.journal.discard_text()  # the instance that accepted it journals it

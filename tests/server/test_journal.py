@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.node_client import NodeClient
 from tests.support.postgres import BACKENDS, store_flags
+from tests.support.rest import as_user
 from tests.support.server_process import ServerProcess
 from tests.support.stored_any import stored_rows
 from tests.support.waiting import eventually
@@ -74,6 +75,30 @@ async def test_text_is_journaled_as_one_burst_without_the_text(server: ServerPro
     everything = stored_rows(server, "SELECT * FROM events")
     assert marker not in repr(everything)
     assert "ZQXJV" not in repr(everything)
+
+
+async def test_a_restore_in_the_middle_of_a_burst_is_not_counted_as_typing(
+    server: ServerProcess,
+) -> None:
+    """The restore removes the 5 characters typed before it: that is the server's change
+    (RESTORED), not alice's, whose burst goes on across it."""
+    draft = f"j-{uuid.uuid4().hex[:8]}"
+    async with await NodeClient.start(server.ws_url, draft, server.token("alice")) as alice:
+        await alice.call("wait_synced")
+        await type_text(alice, "hello")
+        async with as_user(server, "alice") as api:
+            answer = await api.post(f"/api/drafts/{draft}/restore", json={"version": 0})
+            assert answer.status_code == 200, answer.text
+        await eventually(lambda: _text_is(alice, ""))
+        await type_text(alice, "hi")
+
+        async def burst_closed() -> bool:
+            return any(e.get("field") == "title" for e in events_of(server, draft))
+
+        await eventually(burst_closed, timeout=10)
+    title = [e for e in events_of(server, draft) if e.get("field") == "title"]
+    assert [(e["user"], e["inserted"], e["deleted"]) for e in title] == [("alice", 7, 0)]
+    assert [e["type"] for e in events_of(server, draft)].count("RESTORED") == 1
 
 
 async def test_a_rejected_value_and_a_rule_resolution_are_journaled(server: ServerProcess) -> None:

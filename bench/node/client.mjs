@@ -18,9 +18,10 @@
 // performance.timeOrigin + performance.now(), one monotonic clock for all processes on a machine;
 // the parent (bench/relay.py) joins sends and receipts by (clientID, clock).
 import { createInterface } from 'node:readline'
-import WebSocket from 'ws'
+import WebSocket, { WebSocketServer } from 'ws'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
+import { setupWSConnection } from '@y/websocket-server/utils'
 
 const config = JSON.parse(process.argv[2])
 const emit = (message) => process.stdout.write(JSON.stringify(message) + '\n')
@@ -47,7 +48,7 @@ for (const [i, room] of slots.entries()) {
     connect: false,
     disableBc: true
   })
-  const editor = { doc, provider, room, instance: i % urls.length, text: doc.getText(FIELD), synced: false, sent: 0 }
+  const editor = { doc, provider, room, instance: i % urls.length, text: doc.getText(FIELD), synced: false, sent: 0, cursor: 0 }
   provider.on('sync', (synced) => { if (synced) editor.synced = true })
   provider.on('connection-close', (event) => { closes += 1; closeCodes.push(event?.code ?? null) })
   doc.on('afterTransaction', (tr) => {
@@ -78,12 +79,56 @@ const waitFor = async (predicate, seconds) => {
   return true
 }
 
+// Each edit types one character at the editor's cursor, which moves on by one and jumps to a
+// random place every RUN characters, as a person types words in one place, then moves. Random
+// positions on every keystroke made the client, not the server, the bottleneck of a flood: Yjs
+// finds a position by walking from its cached search markers, and a random position of a
+// 20,000-character text misses them (findMarker took 29 % of the client's CPU at 16,000
+// edits/s, and the client process ran at ~90 %).
+const RUN = 64
 const edit = (editor) => {
   const clock = Y.getState(editor.doc.store, editor.doc.clientID)
+  const length = editor.text.length
+  if (editor.sent % RUN === 0 || editor.cursor > length) editor.cursor = Math.floor(Math.random() * (length + 1))
   const at = now()
-  editor.text.insert(Math.floor(Math.random() * (editor.text.length + 1)), 'x')
+  editor.text.insert(editor.cursor, 'x')
   sentAt.get(editor.doc.clientID)[clock] = at
+  editor.cursor += 1
   editor.sent += 1
+}
+
+// V8 compiles the hot paths (Yjs, y-websocket, ws) only after they have run a while: until
+// then, at 16,000 edits/s, the client itself fell behind for its first ~200 ms (its event loop
+// turned 20 times in 100 ms instead of 80) and that showed up as every server's p99. So before
+// the clock starts, four editors of this process type WARM_UP_EDITS edits through an in-process
+// Yjs reference relay on its own loopback port: the same code paths, none of the traffic on the
+// server under test.
+const WARM_UP_EDITS = 3000
+const warmUp = async () => {
+  const relay = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  relay.on('connection', (conn, req) => setupWSConnection(conn, req, { docName: 'warm-up' }))
+  await new Promise((resolve) => relay.on('listening', resolve))
+  const url = `ws://127.0.0.1:${relay.address().port}`
+  const peers = Array.from({ length: 4 }, () => {
+    const doc = new Y.Doc()
+    const provider = new WebsocketProvider(url, 'warm-up', doc, { WebSocketPolyfill: WebSocket, disableBc: true })
+    return { doc, provider, text: doc.getText(FIELD), sent: 0, cursor: 0, synced: false }
+  })
+  for (const peer of peers) peer.provider.on('sync', (synced) => { if (synced) peer.synced = true })
+  await waitFor(() => peers.every((p) => p.synced), 10)
+  const type = (peer) => {
+    if (peer.sent % RUN === 0 || peer.cursor > peer.text.length) peer.cursor = Math.floor(Math.random() * (peer.text.length + 1))
+    peer.text.insert(peer.cursor, 'x')
+    peer.cursor += 1
+    peer.sent += 1
+  }
+  while (peers.some((p) => p.sent < WARM_UP_EDITS)) {
+    for (const peer of peers) for (let i = 0; i < 10; i++) type(peer)
+    await sleep(1)
+  }
+  await waitFor(() => peers.every((p) => p.text.length === 4 * WARM_UP_EDITS), 10)
+  for (const peer of peers) peer.provider.destroy()
+  await new Promise((resolve) => relay.close(resolve))
 }
 
 const stateOf = (editor) => Object.fromEntries(Y.decodeStateVector(Y.encodeStateVector(editor.doc)))
@@ -99,6 +144,7 @@ const main = async () => {
   }
   const capacity = config.rate > 0 ? Math.ceil(config.rate * config.seconds) + 8 : config.edits + 8
   for (const e of editors) sentAt.set(e.doc.clientID, new Float64Array(capacity))
+  await warmUp()
   await sleep(200) // let the awareness and sync chatter of the connects settle
   if (config.mode === 'relay') {
     emit({ event: 'ready' })

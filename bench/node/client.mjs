@@ -86,15 +86,18 @@ const waitFor = async (predicate, seconds) => {
 // 20,000-character text misses them (findMarker took 29 % of the client's CPU at 16,000
 // edits/s, and the client process ran at ~90 %).
 const RUN = 64
+const typeAtCursor = (typist) => {
+  const length = typist.text.length
+  if (typist.sent % RUN === 0 || typist.cursor > length) typist.cursor = Math.floor(Math.random() * (length + 1))
+  typist.text.insert(typist.cursor, 'x')
+  typist.cursor += 1
+  typist.sent += 1
+}
+
 const edit = (editor) => {
   const clock = Y.getState(editor.doc.store, editor.doc.clientID)
-  const length = editor.text.length
-  if (editor.sent % RUN === 0 || editor.cursor > length) editor.cursor = Math.floor(Math.random() * (length + 1))
-  const at = now()
-  editor.text.insert(editor.cursor, 'x')
-  sentAt.get(editor.doc.clientID)[clock] = at
-  editor.cursor += 1
-  editor.sent += 1
+  sentAt.get(editor.doc.clientID)[clock] = now()
+  typeAtCursor(editor)
 }
 
 // V8 compiles the hot paths (Yjs, y-websocket, ws) only after they have run a while: until
@@ -116,14 +119,8 @@ const warmUp = async () => {
   })
   for (const peer of peers) peer.provider.on('sync', (synced) => { if (synced) peer.synced = true })
   await waitFor(() => peers.every((p) => p.synced), 10)
-  const type = (peer) => {
-    if (peer.sent % RUN === 0 || peer.cursor > peer.text.length) peer.cursor = Math.floor(Math.random() * (peer.text.length + 1))
-    peer.text.insert(peer.cursor, 'x')
-    peer.cursor += 1
-    peer.sent += 1
-  }
   while (peers.some((p) => p.sent < WARM_UP_EDITS)) {
-    for (const peer of peers) for (let i = 0; i < 10; i++) type(peer)
+    for (const peer of peers) for (let i = 0; i < 10; i++) typeAtCursor(peer)
     await sleep(1)
   }
   await waitFor(() => peers.every((p) => p.text.length === 4 * WARM_UP_EDITS), 10)

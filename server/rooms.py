@@ -1,6 +1,7 @@
 """A room: one loaded draft, its pycrdt doc, its connections and its awareness table.
 
-Every update goes the same way (design.md, "Data flow of one update"):
+Every update goes the same way (design.md, "Data flow of one update"); update frames that
+arrived together go as one run (`receive_run`):
 
     receive -> check right to write -> apply to the doc (decoded once, by pycrdt)
             -> number it (version) -> CommitPipeline.submit
@@ -25,7 +26,7 @@ from contextlib import AbstractAsyncContextManager
 from enum import Enum
 from typing import Any, Protocol
 
-from pycrdt import Doc, Subscription, TransactionEvent
+from pycrdt import Doc, Subscription, TransactionEvent, merge_updates
 
 from crdt.awareness import AwarenessEntry
 from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate
@@ -196,36 +197,62 @@ class Room:
         conn.send(encode_message(SyncStep2(missing)))
 
     async def _on_update(self, conn: Connection, message: SyncStep2 | Update) -> None:
+        await self.receive_run(conn, [message.update])
+
+    async def receive_run(self, conn: Connection, updates: Sequence[bytes]) -> None:
+        """Apply updates one connection sent back to back as one change: one transaction,
+        one version, one stored row, one relayed frame (the reader gathers runs of frames
+        that arrived together, `server/ws.py`). Their semantic writes are judged together,
+        as if the client had made them in one transaction.
+
+        An update pycrdt cannot decode ends the run: the ones before it are kept, then the
+        connection is closed (yrs integrates nothing of an update it cannot decode)."""
         if not conn.can_write:
             conn.deny_write()
             return
-        if may_nest_too_deep(message.update):
-            # yrs would recurse without a limit (a crafted value crashes the process): read
-            # it in Python first, off the event loop; only large, tag-dense updates get here.
-            await asyncio.to_thread(check_nesting, message.update)
+        for update in updates:
+            if may_nest_too_deep(update):
+                # yrs would recurse without a limit (a crafted value crashes the process):
+                # read it in Python first, off the event loop; only large, tag-dense updates
+                # get here.
+                await asyncio.to_thread(check_nesting, update)
         await self._pipeline.wait_for_space()
         while self._in_review is not None:
             await self._in_review.wait()
         if self.state is not RoomState.OPEN or not conn.is_open:
             return
         # From here to submit() nothing awaits: versions enter the pipeline in order.
-        try:
-            with self.doc.transaction(origin=conn.origin) as txn:
-                self.doc.apply_update(message.update)
-                if self.journal is not None:
-                    self.journal.count_text(txn)
-        except ValueError as exc:
-            self._changes = None
-            raise UndecodableUpdate(f"undecodable Yjs update: {exc}") from exc
-        metrics.TALLY.updates_received += 1
+        applied = 0
+        undecodable: ValueError | None = None
+        with self.doc.transaction(origin=conn.origin) as txn:
+            apply = self.doc.apply_update
+            for update in updates:
+                try:
+                    apply(update)
+                except ValueError as error:
+                    undecodable = error
+                    break
+                applied += 1
+            if self.journal is not None:
+                self.journal.count_text(txn)
+        metrics.TALLY.updates_received += applied
         changes, self._changes = self._changes, None
-        if changes is None:
-            return  # nothing new (a duplicate), or held by pycrdt until its dependencies arrive
-        semantic = self.semantics is not None and self.semantics.touched
-        if semantic and self.review_gate is not None:
-            await self._review_in_turn(conn, message.update, changes)
+        if changes is not None:  # None: nothing new, or held by pycrdt until its dependencies
+            await self._admit_applied(conn, updates[:applied], changes)
+        if undecodable is not None:
+            raise UndecodableUpdate(f"undecodable Yjs update: {undecodable}") from undecodable
+
+    async def _admit_applied(
+        self, conn: Connection, received: Sequence[bytes], changes: bytes
+    ) -> None:
+        if self.semantics is None or not self.semantics.touched:
+            self._admit(conn, changes)
+            return
+        sent = received[0] if len(received) == 1 else merge_updates(*received)
+        if self.review_gate is not None:
+            await self._review_in_turn(conn, sent, changes)
         else:
-            self._admit(conn, message.update, changes, review_now=semantic)
+            self._admit(conn, changes, received=sent)
 
     async def _review_in_turn(self, conn: Connection, received: bytes, changes: bytes) -> None:
         """Judge a semantic write against every version stored before it (several instances).
@@ -246,7 +273,7 @@ class Room:
                 if self.state is RoomState.OPEN:
                     if self.journal is not None:
                         self.journal.put_back_text(text)
-                    self._admit(conn, received, changes, review_now=True)
+                    self._admit(conn, changes, received=received)
                     await self._until_committed()
         except StoreError as error:
             self.on_commit_failed(error)
@@ -259,13 +286,12 @@ class Room:
             self._commit_seen.clear()
             await self._commit_seen.wait()
 
-    def _admit(
-        self, conn: Connection, received: bytes, changes: bytes, *, review_now: bool
-    ) -> None:
-        """Number, journal and submit an applied client update; write what the rules ask."""
+    def _admit(self, conn: Connection, changes: bytes, *, received: bytes | None = None) -> None:
+        """Number, journal and submit an applied client update; write what the rules ask.
+        `received` (what the client sent) is given when its semantic writes need a review."""
         now = time.time()
         review = None
-        if review_now:
+        if received is not None:
             assert self.semantics is not None
             try:
                 review = self.semantics.review(changes, received, conn.origin, now=now)

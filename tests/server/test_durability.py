@@ -163,11 +163,13 @@ async def test_clients_keep_their_docs_across_a_restart_and_nothing_doubles(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_a_20000_update_draft_loads_from_a_snapshot_after_restart(
+async def test_a_draft_of_20000_edits_loads_from_a_snapshot_after_restart(
     tmp_path: Path, request: pytest.FixtureRequest, backend: str
 ) -> None:
+    # Edits that reach the server together are stored as one version (at most 128 a version),
+    # so 20,000 edits make at least 157 versions: a snapshot every 100 is always exercised.
     flags = store_flags(request, backend)
-    server = ServerProcess(tmp_path / "data", "--snapshot-every", "1000", *flags).start()
+    server = ServerProcess(tmp_path / "data", "--snapshot-every", "100", *flags).start()
     draft = f"long-{uuid.uuid4().hex[:8]}"
     try:
         writer = await PycrdtClient(server.ws_url, draft, server.token("alice")).connect()
@@ -177,7 +179,8 @@ async def test_a_20000_update_draft_loads_from_a_snapshot_after_restart(
         await writer.flush(timeout=60)
         await writer.disconnect()
         expected = "abcd" * 5000
-        assert max_version(server) == 20_000
+        stored = max_version(server)
+        assert stored is not None and stored >= 20_000 // 128
         server.terminate()
         server.start()
 
@@ -188,8 +191,8 @@ async def test_a_20000_update_draft_loads_from_a_snapshot_after_restart(
             rf"room loaded draft={draft} version=(\d+) snapshot=(\d+) tail=(\d+)", server.log()
         )
         version, snapshot, tail = map(int, loaded[-1])
-        assert version == 20_000
-        assert snapshot >= 19_000 and tail < 1_000, loaded[-1]
+        assert version == stored
+        assert snapshot >= stored - 100 and tail < 100, loaded[-1]
     finally:
         server.stop()
 

@@ -39,6 +39,13 @@ class RawClient:
         with contextlib.suppress(websockets.ConnectionClosed):
             await self.socket.send(data)
 
+    def send_together(self, frames: list[bytes]) -> None:
+        """Send binary frames in one TCP write, so that the server reads them at once (what a
+        client that types faster than the server applies looks like on the wire)."""
+        for frame in frames:
+            self.socket.protocol.send_binary(frame)
+        self.socket.transport.write(b"".join(self.socket.protocol.data_to_send()))
+
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(predicate)

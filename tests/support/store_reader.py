@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pycrdt import Doc
 
-__all__ = ["draft_rows", "stored_doc", "stored_update_count"]
+__all__ = ["draft_rows", "stored_doc", "stored_log", "stored_update_count"]
 
 
 @contextlib.contextmanager
@@ -35,13 +35,18 @@ def stored_update_count(database: Path, draft_id: str) -> int:
     return int(count)
 
 
-def stored_doc(database: Path, draft_id: str) -> Doc:
-    """The draft as its stored update log rebuilds it."""
+def stored_log(database: Path, draft_id: str) -> list[bytes]:
+    """The draft's stored updates, version 1 first."""
     with _read_only(database) as db:
         rows = db.execute(
             "SELECT data FROM updates WHERE draft_id = ? ORDER BY version", (draft_id,)
         ).fetchall()
+    return [bytes(data) for (data,) in rows]
+
+
+def stored_doc(database: Path, draft_id: str) -> Doc:
+    """The draft as its stored update log rebuilds it."""
     doc: Doc = Doc()
-    for (data,) in rows:
+    for data in stored_log(database, draft_id):
         doc.apply_update(data)
     return doc

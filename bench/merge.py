@@ -1,7 +1,8 @@
 """`bench merge`: real editing traces through a bare pycrdt Doc and through draftsync's room.
 
 Issue "benchmarks": updates/s of each trace applied to a bare Doc (a) and through the room's
-pipeline up to the commit (b), and the ratio b/a (`bench.tracerun` says how). Sequential traces
+pipeline up to the commit (b: frames in runs, as from a flooding client; c: frame by frame),
+and the ratios b/a and c/a (`bench.tracerun` says how). Sequential traces
 and the two concurrent ones; `--quick` replays the first `QUICK_LIMIT` txns of two sequential
 traces and one whole concurrent trace (a concurrent prefix has no reference text to check).
 
@@ -101,7 +102,10 @@ def _table(result: dict[str, object]) -> str:
     footer = "\n".join(
         [
             "(a) bare: updates applied one by one to a fresh pycrdt Doc (median of 3)",
-            "(b) room: Update messages through a real Room until all are committed to SQLite",
+            "(b) room: the updates through a real Room until all are committed to SQLite, as",
+            "    the reader hands a flooding client's frames over: runs of up to "
+            f"{result['traces'][0]['room_longest_run'] if result['traces'] else '?'} a transaction",
+            "(c) frame by frame: the same, each frame alone (a client typing slower than the room)",
             f"Traces from {credits['source']}, {credits['licence']}:",
             *(f"  {line}" for line in credits["authors"]),
         ]
@@ -117,6 +121,8 @@ def _table(result: dict[str, object]) -> str:
             Column("ratio_room_to_bare", "b/a"),
             Column("room_us_per_update", "room us/upd"),
             Column("room_mean_batch", "mean batch"),
+            Column("frame_by_frame_updates_per_s", "(c) frames upd/s"),
+            Column("ratio_frame_by_frame_to_bare", "c/a"),
             Column("verified", "text ok"),
         ],
         result["traces"],  # type: ignore[arg-type]

@@ -3,16 +3,21 @@
 The per-txn Yjs updates are made first (`bench.replay`), then timed two ways:
 
     bare   apply them one at a time to a fresh pycrdt Doc: what the CRDT alone costs
-    room   send them as `Update` messages into a real Room (Store on a temp SQLite file, real
-           CommitPipeline, Snapshotter at the server's defaults), one Connection per trace agent
-           plus one observer; the clock stops when the last update is committed
+    room   hand them to a real Room (Store on a temp SQLite file, real CommitPipeline,
+           Snapshotter at the server's defaults) the way the server's reader does, one
+           Connection per trace agent plus one observer; the clock stops when the last update
+           is committed. Twice:
+             flood         as from a client that sends faster than the room applies: the frames
+                           of one agent wait together, and the reader hands runs of up to
+                           `MAX_RUN` of them to `Room.receive_run`
+             frame by frame  each frame alone, as from a client typing slower than the room
 
-The ratio room/bare says how much of the CRDT's speed survives the server's pipeline. Every
-replay's final text is checked against the trace (room doc and what the observer received too);
-a mismatch aborts the bench, since its figures would be void.
+The ratio room/bare (flood) says how much of the CRDT's speed survives the server's pipeline
+when it is the bottleneck. Every replay's final text is checked against the trace (room doc and
+what the observer received too); a mismatch aborts the bench, since its figures would be void.
 
-The sender yields to the event loop after each message, as the server's reader does while it
-awaits the next WebSocket frame; without it no commit could start until the queue was full.
+Between runs (frames) the feeder yields to the event loop, as the reader does while it awaits
+the next WebSocket frame; without it no commit could start until the queue was full.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from bench.harness import StubSocket, open_room
 from bench.replay import Replay, produce_updates, text_of
 from bench.runtime import median, progress
 from bench.traces import Trace
-from crdt.protocol import SyncStep2, Update, decode_message
+from crdt.protocol import SyncStep2, Update, decode_message, encode_message
+from server.ws import MAX_RUN
 
 __all__ = ["time_trace"]
 
@@ -60,7 +66,22 @@ def _observed_text(socket: StubSocket) -> str:
     return text_of(doc)
 
 
-async def _room(replay: Replay, directory: Path, *, show: bool) -> tuple[float, dict[str, object]]:
+def _runs(replay: Replay, longest: int) -> list[tuple[int, list[bytes]]]:
+    """The update frames as the reader would take them: consecutive ones of one agent,
+    `longest` at most, per run."""
+    runs: list[tuple[int, list[bytes]]] = []
+    for agent, update in zip(replay.agents, replay.updates, strict=True):
+        frame = encode_message(Update(update))
+        if runs and runs[-1][0] == agent and len(runs[-1][1]) < longest:
+            runs[-1][1].append(frame)
+        else:
+            runs.append((agent, [frame]))
+    return runs
+
+
+async def _room(
+    replay: Replay, directory: Path, *, longest_run: int, show: bool
+) -> tuple[float, dict[str, object]]:
     """Seconds from the first message to the last commit, and the group-commit stats."""
     async with open_room(directory) as harness:
         senders = [
@@ -70,30 +91,41 @@ async def _room(replay: Replay, directory: Path, *, show: bool) -> tuple[float, 
         _, observer = await harness.connect("observer", keep_frames=True)
         assert harness.room is not None
         room = harness.room
-        messages = [
-            (senders[a], Update(u)) for a, u in zip(replay.agents, replay.updates, strict=True)
-        ]
-        bar = progress(desc=f"room {replay.trace.name}", total=len(messages), enabled=show)
+        runs = [(senders[agent], updates) for agent, updates in _runs(replay, longest_run)]
+        how = "flood" if longest_run > 1 else "frame by frame"
+        bar = progress(
+            desc=f"room {replay.trace.name} ({how})", total=len(replay.updates), enabled=show
+        )
         before = commit_totals()
         started = time.perf_counter()
-        for i, (conn, message) in enumerate(messages, 1):
-            await room.receive(conn, message)
+        done = 0
+        for conn, frames in runs:
+            # the reader decodes each frame (all are sync updates here), then hands the run over
+            await room.receive_run(conn, [decode_message(f).update for f in frames])  # type: ignore[union-attr]
             await asyncio.sleep(0)  # the server's reader awaits the next frame here
-            if i % _TICK == 0:
-                bar.update(_TICK)
+            done += len(frames)
+            if done >= _TICK:
+                bar.update(done)
+                done = 0
         await harness.committed()
         elapsed = time.perf_counter() - started
         stats = (commit_totals() - before).as_dict()
         bar.close()
         committed = sum(conn.committed for conn in senders)
-        if committed != len(messages):
-            raise AssertionError(f"{committed} of {len(messages)} updates were committed")
+        if committed != len(runs):
+            raise AssertionError(f"{committed} of {len(runs)} runs were committed")
         replay.check(text_of(room.doc), "the room doc")
     replay.check(_observed_text(observer), "the observer's relayed frames")
     return elapsed, stats
 
 
-def _row(replay: Replay, bare: float, room: float, stats: dict[str, object]) -> dict[str, object]:
+def _row(
+    replay: Replay,
+    bare: float,
+    room: float,
+    stats: dict[str, object],
+    frame_by_frame: float,
+) -> dict[str, object]:
     n = len(replay.updates)
     trace = replay.trace
     return {
@@ -109,6 +141,9 @@ def _row(replay: Replay, bare: float, room: float, stats: dict[str, object]) -> 
         "room_us_per_update": 1e6 * room / n,
         "room_commits": stats["commits"],
         "room_mean_batch": stats["mean_batch"],
+        "room_longest_run": MAX_RUN,
+        "frame_by_frame_updates_per_s": n / frame_by_frame,
+        "ratio_frame_by_frame_to_bare": bare / frame_by_frame,
         "verified": True,
     }
 
@@ -117,5 +152,6 @@ async def time_trace(trace: Trace, directory: Path, *, show: bool) -> dict[str, 
     """Encode, then time bare and room; the result row (raises ReplayMismatch on a bad replay)."""
     replay = produce_updates(trace, show=show)
     bare = _bare(replay)
-    room, stats = await _room(replay, directory, show=show)
-    return _row(replay, bare, room, stats)
+    room, stats = await _room(replay, directory / "flood", longest_run=MAX_RUN, show=show)
+    frame_by_frame, _ = await _room(replay, directory / "frames", longest_run=1, show=show)
+    return _row(replay, bare, room, stats, frame_by_frame)

@@ -120,6 +120,9 @@ MERGE_ROW = {
     "room_us_per_update",
     "room_commits",
     "room_mean_batch",
+    "room_longest_run",
+    "frame_by_frame_updates_per_s",
+    "ratio_frame_by_frame_to_bare",
     "verified",
 }
 

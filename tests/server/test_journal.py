@@ -59,11 +59,14 @@ async def test_text_is_journaled_as_one_burst_without_the_text(server: ServerPro
     assert len(title) == 1, title
     assert title[0]["inserted"] == len(marker) and title[0]["deleted"] == 0
     assert title[0]["user"] == "alice"
-    assert title[0]["from_version"] == 1 and title[0]["to_version"] == len(marker)
+    # keystrokes that reach the server together are one version: count versions, not keys
+    last_key = title[0]["to_version"]
+    assert title[0]["from_version"] == 1 and 1 <= last_key <= len(marker)
     status = [e for e in events if e.get("field") == "status"]
+    # the status write is the next version, or the same one if it came in the last run
+    assert len(status) == 1 and status[0].pop("version") in (last_key, last_key + 1)
     assert status == [
         {
-            "version": len(marker) + 1,
             "type": "FIELD_UPDATED",
             "user": "alice",
             "field": "status",

@@ -5,6 +5,12 @@ is waiting (across all rooms) as one batch, commits it in one transaction, and o
 each write back to its room in order (`on_committed`: relay, acknowledge). While a commit runs
 the next batch gathers, so a burst of keystrokes pays one commit, not one fsync each.
 
+When the pipeline is idle, the first write of an event-loop turn is committed at once, inside
+`submit` (`Store.append_updates_now`): handing it to the commit task would cost a task switch
+before the commit and another to the writer after it, most of a lone keystroke's time on the
+server. Only one a turn: the writes that follow it in the same turn gather into one batch as
+before, so a burst still pays one commit, not one each.
+
 The queue is bounded: a room waits for room (`wait_for_space`) *before* applying an update, so
 that applying, numbering and queueing happen with no await in between and versions enter the
 queue in order.
@@ -61,6 +67,8 @@ class CommitPipeline:
         self._space.set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._parked = False  # `run` waits for work: nothing is queued or being committed
+        self._eager_spent = False  # this loop turn's write was committed inside `submit`
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -71,9 +79,29 @@ class CommitPipeline:
             await self._space.wait()
 
     def submit(self, write: PendingWrite) -> None:
+        if self._parked and not self._queue and not self._eager_spent and self._commit_now(write):
+            return
         self._queue.append(write)
         self._idle.clear()
         self._ready.set()
+
+    def _commit_now(self, write: PendingWrite) -> bool:
+        """Commit one write inside `submit`, at most once an event-loop turn; False if the
+        store cannot do it without waiting (the write is then queued as usual)."""
+        self._eager_spent = True
+        asyncio.get_running_loop().call_soon(self._allow_eager)
+        started = time.perf_counter()
+        try:
+            if not self._store.append_updates_now([write.record], write.events):
+                return False
+        except StoreError as error:
+            self._failed([write], error)
+            return True
+        self._committed([write], started, stored=None)
+        return True
+
+    def _allow_eager(self) -> None:
+        self._eager_spent = False
 
     async def flush(self) -> None:
         """Return once everything submitted so far is committed (or failed)."""
@@ -84,7 +112,11 @@ class CommitPipeline:
             if not self._queue:
                 self._idle.set()
                 self._ready.clear()
-                await self._ready.wait()
+                self._parked = True
+                try:
+                    await self._ready.wait()
+                finally:
+                    self._parked = False
                 continue
             batch = self._take_batch()
             if batch:
@@ -108,17 +140,25 @@ class CommitPipeline:
                 [write.record for write in batch], [e for write in batch for e in write.events]
             )
         except StoreError as error:
-            metrics.COMMIT_FAILURES.inc()
-            logger.error("group commit failed updates=%d error=%s", len(batch), error)
-            for target in {id(w.target): w.target for w in batch}.values():
-                target.on_commit_failed(error)
+            self._failed(batch, error)
             return
+        self._committed(batch, started, stored)
+
+    def _failed(self, batch: list[PendingWrite], error: StoreError) -> None:
+        metrics.COMMIT_FAILURES.inc()
+        logger.error("group commit failed updates=%d error=%s", len(batch), error)
+        for target in {id(w.target): w.target for w in batch}.values():
+            target.on_commit_failed(error)
+
+    def _committed(
+        self, batch: list[PendingWrite], started: float, stored: list[UpdateRecord] | None
+    ) -> None:
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.COMMIT_BATCH_SIZE.observe(len(batch))
         metrics.UPDATES_STORED.inc(len(batch))
         # PostgreSQL gives versions of its own (several instances on one draft) and returns
         # the records as stored; SQLite returns None (the room's numbering stands).
-        if isinstance(stored, list):
+        if stored is not None:
             for write, record in zip(batch, stored, strict=True):
                 write.record = record
         for write in batch:

@@ -5,7 +5,8 @@ fills its TCP buffers and an inline send would block the whole room. Here the ro
 to the queue (never waits); when the queue passes its bounds (messages or bytes) the client is
 closed with 4408 and the room flows on. The writer merges runs of pending updates into one
 message (at most `MAX_MERGE` a merge: pycrdt's `merge_updates` grows superlinearly), which is
-what keeps a flooded room's latency in milliseconds.
+what keeps a flooded room's latency in milliseconds. While the writer is idle, `send` sends
+at once itself (`_send_now`); the writer finishes any such send that has to wait.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Awaitable, Generator
 from enum import Enum
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pycrdt import merge_updates
 
@@ -22,6 +24,7 @@ from crdt.origins import ClientOrigin
 from crdt.protocol import Auth, Update, WriteAck, encode_message
 from server import metrics
 from server.errors import CloseCode
+from server.resume import Started
 
 __all__ = ["Connection", "ConnectionState", "Socket", "fit_close_reason"]
 
@@ -96,6 +99,8 @@ class Connection:
         self._max_bytes = max_bytes
         self._flush_before_close = False
         self._wakeup = asyncio.Event()
+        self._writer_parked = False  # the writer waits for work: `send` may send at once
+        self._in_flight: Awaitable[None] | None = None  # a send `send` started, for the writer
         self.finished = asyncio.Event()
 
     @property
@@ -119,8 +124,26 @@ class Connection:
             )
             self.close(CloseCode.TOO_SLOW, "too slow: send queue overflow")
             return
+        if self._writer_parked and not self._queue and self._in_flight is None:
+            self._send_now(frame)
+            return
         self._queue.append(_Outgoing(frame, update))
         self._queued_bytes += len(frame)
+        self._wakeup.set()
+
+    def _send_now(self, frame: bytes) -> None:
+        """Send on the caller's turn while the writer is idle: waking the writer for it would
+        cost a trip through the event loop, a good part of a lone keystroke's latency. A send
+        that has to wait (the transport pushes back) or fails is the writer's to finish."""
+        metrics.TALLY.bytes_sent += len(frame)
+        try:
+            sending = Started(self._socket.send_bytes(frame))
+        except Exception as exc:
+            self._in_flight = _Raising(exc)
+        else:
+            if sending.finished:
+                return
+            self._in_flight = sending
         self._wakeup.set()
 
     def set_can_write(self, allowed: bool) -> None:
@@ -168,7 +191,10 @@ class Connection:
         """Drain the queue until a close is requested (or the socket goes away)."""
         try:
             while True:
-                if self._queue and (self.is_open or self._flush_before_close):
+                if self._in_flight is not None:
+                    in_flight, self._in_flight = self._in_flight, None
+                    await in_flight
+                elif self._queue and (self.is_open or self._flush_before_close):
                     frame = self._next_frame()
                     metrics.TALLY.bytes_sent += len(frame)
                     await self._socket.send_bytes(frame)
@@ -179,7 +205,11 @@ class Connection:
                     return
                 else:
                     self._wakeup.clear()
-                    await self._wakeup.wait()
+                    self._writer_parked = True
+                    try:
+                        await self._wakeup.wait()
+                    finally:
+                        self._writer_parked = False
         except Exception as exc:  # the peer is gone; the reader sees the disconnect too
             logger.debug("writer stopped user=%s session=%s: %r", self.user, self.session, exc)
         finally:
@@ -199,3 +229,15 @@ class Connection:
             self._queued_bytes -= len(item.frame)
             updates.append(item.update)  # type: ignore[arg-type]
         return encode_message(Update(merge_updates(*updates)))
+
+
+class _Raising:
+    """An awaitable that raises: a send `_send_now` saw fail, handed to the writer so that it
+    stops as it would have had the send been its own."""
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        raise self._error
+        yield  # a generator: awaited, it raises

@@ -7,18 +7,19 @@ run of them as one transaction, one version and one stored row instead of one ea
 merge`: ~3x the updates/s on automerge-paper), so the reader needs to ask "has the next message
 arrived already?" without waiting for it.
 
-`ready()` answers by running one step of `receive()`: a coroutine that has its value at hand
-returns it without suspending. One that would wait is kept as it is, suspended on its future,
-and `next()` finishes it later, handing that future to the reader's task as if the task had been
-awaiting it all along. No message is dropped or read twice either way.
+`ready()` answers by running one step of `receive()` (`server/resume.py`): a coroutine that has
+its value at hand returns it without suspending. One that would wait is kept as it is, suspended
+on its future, and `next()` finishes it later, handing that future to the reader's task as if
+the task had been awaiting it all along. No message is dropped or read twice either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Coroutine, Generator
-from typing import Any
+from collections.abc import Awaitable
 
 from starlette.types import Message, Receive
+
+from server.resume import Started
 
 __all__ = ["Inbox"]
 
@@ -46,42 +47,13 @@ class Inbox:
             return message
         if self._waiting is not None:
             return None
-        receiving = self._receive()
-        try:
-            suspended_on = receiving.send(None)  # type: ignore[attr-defined]
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        self._waiting = _Resumed(receiving, suspended_on)
+        receiving = Started(self._receive())
+        if receiving.finished:
+            return receiving.value
+        self._waiting = receiving
         return None
 
     def give_back(self, message: Message) -> None:
         """Put back a message `ready()` returned: `next()` returns it first."""
         assert self._held is None, "only one message can be given back"
         self._held = message
-
-
-class _Resumed:
-    """Awaiting this finishes a coroutine that was started outside a task and suspended.
-
-    It yields what the coroutine yielded (the future it waits on) to the awaiting task, which
-    resumes it once that future is done; sends and throws (a cancellation) pass through."""
-
-    def __init__(self, coroutine: Coroutine[Any, Any, Message], suspended_on: Any) -> None:
-        self._coroutine = coroutine
-        self._suspended_on = suspended_on
-
-    def __await__(self) -> Generator[Any, Any, Message]:
-        yielded = self._suspended_on
-        while True:
-            try:
-                sent = yield yielded
-            except BaseException as error:  # a cancellation: the coroutine must see it
-                try:
-                    yielded = self._coroutine.throw(error)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
-            else:
-                try:
-                    yielded = self._coroutine.send(sent)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]

@@ -86,6 +86,27 @@ class LogWriter:
         async with self._turn:  # uncontended for the group commit: it never yields there
             await self._write(statements, inline=inline and self._inline)
 
+    def write_now(self, statements: Statements) -> bool:
+        """`write`, done at once on the event loop if it can be without waiting; False
+        (nothing written) when it cannot: another write holds the turn, a finished checkpoint
+        awaits its catch-up, every commit goes to the thread (`fsync`), or another connection
+        holds the write lock. Raises sqlite3.Error like `write` for any other failure.
+
+        Why: a write that `write` would commit inline anyway still waits for its task's turn
+        on the event loop; for a lone keystroke on an idle server that hand-over is a good
+        part of its latency (server/commits.py commits through here when it is idle)."""
+        if not self._inline or self._turn.locked() or self._checkpoint_finished():
+            return False
+        try:
+            self._commit(statements)
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                return False
+            raise
+        self._since_checkpoint += 1
+        self._start_checkpoint_if_due()
+        return True
+
     async def _write(self, statements: Statements, *, inline: bool) -> None:
         if inline:
             try:
@@ -98,23 +119,30 @@ class LogWriter:
         else:
             await asyncio.to_thread(self._commit, statements)
         self._since_checkpoint += 1
-        running = self._checkpointing
-        if running is None:
-            if self._since_checkpoint >= CHECKPOINT_EVERY:
-                self._since_checkpoint = 0
-                self._checkpointing = self._checkpoint_thread.submit(
-                    _checkpoint, self._checkpointer
+        if self._checkpoint_finished():
+            await self._finish_checkpoint()
+        else:
+            self._start_checkpoint_if_due()
+
+    def _checkpoint_finished(self) -> bool:
+        return self._checkpointing is not None and self._checkpointing.done()
+
+    def _start_checkpoint_if_due(self) -> None:
+        if self._checkpointing is None and self._since_checkpoint >= CHECKPOINT_EVERY:
+            self._since_checkpoint = 0
+            self._checkpointing = self._checkpoint_thread.submit(_checkpoint, self._checkpointer)
+
+    async def _finish_checkpoint(self) -> None:
+        assert self._checkpointing is not None
+        finished, self._checkpointing = self._checkpointing, None
+        if _frames_seen(finished) >= WAL_FRAMES_LIMIT:
+            # Commits overtook the last rounds: copy what they added while none runs.
+            try:
+                await asyncio.wrap_future(
+                    self._checkpoint_thread.submit(_catch_up, self._checkpointer)
                 )
-        elif running.done():
-            self._checkpointing = None
-            if _frames_seen(running) >= WAL_FRAMES_LIMIT:
-                # Commits overtook the last rounds: copy what they added while none runs.
-                try:
-                    await asyncio.wrap_future(
-                        self._checkpoint_thread.submit(_catch_up, self._checkpointer)
-                    )
-                except sqlite3.Error as error:  # the commit stands; the next round catches up
-                    logger.warning("wal checkpoint failed error=%s", error)
+            except sqlite3.Error as error:  # the commit stands; the next round catches up
+                logger.warning("wal checkpoint failed error=%s", error)
 
     @property
     def checkpointing(self) -> bool:

@@ -39,7 +39,7 @@ import aiosqlite
 
 from crdt.journal import JournalEvent
 from server.errors import StoreError
-from server.log_writer import LogWriter
+from server.log_writer import LogWriter, Statements
 from server.records import (
     DraftRecord,
     DraftState,
@@ -225,6 +225,15 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+def _update_statements(
+    records: Sequence[UpdateRecord], events: Sequence[JournalEvent]
+) -> Statements:
+    return [
+        (_INSERT_UPDATE, [r.as_row() for r in records]),
+        (_INSERT_EVENT, [e.as_row() for e in events]),
+    ]
+
+
 @contextlib.contextmanager
 def _translated(action: str) -> Iterator[None]:
     try:
@@ -337,12 +346,15 @@ class Store:
         """Append many updates, of any drafts, in one transaction (the group commit), with
         the journal events derived from them: an update and its events land together."""
         with _translated("committing updates"):
-            await self._log.write(
-                [
-                    (_INSERT_UPDATE, [r.as_row() for r in records]),
-                    (_INSERT_EVENT, [e.as_row() for e in events]),
-                ]
-            )
+            await self._log.write(_update_statements(records, events))
+
+    def append_updates_now(
+        self, records: Sequence[UpdateRecord], events: Sequence[JournalEvent] = ()
+    ) -> bool:
+        """`append_updates` at once, if that needs no waiting (`LogWriter.write_now`); False
+        when it does, and nothing was written."""
+        with _translated("committing updates"):
+            return self._log.write_now(_update_statements(records, events))
 
     async def last_version(self, draft_id: str) -> int:
         with _translated("reading the update log"):

@@ -365,6 +365,12 @@ class PostgresStore:
         finally:
             await self._lock_pool.release(db)
 
+    def append_updates_now(
+        self, records: Sequence[UpdateRecord], events: Sequence[JournalEvent] = ()
+    ) -> bool:
+        """Always False: a PostgreSQL commit is a round trip, never done without waiting."""
+        return False
+
     async def last_version(self, draft_id: str) -> int:
         with _translated("reading the update log"):
             row = await self._fetch_one(_LAST_VERSION, draft_id)

@@ -9,9 +9,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from server import log_writer
+from server.errors import StoreError
 from server.records import UpdateRecord
 from server.store import Store
 
@@ -138,3 +140,95 @@ async def test_with_fsync_every_batch_commits_on_a_worker_thread(tmp_path: Path)
         assert db.execute("SELECT count(*) FROM updates").fetchone() == (3,)
     finally:
         db.close()
+
+
+async def test_append_updates_now_commits_at_once_when_nothing_waits(tmp_path: Path) -> None:
+    store = await open_store(tmp_path, "d")
+    try:
+        assert store.append_updates_now([record("d", 1)])
+        assert await store.updates_between("d", 0, 1) == [b"u" * 64]
+    finally:
+        await store.close()
+
+
+async def test_append_updates_now_declines_another_writers_lock_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """busy_timeout 0 on the event loop: a locked database is a False at once, not a stall."""
+    store = await open_store(tmp_path, "d")
+    other = sqlite3.connect(tmp_path / "draftsync.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        started = time.perf_counter()
+        assert not store.append_updates_now([record("d", 1)])
+        assert time.perf_counter() - started < 0.1
+        other.execute("COMMIT")
+        assert await store.updates_between("d", 0, 1) == []
+        assert store.append_updates_now([record("d", 1)])
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_append_updates_now_declines_while_another_write_has_the_turn(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path, "d")
+    try:
+        snapshot = asyncio.create_task(
+            store.save_snapshot("d", 1, b"s" * 2_000_000, now=time.time())
+        )
+        await asyncio.sleep(0)  # the snapshot holds the turn, on a worker thread
+        assert not store.append_updates_now([record("d", 1)])
+        await snapshot
+        assert store.append_updates_now([record("d", 1)])
+    finally:
+        await store.close()
+
+
+async def test_append_updates_now_leaves_a_finished_checkpoint_to_append_updates(
+    tmp_path: Path,
+) -> None:
+    """A finished checkpoint may call for a catch-up, which is awaited: only `write` can."""
+    store = await open_store(tmp_path, "d")
+    writer = store._log
+    try:
+        version = 0
+        while not writer.checkpointing:
+            version += 1
+            assert store.append_updates_now([record("d", version)])
+            assert version <= log_writer.CHECKPOINT_EVERY, "no checkpoint started"
+        for _ in range(500):
+            if not writer.checkpointing:
+                break
+            await asyncio.sleep(0.01)
+        assert not store.append_updates_now([record("d", version + 1)])
+        await store.append_updates([record("d", version + 1)])
+        assert store.append_updates_now([record("d", version + 2)])
+        assert len(await store.updates_between("d", 0, version + 2)) == version + 2
+    finally:
+        await store.close()
+
+
+async def test_append_updates_now_declines_with_fsync(tmp_path: Path) -> None:
+    """`--fsync`: every commit goes to the worker thread, so none is done at once."""
+    store = await Store.open(tmp_path / "draftsync.db", fsync=True)
+    try:
+        await store.create_draft("d", "alice", now=time.time())
+        assert not store.append_updates_now([record("d", 1)])
+        assert await store.updates_between("d", 0, 1) == []
+    finally:
+        await store.close()
+
+
+async def test_append_updates_now_raises_a_store_error_for_a_failed_write(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path, "d")
+    try:
+        assert store.append_updates_now([record("d", 1)])
+        with pytest.raises(StoreError, match="committing updates failed"):
+            store.append_updates_now([record("d", 1)])  # that version is taken
+        assert store.append_updates_now([record("d", 2)])
+    finally:
+        await store.close()

@@ -18,11 +18,11 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from crdt.errors import DraftsyncError, MalformedMessage, ProtocolError
-from crdt.protocol import Update, decode_message
+from crdt.protocol import Message, Update, decode_message
 from server import metrics
 from server.access import check_draft_id, resolve_role
 from server.connection import Connection, fit_close_reason
@@ -156,38 +156,37 @@ async def _read(receive: Receive, room: Room, conn: Connection) -> int:
         if not conn.is_open:
             continue  # closing: what the client still sends is dropped, not applied
         metrics.TALLY.bytes_received += len(data)
-        decoded = decode_message(data)
-        if type(decoded) is Update:
-            await room.receive_run(conn, _run_from(inbox, decoded.update))
-        else:
+        decoded: Message | None = decode_message(data)
+        while type(decoded) is Update:
+            run, decoded = _run_from(inbox, decoded.update)
+            await room.receive_run(conn, run)
+            if not conn.is_open:
+                decoded = None
+        if decoded is not None:
             await room.receive(conn, decoded)
 
 
-def _run_from(inbox: Inbox, first: bytes) -> list[bytes]:
+def _run_from(inbox: Inbox, first: bytes) -> tuple[list[bytes], Message | None]:
     """`first` and the updates of the update frames that arrived right behind it (at most
-    `MAX_RUN`): the room applies them as one. Any other message ends the run and is read next."""
+    `MAX_RUN`): the room applies them as one. Also the message that ended the run, when it is
+    another protocol message: decoded here, it is handled next without decoding it again.
+    Anything else that ends it (a malformed or text frame, the disconnect) is read in turn."""
     run = [first]
     while len(run) < MAX_RUN:
         message = inbox.ready()
         if message is None:
             break
-        update = _update_in(message)
-        if update is None:
+        data = message.get("bytes")
+        if data is None or message["type"] != "websocket.receive":
             inbox.give_back(message)
             break
-        metrics.TALLY.bytes_received += len(message["bytes"])
-        run.append(update)
-    return run
-
-
-def _update_in(message: Message) -> bytes | None:
-    """The Yjs update of a binary sync-update frame; None for anything else, which includes a
-    malformed frame: the reader decodes it again in turn and closes the connection then."""
-    data = message.get("bytes")
-    if data is None or message["type"] != "websocket.receive":
-        return None
-    try:
-        decoded = decode_message(data)
-    except ProtocolError:
-        return None
-    return decoded.update if type(decoded) is Update else None
+        try:
+            decoded = decode_message(data)
+        except ProtocolError:
+            inbox.give_back(message)  # decoded again in turn, on its way to closing with 4400
+            break
+        metrics.TALLY.bytes_received += len(data)
+        if type(decoded) is not Update:
+            return run, decoded
+        run.append(decoded.update)
+    return run, None

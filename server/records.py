@@ -105,6 +105,6 @@ class DraftSummary:
     role: str
     owner: str
     created_at: float
-    version: int  # the last stored update (kept by the trigger)
+    version: int  # the last stored update
     last_modified: float
     meta: SavedMeta | None

@@ -13,8 +13,7 @@ Tables (SQL below, migrated by `_MIGRATIONS` and the `schema_version` table):
     snapshots  draft_id, version, data: the merged state right after `version`
     events     the journal: id (the paging cursor), draft_id, version, type, who, at, data JSON
     journal_state  draft_id, text_watermark: text changes below it are all journaled
-    draft_activity      draft_id, version, last_modified   \  kept by a trigger on `updates`,
-    draft_contributors  draft_id, user                     /  in the commit's transaction
+    draft_contributors  draft_id, user: added in the commit's transaction
     draft_meta  draft_id, version, fields_key, word_count, filled_fields, open_conflicts:
                 what the content said at `version` (computed on read or unload, not per update)
 
@@ -137,6 +136,13 @@ _MIGRATIONS: tuple[str, ...] = (
         text_watermark INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 4: a draft's last version and its time are read from its log (the newest row under the
+    # updates' primary key) instead of kept by a trigger: the trigger's upsert wrote one more
+    # page into every commit, which made a lone keystroke's commit ~30 % dearer.
+    """
+    DROP TRIGGER updates_activity;
+    DROP TABLE draft_activity;
+    """,
 )
 
 _INSERT_EVENT = (
@@ -164,6 +170,9 @@ _INSERT_UPDATE = (
     "INSERT INTO updates (draft_id, version, data, user, session, client_id, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_ADD_CONTRIBUTOR = (
+    "INSERT INTO draft_contributors (draft_id, user) VALUES (?, ?) ON CONFLICT DO NOTHING"
+)
 _INSERT_SNAPSHOT = (
     "INSERT OR REPLACE INTO snapshots (draft_id, version, data, created_at) VALUES (?, ?, ?, ?)"
 )
@@ -177,17 +186,18 @@ _UPDATES_BETWEEN = (
 _LAST_VERSION = "SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = ?"
 _NO_LIMIT = 2**62
 _INLINE_SNAPSHOT_BYTES = 1 << 20
-_DRAFT_RECORD = """
-    SELECT d.id, d.owner, d.created_at, d.deleted_at, act.last_modified
-    FROM drafts d LEFT JOIN draft_activity act ON act.draft_id = d.id WHERE d.id = ?
+_LAST_UPDATE = "FROM updates u WHERE u.draft_id = d.id ORDER BY u.version DESC LIMIT 1"
+_DRAFT_RECORD = f"""
+    SELECT d.id, d.owner, d.created_at, d.deleted_at, (SELECT u.created_at {_LAST_UPDATE})
+    FROM drafts d WHERE d.id = ?
 """
-_REACHABLE_DRAFTS = """
+_REACHABLE_DRAFTS = f"""
     SELECT d.id, a.role, d.owner, d.created_at,
-           COALESCE(act.version, 0), COALESCE(act.last_modified, d.created_at),
+           COALESCE((SELECT u.version {_LAST_UPDATE}), 0),
+           COALESCE((SELECT u.created_at {_LAST_UPDATE}), d.created_at),
            m.version, m.fields_key, m.word_count, m.filled_fields, m.open_conflicts
     FROM access a
     JOIN drafts d ON d.id = a.draft_id
-    LEFT JOIN draft_activity act ON act.draft_id = a.draft_id
     LEFT JOIN draft_meta m ON m.draft_id = a.draft_id
     WHERE a.user = ? AND a.draft_id > ? AND d.deleted_at IS NULL
     ORDER BY a.draft_id LIMIT ?
@@ -207,7 +217,7 @@ _SAVE_META = """
         open_conflicts = excluded.open_conflicts
     WHERE excluded.version >= draft_meta.version
 """
-_CONTENT_TABLES = ("updates", "snapshots", "draft_meta", "draft_activity", "draft_contributors")
+_CONTENT_TABLES = ("updates", "snapshots", "draft_meta", "draft_contributors")
 
 
 def _statements(script: str) -> list[str]:
@@ -230,6 +240,7 @@ def _update_statements(
 ) -> Statements:
     return [
         (_INSERT_UPDATE, [r.as_row() for r in records]),
+        (_ADD_CONTRIBUTOR, list(dict.fromkeys((r.draft_id, r.user) for r in records))),
         (_INSERT_EVENT, [e.as_row() for e in events]),
     ]
 
@@ -451,6 +462,7 @@ class Store:
                 )
                 if first is not None:
                     await self._db.execute(_INSERT_UPDATE, first.as_row())
+                    await self._db.execute(_ADD_CONTRIBUTOR, (draft_id, first.user))
         return True
 
     async def reachable_drafts(

@@ -76,13 +76,14 @@ async def test_counters_move_when_clients_edit_and_labels_name_no_one(
             assert value(during, "draftsync_connections") >= 2
             assert value(during, "draftsync_rooms_loaded") >= 1
             edits = 5
+            # One at a time: edits that reach the server together are one run, one stored row.
             for i in range(edits):
                 await clients[0].call("insert", field="title", index=0, text=f"w{i} ")
 
-            async def relayed() -> bool:
-                return len((await clients[1].text("title")).split()) == edits
+                async def relayed(count: int = i + 1) -> bool:
+                    return len((await clients[1].text("title")).split()) == count
 
-            await eventually(relayed)
+                await eventually(relayed)
             assert (await owner.get(f"/api/drafts/{draft_id}")).status_code == 200
             after = await samples(server)
         finally:

@@ -30,8 +30,8 @@ CAMPAIGN = {
 
 # The version a draft's saved figures were counted at, and the version of its last update.
 _VERSIONS = (
-    "SELECT m.version, a.version FROM draft_meta m JOIN draft_activity a USING (draft_id)"
-    " WHERE draft_id = ?"
+    "SELECT m.version, (SELECT MAX(version) FROM updates u WHERE u.draft_id = m.draft_id)"
+    " FROM draft_meta m WHERE draft_id = ?"
 )
 
 

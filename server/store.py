@@ -461,8 +461,9 @@ class Store:
                     (draft_id, owner),
                 )
                 if first is not None:
-                    await self._db.execute(_INSERT_UPDATE, first.as_row())
-                    await self._db.execute(_ADD_CONTRIBUTOR, (draft_id, first.user))
+                    for sql, rows in _update_statements([first], ()):
+                        if rows:
+                            await self._db.executemany(sql, rows)
         return True
 
     async def reachable_drafts(

@@ -7,13 +7,17 @@ here too, by PostgreSQL's own means:
     durable before visible   `append_updates` is one transaction per group-commit batch, with
                              its journal events; COMMIT returns after the WAL is flushed
     no duplication           (draft_id, version) is the primary key of `updates`
-    activity, contributors   a row trigger on `updates`, in the commit's transaction (as SQLite)
+    activity, contributors   a row trigger on `updates`, in the commit's transaction (SQLite
+                             reads activity from the log and its commit adds contributors:
+                             there a trigger cost more; here each statement of the commit is
+                             a round trip, a trigger none)
     schema                   created and migrated at start-up under an advisory lock, so that
                              two instances starting together do not race (`schema_version`)
 
-The tables mirror the SQLite ones (see `server.store`); `user` is quoted (a reserved word), ids
-and user names compare bytewise (COLLATE "C", as SQLite does, so listing pages agree),
-timestamps are `double precision` seconds, blobs `bytea`, the journal's data is JSON text.
+The tables mirror the SQLite ones (see `server.store`), plus `draft_activity`; `user` is quoted
+(a reserved word), ids and user names compare bytewise (COLLATE "C", as SQLite does, so listing
+pages agree), timestamps are `double precision` seconds, blobs `bytea`, the journal's data is
+JSON text.
 Every driver or connection error leaves this module as `StoreError` (`_translated`).
 """
 

@@ -27,7 +27,7 @@ from pycrdt import Doc, Text
 from crdt.lib0 import encode_var_uint, write_var_bytes
 from crdt.protocol import SyncStep1, Update, encode_message
 from server.connection import fit_close_reason
-from tests.support.pycrdt_client import PycrdtClient
+from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.raw_client import RawClient, connect_raw
 from tests.support.server_process import ServerProcess
 from tests.support.store_reader import draft_rows, stored_doc
@@ -66,17 +66,11 @@ async def append(client: PycrdtClient, text: str) -> None:
     await client.edit(change)
 
 
-async def connect_editor(server: ServerProcess, draft: str, user: str = "alice") -> PycrdtClient:
-    client = await PycrdtClient(server.ws_url, draft, server.token(user)).connect()
-    await asyncio.wait_for(client.synced.wait(), TIMEOUT)
-    return client
-
-
 @contextlib.asynccontextmanager
 async def witnessed_room(server: ServerProcess) -> AsyncIterator[tuple[str, PycrdtClient]]:
     """A fresh draft owned by alice, with her editor (the witness) in it, having typed `before`."""
     draft = new_draft()
-    witness = await connect_editor(server, draft)
+    witness = await connect_synced(server, draft)
     try:
         await append(witness, "before")
         yield draft, witness
@@ -88,7 +82,7 @@ async def assert_room_goes_on(server: ServerProcess, draft: str, witness: Pycrdt
     """The witness edits on; a newcomer gets exactly its text, and the two sync both ways."""
     assert not witness.closed.is_set(), "the witness was disconnected with the bad client"
     await append(witness, " after")
-    fresh = await connect_editor(server, draft)
+    fresh = await connect_synced(server, draft)
     try:
         await fresh.wait_for(lambda: fresh.text("title") == "before after", TIMEOUT)
         await append(fresh, " fresh")

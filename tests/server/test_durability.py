@@ -21,7 +21,7 @@ from pycrdt import Array, Text
 
 from tests.support.node_client import NodeClient
 from tests.support.postgres import BACKENDS, store_flags
-from tests.support.pycrdt_client import PycrdtClient
+from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.server_process import ServerProcess
 from tests.support.stored import stored_doc as stored_sqlite_doc
 from tests.support.stored_any import max_version, stored_doc
@@ -172,8 +172,7 @@ async def test_a_draft_of_20000_edits_loads_from_a_snapshot_after_restart(
     server = ServerProcess(tmp_path / "data", "--snapshot-every", "100", *flags).start()
     draft = f"long-{uuid.uuid4().hex[:8]}"
     try:
-        writer = await PycrdtClient(server.ws_url, draft, server.token("alice")).connect()
-        await asyncio.wait_for(writer.synced.wait(), 10)
+        writer = await connect_synced(server, draft)
         for i in range(20_000):
             await writer.edit(lambda doc, i=i: doc.get("title", type=Text).insert(i, "abcd"[i % 4]))
         await writer.flush(timeout=60)

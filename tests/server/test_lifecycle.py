@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Doc, Map, Text
 
 from crdt.protocol import SyncStep1, Update, WriteAck, encode_message
-from tests.support.pycrdt_client import PycrdtClient
+from tests.support.pycrdt_client import connect_synced
 from tests.support.raw_client import RawClient, connect_raw
 from tests.support.server_process import ServerProcess
 
@@ -47,12 +47,6 @@ async def wait_rooms_loaded(server: ServerProcess, count: int, timeout: float = 
             if await rooms_loaded(server) == count:
                 return
             await asyncio.sleep(0.02)  # poll interval of a metric, bounded by the timeout
-
-
-async def connect_synced(server: ServerProcess, draft: str) -> PycrdtClient:
-    client = await PycrdtClient(server.ws_url, draft, server.token("alice")).connect()
-    await asyncio.wait_for(client.synced.wait(), TIMEOUT)
-    return client
 
 
 async def test_an_idle_room_unloads_after_the_grace_period_and_reloads_from_the_store(

@@ -6,7 +6,6 @@ live, a stock Yjs `WebsocketProvider` (Node) does it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ from pycrdt import Text
 
 from tests.support.node_client import NodeClient
 from tests.support.postgres import BACKENDS, store_flags
-from tests.support.pycrdt_client import PycrdtClient
+from tests.support.pycrdt_client import connect_synced
 from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user, create_draft, new_id, scrape
 from tests.support.server_process import ServerProcess
@@ -135,8 +134,7 @@ async def test_an_id_may_start_with_a_dash(server: ServerProcess) -> None:
 async def test_an_existing_id_is_409(server: ServerProcess) -> None:
     draft_id = new_id()
     opened_by_ws = new_id()
-    client = await PycrdtClient(server.ws_url, opened_by_ws, server.token("bob")).connect()
-    await asyncio.wait_for(client.synced.wait(), 10)
+    client = await connect_synced(server, opened_by_ws, "bob")
     await client.disconnect()
     async with as_user(server, "alice") as alice:
         await create_draft(alice, id=draft_id)

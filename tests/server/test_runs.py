@@ -10,14 +10,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
 from pycrdt import Doc, Map, Text
 
 from crdt.protocol import SyncStep1, Update, WriteAck, encode_message
-from tests.support.pycrdt_client import PycrdtClient
+from tests.support.pycrdt_client import connect_synced
 from tests.support.raw_client import RawClient, connect_raw
 from tests.support.server_process import ServerProcess
 from tests.support.store_reader import stored_doc, stored_log
@@ -56,12 +55,6 @@ async def joined(server: ServerProcess, draft: str) -> RawClient:
     return client
 
 
-async def watching(server: ServerProcess, draft: str) -> PycrdtClient:
-    client = await PycrdtClient(server.ws_url, draft, server.token("alice")).connect()
-    await asyncio.wait_for(client.synced.wait(), TIMEOUT)
-    return client
-
-
 async def test_frames_that_arrive_together_are_one_version_and_survive_a_restart(
     tmp_path: Path,
 ) -> None:
@@ -69,7 +62,7 @@ async def test_frames_that_arrive_together_are_one_version_and_survive_a_restart
     draft = new_draft()
     text = "frames that arrive together " * 4
     try:
-        watcher = await watching(server, draft)
+        watcher = await connect_synced(server, draft)
         sender = await joined(server, draft)
         sender.send_together([*Typist().typed(text), encode_message(WriteAck(b"all"))])
         await sender.next_message(WriteAck, timeout=TIMEOUT)
@@ -83,7 +76,7 @@ async def test_frames_that_arrive_together_are_one_version_and_survive_a_restart
 
         server.terminate()
         server.start()
-        again = await watching(server, draft)
+        again = await connect_synced(server, draft)
         await again.wait_for(lambda: again.text("title") == text, TIMEOUT)
         await again.disconnect()
         assert len(stored_log(server.database, draft)) == len(versions)
@@ -93,7 +86,7 @@ async def test_frames_that_arrive_together_are_one_version_and_survive_a_restart
 
 async def _assert_run_cut_at_bad_frame(server: ServerProcess, bad: bytes, reason: str) -> None:
     draft = new_draft()
-    watcher = await watching(server, draft)
+    watcher = await connect_synced(server, draft)
     try:
         sender = await joined(server, draft)
         typist = Typist()
@@ -125,7 +118,7 @@ async def test_a_malformed_frame_ends_a_run_and_keeps_what_came_before(
 
 async def test_the_rules_judge_the_writes_of_a_run(server: ServerProcess) -> None:
     draft = new_draft()
-    watcher = await watching(server, draft)
+    watcher = await connect_synced(server, draft)
     try:
         sender = await joined(server, draft)
         typist = Typist()

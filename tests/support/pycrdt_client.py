@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import websockets
 from pycrdt import (
@@ -25,7 +25,10 @@ from pycrdt import (
     handle_sync_message,
 )
 
-__all__ = ["PycrdtClient"]
+if TYPE_CHECKING:
+    from tests.support.server_process import ServerProcess
+
+__all__ = ["PycrdtClient", "connect_synced"]
 
 WRITE_ACK = 102
 
@@ -112,3 +115,13 @@ class PycrdtClient:
             self.closed.set()
             async with self._changed:
                 self._changed.notify_all()
+
+
+async def connect_synced(
+    server: ServerProcess, draft: str, user: str = "alice", *, timeout: float = 10
+) -> PycrdtClient:
+    """`user`'s editor on `draft`, once the server's sync step 2 is in: its doc holds all
+    the draft had when it joined, so what a test reads next is the server's doing."""
+    client = await PycrdtClient(server.ws_url, draft, server.token(user)).connect()
+    await asyncio.wait_for(client.synced.wait(), timeout)
+    return client

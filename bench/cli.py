@@ -2,6 +2,7 @@
 
     python -m bench persistence [--quick] [--out DIR] [--fsync]
     python -m bench merge [--quick] [--out DIR] [--traces DIR] [--trace NAME ...] [--limit N]
+                          [--snapshot-keep N]
     python -m bench relay [--quick] [--out DIR] [--servers A,B] [--scenario S ...]
     python -m bench relay --instances 2 [--quick] [--out DIR]
     python -m bench durability [--quick] [--out DIR] [--servers A,B] [--kill-after S] [--repeats N]
@@ -30,6 +31,7 @@ from bench.replay import ReplayMismatch
 from bench.runtime import positive_int, run
 from bench.servers import SERVERS
 from bench.traces import DEFAULT_TRACES_DIR
+from server.snapshot_retention import KEEP
 
 __all__ = ["main"]
 
@@ -114,6 +116,14 @@ def _build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         metavar="N",
         help="replay only the first N txns of sequential traces",
+    )
+    merge.add_argument(
+        "--snapshot-keep",
+        type=positive_int,
+        default=KEEP,
+        metavar="N",
+        help="the snapshots each replay's draft keeps, as `draftsync serve --snapshot-keep` "
+        "(%(default)s): a large N shows what the snapshots of a long history weigh unthinned",
     )
     relay = commands.add_parser(
         "relay",
@@ -201,7 +211,13 @@ async def _dispatch(args: argparse.Namespace) -> None:
         )
     else:
         options = MergeOptions(
-            args.out, args.quick, args.traces, tuple(args.trace), args.limit, progress
+            args.out,
+            args.quick,
+            args.traces,
+            tuple(args.trace),
+            args.limit,
+            progress,
+            snapshots_kept=args.snapshot_keep,
         )
         await run_merge(options)
 

@@ -26,6 +26,7 @@ from bench.runtime import median, progress
 from crdt.history import rebuild
 from server.config import Settings
 from server.records import UpdateRecord
+from server.snapshot_retention import KEEP
 from server.snapshots import Snapshotter
 from server.store import Store
 
@@ -56,7 +57,7 @@ async def _prepare(path: Path, config: ColdLoadConfig, every: int) -> dict[str, 
     cases = {"snapshot": total, "tail": total - (every - 1), "none": 0}
     store = await Store.open(path)
     try:
-        snapshotter = Snapshotter(store, every_updates=every, every_bytes=2**62)
+        snapshotter = Snapshotter(store, every_updates=every, every_bytes=2**62, keep=KEEP)
         for case, at in cases.items():
             await store.create_draft(case, "typist", now=time.time())
             records = _records(case, config.updates)

@@ -11,8 +11,9 @@ With the service still running (a warm store, as a live server has), each versio
 at_version=v)`, `crdt.history.rebuild` on a worker thread): `total_ms`, the median, is what the
 endpoint pays before it serializes the draft. `load_ms` and `rebuild_ms` split it (the two
 steps timed separately, inline, medians of their own runs). Versions: N/2 (issue 6's figure),
-N/2 + interval - 1 (the longest tail the cadence leaves), N and 1,000. Every rebuilt doc is
-checked against the text the first v updates make.
+the one with the longest tail the kept snapshots leave (a draft keeps at most
+`Settings.snapshots_kept`, spread over its history: past that, the gaps widen), N and 1,000.
+Every rebuilt doc is checked against the text the first v updates make.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +68,13 @@ class HistoryOptions:
     progress: bool
 
 
-def _versions(n: int, every: int) -> list[int]:
-    """N/2 first (the issue's figure), then N/2 + every - 1 (the longest tail the default
-    cadence leaves: N/2 itself may fall on a snapshot), N and 1,000 for comparison."""
-    wanted = (n // 2, min(n, n // 2 + every - 1), n, min(1_000, n))
+def _versions(n: int, kept: list[int]) -> list[int]:
+    """N/2 first (the issue's figure), then the version with the longest tail the `kept`
+    snapshots leave (the last one before the far end of the widest gap between them), N and
+    1,000 for comparison."""
+    bounds = [0, *kept, n + 1]
+    _, far_end = max(pairwise(bounds), key=lambda gap: gap[1] - gap[0])
+    wanted = (n // 2, far_end - 1, n, min(1_000, n))
     return list(dict.fromkeys(v for v in wanted if v > 0))
 
 
@@ -158,14 +163,11 @@ async def _measure(options: HistoryOptions) -> dict[str, Any]:
     runs = options.runs or sizes.runs
     show = options.progress
     env = environment()  # before: the load average is the one the run started under
-    default_every = Settings(data_dir=Path("."), secret="-").snapshot_every_updates
+    defaults = Settings(data_dir=Path("."), secret="-")
+    default_every, kept = defaults.snapshot_every_updates, defaults.snapshots_kept
     updates, final = typed_updates(n, seed=SEED)
-    versions = _versions(n, default_every)
-    expected = _expected(updates, versions)
-    if expected[n] != final:
-        raise ReplayMismatch("the keystrokes replayed on a fresh doc differ from the typist's")
     cases: dict[str, dict[str, int]] = {
-        f"snapshot every {default_every:,}": {},
+        f"every {default_every:,}, keep {kept}": {},
         "no snapshots": {
             "snapshot_every_updates": NO_SNAPSHOTS,
             "snapshot_every_bytes": NO_SNAPSHOTS,
@@ -173,16 +175,24 @@ async def _measure(options: HistoryOptions) -> dict[str, Any]:
     }
     rows: list[dict[str, Any]] = []
     snapshots: dict[str, list[int]] = {}
+    versions: list[int] = []
+    expected: dict[int, str] = {}
     with tempfile.TemporaryDirectory(prefix="draftsync-bench-") as tmp:
         for i, (case, overrides) in enumerate(cases.items()):
             directory = Path(tmp) / str(i)
             async with open_room(directory, **overrides) as harness:
                 await _type_draft(harness, updates, show=show, desc=f"typing ({case})")
                 snapshots[case] = _snapshots(harness.settings.database_path)
+                if not versions:  # the first case's snapshots choose them
+                    versions = _versions(n, snapshots[case])
+                    expected = _expected(updates, versions)
+                    if expected[n] != final:
+                        raise ReplayMismatch("the keystrokes replayed differ from the typist's")
                 for version in progress(versions, desc=f"rebuild ({case})", enabled=show):
                     row = await _time_version(harness, version, expected[version], runs)
                     rows.append({"case": case, "updates": n, **row})
-    headline, worst = rows[0], rows[1]
+    first_case = [row for row in rows if row["case"] == rows[0]["case"]]
+    headline, worst = rows[0], max(first_case, key=lambda row: row["tail_updates"])
     return {
         "bench": "history",
         "quick": options.quick,
@@ -192,6 +202,7 @@ async def _measure(options: HistoryOptions) -> dict[str, Any]:
             "runs": runs,
             "versions": versions,
             "snapshot_every_updates": default_every,
+            "snapshots_kept": kept,
             "seed": SEED,
         },
         "snapshots": snapshots,
@@ -219,7 +230,7 @@ def _table(result: Mapping[str, Any]) -> str:
             "total: server.api.history._rebuilt (flush, last version, store.load(at_version), "
             "rebuild on a worker thread);",
             "load / rebuild: the two steps timed separately, inline.",
-            f"Snapshots taken by the server: {len(first)} ({shown}); "
+            f"Snapshots the server kept: {len(first)} ({shown}); "
             f"none in the contrast draft ({len(list(snapshots.values())[-1])}).",
             f"Headline: {result['headline']['what']}: {result['headline']['total_ms']:.2f} ms; "
             f"version {result['headline']['worst_tail_version']:,} (longest tail): "

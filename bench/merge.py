@@ -20,6 +20,7 @@ from bench.report import Column, format_table, publish
 from bench.runtime import environment, progress
 from bench.tracerun import time_trace
 from bench.traces import LICENCE, SOURCE, credit, load_trace
+from server.snapshot_retention import KEEP
 
 __all__ = ["QUICK_LIMIT", "QUICK_TRACES", "TRACE_FILES", "MergeOptions", "run_merge"]
 
@@ -48,6 +49,7 @@ class MergeOptions:
     only: tuple[str, ...]  # trace names to run (empty: the default set)
     limit: int | None  # first N txns of sequential traces
     progress: bool
+    snapshots_kept: int = KEEP  # per replayed draft, as `draftsync serve --snapshot-keep`
 
     def files(self) -> tuple[str, ...]:
         if self.only:
@@ -75,7 +77,12 @@ async def _measure(options: MergeOptions) -> dict[str, object]:
             full = len(trace.txns)
             if trace.kind == "sequential":
                 trace = trace.prefix(limit)
-            row = await time_trace(trace, Path(tmp) / str(i), show=options.progress)
+            row = await time_trace(
+                trace,
+                Path(tmp) / str(i),
+                show=options.progress,
+                snapshots_kept=options.snapshots_kept,
+            )
             rows.append({**row, "txns_in_trace": full})
     names = [str(row["trace"]) for row in rows]
     return {
@@ -86,6 +93,7 @@ async def _measure(options: MergeOptions) -> dict[str, object]:
             "traces_dir": str(options.traces_dir),
             "traces": list(files),
             "sequential_txn_limit": limit,
+            "snapshots_kept": options.snapshots_kept,
         },
         "traces": rows,
         "credits": {
@@ -106,6 +114,8 @@ def _table(result: dict[str, object]) -> str:
             "    the reader hands a flooding client's frames over: runs of up to "
             f"{result['traces'][0]['room_longest_run'] if result['traces'] else '?'} a transaction",
             "(c) frame by frame: the same, each frame alone (a client typing slower than the room)",
+            "snaps, snap MB, log MB: what (c) left in the store: the snapshots kept (at most",
+            "    --snapshot-keep of them, spread over the history) and the update log",
             f"Traces from {credits['source']}, {credits['licence']}:",
             *(f"  {line}" for line in credits["authors"]),
         ]
@@ -123,6 +133,9 @@ def _table(result: dict[str, object]) -> str:
             Column("room_mean_batch", "mean batch"),
             Column("frame_by_frame_updates_per_s", "(c) frames upd/s"),
             Column("ratio_frame_by_frame_to_bare", "c/a"),
+            Column("stored_snapshots", "snaps"),
+            Column("stored_snapshot_mb", "snap MB"),
+            Column("stored_log_mb", "log MB"),
             Column("verified", "text ok"),
         ],
         result["traces"],  # type: ignore[arg-type]

@@ -13,8 +13,11 @@ The per-txn Yjs updates are made first (`bench.replay`), then timed two ways:
              frame by frame  each frame alone, as from a client typing slower than the room
 
 The ratio room/bare (flood) says how much of the CRDT's speed survives the server's pipeline
-when it is the bottleneck. Every replay's final text is checked against the trace (room doc and
-what the observer received too); a mismatch aborts the bench, since its figures would be void.
+when it is the bottleneck. What the frame-by-frame replay leaves in the store (one version per
+update, as from a person typing) shows what a draft's history costs on disk: the log, and the
+snapshots the server kept of it (at most `--snapshot-keep`, server/snapshot_retention.py).
+Every replay's final text is checked against the trace (room doc and what the observer received
+too); a mismatch aborts the bench, since its figures would be void.
 
 Between runs (frames) the feeder yields to the event loop, as the reader does while it awaits
 the next WebSocket frame; without it no commit could start until the queue was full.
@@ -23,6 +26,8 @@ the next WebSocket frame; without it no commit could start until the queue was f
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from pathlib import Path
 
@@ -80,10 +85,10 @@ def _runs(replay: Replay, longest: int) -> list[tuple[int, list[bytes]]]:
 
 
 async def _room(
-    replay: Replay, directory: Path, *, longest_run: int, show: bool
+    replay: Replay, directory: Path, *, longest_run: int, show: bool, snapshots_kept: int
 ) -> tuple[float, dict[str, object]]:
     """Seconds from the first message to the last commit, and the group-commit stats."""
-    async with open_room(directory) as harness:
+    async with open_room(directory, snapshots_kept=snapshots_kept) as harness:
         senders = [
             (await harness.connect(f"agent{a}"))[0]
             for a in range(max(replay.agents, default=0) + 1)
@@ -119,12 +124,27 @@ async def _room(
     return elapsed, stats
 
 
+def _stored(database: Path) -> dict[str, object]:
+    """The sizes of the log and of the snapshots kept in a replay's store."""
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        [(log_bytes,)] = db.execute("SELECT COALESCE(SUM(length(data)), 0) FROM updates")
+        [(snapshots, snapshot_bytes)] = db.execute(
+            "SELECT count(*), COALESCE(SUM(length(data)), 0) FROM snapshots"
+        )
+    return {
+        "stored_log_mb": log_bytes / 1e6,
+        "stored_snapshots": snapshots,
+        "stored_snapshot_mb": snapshot_bytes / 1e6,
+    }
+
+
 def _row(
     replay: Replay,
     bare: float,
     room: float,
     stats: dict[str, object],
     frame_by_frame: float,
+    stored: dict[str, object],
 ) -> dict[str, object]:
     n = len(replay.updates)
     trace = replay.trace
@@ -144,14 +164,22 @@ def _row(
         "room_longest_run": MAX_RUN,
         "frame_by_frame_updates_per_s": n / frame_by_frame,
         "ratio_frame_by_frame_to_bare": bare / frame_by_frame,
+        **stored,
         "verified": True,
     }
 
 
-async def time_trace(trace: Trace, directory: Path, *, show: bool) -> dict[str, object]:
+async def time_trace(
+    trace: Trace, directory: Path, *, show: bool, snapshots_kept: int
+) -> dict[str, object]:
     """Encode, then time bare and room; the result row (raises ReplayMismatch on a bad replay)."""
     replay = produce_updates(trace, show=show)
     bare = _bare(replay)
-    room, stats = await _room(replay, directory / "flood", longest_run=MAX_RUN, show=show)
-    frame_by_frame, _ = await _room(replay, directory / "frames", longest_run=1, show=show)
-    return _row(replay, bare, room, stats, frame_by_frame)
+    room, stats = await _room(
+        replay, directory / "flood", longest_run=MAX_RUN, show=show, snapshots_kept=snapshots_kept
+    )
+    frame_by_frame, _ = await _room(
+        replay, directory / "frames", longest_run=1, show=show, snapshots_kept=snapshots_kept
+    )
+    stored = _stored(directory / "frames" / "draftsync.db")
+    return _row(replay, bare, room, stats, frame_by_frame, stored)

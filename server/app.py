@@ -59,6 +59,7 @@ class Service:
             store,
             every_updates=settings.snapshot_every_updates,
             every_bytes=settings.snapshot_every_bytes,
+            keep=settings.snapshots_kept,
         )
         self.journal_closer = JournalCloser(store)
         self.rooms = RoomRegistry(

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 
 from crdt.errors import SchemaError
 from crdt.schema import DEFAULT_SCHEMA, load_schema
+from server import snapshot_retention
 from server.app import create_app
 from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
@@ -114,6 +115,15 @@ def _build_parser() -> argparse.ArgumentParser:
         default=4 * 1024 * 1024,
         metavar="BYTES",
         help="... or every BYTES of updates, whichever comes first (%(default)s)",
+    )
+    serve.add_argument(
+        "--snapshot-keep",
+        type=_positive_int,
+        default=snapshot_retention.KEEP,
+        metavar="N",
+        help="keep at most N snapshots a draft, spread evenly over its history, so that they "
+        "take at most N times its state; a past version is rebuilt from the nearest one at "
+        "or before it plus the log after it (%(default)s)",
     )
     serve.add_argument(
         "--room-grace",
@@ -217,6 +227,7 @@ def _serve(args: argparse.Namespace) -> int:
         durability=Durability(args.durability),
         snapshot_every_updates=args.snapshot_every,
         snapshot_every_bytes=args.snapshot_bytes,
+        snapshots_kept=args.snapshot_keep,
         room_grace_seconds=args.room_grace,
         send_queue_messages=args.send_queue_messages,
         send_queue_bytes=args.send_queue_bytes,

@@ -7,6 +7,7 @@ from enum import Enum
 from pathlib import Path
 
 from crdt.schema import DEFAULT_SCHEMA, Schema
+from server import snapshot_retention
 
 __all__ = ["ALL_LAYERS", "Durability", "Layers", "Settings"]
 
@@ -42,6 +43,8 @@ class Settings:
     # A snapshot is taken when a draft has this many updates, or bytes, since its last one.
     snapshot_every_updates: int = 1000
     snapshot_every_bytes: int = 4 * 1024 * 1024
+    # A draft keeps at most this many snapshots, spread over its history (snapshot_retention).
+    snapshots_kept: int = snapshot_retention.KEEP
     # A room with no connections is unloaded after this many seconds.
     room_grace_seconds: float = 5.0
     # Per-connection send queue bounds; a reader that falls further behind is closed with 4408.

@@ -14,7 +14,8 @@ on a worker thread. The log itself is kept either way: history needs it.
 
 A draft's snapshots are stored one at a time. One asked for meanwhile waits, and a newer one
 replaces it: at most one state per draft waits in memory, and a burst of updates that ends
-while a snapshot is being stored still gets its own.
+while a snapshot is being stored still gets its own. Storing one also deletes those that take
+the draft beyond `keep` (server/snapshot_retention.py), in the same transaction.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable
 
 from crdt.history import compact
 from server.errors import StoreError
+from server.snapshot_retention import snapshots_to_drop
 from server.store import Store
 
 __all__ = ["Snapshotter"]
@@ -35,10 +37,11 @@ logger = logging.getLogger("draftsync.snapshots")
 
 
 class Snapshotter:
-    def __init__(self, store: Store, *, every_updates: int, every_bytes: int) -> None:
+    def __init__(self, store: Store, *, every_updates: int, every_bytes: int, keep: int) -> None:
         self._store = store
         self.every_updates = every_updates
         self.every_bytes = every_bytes
+        self.keep = keep
         self._running: dict[str, asyncio.Task[None]] = {}
         self._waiting: dict[str, Callable[[], Awaitable[None]]] = {}  # the newest, per draft
 
@@ -77,11 +80,26 @@ class Snapshotter:
 
     async def _save(self, draft_id: str, version: int, state: bytes) -> None:
         try:
-            await self._store.save_snapshot(draft_id, version, state, now=time.time())
+            dropped = await self._store_thinned(draft_id, version, state)
         except StoreError as error:
             logger.warning("snapshot failed draft=%s version=%d error=%s", draft_id, version, error)
             return
-        logger.info("snapshot draft=%s version=%d bytes=%d", draft_id, version, len(state))
+        logger.info(
+            "snapshot draft=%s version=%d bytes=%d dropped=%s",
+            draft_id,
+            version,
+            len(state),
+            dropped,
+        )
+
+    async def _store_thinned(self, draft_id: str, version: int, state: bytes) -> list[int]:
+        """Store the snapshot and drop the ones beyond `keep`; returns their versions. Only
+        this draft's own job runs meanwhile, so the versions read stay current (another
+        instance's snapshot of the draft may slip in: the next one thins it)."""
+        versions = await self._store.snapshot_versions(draft_id)
+        dropped = snapshots_to_drop(sorted({*versions, version}), self.keep)
+        await self._store.save_snapshot(draft_id, version, state, now=time.time(), drop=dropped)
+        return dropped
 
     async def _fold(self, draft_id: str, version: int) -> None:
         started = time.perf_counter()
@@ -90,15 +108,16 @@ class Snapshotter:
             if state.version != version or not state.tail:
                 return  # nothing new since the last snapshot, or the log is not there yet
             merged = await asyncio.to_thread(compact, state.snapshot, state.tail)
-            await self._store.save_snapshot(draft_id, version, merged, now=time.time())
+            dropped = await self._store_thinned(draft_id, version, merged)
         except StoreError as error:
             logger.warning("snapshot failed draft=%s version=%d error=%s", draft_id, version, error)
             return
         logger.info(
-            "snapshot draft=%s version=%d folded=%d bytes=%d ms=%.1f",
+            "snapshot draft=%s version=%d folded=%d bytes=%d ms=%.1f dropped=%s",
             draft_id,
             version,
             len(state.tail),
             len(merged),
             (time.perf_counter() - started) * 1000,
+            dropped,
         )

@@ -180,6 +180,7 @@ _LATEST_SNAPSHOT = (
     "SELECT version, data FROM snapshots WHERE draft_id = ? AND version <= ?"
     " ORDER BY version DESC LIMIT 1"
 )
+_DELETE_SNAPSHOT = "DELETE FROM snapshots WHERE draft_id = ? AND version = ?"
 _UPDATES_BETWEEN = (
     "SELECT data FROM updates WHERE draft_id = ? AND version > ? AND version <= ? ORDER BY version"
 )
@@ -387,12 +388,25 @@ class Store:
         tail = await self.updates_between(draft_id, snapshot_version, upto)
         return DraftState(snapshot=snapshot, snapshot_version=snapshot_version, tail=tail)
 
-    async def save_snapshot(self, draft_id: str, version: int, data: bytes, *, now: float) -> None:
+    async def snapshot_versions(self, draft_id: str) -> list[int]:
+        with _translated("reading snapshots"):
+            rows = await self._fetch_all(
+                "SELECT version FROM snapshots WHERE draft_id = ? ORDER BY version", (draft_id,)
+            )
+        return [int(version) for (version,) in rows]  # type: ignore[call-overload]
+
+    async def save_snapshot(
+        self, draft_id: str, version: int, data: bytes, *, now: float, drop: Sequence[int] = ()
+    ) -> None:
+        """Store the draft's state at `version` and delete its snapshots at `drop`, at once."""
         with _translated("saving a snapshot"):
             # Written on the event loop like a commit (~1 ms for 500 KB; a worker thread
             # would wait for the GIL, and commits for it), unless it is megabytes.
             await self._log.write(
-                [(_INSERT_SNAPSHOT, [(draft_id, version, data, now)])],
+                [
+                    (_INSERT_SNAPSHOT, [(draft_id, version, data, now)]),
+                    (_DELETE_SNAPSHOT, [(draft_id, dropped) for dropped in drop]),
+                ],
                 inline=len(data) <= _INLINE_SNAPSHOT_BYTES,
             )
 

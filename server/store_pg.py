@@ -404,10 +404,26 @@ class PostgresStore:
         tail = [bytes(r[0]) for r in rows]
         return DraftState(snapshot=snapshot, snapshot_version=snapshot_version, tail=tail)
 
-    async def save_snapshot(self, draft_id: str, version: int, data: bytes, *, now: float) -> None:
+    async def snapshot_versions(self, draft_id: str) -> list[int]:
+        with _translated("reading snapshots"):
+            rows = await self._fetch_all(
+                "SELECT version FROM snapshots WHERE draft_id = $1 ORDER BY version", draft_id
+            )
+        return [int(row[0]) for row in rows]
+
+    async def save_snapshot(
+        self, draft_id: str, version: int, data: bytes, *, now: float, drop: Sequence[int] = ()
+    ) -> None:
+        """Store the draft's state at `version` and delete its snapshots at `drop`, at once."""
         with _translated("saving a snapshot"):
             async with self._transaction() as db:
                 await db.execute(_INSERT_SNAPSHOT, draft_id, version, data, now)
+                if drop:
+                    await db.execute(
+                        "DELETE FROM snapshots WHERE draft_id = $1 AND version = ANY($2::bigint[])",
+                        draft_id,
+                        list(drop),
+                    )
 
     # -- the journal --------------------------------------------------------------------------
 

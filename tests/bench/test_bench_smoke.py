@@ -123,6 +123,9 @@ MERGE_ROW = {
     "room_longest_run",
     "frame_by_frame_updates_per_s",
     "ratio_frame_by_frame_to_bare",
+    "stored_log_mb",
+    "stored_snapshots",
+    "stored_snapshot_mb",
     "verified",
 }
 
@@ -253,7 +256,10 @@ def test_history_quick(tmp_path: Path) -> None:
     assert result["bench"] == "history"
     assert result["quick"] is True
     _has(ENVIRONMENT, result["environment"])
-    _has({"updates", "runs", "versions", "snapshot_every_updates"}, result["settings"])
+    _has(
+        {"updates", "runs", "versions", "snapshot_every_updates", "snapshots_kept"},
+        result["settings"],
+    )
     _has(
         {"what", "version", "total_ms", "worst_tail_version", "worst_tail_total_ms"},
         result["headline"],

@@ -18,7 +18,7 @@ async def test_the_newest_snapshot_asked_for_is_stored_whenever_it_is_asked(
     the step in which the draft's last save finishes."""
     store = await Store.open(tmp_path / "draftsync.db")
     await store.create_draft("d", "alice", now=time.time())
-    snapshotter = Snapshotter(store, every_updates=1, every_bytes=1)
+    snapshotter = Snapshotter(store, every_updates=1, every_bytes=1, keep=1)
     try:
         for steps in range(6):
             for round_ in range(20):

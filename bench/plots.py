@@ -35,7 +35,8 @@ def _pairs(
         offset = (k - (len(series) - 1) / 2) * height
         ax.barh([i + offset for i in range(len(labels))], values, height, label=name, color=color)
     ax.set_yticks(list(range(len(labels))), labels)
-    ax.invert_yaxis()
+    if not ax.yaxis_inverted():  # axes that share y were inverted by the first call
+        ax.invert_yaxis()
 
 
 def plot_persistence(result: Mapping[str, Any], path: Path) -> None:
@@ -81,8 +82,8 @@ def plot_persistence(result: Mapping[str, Any], path: Path) -> None:
 def plot_merge(result: Mapping[str, Any], path: Path) -> None:
     rows: Rows = result["traces"]
     labels = [r["trace"] for r in rows]
-    fig, (speed, ratio) = plt.subplots(
-        1, 2, figsize=(12, 2.2 + 0.5 * len(rows)), layout="constrained", sharey=True
+    fig, (speed, ratio, storage) = plt.subplots(
+        1, 3, figsize=(17, 2.2 + 0.5 * len(rows)), layout="constrained", sharey=True
     )
     _pairs(
         speed,
@@ -100,6 +101,16 @@ def plot_merge(result: Mapping[str, Any], path: Path) -> None:
     ratio.bar_label(bars, labels=[f"{v:.3f}" for v in ratios], padding=3)
     ratio.set_xlabel("room / bare")
     ratio.set_title("Share of the CRDT's speed the room keeps")
+    _pairs(
+        storage,
+        labels,
+        ("update log", [r["stored_log_mb"] for r in rows], "tab:purple"),
+        ("snapshots kept", [r["stored_snapshot_mb"] for r in rows], "tab:olive"),
+    )
+    storage.legend(loc="best")
+    storage.set_xlabel("MB in the store (lower is better)")
+    kept = result["settings"]["snapshots_kept"]
+    storage.set_title(f"One version a keystroke, stored (at most {kept:,} snapshots)")
     credits = result["credits"]
     fig.supxlabel(f"Traces: {credits['source']}, {credits['licence']}", fontsize=7)
     fig.savefig(path, dpi=110)

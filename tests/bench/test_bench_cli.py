@@ -1,0 +1,44 @@
+"""`draftsync bench`: each sub-command explains itself, and long runs show progress bars on
+stderr unless told not to (issue 8, point 4)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.server_process import REPO
+
+COMMANDS = ("persistence", "merge", "relay", "durability", "layers", "history")
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_sub_command_has_help_with_quick_and_out(command: str) -> None:
+    done = _bench(command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert f"bench {command}" in done.stdout
+    for option in ("--quick", "--out", "--no-progress"):
+        assert option in done.stdout, (command, option)
+
+
+def test_a_run_shows_progress_bars_on_stderr_unless_no_progress(tmp_path: Path) -> None:
+    quick = ["merge", "--quick", "--trace", "seph-blog1", "--limit", "500"]
+    shown = _bench(*quick, "--out", str(tmp_path / "shown"))
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "room seph-blog1 (flood)" in shown.stderr and "it/s" in shown.stderr
+    quiet = _bench(*quick, "--out", str(tmp_path / "quiet"), "--no-progress")
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "it/s" not in quiet.stderr

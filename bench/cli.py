@@ -9,6 +9,7 @@
 
     python -m bench layers [--quick] [--out DIR] [--traces DIR] [--txns N] [--runs R]
     python -m bench history [--quick] [--out DIR] [--updates N] [--runs R]
+    python -m bench fuzz [--quick] [--out DIR] [--inputs N] [--seed S] [--max-seconds S]
 
 Each command prints a table, writes `DIR/<command>.json` and draws `DIR/<command>.png`.
 """
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.crash import CRASH_SERVERS, CrashOptions, run_crash
+from bench.fuzz import add_command as add_fuzz
 from bench.history import add_command as add_history
 from bench.layers import add_command as add_layers
 from bench.merge import QUICK_LIMIT, TRACE_FILES, MergeOptions, run_merge
@@ -188,11 +190,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     add_layers(commands, _common)
     add_history(commands, _common)
+    add_fuzz(commands, _common)
     return parser
 
 
 async def _dispatch(args: argparse.Namespace) -> None:
-    if getattr(args, "command_runner", None) is not None:  # layers, history: their own modules
+    if getattr(args, "command_runner", None) is not None:  # layers, history, fuzz: own modules
         await args.command_runner(args)
         return
     progress = not args.no_progress

@@ -1,0 +1,257 @@
+"""`bench fuzz`: a long mutation run over the pure decoders (issue 21, point 5).
+
+Each input is a real frame, update or awareness payload (`bench.fuzz_corpus`) with one to four
+mutations drawn from a seeded `random.Random`, fed to one decoder in turn (`TARGETS`). The
+contract (README, "Connecting") is that bad input raises only `crdt.errors.ProtocolError`
+subclasses: anything else is a finding, kept with its input (hex) in the JSON. Figures: inputs,
+inputs/s, outcomes by exception type per decoder, max RSS, and the slowest input (time and
+size), the cheap sign of a decoder that is not linear. The test suite runs the same targets,
+shorter, with hypothesis (`tests/fuzz/`).
+
+Run it under an address-space limit, so that a decoder that allocates without bound fails
+with MemoryError (a finding) rather than taking the machine::
+
+    prlimit --as=4000000000 python -m bench fuzz --inputs 1000000 --out bench-results
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import resource
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from bench.fuzz_corpus import (
+    TARGETS,
+    awareness_payloads,
+    frames,
+    mutate,
+    random_ops,
+    update_frame,
+    updates,
+)
+from bench.report import Column, format_table, publish
+from bench.runtime import environment, positive_int, progress
+from crdt.errors import ProtocolError
+
+__all__ = ["FuzzOptions", "add_command", "plot_fuzz", "run_fuzz"]
+
+FULL_INPUTS = 1_000_000
+QUICK_INPUTS = 20_000
+MAX_FINDINGS = 50  # inputs kept per run: the first of each kind is what a fix needs
+INPUT_TIMEOUT = 2.0  # seconds: an input that takes longer is a finding (a hang, cut off)
+
+
+class InputTimeout(BaseException):
+    """Raised by the SIGALRM handler inside a decoder that runs past INPUT_TIMEOUT."""
+
+
+def _on_alarm(_signum: int, _frame: object) -> None:
+    raise InputTimeout(f"over {INPUT_TIMEOUT} s")
+
+
+@dataclass(frozen=True, slots=True)
+class FuzzOptions:
+    out: Path
+    quick: bool
+    inputs: int | None
+    seed: int
+    max_seconds: float | None
+    progress: bool
+
+
+def seeds_for(target: str) -> tuple[bytes, ...]:
+    """The corpus a decoder starts from: what the server hands it."""
+    if target == "decode_message":
+        return frames()
+    if target == "decode_awareness_update":
+        return awareness_payloads() + frames()
+    return updates()
+
+
+def _draw(rng: random.Random, target: str) -> bytes:
+    seeds = seeds_for(target)
+    data = mutate(rng.choice(seeds), random_ops(rng), seeds)
+    if target == "decode_message" and rng.random() < 0.3:
+        # a well-framed update with a mutated payload: gets past the framing
+        data = update_frame(mutate(rng.choice(updates()), random_ops(rng), updates()))
+    return data
+
+
+def run_inputs(
+    inputs: int,
+    *,
+    seed: int,
+    max_seconds: float | None = None,
+    show: bool = False,
+    targets: dict[str, Callable[[bytes], object]] = TARGETS,
+) -> dict[str, Any]:
+    """Feed `inputs` mutated inputs round-robin to `targets`; return the figures."""
+    rng = random.Random(seed)
+    names = list(targets)
+    outcomes: dict[str, Counter[str]] = {name: Counter() for name in names}
+    findings: list[dict[str, Any]] = []
+    slowest = {"seconds": 0.0, "target": "", "bytes": 0, "input": ""}
+    largest = 0
+    started = time.perf_counter()
+    done = 0
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        for i in progress(range(inputs), desc="fuzz", unit="in", enabled=show):
+            name = names[i % len(names)]
+            data = _draw(rng, name)
+            largest = max(largest, len(data))
+            t0 = time.perf_counter()
+            signal.setitimer(signal.ITIMER_REAL, INPUT_TIMEOUT)
+            try:
+                targets[name](data)
+                outcome = "accepted"
+            except ProtocolError as error:
+                outcome = type(error).__name__
+            except BaseException as error:  # the finding: any other exception, PanicException too
+                if isinstance(error, KeyboardInterrupt):
+                    raise
+                outcome = f"FINDING {type(error).__name__}"
+                if len(findings) < MAX_FINDINGS:
+                    findings.append(
+                        {"target": name, "error": repr(error)[:300], "input": data.hex()}
+                    )
+            elapsed = time.perf_counter() - t0
+            outcomes[name][outcome] += 1
+            if elapsed > slowest["seconds"] and not outcome.startswith("FINDING"):
+                slowest = {
+                    "seconds": elapsed,
+                    "target": name,
+                    "bytes": len(data),
+                    "input": data.hex(),
+                }
+            done = i + 1
+            if max_seconds is not None and time.perf_counter() - started > max_seconds:
+                break
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    seconds = time.perf_counter() - started
+    if slowest["target"]:
+        slowest["seconds"] = _retime(targets[slowest["target"]], bytes.fromhex(slowest["input"]))
+    return {
+        "seed": seed,
+        "inputs": done,
+        "seconds": seconds,
+        "inputs_per_second": done / seconds if seconds else 0.0,
+        "largest_input_bytes": largest,
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "slowest": slowest,
+        "outcomes": {name: dict(counts.most_common()) for name, counts in outcomes.items()},
+        "findings": findings,
+    }
+
+
+def _retime(target: Callable[[bytes], object], data: bytes) -> float:
+    """The best of five runs: one slow run is as often the machine (two shared cores, a GC
+    pass) as the input."""
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        with contextlib.suppress(ProtocolError):  # counted in the run: only the time matters
+            target(data)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _table(result: dict[str, Any]) -> str:
+    rows = []
+    for name, counts in result["outcomes"].items():
+        total = sum(counts.values())
+        bad = sum(n for kind, n in counts.items() if kind.startswith("FINDING"))
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in counts.items())
+        rows.append({"decoder": name, "inputs": total, "findings": bad, "outcomes": kinds})
+    columns = [
+        Column("decoder", "decoder"),
+        Column("inputs", "inputs"),
+        Column("findings", "findings"),
+        Column("outcomes", "outcomes"),
+    ]
+    slow = result["slowest"]
+    return format_table("bench fuzz: outcomes per decoder", columns, rows) + (
+        f"\n\n{result['inputs']:,} inputs in {result['seconds']:.0f} s "
+        f"({result['inputs_per_second']:,.0f}/s), max RSS {result['max_rss_mib']:.0f} MiB, "
+        f"slowest input {slow['seconds'] * 1e3:.2f} ms ({slow['target']}, {slow['bytes']} B), "
+        f"{len(result['findings'])} findings kept"
+    )
+
+
+def plot_fuzz(result: dict[str, Any], path: Path) -> None:
+    """Outcomes per decoder, stacked: accepted, each ProtocolError class, findings."""
+    names = list(result["outcomes"])
+    kinds = sorted({kind for counts in result["outcomes"].values() for kind in counts})
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    bottom = [0] * len(names)
+    for kind in kinds:
+        heights = [result["outcomes"][name].get(kind, 0) for name in names]
+        ax.barh(names, heights, left=bottom, label=kind)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    ax.set_xlabel("inputs")
+    ax.set_title(f"bench fuzz: {result['inputs']:,} mutated inputs, seed {result['seed']}")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+async def run_fuzz(options: FuzzOptions) -> dict[str, Any]:
+    inputs = options.inputs or (QUICK_INPUTS if options.quick else FULL_INPUTS)
+    result = run_inputs(
+        inputs, seed=options.seed, max_seconds=options.max_seconds, show=options.progress
+    )
+    result["environment"] = environment()
+    options.out.mkdir(parents=True, exist_ok=True)
+    publish(result, options.out, "fuzz", plot_fuzz, _table(result))
+    return result
+
+
+def add_command(
+    commands: Any, common: Callable[[argparse.ArgumentParser, str], None]
+) -> argparse.ArgumentParser:
+    """`bench fuzz` on the CLI's sub-parsers (`common` adds --quick, --out, --no-progress)."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "fuzz",
+        help="mutated real frames and updates through the pure decoders",
+        description="Real y-protocols frames, Yjs updates and awareness payloads, mutated (bit "
+        "flips, inserts, deletes, truncation, splices, varUint blow-ups) from a fixed seed, fed "
+        "round-robin to decode_message, decode_awareness_update, decode_update, "
+        "first_client_id, check_nesting and FieldIndex. Any exception other than a "
+        "ProtocolError is a finding, kept with its input. Run under an address-space limit: "
+        "prlimit --as=4000000000 python -m bench fuzz.",
+    )
+    common(parser, f"{QUICK_INPUTS:,} inputs instead of {FULL_INPUTS:,} (a few seconds)")
+    parser.add_argument(
+        "--inputs", type=positive_int, metavar="N", help=f"inputs (default {FULL_INPUTS:,})"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the run's seed (%(default)s)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        metavar="S",
+        help="stop after S seconds even if fewer inputs were run",
+    )
+
+    async def command(args: argparse.Namespace) -> None:
+        options = FuzzOptions(
+            args.out, args.quick, args.inputs, args.seed, args.max_seconds, not args.no_progress
+        )
+        result = await run_fuzz(options)
+        if result["findings"]:
+            raise SystemExit(1)
+
+    parser.set_defaults(command_runner=command)
+    return parser

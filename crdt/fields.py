@@ -1,10 +1,12 @@
 """Which map key an item writes, and whether its writer had seen the key's current value.
 
-For every item of the root map `fields` the index keeps `id -> key` (each clock of a merged
-run), the tree its origins form per key, and the key's winning item as Yjs/yrs decide it:
-siblings (items with one origin) are ordered by ascending client id and a node's subtree
-follows it, so the winner is reached from the root by always taking the child with the largest
-client id (shared/docs/conflict-detection.md; matched pycrdt on every checked case).
+For every item of the root map `fields` the index keeps `id -> key` (as runs of clocks: a
+merged deleted run's length is only the update's claim, 2**32 - 1 clocks fit in 27 bytes, so
+nothing costs per clock), the tree its origins form per key, and the key's winning item as
+Yjs/yrs decide it: siblings (items with one origin) are ordered by ascending client id and a
+node's subtree follows it, so the winner is reached from the root by always taking the child
+with the largest client id (shared/docs/conflict-detection.md; matched pycrdt on every checked
+case).
 
 A write is *concurrent* when its origin is not the key's winner at the moment it arrives, or
 when it has no origin although the key already has items: its writer had not seen the value the
@@ -13,6 +15,7 @@ server holds. This holds whether the incoming write wins or loses Yjs's ordering
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -37,16 +40,32 @@ class MapWrite:
     last: Id | None = None  # the item's last clock, when a merged deleted run spans several
 
 
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Clocks `start..end - 1` of one client, one item's chain: each clock's parent is the
+    clock before it, the first one's is the item's origin."""
+
+    start: int
+    end: int
+    key: str
+
+
 class FieldIndex:
     def __init__(self, root: str = "fields") -> None:
         self.root = root
-        self._key_of: dict[Id, str] = {}
-        self._children: dict[tuple[str, Id | None], list[Id]] = {}
+        # Runs, not clocks: a run's length is only a claim of the update (a deleted run of
+        # 2**32 - 1 clocks fits in 27 bytes), so nothing here may cost per clock.
+        self._starts: dict[int, list[int]] = {}  # client -> sorted run starts
+        self._runs: dict[int, list[_Run]] = {}  # client -> its runs, in the same order
+        self._clocks = 0
+        self._children: dict[tuple[str, Id | None], list[Id]] = {}  # links between runs
+        self._branches: dict[tuple[str, int], list[int]] = {}  # (key, client) -> sorted
+        # clocks that have children in `_children` (where a descent may leave a run)
         self._winner: dict[str, Id] = {}
         self._value_of: dict[Id, Any] = {}
 
     def __len__(self) -> int:
-        return len(self._key_of)
+        return self._clocks
 
     def winner(self, key: str) -> Id | None:
         return self._winner.get(key)
@@ -81,7 +100,7 @@ class FieldIndex:
         self, items: list[ItemHeader], *, report: bool, values: Mapping[Id, Any] = _NONE
     ) -> list[MapWrite]:
         writes: list[MapWrite] = []
-        waiting = [item for item in items if item.id not in self._key_of]
+        waiting = [item for item in items if self._run_of(item.id) is None]
         # Items arrive grouped by client, not in causal order: take an item once its origin
         # is indexed (or it names its key); what never resolves is not a map item (text...).
         while waiting:
@@ -99,12 +118,23 @@ class FieldIndex:
             waiting = left
         return writes
 
+    def _run_of(self, node: Id) -> _Run | None:
+        client, clock = node
+        starts = self._starts.get(client)
+        if not starts:
+            return None
+        at = bisect_right(starts, clock) - 1
+        if at < 0:
+            return None
+        run = self._runs[client][at]
+        return run if clock < run.end else None
+
     def _key_for(self, item: ItemHeader) -> str | None:
         if item.parent_root is not None:
             return item.parent_sub if item.parent_root == self.root else None
         for neighbour in (item.origin, item.right_origin):
-            if neighbour is not None and neighbour in self._key_of:
-                return self._key_of[neighbour]
+            if neighbour is not None and (run := self._run_of(neighbour)) is not None:
+                return run.key
         return None
 
     def _add(self, item: ItemHeader, key: str) -> MapWrite:
@@ -126,26 +156,76 @@ class FieldIndex:
         )
 
     def _add_node(self, item: ItemHeader, key: str) -> Id:
-        """Add the item's clocks as a chain under its origin; return its last id."""
+        """Add the item's clocks as a chain under its origin (runs for the clocks not yet
+        indexed); return its last id."""
         client, clock = item.id
+        end = clock + item.length
         parent = item.origin
-        for offset in range(item.length):
-            node = (client, clock + offset)
-            self._key_of[node] = key
-            self._children.setdefault((key, parent), []).append(node)
-            parent = node
+        for start, stop in self._unindexed(client, clock, end):
+            self._insert_run(client, _Run(start, stop, key))
+            self._link(key, parent if start == clock else (client, start - 1), (client, start))
         if item.value is not NO_VALUE:
             self._value_of[item.id] = item.value
-        return (client, clock + item.length - 1)
+        return (client, end - 1)
+
+    def _unindexed(self, client: int, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of clocks `start..end - 1` no run holds yet."""
+        gaps = []
+        starts = self._starts.get(client, [])
+        at = max(bisect_right(starts, start) - 1, 0)
+        runs = self._runs.get(client, [])
+        cursor = start
+        for run in runs[at:]:
+            if run.start >= end:
+                break
+            if run.end <= cursor:
+                continue
+            if run.start > cursor:
+                gaps.append((cursor, run.start))
+            cursor = max(cursor, run.end)
+        if cursor < end:
+            gaps.append((cursor, end))
+        return gaps
+
+    def _insert_run(self, client: int, run: _Run) -> None:
+        starts = self._starts.setdefault(client, [])
+        at = bisect_right(starts, run.start)
+        starts.insert(at, run.start)
+        self._runs.setdefault(client, []).insert(at, run)
+        self._clocks += run.end - run.start
+
+    def _link(self, key: str, parent: Id | None, child: Id) -> None:
+        self._children.setdefault((key, parent), []).append(child)
+        if parent is not None:
+            branches = self._branches.setdefault((key, parent[0]), [])
+            at = bisect_left(branches, parent[1])
+            if at == len(branches) or branches[at] != parent[1]:
+                branches.insert(at, parent[1])
 
     def _descend(self, key: str) -> Id:
+        """From the root, always to the child with the largest id (client, clock); along a
+        run, straight to its next clock that has other children, or its end."""
         node: Id | None = None
         while True:
-            children = self._children.get((key, node))
+            children = list(self._children.get((key, node), ()))
+            run = self._run_of(node) if node is not None else None
+            along: Id | None = None  # the next clock of the node's own run
+            if node is not None and run is not None and node[1] + 1 < run.end:
+                along = (node[0], node[1] + 1)
+                children.append(along)
             if not children:
                 assert node is not None
                 return node
-            node = max(children)  # the largest client id wins (ids are (client, clock))
+            best = max(children)
+            if node is not None and run is not None and best == along:
+                client = node[0]
+                branches = self._branches.get((key, client), [])
+                at = bisect_left(branches, node[1] + 1)
+                stop = run.end - 1
+                if at < len(branches) and branches[at] < stop:
+                    stop = branches[at]
+                best = (client, stop)
+            node = best
 
 
 def _cut(item: ItemHeader, below: Mapping[int, int]) -> ItemHeader | None:
@@ -166,22 +246,43 @@ def _units(item: ItemHeader, values: Mapping[Id, Any]) -> list[ItemHeader]:
         if item.value is NO_VALUE and item.id in values:
             return [replace(item, value=values[item.id])]
         return [item]
-    run = [(client, clock + offset) for offset in range(item.length)]
-    if not item.deleted or not any(unit in values for unit in run):
+    end = clock + item.length
+    known = sorted(k for c, k in values if c == client and clock <= k < end)
+    if not item.deleted or not known:
         return [item]
+    # Each clock `values` knows is a write of its own; the clocks between stay one run
+    # (a deleted run's length is a claim of the update: nothing may cost per clock).
     units = []
     origin = item.origin
-    for offset in range(item.length):
-        unit_id = (client, clock + offset)
+    cursor = clock
+    for start, length in _pieces(clock, end, known):
+        unit_id = (client, start)
         units.append(
             replace(
                 item,
                 id=unit_id,
-                length=1,
+                length=length,
                 origin=origin,
-                right_origin=None if offset else item.right_origin,
-                value=values.get(unit_id, NO_VALUE),
+                right_origin=None if start != clock else item.right_origin,
+                value=values.get(unit_id, NO_VALUE) if length == 1 else NO_VALUE,
             )
         )
-        origin = unit_id
+        origin = (client, start + length - 1)
+        cursor = start + length
+    assert cursor == end
     return units
+
+
+def _pieces(start: int, end: int, singles: list[int]) -> list[tuple[int, int]]:
+    """`start..end - 1` as (first clock, length) pieces: each of `singles` (sorted) alone,
+    the clocks between them together."""
+    pieces = []
+    cursor = start
+    for single in singles:
+        if single > cursor:
+            pieces.append((cursor, single - cursor))
+        pieces.append((single, 1))
+        cursor = single + 1
+    if cursor < end:
+        pieces.append((cursor, end - cursor))
+    return pieces

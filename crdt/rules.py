@@ -108,17 +108,26 @@ def _allowed(field: Field, write: MapWrite, before: Any) -> bool:
         saw = field.initial
     if saw is None or _same(saw, write.value):
         return True
-    return write.value in field.transitions.get(saw, ())
+    return write.value in _moves(field, saw)
+
+
+def _moves(field: Field, state: Any) -> tuple[Any, ...]:
+    """The allowed moves from `state`; none from a list or an object: a client can write one
+    (a value of the wrong type, rejected, but seen by its next write), the schema has no such
+    state, and the transitions table cannot even look one up (unhashable)."""
+    if isinstance(state, list | dict):
+        return ()
+    return field.transitions.get(state, ())
 
 
 def _reachable(field: Field, start: Any, goal: Any) -> bool:
-    seen = {start}
+    seen = {_hashable(start)}
     frontier = [start]
     while frontier:
         state = frontier.pop()
         if _same(state, goal):
             return True
-        for move in field.transitions.get(state, ()):
+        for move in _moves(field, state):
             if move not in seen:
                 seen.add(move)
                 frontier.append(move)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pycrdt import Doc, Map
 
-from crdt.fields import FieldIndex
+from crdt.fields import FieldIndex, MapWrite
 from crdt.lib0 import write_var_string, write_var_uint
+from crdt.rules import decide
+from crdt.schema import DEFAULT_SCHEMA
+from crdt.updates import NO_VALUE
 from tests.fuzz.work import lines_run
 
 
@@ -65,3 +68,21 @@ def test_a_write_built_on_the_middle_of_a_huge_run_wins_as_in_yrs() -> None:
     assert fields["k"] == "new"
     assert index.winner("k") == (9, 0)
     assert index.value_of((9, 0)) == "new"
+
+
+def test_a_transition_from_a_value_of_the_wrong_type_is_judged_not_crashed() -> None:
+    """Finding 8: a client set `status` (a transition field of strings) to ["a", 1], then to
+    "DRAFT" on top of it: the rule looked the list up in the transitions table (TypeError:
+    unhashable type: 'list'), the connection closed with 1000 and the update, applied, was
+    never stored. Found by the room fuzz (seed 5) with valid frames only."""
+    status = DEFAULT_SCHEMA.values["status"]
+    for seen in (["a", 1], {"x": 1}):
+        write = MapWrite(
+            key="status", id=(5, 1), origin=(5, 0), value="DRAFT", concurrent=False, seen=seen
+        )
+        decision = decide(status, before=seen, writes=[write], current="DRAFT")
+        assert decision.rejected == (write,)  # no move leads from a list to DRAFT
+        later = MapWrite(
+            key="status", id=(5, 2), origin=(5, 9), value="DRAFT", concurrent=True, seen=NO_VALUE
+        )
+        decide(status, before=seen, writes=[later], current="DRAFT")  # reachable from a list?

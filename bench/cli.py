@@ -10,6 +10,7 @@
     python -m bench layers [--quick] [--out DIR] [--traces DIR] [--txns N] [--runs R]
     python -m bench history [--quick] [--out DIR] [--updates N] [--runs R]
     python -m bench fuzz [--quick] [--out DIR] [--inputs N] [--seed S] [--max-seconds S]
+                         [--engine mutate|atheris]
 
 Each command prints a table, writes `DIR/<command>.json` and draws `DIR/<command>.png`.
 """

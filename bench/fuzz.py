@@ -19,9 +19,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import heapq
+import json
 import random
 import resource
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -69,6 +72,7 @@ class FuzzOptions:
     seed: int
     max_seconds: float | None
     progress: bool
+    engine: str = "mutate"
 
 
 def seeds_for(target: str) -> tuple[bytes, ...]:
@@ -148,6 +152,7 @@ def run_inputs(
         if retimed > slowest["seconds"]:
             slowest = {"seconds": retimed, "target": name, "bytes": len(data), "input": data.hex()}
     return {
+        "engine": "mutate",
         "seed": seed,
         "inputs": done,
         "seconds": seconds,
@@ -212,11 +217,66 @@ def plot_fuzz(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def run_atheris(
+    inputs: int, *, out: Path, max_seconds: float | None = None, show: bool = False
+) -> dict[str, Any]:
+    """`inputs` split over the decoders, one coverage-guided atheris child each
+    (`bench.fuzz_atheris`); a child that exits non-zero found a crash and saved its input."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(TARGETS)
+    seconds = int(max_seconds / len(names)) if max_seconds else 3_600
+    outcomes: dict[str, dict[str, int]] = {}
+    findings: list[dict[str, Any]] = []
+    figures: list[dict[str, Any]] = []
+    for name in progress(names, desc="atheris", unit="decoder", enabled=show):
+        command = [sys.executable, "-m", "bench.fuzz_atheris", name]
+        command += [str(inputs // len(names)), str(seconds), str(out)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        figure = json.loads((out / f"atheris-{name}.json").read_text())
+        figures.append(figure)
+        outcomes[name] = figure["outcomes"]
+        if done.returncode != 0:
+            crashes = sorted(out.glob(f"{name}-*"))
+            findings.append(
+                {
+                    "target": name,
+                    "error": done.stderr[-1500:],
+                    "input": crashes[-1].read_bytes().hex() if crashes else "",
+                }
+            )
+            outcomes[name]["FINDING (libFuzzer crash)"] = 1
+    total = sum(f["inputs"] for f in figures)
+    spent = sum(f["seconds"] for f in figures)
+    slow = max(figures, key=lambda f: f["slowest_seconds"])
+    return {
+        "engine": "atheris",
+        "inputs": total,
+        "seconds": spent,
+        "inputs_per_second": total / spent if spent else 0.0,
+        "largest_input_bytes": 4096,
+        "max_rss_mib": max(f["max_rss_mib"] for f in figures),
+        "slowest": {
+            "seconds": slow["slowest_seconds"],
+            "target": slow["target"],
+            "bytes": slow["slowest_bytes"],
+            "input": "",
+        },
+        "outcomes": outcomes,
+        "findings": findings,
+        "seed": "libFuzzer's",
+    }
+
+
 async def run_fuzz(options: FuzzOptions) -> dict[str, Any]:
     inputs = options.inputs or (QUICK_INPUTS if options.quick else FULL_INPUTS)
-    result = run_inputs(
-        inputs, seed=options.seed, max_seconds=options.max_seconds, show=options.progress
-    )
+    if options.engine == "atheris":
+        result = run_atheris(
+            inputs, out=options.out, max_seconds=options.max_seconds, show=options.progress
+        )
+    else:
+        result = run_inputs(
+            inputs, seed=options.seed, max_seconds=options.max_seconds, show=options.progress
+        )
     result["environment"] = environment()
     options.out.mkdir(parents=True, exist_ok=True)
     publish(result, options.out, "fuzz", plot_fuzz, _table(result))
@@ -243,6 +303,13 @@ def add_command(
     )
     parser.add_argument("--seed", type=int, default=0, help="the run's seed (%(default)s)")
     parser.add_argument(
+        "--engine",
+        choices=("mutate", "atheris"),
+        default="mutate",
+        help="mutate: seeded mutations, reproducible (default); atheris: coverage-guided "
+        "libFuzzer, one child process per decoder (pip install atheris)",
+    )
+    parser.add_argument(
         "--max-seconds",
         type=float,
         metavar="S",
@@ -251,7 +318,13 @@ def add_command(
 
     async def command(args: argparse.Namespace) -> None:
         options = FuzzOptions(
-            args.out, args.quick, args.inputs, args.seed, args.max_seconds, not args.no_progress
+            args.out,
+            args.quick,
+            args.inputs,
+            args.seed,
+            args.max_seconds,
+            not args.no_progress,
+            args.engine,
         )
         result = await run_fuzz(options)
         if result["findings"]:

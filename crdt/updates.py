@@ -117,7 +117,8 @@ def _decode(reader: Reader) -> DecodedUpdate:
                 clock += reader.read_var_uint()
                 continue
             item = _read_item(reader, info, (client, clock))
-            items.append(item)
+            if item.length:  # yrs drops an item of no clocks ("", no values): so do we
+                items.append(item)
             clock += item.length
     delete_set: dict[int, list[tuple[int, int]]] = {}
     for _ in range(reader.read_var_uint()):

@@ -8,7 +8,7 @@ from crdt.fields import FieldIndex, MapWrite
 from crdt.lib0 import write_var_string, write_var_uint
 from crdt.rules import decide
 from crdt.schema import DEFAULT_SCHEMA
-from crdt.updates import NO_VALUE
+from crdt.updates import NO_VALUE, decode_update
 from tests.fuzz.work import lines_run
 
 
@@ -86,3 +86,21 @@ def test_a_transition_from_a_value_of_the_wrong_type_is_judged_not_crashed() -> 
             key="status", id=(5, 2), origin=(5, 9), value="DRAFT", concurrent=True, seen=NO_VALUE
         )
         decide(status, before=seen, writes=[later], current="DRAFT")  # reachable from a list?
+
+
+ATHERIS_ZERO_LENGTH = bytes.fromhex(
+    "010a16002101066669656c6473026b30012101066669656c647302000000c0000096002101066669656c6473"
+    "026b30012101066669656c64730200000000000000000000000026000000000000000000000000006c647302"
+    "6b3601a1160001a1a1166767"
+)
+
+
+def test_items_of_no_clocks_are_left_out_as_yrs_leaves_them_out() -> None:
+    """Finding 9 (atheris, FieldIndex): a Deleted item of length 0 under a new key gave the
+    key no node, and the winner's descent found an empty tree (AssertionError). yrs drops
+    such items (a Deleted, Any or String content of nothing leaves the doc empty), so the
+    decoder drops them too."""
+    items = decode_update(ATHERIS_ZERO_LENGTH).items
+    assert items and all(item.length > 0 for item in items)
+    writes = FieldIndex().ingest(ATHERIS_ZERO_LENGTH)
+    assert {write.key for write in writes} == {"k0"}

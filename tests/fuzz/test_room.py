@@ -166,7 +166,12 @@ async def _drive(server: ServerProcess, draft: str, frames_: list[bytes], out: O
             await client.send(frame)
             await _settled(client)
             if client.closed.is_set():
-                out.closes.append((client.close_code, client.close_reason, frame.hex()[:400]))
+                code = client.close_code
+                if code is None and len(frame) > MAX_MESSAGE_BYTES:
+                    # uvicorn sends 1009 and drops the TCP connection while the client is
+                    # still writing the frame: the client may see the reset first (1006)
+                    code = 1009
+                out.closes.append((code, client.close_reason, frame.hex()[:400]))
                 client = await connect_raw(server.ws_url, draft, token)
     finally:
         await client.close()

@@ -12,6 +12,7 @@ as `crash-*` under the artifact prefix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import sys
@@ -37,6 +38,13 @@ from crdt.errors import ProtocolError
 __all__ = ["main"]
 
 FLUSH_EVERY = 20_000
+
+
+def _timed(target: Any, data: bytes) -> float:
+    t0 = time.perf_counter()
+    with contextlib.suppress(ProtocolError):
+        target(data)
+    return time.perf_counter() - t0
 
 
 def main(argv: list[str]) -> None:
@@ -71,7 +79,10 @@ def main(argv: list[str]) -> None:
             counts[type(error).__name__] += 1
         elapsed = time.perf_counter() - t0
         if elapsed > state["slowest"]:
-            state["slowest"], state["slowest_bytes"] = elapsed, len(data)
+            # timed again, best of three: one slow run is as often the shared machine
+            elapsed = min(elapsed, *(_timed(target, data) for _ in range(3)))
+            if elapsed > state["slowest"]:
+                state["slowest"], state["slowest_bytes"] = elapsed, len(data)
         state["done"] += 1
         if state["done"] % FLUSH_EVERY == 0 or state["done"] >= runs:
             flush()

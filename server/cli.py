@@ -22,6 +22,7 @@ from server.app import create_app
 from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
 from server.store_factory import is_postgres_url
+from server.supervisor import EXIT_SOFTWARE
 
 __all__ = ["main"]
 
@@ -251,6 +252,9 @@ def _serve(args: argparse.Namespace) -> int:
     user_token = TokenSigner(secret).issue("demo", ttl_seconds=DEFAULT_TTL, now=time.time())
     print(f"draftsync on http://{args.host}:{args.port}/?token={user_token}", flush=True)
     server.run()
+    service = getattr(app.state, "service", None)
+    if service is not None and service.supervisor.fatal is not None:
+        return EXIT_SOFTWARE  # a component kept crashing: tell the process manager
     return 0
 
 

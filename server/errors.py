@@ -54,7 +54,8 @@ class CloseCode(IntEnum):
 
     GOING_AWAY = 1001  # server shutting down, after flushing queued messages
     MESSAGE_TOO_BIG = 1009  # frame over --max-message-bytes (sent by uvicorn's protocol layer)
-    TRY_AGAIN_LATER = 1013  # the store failed: the update was not kept, reconnect and resend
+    INTERNAL_ERROR = 1011  # a server bug: logged with its traceback; reconnect and resend
+    TRY_AGAIN_LATER = 1013  # the store failed or the draft is reloading: reconnect and resend
     MALFORMED = 4400  # framing, unknown message type, text frame, undecodable update, bad draft id
     UNAUTHORIZED = 4401  # token missing, invalid or expired
     FORBIDDEN = 4403  # the user has no access to this draft

@@ -278,10 +278,10 @@ class Room:
                 raise UndecodableUpdate(f"update rejected by the CRDT: {error}") from None
             raise
         metrics.TALLY.updates_received += applied
-        if faults.ARMED:
-            faults.trip("update")
         changes, self._changes = self._changes, None
         if changes is not None:  # None: nothing new, or held by pycrdt until its dependencies
+            if faults.ARMED:
+                faults.trip("update")
             await self._admit_applied(conn, updates[:applied], changes)
         return undecodable
 

@@ -18,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +33,7 @@ from server.presence import MAX_BYTES, MAX_STATES, RATE
 from tests.support.node_client import NodeClient
 from tests.support.raw_client import RawClient, connect_raw
 from tests.support.rest import as_user, create_draft
-from tests.support.server_process import ServerProcess
+from tests.support.server_process import REPO, ServerProcess
 from tests.support.waiting import eventually
 
 TIMEOUT = 10
@@ -262,3 +265,56 @@ async def test_a_flood_is_relayed_paced_and_ends_on_the_last_state(room: Room) -
         assert (await states_of(room.alice))[EVE_ID] == {"n": sent}
     finally:
         await asyncio.gather(flooder.close(), watcher.close())
+
+
+# -- the flags ---------------------------------------------------------------------------------
+
+
+def test_serve_help_explains_each_awareness_flag_with_its_default() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    for flag, default in (
+        ("--awareness-max-states", MAX_STATES),
+        ("--awareness-max-bytes", MAX_BYTES),
+        ("--awareness-rate", RATE),
+    ):
+        help_of_flag = text.split(f"{flag} ")[-1].split(" --")[0]
+        assert help_of_flag.endswith(f"({default})"), help_of_flag
+
+
+def test_an_awareness_flag_below_one_is_refused_with_the_option_named() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--awareness-rate", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--awareness-rate" in done.stderr, done.stderr
+
+
+async def test_the_limits_are_the_flags_given(tmp_path: Path) -> None:
+    strict = ServerProcess(tmp_path, "--awareness-max-states", "2", "--awareness-max-bytes", "100")
+    strict.start()
+    try:
+        # Each time two ids are within both limits, then a third id, or 100 bytes more, is not.
+        for first, over, reason in (
+            (10, (12, 1, {}), "over 2 client ids"),
+            (20, (20, 2, "x" * 100), "at most 100"),
+        ):
+            client = await connect_raw(strict.ws_url, "limits", strict.token("zoe"))
+            await client.next_message(SyncStep1, timeout=TIMEOUT)
+            await client.send(frame((first, 1, {}), (first + 1, 1, {})))
+            await client.send(frame(over))
+            code, text = await client.wait_closed(timeout=TIMEOUT)
+            assert code == 4400 and text is not None and reason in text, (code, text)
+    finally:
+        strict.stop()

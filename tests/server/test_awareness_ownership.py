@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from bench.services import PostgresCluster, RedisServer
 from crdt.awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
 from crdt.protocol import Awareness, SyncStep1, encode_message
 from server.presence import MAX_BYTES, MAX_STATES, RATE
@@ -318,3 +319,50 @@ async def test_the_limits_are_the_flags_given(tmp_path: Path) -> None:
             assert code == 4400 and text is not None and reason in text, (code, text)
     finally:
         strict.stop()
+
+
+# -- several instances -------------------------------------------------------------------------
+
+
+async def test_another_instances_clients_are_owned_by_it(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """Bob on instance A, alice and eve (a viewer) on B: B holds bob's id as A's, so eve can
+    neither overwrite it nor take it away by leaving, on either instance."""
+    flags = ["--store", postgres.new_database(), "--redis", redis_server.url]
+    a = ServerProcess(tmp_path / "a", *flags, "--room-grace", "0.3").start()
+    b = ServerProcess(tmp_path / "b", *flags, "--room-grace", "0.3").start()
+    try:
+        async with as_user(a, "alice") as rest:
+            draft = (await create_draft(rest, title="plan"))["id"]
+            shared = await rest.put(
+                f"/api/drafts/{draft}/access", json={"user": "eve", "role": "viewer"}
+            )
+            assert shared.status_code == 200, shared.text
+        async with (
+            await NodeClient.start(a.ws_url, draft, a.token("alice"), name="bob") as bob,
+            await NodeClient.start(b.ws_url, draft, b.token("alice"), name="alice") as alice,
+        ):
+            await asyncio.gather(bob.call("wait_synced"), alice.call("wait_synced"))
+            bob_id = (await bob.state())["clientID"]
+            await bob.call("awareness_set", field="cursor", value={"anchor": 1})
+            room = Room(b, draft, bob, alice)
+            room.bob_id = bob_id
+            await eventually(lambda: _alice_sees_cursor(room, {"anchor": 1}), timeout=TIMEOUT)
+            room.watcher = await room.viewer()
+            await room.watcher.next_message(Awareness, timeout=TIMEOUT)
+            eve = await room.viewer()
+            await eve.send(frame((bob_id, 50, FAKE)))
+            await room.handled(eve)
+            await eve.close()
+
+            async def eve_gone() -> bool:
+                return EVE_ID not in await states_of(alice)
+
+            await eventually(eve_gone, timeout=TIMEOUT)
+            assert await room.bob_as_everyone_sees_him() == [BOB_REAL] * 3
+            assert room.bob_entries_relayed() == [BOB_REAL]
+            await room.watcher.close()
+    finally:
+        a.stop()
+        b.stop()

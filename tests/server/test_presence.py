@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crdt.awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
 from crdt.errors import MalformedMessage
@@ -156,3 +159,48 @@ async def test_the_pacer_relays_at_once_then_coalesces_to_the_latest_per_id() ->
     pacer.cancel()
     await asyncio.sleep(0.1)  # two intervals: a relay not cancelled would have gone
     assert len(relayed) == 2 and pacer.pending == 0
+
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c", "remote"]),
+        st.lists(
+            st.tuples(
+                st.integers(0, 12),
+                st.integers(0, 8),
+                st.one_of(st.none(), st.integers(0, 3).map(lambda n: {"n": "x" * n})),
+            ),
+            max_size=5,
+        ),
+        st.booleans(),  # leave after sending
+    ),
+    max_size=30,
+)
+
+
+@given(ops)
+def test_the_table_stays_consistent_whatever_is_sent(steps: list[Any]) -> None:
+    presence = Presence(AwarenessLimits(max_states=3, max_bytes=8))
+    owners = ["a", "b", "c", "remote"]  # the last an instance: not bounded here
+    for owner, entries, leave in steps:
+        before = {o: presence.owned_by(o) for o in owners}
+        try:
+            if owner == "remote":
+                applied = presence.apply_remote(owner, update(*entries))
+            else:
+                applied = presence.apply(owner, update(*entries))
+        except AwarenessLimitExceeded:
+            assert {o: presence.owned_by(o) for o in owners} == before
+        else:
+            others = set().union(*(before[o] for o in owners if o != owner))
+            assert not {e.client_id for e in applied.entries} & others
+        if leave:
+            presence.release(owner)
+        held = [presence.owned_by(o) for o in owners]
+        assert sum(map(len, held)) == len(set().union(*held))  # one owner an id
+        assert all(len(ids) <= 3 for ids in held[:-1])
+        present = states(presence)
+        assert len(presence) == len(present) and set(present) <= set().union(*held)
+    for owner in owners:
+        presence.release(owner)
+    assert len(presence) == 0 and presence.full_update() is None

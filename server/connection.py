@@ -86,8 +86,6 @@ class Connection:
         self.state = ConnectionState.OPEN
         self.close_code: int | None = None
         self.close_reason = ""
-        # Awareness client ids this connection announced: removed for everyone when it leaves.
-        self.awareness_clients: set[int] = set()
         # This connection's updates handed to the group commit, and those committed.
         self.submitted = 0
         self.committed = 0

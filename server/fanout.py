@@ -271,7 +271,7 @@ class Fanout:
         if room is None or room.state is not RoomState.OPEN:
             return
         clients = self._remote_clients.setdefault(instance, {}).setdefault(draft_id, set())
-        for entry in room.relay_remote_awareness(payload):
+        for entry in room.relay_remote_awareness(payload, instance=instance):
             if entry.removed:
                 clients.discard(entry.client_id)
             else:
@@ -295,7 +295,7 @@ class Fanout:
             for draft_id, clients in self._remote_clients.pop(instance, {}).items():
                 room = self._rooms.get(draft_id)
                 if room is not None and clients:
-                    room.forget_remote_awareness(clients)
+                    room.forget_remote_awareness(clients, instance=instance)
 
     # -- catching up from the store ----------------------------------------------------------
 

@@ -23,6 +23,7 @@ from server.config import Settings
 from server.connection import Connection
 from server.gate import GateClosed
 from server.journal import JournalCloser, recover_journal
+from server.presence import AwarenessLimits
 from server.rooms import Room, RoomState
 from server.snapshots import Snapshotter
 from server.store import Store
@@ -110,6 +111,11 @@ class RoomRegistry:
             schema=self._settings.schema,
             journal_closer=self._journal_closer,
             layers=self._settings.layers,
+            awareness=AwarenessLimits(
+                max_states=self._settings.awareness_max_states,
+                max_bytes=self._settings.awareness_max_bytes,
+                rate=self._settings.awareness_rate,
+            ),
             on_failed=self._failed,
         )
         self._rooms[draft_id] = room

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from pycrdt import Doc, Subscription, TransactionEvent, merge_updates
 
-from crdt.awareness import AwarenessEntry
+from crdt.awareness import AwarenessEntry, encode_awareness_update
 from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate
 from crdt.journal import JournalEvent
 from crdt.origins import SERVER_USER, ServerOrigin
@@ -60,7 +60,8 @@ from server.connection import Connection
 from server.errors import CloseCode, StoreError
 from server.gate import Gate, GateClosed
 from server.journal import JournalCloser, RoomJournal
-from server.presence import Presence
+from server.pacing import AwarenessPacer
+from server.presence import AwarenessLimits, Presence
 from server.records import UpdateRecord
 from server.semantics import Review, SemanticFields
 from server.snapshots import Snapshotter
@@ -99,6 +100,7 @@ class Room:
         schema: Schema,
         journal_closer: JournalCloser,
         layers: Layers = ALL_LAYERS,
+        awareness: AwarenessLimits | None = None,
         on_failed: Callable[[Room], None],
     ) -> None:
         self.draft_id = draft_id
@@ -110,7 +112,8 @@ class Room:
         self.state = RoomState.LOADING
         self.doc: Doc = Doc()
         self.connections: set[Connection] = set()
-        self.presence = Presence()
+        self.presence = Presence(awareness)
+        self._pacers: dict[Connection, AwarenessPacer] = {}  # who sent awareness, while here
         self.version = 0  # the last accepted update; committed ones are <= this
         self.gate = Gate(release_on_accept=durability is Durability.RELAXED)
         self._pipeline = pipeline
@@ -189,7 +192,10 @@ class Room:
 
     def remove(self, conn: Connection) -> None:
         self.connections.discard(conn)
-        gone = self.presence.remove(conn.awareness_clients)
+        pacer = self._pacers.pop(conn, None)
+        if pacer is not None:
+            pacer.cancel()
+        gone = self.presence.release(conn)
         if gone is not None:
             self._broadcast(encode_message(Awareness(gone)), sender=conn)
             for listener in self.awareness_listeners:
@@ -436,18 +442,19 @@ class Room:
         self._relay(changes, sender=None, after=0)
         return True
 
-    def relay_remote_awareness(self, payload: bytes) -> list[AwarenessEntry]:
-        """Awareness from another instance's clients: kept, and told to every local one."""
-        accepted = self.presence.apply(payload)
+    def relay_remote_awareness(self, payload: bytes, *, instance: str) -> list[AwarenessEntry]:
+        """Awareness from another instance's clients: what it may change (its own clients'
+        ids, server/presence.py) is kept and told to every local connection."""
+        accepted = self.presence.apply_remote(instance, payload).entries
         if accepted:
-            frame = encode_message(Awareness(payload))
+            frame = encode_message(Awareness(encode_awareness_update(accepted)))
             for conn in self.connections:
                 conn.send(frame)
         return accepted
 
-    def forget_remote_awareness(self, client_ids: set[int]) -> None:
+    def forget_remote_awareness(self, client_ids: set[int], *, instance: str) -> None:
         """Drop the states of clients of an instance that went away, telling local clients."""
-        gone = self.presence.remove(client_ids)
+        gone = self.presence.release(instance, client_ids)
         if gone is not None:
             frame = encode_message(Awareness(gone))
             for conn in self.connections:
@@ -485,16 +492,30 @@ class Room:
         return record.version
 
     async def _on_awareness(self, conn: Connection, message: Awareness) -> None:
-        accepted = self.presence.apply(message.update)
-        for entry in accepted:
-            if entry.removed:
-                conn.awareness_clients.discard(entry.client_id)
-            else:
-                conn.awareness_clients.add(entry.client_id)
-        if accepted:
-            self._broadcast(encode_message(message), sender=conn)
-            for listener in self.awareness_listeners:
-                listener(self, message.update)
+        """Keep what `conn` may change of awareness (its own ids, server/presence.py) and relay
+        it, paced (server/pacing.py). Entries for others' ids are dropped: stock clients echo
+        every state they hear, so they are no sign of malice."""
+        applied = self.presence.apply(conn, message.update)
+        if applied.dropped:
+            logger.debug(
+                "awareness entries dropped draft=%s session=%s count=%d",
+                self.draft_id,
+                conn.session,
+                applied.dropped,
+            )
+        if not applied.entries:
+            return
+        pacer = self._pacers.get(conn)
+        if pacer is None:
+            rate = self.presence.limits.rate
+            relay = functools.partial(self._relay_awareness, conn)
+            pacer = self._pacers[conn] = AwarenessPacer(rate, relay)
+        pacer.push(applied.entries)
+
+    def _relay_awareness(self, conn: Connection, update: bytes) -> None:
+        self._broadcast(encode_message(Awareness(update)), sender=conn)
+        for listener in self.awareness_listeners:
+            listener(self, update)
 
     async def _on_query_awareness(self, conn: Connection, message: QueryAwareness) -> None:
         everyone = self.presence.full_update()

@@ -248,6 +248,7 @@ class Room:
         except ProtocolError as error:
             # Refused after the doc took it (the rules cannot read it, yrs panicked): the doc
             # now holds what the store must never hold.
+            conn.close(CloseCode.MALFORMED, str(error))  # the sender learns why, first
             self.discard(f"refused update from user={conn.user}: {error}")
             raise
         except Exception:

@@ -64,10 +64,17 @@ class Supervisor:
         self._tasks[name] = asyncio.create_task(self._supervise(name, run, on_crash), name=name)
 
     def report(self, component: str, error: BaseException) -> None:
-        """A component's failure handled where it happened: logged, counted, health 503."""
+        """A component's failure handled where it happened: logged, counted, health 503; the
+        server stops (exit 70) once the component has failed MAX_CRASHES times in a window."""
         logger.error("%s failed: %r", component, error, exc_info=error)
         metrics.COMPONENT_CRASHES.labels(component=component).inc()
-        self._crashes.append(Crash(component, repr(error)))
+        now = time.monotonic()
+        self._crashes.append(Crash(component, repr(error), now))
+        recent = sum(
+            c.component == component and now - c.at <= CRASH_WINDOW_SECONDS for c in self._crashes
+        )
+        if recent >= MAX_CRASHES and self.fatal is None:
+            self._give_up(component)
 
     def recent_crashes(self) -> list[Crash]:
         """Crashes within the health window: non-empty means unhealthy."""
@@ -107,11 +114,8 @@ class Supervisor:
                         on_crash(error)
                     except Exception:
                         logger.exception("%s: cleaning up after the crash failed", name)
-            now = time.monotonic()
-            recent = [c for c in self._crashes if c.component == name]
-            if sum(now - c.at <= CRASH_WINDOW_SECONDS for c in recent) >= MAX_CRASHES:
-                self._give_up(name)
-                return
+            if self.fatal is not None:
+                return  # it kept crashing: the server is stopping
             await asyncio.sleep(RESTART_DELAY_SECONDS)
             logger.warning("%s restarting", name)
 

@@ -173,6 +173,23 @@ async def test_a_fanout_message_that_fails_reloads_its_room_and_nothing_is_lost(
         other.stop()
 
 
+async def test_a_component_that_keeps_crashing_stops_the_server_with_status_70(
+    tmp_path: Path,
+) -> None:
+    server, draft = faulty(tmp_path, "commit:5").start(), new_draft()
+    try:
+        for attempt in range(5):
+            client = await connect_synced(server, draft, "alice")
+            await client.edit(type_into(f"{attempt}"))
+            await asyncio.wait_for(client.closed.wait(), 10)
+            assert client.close_code in (1011, 1001)  # the last one meets the shutdown
+        assert server.process is not None
+        assert await asyncio.to_thread(server.process.wait, 20) == 70
+        assert "keeps crashing" in server.log()
+    finally:
+        server.stop()
+
+
 async def test_a_healthy_server_answers_healthz_200(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data").start()
     try:

@@ -316,7 +316,7 @@ def test_manual_conflict_iff_different_concurrent_values(scenario: Scenario) -> 
 def test_rules_hold_when_the_server_keeps_deleted_content(scenario: Scenario) -> None:
     """The same invariants with the room's doc built `skip_gc=True` (keeping deleted content):
     the rules must not depend on how the server's doc stores what lost Yjs's ordering. The
-    registry's load builds that doc (`tests.support.room_driver._rebuild_as`)."""
+    registry's load builds that doc (`tests.support.room_driver._Rebuild`)."""
     play(scenario, check_converged, check_rules, skip_gc=True)
 
 

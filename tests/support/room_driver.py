@@ -2,11 +2,11 @@
 `tests.support.semantic_clients`).
 
 `open_driver` builds the server as `draftsync serve` does (`server.app.Service`: a SQLite `Store`
-in a directory, the group commit, the registry that loads the draft), with two differences
-only: the socket of each connection is a `ClientSocket` that hands what the room sends to the
-editor's doc, and the registry builds the draft's doc with the client id (and `skip_gc`) the
-test asks for (`_rebuild_as`), so that a scenario decides how the server's own writes order
-against the clients'.
+in a directory, the group commit, the registry that loads the draft), except that the socket
+of each connection is a `ClientSocket` that hands what the room sends to the editor's doc, the
+registry builds the draft's doc with the client id (and `skip_gc`) the test asks for
+(`_Rebuild`: a scenario decides how the server's own writes order against the clients'), and
+the room stays loaded while every editor is offline (`room_grace_seconds`).
 
 An editor joins with `reconnect` (a real `Connection`, joined through the registry: the room
 sends its sync step 1, the editor answers with sync step 2 holding what the server lacks, then
@@ -203,14 +203,17 @@ class RoomDriver:
         one acknowledges a write (message 102), which the room sends after all it accepted,
         behind everything queued for it before."""
         for link in self._links.values():
-            payload = str(next(self._acks)).encode()
-            await self.room.receive(link.conn, WriteAck(payload))
-            await link.socket.wait_for(lambda p=payload, s=link.socket: p in s.acks)  # type: ignore[misc]
+            await self._acknowledged(link)
         await self.room.gate.until_committed()
         assert self.room.state is RoomState.OPEN, self.room.state
         # Committed: a review still waiting changed nothing (a map set always does).
         assert not [review for review, _ in self._to_write if review.values], self._to_write
         self._to_write.clear()
+
+    async def _acknowledged(self, link: _Link) -> None:
+        payload = str(next(self._acks)).encode()
+        await self.room.receive(link.conn, WriteAck(payload))
+        await link.socket.wait_for(lambda: payload in link.socket.acks)
 
     async def close_all(self) -> None:
         for client in list(self._links):
@@ -238,23 +241,29 @@ class RoomDriver:
             self.server_writes.append(Write("server", key, value, item_id, past))
 
 
-def _rebuild_as(server_id: int | None, *, skip_gc: bool) -> Callable[..., Doc]:
+class _Rebuild:
     """The registry's `rebuild` (crdt/history.py), building the doc with `server_id` instead
-    of a random one, and keeping deleted content when `skip_gc`."""
+    of a random one, and keeping deleted content when `skip_gc`. Remembers the docs it built,
+    so that the driver can tell the room's doc is one of them."""
 
-    def rebuild(
-        snapshot: bytes | None, tail: Iterable[bytes], *, client_id: int | None = None
+    def __init__(self, server_id: int | None, *, skip_gc: bool) -> None:
+        self.server_id = server_id
+        self.skip_gc = skip_gc
+        self.built: list[Doc] = []
+
+    def __call__(
+        self, snapshot: bytes | None, tail: Iterable[bytes], *, client_id: int | None = None
     ) -> Doc:
-        chosen = client_id if server_id is None else server_id
-        if not skip_gc:
-            return history.rebuild(snapshot, tail, client_id=chosen)
-        doc: Doc = Doc(client_id=chosen, skip_gc=True)
-        for update in (snapshot, *tail):
-            if update is not None:
-                doc.apply_update(update)
+        chosen = client_id if self.server_id is None else self.server_id
+        if self.skip_gc:
+            doc: Doc = Doc(client_id=chosen, skip_gc=True)
+            for update in (snapshot, *tail):
+                if update is not None:
+                    doc.apply_update(update)
+        else:
+            doc = history.rebuild(snapshot, tail, client_id=chosen)
+        self.built.append(doc)
         return doc
-
-    return rebuild
 
 
 @contextlib.asynccontextmanager
@@ -274,13 +283,15 @@ async def open_driver(
         schema=schema,
         room_grace_seconds=3600.0,  # the room stays loaded while every editor is offline
     )
-    with mock.patch.object(registry, "rebuild", _rebuild_as(server_id, skip_gc=skip_gc)):
+    rebuild = _Rebuild(server_id, skip_gc=skip_gc)
+    with mock.patch.object(registry, "rebuild", rebuild):
         store = await Store.open(settings.database_path)
         service = Service(settings, store)
         service.start()
         try:
             await store.create_draft(DRAFT_ID, OWNER, now=time.time())
             driver = RoomDriver(service, await service.rooms.open(DRAFT_ID))
+            assert rebuild.built and driver.doc is rebuild.built[-1], "the registry's doc"
             try:
                 yield driver
             finally:

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from crdt.content import fields_of
+from crdt.history import rebuild
 from server import metrics
 from server.api import routes as api_routes
 from server.api.common import http_error
@@ -34,7 +35,7 @@ from server.errors import CloseCode
 from server.fanout import Fanout
 from server.journal import JournalCloser
 from server.metadata import MetadataTracker
-from server.registry import RoomRegistry
+from server.registry import DocBuilder, RoomRegistry
 from server.snapshots import Snapshotter
 from server.store import Store
 from server.store_factory import open_store
@@ -50,7 +51,9 @@ SHUTDOWN_FLUSH_SECONDS = 10.0
 
 
 class Service:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, *, build_doc: DocBuilder = rebuild
+    ) -> None:
         self.settings = settings
         self.store = store
         self.signer = TokenSigner(settings.secret)
@@ -69,7 +72,12 @@ class Service:
         self.supervisor = Supervisor()
         self.pipeline.on_crash = functools.partial(self.supervisor.report, "group-commit")
         self.rooms = RoomRegistry(
-            store, self.pipeline, self.snapshotter, self.journal_closer, settings
+            store,
+            self.pipeline,
+            self.snapshotter,
+            self.journal_closer,
+            settings,
+            build_doc=build_doc,
         )
         # Word count and completion are counted against the schema's fields.
         self.metadata = MetadataTracker(store, fields_of(settings.schema))

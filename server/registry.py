@@ -16,6 +16,8 @@ import secrets
 import time
 from collections.abc import Callable
 
+from pycrdt import Doc
+
 from crdt.history import rebuild
 from server import metrics
 from server.commits import CommitPipeline
@@ -28,11 +30,16 @@ from server.rooms import Room, RoomState
 from server.snapshots import Snapshotter
 from server.store import Store
 
-__all__ = ["RoomRegistry"]
+__all__ = ["DocBuilder", "RoomRegistry"]
 
 logger = logging.getLogger("draftsync.registry")
 
 REVIEW_POLL_SECONDS = 0.05
+
+
+DocBuilder = Callable[..., Doc]
+"""Builds a loaded draft's doc: `(snapshot, tail, *, client_id) -> Doc` (crdt/history.py
+`rebuild`). A seam for tests that need the server's client id fixed."""
 
 
 class RoomRegistry:
@@ -43,7 +50,10 @@ class RoomRegistry:
         snapshotter: Snapshotter,
         journal_closer: JournalCloser,
         settings: Settings,
+        *,
+        build_doc: DocBuilder = rebuild,
     ) -> None:
+        self._build_doc = build_doc
         self._journal_closer = journal_closer
         self._store = store
         self._pipeline = pipeline
@@ -133,7 +143,9 @@ class RoomRegistry:
             state = await self._store.load(room.draft_id)
             # A fresh 32-bit client id per load: the server's own changes stay small on the wire.
             client_id = secrets.randbits(32)
-            doc = await asyncio.to_thread(rebuild, state.snapshot, state.tail, client_id=client_id)
+            doc = await asyncio.to_thread(
+                self._build_doc, state.snapshot, state.tail, client_id=client_id
+            )
         except BaseException:
             self._forget(room)
             raise

@@ -32,7 +32,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from pycrdt import Array, Doc, Map
 
@@ -48,7 +47,6 @@ from crdt.protocol import (
 )
 from crdt.schema import DEFAULT_SCHEMA, Schema
 from crdt.updates import decode_update
-from server import registry
 from server.app import Service
 from server.config import Settings
 from server.connection import Connection
@@ -284,17 +282,16 @@ async def open_driver(
         room_grace_seconds=3600.0,  # the room stays loaded while every editor is offline
     )
     rebuild = _Rebuild(server_id, skip_gc=skip_gc)
-    with mock.patch.object(registry, "rebuild", rebuild):
-        store = await Store.open(settings.database_path)
-        service = Service(settings, store)
-        service.start()
+    store = await Store.open(settings.database_path)
+    service = Service(settings, store, build_doc=rebuild)
+    service.start()
+    try:
+        await store.create_draft(DRAFT_ID, OWNER, now=time.time())
+        driver = RoomDriver(service, await service.rooms.open(DRAFT_ID))
+        assert rebuild.built and driver.doc is rebuild.built[-1], "the registry's doc"
         try:
-            await store.create_draft(DRAFT_ID, OWNER, now=time.time())
-            driver = RoomDriver(service, await service.rooms.open(DRAFT_ID))
-            assert rebuild.built and driver.doc is rebuild.built[-1], "the registry's doc"
-            try:
-                yield driver
-            finally:
-                await driver.close_all()
+            yield driver
         finally:
-            await service.stop()
+            await driver.close_all()
+    finally:
+        await service.stop()

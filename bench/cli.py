@@ -31,7 +31,7 @@ from bench.replay import ReplayMismatch
 from bench.runtime import positive_int, run
 from bench.servers import SERVERS
 from bench.traces import DEFAULT_TRACES_DIR
-from server.snapshot_retention import KEEP
+from server.store.retention import KEEP
 
 __all__ = ["main"]
 

@@ -23,6 +23,8 @@ from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 from crdt.schema import Kind, Rule, Schema
 
 __all__ = [
+    "CONFLICTS_ROOT",
+    "FIELDS_ROOT",
     "DraftContent",
     "FieldSpec",
     "fields_of",

@@ -19,7 +19,7 @@ from typing import Any
 
 from crdt.updates import NO_VALUE, ItemHeader, decode_update
 
-__all__ = ["FieldIndex", "MapWrite"]
+__all__ = ["FieldIndex", "Id", "MapWrite"]
 
 Id = tuple[int, int]
 _NONE: Mapping[Id, Any] = {}

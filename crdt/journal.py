@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Burst", "EventType", "JournalEvent", "TextBursts"]
+__all__ = ["DEFAULT_PAUSE", "DEFAULT_SPAN", "Burst", "EventType", "JournalEvent", "TextBursts"]
 
 DEFAULT_PAUSE = 2.0
 DEFAULT_SPAN = 60.0

@@ -36,11 +36,13 @@ __all__ = [
     "MAX_ANY_DEPTH",
     "NO_VALUE",
     "DecodedUpdate",
+    "Id",
     "ItemHeader",
     "check_nesting",
     "decode_update",
     "first_client_id",
     "may_nest_too_deep",
+    "read_any",
 ]
 
 Id = tuple[int, int]  # (client, clock)

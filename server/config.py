@@ -50,8 +50,8 @@ class Settings:
     # Per-connection send queue bounds; a reader that falls further behind is closed with 4408.
     send_queue_messages: int = 65_536  # ~4 s of a 16,000 edits/s flood; the bytes bound caps memory
     send_queue_bytes: int = 32 * 1024 * 1024
-    # Awareness of one connection (server/presence.py): client ids it may own, bytes of their
-    # states (more: closed with 4400), relays a second (more are coalesced, server/pacing.py).
+    # Awareness of one connection (server/sync/presence.py): client ids it may own, bytes of their
+    # states (more: closed with 4400), relays a second (more are coalesced, server/sync/pacing.py).
     awareness_max_states: int = presence.MAX_STATES
     awareness_max_bytes: int = presence.MAX_BYTES
     awareness_rate: int = presence.RATE
@@ -60,7 +60,7 @@ class Settings:
     commit_queue_updates: int = 20_000
     max_batch_updates: int = 2_000
     layers: Layers = ALL_LAYERS
-    # None: SQLite at `database_path`; a postgresql:// URL: PostgreSQL (server/store_pg.py).
+    # None: SQLite at `database_path`; a postgresql:// URL: PostgreSQL (server/store/postgres.py).
     store_url: str | None = None
     # A redis:// URL: relay updates, awareness and access changes to other instances.
     redis_url: str | None = None

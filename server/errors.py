@@ -91,7 +91,8 @@ class Conflict(BadRequest):
 
 class AwarenessLimitExceeded(ProtocolError):
     """An awareness update that would have its connection own more client ids, or hold more
-    bytes of state, than `--awareness-max-states` / `--awareness-max-bytes` (server/presence.py)."""
+    bytes of state, than `--awareness-max-states` / `--awareness-max-bytes`
+    (server/sync/presence.py)."""
 
 
 class AccessError(DraftsyncError):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 
-__all__ = ["ARMED", "InjectedFault", "arm", "trip"]
+__all__ = ["ARMED", "POINTS", "InjectedFault", "arm", "trip"]
 
 logger = logging.getLogger("draftsync.faults")
 

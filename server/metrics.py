@@ -28,6 +28,7 @@ __all__ = [
     "TALLY",
     "UPDATES_DROPPED",
     "UPDATES_STORED",
+    "Tally",
 ]
 
 CONNECTIONS = Gauge("draftsync_connections", "Open WebSocket connections")

@@ -29,7 +29,15 @@ from dataclasses import dataclass, field
 
 from server import metrics
 
-__all__ = ["EXIT_SOFTWARE", "Crash", "Supervisor"]
+__all__ = [
+    "CRASH_WINDOW_SECONDS",
+    "EXIT_SOFTWARE",
+    "HEALTH_WINDOW_SECONDS",
+    "MAX_CRASHES",
+    "RESTART_DELAY_SECONDS",
+    "Crash",
+    "Supervisor",
+]
 
 logger = logging.getLogger("draftsync.supervisor")
 

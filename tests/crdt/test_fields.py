@@ -476,7 +476,7 @@ LAZY_LOAD_MERGE = (
     "run that starts at an older item of the same client (both deleted), the run's head is not "
     "in `skip`, load() indexes the new clocks as old, and ingest() drops them as already known "
     "(_integrate filters `item.id not in self._key_of`): the concurrent write is not reported. "
-    "server/semantics.py _ingest() builds its lazy index exactly this way"
+    "crdt/semantics.py _ingest() builds its lazy index exactly this way"
 )
 
 

@@ -1,4 +1,4 @@
-"""Awareness belongs to its connection (issue 21 point 4, finding 8; server/presence.py).
+"""Awareness belongs to its connection (issue 21 point 4, finding 8; server/sync/presence.py).
 
 Each attack of the finding, on a running server: a viewer (a frame-level client) goes after
 bob's awareness client id while bob is a stock Yjs client (Node `WebsocketProvider`), alice
@@ -30,7 +30,7 @@ import pytest
 from bench.services import PostgresCluster, RedisServer
 from crdt.awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
 from crdt.protocol import Awareness, SyncStep1, encode_message
-from server.presence import MAX_BYTES, MAX_STATES, RATE
+from server.sync.presence import MAX_BYTES, MAX_STATES, RATE
 from tests.support.node_client import NodeClient
 from tests.support.raw_client import RawClient, connect_raw
 from tests.support.rest import as_user, create_draft

@@ -1,4 +1,4 @@
-"""The gate (server/gate.py) on its own: release by ticket, in order, and the relaxed rule."""
+"""The gate (server/sync/gate.py) on its own: release by ticket, in order, and the relaxed rule."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from server.gate import Gate, GateClosed
+from server.sync.gate import Gate, GateClosed
 
 
 class Inbox:

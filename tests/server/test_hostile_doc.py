@@ -146,7 +146,7 @@ async def test_finding_7_a_write_waiting_when_its_sender_is_downgraded_is_not_ap
         receiving = asyncio.create_task(room.receive_run(editor, [update]))
         await asyncio.sleep(0)  # the run is now waiting on the worker thread
         assert not receiving.done()
-        editor.set_can_write(False)  # what an owner's downgrade does (server/sharing.py)
+        editor.set_can_write(False)  # what an owner's downgrade does (server/sync/sharing.py)
         await receiving
         await harness.committed()
         assert room.version == version and "u0v" not in room.doc.get("notes", type=Map)

@@ -1,5 +1,5 @@
-"""The awareness table's rules (server/presence.py) and the relay pacing (server/pacing.py),
-without a server: owners, clocks, limits, departures, coalescing."""
+"""The awareness table's rules (server/sync/presence.py) and the relay pacing
+(server/sync/pacing.py), without a server: owners, clocks, limits, departures, coalescing."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from crdt.awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
 from crdt.errors import MalformedMessage
 from server.errors import AwarenessLimitExceeded, CloseCode, close_code_for
-from server.pacing import AwarenessPacer
-from server.presence import MAX_CLOCK_STEP, AwarenessLimits, Presence
+from server.sync.pacing import AwarenessPacer
+from server.sync.presence import MAX_CLOCK_STEP, AwarenessLimits, Presence
 
 BOB, EVE = object(), object()
 

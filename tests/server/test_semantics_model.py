@@ -1,7 +1,7 @@
 """Model test of the semantic rules: random offline writes by 3 clients against the real room,
 every replica converges and obeys the field's rule.
 
-The server is the real one (`tests.support.room_driver`): a `server.rooms.Room` loaded by the
+The server is the real one (`tests.support.room_driver`): a `server.sync.room.Room` loaded by the
 registry of a `Service` over a SQLite store in a temporary directory, with its group commit, gate
 and journal; the clients are pycrdt docs (`tests.support.semantic_clients.SimClient`) joined
 through real `Connection`s whose socket hands them what the room sends. The room's doc is the
@@ -46,7 +46,7 @@ from pycrdt import Array, Doc, Map, Text
 
 from crdt.fields import FieldIndex
 from crdt.schema import DEFAULT_SCHEMA, parse_schema
-from server.semantics import SemanticFields
+from crdt.semantics import SemanticFields
 from tests.support.room_driver import RoomDriver, open_driver
 from tests.support.semantic_clients import (
     SimClient,
@@ -491,7 +491,7 @@ async def test_list_values_of_the_wrong_type_are_removed(tmp_path: Path) -> None
 def test_review_of_text_only_update_is_empty() -> None:
     """The fields observer does not fire for text: nothing is decoded or reviewed."""
     doc: Doc = Doc(client_id=4_000_000_000)
-    semantics = SemanticFields(doc, DEFAULT_SCHEMA)
+    semantics = SemanticFields(doc, DEFAULT_SCHEMA, new_id=lambda: "c1")
     editor: Doc = Doc(client_id=3)
     editor.get("title", type=Text).insert(0, "Hello")
     doc.apply_update(editor.get_update())

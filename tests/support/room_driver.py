@@ -46,14 +46,14 @@ from crdt.protocol import (
     decode_message,
 )
 from crdt.schema import DEFAULT_SCHEMA, Schema
+from crdt.semantics import Review
 from crdt.updates import decode_update
-from server.app import Service
 from server.config import Settings
-from server.connection import Connection
-from server.records import UpdateRecord
-from server.rooms import Room, RoomState
-from server.semantics import Review
-from server.store import Store
+from server.service import Service
+from server.store.records import UpdateRecord
+from server.store.sqlite import SqliteStore
+from server.sync.connection import Connection
+from server.sync.room import Room, RoomState
 from tests.support.semantic_clients import SimClient, Write, decode_state_vector
 
 __all__ = ["DRAFT_ID", "ClientSocket", "RoomDriver", "open_driver"]
@@ -187,7 +187,8 @@ class RoomDriver:
         return await self.send(client, client.doc.get_update(self.doc.get_state()))
 
     async def go_offline(self, client: SimClient) -> None:
-        """The editor's connection goes, as the WebSocket endpoint ends one (`server/ws.py`)."""
+        """The editor's connection goes, as the WebSocket endpoint ends one
+        (`server/sync/endpoint.py`)."""
         link = self._links.pop(client, None)
         if link is None:
             return
@@ -282,7 +283,7 @@ async def open_driver(
         room_grace_seconds=3600.0,  # the room stays loaded while every editor is offline
     )
     rebuild = _Rebuild(server_id, skip_gc=skip_gc)
-    store = await Store.open(settings.database_path)
+    store = await SqliteStore.open(settings.database_path)
     service = Service(settings, store, build_doc=rebuild)
     service.start()
     try:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WEB_DIST", "drafts_page", "editor_page", "routes", "schema_endpoint", "schema_json"]
 
-WEB_DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
+WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
 
 _NOT_BUILT = "The editor is not built: run `make web` (npm ci and node build.mjs in web/).\n"
 _PAGE_HEADERS = {

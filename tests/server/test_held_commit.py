@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from pycrdt import Doc, Text
 
+from bench.services import PostgresCluster, RedisServer
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.server_process import ServerProcess
 from tests.support.stored import stored_doc
@@ -133,3 +135,41 @@ async def test_a_rest_read_of_one_draft_does_not_wait_for_another_drafts_backlog
     finally:
         await http.aclose()
         await asyncio.gather(alice.disconnect(), idle.disconnect())
+
+
+async def test_postgresql_a_joiner_and_another_instance_see_a_pending_edit_only_once_committed(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """The same with two instances: the commit is held by a PostgreSQL transaction holding the
+    draft's lock (the advisory lock that numbers its versions)."""
+    store = postgres.new_database()
+    flags = ("--store", store, "--redis", redis_server.url, "--room-grace", "0.3")
+    first = ServerProcess(tmp_path / "a", *flags).start()
+    second = ServerProcess(tmp_path / "b", *flags).start()
+    draft = f"pg-held-{uuid.uuid4().hex[:8]}"
+    alice = await connect_synced(first, draft, "alice")
+    carol = await connect_synced(second, draft, "alice")
+    bob = PycrdtClient(first.ws_url, draft, first.token("alice"))
+    lock = await asyncpg.connect(store)
+    try:
+        await alice.edit(type_into("committed "))
+        await alice.flush()
+        await carol.wait_for(lambda: carol.text("title") == "committed ")
+        held = lock.transaction()
+        await held.start()
+        await lock.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", draft)
+        await alice.edit(type_into("PENDING"))
+        await asyncio.sleep(0.2)
+        await bob.connect()
+        await asyncio.sleep(HELD)
+        assert not bob.synced.is_set() and "PENDING" not in bob.text("title")
+        assert "PENDING" not in carol.text("title")
+        await held.rollback()
+        await asyncio.wait_for(bob.synced.wait(), 10)
+        assert bob.text("title") == "committed PENDING"
+        await carol.wait_for(lambda: carol.text("title") == "committed PENDING")
+    finally:
+        await lock.close()
+        await asyncio.gather(alice.disconnect(), bob.disconnect(), carol.disconnect())
+        first.stop()
+        second.stop()

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
+from crdt.bulk_array import fill_start
 from crdt.schema import Kind, Rule, Schema
 
 __all__ = [
@@ -134,7 +135,7 @@ def initial_update(
                 if value:
                     doc.get(name, type=Text).insert(0, value)
             elif kind == "list":
-                doc.get(name, type=Array).extend(list(value))
+                fill_start(doc, name, list(value))  # linear; Array.extend is quadratic
             elif kind == "value":
                 doc.get(FIELDS_ROOT, type=Map)[name] = value
             else:

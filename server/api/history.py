@@ -23,10 +23,16 @@ from starlette.responses import JSONResponse, Response
 from crdt.content import fields_of, read_content
 from crdt.history import rebuild
 from crdt.journal import EventType, JournalEvent
-from crdt.restore import restore_into
+from crdt.restore import restored_update
 from server.access import Role
 from server.api.common import endpoint, finite, iso, reach, read_json, read_query
-from server.errors import BadRequest, NotPermitted, UnknownVersion, ValidationFailed
+from server.errors import (
+    BadRequest,
+    NotPermitted,
+    StoreError,
+    UnknownVersion,
+    ValidationFailed,
+)
 from server.journal import recover_journal
 from server.rooms import RoomState
 
@@ -109,6 +115,10 @@ async def restore_version(request: Request, service: Service, user: str) -> Resp
     schema = service.settings.schema
     room = await service.rooms.open(draft_id)
     try:
+        # Computed off the event loop on a copy (a big list took seconds on the loop), then
+        # applied as the server's change; edits that land meanwhile merge with it as usual.
+        state = room.doc.get_update()
+        update = await asyncio.to_thread(restored_update, state, old, schema)
         now = time.time()
 
         def restored(version: int) -> list[JournalEvent]:
@@ -117,9 +127,13 @@ async def restore_version(request: Request, service: Service, user: str) -> Resp
                 JournalEvent(EventType.RESTORED, draft_id, version, user, "rest", None, now, data)
             ]
 
-        version = room.write_as_server(
-            "restore", lambda doc: restore_into(doc, old, schema), events=restored
-        )
+        if room.state is not RoomState.OPEN:
+            raise StoreError("the draft closed during the restore: try again")
+        version = None
+        if update is not None:
+            version = room.write_as_server(
+                "restore", lambda doc: doc.apply_update(update), events=restored
+            )
     finally:
         service.rooms.release(room)
     await service.pipeline.flush()

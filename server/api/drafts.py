@@ -15,7 +15,9 @@ A draft as read::
      "access": {user: role}}                                  (owners only)
 
 Fields are checked against the schema (`crdt.content.initial_problems`: kind, type, and for a
-`transition` field a start allowed from its initial value): 422 naming each problem.
+`transition` field a start allowed from its initial value): 422 naming each problem. A body is
+bounded like a WebSocket update (`BodyLimits`): at most `--max-insert-elements` elements a list
+and `--max-body-fields` keys, else 422 naming the limit; over 1 MiB it is 413.
 A new draft's title and fields are written as one Yjs update by a fresh 32-bit client id and
 stored as version 1 in the transaction that creates the draft, so it loads like any update.
 Deleting tombstones the id (never reusable), closes live connections with 4404 and removes the
@@ -25,9 +27,11 @@ content once the room's accepted updates are committed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import (
@@ -65,6 +69,7 @@ from server.sharing import close_deleted
 
 if TYPE_CHECKING:
     from server.app import Service
+    from server.config import Settings
 
 __all__ = ["create_draft", "delete_draft", "get_draft", "list_drafts"]
 
@@ -73,8 +78,38 @@ logger = logging.getLogger("draftsync.api")
 DELETE_DRAIN_SECONDS = 10.0
 REST_SESSION = "rest"
 
-Scalar = StrictStr | StrictBool | StrictInt | StrictFloat
+# pycrdt panics (PanicException, not an Exception) on an int outside 64 bits.
+Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+Scalar = StrictStr | StrictBool | Int64 | StrictFloat
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """How much one REST body may write: the same bound per list as a WebSocket update has
+    (`--max-insert-elements`), and a bound on the keys of `fields` (`--max-body-fields`), so
+    that building its update stays a few milliseconds whatever the body."""
+
+    max_elements: int
+    max_fields: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> BodyLimits:
+        return cls(settings.max_insert_elements, settings.max_body_fields)
+
+    def problems(self, fields: dict[str, Any]) -> list[str]:
+        found = []
+        if len(fields) > self.max_fields:
+            found.append(
+                f"`fields` has {len(fields)} keys: at most {self.max_fields} (--max-body-fields)"
+            )
+        for name, value in fields.items():
+            if isinstance(value, list) and len(value) > self.max_elements:
+                found.append(
+                    f"`{name}` has {len(value)} elements: at most {self.max_elements} "
+                    "a list (--max-insert-elements)"
+                )
+        return found
 
 
 class NewDraft(BaseModel):
@@ -88,7 +123,10 @@ class NewDraft(BaseModel):
 
     @model_validator(mode="after")
     def _fits_schema(self, info: ValidationInfo) -> Self:
-        problems = initial_problems((info.context or {})["schema"], self.title, self.fields)
+        context = info.context or {}
+        problems = context["limits"].problems(self.fields)  # before any per-value work
+        if not problems:
+            problems = initial_problems(context["schema"], self.title, self.fields)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -104,15 +142,24 @@ class Page(BaseModel):
 @endpoint
 async def create_draft(request: Request, service: Service, user: str) -> Response:
     fields = service.metadata.fields
-    body = await read_json(request, NewDraft, context={"schema": service.settings.schema})
+    settings = service.settings
+    context = {"schema": settings.schema, "limits": BodyLimits.of(settings)}
+    body = await read_json(request, NewDraft, context=context)
     # A generated id that happens to be taken is retried; a given one is the caller's to change.
     # Hex: never starts with "-", which command lines would take for an option.
     candidates = [body.id] if body.id is not None else [secrets.token_hex(8) for _ in range(3)]
     for draft_id in candidates:
         now = time.time()
         client_id = secrets.randbits(32)
-        update = initial_update(
-            client_id=client_id, fields=fields, title=body.title, values=body.fields
+        # Off the event loop: bounded by BodyLimits, but still up to tens of milliseconds.
+        update = await asyncio.to_thread(
+            functools.partial(
+                initial_update,
+                client_id=client_id,
+                fields=fields,
+                title=body.title,
+                values=body.fields,
+            )
         )
         first = None
         if update is not None:

@@ -103,11 +103,11 @@ def runs_of(positions: Sequence[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def delete_positions(doc: Doc, root: str, positions: Sequence[int]) -> None:
-    """Delete the elements at `positions` (sorted, distinct) of the root array `root`."""
+def delete_positions(array: Array, root: str, positions: Sequence[int]) -> None:
+    """Delete the elements at `positions` (sorted, distinct) of `array`, the root `root`."""
     if not positions:
         return
-    array = doc.get(root, type=Array)
+    doc = array.doc
     runs = runs_of(positions)
     with doc.transaction():
         length = len(array)

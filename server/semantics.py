@@ -25,6 +25,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Subscription
 
+from crdt.bulk_array import array_values
 from crdt.fields import FieldIndex, MapWrite
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.rules import Decision, decide, duplicate_positions
@@ -84,7 +85,7 @@ class SemanticFields:
         self._doc = doc
         self._index: FieldIndex | None = None
         self._values: dict[str, Any] = dict(self.fields.to_py() or {})
-        self._list_values = {name: array.to_py() or [] for name, array in self.lists.items()}
+        self._list_values = {name: self._read_list(name) for name in self.lists}
         self._authors: dict[str, _Author] = {}
         self._fields_touched = False
         self._lists_touched: set[str] = set()
@@ -179,7 +180,7 @@ class SemanticFields:
                         self._values[key] = value
         held = self._set_aside.lists if self._set_aside is not None else frozenset()
         for name in self._lists_touched - held:
-            self._list_values[name] = self.lists[name].to_py() or []
+            self._list_values[name] = self._read_list(name)
         self._lists_touched.clear()
 
     def new_conflict_id(self, key: str) -> str:
@@ -284,7 +285,7 @@ class SemanticFields:
 
     def _review_list(self, review: Review, name: str) -> None:
         spec = self._schema.fields[name]
-        values = self.lists[name].to_py() or []
+        values = self._read_list(name)
         bad = {i for i, value in enumerate(values) if not spec.accepts(value)}
         for position in sorted(bad):
             review.rejected.append(Rejection(name, values[position], "wrong type"))
@@ -297,6 +298,11 @@ class SemanticFields:
         if kept != old:
             review.changed[name] = (old, kept)
         self._list_values[name] = kept
+
+    def _read_list(self, name: str) -> list[Any]:
+        """One pass (`array_values`): pycrdt's `to_py` walks from the start per element, which
+        is quadratic on a list of many single-element items (a crafted update)."""
+        return array_values(self.lists[name])
 
     def _on_fields(self, _event: object) -> None:
         self._fields_touched = True

@@ -26,7 +26,7 @@ from typing import Any
 from pycrdt import Array, Doc, Map, Subscription
 
 from crdt.bulk_array import array_values
-from crdt.fields import FieldIndex, MapWrite
+from crdt.fields import FieldIndex, MapWrite, check_json_values
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.rules import Decision, decide, duplicate_positions
 from crdt.schema import Kind, Rule, Schema
@@ -114,7 +114,8 @@ class SemanticFields:
 
         `changes` is what the doc integrated (pycrdt's report of the transaction); `received`
         is what the client sent, read only for the values of writes that lost Yjs's ordering:
-        the server's doc deletes those while integrating them.
+        the server's doc deletes those while integrating them. A `fields` value that is not
+        JSON (a shared type...) raises NonJsonValue, a ProtocolError: the update is refused.
         """
         if self._set_aside is not None:
             self._fields_touched = self._set_aside.fields
@@ -124,7 +125,9 @@ class SemanticFields:
         at = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
         if self._fields_touched:
             self._fields_touched = False
-            writes = self._ingest(changes, _sent_values(received))
+            values, contents = _sent(received)
+            writes = self._ingest(changes, values)
+            check_json_values(writes, contents)  # before any value is judged or journaled
             by_key: dict[str, list[MapWrite]] = {}
             for write in writes:
                 by_key.setdefault(write.key, []).append(write)
@@ -157,7 +160,7 @@ class SemanticFields:
         named if one of its values becomes a conflict's candidate here)."""
         if self._fields_touched:
             self._fields_touched = False
-            writes = self._ingest(changes, _sent_values(received) if received else None)
+            writes = self._ingest(changes, _sent(received)[0] if received else None)
             if user is not None:
                 at = dt.datetime.now(dt.UTC).isoformat()
                 for write in writes:
@@ -314,8 +317,11 @@ class SemanticFields:
         return flag
 
 
-def _sent_values(update: bytes) -> dict[tuple[int, int], Any]:
-    return {i.id: i.value for i in decode_update(update).items if i.value is not NO_VALUE}
+def _sent(update: bytes) -> tuple[dict[tuple[int, int], Any], dict[tuple[int, int], int]]:
+    """The values and the content refs of the items a client sent, by item id."""
+    items = decode_update(update).items
+    values = {i.id: i.value for i in items if i.value is not NO_VALUE}
+    return values, {i.id: i.content for i in items}
 
 
 def _same_value(a: Any, b: Any) -> bool:

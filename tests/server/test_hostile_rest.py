@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from pycrdt import Array, Doc, Text
+from pycrdt import Array, Doc, Map, Text
 
 from crdt.bulk_array import array_item_update
 from crdt.protocol import Update, encode_message
@@ -260,3 +260,30 @@ async def _tags(server: ServerProcess, draft: str) -> list[Any]:
 
 async def _tags_are(server: ServerProcess, draft: str, done: Callable[[list[Any]], bool]) -> bool:
     return done(await _tags(server, draft))
+
+
+async def test_finding_1_a_shared_type_under_fields_never_breaks_a_commit(
+    server: ServerProcess, bystander: Bystander
+) -> None:
+    """`fields["k"] = Y.Map()` is refused by the review (a ProtocolError); whatever the room
+    then does with the connection, no journal row fails to serialize: the server keeps
+    committing, for the bystander and for an honest editor of the same draft."""
+    draft = new_id("shared-type")
+    mallory = await connect_synced(server, draft, "mallory")
+    alice = await PycrdtClient(server.ws_url, draft, server.token("mallory")).connect()
+    try:
+        await mallory.edit(lambda doc: doc.get("fields", type=Map).__setitem__("k", Map()))
+        await asyncio.wait_for(alice.synced.wait(), 10)
+        await alice.edit(lambda doc: doc.get("fields", type=Map).__setitem__("category", "city"))
+        await alice.flush()
+        assert await bystander.round_trip() < 10
+        async with as_user(server, "mallory") as api:
+            read = await api.get(f"/api/drafts/{draft}")
+            assert read.status_code == 200, read.text
+            assert read.json()["state"]["fields"]["category"] == "city"
+            events = await api.get(f"/api/drafts/{draft}/events")
+            assert events.status_code == 200, events.text
+        assert "rules skipped" in server.log() or mallory.close_code == 4400
+    finally:
+        await mallory.disconnect()
+        await alice.disconnect()

@@ -283,6 +283,7 @@ async def test_finding_1_a_shared_type_under_fields_never_breaks_a_commit(
             assert read.json()["state"]["fields"]["category"] == "city"
             events = await api.get(f"/api/drafts/{draft}/events")
             assert events.status_code == 200, events.text
+        assert "not JSON serializable" not in server.log()  # the journal row before the fix
         assert "rules skipped" in server.log() or mallory.close_code == 4400
     finally:
         await mallory.disconnect()

@@ -25,7 +25,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Subscription
 
-from crdt.bulk_array import array_values
+from crdt.bulk_array import array_values, delete_positions
 from crdt.fields import FieldIndex, MapWrite, check_json_values
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.rules import Decision, decide, duplicate_positions
@@ -185,6 +185,12 @@ class SemanticFields:
         for name in self._lists_touched - held:
             self._list_values[name] = self._read_list(name)
         self._lists_touched.clear()
+
+    def delete_list_positions(self, name: str, positions: list[int]) -> None:
+        """Delete what a review found at `positions` of list `name` (inside the server's
+        transaction), in time linear in the list (`crdt.bulk_array.delete_positions`): one
+        `del` a position walked the list each time (60,000 duplicates froze the loop 16.6 s)."""
+        delete_positions(self.lists[name], name, positions)
 
     def new_conflict_id(self, key: str) -> str:
         return f"{key}-{secrets.token_hex(4)}"

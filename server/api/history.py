@@ -25,14 +25,16 @@ from crdt.history import rebuild
 from crdt.journal import EventType, JournalEvent
 from crdt.restore import restored_update
 from server.access import Role
-from server.api.common import endpoint, finite, iso, reach, read_json, read_query
-from server.errors import (
-    BadRequest,
-    NotPermitted,
-    StoreError,
-    UnknownVersion,
-    ValidationFailed,
+from server.api.common import (
+    committed,
+    endpoint,
+    finite,
+    iso,
+    reach,
+    read_json,
+    read_query,
 )
+from server.errors import BadRequest, NotPermitted, UnknownVersion, ValidationFailed
 from server.journal import recover_journal
 from server.rooms import RoomState
 
@@ -127,16 +129,14 @@ async def restore_version(request: Request, service: Service, user: str) -> Resp
                 JournalEvent(EventType.RESTORED, draft_id, version, user, "rest", None, now, data)
             ]
 
-        if room.state is not RoomState.OPEN:
-            raise StoreError("the draft closed during the restore: try again")
         version = None
-        if update is not None:
+        if update is not None:  # write_as_server refuses (503) if the room closed meanwhile
             version = room.write_as_server(
                 "restore", lambda doc: doc.apply_update(update), events=restored
             )
     finally:
         service.rooms.release(room)
-    await service.pipeline.flush()
+    await committed(room)
     return JSONResponse(
         {"id": draft_id, "restoredFrom": body.version, "version": version or room.version}
     )
@@ -149,7 +149,9 @@ def _version_param(raw: str) -> int:
 
 
 async def _rebuilt(service: Service, draft_id: str, version: int) -> Doc:
-    await service.pipeline.flush()  # what was accepted is in the log before we read it
+    room = service.rooms.get(draft_id)
+    if room is not None:  # what this draft accepted is in the log before we read it
+        await committed(room)
     last = await service.store.last_version(draft_id)
     if version > last:
         raise UnknownVersion(f"version {version} is out of range: this draft has 0..{last}")

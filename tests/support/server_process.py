@@ -30,9 +30,10 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.args = list(args)
+        self.env = env or {}  # extra environment: DRAFTSYNC_FAULTS for fault injection
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
@@ -62,7 +63,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 20) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "DRAFTSYNC_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "DRAFTSYNC_SECRET": SECRET, "PYTHONUNBUFFERED": "1", **self.env}
         command = [sys.executable, "-m", "server", "serve", "--port", str(self.port)]
         command += ["--data", str(self.data_dir), *self.args]
         with self.log_path.open("ab") as log:

@@ -262,29 +262,33 @@ async def _tags_are(server: ServerProcess, draft: str, done: Callable[[list[Any]
     return done(await _tags(server, draft))
 
 
-async def test_finding_1_a_shared_type_under_fields_never_breaks_a_commit(
+async def test_finding_1_a_shared_type_under_fields_is_refused_and_never_stored(
     server: ServerProcess, bystander: Bystander
 ) -> None:
-    """`fields["k"] = Y.Map()` is refused by the review (a ProtocolError); whatever the room
-    then does with the connection, no journal row fails to serialize: the server keeps
-    committing, for the bystander and for an honest editor of the same draft."""
+    """`fields["k"] = Y.Map()` is refused by the review (NonJsonValue, a ProtocolError): the
+    sender gets 4400 naming the key, the draft reloads from the store without it, no journal
+    row fails to serialize, and the server goes on committing (the bystander, a new editor)."""
     draft = new_id("shared-type")
     mallory = await connect_synced(server, draft, "mallory")
-    alice = await PycrdtClient(server.ws_url, draft, server.token("mallory")).connect()
     try:
         await mallory.edit(lambda doc: doc.get("fields", type=Map).__setitem__("k", Map()))
-        await asyncio.wait_for(alice.synced.wait(), 10)
-        await alice.edit(lambda doc: doc.get("fields", type=Map).__setitem__("category", "city"))
-        await alice.flush()
-        assert await bystander.round_trip() < 10
-        async with as_user(server, "mallory") as api:
-            read = await api.get(f"/api/drafts/{draft}")
-            assert read.status_code == 200, read.text
-            assert read.json()["state"]["fields"]["category"] == "city"
-            events = await api.get(f"/api/drafts/{draft}/events")
-            assert events.status_code == 200, events.text
-        assert "not JSON serializable" not in server.log()  # the journal row before the fix
-        assert "rules skipped" in server.log() or mallory.close_code == 4400
+        await asyncio.wait_for(mallory.closed.wait(), 10)
+        assert mallory.close_code == 4400
+        assert 'fields["k"]: values must be JSON, not a shared type' in (mallory.close_reason or "")
     finally:
         await mallory.disconnect()
-        await alice.disconnect()
+    editor = await connect_synced(server, draft, "mallory")
+    try:
+        await editor.edit(lambda doc: doc.get("fields", type=Map).__setitem__("category", "city"))
+        await editor.flush()
+        assert "k" not in editor.fields()
+    finally:
+        await editor.disconnect()
+    assert await bystander.round_trip() < 10
+    async with as_user(server, "mallory") as api:
+        read = await api.get(f"/api/drafts/{draft}")
+        assert read.status_code == 200, read.text
+        assert read.json()["state"]["fields"] == {"category": "city"}
+        events = await api.get(f"/api/drafts/{draft}/events")
+        assert events.status_code == 200, events.text
+    assert "not JSON serializable" not in server.log()  # the journal row before the fix

@@ -91,12 +91,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="largest WebSocket message accepted; bigger ones close with 1009 (%(default)s)",
     )
     serve.add_argument(
-        "--max-insert-elements",
+        "--max-body-elements",
         type=_positive_int,
         default=10_000,
         metavar="N",
-        help="most elements one write may add to a list; a REST body with a longer list is "
-        "refused with 422 (%(default)s)",
+        help="most elements a REST create may give one list field; a longer list is refused "
+        "with 422 before any document work (%(default)s)",
     )
     serve.add_argument(
         "--max-body-fields",
@@ -266,7 +266,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         max_message_bytes=args.max_message_bytes,
-        max_insert_elements=args.max_insert_elements,
+        max_body_elements=args.max_body_elements,
         max_body_fields=args.max_body_fields,
         durability=Durability(args.durability),
         snapshot_every_updates=args.snapshot_every,

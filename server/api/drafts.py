@@ -16,7 +16,7 @@ A draft as read::
 
 Fields are checked against the schema (`crdt.content.initial_problems`: kind, type, and for a
 `transition` field a start allowed from its initial value): 422 naming each problem. A body is
-bounded like a WebSocket update (`BodyLimits`): at most `--max-insert-elements` elements a list
+bounded (`BodyLimits`): at most `--max-body-elements` elements a list
 and `--max-body-fields` keys, else 422 naming the limit; over 1 MiB it is 413.
 A new draft's title and fields are written as one Yjs update by a fresh 32-bit client id and
 stored as version 1 in the transaction that creates the draft, so it loads like any update.
@@ -87,16 +87,17 @@ FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 @dataclass(frozen=True, slots=True)
 class BodyLimits:
-    """How much one REST body may write: the same bound per list as a WebSocket update has
-    (`--max-insert-elements`), and a bound on the keys of `fields` (`--max-body-fields`), so
-    that building its update stays a few milliseconds whatever the body."""
+    """How much one REST create may write: elements a list field (`--max-body-elements`) and
+    keys of `fields` (`--max-body-fields`), so that building its update stays within tens of
+    milliseconds (off the event loop) whatever the body. WebSocket updates have their own
+    limits, checked on their bytes."""
 
     max_elements: int
     max_fields: int
 
     @classmethod
     def of(cls, settings: Settings) -> BodyLimits:
-        return cls(settings.max_insert_elements, settings.max_body_fields)
+        return cls(settings.max_body_elements, settings.max_body_fields)
 
     def problems(self, fields: dict[str, Any]) -> list[str]:
         found = []
@@ -108,7 +109,7 @@ class BodyLimits:
             if isinstance(value, list) and len(value) > self.max_elements:
                 found.append(
                     f"`{name}` has {len(value)} elements: at most {self.max_elements} "
-                    "a list (--max-insert-elements)"
+                    "a list (--max-body-elements)"
                 )
         return found
 

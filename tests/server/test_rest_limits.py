@@ -1,4 +1,4 @@
-"""The REST body limits (`--max-insert-elements`, `--max-body-fields`): documented in
+"""The REST body limits (`--max-body-elements`, `--max-body-fields`): documented in
 `serve --help` with their defaults, refused below one, and honoured as configured."""
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ def test_serve_help_names_the_limits_and_their_defaults() -> None:
     done = _run("--help")
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
-    assert "--max-insert-elements N" in text and "(10000)" in text
+    assert "--max-body-elements N" in text and "(10000)" in text
     assert "--max-body-fields N" in text and "(1000)" in text
 
 
-@pytest.mark.parametrize("option", ["--max-insert-elements", "--max-body-fields"])
+@pytest.mark.parametrize("option", ["--max-body-elements", "--max-body-fields"])
 def test_a_limit_below_one_is_refused_with_the_option_named(option: str) -> None:
     done = _run(option, "0")
     assert done.returncode == 2, done.stderr
@@ -34,7 +34,7 @@ def test_a_limit_below_one_is_refused_with_the_option_named(option: str) -> None
 
 
 async def test_the_configured_limits_hold(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path, "--max-insert-elements", "3", "--max-body-fields", "2")
+    server = ServerProcess(tmp_path, "--max-body-elements", "3", "--max-body-fields", "2")
     server.start()
     try:
         async with as_user(server, "alice") as api:

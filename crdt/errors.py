@@ -7,6 +7,7 @@
         MalformedMessage
         UnknownMessageType
         UndecodableUpdate
+        NonJsonValue          a `fields` value that is not JSON (a shared type, binary...)
       RuleError               a value the field's type or rule refuses (REST: 422)
       SchemaError             a schema file that breaks the schema rules (at start)
 
@@ -16,6 +17,7 @@
 __all__ = [
     "DraftsyncError",
     "MalformedMessage",
+    "NonJsonValue",
     "ProtocolError",
     "RuleError",
     "SchemaError",
@@ -42,6 +44,11 @@ class UnknownMessageType(ProtocolError):
 
 class UndecodableUpdate(ProtocolError):
     """A Yjs update that pycrdt or our decoder cannot read."""
+
+
+class NonJsonValue(ProtocolError):
+    """A value of the `fields` map that is not JSON: the server reads, journals and answers
+    `fields` as JSON, so a shared type, binary or subdocument there is refused."""
 
 
 class RuleError(DraftsyncError):

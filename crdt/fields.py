@@ -13,13 +13,14 @@ server holds. This holds whether the incoming write wins or loses Yjs's ordering
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from crdt.updates import NO_VALUE, ItemHeader, decode_update
+from crdt.errors import NonJsonValue
+from crdt.updates import CONTENT_NAMES, JSON_CONTENTS, NO_VALUE, ItemHeader, decode_update
 
-__all__ = ["FieldIndex", "Id", "MapWrite"]
+__all__ = ["FieldIndex", "Id", "MapWrite", "check_json_values"]
 
 Id = tuple[int, int]
 _NONE: Mapping[Id, Any] = {}
@@ -35,6 +36,7 @@ class MapWrite:
     seen: Any  # the value of the origin item (what the writer saw), NO_VALUE if unknown
     leaf: bool = True  # no other write of the same update builds on this one
     last: Id | None = None  # the item's last clock, when a merged deleted run spans several
+    content: int = 8  # the item's content ref (crdt.updates.CONTENT_NAMES)
 
 
 class FieldIndex:
@@ -123,6 +125,7 @@ class FieldIndex:
             concurrent=concurrent,
             seen=self._value_of.get(item.origin, NO_VALUE) if item.origin else NO_VALUE,
             last=last,
+            content=item.content,
         )
 
     def _add_node(self, item: ItemHeader, key: str) -> Id:
@@ -185,3 +188,29 @@ def _units(item: ItemHeader, values: Mapping[Id, Any]) -> list[ItemHeader]:
         )
         origin = unit_id
     return units
+
+
+def check_json_values(writes: Sequence[MapWrite], sent: Mapping[Id, int] = _NONE) -> None:
+    """Raise NonJsonValue if a write sets a key to anything but JSON (a shared type, binary,
+    a subdocument...): the server reads `fields` as JSON everywhere (REST, journal, rules).
+
+    `sent` gives content refs by item id from what the client sent: a write that lost Yjs's
+    ordering is Deleted in the doc's report of the transaction, but was still not JSON."""
+    for write in writes:
+        content = sent.get(write.id, write.content)
+        if content not in JSON_CONTENTS:
+            what = CONTENT_NAMES.get(content, f"content {content}")
+            raise NonJsonValue(f'fields["{write.key}"]: values must be JSON, not {what}')
+        if _holds_bytes(write.value):  # a Uint8Array inside an Any value (lib0 tag 116)
+            raise NonJsonValue(f'fields["{write.key}"]: values must be JSON, not binary')
+
+
+def _holds_bytes(value: Any) -> bool:
+    """Whether bytes occur in `value` (an Any value: nested at most MAX_ANY_DEPTH deep)."""
+    if isinstance(value, bytes | bytearray):
+        return True
+    if isinstance(value, list):
+        return any(_holds_bytes(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_bytes(item) for item in value.values())
+    return False

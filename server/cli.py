@@ -92,6 +92,21 @@ def _build_parser() -> argparse.ArgumentParser:
         help="largest WebSocket message accepted; bigger ones close with 1009 (%(default)s)",
     )
     serve.add_argument(
+        "--max-body-elements",
+        type=_positive_int,
+        default=10_000,
+        metavar="N",
+        help="most elements a REST create may give one list field; a longer list is refused "
+        "with 422 before any document work (%(default)s)",
+    )
+    serve.add_argument(
+        "--max-body-fields",
+        type=_positive_int,
+        default=1_000,
+        metavar="N",
+        help="most keys of `fields` one REST body may set; more is refused with 422 (%(default)s)",
+    )
+    serve.add_argument(
         "--durability",
         choices=[d.value for d in Durability],
         default=Durability.DURABLE.value,
@@ -252,6 +267,8 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         max_message_bytes=args.max_message_bytes,
+        max_body_elements=args.max_body_elements,
+        max_body_fields=args.max_body_fields,
         durability=Durability(args.durability),
         snapshot_every_updates=args.snapshot_every,
         snapshot_every_bytes=args.snapshot_bytes,

@@ -38,6 +38,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_message_bytes: int = 16 * 1024 * 1024
+    # A REST create may give a list field at most this many elements (server/api/drafts.py) ...
+    max_body_elements: int = 10_000
+    # ... and at most this many keys of `fields`.
+    max_body_fields: int = 1_000
     durability: Durability = Durability.DURABLE
     schema: Schema = DEFAULT_SCHEMA
     # A snapshot is taken when a draft has this many updates, or bytes, since its last one.

@@ -15,7 +15,9 @@ A draft as read::
      "access": {user: role}}                                  (owners only)
 
 Fields are checked against the schema (`crdt.content.initial_problems`: kind, type, and for a
-`transition` field a start allowed from its initial value): 422 naming each problem.
+`transition` field a start allowed from its initial value): 422 naming each problem. A body is
+bounded (`BodyLimits`): at most `--max-body-elements` elements a list
+and `--max-body-fields` keys, else 422 naming the limit; over 1 MiB it is 413.
 A new draft's title and fields are written as one Yjs update by a fresh 32-bit client id and
 stored as version 1 in the transaction that creates the draft, so it loads like any update.
 Deleting tombstones the id (never reusable), closes live connections with 4404 and removes the
@@ -25,9 +27,11 @@ content once the room's accepted updates are committed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import (
@@ -65,12 +69,15 @@ from server.sync.room import RoomState
 from server.sync.sharing import close_deleted
 
 if TYPE_CHECKING:
+    from server.config import Settings
     from server.service import Service
 
 __all__ = [
     "DELETE_DRAIN_SECONDS",
     "REST_SESSION",
+    "BodyLimits",
     "FieldName",
+    "Int64",
     "NewDraft",
     "Page",
     "Scalar",
@@ -86,8 +93,39 @@ logger = logging.getLogger("draftsync.api")
 DELETE_DRAIN_SECONDS = 10.0
 REST_SESSION = "rest"
 
-Scalar = StrictStr | StrictBool | StrictInt | StrictFloat
+# pycrdt panics (PanicException, not an Exception) on an int outside 64 bits.
+Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+Scalar = StrictStr | StrictBool | Int64 | StrictFloat
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """How much one REST create may write: elements a list field (`--max-body-elements`) and
+    keys of `fields` (`--max-body-fields`), so that building its update stays within tens of
+    milliseconds (off the event loop) whatever the body. WebSocket updates have their own
+    limits, checked on their bytes."""
+
+    max_elements: int
+    max_fields: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> BodyLimits:
+        return cls(settings.max_body_elements, settings.max_body_fields)
+
+    def problems(self, fields: dict[str, Any]) -> list[str]:
+        found = []
+        if len(fields) > self.max_fields:
+            found.append(
+                f"`fields` has {len(fields)} keys: at most {self.max_fields} (--max-body-fields)"
+            )
+        for name, value in fields.items():
+            if isinstance(value, list) and len(value) > self.max_elements:
+                found.append(
+                    f"`{name}` has {len(value)} elements: at most {self.max_elements} "
+                    "a list (--max-body-elements)"
+                )
+        return found
 
 
 class NewDraft(BaseModel):
@@ -101,7 +139,10 @@ class NewDraft(BaseModel):
 
     @model_validator(mode="after")
     def _fits_schema(self, info: ValidationInfo) -> Self:
-        problems = initial_problems((info.context or {})["schema"], self.title, self.fields)
+        context = info.context or {}
+        problems = context["limits"].problems(self.fields)  # before any per-value work
+        if not problems:
+            problems = initial_problems(context["schema"], self.title, self.fields)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -117,15 +158,24 @@ class Page(BaseModel):
 @endpoint
 async def create_draft(request: Request, service: Service, user: str) -> Response:
     fields = service.metadata.fields
-    body = await read_json(request, NewDraft, context={"schema": service.settings.schema})
+    settings = service.settings
+    context = {"schema": settings.schema, "limits": BodyLimits.of(settings)}
+    body = await read_json(request, NewDraft, context=context)
     # A generated id that happens to be taken is retried; a given one is the caller's to change.
     # Hex: never starts with "-", which command lines would take for an option.
     candidates = [body.id] if body.id is not None else [secrets.token_hex(8) for _ in range(3)]
     for draft_id in candidates:
         now = time.time()
         client_id = secrets.randbits(32)
-        update = initial_update(
-            client_id=client_id, fields=fields, title=body.title, values=body.fields
+        # Off the event loop: bounded by BodyLimits, but still up to tens of milliseconds.
+        update = await asyncio.to_thread(
+            functools.partial(
+                initial_update,
+                client_id=client_id,
+                fields=fields,
+                title=body.title,
+                values=body.fields,
+            )
         )
         first = None
         if update is not None:

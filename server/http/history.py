@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from crdt.content import fields_of, read_content
 from crdt.history import rebuild
 from crdt.journal import EventType, JournalEvent
-from crdt.restore import restore_into
+from crdt.restore import restored_update
 from server.access import Role
 from server.errors import BadRequest, NotPermitted, UnknownVersion, ValidationFailed
 from server.http.common import (
@@ -117,6 +117,10 @@ async def restore_version(request: Request, service: Service, user: str) -> Resp
     schema = service.settings.schema
     room = await service.rooms.open(draft_id)
     try:
+        # Computed off the event loop on a copy (a big list took seconds on the loop), then
+        # applied as the server's change; edits that land meanwhile merge with it as usual.
+        state = room.doc.get_update()
+        update = await asyncio.to_thread(restored_update, state, old, schema)
         now = time.time()
 
         def restored(version: int) -> list[JournalEvent]:
@@ -125,9 +129,11 @@ async def restore_version(request: Request, service: Service, user: str) -> Resp
                 JournalEvent(EventType.RESTORED, draft_id, version, user, "rest", None, now, data)
             ]
 
-        version = room.write_as_server(
-            "restore", lambda doc: restore_into(doc, old, schema), events=restored
-        )
+        version = None
+        if update is not None:  # write_as_server refuses (503) if the room closed meanwhile
+            version = room.write_as_server(
+                "restore", lambda doc: doc.apply_update(update), events=restored
+            )
     finally:
         service.rooms.release(room)
     await committed(room)

@@ -649,6 +649,4 @@ def _apply_review(room: Room, review: Review) -> None:
     for conflict_id, entry in review.conflicts.items():
         semantics.conflicts[conflict_id] = entry
     for name, positions in review.list_deletions.items():
-        array = semantics.lists[name]
-        for position in reversed(positions):
-            del array[position]
+        semantics.delete_list_positions(name, positions)  # linear (was one `del` each: 16.6 s)

@@ -97,7 +97,6 @@ async def test_finding_6_a_delete_set_that_panics_yrs_leaves_nothing_behind(
         await asyncio.gather(alice.disconnect(), bob.disconnect(), mallory.close())
 
 
-@pytest.mark.xfail(strict=True, reason="the rules do not refuse shared types in fields yet")
 async def test_finding_1_a_shared_type_in_fields_is_refused_and_the_server_carries_on(
     server: ServerProcess,
 ) -> None:

@@ -7,6 +7,7 @@
         MalformedMessage
         UnknownMessageType
         UndecodableUpdate
+        UpdateTooLarge          an update that would cost the doc more than a limit allows
       RuleError               a value the field's type or rule refuses (REST: 422)
       SchemaError             a schema file that breaks the schema rules (at start)
 
@@ -21,6 +22,7 @@ __all__ = [
     "SchemaError",
     "UndecodableUpdate",
     "UnknownMessageType",
+    "UpdateTooLarge",
 ]
 
 
@@ -42,6 +44,11 @@ class UnknownMessageType(ProtocolError):
 
 class UndecodableUpdate(ProtocolError):
     """A Yjs update that pycrdt or our decoder cannot read."""
+
+
+class UpdateTooLarge(ProtocolError):
+    """A Yjs update (or run of them) past a limit of `crdt.limits`, refused before the doc
+    applies it: yrs's cost in memory or time would grow past what one message may take."""
 
 
 class RuleError(DraftsyncError):

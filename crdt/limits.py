@@ -157,13 +157,13 @@ class RunScan:
             count = read()
             client = read()
             clock = read()
-            self.structs += count
-            if self.structs > limits.structs:
-                self._over("structs", self.structs)
             # The chain open at the end of this client's last group, if any: (content ref,
             # next clock, items, merge weight).
             tail = self._tails.pop(client, None)
             for _ in range(count):
+                self.structs += 1  # counted as read: a more telling limit may fire first
+                if self.structs > limits.structs:
+                    self._over("structs", self.structs)
                 info = reader.read_uint8()
                 ref = info & 0x1F
                 if ref == 0 or ref == 10:  # GC or Skip: a run of clocks, no item

@@ -98,6 +98,7 @@ class RoomRegistry:
             schema=self._settings.schema,
             journal_closer=self._journal_closer,
             layers=self._settings.layers,
+            update_limits=self._settings.update_limits,
             on_failed=self._forget,
         )
         self._rooms[draft_id] = room

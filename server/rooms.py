@@ -31,6 +31,7 @@ from pycrdt import Doc, Subscription, TransactionEvent, merge_updates
 from crdt.awareness import AwarenessEntry
 from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate
 from crdt.journal import JournalEvent
+from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.origins import SERVER_USER, ServerOrigin
 from crdt.protocol import (
     Auth,
@@ -51,6 +52,7 @@ from server.config import ALL_LAYERS, Durability, Layers
 from server.connection import Connection
 from server.errors import CloseCode, StoreError
 from server.journal import JournalCloser, RoomJournal
+from server.limits import UpdateLimitCheck
 from server.presence import Presence
 from server.records import UpdateRecord
 from server.semantics import Review, SemanticFields
@@ -87,6 +89,7 @@ class Room:
         schema: Schema,
         journal_closer: JournalCloser,
         layers: Layers = ALL_LAYERS,
+        update_limits: UpdateLimits = DEFAULT_LIMITS,
         on_failed: Callable[[Room], None],
     ) -> None:
         self.draft_id = draft_id
@@ -95,6 +98,7 @@ class Room:
         self.journal: RoomJournal | None = None
         self._journal_closer = journal_closer
         self._layers = layers
+        self._update_limits = UpdateLimitCheck(update_limits)
         self.state = RoomState.LOADING
         self.doc: Doc = Doc()
         self.connections: set[Connection] = set()
@@ -210,6 +214,7 @@ class Room:
         if not conn.can_write:
             conn.deny_write()
             return
+        await self._update_limits.check(updates)  # bounded work per run (crdt/limits.py)
         for update in updates:
             if may_nest_too_deep(update):
                 # yrs would recurse without a limit (a crafted value crashes the process):

@@ -52,7 +52,7 @@ from server.config import ALL_LAYERS, Durability, Layers
 from server.connection import Connection
 from server.errors import CloseCode, StoreError
 from server.journal import JournalCloser, RoomJournal
-from server.limits import UpdateLimitCheck
+from server.limits import check_run
 from server.presence import Presence
 from server.records import UpdateRecord
 from server.semantics import Review, SemanticFields
@@ -98,7 +98,7 @@ class Room:
         self.journal: RoomJournal | None = None
         self._journal_closer = journal_closer
         self._layers = layers
-        self._update_limits = UpdateLimitCheck(update_limits)
+        self._update_limits = update_limits
         self.state = RoomState.LOADING
         self.doc: Doc = Doc()
         self.connections: set[Connection] = set()
@@ -214,7 +214,8 @@ class Room:
         if not conn.can_write:
             conn.deny_write()
             return
-        await self._update_limits.check(updates)  # bounded work per run (crdt/limits.py)
+        if self._update_limits.needs_scan(updates):  # bounded work per run (crdt/limits.py)
+            await check_run(updates, self._update_limits)
         for update in updates:
             if may_nest_too_deep(update):
                 # yrs would recurse without a limit (a crafted value crashes the process):

@@ -256,14 +256,20 @@ def test_the_finding_5_fields_flood_is_refused_early() -> None:
         check_update_limits([fields_keys(700_000)], DEFAULT_LIMITS)
 
 
-def test_small_updates_are_not_walked_and_cannot_cross_a_limit() -> None:
-    assert not DEFAULT_LIMITS.needs_scan(30)
-    assert DEFAULT_LIMITS.needs_scan(100_000)
-    # the bound holds: the densest update below the threshold is within every limit
-    size = max(n for n in range(1, 5000) if not DEFAULT_LIMITS.needs_scan(n))
-    for update in (chained_values(size // 3), chained_text(size // 3), fields_keys(size // 12)):
-        if len(update) <= size:
-            check_update_limits([update], DEFAULT_LIMITS)
+def test_small_runs_are_not_walked_and_cannot_cross_a_limit() -> None:
+    keystroke = chained_text(1)
+    assert not DEFAULT_LIMITS.needs_scan([keystroke])
+    assert not DEFAULT_LIMITS.needs_scan([chained_text(1, clock=i) for i in range(128)])
+    assert DEFAULT_LIMITS.needs_scan([chained_text(1)] * 10_000)
+    assert DEFAULT_LIMITS.needs_scan([fields_keys(10)] * 10)  # writes `fields`: walked
+    assert not DEFAULT_LIMITS.needs_scan([fields_keys(10)])
+    # the bound holds: the densest runs that are not walked are within every limit
+    limits = UpdateLimits(merge_bytes=1_000_000, field_writes=20)
+    for build in (chained_values, chained_text, fields_keys):
+        n = 1
+        while not limits.needs_scan([build(n + 1)]):
+            n += 1
+        count_update(build(n), limits)
 
 
 # -- malformed input: ProtocolError, never IndexError -----------------------------------------

@@ -310,3 +310,29 @@ def test_unknown_content_and_tags_are_undecodable() -> None:
         count_update(bytes(bad_tag), UNLIMITED)
     with pytest.raises(UndecodableUpdate, match="unread"):
         count_update(chained_text(3) + b"\x00", UNLIMITED)
+
+
+def test_counts_agree_with_the_full_decoder_on_a_rich_document() -> None:
+    from pycrdt import XmlElement, XmlFragment, XmlText
+
+    from crdt.updates import decode_update
+
+    doc = Doc(client_id=3)
+    with doc.transaction():
+        doc.get("title", type=Text).insert(0, "hello world")
+        doc.get("note", type=Text).insert(0, "héllo 😀", attrs={"bold": True})
+        doc.get("fields", type=Map).update({"a": 1, "b": "x", "c": [1, {"d": None}]})
+        doc.get("tags", type=Array).extend(["t1", "t2", 3.5, True, b"raw"])
+        fragment = doc.get("body", type=XmlFragment)
+        fragment.children.append(XmlElement("p", {"class": "x"}, [XmlText("para")]))
+    with doc.transaction():
+        del doc.get("title", type=Text)[2:5]
+        doc.get("title", type=Text).insert(0, ">")
+        doc.get("fields", type=Map)["a"] = 2
+    update = doc.get_update()
+    decoded = decode_update(update)
+    found = counts(update)
+    assert found.structs == len(decoded.items)  # no GC or Skip structs here
+    assert found.keys == sum(1 for item in decoded.items if item.parent_sub is not None)
+    assert found.field_writes == 4  # a, b, c, and a's overwrite
+    assert found.delete_ranges == sum(len(ranges) for ranges in decoded.delete_set.values())

@@ -79,7 +79,8 @@ def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=DEFAULT_LIMITS.structs,
         metavar="N",
-        help="structs (items, GC and skip runs) in one update (%(default)s)",
+        help="structs (items, GC and skip runs) in one update; 100,000 that each split an "
+        "item of the doc take yrs ~0.6 s (%(default)s)",
     )
     limits.add_argument(
         "--max-update-keys",
@@ -110,7 +111,8 @@ def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=DEFAULT_LIMITS.delete_ranges,
         metavar="N",
-        help="ranges in one update's delete set (%(default)s)",
+        help="ranges in one update's delete set; yrs's time grows with the square of the "
+        "ranges that split items (1,000,000 took 67 s) (%(default)s)",
     )
     limits.add_argument(
         "--max-update-merge-bytes",

@@ -11,6 +11,7 @@ from crdt.limits import (
     DEFAULT_LIMITS,
     ELEMENT_BYTES,
     RunScan,
+    UpdateCounts,
     UpdateLimits,
     check_update_limits,
     count_update,
@@ -26,7 +27,7 @@ UNLIMITED = UpdateLimits(
 )
 
 
-def counts(update: bytes):  # type: ignore[no-untyped-def]
+def counts(update: bytes) -> UpdateCounts:
     return count_update(update, UNLIMITED)
 
 

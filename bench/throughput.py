@@ -74,7 +74,7 @@ class _Target:
         if self.committed == self._total:
             self.done.set()
 
-    def on_commit_failed(self, error: StoreError) -> None:
+    def on_commit_failed(self, error: Exception, **_: object) -> None:
         self.error = error
         self.done.set()
 

@@ -3,12 +3,15 @@
 `Service` owns the store, the group-commit task, the snapshotter and the room registry for the
 lifetime of the app (Starlette lifespan); `shutdown()` is the graceful stop that SIGTERM runs:
 refuse new connections, commit what was accepted, flush every send queue, close with 1001.
+Every long-lived task runs under the `Supervisor` (server/supervisor.py): a crash is logged,
+closes what it affected with 1011, turns `/healthz` to 503, and the task is restarted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -20,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from crdt.content import fields_of
+from crdt.history import rebuild
 from server import metrics
 from server.api import routes as api_routes
 from server.api.common import http_error
@@ -31,10 +35,11 @@ from server.errors import CloseCode
 from server.fanout import Fanout
 from server.journal import JournalCloser
 from server.metadata import MetadataTracker
-from server.registry import RoomRegistry
+from server.registry import DocBuilder, RoomRegistry
 from server.snapshots import Snapshotter
 from server.store import Store
 from server.store_factory import open_store
+from server.supervisor import Supervisor
 from server.web import routes as web_routes
 from server.ws import SyncSocket
 
@@ -46,7 +51,9 @@ SHUTDOWN_FLUSH_SECONDS = 10.0
 
 
 class Service:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, *, build_doc: DocBuilder = rebuild
+    ) -> None:
         self.settings = settings
         self.store = store
         self.signer = TokenSigner(settings.secret)
@@ -62,8 +69,15 @@ class Service:
             keep=settings.snapshots_kept,
         )
         self.journal_closer = JournalCloser(store)
+        self.supervisor = Supervisor()
+        self.pipeline.on_crash = functools.partial(self.supervisor.report, "group-commit")
         self.rooms = RoomRegistry(
-            store, self.pipeline, self.snapshotter, self.journal_closer, settings
+            store,
+            self.pipeline,
+            self.snapshotter,
+            self.journal_closer,
+            settings,
+            build_doc=build_doc,
         )
         # Word count and completion are counted against the schema's fields.
         self.metadata = MetadataTracker(store, fields_of(settings.schema))
@@ -72,14 +86,12 @@ class Service:
         metrics.COMMIT_QUEUE.set_function(lambda: len(self.pipeline))
         self.shutting_down = False
         self._connections: set[Connection] = set()
-        self._committer: asyncio.Task[None] | None = None
-        self._journal_task: asyncio.Task[None] | None = None
         # Several instances on one draft (PostgreSQL store + Redis): server/fanout.py.
         self.fanout = Fanout(settings.redis_url, self.rooms, store) if settings.redis_url else None
 
     def start(self) -> None:
-        self._committer = asyncio.create_task(self.pipeline.run(), name="group-commit")
-        self._journal_task = asyncio.create_task(self.journal_closer.run(), name="journal")
+        self.supervisor.start("group-commit", self.pipeline.run, on_crash=self.pipeline.crashed)
+        self.supervisor.start("journal", self.journal_closer.run)
 
     def track(self, conn: Connection) -> None:
         self._connections.add(conn)
@@ -109,11 +121,7 @@ class Service:
 
     async def stop(self) -> None:
         await self.shutdown()
-        for task in (self._committer, self._journal_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self.supervisor.stop()
         await self.metadata.save_loaded(self.rooms.rooms())
         if self.fanout is not None:
             await self.fanout.stop()
@@ -121,7 +129,19 @@ class Service:
 
 
 async def healthz(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
+    """200 while every component runs; 503 naming the crashes of the last 30 s (or the one
+    that is stopping the server), so that a load balancer and an operator both learn of it."""
+    supervisor: Supervisor = request.app.state.service.supervisor
+    if supervisor.healthy:
+        return JSONResponse({"status": "ok"})
+    crashes = supervisor.recent_crashes()
+    if supervisor.fatal is not None:
+        crashes.append(supervisor.fatal)
+    body = {
+        "status": "failing" if supervisor.fatal is not None else "degraded",
+        "crashes": [{"component": c.component, "error": c.error} for c in crashes],
+    }
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -135,7 +155,7 @@ def create_app(settings: Settings) -> Starlette:
         service = Service(settings, store)
         service.start()
         if service.fanout is not None:
-            await service.fanout.start()
+            await service.fanout.start(service.supervisor)
         app.state.service = service
         try:
             yield

@@ -18,11 +18,12 @@ from starlette.applications import Starlette
 from crdt.errors import SchemaError
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, load_schema
-from server import snapshot_retention
+from server import presence, snapshot_retention
 from server.app import create_app
 from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
 from server.store_factory import is_postgres_url
+from server.supervisor import EXIT_SOFTWARE
 
 __all__ = ["main"]
 
@@ -220,6 +221,32 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_limit_arguments(serve)
     serve.add_argument(
+        "--awareness-max-states",
+        type=_positive_int,
+        default=presence.MAX_STATES,
+        metavar="N",
+        help="awareness client ids one connection may introduce (a stock client has one); "
+        "a connection sets or removes only its own, and one that would pass N is closed "
+        "with 4400 (%(default)s)",
+    )
+    serve.add_argument(
+        "--awareness-max-bytes",
+        type=_positive_int,
+        default=presence.MAX_BYTES,
+        metavar="BYTES",
+        help="bytes of awareness state (JSON) one connection may hold, all its ids together; "
+        "an update that would pass it closes the connection with 4400 (%(default)s)",
+    )
+    serve.add_argument(
+        "--awareness-rate",
+        type=_positive_int,
+        default=presence.RATE,
+        metavar="N",
+        help="awareness relays a second from one connection; what it sends faster is "
+        "coalesced, the latest state per client id relayed when the interval ends "
+        "(%(default)s)",
+    )
+    serve.add_argument(
         "--fsync",
         action="store_true",
         help="SQLite synchronous=FULL: commits survive power loss, not only a crash (slower)",
@@ -304,6 +331,9 @@ def _serve(args: argparse.Namespace) -> int:
         room_grace_seconds=args.room_grace,
         send_queue_messages=args.send_queue_messages,
         send_queue_bytes=args.send_queue_bytes,
+        awareness_max_states=args.awareness_max_states,
+        awareness_max_bytes=args.awareness_max_bytes,
+        awareness_rate=args.awareness_rate,
         fsync=args.fsync,
         store_url=args.store,
         redis_url=args.redis,
@@ -325,6 +355,9 @@ def _serve(args: argparse.Namespace) -> int:
     user_token = TokenSigner(secret).issue("demo", ttl_seconds=DEFAULT_TTL, now=time.time())
     print(f"draftsync on http://{args.host}:{args.port}/?token={user_token}", flush=True)
     server.run()
+    service = getattr(app.state, "service", None)
+    if service is not None and service.supervisor.fatal is not None:
+        return EXIT_SOFTWARE  # a component kept crashing: tell the process manager
     return 0
 
 

@@ -22,13 +22,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from crdt.journal import JournalEvent
-from server import metrics
-from server.errors import StoreError
+from server import faults, metrics
+from server.errors import CloseCode, StoreError
 from server.records import UpdateRecord
 from server.store import Store
 
@@ -45,7 +45,7 @@ class CommitTarget(Protocol):
 
     def on_committed(self, write: PendingWrite) -> None: ...
 
-    def on_commit_failed(self, error: StoreError) -> None: ...
+    def on_commit_failed(self, error: Exception, *, code: int = ..., reason: str = ...) -> None: ...
 
 
 @dataclass(slots=True)
@@ -54,6 +54,7 @@ class PendingWrite:
     sender: object  # the Connection that sent it, handed back to the target untouched
     record: UpdateRecord
     events: Sequence[JournalEvent] = ()  # stored in the same transaction
+    ticket: int = 0  # the target's gate ticket (server/gate.py), handed back at commit
 
 
 class CommitPipeline:
@@ -68,6 +69,9 @@ class CommitPipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         self._parked = False  # `run` waits for work: nothing is queued or being committed
+        self._in_flight: list[PendingWrite] = []  # the batch `_commit` is committing
+        # Told of an unexpected error inside `submit`, where no task can crash (supervisor).
+        self.on_crash: Callable[[BaseException], None] | None = None
         self._eager_spent = False  # this loop turn's write was committed inside `submit`
 
     def __len__(self) -> int:
@@ -92,10 +96,17 @@ class CommitPipeline:
         asyncio.get_running_loop().call_soon(self._allow_eager)
         started = time.perf_counter()
         try:
+            if faults.ARMED:
+                faults.trip("commit")
             if not self._store.append_updates_now([write.record], write.events):
                 return False
         except StoreError as error:
             self._failed([write], error)
+            return True
+        except Exception as error:
+            self.crashed(error, [write])
+            if self.on_crash is not None:
+                self.on_crash(error)
             return True
         self._committed([write], started, stored=None)
         return True
@@ -135,14 +146,31 @@ class CommitPipeline:
 
     async def _commit(self, batch: list[PendingWrite]) -> None:
         started = time.perf_counter()
+        self._in_flight = batch  # an unexpected error leaves it to `crashed`
         try:
+            if faults.ARMED:
+                faults.trip("commit")
             stored = await self._store.append_updates(
                 [write.record for write in batch], [e for write in batch for e in write.events]
             )
         except StoreError as error:
+            self._in_flight = []
             self._failed(batch, error)
             return
         self._committed(batch, started, stored)
+        self._in_flight = []
+
+    def crashed(self, error: BaseException, batch: list[PendingWrite] | None = None) -> None:
+        """An unexpected error while committing `batch` (default: the one in flight): whether
+        it reached the store is unknown, so its rooms reset with 1011 and their clients
+        resend; the pipeline itself carries on with the next batch (the supervisor restarts
+        `run`)."""
+        batch, self._in_flight = (self._in_flight if batch is None else batch), []
+        metrics.COMMIT_FAILURES.inc()
+        for target in {id(w.target): w.target for w in batch}.values():
+            target.on_commit_failed(
+                error, code=CloseCode.INTERNAL_ERROR, reason="server error, reconnect"
+            )
 
     def _failed(self, batch: list[PendingWrite], error: StoreError) -> None:
         metrics.COMMIT_FAILURES.inc()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, Schema
-from server import snapshot_retention
+from server import presence, snapshot_retention
 
 __all__ = ["ALL_LAYERS", "Durability", "Layers", "Settings"]
 
@@ -51,6 +51,11 @@ class Settings:
     # Per-connection send queue bounds; a reader that falls further behind is closed with 4408.
     send_queue_messages: int = 65_536  # ~4 s of a 16,000 edits/s flood; the bytes bound caps memory
     send_queue_bytes: int = 32 * 1024 * 1024
+    # Awareness of one connection (server/presence.py): client ids it may own, bytes of their
+    # states (more: closed with 4400), relays a second (more are coalesced, server/pacing.py).
+    awareness_max_states: int = presence.MAX_STATES
+    awareness_max_bytes: int = presence.MAX_BYTES
+    awareness_rate: int = presence.RATE
     # Updates waiting for the group commit, across all rooms; readers wait when it is full.
     fsync: bool = False  # SQLite synchronous=FULL instead of NORMAL
     commit_queue_updates: int = 20_000

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Protocol
 from pycrdt import merge_updates
 
 from crdt.origins import ClientOrigin
-from crdt.protocol import Auth, Update, WriteAck, encode_message
+from crdt.protocol import Auth, Update, encode_message
 from server import metrics
 from server.errors import CloseCode
 from server.resume import Started
@@ -86,12 +86,9 @@ class Connection:
         self.state = ConnectionState.OPEN
         self.close_code: int | None = None
         self.close_reason = ""
-        # Awareness client ids this connection announced: removed for everyone when it leaves.
-        self.awareness_clients: set[int] = set()
-        # Write acknowledgements (message 102): sent once `committed` reaches the mark.
+        # This connection's updates handed to the group commit, and those committed.
         self.submitted = 0
         self.committed = 0
-        self._acks: deque[tuple[int, bytes]] = deque()
         self._told_read_only = False
         self._queue: deque[_Outgoing] = deque()
         self._queued_bytes = 0
@@ -162,17 +159,6 @@ class Connection:
         if not self._told_read_only:
             self._told_read_only = True
             self.send(encode_message(Auth(reason="read-only")))
-
-    def request_ack(self, payload: bytes) -> None:
-        if self.committed >= self.submitted:
-            self.send(encode_message(WriteAck(payload)))
-        else:
-            self._acks.append((self.submitted, payload))
-
-    def mark_committed(self) -> None:
-        self.committed += 1
-        while self._acks and self._acks[0][0] <= self.committed:
-            self.send(encode_message(WriteAck(self._acks.popleft()[1])))
 
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Ask the writer to close; with `flush`, what is queued is sent first."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -43,13 +44,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from server import faults
 from server.access import Role
-from server.errors import StoreError
+from server.errors import CloseCode, StoreError
 from server.records import UpdateRecord
 from server.registry import RoomRegistry
 from server.rooms import Room, RoomState
 from server.sharing import apply_role, close_deleted
 from server.store_pg import PostgresStore
+from server.supervisor import Supervisor
 
 __all__ = ["Fanout"]
 
@@ -100,31 +103,27 @@ class Fanout:
         self._store = store
         self._trackers: dict[str, _Tracker] = {}
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._supervisor: Supervisor | None = None  # set by `start`
         # awareness client ids other instances announced, per instance and draft
         self._remote_clients: dict[str, dict[str, set[int]]] = {}
         self._last_seen: dict[str, float] = {}
         rooms.on_open.append(self._room_opened)
         rooms.on_unload.append(self._room_unloading)
 
-    async def start(self) -> None:
+    async def start(self, supervisor: Supervisor) -> None:
+        """Subscribe, then run the fan-out's four loops under `supervisor` (restarted if they
+        crash; the service stops them)."""
+        self._supervisor = supervisor
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.psubscribe(f"{PREFIX}:u:*", f"{PREFIX}:a:*")
         await pubsub.subscribe(f"{PREFIX}:access", f"{PREFIX}:hb")
-        self._tasks = [
-            asyncio.create_task(self._listen(pubsub), name="fanout-listen"),
-            asyncio.create_task(self._publish_loop(), name="fanout-publish"),
-            asyncio.create_task(self._heartbeat(), name="fanout-heartbeat"),
-            asyncio.create_task(self._catch_up_loop(), name="fanout-catch-up"),
-        ]
+        supervisor.start("fanout-listen", functools.partial(self._listen, pubsub))
+        supervisor.start("fanout-publish", self._publish_loop)
+        supervisor.start("fanout-heartbeat", self._heartbeat)
+        supervisor.start("fanout-catch-up", self._catch_up_loop)
         logger.info("fan-out on instance=%s", self.instance)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         await self._redis.aclose()
 
     # -- this instance -> the others ---------------------------------------------------------
@@ -203,13 +202,34 @@ class Fanout:
         while True:
             try:
                 async for message in pubsub.listen():
-                    self._dispatch(message)
+                    self._dispatch_safely(message)
             except (aioredis.RedisError, OSError) as error:
                 logger.warning("subscription lost error=%s; resubscribing", error)
                 await asyncio.sleep(0.5)
                 with contextlib.suppress(aioredis.RedisError, OSError):
                     await pubsub.psubscribe(f"{PREFIX}:u:*", f"{PREFIX}:a:*")
                     await pubsub.subscribe(f"{PREFIX}:access", f"{PREFIX}:hb")
+
+    def _dispatch_safely(self, message: dict[str, Any]) -> None:
+        """One message that cannot be handled (malformed, or a bug) must not end the listener:
+        it is logged with its traceback and health turns 503; a room it may have half-changed
+        is reloaded from the store (which holds every other instance's versions), its clients
+        closed with 1011 to reconnect."""
+        try:
+            self._dispatch(message)
+        except Exception as error:
+            assert self._supervisor is not None
+            self._supervisor.report("fanout-message", error)
+            channel = message.get("channel", b"")
+            if isinstance(channel, bytes) and channel.startswith(f"{PREFIX}:u:".encode()):
+                draft_id = channel.decode(errors="replace").removeprefix(f"{PREFIX}:u:")
+                room = self._rooms.get(draft_id)
+                if room is not None:
+                    room.discard(
+                        "a fan-out message failed",
+                        code=CloseCode.INTERNAL_ERROR,
+                        reason="server error, reconnect",
+                    )
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         channel = message["channel"].decode()
@@ -234,6 +254,8 @@ class Fanout:
         return tracker if tracker is not None and tracker.room is room else None
 
     def _remote_update(self, draft_id: str, version: int, user: str | None, update: bytes) -> None:
+        if faults.ARMED:
+            faults.trip("fanout-message")
         room = self._rooms.get(draft_id)
         if room is None or room.state is not RoomState.OPEN:
             return  # not hosted here: a later load reads it from the store
@@ -249,7 +271,7 @@ class Fanout:
         if room is None or room.state is not RoomState.OPEN:
             return
         clients = self._remote_clients.setdefault(instance, {}).setdefault(draft_id, set())
-        for entry in room.relay_remote_awareness(payload):
+        for entry in room.relay_remote_awareness(payload, instance=instance):
             if entry.removed:
                 clients.discard(entry.client_id)
             else:
@@ -273,7 +295,7 @@ class Fanout:
             for draft_id, clients in self._remote_clients.pop(instance, {}).items():
                 room = self._rooms.get(draft_id)
                 if room is not None and clients:
-                    room.forget_remote_awareness(clients)
+                    room.forget_remote_awareness(clients, instance=instance)
 
     # -- catching up from the store ----------------------------------------------------------
 

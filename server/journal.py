@@ -23,7 +23,7 @@ from crdt.history import rebuild
 from crdt.journal import EventType, JournalEvent, TextBursts
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.schema import Kind, Schema
-from server import metrics
+from server import faults, metrics
 from server.errors import StoreError
 from server.semantics import Review
 from server.store import Store
@@ -210,6 +210,8 @@ class JournalCloser:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
+            if faults.ARMED:
+                faults.trip("journal")
             now = time.time()
             lag = 0
             for room in list(self._rooms.values()):

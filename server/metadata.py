@@ -27,7 +27,8 @@ from crdt.content import DraftContent, FieldSpec, read_content
 from crdt.history import rebuild
 from crdt.metadata import ContentMeta, content_meta
 from server.errors import StoreError
-from server.records import DraftState, SavedMeta, UpdateRecord
+from server.gate import GateClosed
+from server.records import DraftState, SavedMeta
 from server.rooms import Room, RoomState
 from server.store import Store
 
@@ -36,7 +37,6 @@ __all__ = ["DraftView", "MetadataTracker", "fields_key"]
 logger = logging.getLogger("draftsync.metadata")
 
 COMMIT_WAIT_SECONDS = 10.0
-_FAILURE_CHECK_SECONDS = 0.25  # how often a waiting read looks whether its room failed
 
 
 def fields_key(fields: tuple[FieldSpec, ...]) -> str:
@@ -61,43 +61,29 @@ class MetadataTracker:
         self.fields = fields
         self.fields_key = fields_key(fields)
         self._cache: dict[str, tuple[int, ContentMeta]] = {}
-        self._committed: dict[str, int] = {}
-        self._commit_seen: dict[str, asyncio.Event] = {}
         self._saving: set[asyncio.Task[None]] = set()
 
-    # -- room lifecycle (registry hooks) and commits ------------------------------------------
+    # -- room lifecycle (registry hooks) -----------------------------------------------------
 
     def room_opened(self, room: Room) -> None:
-        self._committed[room.draft_id] = room.version
-        room.commit_listeners.append(self._on_commit)
+        """Nothing to set up: figures are counted when read, and cached by version."""
 
     def room_unloading(self, room: Room) -> None:
         """The room is drained and its doc still there: count once more and save it."""
         meta = self.live_meta(room)
         self._cache.pop(room.draft_id, None)
-        self._committed.pop(room.draft_id, None)
         task = asyncio.create_task(self._save(room.draft_id, room.version, meta))
         self._saving.add(task)
         task.add_done_callback(self._saving.discard)
 
-    def _on_commit(self, room: Room, record: UpdateRecord) -> None:
-        self._committed[room.draft_id] = record.version
-        seen = self._commit_seen.pop(room.draft_id, None)
-        if seen is not None:
-            seen.set()
-
-    async def wait_committed(self, room: Room, version: int) -> None:
-        """Return once the room's `version` is committed; StoreError if the room fails first."""
+    async def wait_committed(self, room: Room, ticket: int) -> None:
+        """Return once the room's gate `ticket` is committed; StoreError if the room fails
+        first or the store stays too slow."""
         try:
             async with asyncio.timeout(COMMIT_WAIT_SECONDS):
-                while self._committed.get(room.draft_id, 0) < version:
-                    if room.state is not RoomState.OPEN:
-                        raise StoreError("the draft's updates could not be committed, retry")
-                    seen = self._commit_seen.setdefault(room.draft_id, asyncio.Event())
-                    try:
-                        await asyncio.wait_for(seen.wait(), _FAILURE_CHECK_SECONDS)
-                    except TimeoutError:
-                        continue
+                await room.gate.until_committed(ticket)
+        except GateClosed:
+            raise StoreError("the draft's updates could not be committed, retry") from None
         except TimeoutError:
             raise StoreError("the draft's updates are not committed yet, retry") from None
 
@@ -110,11 +96,13 @@ class MetadataTracker:
         return self._count(room, read_content(room.doc, self.fields))
 
     async def read_live(self, room: Room) -> DraftView:
-        """The loaded draft as its room holds it, once what it shows is committed."""
+        """The loaded draft as its room holds it, answered once what it shows is committed
+        (the gate's ticket of this moment, server/gate.py), never before."""
         version = room.version
+        ticket = room.gate.accepted
         content = read_content(room.doc, self.fields)
         meta = self._count(room, content)
-        await self.wait_committed(room, version)
+        await self.wait_committed(room, ticket)
         return DraftView(version, content, meta, synced=room.is_drained)
 
     async def read_stored(self, draft_id: str) -> DraftView:

@@ -2,30 +2,44 @@
 
 A room with no connections is unloaded after a grace period, and only once every update it
 accepted is committed; a connection arriving during the grace period keeps it. Loading is one
-task per draft that every concurrent joiner awaits, so a draft is never loaded twice.
+task per draft that every concurrent joiner awaits, so a draft is never loaded twice. A room
+whose doc was discarded (`Room.discard`) is replaced only once what it accepted is committed,
+so the new room loads every version and numbers the next ones after them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 from collections.abc import Callable
+
+from pycrdt import Doc
 
 from crdt.history import rebuild
 from server import metrics
 from server.commits import CommitPipeline
 from server.config import Settings
 from server.connection import Connection
+from server.gate import GateClosed
 from server.journal import JournalCloser, recover_journal
+from server.presence import AwarenessLimits
 from server.rooms import Room, RoomState
 from server.snapshots import Snapshotter
 from server.store import Store
 
-__all__ = ["RoomRegistry"]
+__all__ = ["DocBuilder", "RoomRegistry"]
 
 logger = logging.getLogger("draftsync.registry")
+
+REVIEW_POLL_SECONDS = 0.05
+
+
+DocBuilder = Callable[..., Doc]
+"""Builds a loaded draft's doc: `(snapshot, tail, *, client_id) -> Doc` (crdt/history.py
+`rebuild`). A seam for tests that need the server's client id fixed."""
 
 
 class RoomRegistry:
@@ -36,7 +50,10 @@ class RoomRegistry:
         snapshotter: Snapshotter,
         journal_closer: JournalCloser,
         settings: Settings,
+        *,
+        build_doc: DocBuilder = rebuild,
     ) -> None:
+        self._build_doc = build_doc
         self._journal_closer = journal_closer
         self._store = store
         self._pipeline = pipeline
@@ -45,6 +62,8 @@ class RoomRegistry:
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._unloading: dict[str, asyncio.Task[None]] = {}
+        # Discarded rooms whose accepted updates are still being committed.
+        self._draining: dict[str, Room] = {}
         # Called with each room once it is open, and just before it is unloaded (its doc still
         # there): the seam for per-draft bookkeeping (metadata). Keep them cheap and sync.
         self.on_open: list[Callable[[Room], None]] = []
@@ -71,6 +90,10 @@ class RoomRegistry:
         while True:
             room = self._rooms.get(draft_id)
             if room is None:
+                draining = self._draining.get(draft_id)
+                if draining is not None:
+                    await self._drained(draining)
+                    continue
                 room = self._new_room(draft_id)
             loading = self._loading.get(draft_id)
             if loading is not None:
@@ -99,7 +122,12 @@ class RoomRegistry:
             journal_closer=self._journal_closer,
             layers=self._settings.layers,
             update_limits=self._settings.update_limits,
-            on_failed=self._forget,
+            awareness=AwarenessLimits(
+                max_states=self._settings.awareness_max_states,
+                max_bytes=self._settings.awareness_max_bytes,
+                rate=self._settings.awareness_rate,
+            ),
+            on_failed=self._failed,
         )
         self._rooms[draft_id] = room
         metrics.ROOMS_LOADED.set(len(self._rooms))
@@ -116,7 +144,9 @@ class RoomRegistry:
             state = await self._store.load(room.draft_id)
             # A fresh 32-bit client id per load: the server's own changes stay small on the wire.
             client_id = secrets.randbits(32)
-            doc = await asyncio.to_thread(rebuild, state.snapshot, state.tail, client_id=client_id)
+            doc = await asyncio.to_thread(
+                self._build_doc, state.snapshot, state.tail, client_id=client_id
+            )
         except BaseException:
             self._forget(room)
             raise
@@ -140,7 +170,12 @@ class RoomRegistry:
         try:
             await asyncio.sleep(self._settings.room_grace_seconds)
             while not room.is_drained:
-                await self._pipeline.flush()
+                try:
+                    await room.gate.until_committed()
+                except GateClosed:
+                    return  # the room failed: forgotten already
+                if not room.is_drained:  # a semantic write waits for its review turn
+                    await asyncio.sleep(REVIEW_POLL_SECONDS)
         finally:
             if self._unloading.get(room.draft_id) is asyncio.current_task():
                 del self._unloading[room.draft_id]
@@ -152,6 +187,19 @@ class RoomRegistry:
             hook(room)
         room.close()
         logger.info("room unloaded draft=%s version=%d", room.draft_id, room.version)
+
+    def _failed(self, room: Room) -> None:
+        """The room failed or was discarded: joiners get a new one (after it drained)."""
+        self._forget(room)
+        if room.state is RoomState.DISCARDED and not room.is_drained:
+            self._draining[room.draft_id] = room
+
+    async def _drained(self, room: Room) -> None:
+        with contextlib.suppress(GateClosed):
+            await room.gate.until_committed()
+        if self._draining.get(room.draft_id) is room:
+            del self._draining[room.draft_id]
+            room.close()
 
     def _forget(self, room: Room) -> None:
         if self._rooms.get(room.draft_id) is room:

@@ -3,13 +3,20 @@
 Every update goes the same way (design.md, "Data flow of one update"); update frames that
 arrived together go as one run (`receive_run`):
 
-    receive -> check right to write -> apply to the doc (decoded once, by pycrdt)
-            -> number it (version) -> CommitPipeline.submit
-            -> on_committed: relay to the others, acknowledge to the sender
+    receive -> check right to write (after every await) -> apply to the doc (pycrdt)
+            -> number it (version, gate ticket) -> CommitPipeline.submit
+            -> relay to the others through the gate, which sends once the ticket is committed
 
-`on_committed` is the one place where "accepted" becomes "visible" (in relaxed mode the relay
-moves to acceptance). What is stored and relayed is the update as pycrdt integrated it (the doc
-observer's `update`), so a duplicate or already-known update stores nothing.
+Nothing this room sends that reveals content bypasses its gate (server/gate.py): relays, a
+joiner's sync step 2 and write acknowledgements are tagged with the ticket they depend on and
+released at commit (in relaxed mode, at acceptance). What is stored and relayed is the update as
+pycrdt integrated it (the doc observer's `update`), so a duplicate or already-known update
+stores nothing.
+
+A doc that took something the store must never hold (an update refused after pycrdt applied
+it, a panic inside yrs, an unexpected error) is discarded (`discard`): its connections are
+closed, what it had accepted still commits, and the registry loads the draft afresh from the
+store once it has. Clients resend what they hold when they reconnect.
 
 Several instances on one draft (`review_gate` set): a write to semantic fields is judged in the
 draft's review turn instead, against every version stored before it (`_review_in_turn`).
@@ -18,6 +25,7 @@ draft's review turn instead, against every version stored before it (`_review_in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -28,7 +36,7 @@ from typing import Any, Protocol
 
 from pycrdt import Doc, Subscription, TransactionEvent, merge_updates
 
-from crdt.awareness import AwarenessEntry
+from crdt.awareness import AwarenessEntry, encode_awareness_update
 from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate
 from crdt.journal import JournalEvent
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
@@ -46,14 +54,16 @@ from crdt.protocol import (
 )
 from crdt.schema import Schema
 from crdt.updates import check_nesting, first_client_id, may_nest_too_deep
-from server import metrics
+from server import faults, metrics
 from server.commits import CommitPipeline, PendingWrite
 from server.config import ALL_LAYERS, Durability, Layers
 from server.connection import Connection
 from server.errors import CloseCode, StoreError
+from server.gate import Gate, GateClosed
 from server.journal import JournalCloser, RoomJournal
 from server.limits import check_run
-from server.presence import Presence
+from server.pacing import AwarenessPacer
+from server.presence import AwarenessLimits, Presence
 from server.records import UpdateRecord
 from server.semantics import Review, SemanticFields
 from server.snapshots import Snapshotter
@@ -67,6 +77,9 @@ class RoomState(Enum):
     LOADING = "loading"
     OPEN = "open"
     FAILED = "failed"  # the store refused a commit: connections closed, room dropped
+    # The doc took what the store must never hold: connections closed, nothing new accepted,
+    # what was accepted before still commits, then the draft is loaded afresh.
+    DISCARDED = "discarded"
     CLOSED = "closed"  # unloaded
 
 
@@ -90,6 +103,7 @@ class Room:
         journal_closer: JournalCloser,
         layers: Layers = ALL_LAYERS,
         update_limits: UpdateLimits = DEFAULT_LIMITS,
+        awareness: AwarenessLimits | None = None,
         on_failed: Callable[[Room], None],
     ) -> None:
         self.draft_id = draft_id
@@ -102,16 +116,15 @@ class Room:
         self.state = RoomState.LOADING
         self.doc: Doc = Doc()
         self.connections: set[Connection] = set()
-        self.presence = Presence()
+        self.presence = Presence(awareness)
+        self._pacers: dict[Connection, AwarenessPacer] = {}  # who sent awareness, while here
         self.version = 0  # the last accepted update; committed ones are <= this
+        self.gate = Gate(release_on_accept=durability is Durability.RELAXED)
         self._pipeline = pipeline
         self._snapshotter = snapshotter
-        self._relay_on_accept = durability is Durability.RELAXED
         self._on_failed = on_failed
-        self._pending = 0
         self.review_gate: ReviewGate | None = None
         self._in_review: asyncio.Event | None = None  # set when the write in review is done
-        self._commit_seen = asyncio.Event()  # wakes `_until_committed`, during a review only
         self._changes: bytes | None = None
         self._subscription: Subscription | None = None
         self._since_snapshot = 0
@@ -167,11 +180,12 @@ class Room:
     @property
     def is_drained(self) -> bool:
         """No accepted update is waiting for its commit."""
-        return self._pending == 0 and self._in_review is None
+        return self.gate.pending == 0 and self._in_review is None
 
     @property
     def accepts_commits(self) -> bool:
-        return self.state is RoomState.OPEN
+        # A discarded room's accepted updates passed every check: they are still stored.
+        return self.state is RoomState.OPEN or self.state is RoomState.DISCARDED
 
     def add(self, conn: Connection) -> None:
         self.connections.add(conn)
@@ -182,7 +196,10 @@ class Room:
 
     def remove(self, conn: Connection) -> None:
         self.connections.discard(conn)
-        gone = self.presence.remove(conn.awareness_clients)
+        pacer = self._pacers.pop(conn, None)
+        if pacer is not None:
+            pacer.cancel()
+        gone = self.presence.release(conn)
         if gone is not None:
             self._broadcast(encode_message(Awareness(gone)), sender=conn)
             for listener in self.awareness_listeners:
@@ -198,7 +215,8 @@ class Room:
             missing = self.doc.get_update(message.state_vector)
         except ValueError as exc:
             raise MalformedMessage(f"undecodable state vector: {exc}") from exc
-        conn.send(encode_message(SyncStep2(missing)))
+        # The doc may hold accepted updates not committed yet: the reply waits until they are.
+        self.gate.send((conn,), encode_message(SyncStep2(missing)), after=self.gate.accepted)
 
     async def _on_update(self, conn: Connection, message: SyncStep2 | Update) -> None:
         await self.receive_run(conn, [message.update])
@@ -227,26 +245,58 @@ class Room:
             await self._in_review.wait()
         if self.state is not RoomState.OPEN or not conn.is_open:
             return
+        if not conn.can_write:  # downgraded or revoked while this run waited
+            conn.deny_write()
+            return
         # From here to submit() nothing awaits: versions enter the pipeline in order.
+        try:
+            undecodable = await self._apply_run(conn, updates)
+        except ProtocolError as error:
+            # Refused after the doc took it (the rules cannot read it, yrs panicked): the doc
+            # now holds what the store must never hold.
+            conn.close(CloseCode.MALFORMED, str(error))  # the sender learns why, first
+            self.discard(f"refused update from user={conn.user}: {error}")
+            raise
+        except Exception:
+            logger.exception("update failed draft=%s user=%s", self.draft_id, conn.user)
+            self.discard(
+                f"server error on an update from user={conn.user}",
+                code=CloseCode.INTERNAL_ERROR,
+                reason="server error, reconnect",
+            )
+            raise
+        if undecodable is not None:  # the updates before it are kept
+            raise UndecodableUpdate(f"undecodable Yjs update: {undecodable}") from undecodable
+
+    async def _apply_run(self, conn: Connection, updates: Sequence[bytes]) -> ValueError | None:
+        """Apply, number and submit a run; the error of an update yrs could not decode (it
+        ends the run and integrated nothing), None if all applied."""
         applied = 0
         undecodable: ValueError | None = None
-        with self.doc.transaction(origin=conn.origin) as txn:
-            apply = self.doc.apply_update
-            for update in updates:
-                try:
-                    apply(update)
-                except ValueError as error:
-                    undecodable = error
-                    break
-                applied += 1
-            if self.journal is not None:
-                self.journal.count_text(txn)
+        try:
+            with self.doc.transaction(origin=conn.origin) as txn:
+                apply = self.doc.apply_update
+                for update in updates:
+                    try:
+                        apply(update)
+                    except ValueError as error:  # yrs integrates nothing of such an update
+                        undecodable = error
+                        break
+                    applied += 1
+                if self.journal is not None:
+                    self.journal.count_text(txn)
+        except BaseException as error:
+            self._changes = None
+            if _is_panic(error):  # yrs gave up half-way: what it integrated is unknown
+                raise UndecodableUpdate(f"update rejected by the CRDT: {error}") from None
+            raise
         metrics.TALLY.updates_received += applied
         changes, self._changes = self._changes, None
         if changes is not None:  # None: nothing new, or held by pycrdt until its dependencies
+            if faults.ARMED:
+                faults.trip("update")
             await self._admit_applied(conn, updates[:applied], changes)
-        if undecodable is not None:
-            raise UndecodableUpdate(f"undecodable Yjs update: {undecodable}") from undecodable
+        return undecodable
 
     async def _admit_applied(
         self, conn: Connection, received: Sequence[bytes], changes: bytes
@@ -280,17 +330,13 @@ class Room:
                     if self.journal is not None:
                         self.journal.put_back_text(text)
                     self._admit(conn, changes, received=received)
-                    await self._until_committed()
+                    with contextlib.suppress(GateClosed):  # failed: the room is gone
+                        await self.gate.until_committed()
         except StoreError as error:
             self.on_commit_failed(error)
         finally:
             self._in_review = None
             in_review.set()
-
-    async def _until_committed(self) -> None:
-        while self._pending and self.state is RoomState.OPEN:
-            self._commit_seen.clear()
-            await self._commit_seen.wait()
 
     def _admit(self, conn: Connection, changes: bytes, *, received: bytes | None = None) -> None:
         """Number, journal and submit an applied client update; write what the rules ask.
@@ -299,11 +345,9 @@ class Room:
         review = None
         if received is not None:
             assert self.semantics is not None
-            try:
-                review = self.semantics.review(changes, received, conn.origin, now=now)
-            except ProtocolError as error:
-                # pycrdt applied what our decoder cannot read: keep the update, skip the rules.
-                logger.error("rules skipped draft=%s error=%s", self.draft_id, error)
+            # Fails closed: a write to semantic fields the rules cannot read raises a
+            # ProtocolError, and the update is refused (`receive_run` discards the doc).
+            review = self.semantics.review(changes, received, conn.origin, now=now)
         conn.submitted += 1
         client_id = first_client_id(changes)
         journal = self.journal
@@ -341,11 +385,21 @@ class Room:
     ) -> int | None:
         """Make a change as the server (rules, REST): stored and relayed like any update,
         to every connection, with the journal events `events(version)` gives for it.
-        Returns its version, None if it changed nothing."""
-        with self.doc.transaction(origin=ServerOrigin(reason)) as txn:
-            change(self.doc)
-            if self.journal is not None:
-                self.journal.count_text(txn)
+        Returns its version, None if it changed nothing. Raises whatever `change` raises;
+        if it raised after changing the doc, the room is discarded (the doc is not what the
+        store will hold)."""
+        if self.state is not RoomState.OPEN:
+            raise StoreError("the draft is being reloaded, retry")
+        try:
+            with self.doc.transaction(origin=ServerOrigin(reason)) as txn:
+                change(self.doc)
+                if self.journal is not None:
+                    self.journal.count_text(txn)
+        except BaseException:
+            changed, self._changes = self._changes, None
+            if changed is not None:
+                self.discard(f"server write {reason!r} failed half-way")
+            raise
         changes, self._changes = self._changes, None
         if self.journal is not None:
             self.journal.discard_text()
@@ -371,10 +425,18 @@ class Room:
         if it changed."""
         if self.state is not RoomState.OPEN:
             return False
-        with self.doc.transaction(origin=ServerOrigin("remote")) as txn:
-            self.doc.apply_update(update)
-            if self.journal is not None:
-                self.journal.count_text(txn)
+        try:
+            with self.doc.transaction(origin=ServerOrigin("remote")) as txn:
+                self.doc.apply_update(update)
+                if self.journal is not None:
+                    self.journal.count_text(txn)
+        except BaseException as error:
+            self._changes = None
+            if isinstance(error, Exception) or _is_panic(error):
+                # Stored already, yet unreadable here: this doc is not the store's any more.
+                self.discard(f"a stored update (version {version}) failed to apply: {error!r}")
+                return False
+            raise
         changes, self._changes = self._changes, None
         if self.journal is not None:
             self.journal.discard_text()  # the instance that accepted it journals it
@@ -383,21 +445,23 @@ class Room:
             return False
         if self.semantics is not None:
             self.semantics.absorb(changes, received=update, user=user)
-        self._relay(changes, sender=None)
+        # Durable already: it depends on no ticket of ours.
+        self._relay(changes, sender=None, after=0)
         return True
 
-    def relay_remote_awareness(self, payload: bytes) -> list[AwarenessEntry]:
-        """Awareness from another instance's clients: kept, and told to every local one."""
-        accepted = self.presence.apply(payload)
+    def relay_remote_awareness(self, payload: bytes, *, instance: str) -> list[AwarenessEntry]:
+        """Awareness from another instance's clients: what it may change (its own clients'
+        ids, server/presence.py) is kept and told to every local connection."""
+        accepted = self.presence.apply_remote(instance, payload).entries
         if accepted:
-            frame = encode_message(Awareness(payload))
+            frame = encode_message(Awareness(encode_awareness_update(accepted)))
             for conn in self.connections:
                 conn.send(frame)
         return accepted
 
-    def forget_remote_awareness(self, client_ids: set[int]) -> None:
+    def forget_remote_awareness(self, client_ids: set[int], *, instance: str) -> None:
         """Drop the states of clients of an instance that went away, telling local clients."""
-        gone = self.presence.remove(client_ids)
+        gone = self.presence.release(instance, client_ids)
         if gone is not None:
             frame = encode_message(Awareness(gone))
             for conn in self.connections:
@@ -414,8 +478,10 @@ class Room:
         now: float,
         events: Sequence[JournalEvent],
     ) -> int:
-        """Number an applied change and hand it, with its events, to the group commit."""
+        """Number an applied change, hand it with its events to the group commit, and relay
+        it through the gate (sent once committed: at once if `submit` committed it)."""
         self.version += 1
+        ticket = self.gate.accept()
         record = UpdateRecord(
             draft_id=self.draft_id,
             version=self.version,
@@ -425,24 +491,38 @@ class Room:
             client_id=client_id,
             created_at=now,
         )
-        self._pending += 1
-        if self._relay_on_accept:
-            self._relay(changes, sender=sender)
-        write = PendingWrite(target=self, sender=sender, record=record, events=events)
+        write = PendingWrite(
+            target=self, sender=sender, record=record, events=events, ticket=ticket
+        )
         self._pipeline.submit(write)
-        return self.version
+        self._relay(changes, sender=sender, after=ticket)
+        return record.version
 
     async def _on_awareness(self, conn: Connection, message: Awareness) -> None:
-        accepted = self.presence.apply(message.update)
-        for entry in accepted:
-            if entry.removed:
-                conn.awareness_clients.discard(entry.client_id)
-            else:
-                conn.awareness_clients.add(entry.client_id)
-        if accepted:
-            self._broadcast(encode_message(message), sender=conn)
-            for listener in self.awareness_listeners:
-                listener(self, message.update)
+        """Keep what `conn` may change of awareness (its own ids, server/presence.py) and relay
+        it, paced (server/pacing.py). Entries for others' ids are dropped: stock clients echo
+        every state they hear, so they are no sign of malice."""
+        applied = self.presence.apply(conn, message.update)
+        if applied.dropped:
+            logger.debug(
+                "awareness entries dropped draft=%s session=%s count=%d",
+                self.draft_id,
+                conn.session,
+                applied.dropped,
+            )
+        if not applied.entries:
+            return
+        pacer = self._pacers.get(conn)
+        if pacer is None:
+            rate = self.presence.limits.rate
+            relay = functools.partial(self._relay_awareness, conn)
+            pacer = self._pacers[conn] = AwarenessPacer(rate, relay)
+        pacer.push(applied.entries)
+
+    def _relay_awareness(self, conn: Connection, update: bytes) -> None:
+        self._broadcast(encode_message(Awareness(update)), sender=conn)
+        for listener in self.awareness_listeners:
+            listener(self, update)
 
     async def _on_query_awareness(self, conn: Connection, message: QueryAwareness) -> None:
         everyone = self.presence.full_update()
@@ -450,7 +530,8 @@ class Room:
             conn.send(encode_message(Awareness(everyone)))
 
     async def _on_write_ack(self, conn: Connection, message: WriteAck) -> None:
-        conn.request_ack(message.payload)
+        # "Everything you sent before this is on disk": wait for all this room accepted.
+        self.gate.send((conn,), encode_message(message), after=self.gate.accepted)
 
     async def _on_auth(self, conn: Connection, message: Auth) -> None:
         raise MalformedMessage("auth messages are sent by the server, not by clients")
@@ -458,16 +539,14 @@ class Room:
     # -- after the commit ---------------------------------------------------------------------
 
     def on_committed(self, write: PendingWrite) -> None:
-        self._pending -= 1
-        if self._in_review is not None:
-            self._commit_seen.set()
         record = write.record
-        if not self._relay_on_accept:
-            self._relay(record.data, sender=write.sender)
         if isinstance(write.sender, Connection):
-            write.sender.mark_committed()
+            write.sender.committed += 1
+        self.gate.commit(write.ticket)
         for listener in self.commit_listeners:
             listener(self, record)
+        if self.state is not RoomState.OPEN:
+            return  # a discarded doc is never snapshotted
         if self._held_snapshot is not None:
             self._save_held_snapshot(record.version)
         self._since_snapshot += 1
@@ -497,30 +576,53 @@ class Room:
             self._held_snapshot = None
             self._snapshotter.save(self.draft_id, version, state)
 
-    def on_commit_failed(self, error: StoreError) -> None:
-        """The store lost our updates: nothing unstored may stay visible, so the room resets.
+    def on_commit_failed(
+        self,
+        error: Exception,
+        *,
+        code: int = CloseCode.TRY_AGAIN_LATER,
+        reason: str = "store unavailable, retry",
+    ) -> None:
+        """The store lost our updates (or the commit crashed: `code` 1011): nothing unstored
+        may stay visible, so the room resets.
 
-        Every connection is closed with 1013; clients keep their edits and resend them when
+        Every connection is closed with `code`; clients keep their edits and resend them when
         they reconnect, and the draft is loaded afresh from what the store holds.
         """
-        if self.state is not RoomState.OPEN:
+        if self.state is not RoomState.OPEN and self.state is not RoomState.DISCARDED:
             return
         logger.error("room failed draft=%s error=%s", self.draft_id, error)
         self.state = RoomState.FAILED
-        self._pending = 0
-        self._commit_seen.set()
+        self.gate.close(str(error))
         for conn in list(self.connections):
-            conn.close(CloseCode.TRY_AGAIN_LATER, "store unavailable, retry")
+            conn.close(code, reason)
         self._on_failed(self)
 
-    def _relay(self, update: bytes, *, sender: object) -> None:
+    def discard(
+        self,
+        why: str,
+        *,
+        code: int = CloseCode.TRY_AGAIN_LATER,
+        reason: str = "draft reloading, reconnect",
+    ) -> None:
+        """Drop this doc: it holds something the store must never hold (or may lack what it
+        holds). Every connection is closed with `code` (1013, or 1011 after a server error:
+        reconnect and resend); nothing more is accepted; what was accepted before still
+        commits, and the registry loads the draft afresh from the store once it has."""
+        if self.state is not RoomState.OPEN:
+            return
+        logger.warning("room discarded draft=%s why=%s", self.draft_id, why)
+        metrics.ROOMS_DISCARDED.inc()
+        self.state = RoomState.DISCARDED
+        for conn in list(self.connections):
+            conn.close(code, reason)
+        self._on_failed(self)
+
+    def _relay(self, update: bytes, *, sender: object, after: int) -> None:
         frame = encode_message(Update(update))
-        relayed = 0
-        for conn in self.connections:
-            if conn is not sender:
-                conn.send(frame, update=update)
-                relayed += 1
-        metrics.TALLY.updates_relayed += relayed
+        others = [conn for conn in self.connections if conn is not sender]
+        self.gate.send(others, frame, after=after, update=update)
+        metrics.TALLY.updates_relayed += len(others)
 
     def _broadcast(self, frame: bytes, *, sender: Connection) -> None:
         for conn in self.connections:
@@ -529,6 +631,12 @@ class Room:
 
     def _capture_changes(self, event: TransactionEvent) -> None:
         self._changes = event.update
+
+
+def _is_panic(error: BaseException) -> bool:
+    """pyo3 turns a Rust panic inside yrs into `PanicException`, a BaseException that no
+    module exports; anything else that is not an Exception (a cancellation) is not ours."""
+    return type(error).__name__ == "PanicException"
 
 
 def _apply_review(room: Room, review: Review) -> None:

@@ -135,6 +135,9 @@ async def _serve(receive: Receive, room: Room, conn: Connection, service: Servic
         peer_code = await _read(receive, room, conn)
     except ProtocolError as error:
         conn.close(CloseCode.MALFORMED, str(error))
+    except Exception as error:  # a bug of ours: loud, and the client learns it was not its fault
+        service.supervisor.report("room", error)  # logged with its traceback; /healthz 503
+        conn.close(CloseCode.INTERNAL_ERROR, "server error, reconnect")
     finally:
         ours = conn.close_code
         service.rooms.leave(room, conn)

@@ -17,6 +17,7 @@ shape: 422, each problem with its place); NaN and Infinity are not JSON and are 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -40,16 +41,21 @@ from server.errors import (
     BodyTooLarge,
     InvalidToken,
     NotPermitted,
+    StoreError,
     UnknownDraft,
     ValidationFailed,
     http_status_for,
 )
+from server.gate import GateClosed
 
 if TYPE_CHECKING:
     from server.app import Service
+    from server.rooms import Room
 
 __all__ = [
+    "COMMIT_WAIT_SECONDS",
     "MAX_BODY_BYTES",
+    "committed",
     "decode_cursor",
     "encode_cursor",
     "endpoint",
@@ -232,3 +238,19 @@ def decode_cursor(cursor: str) -> str:
         return check_draft_id(after)
     except (binascii.Error, UnicodeDecodeError, DraftsyncError, ValueError):
         raise BadRequest("invalid cursor: pass back the `next` of the previous page") from None
+
+
+COMMIT_WAIT_SECONDS = 10.0
+
+
+async def committed(room: Room) -> None:
+    """Return once everything `room` has accepted so far is committed: this draft's backlog
+    only, never the whole pipeline's (another room's flood does not hold a REST call up).
+    A room that fails first, or a store that stays too slow, answers 503 (retry)."""
+    try:
+        async with asyncio.timeout(COMMIT_WAIT_SECONDS):
+            await room.gate.until_committed()
+    except GateClosed:
+        raise StoreError("the draft's updates could not be committed, retry") from None
+    except TimeoutError:
+        raise StoreError("the draft's updates are not committed yet, retry") from None

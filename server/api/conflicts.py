@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from crdt.errors import RuleError
 from crdt.journal import EventType, JournalEvent
 from server.access import Role
-from server.api.common import endpoint, reach, read_json
+from server.api.common import committed, endpoint, reach, read_json
 from server.errors import NotPermitted, UnknownConflict
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ async def resolve_conflict(request: Request, service: Service, user: str) -> Res
         version = room.write_as_server("resolve", write, events=resolved)
     finally:
         service.rooms.release(room)
-    await service.pipeline.flush()
+    await committed(room)
     return JSONResponse(
         {
             "id": draft_id,

@@ -59,6 +59,7 @@ from server.api.common import (
     require_owner,
 )
 from server.errors import Conflict, UnknownDraft
+from server.gate import GateClosed
 from server.records import UpdateRecord
 from server.rooms import RoomState
 from server.sharing import close_deleted
@@ -163,9 +164,8 @@ async def delete_draft(request: Request, service: Service, user: str) -> Respons
     if room is not None:
         try:  # what the room accepted before the tombstone is committed, then removed with it
             async with asyncio.timeout(DELETE_DRAIN_SECONDS):
-                while not room.is_drained:
-                    await service.pipeline.flush()
-        except TimeoutError:
+                await room.gate.until_committed()
+        except (TimeoutError, GateClosed):
             logger.warning("deleting draft=%s before its room drained", draft_id)
     await service.store.purge_content(draft_id)
     logger.info("draft deleted draft=%s user=%s closed=%d", draft_id, user, closed)

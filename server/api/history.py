@@ -25,7 +25,15 @@ from crdt.history import rebuild
 from crdt.journal import EventType, JournalEvent
 from crdt.restore import restore_into
 from server.access import Role
-from server.api.common import endpoint, finite, iso, reach, read_json, read_query
+from server.api.common import (
+    committed,
+    endpoint,
+    finite,
+    iso,
+    reach,
+    read_json,
+    read_query,
+)
 from server.errors import BadRequest, NotPermitted, UnknownVersion, ValidationFailed
 from server.journal import recover_journal
 from server.rooms import RoomState
@@ -122,7 +130,7 @@ async def restore_version(request: Request, service: Service, user: str) -> Resp
         )
     finally:
         service.rooms.release(room)
-    await service.pipeline.flush()
+    await committed(room)
     return JSONResponse(
         {"id": draft_id, "restoredFrom": body.version, "version": version or room.version}
     )
@@ -135,7 +143,9 @@ def _version_param(raw: str) -> int:
 
 
 async def _rebuilt(service: Service, draft_id: str, version: int) -> Doc:
-    await service.pipeline.flush()  # what was accepted is in the log before we read it
+    room = service.rooms.get(draft_id)
+    if room is not None:  # what this draft accepted is in the log before we read it
+        await committed(room)
     last = await service.store.last_version(draft_id)
     if version > last:
         raise UnknownVersion(f"version {version} is out of range: this draft has 0..{last}")

@@ -30,7 +30,7 @@ class Recorder:
     def on_committed(self, write: PendingWrite) -> None:
         self.committed.append(write.record.version)
 
-    def on_commit_failed(self, error: StoreError) -> None:
+    def on_commit_failed(self, error: Exception, **_: object) -> None:
         self.failures.append(error)
 
 

@@ -31,11 +31,18 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, *args: str, address_space: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        address_space: int | None = None,
+    ) -> None:
         """`address_space`: an RLIMIT_AS for the server, in bytes, so that a regression in a
         test that attacks it fails the test instead of eating the machine's memory."""
         self.data_dir = data_dir
         self.args = list(args)
+        self.env = env or {}  # extra environment: DRAFTSYNC_FAULTS for fault injection
         self.address_space = address_space
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -66,7 +73,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 20) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "DRAFTSYNC_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "DRAFTSYNC_SECRET": SECRET, "PYTHONUNBUFFERED": "1", **self.env}
         command = [sys.executable, "-m", "server", "serve", "--port", str(self.port)]
         command += ["--data", str(self.data_dir), *self.args]
         with self.log_path.open("ab") as log:

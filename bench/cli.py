@@ -9,6 +9,7 @@
 
     python -m bench layers [--quick] [--out DIR] [--traces DIR] [--txns N] [--runs R]
     python -m bench history [--quick] [--out DIR] [--updates N] [--runs R]
+    python -m bench hostile [--quick] [--out DIR] [--round-trips N]
 
 Each command prints a table, writes `DIR/<command>.json` and draws `DIR/<command>.png`.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from bench.crash import CRASH_SERVERS, CrashOptions, run_crash
 from bench.history import add_command as add_history
+from bench.hostile import add_command as add_hostile
 from bench.layers import add_command as add_layers
 from bench.merge import QUICK_LIMIT, TRACE_FILES, MergeOptions, run_merge
 from bench.persistence import PersistenceOptions, run_persistence
@@ -188,6 +190,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     add_layers(commands, _common)
     add_history(commands, _common)
+    add_hostile(commands, _common)
     return parser
 
 

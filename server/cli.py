@@ -17,6 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from crdt.errors import SchemaError
+from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, load_schema
 from server import presence, snapshot_retention
 from server.app import create_app
@@ -65,6 +66,77 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
+    """Bounded work per update (crdt/limits.py): a run of update frames (one transaction) past
+    one of these is refused with 4400 before the doc applies any of it."""
+    limits = serve.add_argument_group(
+        "update limits",
+        "what one update (or run of update frames applied together) may ask of a draft's doc; "
+        "past a limit the connection closes with 4400 naming it, before anything is applied",
+    )
+    limits.add_argument(
+        "--max-update-structs",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.structs,
+        metavar="N",
+        help="structs (items, GC and skip runs) in one update; 100,000 that each split an "
+        "item of the doc take yrs ~0.6 s (%(default)s)",
+    )
+    limits.add_argument(
+        "--max-update-keys",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.keys,
+        metavar="N",
+        help="new map keys (of any map, XML attributes included) in one update (%(default)s)",
+    )
+    limits.add_argument(
+        "--max-update-field-writes",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.field_writes,
+        metavar="N",
+        help="new keys of the semantic `fields` map, and overwrites of them in the same "
+        "update; the rules review each in Python on the event loop, ~50 us a write "
+        "(%(default)s)",
+    )
+    limits.add_argument(
+        "--max-insert-elements",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.elements,
+        metavar="N",
+        help="array/map values (Any and JSON content, nested values included) in one update "
+        "(%(default)s)",
+    )
+    limits.add_argument(
+        "--max-update-deletes",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.delete_ranges,
+        metavar="N",
+        help="ranges in one update's delete set; yrs's time grows with the square of the "
+        "ranges that split items (1,000,000 took 67 s) (%(default)s)",
+    )
+    limits.add_argument(
+        "--max-update-merge-bytes",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.merge_bytes,
+        metavar="BYTES",
+        help="bytes yrs copies to squash chained items (each one continuing the one before, "
+        "as typed text or pushed values): a chain of N items of C bytes costs N*C, and about "
+        "half that in memory, so this bounds a cost that grows with the square of the chain "
+        "(%(default)s)",
+    )
+
+
+def _limits_from(args: argparse.Namespace) -> UpdateLimits:
+    return UpdateLimits(
+        structs=args.max_update_structs,
+        keys=args.max_update_keys,
+        field_writes=args.max_update_field_writes,
+        elements=args.max_insert_elements,
+        delete_ranges=args.max_update_deletes,
+        merge_bytes=args.max_update_merge_bytes,
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -163,6 +235,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="bytes queued for one client before it is closed as too slow, 4408 (%(default)s)",
     )
+    _add_limit_arguments(serve)
     serve.add_argument(
         "--awareness-max-states",
         type=_positive_int,
@@ -282,6 +355,7 @@ def _serve(args: argparse.Namespace) -> int:
         fsync=args.fsync,
         store_url=args.store,
         redis_url=args.redis,
+        update_limits=_limits_from(args),
     )
     app = create_app(settings)
     config = uvicorn.Config(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, Schema
 from server import presence, snapshot_retention
 
@@ -64,6 +65,8 @@ class Settings:
     commit_queue_updates: int = 20_000
     max_batch_updates: int = 2_000
     layers: Layers = ALL_LAYERS
+    # What one run of updates may ask of a doc, checked before it is applied (crdt/limits.py).
+    update_limits: UpdateLimits = DEFAULT_LIMITS
     # None: SQLite at `database_path`; a postgresql:// URL: PostgreSQL (server/store/postgres.py).
     store_url: str | None = None
     # A redis:// URL: relay updates, awareness and access changes to other instances.

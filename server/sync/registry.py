@@ -121,6 +121,7 @@ class RoomRegistry:
             schema=self._settings.schema,
             journal_closer=self._journal_closer,
             layers=self._settings.layers,
+            update_limits=self._settings.update_limits,
             awareness=AwarenessLimits(
                 max_states=self._settings.awareness_max_states,
                 max_bytes=self._settings.awareness_max_bytes,

@@ -40,6 +40,7 @@ from pycrdt import Doc, Subscription, TransactionEvent, merge_updates
 from crdt.awareness import AwarenessEntry, encode_awareness_update
 from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate
 from crdt.journal import JournalEvent
+from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.origins import SERVER_USER, ServerOrigin
 from crdt.protocol import (
     Auth,
@@ -64,6 +65,7 @@ from server.store.snapshots import Snapshotter
 from server.sync.connection import Connection
 from server.sync.gate import Gate, GateClosed
 from server.sync.journal import JournalCloser, RoomJournal
+from server.sync.limits import check_run
 from server.sync.pacing import AwarenessPacer
 from server.sync.presence import AwarenessLimits, Presence
 
@@ -102,6 +104,7 @@ class Room:
         schema: Schema,
         journal_closer: JournalCloser,
         layers: Layers = ALL_LAYERS,
+        update_limits: UpdateLimits = DEFAULT_LIMITS,
         awareness: AwarenessLimits | None = None,
         on_failed: Callable[[Room], None],
     ) -> None:
@@ -111,6 +114,7 @@ class Room:
         self.journal: RoomJournal | None = None
         self._journal_closer = journal_closer
         self._layers = layers
+        self._update_limits = update_limits
         self.state = RoomState.LOADING
         self.doc: Doc = Doc()
         self.connections: set[Connection] = set()
@@ -230,6 +234,8 @@ class Room:
         if not conn.can_write:
             conn.deny_write()
             return
+        if self._update_limits.needs_scan(updates):  # bounded work per run (crdt/limits.py)
+            await check_run(updates, self._update_limits)
         for update in updates:
             if may_nest_too_deep(update):
                 # yrs would recurse without a limit (a crafted value crashes the process):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.server_process import REPO
 
-COMMANDS = ("persistence", "merge", "relay", "durability", "layers", "history")
+COMMANDS = ("persistence", "merge", "relay", "durability", "layers", "history", "hostile")
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ server holds. This holds whether the incoming write wins or loses Yjs's ordering
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -49,6 +49,11 @@ class FieldIndex:
 
     def __len__(self) -> int:
         return len(self._key_of)
+
+    @property
+    def ids(self) -> Container[Id]:
+        """The ids of every item indexed (a live view): what an overwrite names as origin."""
+        return self._key_of.keys()
 
     def winner(self, key: str) -> Id | None:
         return self._winner.get(key)

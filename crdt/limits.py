@@ -34,11 +34,12 @@ and raises `UpdateTooLarge` (a ProtocolError: close 4400) as soon as one crosses
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 from crdt.errors import MalformedMessage, UndecodableUpdate, UpdateTooLarge
 from crdt.lib0 import Reader
+from crdt.updates import Id
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -70,7 +71,7 @@ class UpdateLimits:
     delete_ranges: int = 50_000
     merge_bytes: int = 64 * 1024 * 1024
 
-    def needs_scan(self, updates: Sequence[bytes]) -> bool:
+    def needs_scan(self, updates: Sequence[bytes], *, has_fields: bool = False) -> bool:
         """False when a run of `updates` cannot cross any limit, so that a flood of keystrokes
         (runs of up to 128 small frames) is never walked: the room applies one in ~3 us.
 
@@ -79,15 +80,15 @@ class UpdateLimits:
         clock, a length or count) plus >= 1 per value or byte of content, so n chained items
         weigh at most 49 * (B - 4n) (an Any/JSON value weighs ELEMENT_BYTES + its bytes) and
         cost at most n * 49 * (B - 4n) <= 49 B^2 / 16 < 4 B^2. A write to `fields` takes >= 4
-        bytes, and there is none unless the run names the root `fields` (a new key does; an
-        overwrite counts only next to one)."""
+        bytes, and there is none unless the run names the root `fields` (a new key does) or
+        the doc already has `fields` keys (`has_fields`: an overwrite names only its origin)."""
         size = sum(map(len, updates))
         if size > min(self.structs, self.keys, self.elements, self.delete_ranges):
             return True
         if 4 * size * size > self.merge_bytes:
             return True
         # joined: one C-speed search (a match across two updates only errs on the safe side)
-        return size > 4 * self.field_writes and _FIELDS in b"".join(updates)
+        return size > 4 * self.field_writes and (has_fields or _FIELDS in b"".join(updates))
 
 
 DEFAULT_LIMITS = UpdateLimits()
@@ -125,8 +126,13 @@ class UpdateCounts:
 class RunScan:
     """Counts over the updates of one run, added one by one (`add`), against `limits`."""
 
-    def __init__(self, limits: UpdateLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, limits: UpdateLimits = DEFAULT_LIMITS, known_fields: Container[Id] = frozenset()
+    ) -> None:
         self.limits = limits
+        # Ids of the doc's items in `fields` (the room's FieldIndex): an item next to one
+        # overwrites a key, and its review costs as much as a new key's.
+        self._known_fields = known_fields
         self.structs = 0
         self.keys = 0
         self.elements = 0
@@ -165,6 +171,7 @@ class RunScan:
     def _scan(self, reader: Reader) -> None:
         limits = self.limits
         field_ids = self._field_ids
+        known = self._known_fields
         read = reader.read_var_uint  # bound once: this loop runs per struct
         for _ in range(read()):
             count = read()
@@ -188,10 +195,10 @@ class RunScan:
                 if info & 0x80:  # origin: chained if it is the last clock before this item
                     origin = (read(), read())
                     chained = origin[1] + 1 == clock and origin[0] == client
-                    field_write = origin in field_ids  # overwrites a key of `fields`
+                    field_write = origin in field_ids or origin in known  # overwrites a key
                 if info & 0x40:
                     right = (read(), read())
-                    field_write = field_write or right in field_ids
+                    field_write = field_write or right in field_ids or right in known
                 if not info & 0xC0:
                     in_fields = False
                     if read() == 1:
@@ -352,12 +359,15 @@ def count_update(update: bytes, limits: UpdateLimits = DEFAULT_LIMITS) -> Update
     return scan.finish()
 
 
-def check_update_limits(updates: Sequence[bytes], limits: UpdateLimits) -> None:
-    """Refuse a run of updates (applied in one transaction) that would cross `limits`.
-    Small runs are not walked: they cannot cross any (`UpdateLimits.needs_scan`)."""
-    if not limits.needs_scan(updates):
+def check_update_limits(
+    updates: Sequence[bytes], limits: UpdateLimits, known_fields: Container[Id] = frozenset()
+) -> None:
+    """Refuse a run of updates (applied in one transaction) that would cross `limits`;
+    `known_fields`: the ids of the doc's `fields` items, so that overwrites count. Small runs
+    are not walked: they cannot cross any (`UpdateLimits.needs_scan`)."""
+    if not limits.needs_scan(updates, has_fields=bool(known_fields)):
         return
-    scan = RunScan(limits)
+    scan = RunScan(limits, known_fields)
     for update in updates:
         scan.add(update)
     scan.finish()

@@ -19,7 +19,7 @@ before it, which may include writes another instance committed a moment ago: the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,6 +217,18 @@ class SemanticFields:
         self, changes: bytes, values: dict[tuple[int, int], Any] | None = None
     ) -> list[MapWrite]:
         return self._ensure_index(changes).ingest(changes, values)
+
+    def field_ids(self) -> Container[tuple[int, int]]:
+        """The ids of the doc's `fields` items, for the pre-scan to count overwrites
+        (crdt/limits.py); builds the index now if `fields` has keys, as the first review
+        would. Call it only when no unreviewed update is in the doc."""
+        if self._index is None:
+            if not len(self.fields):
+                return frozenset()
+            index = FieldIndex()
+            index.load(self._doc.get_update())
+            self._index = index
+        return self._index.ids
 
     def _ensure_index(self, changes: bytes) -> FieldIndex:
         if self._index is None:

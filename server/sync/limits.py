@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 from crdt.errors import UpdateTooLarge
 from crdt.limits import UpdateLimits, check_update_limits
@@ -25,15 +25,19 @@ logger = logging.getLogger("draftsync.limits")
 INLINE_BYTES = 2048
 
 
-async def check_run(updates: Sequence[bytes], limits: UpdateLimits) -> None:
+async def check_run(
+    updates: Sequence[bytes],
+    limits: UpdateLimits,
+    known_fields: Container[tuple[int, int]] = frozenset(),
+) -> None:
     """Raise UpdateTooLarge (close 4400) if the run would cross `limits`, UndecodableUpdate if
     an update is malformed. Call it when `limits.needs_scan(updates)`."""
     size = sum(map(len, updates))
     try:
         if size <= INLINE_BYTES:
-            check_update_limits(updates, limits)
+            check_update_limits(updates, limits, known_fields)
         else:
-            await asyncio.to_thread(check_update_limits, updates, limits)
+            await asyncio.to_thread(check_update_limits, updates, limits, known_fields)
     except UpdateTooLarge as error:
         logger.warning("update refused bytes=%d reason=%s", size, error)
         raise

@@ -234,8 +234,10 @@ class Room:
         if not conn.can_write:
             conn.deny_write()
             return
-        if self._update_limits.needs_scan(updates):  # bounded work per run (crdt/limits.py)
-            await check_run(updates, self._update_limits)
+        # Bounded work per run (crdt/limits.py); overwrites of `fields` keys count too.
+        known = self.semantics.field_ids() if self.semantics is not None else frozenset()
+        if self._update_limits.needs_scan(updates, has_fields=bool(known)):
+            await check_run(updates, self._update_limits, known)
         for update in updates:
             if may_nest_too_deep(update):
                 # yrs would recurse without a limit (a crafted value crashes the process):

@@ -22,11 +22,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pycrdt import Doc, Text
+from pycrdt import Doc, Map, Text
 
 from bench.hostile import Attacker
 from crdt.lib0 import write_var_string, write_var_uint
+from crdt.protocol import Update, encode_message
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
+from tests.support.raw_client import connect_raw
 from tests.support.server_process import ServerProcess
 from tests.support.store_reader import stored_doc, stored_update_count
 
@@ -188,3 +190,49 @@ async def test_many_delete_ranges_are_bounded(
     await run_attack(
         limited_server, delete_ranges_update(1_000_000), "--max-update-deletes", tmp_path
     )
+
+
+def fields_overwrites_update(n: int, first: tuple[int, int], *, client: int = 4545) -> bytes:
+    """n overwrites of a `fields` key the doc already holds (its item is `first`): each item
+    names only its origin (`first`: not a chain, so no merge cost), never the root or key."""
+    out = bytearray()
+    for value in (1, n, client, 0):
+        write_var_uint(out, value)
+    for i in range(n):
+        out.append(8 | 0x80)
+        write_var_uint(out, first[0])
+        write_var_uint(out, first[1])
+        write_var_uint(out, 1)
+        out += bytes([125, i % 64])
+    write_var_uint(out, 0)
+    return bytes(out)
+
+
+async def test_overwrites_of_a_stored_fields_key_count_as_field_writes(
+    limited_server: ServerProcess,
+) -> None:
+    """99,000 overwrites of a key written earlier took the review 4.3 s on the event loop,
+    since an overwrite names only its origin; the pre-scan now knows the doc's `fields` ids."""
+    server, victim = limited_server, new_draft()
+    owner = PycrdtClient(server.ws_url, victim, server.token("alice"), client_id=777)
+    await owner.connect()
+    await asyncio.wait_for(owner.synced.wait(), TIMEOUT)
+
+    def set_key(doc: Doc) -> None:
+        doc.get("fields", type=Map)["k"] = 0
+
+    await owner.edit(set_key)
+    await owner.flush()
+    attacker = await connect_raw(server.ws_url, victim, server.token("alice"))
+    try:
+        started = time.perf_counter()
+        await attacker.send(encode_message(Update(fields_overwrites_update(99_000, (777, 0)))))
+        code, reason = await attacker.wait_closed(timeout=TIMEOUT)
+        assert code == 4400 and reason and "--max-update-field-writes" in reason, reason
+        assert time.perf_counter() - started < TIMEOUT
+        assert stored_update_count(server.database, victim) == 1
+        async with httpx.AsyncClient(timeout=5) as http:
+            assert (await http.get(f"{server.http_url}/healthz")).status_code == 200
+    finally:
+        await attacker.close()
+        await owner.disconnect()

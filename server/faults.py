@@ -5,7 +5,8 @@ it fails (`commit`, `journal:2`); each listed point then raises `InjectedFault` 
 times (once by default), then works again, so that a test sees both the failure and the
 recovery. Points: `commit` (the group commit, before the store is called), `journal` (the
 journal closer's loop), `fanout-message` (a message from Redis, as it is handled), `update`
-(a client's update, after the doc applied it: an unexpected server error in a room).
+(a client's update, after the doc applied it: an unexpected server error in a room),
+`snapshot` (a snapshot job).
 
 Off (the variable unset, as in production), each point costs one test of an empty dict:
 call sites read `if faults.ARMED: faults.trip("commit")`.
@@ -20,7 +21,7 @@ __all__ = ["ARMED", "POINTS", "InjectedFault", "arm", "trip"]
 
 logger = logging.getLogger("draftsync.faults")
 
-POINTS = frozenset({"commit", "journal", "fanout-message", "update"})
+POINTS = frozenset({"commit", "journal", "fanout-message", "snapshot", "update"})
 
 ARMED: dict[str, int] = {}
 """Point -> failures left. Empty unless DRAFTSYNC_FAULTS is set."""

@@ -58,6 +58,7 @@ class Service:
         self.journal_closer = JournalCloser(store)
         self.supervisor = Supervisor()
         self.pipeline.on_crash = functools.partial(self.supervisor.report, "group-commit")
+        self.snapshotter.on_crash = functools.partial(self.supervisor.report, "snapshotter")
         self.rooms = RoomRegistry(
             store,
             self.pipeline,

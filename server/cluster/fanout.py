@@ -326,6 +326,9 @@ class Fanout:
                 await self._catch_up(tracker, upto)
             except StoreError as error:
                 logger.warning("catch-up failed draft=%s error=%s", room.draft_id, error)
+            except Exception as error:  # a short-lived task: no one would hear of it
+                assert self._supervisor is not None
+                self._supervisor.report("fanout-catch-up", error)
         finally:
             tracker.catching_up = False
             if tracker.has_gap and self._trackers.get(tracker.room.draft_id) is tracker:

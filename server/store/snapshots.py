@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from crdt.history import compact
+from server import faults
 from server.errors import StoreError
 from server.store.api import Store
 from server.store.retention import snapshots_to_drop
@@ -44,6 +45,9 @@ class Snapshotter:
         self.keep = keep
         self._running: dict[str, asyncio.Task[None]] = {}
         self._waiting: dict[str, Callable[[], Awaitable[None]]] = {}  # the newest, per draft
+        # Told of an unexpected error in a snapshot job (the supervisor: logged, /healthz 503);
+        # the draft's next snapshot is taken as usual.
+        self.on_crash: Callable[[BaseException], None] | None = None
 
     def due(self, updates: int, size: int) -> bool:
         return updates >= self.every_updates or size >= self.every_bytes
@@ -73,7 +77,14 @@ class Snapshotter:
         # for a task that is gone (the draft's last snapshot of a burst, lost).
         try:
             while job is not None:
-                await job()
+                try:
+                    if faults.ARMED:
+                        faults.trip("snapshot")
+                    await job()
+                except Exception as error:
+                    if self.on_crash is None:
+                        raise
+                    self.on_crash(error)
                 job = self._waiting.pop(draft_id, None)
         finally:
             del self._running[draft_id]

@@ -18,7 +18,7 @@ from pycrdt import Doc, Text
 from bench.services import PostgresCluster, RedisServer
 from tests.support.pycrdt_client import connect_synced
 from tests.support.server_process import ServerProcess
-from tests.support.stored_any import stored_doc
+from tests.support.stored_any import stored_doc, stored_rows
 from tests.support.waiting import eventually
 
 
@@ -171,6 +171,32 @@ async def test_a_fanout_message_that_fails_reloads_its_room_and_nothing_is_lost(
         await asyncio.gather(writer.disconnect(), reader.disconnect())
         hurt.stop()
         other.stop()
+
+
+async def test_a_crash_in_a_snapshot_job_is_loud_and_the_next_snapshot_is_taken(
+    tmp_path: Path,
+) -> None:
+    server = faulty(tmp_path, "snapshot", "--snapshot-every", "2").start()
+    draft = new_draft()
+    alice = await connect_synced(server, draft, "alice")
+    try:
+        for n in range(6):
+            await alice.edit(type_into(f"{n}"))
+            await alice.flush()
+
+        async def snapshotter_crashed() -> bool:
+            return "snapshotter" in crashed_components(server)
+
+        async def snapshot_stored() -> bool:
+            rows = stored_rows(server, "SELECT count(*) FROM snapshots WHERE draft_id = ?", draft)
+            return bool(rows[0][0])
+
+        await eventually(snapshotter_crashed, timeout=10)
+        await eventually(snapshot_stored, timeout=10)
+        assert "InjectedFault" in server.log()
+    finally:
+        await alice.disconnect()
+        server.stop()
 
 
 async def test_a_component_that_keeps_crashing_stops_the_server_with_status_70(

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from server import log_writer
 from server.errors import StoreError
+from server.store import log_writer
 from server.store.records import UpdateRecord
 from server.store.sqlite import SqliteStore
 

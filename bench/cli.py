@@ -11,6 +11,7 @@
     python -m bench history [--quick] [--out DIR] [--updates N] [--runs R]
     python -m bench fuzz [--quick] [--out DIR] [--inputs N] [--seed S] [--max-seconds S]
                          [--engine mutate|atheris]
+    python -m bench hostile [--quick] [--out DIR] [--round-trips N]
 
 Each command prints a table, writes `DIR/<command>.json` and draws `DIR/<command>.png`.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 from bench.crash import CRASH_SERVERS, CrashOptions, run_crash
 from bench.fuzz import add_command as add_fuzz
 from bench.history import add_command as add_history
+from bench.hostile import add_command as add_hostile
 from bench.layers import add_command as add_layers
 from bench.merge import QUICK_LIMIT, TRACE_FILES, MergeOptions, run_merge
 from bench.persistence import PersistenceOptions, run_persistence
@@ -34,7 +36,7 @@ from bench.replay import ReplayMismatch
 from bench.runtime import positive_int, run
 from bench.servers import SERVERS
 from bench.traces import DEFAULT_TRACES_DIR
-from server.snapshot_retention import KEEP
+from server.store.retention import KEEP
 
 __all__ = ["main"]
 
@@ -192,6 +194,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_layers(commands, _common)
     add_history(commands, _common)
     add_fuzz(commands, _common)
+    add_hostile(commands, _common)
     return parser
 
 

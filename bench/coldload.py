@@ -25,10 +25,10 @@ from bench.replay import text_of
 from bench.runtime import median, progress
 from crdt.history import rebuild
 from server.config import Settings
-from server.records import UpdateRecord
-from server.snapshot_retention import KEEP
-from server.snapshots import Snapshotter
-from server.store import Store
+from server.store.records import UpdateRecord
+from server.store.retention import KEEP
+from server.store.snapshots import Snapshotter
+from server.store.sqlite import SqliteStore
 
 __all__ = ["ColdLoadConfig", "run_cold_load"]
 
@@ -55,7 +55,7 @@ async def _prepare(path: Path, config: ColdLoadConfig, every: int) -> dict[str, 
     """Store the three drafts; their snapshot versions by case."""
     total = len(config.updates)
     cases = {"snapshot": total, "tail": total - (every - 1), "none": 0}
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     try:
         snapshotter = Snapshotter(store, every_updates=every, every_bytes=2**62, keep=KEEP)
         for case, at in cases.items():
@@ -75,7 +75,7 @@ async def _prepare(path: Path, config: ColdLoadConfig, every: int) -> dict[str, 
 
 
 async def _time_once(path: Path, draft_id: str, expected: str) -> tuple[float, float, int, int]:
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     try:
         started = time.perf_counter()
         state = await store.load(draft_id)

@@ -1,6 +1,6 @@
 """How many group commits a run made and how big they were, from the server's own metrics.
 
-`server.commits` observes every batch into `draftsync_commit_batch_size` and its duration into
+`server.store.commits` observes every batch into `draftsync_commit_batch_size` and its duration into
 `draftsync_commit_seconds`; reading those histograms before and after a run tells how the
 pipeline batched without wrapping or patching anything in the server.
 """

@@ -30,8 +30,8 @@ from bench.replay import text_of
 from bench.runtime import median, percentile, progress
 from crdt.protocol import Update
 from server.config import Durability
-from server.connection import Connection
-from server.rooms import Room
+from server.sync.connection import Connection
+from server.sync.room import Room
 
 __all__ = ["DurabilityConfig", "run_durability"]
 

@@ -18,11 +18,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from server.app import Service
 from server.config import Durability, Settings
-from server.connection import Connection
-from server.rooms import Room, RoomState
-from server.store import Store
+from server.service import Service
+from server.store.sqlite import SqliteStore
+from server.sync.connection import Connection
+from server.sync.room import Room, RoomState
 
 __all__ = ["DRAFT_ID", "RoomHarness", "StubSocket", "open_room"]
 
@@ -114,7 +114,7 @@ async def open_room(
         settings = dataclasses.replace(settings, max_batch_updates=max_batch)
     if overrides:
         settings = dataclasses.replace(settings, **overrides)
-    store = await Store.open(settings.database_path, fsync=settings.fsync)
+    store = await SqliteStore.open(settings.database_path, fsync=settings.fsync)
     service = Service(settings, store)
     service.start()
     try:

@@ -7,7 +7,7 @@ exactly what the server makes: a snapshot requested every `Settings.snapshot_eve
 time with snapshots disabled (a `snapshot_every_updates` no draft reaches), for contrast.
 
 With the service still running (a warm store, as a live server has), each version is rebuilt
-`runs` times by `server.api.history._rebuilt` itself (flush, last version, `store.load(draft,
+`runs` times by `server.http.history._rebuilt` itself (flush, last version, `store.load(draft,
 at_version=v)`, `crdt.history.rebuild` on a worker thread): `total_ms`, the median, is what the
 endpoint pays before it serializes the draft. `load_ms` and `rebuild_ms` split it (the two
 steps timed separately, inline, medians of their own runs). Versions: N/2 (issue 6's figure),
@@ -40,8 +40,8 @@ from bench.report import Column, format_table, publish
 from bench.runtime import environment, median, positive_int, progress
 from crdt.history import rebuild
 from crdt.protocol import Update
-from server.api.history import _rebuilt
 from server.config import Settings
+from server.http.history import _rebuilt
 
 __all__ = ["HistoryOptions", "add_command", "plot_history", "run_history"]
 
@@ -227,7 +227,7 @@ def _table(result: Mapping[str, Any]) -> str:
         [
             f"A {settings['updates']:,}-keystroke draft typed through a real room; "
             f"median of {settings['runs']} runs per row.",
-            "total: server.api.history._rebuilt (flush, last version, store.load(at_version), "
+            "total: server.http.history._rebuilt (flush, last version, store.load(at_version), "
             "rebuild on a worker thread);",
             "load / rebuild: the two steps timed separately, inline.",
             f"Snapshots the server kept: {len(first)} ({shown}); "

@@ -20,7 +20,7 @@ from bench.report import Column, format_table, publish
 from bench.runtime import environment, progress
 from bench.tracerun import time_trace
 from bench.traces import LICENCE, SOURCE, credit, load_trace
-from server.snapshot_retention import KEEP
+from server.store.retention import KEEP
 
 __all__ = ["QUICK_LIMIT", "QUICK_TRACES", "TRACE_FILES", "MergeOptions", "run_merge"]
 

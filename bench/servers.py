@@ -11,6 +11,7 @@ CPU seconds and peak RSS come from /proc (utime + stime; VmHWM), for the server 
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -52,6 +53,7 @@ class ServerProc:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     flags: tuple[str, ...] = ()  # more `serve` flags for draftsync (--store, --redis)
+    address_space: int | None = None  # RLIMIT_AS in bytes: an attacked server cannot eat the box
 
     @property
     def url(self) -> str:
@@ -92,7 +94,7 @@ class ServerProc:
         log = (self.data_dir / f"{self.name}.log").open("ab")
         with log:
             self.process = subprocess.Popen(
-                self._command(), cwd=REPO, env=env, stdout=log, stderr=log
+                self._command(), cwd=REPO, env=env, stdout=log, stderr=log, preexec_fn=self._limit
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -105,6 +107,10 @@ class ServerProc:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"{self.name} did not listen within {timeout}s:\n{self.log()[-3000:]}")
+
+    def _limit(self) -> None:
+        if self.address_space is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (self.address_space, self.address_space))
 
     def log(self) -> str:
         path = self.data_dir / f"{self.name}.log"

@@ -1,6 +1,6 @@
 """Durable updates/s into one room from concurrent writers, at the store: the commit policy alone.
 
-Writers are asyncio tasks that submit exactly as `server/rooms.py` does (`wait_for_space`, then
+Writers are asyncio tasks that submit exactly as `server/sync/room.py` does (`wait_for_space`, then
 `submit(PendingWrite)` with the next version, no await in between) and then yield, as the
 server's reader does while it awaits the next frame. The clock runs from the first submit until
 the last `on_committed`. Modes:
@@ -30,11 +30,11 @@ from tqdm import tqdm
 
 from bench.commitstats import commit_totals
 from bench.runtime import median, progress
-from server.commits import CommitPipeline, PendingWrite
 from server.config import Settings
 from server.errors import StoreError
-from server.records import UpdateRecord
-from server.store import Store
+from server.store.commits import CommitPipeline, PendingWrite
+from server.store.records import UpdateRecord
+from server.store.sqlite import SqliteStore
 
 __all__ = ["MODES", "ThroughputConfig", "run_throughput"]
 
@@ -74,7 +74,7 @@ class _Target:
         if self.committed == self._total:
             self.done.set()
 
-    def on_commit_failed(self, error: StoreError) -> None:
+    def on_commit_failed(self, error: Exception, **_: object) -> None:
         self.error = error
         self.done.set()
 
@@ -91,7 +91,9 @@ def _record(version: int, data: bytes, writer: int) -> UpdateRecord:
     )
 
 
-async def _through_pipeline(store: Store, updates: list[list[bytes]], bar: tqdm[None]) -> float:
+async def _through_pipeline(
+    store: SqliteStore, updates: list[list[bytes]], bar: tqdm[None]
+) -> float:
     settings = Settings(data_dir=store.path.parent, secret="bench")
     pipeline = CommitPipeline(
         store, max_queued=settings.commit_queue_updates, max_batch=settings.max_batch_updates
@@ -121,7 +123,7 @@ async def _through_pipeline(store: Store, updates: list[list[bytes]], bar: tqdm[
     return elapsed
 
 
-async def _one_by_one(store: Store, updates: list[list[bytes]], bar: tqdm[None]) -> float:
+async def _one_by_one(store: SqliteStore, updates: list[list[bytes]], bar: tqdm[None]) -> float:
     versions = itertools.count(1)
     done = 0
 
@@ -138,7 +140,7 @@ async def _one_by_one(store: Store, updates: list[list[bytes]], bar: tqdm[None])
     return time.perf_counter() - started
 
 
-_RUNNERS: dict[str, Callable[[Store, list[list[bytes]], tqdm[None]], Awaitable[float]]] = {
+_RUNNERS: dict[str, Callable[[SqliteStore, list[list[bytes]], tqdm[None]], Awaitable[float]]] = {
     "group": _through_pipeline,
     "each": _one_by_one,
     "relaxed": _through_pipeline,
@@ -148,7 +150,7 @@ _RUNNERS: dict[str, Callable[[Store, list[list[bytes]], tqdm[None]], Awaitable[f
 async def _measure(
     mode: str, config: ThroughputConfig, path: Path
 ) -> tuple[float, dict[str, object]]:
-    store = await Store.open(path, fsync=config.fsync)
+    store = await SqliteStore.open(path, fsync=config.fsync)
     try:
         await store.create_draft(DRAFT_ID, "bench", now=time.time())
         total = sum(map(len, config.updates))

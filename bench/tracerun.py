@@ -15,7 +15,7 @@ The per-txn Yjs updates are made first (`bench.replay`), then timed two ways:
 The ratio room/bare (flood) says how much of the CRDT's speed survives the server's pipeline
 when it is the bottleneck. What the frame-by-frame replay leaves in the store (one version per
 update, as from a person typing) shows what a draft's history costs on disk: the log, and the
-snapshots the server kept of it (at most `--snapshot-keep`, server/snapshot_retention.py).
+snapshots the server kept of it (at most `--snapshot-keep`, server/store/retention.py).
 Every replay's final text is checked against the trace (room doc and what the observer received
 too); a mismatch aborts the bench, since its figures would be void.
 
@@ -39,7 +39,7 @@ from bench.replay import Replay, produce_updates, text_of
 from bench.runtime import median, progress
 from bench.traces import Trace
 from crdt.protocol import SyncStep2, Update, decode_message, encode_message
-from server.ws import MAX_RUN
+from server.sync.endpoint import MAX_RUN
 
 __all__ = ["time_trace"]
 

@@ -8,4 +8,6 @@ deliberately not a barrel.
 - ``crdt.lib0``: lib0 varUint / varUint8Array / varString reading and writing.
 - ``crdt.protocol``: y-protocols messages (sync, awareness, auth, query awareness, write ack).
 - ``crdt.awareness``: awareness-update payloads.
+- ``crdt.bulk_array``: a list written as one Yjs item, duplicates deleted by runs (linear).
+- ``crdt.safe_json``: JSON text of any value for journal rows, never raising.
 """

@@ -20,9 +20,12 @@ from typing import Any, NamedTuple
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
+from crdt.bulk_array import array_values, fill_start
 from crdt.schema import Kind, Rule, Schema
 
 __all__ = [
+    "CONFLICTS_ROOT",
+    "FIELDS_ROOT",
     "DraftContent",
     "FieldSpec",
     "fields_of",
@@ -64,7 +67,8 @@ def read_content(doc: Doc, fields: tuple[FieldSpec, ...]) -> DraftContent:
         elif spec.kind == "richtext":
             texts[spec.name] = "\n".join(_xml_texts(doc.get(spec.name, type=XmlFragment)))
         elif spec.kind == "list":
-            lists[spec.name] = list(doc.get(spec.name, type=Array).to_py() or [])
+            # One pass: `to_py` walks from the start per element (quadratic in items).
+            lists[spec.name] = array_values(doc.get(spec.name, type=Array))
     values = doc.get(FIELDS_ROOT, type=Map).to_py() or {}
     conflicts = doc.get(CONFLICTS_ROOT, type=Map).to_py() or {}
     return DraftContent(texts=texts, values=dict(values), lists=lists, conflicts=dict(conflicts))
@@ -134,7 +138,7 @@ def initial_update(
                 if value:
                     doc.get(name, type=Text).insert(0, value)
             elif kind == "list":
-                doc.get(name, type=Array).extend(list(value))
+                fill_start(doc, name, list(value))  # linear; Array.extend is quadratic
             elif kind == "value":
                 doc.get(FIELDS_ROOT, type=Map)[name] = value
             else:

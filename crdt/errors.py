@@ -7,6 +7,8 @@
         MalformedMessage
         UnknownMessageType
         UndecodableUpdate
+        NonJsonValue          a `fields` value that is not JSON (a shared type, binary...)
+        UpdateTooLarge          an update that would cost the doc more than a limit allows
       RuleError               a value the field's type or rule refuses (REST: 422)
       SchemaError             a schema file that breaks the schema rules (at start)
 
@@ -16,11 +18,13 @@
 __all__ = [
     "DraftsyncError",
     "MalformedMessage",
+    "NonJsonValue",
     "ProtocolError",
     "RuleError",
     "SchemaError",
     "UndecodableUpdate",
     "UnknownMessageType",
+    "UpdateTooLarge",
 ]
 
 
@@ -42,6 +46,16 @@ class UnknownMessageType(ProtocolError):
 
 class UndecodableUpdate(ProtocolError):
     """A Yjs update that pycrdt or our decoder cannot read."""
+
+
+class NonJsonValue(ProtocolError):
+    """A value of the `fields` map that is not JSON: the server reads, journals and answers
+    `fields` as JSON, so a shared type, binary or subdocument there is refused."""
+
+
+class UpdateTooLarge(ProtocolError):
+    """A Yjs update (or run of them) past a limit of `crdt.limits`, refused before the doc
+    applies it: yrs's cost in memory or time would grow past what one message may take."""
 
 
 class RuleError(DraftsyncError):

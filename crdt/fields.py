@@ -16,13 +16,14 @@ server holds. This holds whether the incoming write wins or loses Yjs's ordering
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from crdt.updates import NO_VALUE, ItemHeader, decode_update
+from crdt.errors import NonJsonValue
+from crdt.updates import CONTENT_NAMES, JSON_CONTENTS, NO_VALUE, ItemHeader, decode_update
 
-__all__ = ["FieldIndex", "MapWrite"]
+__all__ = ["FieldIndex", "Id", "MapWrite", "check_json_values"]
 
 Id = tuple[int, int]
 _NONE: Mapping[Id, Any] = {}
@@ -38,6 +39,7 @@ class MapWrite:
     seen: Any  # the value of the origin item (what the writer saw), NO_VALUE if unknown
     leaf: bool = True  # no other write of the same update builds on this one
     last: Id | None = None  # the item's last clock, when a merged deleted run spans several
+    content: int = 8  # the item's content ref (crdt.updates.CONTENT_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,11 @@ class FieldIndex:
 
     def __len__(self) -> int:
         return self._clocks
+
+    @property
+    def ids(self) -> Container[Id]:
+        """The ids of every item indexed (a live view): what an overwrite names as origin."""
+        return _Ids(self)
 
     def winner(self, key: str) -> Id | None:
         return self._winner.get(key)
@@ -153,6 +160,7 @@ class FieldIndex:
             concurrent=concurrent,
             seen=self._value_of.get(item.origin, NO_VALUE) if item.origin else NO_VALUE,
             last=last,
+            content=item.content,
         )
 
     def _add_node(self, item: ItemHeader, key: str) -> Id:
@@ -228,6 +236,18 @@ class FieldIndex:
             node = best
 
 
+class _Ids(Container[Id]):
+    """`id in ids`: whether a run of the index holds that clock."""
+
+    def __init__(self, index: FieldIndex) -> None:
+        self._index = index
+
+    def __contains__(self, item: object) -> bool:
+        if not (isinstance(item, tuple) and len(item) == 2):
+            return False
+        return self._index._run_of(item) is not None
+
+
 def _cut(item: ItemHeader, below: Mapping[int, int]) -> ItemHeader | None:
     client, clock = item.id
     limit = below.get(client)
@@ -286,3 +306,29 @@ def _pieces(start: int, end: int, singles: list[int]) -> list[tuple[int, int]]:
     if cursor < end:
         pieces.append((cursor, end - cursor))
     return pieces
+
+
+def check_json_values(writes: Sequence[MapWrite], sent: Mapping[Id, int] = _NONE) -> None:
+    """Raise NonJsonValue if a write sets a key to anything but JSON (a shared type, binary,
+    a subdocument...): the server reads `fields` as JSON everywhere (REST, journal, rules).
+
+    `sent` gives content refs by item id from what the client sent: a write that lost Yjs's
+    ordering is Deleted in the doc's report of the transaction, but was still not JSON."""
+    for write in writes:
+        content = sent.get(write.id, write.content)
+        if content not in JSON_CONTENTS:
+            what = CONTENT_NAMES.get(content, f"content {content}")
+            raise NonJsonValue(f'fields["{write.key}"]: values must be JSON, not {what}')
+        if _holds_bytes(write.value):  # a Uint8Array inside an Any value (lib0 tag 116)
+            raise NonJsonValue(f'fields["{write.key}"]: values must be JSON, not binary')
+
+
+def _holds_bytes(value: Any) -> bool:
+    """Whether bytes occur in `value` (an Any value: nested at most MAX_ANY_DEPTH deep)."""
+    if isinstance(value, bytes | bytearray):
+        return True
+    if isinstance(value, list):
+        return any(_holds_bytes(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_bytes(item) for item in value.values())
+    return False

@@ -9,13 +9,14 @@ closes after `pause` seconds without a keystroke from that user in that field, o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Burst", "EventType", "JournalEvent", "TextBursts"]
+from crdt.safe_json import dumps
+
+__all__ = ["DEFAULT_PAUSE", "DEFAULT_SPAN", "Burst", "EventType", "JournalEvent", "TextBursts"]
 
 DEFAULT_PAUSE = 2.0
 DEFAULT_SPAN = 60.0
@@ -52,7 +53,7 @@ class JournalEvent:
             self.session,
             self.client_id,
             self.at,
-            json.dumps(self.data, separators=(",", ":")),
+            dumps(self.data),  # never raises: a row must not break its commit
         )
 
 

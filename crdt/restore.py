@@ -4,15 +4,37 @@ Clients keep their CRDT history: nothing is replaced wholesale, so an offline cl
 reconnects merges into the restored state instead of duplicating it. Texts get the smallest
 single splice (common prefix and suffix kept); `fields` keys are set or removed; lists and the
 `conflicts` map are rewritten only where they differ. Rich text (XmlFragment) is not restored.
+
+A list is rewritten as one item (`crdt.bulk_array`): pycrdt's element-by-element `extend`
+walked every tombstone per element (10,000 tags: 2.3 GB). `restored_update` computes the
+change on a copy of the draft, so the server can do it off its event loop and apply the
+result as one update.
 """
 
 from __future__ import annotations
 
 from pycrdt import Array, Doc, Map, Text
 
+from crdt.bulk_array import array_values, fill_start
 from crdt.schema import Kind, Schema
 
-__all__ = ["restore_into"]
+__all__ = ["restore_into", "restored_update"]
+
+_EMPTY_UPDATE = b"\x00\x00"
+
+
+def restored_update(state: bytes, old: Doc, schema: Schema) -> bytes | None:
+    """The forward change that makes a doc whose state is `state` equal `old` (None: it does).
+
+    Computed on a fresh Doc of its own (fresh client id, so it never collides with the clocks
+    of the doc it will be applied to, which may change meanwhile): safe in a worker thread."""
+    doc = Doc()
+    doc.apply_update(state)
+    before = doc.get_state()
+    with doc.transaction():
+        restore_into(doc, old, schema)
+    update = doc.get_update(before)
+    return None if update == _EMPTY_UPDATE else update
 
 
 def restore_into(doc: Doc, old: Doc, schema: Schema) -> None:
@@ -21,10 +43,10 @@ def restore_into(doc: Doc, old: Doc, schema: Schema) -> None:
         _splice_text(doc.get(spec.name, type=Text), str(old.get(spec.name, type=Text)))
     for spec in schema.kind_of(Kind.LIST):
         array = doc.get(spec.name, type=Array)
-        wanted = old.get(spec.name, type=Array).to_py() or []
-        if (array.to_py() or []) != wanted:
-            array.clear()
-            array.extend(wanted)
+        wanted = array_values(old.get(spec.name, type=Array))
+        if array_values(array) != wanted:
+            del array[0 : len(array)]
+            fill_start(doc, spec.name, wanted)
     for root in ("fields", "conflicts"):
         _restore_map(doc.get(root, type=Map), old.get(root, type=Map).to_py() or {})
 

@@ -25,6 +25,7 @@ from crdt.errors import SchemaError
 __all__ = [
     "DEFAULT_SCHEMA",
     "DEFAULT_SCHEMA_TOML",
+    "RESERVED_ROOTS",
     "Field",
     "Kind",
     "Rule",

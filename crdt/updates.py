@@ -33,14 +33,18 @@ from crdt.errors import MalformedMessage, UndecodableUpdate
 from crdt.lib0 import Reader
 
 __all__ = [
+    "CONTENT_NAMES",
+    "JSON_CONTENTS",
     "MAX_ANY_DEPTH",
     "NO_VALUE",
     "DecodedUpdate",
+    "Id",
     "ItemHeader",
     "check_nesting",
     "decode_update",
     "first_client_id",
     "may_nest_too_deep",
+    "read_any",
 ]
 
 Id = tuple[int, int]  # (client, clock)
@@ -51,6 +55,23 @@ without a limit: a crafted value nested ~30,000 deep crashes the process (SIGSEG
 
 NO_VALUE: Any = object()
 """The value of an item whose content carries none we read (deleted, text, types, ...)."""
+
+CONTENT_NAMES = {
+    1: "deleted",
+    2: "JSON",
+    3: "binary",
+    4: "a string",
+    5: "an embed",
+    6: "a format",
+    7: "a shared type",
+    8: "JSON",
+    9: "a subdocument",
+}
+"""What each content ref holds, as an error message names it."""
+
+JSON_CONTENTS = frozenset({1, 2, 4, 8})
+"""Content refs whose values are JSON (or gone): what a `fields` map value may be. A String
+item on a map key (crafted: editors write Any) reads as a string, which the rules judge."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +84,7 @@ class ItemHeader:
     parent_sub: str | None  # the map key, when the item names its parent
     deleted: bool  # content is Deleted (the content itself is gone)
     value: Any  # the one value of an Any/JSON/String content of length 1, else NO_VALUE
+    content: int = 8  # the content ref (CONTENT_NAMES): 7 is a shared type, 8 Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +180,7 @@ def _read_item(reader: Reader, info: int, item_id: Id) -> ItemHeader:
         parent_sub=parent_sub,
         deleted=ref == 1,
         value=value,
+        content=ref,
     )
 
 

@@ -6,7 +6,7 @@ import re
 from enum import Enum
 
 from server.errors import Forbidden, InvalidDraftId, UnknownDraft
-from server.store import Store
+from server.store.api import Store
 
 __all__ = ["Role", "check_draft_id", "resolve_role"]
 

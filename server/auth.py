@@ -14,7 +14,7 @@ import jwt
 
 from server.errors import InvalidToken
 
-__all__ = ["TokenSigner", "load_secret"]
+__all__ = ["SECRET_ENV", "TokenSigner", "load_secret"]
 
 SECRET_ENV = "DRAFTSYNC_SECRET"
 _ALGORITHM = "HS256"

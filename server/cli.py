@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import sys
@@ -16,14 +17,17 @@ import uvicorn
 from starlette.applications import Starlette
 
 from crdt.errors import SchemaError
+from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, load_schema
-from server import snapshot_retention
 from server.app import create_app
 from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
-from server.store_factory import is_postgres_url
+from server.store import retention as snapshot_retention
+from server.store.factory import is_postgres_url
+from server.supervisor import EXIT_SOFTWARE
+from server.sync import presence
 
-__all__ = ["main"]
+__all__ = ["DEFAULT_TTL", "main"]
 
 logger = logging.getLogger("draftsync")
 
@@ -65,6 +69,77 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
+    """Bounded work per update (crdt/limits.py): a run of update frames (one transaction) past
+    one of these is refused with 4400 before the doc applies any of it."""
+    limits = serve.add_argument_group(
+        "update limits",
+        "what one update (or run of update frames applied together) may ask of a draft's doc; "
+        "past a limit the connection closes with 4400 naming it, before anything is applied",
+    )
+    limits.add_argument(
+        "--max-update-structs",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.structs,
+        metavar="N",
+        help="structs (items, GC and skip runs) in one update; 100,000 that each split an "
+        "item of the doc take yrs ~0.6 s (%(default)s)",
+    )
+    limits.add_argument(
+        "--max-update-keys",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.keys,
+        metavar="N",
+        help="new map keys (of any map, XML attributes included) in one update (%(default)s)",
+    )
+    limits.add_argument(
+        "--max-update-field-writes",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.field_writes,
+        metavar="N",
+        help="new keys of the semantic `fields` map, and overwrites of them in the same "
+        "update; the rules review each in Python on the event loop, ~50 us a write "
+        "(%(default)s)",
+    )
+    limits.add_argument(
+        "--max-insert-elements",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.elements,
+        metavar="N",
+        help="array/map values (Any and JSON content, nested values included) in one update "
+        "(%(default)s)",
+    )
+    limits.add_argument(
+        "--max-update-deletes",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.delete_ranges,
+        metavar="N",
+        help="ranges in one update's delete set; yrs's time grows with the square of the "
+        "ranges that split items (1,000,000 took 67 s) (%(default)s)",
+    )
+    limits.add_argument(
+        "--max-update-merge-bytes",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.merge_bytes,
+        metavar="BYTES",
+        help="bytes yrs copies to squash chained items (each one continuing the one before, "
+        "as typed text or pushed values): a chain of N items of C bytes costs N*C, and about "
+        "half that in memory, so this bounds a cost that grows with the square of the chain "
+        "(%(default)s)",
+    )
+
+
+def _limits_from(args: argparse.Namespace) -> UpdateLimits:
+    return UpdateLimits(
+        structs=args.max_update_structs,
+        keys=args.max_update_keys,
+        field_writes=args.max_update_field_writes,
+        elements=args.max_insert_elements,
+        delete_ranges=args.max_update_deletes,
+        merge_bytes=args.max_update_merge_bytes,
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="draftsync",
@@ -88,6 +163,21 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=16 * 1024 * 1024,
         help="largest WebSocket message accepted; bigger ones close with 1009 (%(default)s)",
+    )
+    serve.add_argument(
+        "--max-body-elements",
+        type=_positive_int,
+        default=10_000,
+        metavar="N",
+        help="most elements a REST create may give one list field; a longer list is refused "
+        "with 422 before any document work (%(default)s)",
+    )
+    serve.add_argument(
+        "--max-body-fields",
+        type=_positive_int,
+        default=1_000,
+        metavar="N",
+        help="most keys of `fields` one REST body may set; more is refused with 422 (%(default)s)",
     )
     serve.add_argument(
         "--durability",
@@ -146,6 +236,33 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="bytes queued for one client before it is closed as too slow, 4408 (%(default)s)",
     )
+    _add_limit_arguments(serve)
+    serve.add_argument(
+        "--awareness-max-states",
+        type=_positive_int,
+        default=presence.MAX_STATES,
+        metavar="N",
+        help="awareness client ids one connection may introduce (a stock client has one); "
+        "a connection sets or removes only its own, and one that would pass N is closed "
+        "with 4400 (%(default)s)",
+    )
+    serve.add_argument(
+        "--awareness-max-bytes",
+        type=_positive_int,
+        default=presence.MAX_BYTES,
+        metavar="BYTES",
+        help="bytes of awareness state (JSON) one connection may hold, all its ids together; "
+        "an update that would pass it closes the connection with 4400 (%(default)s)",
+    )
+    serve.add_argument(
+        "--awareness-rate",
+        type=_positive_int,
+        default=presence.RATE,
+        metavar="N",
+        help="awareness relays a second from one connection; what it sends faster is "
+        "coalesced, the latest state per client id relayed when the interval ends "
+        "(%(default)s)",
+    )
     serve.add_argument(
         "--fsync",
         action="store_true",
@@ -194,7 +311,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _bench(argv: Sequence[str]) -> int:
     # Imported here: the suite pulls in matplotlib and tqdm, which serving never needs.
-    from bench.cli import main as bench_main
+    bench_main = importlib.import_module("bench.cli").main  # found at run time
 
     return bench_main(argv)
 
@@ -224,6 +341,8 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         max_message_bytes=args.max_message_bytes,
+        max_body_elements=args.max_body_elements,
+        max_body_fields=args.max_body_fields,
         durability=Durability(args.durability),
         snapshot_every_updates=args.snapshot_every,
         snapshot_every_bytes=args.snapshot_bytes,
@@ -231,9 +350,13 @@ def _serve(args: argparse.Namespace) -> int:
         room_grace_seconds=args.room_grace,
         send_queue_messages=args.send_queue_messages,
         send_queue_bytes=args.send_queue_bytes,
+        awareness_max_states=args.awareness_max_states,
+        awareness_max_bytes=args.awareness_max_bytes,
+        awareness_rate=args.awareness_rate,
         fsync=args.fsync,
         store_url=args.store,
         redis_url=args.redis,
+        update_limits=_limits_from(args),
     )
     app = create_app(settings)
     config = uvicorn.Config(
@@ -251,6 +374,9 @@ def _serve(args: argparse.Namespace) -> int:
     user_token = TokenSigner(secret).issue("demo", ttl_seconds=DEFAULT_TTL, now=time.time())
     print(f"draftsync on http://{args.host}:{args.port}/?token={user_token}", flush=True)
     server.run()
+    service = getattr(app.state, "service", None)
+    if service is not None and service.supervisor.fatal is not None:
+        return EXIT_SOFTWARE  # a component kept crashing: tell the process manager
     return 0
 
 

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, Schema
-from server import snapshot_retention
+from server.store import retention as snapshot_retention
+from server.sync import presence
 
 __all__ = ["ALL_LAYERS", "Durability", "Layers", "Settings"]
 
@@ -38,6 +40,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_message_bytes: int = 16 * 1024 * 1024
+    # A REST create may give a list field at most this many elements (server/api/drafts.py) ...
+    max_body_elements: int = 10_000
+    # ... and at most this many keys of `fields`.
+    max_body_fields: int = 1_000
     durability: Durability = Durability.DURABLE
     schema: Schema = DEFAULT_SCHEMA
     # A snapshot is taken when a draft has this many updates, or bytes, since its last one.
@@ -50,12 +56,19 @@ class Settings:
     # Per-connection send queue bounds; a reader that falls further behind is closed with 4408.
     send_queue_messages: int = 65_536  # ~4 s of a 16,000 edits/s flood; the bytes bound caps memory
     send_queue_bytes: int = 32 * 1024 * 1024
+    # Awareness of one connection (server/sync/presence.py): client ids it may own, bytes of their
+    # states (more: closed with 4400), relays a second (more are coalesced, server/sync/pacing.py).
+    awareness_max_states: int = presence.MAX_STATES
+    awareness_max_bytes: int = presence.MAX_BYTES
+    awareness_rate: int = presence.RATE
     # Updates waiting for the group commit, across all rooms; readers wait when it is full.
     fsync: bool = False  # SQLite synchronous=FULL instead of NORMAL
     commit_queue_updates: int = 20_000
     max_batch_updates: int = 2_000
     layers: Layers = ALL_LAYERS
-    # None: SQLite at `database_path`; a postgresql:// URL: PostgreSQL (server/store_pg.py).
+    # What one run of updates may ask of a doc, checked before it is applied (crdt/limits.py).
+    update_limits: UpdateLimits = DEFAULT_LIMITS
+    # None: SQLite at `database_path`; a postgresql:// URL: PostgreSQL (server/store/postgres.py).
     store_url: str | None = None
     # A redis:// URL: relay updates, awareness and access changes to other instances.
     redis_url: str | None = None

@@ -9,6 +9,7 @@ The tree continues the one in `crdt.errors`::
           ValidationFailed        -> 4400 / 422 (REST: JSON of the wrong shape or values)
           BodyTooLarge            -> 4400 / 413
           Conflict                -> 4400 / 409 (REST: an id taken, no owner left)
+        AwarenessLimitExceeded    -> 4400 (more awareness ids or bytes than one connection may hold)
       AccessError
         InvalidToken              -> 4401 / 401
         Forbidden                 -> 4403 / 404 (REST never tells a stranger a draft exists)
@@ -31,6 +32,7 @@ from crdt.errors import DraftsyncError, ProtocolError, RuleError, SchemaError
 
 __all__ = [
     "AccessError",
+    "AwarenessLimitExceeded",
     "BadRequest",
     "BodyTooLarge",
     "CloseCode",
@@ -54,7 +56,8 @@ class CloseCode(IntEnum):
 
     GOING_AWAY = 1001  # server shutting down, after flushing queued messages
     MESSAGE_TOO_BIG = 1009  # frame over --max-message-bytes (sent by uvicorn's protocol layer)
-    TRY_AGAIN_LATER = 1013  # the store failed: the update was not kept, reconnect and resend
+    INTERNAL_ERROR = 1011  # a server bug: logged with its traceback; reconnect and resend
+    TRY_AGAIN_LATER = 1013  # the store failed or the draft is reloading: reconnect and resend
     MALFORMED = 4400  # framing, unknown message type, text frame, undecodable update, bad draft id
     UNAUTHORIZED = 4401  # token missing, invalid or expired
     FORBIDDEN = 4403  # the user has no access to this draft
@@ -84,6 +87,12 @@ class BodyTooLarge(BadRequest):
 
 class Conflict(BadRequest):
     """A request the draft's current state forbids: an id already taken, no owner left."""
+
+
+class AwarenessLimitExceeded(ProtocolError):
+    """An awareness update that would have its connection own more client ids, or hold more
+    bytes of state, than `--awareness-max-states` / `--awareness-max-bytes`
+    (server/sync/presence.py)."""
 
 
 class AccessError(DraftsyncError):

@@ -17,15 +17,18 @@ __all__ = [
     "COMMIT_LOCK_WAITS",
     "COMMIT_QUEUE",
     "COMMIT_SECONDS",
+    "COMPONENT_CRASHES",
     "CONNECTIONS",
     "CONNECTIONS_CLOSED",
     "HTTP_REQUESTS",
     "JOURNAL_LAG",
     "LIVE_ACCESS_CHANGES",
+    "ROOMS_DISCARDED",
     "ROOMS_LOADED",
     "TALLY",
     "UPDATES_DROPPED",
     "UPDATES_STORED",
+    "Tally",
 ]
 
 CONNECTIONS = Gauge("draftsync_connections", "Open WebSocket connections")
@@ -33,6 +36,15 @@ CONNECTIONS_CLOSED = Counter(
     "draftsync_connections_closed", "Closed WebSocket connections by close code", ["code"]
 )
 ROOMS_LOADED = Gauge("draftsync_rooms_loaded", "Drafts loaded in memory")
+ROOMS_DISCARDED = Counter(
+    "draftsync_rooms_discarded",
+    "Rooms whose doc was dropped and reloaded from the store (a refused update, a server error)",
+)
+COMPONENT_CRASHES = Counter(
+    "draftsync_component_crashes",
+    "Unexpected errors of a supervised long-lived task (server/supervisor.py), by component",
+    ["component"],
+)
 UPDATES_STORED = Counter("draftsync_updates_stored", "Updates committed to the store")
 COMMIT_BATCH_SIZE = Histogram(
     "draftsync_commit_batch_size",

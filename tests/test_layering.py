@@ -1,5 +1,7 @@
-"""The layers of design.md hold: `crdt/` is pure (pycrdt and the stdlib only, no I/O, no
-asyncio), and every module's `__all__` names exactly its public definitions."""
+"""The layout holds (README "Layout"): `crdt/` is pure (pycrdt and the stdlib only, no I/O, no
+asyncio); `server/` is a few sub-packages named after what they hold; no module imports another
+in a cycle, not even for type hints only; `server` never imports `bench`; and every module's
+`__all__` names exactly the public things it defines."""
 
 from __future__ import annotations
 
@@ -11,41 +13,136 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CRDT_MODULES = sorted((ROOT / "crdt").glob("*.py"))
 FORBIDDEN_IN_CRDT = {"asyncio", "anyio", "socket", "sqlite3", "aiosqlite", "starlette", "server"}
+SERVER_PACKAGES = {"sync", "store", "http", "cluster"}
+SERVER_TOP_MODULES = {
+    "__init__",
+    "__main__",
+    "access",
+    "app",
+    "auth",
+    "cli",
+    "config",
+    "errors",
+    "faults",
+    "metrics",
+    "service",
+    "supervisor",
+}
 
 
-def imported_roots(path: Path) -> set[str]:
-    roots = set()
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {
+    module_name(path): path
+    for package in ("crdt", "server")
+    for path in sorted((ROOT / package).rglob("*.py"))
+}
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module `path` imports, at any place (functions and `if TYPE_CHECKING:` included);
+    `from package import name` counts as importing `package.name` when that is a module."""
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            roots |= {alias.name.split(".")[0] for alias in node.names}
+            found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            roots.add(node.module.split(".")[0])
-    return roots
+            found.add(node.module)
+            found |= {
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if f"{node.module}.{alias.name}" in MODULES
+            }
+    return found
 
 
-@pytest.mark.parametrize("path", CRDT_MODULES, ids=lambda p: p.name)
-def test_crdt_imports_only_pycrdt_the_stdlib_and_itself(path: Path) -> None:
-    roots = imported_roots(path)
+@pytest.mark.parametrize(
+    "name", [n for n in MODULES if n.startswith("crdt")], ids=lambda n: n.removeprefix("crdt.")
+)
+def test_crdt_imports_only_pycrdt_the_stdlib_and_itself(name: str) -> None:
+    roots = {imported.split(".")[0] for imported in imports_of(MODULES[name])}
     allowed = set(sys.stdlib_module_names) | {"pycrdt", "crdt", "__future__"}
-    assert roots <= allowed, f"{path.name} imports {sorted(roots - allowed)}"
-    assert not roots & FORBIDDEN_IN_CRDT, f"{path.name} does I/O or asyncio"
+    assert roots <= allowed, f"{name} imports {sorted(roots - allowed)}"
+    assert not roots & FORBIDDEN_IN_CRDT, f"{name} does I/O or asyncio"
 
 
-PUBLIC_MODULES = [
-    f"{package}.{path.stem}"
-    for package in ("crdt", "server")
-    for path in sorted((ROOT / package).glob("*.py"))
-    if not path.stem.startswith("_")
-]
+def test_server_is_a_few_subpackages_beside_its_entry_points() -> None:
+    server = ROOT / "server"
+    packages = {p.name for p in server.iterdir() if (p / "__init__.py").exists()}
+    modules = {p.stem for p in server.glob("*.py")}
+    assert packages == SERVER_PACKAGES
+    assert modules == SERVER_TOP_MODULES, f"move {sorted(modules - SERVER_TOP_MODULES)}"
 
 
-@pytest.mark.parametrize("name", PUBLIC_MODULES)
-def test_all_lists_what_the_module_defines(name: str) -> None:
+def test_server_never_imports_bench() -> None:
+    offenders = [
+        name
+        for name, path in MODULES.items()
+        if any(imported.split(".")[0] == "bench" for imported in imports_of(path))
+    ]
+    assert not offenders, f"{offenders} import bench (the CLI finds it at run time)"
+
+
+def test_no_import_cycles_not_even_type_only() -> None:
+    graph = {
+        name: {imported for imported in imports_of(path) if imported in MODULES}
+        for name, path in MODULES.items()
+    }
+    # A module imports its package (its __init__) too; an __init__ importing its own
+    # submodules is the usual shape, not a cycle of design.
+    visiting: list[str] = []
+    done: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        if name in visiting:
+            cycles.append([*visiting[visiting.index(name) :], name])
+            return
+        visiting.append(name)
+        for imported in sorted(graph[name]):
+            visit(imported)
+        visiting.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def public_definitions(path: Path) -> set[str]:
+    """Names a module defines at top level (classes, functions, assignments), not imports."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {n for n in names if not n.startswith("_") and n not in {"logger", "T", "M"}}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if not n.endswith("__main__")))
+def test_all_is_exactly_what_the_module_defines(name: str) -> None:
     module = importlib.import_module(name)
     exported = getattr(module, "__all__", None)
+    defined = public_definitions(MODULES[name])
     if exported is None:
-        pytest.skip(f"{name} has no __all__")
+        assert not defined or MODULES[name].name in {"__init__.py", "__main__.py"}, (
+            f"{name} defines {sorted(defined)} but has no __all__"
+        )
+        return
     missing = [item for item in exported if not hasattr(module, item)]
     assert not missing, f"{name}.__all__ names what it does not define: {missing}"
+    assert set(exported) == defined, (
+        f"{name}.__all__ differs from its public definitions: "
+        f"extra {sorted(set(exported) - defined)}, missing {sorted(defined - set(exported))}"
+    )

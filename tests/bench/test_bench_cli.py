@@ -11,7 +11,16 @@ import pytest
 
 from tests.support.server_process import REPO
 
-COMMANDS = ("persistence", "merge", "relay", "durability", "layers", "history", "fuzz")
+COMMANDS = (
+    "persistence",
+    "merge",
+    "relay",
+    "durability",
+    "layers",
+    "history",
+    "hostile",
+    "fuzz",
+)
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,7 @@
 
 The server side applies each client update to its own pycrdt doc, as the room does, and indexes
 the update pycrdt integrated (a doc observer's `TransactionEvent.update`), not the bytes the
-client sent (`tests.support.semantic_sim.IndexedServer`).
+client sent (`tests.support.indexed_server.IndexedServer`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pycrdt import Doc, Map, Text
 from crdt.fields import FieldIndex, MapWrite
 from crdt.lib0 import write_var_string, write_var_uint
 from crdt.updates import NO_VALUE, decode_update
-from tests.support.semantic_sim import IndexedServer, decode_state_vector, sent_values
+from tests.support.indexed_server import IndexedServer, sent_values
+from tests.support.semantic_clients import decode_state_vector
 
 Id = tuple[int, int]
 
@@ -475,7 +476,7 @@ LAZY_LOAD_MERGE = (
     "run that starts at an older item of the same client (both deleted), the run's head is not "
     "in `skip`, load() indexes the new clocks as old, and ingest() drops them as already known "
     "(_integrate filters `item.id not in self._key_of`): the concurrent write is not reported. "
-    "server/semantics.py _ingest() builds its lazy index exactly this way"
+    "crdt/semantics.py _ingest() builds its lazy index exactly this way"
 )
 
 

@@ -2,7 +2,8 @@
 
 Two layers: `decide` on MapWrites written out by hand (the rule's logic alone), and on raw
 updates built by pycrdt docs, applied to a server doc the way the room applies them and indexed
-by FieldIndex (`tests.support.semantic_sim.IndexedServer`), which is what the server runs.
+by FieldIndex (`tests.support.indexed_server.IndexedServer`), which is what the server runs.
+The list rules through the whole pipeline are in tests/server/test_semantics_model.py.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import tomllib
 from typing import Any
 
 import pytest
-from pycrdt import Array, Doc, Map
+from pycrdt import Doc, Map
 
 from crdt.fields import MapWrite
 from crdt.rules import Decision, decide, duplicate_positions
 from crdt.schema import DEFAULT_SCHEMA, Field, parse_schema
 from crdt.updates import NO_VALUE
-from tests.support.semantic_sim import IndexedServer, SimClient, SimRoom, snapshot
+from tests.support.indexed_server import IndexedServer
 
 FIELDS = DEFAULT_SCHEMA.fields
 STATUS = FIELDS["status"]  # transition (+ precedence), initial CREATING
@@ -560,46 +561,3 @@ def test_duplicate_positions(values: list[Any], duplicates: list[int]) -> None:
     assert duplicate_positions(values) == duplicates
     kept = [v for i, v in enumerate(values) if i not in set(duplicates)]
     assert len({repr(v) for v in kept}) == len(kept)
-
-
-LIST_SCHEMA = parse_schema(
-    {
-        "fields": {
-            "tags": {"kind": "list", "type": "string", "rule": "union"},
-            "links": {"kind": "list", "type": "string", "rule": "lww"},
-        }
-    }
-)
-
-
-@pytest.mark.parametrize(("rule_field", "deduplicated"), [("tags", True), ("links", False)])
-def test_list_rules_on_concurrent_pushes(rule_field: str, deduplicated: bool) -> None:
-    room = SimRoom(LIST_SCHEMA, 4_000_000_000)
-    a, b = SimClient("user0", 5), SimClient("user1", 9)
-    for client, values in ((a, ["x", "y"]), (b, ["y", "z", "y"])):
-        array = client.doc.get(rule_field, type=Array)
-        for value in values:
-            array.append(value)
-    room.reconnect(a)
-    room.reconnect(b)
-    a.doc.apply_update(room.doc.get_update(a.doc.get_state()))
-    final = list(room.doc.get(rule_field, type=Array).to_py() or [])
-    if deduplicated:
-        assert sorted(final) == ["x", "y", "z"]
-    else:
-        assert sorted(final) == ["x", "y", "y", "y", "z"]
-    for client in (a, b):
-        assert list(client.doc.get(rule_field, type=Array).to_py() or []) == final
-    assert snapshot(a.doc)[2] == snapshot(room.doc)[2]
-
-
-def test_list_values_of_the_wrong_type_are_removed() -> None:
-    room = SimRoom(LIST_SCHEMA, 4_000_000_000)
-    a = SimClient("user0", 5)
-    tags = a.doc.get("tags", type=Array)
-    tags.extend(["ok", 3, "fine", True])
-    outcome = room.reconnect(a)
-    assert outcome.review is not None
-    assert [(r.field, r.value) for r in outcome.review.rejected] == [("tags", 3), ("tags", True)]
-    assert room.doc.get("tags", type=Array).to_py() == ["ok", "fine"]
-    assert tags.to_py() == ["ok", "fine"]

@@ -15,7 +15,7 @@ from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 from crdt.errors import ProtocolError, UndecodableUpdate
 from crdt.lib0 import write_var_string, write_var_uint
 from crdt.updates import NO_VALUE, DecodedUpdate, ItemHeader, decode_update, first_client_id
-from tests.support.semantic_sim import decode_state_vector
+from tests.support.semantic_clients import decode_state_vector
 
 # -- helpers ----------------------------------------------------------------------------------
 

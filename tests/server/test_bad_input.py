@@ -26,7 +26,7 @@ from pycrdt import Doc, Text
 
 from crdt.lib0 import encode_var_uint, write_var_bytes
 from crdt.protocol import SyncStep1, Update, encode_message
-from server.connection import fit_close_reason
+from server.sync.connection import fit_close_reason
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.raw_client import RawClient, connect_raw
 from tests.support.server_process import ServerProcess

@@ -1,4 +1,4 @@
-"""The group commit (server/commits.py) with a real SQLite store: a write that comes while the
+"""The group commit (server/store/commits.py) with a real SQLite store: a write that comes while the
 pipeline is idle is committed inside `submit`, at most one an event-loop turn; the rest gather
 into batches as before, in order; a store that cannot commit at once gets the write queued."""
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from server.commits import CommitPipeline, PendingWrite
 from server.errors import StoreError
-from server.records import UpdateRecord
-from server.store import Store
+from server.store.commits import CommitPipeline, PendingWrite
+from server.store.records import UpdateRecord
+from server.store.sqlite import SqliteStore
 
 
 class Recorder:
@@ -30,7 +30,7 @@ class Recorder:
     def on_committed(self, write: PendingWrite) -> None:
         self.committed.append(write.record.version)
 
-    def on_commit_failed(self, error: StoreError) -> None:
+    def on_commit_failed(self, error: Exception, **_: object) -> None:
         self.failures.append(error)
 
 
@@ -46,8 +46,8 @@ def batches() -> float:
 @asynccontextmanager
 async def running(
     tmp_path: Path, *, fsync: bool = False
-) -> AsyncIterator[tuple[Store, CommitPipeline]]:
-    store = await Store.open(tmp_path / "draftsync.db", fsync=fsync)
+) -> AsyncIterator[tuple[SqliteStore, CommitPipeline]]:
+    store = await SqliteStore.open(tmp_path / "draftsync.db", fsync=fsync)
     await store.create_draft("d", "alice", now=time.time())
     pipeline = CommitPipeline(store, max_queued=1000, max_batch=100)
     task = asyncio.create_task(pipeline.run())

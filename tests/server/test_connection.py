@@ -1,4 +1,4 @@
-"""A connection's sends (server/connection.py): while its writer is idle, `send` sends on the
+"""A connection's sends (server/sync/connection.py): while its writer is idle, `send` sends on the
 caller's turn; a send that has to wait, or fails, is finished by the writer, and what comes
 meanwhile is queued behind it in order. The socket here is a stand-in for the ASGI transport
 (uvicorn's, not ours): one that can be told to push back or to fail."""
@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from server.connection import Connection, ConnectionState
+from server.sync.connection import Connection, ConnectionState
 
 
 class Transport:

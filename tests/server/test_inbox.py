@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from server.inbox import Inbox
+from server.sync.inbox import Inbox
 
 
 def message(n: int) -> dict[str, object]:

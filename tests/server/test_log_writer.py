@@ -1,4 +1,4 @@
-"""The store's inline SQLite writer (server/log_writer.py): it never stalls the event loop on
+"""The store's inline SQLite writer (server/store/log_writer.py): it never stalls the event loop on
 another writer's lock, its own writes take turns instead of meeting the lock, checkpoints run
 beside the commits, and the WAL stays bounded."""
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from server import log_writer
 from server.errors import StoreError
-from server.records import UpdateRecord
-from server.store import Store
+from server.store import log_writer
+from server.store.records import UpdateRecord
+from server.store.sqlite import SqliteStore
 
 
 def record(draft_id: str, version: int, size: int = 64) -> UpdateRecord:
@@ -26,8 +26,8 @@ def lock_waits() -> float:
     return REGISTRY.get_sample_value("draftsync_commit_lock_waits_total") or 0.0
 
 
-async def open_store(tmp_path: Path, draft_id: str) -> Store:
-    store = await Store.open(tmp_path / "draftsync.db")
+async def open_store(tmp_path: Path, draft_id: str) -> SqliteStore:
+    store = await SqliteStore.open(tmp_path / "draftsync.db")
     await store.create_draft(draft_id, "alice", now=time.time())
     return store
 
@@ -128,7 +128,7 @@ async def test_commits_go_on_while_a_checkpoint_runs(tmp_path: Path) -> None:
 
 async def test_with_fsync_every_batch_commits_on_a_worker_thread(tmp_path: Path) -> None:
     """`--fsync` (synchronous=FULL): commits still land, in order, when they come at once."""
-    store = await Store.open(tmp_path / "draftsync.db", fsync=True)
+    store = await SqliteStore.open(tmp_path / "draftsync.db", fsync=True)
     try:
         await store.create_draft("d", "alice", now=time.time())
         await asyncio.gather(*(store.append_updates([record("d", v)]) for v in (1, 2, 3)))
@@ -212,7 +212,7 @@ async def test_append_updates_now_leaves_a_finished_checkpoint_to_append_updates
 
 async def test_append_updates_now_declines_with_fsync(tmp_path: Path) -> None:
     """`--fsync`: every commit goes to the worker thread, so none is done at once."""
-    store = await Store.open(tmp_path / "draftsync.db", fsync=True)
+    store = await SqliteStore.open(tmp_path / "draftsync.db", fsync=True)
     try:
         await store.create_draft("d", "alice", now=time.time())
         assert not store.append_updates_now([record("d", 1)])

@@ -1,4 +1,4 @@
-"""Update frames that reach the server together are applied as one run (`server/ws.py`).
+"""Update frames that reach the server together are applied as one run (`server/sync/endpoint.py`).
 
 - a run is one version: fewer stored rows than frames, nothing lost or doubled, after a restart
   too, and a write ack behind the run still waits for its commit;

@@ -1,15 +1,17 @@
-"""Model test of SemanticFields: random offline writes by 3 clients, every replica converges
-and obeys the field's rule.
+"""Model test of the semantic rules: random offline writes by 3 clients against the real room,
+every replica converges and obeys the field's rule.
 
-The harness (`tests.support.semantic_sim.SimRoom`) does in process what `server.rooms.Room` does
-with an update: apply it in a `ClientOrigin` transaction, take the update pycrdt integrated,
-`SemanticFields.review` it, apply the review in a server transaction with `_apply_review`, then
-`absorb` the server's change; every change is relayed to the clients that are online.
+The server is the real one (`tests.support.room_driver`): a `server.sync.room.Room` loaded by the
+registry of a `Service` over a SQLite store in a temporary directory, with its group commit, gate
+and journal; the clients are pycrdt docs (`tests.support.semantic_clients.SimClient`) joined
+through real `Connection`s whose socket hands them what the room sends. The room's doc is the
+server's replica. Each example runs in its own event loop and directory.
 
 Each round, every client goes offline, makes random writes to `status` (any schema state),
 `current_step` (ints), `goal_amount` (manual; at most one write per client per round, see
-`_expected_conflict`) and `tags` (pushes), then all reconnect in a random order: the client sends
-`get_update(server state vector)` and receives everything it lacks, server writes included.
+`_expected_conflict`) and `tags` (pushes), then all reconnect in a random order: the client
+answers the room's sync step 1 with what the room lacks, and gets what it lacks (the room's sync
+step 2), server writes included; while online it gets every relay.
 
 Invariants (after everyone synced):
 
@@ -29,21 +31,25 @@ Invariants (after everyone synced):
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, Map, Text
+from pycrdt import Array, Doc, Map, Text
 
 from crdt.fields import FieldIndex
-from crdt.schema import DEFAULT_SCHEMA
-from server.semantics import SemanticFields
-from tests.support.semantic_sim import (
+from crdt.schema import DEFAULT_SCHEMA, parse_schema
+from crdt.semantics import SemanticFields
+from tests.support.room_driver import RoomDriver, open_driver
+from tests.support.semantic_clients import (
     SimClient,
-    SimRoom,
     Write,
     concurrent,
     decode_state_vector,
@@ -102,7 +108,7 @@ def scenarios(draw: st.DrawFn, *, one_step_write: bool = False) -> Scenario:
 
 @dataclass
 class Run:
-    room: SimRoom
+    room: RoomDriver
     clients: list[SimClient]
 
     @property
@@ -110,14 +116,13 @@ class Run:
         return [w for c in self.clients for w in c.writes] + self.room.server_writes
 
 
-def play(scenario: Scenario, *, skip_gc: bool = False) -> Run:
-    room = SimRoom(DEFAULT_SCHEMA, scenario.server_id, skip_gc=skip_gc)
+async def _play(scenario: Scenario, room: RoomDriver) -> Run:
     clients = [SimClient(f"user{i}", cid) for i, cid in enumerate(scenario.client_ids)]
     for client in clients:
-        room.connect(client)
+        await room.reconnect(client)
     for round_ in scenario.rounds:
         for client in clients:
-            room.go_offline(client)
+            await room.go_offline(client)
         for client, batch in zip(clients, round_.batches, strict=True):
             wrote_goal = False
             for key, value in batch:
@@ -130,11 +135,25 @@ def play(scenario: Scenario, *, skip_gc: bool = False) -> Run:
                 else:
                     client.set(key, value)
         for position in round_.order:
-            room.reconnect(clients[position])
+            await room.reconnect(clients[position])
     server_state = decode_state_vector(room.doc.get_state())
     for client in clients:  # everyone is online and had every relay: nothing is missing
         assert decode_state_vector(client.doc.get_state()) == server_state, client.name
     return Run(room, clients)
+
+
+def play(scenario: Scenario, *checks: Callable[[Run], None], skip_gc: bool = False) -> None:
+    """Play `scenario` against a new real room (its own event loop and directory), then run
+    `checks` on it while it is still open."""
+
+    async def main(directory: Path) -> None:
+        async with open_driver(directory, server_id=scenario.server_id, skip_gc=skip_gc) as room:
+            run = await _play(scenario, room)
+            for check in checks:
+                check(run)
+
+    with tempfile.TemporaryDirectory() as directory:
+        asyncio.run(main(Path(directory)))
 
 
 # -- invariants -------------------------------------------------------------------------------
@@ -268,7 +287,11 @@ MODEL = settings(
 @MODEL
 @given(scenarios())
 def test_replicas_converge_and_obey_union_and_transitions(scenario: Scenario) -> None:
-    check_converged(play(scenario))
+    play(scenario, check_converged)
+
+
+def _check_current_step(run: Run) -> None:
+    assert _current_step_violations(run) == []
 
 
 @MODEL
@@ -276,18 +299,14 @@ def test_replicas_converge_and_obey_union_and_transitions(scenario: Scenario) ->
 @example(CHAIN_EXAMPLE)
 @given(scenarios())
 def test_current_step_is_max_of_concurrent_heads(scenario: Scenario) -> None:
-    run = play(scenario)
-    check_converged(run)
-    assert _current_step_violations(run) == []
+    play(scenario, check_converged, _check_current_step)
 
 
 @MODEL
 @example(MANUAL_LOSER_EXAMPLE)
 @given(scenarios())
 def test_manual_conflict_iff_different_concurrent_values(scenario: Scenario) -> None:
-    run = play(scenario)
-    check_converged(run)
-    check_rules(run)
+    play(scenario, check_converged, check_rules)
 
 
 @MODEL
@@ -295,136 +314,184 @@ def test_manual_conflict_iff_different_concurrent_values(scenario: Scenario) -> 
 @example(MANUAL_LOSER_EXAMPLE)
 @given(scenarios(one_step_write=True))
 def test_rules_hold_when_the_server_keeps_deleted_content(scenario: Scenario) -> None:
-    """The same invariants with the server doc built `skip_gc=True` (keeping deleted content):
-    the rules must not depend on how the server's doc stores what lost Yjs's ordering."""
-    run = play(scenario, skip_gc=True)
-    check_converged(run)
-    check_rules(run)
+    """The same invariants with the room's doc built `skip_gc=True` (keeping deleted content):
+    the rules must not depend on how the server's doc stores what lost Yjs's ordering. The
+    registry's load builds that doc (`tests.support.room_driver._Rebuild`)."""
+    play(scenario, check_converged, check_rules, skip_gc=True)
 
 
 def test_chain_starting_with_a_concurrent_write_is_resolved() -> None:
-    run = play(CHAIN_EXAMPLE)
-    check_converged(run)
-    assert run.room.fields["current_step"] == 5
+    def resolved(run: Run) -> None:
+        assert run.room.fields["current_step"] == 5
+
+    play(CHAIN_EXAMPLE, check_converged, resolved)
 
 
 # -- deterministic cases of the pipeline ------------------------------------------------------
 
-
-def test_offline_sequence_of_allowed_transitions_stands() -> None:
-    room = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
-    client = SimClient("user0", 7)
-    client.set("status", "DRAFT")
-    client.set("status", "IN_REVIEW")
-    outcome = room.reconnect(client)
-    assert outcome.review is not None
-    assert outcome.review.rejected == []
-    assert room.fields.get("status") == "IN_REVIEW"
+SERVER_ID = 4_000_000_000
 
 
-def test_sequential_transition_sent_one_update_at_a_time_stands() -> None:
-    room = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
-    client = SimClient("user0", 7)
-    room.reconnect(client)
-    for state in ("DRAFT", "IN_REVIEW", "APPROVED", "DRAFT"):
-        client.set("status", state)
-        room.receive(client, client.doc.get_update(room.doc.get_state()))
-        assert room.fields["status"] == state
-    client.set("status", "PUBLISHED")  # not allowed from DRAFT: reverted
-    outcome = room.receive(client, client.doc.get_update(room.doc.get_state()))
-    assert outcome.review is not None and [r.value for r in outcome.review.rejected] == [
-        "PUBLISHED"
-    ]
-    assert room.fields["status"] == "DRAFT"
-    assert client.fields["status"] == "DRAFT"  # relayed back to the writer
+async def test_offline_sequence_of_allowed_transitions_stands(tmp_path: Path) -> None:
+    async with open_driver(tmp_path, server_id=SERVER_ID) as room:
+        client = SimClient("user0", 7)
+        client.set("status", "DRAFT")
+        client.set("status", "IN_REVIEW")
+        review = await room.reconnect(client)
+        assert review is not None
+        assert review.rejected == []
+        assert room.fields.get("status") == "IN_REVIEW"
 
 
-def test_wrong_type_is_reverted_everywhere() -> None:
-    room = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
-    a, b = SimClient("user0", 7), SimClient("user1", 8)
-    room.reconnect(a)
-    room.reconnect(b)
-    a.set("goal_amount", 500)
-    room.receive(a, a.doc.get_update(room.doc.get_state()))
-    a.set("goal_amount", "lots")
-    outcome = room.receive(a, a.doc.get_update(room.doc.get_state()))
-    assert outcome.review is not None
-    assert [(r.field, r.value, r.reason) for r in outcome.review.rejected] == [
-        ("goal_amount", "lots", "wrong type")
-    ]
-    for doc in (room.doc, a.doc, b.doc):
-        assert doc.get("fields", type=Map)["goal_amount"] == 500
+async def test_sequential_transition_sent_one_update_at_a_time_stands(tmp_path: Path) -> None:
+    async with open_driver(tmp_path, server_id=SERVER_ID) as room:
+        client = SimClient("user0", 7)
+        await room.reconnect(client)
+        for state in ("DRAFT", "IN_REVIEW", "APPROVED", "DRAFT"):
+            client.set("status", state)
+            await room.send_changes(client)
+            assert room.fields["status"] == state
+        client.set("status", "PUBLISHED")  # not allowed from DRAFT: reverted
+        review = await room.send_changes(client)
+        assert review is not None and [r.value for r in review.rejected] == ["PUBLISHED"]
+        assert room.fields["status"] == "DRAFT"
+        assert client.fields["status"] == "DRAFT"  # relayed back to the writer
 
 
-def test_null_into_empty_integer_field_is_removed() -> None:
-    room = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
-    client = SimClient("user0", 7)
-    client.set("current_step", None)
-    outcome = room.reconnect(client)
-    assert outcome.review is not None and [r.value for r in outcome.review.rejected] == [None]
-    assert "current_step" not in (room.fields.to_py() or {})
+async def test_wrong_type_is_reverted_everywhere(tmp_path: Path) -> None:
+    async with open_driver(tmp_path, server_id=SERVER_ID) as room:
+        a, b = SimClient("user0", 7), SimClient("user1", 8)
+        await room.reconnect(a)
+        await room.reconnect(b)
+        a.set("goal_amount", 500)
+        await room.send_changes(a)
+        a.set("goal_amount", "lots")
+        review = await room.send_changes(a)
+        assert review is not None
+        assert [(r.field, r.value, r.reason) for r in review.rejected] == [
+            ("goal_amount", "lots", "wrong type")
+        ]
+        for doc in (room.doc, a.doc, b.doc):
+            assert doc.get("fields", type=Map)["goal_amount"] == 500
 
 
-def test_wrong_type_after_a_key_delete_removes_the_key() -> None:
-    room = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
-    client = SimClient("user0", 7)
-    room.reconnect(client)
-    client.set("category", "news")
-    room.receive(client, client.doc.get_update(room.doc.get_state()))
-    state = client.doc.get_state()
-    del client.fields["category"]
-    room.receive(client, client.doc.get_update(state))
-    assert "category" not in (room.fields.to_py() or {})
-    client.set("category", 5)  # wrong type: nothing was held before
-    outcome = room.receive(client, client.doc.get_update(room.doc.get_state()))
-    assert outcome.review is not None and [r.value for r in outcome.review.rejected] == [5]
-    assert "category" not in (room.fields.to_py() or {})
+async def test_null_into_empty_integer_field_is_removed(tmp_path: Path) -> None:
+    async with open_driver(tmp_path, server_id=SERVER_ID) as room:
+        client = SimClient("user0", 7)
+        client.set("current_step", None)
+        review = await room.reconnect(client)
+        assert review is not None and [r.value for r in review.rejected] == [None]
+        assert "current_step" not in (room.fields.to_py() or {})
+
+
+async def test_wrong_type_after_a_key_delete_removes_the_key(tmp_path: Path) -> None:
+    async with open_driver(tmp_path, server_id=SERVER_ID) as room:
+        client = SimClient("user0", 7)
+        await room.reconnect(client)
+        client.set("category", "news")
+        await room.send_changes(client)
+        state = client.doc.get_state()
+        del client.fields["category"]
+        await room.send(client, client.doc.get_update(state))
+        assert "category" not in (room.fields.to_py() or {})
+        client.set("category", 5)  # wrong type: nothing was held before
+        review = await room.send_changes(client)
+        assert review is not None and [r.value for r in review.rejected] == [5]
+        assert "category" not in (room.fields.to_py() or {})
 
 
 @pytest.mark.parametrize("a_wrote_before", [False, True])
-def test_offline_write_is_detected_after_a_restart(a_wrote_before: bool) -> None:
+async def test_offline_write_is_detected_after_a_restart(
+    tmp_path: Path, a_wrote_before: bool
+) -> None:
     """b (id 5) writes goal_amount=200; a (id 9), offline, writes 400 concurrently (its write
-    wins Yjs's ordering); the server restarts before a reconnects. The index is then built
-    lazily from the loaded state, and a's write must still open a conflict."""
+    wins Yjs's ordering); the server restarts (the service stops, another one opens the same
+    SQLite file) before a reconnects. The index is then built lazily from the loaded state, and
+    a's write must still open a conflict."""
     a, b = SimClient("user0", 9), SimClient("user1", 5)
-    first = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
-    first.reconnect(a)
-    first.reconnect(b)
-    if a_wrote_before:
-        a.set("goal_amount", 100)
-        first.receive(a, a.doc.get_update(first.doc.get_state()))
-    first.go_offline(a)
-    b.set("goal_amount", 200)  # b saw a's 100 (if any): sequential
-    first.receive(b, b.doc.get_update(first.doc.get_state()))
+    async with open_driver(tmp_path, server_id=SERVER_ID) as first:
+        await first.reconnect(a)
+        await first.reconnect(b)
+        if a_wrote_before:
+            a.set("goal_amount", 100)
+            await first.send_changes(a)
+        await first.go_offline(a)
+        b.set("goal_amount", 200)  # b saw a's 100 (if any): sequential
+        await first.send_changes(b)
     a.set("goal_amount", 400)  # concurrent with 200
-    restarted = SimRoom(DEFAULT_SCHEMA, 4_000_000_001, state=first.doc.get_update())
-    restarted.reconnect(a)
-    assert restarted.fields["goal_amount"] == 400  # Yjs's choice stands while the conflict is open
-    (entry,) = (restarted.conflicts.to_py() or {}).values()
-    assert entry["field"] == "goal_amount"
-    assert {c["value"] for c in entry["candidates"]} == {200, 400}
-    assert snapshot(a.doc) == snapshot(restarted.doc)
+    async with open_driver(tmp_path, server_id=SERVER_ID + 1) as restarted:
+        assert restarted.fields["goal_amount"] == 200  # loaded from the store
+        await restarted.reconnect(a)
+        # Yjs's choice stands while the conflict is open
+        assert restarted.fields["goal_amount"] == 400
+        (entry,) = (restarted.conflicts.to_py() or {}).values()
+        assert entry["field"] == "goal_amount"
+        assert {c["value"] for c in entry["candidates"]} == {200, 400}
+        assert snapshot(a.doc) == snapshot(restarted.doc)
 
 
-def test_concurrent_tags_are_unioned_without_duplicates() -> None:
-    room = SimRoom(DEFAULT_SCHEMA, 4_000_000_000)
-    a, b = SimClient("user0", 5), SimClient("user1", 9)
-    for tag in ("news", "tech"):
-        a.push_tag(tag)
-    for tag in ("tech", "art", "tech"):
-        b.push_tag(tag)
-    room.reconnect(a)
-    room.reconnect(b)
-    a.doc.apply_update(room.doc.get_update(a.doc.get_state()))
-    for doc in (room.doc, a.doc, b.doc):
-        values = snapshot(doc)[1]
-        assert sorted(values) == ["art", "news", "tech"]
+async def test_concurrent_tags_are_unioned_without_duplicates(tmp_path: Path) -> None:
+    async with open_driver(tmp_path, server_id=SERVER_ID) as room:
+        a, b = SimClient("user0", 5), SimClient("user1", 9)
+        for tag in ("news", "tech"):
+            a.push_tag(tag)
+        for tag in ("tech", "art", "tech"):
+            b.push_tag(tag)
+        await room.reconnect(a)
+        await room.reconnect(b)  # a is online: it gets b's tags and the server's deletions
+        for doc in (room.doc, a.doc, b.doc):
+            values = snapshot(doc)[1]
+            assert sorted(values) == ["art", "news", "tech"]
+
+
+LIST_SCHEMA = parse_schema(
+    {
+        "fields": {
+            "tags": {"kind": "list", "type": "string", "rule": "union"},
+            "links": {"kind": "list", "type": "string", "rule": "lww"},
+        }
+    }
+)
+
+
+@pytest.mark.parametrize(("rule_field", "deduplicated"), [("tags", True), ("links", False)])
+async def test_list_rules_on_concurrent_pushes(
+    tmp_path: Path, rule_field: str, deduplicated: bool
+) -> None:
+    async with open_driver(tmp_path, server_id=SERVER_ID, schema=LIST_SCHEMA) as room:
+        a, b = SimClient("user0", 5), SimClient("user1", 9)
+        for client, values in ((a, ["x", "y"]), (b, ["y", "z", "y"])):
+            array = client.doc.get(rule_field, type=Array)
+            for value in values:
+                array.append(value)
+        await room.reconnect(a)
+        await room.reconnect(b)
+        final = list(room.doc.get(rule_field, type=Array).to_py() or [])
+        if deduplicated:
+            assert sorted(final) == ["x", "y", "z"]
+        else:
+            assert sorted(final) == ["x", "y", "y", "y", "z"]
+        for client in (a, b):
+            assert list(client.doc.get(rule_field, type=Array).to_py() or []) == final
+        assert snapshot(a.doc)[2] == snapshot(room.doc)[2]
+
+
+async def test_list_values_of_the_wrong_type_are_removed(tmp_path: Path) -> None:
+    async with open_driver(tmp_path, server_id=SERVER_ID, schema=LIST_SCHEMA) as room:
+        a = SimClient("user0", 5)
+        tags = a.doc.get("tags", type=Array)
+        tags.extend(["ok", 3, "fine", True])
+        review = await room.reconnect(a)
+        assert review is not None
+        assert [(r.field, r.value) for r in review.rejected] == [("tags", 3), ("tags", True)]
+        assert room.doc.get("tags", type=Array).to_py() == ["ok", "fine"]
+        assert tags.to_py() == ["ok", "fine"]
 
 
 def test_review_of_text_only_update_is_empty() -> None:
     """The fields observer does not fire for text: nothing is decoded or reviewed."""
     doc: Doc = Doc(client_id=4_000_000_000)
-    semantics = SemanticFields(doc, DEFAULT_SCHEMA)
+    semantics = SemanticFields(doc, DEFAULT_SCHEMA, new_id=lambda: "c1")
     editor: Doc = Doc(client_id=3)
     editor.get("title", type=Text).insert(0, "Hello")
     doc.apply_update(editor.get_update())

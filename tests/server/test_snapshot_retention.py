@@ -1,5 +1,5 @@
 """A draft keeps at most `--snapshot-keep` snapshots, spread over its history, and every past
-version still rebuilds as it was live (server/snapshot_retention.py)."""
+version still rebuilds as it was live (server/store/retention.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from pycrdt import Doc, Text
 
 from bench.services import RedisServer
-from server.snapshot_retention import snapshots_to_drop
+from server.store.retention import snapshots_to_drop
 from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import connect_synced
 from tests.support.rest import as_user, new_id

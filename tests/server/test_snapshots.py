@@ -1,5 +1,5 @@
-"""The snapshotter (server/snapshots.py): a draft's snapshots are stored one at a time, and the
-newest one asked for is always stored, however its request falls between the others."""
+"""The snapshotter (server/store/snapshots.py): a draft's snapshots are stored one at a time, and
+the newest one asked for is always stored, however its request falls between the others."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from server.snapshots import Snapshotter
-from server.store import Store
+from server.store.snapshots import Snapshotter
+from server.store.sqlite import SqliteStore
 
 
 async def test_the_newest_snapshot_asked_for_is_stored_whenever_it_is_asked(
@@ -16,7 +16,7 @@ async def test_the_newest_snapshot_asked_for_is_stored_whenever_it_is_asked(
 ) -> None:
     """Requests land at every step of the previous save (0 to 5 loop steps apart), including
     the step in which the draft's last save finishes."""
-    store = await Store.open(tmp_path / "draftsync.db")
+    store = await SqliteStore.open(tmp_path / "draftsync.db")
     await store.create_draft("d", "alice", now=time.time())
     snapshotter = Snapshotter(store, every_updates=1, every_bytes=1, keep=1)
     try:

@@ -1,6 +1,6 @@
 """`GET /api/stats` and draft metadata, live, after a room unloads, and after `kill -9`.
 
-Figures come from three places (server/metadata.py): a loaded room's doc, the figures saved
+Figures come from three places (server/sync/metadata.py): a loaded room's doc, the figures saved
 when a room unloads, and a rebuild from the store when the saved ones are older than the log
 (here: the process was killed while the room was loaded). All three must agree.
 """

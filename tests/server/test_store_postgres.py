@@ -11,7 +11,7 @@ from pathlib import Path
 from pycrdt import Text
 
 from bench.services import PostgresCluster
-from server.store_pg import PostgresStore
+from server.store.postgres import PostgresStore
 from tests.support.node_client import NodeClient
 from tests.support.server_process import ServerProcess
 from tests.support.stored_any import stored_doc, stored_rows

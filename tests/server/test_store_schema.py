@@ -7,8 +7,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from server.records import UpdateRecord
-from server.store import _MIGRATIONS, Store, _statements
+from server.store.records import UpdateRecord
+from server.store.sqlite import _MIGRATIONS, SqliteStore, _statements
 
 
 def before_migration(path: Path, version: int) -> sqlite3.Connection:
@@ -43,7 +43,7 @@ async def test_activity_and_contributors_survive_the_move_from_a_trigger_to_the_
     )
     db.close()
 
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     try:
         [summary] = await store.reachable_drafts("alice")
         assert (summary.version, summary.last_modified) == (2, 20.0)
@@ -67,7 +67,7 @@ async def test_activity_and_contributors_survive_the_move_from_a_trigger_to_the_
 async def test_a_draft_without_updates_reports_version_0_and_its_creation_time(
     tmp_path: Path,
 ) -> None:
-    store = await Store.open(tmp_path / "draftsync.db")
+    store = await SqliteStore.open(tmp_path / "draftsync.db")
     try:
         await store.create_draft("d", "alice", now=5.0)
         [summary] = await store.reachable_drafts("alice")

@@ -6,6 +6,7 @@ Tests talk to it only over the network, like any client would; `kill()` is a rea
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -30,9 +31,19 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        address_space: int | None = None,
+    ) -> None:
+        """`address_space`: an RLIMIT_AS for the server, in bytes, so that a regression in a
+        test that attacks it fails the test instead of eating the machine's memory."""
         self.data_dir = data_dir
         self.args = list(args)
+        self.env = env or {}  # extra environment: DRAFTSYNC_FAULTS for fault injection
+        self.address_space = address_space
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
@@ -62,11 +73,13 @@ class ServerProcess:
 
     def start(self, timeout: float = 20) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "DRAFTSYNC_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "DRAFTSYNC_SECRET": SECRET, "PYTHONUNBUFFERED": "1", **self.env}
         command = [sys.executable, "-m", "server", "serve", "--port", str(self.port)]
         command += ["--data", str(self.data_dir), *self.args]
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log)
+            self.process = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=log, stderr=log, preexec_fn=self._limit
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -77,6 +90,10 @@ class ServerProcess:
             except httpx.TransportError:
                 time.sleep(0.05)
         raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log()}")
+
+    def _limit(self) -> None:
+        if self.address_space is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (self.address_space, self.address_space))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

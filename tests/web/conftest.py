@@ -20,7 +20,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from server.web import WEB_DIST
+from server.http.pages import WEB_DIST
 from tests.support.server_process import REPO, ServerProcess
 
 CHROMIUM = os.environ.get("DRAFTSYNC_CHROMIUM", "/usr/bin/chromium")

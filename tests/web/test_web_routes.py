@@ -1,4 +1,4 @@
-"""What `server/web.py` serves, over plain HTTP: the pages, the bundle and the schema."""
+"""What `server/http/pages.py` serves, over plain HTTP: the pages, the bundle and the schema."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import tomllib
 import httpx
 
 from crdt.schema import DEFAULT_SCHEMA, parse_schema
-from server.web import schema_json
+from server.http.pages import schema_json
 from tests.support.server_process import ServerProcess
 
 
@@ -25,7 +25,7 @@ async def test_pages_and_bundle_are_served_with_a_strict_policy(server: ServerPr
         assert "javascript" in bundle.headers["content-type"]
         assert (await client.get("/static/style.css")).status_code == 200
         assert (await client.get("/d/not%20an%20id")).status_code == 404
-        assert (await client.get("/static/../server/web.py")).status_code == 404
+        assert (await client.get("/static/../server/http/pages.py")).status_code == 404
 
 
 async def test_the_schema_endpoint_needs_a_token_and_lists_the_fields(

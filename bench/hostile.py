@@ -1,0 +1,402 @@
+"""`bench hostile`: a bystander's round trip while another draft is attacked (issue 21).
+
+A real `draftsync serve` process (under an address-space limit: a regression aborts the server,
+not the machine) gets one attack at a time, sent again and again on fresh connections, while
+two pycrdt editors on another draft measure their round trip: one types a character, the other
+waits for it. The same round trips are measured before the attack, so each row reads as "how
+much slower did the attack make everyone else": p50 and p99 before and during, their ratio,
+the attacks sent and how they ended (close code and reason), /healthz answers that were not
+200, and the server's peak RSS.
+
+    finding-2   one update of N chained one-character text items (clock i, origin i - 1):
+                before the limits, 100,000 items took > 6 GB in yrs
+    finding-5   one update of 700,000 new keys of `fields` (~14 MB): before, acknowledged
+                after 35.6 s with the event loop blocked throughout
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import matplotlib.pyplot as plt
+import websockets
+from pycrdt import (
+    Doc,
+    Text,
+    YMessageType,
+    create_sync_message,
+    create_update_message,
+    handle_sync_message,
+)
+
+from bench.report import Column, format_table, publish
+from bench.runtime import environment, percentile, positive_int, progress
+from bench.servers import REPO, ServerProc
+from crdt.lib0 import write_var_string, write_var_uint
+from crdt.protocol import Update, encode_message
+
+__all__ = [
+    "Attacker",
+    "HostileOptions",
+    "add_command",
+    "attack_updates",
+    "plot_hostile",
+    "run_hostile",
+]
+
+ADDRESS_SPACE = 4_000_000_000
+TIMEOUT = 60.0
+MIN_ATTACKS = 5  # the bystander keeps typing until this many attacks have ended
+
+
+@dataclass(frozen=True, slots=True)
+class HostileOptions:
+    out: Path
+    quick: bool
+    round_trips: int | None
+    progress: bool
+
+
+def _chained_text(n: int, client: int = 4242) -> bytes:
+    out = bytearray()
+    for value in (1, n, client, 0):
+        write_var_uint(out, value)
+    out.append(4)
+    write_var_uint(out, 1)
+    write_var_string(out, "title")
+    write_var_string(out, "a")
+    for i in range(1, n):
+        out.append(0x84)
+        write_var_uint(out, client)
+        write_var_uint(out, i - 1)
+        write_var_string(out, "a")
+    write_var_uint(out, 0)
+    return bytes(out)
+
+
+def _fields_keys(n: int, client: int = 4343) -> bytes:
+    out = bytearray()
+    for value in (1, n, client, 0):
+        write_var_uint(out, value)
+    for i in range(n):
+        out.append(8 | 0x20)
+        write_var_uint(out, 1)
+        write_var_string(out, "fields")
+        write_var_string(out, f"k{i:06d}")
+        write_var_uint(out, 1)
+        out += bytes([125, 1])
+    write_var_uint(out, 0)
+    return bytes(out)
+
+
+def attack_updates() -> dict[str, tuple[str, Callable[[], bytes]]]:
+    """Attack name -> (what it is, a builder of its update)."""
+    return {
+        "finding-2": ("200,000 chained text items", lambda: _chained_text(200_000)),
+        "finding-5": ("700,000 keys of fields", lambda: _fields_keys(700_000)),
+    }
+
+
+class _Editor:
+    """A pycrdt doc over a WebSocket, speaking y-sync with pycrdt's own helpers."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.doc: Doc = Doc()
+        self.changed = asyncio.Condition()
+        self.synced = asyncio.Event()
+        self._socket: Any = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def connect(self) -> _Editor:
+        self._socket = await websockets.connect(self.url, max_size=None, proxy=None)
+        self._reader = asyncio.create_task(self._read())
+        await self._socket.send(create_sync_message(self.doc))
+        await asyncio.wait_for(self.synced.wait(), TIMEOUT)
+        return self
+
+    def length(self) -> int:
+        return len(self.doc.get("title", type=Text))
+
+    async def type_one(self) -> None:
+        before = self.doc.get_state()
+        title = self.doc.get("title", type=Text)
+        title.insert(len(title), "x")
+        await self._socket.send(create_update_message(self.doc.get_update(before)))
+
+    async def wait_length(self, length: int) -> None:
+        async with asyncio.timeout(TIMEOUT), self.changed:
+            await self.changed.wait_for(lambda: self.length() >= length)
+
+    async def close(self) -> None:
+        await self._socket.close()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader
+
+    async def _read(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for message in self._socket:
+                if message[0] == YMessageType.SYNC:
+                    reply = handle_sync_message(message[1:], self.doc)
+                    if reply is not None:
+                        await self._socket.send(reply)
+                    if message[1] == 1:  # sync step 2
+                        self.synced.set()
+                async with self.changed:
+                    self.changed.notify_all()
+
+
+async def _round_trips(writer: _Editor, reader: _Editor, count: int, show: bool, desc: str) -> list:
+    samples = []
+    for _ in progress(range(count), desc=desc, unit="rt", enabled=show):
+        expected = reader.length() + 1
+        started = time.perf_counter()
+        await writer.type_one()
+        await reader.wait_length(expected)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def _attack(url: str, frame: bytes, stop: asyncio.Event) -> None:
+    """Send `frame` to `url` on fresh connections until `stop`; print each attack's
+    [close code, reason] as a JSON line."""
+    while not stop.is_set():
+        try:
+            async with websockets.connect(url, max_size=None, proxy=None) as socket:
+                await socket.recv()  # sync step 1: joined
+                await socket.send(frame)
+                async with asyncio.timeout(TIMEOUT):
+                    with contextlib.suppress(websockets.ConnectionClosed):
+                        async for _ in socket:
+                            pass
+                received = socket.protocol.close_rcvd
+                close = [received.code, received.reason] if received else [None, None]
+        except (OSError, websockets.WebSocketException, TimeoutError) as error:
+            close = [None, f"{type(error).__name__}: {error}"]
+            await asyncio.sleep(0.1)
+        print(json.dumps(close), flush=True)
+
+
+class Attacker:
+    """`_attack` in a process of its own (`python -m bench.hostile URL FILE`), so that
+    building, masking and sending megabytes of frames never stalls the bystander's loop in
+    the measuring process: what the bystander sees is the server's doing."""
+
+    def __init__(self, ws_url: str, draft: str, token: str, update: bytes, work_dir: Path) -> None:
+        self.url = f"{ws_url}/{draft}?token={token}"
+        self.frame_path = work_dir / f"attack-{uuid.uuid4().hex[:8]}.bin"
+        self.frame_path.write_bytes(encode_message(Update(update)))
+        self.closes: list[tuple[Any, Any]] = []
+        self._first = asyncio.Event()
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start attacking; return once the first attack has ended."""
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.hostile",
+            self.url,
+            str(self.frame_path),
+            cwd=REPO,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        await asyncio.wait_for(self._first.wait(), TIMEOUT)
+
+    async def stop(self) -> list[tuple[Any, Any]]:
+        """Stop after the attack under way; each attack's (close code, reason)."""
+        process = self._process
+        assert process is not None and process.stdin is not None and self._reader is not None
+        process.stdin.close()
+        await asyncio.wait_for(self._reader, TIMEOUT * 2)
+        await process.wait()
+        self.frame_path.unlink(missing_ok=True)
+        return self.closes
+
+    async def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        async for line in self._process.stdout:
+            code, reason = json.loads(line)
+            self.closes.append((code, reason))
+            self._first.set()
+        self._first.set()
+
+
+def _attacker_main(url: str, frame_path: str) -> None:
+    frame = Path(frame_path).read_bytes()
+
+    async def attack() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)  # EOF: stop
+        await _attack(url, frame, stop)
+
+    asyncio.run(attack())
+
+
+async def _health(server: ServerProc, stop: asyncio.Event) -> list[int]:
+    statuses: list[int] = []
+    base = server.url.replace("ws://", "http://").removesuffix("/ws")
+    async with httpx.AsyncClient(base_url=base, timeout=5) as http:
+        while not stop.is_set():
+            try:
+                statuses.append((await http.get("/healthz")).status_code)
+            except httpx.HTTPError:
+                statuses.append(0)
+            await asyncio.sleep(0.05)
+    return statuses
+
+
+async def _one_attack(
+    server: ServerProc, name: str, what: str, update: bytes, count: int, show: bool, work: Path
+) -> dict[str, object]:
+    token = server.token
+    assert token is not None
+    url = f"{server.url}/bystander-{uuid.uuid4().hex[:8]}?token={token}"
+    writer = await _Editor(url).connect()
+    reader = await _Editor(url).connect()
+    try:
+        before = await _round_trips(writer, reader, count, show, f"{name} before")
+        stop = asyncio.Event()
+        attacker = Attacker(server.url, f"victim-{uuid.uuid4().hex[:8]}", token, update, work)
+        checks = asyncio.create_task(_health(server, stop))
+        await attacker.start()
+        during = await _round_trips(writer, reader, count, show, f"{name} during")
+        while len(attacker.closes) < MIN_ATTACKS:  # the attack goes on while we measure
+            during += await _round_trips(writer, reader, 10, False, "")
+        stop.set()
+        closes, statuses = await attacker.stop(), await checks
+    finally:
+        await writer.close()
+        await reader.close()
+    reasons = sorted({str(reason) for _, reason in closes})
+    p99_before, p99_during = percentile(before, 99) * 1000, percentile(during, 99) * 1000
+    return {
+        "attack": name,
+        "what": what,
+        "frame_bytes": len(encode_message(Update(update))),
+        "p50_before_ms": percentile(before, 50) * 1000,
+        "p99_before_ms": p99_before,
+        "p50_during_ms": percentile(during, 50) * 1000,
+        "p99_during_ms": p99_during,
+        "p99_ratio": p99_during / p99_before if p99_before else float("nan"),
+        "attacks": len(closes),
+        "closed_4400": sum(1 for code, _ in closes if code == 4400),
+        "reasons": reasons,
+        "healthz": len(statuses),
+        "healthz_not_200": sum(1 for s in statuses if s != 200),
+    }
+
+
+async def run_hostile(options: HostileOptions) -> dict[str, object]:
+    count = options.round_trips or (50 if options.quick else 300)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
+        server = ServerProc("draftsync", Path(tmp), address_space=ADDRESS_SPACE).start()
+        try:
+            for name, (what, build) in attack_updates().items():
+                rows.append(
+                    await _one_attack(
+                        server, name, what, build(), count, options.progress, Path(tmp)
+                    )
+                )
+            peak = server.peak_rss_mb()
+            alive = server.process is not None and server.process.poll() is None
+        finally:
+            server.stop()
+    result: dict[str, object] = {
+        "environment": environment(),
+        "round_trips": count,
+        "address_space": ADDRESS_SPACE,
+        "server_peak_rss_mb": peak,
+        "server_alive": alive,
+        "rows": rows,
+    }
+    columns = [
+        Column("attack", "attack", str),
+        Column("frame_bytes", "frame B", lambda v: f"{v:,}"),
+        Column("p50_before_ms", "p50 before ms"),
+        Column("p99_before_ms", "p99 before ms"),
+        Column("p50_during_ms", "p50 during ms"),
+        Column("p99_during_ms", "p99 during ms"),
+        Column("p99_ratio", "p99 x"),
+        Column("attacks", "attacks"),
+        Column("closed_4400", "4400"),
+        Column("healthz_not_200", "healthz !200"),
+    ]
+    reasons = "; ".join(f"{row['attack']}: {' | '.join(row['reasons'])}" for row in rows)  # type: ignore[arg-type]
+    footer = (
+        f"bystander round trip: {count} characters typed on another draft, before and during; "
+        f"server peak RSS {peak:.0f} MB, alive: {alive}\nreasons: {reasons}"
+    )
+    table = format_table(
+        "bench hostile: a bystander while a draft is attacked", columns, rows, footer
+    )
+    publish(result, options.out, "hostile", plot_hostile, table)
+    return result
+
+
+def plot_hostile(result: Mapping[str, Any], path: Path) -> None:
+    rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.9 * len(rows)))
+    labels = [str(row["attack"]) for row in rows]
+    y = range(len(rows))
+    ax.barh([i - 0.2 for i in y], [row["p99_before_ms"] for row in rows], 0.4, label="before")
+    ax.barh([i + 0.2 for i in y], [row["p99_during_ms"] for row in rows], 0.4, label="during")
+    ax.set_yticks(list(y), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("bystander round trip p99 (ms)")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def add_command(
+    commands: Any, common: Callable[[argparse.ArgumentParser, str], None]
+) -> argparse.ArgumentParser:
+    """`bench hostile` on the CLI's sub-parsers (`common` adds --quick, --out, --no-progress)."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "hostile",
+        help="a bystander's round trip on one draft while another is attacked (issue 21)",
+        description="Run each attack of issue 21 (finding 2: 200,000 chained text items; "
+        "finding 5: 700,000 keys of fields) again and again against a real server under a "
+        "4 GB address-space limit, while two editors on another draft time their round trip; "
+        "report p50/p99 before and during, the attacks' close codes and reasons, /healthz "
+        "answers that were not 200 and the server's peak RSS.",
+    )
+    common(parser, "50 round trips before and during each attack instead of 300 (about 20 s)")
+    parser.add_argument(
+        "--round-trips",
+        type=positive_int,
+        metavar="N",
+        help="characters typed before and during each attack (300; --quick 50)",
+    )
+
+    async def command(args: argparse.Namespace) -> None:
+        await run_hostile(
+            HostileOptions(args.out, args.quick, args.round_trips, not args.no_progress)
+        )
+
+    parser.set_defaults(command_runner=command)
+    return parser
+
+
+if __name__ == "__main__":
+    _attacker_main(*sys.argv[1:3])

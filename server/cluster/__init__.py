@@ -1,0 +1,2 @@
+"""Several instances on one draft: Redis fan-out of committed updates, awareness and access
+changes, and review turns across instances."""

@@ -1,0 +1,374 @@
+"""Redis fan-out: several instances host one draft (design.md, "Beyond one machine").
+
+Why Redis pub/sub and not instance-to-instance links: instances come and go behind a load
+balancer; each only needs to know Redis. Pub/sub is fire-and-forget, so it is never trusted
+alone: the store (PostgreSQL) is the truth and every instance catches up from it by version.
+
+    channel                 message                                   on another instance
+    draftsync:u:<draft>     committed update: origin, version, user   applied, relayed locally
+                            and bytes
+    draftsync:a:<draft>     awareness update of local clients         kept, relayed locally
+    draftsync:access        role change / deletion of a draft         sharing.apply_role, ...
+    draftsync:hb            "I am alive" every HEARTBEAT_SECONDS      an instance silent for
+                                                                      INSTANCE_TIMEOUT_SECONDS
+                                                                      has its awareness dropped
+
+Only committed updates are published (after the group commit), so "durable before visible"
+holds across instances. Versions are given by the store (`PostgresStore.append_updates`), so
+each draft has one sequence however many instances write to it. Each loaded room keeps a
+watermark: every stored version up to it is in its doc. A version seen above it (a message
+lost, or out of order) opens a gap that is filled from the store (`updates_with_origin`)
+after GAP_WAIT_SECONDS; every CATCH_UP_SECONDS each room also compares its watermark with the
+store's last version, which covers a message lost with nothing after it (Redis restart).
+Applying an update twice is harmless (a CRDT): pycrdt integrates nothing the second time.
+
+Rules run exactly once per write, against everything stored before it: an instance reviews only
+its own clients' writes (the others absorb them), and reviews of one draft take turns across
+instances (`turn`: the store's per-draft review lock, then a catch-up from the store), so of two
+conflicting writes that reach two instances at once, the second in turn is judged against the
+first and the conflict is settled once, by the instance that stores the second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from server import faults
+from server.access import Role
+from server.errors import CloseCode, StoreError
+from server.store.postgres import PostgresStore
+from server.store.records import UpdateRecord
+from server.supervisor import Supervisor
+from server.sync.registry import RoomRegistry
+from server.sync.room import Room, RoomState
+from server.sync.sharing import apply_role, close_deleted
+
+__all__ = [
+    "CATCH_UP_SECONDS",
+    "GAP_WAIT_SECONDS",
+    "HEARTBEAT_SECONDS",
+    "INSTANCE_TIMEOUT_SECONDS",
+    "PREFIX",
+    "Fanout",
+]
+
+logger = logging.getLogger("draftsync.fanout")
+
+PREFIX = "draftsync"
+HEARTBEAT_SECONDS = 1.0
+INSTANCE_TIMEOUT_SECONDS = 5.0
+GAP_WAIT_SECONDS = 0.3
+CATCH_UP_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class _Tracker:
+    """Which stored versions a room's doc holds: all up to `watermark`, and `above` it."""
+
+    room: Room
+    watermark: int
+    above: set[int] = field(default_factory=set)
+    catching_up: bool = False
+
+    def mark(self, version: int) -> None:
+        if version > self.watermark:
+            self.above.add(version)
+        while self.watermark + 1 in self.above:
+            self.watermark += 1
+            self.above.discard(self.watermark)
+
+    @property
+    def has_gap(self) -> bool:
+        return bool(self.above)
+
+
+def _frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
+    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload
+
+
+def _unframe(message: bytes) -> tuple[dict[str, Any], bytes]:
+    header, _, payload = message.partition(b"\n")
+    return json.loads(header), payload
+
+
+class Fanout:
+    def __init__(self, url: str, rooms: RoomRegistry, store: PostgresStore) -> None:
+        self.instance = secrets.token_hex(8)
+        self._redis = aioredis.from_url(url)
+        self._rooms = rooms
+        self._store = store
+        self._trackers: dict[str, _Tracker] = {}
+        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._supervisor: Supervisor | None = None  # set by `start`
+        # awareness client ids other instances announced, per instance and draft
+        self._remote_clients: dict[str, dict[str, set[int]]] = {}
+        self._last_seen: dict[str, float] = {}
+        rooms.on_open.append(self._room_opened)
+        rooms.on_unload.append(self._room_unloading)
+
+    async def start(self, supervisor: Supervisor) -> None:
+        """Subscribe, then run the fan-out's four loops under `supervisor` (restarted if they
+        crash; the service stops them)."""
+        self._supervisor = supervisor
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.psubscribe(f"{PREFIX}:u:*", f"{PREFIX}:a:*")
+        await pubsub.subscribe(f"{PREFIX}:access", f"{PREFIX}:hb")
+        supervisor.start("fanout-listen", functools.partial(self._listen, pubsub))
+        supervisor.start("fanout-publish", self._publish_loop)
+        supervisor.start("fanout-heartbeat", self._heartbeat)
+        supervisor.start("fanout-catch-up", self._catch_up_loop)
+        logger.info("fan-out on instance=%s", self.instance)
+
+    async def stop(self) -> None:
+        await self._redis.aclose()
+
+    # -- this instance -> the others ---------------------------------------------------------
+
+    def _room_opened(self, room: Room) -> None:
+        self._trackers[room.draft_id] = _Tracker(room, watermark=room.version)
+        room.commit_listeners.append(self._committed)
+        room.awareness_listeners.append(self._awareness)
+        room.review_gate = self
+
+    @contextlib.asynccontextmanager
+    async def turn(self, room: Room) -> AsyncIterator[None]:
+        """The draft's review turn (server/sync/room.py): the store's per-draft review lock, held
+        until the room has committed what it judged; on entry the room has every version
+        stored so far (other instances commit their reviewed writes inside their turn)."""
+        async with self._store.review_lock(room.draft_id):
+            tracker = self._tracker(room)
+            if tracker is not None:
+                last = await self._store.last_version(room.draft_id)
+                if last > tracker.watermark:
+                    await self._catch_up(tracker, last)
+            yield
+
+    def _room_unloading(self, room: Room) -> None:
+        tracker = self._trackers.get(room.draft_id)
+        if tracker is not None and tracker.room is room:
+            del self._trackers[room.draft_id]
+
+    def _committed(self, room: Room, record: UpdateRecord) -> None:
+        room.version = max(room.version, record.version)  # the store may have renumbered it
+        tracker = self._tracker(room)
+        if tracker is not None:
+            tracker.mark(record.version)
+            self._watch_gap(tracker)
+        header = {"i": self.instance, "v": record.version, "u": record.user}
+        self._outbox.put_nowait((f"{PREFIX}:u:{room.draft_id}", _frame(header, record.data)))
+
+    def _awareness(self, room: Room, payload: bytes) -> None:
+        header = {"i": self.instance}
+        self._outbox.put_nowait((f"{PREFIX}:a:{room.draft_id}", _frame(header, payload)))
+
+    def access_changed(self, draft_id: str, user: str, role: Role | None) -> None:
+        """Tell the other instances (this one applied it already)."""
+        header = {"i": self.instance, "d": draft_id, "u": user, "r": role.value if role else None}
+        self._outbox.put_nowait((f"{PREFIX}:access", _frame(header)))
+
+    def draft_deleted(self, draft_id: str) -> None:
+        header = {"i": self.instance, "d": draft_id, "deleted": True}
+        self._outbox.put_nowait((f"{PREFIX}:access", _frame(header)))
+
+    async def _publish_loop(self) -> None:
+        """One task publishes everything, in order: a draft's versions leave in commit order."""
+        while True:
+            channel, message = await self._outbox.get()
+            while True:
+                try:
+                    await self._redis.publish(channel, message)
+                    break
+                except (aioredis.RedisError, OSError) as error:
+                    # Lost messages are caught up from the store by the other instances.
+                    logger.warning("publish failed channel=%s error=%s", channel, error)
+                    await asyncio.sleep(0.5)
+                    if self._outbox.qsize() > 10_000:
+                        break
+
+    async def _heartbeat(self) -> None:
+        while True:
+            with contextlib.suppress(aioredis.RedisError, OSError):
+                await self._redis.publish(f"{PREFIX}:hb", self.instance)
+            self._expire_instances()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    # -- the others -> this instance ---------------------------------------------------------
+
+    async def _listen(self, pubsub: Any) -> None:
+        while True:
+            try:
+                async for message in pubsub.listen():
+                    self._dispatch_safely(message)
+            except (aioredis.RedisError, OSError) as error:
+                logger.warning("subscription lost error=%s; resubscribing", error)
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(aioredis.RedisError, OSError):
+                    await pubsub.psubscribe(f"{PREFIX}:u:*", f"{PREFIX}:a:*")
+                    await pubsub.subscribe(f"{PREFIX}:access", f"{PREFIX}:hb")
+
+    def _dispatch_safely(self, message: dict[str, Any]) -> None:
+        """One message that cannot be handled (malformed, or a bug) must not end the listener:
+        it is logged with its traceback and health turns 503; a room it may have half-changed
+        is reloaded from the store (which holds every other instance's versions), its clients
+        closed with 1011 to reconnect."""
+        try:
+            self._dispatch(message)
+        except Exception as error:
+            assert self._supervisor is not None
+            self._supervisor.report("fanout-message", error)
+            channel = message.get("channel", b"")
+            if isinstance(channel, bytes) and channel.startswith(f"{PREFIX}:u:".encode()):
+                draft_id = channel.decode(errors="replace").removeprefix(f"{PREFIX}:u:")
+                room = self._rooms.get(draft_id)
+                if room is not None:
+                    room.discard(
+                        "a fan-out message failed",
+                        code=CloseCode.INTERNAL_ERROR,
+                        reason="server error, reconnect",
+                    )
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        channel = message["channel"].decode()
+        data: bytes = message["data"]
+        if channel == f"{PREFIX}:hb":
+            self._last_seen[data.decode()] = time.monotonic()
+            return
+        header, payload = _unframe(data)
+        if header.get("i") == self.instance:
+            return
+        self._last_seen[header["i"]] = time.monotonic()
+        if channel.startswith(f"{PREFIX}:u:"):
+            draft_id = channel.removeprefix(f"{PREFIX}:u:")
+            self._remote_update(draft_id, header["v"], header.get("u"), payload)
+        elif channel.startswith(f"{PREFIX}:a:"):
+            self._remote_awareness(channel.removeprefix(f"{PREFIX}:a:"), header["i"], payload)
+        elif channel == f"{PREFIX}:access":
+            self._remote_access(header)
+
+    def _tracker(self, room: Room) -> _Tracker | None:
+        tracker = self._trackers.get(room.draft_id)
+        return tracker if tracker is not None and tracker.room is room else None
+
+    def _remote_update(self, draft_id: str, version: int, user: str | None, update: bytes) -> None:
+        if faults.ARMED:
+            faults.trip("fanout-message")
+        room = self._rooms.get(draft_id)
+        if room is None or room.state is not RoomState.OPEN:
+            return  # not hosted here: a later load reads it from the store
+        tracker = self._tracker(room)
+        if tracker is None or version <= tracker.watermark or version in tracker.above:
+            return
+        room.apply_committed(update, version, user=user)
+        tracker.mark(version)
+        self._watch_gap(tracker)
+
+    def _remote_awareness(self, draft_id: str, instance: str, payload: bytes) -> None:
+        room = self._rooms.get(draft_id)
+        if room is None or room.state is not RoomState.OPEN:
+            return
+        clients = self._remote_clients.setdefault(instance, {}).setdefault(draft_id, set())
+        for entry in room.relay_remote_awareness(payload, instance=instance):
+            if entry.removed:
+                clients.discard(entry.client_id)
+            else:
+                clients.add(entry.client_id)
+
+    def _remote_access(self, header: dict[str, Any]) -> None:
+        draft_id = header["d"]
+        if header.get("deleted"):
+            close_deleted(self._rooms, draft_id)
+            return
+        role = Role(header["r"]) if header["r"] is not None else None
+        apply_role(self._rooms, draft_id, header["u"], role)
+
+    def _expire_instances(self) -> None:
+        """Awareness of an instance that stopped beating (killed) is dropped everywhere."""
+        now = time.monotonic()
+        for instance, seen in list(self._last_seen.items()):
+            if now - seen < INSTANCE_TIMEOUT_SECONDS:
+                continue
+            del self._last_seen[instance]
+            for draft_id, clients in self._remote_clients.pop(instance, {}).items():
+                room = self._rooms.get(draft_id)
+                if room is not None and clients:
+                    room.forget_remote_awareness(clients, instance=instance)
+
+    # -- catching up from the store ----------------------------------------------------------
+
+    def _watch_gap(self, tracker: _Tracker) -> None:
+        if tracker.has_gap and not tracker.catching_up:
+            tracker.catching_up = True
+            asyncio.get_running_loop().create_task(self._fill(tracker, GAP_WAIT_SECONDS))
+
+    async def _fill(self, tracker: _Tracker, wait: float, upto: int | None = None) -> None:
+        """Read the versions a room misses from the store (after `wait`: they may still come)."""
+        try:
+            await asyncio.sleep(wait)
+            room = tracker.room
+            if upto is None:
+                if not tracker.above:
+                    return
+                upto = max(tracker.above)
+            if room.state is not RoomState.OPEN or tracker.watermark >= upto:
+                return
+            try:
+                await self._catch_up(tracker, upto)
+            except StoreError as error:
+                logger.warning("catch-up failed draft=%s error=%s", room.draft_id, error)
+            except Exception as error:  # a short-lived task: no one would hear of it
+                assert self._supervisor is not None
+                self._supervisor.report("fanout-catch-up", error)
+        finally:
+            tracker.catching_up = False
+            if tracker.has_gap and self._trackers.get(tracker.room.draft_id) is tracker:
+                self._watch_gap(tracker)
+
+    async def _catch_up(self, tracker: _Tracker, upto: int) -> None:
+        """Apply the stored versions up to `upto` that the room's doc lacks, in order."""
+        room = tracker.room
+        missing = await self._store.updates_with_origin(room.draft_id, tracker.watermark, upto)
+        caught = 0
+        for logged in missing:
+            if logged.version > tracker.watermark and logged.version not in tracker.above:
+                room.apply_committed(logged.data, logged.version, user=logged.user)
+                caught += 1
+            tracker.mark(logged.version)
+        if caught:
+            logger.info(
+                "caught up draft=%s updates=%d version=%d", room.draft_id, caught, tracker.watermark
+            )
+
+    async def _catch_up_loop(self) -> None:
+        """A message lost with nothing after it leaves no gap to see: every CATCH_UP_SECONDS
+        one query gives the last stored version of every hosted draft, and a room behind it
+        reads the rest from the store."""
+        while True:
+            await asyncio.sleep(CATCH_UP_SECONDS)
+            if not self._trackers:
+                continue
+            try:
+                stored = await self._store.last_versions(list(self._trackers))
+            except StoreError:
+                continue
+            for draft_id, last in stored.items():
+                tracker = self._trackers.get(draft_id)
+                if (
+                    tracker is None
+                    or tracker.catching_up
+                    or tracker.room.state is not RoomState.OPEN
+                    or last <= tracker.watermark
+                ):
+                    continue
+                tracker.catching_up = True
+                await self._fill(tracker, 0.0, upto=last)

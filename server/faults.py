@@ -1,0 +1,56 @@
+"""Fault injection for tests: make a named point fail, so that every failure path is exercised.
+
+Set `DRAFTSYNC_FAULTS` to a comma-separated list of points, each optionally with how many times
+it fails (`commit`, `journal:2`); each listed point then raises `InjectedFault` that many
+times (once by default), then works again, so that a test sees both the failure and the
+recovery. Points: `commit` (the group commit, before the store is called), `journal` (the
+journal closer's loop), `fanout-message` (a message from Redis, as it is handled), `update`
+(a client's update, after the doc applied it: an unexpected server error in a room),
+`snapshot` (a snapshot job).
+
+Off (the variable unset, as in production), each point costs one test of an empty dict:
+call sites read `if faults.ARMED: faults.trip("commit")`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+__all__ = ["ARMED", "POINTS", "InjectedFault", "arm", "trip"]
+
+logger = logging.getLogger("draftsync.faults")
+
+POINTS = frozenset({"commit", "journal", "fanout-message", "snapshot", "update"})
+
+ARMED: dict[str, int] = {}
+"""Point -> failures left. Empty unless DRAFTSYNC_FAULTS is set."""
+
+
+class InjectedFault(RuntimeError):
+    """An injected failure: an unexpected error, as a bug in the server would raise."""
+
+
+def arm(spec: str) -> None:
+    """Arm the points `spec` names (the syntax of DRAFTSYNC_FAULTS)."""
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        point, _, times = part.partition(":")
+        if point not in POINTS:
+            raise ValueError(f"unknown fault point {point!r}: one of {sorted(POINTS)}")
+        ARMED[point] = int(times) if times else 1
+    if ARMED:
+        logger.warning("fault injection armed: %s", ", ".join(sorted(ARMED)))
+
+
+def trip(point: str) -> None:
+    """Raise InjectedFault if `point` is armed (and count it down)."""
+    left = ARMED.get(point, 0)
+    if left > 0:
+        if left == 1:
+            del ARMED[point]
+        else:
+            ARMED[point] = left - 1
+        raise InjectedFault(f"injected fault at {point}")
+
+
+arm(os.environ.get("DRAFTSYNC_FAULTS", ""))

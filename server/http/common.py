@@ -1,0 +1,257 @@
+"""What every REST endpoint shares: the caller, validated JSON bodies, error answers, paging.
+
+An endpoint is `async def handler(request, service, user) -> Response` wrapped by `endpoint`,
+which reads the caller from `Authorization: Bearer TOKEN` and answers every `DraftsyncError` as
+
+    {"error": "not_found", "detail": "draft not found"}    status: http_status_for(error)
+    {"error": "validation_failed", "detail": "...",
+     "errors": [{"loc": "fields.tags", "msg": "..."}]}
+
+Anything else is logged with its traceback and answered 500, never with its text. Each answer
+is counted in `draftsync_http_requests{method,route,status}` (the route's template, no ids); an
+error answer is logged, 4xx at info and 5xx at warning, with the path, user and reason.
+
+Bodies are parsed with `json` (not JSON: 400) and then validated by a pydantic model (wrong
+shape: 422, each problem with its place); NaN and Infinity are not JSON and are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import functools
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from crdt.errors import DraftsyncError
+from server import metrics
+from server.access import Role, check_draft_id
+from server.errors import (
+    BadRequest,
+    BodyTooLarge,
+    InvalidToken,
+    NotPermitted,
+    StoreError,
+    UnknownDraft,
+    ValidationFailed,
+    http_status_for,
+)
+from server.sync.gate import GateClosed
+
+if TYPE_CHECKING:
+    from server.service import Service
+    from server.sync.room import Room
+
+__all__ = [
+    "COMMIT_WAIT_SECONDS",
+    "MAX_BODY_BYTES",
+    "Handler",
+    "committed",
+    "decode_cursor",
+    "encode_cursor",
+    "endpoint",
+    "finite",
+    "http_error",
+    "iso",
+    "reach",
+    "read_json",
+    "read_query",
+    "require_owner",
+]
+
+logger = logging.getLogger("draftsync.api")
+
+MAX_BODY_BYTES = 1024 * 1024
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[Request, "Service", str], Awaitable[Response]]
+
+_ERROR_NAMES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "validation_failed",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    @functools.wraps(handler)
+    async def run(request: Request) -> Response:
+        service: Service = request.app.state.service
+        user: str | None = None
+        try:
+            user = service.signer.verify(_bearer(request))
+            response = await handler(request, service, user)
+        except DraftsyncError as error:
+            response = _error_response(error)
+            level = logging.WARNING if response.status_code >= 500 else logging.INFO
+            logger.log(
+                level,
+                "rest error method=%s path=%s user=%s status=%d reason=%s",
+                request.method,
+                request.url.path,
+                user,
+                response.status_code,
+                error,
+            )
+        except Exception:
+            logger.exception(
+                "rest failure method=%s path=%s user=%s", request.method, request.url.path, user
+            )
+            response = JSONResponse(
+                {"error": "internal", "detail": "internal server error"}, status_code=500
+            )
+        route = request.scope.get("route")
+        metrics.HTTP_REQUESTS.labels(
+            method=request.method,
+            route=getattr(route, "path", "unmatched"),
+            status=str(response.status_code),
+        ).inc()
+        return response
+
+    return run
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def _error_response(error: DraftsyncError) -> JSONResponse:
+    status = http_status_for(error)
+    body: dict[str, Any] = {"error": _ERROR_NAMES.get(status, "error"), "detail": str(error)}
+    if isinstance(error, ValidationFailed):
+        body["errors"] = error.errors
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, InvalidToken) else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (no such route 404, wrong method 405) in the same JSON form."""
+    assert isinstance(exc, HTTPException)
+    body = {"error": _ERROR_NAMES.get(exc.status_code, "error"), "detail": exc.detail}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+# -- the caller and the draft -----------------------------------------------------------------
+
+
+async def reach(service: Service, draft_id: str, user: str) -> Role:
+    """The caller's role on the draft; a draft they cannot reach is 404, as one that is not
+    there (existence is not leaked). A deleted draft has no access rows left."""
+    check_draft_id(draft_id)
+    role = await service.store.role_of(draft_id, user)
+    if role is None:
+        raise UnknownDraft("draft not found")
+    return Role(role)
+
+
+def require_owner(role: Role, action: str) -> None:
+    if role is not Role.OWNER:
+        raise NotPermitted(f"only an owner of the draft may {action}")
+
+
+# -- bodies and queries -----------------------------------------------------------------------
+
+
+async def read_json(request: Request, model: type[M], *, context: Any = None) -> M:
+    """The body as `model`; an empty body is `{}`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"request body over {MAX_BODY_BYTES} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"request body over {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(raw, parse_constant=_no_constant) if raw.strip() else {}
+    except ValueError as exc:  # JSONDecodeError, invalid UTF-8, NaN/Infinity
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    return _validated(model, data, context, where="body")
+
+
+def read_query(request: Request, model: type[M]) -> M:
+    return _validated(model, dict(request.query_params), None, where="query")
+
+
+def _validated(model: type[M], data: Any, context: Any, *, where: str) -> M:
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        errors = [
+            {"loc": ".".join(str(part) for part in e["loc"]) or where, "msg": e["msg"]}
+            for e in exc.errors(include_url=False)
+        ]
+        summary = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
+        raise ValidationFailed(f"invalid {where}: {summary}", errors) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+def iso(timestamp: float | None) -> str | None:
+    """Seconds since the epoch as ISO 8601 UTC (`2025-01-31T12:00:00.123Z`)."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    return moment.replace("+00:00", "Z")
+
+
+def finite(value: Any) -> Any:
+    """`value` with NaN and infinities (which a Yjs client may store) as null: JSON has none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite(item) for item in value]
+    return value
+
+
+def encode_cursor(after: str) -> str:
+    return base64.urlsafe_b64encode(after.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        after = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return check_draft_id(after)
+    except (binascii.Error, UnicodeDecodeError, DraftsyncError, ValueError):
+        raise BadRequest("invalid cursor: pass back the `next` of the previous page") from None
+
+
+COMMIT_WAIT_SECONDS = 10.0
+
+
+async def committed(room: Room) -> None:
+    """Return once everything `room` has accepted so far is committed: this draft's backlog
+    only, never the whole pipeline's (another room's flood does not hold a REST call up).
+    A room that fails first, or a store that stays too slow, answers 503 (retry)."""
+    try:
+        async with asyncio.timeout(COMMIT_WAIT_SECONDS):
+            await room.gate.until_committed()
+    except GateClosed:
+        raise StoreError("the draft's updates could not be committed, retry") from None
+    except TimeoutError:
+        raise StoreError("the draft's updates are not committed yet, retry") from None

@@ -1,0 +1,269 @@
+"""`/api/drafts`: create, list, read and delete drafts.
+
+    POST   /api/drafts               {"id"?, "title"?, "fields"?: {...}}  -> 201 the draft; 409
+    GET    /api/drafts?limit=&cursor=                                     -> {"items", "next"}
+    GET    /api/drafts/{id}                                               -> the draft
+    DELETE /api/drafts/{id}          owner only                           -> 204
+
+A draft as read::
+
+    {"id", "role", "version",
+     "state": {"texts": {"title": "..."}, "fields": {...}, "lists": {"tags": [...]}},
+     "conflicts": {...},
+     "metadata": {"owner", "createdAt", "lastModified", "contributors", "wordCount",
+                  "completion", "filledFields", "totalFields", "openConflicts", "sync"},
+     "access": {user: role}}                                  (owners only)
+
+Fields are checked against the schema (`crdt.content.initial_problems`: kind, type, and for a
+`transition` field a start allowed from its initial value): 422 naming each problem. A body is
+bounded (`BodyLimits`): at most `--max-body-elements` elements a list
+and `--max-body-fields` keys, else 422 naming the limit; over 1 MiB it is 413.
+A new draft's title and fields are written as one Yjs update by a fresh 32-bit client id and
+stored as version 1 in the transaction that creates the draft, so it loads like any update.
+Deleting tombstones the id (never reusable), closes live connections with 4404 and removes the
+content once the room's accepted updates are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationInfo,
+    model_validator,
+)
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from crdt.content import initial_problems, initial_update
+from server.access import Role
+from server.errors import Conflict, UnknownDraft
+from server.http.common import (
+    decode_cursor,
+    encode_cursor,
+    endpoint,
+    finite,
+    iso,
+    reach,
+    read_json,
+    read_query,
+    require_owner,
+)
+from server.store.records import UpdateRecord
+from server.sync.gate import GateClosed
+from server.sync.room import RoomState
+from server.sync.sharing import close_deleted
+
+if TYPE_CHECKING:
+    from server.config import Settings
+    from server.service import Service
+
+__all__ = [
+    "DELETE_DRAIN_SECONDS",
+    "REST_SESSION",
+    "BodyLimits",
+    "FieldName",
+    "Int64",
+    "NewDraft",
+    "Page",
+    "Scalar",
+    "create_draft",
+    "delete_draft",
+    "draft_json",
+    "get_draft",
+    "list_drafts",
+]
+
+logger = logging.getLogger("draftsync.api")
+
+DELETE_DRAIN_SECONDS = 10.0
+REST_SESSION = "rest"
+
+# pycrdt panics (PanicException, not an Exception) on an int outside 64 bits.
+Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+Scalar = StrictStr | StrictBool | Int64 | StrictFloat
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """How much one REST create may write: elements a list field (`--max-body-elements`) and
+    keys of `fields` (`--max-body-fields`), so that building its update stays within tens of
+    milliseconds (off the event loop) whatever the body. WebSocket updates have their own
+    limits, checked on their bytes."""
+
+    max_elements: int
+    max_fields: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> BodyLimits:
+        return cls(settings.max_body_elements, settings.max_body_fields)
+
+    def problems(self, fields: dict[str, Any]) -> list[str]:
+        found = []
+        if len(fields) > self.max_fields:
+            found.append(
+                f"`fields` has {len(fields)} keys: at most {self.max_fields} (--max-body-fields)"
+            )
+        for name, value in fields.items():
+            if isinstance(value, list) and len(value) > self.max_elements:
+                found.append(
+                    f"`{name}` has {len(value)} elements: at most {self.max_elements} "
+                    "a list (--max-body-elements)"
+                )
+        return found
+
+
+class NewDraft(BaseModel):
+    """The body of `POST /api/drafts`; validated against the schema given as context."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")] | None = None
+    title: str | None = None
+    fields: dict[FieldName, Scalar | list[Scalar]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fits_schema(self, info: ValidationInfo) -> Self:
+        context = info.context or {}
+        problems = context["limits"].problems(self.fields)  # before any per-value work
+        if not problems:
+            problems = initial_problems(context["schema"], self.title, self.fields)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class Page(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = None
+
+
+@endpoint
+async def create_draft(request: Request, service: Service, user: str) -> Response:
+    fields = service.metadata.fields
+    settings = service.settings
+    context = {"schema": settings.schema, "limits": BodyLimits.of(settings)}
+    body = await read_json(request, NewDraft, context=context)
+    # A generated id that happens to be taken is retried; a given one is the caller's to change.
+    # Hex: never starts with "-", which command lines would take for an option.
+    candidates = [body.id] if body.id is not None else [secrets.token_hex(8) for _ in range(3)]
+    for draft_id in candidates:
+        now = time.time()
+        client_id = secrets.randbits(32)
+        # Off the event loop: bounded by BodyLimits, but still up to tens of milliseconds.
+        update = await asyncio.to_thread(
+            functools.partial(
+                initial_update,
+                client_id=client_id,
+                fields=fields,
+                title=body.title,
+                values=body.fields,
+            )
+        )
+        first = None
+        if update is not None:
+            first = UpdateRecord(draft_id, 1, update, user, REST_SESSION, client_id, now)
+        if await service.store.create_draft_with(draft_id, user, now=now, first=first):
+            logger.info("draft created draft=%s user=%s", draft_id, user)
+            return JSONResponse(await draft_json(service, draft_id, Role.OWNER), status_code=201)
+    raise Conflict("a draft with this id already exists")
+
+
+@endpoint
+async def list_drafts(request: Request, service: Service, user: str) -> Response:
+    page = read_query(request, Page)
+    after = decode_cursor(page.cursor) if page.cursor else ""
+    rows = await service.store.reachable_drafts(user, after=after, limit=page.limit + 1)
+    items = [
+        {
+            "id": row.id,
+            "role": row.role,
+            "owner": row.owner,
+            "version": row.version,
+            "createdAt": iso(row.created_at),
+            "lastModified": iso(row.last_modified),
+        }
+        for row in rows[: page.limit]
+    ]
+    more = len(rows) > page.limit
+    return JSONResponse({"items": items, "next": encode_cursor(items[-1]["id"]) if more else None})
+
+
+@endpoint
+async def get_draft(request: Request, service: Service, user: str) -> Response:
+    draft_id = request.path_params["draft_id"]
+    role = await reach(service, draft_id, user)
+    return JSONResponse(await draft_json(service, draft_id, role))
+
+
+@endpoint
+async def delete_draft(request: Request, service: Service, user: str) -> Response:
+    draft_id = request.path_params["draft_id"]
+    require_owner(await reach(service, draft_id, user), "delete it")
+    if not await service.store.tombstone(draft_id, now=time.time()):
+        raise UnknownDraft("draft not found")
+    closed = close_deleted(service.rooms, draft_id)
+    if service.fanout is not None:  # and on every other instance
+        service.fanout.draft_deleted(draft_id)
+    room = service.rooms.get(draft_id)
+    if room is not None:
+        try:  # what the room accepted before the tombstone is committed, then removed with it
+            async with asyncio.timeout(DELETE_DRAIN_SECONDS):
+                await room.gate.until_committed()
+        except (TimeoutError, GateClosed):
+            logger.warning("deleting draft=%s before its room drained", draft_id)
+    await service.store.purge_content(draft_id)
+    logger.info("draft deleted draft=%s user=%s closed=%d", draft_id, user, closed)
+    return Response(status_code=204)
+
+
+async def draft_json(service: Service, draft_id: str, role: Role) -> dict[str, Any]:
+    """The draft as `GET /api/drafts/{id}` answers it: from its room if loaded, else the store."""
+    room = service.rooms.get(draft_id)
+    if room is not None and room.state is RoomState.OPEN:
+        view = await service.metadata.read_live(room)
+    else:
+        view = await service.metadata.read_stored(draft_id)
+    record = await service.store.draft_record(draft_id)
+    if record is None or record.deleted_at is not None:
+        raise UnknownDraft("draft not found")  # deleted while we read it
+    meta = view.meta
+    body: dict[str, Any] = {
+        "id": draft_id,
+        "role": role.value,
+        "version": view.version,
+        "state": finite(view.content.as_json()),
+        "conflicts": finite(view.content.conflicts),
+        "metadata": {
+            "owner": record.owner,
+            "createdAt": iso(record.created_at),
+            "lastModified": iso(record.last_modified or record.created_at),
+            "contributors": await service.store.contributors(draft_id),
+            "wordCount": meta.word_count,
+            "completion": meta.completion,
+            "filledFields": meta.filled_fields,
+            "totalFields": meta.total_fields,
+            "openConflicts": meta.open_conflicts,
+            "sync": "synced" if view.synced else "pending",
+        },
+    }
+    if role is Role.OWNER:
+        body["access"] = await service.store.access_list(draft_id)
+    return body

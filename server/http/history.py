@@ -1,0 +1,159 @@
+"""The journal and past versions of a draft.
+
+    GET  /api/drafts/{id}/events?after=&limit=  -> {"items": [event...], "next": id | null}
+    GET  /api/drafts/{id}/versions/{version}    -> the draft right after that version
+    POST /api/drafts/{id}/restore {version}     -> a new forward change equal to that version
+
+An event as read: {"id", "type", "version", "user", "session", "clientId", "at", ...data}
+(`FIELD_UPDATED` adds field, kind and old/new, or for text inserted/deleted and
+from_version/to_version). Version 0 is the empty draft; a version past the last is 404.
+A past version is rebuilt from the nearest snapshot at or before it plus the log after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from crdt.content import fields_of, read_content
+from crdt.history import rebuild
+from crdt.journal import EventType, JournalEvent
+from crdt.restore import restored_update
+from server.access import Role
+from server.errors import BadRequest, NotPermitted, UnknownVersion, ValidationFailed
+from server.http.common import (
+    committed,
+    endpoint,
+    finite,
+    iso,
+    reach,
+    read_json,
+    read_query,
+)
+from server.sync.journal import recover_journal
+from server.sync.room import RoomState
+
+if TYPE_CHECKING:
+    from pycrdt import Doc
+
+    from server.service import Service
+
+__all__ = ["EventPage", "RestoreBody", "get_version", "list_events", "restore_version"]
+
+
+class EventPage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    after: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class RestoreBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version: StrictInt = Field(ge=0)
+
+
+@endpoint
+async def list_events(request: Request, service: Service, user: str) -> Response:
+    draft_id = request.path_params["draft_id"]
+    await reach(service, draft_id, user)
+    try:
+        page = read_query(request, EventPage)
+    except ValidationFailed as error:
+        raise BadRequest(str(error)) from None  # a bad query parameter is a bad request
+    room = service.rooms.get(draft_id)
+    if room is None or room.state is not RoomState.OPEN:
+        # Bursts open when the process last died are journaled before anyone reads.
+        await recover_journal(service.store, draft_id, service.settings.schema)
+    events = await service.store.events_page(draft_id, after=page.after, limit=page.limit + 1)
+    more = len(events) > page.limit
+    events = events[: page.limit]
+    items = [
+        {
+            "id": e.id,
+            "type": e.type,
+            "version": e.version,
+            "user": e.user,
+            "session": e.session,
+            "clientId": e.client_id,
+            "at": iso(e.at),
+            **finite(e.data),
+        }
+        for e in events
+    ]
+    return JSONResponse({"items": items, "next": events[-1].id if more else None})
+
+
+@endpoint
+async def get_version(request: Request, service: Service, user: str) -> Response:
+    draft_id = request.path_params["draft_id"]
+    await reach(service, draft_id, user)
+    version = _version_param(request.path_params["version"])
+    doc = await _rebuilt(service, draft_id, version)
+    content = read_content(doc, fields_of(service.settings.schema))
+    body = {
+        "id": draft_id,
+        "version": version,
+        "state": finite(content.as_json()),
+        "conflicts": finite(content.conflicts),
+    }
+    return JSONResponse(body)
+
+
+@endpoint
+async def restore_version(request: Request, service: Service, user: str) -> Response:
+    draft_id = request.path_params["draft_id"]
+    role = await reach(service, draft_id, user)
+    if role is Role.VIEWER:
+        raise NotPermitted("viewers cannot restore a version")
+    body = await read_json(request, RestoreBody)
+    old = await _rebuilt(service, draft_id, body.version)
+    schema = service.settings.schema
+    room = await service.rooms.open(draft_id)
+    try:
+        # Computed off the event loop on a copy (a big list took seconds on the loop), then
+        # applied as the server's change; edits that land meanwhile merge with it as usual.
+        state = room.doc.get_update()
+        update = await asyncio.to_thread(restored_update, state, old, schema)
+        now = time.time()
+
+        def restored(version: int) -> list[JournalEvent]:
+            data: dict[str, Any] = {"from_version": body.version}
+            return [
+                JournalEvent(EventType.RESTORED, draft_id, version, user, "rest", None, now, data)
+            ]
+
+        version = None
+        if update is not None:  # write_as_server refuses (503) if the room closed meanwhile
+            version = room.write_as_server(
+                "restore", lambda doc: doc.apply_update(update), events=restored
+            )
+    finally:
+        service.rooms.release(room)
+    await committed(room)
+    return JSONResponse(
+        {"id": draft_id, "restoredFrom": body.version, "version": version or room.version}
+    )
+
+
+def _version_param(raw: str) -> int:
+    if not raw.isdigit():
+        raise BadRequest(f"version must be a non-negative integer, got {raw!r}")
+    return int(raw)
+
+
+async def _rebuilt(service: Service, draft_id: str, version: int) -> Doc:
+    room = service.rooms.get(draft_id)
+    if room is not None:  # what this draft accepted is in the log before we read it
+        await committed(room)
+    last = await service.store.last_version(draft_id)
+    if version > last:
+        raise UnknownVersion(f"version {version} is out of range: this draft has 0..{last}")
+    state = await service.store.load(draft_id, at_version=version)
+    return await asyncio.to_thread(rebuild, state.snapshot, state.tail)

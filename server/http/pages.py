@@ -1,0 +1,127 @@
+"""The browser editor: its two pages, its static bundle and the schema its form is built from.
+
+    GET /                 the user's drafts (web/dist/index.html; the page calls /api/drafts)
+    GET /d/{draft_id}     the editor of one draft (web/dist/editor.html)
+    GET /static/{file}    the bundle `web/build.mjs` writes to web/dist/ (`make web`)
+    GET /api/schema       the draft schema as JSON, for the form (Authorization: Bearer TOKEN)
+
+The pages take the token from `?token=` (what `draftsync serve` prints) and keep it in the tab's
+sessionStorage; nothing here needs it but `/api/schema`. Pages are sent with `no-referrer`, so
+that a token in the address bar never travels in a Referer header, and with a CSP that allows
+only this origin's scripts and WebSockets. Without a built bundle the pages answer 503 saying
+how to build it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+
+from crdt.errors import DraftsyncError
+from crdt.schema import Field, Schema
+from server.access import check_draft_id
+
+if TYPE_CHECKING:
+    from server.service import Service
+
+__all__ = ["WEB_DIST", "drafts_page", "editor_page", "routes", "schema_endpoint", "schema_json"]
+
+WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
+
+_NOT_BUILT = "The editor is not built: run `make web` (npm ci and node build.mjs in web/).\n"
+_PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    ),
+}
+
+
+def _page(name: str) -> Response:
+    path = WEB_DIST / name
+    if not path.is_file():
+        return PlainTextResponse(_NOT_BUILT, status_code=503)
+    return FileResponse(path, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+
+async def drafts_page(request: Request) -> Response:
+    return _page("index.html")
+
+
+async def editor_page(request: Request) -> Response:
+    try:
+        check_draft_id(request.path_params["draft_id"])
+    except DraftsyncError as error:
+        return PlainTextResponse(f"{error}\n", status_code=404)
+    return _page("editor.html")
+
+
+async def schema_endpoint(request: Request) -> Response:
+    service: Service = request.app.state.service
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    try:
+        service.signer.verify(token.strip() if scheme.lower() == "bearer" else None)
+    except DraftsyncError as error:
+        return JSONResponse(
+            {"error": "unauthorized", "detail": str(error)},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return JSONResponse(schema_json(service.settings.schema))
+
+
+def schema_json(schema: Schema) -> dict[str, Any]:
+    """`{"fields": [{name, kind, type, rule, initial, transitions, precedence}, ...]}`, in the
+    schema's order; the last four are null/empty for text and richtext fields."""
+    return {"fields": [_field_json(f) for f in schema.fields.values()]}
+
+
+def _field_json(field: Field) -> dict[str, Any]:
+    return {
+        "name": field.name,
+        "kind": field.kind.value,
+        "type": field.type.value if field.type else None,
+        "rule": field.rule.value if field.rule else None,
+        "initial": field.initial,
+        "transitions": {str(k): list(v) for k, v in field.transitions.items()},
+        "precedence": list(field.precedence),
+    }
+
+
+class _Bundle:
+    """StaticFiles over web/dist/, answering 503 (not a 500) while the bundle is not built."""
+
+    def __init__(self) -> None:
+        self._files = StaticFiles(directory=WEB_DIST, check_dir=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not WEB_DIST.is_dir():
+            response: Response = PlainTextResponse(_NOT_BUILT, status_code=503)
+            await response(scope, receive, send)
+            return
+
+        async def send_no_cache(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                # revalidate each time (ETag): a rebuilt bundle is picked up on reload
+                message["headers"] = [*message["headers"], (b"cache-control", b"no-cache")]
+            await send(message)
+
+        await self._files(scope, receive, send_no_cache)
+
+
+routes: list[BaseRoute] = [
+    Route("/", drafts_page),
+    Route("/d/{draft_id}", editor_page),
+    Route("/api/schema", schema_endpoint),
+    Mount("/static", app=_Bundle(), name="static"),
+]

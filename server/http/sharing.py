@@ -1,0 +1,56 @@
+"""`PUT /api/drafts/{id}/access {"user", "role"}`: share a draft, change or remove a role.
+
+Owners only (others who reach the draft: 403; strangers: 404). `role` is `owner`, `editor`,
+`viewer` or `none` (removes the user's access). A change that would leave the draft without an
+owner is 409. The change reaches the user's live connections at once (`server.sync.sharing`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.access import Role
+from server.errors import Conflict
+from server.http.common import endpoint, reach, read_json, require_owner
+from server.sync.sharing import apply_role
+
+if TYPE_CHECKING:
+    from server.service import Service
+
+__all__ = ["AccessChange", "put_access"]
+
+logger = logging.getLogger("draftsync.api")
+
+
+class AccessChange(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    role: Literal["owner", "editor", "viewer", "none"]
+
+
+@endpoint
+async def put_access(request: Request, service: Service, user: str) -> Response:
+    draft_id = request.path_params["draft_id"]
+    require_owner(await reach(service, draft_id, user), "change who has access")
+    change = await read_json(request, AccessChange)
+    role = None if change.role == "none" else Role(change.role)
+    if not await service.store.set_role(draft_id, change.user, role.value if role else None):
+        raise Conflict("the draft would have no owner left: make another user an owner first")
+    live = apply_role(service.rooms, draft_id, change.user, role)
+    if service.fanout is not None:  # and on every other instance
+        service.fanout.access_changed(draft_id, change.user, role)
+    logger.info(
+        "access changed draft=%s by=%s user=%s role=%s live=%d",
+        draft_id,
+        user,
+        change.user,
+        change.role,
+        live,
+    )
+    return JSONResponse({"user": change.user, "role": change.role, "liveConnections": live})

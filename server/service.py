@@ -1,0 +1,116 @@
+"""The service: what the app's endpoints share for its lifetime (Starlette lifespan).
+
+`Service` owns the store, the group-commit task, the snapshotter and the room registry;
+`shutdown()` is the graceful stop that SIGTERM runs: refuse new connections, commit what was
+accepted, flush every send queue, close with 1001. Every long-lived task runs under the
+`Supervisor` (server/supervisor.py): a crash is logged, closes what it affected with 1011,
+turns `/healthz` to 503, and the task is restarted. A module of its own so that the endpoints
+can name it without importing the app that mounts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+from crdt.content import fields_of
+from crdt.history import rebuild
+from server import metrics
+from server.auth import TokenSigner
+from server.cluster.fanout import Fanout
+from server.config import Settings
+from server.errors import CloseCode
+from server.store.api import Store
+from server.store.commits import CommitPipeline
+from server.store.snapshots import Snapshotter
+from server.supervisor import Supervisor
+from server.sync.connection import Connection
+from server.sync.journal import JournalCloser
+from server.sync.metadata import MetadataTracker
+from server.sync.registry import DocBuilder, RoomRegistry
+
+__all__ = ["SHUTDOWN_FLUSH_SECONDS", "Service"]
+
+logger = logging.getLogger("draftsync.service")
+
+SHUTDOWN_FLUSH_SECONDS = 10.0
+
+
+class Service:
+    def __init__(
+        self, settings: Settings, store: Store, *, build_doc: DocBuilder = rebuild
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.signer = TokenSigner(settings.secret)
+        self.pipeline = CommitPipeline(
+            store,
+            max_queued=settings.commit_queue_updates,
+            max_batch=settings.max_batch_updates,
+        )
+        self.snapshotter = Snapshotter(
+            store,
+            every_updates=settings.snapshot_every_updates,
+            every_bytes=settings.snapshot_every_bytes,
+            keep=settings.snapshots_kept,
+        )
+        self.journal_closer = JournalCloser(store)
+        self.supervisor = Supervisor()
+        self.pipeline.on_crash = functools.partial(self.supervisor.report, "group-commit")
+        self.snapshotter.on_crash = functools.partial(self.supervisor.report, "snapshotter")
+        self.rooms = RoomRegistry(
+            store,
+            self.pipeline,
+            self.snapshotter,
+            self.journal_closer,
+            settings,
+            build_doc=build_doc,
+        )
+        # Word count and completion are counted against the schema's fields.
+        self.metadata = MetadataTracker(store, fields_of(settings.schema))
+        self.rooms.on_open.append(self.metadata.room_opened)
+        self.rooms.on_unload.append(self.metadata.room_unloading)
+        metrics.COMMIT_QUEUE.set_function(lambda: len(self.pipeline))
+        self.shutting_down = False
+        self._connections: set[Connection] = set()
+        # Several instances on one draft (PostgreSQL store + Redis): server/cluster/fanout.py.
+        self.fanout = Fanout(settings.redis_url, self.rooms, store) if settings.redis_url else None
+
+    def start(self) -> None:
+        self.supervisor.start("group-commit", self.pipeline.run, on_crash=self.pipeline.crashed)
+        self.supervisor.start("journal", self.journal_closer.run)
+
+    def track(self, conn: Connection) -> None:
+        self._connections.add(conn)
+
+    def untrack(self, conn: Connection) -> None:
+        self._connections.discard(conn)
+
+    def spawn_writer(self, conn: Connection) -> asyncio.Task[None]:
+        return asyncio.create_task(conn.run_writer())
+
+    async def shutdown(self) -> None:
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        logger.info(
+            "shutting down connections=%d rooms=%d", len(self._connections), len(self.rooms)
+        )
+        await self.pipeline.flush()
+        for conn in list(self._connections):
+            conn.close(CloseCode.GOING_AWAY, "server shutting down", flush=True)
+        waiting = [asyncio.create_task(c.finished.wait()) for c in self._connections]
+        if waiting:
+            await asyncio.wait(waiting, timeout=SHUTDOWN_FLUSH_SECONDS)
+        for room in self.rooms.rooms():
+            await self.journal_closer.flush(room)
+        await self.snapshotter.wait()
+
+    async def stop(self) -> None:
+        await self.shutdown()
+        await self.supervisor.stop()
+        await self.metadata.save_loaded(self.rooms.rooms())
+        if self.fanout is not None:
+            await self.fanout.stop()
+        await self.store.close()

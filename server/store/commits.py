@@ -1,0 +1,193 @@
+"""Group commit: the one place where an accepted update becomes durable, then visible.
+
+Rooms apply an update, give it a version and `submit` it here. One task takes everything that
+is waiting (across all rooms) as one batch, commits it in one transaction, and only then hands
+each write back to its room in order (`on_committed`: relay, acknowledge). While a commit runs
+the next batch gathers, so a burst of keystrokes pays one commit, not one fsync each.
+
+When the pipeline is idle, the first write of an event-loop turn is committed at once, inside
+`submit` (`Store.append_updates_now`): handing it to the commit task would cost a task switch
+before the commit and another to the writer after it, most of a lone keystroke's time on the
+server. Only one a turn: the writes that follow it in the same turn gather into one batch as
+before, so a burst still pays one commit, not one each.
+
+The queue is bounded: a room waits for room (`wait_for_space`) *before* applying an update, so
+that applying, numbering and queueing happen with no await in between and versions enter the
+queue in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from crdt.journal import JournalEvent
+from server import faults, metrics
+from server.errors import CloseCode, StoreError
+from server.store.api import Store
+from server.store.records import UpdateRecord
+
+__all__ = ["CommitPipeline", "CommitTarget", "PendingWrite"]
+
+logger = logging.getLogger("draftsync.commits")
+
+
+class CommitTarget(Protocol):
+    """The room side of the pipeline."""
+
+    @property
+    def accepts_commits(self) -> bool: ...
+
+    def on_committed(self, write: PendingWrite) -> None: ...
+
+    def on_commit_failed(self, error: Exception, *, code: int = ..., reason: str = ...) -> None: ...
+
+
+@dataclass(slots=True)
+class PendingWrite:
+    target: CommitTarget
+    sender: object  # the Connection that sent it, handed back to the target untouched
+    record: UpdateRecord
+    events: Sequence[JournalEvent] = ()  # stored in the same transaction
+    ticket: int = 0  # the target's gate ticket (server/sync/gate.py), handed back at commit
+
+
+class CommitPipeline:
+    def __init__(self, store: Store, *, max_queued: int, max_batch: int) -> None:
+        self._store = store
+        self._max_queued = max_queued
+        self._max_batch = max_batch
+        self._queue: deque[PendingWrite] = deque()
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._parked = False  # `run` waits for work: nothing is queued or being committed
+        self._in_flight: list[PendingWrite] = []  # the batch `_commit` is committing
+        # Told of an unexpected error inside `submit`, where no task can crash (supervisor).
+        self.on_crash: Callable[[BaseException], None] | None = None
+        self._eager_spent = False  # this loop turn's write was committed inside `submit`
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    async def wait_for_space(self) -> None:
+        while len(self._queue) >= self._max_queued:
+            self._space.clear()
+            await self._space.wait()
+
+    def submit(self, write: PendingWrite) -> None:
+        if self._parked and not self._queue and not self._eager_spent and self._commit_now(write):
+            return
+        self._queue.append(write)
+        self._idle.clear()
+        self._ready.set()
+
+    def _commit_now(self, write: PendingWrite) -> bool:
+        """Commit one write inside `submit`, at most once an event-loop turn; False if the
+        store cannot do it without waiting (the write is then queued as usual)."""
+        self._eager_spent = True
+        asyncio.get_running_loop().call_soon(self._allow_eager)
+        started = time.perf_counter()
+        try:
+            if faults.ARMED:
+                faults.trip("commit")
+            if not self._store.append_updates_now([write.record], write.events):
+                return False
+        except StoreError as error:
+            self._failed([write], error)
+            return True
+        except Exception as error:
+            self.crashed(error, [write])
+            if self.on_crash is not None:
+                self.on_crash(error)
+            return True
+        self._committed([write], started, stored=None)
+        return True
+
+    def _allow_eager(self) -> None:
+        self._eager_spent = False
+
+    async def flush(self) -> None:
+        """Return once everything submitted so far is committed (or failed)."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        while True:
+            if not self._queue:
+                self._idle.set()
+                self._ready.clear()
+                self._parked = True
+                try:
+                    await self._ready.wait()
+                finally:
+                    self._parked = False
+                continue
+            batch = self._take_batch()
+            if batch:
+                await self._commit(batch)
+
+    def _take_batch(self) -> list[PendingWrite]:
+        batch = []
+        while self._queue and len(batch) < self._max_batch:
+            write = self._queue.popleft()
+            if write.target.accepts_commits:  # a room that failed drops what it had queued
+                batch.append(write)
+            else:
+                metrics.UPDATES_DROPPED.inc()
+        self._space.set()
+        return batch
+
+    async def _commit(self, batch: list[PendingWrite]) -> None:
+        started = time.perf_counter()
+        self._in_flight = batch  # an unexpected error leaves it to `crashed`
+        try:
+            if faults.ARMED:
+                faults.trip("commit")
+            stored = await self._store.append_updates(
+                [write.record for write in batch], [e for write in batch for e in write.events]
+            )
+        except StoreError as error:
+            self._in_flight = []
+            self._failed(batch, error)
+            return
+        self._committed(batch, started, stored)
+        self._in_flight = []
+
+    def crashed(self, error: BaseException, batch: list[PendingWrite] | None = None) -> None:
+        """An unexpected error while committing `batch` (default: the one in flight): whether
+        it reached the store is unknown, so its rooms reset with 1011 and their clients
+        resend; the pipeline itself carries on with the next batch (the supervisor restarts
+        `run`)."""
+        batch, self._in_flight = (self._in_flight if batch is None else batch), []
+        metrics.COMMIT_FAILURES.inc()
+        for target in {id(w.target): w.target for w in batch}.values():
+            target.on_commit_failed(
+                error, code=CloseCode.INTERNAL_ERROR, reason="server error, reconnect"
+            )
+
+    def _failed(self, batch: list[PendingWrite], error: StoreError) -> None:
+        metrics.COMMIT_FAILURES.inc()
+        logger.error("group commit failed updates=%d error=%s", len(batch), error)
+        for target in {id(w.target): w.target for w in batch}.values():
+            target.on_commit_failed(error)
+
+    def _committed(
+        self, batch: list[PendingWrite], started: float, stored: list[UpdateRecord] | None
+    ) -> None:
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.COMMIT_BATCH_SIZE.observe(len(batch))
+        metrics.UPDATES_STORED.inc(len(batch))
+        # PostgreSQL gives versions of its own (several instances on one draft) and returns
+        # the records as stored; SQLite returns None (the room's numbering stands).
+        if stored is not None:
+            for write, record in zip(batch, stored, strict=True):
+                write.record = record
+        for write in batch:
+            write.target.on_committed(write)

@@ -1,0 +1,582 @@
+"""The durable store on PostgreSQL (asyncpg): the same methods and promises as SQLite's.
+
+Why a second backend: several draftsync instances behind a load balancer need one store they
+all reach (design.md, "Beyond one machine"). Everything that `SqliteStore` promises holds
+here too, by PostgreSQL's own means:
+
+    durable before visible   `append_updates` is one transaction per group-commit batch, with
+                             its journal events; COMMIT returns after the WAL is flushed
+    no duplication           (draft_id, version) is the primary key of `updates`
+    activity, contributors   a row trigger on `updates`, in the commit's transaction (SQLite
+                             reads activity from the log and its commit adds contributors:
+                             there a trigger cost more; here each statement of the commit is
+                             a round trip, a trigger none)
+    schema                   created and migrated at start-up under an advisory lock, so that
+                             two instances starting together do not race (`schema_version`)
+
+The tables mirror the SQLite ones (see `server.store.sqlite`), plus `draft_activity`; `user`
+is quoted (a reserved word), ids and user names compare bytewise (COLLATE "C", as SQLite does,
+so listing pages agree), timestamps are `double precision` seconds, blobs `bytea`, the
+journal's data is JSON text.
+Every driver or connection error leaves this module as `StoreError` (`_translated`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import asyncpg
+
+from crdt.journal import JournalEvent
+from server.errors import StoreError
+from server.store.records import (
+    DraftRecord,
+    DraftState,
+    DraftSummary,
+    LoggedUpdate,
+    SavedMeta,
+    StoredEvent,
+    UpdateRecord,
+)
+
+__all__ = ["REVIEW_LOCK_CONNECTIONS", "REVIEW_LOCK_SECONDS", "PostgresStore"]
+
+# Reviews of one draft take turns under this lock (`review_lock`); key 0 numbers versions.
+_REVIEW_LOCK = "SELECT pg_advisory_lock(hashtextextended($1, 1))"
+_REVIEW_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 1))"
+REVIEW_LOCK_CONNECTIONS = 4
+REVIEW_LOCK_SECONDS = 10.0
+
+# Any constant: the lock that serialises migrations between instances starting together.
+_MIGRATION_LOCK = 0x6472616674  # "draft"
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE drafts (
+        id text COLLATE "C" PRIMARY KEY,
+        owner text NOT NULL,
+        created_at double precision NOT NULL,
+        deleted_at double precision
+    );
+    CREATE TABLE access (
+        draft_id text COLLATE "C" NOT NULL REFERENCES drafts(id),
+        "user" text COLLATE "C" NOT NULL,
+        role text NOT NULL,
+        PRIMARY KEY (draft_id, "user")
+    );
+    CREATE INDEX access_by_user ON access ("user", draft_id);
+    CREATE TABLE updates (
+        draft_id text NOT NULL,
+        version bigint NOT NULL,
+        data bytea NOT NULL,
+        "user" text NOT NULL,
+        session text NOT NULL,
+        client_id bigint,
+        created_at double precision NOT NULL,
+        PRIMARY KEY (draft_id, version)
+    );
+    CREATE TABLE snapshots (
+        draft_id text NOT NULL,
+        version bigint NOT NULL,
+        data bytea NOT NULL,
+        created_at double precision NOT NULL,
+        PRIMARY KEY (draft_id, version)
+    );
+    CREATE TABLE draft_activity (
+        draft_id text PRIMARY KEY,
+        version bigint NOT NULL,
+        last_modified double precision NOT NULL
+    );
+    CREATE TABLE draft_contributors (
+        draft_id text NOT NULL,
+        "user" text COLLATE "C" NOT NULL,
+        PRIMARY KEY (draft_id, "user")
+    );
+    CREATE TABLE draft_meta (
+        draft_id text PRIMARY KEY,
+        version bigint NOT NULL,
+        fields_key text NOT NULL,
+        word_count bigint NOT NULL,
+        filled_fields bigint NOT NULL,
+        open_conflicts bigint NOT NULL
+    );
+    CREATE FUNCTION updates_activity() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO draft_activity (draft_id, version, last_modified)
+            VALUES (NEW.draft_id, NEW.version, NEW.created_at)
+            ON CONFLICT (draft_id) DO UPDATE SET
+                version = GREATEST(draft_activity.version, excluded.version),
+                last_modified = GREATEST(draft_activity.last_modified, excluded.last_modified);
+        INSERT INTO draft_contributors (draft_id, "user") VALUES (NEW.draft_id, NEW."user")
+            ON CONFLICT DO NOTHING;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER updates_activity AFTER INSERT ON updates
+        FOR EACH ROW EXECUTE FUNCTION updates_activity();
+    CREATE TABLE events (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        draft_id text NOT NULL,
+        version bigint NOT NULL,
+        type text NOT NULL,
+        "user" text,
+        session text,
+        client_id bigint,
+        at double precision NOT NULL,
+        data text NOT NULL
+    );
+    CREATE INDEX events_by_draft ON events (draft_id, id);
+    CREATE TABLE journal_state (
+        draft_id text PRIMARY KEY,
+        text_watermark bigint NOT NULL
+    );
+    """,
+)
+
+_INSERT_EVENT = (
+    'INSERT INTO events (draft_id, version, type, "user", session, client_id, at, data)'
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+)
+_SET_WATERMARK = (
+    "INSERT INTO journal_state (draft_id, text_watermark) VALUES ($1, $2)"
+    " ON CONFLICT (draft_id) DO UPDATE SET text_watermark = excluded.text_watermark"
+)
+_EVENTS_PAGE = (
+    'SELECT id, version, type, "user", session, client_id, at, data FROM events'
+    " WHERE draft_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+)
+_TEXT_EVENTS_SINCE = (
+    "SELECT \"user\", data FROM events WHERE draft_id = $1 AND type = 'FIELD_UPDATED'"
+    " AND version >= $2 AND (data::jsonb ->> 'kind') = 'text' ORDER BY id"
+)
+_UPDATES_WITH_ORIGIN = (
+    'SELECT version, data, "user", session, client_id, created_at FROM updates'
+    " WHERE draft_id = $1 AND version > $2 AND version <= $3 ORDER BY version"
+)
+_INSERT_UPDATE = (
+    'INSERT INTO updates (draft_id, version, data, "user", session, client_id, created_at)'
+    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
+_INSERT_SNAPSHOT = (
+    "INSERT INTO snapshots (draft_id, version, data, created_at) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (draft_id, version) DO UPDATE SET"
+    " data = excluded.data, created_at = excluded.created_at"
+)
+_LATEST_SNAPSHOT = (
+    "SELECT version, data FROM snapshots WHERE draft_id = $1 AND version <= $2"
+    " ORDER BY version DESC LIMIT 1"
+)
+_UPDATES_BETWEEN = (
+    "SELECT data FROM updates WHERE draft_id = $1 AND version > $2 AND version <= $3"
+    " ORDER BY version"
+)
+_LAST_VERSION = "SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = $1"
+# One max per draft through the primary key's index (a GROUP BY would read every row).
+_LAST_VERSIONS = """
+    SELECT d, (SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = d)
+    FROM unnest($1::text[]) AS d
+"""
+_NO_LIMIT = 2**62
+_INSERT_DRAFT = (
+    "INSERT INTO drafts (id, owner, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING"
+    " RETURNING id"
+)
+_INSERT_OWNER = "INSERT INTO access (draft_id, \"user\", role) VALUES ($1, $2, 'owner')"
+_DRAFT_RECORD = """
+    SELECT d.id, d.owner, d.created_at, d.deleted_at, act.last_modified
+    FROM drafts d LEFT JOIN draft_activity act ON act.draft_id = d.id WHERE d.id = $1
+"""
+_REACHABLE_DRAFTS = """
+    SELECT d.id, a.role, d.owner, d.created_at,
+           COALESCE(act.version, 0), COALESCE(act.last_modified, d.created_at),
+           m.version, m.fields_key, m.word_count, m.filled_fields, m.open_conflicts
+    FROM access a
+    JOIN drafts d ON d.id = a.draft_id
+    LEFT JOIN draft_activity act ON act.draft_id = a.draft_id
+    LEFT JOIN draft_meta m ON m.draft_id = a.draft_id
+    WHERE a."user" = $1 AND a.draft_id > $2 AND d.deleted_at IS NULL
+    ORDER BY a.draft_id COLLATE "C" LIMIT $3
+"""
+_SET_ROLE = """
+    INSERT INTO access (draft_id, "user", role)
+    SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM drafts WHERE id = $1 AND deleted_at IS NULL)
+    ON CONFLICT (draft_id, "user") DO UPDATE SET role = excluded.role
+"""
+_SAVE_META = """
+    INSERT INTO draft_meta
+        (draft_id, version, fields_key, word_count, filled_fields, open_conflicts)
+    SELECT $1, $2, $3, $4, $5, $6
+    WHERE EXISTS (SELECT 1 FROM drafts WHERE id = $1 AND deleted_at IS NULL)
+    ON CONFLICT (draft_id) DO UPDATE SET
+        version = excluded.version, fields_key = excluded.fields_key,
+        word_count = excluded.word_count, filled_fields = excluded.filled_fields,
+        open_conflicts = excluded.open_conflicts
+    WHERE excluded.version >= draft_meta.version
+"""
+_CONTENT_TABLES = ("updates", "snapshots", "draft_meta", "draft_activity", "draft_contributors")
+
+
+async def _sequence(
+    db: asyncpg.Connection, records: Sequence[UpdateRecord]
+) -> tuple[list[UpdateRecord], dict[tuple[str, int], int]]:
+    """Give each draft's records the next stored versions; return them and what moved."""
+    stored = list(records)
+    moved: dict[tuple[str, int], int] = {}
+    # Locks in draft order: two batches touching the same drafts cannot deadlock.
+    for draft_id in sorted({r.draft_id for r in records}):
+        await db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", draft_id)
+        version = int(await db.fetchval(_LAST_VERSION, draft_id))
+        for i, record in enumerate(records):
+            if record.draft_id != draft_id:
+                continue
+            version += 1
+            if record.version != version:
+                stored[i] = dataclasses.replace(record, version=version)
+                moved[(draft_id, record.version)] = version
+    return stored, moved
+
+
+@contextlib.contextmanager
+def _translated(action: str) -> Iterator[None]:
+    # InterfaceError: the pool or connection is closed; OSError: the server is unreachable.
+    try:
+        yield
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+    ) as exc:
+        raise StoreError(f"{action} failed: {exc}") from exc
+
+
+class PostgresStore:
+    """`SqliteStore`'s interface over a pool of asyncpg connections."""
+
+    def __init__(self, pool: asyncpg.Pool, lock_pool: asyncpg.Pool, *, url: str) -> None:
+        self._pool = pool
+        # Review locks are held while a commit runs on `_pool`: with connections of their
+        # own, reviews in progress can never take the connections their commits need.
+        self._lock_pool = lock_pool
+        self.url = url
+
+    @classmethod
+    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> PostgresStore:
+        with _translated("connecting to PostgreSQL"):
+            pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+            lock_pool = await asyncpg.create_pool(url, min_size=0, max_size=REVIEW_LOCK_CONNECTIONS)
+        store = cls(pool, lock_pool, url=url)
+        try:
+            await store._migrate()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._lock_pool.close()
+        await self._pool.close()
+
+    async def _migrate(self) -> None:
+        with _translated("migrating the schema"):
+            async with self._pool.acquire() as db, db.transaction():
+                await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                await db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
+                )
+                current = await db.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+                for version, script in enumerate(_MIGRATIONS[current:], start=current + 1):
+                    await db.execute(script)
+                    await db.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._pool.acquire() as db, db.transaction():
+            yield db
+
+    async def _fetch_one(self, sql: str, *params: object) -> asyncpg.Record | None:
+        async with self._pool.acquire() as db:
+            return await db.fetchrow(sql, *params)
+
+    async def _fetch_all(self, sql: str, *params: object) -> list[asyncpg.Record]:
+        async with self._pool.acquire() as db:
+            return list(await db.fetch(sql, *params))
+
+    # -- drafts and access ------------------------------------------------------------------
+
+    async def role_of(self, draft_id: str, user: str) -> str | None:
+        with _translated("reading access"):
+            row = await self._fetch_one(
+                'SELECT role FROM access WHERE draft_id = $1 AND "user" = $2', draft_id, user
+            )
+        return str(row[0]) if row else None
+
+    async def draft_exists(self, draft_id: str) -> bool:
+        with _translated("reading drafts"):
+            row = await self._fetch_one("SELECT 1 FROM drafts WHERE id = $1", draft_id)
+        return row is not None
+
+    async def create_draft(self, draft_id: str, owner: str, *, now: float) -> bool:
+        """Create the draft owned by `owner`; False if it already existed (first writer wins)."""
+        return await self.create_draft_with(draft_id, owner, now=now, first=None)
+
+    # -- the update log -----------------------------------------------------------------------
+
+    async def append_updates(
+        self, records: Sequence[UpdateRecord], events: Sequence[JournalEvent] = ()
+    ) -> list[UpdateRecord]:
+        """Append many updates, of any drafts, in one transaction (the group commit), with
+        the journal events derived from them: an update and its events land together.
+
+        The store, not the room, has the last word on versions: several instances may host
+        one draft, each numbering from what it last saw. Under a per-draft advisory lock each
+        draft's records get the versions right after the stored ones (in the order given, so
+        one instance's order is kept) and their events follow. Returns the records as stored;
+        with one instance they are the records given, unchanged."""
+        with _translated("committing updates"):
+            async with self._transaction() as db:
+                stored, moved = await _sequence(db, records)
+                if moved:
+                    events = [
+                        dataclasses.replace(e, version=moved[(e.draft_id, e.version)])
+                        if (e.draft_id, e.version) in moved
+                        else e
+                        for e in events
+                    ]
+                await db.executemany(_INSERT_UPDATE, [r.as_row() for r in stored])
+                if events:
+                    await db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
+        return stored
+
+    @contextlib.asynccontextmanager
+    async def review_lock(self, draft_id: str) -> AsyncIterator[None]:
+        """Hold the draft's review lock (a session advisory lock, apart from the xact lock
+        that numbers versions): reviews of one draft's semantic writes take turns across
+        instances. PostgreSQL drops it with the session if the instance dies."""
+        with _translated("taking the review lock"):
+            db = await self._lock_pool.acquire(timeout=REVIEW_LOCK_SECONDS)
+        try:
+            with _translated("taking the review lock"):
+                await db.execute(_REVIEW_LOCK, draft_id, timeout=REVIEW_LOCK_SECONDS)
+            try:
+                yield
+            finally:
+                with _translated("releasing the review lock"):
+                    await db.execute(_REVIEW_UNLOCK, draft_id)
+        finally:
+            await self._lock_pool.release(db)
+
+    def append_updates_now(
+        self, records: Sequence[UpdateRecord], events: Sequence[JournalEvent] = ()
+    ) -> bool:
+        """Always False: a PostgreSQL commit is a round trip, never done without waiting."""
+        return False
+
+    async def last_version(self, draft_id: str) -> int:
+        with _translated("reading the update log"):
+            row = await self._fetch_one(_LAST_VERSION, draft_id)
+        return int(row[0]) if row else 0
+
+    async def last_versions(self, draft_ids: Sequence[str]) -> dict[str, int]:
+        """The last stored version of each draft, in one round trip."""
+        with _translated("reading the update log"):
+            rows = await self._fetch_all(_LAST_VERSIONS, list(draft_ids))
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    async def updates_between(self, draft_id: str, after: int, upto: int) -> list[bytes]:
+        """The updates with `after < version <= upto`, oldest first."""
+        with _translated("reading the update log"):
+            rows = await self._fetch_all(_UPDATES_BETWEEN, draft_id, after, upto)
+        return [bytes(row[0]) for row in rows]
+
+    async def load(self, draft_id: str, *, at_version: int | None = None) -> DraftState:
+        """The nearest snapshot at or before `at_version` (default: latest) and the log after it,
+        read in one repeatable-read transaction so that the two parts agree."""
+        upto = _NO_LIMIT if at_version is None else at_version
+        with _translated("loading a draft"):
+            async with self._pool.acquire() as db, db.transaction(isolation="repeatable_read"):
+                row = await db.fetchrow(_LATEST_SNAPSHOT, draft_id, upto)
+                snapshot_version, snapshot = (int(row[0]), bytes(row[1])) if row else (0, None)
+                rows = await db.fetch(_UPDATES_BETWEEN, draft_id, snapshot_version, upto)
+        tail = [bytes(r[0]) for r in rows]
+        return DraftState(snapshot=snapshot, snapshot_version=snapshot_version, tail=tail)
+
+    async def snapshot_versions(self, draft_id: str) -> list[int]:
+        with _translated("reading snapshots"):
+            rows = await self._fetch_all(
+                "SELECT version FROM snapshots WHERE draft_id = $1 ORDER BY version", draft_id
+            )
+        return [int(row[0]) for row in rows]
+
+    async def save_snapshot(
+        self, draft_id: str, version: int, data: bytes, *, now: float, drop: Sequence[int] = ()
+    ) -> None:
+        """Store the draft's state at `version` and delete its snapshots at `drop`, at once."""
+        with _translated("saving a snapshot"):
+            async with self._transaction() as db:
+                await db.execute(_INSERT_SNAPSHOT, draft_id, version, data, now)
+                if drop:
+                    await db.execute(
+                        "DELETE FROM snapshots WHERE draft_id = $1 AND version = ANY($2::bigint[])",
+                        draft_id,
+                        list(drop),
+                    )
+
+    # -- the journal --------------------------------------------------------------------------
+
+    async def append_events(
+        self, events: Sequence[JournalEvent], *, watermark: tuple[str, int] | None = None
+    ) -> None:
+        """Store events that belong to no single update (closed text bursts, access changes)
+        and, with `watermark`, how far the draft's text is journaled."""
+        with _translated("storing journal events"):
+            async with self._transaction() as db:
+                if events:
+                    await db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
+                if watermark is not None:
+                    await db.execute(_SET_WATERMARK, *watermark)
+
+    async def journal_watermark(self, draft_id: str) -> int:
+        """Every text change below this version is journaled (1 when nothing is recorded)."""
+        with _translated("reading the journal"):
+            row = await self._fetch_one(
+                "SELECT text_watermark FROM journal_state WHERE draft_id = $1", draft_id
+            )
+        return int(row[0]) if row else 1
+
+    async def events_page(self, draft_id: str, *, after: int, limit: int) -> list[StoredEvent]:
+        with _translated("reading the journal"):
+            rows = await self._fetch_all(_EVENTS_PAGE, draft_id, after, limit)
+        return [StoredEvent(*tuple(row)[:7], data=json.loads(row[7])) for row in rows]
+
+    async def text_events_since(
+        self, draft_id: str, version: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        with _translated("reading the journal"):
+            rows = await self._fetch_all(_TEXT_EVENTS_SINCE, draft_id, version)
+        return [(str(row[0]), json.loads(row[1])) for row in rows]
+
+    async def updates_with_origin(self, draft_id: str, after: int, upto: int) -> list[LoggedUpdate]:
+        with _translated("reading the update log"):
+            rows = await self._fetch_all(_UPDATES_WITH_ORIGIN, draft_id, after, upto)
+        return [LoggedUpdate(row[0], bytes(row[1]), row[2], row[3], row[4], row[5]) for row in rows]
+
+    # -- drafts as the REST API sees them: records, listing, sharing, tombstones, metadata --
+
+    async def draft_record(self, draft_id: str) -> DraftRecord | None:
+        with _translated("reading drafts"):
+            row = await self._fetch_one(_DRAFT_RECORD, draft_id)
+        return DraftRecord(*row) if row else None
+
+    async def create_draft_with(
+        self, draft_id: str, owner: str, *, now: float, first: UpdateRecord | None
+    ) -> bool:
+        """Create the draft and store its first update (version 1) in one transaction, so no
+        room can load it in between; False if the id is taken (also by a tombstone)."""
+        with _translated("creating a draft"):
+            async with self._transaction() as db:
+                if await db.fetchval(_INSERT_DRAFT, draft_id, owner, now) is None:
+                    return False
+                await db.execute(_INSERT_OWNER, draft_id, owner)
+                if first is not None:
+                    await db.execute(_INSERT_UPDATE, *first.as_row())
+        return True
+
+    async def reachable_drafts(
+        self, user: str, *, after: str = "", limit: int = _NO_LIMIT
+    ) -> list[DraftSummary]:
+        """The live drafts `user` has a role on, by id (byte order, as SQLite), after `after`."""
+        with _translated("listing drafts"):
+            rows = await self._fetch_all(_REACHABLE_DRAFTS, user, after, limit)
+        return [
+            DraftSummary(
+                *tuple(row)[:6],
+                meta=SavedMeta(*tuple(row)[6:]) if row[6] is not None else None,
+            )
+            for row in rows
+        ]
+
+    async def access_list(self, draft_id: str) -> dict[str, str]:
+        with _translated("reading access"):
+            rows = await self._fetch_all(
+                'SELECT "user", role FROM access WHERE draft_id = $1 ORDER BY "user" COLLATE "C"',
+                draft_id,
+            )
+        return {str(row[0]): str(row[1]) for row in rows}
+
+    async def set_role(self, draft_id: str, user: str, role: str | None) -> bool:
+        """Give `user` the role (None: remove it); False, changing nothing, if that would leave
+        the draft without an owner. A tombstoned draft gets no new access."""
+        with _translated("changing access"):
+            try:
+                async with self._transaction() as db:
+                    # Lock the draft row: two concurrent demotions cannot both see an owner left.
+                    await db.execute("SELECT 1 FROM drafts WHERE id = $1 FOR UPDATE", draft_id)
+                    if role is None:
+                        await db.execute(
+                            'DELETE FROM access WHERE draft_id = $1 AND "user" = $2',
+                            draft_id,
+                            user,
+                        )
+                    else:
+                        await db.execute(_SET_ROLE, draft_id, user, role)
+                    owners = await db.fetchval(
+                        "SELECT count(*) FROM access WHERE draft_id = $1 AND role = 'owner'",
+                        draft_id,
+                    )
+                    if not owners:
+                        raise _NoOwnerLeft
+            except _NoOwnerLeft:
+                return False
+        return True
+
+    async def tombstone(self, draft_id: str, *, now: float) -> bool:
+        """Mark the draft deleted and drop its access; False if it already was."""
+        with _translated("deleting a draft"):
+            async with self._transaction() as db:
+                status = await db.execute(
+                    "UPDATE drafts SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL",
+                    now,
+                    draft_id,
+                )
+                if status != "UPDATE 1":
+                    return False
+                await db.execute("DELETE FROM access WHERE draft_id = $1", draft_id)
+        return True
+
+    async def purge_content(self, draft_id: str) -> None:
+        """Remove a tombstoned draft's updates, snapshots and metadata (the id stays taken)."""
+        with _translated("removing a draft's content"):
+            async with self._transaction() as db:
+                for table in _CONTENT_TABLES:
+                    await db.execute(f"DELETE FROM {table} WHERE draft_id = $1", draft_id)
+
+    async def contributors(self, draft_id: str) -> list[str]:
+        with _translated("reading contributors"):
+            rows = await self._fetch_all(
+                'SELECT "user" FROM draft_contributors WHERE draft_id = $1'
+                ' ORDER BY "user" COLLATE "C"',
+                draft_id,
+            )
+        return [str(row[0]) for row in rows]
+
+    async def save_meta(self, draft_id: str, meta: SavedMeta) -> None:
+        """Keep what the content said at `meta.version` (an older version never overwrites)."""
+        with _translated("saving draft metadata"):
+            async with self._transaction() as db:
+                await db.execute(
+                    _SAVE_META,
+                    draft_id,
+                    meta.version,
+                    meta.fields_key,
+                    meta.word_count,
+                    meta.filled_fields,
+                    meta.open_conflicts,
+                )
+
+
+class _NoOwnerLeft(Exception):
+    """Rolls back an access change that would leave a draft with no owner (never escapes)."""

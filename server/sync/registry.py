@@ -1,0 +1,207 @@
+"""Loaded rooms by draft id (a dict: O(1) per lookup), loading once and unloading when idle.
+
+A room with no connections is unloaded after a grace period, and only once every update it
+accepted is committed; a connection arriving during the grace period keeps it. Loading is one
+task per draft that every concurrent joiner awaits, so a draft is never loaded twice. A room
+whose doc was discarded (`Room.discard`) is replaced only once what it accepted is committed,
+so the new room loads every version and numbers the next ones after them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+from pycrdt import Doc
+
+from crdt.history import rebuild
+from server import metrics
+from server.config import Settings
+from server.store.api import Store
+from server.store.commits import CommitPipeline
+from server.store.snapshots import Snapshotter
+from server.sync.connection import Connection
+from server.sync.gate import GateClosed
+from server.sync.journal import JournalCloser, recover_journal
+from server.sync.presence import AwarenessLimits
+from server.sync.room import Room, RoomState
+
+__all__ = ["REVIEW_POLL_SECONDS", "DocBuilder", "RoomRegistry"]
+
+logger = logging.getLogger("draftsync.registry")
+
+REVIEW_POLL_SECONDS = 0.05
+
+
+DocBuilder = Callable[..., Doc]
+"""Builds a loaded draft's doc: `(snapshot, tail, *, client_id) -> Doc` (crdt/history.py
+`rebuild`). A seam for tests that need the server's client id fixed."""
+
+
+class RoomRegistry:
+    def __init__(
+        self,
+        store: Store,
+        pipeline: CommitPipeline,
+        snapshotter: Snapshotter,
+        journal_closer: JournalCloser,
+        settings: Settings,
+        *,
+        build_doc: DocBuilder = rebuild,
+    ) -> None:
+        self._build_doc = build_doc
+        self._journal_closer = journal_closer
+        self._store = store
+        self._pipeline = pipeline
+        self._snapshotter = snapshotter
+        self._settings = settings
+        self._rooms: dict[str, Room] = {}
+        self._loading: dict[str, asyncio.Task[None]] = {}
+        self._unloading: dict[str, asyncio.Task[None]] = {}
+        # Discarded rooms whose accepted updates are still being committed.
+        self._draining: dict[str, Room] = {}
+        # Called with each room once it is open, and just before it is unloaded (its doc still
+        # there): the seam for per-draft bookkeeping (metadata). Keep them cheap and sync.
+        self.on_open: list[Callable[[Room], None]] = []
+        self.on_unload: list[Callable[[Room], None]] = []
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def get(self, draft_id: str) -> Room | None:
+        return self._rooms.get(draft_id)
+
+    def rooms(self) -> list[Room]:
+        return list(self._rooms.values())
+
+    async def join(self, draft_id: str, conn: Connection) -> Room:
+        """The open room of `draft_id`, loaded if needed, with `conn` added to it."""
+        room = await self.open(draft_id)
+        room.add(conn)  # no await since open() returned: the room cannot unload in between
+        return room
+
+    async def open(self, draft_id: str) -> Room:
+        """The open room of `draft_id`, loaded if needed. A caller that adds no connection
+        (a REST write) hands it back with `release` so that it unloads when idle."""
+        while True:
+            room = self._rooms.get(draft_id)
+            if room is None:
+                draining = self._draining.get(draft_id)
+                if draining is not None:
+                    await self._drained(draining)
+                    continue
+                room = self._new_room(draft_id)
+            loading = self._loading.get(draft_id)
+            if loading is not None:
+                await asyncio.shield(loading)  # raises the store's error to every joiner
+            if room.state is RoomState.OPEN and self._rooms.get(draft_id) is room:
+                unloading = self._unloading.pop(draft_id, None)
+                if unloading is not None:
+                    unloading.cancel()
+                return room
+
+    def release(self, room: Room) -> None:
+        if not room.connections and room.state is RoomState.OPEN:
+            self._schedule_unload(room)
+
+    def leave(self, room: Room, conn: Connection) -> None:
+        room.remove(conn)
+        self.release(room)
+
+    def _new_room(self, draft_id: str) -> Room:
+        room = Room(
+            draft_id,
+            pipeline=self._pipeline,
+            snapshotter=self._snapshotter,
+            durability=self._settings.durability,
+            schema=self._settings.schema,
+            journal_closer=self._journal_closer,
+            layers=self._settings.layers,
+            update_limits=self._settings.update_limits,
+            awareness=AwarenessLimits(
+                max_states=self._settings.awareness_max_states,
+                max_bytes=self._settings.awareness_max_bytes,
+                rate=self._settings.awareness_rate,
+            ),
+            on_failed=self._failed,
+        )
+        self._rooms[draft_id] = room
+        metrics.ROOMS_LOADED.set(len(self._rooms))
+        task = asyncio.create_task(self._load(room))
+        self._loading[draft_id] = task
+        task.add_done_callback(lambda _: self._loading.pop(draft_id, None))
+        return room
+
+    async def _load(self, room: Room) -> None:
+        started = time.perf_counter()
+        try:
+            # Text bursts still open when the process last stopped are journaled first.
+            await recover_journal(self._store, room.draft_id, self._settings.schema)
+            state = await self._store.load(room.draft_id)
+            # A fresh 32-bit client id per load: the server's own changes stay small on the wire.
+            client_id = secrets.randbits(32)
+            doc = await asyncio.to_thread(
+                self._build_doc, state.snapshot, state.tail, client_id=client_id
+            )
+        except BaseException:
+            self._forget(room)
+            raise
+        room.open(doc, state.version, since_snapshot=len(state.tail))
+        for hook in self.on_open:
+            hook(room)
+        logger.info(
+            "room loaded draft=%s version=%d snapshot=%d tail=%d ms=%.1f",
+            room.draft_id,
+            state.version,
+            state.snapshot_version,
+            len(state.tail),
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _schedule_unload(self, room: Room) -> None:
+        if room.draft_id not in self._unloading:
+            self._unloading[room.draft_id] = asyncio.create_task(self._unload_when_idle(room))
+
+    async def _unload_when_idle(self, room: Room) -> None:
+        try:
+            await asyncio.sleep(self._settings.room_grace_seconds)
+            while not room.is_drained:
+                try:
+                    await room.gate.until_committed()
+                except GateClosed:
+                    return  # the room failed: forgotten already
+                if not room.is_drained:  # a semantic write waits for its review turn
+                    await asyncio.sleep(REVIEW_POLL_SECONDS)
+        finally:
+            if self._unloading.get(room.draft_id) is asyncio.current_task():
+                del self._unloading[room.draft_id]
+        await self._journal_closer.flush(room)  # bursts are journaled before the doc goes
+        if room.connections or self._rooms.get(room.draft_id) is not room:
+            return
+        self._forget(room)
+        for hook in self.on_unload:
+            hook(room)
+        room.close()
+        logger.info("room unloaded draft=%s version=%d", room.draft_id, room.version)
+
+    def _failed(self, room: Room) -> None:
+        """The room failed or was discarded: joiners get a new one (after it drained)."""
+        self._forget(room)
+        if room.state is RoomState.DISCARDED and not room.is_drained:
+            self._draining[room.draft_id] = room
+
+    async def _drained(self, room: Room) -> None:
+        with contextlib.suppress(GateClosed):
+            await room.gate.until_committed()
+        if self._draining.get(room.draft_id) is room:
+            del self._draining[room.draft_id]
+            room.close()
+
+    def _forget(self, room: Room) -> None:
+        if self._rooms.get(room.draft_id) is room:
+            del self._rooms[room.draft_id]
+            metrics.ROOMS_LOADED.set(len(self._rooms))

@@ -1,0 +1,52 @@
+"""What a role change or a deletion does to a draft's live connections: it applies at once.
+
+    change                     live connections of that user (all users for a deletion)
+    role removed               closed 4403 "access revoked" (y-websocket stops reconnecting)
+    editor/owner -> viewer     `can_write` off; told at once with auth "read-only"; stays open
+    viewer -> editor/owner     `can_write` on
+    draft deleted              closed 4404 "draft deleted"
+
+The store is changed first, so a reconnect gets the new answer.
+"""
+
+from __future__ import annotations
+
+from server import metrics
+from server.access import Role
+from server.errors import CloseCode
+from server.sync.registry import RoomRegistry
+
+__all__ = ["apply_role", "close_deleted"]
+
+
+def apply_role(rooms: RoomRegistry, draft_id: str, user: str, role: Role | None) -> int:
+    """Apply `user`'s new role (None: removed) to their live connections; return how many."""
+    room = rooms.get(draft_id)
+    if room is None:
+        return 0
+    changed = 0
+    for conn in list(room.connections):
+        if conn.user != user or not conn.is_open:
+            continue
+        if role is None:
+            conn.close(CloseCode.FORBIDDEN, "access revoked")
+            metrics.LIVE_ACCESS_CHANGES.labels(change="revoked").inc()
+        elif conn.can_write != role.can_write:
+            conn.set_can_write(role.can_write)
+            change = "writable" if role.can_write else "read_only"
+            metrics.LIVE_ACCESS_CHANGES.labels(change=change).inc()
+        else:
+            continue
+        changed += 1
+    return changed
+
+
+def close_deleted(rooms: RoomRegistry, draft_id: str) -> int:
+    room = rooms.get(draft_id)
+    if room is None:
+        return 0
+    closing = [conn for conn in room.connections if conn.is_open]
+    for conn in closing:
+        conn.close(CloseCode.UNKNOWN_DRAFT, "draft deleted")
+        metrics.LIVE_ACCESS_CHANGES.labels(change="deleted").inc()
+    return len(closing)

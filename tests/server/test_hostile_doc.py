@@ -1,0 +1,151 @@
+"""Hostile updates that reach the doc itself (issue 21, findings 1, 6 and 7): a refused update
+leaves nothing behind (not in the room's doc, not in the store, not credited to anyone), and
+a write is applied only if its connection may write at that moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pycrdt import Doc, Map, Text
+
+from bench.harness import open_room
+from crdt.lib0 import write_var_string, write_var_uint
+from crdt.protocol import Update, encode_message
+from crdt.updates import may_nest_too_deep
+from tests.support.pycrdt_client import connect_synced
+from tests.support.raw_client import connect_raw
+from tests.support.server_process import ServerProcess
+from tests.support.stored import stored_doc, stored_rows
+
+NEAR_2_53 = 2**53 - 2
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path / "data", "--room-grace", "0.3").start()
+    yield process
+    process.stop()
+
+
+def text_item(client: int, clock: int, text: str, *, deletes: list[tuple[int, int, int]]) -> bytes:
+    """A Yjs v1 update of one string item at the start of root text `title`, with a delete
+    set of (client, clock, length) ranges, encoded by hand (no editor would send these)."""
+    out = bytearray()
+    write_var_uint(out, 1)  # one struct group
+    write_var_uint(out, 1)  # of one struct
+    write_var_uint(out, client)
+    write_var_uint(out, clock)
+    out.append(4)  # an item of string content whose parent is named
+    write_var_uint(out, 1)
+    write_var_string(out, "title")
+    write_var_string(out, text)
+    write_var_uint(out, len(deletes))
+    for owner, start, length in deletes:
+        write_var_uint(out, owner)
+        write_var_uint(out, 1)
+        write_var_uint(out, start)
+        write_var_uint(out, length)
+    return bytes(out)
+
+
+async def bystander_title(server: ServerProcess, draft: str) -> str:
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.get(
+            f"{server.http_url}/api/drafts/{draft}",
+            headers={"Authorization": f"Bearer {server.token('alice')}"},
+        )
+    assert answer.status_code == 200
+    return str(answer.json()["state"]["texts"]["title"])
+
+
+async def test_finding_6_a_delete_set_that_panics_yrs_leaves_nothing_behind(
+    server: ServerProcess,
+) -> None:
+    draft = f"panic-{uuid.uuid4().hex[:8]}"
+    alice = await connect_synced(server, draft, "alice")
+    bob = await connect_synced(server, draft, "alice")
+    mallory = await connect_raw(server.ws_url, draft, server.token("alice"))
+    try:
+        await mallory.send(encode_message(Update(text_item(5, NEAR_2_53, "x", deletes=[]))))
+        await bob.wait_for(lambda: bob.text("title") == "x")
+        payload = text_item(7, 0, "UNSTORED-PAYLOAD", deletes=[(5, 1, 2**53 - 1)])
+        await mallory.send(encode_message(Update(payload)))
+        code, reason = await mallory.wait_closed()
+        assert code == 4400 and reason and "rejected" in reason
+        # The room's doc took it half-way: it is dropped, its clients reconnect to a fresh one.
+        await asyncio.wait_for(bob.closed.wait(), 10)
+        assert bob.close_code == 1013 and "UNSTORED" not in bob.text("title")
+        assert await bystander_title(server, draft) == "x"
+        joiner = await connect_synced(server, draft, "alice")
+        assert joiner.text("title") == "x"
+        # The next user's (empty) sync step 2 stores nothing of it under their name.
+        carol = await connect_synced(server, draft, "alice")
+        await carol.flush()
+        await joiner.disconnect()
+        await carol.disconnect()
+        assert "UNSTORED" not in str(stored_doc(server.database, draft).get("title", type=Text))
+        count = "SELECT count(*) FROM updates WHERE draft_id = ?"
+        assert stored_rows(server.database, count, draft) == [(1,)]
+        assert server.process is not None and server.process.poll() is None
+    finally:
+        await asyncio.gather(alice.disconnect(), bob.disconnect(), mallory.close())
+
+
+async def test_finding_1_a_shared_type_in_fields_is_refused_and_the_server_carries_on(
+    server: ServerProcess,
+) -> None:
+    draft, other = f"ymap-{uuid.uuid4().hex[:8]}", f"calm-{uuid.uuid4().hex[:8]}"
+    mallory = await connect_synced(server, draft, "alice")
+    bystander = await connect_synced(server, other, "alice")
+    try:
+
+        def nest(doc: Doc) -> None:
+            doc.get("fields", type=Map)["k"] = Map({"inner": 1})
+
+        await mallory.edit(nest)
+        await asyncio.wait_for(mallory.closed.wait(), 10)
+        assert mallory.close_code == 4400 and "JSON" in (mallory.close_reason or "")
+        joiner = await connect_synced(server, draft, "alice")
+        assert "k" not in joiner.fields()
+        await joiner.disconnect()
+        async with httpx.AsyncClient(timeout=5) as http:
+            assert (await http.get(f"{server.http_url}/healthz")).status_code == 200
+
+        def typed(doc: Doc) -> None:
+            doc.get("title", type=Text).insert(0, "still here")
+
+        await bystander.edit(typed)
+        await bystander.flush(timeout=10)
+        assert await bystander_title(server, other) == "still here"
+    finally:
+        await asyncio.gather(mallory.disconnect(), bystander.disconnect())
+
+
+async def test_finding_7_a_write_waiting_when_its_sender_is_downgraded_is_not_applied(
+    tmp_path: Path,
+) -> None:
+    """The real room and store in-process, so that the downgrade lands exactly while the
+    update waits (on the nesting check's worker thread) between the first rights check and
+    the doc: it must not be applied, stored or acknowledged."""
+    source = Doc()
+    source.get("notes", type=Map).update({f"u{i}v": "uv" * 4 for i in range(2_000)})
+    update = source.get_update()
+    assert may_nest_too_deep(update)  # so the room awaits a worker thread before applying
+    async with open_room(tmp_path) as harness:
+        editor, _ = await harness.connect("editor")
+        room = harness.room
+        assert room is not None
+        version = room.version
+        receiving = asyncio.create_task(room.receive_run(editor, [update]))
+        await asyncio.sleep(0)  # the run is now waiting on the worker thread
+        assert not receiving.done()
+        editor.set_can_write(False)  # what an owner's downgrade does (server/sync/sharing.py)
+        await receiving
+        await harness.committed()
+        assert room.version == version and "u0v" not in room.doc.get("notes", type=Map)

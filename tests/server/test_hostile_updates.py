@@ -1,0 +1,238 @@
+"""Hostile updates are refused before the doc applies them, and other drafts never notice
+(issue 21: findings 2 and 5; "Bounded work per message, before it touches the doc").
+
+Each test runs the finding's attack on a real server (under an address-space limit, so that a
+regression fails here instead of eating the machine), over and over from another process
+(`bench.hostile.Attacker`) while a bystander edits another draft, and checks four things:
+
+1. the attacker is closed with 4400 and a reason naming the limit's flag;
+2. nothing of the attack was stored;
+3. the bystander's round trip (one client types, another waits for each character) stays
+   within a generous factor of what it was before the attack, p99 against p99;
+4. /healthz answers 200 throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pycrdt import Doc, Map, Text
+
+from bench.hostile import Attacker
+from crdt.lib0 import write_var_string, write_var_uint
+from crdt.protocol import Update, encode_message
+from tests.support.pycrdt_client import PycrdtClient, connect_synced
+from tests.support.raw_client import connect_raw
+from tests.support.server_process import ServerProcess
+from tests.support.store_reader import stored_doc, stored_update_count
+
+ADDRESS_SPACE = 4_000_000_000  # the chained attack needed > 6 GB before it was refused
+ROUND_TRIPS = 150
+SLOWDOWN = 20  # p99 during the attack may be this many times p99 before it
+FLOOR = 0.005  # seconds: a baseline p99 below this counts as this (scheduler noise)
+TIMEOUT = 30
+MIN_ATTACKS = 5  # the bystander keeps typing until this many attacks have ended
+
+
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(
+        tmp_path_factory.mktemp("hostile"), "--room-grace", "0.3", address_space=ADDRESS_SPACE
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+def new_draft() -> str:
+    return f"d-{uuid.uuid4().hex[:12]}"
+
+
+def chained_text_update(n: int, *, client: int = 4242) -> bytes:
+    """Finding 2: n one-character items of `title`, each continuing the one before (clock i,
+    origin i - 1), separate structs that yrs squashes at commit, copying the rest each time."""
+    out = bytearray()
+    for value in (1, n, client, 0):
+        write_var_uint(out, value)
+    out.append(4)
+    write_var_uint(out, 1)
+    write_var_string(out, "title")
+    write_var_string(out, "a")
+    for i in range(1, n):
+        out.append(0x84)
+        write_var_uint(out, client)
+        write_var_uint(out, i - 1)
+        write_var_string(out, "a")
+    write_var_uint(out, 0)
+    return bytes(out)
+
+
+def fields_keys_update(n: int, *, client: int = 4343) -> bytes:
+    """Finding 5: n new keys of the `fields` map, one number each, in one update."""
+    out = bytearray()
+    for value in (1, n, client, 0):
+        write_var_uint(out, value)
+    for i in range(n):
+        out.append(8 | 0x20)
+        write_var_uint(out, 1)
+        write_var_string(out, "fields")
+        write_var_string(out, f"k{i:06d}")
+        write_var_uint(out, 1)
+        out += bytes([125, 1])
+    write_var_uint(out, 0)
+    return bytes(out)
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def round_trips(writer: PycrdtClient, reader: PycrdtClient, count: int) -> list[float]:
+    """Type `count` characters on the writer; the time until the reader has each one."""
+    samples = []
+    for _ in range(count):
+        expected = len(reader.text("title")) + 1
+
+        def type_one(doc: Doc) -> None:
+            title = doc.get("title", type=Text)
+            title.insert(len(title), "x")
+
+        started = time.perf_counter()
+        await writer.edit(type_one)
+        await reader.wait_for(lambda: len(reader.text("title")) == expected, TIMEOUT)  # noqa: B023
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def health(server: ServerProcess, stop: asyncio.Event) -> list[int]:
+    statuses = []
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
+        while not stop.is_set():
+            statuses.append((await http.get("/healthz")).status_code)
+            await asyncio.sleep(0.05)
+    return statuses
+
+
+async def run_attack(server: ServerProcess, update: bytes, flag: str, work_dir: Path) -> None:
+    victim = new_draft()
+    bystander = new_draft()
+    writer = await connect_synced(server, bystander)
+    reader = await connect_synced(server, bystander)
+    try:
+        before = await round_trips(writer, reader, ROUND_TRIPS)
+        stop = asyncio.Event()
+        # The attacker runs in a process of its own: masking and sending megabytes here would
+        # stall this process's loop and be measured as the server's doing.
+        attacker = Attacker(server.ws_url, victim, server.token("alice"), update, work_dir)
+        checks = asyncio.create_task(health(server, stop))
+        await attacker.start()  # returns once the first attack has ended
+        during = await round_trips(writer, reader, ROUND_TRIPS)
+        while len(attacker.closes) < MIN_ATTACKS:
+            during += await round_trips(writer, reader, 10)
+        stop.set()
+        closes, statuses = await attacker.stop(), await checks
+    finally:
+        await writer.disconnect()
+        await reader.disconnect()
+
+    assert closes, "no attack was sent"
+    for code, reason in closes:
+        assert code == 4400, f"closed with {code} ({reason!r}), expected 4400"
+        assert reason is not None and "update too large" in reason and flag in reason, reason
+    assert statuses and set(statuses) == {200}, f"/healthz answered {statuses}"
+    baseline = max(p99(before), FLOOR)
+    assert p99(during) <= SLOWDOWN * baseline, (
+        f"bystander p99 {p99(during) * 1000:.1f} ms during {len(closes)} attacks, "
+        f"{p99(before) * 1000:.1f} ms before"
+    )
+    assert stored_update_count(server.database, victim) == 0
+    assert str(stored_doc(server.database, victim).get("title", type=Text)) == ""
+    assert server.process is not None and server.process.poll() is None, "the server died"
+
+
+async def test_finding_2_chained_text_items_are_bounded(
+    limited_server: ServerProcess, tmp_path: Path
+) -> None:
+    update = chained_text_update(200_000)  # ~1.5 MB; 100,000 took > 6 GB before
+    await run_attack(limited_server, update, "--max-update-merge-bytes", tmp_path)
+
+
+async def test_finding_5_many_fields_keys_are_bounded(
+    limited_server: ServerProcess, tmp_path: Path
+) -> None:
+    update = fields_keys_update(700_000)  # ~14 MB; acknowledged after 35.6 s before
+    assert len(update) < 16 * 1024 * 1024  # within --max-message-bytes: reaches the room
+    await run_attack(limited_server, update, "--max-update-field-writes", tmp_path)
+
+
+def delete_ranges_update(n: int, *, owner: int = 4444) -> bytes:
+    """No structs, a delete set of n one-clock ranges of one client, a clock apart: against
+    a text of that client's long items each range splits one (yrs: 1,000,000 took 67 s)."""
+    out = bytearray([0, 1])
+    write_var_uint(out, owner)
+    write_var_uint(out, n)
+    for i in range(n):
+        write_var_uint(out, 2 * i)
+        write_var_uint(out, 1)
+    return bytes(out)
+
+
+async def test_many_delete_ranges_are_bounded(
+    limited_server: ServerProcess, tmp_path: Path
+) -> None:
+    await run_attack(
+        limited_server, delete_ranges_update(1_000_000), "--max-update-deletes", tmp_path
+    )
+
+
+def fields_overwrites_update(n: int, first: tuple[int, int], *, client: int = 4545) -> bytes:
+    """n overwrites of a `fields` key the doc already holds (its item is `first`): each item
+    names only its origin (`first`: not a chain, so no merge cost), never the root or key."""
+    out = bytearray()
+    for value in (1, n, client, 0):
+        write_var_uint(out, value)
+    for i in range(n):
+        out.append(8 | 0x80)
+        write_var_uint(out, first[0])
+        write_var_uint(out, first[1])
+        write_var_uint(out, 1)
+        out += bytes([125, i % 64])
+    write_var_uint(out, 0)
+    return bytes(out)
+
+
+async def test_overwrites_of_a_stored_fields_key_count_as_field_writes(
+    limited_server: ServerProcess,
+) -> None:
+    """99,000 overwrites of a key written earlier took the review 4.3 s on the event loop,
+    since an overwrite names only its origin; the pre-scan now knows the doc's `fields` ids."""
+    server, victim = limited_server, new_draft()
+    owner = PycrdtClient(server.ws_url, victim, server.token("alice"), client_id=777)
+    await owner.connect()
+    await asyncio.wait_for(owner.synced.wait(), TIMEOUT)
+
+    def set_key(doc: Doc) -> None:
+        doc.get("fields", type=Map)["k"] = 0
+
+    await owner.edit(set_key)
+    await owner.flush()
+    attacker = await connect_raw(server.ws_url, victim, server.token("alice"))
+    try:
+        started = time.perf_counter()
+        await attacker.send(encode_message(Update(fields_overwrites_update(99_000, (777, 0)))))
+        code, reason = await attacker.wait_closed(timeout=TIMEOUT)
+        assert code == 4400 and reason and "--max-update-field-writes" in reason, reason
+        assert time.perf_counter() - started < TIMEOUT
+        assert stored_update_count(server.database, victim) == 1
+        async with httpx.AsyncClient(timeout=5) as http:
+            assert (await http.get(f"{server.http_url}/healthz")).status_code == 200
+    finally:
+        await attacker.close()
+        await owner.disconnect()

@@ -293,9 +293,9 @@ def add_command(
         description="Real y-protocols frames, Yjs updates and awareness payloads, mutated (bit "
         "flips, inserts, deletes, truncation, splices, varUint blow-ups) from a fixed seed, fed "
         "round-robin to decode_message, decode_awareness_update, decode_update, "
-        "first_client_id, check_nesting and FieldIndex. Any exception other than a "
-        "ProtocolError is a finding, kept with its input. Run under an address-space limit: "
-        "prlimit --as=4000000000 python -m bench fuzz.",
+        "first_client_id, check_nesting, FieldIndex and count_update (the pre-scan). Any "
+        "exception other than a ProtocolError is a finding, kept with its input. Run under an "
+        "address-space limit: prlimit --as=4000000000 python -m bench fuzz.",
     )
     common(parser, f"{QUICK_INPUTS:,} inputs instead of {FULL_INPUTS:,} (a few seconds)")
     parser.add_argument(

@@ -28,6 +28,7 @@ with atheris.instrument_imports(include=["crdt"]):
     import crdt.awareness
     import crdt.fields
     import crdt.lib0
+    import crdt.limits
     import crdt.protocol
     import crdt.updates  # noqa: F401  (instrumented here, before anything else imports them)
 

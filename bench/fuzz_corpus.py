@@ -24,6 +24,7 @@ from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 from crdt.awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
 from crdt.fields import FieldIndex
 from crdt.lib0 import encode_var_uint, write_var_string, write_var_uint
+from crdt.limits import count_update
 from crdt.protocol import (
     Auth,
     Awareness,
@@ -278,6 +279,7 @@ TARGETS: dict[str, Callable[[bytes], object]] = {
     "first_client_id": first_client_id,
     "check_nesting": check_nesting,
     "FieldIndex": _field_index,
+    "count_update": count_update,
 }
 """Each pure decoder the server feeds a client's bytes to; bad input may raise only
 `crdt.errors.ProtocolError` (README, "Connecting")."""

@@ -317,7 +317,7 @@ FINDINGS = [
         "a clock past 2**32 (yrs truncates clocks to u32): apply_update accepts it, then every "
         "get_update of the doc panics (store.rs:234 unwrap on None): the next sync step 1 "
         "closes the connection with 1000, and no editor can sync the draft any more",
-        fixed=True,  # passes on main (merged 09:40): refused before the doc applies it
+        fixed=True,  # main's panic handling: 4400 "update rejected by the CRDT", doc intact
     ),
     _finding(
         7,
@@ -325,7 +325,7 @@ FINDINGS = [
         "ContentJSON (ref 2): yrs reads count + 1 strings and writes count = strings read, so "
         "it cannot read back what it wrote: the room's sync step 2 breaks every pycrdt editor "
         "that joins (ValueError in apply_update), and the stored update cannot be reloaded",
-        fixed=True,  # passes on main (merged 09:40): refused before the doc applies it
+        fixed=True,  # main's pre-scan reads count strings, as Yjs: 4400 before yrs sees it
     ),
 ]
 

@@ -19,12 +19,13 @@ from starlette.applications import Starlette
 from crdt.errors import SchemaError
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, load_schema
-from server import presence, snapshot_retention
 from server.app import create_app
 from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
+from server.store import retention as snapshot_retention
 from server.store.factory import is_postgres_url
 from server.supervisor import EXIT_SOFTWARE
+from server.sync import presence
 
 __all__ = ["DEFAULT_TTL", "main"]
 

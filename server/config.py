@@ -8,7 +8,8 @@ from pathlib import Path
 
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, Schema
-from server import presence, snapshot_retention
+from server.store import retention as snapshot_retention
+from server.sync import presence
 
 __all__ = ["ALL_LAYERS", "Durability", "Layers", "Settings"]
 

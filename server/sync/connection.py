@@ -75,6 +75,10 @@ class _Outgoing(NamedTuple):
 
 
 class Connection:
+    # The room sends its sync step 1 when the connection joins (y-websocket); a Hocuspocus
+    # client's connection sends it in reply to the client's step 1 instead.
+    sync_on_join = True
+
     def __init__(
         self,
         socket: Socket,

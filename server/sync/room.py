@@ -191,7 +191,8 @@ class Room:
 
     def add(self, conn: Connection) -> None:
         self.connections.add(conn)
-        conn.send(encode_message(SyncStep1(self.doc.get_state())))
+        if conn.sync_on_join:  # a Hocuspocus client gets step 1 in reply to its own
+            conn.send(encode_message(SyncStep1(self.doc.get_state())))
         everyone = self.presence.full_update()
         if everyone is not None:
             conn.send(encode_message(Awareness(everyone)))

@@ -14,6 +14,7 @@ import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
+import * as decoding from 'lib0/decoding'
 import { HocuspocusProvider, HocuspocusProviderWebsocket } from '@hocuspocus/provider'
 
 const { values: argv } = parseArgs({
@@ -56,6 +57,14 @@ const open = ({ doc: handle, name, token, session_awareness: sessionAwareness = 
   on('close', ({ event }) => ({ code: event?.code ?? null, reason: event?.reason ?? null }))
   on('disconnect', ({ event }) => ({ code: event?.code ?? null, reason: event?.reason ?? null }))
   on('stateless', ({ payload }) => ({ payload }))
+  // the provider ignores SyncStatus(0) (a refused write): report every SyncStatus it gets
+  provider.on('message', ({ event }) => {
+    const decoder = decoding.createDecoder(new Uint8Array(event.data))
+    decoding.readVarString(decoder)
+    if (decoding.readVarUint(decoder) === 8) {
+      emit({ event: 'sync-status', doc: handle, applied: decoding.readVarInt(decoder) === 1 })
+    }
+  })
   if (user !== undefined) provider.setAwarenessField('user', { name: user })
   if (socket !== null) provider.attach()
   providers.set(handle, { provider, doc })

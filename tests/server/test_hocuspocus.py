@@ -9,9 +9,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from pycrdt import Text
 
 from tests.support.hocuspocus_client import HocuspocusClient
+from tests.support.node_client import NodeClient
+from tests.support.rest import as_user, create_draft
 from tests.support.server_process import ServerProcess
+from tests.support.stored import stored_doc, stored_rows
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +62,134 @@ async def test_a_provider_authenticates_syncs_and_its_edit_is_acknowledged(
         assert state["isAuthenticated"] and state["authorizedScope"] == "read-write"
     finally:
         await client.close()
+
+
+async def test_y_websocket_and_hocuspocus_clients_co_edit_one_room(server: ServerProcess) -> None:
+    """Concurrent edits from both protocols converge, each exactly once; awareness crosses both
+    ways; the store holds each client's edits under its own user."""
+    draft = new_draft()
+    token = server.token("alice")
+    y_client = await NodeClient.start(server.ws_url, draft, token, name="yws")
+    hp = await HocuspocusClient.launch(hocuspocus_url(server))
+    try:
+        await hp.open("a", draft, server.token("alice"), user="hp-a")
+        await hp.open("b", draft, server.token("alice"), user="hp-b", session_awareness=True)
+        await asyncio.gather(
+            y_client.call("wait_synced"),
+            hp.call("wait_synced", doc="a"),
+            hp.call("wait_synced", doc="b"),
+        )
+        edits = []
+        for round_ in range(5):
+            edits.append(y_client.call("insert", field="title", index=0, text=f"[y{round_}]"))
+            edits.append(hp.call("insert", doc="a", field="title", index=0, text=f"[a{round_}]"))
+            edits.append(hp.call("insert", doc="b", field="title", index=0, text=f"[b{round_}]"))
+            edits.append(hp.call("set", doc="a", key="ka", value=round_))
+            edits.append(y_client.call("set", key="ky", value=round_))
+        await asyncio.gather(*edits)
+
+        async def converged() -> str | None:
+            texts = {
+                await y_client.text("title"),
+                await hp.doc_text("a", "title"),
+                await hp.doc_text("b", "title"),
+            }
+            text = texts.pop()
+            return text if not texts and text.count("[") == 15 else None
+
+        text = await eventually(converged)
+        for mark in ("y", "a", "b"):
+            for round_ in range(5):
+                assert text.count(f"[{mark}{round_}]") == 1, text
+        assert await y_client.fields() == {"ka": 4, "ky": 4}
+        assert (await hp.doc_state("b"))["fields"] == {"ka": 4, "ky": 4}
+        await asyncio.gather(hp.call("wait_saved", doc="a"), hp.call("wait_saved", doc="b"))
+
+        # Awareness crosses the protocols (the two Hocuspocus documents see each other too).
+        await y_client.call("awareness_set", field="cursor", value=7)
+
+        async def hp_sees_y() -> bool:
+            states = await hp.call("awareness_states", doc="a")
+            return any(state.get("cursor") == 7 for _, state in states)
+
+        async def y_sees_hp() -> bool:
+            states = await y_client.call("awareness_states")
+            names = {state.get("user", {}).get("name") for _, state in states}
+            return {"hp-a", "hp-b"} <= names
+
+        await eventually(hp_sees_y)
+        await eventually(y_sees_hp)
+        # A y-websocket client never gets a Hocuspocus frame: it would have failed to decode.
+        assert not [e for e in y_client.events if e["event"] in ("error", "close")]
+    finally:
+        await asyncio.gather(y_client.close(), hp.close())
+    doc = stored_doc(server.database, draft)
+    assert str(doc.get("title", type=Text)) == text
+    users = stored_rows(
+        server.database, "SELECT DISTINCT user FROM updates WHERE draft_id = ?", draft
+    )
+    assert users == [("alice",)]
+
+
+async def test_auth_is_per_document_and_a_refusal_keeps_the_socket_open(
+    server: ServerProcess,
+) -> None:
+    draft = new_draft()
+    async with as_user(server, "olga") as olga:
+        owned = (await create_draft(olga, title="Olga's"))["id"]
+    hp = await HocuspocusClient.launch(hocuspocus_url(server), shared=True)
+    try:
+        await hp.open("bad", draft, "not-a-token")
+        failed = await hp.wait_doc_event("bad", "authenticationFailed")
+        assert "invalid token" in failed["reason"]
+        await hp.open("stranger", owned, server.token("mallory"))
+        failed = await hp.wait_doc_event("stranger", "authenticationFailed")
+        assert failed["reason"] == "no access to this draft"
+        await hp.open("badid", "no spaces allowed", server.token("alice"))
+        failed = await hp.wait_doc_event("badid", "authenticationFailed")
+        assert "draft id" in failed["reason"]
+        # The same socket still serves a document the user may open.
+        await hp.open("good", draft, server.token("alice"))
+        assert (await hp.wait_doc_event("good", "authenticated"))["scope"] == "read-write"
+        await hp.call("wait_synced", doc="good")
+        await hp.call("insert", doc="good", field="title", index=0, text="fine")
+        await hp.call("wait_saved", doc="good")
+        assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
+        assert (await hp.doc_state("stranger"))["texts"] == {}
+    finally:
+        await hp.close()
+    assert str(stored_doc(server.database, owned).get("title", type=Text)) == "Olga's"
+
+
+async def test_a_viewer_gets_sync_status_0_and_its_write_is_not_applied(
+    server: ServerProcess,
+) -> None:
+    async with as_user(server, "alice") as alice:
+        draft = (await create_draft(alice, title="Read me"))["id"]
+        response = await alice.put(
+            f"/api/drafts/{draft}/access", json={"user": "victor", "role": "viewer"}
+        )
+        assert response.status_code == 200, response.text
+    hp = await HocuspocusClient.launch(hocuspocus_url(server))
+    owner = await NodeClient.start(server.ws_url, draft, server.token("alice"))
+    try:
+        await hp.open("v", draft, server.token("victor"))
+        assert (await hp.wait_doc_event("v", "authenticated"))["scope"] == "readonly"
+        await asyncio.gather(hp.call("wait_synced", doc="v"), owner.call("wait_synced"))
+        await hp.call("wait_saved", doc="v")  # its empty step 2 is acknowledged: synced
+        assert await hp.doc_text("v", "title") == "Read me"
+        await hp.call("insert", doc="v", field="title", index=0, text="VANDAL ")
+        await hp.wait_doc_event("v", "sync-status", applied=False)
+        state = await hp.doc_state("v", "title")
+        assert state["hasUnsyncedChanges"] is True  # never acknowledged
+        # It still sees the owner's edits; the owner never sees its.
+        await owner.call("insert", field="title", index=7, text=" carefully")
+
+        async def viewer_sees() -> bool:
+            return "carefully" in await hp.doc_text("v", "title")
+
+        await eventually(viewer_sees)
+        assert "VANDAL" not in await owner.text("title")
+    finally:
+        await asyncio.gather(hp.close(), owner.close())
+    assert str(stored_doc(server.database, draft).get("title", type=Text)) == "Read me carefully"

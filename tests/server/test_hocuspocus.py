@@ -5,8 +5,11 @@ on disk, many documents over one socket, bad input on one address."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from pycrdt import Text
@@ -24,6 +27,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process.start()
     yield process
     process.stop()
+
+
+HELD = 0.8  # seconds the write lock is held while the test looks
 
 
 def hocuspocus_url(server: ServerProcess) -> str:
@@ -193,3 +199,55 @@ async def test_a_viewer_gets_sync_status_0_and_its_write_is_not_applied(
     finally:
         await asyncio.gather(hp.close(), owner.close())
     assert str(stored_doc(server.database, draft).get("title", type=Text)) == "Read me carefully"
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server of the test's own: it is killed and restarted."""
+    process = ServerProcess(tmp_path / "data", "--room-grace", "0.3").start()
+    yield process
+    process.stop()
+
+
+@contextmanager
+def write_lock(database: Path) -> Iterator[None]:
+    """Hold SQLite's write lock: the server's commit waits (its busy timeout is 5 s)."""
+    lock = sqlite3.connect(database, timeout=1)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        lock.rollback()
+        lock.close()
+
+
+async def test_has_unsynced_changes_turns_false_only_once_the_edit_is_on_disk(
+    own_server: ServerProcess,
+) -> None:
+    server = own_server
+    draft = new_draft()
+    hp = await HocuspocusClient.launch(hocuspocus_url(server))
+    try:
+        await hp.open("a", draft, server.token("alice"))
+        await hp.call("wait_synced", doc="a")
+        await hp.call("insert", doc="a", field="title", index=0, text="committed ")
+        await hp.call("wait_saved", doc="a")
+        with write_lock(server.database):
+            await hp.call("insert", doc="a", field="title", index=10, text="PENDING")
+            await asyncio.sleep(HELD)  # the server applied it; its commit waits for the lock
+            state = await hp.doc_state("a")
+            assert state["hasUnsyncedChanges"] is True, "acknowledged before the commit"
+            stored = stored_doc(server.database, draft)
+            assert str(stored.get("title", type=Text)) == "committed "
+        await hp.call("wait_saved", doc="a")  # released by the commit
+        server.kill()  # kill -9 right after the acknowledgement: the edit must be on disk
+    finally:
+        await hp.close()
+    assert str(stored_doc(server.database, draft).get("title", type=Text)) == "committed PENDING"
+    server.start()
+    y_client = await NodeClient.start(server.ws_url, draft, server.token("alice"))
+    try:
+        await y_client.call("wait_synced")
+        assert await y_client.text("title") == "committed PENDING"
+    finally:
+        await y_client.close()

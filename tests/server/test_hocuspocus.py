@@ -5,6 +5,7 @@ on disk, many documents over one socket, bad input on one address."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -14,9 +15,10 @@ from pathlib import Path
 import pytest
 from pycrdt import Text
 
+from crdt.hocuspocus import prefix
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
-from tests.support.rest import as_user, create_draft
+from tests.support.rest import as_user, create_draft, scrape
 from tests.support.server_process import ServerProcess
 from tests.support.stored import stored_doc, stored_rows
 
@@ -251,3 +253,98 @@ async def test_has_unsynced_changes_turns_false_only_once_the_edit_is_on_disk(
         assert await y_client.text("title") == "committed PENDING"
     finally:
         await y_client.close()
+
+
+async def open_connections(server: ServerProcess) -> float:
+    for line in (await scrape(server)).splitlines():
+        if line.startswith("draftsync_connections "):
+            return float(line.split()[1])
+    raise AssertionError("no draftsync_connections gauge")
+
+
+async def test_documents_share_one_socket_and_closing_one_leaves_the_other(
+    server: ServerProcess,
+) -> None:
+    first, second = new_draft(), new_draft()
+    token = server.token("alice")
+    hp = await HocuspocusClient.launch(hocuspocus_url(server), shared=True)
+    peer = await NodeClient.start(server.ws_url, second, token)
+    try:
+        await hp.open("one", first, token)
+        await hp.open("two", second, token)
+        await asyncio.gather(
+            hp.call("wait_synced", doc="one"),
+            hp.call("wait_synced", doc="two"),
+            peer.call("wait_synced"),
+        )
+        await hp.call("insert", doc="one", field="title", index=0, text="first")
+        await hp.call("insert", doc="two", field="title", index=0, text="second")
+        await asyncio.gather(hp.call("wait_saved", doc="one"), hp.call("wait_saved", doc="two"))
+        before = await open_connections(server)
+
+        await hp.call("close_doc", doc="one")
+
+        async def one_left() -> bool:
+            return await open_connections(server) == before - 1
+
+        await eventually(one_left)
+        await peer.call("insert", field="title", index=6, text=" from peer")
+        await hp.call("insert", doc="two", field="title", index=0, text="still ")
+
+        async def both_see() -> bool:
+            texts = {await peer.text("title"), await hp.doc_text("two", "title")}
+            return texts == {"still second from peer"}
+
+        await eventually(both_see)
+        await hp.call("wait_saved", doc="two")
+        assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
+    finally:
+        await asyncio.gather(hp.close(), peer.close())
+    assert str(stored_doc(server.database, first).get("title", type=Text)) == "first"
+    assert str(stored_doc(server.database, second).get("title", type=Text)) == (
+        "still second from peer"
+    )
+
+
+def frame(address: str, body: bytes) -> str:
+    """A Hocuspocus frame for `address`, base64 for the client's `raw` op."""
+    return base64.b64encode(prefix(address) + body).decode()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (bytes([0, 2, 4, 0xFF, 0xFF, 0xFF, 0xFF]), "update"),  # an undecodable Yjs update
+        (bytes([0x63]), "unknown"),  # no such message type
+        (bytes([6, 1, 0x78]), "broadcast stateless"),  # server-internal type
+        (bytes([0, 2, 9, 1]), "past the end"),  # a length past the end of the frame
+    ],
+)
+async def test_bad_input_on_one_address_closes_only_that_document(
+    server: ServerProcess, body: bytes, reason: str
+) -> None:
+    bad, good = new_draft(), new_draft()
+    token = server.token("alice")
+    hp = await HocuspocusClient.launch(hocuspocus_url(server), shared=True)
+    try:
+        await hp.open("bad", bad, token)
+        await hp.open("good", good, token)
+        await asyncio.gather(hp.call("wait_synced", doc="bad"), hp.call("wait_synced", doc="good"))
+        await hp.call("insert", doc="bad", field="title", index=0, text="kept")
+        await hp.call("wait_saved", doc="bad")
+        rows = stored_rows(server.database, "SELECT COUNT(*) FROM updates WHERE draft_id = ?", bad)
+
+        await hp.call("raw", data=frame(bad, body))
+        closed = await hp.wait_doc_event("bad", "close")
+        assert reason in closed["reason"].lower(), closed
+
+        await hp.call("insert", doc="good", field="title", index=0, text="unharmed")
+        await hp.call("wait_saved", doc="good")
+        assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
+        assert not [e for e in hp.events if e["event"] == "close" and e["doc"] == "good"]
+    finally:
+        await hp.close()
+    after = stored_rows(server.database, "SELECT COUNT(*) FROM updates WHERE draft_id = ?", bad)
+    assert after == rows
+    assert str(stored_doc(server.database, bad).get("title", type=Text)) == "kept"
+    assert str(stored_doc(server.database, good).get("title", type=Text)) == "unharmed"

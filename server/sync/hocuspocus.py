@@ -176,14 +176,24 @@ class _DocSocket:
         await self._session.wire.send_bytes(self._prefix + data)
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
-        self._session.detach(self._address)
-        wire = self._session.wire
-        if code == _SILENT or wire.closed:
+        """End this document: CLOSE (7) for a document-level code; any other closes the whole
+        socket, once every document of it has flushed what it had queued."""
+        session = self._session
+        session.detach(self._address)
+        wire = session.wire
+        if wire.closed:
             return
-        if code in DOCUMENT_CLOSE_CODES:
-            await wire.send_bytes(self._prefix + encode_close(reason or ""))
-        else:
-            await wire.close(code, reason or "")
+        if code == _SILENT:
+            pass
+        elif code in DOCUMENT_CLOSE_CODES:
+            with contextlib.suppress(Exception):
+                await wire.send_bytes(self._prefix + encode_close(reason or ""))
+        elif session.closing is None:
+            session.closing = (code, reason or "")
+            for document in session.documents():
+                document.conn.close(code, reason or "", flush=True)
+        if session.closing is not None and not session.documents():
+            await wire.close(*session.closing)
 
 
 @dataclass
@@ -207,6 +217,8 @@ class _Session:
         self._pending_messages = 0
         self._pending_bytes = 0
         self._authorised_once = False
+        # A socket-level close under way (code, reason): sent once no document is left.
+        self.closing: tuple[int, str] | None = None
 
     async def run(self) -> None:
         ticker = asyncio.create_task(self._ping())
@@ -303,6 +315,8 @@ class _Session:
         service = self.service
         if service.shutting_down:
             raise _CloseSocket(CloseCode.GOING_AWAY, "server shutting down")
+        if self.closing is not None:
+            return  # the socket is closing: the provider authenticates again on reconnect
         name = address.split("\0", 1)[0]
         user: str | None = None
         try:
@@ -353,6 +367,9 @@ class _Session:
             if self._documents.get(address) is not document:
                 break
             await self._handle(document, data, offset)
+
+    def documents(self) -> list[_Document]:
+        return list(self._documents.values())
 
     def detach(self, address: str) -> None:
         """The document at `address` leaves its room (idempotent); its writer ends on its own."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -13,9 +14,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from pycrdt import Text
+from pycrdt import Doc, Text
+from websockets import ConnectionClosed
+from websockets.asyncio.client import ClientConnection, connect
 
-from crdt.hocuspocus import prefix
+from crdt.hocuspocus import PING, encode_authenticated, encode_sync_status, prefix
+from crdt.lib0 import write_var_bytes, write_var_string
+from server.sync.hocuspocus import MAX_PENDING_DOCUMENTS, MAX_PENDING_MESSAGES, PING_SECONDS
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
 from tests.support.rest import as_user, create_draft, scrape
@@ -348,3 +353,67 @@ async def test_bad_input_on_one_address_closes_only_that_document(
     assert after == rows
     assert str(stored_doc(server.database, bad).get("title", type=Text)) == "kept"
     assert str(stored_doc(server.database, good).get("title", type=Text)) == "unharmed"
+
+
+# -- frame level: what no stock provider sends ------------------------------------------------
+
+
+def token_frame(address: str, token: str) -> bytes:
+    out = bytearray(prefix(address) + bytes([2, 0]))
+    write_var_string(out, token)
+    write_var_string(out, "4.8.0")
+    return bytes(out)
+
+
+def sync_frame(address: str, subtype: int, payload: bytes) -> bytes:
+    out = bytearray(prefix(address) + bytes([0, subtype]))
+    write_var_bytes(out, payload)
+    return bytes(out)
+
+
+async def receive(socket: ClientConnection, timeout: float = 10) -> bytes:
+    data = await asyncio.wait_for(socket.recv(), timeout)
+    assert isinstance(data, bytes), data
+    return data
+
+
+async def test_frames_before_auth_are_queued_then_answered_in_order_and_pings_come(
+    server: ServerProcess,
+) -> None:
+    draft = new_draft()
+    doc = Doc(client_id=4242)
+    doc["title"] = Text("raw")
+    async with connect(hocuspocus_url(server)) as socket:
+        await socket.send(sync_frame(draft, 0, b"\x00"))  # step 1: an empty state vector
+        await socket.send(sync_frame(draft, 2, doc.get_update()))
+        await socket.send(token_frame(draft, server.token("alice")))
+        assert await receive(socket) == prefix(draft) + encode_authenticated("read-write")
+        assert (await receive(socket)).startswith(prefix(draft) + bytes([0, 0]))  # our step 1
+        assert (await receive(socket)).startswith(prefix(draft) + bytes([0, 1]))  # step 2
+        assert await receive(socket) == prefix(draft) + encode_sync_status(True)
+        assert str(stored_doc(server.database, draft).get("title", type=Text)) == "raw"
+        # Nothing else is due: the next frame is the server's Ping, well within 30 s.
+        assert await receive(socket, timeout=PING_SECONDS + 3) == PING
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([sync_frame("queued", 2, b"\x00\x00")] * (MAX_PENDING_MESSAGES + 1), 4205),
+        ([sync_frame(f"doc{i}", 2, b"\x00\x00") for i in range(MAX_PENDING_DOCUMENTS + 1)], 4205),
+        (["a text frame"], 4205),
+        ([bytes([5, 0x61])], 4401),  # an address longer than the frame
+    ],
+    ids=["messages", "documents", "text", "address"],
+)
+async def test_socket_level_bad_input_closes_the_socket(
+    server: ServerProcess, frames: list[bytes | str], code: int
+) -> None:
+    async with connect(hocuspocus_url(server)) as socket:
+        for data in frames:
+            with contextlib.suppress(ConnectionClosed):
+                await socket.send(data)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await receive(socket)
+        assert socket.close_code == code, socket.close_reason

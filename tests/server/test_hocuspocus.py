@@ -20,7 +20,12 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from crdt.hocuspocus import PING, encode_authenticated, encode_sync_status, prefix
 from crdt.lib0 import write_var_bytes, write_var_string
-from server.sync.hocuspocus import MAX_PENDING_DOCUMENTS, MAX_PENDING_MESSAGES, PING_SECONDS
+from server.sync.hocuspocus import (
+    MAX_PENDING_DOCUMENTS,
+    MAX_PENDING_MESSAGES,
+    MAX_STATELESS_BYTES,
+    PING_SECONDS,
+)
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
 from tests.support.rest import as_user, create_draft, scrape
@@ -417,3 +422,104 @@ async def test_socket_level_bad_input_closes_the_socket(
             while True:
                 await receive(socket)
         assert socket.close_code == code, socket.close_reason
+
+
+async def test_role_changes_reach_a_hocuspocus_document_at_once(server: ServerProcess) -> None:
+    """Downgrade: Authenticated "readonly", later writes get SyncStatus(0); upgrade: back to
+    "read-write"; revoke: that document is closed with the reason, the socket stays open."""
+    async with as_user(server, "alice") as alice:
+        draft = (await create_draft(alice, title="Shared"))["id"]
+        other = (await create_draft(alice, title="Other"))["id"]
+        for draft_id in (draft, other):
+            response = await alice.put(
+                f"/api/drafts/{draft_id}/access", json={"user": "carol", "role": "editor"}
+            )
+            assert response.status_code == 200, response.text
+        hp = await HocuspocusClient.launch(hocuspocus_url(server), shared=True)
+        try:
+            await hp.open("c", draft, server.token("carol"))
+            await hp.open("o", other, server.token("carol"))
+            await asyncio.gather(hp.call("wait_synced", doc="c"), hp.call("wait_synced", doc="o"))
+            await hp.wait_doc_event("c", "authenticated", scope="read-write")
+
+            response = await alice.put(
+                f"/api/drafts/{draft}/access", json={"user": "carol", "role": "viewer"}
+            )
+            assert response.json()["liveConnections"] == 1
+            await hp.wait_doc_event("c", "authenticated", scope="readonly")
+            await hp.call("insert", doc="c", field="title", index=0, text="NOPE ")
+            await hp.wait_doc_event("c", "sync-status", applied=False)
+
+            response = await alice.put(
+                f"/api/drafts/{draft}/access", json={"user": "carol", "role": "editor"}
+            )
+            await hp.wait_doc_event("c", "authenticated", scope="read-write")
+
+            response = await alice.put(
+                f"/api/drafts/{draft}/access", json={"user": "carol", "role": "none"}
+            )
+            assert response.status_code == 200, response.text
+            closed = await hp.wait_doc_event("c", "close")
+            assert closed["reason"] == "access revoked"
+            await hp.call("insert", doc="o", field="title", index=0, text="still ")
+            await hp.call("wait_saved", doc="o")
+            assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
+        finally:
+            await hp.close()
+    assert str(stored_doc(server.database, draft).get("title", type=Text)) == "Shared"
+    assert str(stored_doc(server.database, other).get("title", type=Text)) == "still Other"
+
+
+async def test_stateless_is_accepted_within_its_bound_and_never_relayed(
+    server: ServerProcess,
+) -> None:
+    draft = new_draft()
+    token = server.token("alice")
+    hp = await HocuspocusClient.launch(hocuspocus_url(server), shared=True)
+    watcher = await HocuspocusClient.launch(hocuspocus_url(server))
+    peer = await NodeClient.start(server.ws_url, draft, token)
+    try:
+        await hp.open("s", draft, token)
+        await watcher.open("w", draft, token)
+        await asyncio.gather(
+            hp.call("wait_synced", doc="s"),
+            watcher.call("wait_synced", doc="w"),
+            peer.call("wait_synced"),
+        )
+        await hp.call("stateless", doc="s", payload='{"hello": "world"}')
+        await hp.call("insert", doc="s", field="title", index=0, text="after stateless")
+        await hp.call("wait_saved", doc="s")  # the document is still served
+
+        async def watcher_has_edit() -> bool:
+            return await watcher.doc_text("w", "title") == "after stateless"
+
+        await eventually(watcher_has_edit)
+        assert not [e for e in watcher.events if e["event"] == "stateless"]
+        assert not [e for e in peer.events if e["event"] in ("error", "close")]
+
+        await hp.call("stateless", doc="s", payload="x" * (MAX_STATELESS_BYTES + 1))
+        closed = await hp.wait_doc_event("s", "close")
+        assert "stateless" in closed["reason"]
+    finally:
+        await asyncio.gather(hp.close(), watcher.close(), peer.close())
+
+
+async def test_shutdown_flushes_and_closes_the_socket_with_1001(own_server: ServerProcess) -> None:
+    server = own_server
+    first, second = new_draft(), new_draft()
+    token = server.token("alice")
+    hp = await HocuspocusClient.launch(hocuspocus_url(server), shared=True)
+    try:
+        await hp.open("one", first, token)
+        await hp.open("two", second, token)
+        await asyncio.gather(hp.call("wait_synced", doc="one"), hp.call("wait_synced", doc="two"))
+        await hp.call("insert", doc="one", field="title", index=0, text="one")
+        await hp.call("insert", doc="two", field="title", index=0, text="two")
+        await asyncio.gather(hp.call("wait_saved", doc="one"), hp.call("wait_saved", doc="two"))
+        assert await asyncio.to_thread(server.terminate) == 0
+        disconnect = await hp.wait_event("socket-disconnect")
+        assert disconnect["code"] == 1001, disconnect
+    finally:
+        await hp.close()
+    assert str(stored_doc(server.database, first).get("title", type=Text)) == "one"
+    assert str(stored_doc(server.database, second).get("title", type=Text)) == "two"

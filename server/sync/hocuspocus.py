@@ -366,7 +366,7 @@ class _Session:
         for data, offset in self._drop_pending(address):
             if self._documents.get(address) is not document:
                 break
-            await self._handle(document, data, offset)
+            await self._handle(document, data, offset, gather=False)
 
     def documents(self) -> list[_Document]:
         return list(self._documents.values())
@@ -393,14 +393,18 @@ class _Session:
 
     # -- one document's messages ----------------------------------------------------------------
 
-    async def _handle(self, document: _Document, data: bytes, offset: int) -> None:
+    async def _handle(
+        self, document: _Document, data: bytes, offset: int, *, gather: bool = True
+    ) -> None:
+        """One frame of an authorised document; an update gathers the updates for the same
+        address that arrived right behind it (not when replaying queued frames: they go first)."""
         conn, room = document.conn, document.room
         if room is None or not conn.is_open:
             return
         try:
             message = decode_body(data, offset)
             if type(message) is Update:
-                updates = self._run_from(document, message.update)
+                updates = self._run_from(document, message.update) if gather else [message.update]
                 await self._write(document, room, updates, step2=False)
             elif type(message) is SyncStep2:
                 await self._write(document, room, [message.update], step2=True)

@@ -523,3 +523,80 @@ async def test_shutdown_flushes_and_closes_the_socket_with_1001(own_server: Serv
         await hp.close()
     assert str(stored_doc(server.database, first).get("title", type=Text)) == "one"
     assert str(stored_doc(server.database, second).get("title", type=Text)) == "two"
+
+
+async def authenticate(socket: ClientConnection, address: str, token: str, scope: str) -> None:
+    await socket.send(token_frame(address, token))
+    assert await receive(socket) == prefix(address) + encode_authenticated(scope)
+
+
+async def test_updates_sent_together_are_acknowledged_one_each_per_address(
+    server: ServerProcess,
+) -> None:
+    first, second = new_draft(), new_draft()
+    token = server.token("alice")
+    doc = Doc(client_id=777)
+    text = doc.get("title", type=Text)
+    updates = []
+    for word in ("a", "b", "c", "d"):
+        before = doc.get_state()
+        text += word
+        updates.append(doc.get_update(before))
+    async with connect(hocuspocus_url(server)) as socket:
+        await authenticate(socket, first, token, "read-write")
+        await authenticate(socket, second, token, "read-write")
+        frames = [
+            sync_frame(first, 2, updates[0]),
+            sync_frame(first, 2, updates[1]),
+            sync_frame(second, 2, updates[0]),
+            sync_frame(first, 2, updates[2]),
+            sync_frame(first, 2, updates[3]),
+        ]
+        for data in frames:  # one TCP write: the server reads them at once
+            socket.protocol.send_binary(data)
+        socket.transport.write(b"".join(socket.protocol.data_to_send()))
+        acks = {first: 0, second: 0}
+        async with asyncio.timeout(10):
+            while acks != {first: 4, second: 1}:
+                data = await receive(socket)
+                for address in acks:
+                    if data == prefix(address) + encode_sync_status(True):
+                        acks[address] += 1
+    assert str(stored_doc(server.database, first).get("title", type=Text)) == "abcd"
+    assert str(stored_doc(server.database, second).get("title", type=Text)) == "a"
+
+
+async def test_a_viewers_step_2_is_acknowledged_only_when_it_holds_nothing_new(
+    server: ServerProcess,
+) -> None:
+    async with as_user(server, "alice") as alice:
+        draft = (await create_draft(alice, title="Read me twice"))["id"]
+        response = await alice.put(
+            f"/api/drafts/{draft}/access", json={"user": "victor", "role": "viewer"}
+        )
+        assert response.status_code == 200, response.text
+    owner = await NodeClient.start(server.ws_url, draft, server.token("alice"))
+    try:
+        await owner.call("wait_synced")
+        await owner.call("delete", field="title", index=0, length=5)  # a delete set to hold
+        await owner.call("wait_synced")
+
+        async def deleted() -> bool:
+            doc = stored_doc(server.database, draft)
+            return str(doc.get("title", type=Text)) == "me twice"
+
+        await eventually(deleted)
+    finally:
+        await owner.close()
+    known = stored_doc(server.database, draft).get_update()  # everything, deletions included
+    novel = Doc(client_id=99)
+    novel["body"] = Text("VANDAL")
+    async with connect(hocuspocus_url(server)) as socket:
+        await authenticate(socket, draft, server.token("victor"), "readonly")
+        await socket.send(sync_frame(draft, 1, known))
+        assert await receive(socket) == prefix(draft) + encode_sync_status(True)
+        await socket.send(sync_frame(draft, 1, novel.get_update()))
+        assert await receive(socket) == prefix(draft) + encode_sync_status(False)
+        await socket.send(sync_frame(draft, 2, novel.get_update()))
+        assert await receive(socket) == prefix(draft) + encode_sync_status(False)
+    assert str(stored_doc(server.database, draft).get("body", type=Text)) == ""

@@ -32,7 +32,9 @@ relays awareness to the others only).
 
 Stateless messages from clients are accepted up to `MAX_STATELESS_BYTES` (more closes that
 document) and dropped: they are never relayed nor stored, so they cannot carry content past
-the rules. QueryAwareness is answered with the room's full awareness.
+the rules. The server's own Stateless messages are rule outcomes (a value rejected, a
+conflict opened or resolved, a restore), sent once committed (`HocuspocusConnection.tell_events`).
+QueryAwareness is answered with the room's full awareness.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,11 +66,14 @@ from crdt.hocuspocus import (
     encode_authenticated,
     encode_close,
     encode_permission_denied,
+    encode_stateless,
     encode_sync_status,
     prefix,
     read_address,
 )
+from crdt.journal import EventType, JournalEvent
 from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
+from crdt.safe_json import dumps
 from server import metrics
 from server.access import check_draft_id, resolve_role
 from server.errors import CloseCode, StoreError
@@ -88,6 +94,7 @@ __all__ = [
     "MAX_STATELESS_BYTES",
     "PING_SECONDS",
     "RESET_CONNECTION",
+    "TOLD_EVENTS",
     "HocuspocusConnection",
     "HocuspocusSocket",
 ]
@@ -108,6 +115,16 @@ DOCUMENT_CLOSE_CODES = frozenset(
     {CloseCode.MALFORMED, CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN, CloseCode.UNKNOWN_DRAFT}
 )
 """Closes that end one document (CLOSE 7 with the reason); any other closes the socket."""
+
+TOLD_EVENTS = frozenset(
+    {
+        EventType.CONFLICT_OPENED,
+        EventType.CONFLICT_RESOLVED,
+        EventType.VALUE_REJECTED,
+        EventType.RESTORED,
+    }
+)
+"""Journal events told to Hocuspocus clients as Stateless JSON once committed."""
 
 _SILENT = 1000  # the client closed the document itself, or the socket is gone: say nothing
 
@@ -138,6 +155,23 @@ class HocuspocusConnection(Connection):
             return
         self.can_write = allowed
         self.send(encode_authenticated(SCOPE_READ_WRITE if allowed else SCOPE_READ_ONLY))
+
+    def tell_events(self, events: Sequence[JournalEvent]) -> None:
+        """Rule outcomes, once committed, as Stateless JSON (`TOLD_EVENTS`): `{"type":
+        "draftsync.event", "event", "version", "user", "data", "yours"}`, `yours` when this
+        connection's write caused it."""
+        for event in events:
+            if event.type not in TOLD_EVENTS:
+                continue
+            payload = {
+                "type": "draftsync.event",
+                "event": str(event.type),
+                "version": event.version,
+                "user": event.user,
+                "data": event.data,
+                "yours": event.session == self.session,
+            }
+            self.send(encode_stateless(dumps(payload)))
 
 
 class _Wire:

@@ -550,6 +550,9 @@ class Room:
         self.gate.commit(write.ticket)
         for listener in self.commit_listeners:
             listener(self, record)
+        if write.events:  # committed now: connections that tell events may (Hocuspocus)
+            for conn in self.connections:
+                conn.tell_events(write.events)
         if self.state is not RoomState.OPEN:
             return  # a discarded doc is never snapshotted
         if self._held_snapshot is not None:

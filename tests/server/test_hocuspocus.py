@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -600,3 +601,39 @@ async def test_a_viewers_step_2_is_acknowledged_only_when_it_holds_nothing_new(
         await socket.send(sync_frame(draft, 2, novel.get_update()))
         assert await receive(socket) == prefix(draft) + encode_sync_status(False)
     assert str(stored_doc(server.database, draft).get("body", type=Text)) == ""
+
+
+async def test_rule_outcomes_are_told_as_stateless_json_once_committed(
+    server: ServerProcess,
+) -> None:
+    """A write the rules reject: its Hocuspocus sender and other Hocuspocus clients hear of it
+    as Stateless JSON; a y-websocket client gets no such frame."""
+    async with as_user(server, "alice") as alice:
+        draft = (await create_draft(alice, title="Plan", fields={"status": "DRAFT"}))["id"]
+    token = server.token("alice")
+    hp = await HocuspocusClient.launch(hocuspocus_url(server))
+    other = await HocuspocusClient.launch(hocuspocus_url(server))
+    peer = await NodeClient.start(server.ws_url, draft, token)
+    try:
+        await hp.open("w", draft, token)
+        await other.open("o", draft, token)
+        await asyncio.gather(
+            hp.call("wait_synced", doc="w"),
+            other.call("wait_synced", doc="o"),
+            peer.call("wait_synced"),
+        )
+        await hp.call("set", doc="w", key="status", value="PUBLISHED")  # DRAFT -> PUBLISHED: no
+        told = json.loads((await hp.wait_doc_event("w", "stateless"))["payload"])
+        assert told["type"] == "draftsync.event" and told["event"] == "VALUE_REJECTED"
+        assert told["data"]["field"] == "status" and told["data"]["value"] == "PUBLISHED"
+        assert told["yours"] is True and told["user"] == "alice"
+        heard = json.loads((await other.wait_doc_event("o", "stateless"))["payload"])
+        assert heard["event"] == "VALUE_REJECTED" and heard["yours"] is False
+
+        async def reverted() -> bool:
+            return (await hp.doc_state("w"))["fields"].get("status") == "DRAFT"
+
+        await eventually(reverted)
+        assert not [e for e in peer.events if e["event"] in ("error", "close")]
+    finally:
+        await asyncio.gather(hp.close(), other.close(), peer.close())

@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from crdt.hocuspocus import PING, encode_authenticated, encode_sync_status, prefix
 from crdt.lib0 import write_var_bytes, write_var_string
+from crdt.protocol import Auth, SyncStep1, SyncStep2, Update, WriteAck, encode_message
 from server.sync.hocuspocus import (
     MAX_PENDING_DOCUMENTS,
     MAX_PENDING_MESSAGES,
@@ -29,6 +30,7 @@ from server.sync.hocuspocus import (
 )
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
+from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user, create_draft, scrape
 from tests.support.server_process import ServerProcess
 from tests.support.stored import stored_doc, stored_rows
@@ -637,3 +639,50 @@ async def test_rule_outcomes_are_told_as_stateless_json_once_committed(
         assert not [e for e in peer.events if e["event"] in ("error", "close")]
     finally:
         await asyncio.gather(hp.close(), other.close(), peer.close())
+
+
+async def test_frames_of_one_protocol_never_reach_the_others_sockets(server: ServerProcess) -> None:
+    """A raw y-websocket socket decodes every frame it gets as y-protocols (a Hocuspocus frame
+    would not decode: its first byte is the address length), and a raw Hocuspocus socket gets
+    only frames prefixed with its address (or Ping), while both protocols edit, set awareness,
+    send Stateless and cause a rule outcome."""
+    async with as_user(server, "alice") as alice:
+        draft = (await create_draft(alice, title="Mixed", fields={"status": "DRAFT"}))["id"]
+    token = server.token("alice")
+    y_raw = await connect_raw(server.ws_url, draft, token)
+    await y_raw.send(encode_message(SyncStep1(b"\x00")))  # to get the draft's state
+    hp = await HocuspocusClient.launch(hocuspocus_url(server))
+    peer = await NodeClient.start(server.ws_url, draft, token, name="yws")
+    try:
+        async with connect(hocuspocus_url(server)) as hp_raw:
+            await authenticate(hp_raw, draft, token, "read-write")
+            await hp.open("h", draft, token, user="hp")
+            await asyncio.gather(hp.call("wait_synced", doc="h"), peer.call("wait_synced"))
+            await hp.call("insert", doc="h", field="title", index=0, text="hp ")
+            await hp.call("stateless", doc="h", payload="ping?")
+            await hp.call("set", doc="h", key="status", value="PUBLISHED")  # rejected
+            await hp.wait_doc_event("h", "stateless")
+            await peer.call("insert", field="title", index=0, text="y ")
+            await hp.call("wait_saved", doc="h")
+
+            async def raw_has_both_edits() -> bool:
+                doc = Doc()
+                for message in y_raw.messages:
+                    if isinstance(message, (SyncStep2, Update)):
+                        doc.apply_update(message.update)
+                return str(doc.get("title", type=Text)) == "y hp Mixed"
+
+            await eventually(raw_has_both_edits)
+            assert not y_raw.closed.is_set()
+            binary = [f for f in y_raw.frames if isinstance(f, bytes)]
+            assert len(y_raw.messages) == len(binary)  # every frame decoded
+            assert not [m for m in y_raw.messages if isinstance(m, (Auth, WriteAck))]
+
+            got = []
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    got.append(await receive(hp_raw, timeout=0.5))
+            assert got, "the raw Hocuspocus socket heard nothing of the room"
+            assert all(f == PING or f.startswith(prefix(draft)) for f in got)
+    finally:
+        await asyncio.gather(hp.close(), peer.close(), y_raw.close())

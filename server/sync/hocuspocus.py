@@ -282,16 +282,23 @@ class _Session:
             await self.wire.close(code, reason)
 
     async def _ping(self) -> None:
-        started = time.monotonic()
+        """Ping every `PING_SECONDS`; close a socket with no document authorised
+        `AUTH_DEADLINE_SECONDS` after it opened (4408, as Hocuspocus)."""
+        deadline = time.monotonic() + AUTH_DEADLINE_SECONDS
+        next_ping = time.monotonic() + PING_SECONDS
         while True:
-            await asyncio.sleep(PING_SECONDS)
-            if not self._authorised_once and time.monotonic() - started > AUTH_DEADLINE_SECONDS:
+            wake = next_ping if self._authorised_once else min(next_ping, deadline)
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+            now = time.monotonic()
+            if not self._authorised_once and now >= deadline:
                 await self._close_socket(CloseCode.TOO_SLOW, "Connection Timeout")
                 return
-            try:
-                await self.wire.send_bytes(PING)
-            except Exception:
-                return
+            if now >= next_ping:
+                next_ping = now + PING_SECONDS
+                try:
+                    await self.wire.send_bytes(PING)
+                except Exception:
+                    return
 
     # -- reading ------------------------------------------------------------------------------
 

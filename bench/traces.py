@@ -1,4 +1,4 @@
-"""The editing traces in `shared/data/traces/` (josephg/editing-traces): loading and credits.
+"""The editing traces in `bench/data/traces/` (josephg/editing-traces): loading and credits.
 
 A trace is a list of user transactions, each a list of `[pos, delete_count, insert_text]`
 patches counted in Unicode code points (format in the README next to the data). This module only
@@ -27,8 +27,8 @@ __all__ = [
     "reference_text",
 ]
 
-# <repo>/../shared/data/traces: the shared data sits next to the checkout, not inside it.
-DEFAULT_TRACES_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/traces"
+# bench/data/traces: copied byte for byte with their README (credits, licence) into the repo.
+DEFAULT_TRACES_DIR = Path(__file__).resolve().parent / "data" / "traces"
 
 SOURCE = "josephg/editing-traces @ 762fa6c51605c88a05ebe5c4b9d4540caca30b97"
 LICENCE = "CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/)"

@@ -5,8 +5,7 @@ merged deleted run's length is only the update's claim, 2**32 - 1 clocks fit in 
 nothing costs per clock), the tree its origins form per key, and the key's winning item as
 Yjs/yrs decide it: siblings (items with one origin) are ordered by ascending client id and a
 node's subtree follows it, so the winner is reached from the root by always taking the child
-with the largest client id (shared/docs/conflict-detection.md; matched pycrdt on every checked
-case).
+with the largest client id (docs/conflict-detection.md; matched pycrdt on every checked case).
 
 A write is *concurrent* when its origin is not the key's winner at the moment it arrives, or
 when it has no origin although the key already has items: its writer had not seen the value the

@@ -2,7 +2,7 @@
 
 Cheap on the text path: raw observers on the `fields` map and on each list root only set a
 flag (pycrdt calls them for map/list items, never for text); the update is decoded in Python
-only when a flag is up (shared/docs/conflict-detection.md measured this at 0.98x of a bare
+only when a flag is up (docs/conflict-detection.md measured this at 0.98x of a bare
 apply on text traffic). The id -> key index is built on the first `fields` write after a load,
 from the document minus that write, so cold loads stay as fast as without semantic fields.
 

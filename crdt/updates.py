@@ -1,6 +1,6 @@
 """Reading Yjs update v1 without a Doc: struct headers, map keys, values, the delete set.
 
-Layout (yjs `src/utils/encoding.js`, `Item.write`; shared/docs/wire-formats.md)::
+Layout (yjs `src/utils/encoding.js`, `Item.write`; docs/wire-formats.md)::
 
     update      = varUint numGroups, group*, deleteSet
     group       = varUint numStructs, varUint client, varUint clock, struct*
@@ -18,7 +18,7 @@ inherit both from it, so callers that need keys keep an index of the ids they ha
 (`crdt.fields.FieldIndex`). Clocks count UTF-16 code units for strings, as Yjs does.
 
 This is deliberately not on the per-update path: the room decodes only updates that touched
-the `fields` map (a pycrdt observer tells which), see shared/docs/conflict-detection.md.
+the `fields` map (a pycrdt observer tells which), see docs/conflict-detection.md.
 """
 
 from __future__ import annotations

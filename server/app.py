@@ -22,6 +22,7 @@ from server.service import Service
 from server.store.factory import open_store
 from server.supervisor import Supervisor
 from server.sync.endpoint import SyncSocket
+from server.sync.hocuspocus import HocuspocusSocket
 
 __all__ = ["create_app", "healthz", "metrics_endpoint"]
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
         WebSocketRoute("/ws/{draft_id:path}", SyncSocket()),
+        WebSocketRoute("/hocuspocus", HocuspocusSocket()),
         *web_routes,
         *api_routes,
     ]

@@ -3,7 +3,7 @@
 Why not through aiosqlite like every other statement: each trip to aiosqlite's thread waits for
 the event loop to hand over the GIL, and under load those hand-overs cost more than the commit
 itself (a WAL commit with `synchronous=NORMAL` is ~20 us; batches insert at 400k+ rows/s).
-Committing inline is what shared/docs/performance-notes.md measured fastest at every fixed rate
+Committing inline is what docs/performance-notes.md measured fastest at every fixed rate
 with `synchronous=NORMAL`; here it took `bench relay` S3 from 0.84/5.8 ms (p50/p99, with one trip
 to aiosqlite's thread a batch; four trips before) to 0.76/4.6 ms, with less server CPU.
 

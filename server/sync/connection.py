@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Generator, Sequence
 from enum import Enum
 from typing import Any, NamedTuple, Protocol
 
 from pycrdt import merge_updates
 
+from crdt.journal import JournalEvent
 from crdt.origins import ClientOrigin
 from crdt.protocol import Auth, Update, encode_message
 from server import metrics
@@ -75,6 +76,10 @@ class _Outgoing(NamedTuple):
 
 
 class Connection:
+    # The room sends its sync step 1 when the connection joins (y-websocket); a Hocuspocus
+    # client's connection sends it in reply to the client's step 1 instead.
+    sync_on_join = True
+
     def __init__(
         self,
         socket: Socket,
@@ -166,6 +171,10 @@ class Connection:
         if not self._told_read_only:
             self._told_read_only = True
             self.send(encode_message(Auth(reason="read-only")))
+
+    def tell_events(self, events: Sequence[JournalEvent]) -> None:
+        """Journal events just committed in this connection's room; y-websocket has no message
+        for them (a Hocuspocus connection sends some as Stateless)."""
 
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Ask the writer to close; with `flush`, what is queued is sent first."""

@@ -191,7 +191,8 @@ class Room:
 
     def add(self, conn: Connection) -> None:
         self.connections.add(conn)
-        conn.send(encode_message(SyncStep1(self.doc.get_state())))
+        if conn.sync_on_join:  # a Hocuspocus client gets step 1 in reply to its own
+            conn.send(encode_message(SyncStep1(self.doc.get_state())))
         everyone = self.presence.full_update()
         if everyone is not None:
             conn.send(encode_message(Awareness(everyone)))
@@ -549,6 +550,9 @@ class Room:
         self.gate.commit(write.ticket)
         for listener in self.commit_listeners:
             listener(self, record)
+        if write.events:  # committed now: connections that tell events may (Hocuspocus)
+            for conn in self.connections:
+                conn.tell_events(write.events)
         if self.state is not RoomState.OPEN:
             return  # a discarded doc is never snapshotted
         if self._held_snapshot is not None:

@@ -20,7 +20,7 @@ from bench.servers import node_ready
 from bench.services import RedisServer, find_bin_dir
 
 REPO = Path(__file__).resolve().parents[2]
-TRACES = REPO.parent / "shared/data/traces"
+TRACES = REPO / "bench" / "data" / "traces"
 TIMEOUT = 120
 
 ENVIRONMENT = {"when", "python", "platform", "cpus", "event_loop", "pycrdt", "sqlite"}

@@ -1,0 +1,536 @@
+"""The `/hocuspocus` endpoint: Hocuspocus providers (Tiptap's) in the same rooms as y-websocket.
+
+One WebSocket carries many documents, each frame prefixed with its *address* (the document
+name, or `name\\0sessionId`), framing in `crdt/hocuspocus.py`. Each address is authorised on
+its own (Auth token -> the same JWTs, roles and draft ids as `/ws`) and, once it is, becomes
+one `Connection` in its draft's room, exactly like a y-websocket client: same rules, journal,
+history, gate and send-queue bounds. What differs is only at the edges:
+
+* Its `Socket` (`_DocSocket`) prefixes every frame with the address and sends it through the
+  socket's one ASGI `send` (`_Wire`, a lock keeps frames whole). Types 0, 1 and 3 have the
+  same numbers and bodies in both protocols, so the room's frames go out unchanged.
+* The room never sends it a sync step 1 on join (`sync_on_join`): the server answers the
+  client's step 1 with its own step 1, then step 2 (through the gate), as Hocuspocus does.
+* Every update or step 2 it sends is answered with SyncStatus: `SyncStatus(1)` goes through
+  the room's gate after everything the room accepted so far, so it leaves only once the
+  update is committed (durable mode): the provider's `hasUnsyncedChanges` turns false only
+  when its edits are on disk. A read-only connection's write gets `SyncStatus(0)` and is not
+  applied (a step 2 with nothing new gets 1, so the provider's first sync still completes).
+* A live downgrade or upgrade is told as Auth "authenticated" with the new scope.
+* Closing one document sends CLOSE (7) with the reason and leaves the socket open (bad input
+  on that address: 4400, access revoked, draft deleted); what asks the client to reconnect
+  and resend (store trouble 1013, a server error 1011, a slow reader 4408, shutdown 1001)
+  closes the whole socket, since the provider reconnects only on a socket close.
+
+Frames of an address not authorised yet are queued (bounded per socket: `MAX_PENDING_*`,
+else 4205) and replayed after its Auth succeeds; a failed Auth answers PermissionDenied with
+the reason, drops what was queued for it and keeps the socket open. A socket with no
+authorised document `AUTH_DEADLINE_SECONDS` after it opened is closed with 4408. The server
+sends Ping (`[0x09]`) every `PING_SECONDS`: the provider reconnects after 30 s without a
+frame, and relies on traffic rather than on seeing its own awareness echoed (draftsync
+relays awareness to the others only).
+
+Stateless messages from clients are accepted up to `MAX_STATELESS_BYTES` (more closes that
+document) and dropped: they are never relayed nor stored, so they cannot carry content past
+the rules. The server's own Stateless messages are rule outcomes (a value rejected, a
+conflict opened or resolved, a restore), sent once committed (`HocuspocusConnection.tell_events`).
+QueryAwareness is answered with the room's full awareness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pycrdt import Doc
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from crdt.errors import DraftsyncError, ProtocolError
+from crdt.hocuspocus import (
+    PING,
+    PONG,
+    SCOPE_READ_ONLY,
+    SCOPE_READ_WRITE,
+    CloseDocument,
+    HocuspocusMessage,
+    Stateless,
+    Token,
+    decode_body,
+    encode_authenticated,
+    encode_close,
+    encode_permission_denied,
+    encode_stateless,
+    encode_sync_status,
+    prefix,
+    read_address,
+)
+from crdt.journal import EventType, JournalEvent
+from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
+from crdt.safe_json import dumps
+from server import metrics
+from server.access import check_draft_id, resolve_role
+from server.errors import CloseCode, StoreError
+from server.sync.connection import Connection, fit_close_reason
+from server.sync.endpoint import MAX_RUN
+from server.sync.inbox import Inbox
+
+if TYPE_CHECKING:
+    from server.service import Service
+    from server.sync.room import Room
+
+__all__ = [
+    "AUTH_DEADLINE_SECONDS",
+    "DOCUMENT_CLOSE_CODES",
+    "MAX_PENDING_BYTES",
+    "MAX_PENDING_DOCUMENTS",
+    "MAX_PENDING_MESSAGES",
+    "MAX_STATELESS_BYTES",
+    "PING_SECONDS",
+    "RESET_CONNECTION",
+    "TOLD_EVENTS",
+    "HocuspocusConnection",
+    "HocuspocusSocket",
+]
+
+logger = logging.getLogger("draftsync.hocuspocus")
+
+PING_SECONDS = 10.0  # well within the provider's 30 s messageReconnectTimeout
+AUTH_DEADLINE_SECONDS = 60.0  # Hocuspocus's default `timeout` before the first auth
+MAX_PENDING_MESSAGES = 1000  # frames queued before their address is authorised (per socket)
+MAX_PENDING_BYTES = 5 * 1024 * 1024
+MAX_PENDING_DOCUMENTS = 100
+MAX_STATELESS_BYTES = 64 * 1024
+
+RESET_CONNECTION = 4205  # @hocuspocus/common CloseEvents: decode errors, pre-auth caps
+_UNAUTHORIZED = 4401
+
+DOCUMENT_CLOSE_CODES = frozenset(
+    {CloseCode.MALFORMED, CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN, CloseCode.UNKNOWN_DRAFT}
+)
+"""Closes that end one document (CLOSE 7 with the reason); any other closes the socket."""
+
+TOLD_EVENTS = frozenset(
+    {
+        EventType.CONFLICT_OPENED,
+        EventType.CONFLICT_RESOLVED,
+        EventType.VALUE_REJECTED,
+        EventType.RESTORED,
+    }
+)
+"""Journal events told to Hocuspocus clients as Stateless JSON once committed."""
+
+_SILENT = 1000  # the client closed the document itself, or the socket is gone: say nothing
+
+
+class HocuspocusSocket:
+    """The ASGI app of the route."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        service: Service = websocket.app.state.service
+        await websocket.accept()
+        if service.shutting_down:
+            await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
+            return
+        await _Session(service, receive, send).run()
+
+
+class HocuspocusConnection(Connection):
+    """A document of a Hocuspocus socket, as its room sees it."""
+
+    sync_on_join = False
+
+    def deny_write(self) -> None:
+        """Refused writes are answered one by one with SyncStatus(0) by the endpoint."""
+
+    def set_can_write(self, allowed: bool) -> None:
+        if allowed == self.can_write:
+            return
+        self.can_write = allowed
+        self.send(encode_authenticated(SCOPE_READ_WRITE if allowed else SCOPE_READ_ONLY))
+
+    def tell_events(self, events: Sequence[JournalEvent]) -> None:
+        """Rule outcomes, once committed, as Stateless JSON (`TOLD_EVENTS`): `{"type":
+        "draftsync.event", "event", "version", "user", "data", "yours"}`, `yours` when this
+        connection's write caused it."""
+        for event in events:
+            if event.type not in TOLD_EVENTS:
+                continue
+            payload = {
+                "type": "draftsync.event",
+                "event": str(event.type),
+                "version": event.version,
+                "user": event.user,
+                "data": event.data,
+                "yours": event.session == self.session,
+            }
+            self.send(encode_stateless(dumps(payload)))
+
+
+class _Wire:
+    """The socket's one ASGI `send`, shared by its documents' writers; frames stay whole."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._lock = asyncio.Lock()
+        self.closed = False
+
+    async def send_bytes(self, data: bytes) -> None:
+        if self.closed:
+            raise ConnectionError("socket closed")
+        async with self._lock:
+            await self._send({"type": "websocket.send", "bytes": data})
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        async with self._lock:
+            await self._send(
+                {"type": "websocket.close", "code": code, "reason": fit_close_reason(reason)}
+            )
+
+
+class _DocSocket:
+    """What one document's `Connection` writes to: the wire, every frame prefixed."""
+
+    def __init__(self, session: _Session, address: str) -> None:
+        self._session = session
+        self._address = address
+        self._prefix = prefix(address)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._session.wire.send_bytes(self._prefix + data)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """End this document: CLOSE (7) for a document-level code; any other closes the whole
+        socket, once every document of it has flushed what it had queued."""
+        session = self._session
+        session.detach(self._address)
+        wire = session.wire
+        if wire.closed:
+            return
+        if code == _SILENT:
+            pass
+        elif code in DOCUMENT_CLOSE_CODES:
+            with contextlib.suppress(Exception):
+                await wire.send_bytes(self._prefix + encode_close(reason or ""))
+        elif session.closing is None:
+            session.closing = (code, reason or "")
+            for document in session.documents():
+                document.conn.close(code, reason or "", flush=True)
+        if session.closing is not None and not session.documents():
+            await wire.close(*session.closing)
+
+
+@dataclass
+class _Document:
+    address: str
+    draft_id: str
+    conn: HocuspocusConnection
+    room: Room | None
+    writer: asyncio.Task[None]
+
+
+class _Session:
+    """One Hocuspocus WebSocket: its documents by address and what waits for authorisation."""
+
+    def __init__(self, service: Service, receive: Receive, send: Send) -> None:
+        self.service = service
+        self.wire = _Wire(send)
+        self._inbox = Inbox(receive)
+        self._documents: dict[str, _Document] = {}
+        self._pending: dict[str, list[tuple[bytes, int]]] = {}
+        self._pending_messages = 0
+        self._pending_bytes = 0
+        self._authorised_once = False
+        # A socket-level close under way (code, reason): sent once no document is left.
+        self.closing: tuple[int, str] | None = None
+
+    async def run(self) -> None:
+        ticker = asyncio.create_task(self._ping())
+        peer_code = 1005
+        try:
+            peer_code = await self._read()
+        except _CloseSocket as close:
+            await self._close_socket(close.code, close.reason)
+        except Exception as error:  # a bug of ours
+            self.service.supervisor.report("room", error)
+            await self._close_socket(CloseCode.INTERNAL_ERROR, "server error, reconnect")
+        finally:
+            ticker.cancel()
+            writers = []
+            for address in list(self._documents):
+                document = self._documents[address]
+                writers.append(document.writer)
+                self.detach(address)
+                document.conn.close(_SILENT, "")
+            for writer in writers:
+                with contextlib.suppress(Exception):
+                    await writer
+        logger.debug("hocuspocus socket closed code=%s", peer_code)
+
+    async def _close_socket(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.wire.close(code, reason)
+
+    async def _ping(self) -> None:
+        """Ping every `PING_SECONDS`; close a socket with no document authorised
+        `AUTH_DEADLINE_SECONDS` after it opened (4408, as Hocuspocus)."""
+        deadline = time.monotonic() + AUTH_DEADLINE_SECONDS
+        next_ping = time.monotonic() + PING_SECONDS
+        while True:
+            wake = next_ping if self._authorised_once else min(next_ping, deadline)
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+            now = time.monotonic()
+            if not self._authorised_once and now >= deadline:
+                await self._close_socket(CloseCode.TOO_SLOW, "Connection Timeout")
+                return
+            if now >= next_ping:
+                next_ping = now + PING_SECONDS
+                try:
+                    await self.wire.send_bytes(PING)
+                except Exception:
+                    return
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def _read(self) -> int:
+        while True:
+            message = await self._inbox.next()
+            if message["type"] == "websocket.disconnect":
+                return int(message.get("code", 1005))
+            data = message.get("bytes")
+            if data is None:
+                raise _CloseSocket(RESET_CONNECTION, "text frames are not part of the protocol")
+            metrics.TALLY.bytes_received += len(data)
+            if data in (PONG, PING):
+                continue
+            try:
+                address, offset = read_address(data)
+            except ProtocolError as error:
+                raise _CloseSocket(_UNAUTHORIZED, f"unreadable document address: {error}") from None
+            document = self._documents.get(address)
+            if document is not None:
+                await self._handle(document, data, offset)
+            else:
+                await self._unauthorised(address, data, offset)
+
+    async def _unauthorised(self, address: str, data: bytes, offset: int) -> None:
+        """A frame for an address with no document yet: Auth, or queued until one."""
+        try:
+            message: HocuspocusMessage | None = decode_body(data, offset)
+        except ProtocolError:
+            message = None  # decoded (and refused) in turn once the address is authorised
+        if isinstance(message, Token):
+            await self._authenticate(address, message.token)
+            return
+        if isinstance(message, CloseDocument):
+            self._drop_pending(address)
+            return
+        queue = self._pending.get(address)
+        if queue is None:
+            if len(self._pending) >= MAX_PENDING_DOCUMENTS:
+                raise _CloseSocket(RESET_CONNECTION, "too many documents waiting for auth")
+            queue = self._pending[address] = []
+        queue.append((data, offset))
+        self._pending_messages += 1
+        self._pending_bytes += len(data)
+        if self._pending_messages > MAX_PENDING_MESSAGES or self._pending_bytes > MAX_PENDING_BYTES:
+            raise _CloseSocket(RESET_CONNECTION, "too much sent before auth")
+
+    def _drop_pending(self, address: str) -> list[tuple[bytes, int]]:
+        queue = self._pending.pop(address, [])
+        self._pending_messages -= len(queue)
+        self._pending_bytes -= sum(len(data) for data, _ in queue)
+        return queue
+
+    async def _authenticate(self, address: str, token: str) -> None:
+        service = self.service
+        if service.shutting_down:
+            raise _CloseSocket(CloseCode.GOING_AWAY, "server shutting down")
+        if self.closing is not None:
+            return  # the socket is closing: the provider authenticates again on reconnect
+        name = address.split("\0", 1)[0]
+        user: str | None = None
+        try:
+            draft_id = check_draft_id(name)
+            user = service.signer.verify(token)
+            role = await resolve_role(service.store, draft_id, user, now=time.time())
+        except DraftsyncError as error:
+            logger.info(
+                "hocuspocus auth refused document=%.140r user=%s reason=%s", name, user, error
+            )
+            self._drop_pending(address)
+            with contextlib.suppress(Exception):  # the socket is gone: nothing to tell
+                await self.wire.send_bytes(prefix(address) + encode_permission_denied(str(error)))
+            return
+        if address in self._documents:  # authorised meanwhile (cannot happen: reads are serial)
+            return
+        settings = service.settings
+        conn = HocuspocusConnection(
+            _DocSocket(self, address),
+            user=user,
+            session=secrets.token_hex(6),
+            can_write=role.can_write,
+            max_messages=settings.send_queue_messages,
+            max_bytes=settings.send_queue_bytes,
+        )
+        # Authenticated goes first, before the document is loaded (as Hocuspocus does).
+        conn.send(encode_authenticated(SCOPE_READ_WRITE if role.can_write else SCOPE_READ_ONLY))
+        writer = service.spawn_writer(conn)
+        writer.add_done_callback(lambda _: service.untrack(conn))
+        service.track(conn)
+        document = _Document(address, draft_id, conn, None, writer)
+        self._documents[address] = document
+        self._authorised_once = True
+        try:
+            document.room = await service.rooms.join(draft_id, conn)
+        except StoreError as error:
+            conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
+            return
+        metrics.CONNECTIONS.inc()
+        logger.info(
+            "hocuspocus document open draft=%s user=%s session=%s role=%s",
+            draft_id,
+            user,
+            conn.session,
+            role.value,
+        )
+        for data, offset in self._drop_pending(address):
+            if self._documents.get(address) is not document:
+                break
+            await self._handle(document, data, offset, gather=False)
+
+    def documents(self) -> list[_Document]:
+        return list(self._documents.values())
+
+    def detach(self, address: str) -> None:
+        """The document at `address` leaves its room (idempotent); its writer ends on its own."""
+        document = self._documents.pop(address, None)
+        if document is None:
+            return
+        conn = document.conn
+        if document.room is not None:
+            self.service.rooms.leave(document.room, conn)
+            metrics.CONNECTIONS.dec()
+            code = conn.close_code if conn.close_code is not None else 1000
+            metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
+            logger.info(
+                "hocuspocus document closed draft=%s user=%s session=%s code=%s reason=%s",
+                document.draft_id,
+                conn.user,
+                conn.session,
+                code,
+                conn.close_reason,
+            )
+
+    # -- one document's messages ----------------------------------------------------------------
+
+    async def _handle(
+        self, document: _Document, data: bytes, offset: int, *, gather: bool = True
+    ) -> None:
+        """One frame of an authorised document; an update gathers the updates for the same
+        address that arrived right behind it (not when replaying queued frames: they go first)."""
+        conn, room = document.conn, document.room
+        if room is None or not conn.is_open:
+            return
+        try:
+            message = decode_body(data, offset)
+            if type(message) is Update:
+                updates = self._run_from(document, message.update) if gather else [message.update]
+                await self._write(document, room, updates, step2=False)
+            elif type(message) is SyncStep2:
+                await self._write(document, room, [message.update], step2=True)
+            elif type(message) is SyncStep1:
+                conn.send(encode_message(SyncStep1(room.doc.get_state())))
+                await room.receive(conn, message)
+            elif type(message) is Stateless:
+                if len(message.payload.encode()) > MAX_STATELESS_BYTES:
+                    conn.close(
+                        CloseCode.MALFORMED,
+                        f"stateless payload over {MAX_STATELESS_BYTES} bytes",
+                    )
+                # Accepted and dropped: never relayed nor stored (module docstring).
+            elif type(message) is CloseDocument:
+                conn.close(_SILENT, "provider_initiated")
+                self.detach(document.address)
+            elif type(message) is Token:
+                pass  # a token refresh we never asked for: the document stays as it is
+            else:
+                await room.receive(conn, message)
+        except ProtocolError as error:
+            conn.close(CloseCode.MALFORMED, str(error))
+
+    def _run_from(self, document: _Document, first: bytes) -> list[bytes]:
+        """`first` and the updates for the same address that arrived right behind it."""
+        run = [first]
+        while len(run) < MAX_RUN:
+            message = self._inbox.ready()
+            if message is None:
+                break
+            data = message.get("bytes")
+            if data is None or message["type"] != "websocket.receive":
+                self._inbox.give_back(message)
+                break
+            try:
+                address, offset = read_address(data)
+                decoded = decode_body(data, offset) if address == document.address else None
+            except ProtocolError:
+                decoded = None
+            if type(decoded) is not Update:
+                self._inbox.give_back(message)
+                break
+            metrics.TALLY.bytes_received += len(data)
+            run.append(decoded.update)
+        return run
+
+    async def _write(
+        self, document: _Document, room: Room, updates: list[bytes], *, step2: bool
+    ) -> None:
+        conn = document.conn
+        if not conn.can_write:
+            applied = step2 and all(_nothing_new(room.doc, update) for update in updates)
+            for _ in updates:
+                conn.send(encode_sync_status(applied))
+            return
+        await room.receive_run(conn, updates)
+        if not conn.is_open:
+            return
+        if not conn.can_write:  # downgraded while the run waited: not applied
+            for _ in updates:
+                conn.send(encode_sync_status(False))
+            return
+        # "On disk": released once everything the room accepted so far is committed.
+        status = encode_sync_status(True)
+        for _ in updates:
+            room.gate.send((conn,), status, after=room.gate.accepted)
+
+
+class _CloseSocket(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _nothing_new(doc: Doc, update: bytes) -> bool:
+    """True if applying `update` would change nothing of `doc` (Yjs `snapshotContainsUpdate`):
+    a read-only client's sync step 2 normally holds nothing we lack."""
+    if update == b"\x00\x00":
+        return True
+    probe = Doc()
+    probe.apply_update(doc.get_update())
+    before = probe.get_update()
+    try:
+        probe.apply_update(update)
+    except ValueError:
+        return False
+    return probe.get_update() == before

@@ -292,7 +292,9 @@ class Room:
                     self.journal.count_text(txn)
         except BaseException as error:
             self._changes = None
-            if _is_panic(error):  # yrs gave up half-way: what it integrated is unknown
+            # yrs gave up half-way (a panic, or a RuntimeError such as "block parent must be
+            # deleted or shared ref type"): what it integrated is unknown, the doc is dropped.
+            if _is_panic(error) or isinstance(error, RuntimeError):
                 raise UndecodableUpdate(f"update rejected by the CRDT: {error}") from None
             raise
         metrics.TALLY.updates_received += applied

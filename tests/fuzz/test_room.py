@@ -309,6 +309,7 @@ FINDINGS = [
         "yrs raises RuntimeError ('block parent <44#0> must be deleted or shared ref type'), "
         "not ValueError: the room lets it through, the connection is closed with 1011 (1000 "
         "before main's server-error close), not 4400, and /healthz answers 503 afterwards",
+        fixed=True,  # a RuntimeError from yrs is a refused update now: 4400, doc reloaded
     ),
     _finding(
         6,

@@ -223,7 +223,7 @@ class SemanticFields:
         (crdt/limits.py); builds the index now if `fields` has keys, as the first review
         would. Call it only when no unreviewed update is in the doc."""
         if self._index is None:
-            if not len(self.fields):
+            if not self._values:  # the fields as loaded (a Python dict: no call into yrs)
                 return frozenset()
             index = FieldIndex()
             index.load(self._doc.get_update())

@@ -299,6 +299,14 @@ class Room:
             raise
         metrics.TALLY.updates_received += applied
         changes, self._changes = self._changes, None
+        if changes == _EMPTY_UPDATE:
+            # yrs changed the doc yet reports no change: a map key written past its client's
+            # next clock is integrated after a Skip, its state vector not advanced (fuzz
+            # finding 2). No update says what the doc now holds: reload it from the store.
+            # A client that did this honestly (a live write racing its own sync step 2)
+            # reconnects and sends the clocks it skipped first.
+            self.discard(f"an update from user={conn.user} changed the doc without an update")
+            return undecodable
         if changes is not None:  # None: nothing new, or held by pycrdt until its dependencies
             if faults.ARMED:
                 faults.trip("update")
@@ -641,6 +649,9 @@ class Room:
 
     def _capture_changes(self, event: TransactionEvent) -> None:
         self._changes = event.update
+
+
+_EMPTY_UPDATE = b"\x00\x00"  # no struct groups, no delete set
 
 
 def _new_conflict_id() -> str:

@@ -52,6 +52,8 @@ __all__ = [
     "HostileOptions",
     "add_command",
     "attack_updates",
+    "chained_text_update",
+    "fields_keys_update",
     "plot_hostile",
     "run_hostile",
 ]
@@ -69,7 +71,9 @@ class HostileOptions:
     progress: bool
 
 
-def _chained_text(n: int, client: int = 4242) -> bytes:
+def chained_text_update(n: int, *, client: int = 4242) -> bytes:
+    """Finding 2: n one-character items of `title`, each continuing the one before (clock i,
+    origin i - 1), separate structs that yrs squashes at commit, copying the rest each time."""
     out = bytearray()
     for value in (1, n, client, 0):
         write_var_uint(out, value)
@@ -86,7 +90,8 @@ def _chained_text(n: int, client: int = 4242) -> bytes:
     return bytes(out)
 
 
-def _fields_keys(n: int, client: int = 4343) -> bytes:
+def fields_keys_update(n: int, *, client: int = 4343) -> bytes:
+    """Finding 5: n new keys of the `fields` map, one number each, in one update."""
     out = bytearray()
     for value in (1, n, client, 0):
         write_var_uint(out, value)
@@ -104,8 +109,8 @@ def _fields_keys(n: int, client: int = 4343) -> bytes:
 def attack_updates() -> dict[str, tuple[str, Callable[[], bytes]]]:
     """Attack name -> (what it is, a builder of its update)."""
     return {
-        "finding-2": ("200,000 chained text items", lambda: _chained_text(200_000)),
-        "finding-5": ("700,000 keys of fields", lambda: _fields_keys(700_000)),
+        "finding-2": ("200,000 chained text items", lambda: chained_text_update(200_000)),
+        "finding-5": ("700,000 keys of fields", lambda: fields_keys_update(700_000)),
     }
 
 

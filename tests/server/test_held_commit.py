@@ -9,10 +9,8 @@ the server's commit then waits on a worker thread (up to SQLite's busy timeout, 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -23,6 +21,7 @@ from pycrdt import Doc, Text
 from bench.services import PostgresCluster, RedisServer
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.server_process import ServerProcess
+from tests.support.sqlite_lock import write_lock
 from tests.support.stored import stored_doc
 
 HELD = 0.8  # seconds the lock is held while the test looks (well under the 5 s busy timeout)
@@ -33,17 +32,6 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     process = ServerProcess(tmp_path / "data", "--room-grace", "0.3").start()
     yield process
     process.stop()
-
-
-@contextmanager
-def write_lock(database: Path) -> Iterator[None]:
-    lock = sqlite3.connect(database, timeout=1)
-    lock.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        lock.rollback()
-        lock.close()
 
 
 def type_into(title: str) -> Callable[[Doc], None]:

@@ -8,10 +8,8 @@ import asyncio
 import base64
 import contextlib
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,6 +31,7 @@ from tests.support.node_client import NodeClient
 from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user, create_draft, scrape
 from tests.support.server_process import ServerProcess
+from tests.support.sqlite_lock import write_lock
 from tests.support.stored import stored_doc, stored_rows
 
 
@@ -222,18 +221,6 @@ def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
     process = ServerProcess(tmp_path / "data", "--room-grace", "0.3").start()
     yield process
     process.stop()
-
-
-@contextmanager
-def write_lock(database: Path) -> Iterator[None]:
-    """Hold SQLite's write lock: the server's commit waits (its busy timeout is 5 s)."""
-    lock = sqlite3.connect(database, timeout=1)
-    lock.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        lock.rollback()
-        lock.close()
 
 
 async def test_has_unsynced_changes_turns_false_only_once_the_edit_is_on_disk(

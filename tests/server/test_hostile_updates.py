@@ -24,8 +24,8 @@ import httpx
 import pytest
 from pycrdt import Doc, Map, Text
 
-from bench.hostile import Attacker
-from crdt.lib0 import write_var_string, write_var_uint
+from bench.hostile import Attacker, chained_text_update, fields_keys_update
+from crdt.lib0 import write_var_uint
 from crdt.protocol import Update, encode_message
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.raw_client import connect_raw
@@ -52,41 +52,6 @@ def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
 
 def new_draft() -> str:
     return f"d-{uuid.uuid4().hex[:12]}"
-
-
-def chained_text_update(n: int, *, client: int = 4242) -> bytes:
-    """Finding 2: n one-character items of `title`, each continuing the one before (clock i,
-    origin i - 1), separate structs that yrs squashes at commit, copying the rest each time."""
-    out = bytearray()
-    for value in (1, n, client, 0):
-        write_var_uint(out, value)
-    out.append(4)
-    write_var_uint(out, 1)
-    write_var_string(out, "title")
-    write_var_string(out, "a")
-    for i in range(1, n):
-        out.append(0x84)
-        write_var_uint(out, client)
-        write_var_uint(out, i - 1)
-        write_var_string(out, "a")
-    write_var_uint(out, 0)
-    return bytes(out)
-
-
-def fields_keys_update(n: int, *, client: int = 4343) -> bytes:
-    """Finding 5: n new keys of the `fields` map, one number each, in one update."""
-    out = bytearray()
-    for value in (1, n, client, 0):
-        write_var_uint(out, value)
-    for i in range(n):
-        out.append(8 | 0x20)
-        write_var_uint(out, 1)
-        write_var_string(out, "fields")
-        write_var_string(out, f"k{i:06d}")
-        write_var_uint(out, 1)
-        out += bytes([125, 1])
-    write_var_uint(out, 0)
-    return bytes(out)
 
 
 def p99(samples: list[float]) -> float:

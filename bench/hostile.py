@@ -434,8 +434,7 @@ async def _restore_draft(server: ServerProc, token: str) -> tuple[str, list[Any]
     return draft, [{"version": full}, {"version": empty}]
 
 
-def _attacker(server: ServerProc, attack: Attack, token: str, work: Path) -> Attacker:
-    victim = f"victim-{uuid.uuid4().hex[:8]}"
+def _attacker(server: ServerProc, attack: Attack, token: str, victim: str, work: Path) -> Attacker:
     if attack.update is not None:
         update = attack.update()
         return Attacker(server.url, victim, token, update, work, fresh_draft=attack.fresh_draft)
@@ -454,7 +453,8 @@ async def _one_attack(
         draft, bodies = await _restore_draft(server, token)
         path = attack.path.replace("{draft}", draft)
         attack = Attack(name, attack.what, path=path, bodies=lambda: bodies)
-    attacker = _attacker(server, attack, token, work)
+    victim = f"victim-{uuid.uuid4().hex[:8]}"
+    attacker = _attacker(server, attack, token, victim, work)
     sent = attacker.frame_path.stat().st_size
     url = f"{server.url}/bystander-{uuid.uuid4().hex[:8]}?token={token}"
     writer = await _Editor(url).connect()
@@ -473,6 +473,11 @@ async def _one_attack(
         await writer.close()
         await reader.close()
     reasons = sorted({str(reason) for _, reason in closes if reason})
+    if attack.fresh_draft:  # what the first attacked draft kept
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=_http_base(server), headers=headers) as http:
+            read = (await http.get(f"/api/drafts/{victim}-1")).json()
+        reasons.append(f"the draft kept tags {read['state']['lists'].get('tags')!r}")
     answers: dict[str, int] = {}
     for code, reason in closes:
         key = "ack" if reason == "acknowledged" else str(code)

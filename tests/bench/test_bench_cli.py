@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.hostile import attacks
 from tests.support.server_process import REPO
 
 COMMANDS = (
@@ -51,3 +52,13 @@ def test_a_run_shows_progress_bars_on_stderr_unless_no_progress(tmp_path: Path) 
     quiet = _bench(*quick, "--out", str(tmp_path / "quiet"), "--no-progress")
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert "it/s" not in quiet.stderr
+
+
+def test_hostile_has_a_row_for_each_of_findings_2_to_5() -> None:
+    rows = {attack.name: attack for attack in attacks()}
+    assert {name.split()[0] for name in rows} == {f"finding-{n}" for n in range(2, 6)}
+    refused, at_limit = rows["finding-3 refused"].bodies, rows["finding-3 at limit"].bodies
+    assert refused is not None and at_limit is not None
+    assert [len(body["fields"]["tags"]) for body in refused() + at_limit()] == [100_000, 10_000]
+    assert rows["finding-3 restore"].restore_draft
+    assert rows["finding-4"].fresh_draft  # accepted: each attack on a draft of its own

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from pycrdt import Array, Doc, Map, Text
 
-from crdt.bulk_array import array_item_update
+from bench.hostile import duplicate_tags_update, tags_body
 from crdt.protocol import Update, encode_message
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.raw_client import connect_raw
@@ -141,7 +141,7 @@ async def test_finding_3_create_with_many_tags_is_bounded(
     before = await bystander.p99()
     async with as_user(server, "mallory") as api:
         api.timeout = httpx.Timeout(60)
-        huge = {"fields": {"tags": [f"t{i}" for i in range(100_000)]}}
+        huge = tags_body(100_000)
         elapsed, answer = await _timed(lambda: api.post("/api/drafts", json=huge))
         assert answer.status_code == 422, answer.text
         assert "100000 elements" in answer.text
@@ -154,7 +154,7 @@ async def test_finding_3_create_with_many_tags_is_bounded(
         assert answer.status_code == 422, answer.text
         assert "--max-body-fields" in answer.text
 
-        at_limit = {"fields": {"tags": [f"t{i}" for i in range(10_000)]}}
+        at_limit = tags_body(10_000)
         during, answer = await bystander.p99_during(
             _healthy_throughout(server, api.post("/api/drafts", json=at_limit))
         )
@@ -167,7 +167,7 @@ async def test_finding_3_create_with_many_tags_is_bounded(
 async def test_finding_3_restore_of_many_tags_is_bounded(
     server: ServerProcess, bystander: Bystander
 ) -> None:
-    tags = [f"t{i}" for i in range(10_000)]
+    tags = tags_body(10_000)["fields"]["tags"]
     async with as_user(server, "mallory") as api:
         api.timeout = httpx.Timeout(60)
         draft = (await create_draft(api, fields={"tags": tags}))["id"]
@@ -212,7 +212,7 @@ async def _many_duplicates(server: ServerProcess) -> None:
             await eventually(lambda: _tags_are(server, draft, done), timeout=60, interval=0.2)
 
         # What a Yjs client's push sends: one item of 20,000 values.
-        pushed = array_item_update("tags", 777, 0, ["dup"] * 20_000)
+        pushed = duplicate_tags_update(20_000)
         during, _ = await bystander.p99_during(
             _healthy_throughout(server, send_and_settle(pushed, lambda tags: tags == ["dup"]))
         )

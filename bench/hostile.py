@@ -535,7 +535,11 @@ async def run_hostile(options: HostileOptions) -> dict[str, object]:
         Column("healthz_not_200", "healthz !200"),
         Column("peak_rss_mb", "peak RSS MB"),
     ]
-    reasons = "; ".join(f"{row['attack']}: {' | '.join(row['reasons'])}" for row in rows)  # type: ignore[arg-type]
+    reasons = "; ".join(
+        f"{row['attack']}: {' | '.join(row['reasons'])}"  # type: ignore[arg-type]
+        for row in rows
+        if row["reasons"]
+    )
     footer = (
         f"bystander round trip: {count} characters typed on another draft, before and during; "
         f"server peak RSS {peak:.0f} MB, alive: {alive}\nreasons: {reasons}"

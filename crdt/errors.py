@@ -7,6 +7,7 @@
         MalformedMessage
         UnknownMessageType
         UndecodableUpdate
+        ListTooLong           a list field past its bound (--max-body-elements)
         NonJsonValue          a `fields` value that is not JSON (a shared type, binary...)
         UpdateTooLarge          an update that would cost the doc more than a limit allows
       RuleError               a value the field's type or rule refuses (REST: 422)
@@ -17,6 +18,7 @@
 
 __all__ = [
     "DraftsyncError",
+    "ListTooLong",
     "MalformedMessage",
     "NonJsonValue",
     "ProtocolError",
@@ -46,6 +48,11 @@ class UnknownMessageType(ProtocolError):
 
 class UndecodableUpdate(ProtocolError):
     """A Yjs update that pycrdt or our decoder cannot read."""
+
+
+class ListTooLong(ProtocolError):
+    """A list field that a write would take past its bound: the rules read every element in
+    Python, so the bound is what keeps one write's review to a few milliseconds."""
 
 
 class NonJsonValue(ProtocolError):

@@ -26,6 +26,7 @@ from typing import Any
 from pycrdt import Array, Doc, Map, Subscription
 
 from crdt.bulk_array import array_values, delete_positions
+from crdt.errors import ListTooLong
 from crdt.fields import FieldIndex, MapWrite, check_json_values
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.rules import Decision, decide, duplicate_positions
@@ -79,9 +80,17 @@ class SemanticFields:
     new conflict ids come from the caller (`now` arguments, `new_id`), so tests and the model
     drive it deterministically."""
 
-    def __init__(self, doc: Doc, schema: Schema, *, new_id: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        doc: Doc,
+        schema: Schema,
+        *,
+        new_id: Callable[[], str],
+        max_list_elements: int | None = None,
+    ) -> None:
         self._schema = schema
         self._new_id = new_id
+        self._max_list_elements = max_list_elements
         self.fields: Map = doc.get("fields", type=Map)
         self.conflicts: Map = doc.get("conflicts", type=Map)
         self.lists: dict[str, Array] = {
@@ -316,6 +325,10 @@ class SemanticFields:
 
     def _review_list(self, review: Review, name: str) -> None:
         spec = self._schema.fields[name]
+        limit = self._max_list_elements
+        if limit is not None and (length := len(self.lists[name])) > limit:
+            # Refused before any per-element work (yrs keeps the length: O(1)).
+            raise ListTooLong(f"{name}: {length} elements > {limit} (--max-body-elements), refused")
         values = self._read_list(name)
         bad = {i for i, value in enumerate(values) if not spec.accepts(value)}
         for position in sorted(bad):

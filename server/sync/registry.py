@@ -122,6 +122,7 @@ class RoomRegistry:
             journal_closer=self._journal_closer,
             layers=self._settings.layers,
             update_limits=self._settings.update_limits,
+            max_list_elements=self._settings.max_body_elements,
             awareness=AwarenessLimits(
                 max_states=self._settings.awareness_max_states,
                 max_bytes=self._settings.awareness_max_bytes,

@@ -105,6 +105,7 @@ class Room:
         journal_closer: JournalCloser,
         layers: Layers = ALL_LAYERS,
         update_limits: UpdateLimits = DEFAULT_LIMITS,
+        max_list_elements: int | None = None,
         awareness: AwarenessLimits | None = None,
         on_failed: Callable[[Room], None],
     ) -> None:
@@ -115,6 +116,7 @@ class Room:
         self._journal_closer = journal_closer
         self._layers = layers
         self._update_limits = update_limits
+        self._max_list_elements = max_list_elements
         self.state = RoomState.LOADING
         self.doc: Doc = Doc()
         self.connections: set[Connection] = set()
@@ -154,7 +156,12 @@ class Room:
         self.version = version
         self._since_snapshot = since_snapshot
         if self._layers.semantic_fields:
-            self.semantics = SemanticFields(doc, self.schema, new_id=_new_conflict_id)
+            self.semantics = SemanticFields(
+                doc,
+                self.schema,
+                new_id=_new_conflict_id,
+                max_list_elements=self._max_list_elements,
+            )
         if self._layers.journal:
             self.journal = RoomJournal(
                 self.draft_id,

@@ -169,8 +169,9 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=10_000,
         metavar="N",
-        help="most elements a REST create may give one list field; a longer list is refused "
-        "with 422 before any document work (%(default)s)",
+        help="most elements one list field may hold: a REST create with a longer list is "
+        "refused with 422 before any document work, a WebSocket write that makes one longer "
+        "with 4400 before the rules read it (%(default)s)",
     )
     serve.add_argument(
         "--max-body-fields",

@@ -17,8 +17,9 @@ tests/interop/node_modules/.installed: tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The Node side of `draftsync bench relay|durability`: the bench client (WebsocketProviders) and
-# the Yjs reference server @y/websocket-server, pinned in bench/node/package-lock.json.
+# The Node side of `draftsync bench relay|durability`: the bench client (WebsocketProviders and
+# HocuspocusProviders), the Yjs reference server @y/websocket-server and @hocuspocus/server with
+# its SQLite extension (better-sqlite3, a native module), pinned in bench/node/package-lock.json.
 bench/node/node_modules/.installed: bench/node/package-lock.json
 	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@

@@ -135,7 +135,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="draftsync vs pycrdt-websocket vs the Node reference server, real Yjs clients",
         description="Start each server as a real process on loopback (draftsync durable and "
         "relaxed, pycrdt-websocket with SQLiteYStore, @y/websocket-server 0.1.1 in memory) and "
-        "drive it with the same Node WebsocketProviders (bench/node/client.mjs). Reports "
+        "drive it with the same Node WebsocketProviders (bench/node/client.mjs); "
+        "draftsync-hocuspocus (draftsync's /hocuspocus) and hocuspocus-server (@hocuspocus/server "
+        "4.7.0 with its SQLite extension) are driven by HocuspocusProviders instead. Reports "
         "typed->visible latency p50/p95/p99 from Yjs ids, delivered/sent, server CPU seconds and "
         "peak RSS, and draftsync's ratio to each peer. Needs `npm ci` in bench/node.",
     )

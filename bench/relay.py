@@ -1,6 +1,8 @@
 """`bench relay`: every server as a real process on loopback, driven by the same real Yjs clients.
 
 The clients are `bench/node/client.mjs`: y-websocket `WebsocketProvider`s in one Node process
+(`HocuspocusProvider`s, @hocuspocus/provider 4.8.0, for draftsync-hocuspocus, draftsync's
+/hocuspocus endpoint, and hocuspocus-server, @hocuspocus/server 4.7.0 with its SQLite extension)
 (or several: DRAFTSYNC_BENCH_CLIENT_PROCESSES), latency typed -> visible from Yjs ids on one
 shared monotonic clock (see that file). Each (server, scenario) gets a fresh server process, so
 its CPU seconds (utime + stime during the scenario) and peak RSS (VmHWM) are its own.
@@ -31,14 +33,14 @@ import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.plots import plot_relay, plot_relay_instances
 from bench.report import Column, format_table, publish
 from bench.runtime import environment, percentile, progress
-from bench.servers import NODE_DIR, SERVERS, ServerProc, node_ready
+from bench.servers import HOCUSPOCUS_SERVERS, NODE_DIR, SERVERS, ServerProc, node_ready
 from bench.services import PostgresCluster, RedisServer, postgres_and_redis
 
 __all__ = ["SCENARIOS", "RelayOptions", "Scenario", "run_relay"]
@@ -97,6 +99,9 @@ QUICK = {
     "S4r": Scenario("S4r", 1, 4, 4000, 0, 1000),
 }
 BASELINE = "draftsync"
+# A row whose ratio is not to the comparison's baseline: the Hocuspocus server is compared with
+# draftsync's /hocuspocus endpoint (the same clients); that one with draftsync's /ws.
+PEER_BASELINES = {"hocuspocus-server": "draftsync-hocuspocus"}
 INSTANCES_SCENARIO = "S2"  # one room x 50 clients: what several instances share
 
 
@@ -142,16 +147,19 @@ class Comparison:
     title: str
     ratio_header: str
     ratio_note: str
+    peer_baselines: dict[str, str] = field(default_factory=dict)
 
 
 def _servers_comparison(servers: Sequence[str]) -> Comparison:
     return Comparison(
         setups=tuple(Setup(name, name) for name in servers),
         baseline=BASELINE,
-        title="Relay: real y-websocket clients against each server (one fresh process per run)",
+        title="Relay: real Yjs clients (y-websocket or Hocuspocus providers) against each server "
+        "(one fresh process per run)",
         ratio_header="ds/peer p50/p99",
         ratio_note="ds/peer: draftsync (durable) p50 / p99 over this server's "
-        "(< 1: draftsync lower)",
+        "(< 1: draftsync lower); hocuspocus-server's over draftsync-hocuspocus's",
+        peer_baselines=PEER_BASELINES,
     )
 
 
@@ -229,7 +237,12 @@ async def _drive(
 ) -> dict[str, Any]:
     # Every instance shares the secret, so one token is good on all of them.
     urls = [server.url for server in servers]
-    config = {**scenario.config(), "urls": urls, "token": servers[0].token}
+    config = {
+        **scenario.config(),
+        "urls": urls,
+        "token": servers[0].token,
+        "protocol": servers[0].protocol,
+    }
     rooms: list[str] = config.pop("rooms")  # type: ignore[assignment]
     slots = [room for room in rooms for _ in range(scenario.clients)]
     count = min(PROCESSES, len(slots))
@@ -368,8 +381,11 @@ def _failed(setup: Setup, scenario: Scenario, error: str) -> dict[str, object]:
     }
 
 
-def _ratios(rows: Sequence[dict[str, object]], baseline: str) -> list[dict[str, object]]:
-    """baseline / each other row, per scenario: below 1 means the baseline is lower."""
+def _ratios(
+    rows: Sequence[dict[str, object]], baseline: str, peer_baselines: dict[str, str] | None = None
+) -> list[dict[str, object]]:
+    """baseline / each other row, per scenario: below 1 means the baseline is lower. A row named
+    in `peer_baselines` is divided into its own baseline there, if that ran."""
 
     def ratio(a: object, b: object) -> float | None:
         if not isinstance(a, int | float) or not isinstance(b, int | float) or b == 0:
@@ -379,13 +395,17 @@ def _ratios(rows: Sequence[dict[str, object]], baseline: str) -> list[dict[str, 
     out = []
     by_key = {(r["scenario"], r["server"]): r for r in rows}
     for (scenario, server), peer in by_key.items():
-        base = by_key.get((scenario, baseline))
-        if server == baseline or base is None:
+        base_name = (peer_baselines or {}).get(str(server), baseline)
+        if (scenario, base_name) not in by_key:
+            base_name = baseline
+        base = by_key.get((scenario, base_name))
+        if server == base_name or base is None:
             continue
         out.append(
             {
                 "scenario": scenario,
                 "peer": server,
+                "baseline": base_name,
                 **{
                     f"{key}_ratio": ratio(base[key], peer[key])
                     for key in ("p50_ms", "p95_ms", "p99_ms", "server_cpu_s", "peak_rss_mb")
@@ -429,11 +449,13 @@ async def _measure(options: RelayOptions, comparison: Comparison) -> dict[str, o
             "title": comparison.title,
             "ratio_header": comparison.ratio_header,
             "ratio_note": comparison.ratio_note,
-            "client": "bench/node/client.mjs: yjs 13.6.33, y-websocket 3.1.0 WebsocketProviders",
+            "client": "bench/node/client.mjs: yjs 13.6.33, y-websocket 3.1.0 WebsocketProviders; "
+            "@hocuspocus/provider 4.8.0 HocuspocusProviders (one socket each) for "
+            f"{', '.join(HOCUSPOCUS_SERVERS)}",
             "latency": "typed on one client -> integrated on another, from Yjs (client, clock)",
         },
         "rows": rows,
-        "ratios": _ratios(rows, comparison.baseline),
+        "ratios": _ratios(rows, comparison.baseline, comparison.peer_baselines),
     }
 
 

@@ -4,6 +4,10 @@
     draftsync-relaxed   python -m server serve --durability relaxed
     pycrdt-websocket    python -m bench.peer_pycrdt (WebsocketServer + SQLiteYStore, uvicorn)
     y-websocket-node    @y/websocket-server 0.1.1 (yjs 13), the Yjs reference server, in memory
+    draftsync-hocuspocus  python -m server serve (durable), its /hocuspocus endpoint
+    hocuspocus-server   @hocuspocus/server 4.7.0 + @hocuspocus/extension-sqlite (a temp file)
+
+The last two are driven by Hocuspocus clients (`protocol`), the others by y-websocket clients.
 
 CPU seconds and peak RSS come from /proc (utime + stime; VmHWM), for the server process alone.
 """
@@ -22,6 +26,7 @@ from pathlib import Path
 from server.auth import TokenSigner
 
 __all__ = [
+    "HOCUSPOCUS_SERVERS",
     "NODE_DIR",
     "SERVERS",
     "ServerProc",
@@ -32,7 +37,15 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[1]
 NODE_DIR = REPO / "bench" / "node"
 SECRET = "draftsync-bench-secret-0123456789abcdef-0123456789"
-SERVERS = ("draftsync", "draftsync-relaxed", "pycrdt-websocket", "y-websocket-node")
+SERVERS = (
+    "draftsync",
+    "draftsync-relaxed",
+    "pycrdt-websocket",
+    "y-websocket-node",
+    "draftsync-hocuspocus",
+    "hocuspocus-server",
+)
+HOCUSPOCUS_SERVERS = ("draftsync-hocuspocus", "hocuspocus-server")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -43,7 +56,9 @@ def free_port() -> int:
 
 
 def node_ready() -> bool:
-    return (NODE_DIR / "node_modules" / "@y" / "websocket-server").is_dir()
+    modules = NODE_DIR / "node_modules"
+    needed = ("@y/websocket-server", "@hocuspocus/server", "@hocuspocus/provider")
+    return all((modules / name).is_dir() for name in needed)
 
 
 @dataclass
@@ -57,10 +72,18 @@ class ServerProc:
 
     @property
     def url(self) -> str:
-        """The WebsocketProvider's serverUrl (the room name is appended to it)."""
+        """The WebsocketProvider's serverUrl (the room name is appended to it), or the
+        HocuspocusProvider's url."""
+        if self.name == "draftsync-hocuspocus":
+            return f"ws://127.0.0.1:{self.port}/hocuspocus"
         if self.name.startswith("draftsync"):
             return f"ws://127.0.0.1:{self.port}/ws"
         return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def protocol(self) -> str:
+        """What the bench client speaks to this server: "y-websocket" or "hocuspocus"."""
+        return "hocuspocus" if self.name in HOCUSPOCUS_SERVERS else "y-websocket"
 
     @property
     def token(self) -> str | None:
@@ -80,6 +103,9 @@ class ServerProc:
             return [sys.executable, "-m", "bench.peer_pycrdt", "--port", str(self.port), "--db", db]
         if self.name == "y-websocket-node":
             return ["node", str(NODE_DIR / "node_modules/@y/websocket-server/src/server.js")]
+        if self.name == "hocuspocus-server":
+            db = str(self.data_dir / "hocuspocus.sqlite")
+            return ["node", str(NODE_DIR / "hocuspocus_server.mjs"), str(self.port), db]
         raise ValueError(f"unknown server {self.name}")
 
     def start(self, timeout: float = 30) -> ServerProc:

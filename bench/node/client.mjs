@@ -3,7 +3,9 @@
 //
 //   node client.mjs '<config JSON>'
 //
-// config: {mode: "relay" | "crash" | "read", url or urls (several instances of one server: this
+// config: {mode: "relay" | "crash" | "read", protocol?: "y-websocket" (default) | "hocuspocus"
+//          (a @hocuspocus/provider HocuspocusProvider per editor, each on its own socket, with
+//          url, name, token; relay and read modes), url or urls (several instances of one server: this
 //          process's editors are dealt to them round-robin), token?, slots: [room name per editor] or
 //          rooms: [name...] + clients (per room), rate (edits/s per client, 0 = flood),
 //          edits (per client, flood/crash), seconds (paced: how long each client types),
@@ -21,6 +23,7 @@ import { createInterface } from 'node:readline'
 import WebSocket, { WebSocketServer } from 'ws'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
+import { HocuspocusProvider } from '@hocuspocus/provider'
 import { setupWSConnection } from '@y/websocket-server/utils'
 
 const config = JSON.parse(process.argv[2])
@@ -40,17 +43,34 @@ const editors = []
 // one room name per editor of this process (relay), or every room x `clients`
 const slots = config.slots ?? config.rooms.flatMap((room) => Array(config.clients).fill(room))
 const urls = config.urls ?? [config.url]
+const hocuspocus = config.protocol === 'hocuspocus'
+// A HocuspocusProvider connects when built: the editors of that protocol get theirs in main().
+const connectHocuspocus = (editor) => {
+  editor.provider = new HocuspocusProvider({
+    url: editor.url,
+    name: editor.room,
+    token: config.token ?? 'bench',
+    document: editor.doc,
+    WebSocketPolyfill: WebSocket
+  })
+  editor.provider.on('synced', ({ state }) => { if (state) editor.synced = true })
+  editor.provider.on('close', ({ event }) => { closes += 1; closeCodes.push(event?.code ?? null) })
+}
 for (const [i, room] of slots.entries()) {
   const doc = new Y.Doc()
-  const provider = new WebsocketProvider(urls[i % urls.length], room, doc, {
-    params: config.token ? { token: config.token } : {},
-    WebSocketPolyfill: WebSocket,
-    connect: false,
-    disableBc: true
-  })
-  const editor = { doc, provider, room, instance: i % urls.length, text: doc.getText(FIELD), synced: false, sent: 0, cursor: 0 }
-  provider.on('sync', (synced) => { if (synced) editor.synced = true })
-  provider.on('connection-close', (event) => { closes += 1; closeCodes.push(event?.code ?? null) })
+  const provider = hocuspocus
+    ? null
+    : new WebsocketProvider(urls[i % urls.length], room, doc, {
+      params: config.token ? { token: config.token } : {},
+      WebSocketPolyfill: WebSocket,
+      connect: false,
+      disableBc: true
+    })
+  const editor = { doc, provider, room, url: urls[i % urls.length], instance: i % urls.length, text: doc.getText(FIELD), synced: false, sent: 0, cursor: 0 }
+  if (!hocuspocus) {
+    provider.on('sync', (synced) => { if (synced) editor.synced = true })
+    provider.on('connection-close', (event) => { closes += 1; closeCodes.push(event?.code ?? null) })
+  }
   doc.on('afterTransaction', (tr) => {
     if (tr.local) return
     const at = now()
@@ -131,7 +151,8 @@ const warmUp = async () => {
 const stateOf = (editor) => Object.fromEntries(Y.decodeStateVector(Y.encodeStateVector(editor.doc)))
 
 const main = async () => {
-  for (const e of editors) e.provider.connect()
+  if (hocuspocus && config.mode === 'crash') return finish({ event: 'error', error: 'crash mode speaks y-websocket only' }, 2)
+  for (const e of editors) hocuspocus ? connectHocuspocus(e) : e.provider.connect()
   const allSynced = await waitFor(() => editors.every((e) => e.synced), config.connectSeconds ?? 30)
   if (!allSynced) {
     return finish({ event: 'error', error: `only ${editors.filter((e) => e.synced).length} of ${editors.length} editors synced` }, 3)

@@ -309,6 +309,23 @@ def test_relay_quick(tmp_path: Path) -> None:
         _has(RELAY_RATIO, ratio)
 
 
+@needs_node
+def test_relay_hocuspocus_quick(tmp_path: Path) -> None:
+    # Issue 23: Hocuspocus providers against draftsync's /hocuspocus (with a real token) and
+    # against @hocuspocus/server with its SQLite extension, in one pass; S1 only, a few seconds.
+    servers = ["draftsync-hocuspocus", "hocuspocus-server"]
+    result = _bench(tmp_path, "relay", "--servers", ",".join(servers), "--scenario", "S1")
+    assert result["settings"]["servers"] == servers
+    rows = result["rows"]
+    assert [(r["scenario"], r["server"]) for r in rows] == [("S1", server) for server in servers]
+    for row in rows:
+        _relayed_everything(row)
+    # the Hocuspocus server is compared with draftsync's Hocuspocus endpoint, not with /ws
+    (ratio,) = result["ratios"]
+    _has(RELAY_RATIO, ratio)
+    assert (ratio["peer"], ratio["baseline"]) == ("hocuspocus-server", "draftsync-hocuspocus")
+
+
 def _relayed_everything(row: object) -> None:
     """A relay row with every field, figures, and every edit delivered to every other client."""
     _has(RELAY_ROW, row)

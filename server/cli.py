@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -60,6 +61,19 @@ class _GracefulServer(uvicorn.Server):
                 self.should_exit = True
 
         loop.call_soon_threadsafe(lambda: loop.create_task(drain()))
+
+
+_TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s\"']+")
+
+
+def _redact_tokens(record: logging.LogRecord) -> bool:
+    """A logging filter: `token=...` in a log line becomes `token=[redacted]` (no token, secret
+    or typed text in any log line)."""
+    message = record.getMessage()
+    if "token=" in message:
+        record.msg = _TOKEN_IN_QUERY.sub(r"\1[redacted]", message)
+        record.args = None
+    return True
 
 
 def _positive_int(text: str) -> int:
@@ -371,6 +385,10 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
     )
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        # After Config: it configures these loggers. uvicorn logs every WebSocket's path with
+        # its query string, and ours carries the token.
+        logging.getLogger(name).addFilter(_redact_tokens)
     server = _GracefulServer(config, app)
     user_token = TokenSigner(secret).issue("demo", ttl_seconds=DEFAULT_TTL, now=time.time())
     print(f"draftsync on http://{args.host}:{args.port}/?token={user_token}", flush=True)

@@ -1,0 +1,23 @@
+"""No token in any log line: uvicorn logs each WebSocket's path with its query string, and a
+y-websocket client sends its token there (`?token=...`)."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.support.pycrdt_client import connect_synced
+from tests.support.raw_client import connect_raw
+from tests.support.server_process import ServerProcess
+
+
+async def test_tokens_never_reach_the_log(server: ServerProcess) -> None:
+    draft = f"logs-{uuid.uuid4().hex[:8]}"
+    token = server.token("alice")
+    client = await connect_synced(server, draft, "alice")
+    await client.disconnect()
+    bad = await connect_raw(server.ws_url, draft, token[:-4] + "AAAA")
+    code, _ = await bad.wait_closed()
+    assert code == 4401
+    log = server.log()
+    assert "WebSocket /ws/" in log and "token=[redacted]" in log
+    assert token not in log and token[:-4] not in log

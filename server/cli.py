@@ -66,12 +66,19 @@ class _GracefulServer(uvicorn.Server):
 _TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s\"']+")
 
 
-def _redact_tokens(record: logging.LogRecord) -> bool:
-    """A logging filter: `token=...` in a log line becomes `token=[redacted]` (no token, secret
-    or typed text in any log line)."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _safe_log_line(record: logging.LogRecord) -> bool:
+    """A logging filter on every handler: `token=...` becomes `token=[redacted]` (no token in
+    any log line), and control characters a client put in a value (a user name with a newline,
+    a draft id with a NUL) are escaped, so that one log record is one line nobody can forge."""
     message = record.getMessage()
-    if "token=" in message:
-        record.msg = _TOKEN_IN_QUERY.sub(r"\1[redacted]", message)
+    safe = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", message)
+    if "token=" in safe:
+        safe = _TOKEN_IN_QUERY.sub(r"\1[redacted]", safe)
+    if safe != message:
+        record.msg = safe
         record.args = None
     return True
 
@@ -385,10 +392,11 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
     )
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        # After Config: it configures these loggers. uvicorn logs every WebSocket's path with
-        # its query string, and ours carries the token.
-        logging.getLogger(name).addFilter(_redact_tokens)
+    # After Config, which configures uvicorn's loggers and handlers: uvicorn logs every
+    # WebSocket's path with its query string, and ours carries the token.
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(_safe_log_line)
     server = _GracefulServer(config, app)
     user_token = TokenSigner(secret).issue("demo", ttl_seconds=DEFAULT_TTL, now=time.time())
     print(f"draftsync on http://{args.host}:{args.port}/?token={user_token}", flush=True)

@@ -184,7 +184,12 @@ async def read_json(request: Request, model: type[M], *, context: Any = None) ->
         data = json.loads(raw, parse_constant=_no_constant) if raw.strip() else {}
     except ValueError as exc:  # JSONDecodeError, invalid UTF-8, NaN/Infinity
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    return _validated(model, data, context, where="body")
+    except RecursionError:  # [[[...]]] nested past the interpreter's limit
+        raise BadRequest("request body is nested too deeply") from None
+    try:
+        return _validated(model, data, context, where="body")
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
 
 
 def read_query(request: Request, model: type[M]) -> M:

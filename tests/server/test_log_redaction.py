@@ -7,6 +7,7 @@ import uuid
 
 from tests.support.pycrdt_client import connect_synced
 from tests.support.raw_client import connect_raw
+from tests.support.rest import as_user
 from tests.support.server_process import ServerProcess
 
 
@@ -21,3 +22,28 @@ async def test_tokens_never_reach_the_log(server: ServerProcess) -> None:
     log = server.log()
     assert "WebSocket /ws/" in log and "token=[redacted]" in log
     assert token not in log and token[:-4] not in log
+
+
+async def test_a_value_with_a_newline_or_nul_cannot_forge_a_log_line(server: ServerProcess) -> None:
+    async with as_user(server, "alice") as api:
+        created = await api.post("/api/drafts", json={})
+        assert created.status_code == 201, created.text
+        draft = created.json()["id"]
+        forged = "bob\nFORGED INFO draftsync.api a line nobody logged\x00"
+        answer = await api.put(
+            f"/api/drafts/{draft}/access", json={"user": forged, "role": "editor"}
+        )
+        assert answer.status_code == 200, answer.text
+    log = server.log()
+    assert "bob\\x0aFORGED" in log  # the value is logged, escaped, on its own line
+    assert not any(line.startswith("FORGED") for line in log.splitlines())
+    assert "\x00" not in log
+
+
+async def test_json_nested_past_the_recursion_limit_is_a_400(server: ServerProcess) -> None:
+    body = "[" * 100_000 + "]" * 100_000
+    async with as_user(server, "alice") as api:
+        answer = await api.post(
+            "/api/drafts", content=body, headers={"content-type": "application/json"}
+        )
+    assert answer.status_code == 400 and "nested too deeply" in answer.text

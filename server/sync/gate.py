@@ -81,19 +81,22 @@ class Gate:
         *,
         after: int,
         update: bytes | None = None,
+        exclude: object = None,
     ) -> None:
-        """Send `frame` to `to` once ticket `after` is committed (at once if it is).
+        """Send `frame` to `to` but `exclude` once ticket `after` is committed (at once if
+        it is).
 
-        `to` is taken as it is now: a connection that joins later gets this content in its
-        own sync step 2, which is tagged with a later ticket. Give a copy of a set that may
-        change while the message is held."""
+        `to` is taken as it is now (copied only if the message is held): a connection that
+        joins later gets this content in its own sync step 2, tagged with a later ticket."""
         if self._closed is not None:
             return
         if not self._held and self.visible(after):
             for recipient in to:
-                recipient.send(frame, update=update)
+                if recipient is not exclude:
+                    recipient.send(frame, update=update)
             return
-        self._held.append(_Held(after, to, frame, update))
+        recipients = [recipient for recipient in to if recipient is not exclude]
+        self._held.append(_Held(after, recipients, frame, update))
 
     def commit(self, ticket: int) -> None:
         """Ticket `ticket` (and every earlier one) is committed: release what waited for it."""

@@ -644,10 +644,10 @@ class Room:
         self._on_failed(self)
 
     def _relay(self, update: bytes, *, sender: object, after: int) -> None:
+        # No list of the others per update: the gate copies the set only if it holds the frame.
         frame = encode_message(Update(update))
-        others = [conn for conn in self.connections if conn is not sender]
-        self.gate.send(others, frame, after=after, update=update)
-        metrics.TALLY.updates_relayed += len(others)
+        self.gate.send(self.connections, frame, after=after, update=update, exclude=sender)
+        metrics.TALLY.updates_relayed += len(self.connections) - (sender in self.connections)
 
     def _broadcast(self, frame: bytes, *, sender: Connection) -> None:
         for conn in self.connections:

@@ -71,3 +71,13 @@ async def test_a_closed_gate_drops_what_it_holds_and_fails_its_waiters() -> None
         await waiting
     with pytest.raises(GateClosed):
         await gate.until_committed()
+
+
+def test_a_held_message_goes_to_those_it_was_given_for_but_the_excluded() -> None:
+    gate, alice, bob, carol = Gate(), Inbox(), Inbox(), Inbox()
+    present = {alice, bob}
+    ticket = gate.accept()
+    gate.send(present, b"relay", after=ticket, exclude=alice)
+    present.add(carol)  # joins later: its own sync step 2 carries this content
+    gate.commit(ticket)
+    assert bob.frames == [b"relay"] and alice.frames == [] and carol.frames == []

@@ -64,6 +64,15 @@ async def eventually(check, timeout: float = 10, interval: float = 0.05):  # typ
             await asyncio.sleep(interval)
 
 
+async def draft_shared_with(server: ServerProcess, user: str, role: str, *, title: str) -> str:
+    """A draft alice creates with `title` and shares with `user` as `role`; its id."""
+    async with as_user(server, "alice") as alice:
+        draft = (await create_draft(alice, title=title))["id"]
+        response = await alice.put(f"/api/drafts/{draft}/access", json={"user": user, "role": role})
+        assert response.status_code == 200, response.text
+    return str(draft)
+
+
 async def test_a_provider_authenticates_syncs_and_its_edit_is_acknowledged(
     server: ServerProcess,
 ) -> None:
@@ -184,12 +193,7 @@ async def test_auth_is_per_document_and_a_refusal_keeps_the_socket_open(
 async def test_a_viewer_gets_sync_status_0_and_its_write_is_not_applied(
     server: ServerProcess,
 ) -> None:
-    async with as_user(server, "alice") as alice:
-        draft = (await create_draft(alice, title="Read me"))["id"]
-        response = await alice.put(
-            f"/api/drafts/{draft}/access", json={"user": "victor", "role": "viewer"}
-        )
-        assert response.status_code == 200, response.text
+    draft = await draft_shared_with(server, "victor", "viewer", title="Read me")
     hp = await HocuspocusClient.launch(hocuspocus_url(server))
     owner = await NodeClient.start(server.ws_url, draft, server.token("alice"))
     try:
@@ -559,12 +563,7 @@ async def test_updates_sent_together_are_acknowledged_one_each_per_address(
 async def test_a_viewers_step_2_is_acknowledged_only_when_it_holds_nothing_new(
     server: ServerProcess,
 ) -> None:
-    async with as_user(server, "alice") as alice:
-        draft = (await create_draft(alice, title="Read me twice"))["id"]
-        response = await alice.put(
-            f"/api/drafts/{draft}/access", json={"user": "victor", "role": "viewer"}
-        )
-        assert response.status_code == 200, response.text
+    draft = await draft_shared_with(server, "victor", "viewer", title="Read me twice")
     owner = await NodeClient.start(server.ws_url, draft, server.token("alice"))
     try:
         await owner.call("wait_synced")

@@ -8,16 +8,32 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
 
 from server.errors import InvalidToken
 
-__all__ = ["SECRET_ENV", "TokenSigner", "load_secret"]
+__all__ = ["MAX_TTL_SECONDS", "SECRET_ENV", "Claims", "TokenSigner", "load_secret"]
 
 SECRET_ENV = "DRAFTSYNC_SECRET"
 _ALGORITHM = "HS256"
+# A renewed token lives as long as the one it replaces, and never longer than this.
+MAX_TTL_SECONDS = 30 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What a verified token says: who, and until when (seconds since the epoch)."""
+
+    user: str
+    expires_at: float
+    issued_at: float | None = None
+
+    @property
+    def lifetime(self) -> float | None:
+        return None if self.issued_at is None else self.expires_at - self.issued_at
 
 
 def load_secret(data_dir: Path) -> str:
@@ -48,6 +64,19 @@ class TokenSigner:
 
     def verify(self, token: str | None) -> str:
         """Return the user the token was issued to; expiry is checked by PyJWT."""
+        return self.claims(token).user
+
+    def renew(self, token: str | None, *, now: float) -> tuple[str, Claims]:
+        """A fresh token for the same user with the same lifetime (at most MAX_TTL_SECONDS),
+        in exchange for one that is still valid: an expired token is refused like any other."""
+        old = self.claims(token)
+        lifetime = old.lifetime if old.lifetime and old.lifetime > 0 else MAX_TTL_SECONDS
+        ttl = int(min(lifetime, MAX_TTL_SECONDS))
+        fresh = self.issue(old.user, ttl_seconds=ttl, now=now)
+        return fresh, Claims(old.user, expires_at=int(now) + ttl, issued_at=int(now))
+
+    def claims(self, token: str | None) -> Claims:
+        """The verified claims; `InvalidToken` with the reason otherwise."""
         if not token:
             raise InvalidToken("missing token")
         try:
@@ -61,4 +90,9 @@ class TokenSigner:
         user = claims["sub"]
         if not isinstance(user, str) or not user:
             raise InvalidToken("invalid token: empty subject")
-        return user
+        issued = claims.get("iat")
+        return Claims(
+            user,
+            expires_at=float(claims["exp"]),
+            issued_at=float(issued) if isinstance(issued, int | float) else None,
+        )

@@ -56,6 +56,7 @@ __all__ = [
     "COMMIT_WAIT_SECONDS",
     "MAX_BODY_BYTES",
     "Handler",
+    "bearer_token",
     "committed",
     "decode_cursor",
     "encode_cursor",
@@ -96,7 +97,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         service: Service = request.app.state.service
         user: str | None = None
         try:
-            user = service.signer.verify(_bearer(request))
+            user = service.signer.verify(bearer_token(request))
             response = await handler(request, service, user)
         except DraftsyncError as error:
             response = _error_response(error)
@@ -128,7 +129,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return run
 
 
-def _bearer(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
 

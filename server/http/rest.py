@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from server.http import conflicts, drafts, history, sharing, stats
+from server.http import conflicts, drafts, history, sharing, stats, tokens
 
 __all__ = ["routes"]
 
@@ -24,4 +24,5 @@ routes: list[BaseRoute] = [
         methods=["POST"],
     ),
     Route("/api/stats", stats.get_stats, methods=["GET"]),
+    Route("/api/token/renew", tokens.renew_token, methods=["POST"]),
 ]

@@ -3,7 +3,9 @@
 Checks run after the upgrade is accepted, so a browser (which never sees the HTTP status of a
 failed upgrade) learns why from the close code and reason; nothing of the draft is sent before
 they pass. Any `ProtocolError` a frame raises closes that connection with 4400 and its reason;
-the room and its other connections are untouched.
+the room and its other connections are untouched. A connection whose token expires is closed
+with 4401 "token expired", and nothing it sends from then on reaches the room
+(`server/sync/expiry.py`).
 
 The endpoint is a plain ASGI app, not a Starlette WebSocket session: the handshake goes through
 Starlette's `WebSocket`, but frames are read from and written to the ASGI `receive` and `send`
@@ -27,6 +29,7 @@ from server import metrics
 from server.access import check_draft_id, resolve_role
 from server.errors import CloseCode, StoreError, close_code_for
 from server.sync.connection import Connection, fit_close_reason
+from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
 
 if TYPE_CHECKING:
@@ -72,7 +75,8 @@ async def _sync_socket(websocket: WebSocket, receive: Receive, send: Send) -> No
     user: str | None = None
     try:
         draft_id = check_draft_id(websocket.path_params["draft_id"])
-        user = service.signer.verify(websocket.query_params.get("token"))
+        claims = service.signer.claims(websocket.query_params.get("token"))
+        user = claims.user
         role = await resolve_role(service.store, draft_id, user, now=time.time())
     except DraftsyncError as error:
         code = close_code_for(error)
@@ -113,7 +117,11 @@ async def _sync_socket(websocket: WebSocket, receive: Receive, send: Send) -> No
         conn.session,
         role.value,
     )
-    code = await _serve(receive, room, conn, service)
+    expiry = TokenExpiry(conn, claims.expires_at)
+    try:
+        code = await _serve(receive, room, conn, service, expiry)
+    finally:
+        expiry.cancel()
     metrics.CONNECTIONS.dec()
     metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
     logger.info(
@@ -126,13 +134,15 @@ async def _sync_socket(websocket: WebSocket, receive: Receive, send: Send) -> No
     )
 
 
-async def _serve(receive: Receive, room: Room, conn: Connection, service: Service) -> int:
+async def _serve(
+    receive: Receive, room: Room, conn: Connection, service: Service, expiry: TokenExpiry
+) -> int:
     """Read until the peer goes or the connection is closed; return the close code: ours when
     the server closed it, else the peer's (1009 included: uvicorn's protocol layer sends it)."""
     writer = service.spawn_writer(conn)
     peer_code = 1005
     try:
-        peer_code = await _read(receive, room, conn)
+        peer_code = await _read(receive, room, conn, expiry)
     except ProtocolError as error:
         conn.close(CloseCode.MALFORMED, str(error))
     except Exception as error:  # a bug of ours: loud, and the client learns it was not its fault
@@ -147,7 +157,7 @@ async def _serve(receive: Receive, room: Room, conn: Connection, service: Servic
     return ours if ours is not None else peer_code
 
 
-async def _read(receive: Receive, room: Room, conn: Connection) -> int:
+async def _read(receive: Receive, room: Room, conn: Connection, expiry: TokenExpiry) -> int:
     inbox = Inbox(receive)
     while True:
         message = await inbox.next()
@@ -156,14 +166,14 @@ async def _read(receive: Receive, room: Room, conn: Connection) -> int:
         data = message.get("bytes")
         if data is None:
             raise MalformedMessage("text frames are not part of the protocol: send binary frames")
-        if not conn.is_open:
-            continue  # closing: what the client still sends is dropped, not applied
+        if not conn.is_open or expiry.lapsed():
+            continue  # closing, or the token expired: what the client sends is dropped
         metrics.TALLY.bytes_received += len(data)
         decoded: Message | None = decode_message(data)
         while type(decoded) is Update:
             run, decoded = _run_from(inbox, decoded.update)
             await room.receive_run(conn, run)
-            if not conn.is_open:
+            if not conn.is_open or expiry.lapsed():  # frames read next may be later than `exp`
                 decoded = None
         if decoded is not None:
             await room.receive(conn, decoded)

@@ -17,6 +17,12 @@ history, gate and send-queue bounds. What differs is only at the edges:
   when its edits are on disk. A read-only connection's write gets `SyncStatus(0)` and is not
   applied (a step 2 with nothing new gets 1, so the provider's first sync still completes).
 * A live downgrade or upgrade is told as Auth "authenticated" with the new scope.
+* Token refresh: before a document's token expires the server sends the protocol's token sync
+  request (Auth subtype 0, no token); the provider answers with its current token (its `token`
+  option, a function when the app refreshes it), and a valid token of the same user, asked for
+  or sent unsolicited, moves the deadline. Otherwise the document is closed at expiry (CLOSE
+  with "token expired", 4401 in the log) and nothing it sent from then on is applied; an
+  invalid or another user's token closes it at once (`server/sync/expiry.py`).
 * Closing one document sends CLOSE (7) with the reason and leaves the socket open (bad input
   on that address: 4400, access revoked, draft deleted); what asks the client to reconnect
   and resend (store trouble 1013, a server error 1011, a slow reader 4408, shutdown 1001)
@@ -68,6 +74,7 @@ from crdt.hocuspocus import (
     encode_permission_denied,
     encode_stateless,
     encode_sync_status,
+    encode_token_request,
     prefix,
     read_address,
 )
@@ -79,6 +86,7 @@ from server.access import check_draft_id, resolve_role
 from server.errors import CloseCode, StoreError
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.endpoint import MAX_RUN
+from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
 
 if TYPE_CHECKING:
@@ -237,6 +245,7 @@ class _Document:
     conn: HocuspocusConnection
     room: Room | None
     writer: asyncio.Task[None]
+    expiry: TokenExpiry
 
 
 class _Session:
@@ -362,7 +371,8 @@ class _Session:
         user: str | None = None
         try:
             draft_id = check_draft_id(name)
-            user = service.signer.verify(token)
+            claims = service.signer.claims(token)
+            user = claims.user
             role = await resolve_role(service.store, draft_id, user, now=time.time())
         except DraftsyncError as error:
             logger.info(
@@ -388,7 +398,10 @@ class _Session:
         writer = service.spawn_writer(conn)
         writer.add_done_callback(lambda _: service.untrack(conn))
         service.track(conn)
-        document = _Document(address, draft_id, conn, None, writer)
+        expiry = TokenExpiry(
+            conn, claims.expires_at, ask_refresh=lambda: conn.send(encode_token_request())
+        )
+        document = _Document(address, draft_id, conn, None, writer, expiry)
         self._documents[address] = document
         self._authorised_once = True
         try:
@@ -418,6 +431,7 @@ class _Session:
         if document is None:
             return
         conn = document.conn
+        document.expiry.cancel()
         if document.room is not None:
             self.service.rooms.leave(document.room, conn)
             metrics.CONNECTIONS.dec()
@@ -440,8 +454,8 @@ class _Session:
         """One frame of an authorised document; an update gathers the updates for the same
         address that arrived right behind it (not when replaying queued frames: they go first)."""
         conn, room = document.conn, document.room
-        if room is None or not conn.is_open:
-            return
+        if room is None or not conn.is_open or document.expiry.lapsed():
+            return  # the token expired: closed with 4401, and this frame is not applied
         try:
             message = decode_body(data, offset)
             if type(message) is Update:
@@ -463,11 +477,26 @@ class _Session:
                 conn.close(_SILENT, "provider_initiated")
                 self.detach(document.address)
             elif type(message) is Token:
-                pass  # a token refresh we never asked for: the document stays as it is
+                self._refresh(document, message.token)
             else:
                 await room.receive(conn, message)
         except ProtocolError as error:
             conn.close(CloseCode.MALFORMED, str(error))
+
+    def _refresh(self, document: _Document, token: str) -> None:
+        """A token for an authorised document, asked for or not: a valid one of the same user
+        extends it; any other closes it with 4401 (as Hocuspocus does when onTokenSync fails)."""
+        conn = document.conn
+        try:
+            claims = self.service.signer.claims(token)
+        except DraftsyncError as error:
+            conn.close(CloseCode.UNAUTHORIZED, f"token refresh refused: {error}")
+            return
+        if claims.user != conn.user:
+            conn.close(CloseCode.UNAUTHORIZED, "token refresh refused: another user's token")
+            return
+        if document.expiry.renew(claims.expires_at):
+            logger.info("hocuspocus token renewed user=%s session=%s", conn.user, conn.session)
 
     def _run_from(self, document: _Document, first: bytes) -> list[bytes]:
         """`first` and the updates for the same address that arrived right behind it."""

@@ -125,6 +125,11 @@ const ops = {
   awareness_set: ({ doc, field, value }) => { get(doc).provider.setAwarenessField(field, value) },
   awareness_states: ({ doc }) => [...get(doc).provider.awareness.getStates()],
   stateless: ({ doc, payload }) => { get(doc).provider.sendStateless(payload) },
+  // the token the provider answers the server's token sync request with (as an app that
+  // refreshes its token updates the provider's `token` option)
+  set_token: ({ doc, token }) => { get(doc).provider.configuration.token = token },
+  // an Auth message with the current token, unasked (the provider's own sendToken)
+  send_token: async ({ doc }) => { await get(doc).provider.sendToken() },
   // one frame as given, on the document's socket (bad input tests)
   raw: ({ doc, data }) => {
     const target = socket ?? get(doc).provider.configuration.websocketProvider

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
+import httpx
 import pytest
 from pycrdt import Doc, Text
 
@@ -277,3 +278,75 @@ async def test_bad_draft_id_closes_4400_and_creates_nothing(
         assert draft_rows(server.database, draft_id) == 0
         assert draft_rows(server.database, as_parsed) == 0
         await assert_room_goes_on(server, draft, witness)
+
+
+# -- REST bodies (issue 27, point 6): every endpoint that reads a JSON body answers malformed
+# JSON, depth bombs, wrong top-level types, invalid UTF-8 and numbers out of range with a 4xx
+# and a reason; nothing reaches a 500.
+
+# (method, path, the body key the endpoint reads); DRAFT is a draft alice owns.
+BODY_ENDPOINTS = [
+    ("POST", "/api/drafts", "title"),
+    ("PUT", "/api/drafts/DRAFT/access", "user"),
+    ("POST", "/api/drafts/DRAFT/restore", "version"),
+    ("POST", "/api/drafts/DRAFT/conflicts/c-none/resolve", "value"),
+    ("POST", "/api/token/renew", "draftId"),
+]
+
+BAD_BODIES = {
+    "truncated": lambda key: b'{"' + key.encode() + b'": ',
+    "trailing-garbage": lambda key: b'{"' + key.encode() + b'": 1} x',
+    "depth-bomb": lambda key: b"[" * 100_000 + b"]" * 100_000,
+    "depth-65": lambda key: b'{"' + key.encode() + b'": ' + b"[" * 64 + b"]" * 64 + b"}",
+    "open-bomb": lambda key: b"{" * 50_000,
+    "array": lambda key: b"[]",
+    "string": lambda key: b'"x"',
+    "number": lambda key: b"1",
+    "null": lambda key: b"null",
+    "not-utf8": lambda key: b'{"' + key.encode() + b'": "\xff\xfe"}',
+    "utf16": lambda key: ('{"' + key + '": 1}').encode("utf-16"),
+    "float-overflow": lambda key: b'{"' + key.encode() + b'": 1e999}',
+    "negative-overflow": lambda key: b'{"' + key.encode() + b'": -1e999}',
+    "int-400-digits": lambda key: b'{"' + key.encode() + b'": 1' + b"0" * 400 + b"}",
+    "int-5000-digits": lambda key: b'{"' + key.encode() + b'": 1' + b"0" * 5000 + b"}",
+    "nan": lambda key: b'{"' + key.encode() + b'": NaN}',
+}
+
+
+@pytest.fixture(scope="module")
+def owned_draft(server: ServerProcess) -> str:
+    draft = new_draft()
+    answer = httpx.post(
+        f"{server.http_url}/api/drafts",
+        json={"id": draft},
+        headers={"Authorization": f"Bearer {server.token('alice')}"},
+        timeout=10,
+    )
+    assert answer.status_code == 201, answer.text
+    return draft
+
+
+@pytest.mark.parametrize("body", BAD_BODIES, ids=list(BAD_BODIES))
+@pytest.mark.parametrize(
+    ("method", "path", "key"), BODY_ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in BODY_ENDPOINTS]
+)
+async def test_every_rest_body_answers_bad_json_with_a_4xx_and_a_reason(
+    server: ServerProcess, owned_draft: str, method: str, path: str, key: str, body: str
+) -> None:
+    async with httpx.AsyncClient(
+        base_url=server.http_url,
+        headers={"Authorization": f"Bearer {server.token('alice')}"},
+        timeout=10,
+    ) as api:
+        answer = await api.request(
+            method,
+            path.replace("DRAFT", owned_draft),
+            content=BAD_BODIES[body](key),
+            headers={"content-type": "application/json"},
+        )
+    assert 400 <= answer.status_code < 500, answer.text
+    assert answer.json()["detail"], answer.text
+    if body in ("depth-bomb", "depth-65", "open-bomb"):
+        assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]
+    if body in ("truncated", "not-utf8", "utf16", "float-overflow", "int-5000-digits", "nan"):
+        assert answer.status_code == 400 and "not valid JSON" in answer.json()["detail"]

@@ -7,7 +7,6 @@ import asyncio
 import importlib
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from starlette.applications import Starlette
 from crdt.errors import SchemaError
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, load_schema
+from server import logs
 from server.app import create_app
 from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
@@ -61,26 +61,6 @@ class _GracefulServer(uvicorn.Server):
                 self.should_exit = True
 
         loop.call_soon_threadsafe(lambda: loop.create_task(drain()))
-
-
-_TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s\"']+")
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _safe_log_line(record: logging.LogRecord) -> bool:
-    """A logging filter on every handler: `token=...` becomes `token=[redacted]` (no token in
-    any log line), and control characters a client put in a value (a user name with a newline,
-    a draft id with a NUL) are escaped, so that one log record is one line nobody can forge."""
-    message = record.getMessage()
-    safe = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", message)
-    if "token=" in safe:
-        safe = _TOKEN_IN_QUERY.sub(r"\1[redacted]", safe)
-    if safe != message:
-        record.msg = safe
-        record.args = None
-    return True
 
 
 def _positive_int(text: str) -> int:
@@ -147,6 +127,19 @@ def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
         "as typed text or pushed values): a chain of N items of C bytes costs N*C, and about "
         "half that in memory, so this bounds a cost that grows with the square of the chain "
         "(%(default)s)",
+    )
+
+
+def _add_log_arguments(serve: argparse.ArgumentParser) -> None:
+    """How the log is written (server/logs.py); every line escapes what clients chose."""
+    group = serve.add_argument_group("logs")
+    group.add_argument(
+        "--log-format",
+        choices=logs.LOG_FORMATS,
+        default="text",
+        help="text: one line a record, a traceback indented under it; json: one JSON object "
+        "a line (time, level, logger, message, extra fields, exc_info) for log shippers; "
+        "either way control characters are escaped and tokens redacted (%(default)s)",
     )
 
 
@@ -259,6 +252,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="bytes queued for one client before it is closed as too slow, 4408 (%(default)s)",
     )
     _add_limit_arguments(serve)
+    _add_log_arguments(serve)
     serve.add_argument(
         "--awareness-max-states",
         type=_positive_int,
@@ -339,11 +333,7 @@ def _bench(argv: Sequence[str]) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(args.log_level, args.log_format)
     try:
         schema = load_schema(args.schema) if args.schema else DEFAULT_SCHEMA
     except SchemaError as error:
@@ -389,14 +379,15 @@ def _serve(args: argparse.Namespace) -> int:
         ws_max_size=args.max_message_bytes,
         ws_per_message_deflate=False,
         log_level=args.log_level.lower(),
+        log_config=None,  # uvicorn's loggers write through ours (server/logs.py)
         access_log=False,
         lifespan="on",
     )
-    # After Config, which configures uvicorn's loggers and handlers: uvicorn logs every
-    # WebSocket's path with its query string, and ours carries the token.
+    # uvicorn logs every WebSocket's path with its query string, and ours carries the token:
+    # any handler on its loggers gets the filter too (the root's has it already).
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
         for handler in logging.getLogger(name).handlers:
-            handler.addFilter(_safe_log_line)
+            handler.addFilter(logs.safe_record)
     server = _GracefulServer(config, app)
     user_token = TokenSigner(secret).issue("demo", ttl_seconds=DEFAULT_TTL, now=time.time())
     print(f"draftsync on http://{args.host}:{args.port}/?token={user_token}", flush=True)

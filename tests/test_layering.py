@@ -25,6 +25,7 @@ SERVER_TOP_MODULES = {
     "config",
     "errors",
     "faults",
+    "logs",
     "metrics",
     "service",
     "supervisor",

@@ -23,6 +23,7 @@ from server import logs
 from server.app import create_app
 from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
+from server.store import private_files
 from server.store import retention as snapshot_retention
 from server.store.factory import is_postgres_url
 from server.supervisor import EXIT_SOFTWARE
@@ -334,6 +335,8 @@ def _bench(argv: Sequence[str]) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
+    private_files.make_private(args.data)  # umask 077: the database, WAL and SHM are 0600
+    private_files.warn_if_loose(args.data)
     try:
         schema = load_schema(args.schema) if args.schema else DEFAULT_SCHEMA
     except SchemaError as error:
@@ -399,6 +402,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
+    private_files.make_private(args.data)
     signer = TokenSigner(load_secret(args.data))
     print(signer.issue(args.user, ttl_seconds=args.ttl, now=time.time()))
     return 0

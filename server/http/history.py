@@ -46,17 +46,21 @@ if TYPE_CHECKING:
 __all__ = ["EventPage", "RestoreBody", "get_version", "list_events", "restore_version"]
 
 
+# Versions and event ids are SQLite/PostgreSQL 64-bit integers: a larger one is a bad request.
+_MAX_INTEGER = 2**63 - 1
+
+
 class EventPage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    after: int = Field(default=0, ge=0)
+    after: int = Field(default=0, ge=0, le=_MAX_INTEGER)
     limit: int = Field(default=100, ge=1, le=1000)
 
 
 class RestoreBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    version: StrictInt = Field(ge=0)
+    version: StrictInt = Field(ge=0, le=_MAX_INTEGER)
 
 
 @endpoint
@@ -143,8 +147,10 @@ async def restore_version(request: Request, service: Service, user: str) -> Resp
 
 
 def _version_param(raw: str) -> int:
-    if not raw.isdigit():
-        raise BadRequest(f"version must be a non-negative integer, got {raw!r}")
+    # ASCII digits only: "²".isdigit() is true and int() refuses it; and at most what the
+    # store's integers hold (a longer one failed in SQLite, or in int() past 4300 digits).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > _MAX_INTEGER:
+        raise BadRequest(f"version must be a non-negative integer below 2**63, got {raw[:32]!r}")
     return int(raw)
 
 

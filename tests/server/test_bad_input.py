@@ -350,3 +350,32 @@ async def test_every_rest_body_answers_bad_json_with_a_4xx_and_a_reason(
         assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]
     if body in ("truncated", "not-utf8", "utf16", "float-overflow", "int-5000-digits", "nan"):
         assert answer.status_code == 400 and "not valid JSON" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/drafts/DRAFT/versions/" + "9" * 30,  # past SQLite's integers
+        "/api/drafts/DRAFT/versions/1" + "0" * 5000,  # past int()'s 4300 digits
+        "/api/drafts/DRAFT/versions/%C2%B2",  # "²": isdigit() yet not an int
+        "/api/drafts/DRAFT/versions/%00",
+        "/api/drafts/DRAFT/events?after=" + "9" * 30,
+        "/api/drafts/DRAFT/events?after=1" + "0" * 5000,
+        "/api/drafts/DRAFT/events?limit=%00",
+        "/api/drafts?limit=" + "9" * 30,
+        "/api/drafts?cursor=%00%FF",
+        "/api/drafts/%00%0a",
+    ],
+    ids=lambda path: path[:60],
+)
+async def test_numbers_and_bytes_out_of_range_in_a_path_or_query_are_a_4xx(
+    server: ServerProcess, owned_draft: str, path: str
+) -> None:
+    async with httpx.AsyncClient(
+        base_url=server.http_url,
+        headers={"Authorization": f"Bearer {server.token('alice')}"},
+        timeout=10,
+    ) as api:
+        answer = await api.get(path.replace("DRAFT", owned_draft))
+    assert 400 <= answer.status_code < 500, answer.text
+    assert answer.json()["detail"], answer.text

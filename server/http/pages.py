@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from crdt.errors import DraftsyncError
 from crdt.schema import Field, Schema
 from server.access import check_draft_id
+from server.http.common import bearer_token
 
 if TYPE_CHECKING:
     from server.service import Service
@@ -68,9 +69,8 @@ async def editor_page(request: Request) -> Response:
 
 async def schema_endpoint(request: Request) -> Response:
     service: Service = request.app.state.service
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     try:
-        service.signer.verify(token.strip() if scheme.lower() == "bearer" else None)
+        await service.callers.identify(request, bearer_token(request))
     except DraftsyncError as error:
         return JSONResponse(
             {"error": "unauthorized", "detail": str(error)},

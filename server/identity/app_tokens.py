@@ -20,10 +20,12 @@ from server.auth import Claims
 from server.errors import InvalidToken
 from server.identity.keys import ALGORITHMS, KeySource
 
-__all__ = ["LEEWAY_SECONDS", "AppTokenPolicy", "AppTokenVerifier"]
+__all__ = ["LEEWAY_SECONDS", "MAX_USER_CHARS", "AppTokenPolicy", "AppTokenVerifier"]
 
 # Clocks of the app and of this server may disagree by this much (exp, iat, nbf).
 LEEWAY_SECONDS = 30
+# The longest user name a token may carry: what `PUT /api/drafts/{id}/access` accepts.
+MAX_USER_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +79,10 @@ class AppTokenVerifier:
     def _claims_of(self, payload: dict[str, Any]) -> Claims:
         name = self.policy.user_claim
         user = payload.get(name)
-        if not isinstance(user, str) or not user:
-            raise InvalidToken(f"invalid token: claim {name!r} must name the user")
+        if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_CHARS:
+            raise InvalidToken(
+                f"invalid token: claim {name!r} must name the user (1-{MAX_USER_CHARS} characters)"
+            )
         grants = {}
         if self.policy.roles_claim is not None and self.policy.roles_claim in payload:
             try:

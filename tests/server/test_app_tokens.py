@@ -169,6 +169,7 @@ def _refusals(keys: dict[str, AppKey]) -> list[tuple[str, str, str]]:
         ("no key id", ec.sign(app_claims("u"), kid=None), "no key id"),
         ("forged signature", impostor.sign(app_claims("u")), "Signature verification failed"),
         ("no user", rsa.sign({**app_claims("u"), "sub": ""}), "claim 'sub' must name the user"),
+        ("long user", rsa.sign(app_claims("u" * 257)), "claim 'sub' must name the user"),
         (
             "malformed grants",
             rsa.sign(app_claims("u", drafts={"d": "admin"})),

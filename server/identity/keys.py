@@ -36,6 +36,10 @@ class KeySource(Protocol):
         """Make sure `kid` is looked up where the keys live (may fetch; bounded)."""
         ...
 
+    async def prefetch(self) -> None:
+        """Get the keys at start, so that the first tokens need no fetch."""
+        ...
+
 
 def load_public_key(path: Path) -> SigningKey:
     """The PEM public key in `path` and its algorithm; `ValueError` naming what is wrong."""
@@ -64,4 +68,7 @@ class StaticKey:
         return self._key
 
     async def refresh(self, kid: str | None) -> None:
+        return None
+
+    async def prefetch(self) -> None:
         return None

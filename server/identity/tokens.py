@@ -87,7 +87,7 @@ class TokenVerifier:
 
     async def start(self) -> None:
         """Fetch the app's JWKS once at start (a JWKS that is down is retried on use)."""
-        if self.app is not None and isinstance(self.app.keys, JwksKeys):
+        if self.app is not None:
             await self.app.keys.prefetch()
 
     def _app_header(self, token: str) -> dict[str, Any] | None:

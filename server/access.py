@@ -1,16 +1,27 @@
-"""Who may open which draft: draft id syntax, roles, and creation on first connect."""
+"""Who may open which draft: draft id syntax, roles, and creation on first connect.
+
+A token may grant roles on drafts itself (the app's `--jwt-roles-claim`, server/identity/): a
+grant holds for that token only, and adds to the stored role, never takes from it (`strongest`):
+it opens a draft the user has no access row for, and an owner stays owner whatever a token
+says. A grant does not bring back a deleted draft, and a draft that does not exist yet is
+created on first connect as for anyone (owned by that user).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import Enum
+from typing import Any
 
 from server.errors import Forbidden, InvalidDraftId, UnknownDraft
 from server.store.api import Store
 
-__all__ = ["Role", "check_draft_id", "resolve_role"]
+__all__ = ["MAX_GRANTS", "Role", "check_draft_id", "grants_from", "resolve_role", "strongest"]
 
 _DRAFT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# Drafts one token may grant roles on.
+MAX_GRANTS = 1000
 
 
 class Role(Enum):
@@ -23,14 +34,43 @@ class Role(Enum):
         return self is not Role.VIEWER
 
 
+_RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.OWNER: 2}
+
+
+def strongest(*roles: Role | None) -> Role | None:
+    """The role that allows the most among `roles` (None: no role)."""
+    present = [role for role in roles if role is not None]
+    return max(present, key=_RANK.__getitem__) if present else None
+
+
+def grants_from(value: Any) -> dict[str, Role]:
+    """A token's grants, `{"DRAFT_ID": "owner" | "editor" | "viewer"}`; ValueError if malformed
+    (the whole token is refused then: a half-read grant would be a silent surprise)."""
+    if not isinstance(value, Mapping):
+        raise ValueError('must be an object {"DRAFT_ID": "owner" | "editor" | "viewer"}')
+    if len(value) > MAX_GRANTS:
+        raise ValueError(f"grants roles on more than {MAX_GRANTS} drafts")
+    grants: dict[str, Role] = {}
+    for draft_id, role in value.items():
+        if not isinstance(draft_id, str) or not _DRAFT_ID.fullmatch(draft_id):
+            raise ValueError("draft ids must match [A-Za-z0-9_-]{1,128}")
+        if role not in ("owner", "editor", "viewer"):
+            raise ValueError("roles must be owner, editor or viewer")
+        grants[draft_id] = Role(role)
+    return grants
+
+
 def check_draft_id(draft_id: str) -> str:
     if not _DRAFT_ID.fullmatch(draft_id):
         raise InvalidDraftId("draft id must match [A-Za-z0-9_-]{1,128}")
     return draft_id
 
 
-async def resolve_role(store: Store, draft_id: str, user: str, *, now: float) -> Role:
-    """The user's role on the draft; an unknown draft is created, owned by this user.
+async def resolve_role(
+    store: Store, draft_id: str, user: str, *, now: float, granted: Role | None = None
+) -> Role:
+    """The user's role on the draft (the stronger of the stored one and what the token
+    `granted`); an unknown draft is created, owned by this user.
 
     A deleted draft (a tombstone, which has no access rows left) is `UnknownDraft` to everyone.
     """
@@ -43,6 +83,7 @@ async def resolve_role(store: Store, draft_id: str, user: str, *, now: float) ->
             await store.create_draft(draft_id, user, now=now)
         # Read again either way: a connection of the same user may have created it meanwhile.
         role = await store.role_of(draft_id, user)  # None if another user created it first
-    if role is None:
+    effective = strongest(Role(role) if role is not None else None, granted)
+    if effective is None:
         raise Forbidden("no access to this draft")
-    return Role(role)
+    return effective

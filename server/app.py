@@ -1,5 +1,11 @@
 """The Starlette application: its routes, `/healthz`, `/metrics`, and the lifespan that opens
-the store and runs the `Service` (server/service.py) the endpoints share."""
+the store and runs the `Service` (server/service.py) the endpoints share.
+
+`create_app` is also how a host application embeds draftsync (README, "Embedding in your
+app"): mount it under a prefix and run its lifespan inside the host's
+(`app.router.lifespan_context(app)`); pass `authenticate` to name the caller from the host's
+own session (server/identity/caller.py). Every route answers under the mount's `root_path`.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from server.config import Settings
 from server.http.common import http_error
 from server.http.pages import routes as web_routes
 from server.http.rest import routes as api_routes
+from server.identity.caller import Authenticate
 from server.service import Service
 from server.store.factory import open_store
 from server.supervisor import Supervisor
@@ -49,11 +56,15 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, authenticate: Authenticate | None = None) -> Starlette:
+    """The draftsync application. `authenticate(request_or_websocket) -> user | None` (may be
+    async) names the caller of a request that carries no token; tokens work as ever."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = await open_store(settings)
-        service = Service(settings, store)
+        service = Service(settings, store, authenticate=authenticate)
+        await service.signer.start()
         service.start()
         if service.fanout is not None:
             await service.fanout.start(service.supervisor)

@@ -1,5 +1,8 @@
 """Signed access tokens (JWT, HS256 through PyJWT) and the server secret they are signed with.
 
+A token of ours may carry draft grants (claim `drafts`, as the app's roles claim does,
+server/access.py): renewing an app token that granted roles keeps them in the fresh one.
+
 The secret comes from `DRAFTSYNC_SECRET`, else from `DIR/secret`, generated once on first use so
 that tokens printed by `draftsync token` stay valid across restarts of `draftsync serve`.
 """
@@ -8,28 +11,33 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
 
+from server.access import Role, grants_from
 from server.errors import InvalidToken
 
 __all__ = ["MAX_TTL_SECONDS", "SECRET_ENV", "Claims", "TokenSigner", "load_secret"]
 
 SECRET_ENV = "DRAFTSYNC_SECRET"
 _ALGORITHM = "HS256"
+_GRANTS_CLAIM = "drafts"
 # A renewed token lives as long as the one it replaces, and never longer than this.
 MAX_TTL_SECONDS = 30 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
 class Claims:
-    """What a verified token says: who, and until when (seconds since the epoch)."""
+    """What a verified token says: who, until when (seconds since the epoch), and the roles
+    it grants on drafts by itself (server/access.py)."""
 
     user: str
     expires_at: float
     issued_at: float | None = None
+    grants: Mapping[str, Role] = field(default_factory=dict)
 
     @property
     def lifetime(self) -> float | None:
@@ -56,10 +64,19 @@ class TokenSigner:
     def __init__(self, secret: str) -> None:
         self._secret = secret
 
-    def issue(self, user: str, *, ttl_seconds: int, now: float) -> str:
+    def issue(
+        self,
+        user: str,
+        *,
+        ttl_seconds: int,
+        now: float,
+        grants: Mapping[str, Role] | None = None,
+    ) -> str:
         if not user:
             raise ValueError("user must not be empty")
-        claims = {"sub": user, "iat": int(now), "exp": int(now) + ttl_seconds}
+        claims: dict[str, object] = {"sub": user, "iat": int(now), "exp": int(now) + ttl_seconds}
+        if grants:
+            claims[_GRANTS_CLAIM] = {draft: role.value for draft, role in grants.items()}
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
     def verify(self, token: str | None) -> str:
@@ -69,11 +86,16 @@ class TokenSigner:
     def renew(self, token: str | None, *, now: float) -> tuple[str, Claims]:
         """A fresh token for the same user with the same lifetime (at most MAX_TTL_SECONDS),
         in exchange for one that is still valid: an expired token is refused like any other."""
-        old = self.claims(token)
+        return self.reissue(self.claims(token), now=now)
+
+    def reissue(self, old: Claims, *, now: float) -> tuple[str, Claims]:
+        """A token of ours standing for verified `old` claims (of ours or the app's): same user,
+        grants and lifetime (at most MAX_TTL_SECONDS), from `now`."""
         lifetime = old.lifetime if old.lifetime and old.lifetime > 0 else MAX_TTL_SECONDS
         ttl = int(min(lifetime, MAX_TTL_SECONDS))
-        fresh = self.issue(old.user, ttl_seconds=ttl, now=now)
-        return fresh, Claims(old.user, expires_at=int(now) + ttl, issued_at=int(now))
+        fresh = self.issue(old.user, ttl_seconds=ttl, now=now, grants=old.grants)
+        claims = Claims(old.user, expires_at=int(now) + ttl, issued_at=int(now), grants=old.grants)
+        return fresh, claims
 
     def claims(self, token: str | None) -> Claims:
         """The verified claims; `InvalidToken` with the reason otherwise."""
@@ -91,8 +113,13 @@ class TokenSigner:
         if not isinstance(user, str) or not user:
             raise InvalidToken("invalid token: empty subject")
         issued = claims.get("iat")
+        try:
+            grants = grants_from(claims[_GRANTS_CLAIM]) if _GRANTS_CLAIM in claims else {}
+        except ValueError as exc:
+            raise InvalidToken(f"invalid token: claim {_GRANTS_CLAIM!r}: {exc}") from None
         return Claims(
             user,
             expires_at=float(claims["exp"]),
             issued_at=float(issued) if isinstance(issued, int | float) else None,
+            grants=grants,
         )

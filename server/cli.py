@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -23,6 +24,7 @@ from server import logs
 from server.app import create_app
 from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
+from server.identity.keys import load_public_key
 from server.store import private_files
 from server.store import retention as snapshot_retention
 from server.store.factory import is_postgres_url
@@ -153,6 +155,97 @@ def _limits_from(args: argparse.Namespace) -> UpdateLimits:
         delete_ranges=args.max_update_deletes,
         merge_bytes=args.max_update_merge_bytes,
     )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _add_identity_arguments(serve: argparse.ArgumentParser) -> None:
+    """The app's own JWTs (server/identity/), accepted besides draftsync's HS256 tokens."""
+    identity = serve.add_argument_group(
+        "the app's own tokens (JWT)",
+        "verify JWTs your identity provider signs (RS256, ES256 or EdDSA, chosen by the key's "
+        "type), besides draftsync's own tokens; wrong issuer, audience, algorithm, key id or "
+        "an expired token is refused with 4401 / 401 and the reason",
+    )
+    source = identity.add_mutually_exclusive_group()
+    source.add_argument(
+        "--jwt-public-key", type=Path, metavar="FILE.pem", help="the app's public key (PEM)"
+    )
+    source.add_argument(
+        "--jwks-url",
+        metavar="URL",
+        help="the app's JWKS (https://.../.well-known/jwks.json); tokens name their key by "
+        "`kid`, and a new key is fetched when a token first uses it (no restart)",
+    )
+    identity.add_argument("--jwt-issuer", metavar="ISS", help="the `iss` tokens must carry")
+    identity.add_argument(
+        "--jwt-audience",
+        metavar="AUD",
+        help="the `aud` tokens must carry (needed if they carry one)",
+    )
+    identity.add_argument(
+        "--jwt-user-claim",
+        default="sub",
+        metavar="CLAIM",
+        help="the claim that names the user (%(default)s)",
+    )
+    identity.add_argument(
+        "--jwt-roles-claim",
+        metavar="CLAIM",
+        help='a claim granting draft roles by itself, {"DRAFT_ID": "owner"|"editor"|"viewer"}: '
+        "for that token, on top of the stored roles (default: none)",
+    )
+    identity.add_argument(
+        "--jwks-max-age",
+        type=_positive_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="fetch the JWKS again when it is older than this (%(default)s)",
+    )
+    identity.add_argument(
+        "--jwks-cooldown",
+        type=_positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="at most one JWKS fetch per SECONDS for key ids it does not hold (%(default)s)",
+    )
+
+
+def _identity_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The Settings fields of `_add_identity_arguments`; ValueError saying what is wrong."""
+    has_source = args.jwt_public_key is not None or args.jwks_url is not None
+    for flag, given in (
+        ("--jwt-issuer", args.jwt_issuer is not None),
+        ("--jwt-audience", args.jwt_audience is not None),
+        ("--jwt-roles-claim", args.jwt_roles_claim is not None),
+        ("--jwt-user-claim", args.jwt_user_claim != "sub"),
+    ):
+        if given and not has_source:
+            raise ValueError(f"{flag} needs --jwt-public-key or --jwks-url")
+    if args.jwt_public_key is not None:
+        load_public_key(args.jwt_public_key)  # a bad file stops here, not at the first token
+    if args.jwks_url is not None and not args.jwks_url.startswith(("https://", "http://")):
+        raise ValueError(f"--jwks-url takes an http(s):// URL, not {args.jwks_url!r}")
+    if not args.jwt_user_claim or args.jwt_roles_claim == "":
+        raise ValueError("--jwt-user-claim and --jwt-roles-claim take a claim name")
+    return {
+        "jwt_public_key": args.jwt_public_key,
+        "jwks_url": args.jwks_url,
+        "jwt_issuer": args.jwt_issuer,
+        "jwt_audience": args.jwt_audience,
+        "jwt_user_claim": args.jwt_user_claim,
+        "jwt_roles_claim": args.jwt_roles_claim,
+        "jwks_max_age_seconds": args.jwks_max_age,
+        "jwks_cooldown_seconds": args.jwks_cooldown,
+    }
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -300,6 +393,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="redis://host:port: relay updates, awareness and access changes between "
         "instances that share one --store postgresql:// (env DRAFTSYNC_REDIS)",
     )
+    _add_identity_arguments(serve)
     serve.add_argument("--log-level", default="info", help="logging level (%(default)s)")
 
     token = commands.add_parser(
@@ -348,6 +442,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.redis is not None and args.store is None:
         print("draftsync: --redis needs a shared --store postgresql://...", file=sys.stderr)
         return 2
+    try:
+        identity = _identity_settings(args)
+    except ValueError as error:
+        print(f"draftsync: {error}", file=sys.stderr)
+        return 2
     secret = load_secret(args.data)
     settings = Settings(
         schema=schema,
@@ -372,6 +471,7 @@ def _serve(args: argparse.Namespace) -> int:
         store_url=args.store,
         redis_url=args.redis,
         update_limits=_limits_from(args),
+        **identity,
     )
     app = create_app(settings)
     config = uvicorn.Config(

@@ -72,6 +72,19 @@ class Settings:
     store_url: str | None = None
     # A redis:// URL: relay updates, awareness and access changes to other instances.
     redis_url: str | None = None
+    # The app's own JWTs (server/identity/), verified besides draftsync's HS256 tokens: its
+    # public key (a PEM file) or its JWKS URL, the issuer and audience they must carry when
+    # given, the claim naming the user, and the claim granting draft roles (None: no grants).
+    jwt_public_key: Path | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_user_claim: str = "sub"
+    jwt_roles_claim: str | None = None
+    # The JWKS is fetched again when older than this, and for an unknown key id at most once
+    # per cooldown.
+    jwks_max_age_seconds: float = 300.0
+    jwks_cooldown_seconds: float = 30.0
 
     @property
     def database_path(self) -> Path:

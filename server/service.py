@@ -17,10 +17,11 @@ import logging
 from crdt.content import fields_of
 from crdt.history import rebuild
 from server import metrics
-from server.auth import TokenSigner
 from server.cluster.fanout import Fanout
 from server.config import Settings
 from server.errors import CloseCode
+from server.identity.caller import Authenticate, Callers
+from server.identity.tokens import verifier_for
 from server.store.api import Store
 from server.store.commits import CommitPipeline
 from server.store.snapshots import Snapshotter
@@ -39,11 +40,19 @@ SHUTDOWN_FLUSH_SECONDS = 10.0
 
 class Service:
     def __init__(
-        self, settings: Settings, store: Store, *, build_doc: DocBuilder = rebuild
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        build_doc: DocBuilder = rebuild,
+        authenticate: Authenticate | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.signer = TokenSigner(settings.secret)
+        # Tokens of ours and of the app (server/identity/tokens.py); an embedding host's
+        # `authenticate` names the caller of a request that has no token (identity/caller.py).
+        self.signer = verifier_for(settings)
+        self.callers = Callers(self.signer, authenticate)
         self.pipeline = CommitPipeline(
             store,
             max_queued=settings.commit_queue_updates,

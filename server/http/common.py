@@ -1,7 +1,8 @@
 """What every REST endpoint shares: the caller, validated JSON bodies, error answers, paging.
 
 An endpoint is `async def handler(request, service, user) -> Response` wrapped by `endpoint`,
-which reads the caller from `Authorization: Bearer TOKEN` and answers every `DraftsyncError` as
+which reads the caller from `Authorization: Bearer TOKEN` (or, without one, from an embedding
+host's `authenticate`: server/identity/caller.py) and answers every `DraftsyncError` as
 
     {"error": "not_found", "detail": "draft not found"}    status: http_status_for(error)
     {"error": "validation_failed", "detail": "...",
@@ -29,8 +30,10 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -40,7 +43,7 @@ from starlette.responses import JSONResponse, Response
 
 from crdt.errors import DraftsyncError
 from server import metrics
-from server.access import Role, check_draft_id
+from server.access import Role, check_draft_id, strongest
 from server.errors import (
     BadRequest,
     BodyTooLarge,
@@ -83,6 +86,13 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 64
 
 M = TypeVar("M", bound=BaseModel)
+
+# The roles the caller's token grants on drafts (server/access.py), for `reach`: set by
+# `endpoint` for the request it runs, so that every handler keeps its `(request, service,
+# user)` signature and the grant cannot leak to another request (each runs in its own task).
+_GRANTS: ContextVar[Mapping[str, Role]] = ContextVar(
+    "draftsync_grants", default=MappingProxyType({})
+)
 Handler = Callable[[Request, "Service", str], Awaitable[Response]]
 
 _ERROR_NAMES = {
@@ -104,8 +114,11 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         service: Service = request.app.state.service
         user: str | None = None
+        granting = None
         try:
-            user = service.signer.verify(bearer_token(request))
+            claims = await service.callers.identify(request, bearer_token(request))
+            user = claims.user
+            granting = _GRANTS.set(claims.grants)
             response = await handler(request, service, user)
         except DraftsyncError as error:
             response = _error_response(error)
@@ -126,6 +139,9 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             response = JSONResponse(
                 {"error": "internal", "detail": "internal server error"}, status_code=500
             )
+        finally:
+            if granting is not None:
+                _GRANTS.reset(granting)
         route = request.scope.get("route")
         metrics.HTTP_REQUESTS.labels(
             method=request.method,
@@ -162,13 +178,20 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def reach(service: Service, draft_id: str, user: str) -> Role:
-    """The caller's role on the draft; a draft they cannot reach is 404, as one that is not
-    there (existence is not leaked). A deleted draft has no access rows left."""
+    """The caller's role on the draft: the stronger of the stored one and what the caller's
+    token grants; a draft they cannot reach is 404, as one that is not there (existence is
+    not leaked). A deleted draft has no access rows left, and a grant does not revive it."""
     check_draft_id(draft_id)
-    role = await service.store.role_of(draft_id, user)
+    stored = await service.store.role_of(draft_id, user)
+    granted = _GRANTS.get().get(draft_id)
+    if stored is None and granted is not None:
+        record = await service.store.draft_record(draft_id)
+        if record is None or record.deleted_at is not None:
+            granted = None
+    role = strongest(Role(stored) if stored is not None else None, granted)
     if role is None:
         raise UnknownDraft("draft not found")
-    return Role(role)
+    return role
 
 
 def require_owner(role: Role, action: str) -> None:

@@ -5,6 +5,11 @@
     GET /static/{file}    the bundle `web/build.mjs` writes to web/dist/ (`make web`)
     GET /api/schema       the draft schema as JSON, for the form (Authorization: Bearer TOKEN)
 
+Mounted under a prefix (a host application's `Mount("/collab", ...)`, or uvicorn's
+`--root-path`), the pages are sent with their links under the request's `root_path` and that
+root in `<meta name="draftsync-root">`, which the scripts prefix to every path they build
+(web/src/root.js): the bundle is the same, wherever it is mounted.
+
 The pages take the token from `?token=` (what `draftsync serve` prints) and keep it in the tab's
 sessionStorage; nothing here needs it but `/api/schema`. Pages are sent with `no-referrer`, so
 that a token in the address bar never travels in a Referer header, and with a CSP that allows
@@ -14,11 +19,18 @@ how to build it.
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -26,6 +38,7 @@ from starlette.types import Receive, Scope, Send
 from crdt.errors import DraftsyncError
 from crdt.schema import Field, Schema
 from server.access import check_draft_id
+from server.http.common import bearer_token
 
 if TYPE_CHECKING:
     from server.service import Service
@@ -47,15 +60,28 @@ _PAGE_HEADERS = {
 }
 
 
-def _page(name: str) -> Response:
+def _page(name: str, request: Request) -> Response:
     path = WEB_DIST / name
     if not path.is_file():
         return PlainTextResponse(_NOT_BUILT, status_code=503)
-    return FileResponse(path, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    if not root:
+        return FileResponse(path, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+    return HTMLResponse(_rooted(path.read_text(encoding="utf-8"), root), headers=_PAGE_HEADERS)
+
+
+def _rooted(page: str, root: str) -> str:
+    """`page` with its absolute links (the bundle, the home link) under `root`, and `root` in
+    the meta the scripts read."""
+    quoted = escape(root, quote=True)
+    page = page.replace('="/static/', f'="{quoted}/static/')
+    page = page.replace('href="/"', f'href="{quoted}/"')
+    meta = f'<meta name="draftsync-root" content="{quoted}">'
+    return page.replace("<head>", f"<head>\n  {meta}", 1)
 
 
 async def drafts_page(request: Request) -> Response:
-    return _page("index.html")
+    return _page("index.html", request)
 
 
 async def editor_page(request: Request) -> Response:
@@ -63,14 +89,13 @@ async def editor_page(request: Request) -> Response:
         check_draft_id(request.path_params["draft_id"])
     except DraftsyncError as error:
         return PlainTextResponse(f"{error}\n", status_code=404)
-    return _page("editor.html")
+    return _page("editor.html", request)
 
 
 async def schema_endpoint(request: Request) -> Response:
     service: Service = request.app.state.service
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     try:
-        service.signer.verify(token.strip() if scheme.lower() == "bearer" else None)
+        await service.callers.identify(request, bearer_token(request))
     except DraftsyncError as error:
         return JSONResponse(
             {"error": "unauthorized", "detail": str(error)},

@@ -24,6 +24,7 @@ from crdt.journal import JournalEvent
 from crdt.origins import ClientOrigin
 from crdt.protocol import Auth, Update, encode_message
 from server import metrics
+from server.access import Role
 from server.errors import CloseCode
 from server.sync.resume import Started
 
@@ -95,6 +96,9 @@ class Connection:
         self.session = session
         self.origin = ClientOrigin(user=user, session=session)
         self.can_write = can_write
+        # A role the caller's token grants on this draft (server/access.py): a live change of
+        # the stored role never takes the connection below it (server/sync/sharing.py).
+        self.granted: Role | None = None
         self.state = ConnectionState.OPEN
         self.close_code: int | None = None
         self.close_reason = ""

@@ -75,9 +75,10 @@ async def _sync_socket(websocket: WebSocket, receive: Receive, send: Send) -> No
     user: str | None = None
     try:
         draft_id = check_draft_id(websocket.path_params["draft_id"])
-        claims = service.signer.claims(websocket.query_params.get("token"))
+        claims = await service.callers.identify(websocket, websocket.query_params.get("token"))
         user = claims.user
-        role = await resolve_role(service.store, draft_id, user, now=time.time())
+        granted = claims.grants.get(draft_id)
+        role = await resolve_role(service.store, draft_id, user, now=time.time(), granted=granted)
     except DraftsyncError as error:
         code = close_code_for(error)
         logger.info(
@@ -100,6 +101,7 @@ async def _sync_socket(websocket: WebSocket, receive: Receive, send: Send) -> No
         max_messages=settings.send_queue_messages,
         max_bytes=settings.send_queue_bytes,
     )
+    conn.granted = granted
     service.track(conn)
     try:
         room = await service.rooms.join(draft_id, conn)

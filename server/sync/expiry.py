@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -75,6 +76,8 @@ class TokenExpiry:
 
     def _schedule(self, *, ask: bool) -> None:
         self.cancel()
+        if math.isinf(self.expires_at):  # a caller the host app signed in: no token to expire
+            return
         loop = asyncio.get_running_loop()
         remaining = self.expires_at - time.time()
         if ask and self._ask_refresh is not None and remaining > 0:

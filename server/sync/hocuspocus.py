@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pycrdt import Doc
+from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -147,7 +148,7 @@ class HocuspocusSocket:
         if service.shutting_down:
             await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
             return
-        await _Session(service, receive, send).run()
+        await _Session(service, websocket, receive, send).run()
 
 
 class HocuspocusConnection(Connection):
@@ -251,8 +252,11 @@ class _Document:
 class _Session:
     """One Hocuspocus WebSocket: its documents by address and what waits for authorisation."""
 
-    def __init__(self, service: Service, receive: Receive, send: Send) -> None:
+    def __init__(
+        self, service: Service, connection: HTTPConnection, receive: Receive, send: Send
+    ) -> None:
         self.service = service
+        self.connection = connection  # the upgrade request: what `authenticate` reads
         self.wire = _Wire(send)
         self._inbox = Inbox(receive)
         self._documents: dict[str, _Document] = {}
@@ -371,9 +375,12 @@ class _Session:
         user: str | None = None
         try:
             draft_id = check_draft_id(name)
-            claims = service.signer.claims(token)
+            claims = await service.callers.identify(self.connection, token)
             user = claims.user
-            role = await resolve_role(service.store, draft_id, user, now=time.time())
+            granted = claims.grants.get(draft_id)
+            role = await resolve_role(
+                service.store, draft_id, user, now=time.time(), granted=granted
+            )
         except DraftsyncError as error:
             logger.info(
                 "hocuspocus auth refused document=%.140r user=%s reason=%s", name, user, error
@@ -393,6 +400,7 @@ class _Session:
             max_messages=settings.send_queue_messages,
             max_bytes=settings.send_queue_bytes,
         )
+        conn.granted = granted
         # Authenticated goes first, before the document is loaded (as Hocuspocus does).
         conn.send(encode_authenticated(SCOPE_READ_WRITE if role.can_write else SCOPE_READ_ONLY))
         writer = service.spawn_writer(conn)

@@ -6,13 +6,14 @@
     viewer -> editor/owner     `can_write` on
     draft deleted              closed 4404 "draft deleted"
 
-The store is changed first, so a reconnect gets the new answer.
+The store is changed first, so a reconnect gets the new answer. A connection whose token
+grants a role on the draft keeps at least that role (server/access.py).
 """
 
 from __future__ import annotations
 
 from server import metrics
-from server.access import Role
+from server.access import Role, strongest
 from server.errors import CloseCode
 from server.sync.registry import RoomRegistry
 
@@ -28,12 +29,13 @@ def apply_role(rooms: RoomRegistry, draft_id: str, user: str, role: Role | None)
     for conn in list(room.connections):
         if conn.user != user or not conn.is_open:
             continue
-        if role is None:
+        effective = strongest(role, conn.granted)
+        if effective is None:
             conn.close(CloseCode.FORBIDDEN, "access revoked")
             metrics.LIVE_ACCESS_CHANGES.labels(change="revoked").inc()
-        elif conn.can_write != role.can_write:
-            conn.set_can_write(role.can_write)
-            change = "writable" if role.can_write else "read_only"
+        elif conn.can_write != effective.can_write:
+            conn.set_can_write(effective.can_write)
+            change = "writable" if effective.can_write else "read_only"
             metrics.LIVE_ACCESS_CHANGES.labels(change=change).inc()
         else:
             continue

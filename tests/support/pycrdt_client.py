@@ -34,8 +34,19 @@ WRITE_ACK = 102
 
 
 class PycrdtClient:
-    def __init__(self, ws_url: str, room: str, token: str, *, client_id: int | None = None) -> None:
-        self.url = f"{ws_url}/{room}?token={token}"
+    def __init__(
+        self,
+        ws_url: str,
+        room: str,
+        token: str | None,
+        *,
+        client_id: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """`token` None: no `?token=` (the caller is known otherwise, e.g. by a cookie in
+        `headers`, which are sent with the upgrade request)."""
+        self.url = f"{ws_url}/{room}" if token is None else f"{ws_url}/{room}?token={token}"
+        self._headers = headers
         self.doc: Doc = Doc(client_id=client_id)
         self.synced = asyncio.Event()
         self.closed = asyncio.Event()
@@ -49,7 +60,9 @@ class PycrdtClient:
     async def connect(self) -> PycrdtClient:
         self.synced.clear()
         self.closed.clear()
-        self._socket = await websockets.connect(self.url, max_size=None)
+        self._socket = await websockets.connect(
+            self.url, max_size=None, additional_headers=self._headers
+        )
         self._reader = asyncio.create_task(self._read())
         await self._socket.send(create_sync_message(self.doc))
         return self

@@ -2,6 +2,9 @@
 // Every call resolves to {ok, status, body}: a missing endpoint (404/405) is an answer the
 // page renders, not an exception, since parts of the API may not exist on every server.
 
+import { ROOT } from './root.js'
+
+/** Calls with paths of the API (`/api/…`), sent under the server's root. */
 export function api (token) {
   const call = async (method, path, body) => {
     const headers = { Accept: 'application/json' }
@@ -9,7 +12,7 @@ export function api (token) {
     if (body !== undefined) headers['Content-Type'] = 'application/json'
     let response
     try {
-      response = await fetch(path, {
+      response = await fetch(ROOT + path, {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body)

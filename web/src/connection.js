@@ -12,6 +12,7 @@
 import { WebsocketProvider, messageAuth, messageSync } from 'y-websocket'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
+import { ROOT } from './root.js'
 
 export const MESSAGE_WRITE_ACK = 102
 const HEARTBEAT_MS = 10000
@@ -25,7 +26,7 @@ const CLOSE_REASONS = {
 
 export function connect ({ doc, draftId, token }) {
   const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws'
-  const provider = new WebsocketProvider(`${scheme}://${window.location.host}/ws`, draftId, doc, {
+  const provider = new WebsocketProvider(`${scheme}://${window.location.host}${ROOT}/ws`, draftId, doc, {
     params: { token },
     connect: false,
     disableBc: true // another tab's copy is not the server's: only the server's echo counts

@@ -8,12 +8,13 @@ import { buildForm } from './form.js'
 import { showProgress } from './progress.js'
 import { conflictsDialog, openConflicts } from './conflicts.js'
 import { historyDialog } from './history.js'
+import { ROOT } from './root.js'
 
 const $ = (role) => document.querySelector(`[data-role=${role}]`)
 
 async function main () {
   const token = takeToken()
-  const draftId = decodeURIComponent(window.location.pathname.replace(/^\/d\//, ''))
+  const draftId = decodeURIComponent(window.location.pathname.slice(ROOT.length).replace(/^\/d\//, ''))
   $('home').href = withToken('/', token)
   const banner = (text) => {
     $('banner').textContent = text

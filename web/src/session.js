@@ -1,6 +1,8 @@
 // The caller's token: taken from `?token=` (what `draftsync serve` prints), kept in
 // sessionStorage for this tab, and removed from the address bar so that it is not in the
 // history or a copied link. Links to other pages of the editor carry it again (`withToken`).
+import { ROOT } from './root.js'
+
 const KEY = 'draftsync.token'
 
 export function takeToken () {
@@ -14,8 +16,9 @@ export function takeToken () {
   return window.sessionStorage.getItem(KEY)
 }
 
+/** `path` of the editor (`/`, `/d/…`) under the server's root, with the token. */
 export function withToken (path, token) {
-  const url = new URL(path, window.location.origin)
+  const url = new URL(ROOT + path, window.location.origin)
   if (token) url.searchParams.set('token', token)
   return url.pathname + url.search
 }

@@ -1,0 +1,46 @@
+"""Who is calling: a token (the `Authorization: Bearer` header, `?token=`, or a Hocuspocus
+Token message) or, without one, the embedding host's `authenticate` callable.
+
+`create_app(settings, authenticate=...)` takes a callable that turns a request (an HTTP request
+or a WebSocket connection: a Starlette `HTTPConnection`, cookies and headers included) into a
+user name, or None when nobody is signed in; it may be async. A token, when one is given, is
+checked and its verdict is final (a bad token is refused, never retried as the session): a
+client that sends one means it. Without a token the host is asked; None is a 401 / 4401.
+A user named by the host has no expiry and no grants: the host's session governs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import HTTPConnection
+
+from server.auth import Claims
+from server.errors import InvalidToken
+from server.identity.tokens import TokenVerifier
+
+__all__ = ["Authenticate", "Callers"]
+
+Authenticate = Callable[[HTTPConnection], "str | Awaitable[str | None] | None"]
+
+
+class Callers:
+    """What the endpoints ask (`service.callers.identify`) to learn who is calling."""
+
+    def __init__(self, signer: TokenVerifier, authenticate: Authenticate | None = None) -> None:
+        self.signer = signer
+        self.authenticate = authenticate
+
+    async def identify(self, connection: HTTPConnection, token: str | None) -> Claims:
+        """The caller's verified claims; `InvalidToken` with the reason otherwise."""
+        if token or self.authenticate is None:
+            return await self.signer.authenticate(token)
+        named = self.authenticate(connection)
+        user = await named if inspect.isawaitable(named) else named
+        if user is None:
+            raise InvalidToken("missing token, and no user signed in to the app")
+        if not isinstance(user, str) or not user:
+            raise TypeError(f"authenticate must return a user name or None, not {type(user)}")
+        return Claims(user, expires_at=math.inf)

@@ -1,0 +1,126 @@
+"""A host application that embeds draftsync, as an app team would: its own Starlette app with
+its own sign-in (a cookie session), draftsync mounted under `/collab` with an `authenticate`
+callable that reads that session, and draftsync's lifespan run inside the host's.
+
+`python -m tests.support.embedded_host PORT DATA_DIR` serves it with uvicorn on loopback;
+`EmbeddedHost` runs that as a subprocess for a test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from server.app import create_app
+from server.config import Settings
+from tests.support.server_process import REPO, SECRET, free_port
+
+__all__ = ["COOKIE", "PREFIX", "EmbeddedHost", "host_app"]
+
+PREFIX = "/collab"
+COOKIE = "host_session"
+
+
+def host_app(data_dir: Path) -> Starlette:
+    sessions: dict[str, str] = {}  # the host's own sign-in: session id -> user
+
+    async def authenticate(connection: HTTPConnection) -> str | None:
+        """What the host passes to draftsync: its session's user, for HTTP and WebSocket."""
+        return sessions.get(connection.cookies.get(COOKIE, ""))
+
+    async def sign_in(request: Request) -> Response:
+        session = secrets.token_urlsafe(16)
+        sessions[session] = request.path_params["user"]
+        response = JSONResponse({"user": request.path_params["user"]})
+        response.set_cookie(COOKIE, session, httponly=True, samesite="lax")
+        return response
+
+    async def home(request: Request) -> Response:
+        return PlainTextResponse("the host's own page\n")
+
+    collab = create_app(Settings(data_dir=data_dir, secret=SECRET), authenticate=authenticate)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with collab.router.lifespan_context(collab):  # opens the store, runs the service
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/", home),
+            Route("/sign-in/{user}", sign_in, methods=["POST"]),
+            Mount(PREFIX, app=collab),
+        ],
+        lifespan=lifespan,
+    )
+
+
+class EmbeddedHost:
+    """The host app in a subprocess (real uvicorn on a free loopback port)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.log_path = data_dir / "host.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """draftsync's y-websocket endpoint under the prefix."""
+        return f"ws://127.0.0.1:{self.port}{PREFIX}/ws"
+
+    def start(self, timeout: float = 20) -> EmbeddedHost:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "tests.support.embedded_host", str(self.port)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*command, str(self.data_dir)],
+                cwd=REPO,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"host exited at start:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.http_url}{PREFIX}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError(f"host did not answer within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+if __name__ == "__main__":
+    port, data = int(sys.argv[1]), Path(sys.argv[2])
+    uvicorn.run(host_app(data), host="127.0.0.1", port=port, log_level="info")

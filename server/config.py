@@ -10,6 +10,7 @@ from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, Schema
 from server.store import retention as snapshot_retention
 from server.sync import presence
+from server.webhooks.settings import WebhookSettings
 
 __all__ = ["ALL_LAYERS", "Durability", "Layers", "Settings"]
 
@@ -72,6 +73,8 @@ class Settings:
     store_url: str | None = None
     # A redis:// URL: relay updates, awareness and access changes to other instances.
     redis_url: str | None = None
+    # Webhooks (--webhook URL ...; server/webhooks/): None: no events are written or sent.
+    webhooks: WebhookSettings | None = None
 
     @property
     def database_path(self) -> Path:

@@ -5,6 +5,9 @@ REST, a dead receiver that never slows a room, and `kill -9` between commit and 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from pycrdt import Map, Text
 
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.rest import as_user, create_draft, new_id
-from tests.support.server_process import ServerProcess
+from tests.support.server_process import REPO, ServerProcess
 from tests.support.waiting import eventually
 from tests.support.webhook_receiver import SECRET, WebhookReceiver
 
@@ -141,3 +144,179 @@ async def test_every_event_type_arrives_signed_with_its_payload(
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert len(ids) == len(set(ids))
     assert all(r.headers["webhook-signature"].startswith("v1,") for r in receiver.received)
+
+
+async def test_text_is_sent_only_when_the_operator_opts_in(tmp_path: Path) -> None:
+    receiver = WebhookReceiver().start()
+    server = hooked_server(tmp_path, receiver.url, "--webhook-include-text").start()
+    try:
+        draft = new_id("text")
+        editor = await connect_synced(server, draft, "carol")
+        await editor.edit(lambda d: d.get("title", type=Text).insert(0, "Hello"))
+        await editor.flush()
+        await editor.disconnect()
+        (created,) = await arrived(receiver, draft, "draft.created")
+        assert created["data"]["version"] == 0  # created by connecting
+        (changed,) = await arrived(receiver, draft, "draft.changed")
+        assert changed["data"]["texts"]["title"] == "Hello"
+        assert changed["data"]["users"] == ["carol"]
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+async def test_failed_attempts_are_retried_and_listed_over_rest(tmp_path: Path) -> None:
+    receiver = WebhookReceiver(fail_first=2).start()
+    server = hooked_server(tmp_path, receiver.url).start()
+    try:
+        draft = new_id("retry")
+        async with as_user(server, "alice") as api:
+            await create_draft(api, id=draft)
+            await arrived(receiver, draft, "draft.created")
+            assert len(receiver.refused) == 2
+            # The same event each time: one webhook-id, signed anew per attempt.
+            assert {r.headers["webhook-id"] for r in receiver.refused} == {
+                receiver.received[-1].headers["webhook-id"]
+            }
+
+            async def listed_delivered() -> bool:
+                page = (await api.get(f"/api/drafts/{draft}/webhooks")).json()
+                return page["items"][0]["status"] == "delivered"
+
+            await eventually(listed_delivered)
+            page = (await api.get(f"/api/drafts/{draft}/webhooks")).json()
+            (delivery,) = page["items"]
+            assert page["next"] is None
+            assert delivery["type"] == "draft.created" and delivery["url"] == receiver.url
+            assert delivery["attempts"] == 3 and delivery["lastError"] is None
+            assert delivery["eventId"] == receiver.received[-1].headers["webhook-id"]
+            assert [a["statusCode"] for a in delivery["attemptLog"]] == [500, 500, 204]
+            assert delivery["attemptLog"][0]["error"] == "HTTP 500"
+            assert delivery["payload"]["data"]["draftId"] == draft
+
+            # Paging, and bad queries.
+            second = await api.put(
+                f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
+            )
+            assert second.status_code == 200
+            first_page = (await api.get(f"/api/drafts/{draft}/webhooks?limit=1")).json()
+            assert len(first_page["items"]) == 1 and first_page["next"] == delivery["id"]
+            rest = await api.get(f"/api/drafts/{draft}/webhooks?after={first_page['next']}")
+            assert [d["type"] for d in rest.json()["items"]] == ["access.changed"]
+            for bad in ("limit=0", "limit=201", "after=-1", "limit=x"):
+                answer = await api.get(f"/api/drafts/{draft}/webhooks?{bad}")
+                assert answer.status_code == 400, bad
+        # Owners only: a viewer is refused, a stranger does not learn the draft exists.
+        async with as_user(server, "bob") as api:
+            assert (await api.get(f"/api/drafts/{draft}/webhooks")).status_code == 403
+        async with as_user(server, "mallory") as api:
+            assert (await api.get(f"/api/drafts/{draft}/webhooks")).status_code == 404
+        async with as_user(server, None) as api:
+            assert (await api.get(f"/api/drafts/{draft}/webhooks")).status_code == 401
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+async def test_a_dead_receiver_fails_after_the_bound_while_rooms_keep_committing(
+    tmp_path: Path,
+) -> None:
+    # A receiver that accepts and never answers: every attempt ends at the timeout.
+    receiver = WebhookReceiver(hang=True).start()
+    args = ["--webhook-timeout", "0.5", "--webhook-max-attempts", "3"]
+    server = hooked_server(tmp_path, receiver.url, *args).start()
+    try:
+        draft = new_id("dead")
+        editor = await connect_synced(server, draft, "alice")
+        async with as_user(server, "alice") as api:
+
+            async def status() -> str:
+                page = (await api.get(f"/api/drafts/{draft}/webhooks")).json()
+                return str(page["items"][0]["status"]) if page["items"] else "none"
+
+            # Writes are committed and acknowledged while deliveries hang, one after another.
+            typed = 0
+            while await status() != "failed":
+                assert typed < 2000, "the delivery never failed"
+                await editor.edit(lambda d: d.get("title", type=Text).insert(0, "x"))
+                await editor.flush()
+                typed += 1
+            page = (await api.get(f"/api/drafts/{draft}/webhooks")).json()
+            created = page["items"][0]
+            assert created["type"] == "draft.created" and created["attempts"] == 3
+            assert [a["statusCode"] for a in created["attemptLog"]] == [None, None, None]
+            assert all("Timeout" in a["error"] for a in created["attemptLog"])
+            assert typed >= 2  # commits went on during the attempts
+            version = (await api.get(f"/api/drafts/{draft}")).json()["version"]
+            assert version == typed
+        await editor.disconnect()
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+async def test_kill_9_between_commit_and_delivery_loses_no_event(tmp_path: Path) -> None:
+    receiver = WebhookReceiver()  # down: its port refuses connections
+    # A debounce longer than the test: the edits are committed, their event not yet derived.
+    slow = hooked_server(tmp_path, receiver.url, "--webhook-debounce", "600").start()
+    draft = new_id("crash")
+    try:
+        async with as_user(slow, "alice") as api:
+            await create_draft(api, id=draft, fields={"category": "film"})
+
+            async def attempted() -> bool:
+                page = (await api.get(f"/api/drafts/{draft}/webhooks")).json()
+                return bool(page["items"]) and page["items"][0]["attempts"] >= 1
+
+            await eventually(attempted)  # draft.created was tried and failed
+        editor = await connect_synced(slow, draft, "alice")
+        await editor.edit(set_field("current_step", 4))
+        await editor.flush()
+        await editor.disconnect()
+    finally:
+        slow.kill()
+    receiver.start()
+    server = hooked_server(tmp_path, receiver.url).start()
+    try:
+        (created,) = await arrived(receiver, draft, "draft.created")
+        assert created["data"]["version"] == 1
+        (changed,) = await arrived(receiver, draft, "draft.changed")
+        assert changed["data"]["fromVersion"] == 2
+        assert changed["data"]["fields"]["current_step"] == 4
+        async with as_user(server, "alice") as api:
+            version = (await api.get(f"/api/drafts/{draft}")).json()["version"]
+        assert changed["data"]["toVersion"] == version
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--webhook", "ftp://example.com/x"], {}, "--webhook"),
+        (["--webhook", "http:///nohost"], {}, "--webhook"),
+        (["--webhook", "http://127.0.0.1:9/h"], {}, "--webhook-secret"),
+        (["--webhook", "http://127.0.0.1:9/h", "--webhook-secret", "s3cret"], {}, "whsec_"),
+        (["--webhook", "http://127.0.0.1:9/h"], {"DRAFTSYNC_WEBHOOK_SECRET": "whsec_!!"}, "base64"),
+        (["--webhook", "http://127.0.0.1:9/h", "--webhook-secret", "whsec_c2hvcnQ="], {}, "16"),
+        (["--webhook-debounce", "0"], {}, "--webhook-debounce"),
+        (["--webhook-timeout", "nan"], {}, "--webhook-timeout"),
+        (["--webhook-max-attempts", "-1"], {}, "--webhook-max-attempts"),
+    ],
+)
+def test_bad_webhook_options_are_refused_in_one_line(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    environment = {k: v for k, v in os.environ.items() if k != "DRAFTSYNC_WEBHOOK_SECRET"}
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--data", str(tmp_path), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environment, **env},
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr.splitlines()[-1], done.stderr
+    assert "s3cret" not in done.stderr and "!!" not in done.stderr  # secrets are never echoed

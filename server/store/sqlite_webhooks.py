@@ -13,10 +13,13 @@ A mixin of `SqliteStore`: it shares its connection, lock and transactions, so th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from server.errors import StoreError
 from server.store.outbox import Attempt, Delivery, OutboxEvent, PendingChange, outbox_rows
 
 if TYPE_CHECKING:
@@ -108,6 +111,15 @@ _PAGE_ATTEMPTS = """
 _CHUNK = 500  # draft ids a query (SQLite allows 32,766 variables)
 
 
+@contextlib.contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Driver errors leave the store as `StoreError`, as its other methods' do."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"{action} failed: {exc}") from exc
+
+
 class SqliteWebhooks:
     """Outbox reads and writes of `SqliteStore` (see the module's docstring)."""
 
@@ -126,10 +138,11 @@ class SqliteWebhooks:
         self, draft_ids: Sequence[str] | None = None
     ) -> list[PendingChange]:
         """Drafts whose committed versions pass their cursor (of `draft_ids`; None: all)."""
-        found: list[PendingChange] = []
-        async for rows in self._pending_rows(draft_ids):
-            found += [PendingChange(*row) for row in rows]  # type: ignore[arg-type]
-        return found
+        with _translated("webhook outbox: pending changes"):
+            found: list[PendingChange] = []
+            async for rows in self._pending_rows(draft_ids):
+                found += [PendingChange(*row) for row in rows]  # type: ignore[arg-type]
+            return found
 
     async def _pending_rows(
         self, draft_ids: Sequence[str] | None
@@ -148,56 +161,60 @@ class SqliteWebhooks:
     ) -> bool:
         """Announce versions `after < v <= upto`: the event's rows and the cursor moved, at
         once; False (nothing written) if the cursor is no longer at `after`."""
-        async with self._transaction():
-            cursor = await self._db.execute(
-                "UPDATE webhook_cursors SET version = ? WHERE draft_id = ? AND version = ?",
-                (upto, draft_id, after),
-            )
-            if cursor.rowcount != 1:
-                return False
-            await self._write_outbox([event])
-        return True
+        with _translated("webhook outbox: record change"):
+            async with self._transaction():
+                cursor = await self._db.execute(
+                    "UPDATE webhook_cursors SET version = ? WHERE draft_id = ? AND version = ?",
+                    (upto, draft_id, after),
+                )
+                if cursor.rowcount != 1:
+                    return False
+                await self._write_outbox([event])
+            return True
 
     async def webhook_claim(self, *, now: float, lease_until: float, limit: int) -> list[Delivery]:
         """Take up to `limit` due deliveries: each is not due again before `lease_until`, so
         that a delivery cut short by a crash is tried again after it (at least once)."""
-        async with self._lock:
-            due = await self._db.execute_fetchall(_ANY_DUE, (now,))
-        if not due:  # no write transaction (and no write lock) when nothing is due
-            return []
-        async with self._transaction():
-            rows = await self._db.execute_fetchall(_CLAIM, (lease_until, now, limit))
-        return sorted((Delivery(*row) for row in rows), key=lambda d: (d.next_attempt_at, d.id))
+        with _translated("webhook outbox: claim"):
+            async with self._lock:
+                due = await self._db.execute_fetchall(_ANY_DUE, (now,))
+            if not due:  # no write transaction (and no write lock) when nothing is due
+                return []
+            async with self._transaction():
+                rows = await self._db.execute_fetchall(_CLAIM, (lease_until, now, limit))
+            return sorted((Delivery(*row) for row in rows), key=lambda d: (d.next_attempt_at, d.id))
 
     async def webhook_attempted(
         self, delivery_id: int, attempt: Attempt | None, *, status: str, next_attempt_at: float
     ) -> None:
         """Record an attempt (None: given up without one) and the delivery's new state."""
-        async with self._transaction():
-            if attempt is not None:
+        with _translated("webhook outbox: attempted"):
+            async with self._transaction():
+                if attempt is not None:
+                    await self._db.execute(
+                        _INSERT_ATTEMPT,
+                        (
+                            delivery_id,
+                            attempt.attempt,
+                            attempt.at,
+                            attempt.status_code,
+                            attempt.error,
+                            attempt.seconds,
+                        ),
+                    )
+                error = attempt.error if attempt is not None else "endpoint no longer configured"
+                count = attempt.attempt if attempt is not None else 0
                 await self._db.execute(
-                    _INSERT_ATTEMPT,
-                    (
-                        delivery_id,
-                        attempt.attempt,
-                        attempt.at,
-                        attempt.status_code,
-                        attempt.error,
-                        attempt.seconds,
-                    ),
+                    _SET_OUTCOME, (status, count, next_attempt_at, error, delivery_id)
                 )
-            error = attempt.error if attempt is not None else "endpoint no longer configured"
-            count = attempt.attempt if attempt is not None else 0
-            await self._db.execute(
-                _SET_OUTCOME, (status, count, next_attempt_at, error, delivery_id)
-            )
 
     async def webhook_deliveries(self, draft_id: str, *, after: int, limit: int) -> list[Delivery]:
         """A draft's deliveries after id `after`, oldest first, each with its attempts."""
-        rows = await self._fetch_all(_PAGE, (draft_id, after, limit))
-        attempts = await self._fetch_all(_PAGE_ATTEMPTS, (draft_id, after, limit))
-        log: dict[int, list[Attempt]] = {}
-        for row in attempts:
-            log.setdefault(int(row[0]), []).append(Attempt(*row[1:]))  # type: ignore[call-overload, arg-type]
-        deliveries = [Delivery(*row) for row in rows]  # type: ignore[arg-type]
-        return [dataclasses.replace(d, log=tuple(log.get(d.id, ()))) for d in deliveries]
+        with _translated("webhook outbox: deliveries"):
+            rows = await self._fetch_all(_PAGE, (draft_id, after, limit))
+            attempts = await self._fetch_all(_PAGE_ATTEMPTS, (draft_id, after, limit))
+            log: dict[int, list[Attempt]] = {}
+            for row in attempts:
+                log.setdefault(int(row[0]), []).append(Attempt(*row[1:]))  # type: ignore[call-overload, arg-type]
+            deliveries = [Delivery(*row) for row in rows]  # type: ignore[arg-type]
+            return [dataclasses.replace(d, log=tuple(log.get(d.id, ()))) for d in deliveries]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pycrdt import Map, Text
 
+from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.rest import as_user, create_draft, new_id
 from tests.support.server_process import REPO, ServerProcess
@@ -165,9 +166,13 @@ async def test_text_is_sent_only_when_the_operator_opts_in(tmp_path: Path) -> No
         receiver.stop()
 
 
-async def test_failed_attempts_are_retried_and_listed_over_rest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_failed_attempts_are_retried_and_listed_over_rest(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
     receiver = WebhookReceiver(fail_first=2).start()
-    server = hooked_server(tmp_path, receiver.url).start()
+    flags = store_flags(request, backend)
+    server = hooked_server(tmp_path, receiver.url, *flags).start()
     try:
         draft = new_id("retry")
         async with as_user(server, "alice") as api:
@@ -255,10 +260,14 @@ async def test_a_dead_receiver_fails_after_the_bound_while_rooms_keep_committing
         receiver.stop()
 
 
-async def test_kill_9_between_commit_and_delivery_loses_no_event(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_kill_9_between_commit_and_delivery_loses_no_event(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
     receiver = WebhookReceiver()  # down: its port refuses connections
+    flags = store_flags(request, backend)
     # A debounce longer than the test: the edits are committed, their event not yet derived.
-    slow = hooked_server(tmp_path, receiver.url, "--webhook-debounce", "600").start()
+    slow = hooked_server(tmp_path, receiver.url, "--webhook-debounce", "600", *flags).start()
     draft = new_id("crash")
     try:
         async with as_user(slow, "alice") as api:
@@ -276,7 +285,7 @@ async def test_kill_9_between_commit_and_delivery_loses_no_event(tmp_path: Path)
     finally:
         slow.kill()
     receiver.start()
-    server = hooked_server(tmp_path, receiver.url).start()
+    server = hooked_server(tmp_path, receiver.url, *flags).start()
     try:
         (created,) = await arrived(receiver, draft, "draft.created")
         assert created["data"]["version"] == 1

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pycrdt import Map, Text
 
+from bench.services import PostgresCluster
 from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.rest import as_user, create_draft, new_id
@@ -329,3 +330,40 @@ def test_bad_webhook_options_are_refused_in_one_line(
     assert done.returncode == 2, done.stderr
     assert message in done.stderr.splitlines()[-1], done.stderr
     assert "s3cret" not in done.stderr and "!!" not in done.stderr  # secrets are never echoed
+
+
+async def test_two_instances_on_one_postgresql_deliver_each_event_once(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    receiver = WebhookReceiver().start()
+    url = postgres.new_database()
+    servers = [
+        hooked_server(tmp_path / name, receiver.url, "--store", url).start() for name in "ab"
+    ]
+    drafts = [new_id("pair") for _ in range(6)]
+    try:
+        for i, draft in enumerate(drafts):
+            async with as_user(servers[i % 2], "alice") as api:
+                await create_draft(api, id=draft, fields={"current_step": i + 1})
+            editor = await connect_synced(servers[(i + 1) % 2], draft, "alice")
+            await editor.edit(set_field("category", f"c{i}"))
+            await editor.flush()
+            await editor.disconnect()
+        for draft in drafts:
+            await arrived(receiver, draft, "draft.created")
+            await arrived(receiver, draft, "draft.changed")
+        for server in servers:  # what the other instance might still send arrives first
+            server.stop()
+        ids = [r.headers["webhook-id"] for r in receiver.received]
+        assert len(ids) == len(set(ids)), "an event was delivered twice"
+        for draft in drafts:
+            assert len(of_draft(receiver, draft, "draft.created")) == 1
+            ranges = [
+                (e["data"]["fromVersion"], e["data"]["toVersion"])
+                for e in of_draft(receiver, draft, "draft.changed")
+            ]
+            assert ranges == [(2, 2)], ranges  # announced once, by one instance
+    finally:
+        for server in servers:
+            server.stop()
+        receiver.stop()

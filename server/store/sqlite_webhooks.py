@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import astuple
 from typing import TYPE_CHECKING
 
 from server.errors import StoreError
@@ -24,6 +25,8 @@ from server.store.outbox import Attempt, Delivery, OutboxEvent, PendingChange, o
 
 if TYPE_CHECKING:
     import aiosqlite
+
+    from server.store.log_writer import LogWriter
 
 __all__ = ["INSERT_CURSOR", "INSERT_OUTBOX", "MIGRATION", "SqliteWebhooks"]
 
@@ -124,9 +127,11 @@ class SqliteWebhooks:
     """Outbox reads and writes of `SqliteStore` (see the module's docstring)."""
 
     webhook_urls: tuple[str, ...] = ()  # none: no outbox rows are written
-    # SqliteStore's: its connection, its lock, `_transaction()` and `_fetch_all(sql, params)`.
+    # SqliteStore's: its connection, its lock, its writer (the group commit's),
+    # `_transaction()` and `_fetch_all(sql, params)`.
     _db: aiosqlite.Connection
     _lock: asyncio.Lock
+    _log: LogWriter
 
     async def _write_outbox(self, events: Sequence[OutboxEvent]) -> None:
         """Inside a transaction of the caller's: the events' rows."""
@@ -187,26 +192,18 @@ class SqliteWebhooks:
     async def webhook_attempted(
         self, delivery_id: int, attempt: Attempt | None, *, status: str, next_attempt_at: float
     ) -> None:
-        """Record an attempt (None: given up without one) and the delivery's new state."""
+        """Record an attempt (None: given up without one) and the delivery's new state;
+        through the commit's own writer, so it never holds the write lock against a commit."""
+        error = attempt.error if attempt is not None else "endpoint no longer configured"
+        count = attempt.attempt if attempt is not None else 0
+        attempts = [] if attempt is None else [(delivery_id, *astuple(attempt))]
         with _translated("webhook outbox: attempted"):
-            async with self._transaction():
-                if attempt is not None:
-                    await self._db.execute(
-                        _INSERT_ATTEMPT,
-                        (
-                            delivery_id,
-                            attempt.attempt,
-                            attempt.at,
-                            attempt.status_code,
-                            attempt.error,
-                            attempt.seconds,
-                        ),
-                    )
-                error = attempt.error if attempt is not None else "endpoint no longer configured"
-                count = attempt.attempt if attempt is not None else 0
-                await self._db.execute(
-                    _SET_OUTCOME, (status, count, next_attempt_at, error, delivery_id)
-                )
+            await self._log.write(
+                [
+                    (_INSERT_ATTEMPT, attempts),
+                    (_SET_OUTCOME, [(status, count, next_attempt_at, error, delivery_id)]),
+                ]
+            )
 
     async def webhook_deliveries(self, draft_id: str, *, after: int, limit: int) -> list[Delivery]:
         """A draft's deliveries after id `after`, oldest first, each with its attempts."""

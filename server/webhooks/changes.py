@@ -89,6 +89,10 @@ class ChangeScanner:
                     "webhook change not recorded draft=%s error=%s", change.draft_id, error
                 )
                 self._dirty.add(change.draft_id)
+            except Exception:
+                # One draft that cannot be read (a doc that fails to rebuild) must not stop
+                # the others, nor crash the component in a loop: the next full scan retries.
+                logger.exception("webhook change failed draft=%s", change.draft_id)
 
     async def _announce(self, change: PendingChange) -> None:
         state = await self._store.load(change.draft_id, at_version=change.last_version)

@@ -5,6 +5,7 @@ REST, a dead receiver that never slows a room, and `kill -9` between commit and 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pycrdt import Map, Text
+from pycrdt import Doc, Map, Text
 
 from bench.services import PostgresCluster
 from tests.support.postgres import BACKENDS, store_flags
@@ -63,6 +64,11 @@ async def arrived(
 
     await eventually(enough, timeout=20)
     return of_draft(receiver, draft, kind)
+
+
+def append_title(doc: Doc, text: str) -> None:
+    title = doc.get("title", type=Text)
+    title.insert(len(title), text)
 
 
 def set_field(name: str, value: Any) -> Any:
@@ -150,18 +156,30 @@ async def test_every_event_type_arrives_signed_with_its_payload(
 
 async def test_text_is_sent_only_when_the_operator_opts_in(tmp_path: Path) -> None:
     receiver = WebhookReceiver().start()
-    server = hooked_server(tmp_path, receiver.url, "--webhook-include-text").start()
+    args = ["--webhook-include-text", "--webhook-debounce", "2"]
+    server = hooked_server(tmp_path, receiver.url, *args).start()
     try:
         draft = new_id("text")
         editor = await connect_synced(server, draft, "carol")
-        await editor.edit(lambda d: d.get("title", type=Text).insert(0, "Hello"))
-        await editor.flush()
+        for letter in "Hello":  # five versions, each committed before the next is typed
+            await editor.edit(lambda d, x=letter: append_title(d, x))
+            await editor.flush()
         await editor.disconnect()
         (created,) = await arrived(receiver, draft, "draft.created")
         assert created["data"]["version"] == 0  # created by connecting
-        (changed,) = await arrived(receiver, draft, "draft.changed")
-        assert changed["data"]["texts"]["title"] == "Hello"
-        assert changed["data"]["users"] == ["carol"]
+
+        async def all_announced() -> bool:
+            events = of_draft(receiver, draft, "draft.changed")
+            return bool(events) and events[-1]["data"]["toVersion"] == 5
+
+        await eventually(all_announced, timeout=20)
+        changed = of_draft(receiver, draft, "draft.changed")
+        # Debounced: fewer events than versions, their ranges contiguous from 1 to 5.
+        ranges = [(e["data"]["fromVersion"], e["data"]["toVersion"]) for e in changed]
+        assert len(changed) < 5 and ranges[0][0] == 1
+        assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(ranges))
+        assert changed[-1]["data"]["texts"]["title"] == "Hello"
+        assert changed[-1]["data"]["users"] == ["carol"]
     finally:
         server.stop()
         receiver.stop()

@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import importlib
 import logging
+import math
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -30,6 +32,7 @@ from server.store import retention as snapshot_retention
 from server.store.factory import is_postgres_url
 from server.supervisor import EXIT_SOFTWARE
 from server.sync import presence
+from server.webhooks.settings import WebhookSettings, check_secret
 
 __all__ = ["DEFAULT_TTL", "main"]
 
@@ -248,6 +251,108 @@ def _identity_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _add_webhook_arguments(serve: argparse.ArgumentParser) -> None:
+    """Webhooks (server/webhooks/, README "Webhooks"): events written to the store's outbox
+    in the transaction of what they describe, delivered signed by a background task."""
+    hooks = serve.add_argument_group(
+        "webhooks",
+        "POST signed events (Standard Webhooks) to the app: draft.created, draft.changed, "
+        "conflict.opened, conflict.resolved, access.changed, draft.deleted; at least once, "
+        "retried with exponential backoff",
+    )
+    hooks.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        type=_webhook_url,
+        metavar="URL",
+        help="an http(s) URL that receives every event (repeat for several)",
+    )
+    hooks.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("DRAFTSYNC_WEBHOOK_SECRET") or None,
+        metavar="whsec_BASE64",
+        help="the signing secret, whsec_ + base64 of 16+ random bytes; prefer the environment "
+        "(env DRAFTSYNC_WEBHOOK_SECRET), a command line is visible to every local user",
+    )
+    hooks.add_argument(
+        "--webhook-debounce",
+        type=_positive_float,
+        default=2.0,
+        metavar="SECONDS",
+        help="draft.changed is sent once a draft has had no new version for this long, "
+        "at most 60 s after its first unannounced one (%(default)s)",
+    )
+    hooks.add_argument(
+        "--webhook-include-text",
+        action="store_true",
+        help="put the text fields' content in draft.changed (default: semantic values only)",
+    )
+    hooks.add_argument(
+        "--webhook-max-attempts",
+        type=_positive_int,
+        default=12,
+        metavar="N",
+        help="attempts before a delivery is marked failed (%(default)s)",
+    )
+    hooks.add_argument(
+        "--webhook-retry-base",
+        type=_positive_float,
+        default=2.0,
+        metavar="SECONDS",
+        help="delay after the first failed attempt, doubled after each, with jitter (%(default)s)",
+    )
+    hooks.add_argument(
+        "--webhook-retry-max",
+        type=_positive_float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="longest delay between attempts (%(default)s)",
+    )
+    hooks.add_argument(
+        "--webhook-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="one attempt, connecting included; slower is a failed attempt (%(default)s)",
+    )
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _webhook_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def _webhooks_from(args: argparse.Namespace) -> WebhookSettings | None:
+    """The webhook settings, or None without --webhook; ValueError for a missing or bad secret."""
+    if not args.webhook:
+        return None
+    if args.webhook_secret is None:
+        raise ValueError("--webhook needs --webhook-secret or DRAFTSYNC_WEBHOOK_SECRET")
+    return WebhookSettings(
+        urls=tuple(dict.fromkeys(args.webhook)),
+        secret=check_secret(args.webhook_secret),
+        debounce_seconds=args.webhook_debounce,
+        include_text=args.webhook_include_text,
+        max_attempts=args.webhook_max_attempts,
+        retry_base_seconds=args.webhook_retry_base,
+        retry_max_seconds=args.webhook_retry_max,
+        timeout_seconds=args.webhook_timeout,
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="draftsync",
@@ -347,6 +452,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_limit_arguments(serve)
     _add_log_arguments(serve)
+    _add_webhook_arguments(serve)
     serve.add_argument(
         "--awareness-max-states",
         type=_positive_int,
@@ -444,6 +550,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     try:
         identity = _identity_settings(args)
+        webhooks = _webhooks_from(args)
     except ValueError as error:
         print(f"draftsync: {error}", file=sys.stderr)
         return 2
@@ -472,6 +579,7 @@ def _serve(args: argparse.Namespace) -> int:
         redis_url=args.redis,
         update_limits=_limits_from(args),
         **identity,
+        webhooks=webhooks,
     )
     app = create_app(settings)
     config = uvicorn.Config(

@@ -10,6 +10,7 @@ from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, Schema
 from server.store import retention as snapshot_retention
 from server.sync import presence
+from server.webhooks.settings import WebhookSettings
 
 __all__ = ["ALL_LAYERS", "Durability", "Layers", "Settings"]
 
@@ -85,6 +86,8 @@ class Settings:
     # per cooldown.
     jwks_max_age_seconds: float = 300.0
     jwks_cooldown_seconds: float = 30.0
+    # Webhooks (--webhook URL ...; server/webhooks/): None: no events are written or sent.
+    webhooks: WebhookSettings | None = None
 
     @property
     def database_path(self) -> Path:

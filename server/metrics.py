@@ -28,6 +28,7 @@ __all__ = [
     "TALLY",
     "UPDATES_DROPPED",
     "UPDATES_STORED",
+    "WEBHOOK_ATTEMPTS",
     "Tally",
 ]
 
@@ -78,6 +79,10 @@ LIVE_ACCESS_CHANGES = Counter(
 # `route` is the route's template (/api/drafts/{draft_id}), never the path with an id in it.
 HTTP_REQUESTS = Counter(
     "draftsync_http_requests", "REST requests answered", ["method", "route", "status"]
+)
+# Webhook delivery attempts by outcome: delivered, error (retried or failed after it).
+WEBHOOK_ATTEMPTS = Counter(
+    "draftsync_webhook_attempts", "Webhook delivery attempts (delivered, error)", ["outcome"]
 )
 
 

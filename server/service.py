@@ -30,6 +30,8 @@ from server.sync.connection import Connection
 from server.sync.journal import JournalCloser
 from server.sync.metadata import MetadataTracker
 from server.sync.registry import DocBuilder, RoomRegistry
+from server.webhooks.changes import ChangeScanner
+from server.webhooks.deliverer import Deliverer
 
 __all__ = ["SHUTDOWN_FLUSH_SECONDS", "Service"]
 
@@ -85,10 +87,22 @@ class Service:
         self._connections: set[Connection] = set()
         # Several instances on one draft (PostgreSQL store + Redis): server/cluster/fanout.py.
         self.fanout = Fanout(settings.redis_url, self.rooms, store) if settings.redis_url else None
+        # Webhooks: both tasks off the commit path; the commit only names its drafts.
+        self.deliverer: Deliverer | None = None
+        self.change_scanner: ChangeScanner | None = None
+        if settings.webhooks is not None:
+            self.deliverer = Deliverer(store, settings.webhooks)
+            self.change_scanner = ChangeScanner(
+                store, settings.webhooks, self.metadata.fields, on_recorded=self.deliverer.wake
+            )
+            self.pipeline.on_drafts_committed = self.change_scanner.committed
 
     def start(self) -> None:
         self.supervisor.start("group-commit", self.pipeline.run, on_crash=self.pipeline.crashed)
         self.supervisor.start("journal", self.journal_closer.run)
+        if self.deliverer is not None and self.change_scanner is not None:
+            self.supervisor.start("webhook-delivery", self.deliverer.run)
+            self.supervisor.start("webhook-changes", self.change_scanner.run)
 
     def track(self, conn: Connection) -> None:
         self._connections.add(conn)

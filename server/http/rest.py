@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from server.http import conflicts, drafts, history, sharing, stats, tokens
+from server.http import conflicts, drafts, history, sharing, stats, tokens, webhooks
 
 __all__ = ["routes"]
 
@@ -18,6 +18,7 @@ routes: list[BaseRoute] = [
     Route("/api/drafts/{draft_id}/events", history.list_events, methods=["GET"]),
     Route("/api/drafts/{draft_id}/versions/{version}", history.get_version, methods=["GET"]),
     Route("/api/drafts/{draft_id}/restore", history.restore_version, methods=["POST"]),
+    Route("/api/drafts/{draft_id}/webhooks", webhooks.list_deliveries, methods=["GET"]),
     Route(
         "/api/drafts/{draft_id}/conflicts/{conflict_id}/resolve",
         conflicts.resolve_conflict,

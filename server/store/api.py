@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from crdt.journal import JournalEvent
+from server.store.outbox import Attempt, Delivery, OutboxEvent, PendingChange
 from server.store.records import (
     DraftRecord,
     DraftState,
@@ -24,6 +25,8 @@ __all__ = ["Store"]
 
 
 class Store(Protocol):
+    webhook_urls: tuple[str, ...]  # none: no webhook outbox rows are written
+
     async def close(self) -> None: ...
     async def role_of(self, draft_id: str, user: str) -> str | None: ...
     async def draft_exists(self, draft_id: str) -> bool: ...
@@ -65,3 +68,19 @@ class Store(Protocol):
     async def purge_content(self, draft_id: str) -> None: ...
     async def contributors(self, draft_id: str) -> list[str]: ...
     async def save_meta(self, draft_id: str, meta: SavedMeta) -> None: ...
+    # The webhook outbox (server/store/outbox.py)
+    async def webhook_pending_changes(
+        self, draft_ids: Sequence[str] | None = None
+    ) -> list[PendingChange]: ...
+    async def webhook_record_change(
+        self, draft_id: str, after: int, upto: int, event: OutboxEvent
+    ) -> bool: ...
+    async def webhook_claim(
+        self, *, now: float, lease_until: float, limit: int
+    ) -> list[Delivery]: ...
+    async def webhook_attempted(
+        self, delivery_id: int, attempt: Attempt | None, *, status: str, next_attempt_at: float
+    ) -> None: ...
+    async def webhook_deliveries(
+        self, draft_id: str, *, after: int, limit: int
+    ) -> list[Delivery]: ...

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -73,6 +73,8 @@ class CommitPipeline:
         # Told of an unexpected error inside `submit`, where no task can crash (supervisor).
         self.on_crash: Callable[[BaseException], None] | None = None
         self._eager_spent = False  # this loop turn's write was committed inside `submit`
+        # Told of each committed batch's drafts (webhooks: server/webhooks/changes.py).
+        self.on_drafts_committed: Callable[[Iterable[str]], None] | None = None
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -191,3 +193,5 @@ class CommitPipeline:
                 write.record = record
         for write in batch:
             write.target.on_committed(write)
+        if self.on_drafts_committed is not None:
+            self.on_drafts_committed(write.record.draft_id for write in batch)

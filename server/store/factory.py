@@ -24,10 +24,15 @@ def is_postgres_url(url: str | None) -> bool:
 async def open_store(settings: Settings) -> Store:
     """The store for `settings`. Typed as `Store` because the server's modules name that class;
     `PostgresStore` provides the same methods (`server.store.api.Store`)."""
+    store: Store
     if is_postgres_url(settings.store_url):
         # Imported here: asyncpg is only needed by deployments that use PostgreSQL.
         from server.store.postgres import PostgresStore
 
         assert settings.store_url is not None
-        return cast(Store, await PostgresStore.open(settings.store_url))
-    return await SqliteStore.open(settings.database_path, fsync=settings.fsync)
+        store = cast(Store, await PostgresStore.open(settings.store_url))
+    else:
+        store = await SqliteStore.open(settings.database_path, fsync=settings.fsync)
+    if settings.webhooks is not None:  # the outbox is written from now on
+        store.webhook_urls = settings.webhooks.urls
+    return store

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -33,6 +34,14 @@ import asyncpg
 
 from crdt.journal import JournalEvent
 from server.errors import StoreError
+from server.store import postgres_webhooks
+from server.store.outbox import (
+    DRAFT_CREATED,
+    DRAFT_DELETED,
+    OutboxEvent,
+    journal_outbox,
+)
+from server.store.postgres_webhooks import PostgresWebhooks
 from server.store.records import (
     DraftRecord,
     DraftState,
@@ -134,6 +143,8 @@ _MIGRATIONS: tuple[str, ...] = (
         text_watermark bigint NOT NULL
     );
     """,
+    # 2: the webhook outbox (server/store/postgres_webhooks.py)
+    postgres_webhooks.MIGRATION,
 )
 
 _INSERT_EVENT = (
@@ -216,7 +227,14 @@ _SAVE_META = """
         open_conflicts = excluded.open_conflicts
     WHERE excluded.version >= draft_meta.version
 """
-_CONTENT_TABLES = ("updates", "snapshots", "draft_meta", "draft_activity", "draft_contributors")
+_CONTENT_TABLES = (
+    "updates",
+    "snapshots",
+    "draft_meta",
+    "draft_activity",
+    "draft_contributors",
+    "webhook_cursors",
+)
 
 
 async def _sequence(
@@ -253,7 +271,7 @@ def _translated(action: str) -> Iterator[None]:
         raise StoreError(f"{action} failed: {exc}") from exc
 
 
-class PostgresStore:
+class PostgresStore(PostgresWebhooks):
     """`SqliteStore`'s interface over a pool of asyncpg connections."""
 
     def __init__(self, pool: asyncpg.Pool, lock_pool: asyncpg.Pool, *, url: str) -> None:
@@ -349,6 +367,8 @@ class PostgresStore:
                 await db.executemany(_INSERT_UPDATE, [r.as_row() for r in stored])
                 if events:
                     await db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
+                    if self.webhook_urls:
+                        await self._write_outbox(db, journal_outbox(events))
         return stored
 
     @contextlib.asynccontextmanager
@@ -436,6 +456,7 @@ class PostgresStore:
             async with self._transaction() as db:
                 if events:
                     await db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
+                    await self._write_outbox(db, journal_outbox(events))
                 if watermark is not None:
                     await db.execute(_SET_WATERMARK, *watermark)
 
@@ -483,6 +504,11 @@ class PostgresStore:
                 await db.execute(_INSERT_OWNER, draft_id, owner)
                 if first is not None:
                     await db.execute(_INSERT_UPDATE, *first.as_row())
+                if self.webhook_urls:  # and the cursor later draft.changed events start from
+                    version = 0 if first is None else first.version
+                    data = {"draftId": draft_id, "owner": owner, "version": version}
+                    await self._write_outbox(db, [OutboxEvent(DRAFT_CREATED, draft_id, now, data)])
+                    await db.execute(postgres_webhooks.INSERT_CURSOR, draft_id, version)
         return True
 
     async def reachable_drafts(
@@ -523,6 +549,8 @@ class PostgresStore:
                         )
                     else:
                         await db.execute(_SET_ROLE, draft_id, user, role)
+                    event = OutboxEvent.access_changed(draft_id, user, role, time.time())
+                    await self._write_outbox(db, [event])
                     owners = await db.fetchval(
                         "SELECT count(*) FROM access WHERE draft_id = $1 AND role = 'owner'",
                         draft_id,
@@ -545,6 +573,8 @@ class PostgresStore:
                 if status != "UPDATE 1":
                     return False
                 await db.execute("DELETE FROM access WHERE draft_id = $1", draft_id)
+                data = {"draftId": draft_id}
+                await self._write_outbox(db, [OutboxEvent(DRAFT_DELETED, draft_id, now, data)])
         return True
 
     async def purge_content(self, draft_id: str) -> None:

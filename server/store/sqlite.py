@@ -16,6 +16,9 @@ Tables (SQL below, migrated by `_MIGRATIONS` and the `schema_version` table):
     draft_contributors  draft_id, user: added in the commit's transaction
     draft_meta  draft_id, version, fields_key, word_count, filled_fields, open_conflicts:
                 what the content said at `version` (computed on read or unload, not per update)
+    webhook_outbox, webhook_attempts, webhook_cursors: the webhook outbox
+                (server/store/sqlite_webhooks.py), written in the transaction of what each
+                event describes when webhooks are configured
 
 A deleted draft keeps its `drafts` row with `deleted_at` set (a tombstone: the id is never
 reused, so a client still holding the doc cannot re-create it by reconnecting); its access rows
@@ -30,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,15 @@ import aiosqlite
 
 from crdt.journal import JournalEvent
 from server.errors import StoreError
+from server.store import sqlite_webhooks
 from server.store.log_writer import LogWriter, Statements
+from server.store.outbox import (
+    DRAFT_CREATED,
+    DRAFT_DELETED,
+    OutboxEvent,
+    journal_outbox,
+    outbox_rows,
+)
 from server.store.records import (
     DraftRecord,
     DraftState,
@@ -48,6 +60,7 @@ from server.store.records import (
     StoredEvent,
     UpdateRecord,
 )
+from server.store.sqlite_webhooks import SqliteWebhooks
 
 __all__ = ["SqliteStore"]
 
@@ -143,6 +156,8 @@ _MIGRATIONS: tuple[str, ...] = (
     DROP TRIGGER updates_activity;
     DROP TABLE draft_activity;
     """,
+    # 5: the webhook outbox
+    sqlite_webhooks.MIGRATION,
 )
 
 _INSERT_EVENT = (
@@ -218,7 +233,7 @@ _SAVE_META = """
         open_conflicts = excluded.open_conflicts
     WHERE excluded.version >= draft_meta.version
 """
-_CONTENT_TABLES = ("updates", "snapshots", "draft_meta", "draft_contributors")
+_CONTENT_TABLES = ("updates", "snapshots", "draft_meta", "draft_contributors", "webhook_cursors")
 
 
 def _statements(script: str) -> list[str]:
@@ -237,12 +252,14 @@ def _statements(script: str) -> list[str]:
 
 
 def _update_statements(
-    records: Sequence[UpdateRecord], events: Sequence[JournalEvent]
+    records: Sequence[UpdateRecord], events: Sequence[JournalEvent], urls: Sequence[str] = ()
 ) -> Statements:
+    """The group commit's transaction; with webhook URLs, the outbox rows of its events."""
     return [
         (_INSERT_UPDATE, [r.as_row() for r in records]),
         (_ADD_CONTRIBUTOR, list(dict.fromkeys((r.draft_id, r.user) for r in records))),
         (_INSERT_EVENT, [e.as_row() for e in events]),
+        (sqlite_webhooks.INSERT_OUTBOX, outbox_rows(journal_outbox(events), urls) if urls else []),
     ]
 
 
@@ -254,7 +271,7 @@ def _translated(action: str) -> Iterator[None]:
         raise StoreError(f"{action} failed: {exc}") from exc
 
 
-class SqliteStore:
+class SqliteStore(SqliteWebhooks):
     def __init__(self, connection: aiosqlite.Connection, log: LogWriter, *, path: Path) -> None:
         self._db = connection
         self._log = log  # commits, snapshots, journal, metadata (server/store/log_writer.py)
@@ -348,7 +365,16 @@ class SqliteStore:
                         "INSERT INTO access (draft_id, user, role) VALUES (?, ?, 'owner')",
                         (draft_id, owner),
                     )
+                    await self._draft_created(draft_id, owner, now=now, version=0)
         return created
+
+    async def _draft_created(self, draft_id: str, owner: str, *, now: float, version: int) -> None:
+        """Inside the creating transaction: `draft.created`, and the cursor that later
+        `draft.changed` events start from (only while webhooks are configured)."""
+        if self.webhook_urls:
+            data = {"draftId": draft_id, "owner": owner, "version": version}
+            await self._write_outbox([OutboxEvent(DRAFT_CREATED, draft_id, now, data)])
+            await self._db.execute(sqlite_webhooks.INSERT_CURSOR, (draft_id, version))
 
     # -- the update log -----------------------------------------------------------------------
 
@@ -358,7 +384,7 @@ class SqliteStore:
         """Append many updates, of any drafts, in one transaction (the group commit), with
         the journal events derived from them: an update and its events land together."""
         with _translated("committing updates"):
-            await self._log.write(_update_statements(records, events))
+            await self._log.write(_update_statements(records, events, self.webhook_urls))
 
     def append_updates_now(
         self, records: Sequence[UpdateRecord], events: Sequence[JournalEvent] = ()
@@ -366,7 +392,7 @@ class SqliteStore:
         """`append_updates` at once, if that needs no waiting (`LogWriter.write_now`); False
         when it does, and nothing was written."""
         with _translated("committing updates"):
-            return self._log.write_now(_update_statements(records, events))
+            return self._log.write_now(_update_statements(records, events, self.webhook_urls))
 
     async def last_version(self, draft_id: str) -> int:
         with _translated("reading the update log"):
@@ -422,6 +448,10 @@ class SqliteStore:
                 [
                     (_INSERT_EVENT, [e.as_row() for e in events]),
                     (_SET_WATERMARK, [watermark] if watermark is not None else []),
+                    (
+                        sqlite_webhooks.INSERT_OUTBOX,
+                        outbox_rows(journal_outbox(events), self.webhook_urls),
+                    ),
                 ]
             )
 
@@ -478,6 +508,8 @@ class SqliteStore:
                     for sql, rows in _update_statements([first], ()):
                         if rows:
                             await self._db.executemany(sql, rows)
+                version = 0 if first is None else first.version
+                await self._draft_created(draft_id, owner, now=now, version=version)
         return True
 
     async def reachable_drafts(
@@ -513,6 +545,9 @@ class SqliteStore:
                         )
                     else:
                         await self._db.execute(_SET_ROLE, (draft_id, user, role, draft_id))
+                    await self._write_outbox(
+                        [OutboxEvent.access_changed(draft_id, user, role, time.time())]
+                    )
                     async with self._db.execute(
                         "SELECT count(*) FROM access WHERE draft_id = ? AND role = 'owner'",
                         (draft_id,),
@@ -535,6 +570,8 @@ class SqliteStore:
                 if cursor.rowcount != 1:
                     return False
                 await self._db.execute("DELETE FROM access WHERE draft_id = ?", (draft_id,))
+                data = {"draftId": draft_id}
+                await self._write_outbox([OutboxEvent(DRAFT_DELETED, draft_id, now, data)])
         return True
 
     async def purge_content(self, draft_id: str) -> None:

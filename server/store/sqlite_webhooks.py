@@ -1,0 +1,217 @@
+"""The webhook outbox in SQLite (tables: migration 5 of `server.store.sqlite`).
+
+    webhook_outbox    one row an event and URL: event_id (webhook-id), url, draft_id, type,
+                      payload (the body), created_at, status (pending | delivered | failed),
+                      attempts, next_attempt_at (also the claim's lease), last_error
+    webhook_attempts  outbox_id, attempt, at, status_code, error, seconds
+    webhook_cursors   draft_id, version: the last version a `draft.changed` event announced
+
+A mixin of `SqliteStore`: it shares its connection, lock and transactions, so that the rows of
+`server.store.outbox` join the transaction of what they describe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import sqlite3
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import astuple
+from typing import TYPE_CHECKING
+
+from server.errors import StoreError
+from server.store.outbox import Attempt, Delivery, OutboxEvent, PendingChange, outbox_rows
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+    from server.store.log_writer import LogWriter
+
+__all__ = ["INSERT_CURSOR", "INSERT_OUTBOX", "MIGRATION", "SqliteWebhooks"]
+
+MIGRATION = """
+    CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        draft_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_attempt_at);
+    CREATE INDEX webhook_outbox_by_draft ON webhook_outbox (draft_id, id);
+    CREATE TABLE webhook_attempts (
+        outbox_id INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        at REAL NOT NULL,
+        status_code INTEGER,
+        error TEXT,
+        seconds REAL NOT NULL,
+        PRIMARY KEY (outbox_id, attempt)
+    ) WITHOUT ROWID;
+    CREATE TABLE webhook_cursors (
+        draft_id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID;
+"""
+
+INSERT_OUTBOX = (
+    "INSERT INTO webhook_outbox"
+    " (event_id, url, draft_id, type, payload, created_at, next_attempt_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_CURSOR = (
+    "INSERT INTO webhook_cursors (draft_id, version) VALUES (?, ?) ON CONFLICT DO NOTHING"
+)
+_PENDING = """
+    SELECT draft_id, announced, last_version, last_at, first_at FROM (
+        SELECT c.draft_id AS draft_id, c.version AS announced,
+            (SELECT u.version FROM updates u WHERE u.draft_id = c.draft_id
+             ORDER BY u.version DESC LIMIT 1) AS last_version,
+            (SELECT u.created_at FROM updates u WHERE u.draft_id = c.draft_id
+             ORDER BY u.version DESC LIMIT 1) AS last_at,
+            (SELECT u.created_at FROM updates u WHERE u.draft_id = c.draft_id
+             AND u.version > c.version ORDER BY u.version LIMIT 1) AS first_at
+        FROM webhook_cursors c JOIN drafts d ON d.id = c.draft_id
+        WHERE d.deleted_at IS NULL {only}
+    ) WHERE last_version > announced
+"""
+_ANY_DUE = "SELECT 1 FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= ? LIMIT 1"
+_DELIVERY_COLUMNS = (
+    "id, event_id, url, draft_id, type, payload, created_at, status, attempts,"
+    " next_attempt_at, last_error"
+)
+_CLAIM = f"""
+    UPDATE webhook_outbox SET next_attempt_at = ?
+    WHERE id IN (SELECT id FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= ?
+                 ORDER BY next_attempt_at, id LIMIT ?)
+    RETURNING {_DELIVERY_COLUMNS}
+"""
+_INSERT_ATTEMPT = (
+    "INSERT OR IGNORE INTO webhook_attempts (outbox_id, attempt, at, status_code, error, seconds)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_SET_OUTCOME = (
+    "UPDATE webhook_outbox SET status = ?, attempts = MAX(attempts, ?), next_attempt_at = ?,"
+    " last_error = ? WHERE id = ?"
+)
+_PAGE = (
+    f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE draft_id = ? AND id > ?"
+    " ORDER BY id LIMIT ?"
+)
+_PAGE_ATTEMPTS = """
+    SELECT outbox_id, attempt, at, status_code, error, seconds FROM webhook_attempts
+    WHERE outbox_id IN (SELECT id FROM webhook_outbox WHERE draft_id = ? AND id > ?
+                        ORDER BY id LIMIT ?)
+    ORDER BY outbox_id, attempt
+"""
+_CHUNK = 500  # draft ids a query (SQLite allows 32,766 variables)
+
+
+@contextlib.contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Driver errors leave the store as `StoreError`, as its other methods' do."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"{action} failed: {exc}") from exc
+
+
+class SqliteWebhooks:
+    """Outbox reads and writes of `SqliteStore` (see the module's docstring)."""
+
+    webhook_urls: tuple[str, ...] = ()  # none: no outbox rows are written
+    # SqliteStore's: its connection, its lock, its writer (the group commit's),
+    # `_transaction()` and `_fetch_all(sql, params)`.
+    _db: aiosqlite.Connection
+    _lock: asyncio.Lock
+    _log: LogWriter
+
+    async def _write_outbox(self, events: Sequence[OutboxEvent]) -> None:
+        """Inside a transaction of the caller's: the events' rows."""
+        rows = outbox_rows(events, self.webhook_urls)
+        if rows:
+            await self._db.executemany(INSERT_OUTBOX, rows)
+
+    async def webhook_pending_changes(
+        self, draft_ids: Sequence[str] | None = None
+    ) -> list[PendingChange]:
+        """Drafts whose committed versions pass their cursor (of `draft_ids`; None: all)."""
+        with _translated("webhook outbox: pending changes"):
+            found: list[PendingChange] = []
+            async for rows in self._pending_rows(draft_ids):
+                found += [PendingChange(*row) for row in rows]  # type: ignore[arg-type]
+            return found
+
+    async def _pending_rows(
+        self, draft_ids: Sequence[str] | None
+    ) -> AsyncIterator[list[tuple[object, ...]]]:
+        if draft_ids is None:
+            yield await self._fetch_all(_PENDING.format(only=""), ())
+            return
+        ids = list(draft_ids)
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            only = f"AND c.draft_id IN ({', '.join('?' * len(chunk))})"
+            yield await self._fetch_all(_PENDING.format(only=only), tuple(chunk))
+
+    async def webhook_record_change(
+        self, draft_id: str, after: int, upto: int, event: OutboxEvent
+    ) -> bool:
+        """Announce versions `after < v <= upto`: the event's rows and the cursor moved, at
+        once; False (nothing written) if the cursor is no longer at `after`."""
+        with _translated("webhook outbox: record change"):
+            async with self._transaction():
+                cursor = await self._db.execute(
+                    "UPDATE webhook_cursors SET version = ? WHERE draft_id = ? AND version = ?",
+                    (upto, draft_id, after),
+                )
+                if cursor.rowcount != 1:
+                    return False
+                await self._write_outbox([event])
+            return True
+
+    async def webhook_claim(self, *, now: float, lease_until: float, limit: int) -> list[Delivery]:
+        """Take up to `limit` due deliveries: each is not due again before `lease_until`, so
+        that a delivery cut short by a crash is tried again after it (at least once)."""
+        with _translated("webhook outbox: claim"):
+            async with self._lock:
+                due = await self._db.execute_fetchall(_ANY_DUE, (now,))
+            if not due:  # no write transaction (and no write lock) when nothing is due
+                return []
+            async with self._transaction():
+                rows = await self._db.execute_fetchall(_CLAIM, (lease_until, now, limit))
+            return sorted((Delivery(*row) for row in rows), key=lambda d: (d.next_attempt_at, d.id))
+
+    async def webhook_attempted(
+        self, delivery_id: int, attempt: Attempt | None, *, status: str, next_attempt_at: float
+    ) -> None:
+        """Record an attempt (None: given up without one) and the delivery's new state;
+        through the commit's own writer, so it never holds the write lock against a commit."""
+        error = attempt.error if attempt is not None else "endpoint no longer configured"
+        count = attempt.attempt if attempt is not None else 0
+        attempts = [] if attempt is None else [(delivery_id, *astuple(attempt))]
+        with _translated("webhook outbox: attempted"):
+            await self._log.write(
+                [
+                    (_INSERT_ATTEMPT, attempts),
+                    (_SET_OUTCOME, [(status, count, next_attempt_at, error, delivery_id)]),
+                ]
+            )
+
+    async def webhook_deliveries(self, draft_id: str, *, after: int, limit: int) -> list[Delivery]:
+        """A draft's deliveries after id `after`, oldest first, each with its attempts."""
+        with _translated("webhook outbox: deliveries"):
+            rows = await self._fetch_all(_PAGE, (draft_id, after, limit))
+            attempts = await self._fetch_all(_PAGE_ATTEMPTS, (draft_id, after, limit))
+            log: dict[int, list[Attempt]] = {}
+            for row in attempts:
+                log.setdefault(int(row[0]), []).append(Attempt(*row[1:]))  # type: ignore[call-overload, arg-type]
+            deliveries = [Delivery(*row) for row in rows]  # type: ignore[arg-type]
+            return [dataclasses.replace(d, log=tuple(log.get(d.id, ()))) for d in deliveries]

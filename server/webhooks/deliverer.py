@@ -1,0 +1,171 @@
+"""Delivery: take due rows of the outbox, sign them, POST them, record what happened.
+
+Why a task of its own (under the `Supervisor`): a slow or dead receiver must never slow a room.
+Nothing here runs on the commit path; rooms only write outbox rows in their transactions.
+At most `MAX_IN_FLIGHT` deliveries run at once, each bounded by the timeout, so a receiver that
+hangs holds a few slots, never the others' events for longer than the timeout.
+
+At least once: a delivery is claimed with a lease (`next_attempt_at` moved past the timeout;
+PostgreSQL: `FOR UPDATE SKIP LOCKED`, so each row goes to one instance); a crash before its
+outcome is recorded leaves it due again when the lease ends. A receiver may therefore see an
+event twice: the `webhook-id` header is the same on every attempt, so it can drop repeats.
+
+Signed as Standard Webhooks does (`standardwebhooks.Webhook.sign`): `webhook-id`,
+`webhook-timestamp` (of this attempt), `webhook-signature: v1,<base64 HMAC-SHA256>`. A 2xx
+answer is delivered; anything else (3xx included: redirects are not followed), a timeout or a
+refused connection is a failed attempt, retried after `retry_delay`, and after
+`max_attempts` the delivery is `failed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import httpx
+from standardwebhooks import Webhook
+
+from server import metrics
+from server.errors import StoreError
+from server.store.api import Store
+from server.store.outbox import Attempt, Delivery
+from server.webhooks.backoff import retry_delay
+from server.webhooks.settings import WebhookSettings
+
+__all__ = ["LEASE_MARGIN_SECONDS", "MAX_IN_FLIGHT", "POLL_SECONDS", "Deliverer"]
+
+logger = logging.getLogger("draftsync.webhooks")
+
+MAX_IN_FLIGHT = 16
+POLL_SECONDS = 0.5  # how often due deliveries are looked for when nothing wakes the task
+LEASE_MARGIN_SECONDS = 5.0  # a claim lasts the timeout plus this
+_MAX_ERROR_CHARS = 300
+
+
+class Deliverer:
+    def __init__(self, store: Store, settings: WebhookSettings) -> None:
+        self._store = store
+        self._settings = settings
+        self._signer = Webhook(settings.secret)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New rows may be due (an event was just recorded)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        timeout = httpx.Timeout(self._settings.timeout_seconds)
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            try:
+                while True:
+                    await self._claim_and_send(client)
+                    await self._wait()
+            finally:
+                for task in self._in_flight:
+                    task.cancel()
+                for task in list(self._in_flight):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    async def _claim_and_send(self, client: httpx.AsyncClient) -> None:
+        free = MAX_IN_FLIGHT - len(self._in_flight)
+        if free <= 0:
+            return
+        now = time.time()
+        lease_until = now + self._settings.timeout_seconds + LEASE_MARGIN_SECONDS
+        try:
+            batch = await self._store.webhook_claim(now=now, lease_until=lease_until, limit=free)
+        except StoreError as error:
+            logger.warning("webhook claim failed error=%s", error)
+            return
+        for delivery in batch:
+            task = asyncio.create_task(self._deliver(client, delivery))
+            self._in_flight.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()  # a slot is free
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("webhook delivery failed unexpectedly", exc_info=task.exception())
+
+    async def _wait(self) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(POLL_SECONDS):
+                await self._wake.wait()
+
+    async def _deliver(self, client: httpx.AsyncClient, delivery: Delivery) -> None:
+        if delivery.url not in self._settings.urls:  # removed from the command line since
+            await self._record(delivery, None, status="failed", next_at=time.time())
+            return
+        number = delivery.attempts + 1
+        started = time.time()
+        clock = time.perf_counter()
+        status_code: int | None = None
+        error: str | None = None
+        try:
+            response = await self._send(client, delivery, int(started))
+            status_code = response.status_code
+            if not 200 <= status_code < 300:
+                error = f"HTTP {status_code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        attempt = Attempt(number, started, status_code, error, time.perf_counter() - clock)
+        if error is None:
+            status, next_at = "delivered", started
+        elif number >= self._settings.max_attempts:
+            status, next_at = "failed", started
+        else:
+            status = "pending"
+            next_at = time.time() + retry_delay(
+                number,
+                base=self._settings.retry_base_seconds,
+                cap=self._settings.retry_max_seconds,
+            )
+        metrics.WEBHOOK_ATTEMPTS.labels(outcome=status if error is None else "error").inc()
+        level = logging.INFO if error is None else logging.WARNING
+        logger.log(
+            level,
+            "webhook %s event=%s type=%s draft=%s host=%s attempt=%d error=%s",
+            status,
+            delivery.event_id,
+            delivery.type,
+            delivery.draft_id,
+            urlsplit(delivery.url).hostname,
+            number,
+            error,
+        )
+        await self._record(delivery, attempt, status=status, next_at=next_at)
+
+    async def _send(self, client: httpx.AsyncClient, delivery: Delivery, at: int) -> httpx.Response:
+        body = delivery.payload.encode()
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "draftsync-webhooks",
+            "webhook-id": delivery.event_id,
+            "webhook-timestamp": str(at),
+            "webhook-signature": self._signer.sign(
+                delivery.event_id, datetime.fromtimestamp(at, UTC), body
+            ),
+        }
+        # Streamed and never read: a receiver's answer body is not ours to hold in memory.
+        async with client.stream("POST", delivery.url, content=body, headers=headers) as response:
+            return response
+
+    async def _record(
+        self, delivery: Delivery, attempt: Attempt | None, *, status: str, next_at: float
+    ) -> None:
+        try:
+            await self._store.webhook_attempted(
+                delivery.id, attempt, status=status, next_attempt_at=next_at
+            )
+        except StoreError as error:  # the lease ends and it is delivered again: at least once
+            logger.warning(
+                "webhook outcome not recorded event=%s error=%s", delivery.event_id, error
+            )

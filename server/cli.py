@@ -25,6 +25,7 @@ from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
 from server.store import retention as snapshot_retention
 from server.store.factory import is_postgres_url
+from server.store.reserve import DEFAULT_RESERVE_BYTES
 from server.supervisor import EXIT_SOFTWARE
 from server.sync import presence
 
@@ -150,6 +151,31 @@ def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_disk_arguments(serve: argparse.ArgumentParser) -> None:
+    """Disk full (server/store/reserve.py): the reserve that lets SQLite get out of it."""
+
+    def reserve_bytes(text: str) -> int:
+        value = int(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more bytes, got {text}")
+        return value
+
+    disk = serve.add_argument_group(
+        "disk full",
+        "joins and reads need no write; when a write meets a full disk, the reserve is freed "
+        "so that SQLite can checkpoint, and writes are refused (1013, 503) until there is "
+        "room for the reserve and as much again, then resume without a restart",
+    )
+    disk.add_argument(
+        "--disk-reserve-bytes",
+        type=reserve_bytes,
+        default=DEFAULT_RESERVE_BYTES,
+        metavar="BYTES",
+        help="bytes kept allocated in DATA/draftsync.reserve; 0 disables the reserve and the "
+        "refusing (SQLite only: ignored with --store postgresql://) (%(default)s)",
+    )
+
+
 def _limits_from(args: argparse.Namespace) -> UpdateLimits:
     return UpdateLimits(
         structs=args.max_update_structs,
@@ -259,6 +285,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="bytes queued for one client before it is closed as too slow, 4408 (%(default)s)",
     )
     _add_limit_arguments(serve)
+    _add_disk_arguments(serve)
     serve.add_argument(
         "--awareness-max-states",
         type=_positive_int,
@@ -379,6 +406,7 @@ def _serve(args: argparse.Namespace) -> int:
         store_url=args.store,
         redis_url=args.redis,
         update_limits=_limits_from(args),
+        disk_reserve_bytes=args.disk_reserve_bytes,
     )
     app = create_app(settings)
     config = uvicorn.Config(

@@ -30,4 +30,6 @@ async def open_store(settings: Settings) -> Store:
 
         assert settings.store_url is not None
         return cast(Store, await PostgresStore.open(settings.store_url))
-    return await SqliteStore.open(settings.database_path, fsync=settings.fsync)
+    return await SqliteStore.open(
+        settings.database_path, fsync=settings.fsync, reserve_bytes=settings.disk_reserve_bytes
+    )

@@ -59,12 +59,17 @@ class DiskReserve:
         """Writes are refused: the disk filled and has not had room for the reserve since."""
         return self._refusing
 
+    def make_room(self) -> None:
+        """Before the database opens, delete the reserve left by the last run: on a disk that
+        filled while the server was down, SQLite could not even create the shared-memory index
+        it needs to read (32 KB, SQLITE_IOERR_SHMSIZE). `start` allocates it again."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
     def start(self) -> None:
-        """Allocate the reserve (at start). A disk too full for it starts refusing writes,
-        so that the first write after space is freed allocates it."""
+        """Allocate the reserve, once the database is open. A disk too full for it starts
+        refusing writes, so that the first write after space is freed allocates it."""
         if self.size == 0:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()  # a reserve left from a run with one is only wasted space
             return
         if not self._hold():
             logger.error(

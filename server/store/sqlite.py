@@ -283,6 +283,7 @@ class SqliteStore:
     async def open(cls, path: Path, *, fsync: bool = False, reserve_bytes: int = 0) -> SqliteStore:
         """`reserve_bytes`: the disk reserve kept next to the database (0: none)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        DiskReserve(path.parent, reserve_bytes).make_room()
         with _translated("opening the database"):
             connection = await aiosqlite.connect(path, isolation_level=None)
             await connection.execute("PRAGMA journal_mode=WAL")

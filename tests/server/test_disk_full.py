@@ -216,6 +216,46 @@ async def test_a_write_that_meets_the_full_disk_is_not_stored_and_is_resent_once
         server.stop()
 
 
+async def test_a_server_started_on_a_full_disk_serves_reads_and_takes_writes_once_space_is_back(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """SQLite cannot even read a WAL database without room for its shared-memory index: the
+    reserve left by the last run makes that room, and writes wait for space as above."""
+    data = small_disk / "data"
+    reserve = data / RESERVE_NAME
+    server = ServerProcess(data, "--disk-reserve-bytes", str(RESERVE_BYTES))
+    server.log_path = tmp_path / "server.log"
+    draft = new_id("full")
+    filler = small_disk / "filler"
+    server.start()
+    try:
+        alice = await connect_synced(server, draft)
+        await alice.edit(lambda doc: doc.get("title", type=Text).insert(0, "hello"))
+        await alice.flush()
+        await alice.disconnect()
+        assert server.terminate() == 0
+        assert reserve.stat().st_size == RESERVE_BYTES
+        fill(filler)
+
+        server.start()
+        reader = await connect_synced(server, draft)
+        assert reader.text("title") == "hello"
+        async with as_user(server, "alice") as rest:
+            read = await rest.get(f"/api/drafts/{draft}")
+            assert read.status_code == 200, read.text
+        await refused_write(server, draft, "lost ")
+        assert not reader.closed.is_set()
+
+        filler.unlink()
+        writer = await connect_synced(server, draft)
+        await writer.edit(lambda doc: doc.get("title", type=Text).insert(5, "!"))
+        await writer.flush()
+        assert stored_title(server.database, draft) == "hello!"
+        assert reserve.stat().st_size == RESERVE_BYTES
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("value", ["-1", "many", "1.5"])
 def test_a_bad_disk_reserve_is_refused_with_the_option_named(value: str) -> None:
     done = subprocess.run(

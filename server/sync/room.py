@@ -394,7 +394,9 @@ class Room:
             now=now,
             events=events,
         )
-        if review is not None and review.writes_doc:
+        # A commit that failed inside `submit` (the disk filled) has reset the room already:
+        # its doc is dropped, nothing more is written to it.
+        if review is not None and review.writes_doc and self.state is RoomState.OPEN:
             self.write_as_server(
                 "rules",
                 lambda doc: _apply_review(self, review),

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pycrdt import Text
+from pycrdt import Doc, Map, Text
 
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.rest import as_user, new_id
@@ -197,9 +197,16 @@ async def test_a_write_that_meets_the_full_disk_is_not_stored_and_is_resent_once
         reader = await connect_synced(server, draft)
         fill(filler)
 
-        await alice.edit(lambda doc: doc.get("title", type=Text).insert(5, " there"))
+        def write(doc: Doc) -> None:
+            doc.get("title", type=Text).insert(5, " there")
+            doc.get("fields", type=Map)["status"] = "PUBLISHED"  # the rules will revert it
+
+        await alice.edit(write)
         assert await closed_with(alice) == TRY_AGAIN_LATER
         assert await closed_with(reader) == TRY_AGAIN_LATER  # the room reset, as any failure
+        # No component crashed: the rules' revert was not attempted on the dropped doc.
+        async with as_user(server, None) as anonymous:
+            assert (await anonymous.get("/healthz")).status_code == 200
         reader = await connect_synced(server, draft)
         assert reader.text("title") == "hello"
         assert stored_title(server.database, draft) == "hello"

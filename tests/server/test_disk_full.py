@@ -106,8 +106,9 @@ async def test_joins_and_reads_work_on_a_full_disk_and_writes_resume_when_space_
     try:
         assert reserve.stat().st_size == RESERVE_BYTES
 
-        # alice writes and is acknowledged; the process then dies with her text burst open
-        # (no journal event, no watermark yet): loading the draft again journals it first.
+        # alice writes and is acknowledged; the process then dies with her text burst open:
+        # no journal event, no watermark (deleted, in case the closer stored them first), so
+        # loading the draft again must journal the burst, a write, before anyone joins.
         alice = await connect_synced(server, draft)
         await alice.edit(lambda doc: doc.get("title", type=Text).insert(0, "hello"))
         await alice.flush()
@@ -155,8 +156,8 @@ async def test_joins_and_reads_work_on_a_full_disk_and_writes_resume_when_space_
         assert stored_title(server.database, draft) == "hello world"
         assert reserve.stat().st_size == RESERVE_BYTES
 
-        # The journal of alice's first burst, which the full disk kept from being written at
-        # the join, is recovered once the draft loads again with room to write it.
+        # The journal of alice's first burst, which the full disk kept from being stored at
+        # the join, is stored once there is room (the room's journal owes it until then).
         for client in (alice, first, second, reader, late, writer):
             await client.disconnect()
 

@@ -52,12 +52,8 @@ class DiskReserve:
         self.path = directory / RESERVE_NAME
         self.size = size
         self._on_release = on_release
+        # Writes are refused: the disk filled and has not had room for the reserve since.
         self._refusing = False
-
-    @property
-    def refusing(self) -> bool:
-        """Writes are refused: the disk filled and has not had room for the reserve since."""
-        return self._refusing
 
     def make_room(self) -> None:
         """Before the database opens, delete the reserve left by the last run: on a disk that

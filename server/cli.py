@@ -30,6 +30,7 @@ from server.identity.keys import load_public_key
 from server.store import private_files
 from server.store import retention as snapshot_retention
 from server.store.factory import is_postgres_url
+from server.store.reserve import DEFAULT_RESERVE_BYTES
 from server.supervisor import EXIT_SOFTWARE
 from server.sync import presence
 from server.webhooks.settings import WebhookSettings, check_secret
@@ -146,6 +147,31 @@ def _add_log_arguments(serve: argparse.ArgumentParser) -> None:
         help="text: one line a record, a traceback indented under it; json: one JSON object "
         "a line (time, level, logger, message, extra fields, exc_info) for log shippers; "
         "either way control characters are escaped and tokens redacted (%(default)s)",
+    )
+
+
+def _add_disk_arguments(serve: argparse.ArgumentParser) -> None:
+    """Disk full (server/store/reserve.py): the reserve that lets SQLite get out of it."""
+
+    def reserve_bytes(text: str) -> int:
+        value = int(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more bytes, got {text}")
+        return value
+
+    disk = serve.add_argument_group(
+        "disk full",
+        "joins and reads need no write; when a write meets a full disk, the reserve is freed "
+        "so that SQLite can checkpoint, and writes are refused (1013, 503) until there is "
+        "room for the reserve and as much again, then resume without a restart",
+    )
+    disk.add_argument(
+        "--disk-reserve-bytes",
+        type=reserve_bytes,
+        default=DEFAULT_RESERVE_BYTES,
+        metavar="BYTES",
+        help="bytes kept allocated in DATA/draftsync.reserve; 0 disables the reserve and the "
+        "refusing (SQLite only: ignored with --store postgresql://) (%(default)s)",
     )
 
 
@@ -453,6 +479,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_limit_arguments(serve)
     _add_log_arguments(serve)
     _add_webhook_arguments(serve)
+    _add_disk_arguments(serve)
     serve.add_argument(
         "--awareness-max-states",
         type=_positive_int,
@@ -580,6 +607,7 @@ def _serve(args: argparse.Namespace) -> int:
         update_limits=_limits_from(args),
         **identity,
         webhooks=webhooks,
+        disk_reserve_bytes=args.disk_reserve_bytes,
     )
     app = create_app(settings)
     config = uvicorn.Config(

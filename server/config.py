@@ -9,6 +9,7 @@ from pathlib import Path
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, Schema
 from server.store import retention as snapshot_retention
+from server.store.reserve import DEFAULT_RESERVE_BYTES
 from server.sync import presence
 from server.webhooks.settings import WebhookSettings
 
@@ -88,6 +89,10 @@ class Settings:
     jwks_cooldown_seconds: float = 30.0
     # Webhooks (--webhook URL ...; server/webhooks/): None: no events are written or sent.
     webhooks: WebhookSettings | None = None
+    # Disk full (server/store/reserve.py): bytes kept allocated in DATA/draftsync.reserve and
+    # freed when the disk fills, so that SQLite can checkpoint; writes are refused until there
+    # is room for it again. 0: none. SQLite only (PostgreSQL owns its disk).
+    disk_reserve_bytes: int = DEFAULT_RESERVE_BYTES
 
     @property
     def database_path(self) -> Path:

@@ -17,6 +17,7 @@ The tree continues the one in `crdt.errors`::
         UnknownDraft              -> 4404 / 404
           UnknownVersion, UnknownConflict
       StoreError                  -> 1013 / 503
+        DiskFull                  (writes refused until space is freed; reads go on)
       RuleError (crdt)            -> 4400 / 422
       SchemaError (crdt)          -> 1013 / 500 (raised at start only)
 
@@ -37,6 +38,7 @@ __all__ = [
     "BodyTooLarge",
     "CloseCode",
     "Conflict",
+    "DiskFull",
     "Forbidden",
     "InvalidDraftId",
     "InvalidToken",
@@ -125,6 +127,11 @@ class UnknownConflict(UnknownDraft):
 
 class StoreError(DraftsyncError):
     """The store could not read or commit (disk full, database locked, I/O error)."""
+
+
+class DiskFull(StoreError):
+    """The disk holding the store is full: writes are refused until space is freed, while
+    joins and reads go on (server/store/reserve.py)."""
 
 
 _ANSWERS: dict[type[DraftsyncError], tuple[CloseCode, int]] = {

@@ -20,6 +20,7 @@ __all__ = [
     "COMPONENT_CRASHES",
     "CONNECTIONS",
     "CONNECTIONS_CLOSED",
+    "DISK_FULL",
     "HTTP_REQUESTS",
     "JOURNAL_LAG",
     "LIVE_ACCESS_CHANGES",
@@ -66,6 +67,10 @@ COMMIT_QUEUE = Gauge("draftsync_commit_queue", "Accepted updates waiting for the
 UPDATES_DROPPED = Counter(
     "draftsync_updates_dropped",
     "Queued updates dropped before their commit because their room had failed",
+)
+DISK_FULL = Gauge(
+    "draftsync_disk_full",
+    "1 while writes are refused because the disk filled and its reserve was freed",
 )
 JOURNAL_LAG = Gauge(
     "draftsync_journal_lag",

@@ -13,6 +13,7 @@ A past version is rebuilt from the nearest snapshot at or before it plus the log
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,13 @@ from crdt.history import rebuild
 from crdt.journal import EventType, JournalEvent
 from crdt.restore import restored_update
 from server.access import Role
-from server.errors import BadRequest, NotPermitted, UnknownVersion, ValidationFailed
+from server.errors import (
+    BadRequest,
+    NotPermitted,
+    StoreError,
+    UnknownVersion,
+    ValidationFailed,
+)
 from server.http.common import (
     committed,
     endpoint,
@@ -44,6 +51,8 @@ if TYPE_CHECKING:
     from server.service import Service
 
 __all__ = ["EventPage", "RestoreBody", "get_version", "list_events", "restore_version"]
+
+logger = logging.getLogger("draftsync.api")
 
 
 # Versions and event ids are SQLite/PostgreSQL 64-bit integers: a larger one is a bad request.
@@ -73,8 +82,13 @@ async def list_events(request: Request, service: Service, user: str) -> Response
         raise BadRequest(str(error)) from None  # a bad query parameter is a bad request
     room = service.rooms.get(draft_id)
     if room is None or room.state is not RoomState.OPEN:
-        # Bursts open when the process last died are journaled before anyone reads.
-        await recover_journal(service.store, draft_id, service.settings.schema)
+        # Bursts open when the process last died are journaled before anyone reads; a read
+        # needs no write, so one that cannot be stored (a full disk) is left for later (the
+        # recovered events get ids after the cursor: a reader paging on finds them).
+        try:
+            await recover_journal(service.store, draft_id, service.settings.schema)
+        except StoreError as error:
+            logger.warning("journal recovery deferred draft=%s error=%s", draft_id, error)
     events = await service.store.events_page(draft_id, after=page.after, limit=page.limit + 1)
     more = len(events) > page.limit
     events = events[: page.limit]

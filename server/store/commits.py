@@ -79,6 +79,12 @@ class CommitPipeline:
     def __len__(self) -> int:
         return len(self._queue)
 
+    def writes_refused(self) -> StoreError | None:
+        """Why the store takes no write now (its disk is full), None when it does: a room
+        asks before applying, so that a refused write closes its sender alone, where a
+        failed commit resets the whole room."""
+        return self._store.writes_refused()
+
     async def wait_for_space(self) -> None:
         while len(self._queue) >= self._max_queued:
             self._space.clear()

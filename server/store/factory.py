@@ -32,7 +32,11 @@ async def open_store(settings: Settings) -> Store:
         assert settings.store_url is not None
         store = cast(Store, await PostgresStore.open(settings.store_url))
     else:
-        store = await SqliteStore.open(settings.database_path, fsync=settings.fsync)
+        store = await SqliteStore.open(
+            settings.database_path,
+            fsync=settings.fsync,
+            reserve_bytes=settings.disk_reserve_bytes,
+        )
     if settings.webhooks is not None:  # the outbox is written from now on
         store.webhook_urls = settings.webhooks.urls
     return store

@@ -30,6 +30,10 @@ Three things must never stall the event loop, so they go to a thread instead:
 
 - a large payload (a snapshot), at the caller's request (`inline=False`).
 
+When the disk fills, the store frees its reserve and asks for `reclaim`: a TRUNCATE
+checkpoint that folds the WAL into the database in the reserve's room and gives the WAL's
+space back (server/store/reserve.py).
+
 One `LogWriter` per store; writes take turns (`_turn`), so that one on a worker thread never
 shares the connection with another; the catch-up checkpoint takes a turn too.
 """
@@ -70,6 +74,7 @@ class LogWriter:
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._inline = not fsync
+        self._wal = path.with_name(path.name + "-wal")
         self._since_checkpoint = 0
         self._turn = asyncio.Lock()
         # Checkpoints have a connection and a thread of their own. Their futures are the
@@ -144,6 +149,27 @@ class LogWriter:
             except sqlite3.Error as error:  # the commit stands; the next round catches up
                 logger.warning("wal checkpoint failed error=%s", error)
 
+    async def reclaim(self) -> None:
+        """Fold the whole WAL into the database and truncate it to nothing, while no commit of
+        ours runs: the disk filled and its reserve was just freed for this
+        (server/store/reserve.py). The WAL's space is given back to the disk, and what it
+        held no longer waits for room to be checkpointed."""
+        async with self._turn:
+            if self._checkpointing is not None:
+                running, self._checkpointing = self._checkpointing, None
+                with contextlib.suppress(sqlite3.Error):
+                    await asyncio.wrap_future(running)
+            before = _size(self._wal)
+            try:
+                busy = await asyncio.wrap_future(
+                    self._checkpoint_thread.submit(_truncate, self._checkpointer)
+                )
+            except sqlite3.Error as error:
+                logger.warning("wal truncation failed error=%s", error)
+                return
+        self._since_checkpoint = 0
+        logger.info("wal truncated busy=%d freed=%d", busy, before - _size(self._wal))
+
     @property
     def checkpointing(self) -> bool:
         """A background checkpoint is running (tests watch commits go on meanwhile)."""
@@ -187,6 +213,20 @@ def _checkpoint(db: sqlite3.Connection) -> int:
     could never rewind."""
     [(_busy, frames, _copied)] = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     return int(frames)
+
+
+def _truncate(db: sqlite3.Connection) -> int:
+    """A TRUNCATE checkpoint (it waits for readers, up to the connection's timeout); 1 if a
+    reader kept it from finishing, else 0."""
+    [(busy, _frames, _copied)] = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    return int(busy)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _catch_up(db: sqlite3.Connection) -> None:

@@ -298,6 +298,11 @@ class PostgresStore(PostgresWebhooks):
         await self._lock_pool.close()
         await self._pool.close()
 
+    def writes_refused(self) -> None:
+        """Never refused in advance: the database server owns its disk (no disk reserve
+        here, server/store/reserve.py); a write it cannot store fails with 1013 / 503."""
+        return None
+
     async def _migrate(self) -> None:
         with _translated("migrating the schema"):
             async with self._pool.acquire() as db, db.transaction():

@@ -24,7 +24,9 @@ A deleted draft keeps its `drafts` row with `deleted_at` set (a tombstone: the i
 reused, so a client still holding the doc cannot re-create it by reconnecting); its access rows
 go at once and its content with `purge_content`.
 
-Every sqlite3 error leaves this module as `StoreError` (`_translated`).
+Every sqlite3 error leaves this module as `StoreError` (`_translated`); a write that meets a
+full disk as `DiskFull`, which frees the disk reserve and refuses writes until space is back
+(server/store/reserve.py), while reads go on (`_writing`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Any
 import aiosqlite
 
 from crdt.journal import JournalEvent
-from server.errors import StoreError
+from server.errors import DiskFull, StoreError
 from server.store import sqlite_webhooks
 from server.store.log_writer import LogWriter, Statements
 from server.store.outbox import (
@@ -60,6 +62,7 @@ from server.store.records import (
     StoredEvent,
     UpdateRecord,
 )
+from server.store.reserve import DiskReserve
 from server.store.sqlite_webhooks import SqliteWebhooks
 
 __all__ = ["SqliteStore"]
@@ -271,17 +274,33 @@ def _translated(action: str) -> Iterator[None]:
         raise StoreError(f"{action} failed: {exc}") from exc
 
 
+def _is_disk_full(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
+
+
 class SqliteStore(SqliteWebhooks):
-    def __init__(self, connection: aiosqlite.Connection, log: LogWriter, *, path: Path) -> None:
+    def __init__(
+        self,
+        connection: aiosqlite.Connection,
+        log: LogWriter,
+        *,
+        path: Path,
+        reserve_bytes: int = 0,
+    ) -> None:
         self._db = connection
         self._log = log  # commits, snapshots, journal, metadata (server/store/log_writer.py)
         self.path = path
         # One lock around every statement group: a read never sees a transaction half-way.
         self._lock = asyncio.Lock()
+        self._reserve = DiskReserve(path.parent, reserve_bytes, on_release=self._reclaim)
+        self._reclaiming: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: Path, *, fsync: bool = False) -> SqliteStore:
+    async def open(cls, path: Path, *, fsync: bool = False, reserve_bytes: int = 0) -> SqliteStore:
+        """`reserve_bytes`: the disk reserve kept next to the database (0: none)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        DiskReserve(path.parent, reserve_bytes).make_room()
         with _translated("opening the database"):
             connection = await aiosqlite.connect(path, isolation_level=None)
             await connection.execute("PRAGMA journal_mode=WAL")
@@ -289,13 +308,41 @@ class SqliteStore(SqliteWebhooks):
             await connection.execute("PRAGMA busy_timeout=5000")
             await connection.execute("PRAGMA foreign_keys=ON")
             log = LogWriter(path, fsync=fsync)
-        store = cls(connection, log, path=path)
+        store = cls(connection, log, path=path, reserve_bytes=reserve_bytes)
         await store._migrate()
+        store._reserve.start()
         return store
 
     async def close(self) -> None:
+        if self._reclaiming is not None:
+            await self._reclaiming
         await self._log.close()
         await self._db.close()
+
+    def writes_refused(self) -> DiskFull | None:
+        """Why no write may start now (the disk filled), None when writes go ahead: a room
+        asks before it applies an update, so that a refused write disturbs no one else."""
+        return self._reserve.refusal()
+
+    @contextlib.contextmanager
+    def _writing(self, action: str) -> Iterator[None]:
+        """`_translated` for a write: refused at once while the disk is full, and one that
+        meets a full disk frees the reserve and starts the refusing."""
+        refusal = self._reserve.refusal()
+        if refusal is not None:
+            raise refusal
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if _is_disk_full(exc):
+                self._reserve.disk_full()
+                raise DiskFull(f"{action} failed: the disk is full") from exc
+            raise StoreError(f"{action} failed: {exc}") from exc
+
+    def _reclaim(self) -> None:
+        """The reserve was freed: fold the WAL into the database and truncate it, in its room."""
+        if self._reclaiming is None or self._reclaiming.done():
+            self._reclaiming = asyncio.get_running_loop().create_task(self._log.reclaim())
 
     async def _migrate(self) -> None:
         with _translated("migrating the schema"):
@@ -353,7 +400,7 @@ class SqliteStore(SqliteWebhooks):
 
     async def create_draft(self, draft_id: str, owner: str, *, now: float) -> bool:
         """Create the draft owned by `owner`; False if it already existed (first writer wins)."""
-        with _translated("creating a draft"):
+        with self._writing("creating a draft"):
             async with self._transaction():
                 cursor = await self._db.execute(
                     "INSERT OR IGNORE INTO drafts (id, owner, created_at) VALUES (?, ?, ?)",
@@ -383,7 +430,7 @@ class SqliteStore(SqliteWebhooks):
     ) -> None:
         """Append many updates, of any drafts, in one transaction (the group commit), with
         the journal events derived from them: an update and its events land together."""
-        with _translated("committing updates"):
+        with self._writing("committing updates"):
             await self._log.write(_update_statements(records, events, self.webhook_urls))
 
     def append_updates_now(
@@ -391,7 +438,7 @@ class SqliteStore(SqliteWebhooks):
     ) -> bool:
         """`append_updates` at once, if that needs no waiting (`LogWriter.write_now`); False
         when it does, and nothing was written."""
-        with _translated("committing updates"):
+        with self._writing("committing updates"):
             return self._log.write_now(_update_statements(records, events, self.webhook_urls))
 
     async def last_version(self, draft_id: str) -> int:
@@ -425,7 +472,7 @@ class SqliteStore(SqliteWebhooks):
         self, draft_id: str, version: int, data: bytes, *, now: float, drop: Sequence[int] = ()
     ) -> None:
         """Store the draft's state at `version` and delete its snapshots at `drop`, at once."""
-        with _translated("saving a snapshot"):
+        with self._writing("saving a snapshot"):
             # Written on the event loop like a commit (~1 ms for 500 KB; a worker thread
             # would wait for the GIL, and commits for it), unless it is megabytes.
             await self._log.write(
@@ -443,7 +490,7 @@ class SqliteStore(SqliteWebhooks):
     ) -> None:
         """Store events that belong to no single update (closed text bursts, access changes)
         and, with `watermark`, how far the draft's text is journaled."""
-        with _translated("storing journal events"):
+        with self._writing("storing journal events"):
             await self._log.write(
                 [
                     (_INSERT_EVENT, [e.as_row() for e in events]),
@@ -492,7 +539,7 @@ class SqliteStore(SqliteWebhooks):
     ) -> bool:
         """Create the draft and store its first update (version 1) in one transaction, so no
         room can load it in between; False if the id is taken (also by a tombstone)."""
-        with _translated("creating a draft"):
+        with self._writing("creating a draft"):
             async with self._transaction():
                 cursor = await self._db.execute(
                     "INSERT OR IGNORE INTO drafts (id, owner, created_at) VALUES (?, ?, ?)",
@@ -536,7 +583,7 @@ class SqliteStore(SqliteWebhooks):
     async def set_role(self, draft_id: str, user: str, role: str | None) -> bool:
         """Give `user` the role (None: remove it); False, changing nothing, if that would leave
         the draft without an owner. A tombstoned draft gets no new access."""
-        with _translated("changing access"):
+        with self._writing("changing access"):
             try:
                 async with self._transaction():
                     if role is None:
@@ -561,7 +608,7 @@ class SqliteStore(SqliteWebhooks):
 
     async def tombstone(self, draft_id: str, *, now: float) -> bool:
         """Mark the draft deleted and drop its access; False if it already was."""
-        with _translated("deleting a draft"):
+        with self._writing("deleting a draft"):
             async with self._transaction():
                 cursor = await self._db.execute(
                     "UPDATE drafts SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
@@ -576,7 +623,7 @@ class SqliteStore(SqliteWebhooks):
 
     async def purge_content(self, draft_id: str) -> None:
         """Remove a tombstoned draft's updates, snapshots and metadata (the id stays taken)."""
-        with _translated("removing a draft's content"):
+        with self._writing("removing a draft's content"):
             async with self._transaction():
                 for table in _CONTENT_TABLES:
                     await self._db.execute(f"DELETE FROM {table} WHERE draft_id = ?", (draft_id,))
@@ -599,7 +646,7 @@ class SqliteStore(SqliteWebhooks):
             meta.open_conflicts,
             draft_id,
         )
-        with _translated("saving draft metadata"):
+        with self._writing("saving draft metadata"):
             await self._log.write([(_SAVE_META, [row])])
 
 

@@ -7,6 +7,12 @@ so they are stored in the update's transaction; closed text bursts that belong t
 stored by `JournalCloser`, which also records how far each draft's text is journaled (the
 watermark), so that `recover_journal` can rebuild, from the update log, bursts that were still
 open when the process died.
+
+Loading a draft recovers its journal first, a write; joining must need none (a full disk must
+not keep anyone from reading), so a recovery that fails at load is deferred
+(`RoomJournal.defer_recovery`): the watermark stored meanwhile stays below what is still to be
+journaled, and the closer tries again before it stores the room's own events, or the next load
+does.
 """
 
 from __future__ import annotations
@@ -94,12 +100,27 @@ class RoomJournal:
     ) -> None:
         self.draft_id = draft_id
         self.bursts = TextBursts(draft_id, on_open=on_burst_open)
-        self._schema = schema
+        self.schema = schema
         self._text = TextCounter(doc, schema)
         self._text_changes = self._text.changes
+        # (watermark, upto): text changes of versions watermark..upto are not journaled yet,
+        # the recovery at load could not store them (`defer_recovery`).
+        self.unrecovered: tuple[int, int] | None = None
+        self.recovering = False  # the closer is storing them
 
     def close(self) -> None:
         self._text.close()
+
+    def defer_recovery(self, watermark: int, *, upto: int) -> None:
+        """The recovery at load failed (a full disk): the text changes of versions
+        `watermark`..`upto` (the loaded ones) are still to be journaled."""
+        self.unrecovered = (watermark, upto)
+
+    def watermark(self, next_version: int) -> int:
+        """Every text change below this version is journaled: below the open bursts, and
+        below what a deferred recovery still owes."""
+        mark = self.bursts.watermark(next_version)
+        return mark if self.unrecovered is None else min(mark, self.unrecovered[0])
 
     def count_text(self, transaction: Transaction) -> None:
         """Count the text changes of the doc's open `transaction`: the room calls this in
@@ -188,7 +209,7 @@ class RoomJournal:
         self._text.changes.update(taken)
 
     def _change(self, name: str, old: Any, new: Any) -> dict[str, Any]:
-        spec = self._schema.fields.get(name)
+        spec = self.schema.fields.get(name)
         kind = spec.kind.value if spec is not None else "value"
         return {"field": name, "kind": kind, "old": old, "new": new}
 
@@ -233,7 +254,7 @@ class JournalCloser:
                 events = journal.bursts.close_idle(now)
                 if events:
                     await self._store_events(room, events)
-                lag += room.version + 1 - journal.bursts.watermark(room.version + 1)
+                lag += room.version + 1 - journal.watermark(room.version + 1)
             metrics.JOURNAL_LAG.set(lag)
 
     async def flush(self, room: JournaledRoom) -> None:
@@ -243,24 +264,44 @@ class JournalCloser:
             await self._store_events(room, room.journal.bursts.close_all())
 
     async def _store_events(self, room: JournaledRoom, events: list[JournalEvent]) -> None:
-        assert room.journal is not None
-        watermark = room.journal.bursts.watermark(room.version + 1)
+        journal = room.journal
+        assert journal is not None
+        if journal.unrecovered is not None and not journal.recovering:
+            await self._recover(room.draft_id, journal)
+        watermark = journal.watermark(room.version + 1)
         try:
             await self._store.append_events(events, watermark=(room.draft_id, watermark))
         except StoreError as error:
             # The bursts are rebuilt from the log by `recover_journal` once the store is back.
             logger.error("journal write failed draft=%s error=%s", room.draft_id, error)
 
+    async def _recover(self, draft_id: str, journal: RoomJournal) -> None:
+        """Store what the recovery at load could not; left for the next try if it fails."""
+        assert journal.unrecovered is not None
+        journal.recovering = True
+        try:
+            await recover_journal(
+                self._store, draft_id, journal.schema, upto=journal.unrecovered[1]
+            )
+        except StoreError as error:
+            logger.warning("journal recovery deferred draft=%s error=%s", draft_id, error)
+            return
+        finally:
+            journal.recovering = False
+        journal.unrecovered = None
 
-async def recover_journal(store: Store, draft_id: str, schema: Schema) -> int:
+
+async def recover_journal(
+    store: Store, draft_id: str, schema: Schema, *, upto: int | None = None
+) -> int:
     """Journal text changes that were in bursts still open when the process stopped.
 
-    Replays the log from the watermark on a doc rebuilt just before it, counting text changes
-    per update as the room does, and skips what closed bursts already cover. Returns the
-    number of events written.
+    Replays the log from the watermark (to `upto`, default its end) on a doc rebuilt just
+    before it, counting text changes per update as the room does, and skips what closed bursts
+    already cover. Returns the number of events written; StoreError if they cannot be.
     """
     watermark = await store.journal_watermark(draft_id)
-    last = await store.last_version(draft_id)
+    last = await store.last_version(draft_id) if upto is None else upto
     if watermark > last:
         return 0
     covered: dict[tuple[str, str], list[tuple[int, int]]] = {}

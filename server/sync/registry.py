@@ -21,6 +21,7 @@ from pycrdt import Doc
 from crdt.history import rebuild
 from server import metrics
 from server.config import Settings
+from server.errors import StoreError
 from server.store.api import Store
 from server.store.commits import CommitPipeline
 from server.store.snapshots import Snapshotter
@@ -140,8 +141,7 @@ class RoomRegistry:
     async def _load(self, room: Room) -> None:
         started = time.perf_counter()
         try:
-            # Text bursts still open when the process last stopped are journaled first.
-            await recover_journal(self._store, room.draft_id, self._settings.schema)
+            unrecovered = await self._recover_journal(room.draft_id)
             state = await self._store.load(room.draft_id)
             # A fresh 32-bit client id per load: the server's own changes stay small on the wire.
             client_id = secrets.randbits(32)
@@ -152,6 +152,8 @@ class RoomRegistry:
             self._forget(room)
             raise
         room.open(doc, state.version, since_snapshot=len(state.tail))
+        if unrecovered is not None and room.journal is not None:
+            room.journal.defer_recovery(unrecovered, upto=state.version)
         for hook in self.on_open:
             hook(room)
         logger.info(
@@ -162,6 +164,18 @@ class RoomRegistry:
             len(state.tail),
             (time.perf_counter() - started) * 1000,
         )
+
+    async def _recover_journal(self, draft_id: str) -> int | None:
+        """Journal the text bursts still open when the process last stopped, before loading.
+        Joining needs no write: if storing them fails (a full disk), the draft loads anyway
+        and the room's journal owes them (`RoomJournal.defer_recovery`); returns the
+        watermark they start at, None when nothing is owed."""
+        try:
+            await recover_journal(self._store, draft_id, self._settings.schema)
+        except StoreError as error:
+            logger.warning("journal recovery deferred draft=%s error=%s", draft_id, error)
+            return await self._store.journal_watermark(draft_id)
+        return None
 
     def _schedule_unload(self, room: Room) -> None:
         if room.draft_id not in self._unloading:

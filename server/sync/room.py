@@ -53,6 +53,7 @@ from crdt.protocol import (
     WriteAck,
     encode_message,
 )
+from crdt.redundant import is_redundant
 from crdt.schema import Schema
 from crdt.semantics import Review, SemanticFields
 from crdt.updates import check_nesting, first_client_id, may_nest_too_deep
@@ -260,6 +261,12 @@ class Room:
         if not conn.can_write:  # downgraded or revoked while this run waited
             conn.deny_write()
             return
+        refusal = self._pipeline.writes_refused()
+        if refusal is not None and not all(is_redundant(u, self.doc) for u in updates):
+            # The disk is full: this writer goes, before its update is applied (it could not
+            # be stored); the room and its readers stay. A joiner's sync step 2 passes.
+            conn.close(CloseCode.TRY_AGAIN_LATER, str(refusal))
+            return
         # From here to submit() nothing awaits: versions enter the pipeline in order.
         try:
             undecodable = await self._apply_run(conn, updates)
@@ -387,7 +394,9 @@ class Room:
             now=now,
             events=events,
         )
-        if review is not None and review.writes_doc:
+        # A commit that failed inside `submit` (the disk filled) has reset the room already:
+        # its doc is dropped, nothing more is written to it.
+        if review is not None and review.writes_doc and self.state is RoomState.OPEN:
             self.write_as_server(
                 "rules",
                 lambda doc: _apply_review(self, review),
@@ -412,6 +421,9 @@ class Room:
         store will hold)."""
         if self.state is not RoomState.OPEN:
             raise StoreError("the draft is being reloaded, retry")
+        refusal = self._pipeline.writes_refused()
+        if refusal is not None:
+            raise refusal
         try:
             with self.doc.transaction(origin=ServerOrigin(reason)) as txn:
                 change(self.doc)

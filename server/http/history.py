@@ -61,7 +61,7 @@ __all__ = [
 class EventPage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    after: int = Field(default=0, ge=0)
+    after: int = Field(default=0, ge=0, le=2**63 - 1)  # an SQLite INTEGER, or the store fails
     limit: int = Field(default=100, ge=1, le=1000)
 
 
@@ -195,7 +195,7 @@ async def restore_version(request: Request, service: Service, user: str) -> Resp
 
 
 def _version_param(raw: str) -> int:
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²".isdigit(), but int("²") fails
         raise BadRequest(f"version must be a non-negative integer, got {raw!r}")
     return int(raw)
 

@@ -54,6 +54,7 @@ from server.errors import (
     ValidationFailed,
     http_status_for,
 )
+from server.http.answers import ErrorAnswer, Problem
 from server.sync.gate import GateClosed
 
 if TYPE_CHECKING:
@@ -136,9 +137,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             logger.exception(
                 "rest failure method=%s path=%s user=%s", request.method, request.url.path, user
             )
-            response = JSONResponse(
-                {"error": "internal", "detail": "internal server error"}, status_code=500
-            )
+            body = ErrorAnswer(error="internal", detail="internal server error")
+            response = JSONResponse(body.model_dump(), status_code=500)
         finally:
             if granting is not None:
                 _GRANTS.reset(granting)
@@ -160,18 +160,19 @@ def bearer_token(request: Request) -> str | None:
 
 def _error_response(error: DraftsyncError) -> JSONResponse:
     status = http_status_for(error)
-    body: dict[str, Any] = {"error": _ERROR_NAMES.get(status, "error"), "detail": str(error)}
+    problems = None
     if isinstance(error, ValidationFailed):
-        body["errors"] = error.errors
+        problems = [Problem.model_validate(problem) for problem in error.errors]
+    body = ErrorAnswer(error=_ERROR_NAMES.get(status, "error"), detail=str(error), errors=problems)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, InvalidToken) else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own answers (no such route 404, wrong method 405) in the same JSON form."""
     assert isinstance(exc, HTTPException)
-    body = {"error": _ERROR_NAMES.get(exc.status_code, "error"), "detail": exc.detail}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    body = ErrorAnswer(error=_ERROR_NAMES.get(exc.status_code, "error"), detail=exc.detail)
+    return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
 
 
 # -- the caller and the draft -----------------------------------------------------------------

@@ -12,14 +12,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from crdt.errors import RuleError
 from crdt.journal import EventType, JournalEvent
 from server.access import Role
 from server.errors import NotPermitted, UnknownConflict
+from server.http.answers import Answer, respond
 from server.http.common import committed, endpoint, reach, read_json
 
 if TYPE_CHECKING:
@@ -27,13 +28,23 @@ if TYPE_CHECKING:
 
     from server.service import Service
 
-__all__ = ["Resolution", "resolve_conflict"]
+__all__ = ["Resolution", "Resolved", "resolve_conflict"]
 
 
 class Resolution(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     value: StrictStr | StrictBool | StrictInt | StrictFloat
+
+
+class Resolved(Answer):
+    id: str
+    conflict_id: str
+    field: str
+    value: StrictStr | StrictBool | StrictInt | StrictFloat = Field(
+        description="The value written: one of the conflict's candidates."
+    )
+    version: int | None = Field(description="The version of the server's resolving change.")
 
 
 @endpoint
@@ -77,14 +88,10 @@ async def resolve_conflict(request: Request, service: Service, user: str) -> Res
     finally:
         service.rooms.release(room)
     await committed(room)
-    return JSONResponse(
-        {
-            "id": draft_id,
-            "conflictId": conflict_id,
-            "field": field,
-            "value": body.value,
-            "version": version,
-        }
+    return respond(
+        Resolved(
+            id=draft_id, conflict_id=conflict_id, field=field, value=body.value, version=version
+        )
     )
 
 

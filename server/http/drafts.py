@@ -32,7 +32,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -46,12 +46,14 @@ from pydantic import (
     ValidationInfo,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from crdt.content import initial_problems, initial_update
 from server.access import Role
 from server.errors import Conflict, UnknownDraft
+from server.http.answers import Answer, omitted_when_none, respond
 from server.http.common import (
     decode_cursor,
     encode_cursor,
@@ -76,10 +78,16 @@ __all__ = [
     "DELETE_DRAIN_SECONDS",
     "REST_SESSION",
     "BodyLimits",
+    "Draft",
+    "DraftList",
+    "DraftListItem",
+    "DraftMetadata",
+    "DraftState",
     "FieldName",
     "Int64",
     "NewDraft",
     "Page",
+    "RoleName",
     "Scalar",
     "create_draft",
     "delete_draft",
@@ -152,7 +160,67 @@ class Page(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: str | None = None
+    cursor: str | SkipJsonSchema[None] = Field(
+        default=None, description="The `next` of the previous page."
+    )
+
+
+RoleName = Literal["owner", "editor", "viewer"]
+
+
+class DraftListItem(Answer):
+    """A draft as `GET /api/drafts` lists it."""
+
+    id: str
+    role: RoleName = Field(description="The caller's role on the draft.")
+    owner: str = Field(description="The user who created it.")
+    version: int = Field(description="The number of updates stored for it.")
+    created_at: str = Field(description="ISO 8601, UTC.")
+    last_modified: str = Field(description="ISO 8601, UTC: its last stored update.")
+
+
+class DraftList(Answer):
+    items: list[DraftListItem]
+    next: str | None = Field(description="Pass as `cursor=` for the next page; null: the last.")
+
+
+class DraftState(Answer):
+    """The content: text fields as plain text, value fields, list fields. Values and list
+    items are whatever JSON the editors stored (non-finite numbers read as null)."""
+
+    texts: dict[str, str]
+    fields: dict[str, Any]
+    lists: dict[str, list[Any]]
+
+
+class DraftMetadata(Answer):
+    owner: str
+    created_at: str = Field(description="ISO 8601, UTC.")
+    last_modified: str = Field(description="ISO 8601, UTC.")
+    contributors: list[str] = Field(description="Users who stored an update, in order.")
+    word_count: int
+    completion: float = Field(description="Percent of the schema's fields filled, 0-100.")
+    filled_fields: int
+    total_fields: int
+    open_conflicts: int
+    sync: Literal["synced", "pending"] = Field(
+        description="`pending` while an accepted update waits for its commit."
+    )
+
+
+class Draft(Answer):
+    """A draft as read (`GET /api/drafts/{id}`, and `POST /api/drafts` answers it too)."""
+
+    id: str
+    role: RoleName = Field(description="The caller's role on the draft.")
+    version: int
+    state: DraftState
+    conflicts: dict[str, Any] = Field(
+        description="Open manual conflicts by id: "
+        '{"field", "candidates": [{"value", "user", "client_id", "at"}], "opened_at"}.'
+    )
+    metadata: DraftMetadata
+    access: dict[str, RoleName] | SkipJsonSchema[None] = omitted_when_none()
 
 
 @endpoint
@@ -182,7 +250,7 @@ async def create_draft(request: Request, service: Service, user: str) -> Respons
             first = UpdateRecord(draft_id, 1, update, user, REST_SESSION, client_id, now)
         if await service.store.create_draft_with(draft_id, user, now=now, first=first):
             logger.info("draft created draft=%s user=%s", draft_id, user)
-            return JSONResponse(await draft_json(service, draft_id, Role.OWNER), status_code=201)
+            return respond(await draft_json(service, draft_id, Role.OWNER), status_code=201)
     raise Conflict("a draft with this id already exists")
 
 
@@ -192,25 +260,25 @@ async def list_drafts(request: Request, service: Service, user: str) -> Response
     after = decode_cursor(page.cursor) if page.cursor else ""
     rows = await service.store.reachable_drafts(user, after=after, limit=page.limit + 1)
     items = [
-        {
-            "id": row.id,
-            "role": row.role,
-            "owner": row.owner,
-            "version": row.version,
-            "createdAt": iso(row.created_at),
-            "lastModified": iso(row.last_modified),
-        }
+        DraftListItem(
+            id=row.id,
+            role=row.role,
+            owner=row.owner,
+            version=row.version,
+            created_at=iso(row.created_at),
+            last_modified=iso(row.last_modified),
+        )
         for row in rows[: page.limit]
     ]
     more = len(rows) > page.limit
-    return JSONResponse({"items": items, "next": encode_cursor(items[-1]["id"]) if more else None})
+    return respond(DraftList(items=items, next=encode_cursor(items[-1].id) if more else None))
 
 
 @endpoint
 async def get_draft(request: Request, service: Service, user: str) -> Response:
     draft_id = request.path_params["draft_id"]
     role = await reach(service, draft_id, user)
-    return JSONResponse(await draft_json(service, draft_id, role))
+    return respond(await draft_json(service, draft_id, role))
 
 
 @endpoint
@@ -234,7 +302,7 @@ async def delete_draft(request: Request, service: Service, user: str) -> Respons
     return Response(status_code=204)
 
 
-async def draft_json(service: Service, draft_id: str, role: Role) -> dict[str, Any]:
+async def draft_json(service: Service, draft_id: str, role: Role) -> Draft:
     """The draft as `GET /api/drafts/{id}` answers it: from its room if loaded, else the store."""
     room = service.rooms.get(draft_id)
     if room is not None and room.state is RoomState.OPEN:
@@ -245,25 +313,23 @@ async def draft_json(service: Service, draft_id: str, role: Role) -> dict[str, A
     if record is None or record.deleted_at is not None:
         raise UnknownDraft("draft not found")  # deleted while we read it
     meta = view.meta
-    body: dict[str, Any] = {
-        "id": draft_id,
-        "role": role.value,
-        "version": view.version,
-        "state": finite(view.content.as_json()),
-        "conflicts": finite(view.content.conflicts),
-        "metadata": {
-            "owner": record.owner,
-            "createdAt": iso(record.created_at),
-            "lastModified": iso(record.last_modified or record.created_at),
-            "contributors": await service.store.contributors(draft_id),
-            "wordCount": meta.word_count,
-            "completion": meta.completion,
-            "filledFields": meta.filled_fields,
-            "totalFields": meta.total_fields,
-            "openConflicts": meta.open_conflicts,
-            "sync": "synced" if view.synced else "pending",
-        },
-    }
-    if role is Role.OWNER:
-        body["access"] = await service.store.access_list(draft_id)
-    return body
+    return Draft(
+        id=draft_id,
+        role=role.value,
+        version=view.version,
+        state=finite(view.content.as_json()),
+        conflicts=finite(view.content.conflicts),
+        metadata=DraftMetadata(
+            owner=record.owner,
+            created_at=iso(record.created_at),
+            last_modified=iso(record.last_modified or record.created_at),
+            contributors=await service.store.contributors(draft_id),
+            word_count=meta.word_count,
+            completion=meta.completion,
+            filled_fields=meta.filled_fields,
+            total_fields=meta.total_fields,
+            open_conflicts=meta.open_conflicts,
+            sync="synced" if view.synced else "pending",
+        ),
+        access=await service.store.access_list(draft_id) if role is Role.OWNER else None,
+    )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from crdt.content import fields_of, read_content
 from crdt.history import rebuild
@@ -33,6 +33,7 @@ from server.errors import (
     UnknownVersion,
     ValidationFailed,
 )
+from server.http.answers import Answer, respond
 from server.http.common import (
     committed,
     endpoint,
@@ -42,6 +43,7 @@ from server.http.common import (
     read_json,
     read_query,
 )
+from server.http.drafts import DraftState
 from server.sync.journal import recover_journal
 from server.sync.room import RoomState
 
@@ -50,7 +52,17 @@ if TYPE_CHECKING:
 
     from server.service import Service
 
-__all__ = ["EventPage", "RestoreBody", "get_version", "list_events", "restore_version"]
+__all__ = [
+    "DraftVersion",
+    "Event",
+    "EventList",
+    "EventPage",
+    "RestoreBody",
+    "Restored",
+    "get_version",
+    "list_events",
+    "restore_version",
+]
 
 logger = logging.getLogger("draftsync.api")
 
@@ -70,6 +82,43 @@ class RestoreBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     version: StrictInt = Field(ge=0, le=_MAX_INTEGER)
+
+
+class Event(Answer):
+    """A journal event; its type's own data follows as further keys (snake_case, as stored):
+    `FIELD_UPDATED` adds field, kind and old/new, or for text inserted/deleted and
+    from_version/to_version; `RESTORED` adds from_version; `CONFLICT_RESOLVED` adds
+    conflict_id, field and value."""
+
+    model_config = ConfigDict(extra="allow", validate_by_name=False)
+
+    id: int = Field(description="Grows per draft: pass the last one seen as `after=`.")
+    type: str = Field(description="FIELD_UPDATED, CONFLICT_OPENED, CONFLICT_RESOLVED, ...")
+    version: int = Field(description="The version of the update the event comes from.")
+    user: str | None
+    session: str | None
+    client_id: int | None = Field(description="The Yjs client id of the update, if any.")
+    at: str = Field(description="ISO 8601, UTC.")
+
+
+class EventList(Answer):
+    items: list[Event]
+    next: int | None = Field(description="Pass as `after=` for the next page; null: the last.")
+
+
+class DraftVersion(Answer):
+    """The draft right after one version (`GET /api/drafts/{id}/versions/{version}`)."""
+
+    id: str
+    version: int
+    state: DraftState
+    conflicts: dict[str, Any] = Field(description="Open manual conflicts at that version, by id.")
+
+
+class Restored(Answer):
+    id: str
+    restored_from: int = Field(description="The version whose content was restored.")
+    version: int = Field(description="The draft's version once the restore is committed.")
 
 
 @endpoint
@@ -93,19 +142,21 @@ async def list_events(request: Request, service: Service, user: str) -> Response
     more = len(events) > page.limit
     events = events[: page.limit]
     items = [
-        {
-            "id": e.id,
-            "type": e.type,
-            "version": e.version,
-            "user": e.user,
-            "session": e.session,
-            "clientId": e.client_id,
-            "at": iso(e.at),
-            **finite(e.data),
-        }
+        Event.model_validate(
+            {
+                "id": e.id,
+                "type": e.type,
+                "version": e.version,
+                "user": e.user,
+                "session": e.session,
+                "clientId": e.client_id,
+                "at": iso(e.at),
+                **finite(e.data),
+            }
+        )
         for e in events
     ]
-    return JSONResponse({"items": items, "next": events[-1].id if more else None})
+    return respond(EventList(items=items, next=events[-1].id if more else None))
 
 
 @endpoint
@@ -115,13 +166,14 @@ async def get_version(request: Request, service: Service, user: str) -> Response
     version = _version_param(request.path_params["version"])
     doc = await _rebuilt(service, draft_id, version)
     content = read_content(doc, fields_of(service.settings.schema))
-    body = {
-        "id": draft_id,
-        "version": version,
-        "state": finite(content.as_json()),
-        "conflicts": finite(content.conflicts),
-    }
-    return JSONResponse(body)
+    return respond(
+        DraftVersion(
+            id=draft_id,
+            version=version,
+            state=finite(content.as_json()),
+            conflicts=finite(content.conflicts),
+        )
+    )
 
 
 @endpoint
@@ -155,8 +207,8 @@ async def restore_version(request: Request, service: Service, user: str) -> Resp
     finally:
         service.rooms.release(room)
     await committed(room)
-    return JSONResponse(
-        {"id": draft_id, "restoredFrom": body.version, "version": version or room.version}
+    return respond(
+        Restored(id=draft_id, restored_from=body.version, version=version or room.version)
     )
 
 

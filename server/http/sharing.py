@@ -10,19 +10,20 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from server.access import Role
 from server.errors import Conflict
+from server.http.answers import Answer, respond
 from server.http.common import endpoint, reach, read_json, require_owner
 from server.sync.sharing import apply_role
 
 if TYPE_CHECKING:
     from server.service import Service
 
-__all__ = ["AccessChange", "put_access"]
+__all__ = ["AccessChange", "AccessChanged", "put_access"]
 
 logger = logging.getLogger("draftsync.api")
 
@@ -32,6 +33,12 @@ class AccessChange(BaseModel):
 
     user: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     role: Literal["owner", "editor", "viewer", "none"]
+
+
+class AccessChanged(Answer):
+    user: str
+    role: Literal["owner", "editor", "viewer", "none"]
+    live_connections: int = Field(description="The user's open connections the change reached.")
 
 
 @endpoint
@@ -53,4 +60,4 @@ async def put_access(request: Request, service: Service, user: str) -> Response:
         change.role,
         live,
     )
-    return JSONResponse({"user": change.user, "role": change.role, "liveConnections": live})
+    return respond(AccessChanged(user=change.user, role=change.role, live_connections=live))

@@ -15,16 +15,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from server.http.answers import Answer, respond
 from server.http.common import endpoint
 from server.sync.room import RoomState
 
 if TYPE_CHECKING:
     from server.service import Service
 
-__all__ = ["get_stats"]
+__all__ = ["Stats", "get_stats"]
+
+
+class Stats(Answer):
+    """Figures over the drafts the caller can reach."""
+
+    total_drafts: int
+    completed_drafts: int = Field(description="Drafts whose every schema field is filled.")
+    average_completion: float = Field(description="Mean completion, 0-100 (0 with no drafts).")
+    total_word_count: int
+    synced_drafts: int = Field(description="Drafts with no update waiting for its commit.")
+    conflicted_drafts: int = Field(description="Drafts with at least one open conflict.")
 
 
 @endpoint
@@ -46,13 +59,13 @@ async def get_stats(request: Request, service: Service, user: str) -> Response:
         words += meta.word_count
         synced += is_synced
         conflicted += meta.open_conflicts > 0
-    return JSONResponse(
-        {
-            "totalDrafts": total,
-            "completedDrafts": completed,
-            "averageCompletion": round(completion / total, 1) if total else 0.0,
-            "totalWordCount": words,
-            "syncedDrafts": synced,
-            "conflictedDrafts": conflicted,
-        }
+    return respond(
+        Stats(
+            total_drafts=total,
+            completed_drafts=completed,
+            average_completion=round(completion / total, 1) if total else 0.0,
+            total_word_count=words,
+            synced_drafts=synced,
+            conflicted_drafts=conflicted,
+        )
     )

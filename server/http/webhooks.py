@@ -15,27 +15,62 @@ left, so its `draft.deleted` deliveries are not listed here (the server log has 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from server.errors import BadRequest, ValidationFailed
+from server.http.answers import Answer, respond
 from server.http.common import endpoint, iso, reach, read_query, require_owner
 from server.store.outbox import Delivery
 
 if TYPE_CHECKING:
     from server.service import Service
 
-__all__ = ["DeliveryPage", "delivery_json", "list_deliveries"]
+__all__ = [
+    "AttemptAnswer",
+    "DeliveryAnswer",
+    "DeliveryList",
+    "DeliveryPage",
+    "delivery_answer",
+    "list_deliveries",
+]
 
 
 class DeliveryPage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    after: int = Field(default=0, ge=0)
+    after: int = Field(default=0, ge=0, le=2**63 - 1)
     limit: int = Field(default=50, ge=1, le=200)
+
+
+class AttemptAnswer(Answer):
+    attempt: int
+    at: str | None
+    status_code: int | None = Field(description="The receiver's status; null: no answer.")
+    error: str | None
+    duration_ms: float
+
+
+class DeliveryAnswer(Answer):
+    id: int
+    event_id: str
+    type: str = Field(examples=["draft.changed"])
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    created_at: str | None
+    next_attempt_at: str | None = Field(description="When it is tried next (pending only).")
+    last_error: str | None
+    payload: Any = Field(description="The event as it is POSTed: {type, timestamp, data}.")
+    attempt_log: list[AttemptAnswer]
+
+
+class DeliveryList(Answer):
+    items: list[DeliveryAnswer]
+    next: int | None = Field(description="Pass as `after` for the next page; null: no more.")
 
 
 @endpoint
@@ -47,31 +82,31 @@ async def list_deliveries(request: Request, service: Service, user: str) -> Resp
     except ValidationFailed as error:
         raise BadRequest(str(error)) from None  # a bad query parameter is a bad request
     rows = await service.store.webhook_deliveries(draft_id, after=page.after, limit=page.limit + 1)
-    items = [delivery_json(row) for row in rows[: page.limit]]
+    items = [delivery_answer(row) for row in rows[: page.limit]]
     more = len(rows) > page.limit
-    return JSONResponse({"items": items, "next": items[-1]["id"] if more else None})
+    return respond(DeliveryList(items=items, next=items[-1].id if more else None))
 
 
-def delivery_json(delivery: Delivery) -> dict[str, Any]:
-    return {
-        "id": delivery.id,
-        "eventId": delivery.event_id,
-        "type": delivery.type,
-        "url": delivery.url,
-        "status": delivery.status,
-        "attempts": delivery.attempts,
-        "createdAt": iso(delivery.created_at),
-        "nextAttemptAt": iso(delivery.next_attempt_at) if delivery.status == "pending" else None,
-        "lastError": delivery.last_error,
-        "payload": delivery.payload_json(),
-        "attemptLog": [
-            {
-                "attempt": a.attempt,
-                "at": iso(a.at),
-                "statusCode": a.status_code,
-                "error": a.error,
-                "durationMs": round(a.seconds * 1000, 1),
-            }
+def delivery_answer(delivery: Delivery) -> DeliveryAnswer:
+    return DeliveryAnswer(
+        id=delivery.id,
+        event_id=delivery.event_id,
+        type=delivery.type,
+        url=delivery.url,
+        status=delivery.status,
+        attempts=delivery.attempts,
+        created_at=iso(delivery.created_at),
+        next_attempt_at=iso(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        last_error=delivery.last_error,
+        payload=delivery.payload_json(),
+        attempt_log=[
+            AttemptAnswer(
+                attempt=a.attempt,
+                at=iso(a.at),
+                status_code=a.status_code,
+                error=a.error,
+                duration_ms=round(a.seconds * 1000, 1),
+            )
             for a in delivery.log
         ],
-    }
+    )

@@ -11,6 +11,9 @@ Anything else is logged with its traceback and answered 500, never with its text
 is counted in `draftsync_http_requests{method,route,status}` (the route's template, no ids); an
 error answer is logged, 4xx at info and 5xx at warning, with the path, user and reason.
 
+A caller with a valid token is then admitted (server/admission/quotas.py): over their rate
+429 and over the server's requests under way 503, both with Retry-After (a `CapReached`).
+
 Bodies are parsed with `json` (not JSON: 400) and then validated by a pydantic model (wrong
 shape: 422, each problem with its place); NaN and Infinity are not JSON and are refused.
 """
@@ -39,6 +42,7 @@ from server.access import Role, check_draft_id
 from server.errors import (
     BadRequest,
     BodyTooLarge,
+    CapReached,
     InvalidToken,
     NotPermitted,
     StoreError,
@@ -86,6 +90,7 @@ _ERROR_NAMES = {
     409: "conflict",
     413: "payload_too_large",
     422: "validation_failed",
+    429: "rate_limited",
     500: "internal",
     503: "unavailable",
 }
@@ -96,8 +101,11 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         service: Service = request.app.state.service
         user: str | None = None
+        admitted = False
         try:
             user = service.signer.verify(bearer_token(request))
+            service.requests.admit(user)  # 429 over the user's rate, 503 over the server's cap
+            admitted = True
             response = await handler(request, service, user)
         except DraftsyncError as error:
             response = _error_response(error)
@@ -118,6 +126,9 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             response = JSONResponse(
                 {"error": "internal", "detail": "internal server error"}, status_code=500
             )
+        finally:
+            if admitted:
+                service.requests.done()
         route = request.scope.get("route")
         metrics.HTTP_REQUESTS.labels(
             method=request.method,
@@ -140,6 +151,8 @@ def _error_response(error: DraftsyncError) -> JSONResponse:
     if isinstance(error, ValidationFailed):
         body["errors"] = error.errors
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, InvalidToken) else None
+    if isinstance(error, CapReached):
+        headers = {"Retry-After": str(error.retry_after)}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

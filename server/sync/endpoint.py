@@ -3,7 +3,10 @@
 Checks run after the upgrade is accepted, so a browser (which never sees the HTTP status of a
 failed upgrade) learns why from the close code and reason; nothing of the draft is sent before
 they pass. Any `ProtocolError` a frame raises closes that connection with 4400 and its reason;
-the room and its other connections are untouched.
+the room and its other connections are untouched. Admission comes first: a socket over the
+server-wide or unauthenticated cap, then a connection over its user's or draft's cap, is closed
+with 1013 and the reason (server/admission/caps.py); connecting to a new id over the user's
+draft quota is 4403.
 
 The endpoint is a plain ASGI app, not a Starlette WebSocket session: the handshake goes through
 Starlette's `WebSocket`, but frames are read from and written to the ASGI `receive` and `send`
@@ -24,8 +27,9 @@ from starlette.websockets import WebSocket
 from crdt.errors import DraftsyncError, MalformedMessage, ProtocolError
 from crdt.protocol import Message, Update, decode_message
 from server import metrics
-from server.access import check_draft_id, resolve_role
-from server.errors import CloseCode, StoreError, close_code_for
+from server.access import Role, check_draft_id, resolve_role
+from server.admission.caps import SocketLease
+from server.errors import CapReached, CloseCode, StoreError, close_code_for
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.inbox import Inbox
 
@@ -69,24 +73,65 @@ async def _sync_socket(websocket: WebSocket, receive: Receive, send: Send) -> No
     if service.shutting_down:
         await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
         return
+    try:
+        lease = service.caps.open_socket()  # server-wide and unauthenticated caps: 1013
+    except CapReached as error:
+        await _refuse(websocket, None, error)
+        return
+    try:
+        await _admitted(websocket, receive, send, service, lease)
+    finally:
+        lease.release()
+
+
+async def _refuse(websocket: WebSocket, user: str | None, error: DraftsyncError) -> None:
+    code = close_code_for(error)
+    logger.info(
+        "connection refused draft=%.140s user=%s code=%d reason=%s",
+        websocket.path_params["draft_id"],
+        user,
+        code,
+        error,
+    )
+    metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
+    await websocket.close(code, fit_close_reason(str(error)))
+
+
+async def _admitted(
+    websocket: WebSocket, receive: Receive, send: Send, service: Service, lease: SocketLease
+) -> None:
     user: str | None = None
+    settings = service.settings
     try:
         draft_id = check_draft_id(websocket.path_params["draft_id"])
         user = service.signer.verify(websocket.query_params.get("token"))
-        role = await resolve_role(service.store, draft_id, user, now=time.time())
-    except DraftsyncError as error:
-        code = close_code_for(error)
-        logger.info(
-            "connection refused draft=%.140s user=%s code=%d reason=%s",
-            websocket.path_params["draft_id"],
+        role = await resolve_role(
+            service.store,
+            draft_id,
             user,
-            code,
-            error,
+            now=time.time(),
+            max_owned=settings.max_drafts_per_user,
         )
-        metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
-        await websocket.close(code, fit_close_reason(str(error)))
+        service.caps.join(user, draft_id)  # per-user and per-draft caps: 1013
+    except DraftsyncError as error:
+        await _refuse(websocket, user, error)
         return
+    lease.trust()
+    try:
+        await _open(websocket, receive, send, service, draft_id, user, role)
+    finally:
+        service.caps.leave(user, draft_id)
 
+
+async def _open(
+    websocket: WebSocket,
+    receive: Receive,
+    send: Send,
+    service: Service,
+    draft_id: str,
+    user: str,
+    role: Role,
+) -> None:
     settings = service.settings
     conn = Connection(
         _FrameSender(send),

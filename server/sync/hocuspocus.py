@@ -22,6 +22,12 @@ history, gate and send-queue bounds. What differs is only at the edges:
   and resend (store trouble 1013, a server error 1011, a slow reader 4408, shutdown 1001)
   closes the whole socket, since the provider reconnects only on a socket close.
 
+Admission (server/admission/caps.py): the socket counts against the server-wide cap and, until
+its first document is authorised, the unauthenticated one (over either: 1013 at once); each
+document against its user's and draft's caps: over one, a socket with nothing else open is
+closed with 1013 (the provider reconnects later), else that document alone is refused with
+PermissionDenied and the reason.
+
 Frames of an address not authorised yet are queued (bounded per socket: `MAX_PENDING_*`,
 else 4205) and replayed after its Auth succeeds; a failed Auth answers PermissionDenied with
 the reason, drops what was queued for it and keeps the socket open. A socket with no
@@ -76,7 +82,8 @@ from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
 from crdt.safe_json import dumps
 from server import metrics
 from server.access import check_draft_id, resolve_role
-from server.errors import CloseCode, StoreError
+from server.admission.caps import SocketLease
+from server.errors import CapReached, CloseCode, StoreError
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.endpoint import MAX_RUN
 from server.sync.inbox import Inbox
@@ -139,7 +146,17 @@ class HocuspocusSocket:
         if service.shutting_down:
             await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
             return
-        await _Session(service, receive, send).run()
+        try:
+            lease = service.caps.open_socket()  # server-wide and unauthenticated caps: 1013
+        except CapReached as error:
+            logger.info("hocuspocus socket refused reason=%s", error)
+            metrics.CONNECTIONS_CLOSED.labels(code=str(CloseCode.TRY_AGAIN_LATER)).inc()
+            await websocket.close(CloseCode.TRY_AGAIN_LATER, fit_close_reason(str(error)))
+            return
+        try:
+            await _Session(service, receive, send, lease).run()
+        finally:
+            lease.release()
 
 
 class HocuspocusConnection(Connection):
@@ -242,8 +259,9 @@ class _Document:
 class _Session:
     """One Hocuspocus WebSocket: its documents by address and what waits for authorisation."""
 
-    def __init__(self, service: Service, receive: Receive, send: Send) -> None:
+    def __init__(self, service: Service, receive: Receive, send: Send, lease: SocketLease) -> None:
         self.service = service
+        self._lease = lease  # trusted once a document is authorised
         self.wire = _Wire(send)
         self._inbox = Inbox(receive)
         self._documents: dict[str, _Document] = {}
@@ -363,7 +381,23 @@ class _Session:
         try:
             draft_id = check_draft_id(name)
             user = service.signer.verify(token)
-            role = await resolve_role(service.store, draft_id, user, now=time.time())
+            role = await resolve_role(
+                service.store,
+                draft_id,
+                user,
+                now=time.time(),
+                max_owned=service.settings.max_drafts_per_user,
+            )
+            service.caps.join(user, draft_id)  # per-user and per-draft caps
+        except CapReached as error:
+            if not self._documents:  # nothing else on this socket: close it, the provider retries
+                raise _CloseSocket(CloseCode.TRY_AGAIN_LATER, str(error)) from None
+            # Closing the socket would disturb its open documents: refuse this one alone.
+            logger.info("hocuspocus document refused document=%.140r reason=%s", name, error)
+            self._drop_pending(address)
+            with contextlib.suppress(Exception):
+                await self.wire.send_bytes(prefix(address) + encode_permission_denied(str(error)))
+            return
         except DraftsyncError as error:
             logger.info(
                 "hocuspocus auth refused document=%.140r user=%s reason=%s", name, user, error
@@ -373,7 +407,9 @@ class _Session:
                 await self.wire.send_bytes(prefix(address) + encode_permission_denied(str(error)))
             return
         if address in self._documents:  # authorised meanwhile (cannot happen: reads are serial)
+            service.caps.leave(user, draft_id)
             return
+        self._lease.trust()
         settings = service.settings
         conn = HocuspocusConnection(
             _DocSocket(self, address),
@@ -418,6 +454,7 @@ class _Session:
         if document is None:
             return
         conn = document.conn
+        self.service.caps.leave(conn.user, document.draft_id)
         if document.room is not None:
             self.service.rooms.leave(document.room, conn)
             metrics.CONNECTIONS.dec()

@@ -19,6 +19,7 @@ import pytest
 from pycrdt import Text
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.services import PostgresCluster
 from crdt.hocuspocus import (
     SCOPE_READ_WRITE,
     encode_authenticated,
@@ -43,7 +44,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
     """Start a server of this test's own with `args` (each test sets the cap it shows)."""
     started: list[ServerProcess] = []
 
-    async def run(*args: str, nofile: int | None = None) -> ServerProcess:
+    async def run(*args: str, nofile: int | tuple[int, int] | None = None) -> ServerProcess:
         process = ServerProcess(tmp_path / f"s{len(started)}", *args, nofile=nofile)
         started.append(process)
         await asyncio.to_thread(process.start)
@@ -306,7 +307,29 @@ async def test_a_user_over_their_draft_quota_gets_403_and_4403_until_one_is_dele
             await editor.disconnect()
 
 
+async def test_the_draft_quota_holds_on_postgresql(start: Start, postgres: PostgresCluster) -> None:
+    server = await start("--store", postgres.new_database(), "--max-drafts-per-user", "1")
+    async with as_user(server, "alice") as alice:
+        first = await create_draft(alice, title="one")
+        response = await alice.post("/api/drafts", json={"title": "two"})
+        assert response.status_code == 403 and "draft quota" in response.json()["detail"]
+        code, _ = await refused(server, new_id(), "alice")
+        assert code == 4403
+        assert (await alice.delete(f"/api/drafts/{first['id']}")).status_code == 204
+        await create_draft(alice, title="two")
+
+
 # -- the file limit ---------------------------------------------------------------------------
+
+
+async def test_the_soft_file_limit_is_raised_to_the_hard_one_and_part_kept_in_reserve(
+    start: Start,
+) -> None:
+    server = await start("--reserved-fds", "100", "--max-connections", "5000", nofile=(256, 1024))
+    log = server.log()
+    assert "file limit 1024: at most 924 sockets" in log, log[-2000:]
+    # The WebSocket cap follows the file limit down: 3/4 of the sockets.
+    assert "--max-connections lowered from 5000 to 693" in log, log[-2000:]
 
 
 async def test_1100_idle_and_half_open_sockets_leave_healthz_and_an_editor_working(

@@ -61,7 +61,7 @@ class SocketGuard:
     def make_room(self, newcomer: GuardedHttpProtocol) -> bool:
         """Close the oldest waiting socket other than `newcomer`; False if there is none."""
         for protocol in self.waiting:
-            if protocol is not newcomer:
+            if protocol is not newcomer and not protocol.transport.is_closing():
                 protocol.close_before_request("evicted")
                 return True
         return False
@@ -144,10 +144,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._begun = True
-        if self.cycle is None or self.cycle.response_complete:
-            self.guard.waiting[self] = None  # no request under way: evictable, as when idle
         self._header_bytes = 0
-        self._start_deadline()
+        if self.cycle is None or self.cycle.response_complete:
+            # No request under way: evictable, as when idle, and on the clock. A request
+            # pipelined behind one under way starts its clock once that one is answered.
+            self.guard.waiting[self] = None
+            self._start_deadline()
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -171,7 +173,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.timeout_keep_alive_task is not None:  # idle until the next request
+        if self.transport.is_closing():
+            return
+        if self._begun:  # the next request's headers are part-way in: their clock starts
+            self._unset_keepalive_if_required()  # not idle: as if its bytes came after
+            self.guard.waiting[self] = None
+            self._start_deadline()
+        elif self.timeout_keep_alive_task is not None:  # idle until the next request
             self._wait_for_request()
 
     def send_400_response(self, msg: str) -> None:

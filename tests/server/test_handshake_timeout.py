@@ -104,6 +104,16 @@ async def test_a_kept_alive_connection_gets_the_same_deadline_for_its_next_reque
     finally:
         writer.close()
 
+    # Pipelined behind a whole request: that one is answered, then the clock runs.
+    reader, writer = await open_socket(server)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + PARTIAL)
+        answered = await until_closed(reader)
+        assert answered.startswith(b"HTTP/1.1 200 "), answered
+        assert b'{"status":"ok"}HTTP/1.1 408 ' in answered, answered
+    finally:
+        writer.close()
+
     # Idle after a response: closed by the keep-alive timeout, without an answer.
     reader, writer = await open_socket(server)
     try:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -56,10 +57,19 @@ class SocketGuard:
         self.waiting: dict[GuardedHttpProtocol, None] = {}
         # Sockets we closed whose fds the loop has not released yet (connection_lost pending).
         self.closing = 0
+        self._next_warning = 0.0
         metrics.SOCKETS_WAITING.set_function(lambda: len(self.waiting))
 
     def make_room(self, newcomer: GuardedHttpProtocol) -> bool:
         """Close the oldest waiting socket other than `newcomer`; False if there is none."""
+        now = time.monotonic()
+        if now >= self._next_warning:  # an operator should hear of it, once a minute at most
+            self._next_warning = now + 60.0
+            logger.warning(
+                "socket budget of %d reached (file limit minus --reserved-fds): closing the "
+                "oldest sockets with no request under way",
+                self.max_sockets,
+            )
         for protocol in self.waiting:
             if protocol is not newcomer and not protocol.transport.is_closing():
                 protocol.close_before_request("evicted")

@@ -224,7 +224,8 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=_DEFAULT.max_unauthenticated,
         metavar="N",
-        help="WebSockets open whose token is not accepted yet; more: 1013 (%(default)s)",
+        help="WebSockets open whose token is not accepted yet (at most 1/8 of the sockets the "
+        "file limit allows); more: 1013 (%(default)s)",
     )
     group.add_argument(
         "--max-connections-per-user",
@@ -245,7 +246,8 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=_DEFAULT.max_requests,
         metavar="N",
-        help="REST requests under way at once; more: 503 with Retry-After (%(default)s)",
+        help="REST requests under way at once (at most 1/8 of the sockets the file limit "
+        "allows); more: 503 with Retry-After (%(default)s)",
     )
     group.add_argument(
         "--user-requests-per-second",
@@ -273,22 +275,31 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
 
 
 def _admission_from(args: argparse.Namespace, sockets: int) -> dict[str, int | float]:
-    """The admission fields of `Settings`; WebSockets get at most 3/4 of the socket budget,
-    so that REST requests and `/healthz` always find sockets left."""
-    max_connections = min(args.max_connections, max(1, sockets * 3 // 4))
-    if max_connections < args.max_connections:
-        logger.warning(
-            "--max-connections lowered from %d to %d: the file limit allows %d sockets",
-            args.max_connections,
-            max_connections,
-            sockets,
-        )
+    """The admission fields of `Settings`, the socket caps shared out of the socket budget:
+    WebSockets at most 3/4 of it, unauthenticated ones and REST requests under way at most 1/8
+    each. What no cap can take (at least 1/8) is left to sockets that have not sent a request
+    yet, which make room for each other: so `/healthz` always finds a socket."""
+
+    def within(option: str, wanted: int, share: int) -> int:
+        allowed = min(wanted, max(1, share))
+        if allowed < wanted:
+            logger.warning(
+                "%s lowered from %d to %d: the file limit allows %d sockets",
+                option,
+                wanted,
+                allowed,
+                sockets,
+            )
+        return allowed
+
     return {
-        "max_connections": max_connections,
-        "max_unauthenticated": args.max_unauthenticated,
+        "max_connections": within("--max-connections", args.max_connections, sockets * 3 // 4),
+        "max_unauthenticated": within(
+            "--max-unauthenticated", args.max_unauthenticated, sockets // 8
+        ),
         "max_connections_per_user": args.max_connections_per_user,
         "max_connections_per_draft": args.max_connections_per_draft,
-        "max_requests": args.max_requests,
+        "max_requests": within("--max-requests", args.max_requests, sockets // 8),
         "user_requests_per_second": args.user_requests_per_second,
         "user_request_burst": args.user_request_burst,
         "max_drafts_per_user": args.max_drafts_per_user,

@@ -4,8 +4,9 @@ Counted here, asked by both WebSocket endpoints (`/ws/...` and `/hocuspocus`):
 
 * a **socket** is one WebSocket (a y-websocket connection, or a Hocuspocus socket that may
   carry many documents); `max_connections` bounds them server-wide, and `max_unauthenticated`
-  bounds those whose token has not been accepted yet (a Hocuspocus socket before its first
-  document is authorised may wait for its Auth message for up to a minute);
+  bounds those whose token has not been accepted yet: a Hocuspocus socket before its first
+  document is authorised, which may wait for its Auth message for up to a minute (a
+  y-websocket socket's token is in its URL, checked before it is counted);
 * a **connection** is one draft open on one socket (what a room holds): `max_per_user` and
   `max_per_draft` bound them.
 
@@ -66,18 +67,22 @@ class ConnectionCaps:
         metrics.WEBSOCKETS.set_function(lambda: self.sockets)
         metrics.WEBSOCKETS_UNAUTHENTICATED.set_function(lambda: self.unauthenticated)
 
-    def open_socket(self) -> SocketLease:
-        """Admit a new WebSocket (not yet authenticated), or raise `CapReached`."""
+    def open_socket(self, *, trusted: bool = False) -> SocketLease:
+        """Admit a new WebSocket, or raise `CapReached`; `trusted`: its token is accepted
+        already (y-websocket's is in its URL), so the unauthenticated cap does not apply."""
         if self.sockets >= self.max_connections:
             _refuse("server", f"server at its limit of {self.max_connections} connections")
-        if self.unauthenticated >= self.max_unauthenticated:
+        if not trusted and self.unauthenticated >= self.max_unauthenticated:
             _refuse(
                 "unauthenticated",
                 f"server at its limit of {self.max_unauthenticated} unauthenticated connections",
             )
         self.sockets += 1
         self.unauthenticated += 1
-        return SocketLease(self)
+        lease = SocketLease(self)
+        if trusted:
+            lease.trust()
+        return lease
 
     def join(self, user: str, draft_id: str) -> None:
         """Count a connection of `user` to `draft_id`, or raise `CapReached`; `leave` undoes."""

@@ -3,8 +3,9 @@
 Checks run after the upgrade is accepted, so a browser (which never sees the HTTP status of a
 failed upgrade) learns why from the close code and reason; nothing of the draft is sent before
 they pass. Any `ProtocolError` a frame raises closes that connection with 4400 and its reason;
-the room and its other connections are untouched. Admission comes first: a socket over the
-server-wide or unauthenticated cap, then a connection over its user's or draft's cap, is closed
+the room and its other connections are untouched. Admission comes first: the draft id and the
+token (in the URL) are checked before the socket is counted, so it is never held unauthenticated;
+a socket over the server-wide cap, then a connection over its user's or draft's cap, is closed
 with 1013 and the reason (server/admission/caps.py); connecting to a new id over the user's
 draft quota is 4403.
 
@@ -28,8 +29,7 @@ from crdt.errors import DraftsyncError, MalformedMessage, ProtocolError
 from crdt.protocol import Message, Update, decode_message
 from server import metrics
 from server.access import Role, check_draft_id, resolve_role
-from server.admission.caps import SocketLease
-from server.errors import CapReached, CloseCode, StoreError, close_code_for
+from server.errors import CloseCode, StoreError, close_code_for
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.inbox import Inbox
 
@@ -73,13 +73,17 @@ async def _sync_socket(websocket: WebSocket, receive: Receive, send: Send) -> No
     if service.shutting_down:
         await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
         return
+    user: str | None = None
     try:
-        lease = service.caps.open_socket()  # server-wide and unauthenticated caps: 1013
-    except CapReached as error:
-        await _refuse(websocket, None, error)
+        # No I/O so far: a socket is never held unauthenticated (its token is in its URL).
+        draft_id = check_draft_id(websocket.path_params["draft_id"])
+        user = service.signer.verify(websocket.query_params.get("token"))
+        lease = service.caps.open_socket(trusted=True)  # the server-wide cap: 1013
+    except DraftsyncError as error:
+        await _refuse(websocket, user, error)
         return
     try:
-        await _admitted(websocket, receive, send, service, lease)
+        await _admitted(websocket, receive, send, service, draft_id, user)
     finally:
         lease.release()
 
@@ -98,13 +102,10 @@ async def _refuse(websocket: WebSocket, user: str | None, error: DraftsyncError)
 
 
 async def _admitted(
-    websocket: WebSocket, receive: Receive, send: Send, service: Service, lease: SocketLease
+    websocket: WebSocket, receive: Receive, send: Send, service: Service, draft_id: str, user: str
 ) -> None:
-    user: str | None = None
     settings = service.settings
     try:
-        draft_id = check_draft_id(websocket.path_params["draft_id"])
-        user = service.signer.verify(websocket.query_params.get("token"))
         role = await resolve_role(
             service.store,
             draft_id,
@@ -116,7 +117,6 @@ async def _admitted(
     except DraftsyncError as error:
         await _refuse(websocket, user, error)
         return
-    lease.trust()
     try:
         await _open(websocket, receive, send, service, draft_id, user, role)
     finally:

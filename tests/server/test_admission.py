@@ -187,15 +187,16 @@ async def test_unauthenticated_cap_counts_sockets_until_their_token_is_accepted(
             code, reason = await hocuspocus_close(second)
         assert code == TRY_AGAIN_LATER
         assert reason is not None and "unauthenticated" in reason
-        code, reason = await refused(server, new_id(), "alice")
-        assert code == TRY_AGAIN_LATER  # y-websocket sockets too, before their token is read
-
-        await authenticate(waiting, new_id(), server.token("alice"))  # now trusted
+        # A y-websocket client's token is in its URL: authenticated on arrival, admitted.
         editor = await connect_synced(server, new_id(), "bob")
         await typed(editor, "in")
         await editor.disconnect()
+
+        await authenticate(waiting, new_id(), server.token("alice"))  # now trusted
+        async with connect(hocuspocus_url(server), proxy=None) as third:
+            await authenticate(third, new_id(), server.token("carol"))  # its place is free
     text = await scrape(server)
-    assert 'draftsync_admission_refused_total{cap="unauthenticated"} 2.0' in text
+    assert 'draftsync_admission_refused_total{cap="unauthenticated"} 1.0' in text
     assert "draftsync_websockets_unauthenticated 0.0" in text
 
 
@@ -327,8 +328,10 @@ async def test_the_soft_file_limit_is_raised_to_the_hard_one_and_part_kept_in_re
     server = await start("--reserved-fds", "100", "--max-connections", "5000", nofile=(256, 1024))
     log = server.log()
     assert "file limit 1024: at most 924 sockets" in log, log[-2000:]
-    # The WebSocket cap follows the file limit down: 3/4 of the sockets.
+    # The caps follow the file limit down: WebSockets 3/4, the others 1/8 each.
     assert "--max-connections lowered from 5000 to 693" in log, log[-2000:]
+    assert "--max-unauthenticated lowered from 512 to 115" in log, log[-2000:]
+    assert "--max-requests lowered from 256 to 115" in log, log[-2000:]
 
 
 async def test_1100_idle_and_half_open_sockets_leave_healthz_and_an_editor_working(
@@ -394,6 +397,28 @@ async def test_1100_idle_and_half_open_sockets_leave_healthz_and_an_editor_worki
     assert server.process is not None and server.process.poll() is None
     log = server.log()
     assert "Too many open files" not in log and "EMFILE" not in log, log[-3000:]
+
+
+async def test_unauthenticated_websockets_cannot_take_the_sockets_healthz_needs(
+    start: Start,
+) -> None:
+    """Sockets that never authenticate are not closed to make room (they are WebSockets, held
+    up to a minute by Hocuspocus's auth deadline), so their cap is a share of the budget."""
+    server = await start(nofile=512)  # 384 sockets: 48 may be unauthenticated WebSockets
+    sockets: list[ClientConnection] = []
+    try:
+        for _ in range(100):
+            sockets.append(await connect(hocuspocus_url(server), proxy=None))
+        closed = [await hocuspocus_close(s) for s in sockets[48:]]
+        assert {code for code, _ in closed} == {TRY_AGAIN_LATER}
+        async with httpx.AsyncClient(timeout=10) as client:
+            assert (await client.get(f"{server.http_url}/healthz")).status_code == 200
+        editor = await connect_synced(server, new_id(), "alice")
+        await typed(editor, "in")
+        await editor.disconnect()
+    finally:
+        for socket in sockets:
+            await socket.close()
 
 
 # -- bad input --------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ is counted in `draftsync_http_requests{method,route,status}` (the route's templa
 error answer is logged, 4xx at info and 5xx at warning, with the path, user and reason.
 
 A caller with a valid token is then admitted (server/admission/quotas.py): over their rate
-429 and over the server's requests under way 503, both with Retry-After (a `CapReached`).
+429 and over the server's requests under way 503, both with Retry-After (a `CapReached`,
+logged at debug only: a flood of them is counted in `draftsync_admission_refused_total`).
 
 Bodies are parsed with `json` (not JSON: 400) and then validated by a pydantic model (wrong
 shape: 422, each problem with its place); NaN and Infinity are not JSON and are refused.
@@ -110,6 +111,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         except DraftsyncError as error:
             response = _error_response(error)
             level = logging.WARNING if response.status_code >= 500 else logging.INFO
+            if isinstance(error, CapReached):  # a flood would flood the log: counted instead
+                level = logging.DEBUG  # draftsync_admission_refused_total{cap}
             logger.log(
                 level,
                 "rest error method=%s path=%s user=%s status=%d reason=%s",

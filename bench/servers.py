@@ -95,6 +95,10 @@ class ServerProc:
         if self.name.startswith("draftsync"):
             command = [sys.executable, "-m", "server", "serve", "--port", str(self.port)]
             command += ["--data", str(self.data_dir), "--log-level", "warning"]
+            # Every bench client is the one user "bench": the per-user caps meant for people
+            # (README "Limits and admission") would measure themselves, not the server.
+            command += ["--max-connections-per-user", "1000000"]
+            command += ["--user-requests-per-second", "1000000", "--user-request-burst", "1000000"]
             if self.name == "draftsync-relaxed":
                 command += ["--durability", "relaxed"]
             return command + list(self.flags)

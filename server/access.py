@@ -14,10 +14,18 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
-from server.errors import Forbidden, InvalidDraftId, UnknownDraft
+from server.errors import Forbidden, InvalidDraftId, QuotaExceeded, UnknownDraft
 from server.store.api import Store
 
-__all__ = ["MAX_GRANTS", "Role", "check_draft_id", "grants_from", "resolve_role", "strongest"]
+__all__ = [
+    "MAX_GRANTS",
+    "Role",
+    "check_draft_id",
+    "check_draft_quota",
+    "grants_from",
+    "resolve_role",
+    "strongest",
+]
 
 _DRAFT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # Drafts one token may grant roles on.
@@ -66,11 +74,28 @@ def check_draft_id(draft_id: str) -> str:
     return draft_id
 
 
+async def check_draft_quota(store: Store, user: str, max_owned: int | None) -> None:
+    """Raise `QuotaExceeded` if `user` owns `max_owned` live drafts already (None: no quota).
+    Two creations racing may both pass: the quota may be passed by the few under way."""
+    if max_owned is not None and await store.drafts_owned(user) >= max_owned:
+        raise QuotaExceeded(
+            f"draft quota reached: a user may own {max_owned} drafts (--max-drafts-per-user); "
+            "delete some to create more"
+        )
+
+
 async def resolve_role(
-    store: Store, draft_id: str, user: str, *, now: float, granted: Role | None = None
+    store: Store,
+    draft_id: str,
+    user: str,
+    *,
+    now: float,
+    granted: Role | None = None,
+    max_owned: int | None = None,
 ) -> Role:
     """The user's role on the draft (the stronger of the stored one and what the token
-    `granted`); an unknown draft is created, owned by this user.
+    `granted`); an unknown draft is created, owned by this user, unless they own `max_owned`
+    drafts already (`QuotaExceeded`).
 
     A deleted draft (a tombstone, which has no access rows left) is `UnknownDraft` to everyone.
     """
@@ -80,6 +105,7 @@ async def resolve_role(
         if record is not None and record.deleted_at is not None:
             raise UnknownDraft("draft was deleted")
         if record is None:
+            await check_draft_quota(store, user, max_owned)
             await store.create_draft(draft_id, user, now=now)
         # Read again either way: a connection of the same user may have created it meanwhile.
         role = await store.role_of(draft_id, user)  # None if another user created it first

@@ -23,6 +23,8 @@ from crdt.errors import SchemaError
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, load_schema
 from server import logs
+from server.admission.fdlimit import raise_nofile, socket_budget
+from server.admission.sockets import SocketGuard, guarded_protocol
 from server.app import create_app
 from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
@@ -379,6 +381,142 @@ def _webhooks_from(args: argparse.Namespace) -> WebhookSettings | None:
     )
 
 
+_DEFAULT = Settings(data_dir=Path("data"), secret="")  # admission defaults live in Settings
+
+
+def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
+    """Timeouts before trust, caps and quotas (server/admission/, README "Limits and
+    admission"): over a cap a new WebSocket is closed with 1013, REST answers 503 or 429 with
+    Retry-After; what is already open is never disturbed."""
+    group = serve.add_argument_group(
+        "limits and admission",
+        "sockets before trust, caps per server, user and draft, per-user quotas",
+    )
+    group.add_argument(
+        "--handshake-timeout",
+        type=_positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="a socket must send a request's complete headers (a WebSocket: its upgrade) "
+        "within this many seconds of connecting, else it is closed (%(default)s)",
+    )
+    group.add_argument(
+        "--keep-alive-timeout",
+        type=_positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="an HTTP connection idle this long between requests is closed (%(default)s)",
+    )
+    group.add_argument(
+        "--max-header-bytes",
+        type=_positive_int,
+        default=16 * 1024,
+        metavar="BYTES",
+        help="request line and headers; more is answered 431 and closed (%(default)s)",
+    )
+    group.add_argument(
+        "--reserved-fds",
+        type=_positive_int,
+        default=128,
+        metavar="N",
+        help="file descriptors kept free below the file limit (raised to its hard limit at "
+        "start) for the store, logs and /healthz; sockets use the rest (%(default)s)",
+    )
+    group.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=_DEFAULT.max_connections,
+        metavar="N",
+        help="WebSockets open at once, both endpoints (at most 3/4 of the sockets the file "
+        "limit allows); more: 1013 (%(default)s)",
+    )
+    group.add_argument(
+        "--max-unauthenticated",
+        type=_positive_int,
+        default=_DEFAULT.max_unauthenticated,
+        metavar="N",
+        help="WebSockets open whose token is not accepted yet (at most 1/8 of the sockets the "
+        "file limit allows); more: 1013 (%(default)s)",
+    )
+    group.add_argument(
+        "--max-connections-per-user",
+        type=_positive_int,
+        default=_DEFAULT.max_connections_per_user,
+        metavar="N",
+        help="drafts open at once by one user, over all sockets; more: 1013 (%(default)s)",
+    )
+    group.add_argument(
+        "--max-connections-per-draft",
+        type=_positive_int,
+        default=_DEFAULT.max_connections_per_draft,
+        metavar="N",
+        help="connections open at once to one draft; more: 1013 (%(default)s)",
+    )
+    group.add_argument(
+        "--max-requests",
+        type=_positive_int,
+        default=_DEFAULT.max_requests,
+        metavar="N",
+        help="REST requests under way at once (at most 1/8 of the sockets the file limit "
+        "allows); more: 503 with Retry-After (%(default)s)",
+    )
+    group.add_argument(
+        "--user-requests-per-second",
+        type=_positive_float,
+        default=_DEFAULT.user_requests_per_second,
+        metavar="RATE",
+        help="REST requests a second one user may make on average; more: 429 with "
+        "Retry-After (%(default)s)",
+    )
+    group.add_argument(
+        "--user-request-burst",
+        type=_positive_int,
+        default=_DEFAULT.user_request_burst,
+        metavar="N",
+        help="... and at once after a quiet spell (the token bucket's size) (%(default)s)",
+    )
+    group.add_argument(
+        "--max-drafts-per-user",
+        type=_positive_int,
+        default=_DEFAULT.max_drafts_per_user,
+        metavar="N",
+        help="drafts one user may own; creating more (REST or by connecting) is refused, "
+        "403 / 4403, until some are deleted (%(default)s)",
+    )
+
+
+def _admission_from(args: argparse.Namespace, sockets: int) -> dict[str, int | float]:
+    """The admission fields of `Settings`, the socket caps shared out of the socket budget:
+    WebSockets at most 3/4 of it, unauthenticated ones and REST requests under way at most 1/8
+    each. What no cap can take (at least 1/8) is left to sockets that have not sent a request
+    yet, which make room for each other: so `/healthz` always finds a socket."""
+
+    def within(option: str, wanted: int, share: int) -> int:
+        allowed = min(wanted, max(1, share))
+        if allowed < wanted:
+            logger.warning(
+                "%s lowered from %d to %d: the file limit allows %d sockets",
+                option,
+                wanted,
+                allowed,
+                sockets,
+            )
+        return allowed
+
+    return {
+        "max_connections": within("--max-connections", args.max_connections, sockets * 3 // 4),
+        "max_unauthenticated": within(
+            "--max-unauthenticated", args.max_unauthenticated, sockets // 8
+        ),
+        "max_connections_per_user": args.max_connections_per_user,
+        "max_connections_per_draft": args.max_connections_per_draft,
+        "max_requests": within("--max-requests", args.max_requests, sockets // 8),
+        "user_requests_per_second": args.user_requests_per_second,
+        "user_request_burst": args.user_request_burst,
+        "max_drafts_per_user": args.max_drafts_per_user,
+    }
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="draftsync",
@@ -480,6 +618,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_log_arguments(serve)
     _add_webhook_arguments(serve)
     _add_disk_arguments(serve)
+    _add_admission_arguments(serve)
     serve.add_argument(
         "--awareness-max-states",
         type=_positive_int,
@@ -582,6 +721,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"draftsync: {error}", file=sys.stderr)
         return 2
     secret = load_secret(args.data)
+    nofile = raise_nofile()
+    sockets = socket_budget(nofile, args.reserved_fds)
+    guard = SocketGuard(
+        handshake_timeout=args.handshake_timeout,
+        max_header_bytes=args.max_header_bytes,
+        max_sockets=sockets,
+    )
+    logger.info("file limit %d: at most %d sockets", nofile, sockets)
     settings = Settings(
         schema=schema,
         data_dir=args.data,
@@ -608,6 +755,7 @@ def _serve(args: argparse.Namespace) -> int:
         **identity,
         webhooks=webhooks,
         disk_reserve_bytes=args.disk_reserve_bytes,
+        **_admission_from(args, sockets),  # type: ignore[arg-type]
     )
     app = create_app(settings)
     config = uvicorn.Config(
@@ -615,6 +763,15 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         ws="websockets-sansio",
+        # Timeouts before trust (server/admission/sockets.py): httptools plus a handshake
+        # deadline, a header limit and the socket budget. h11's own header limit is set to the
+        # same in case anyone swaps the protocol back; uvicorn's limit_concurrency stays off:
+        # it counts idle sockets too and would refuse /healthz, without Retry-After; our caps
+        # answer instead (server/admission/caps.py, quotas.py).
+        http=guarded_protocol(guard),
+        timeout_keep_alive=args.keep_alive_timeout,  # type: ignore[arg-type]
+        h11_max_incomplete_event_size=args.max_header_bytes,
+        limit_concurrency=None,
         ws_max_size=args.max_message_bytes,
         ws_per_message_deflate=False,
         log_level=args.log_level.lower(),

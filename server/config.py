@@ -93,6 +93,18 @@ class Settings:
     # freed when the disk fills, so that SQLite can checkpoint; writes are refused until there
     # is room for it again. 0: none. SQLite only (PostgreSQL owns its disk).
     disk_reserve_bytes: int = DEFAULT_RESERVE_BYTES
+    # Admission (server/admission/, README "Limits and admission"): WebSocket sockets per server
+    # and those not yet authenticated; connections (a draft open on a socket) per user and per
+    # draft (over any: 1013); REST requests under way (503) and per user a second (429); drafts
+    # a user may own (403).
+    max_connections: int = 10_000
+    max_unauthenticated: int = 512
+    max_connections_per_user: int = 500
+    max_connections_per_draft: int = 1_000
+    max_requests: int = 256
+    user_requests_per_second: float = 50.0
+    user_request_burst: int = 200
+    max_drafts_per_user: int = 10_000
 
     @property
     def database_path(self) -> Path:

@@ -18,6 +18,9 @@ The tree continues the one in `crdt.errors`::
           UnknownVersion, UnknownConflict
       StoreError                  -> 1013 / 503
         DiskFull                  (writes refused until space is freed; reads go on)
+      CapReached                  -> 1013 / 503 + Retry-After (server/admission: a cap reached)
+        RateLimited               -> 1013 / 429 + Retry-After (a user's REST requests a second)
+      QuotaExceeded               -> 4403 / 403 (a user owns as many drafts as allowed)
       RuleError (crdt)            -> 4400 / 422
       SchemaError (crdt)          -> 1013 / 500 (raised at start only)
 
@@ -36,6 +39,7 @@ __all__ = [
     "AwarenessLimitExceeded",
     "BadRequest",
     "BodyTooLarge",
+    "CapReached",
     "CloseCode",
     "Conflict",
     "DiskFull",
@@ -43,6 +47,8 @@ __all__ = [
     "InvalidDraftId",
     "InvalidToken",
     "NotPermitted",
+    "QuotaExceeded",
+    "RateLimited",
     "StoreError",
     "UnknownConflict",
     "UnknownDraft",
@@ -59,7 +65,7 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # server shutting down, after flushing queued messages
     MESSAGE_TOO_BIG = 1009  # frame over --max-message-bytes (sent by uvicorn's protocol layer)
     INTERNAL_ERROR = 1011  # a server bug: logged with its traceback; reconnect and resend
-    TRY_AGAIN_LATER = 1013  # the store failed or the draft is reloading: reconnect and resend
+    TRY_AGAIN_LATER = 1013  # the store failed, the draft is reloading, a cap reached: retry later
     MALFORMED = 4400  # framing, unknown message type, text frame, undecodable update, bad draft id
     UNAUTHORIZED = 4401  # token missing, invalid or expired
     FORBIDDEN = 4403  # the user has no access to this draft
@@ -134,6 +140,24 @@ class DiskFull(StoreError):
     joins and reads go on (server/store/reserve.py)."""
 
 
+class CapReached(DraftsyncError):
+    """A connection or request over one of the server's caps (server/admission): refused, and
+    the client should try again after `retry_after` seconds; nothing open is disturbed."""
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(CapReached):
+    """A user's REST requests over their rate (server/admission/quotas.py)."""
+
+
+class QuotaExceeded(DraftsyncError):
+    """A user who owns `--max-drafts-per-user` drafts may create no more until some are
+    deleted: 403, not 429, since waiting does not help (a 429 invites a retry loop)."""
+
+
 _ANSWERS: dict[type[DraftsyncError], tuple[CloseCode, int]] = {
     ProtocolError: (CloseCode.MALFORMED, 400),
     InvalidToken: (CloseCode.UNAUTHORIZED, 401),
@@ -144,6 +168,9 @@ _ANSWERS: dict[type[DraftsyncError], tuple[CloseCode, int]] = {
     Conflict: (CloseCode.MALFORMED, 409),
     UnknownDraft: (CloseCode.UNKNOWN_DRAFT, 404),
     StoreError: (CloseCode.TRY_AGAIN_LATER, 503),
+    CapReached: (CloseCode.TRY_AGAIN_LATER, 503),
+    RateLimited: (CloseCode.TRY_AGAIN_LATER, 429),
+    QuotaExceeded: (CloseCode.FORBIDDEN, 403),
     RuleError: (CloseCode.MALFORMED, 422),
     SchemaError: (CloseCode.TRY_AGAIN_LATER, 500),  # only at start: a bad --schema file
 }

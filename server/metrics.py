@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = [
+    "ADMISSION_REFUSED",
     "COMMIT_BATCH_SIZE",
     "COMMIT_FAILURES",
     "COMMIT_LOCK_WAITS",
@@ -24,12 +25,17 @@ __all__ = [
     "HTTP_REQUESTS",
     "JOURNAL_LAG",
     "LIVE_ACCESS_CHANGES",
+    "REQUESTS_IN_FLIGHT",
     "ROOMS_DISCARDED",
     "ROOMS_LOADED",
+    "SOCKETS_CLOSED_EARLY",
+    "SOCKETS_WAITING",
     "TALLY",
     "UPDATES_DROPPED",
     "UPDATES_STORED",
     "WEBHOOK_ATTEMPTS",
+    "WEBSOCKETS",
+    "WEBSOCKETS_UNAUTHENTICATED",
     "Tally",
 ]
 
@@ -88,6 +94,29 @@ HTTP_REQUESTS = Counter(
 # Webhook delivery attempts by outcome: delivered, error (retried or failed after it).
 WEBHOOK_ATTEMPTS = Counter(
     "draftsync_webhook_attempts", "Webhook delivery attempts (delivered, error)", ["outcome"]
+)
+
+# Admission (server/admission/): sockets before trust, caps and quotas.
+SOCKETS_WAITING = Gauge(
+    "draftsync_sockets_waiting",
+    "TCP sockets with no request under way (connecting, part-way through headers, kept alive)",
+)
+SOCKETS_CLOSED_EARLY = Counter(
+    "draftsync_sockets_closed_early",
+    "Sockets closed before a request: timeout (handshake), evicted or refused (socket budget), "
+    "headers_too_large",
+    ["reason"],
+)
+WEBSOCKETS = Gauge("draftsync_websockets", "Open WebSocket sockets (both endpoints)")
+WEBSOCKETS_UNAUTHENTICATED = Gauge(
+    "draftsync_websockets_unauthenticated", "Open WebSocket sockets not yet authenticated"
+)
+REQUESTS_IN_FLIGHT = Gauge("draftsync_requests_in_flight", "REST requests under way")
+ADMISSION_REFUSED = Counter(
+    "draftsync_admission_refused",
+    "Connections and requests refused by a cap or quota "
+    "(server, unauthenticated, user, draft, requests, rate, drafts)",
+    ["cap"],
 )
 
 

@@ -17,6 +17,8 @@ import logging
 from crdt.content import fields_of
 from crdt.history import rebuild
 from server import metrics
+from server.admission.caps import ConnectionCaps
+from server.admission.quotas import RequestGate
 from server.cluster.fanout import Fanout
 from server.config import Settings
 from server.errors import CloseCode
@@ -85,6 +87,18 @@ class Service:
         metrics.COMMIT_QUEUE.set_function(lambda: len(self.pipeline))
         self.shutting_down = False
         self._connections: set[Connection] = set()
+        # Admission (server/admission/): WebSocket caps, REST rate and requests under way.
+        self.caps = ConnectionCaps(
+            max_connections=settings.max_connections,
+            max_unauthenticated=settings.max_unauthenticated,
+            max_per_user=settings.max_connections_per_user,
+            max_per_draft=settings.max_connections_per_draft,
+        )
+        self.requests = RequestGate(
+            rate=settings.user_requests_per_second,
+            burst=settings.user_request_burst,
+            max_in_flight=settings.max_requests,
+        )
         # Several instances on one draft (PostgreSQL store + Redis): server/cluster/fanout.py.
         self.fanout = Fanout(settings.redis_url, self.rooms, store) if settings.redis_url else None
         # Webhooks: both tasks off the commit path; the commit only names its drafts.

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN_IN_CRDT = {"asyncio", "anyio", "socket", "sqlite3", "aiosqlite", "starlette", "server"}
-SERVER_PACKAGES = {"sync", "store", "http", "cluster", "identity", "webhooks"}
+SERVER_PACKAGES = {"admission", "sync", "store", "http", "cluster", "identity", "webhooks"}
 SERVER_TOP_MODULES = {
     "__init__",
     "__main__",

@@ -12,6 +12,10 @@ Anything else is logged with its traceback and answered 500, never with its text
 is counted in `draftsync_http_requests{method,route,status}` (the route's template, no ids); an
 error answer is logged, 4xx at info and 5xx at warning, with the path, user and reason.
 
+A caller with a valid token is then admitted (server/admission/quotas.py): over their rate
+429 and over the server's requests under way 503, both with Retry-After (a `CapReached`,
+logged at debug only: a flood of them is counted in `draftsync_admission_refused_total`).
+
 Bodies are parsed with `json` (not JSON: 400) and then validated by a pydantic model (wrong
 shape: 422, each problem with its place). Before parsing, a body must be UTF-8 (RFC 8259) and
 nest at most `MAX_JSON_DEPTH` arrays and objects: its depth is read from its brackets in one
@@ -47,6 +51,7 @@ from server.access import Role, check_draft_id, strongest
 from server.errors import (
     BadRequest,
     BodyTooLarge,
+    CapReached,
     InvalidToken,
     NotPermitted,
     StoreError,
@@ -105,6 +110,7 @@ _ERROR_NAMES = {
     409: "conflict",
     413: "payload_too_large",
     422: "validation_failed",
+    429: "rate_limited",
     500: "internal",
     503: "unavailable",
 }
@@ -116,14 +122,19 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         service: Service = request.app.state.service
         user: str | None = None
         granting = None
+        admitted = False
         try:
             claims = await service.callers.identify(request, bearer_token(request))
             user = claims.user
             granting = _GRANTS.set(claims.grants)
+            service.requests.admit(user)  # 429 over the user's rate, 503 over the server's cap
+            admitted = True
             response = await handler(request, service, user)
         except DraftsyncError as error:
             response = _error_response(error)
             level = logging.WARNING if response.status_code >= 500 else logging.INFO
+            if isinstance(error, CapReached):  # a flood would flood the log: counted instead
+                level = logging.DEBUG  # draftsync_admission_refused_total{cap}
             logger.log(
                 level,
                 "rest error method=%s path=%s user=%s status=%d reason=%s",
@@ -142,6 +153,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         finally:
             if granting is not None:
                 _GRANTS.reset(granting)
+            if admitted:
+                service.requests.done()
         route = request.scope.get("route")
         metrics.HTTP_REQUESTS.labels(
             method=request.method,
@@ -165,6 +178,8 @@ def _error_response(error: DraftsyncError) -> JSONResponse:
         problems = [Problem.model_validate(problem) for problem in error.errors]
     body = ErrorAnswer(error=_ERROR_NAMES.get(status, "error"), detail=str(error), errors=problems)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, InvalidToken) else None
+    if isinstance(error, CapReached):
+        headers = {"Retry-After": str(error.retry_after)}
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 

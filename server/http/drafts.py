@@ -51,7 +51,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crdt.content import initial_problems, initial_update
-from server.access import Role
+from server.access import Role, check_draft_quota
 from server.errors import Conflict, UnknownDraft
 from server.http.answers import Answer, omitted_when_none, respond
 from server.http.common import (
@@ -229,6 +229,7 @@ async def create_draft(request: Request, service: Service, user: str) -> Respons
     settings = service.settings
     context = {"schema": settings.schema, "limits": BodyLimits.of(settings)}
     body = await read_json(request, NewDraft, context=context)
+    await check_draft_quota(service.store, user, settings.max_drafts_per_user)
     # A generated id that happens to be taken is retried; a given one is the caller's to change.
     # Hex: never starts with "-", which command lines would take for an option.
     candidates = [body.id] if body.id is not None else [secrets.token_hex(8) for _ in range(3)]

@@ -31,14 +31,18 @@ ERRORS: Mapping[int, tuple[str, str]] = {
     400: ("BadRequest", "The request cannot be read: a body that is not JSON or is nested too "
           "deeply, a bad cursor or query, an invalid draft id or version."),
     401: ("Unauthorized", "The token is missing, invalid or expired."),
-    403: ("Forbidden", "The caller reaches the draft, but its role does not allow this."),
+    403: ("Forbidden", "The caller reaches the draft, but its role does not allow this; or "
+          "the caller owns as many drafts as its quota allows."),
     404: ("NotFound", "No such draft, version or conflict. A draft the caller cannot reach is "
           "answered as one that is not there."),
     409: ("Conflict", "The draft's state forbids it: an id already taken, no owner left."),
     413: ("PayloadTooLarge", "The body is over 1 MiB."),
     422: ("ValidationFailed", "The body or query has the wrong shape or values; `errors` "
           "lists each problem with its place."),
-    503: ("Unavailable", "The store could not read or commit in time: retry."),
+    429: ("RateLimited", "The caller sent more requests a second than its rate allows; "
+          "retry after `Retry-After` seconds."),
+    503: ("Unavailable", "The store could not read or commit in time, or the server has as "
+          "many requests under way as it takes (then with `Retry-After`): retry."),
 }  # fmt: skip
 """Each error status an operation may list: its name in `components/responses`, and what it
 means. Every error answer has the body `ErrorAnswer`."""
@@ -147,7 +151,9 @@ def _operation(
                 "description": HTTPStatus(status).phrase,
                 "content": {_JSON: {"schema": refs[(model, "serialization")]}},
             }
-    for status in sorted({*op.errors, *(() if op.public else (401,))}):
+    # Every call with a token is admitted first (server/admission): 429 and 503 may come
+    # before the handler runs, whatever it answers itself.
+    for status in sorted({*op.errors, *(() if op.public else (401, 429, 503))}):
         responses[str(status)] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
     described["responses"] = responses
     if op.public:
@@ -178,5 +184,12 @@ def _error_response(status: int, meaning: str, error_ref: Any) -> dict[str, Any]
     if status == 401:
         response["headers"] = {
             "WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}
+        }
+    if status in (429, 503):
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again (over a cap or a rate).",
+                "schema": {"type": "integer", "minimum": 0},
+            }
         }
     return response

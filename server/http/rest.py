@@ -70,7 +70,8 @@ _WRITE = (*_READ, 413, 422)  # and a body
 operations: list[Operation] = [
     Operation(
         "POST", "/api/drafts", drafts.create_draft, "Create a draft",
-        answers={201: drafts.Draft}, body=drafts.NewDraft, errors=(400, 409, 413, 422, 503),
+        answers={201: drafts.Draft}, body=drafts.NewDraft,
+        errors=(400, 403, 409, 413, 422, 503),
     ),
     Operation(
         "GET", "/api/drafts", drafts.list_drafts, "List the drafts the caller can reach",

@@ -342,6 +342,14 @@ class PostgresStore(PostgresWebhooks):
             row = await self._fetch_one("SELECT 1 FROM drafts WHERE id = $1", draft_id)
         return row is not None
 
+    async def drafts_owned(self, user: str) -> int:
+        """Live drafts `user` is an owner of (a deleted draft has no access rows left)."""
+        with _translated("reading access"):
+            row = await self._fetch_one(
+                """SELECT COUNT(*) FROM access WHERE "user" = $1 AND role = 'owner'""", user
+            )
+        return int(row[0]) if row else 0
+
     async def create_draft(self, draft_id: str, owner: str, *, now: float) -> bool:
         """Create the draft owned by `owner`; False if it already existed (first writer wins)."""
         return await self.create_draft_with(draft_id, owner, now=now, first=None)

@@ -398,6 +398,14 @@ class SqliteStore(SqliteWebhooks):
                 await self._fetch_one("SELECT 1 FROM drafts WHERE id = ?", (draft_id,)) is not None
             )
 
+    async def drafts_owned(self, user: str) -> int:
+        """Live drafts `user` is an owner of (a deleted draft has no access rows left)."""
+        with _translated("reading access"):
+            row = await self._fetch_one(
+                "SELECT COUNT(*) FROM access WHERE user = ? AND role = 'owner'", (user,)
+            )
+        return int(row[0]) if row else 0
+
     async def create_draft(self, draft_id: str, owner: str, *, now: float) -> bool:
         """Create the draft owned by `owner`; False if it already existed (first writer wins)."""
         with self._writing("creating a draft"):

@@ -3,9 +3,12 @@
 Checks run after the upgrade is accepted, so a browser (which never sees the HTTP status of a
 failed upgrade) learns why from the close code and reason; nothing of the draft is sent before
 they pass. Any `ProtocolError` a frame raises closes that connection with 4400 and its reason;
-the room and its other connections are untouched. A connection whose token expires is closed
-with 4401 "token expired", and nothing it sends from then on reaches the room
-(`server/sync/expiry.py`).
+the room and its other connections are untouched. Admission comes first: the draft id and the
+token (in the URL) are checked before the socket is counted, so it is never held unauthenticated;
+a socket over the server-wide cap, then a connection over its user's or draft's cap, is closed
+with 1013 and the reason (server/admission/caps.py); connecting to a new id over the user's
+draft quota is 4403. A connection whose token expires is closed with 4401 "token expired", and
+nothing it sends from then on reaches the room (`server/sync/expiry.py`).
 
 The endpoint is a plain ASGI app, not a Starlette WebSocket session: the handshake goes through
 Starlette's `WebSocket`, but frames are read from and written to the ASGI `receive` and `send`
@@ -26,13 +29,14 @@ from starlette.websockets import WebSocket
 from crdt.errors import DraftsyncError, MalformedMessage, ProtocolError
 from crdt.protocol import Message, Update, decode_message
 from server import metrics
-from server.access import check_draft_id, resolve_role
+from server.access import Role, check_draft_id, resolve_role
 from server.errors import CloseCode, StoreError, close_code_for
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
 
 if TYPE_CHECKING:
+    from server.auth import Claims
     from server.service import Service
     from server.sync.room import Room
 
@@ -74,25 +78,73 @@ async def _sync_socket(websocket: WebSocket, receive: Receive, send: Send) -> No
         return
     user: str | None = None
     try:
+        # No I/O so far: a socket is never held unauthenticated (its token is in its URL).
         draft_id = check_draft_id(websocket.path_params["draft_id"])
         claims = await service.callers.identify(websocket, websocket.query_params.get("token"))
         user = claims.user
-        granted = claims.grants.get(draft_id)
-        role = await resolve_role(service.store, draft_id, user, now=time.time(), granted=granted)
+        lease = service.caps.open_socket(trusted=True)  # the server-wide cap: 1013
     except DraftsyncError as error:
-        code = close_code_for(error)
-        logger.info(
-            "connection refused draft=%.140s user=%s code=%d reason=%s",
-            websocket.path_params["draft_id"],
-            user,
-            code,
-            error,
-        )
-        metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
-        await websocket.close(code, fit_close_reason(str(error)))
+        await _refuse(websocket, user, error)
         return
+    try:
+        await _admitted(websocket, receive, send, service, draft_id, claims)
+    finally:
+        lease.release()
 
+
+async def _refuse(websocket: WebSocket, user: str | None, error: DraftsyncError) -> None:
+    code = close_code_for(error)
+    logger.info(
+        "connection refused draft=%.140s user=%s code=%d reason=%s",
+        websocket.path_params["draft_id"],
+        user,
+        code,
+        error,
+    )
+    metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
+    await websocket.close(code, fit_close_reason(str(error)))
+
+
+async def _admitted(
+    websocket: WebSocket,
+    receive: Receive,
+    send: Send,
+    service: Service,
+    draft_id: str,
+    claims: Claims,
+) -> None:
     settings = service.settings
+    user = claims.user
+    try:
+        role = await resolve_role(
+            service.store,
+            draft_id,
+            user,
+            now=time.time(),
+            granted=claims.grants.get(draft_id),
+            max_owned=settings.max_drafts_per_user,
+        )
+        service.caps.join(user, draft_id)  # per-user and per-draft caps: 1013
+    except DraftsyncError as error:
+        await _refuse(websocket, user, error)
+        return
+    try:
+        await _open(websocket, receive, send, service, draft_id, claims, role)
+    finally:
+        service.caps.leave(user, draft_id)
+
+
+async def _open(
+    websocket: WebSocket,
+    receive: Receive,
+    send: Send,
+    service: Service,
+    draft_id: str,
+    claims: Claims,
+    role: Role,
+) -> None:
+    settings = service.settings
+    user = claims.user
     conn = Connection(
         _FrameSender(send),
         user=user,
@@ -101,7 +153,7 @@ async def _sync_socket(websocket: WebSocket, receive: Receive, send: Send) -> No
         max_messages=settings.send_queue_messages,
         max_bytes=settings.send_queue_bytes,
     )
-    conn.granted = granted
+    conn.granted = claims.grants.get(draft_id)
     service.track(conn)
     try:
         room = await service.rooms.join(draft_id, conn)

@@ -28,6 +28,12 @@ history, gate and send-queue bounds. What differs is only at the edges:
   and resend (store trouble 1013, a server error 1011, a slow reader 4408, shutdown 1001)
   closes the whole socket, since the provider reconnects only on a socket close.
 
+Admission (server/admission/caps.py): the socket counts against the server-wide cap and, until
+its first document is authorised, the unauthenticated one (over either: 1013 at once); each
+document against its user's and draft's caps: over one, a socket with nothing else open is
+closed with 1013 (the provider reconnects later), else that document alone is refused with
+PermissionDenied and the reason.
+
 Frames of an address not authorised yet are queued (bounded per socket: `MAX_PENDING_*`,
 else 4205) and replayed after its Auth succeeds; a failed Auth answers PermissionDenied with
 the reason, drops what was queued for it and keeps the socket open. A socket with no
@@ -84,7 +90,8 @@ from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
 from crdt.safe_json import dumps
 from server import metrics
 from server.access import check_draft_id, resolve_role
-from server.errors import CloseCode, StoreError
+from server.admission.caps import SocketLease
+from server.errors import CapReached, CloseCode, StoreError
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.endpoint import MAX_RUN
 from server.sync.expiry import TokenExpiry
@@ -148,7 +155,17 @@ class HocuspocusSocket:
         if service.shutting_down:
             await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
             return
-        await _Session(service, websocket, receive, send).run()
+        try:
+            lease = service.caps.open_socket()  # server-wide and unauthenticated caps: 1013
+        except CapReached as error:
+            logger.info("hocuspocus socket refused reason=%s", error)
+            metrics.CONNECTIONS_CLOSED.labels(code=str(CloseCode.TRY_AGAIN_LATER)).inc()
+            await websocket.close(CloseCode.TRY_AGAIN_LATER, fit_close_reason(str(error)))
+            return
+        try:
+            await _Session(service, websocket, receive, send, lease).run()
+        finally:
+            lease.release()
 
 
 class HocuspocusConnection(Connection):
@@ -253,10 +270,16 @@ class _Session:
     """One Hocuspocus WebSocket: its documents by address and what waits for authorisation."""
 
     def __init__(
-        self, service: Service, connection: HTTPConnection, receive: Receive, send: Send
+        self,
+        service: Service,
+        connection: HTTPConnection,
+        receive: Receive,
+        send: Send,
+        lease: SocketLease,
     ) -> None:
         self.service = service
         self.connection = connection  # the upgrade request: what `authenticate` reads
+        self._lease = lease  # trusted once a document is authorised
         self.wire = _Wire(send)
         self._inbox = Inbox(receive)
         self._documents: dict[str, _Document] = {}
@@ -377,10 +400,24 @@ class _Session:
             draft_id = check_draft_id(name)
             claims = await service.callers.identify(self.connection, token)
             user = claims.user
-            granted = claims.grants.get(draft_id)
             role = await resolve_role(
-                service.store, draft_id, user, now=time.time(), granted=granted
+                service.store,
+                draft_id,
+                user,
+                now=time.time(),
+                granted=claims.grants.get(draft_id),
+                max_owned=service.settings.max_drafts_per_user,
             )
+            service.caps.join(user, draft_id)  # per-user and per-draft caps
+        except CapReached as error:
+            if not self._documents:  # nothing else on this socket: close it, the provider retries
+                raise _CloseSocket(CloseCode.TRY_AGAIN_LATER, str(error)) from None
+            # Closing the socket would disturb its open documents: refuse this one alone.
+            logger.info("hocuspocus document refused document=%.140r reason=%s", name, error)
+            self._drop_pending(address)
+            with contextlib.suppress(Exception):
+                await self.wire.send_bytes(prefix(address) + encode_permission_denied(str(error)))
+            return
         except DraftsyncError as error:
             logger.info(
                 "hocuspocus auth refused document=%.140r user=%s reason=%s", name, user, error
@@ -390,7 +427,9 @@ class _Session:
                 await self.wire.send_bytes(prefix(address) + encode_permission_denied(str(error)))
             return
         if address in self._documents:  # authorised meanwhile (cannot happen: reads are serial)
+            service.caps.leave(user, draft_id)
             return
+        self._lease.trust()
         settings = service.settings
         conn = HocuspocusConnection(
             _DocSocket(self, address),
@@ -400,7 +439,7 @@ class _Session:
             max_messages=settings.send_queue_messages,
             max_bytes=settings.send_queue_bytes,
         )
-        conn.granted = granted
+        conn.granted = claims.grants.get(draft_id)
         # Authenticated goes first, before the document is loaded (as Hocuspocus does).
         conn.send(encode_authenticated(SCOPE_READ_WRITE if role.can_write else SCOPE_READ_ONLY))
         writer = service.spawn_writer(conn)
@@ -440,6 +479,7 @@ class _Session:
             return
         conn = document.conn
         document.expiry.cancel()
+        self.service.caps.leave(conn.user, document.draft_id)
         if document.room is not None:
             self.service.rooms.leave(document.room, conn)
             metrics.CONNECTIONS.dec()

@@ -37,13 +37,17 @@ class ServerProcess:
         *args: str,
         env: dict[str, str] | None = None,
         address_space: int | None = None,
+        nofile: int | tuple[int, int] | None = None,
     ) -> None:
         """`address_space`: an RLIMIT_AS for the server, in bytes, so that a regression in a
-        test that attacks it fails the test instead of eating the machine's memory."""
+        test that attacks it fails the test instead of eating the machine's memory.
+        `nofile`: its RLIMIT_NOFILE, soft and hard (one number: the server cannot raise it),
+        to attack its file limit with a bounded number of sockets."""
         self.data_dir = data_dir
         self.args = list(args)
         self.env = env or {}  # extra environment: DRAFTSYNC_FAULTS for fault injection
         self.address_space = address_space
+        self.nofile = nofile
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
@@ -94,6 +98,9 @@ class ServerProcess:
     def _limit(self) -> None:
         if self.address_space is not None:
             resource.setrlimit(resource.RLIMIT_AS, (self.address_space, self.address_space))
+        if self.nofile is not None:
+            soft, hard = self.nofile if isinstance(self.nofile, tuple) else (self.nofile,) * 2
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

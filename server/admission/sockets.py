@@ -1,0 +1,212 @@
+"""Timeouts before trust: what a TCP socket must do before it is more than an open file.
+
+uvicorn has no timeout for a request's headers: a socket that connects and sends nothing, or
+sends headers a byte at a time (slowloris), is held forever, and enough of them exhaust the
+file limit for everyone. `GuardedHttpProtocol` is uvicorn's httptools protocol with three
+additions, all before the app sees a request:
+
+* **Handshake timeout.** A socket must deliver a request's complete headers within
+  `handshake_timeout` seconds of connecting (or, on a kept-alive connection, of the first byte
+  of its next request); otherwise it is closed (408 if it had begun a request). A WebSocket's
+  upgrade is such a request, so an un-upgraded socket never outlives it. The idle time between
+  two requests of a kept-alive connection is uvicorn's `timeout_keep_alive`.
+* **Header size.** The request line and headers may take `max_header_bytes` (431 past it):
+  httptools has no limit of its own, and the deadline alone would let a fast client send
+  gigabytes of headers.
+* **A socket budget.** At most `max_sockets` sockets are open at once (the file limit minus a
+  reserve, server/admission/fdlimit.py). A socket arriving at the budget takes the place of the
+  oldest one that has no request under way (connected and silent, part-way through its
+  headers, or idle between requests): those have been given nothing yet, so closing them
+  disturbs no client's work, and a new request (`/healthz` among them) always gets in while
+  sockets that did nothing are what makes the budget full. With no such socket to close, the
+  new one is closed at once.
+
+Established WebSockets and requests under way are never closed here: their caps are answered
+with 1013 / 503 by the app (server/admission/caps.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from server import metrics
+
+__all__ = ["GuardedHttpProtocol", "SocketGuard", "guarded_protocol"]
+
+logger = logging.getLogger("draftsync.admission")
+
+_REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_HEADERS_TOO_LARGE = b"request headers too large"
+
+
+class SocketGuard:
+    """The limits of one server and the sockets that wait for a request, oldest first."""
+
+    def __init__(
+        self, *, handshake_timeout: float, max_header_bytes: int, max_sockets: int
+    ) -> None:
+        self.handshake_timeout = handshake_timeout
+        self.max_header_bytes = max_header_bytes
+        self.max_sockets = max_sockets
+        # Sockets with no request under way, in the order they began waiting (dicts keep it).
+        self.waiting: dict[GuardedHttpProtocol, None] = {}
+        # Sockets we closed whose fds the loop has not released yet (connection_lost pending).
+        self.closing = 0
+        self._next_warning = 0.0
+        metrics.SOCKETS_WAITING.set_function(lambda: len(self.waiting))
+
+    def make_room(self, newcomer: GuardedHttpProtocol) -> bool:
+        """Close the oldest waiting socket other than `newcomer`; False if there is none."""
+        now = time.monotonic()
+        if now >= self._next_warning:  # an operator should hear of it, once a minute at most
+            self._next_warning = now + 60.0
+            logger.warning(
+                "socket budget of %d reached (file limit minus --reserved-fds): closing the "
+                "oldest sockets with no request under way",
+                self.max_sockets,
+            )
+        for protocol in self.waiting:
+            if protocol is not newcomer and not protocol.transport.is_closing():
+                protocol.close_before_request("evicted")
+                return True
+        return False
+
+
+class _HeadersTooLarge(Exception):
+    pass
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a handshake deadline, a header size limit and the
+    socket budget (module docstring). `guarded_protocol(guard)` binds it to one guard."""
+
+    guard: ClassVar[SocketGuard]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._headers_too_large = False
+        self._begun = False  # bytes of a request arrived since the last complete headers
+        self._closed_by_guard = False
+
+    # -- the socket's life ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        guard = self.guard
+        self._wait_for_request()
+        self._start_deadline()
+        if len(self.connections) - guard.closing > guard.max_sockets and not guard.make_room(self):
+            self.close_before_request("refused")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        if self._closed_by_guard:
+            self._closed_by_guard = False
+            self.guard.closing -= 1
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self in self.guard.waiting and self._deadline is None:
+            self._start_deadline()  # bytes after a keep-alive pause: the next request's clock
+        super().data_received(data)
+
+    def close_before_request(self, reason: str) -> None:
+        """Close a socket that has no request under way (timed out, evicted, refused)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        metrics.SOCKETS_CLOSED_EARLY.labels(reason=reason).inc()
+        logger.debug("socket closed before a request reason=%s client=%s", reason, self.client)
+        if reason == "timeout" and self._begun:
+            self.transport.write(_REQUEST_TIMEOUT)
+        self._stop_waiting()
+        self._closed_by_guard = True
+        self.guard.closing += 1
+        self.transport.close()
+
+    # -- waiting for a request --------------------------------------------------------------
+
+    def _wait_for_request(self) -> None:
+        self.guard.waiting[self] = None
+        self._header_bytes = 0
+
+    def _start_deadline(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(
+                self.guard.handshake_timeout, self.close_before_request, "timeout"
+            )
+
+    def _stop_waiting(self) -> None:
+        self.guard.waiting.pop(self, None)
+        self._begun = False
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    # -- parser callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._begun = True
+        self._header_bytes = 0
+        if self.cycle is None or self.cycle.response_complete:
+            # No request under way: evictable, as when idle, and on the clock. A request
+            # pipelined behind one under way starts its clock once that one is answered.
+            self.guard.waiting[self] = None
+            self._start_deadline()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > self.guard.max_header_bytes:
+            self._headers_too_large = True
+            # httptools raises it as HttpParserCallbackError (an HttpParserError): uvicorn
+            # then answers through send_400_response, which we make a 431.
+            raise _HeadersTooLarge
+
+    def on_headers_complete(self) -> None:
+        self._stop_waiting()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        if self._begun:  # the next request's headers are part-way in: their clock starts
+            self._unset_keepalive_if_required()  # not idle: as if its bytes came after
+            self.guard.waiting[self] = None
+            self._start_deadline()
+        elif self.timeout_keep_alive_task is not None:  # idle until the next request
+            self._wait_for_request()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._headers_too_large:
+            super().send_400_response(msg)
+            return
+        metrics.SOCKETS_CLOSED_EARLY.labels(reason="headers_too_large").inc()
+        self._stop_waiting()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(_HEADERS_TOO_LARGE)
+            + _HEADERS_TOO_LARGE
+        )
+        self.transport.close()
+
+
+def guarded_protocol(guard: SocketGuard) -> type[GuardedHttpProtocol]:
+    """The protocol class to give uvicorn (`Config(http=...)`), bound to `guard`."""
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"guard": guard})

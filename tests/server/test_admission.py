@@ -1,0 +1,446 @@
+"""Admission control with clear answers (issue 27, point 2): over a cap a new WebSocket is
+closed with 1013 and a reason (both endpoints), REST answers 503 or 429 with Retry-After, a user
+over their draft quota gets 403 / 4403; what is already open goes on undisturbed. And 1,100
+idle or half-open sockets against a server whose file limit is 512 leave `/healthz` answering
+and an editor editing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from pycrdt import Text
+from websockets.asyncio.client import ClientConnection, connect
+
+from bench.services import PostgresCluster
+from crdt.hocuspocus import (
+    SCOPE_READ_WRITE,
+    encode_authenticated,
+    encode_permission_denied,
+    prefix,
+)
+from crdt.lib0 import write_var_string
+from crdt.protocol import SyncStep1, encode_message
+from server.cli import main
+from tests.support.pycrdt_client import PycrdtClient, connect_synced
+from tests.support.raw_client import connect_raw
+from tests.support.rest import as_user, create_draft, scrape
+from tests.support.server_process import ServerProcess
+from tests.support.waiting import eventually
+
+TRY_AGAIN_LATER = 1013
+
+Start = Callable[..., Awaitable[ServerProcess]]
+
+
+@pytest.fixture
+async def start(tmp_path: Path) -> AsyncIterator[Start]:
+    """Start a server of this test's own with `args` (each test sets the cap it shows)."""
+    started: list[ServerProcess] = []
+
+    async def run(*args: str, nofile: int | tuple[int, int] | None = None) -> ServerProcess:
+        process = ServerProcess(tmp_path / f"s{len(started)}", *args, nofile=nofile)
+        started.append(process)
+        await asyncio.to_thread(process.start)
+        return process
+
+    yield run
+    for process in started:
+        process.stop()
+
+
+def new_id() -> str:
+    return f"a-{uuid.uuid4().hex[:12]}"
+
+
+async def typed(client: PycrdtClient, text: str) -> None:
+    """`client` types `text` and waits until it is committed and relayed: it is still served."""
+    await client.edit(lambda doc: doc.get("title", type=Text).insert(0, text))
+    await client.flush()
+    assert not client.closed.is_set()
+
+
+async def refused(server: ServerProcess, draft: str, user: str) -> tuple[int | None, str | None]:
+    client = await connect_raw(server.ws_url, draft, server.token(user))
+    return await client.wait_closed()
+
+
+def hocuspocus_url(server: ServerProcess) -> str:
+    return f"ws://127.0.0.1:{server.port}/hocuspocus"
+
+
+def token_frame(address: str, token: str) -> bytes:
+    out = bytearray(prefix(address) + bytes([2, 0]))
+    write_var_string(out, token)
+    write_var_string(out, "4.8.0")
+    return bytes(out)
+
+
+async def receive(socket: ClientConnection, timeout: float = 10) -> bytes:
+    """The next frame that is not a Ping."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await socket.recv()
+            assert isinstance(frame, bytes)
+            if frame != b"\x09":
+                return frame
+
+
+async def authenticate(socket: ClientConnection, address: str, token: str) -> None:
+    await socket.send(token_frame(address, token))
+    assert await receive(socket) == prefix(address) + encode_authenticated(SCOPE_READ_WRITE)
+
+
+async def hocuspocus_close(socket: ClientConnection) -> tuple[int | None, str | None]:
+    async with asyncio.timeout(10):
+        with contextlib.suppress(Exception):
+            while True:
+                await socket.recv()
+    received = socket.protocol.close_rcvd
+    return (received.code, received.reason) if received else (None, None)
+
+
+# -- WebSocket caps ---------------------------------------------------------------------------
+
+
+async def test_per_user_cap_closes_the_new_connection_with_1013_and_keeps_the_others(
+    start: Start,
+) -> None:
+    server = await start("--max-connections-per-user", "2")
+    first = await connect_synced(server, new_id(), "alice")
+    second = await connect_synced(server, new_id(), "alice")
+    try:
+        code, reason = await refused(server, new_id(), "alice")
+        assert code == TRY_AGAIN_LATER
+        assert reason is not None and "user" in reason and "try again later" in reason
+        await typed(first, "one")  # undisturbed
+        await typed(second, "two")
+        bob = await connect_synced(server, new_id(), "bob")  # another user: his own count
+        await bob.disconnect()
+    finally:
+        await second.disconnect()
+
+    # A place given back is taken again.
+    async def admitted() -> bool:
+        client = await connect_raw(server.ws_url, new_id(), server.token("alice"))
+        with contextlib.suppress(TimeoutError):
+            await client.wait_closed(timeout=0.5)
+        open_ = not client.closed.is_set()
+        await client.close()
+        return open_
+
+    await eventually(admitted)
+    await first.disconnect()
+    assert 'draftsync_admission_refused_total{cap="user"} 1.0' in await scrape(server)
+
+
+async def test_per_draft_cap_closes_the_new_connection_with_1013(start: Start) -> None:
+    server = await start("--max-connections-per-draft", "2")
+    draft = new_id()
+    first = await connect_synced(server, draft, "alice")
+    second = await connect_synced(server, draft, "alice")
+    try:
+        code, reason = await refused(server, draft, "alice")
+        assert code == TRY_AGAIN_LATER
+        assert reason is not None and "draft" in reason and "try again later" in reason
+        await typed(first, "one")
+        await second.wait_for(lambda: "one" in str(second.doc.get("title", type=Text)))
+        elsewhere = await connect_synced(server, new_id(), "alice")  # another draft: admitted
+        await elsewhere.disconnect()
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+
+
+async def test_server_cap_refuses_both_endpoints_with_1013(start: Start) -> None:
+    server = await start("--max-connections", "2")
+    first = await connect_synced(server, new_id(), "alice")
+    second = await connect_synced(server, new_id(), "bob")
+    try:
+        code, reason = await refused(server, new_id(), "carol")
+        assert code == TRY_AGAIN_LATER
+        assert reason is not None and "server" in reason and "try again later" in reason
+        async with connect(hocuspocus_url(server), proxy=None) as socket:
+            code, reason = await hocuspocus_close(socket)
+        assert code == TRY_AGAIN_LATER and reason is not None and "try again later" in reason
+        await typed(first, "one")
+        await typed(second, "two")
+        async with as_user(server, "carol") as carol:  # REST is not a WebSocket: served
+            assert (await carol.get("/api/drafts")).status_code == 200
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+
+
+async def test_unauthenticated_cap_counts_sockets_until_their_token_is_accepted(
+    start: Start,
+) -> None:
+    server = await start("--max-unauthenticated", "1")
+    async with connect(hocuspocus_url(server), proxy=None) as waiting:
+        # The Hocuspocus socket has sent no Auth: it holds the only unauthenticated place.
+        async with connect(hocuspocus_url(server), proxy=None) as second:
+            code, reason = await hocuspocus_close(second)
+        assert code == TRY_AGAIN_LATER
+        assert reason is not None and "unauthenticated" in reason
+        # A y-websocket client's token is in its URL: authenticated on arrival, admitted.
+        editor = await connect_synced(server, new_id(), "bob")
+        await typed(editor, "in")
+        await editor.disconnect()
+
+        await authenticate(waiting, new_id(), server.token("alice"))  # now trusted
+        async with connect(hocuspocus_url(server), proxy=None) as third:
+            await authenticate(third, new_id(), server.token("carol"))  # its place is free
+    text = await scrape(server)
+    assert 'draftsync_admission_refused_total{cap="unauthenticated"} 1.0' in text
+    assert "draftsync_websockets_unauthenticated 0.0" in text
+
+
+async def test_hocuspocus_document_over_a_cap_is_refused_alone_on_a_busy_socket(
+    start: Start,
+) -> None:
+    server = await start("--max-connections-per-user", "1")
+    token = server.token("alice")
+    first, second = new_id(), new_id()
+    async with connect(hocuspocus_url(server), proxy=None) as socket:
+        await authenticate(socket, first, token)
+        await socket.send(token_frame(second, token))
+        denied = await receive(socket)
+        assert denied.startswith(prefix(second) + encode_permission_denied("")[:2])
+        assert b"try again later" in denied
+        # The socket and its first document go on: a second socket whose only document is
+        # refused is closed with 1013 instead, so that its provider reconnects later.
+        async with connect(hocuspocus_url(server), proxy=None) as other:
+            await other.send(token_frame(new_id(), token))
+            code, reason = await hocuspocus_close(other)
+        assert code == TRY_AGAIN_LATER and reason is not None and "user" in reason
+        await socket.send(prefix(first) + encode_message(SyncStep1(b"\x00")))
+        assert (await receive(socket)).startswith(prefix(first))  # its document still served
+
+
+# -- REST -------------------------------------------------------------------------------------
+
+
+async def test_requests_under_way_over_the_cap_are_answered_503_with_retry_after(
+    start: Start,
+) -> None:
+    server = await start("--max-requests", "1")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        # A create whose body is still coming: admitted, under way until its body ends.
+        body = b'{"title": "held"}'
+        writer.write(
+            b"POST /api/drafts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + b"Authorization: Bearer "
+            + server.token("alice").encode()
+            + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        await writer.drain()
+        async with as_user(server, "bob") as bob:
+
+            async def answered_503() -> bool:
+                response = await bob.get("/api/drafts")
+                if response.status_code != 503:
+                    return False
+                assert response.headers["retry-after"].isdigit()
+                assert response.json()["error"] == "unavailable"
+                assert "try again later" in response.json()["detail"]
+                return True
+
+            await eventually(answered_503)
+            async with httpx.AsyncClient(timeout=10) as anonymous:
+                assert (await anonymous.get(f"{server.http_url}/healthz")).status_code == 200
+                assert (await anonymous.get(f"{server.http_url}/metrics")).status_code == 200
+            writer.write(body)  # the held request ends, undisturbed
+            status = await asyncio.wait_for(reader.readline(), 10)
+            assert status.startswith(b"HTTP/1.1 201 "), status
+            assert (await bob.get("/api/drafts")).status_code == 200
+    finally:
+        writer.close()
+
+
+async def test_a_users_requests_over_their_rate_are_answered_429_with_retry_after(
+    start: Start,
+) -> None:
+    # 3 at once, then one every 10 s: the fourth in a row is over, however slow the machine.
+    server = await start("--user-requests-per-second", "0.1", "--user-request-burst", "3")
+    async with as_user(server, "alice") as alice, as_user(server, "bob") as bob:
+        for _ in range(3):
+            assert (await alice.get("/api/drafts")).status_code == 200
+        response = await alice.get("/api/drafts")
+        assert response.status_code == 429
+        assert 1 <= int(response.headers["retry-after"]) <= 10
+        assert response.json()["error"] == "rate_limited"
+        assert (await bob.get("/api/drafts")).status_code == 200  # each user has a bucket
+        async with as_user(server, None) as anonymous:  # no token: 401, never counted
+            assert (await anonymous.get("/api/drafts")).status_code == 401
+    assert 'draftsync_admission_refused_total{cap="rate"} 1.0' in await scrape(server)
+
+
+async def test_a_user_over_their_draft_quota_gets_403_and_4403_until_one_is_deleted(
+    start: Start,
+) -> None:
+    server = await start("--max-drafts-per-user", "2")
+    async with as_user(server, "alice") as alice, as_user(server, "bob") as bob:
+        first = await create_draft(alice, title="one")
+        editor = await connect_synced(server, new_id(), "alice")  # the second, by connecting
+        try:
+            response = await alice.post("/api/drafts", json={"title": "three"})
+            assert response.status_code == 403
+            assert "draft quota" in response.json()["detail"]
+            code, reason = await refused(server, new_id(), "alice")
+            assert code == 4403 and reason is not None and "draft quota" in reason
+            # Her drafts still open, and others create theirs.
+            again = await connect_synced(server, first["id"], "alice")
+            await typed(again, "still mine")
+            await again.disconnect()
+            await typed(editor, "undisturbed")
+            await create_draft(bob, title="bob's")
+            # Deleting one gives a place back.
+            assert (await alice.delete(f"/api/drafts/{first['id']}")).status_code == 204
+            await create_draft(alice, title="three")
+        finally:
+            await editor.disconnect()
+
+
+async def test_the_draft_quota_holds_on_postgresql(start: Start, postgres: PostgresCluster) -> None:
+    server = await start("--store", postgres.new_database(), "--max-drafts-per-user", "1")
+    async with as_user(server, "alice") as alice:
+        first = await create_draft(alice, title="one")
+        response = await alice.post("/api/drafts", json={"title": "two"})
+        assert response.status_code == 403 and "draft quota" in response.json()["detail"]
+        code, _ = await refused(server, new_id(), "alice")
+        assert code == 4403
+        assert (await alice.delete(f"/api/drafts/{first['id']}")).status_code == 204
+        await create_draft(alice, title="two")
+
+
+# -- the file limit ---------------------------------------------------------------------------
+
+
+async def test_the_soft_file_limit_is_raised_to_the_hard_one_and_part_kept_in_reserve(
+    start: Start,
+) -> None:
+    server = await start("--reserved-fds", "100", "--max-connections", "5000", nofile=(256, 1024))
+    log = server.log()
+    assert "file limit 1024: at most 924 sockets" in log, log[-2000:]
+    # The caps follow the file limit down: WebSockets 3/4, the others 1/8 each.
+    assert "--max-connections lowered from 5000 to 693" in log, log[-2000:]
+    assert "--max-unauthenticated lowered from 512 to 115" in log, log[-2000:]
+    assert "--max-requests lowered from 256 to 115" in log, log[-2000:]
+
+
+async def test_1100_idle_and_half_open_sockets_leave_healthz_and_an_editor_working(
+    start: Start,
+) -> None:
+    """The file limit is 512, soft and hard (the server cannot raise it); 1,100 sockets that
+    never finish a request arrive while alice types. The oldest of them make room for newer
+    sockets and the rest time out; nobody else notices."""
+    server = await start("--handshake-timeout", "1", nofile=512)
+    draft = new_id()
+    alice = await connect_synced(server, draft, "alice")
+    attack: list[asyncio.StreamWriter] = []
+    readers: list[asyncio.StreamReader] = []
+    typing_done = asyncio.Event()
+    typed_count = 0
+
+    async def keep_typing() -> None:
+        nonlocal typed_count
+        for index in range(400):
+            await typed(alice, f"{index} ")
+            typed_count += 1
+            if typing_done.is_set():
+                return
+
+    typist = asyncio.create_task(keep_typing())
+    try:
+        for index in range(1100):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            if index % 2:
+                writer.write(b"GET /api/drafts HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            attack.append(writer)
+            readers.append(reader)
+        # All 1,100 asked for: the server answers others and alice's edits go on.
+        async with httpx.AsyncClient(timeout=10) as client:
+            assert (await client.get(f"{server.http_url}/healthz")).status_code == 200
+            async with as_user(server, "carol") as carol:
+                assert (await carol.get("/api/drafts")).status_code == 200
+        newcomer = await connect_synced(server, draft, "alice")
+        await newcomer.wait_for(lambda: "0 " in str(newcomer.doc.get("title", type=Text)))
+        await newcomer.disconnect()
+        typing_done.set()
+        await asyncio.wait_for(typist, 60)
+        assert typed_count >= 1 and not alice.closed.is_set()
+
+        async def all_closed() -> bool:
+            return all(reader.at_eof() or reader.exception() is not None for reader in readers)
+
+        async def drain() -> None:
+            for reader in readers:
+                with contextlib.suppress(ConnectionError):
+                    await reader.read(4096)
+
+        await asyncio.wait_for(drain(), 30)  # each returns at its EOF: every one was closed
+        await eventually(all_closed)
+    finally:
+        typing_done.set()
+        typist.cancel()
+        for writer in attack:
+            writer.close()
+        await alice.disconnect()
+    text = await scrape(server)
+    assert 'draftsync_sockets_closed_early_total{reason="evicted"}' in text
+    assert server.process is not None and server.process.poll() is None
+    log = server.log()
+    assert "Too many open files" not in log and "EMFILE" not in log, log[-3000:]
+
+
+async def test_unauthenticated_websockets_cannot_take_the_sockets_healthz_needs(
+    start: Start,
+) -> None:
+    """Sockets that never authenticate are not closed to make room (they are WebSockets, held
+    up to a minute by Hocuspocus's auth deadline), so their cap is a share of the budget."""
+    server = await start(nofile=512)  # 384 sockets: 48 may be unauthenticated WebSockets
+    sockets: list[ClientConnection] = []
+    try:
+        for _ in range(100):
+            sockets.append(await connect(hocuspocus_url(server), proxy=None))
+        closed = [await hocuspocus_close(s) for s in sockets[48:]]
+        assert {code for code, _ in closed} == {TRY_AGAIN_LATER}
+        async with httpx.AsyncClient(timeout=10) as client:
+            assert (await client.get(f"{server.http_url}/healthz")).status_code == 200
+        editor = await connect_synced(server, new_id(), "alice")
+        await typed(editor, "in")
+        await editor.disconnect()
+    finally:
+        for socket in sockets:
+            await socket.close()
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option,value",
+    [
+        ("--max-connections", "0"),
+        ("--max-unauthenticated", "-1"),
+        ("--max-connections-per-user", "x"),
+        ("--max-connections-per-draft", "0"),
+        ("--max-requests", "0"),
+        ("--user-requests-per-second", "0"),
+        ("--user-request-burst", "1.5"),
+        ("--max-drafts-per-user", "0"),
+    ],
+)
+def test_a_cap_that_cannot_work_is_refused_at_start(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", option, value])  # refused while parsing: nothing starts
+    assert exit_.value.code == 2
+    assert option in capsys.readouterr().err

@@ -5,7 +5,7 @@
 // offline; the token is renewed before it expires (tokens.js); a change the server would
 // refuse for its size is refused here first (limits.js).
 import * as Y from 'yjs'
-import { forgetToken, onTokenChange, storeToken, takeToken, tokenFromInput, userOf } from './session.js'
+import { forgetToken, onTokenChange, storedToken, storeToken, takeToken, tokenFromInput, userOf } from './session.js'
 import { api, explain } from './api.js'
 import { connect } from './connection.js'
 import { forgetLocal, keepLocally } from './local.js'
@@ -102,7 +102,9 @@ async function main () {
   // tokens: renewed before expiry; a fresh one pasted here or stored by another tab is used at once
   const useToken = (fresh) => {
     token = fresh
-    storeToken(fresh)
+    // another person signed in on this browser meanwhile: their token stays the stored one
+    const stored = storedToken()
+    if (!stored || userOf(stored) === user) storeToken(fresh)
     relink.hidden = true
     renewal.reschedule()
     conn.reconnect(fresh)
@@ -121,8 +123,12 @@ async function main () {
   onTokenChange((fresh) => {
     if (fresh && fresh !== token && userOf(fresh) === user) useToken(fresh)
     else if (!fresh) {
+      // signed out in another tab: stop, and let that tab delete the copy kept here
+      renewal.stop()
       conn.stop()
-      tokenTrouble('You signed out in another tab.')
+      local.destroy()
+      signedOutElsewhere = true
+      refresh()
     }
   })
   relink.addEventListener('submit', (event) => {
@@ -164,6 +170,7 @@ async function main () {
 
   let readOnlyShown = false
   let readOnlyNow = false
+  let signedOutElsewhere = false
   const setReadOnly = (value) => {
     // only on a change: a refresh may run inside an editor's update (typing notifies)
     if (value !== readOnlyNow) {
@@ -179,7 +186,11 @@ async function main () {
     $('open-conflicts').classList.toggle('has-conflicts', open.length > 0)
     const error = conn.state.error
     $('retry').hidden = !(error && error.code === 1009)
-    if (error) {
+    if (signedOutElsewhere) {
+      banner('You signed out in another tab: this page is closed for editing.')
+      relink.hidden = true
+      setReadOnly(true)
+    } else if (error) {
       const kept = local.available ? ' Your work is kept in this browser.' : ''
       const what = error.code === 1009
         ? ' Remove the large text, then press Retry.'

@@ -54,6 +54,8 @@ export async function keepLocally ({ doc, user, draftId }) {
     destroy: () => {}
   }
   if (!(await probe())) return unavailable
+  // ask the browser not to evict the copies under storage pressure (it may say no)
+  if (navigator.storage && navigator.storage.persist) navigator.storage.persist().catch(() => {})
   let persistence
   try {
     persistence = new IndexeddbPersistence(dbName(user, draftId), doc)

@@ -21,6 +21,15 @@ export function takeToken () {
   }
 }
 
+/** The token kept in this browser (another tab may have changed it since this page loaded). */
+export function storedToken () {
+  try {
+    return window.localStorage.getItem(KEY)
+  } catch {
+    return null
+  }
+}
+
 export function storeToken (token) {
   try {
     window.localStorage.setItem(KEY, token)

@@ -394,7 +394,7 @@ async def test_leaving_asks_first_when_changes_are_neither_on_the_server_nor_sav
     await page.screenshot(path=artifact("leave-unsaved.png"))
 
 
-async def test_a_change_the_rules_did_not_keep_is_told_to_its_author(
+async def test_a_change_the_rules_did_not_keep_is_told_to_its_author_after_a_reload(
     server: ServerProcess, chromium: Browser, errors: Errors
 ) -> None:
     draft = new_draft()
@@ -402,6 +402,7 @@ async def test_a_change_the_rules_did_not_keep_is_told_to_its_author(
     context, page = await new_person(chromium, errors)
     await page.goto(editor_url(server, draft, "kim"))
     await wait_status(page, "synced")
+    await offline_ready(page)
     async with await NodeClient.start(server.ws_url, draft, server.token("leo"), name="leo") as leo:
         await leo.call("wait_synced")
         await leo.call("set", key="status", value="DRAFT")
@@ -412,6 +413,9 @@ async def test_a_change_the_rules_did_not_keep_is_told_to_its_author(
         await page.get_by_label("Current step", exact=True).fill("3")
         await page.get_by_label("Current step", exact=True).press("Enter")
         await page.get_by_label("Status", exact=True).select_option("IN_REVIEW")
+        await wait_saved_here(page)
+        await page.reload()  # offline: what was set is still judged when the server answers
+        await expect(page.get_by_label("Current step", exact=True)).to_have_value("3")
         await leo.call("set", key="current_step", value=5)  # max: 5 wins
         await leo.call("set", key="status", value="ARCHIVED")  # ranked above IN_REVIEW
         await context.set_offline(False)

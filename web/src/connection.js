@@ -31,6 +31,8 @@ const CLOSE_REASONS = {
   4404: 'This draft does not exist (or was deleted).'
 }
 
+const ERROR_LABELS = { 1009: 'Change too large', 4401: 'Sign-in expired', 4403: 'No access', 4404: 'Not found' }
+
 export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinity }) {
   const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws'
   let socketToken = token // the token of the socket being opened or open
@@ -186,7 +188,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     const suffix = unsent() && savedHere() ? ' · saved in this browser' : ''
     if (state.error) {
       const detail = [state.error.message, keptNote()].filter(Boolean).join(' ')
-      return { name: 'error', label: state.error.code === 1009 ? 'Change too large' : 'Error', detail, saved: savedHere() }
+      return { name: 'error', label: ERROR_LABELS[state.error.code] || 'Error', detail, saved: savedHere() }
     }
     if (!online() || (!provider.wsconnected && !state.switching && (state.everConnected || state.failed))) {
       const detail = unsent() ? keptNote() : 'Everything is saved on the server. Changes you make now are kept in this browser and sent when the connection is back.'

@@ -68,7 +68,8 @@ async function listDrafts (client, user) {
   const kept = new Map(localDrafts(user).map((d) => [d.id, d]))
   const answer = await client.get('/api/drafts?limit=100')
   if (!answer.ok) {
-    clear(list).append(h('li', { class: 'empty' }, `${explain(answer, 'The list of drafts')} Open a draft by its id or create one.`))
+    const why = navigator.onLine === false ? 'You are offline.' : explain(answer, 'The list of drafts')
+    clear(list).append(h('li', { class: 'empty' }, `${why} Open a draft by its id or create one.`))
     if (kept.size) list.append(h('li', { class: 'empty' }, 'Kept in this browser, available offline:'))
     for (const draft of kept.values()) {
       list.append(h('li', { class: 'draft', dataset: { draft: draft.id, offline: 'yes' } },

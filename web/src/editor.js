@@ -88,7 +88,7 @@ async function main () {
   const form = buildForm({ schema, doc, awareness: conn.awareness, container: $('form'), onConflict: conflicts.open, guard })
   $('form').addEventListener('submit', (event) => event.preventDefault())
   showProgress({ doc, schema, bar: $('progress'), text: $('progress-text') })
-  watchOverrides({ doc, schema, conn, client: () => client, draftId, me: user, list: $('notices') })
+  await watchOverrides({ doc, schema, conn, client: () => client, draftId, me: user, list: $('notices'), local })
 
   const title = doc.getText('title')
   const showTitle = () => {
@@ -171,6 +171,7 @@ async function main () {
   let readOnlyShown = false
   let readOnlyNow = false
   let signedOutElsewhere = false
+  let everSynced = false
   const setReadOnly = (value) => {
     // only on a change: a refresh may run inside an editor's update (typing notifies)
     if (value !== readOnlyNow) {
@@ -207,7 +208,9 @@ async function main () {
       if (relink.hidden) banner('')
       setReadOnly(false)
     }
-    if (local.available) local.remember(title.toString().trim(), conn.state.acked < conn.state.local)
+    // listed as kept here once it holds something of the draft (not for a refused stranger)
+    everSynced = everSynced || conn.provider.synced || local.loaded
+    if (local.available && everSynced) local.remember(title.toString().trim(), conn.state.acked < conn.state.local)
   }
   conn.onChange(refresh)
   conflictsMap.observe(refresh)

@@ -51,6 +51,8 @@ export async function keepLocally ({ doc, user, draftId }) {
     allSaved: () => false,
     onSaved: (listener) => listeners.add(listener),
     remember: () => {},
+    read: async () => undefined,
+    write: () => {},
     destroy: () => {}
   }
   if (!(await probe())) return unavailable
@@ -103,6 +105,9 @@ export async function keepLocally ({ doc, user, draftId }) {
     allSaved: () => stored >= written,
     onSaved: (listener) => listeners.add(listener),
     remember: (title, pending) => rememberDraft(user, draftId, { title, pending }),
+    /** Small page state kept with the copy (y-indexeddb's `custom` store), e.g. overrides.js. */
+    read: (key) => persistence.get(key).catch(() => undefined),
+    write: (key, value) => { persistence.set(key, value).catch(() => {}) },
     destroy: () => persistence.destroy()
   }
 }

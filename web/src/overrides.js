@@ -19,12 +19,17 @@ const RULES = {
 const JOURNAL_PAGE = 200
 const JOURNAL_PAGES = 5
 const SERVER_USER = 'draftsync'
+const MINE_KEY = 'overrides.mine'
 
-export function watchOverrides ({ doc, schema, conn, client, draftId, me, list }) {
+export async function watchOverrides ({ doc, schema, conn, client, draftId, me, list, local }) {
   const fields = doc.getMap('fields')
   const conflicts = doc.getMap('conflicts')
   const specs = new Map(schema.fields.filter((f) => f.kind === 'value').map((f) => [f.name, f]))
-  const mine = new Map() // field -> the value this person set last, not yet judged
+  // field -> the value this person set last, not yet judged; kept with the local copy, so that
+  // a value set offline is still judged after a reload
+  const stored = await local.read(MINE_KEY)
+  const mine = new Map(Array.isArray(stored) ? stored.filter((e) => Array.isArray(e) && specs.has(e[0])) : [])
+  const keep = () => local.write(MINE_KEY, [...mine])
 
   fields.observe((event) => {
     const origin = event.transaction.origin
@@ -35,6 +40,7 @@ export function watchOverrides ({ doc, schema, conn, client, draftId, me, list }
       if (fields.has(key)) mine.set(key, fields.get(key))
       else mine.delete(key)
     }
+    keep()
   })
 
   const judge = () => {
@@ -47,6 +53,7 @@ export function watchOverrides ({ doc, schema, conn, client, draftId, me, list }
       if (!open.has(key) && !same(kept, value)) lost.push({ key, value, kept })
     }
     mine.clear()
+    keep()
     if (lost.length) explain(lost)
   }
   conn.onChange(judge)

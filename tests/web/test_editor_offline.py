@@ -273,6 +273,65 @@ async def test_offline_changes_too_large_for_one_message_go_in_several_without_a
         server.stop()
 
 
+async def test_a_server_that_closes_on_each_send_is_not_retried_in_a_loop(
+    tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
+) -> None:
+    """A server that does not announce its limit (the schema answer is stripped of `limits`
+    here, as an older server's would be): a 100 KB paste goes out, the real server closes
+    with 1009 (the browser sometimes reports 1006). The page stops after a few tries, says
+    why, keeps the work, and sends the rest once the large text is gone."""
+    server = ServerProcess(tmp_path_factory.mktemp("web-1009"), "--max-message-bytes", "65536")
+    server.start()
+    try:
+        draft = new_draft()
+        context = await chromium.new_context(viewport=DESKTOP, service_workers="block")
+
+        async def without_limits(route) -> None:  # type: ignore[no-untyped-def]
+            answer = await route.fetch()
+            body = await answer.json()
+            assert body.pop("limits") == {"maxMessageBytes": 65536}
+            await route.fulfill(response=answer, json=body)
+
+        await context.route("**/api/schema", without_limits)
+        page = errors.watch(await context.new_page())
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        await page.goto(editor_url(server, draft, "gil"))
+        await wait_status(page, "synced")
+        await text_field(page, "title").click()
+        await page.keyboard.type("Kept title")
+        await wait_status(page, "synced")
+        await page.evaluate(_PASTE, ["description", 100 * 1024])
+
+        await wait_status(page, "error")
+        await expect(page.locator("[data-role=status-label]")).to_have_text("Change too large")
+        banner = page.locator("[data-role=banner]")
+        await expect(banner).to_contain_text("Your work is kept in this browser")
+        await expect(page.locator("[data-role=retry]")).to_be_visible()
+        await page.evaluate("() => window.scrollTo(0, 0)")
+        await page.screenshot(path=artifact("server-refuses-change.png"))
+        opened = len(sockets)
+        assert opened <= 3  # a 1009 stops at once; closes seen as 1006, after three sockets
+        # a bounded look for a loop: y-websocket would have retried within its 2.5 s backoff
+        await page.wait_for_timeout(3_000)
+        assert len(sockets) == opened
+        assert "code=1009" in server.log()
+
+        # the large text removed, Retry: the page reloads from the copy here, without it
+        await text_field(page, "description").click()
+        await page.keyboard.press("Control+a")
+        await page.keyboard.press("Delete")
+        await page.keyboard.type("Short.")
+        status = page.locator("[data-role=status]")
+        await expect(status).to_have_attribute("data-saved", "browser")
+        await page.locator("[data-role=retry]").click()
+        await wait_status(page, "synced")
+        assert await server_text(server, draft, "gil", "description") == "Short."
+        assert await server_text(server, draft, "gil", "title") == "Kept title"
+    finally:
+        server.stop()
+
+
 async def test_the_token_is_renewed_before_it_expires(
     server: ServerProcess, chromium: Browser, errors: Errors
 ) -> None:

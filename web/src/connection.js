@@ -31,6 +31,7 @@ const CLOSE_REASONS = {
   4404: 'This draft does not exist (or was deleted).'
 }
 
+const REFUSALS_IN_A_ROW = 3
 const ERROR_LABELS = { 1009: 'Change too large', 4401: 'Sign-in expired', 4403: 'No access', 4404: 'Not found' }
 
 export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinity }) {
@@ -53,7 +54,8 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     acked: 0, // the highest `local` the server acknowledged
     error: null,
     readOnly: false,
-    switching: false // reconnecting on purpose (a new token): not "offline"
+    switching: false, // reconnecting on purpose (a new token): not "offline"
+    refusals: 0 // sockets in a row closed by the server before acknowledging what we sent
   }
   let stopped = false
   const listeners = new Set()
@@ -128,6 +130,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     const seq = decoding.readVarUint(decoding.createDecoder(payload))
     if (seq > state.acked) {
       state.acked = seq
+      state.refusals = 0
       unacked = unacked.filter((entry) => entry.seq > seq)
       notify()
     }
@@ -150,7 +153,10 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     notify()
   })
   provider.on('status', ({ status }) => {
-    if (status === 'connecting') socketToken = provider.params.token
+    if (status === 'connecting') {
+      socketToken = provider.params.token
+      state.handshaken = false // per socket: refusals count only sockets we sent on
+    }
     if (status === 'connected') {
       state.everConnected = true
       state.failed = false
@@ -160,7 +166,26 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     }
     notify()
   })
-  provider.on('connection-close', () => { state.failed = true; state.switching = false; notify() })
+  // A server that takes the socket and then drops it each time our changes arrive is refusing
+  // them (a 1009 the browser reports as 1006, a server that does not announce its limit, a
+  // change it fails on): after REFUSALS_IN_A_ROW such closes the page stops retrying and says
+  // so, instead of resending for ever. An outage (no socket opens) is retried as before.
+  provider.on('connection-close', (event) => {
+    state.failed = true
+    state.switching = false
+    if (event && state.handshaken && state.acked < state.sent && !(event.code in CLOSE_REASONS)) {
+      state.refusals += 1
+      if (state.refusals >= REFUSALS_IN_A_ROW && !state.error) {
+        state.error = {
+          code: 1009,
+          message: `Change too large, or refused: the server closed the connection ${REFUSALS_IN_A_ROW} times in a row while receiving your changes (last code ${event.code}).`,
+          reason: ''
+        }
+        provider.shouldConnect = false // the reconnect y-websocket scheduled does nothing
+      }
+    }
+    notify()
+  })
   provider.on('sync', notify)
   provider.on('closed', ({ code, reason }) => {
     state.error = { code, message: CLOSE_REASONS[code] || `The server closed the connection (${code}).`, reason }
@@ -211,6 +236,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   const reconnect = (newToken) => {
     if (newToken) provider.params = { ...provider.params, token: newToken }
     state.error = null
+    state.refusals = 0
     if (provider.ws) provider.disconnect()
     if (online() && !stopped) {
       state.switching = true

@@ -147,7 +147,10 @@ async function main () {
   })
   $('retry').addEventListener('click', () => {
     refusal.hidden = true
-    conn.reconnect()
+    // The editor's undo history holds removed text (for redo), and a resync would send it
+    // again: a reload rebuilds the doc from the copy kept here, without it.
+    if (local.available && local.allSaved()) window.location.reload()
+    else conn.reconnect()
   })
   $('sign-out').addEventListener('click', async () => {
     if (conn.state.acked < conn.state.local &&

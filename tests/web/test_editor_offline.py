@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,7 +64,7 @@ class Errors:
 
 
 @pytest.fixture
-def errors() -> AsyncIterator[Errors]:
+def errors() -> Iterator[Errors]:
     found = Errors()
     yield found
     assert not found.seen, "errors in the page:\n" + "\n".join(found.seen)
@@ -417,6 +417,36 @@ async def test_a_copied_link_opens_in_another_tab_and_sign_out_forgets_everythin
     await expect(page.locator("[data-role=message]")).to_contain_text("No sign-in token")
     assert await page.evaluate(names) == []
     assert await page.evaluate("localStorage.getItem('draftsync.token')") is None
+
+
+async def test_another_person_on_the_same_browser_never_sees_the_copy_kept_here(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    draft = new_draft()
+    await share(server, draft, "mia", "ned")
+    context, page = await new_person(chromium, errors)
+    await page.goto(editor_url(server, draft, "mia"))
+    await wait_status(page, "synced")
+    await context.set_offline(True)
+    await text_field(page, "title").click()
+    await page.keyboard.type("MIA-UNSENT")
+    await wait_saved_here(page)
+    await page.close()  # mia's change is only in this browser
+    await context.set_offline(False)
+
+    ned = errors.watch(await context.new_page())
+    await ned.goto(editor_url(server, draft, "ned"))
+    await wait_status(ned, "synced")
+    await expect(ned.locator("[data-role=user]")).to_have_text("ned")
+    await expect(ned.locator("[data-role=title]")).to_have_text("Untitled draft")
+    assert await ned.evaluate("window.draftsync.doc.getText('title').toString()") == ""
+    await ned.screenshot(path=artifact("other-person-same-browser.png"))
+    assert await server_text(server, draft, "ned", "title") == ""
+
+    await ned.goto(editor_url(server, draft, "mia"))  # mia again: her copy, sent now
+    await wait_status(ned, "synced")
+    await expect_field_text(ned, "title", "MIA-UNSENT")
+    assert await server_text(server, draft, "ned", "title") == "MIA-UNSENT"
 
 
 async def test_leaving_asks_first_when_changes_are_neither_on_the_server_nor_saved_here(

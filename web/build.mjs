@@ -2,7 +2,8 @@
 //
 //   src/drafts.js  -> dist/drafts.js   the draft list at GET /
 //   src/editor.js  -> dist/editor.js   the editor at GET /d/{draft_id}
-//   public/*       -> dist/*           the two HTML pages and the stylesheet, copied as they are
+//   public/*       -> dist/*           the two HTML pages, the stylesheet and the service worker
+//                                      (sw.js, served at /sw.js), copied as they are
 //
 // One yjs instance per bundle (npm dedupes it; esbuild bundles each entry on its own).
 import { build } from 'esbuild'

@@ -3,15 +3,20 @@
     GET /                 the user's drafts (web/dist/index.html; the page calls /api/drafts)
     GET /d/{draft_id}     the editor of one draft (web/dist/editor.html)
     GET /static/{file}    the bundle `web/build.mjs` writes to web/dist/ (`make web`)
-    GET /api/schema       the draft schema as JSON, for the form (Authorization: Bearer TOKEN)
+    GET /sw.js            the service worker that keeps the pages, the bundle and the schema
+                          for offline use (web/public/sw.js; served from / for its scope)
+    GET /api/schema       the draft schema as JSON, for the form (Authorization: Bearer TOKEN),
+                          with the server's limits the page checks before sending a change
 
 Mounted under a prefix (a host application's `Mount("/collab", ...)`, or uvicorn's
 `--root-path`), the pages are sent with their links under the request's `root_path` and that
 root in `<meta name="draftsync-root">`, which the scripts prefix to every path they build
-(web/src/root.js): the bundle is the same, wherever it is mounted.
+(web/src/root.js): the bundle is the same, wherever it is mounted. The service worker takes its
+root from its own address (`/collab/sw.js`).
 
-The pages take the token from `?token=` (what `draftsync serve` prints) and keep it in the tab's
-sessionStorage; nothing here needs it but `/api/schema`. Pages are sent with `no-referrer`, so
+The pages take the token from `?token=` (what `draftsync serve` prints) and keep it in this
+origin's localStorage, so that a link copied from the address bar opens in another tab; nothing
+here needs it but `/api/schema`. Pages are sent with `no-referrer`, so
 that a token in the address bar never travels in a Referer header, and with a CSP that allows
 only this origin's scripts and WebSockets. Without a built bundle the pages answer 503 saying
 how to build it.
@@ -43,7 +48,15 @@ from server.http.common import bearer_token
 if TYPE_CHECKING:
     from server.service import Service
 
-__all__ = ["WEB_DIST", "drafts_page", "editor_page", "routes", "schema_endpoint", "schema_json"]
+__all__ = [
+    "WEB_DIST",
+    "drafts_page",
+    "editor_page",
+    "routes",
+    "schema_endpoint",
+    "schema_json",
+    "service_worker",
+]
 
 WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
 
@@ -102,7 +115,19 @@ async def schema_endpoint(request: Request) -> Response:
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return JSONResponse(schema_json(service.settings.schema))
+    # The page refuses a change bigger than the server takes (1009) before sending it.
+    limits = {"maxMessageBytes": service.settings.max_message_bytes}
+    return JSONResponse({**schema_json(service.settings.schema), "limits": limits})
+
+
+async def service_worker(request: Request) -> Response:
+    """The service worker, at the root so that its scope covers `/` and `/d/...`; never cached
+    by HTTP (the browser checks it for updates on each visit)."""
+    path = WEB_DIST / "sw.js"
+    if not path.is_file():
+        return PlainTextResponse(_NOT_BUILT, status_code=503)
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    return FileResponse(path, media_type="text/javascript; charset=utf-8", headers=headers)
 
 
 def schema_json(schema: Schema) -> dict[str, Any]:
@@ -148,5 +173,6 @@ routes: list[BaseRoute] = [
     Route("/", drafts_page),
     Route("/d/{draft_id}", editor_page),
     Route("/api/schema", schema_endpoint),
+    Route("/sw.js", service_worker),
     Mount("/static", app=_Bundle(), name="static"),
 ]

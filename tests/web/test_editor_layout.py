@@ -103,7 +103,7 @@ async def test_the_form_is_labelled_and_keyboard_operable(
     order: list[str] = []
     await page.locator("body").focus()
     for _ in range(30):
-        if len(order) == 13:
+        if len(order) == 14:
             break
         await page.keyboard.press("Tab")
         where = await page.evaluate(
@@ -116,6 +116,7 @@ async def test_the_form_is_labelled_and_keyboard_operable(
     assert order == [
         "skip",
         "home",
+        "sign-out",
         "open-conflicts",
         "open-history",
         "title",
@@ -170,10 +171,10 @@ async def test_the_drafts_page_lists_creates_and_opens_drafts_with_the_token(
     assert created.status_code == 201
     page = await open_page(f"{server.http_url}/?token={token}")
     await expect(page.locator("[data-role=user]")).to_have_text("Signed in as jo")
-    assert "token" not in page.url  # kept in sessionStorage, out of the address bar
+    assert "token" not in page.url  # kept in localStorage, out of the address bar
     link = page.locator(f"[data-draft={draft}] a")
     await expect(link.locator(".draft-title")).to_have_text("Listed")
-    assert await link.get_attribute("href") == f"/d/{draft}?token={token}"
+    assert await link.get_attribute("href") == f"/d/{draft}"  # the token stays in this browser
 
     await page.get_by_label("Title", exact=True).fill("Made in the browser")
     await page.get_by_role("button", name="Create draft").click()

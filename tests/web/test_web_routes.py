@@ -25,6 +25,11 @@ async def test_pages_and_bundle_are_served_with_a_strict_policy(server: ServerPr
         assert "javascript" in bundle.headers["content-type"]
         assert (await client.get("/static/style.css")).status_code == 200
         assert (await client.get("/d/not%20an%20id")).status_code == 404
+        worker = await client.get("/sw.js")  # at the root: its scope covers / and /d/...
+        assert worker.status_code == 200
+        assert "javascript" in worker.headers["content-type"]
+        assert worker.headers["cache-control"] == "no-cache"
+        assert (await client.post("/sw.js")).status_code == 405
         assert (await client.get("/static/../server/http/pages.py")).status_code == 404
 
 
@@ -38,7 +43,10 @@ async def test_the_schema_endpoint_needs_a_token_and_lists_the_fields(
         headers = {"Authorization": f"Bearer {server.token('alice')}"}
         answer = await client.get("/api/schema", headers=headers)
     assert answer.status_code == 200
-    assert answer.json() == schema_json(DEFAULT_SCHEMA)
+    assert answer.json() == {
+        **schema_json(DEFAULT_SCHEMA),
+        "limits": {"maxMessageBytes": 16 * 1024 * 1024},  # what the page refuses beyond
+    }
     fields = {f["name"]: f for f in answer.json()["fields"]}
     assert list(fields) == list(DEFAULT_SCHEMA.fields)
     assert fields["status"]["transitions"]["DRAFT"] == ["IN_REVIEW", "ARCHIVED"]

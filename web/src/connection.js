@@ -6,42 +6,62 @@
 // (design.md, "Write acknowledgement"). The same echo, every HEARTBEAT_MS, keeps y-websocket's
 // 30 s no-message watchdog from dropping a lone editor's idle connection.
 //
-// Status, most important first: error (the server refused us: 4400/4401/4403/4404), offline,
+// Status, most important first: error (the server refused us: 1009, 4400/4401/4403/4404; the
+// page does not reconnect by itself, local work stays in this browser), offline (the browser
+// says so, or the socket is closed: said at once, the page does not wait for a timeout),
 // syncing (local changes not acknowledged yet, or the first sync running), conflict (open
-// conflicts in the `conflicts` map), synced.
+// conflicts in the `conflicts` map), synced. Offline and syncing say "saved in this browser"
+// only when IndexedDB holds every change (`local.allSaved()`, local.js).
 import { WebsocketProvider, messageAuth, messageSync } from 'y-websocket'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import { ROOT } from './root.js'
+import * as Y from 'yjs'
 
 export const MESSAGE_WRITE_ACK = 102
 const HEARTBEAT_MS = 10000
+const EMPTY_UPDATE = new Uint8Array([0, 0]) // no structs, no deletions
 
+// Closes after which reconnecting would only be refused again: the page stops and says why.
+// (4408 "too slow" and 1011/1013/1001 reconnect: y-websocket's default would stop on 4408.)
 const CLOSE_REASONS = {
+  1009: 'Change too large: the server refused a change bigger than it accepts.',
   4400: 'The server refused a malformed message.',
   4401: 'Your sign-in token is missing, invalid or expired.',
   4403: 'You have no access to this draft.',
   4404: 'This draft does not exist (or was deleted).'
 }
 
-export function connect ({ doc, draftId, token }) {
+const REFUSALS_IN_A_ROW = 3
+const ERROR_LABELS = { 1009: 'Change too large', 4401: 'Sign-in expired', 4403: 'No access', 4404: 'Not found' }
+
+export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinity }) {
   const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws'
+  let socketToken = token // the token of the socket being opened or open
   const provider = new WebsocketProvider(`${scheme}://${window.location.host}${ROOT}/ws`, draftId, doc, {
     params: { token },
     connect: false,
-    disableBc: true // another tab's copy is not the server's: only the server's echo counts
+    disableBc: true, // another tab's copy is not the server's: only the server's echo counts
+    // a 4401 for a token we have replaced meanwhile (renewed) is not the end: reconnect
+    shouldReconnect: (event) => !(event.code in CLOSE_REASONS) ||
+      (event.code === 4401 && provider.params.token !== socketToken)
   })
   const state = {
     everConnected: false,
+    failed: false, // a connection attempt failed or a socket closed since the last sync
     handshaken: false, // our answer to the server's sync step 1 went out on this socket
-    local: 0, // local updates so far
+    local: local && local.loaded ? 1 : 0, // local updates so far (the stored copy counts as one)
     sent: 0, // the highest `local` put on the current socket
     acked: 0, // the highest `local` the server acknowledged
     error: null,
-    readOnly: false
+    readOnly: false,
+    switching: false, // reconnecting on purpose (a new token): not "offline"
+    refusals: 0 // sockets in a row closed by the server before acknowledging what we sent
   }
+  let stopped = false
   const listeners = new Set()
   const notify = () => { for (const listener of listeners) listener() }
+  const online = () => navigator.onLine !== false
 
   let ackTimer = null
   const sendAck = () => {
@@ -56,10 +76,49 @@ export function connect ({ doc, draftId, token }) {
   // after the current task, so that the update (or our sync step 2) is on the wire first
   const scheduleAck = () => { if (ackTimer === null) ackTimer = setTimeout(sendAck, 0) }
 
+  // Local updates not yet acknowledged, in order (the stored copy first): what the server may
+  // lack. Sent one by one when, all together, they exceed the server's message limit.
+  let unacked = local && local.loaded ? [{ seq: 1, update: Y.encodeStateAsUpdate(doc) }] : []
+
   const syncHandler = provider.messageHandlers[messageSync]
   provider.messageHandlers[messageSync] = (encoder, decoder, ...rest) => {
     syncHandler(encoder, decoder, ...rest)
-    if (encoding.length(encoder) > 1) {
+    const size = encoding.length(encoder)
+    if (size > maxMessageBytes) {
+      // What the server lacks (changes made offline) is more than it takes in one message: it
+      // would close with 1009, and every reconnect would send it again. Answer with an empty
+      // step 2 and send the unacknowledged updates in several messages, merged as far as they
+      // fit (each was checked against the limit when it was made: limits.js); if one alone
+      // does not fit (a large stored copy), send nothing and say so.
+      encoder.bufs.length = 0
+      encoder.cpos = 0
+      const ws = provider.ws
+      if (unacked.every(({ update }) => update.length + 16 <= maxMessageBytes)) {
+        encoding.writeVarUint(encoder, messageSync)
+        encoding.writeVarUint(encoder, 1) // sync step 2
+        encoding.writeVarUint8Array(encoder, EMPTY_UPDATE)
+        ws.send(encoding.toUint8Array(encoder))
+        encoder.bufs.length = 0
+        encoder.cpos = 0
+        for (const update of batches(unacked.map((entry) => entry.update), maxMessageBytes - 64)) {
+          const message = encoding.createEncoder()
+          encoding.writeVarUint(message, messageSync)
+          encoding.writeVarUint(message, 2) // update
+          encoding.writeVarUint8Array(message, update)
+          ws.send(encoding.toUint8Array(message))
+        }
+      } else {
+        state.error = {
+          code: 1009,
+          message: `Change too large: the changes not yet on the server add up to ${(size / 1048576).toFixed(1)} MB, more than the server takes at once. Nothing was sent.`,
+          reason: ''
+        }
+        provider.disconnect()
+        notify()
+        return
+      }
+    }
+    if (size > 1) {
       // we answer the server's step 1 with our step 2: everything it lacks, offline edits too
       state.handshaken = true
       state.sent = state.local
@@ -72,6 +131,8 @@ export function connect ({ doc, draftId, token }) {
     const seq = decoding.readVarUint(decoding.createDecoder(payload))
     if (seq > state.acked) {
       state.acked = seq
+      state.refusals = 0
+      unacked = unacked.filter((entry) => entry.seq > seq)
       notify()
     }
   }
@@ -84,18 +145,45 @@ export function connect ({ doc, draftId, token }) {
     }
   }
 
-  doc.on('update', (_update, origin) => {
+  doc.on('update', (update, origin) => {
     if (origin === provider) return
     state.local += 1
+    unacked.push({ seq: state.local, update })
     if (provider.wsconnected && state.handshaken) state.sent = state.local // y-websocket sent it
     scheduleAck()
     notify()
   })
   provider.on('status', ({ status }) => {
+    if (status === 'connecting') {
+      socketToken = provider.params.token
+      state.handshaken = false // per socket: refusals count only sockets we sent on
+    }
     if (status === 'connected') {
       state.everConnected = true
+      state.failed = false
+      state.switching = false
       state.handshaken = false
       state.sent = state.acked // what the last socket sent but never acknowledged is resent
+    }
+    notify()
+  })
+  // A server that takes the socket and then drops it each time our changes arrive is refusing
+  // them (a 1009 the browser reports as 1006, a server that does not announce its limit, a
+  // change it fails on): after REFUSALS_IN_A_ROW such closes the page stops retrying and says
+  // so, instead of resending for ever. An outage (no socket opens) is retried as before.
+  provider.on('connection-close', (event) => {
+    state.failed = true
+    state.switching = false
+    if (event && state.handshaken && state.acked < state.sent && !(event.code in CLOSE_REASONS)) {
+      state.refusals += 1
+      if (state.refusals >= REFUSALS_IN_A_ROW && !state.error) {
+        state.error = {
+          code: 1009,
+          message: `Change too large, or refused: the server closed the connection ${REFUSALS_IN_A_ROW} times in a row while receiving your changes (last code ${event.code}).`,
+          reason: ''
+        }
+        provider.shouldConnect = false // the reconnect y-websocket scheduled does nothing
+      }
     }
     notify()
   })
@@ -104,25 +192,58 @@ export function connect ({ doc, draftId, token }) {
     state.error = { code, message: CLOSE_REASONS[code] || `The server closed the connection (${code}).`, reason }
     notify()
   })
+  if (local) local.onSaved(notify)
   const heartbeat = setInterval(sendAck, HEARTBEAT_MS)
-  window.addEventListener('online', notify)
-  window.addEventListener('offline', notify)
+  // The browser knows first: close the socket at once rather than wait ~30 s for the
+  // watchdog, and open a new one as soon as the browser is back online.
+  const wentOffline = () => { provider.disconnect(); notify() }
+  const cameOnline = () => { if (!state.error && !stopped) provider.connect(); notify() }
+  window.addEventListener('offline', wentOffline)
+  window.addEventListener('online', cameOnline)
+
+  const unsent = () => state.acked < state.local
+  const savedHere = () => Boolean(local && local.available && local.allSaved())
+  const keptNote = () => {
+    if (!unsent()) return ''
+    if (savedHere()) return 'Your changes are saved in this browser and sent when the connection is back.'
+    if (local && local.available) return 'Saving your changes in this browser…'
+    return 'Your changes are not saved anywhere yet: keep this page open until they are sent.'
+  }
 
   const status = (openConflicts = 0) => {
-    if (state.error) return { name: 'error', label: 'Error', detail: state.error.message }
-    if (!provider.wsconnected) {
-      return state.everConnected
-        ? { name: 'offline', label: 'Offline', detail: 'Changes are kept here and sent when the connection is back.' }
-        : { name: 'syncing', label: 'Connecting…', detail: 'Connecting to the server.' }
+    const suffix = unsent() && savedHere() ? ' · saved in this browser' : ''
+    if (state.error) {
+      const detail = [state.error.message, keptNote()].filter(Boolean).join(' ')
+      return { name: 'error', label: ERROR_LABELS[state.error.code] || 'Error', detail, saved: savedHere() }
     }
-    if (!provider.synced || !state.handshaken || state.acked < state.local) {
-      return { name: 'syncing', label: 'Syncing…', detail: 'Sending changes to the server.' }
+    if (!online() || (!provider.wsconnected && !state.switching && (state.everConnected || state.failed))) {
+      const detail = unsent() ? keptNote() : 'Everything is saved on the server. Changes you make now are kept in this browser and sent when the connection is back.'
+      return { name: 'offline', label: `Offline${suffix}`, detail, saved: savedHere() }
+    }
+    if (!provider.wsconnected) {
+      return { name: 'syncing', label: `Connecting…${suffix}`, detail: 'Connecting to the server.', saved: savedHere() }
+    }
+    if (!provider.synced || !state.handshaken || unsent()) {
+      return { name: 'syncing', label: `Syncing…${suffix}`, detail: 'Sending changes to the server.', saved: savedHere() }
     }
     if (openConflicts > 0) {
       const s = openConflicts === 1 ? '' : 's'
-      return { name: 'conflict', label: 'Conflict', detail: `${openConflicts} open conflict${s} to resolve.` }
+      return { name: 'conflict', label: 'Conflict', detail: `${openConflicts} open conflict${s} to resolve.`, saved: savedHere() }
     }
-    return { name: 'synced', label: 'Synced', detail: 'All changes are saved on the server.' }
+    return { name: 'synced', label: 'Synced', detail: 'All changes are saved on the server.', saved: savedHere() }
+  }
+
+  /** Connect again, with `token` if given (a renewed or pasted one), after an error too. */
+  const reconnect = (newToken) => {
+    if (newToken) provider.params = { ...provider.params, token: newToken }
+    state.error = null
+    state.refusals = 0
+    if (provider.ws) provider.disconnect()
+    if (online() && !stopped) {
+      state.switching = true
+      provider.connect()
+    }
+    notify()
   }
 
   return {
@@ -130,8 +251,36 @@ export function connect ({ doc, draftId, token }) {
     awareness: provider.awareness,
     state,
     status,
+    /** Changes made here that neither the server nor IndexedDB holds yet. */
+    atRisk: () => unsent() && !savedHere(),
     onChange: (listener) => listeners.add(listener),
-    start: () => provider.connect(),
-    destroy: () => { clearInterval(heartbeat); provider.destroy() }
+    start: () => { if (online()) provider.connect(); notify() },
+    reconnect,
+    stop: () => { stopped = true; provider.disconnect(); notify() },
+    destroy: () => {
+      stopped = true
+      clearInterval(heartbeat)
+      window.removeEventListener('offline', wentOffline)
+      window.removeEventListener('online', cameOnline)
+      provider.destroy()
+    }
   }
+}
+
+/** Consecutive updates merged into as few as fit `limit` bytes each (Y.mergeUpdates). */
+function batches (updates, limit) {
+  const out = []
+  let batch = []
+  let size = 0
+  for (const update of updates) {
+    if (batch.length && size + update.length > limit) {
+      out.push(batch.length === 1 ? batch[0] : Y.mergeUpdates(batch))
+      batch = []
+      size = 0
+    }
+    batch.push(update)
+    size += update.length
+  }
+  if (batch.length) out.push(batch.length === 1 ? batch[0] : Y.mergeUpdates(batch))
+  return out
 }

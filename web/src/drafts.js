@@ -1,24 +1,39 @@
 // GET /: the drafts the caller can reach (GET /api/drafts), a form that creates one
-// (POST /api/drafts {title}) and one that opens a draft by id. Links carry the token.
-import { takeToken, userOf, withToken } from './session.js'
+// (POST /api/drafts {title}) and one that opens a draft by id. Drafts kept in this browser
+// (local.js) are marked "available offline"; when the server cannot be reached, they are the
+// list. The token is kept per origin (session.js): links carry none. "Sign out" forgets the
+// token and every copy kept here for this user.
+import { forgetToken, pagePath, takeToken, userOf } from './session.js'
 import { api, explain } from './api.js'
 import { h, clear, when } from './dom.js'
+import { forgetLocal, localDrafts } from './local.js'
+import { registerServiceWorker } from './offline.js'
 
 const $ = (role) => document.querySelector(`[data-role=${role}]`)
 const DRAFT_ID = /^[A-Za-z0-9_-]{1,128}$/
 const DETAILS_AT_ONCE = 50
 
 function main () {
+  registerServiceWorker()
   const token = takeToken()
   const client = api(token)
-  const open = (id) => { window.location.href = withToken(`/d/${encodeURIComponent(id)}`, token) }
+  const open = (id) => { window.location.href = pagePath(`/d/${encodeURIComponent(id)}`) }
   const say = (text) => { $('message').textContent = text }
   if (!token) {
     say('No sign-in token: open the link that `draftsync serve` printed (…/?token=…).')
     $('list').replaceChildren(h('li', { class: 'empty' }, 'Sign in to see your drafts.'))
     return
   }
-  $('user').textContent = `Signed in as ${userOf(token) || 'unknown user'}`
+  const user = userOf(token) || 'unknown user'
+  $('user').textContent = `Signed in as ${user}`
+  $('sign-out').hidden = false
+  $('sign-out').addEventListener('click', async () => {
+    const unsent = localDrafts(user).filter((d) => d.pending).length
+    if (unsent && !window.confirm(`${unsent} draft(s) have changes not yet on the server; signing out deletes them from this browser. Sign out?`)) return
+    forgetToken()
+    await forgetLocal(user)
+    window.location.href = pagePath('/')
+  })
 
   $('create').addEventListener('submit', async (event) => {
     event.preventDefault()
@@ -40,14 +55,28 @@ function main () {
     if (DRAFT_ID.test(id)) return open(id)
     say('A draft id is 1 to 128 letters, digits, "-" or "_".')
   })
-  listDrafts(client, token)
+  listDrafts(client, user)
 }
 
-async function listDrafts (client, token) {
+function offlineNote (kept) {
+  if (!kept) return null
+  return h('span', { class: 'offline-note' }, kept.pending ? ' · available offline · changes not sent yet' : ' · available offline')
+}
+
+async function listDrafts (client, user) {
   const list = $('list')
+  const kept = new Map(localDrafts(user).map((d) => [d.id, d]))
   const answer = await client.get('/api/drafts?limit=100')
   if (!answer.ok) {
-    clear(list).append(h('li', { class: 'empty' }, `${explain(answer, 'The list of drafts')} Open a draft by its id or create one.`))
+    const why = navigator.onLine === false ? 'You are offline.' : explain(answer, 'The list of drafts')
+    clear(list).append(h('li', { class: 'empty' }, `${why} Open a draft by its id or create one.`))
+    if (kept.size) list.append(h('li', { class: 'empty' }, 'Kept in this browser, available offline:'))
+    for (const draft of kept.values()) {
+      list.append(h('li', { class: 'draft', dataset: { draft: draft.id, offline: 'yes' } },
+        h('a', { href: pagePath(`/d/${encodeURIComponent(draft.id)}`) },
+          h('span', { class: 'draft-title' }, draft.title || draft.id),
+          h('span', { class: 'draft-meta' }, `saved here ${when(draft.at)}`, offlineNote(draft)))))
+    }
     return
   }
   const items = answer.body.items || []
@@ -56,9 +85,10 @@ async function listDrafts (client, token) {
   for (const item of items) {
     const title = h('span', { class: 'draft-title' }, item.title || item.id)
     const meta = h('span', { class: 'draft-meta' },
-      `${item.role || ''}${item.role ? ' · ' : ''}v${item.version ?? 0} · ${when(item.lastModified || item.createdAt)}`)
-    const row = h('li', { class: 'draft', dataset: { draft: item.id } },
-      h('a', { href: withToken(`/d/${encodeURIComponent(item.id)}`, token) }, title, meta))
+      `${item.role || ''}${item.role ? ' · ' : ''}v${item.version ?? 0} · ${when(item.lastModified || item.createdAt)}`,
+      offlineNote(kept.get(item.id)))
+    const row = h('li', { class: 'draft', dataset: { draft: item.id, offline: kept.has(item.id) ? 'yes' : 'no' } },
+      h('a', { href: pagePath(`/d/${encodeURIComponent(item.id)}`) }, title, meta))
     list.append(row)
   }
   if (answer.body.next) list.append(h('li', { class: 'empty' }, 'Only the first 100 drafts are listed.'))

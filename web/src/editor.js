@@ -1,28 +1,41 @@
 // GET /d/{draft_id}: the draft form, live. Wires the parts together; each lives in its module.
+//
+// Order matters for "never lose work": the copy kept in this browser (local.js) is loaded into
+// the doc before the socket connects, so the first sync sends the server whatever was typed
+// offline; the token is renewed before it expires (tokens.js); a change the server would
+// refuse for its size is refused here first (limits.js).
 import * as Y from 'yjs'
-import { takeToken, userOf, withToken } from './session.js'
+import { forgetToken, onTokenChange, storedToken, storeToken, takeToken, tokenFromInput, userOf } from './session.js'
 import { api, explain } from './api.js'
 import { connect } from './connection.js'
+import { forgetLocal, keepLocally } from './local.js'
+import { keepTokenFresh } from './tokens.js'
+import { megabytes, sizeGuard } from './limits.js'
+import { watchOverrides } from './overrides.js'
+import { registerServiceWorker, whenControlled } from './offline.js'
 import { announce, showPresence } from './presence.js'
 import { buildForm } from './form.js'
 import { showProgress } from './progress.js'
 import { conflictsDialog, openConflicts } from './conflicts.js'
 import { historyDialog } from './history.js'
 import { ROOT } from './root.js'
+import { labelOf } from './dom.js'
 
 const $ = (role) => document.querySelector(`[data-role=${role}]`)
 
 async function main () {
-  const token = takeToken()
+  registerServiceWorker()
+  let token = takeToken()
   const draftId = decodeURIComponent(window.location.pathname.slice(ROOT.length).replace(/^\/d\//, ''))
-  $('home').href = withToken('/', token)
+  $('home').href = `${ROOT}/`
   const banner = (text) => {
     $('banner').textContent = text
     $('banner').hidden = !text
   }
-  const showStatus = ({ name, label, detail }) => {
+  const showStatus = ({ name, label, detail, saved }) => {
     const status = $('status')
     status.dataset.status = name
+    status.dataset.saved = saved ? 'browser' : 'no'
     status.title = detail
     $('status-label').textContent = label
     $('status-detail').textContent = detail
@@ -32,27 +45,52 @@ async function main () {
     banner('No sign-in token: open the link that `draftsync serve` printed (…/?token=…).')
     return
   }
-  const client = api(token)
+  const user = userOf(token) || 'anonymous'
+  $('user').textContent = user
+  // every call uses the current token (renewed, pasted, or from another tab)
+  const client = {
+    get: (path) => api(token).get(path),
+    post: (path, body) => api(token).post(path, body)
+  }
+  const relink = $('relink')
   const schemaAnswer = await client.get('/api/schema')
   if (!schemaAnswer.ok) {
     showStatus({ name: 'error', label: 'Error', detail: explain(schemaAnswer, 'Loading the form') })
-    banner(explain(schemaAnswer, 'Loading the form'))
+    banner(`${explain(schemaAnswer, 'Loading the form')} Work kept in this browser is not lost: open a new link to this draft to go on.`)
+    relink.hidden = false
+    relink.addEventListener('submit', (event) => {
+      event.preventDefault()
+      const fresh = tokenFromInput($('relink-input').value)
+      if (fresh) window.location.href = `${ROOT}/d/${encodeURIComponent(draftId)}?token=${encodeURIComponent(fresh)}`
+    })
     return
   }
   const schema = schemaAnswer.body
+  whenControlled(() => client.get('/api/schema')) // for the worker to keep, for offline reloads
   const doc = new Y.Doc()
-  const conn = connect({ doc, draftId, token })
-  const user = userOf(token) || 'anonymous'
+  const local = await keepLocally({ doc, user, draftId })
+  const limits = schema.limits || {}
+  const conn = connect({ doc, draftId, token, local, maxMessageBytes: limits.maxMessageBytes })
   announce(conn.awareness, user)
   showPresence(conn.awareness, $('people'))
+
+  const refusal = $('refusal')
+  const guard = sizeGuard({
+    maxMessageBytes: limits.maxMessageBytes,
+    onRefused: ({ field, bytes, limit }) => {
+      refusal.textContent = `Change too large: ${megabytes(bytes)} for ${labelOf(field)}, and the server takes at most ${megabytes(limit)} at once. Nothing was sent; the rest of your work is kept.`
+      refusal.hidden = false
+    }
+  })
 
   const conflictsMap = doc.getMap('conflicts')
   const canWrite = () => !conn.state.readOnly && !conn.state.error
   const conflicts = conflictsDialog({ dialog: $('conflicts'), conflictsMap, client, draftId, canResolve: canWrite })
   const history = historyDialog({ dialog: $('history'), client, draftId, canWrite })
-  const form = buildForm({ schema, doc, awareness: conn.awareness, container: $('form'), onConflict: conflicts.open })
+  const form = buildForm({ schema, doc, awareness: conn.awareness, container: $('form'), onConflict: conflicts.open, guard })
   $('form').addEventListener('submit', (event) => event.preventDefault())
   showProgress({ doc, schema, bar: $('progress'), text: $('progress-text') })
+  await watchOverrides({ doc, schema, conn, client: () => client, draftId, me: user, list: $('notices'), local })
 
   const title = doc.getText('title')
   const showTitle = () => {
@@ -63,21 +101,121 @@ async function main () {
   title.observe(showTitle)
   showTitle()
 
+  // tokens: renewed before expiry; a fresh one pasted here or stored by another tab is used at once
+  const useToken = (fresh) => {
+    token = fresh
+    // another person signed in on this browser meanwhile: their token stays the stored one
+    const stored = storedToken()
+    if (!stored || userOf(stored) === user) storeToken(fresh)
+    relink.hidden = true
+    renewal.reschedule()
+    conn.reconnect(fresh)
+  }
+  const tokenTrouble = (text) => {
+    banner(text)
+    relink.hidden = false
+  }
+  const renewal = keepTokenFresh({
+    getToken: () => token,
+    draftId,
+    onRenewed: useToken,
+    onExpired: () => tokenTrouble('Your sign-in has expired. Your work is kept in this browser: paste a new link (or token) below to send it.'),
+    onRevoked: () => tokenTrouble('You no longer have access to this draft. Your work is kept in this browser.')
+  })
+  onTokenChange((fresh) => {
+    if (fresh && fresh !== token && userOf(fresh) === user) useToken(fresh)
+    else if (!fresh) {
+      // signed out in another tab: stop, and let that tab delete the copy kept here
+      renewal.stop()
+      conn.stop()
+      local.destroy()
+      signedOutElsewhere = true
+      refresh()
+    }
+  })
+  relink.addEventListener('submit', (event) => {
+    event.preventDefault()
+    const input = $('relink-input')
+    const fresh = tokenFromInput(input.value)
+    input.value = ''
+    if (!fresh) return banner('That is not a draftsync link or token.')
+    if (userOf(fresh) !== user) {
+      // another person's link: their page, with their own copy
+      window.location.href = `${ROOT}/d/${encodeURIComponent(draftId)}?token=${encodeURIComponent(fresh)}`
+      return
+    }
+    banner('')
+    useToken(fresh)
+  })
+  $('retry').addEventListener('click', () => {
+    refusal.hidden = true
+    // The editor's undo history holds removed text (for redo), and a resync would send it
+    // again: a reload rebuilds the doc from the copy kept here, without it.
+    if (local.available && local.allSaved()) window.location.reload()
+    else conn.reconnect()
+  })
+  $('sign-out').addEventListener('click', async () => {
+    if (conn.state.acked < conn.state.local &&
+      !window.confirm('Some changes have not reached the server yet; signing out deletes them from this browser. Sign out?')) return
+    renewal.stop()
+    conn.destroy()
+    await local.destroy()
+    forgetToken()
+    await forgetLocal(user)
+    window.location.href = `${ROOT}/`
+  })
+
+  // leaving with changes that neither the server nor this browser holds: ask first
+  window.addEventListener('beforeunload', (event) => {
+    if (conn.atRisk()) {
+      event.preventDefault()
+      event.returnValue = ''
+    }
+  })
+
   let readOnlyShown = false
+  let readOnlyNow = false
+  let signedOutElsewhere = false
+  let everSynced = false
+  const setReadOnly = (value) => {
+    // only on a change: a refresh may run inside an editor's update (typing notifies)
+    if (value !== readOnlyNow) {
+      readOnlyNow = value
+      setTimeout(() => form.setReadOnly(readOnlyNow), 0)
+    }
+  }
   const refresh = () => {
     const open = openConflicts(conflictsMap)
     showStatus(conn.status(open.length))
     form.markConflicts(open)
     $('conflict-count').textContent = String(open.length)
     $('open-conflicts').classList.toggle('has-conflicts', open.length > 0)
-    if (conn.state.error) {
-      banner(`${conn.state.error.message}${conn.state.error.reason ? ` (${conn.state.error.reason})` : ''}`)
-      form.setReadOnly(true)
-    } else if (conn.state.readOnly && !readOnlyShown) {
+    const error = conn.state.error
+    $('retry').hidden = !(error && error.code === 1009)
+    if (signedOutElsewhere) {
+      banner('You signed out in another tab: this page is closed for editing.')
+      relink.hidden = true
+      setReadOnly(true)
+    } else if (error) {
+      const kept = local.available ? ' Your work is kept in this browser.' : ''
+      const what = error.code === 1009
+        ? ' Remove the large text, then press Retry.'
+        : error.code === 4401 ? ' Paste a new link (or token) below to send it.' : ''
+      banner(`${error.message}${error.reason ? ` (${error.reason})` : ''}${kept}${what}`)
+      relink.hidden = error.code !== 4401
+      // work may go on here where a new token or a smaller change lets it through
+      setReadOnly(![1009, 4401].includes(error.code))
+    } else if (conn.state.readOnly) {
+      if (!readOnlyShown) banner('You can read this draft but not change it.')
       readOnlyShown = true
-      banner('You can read this draft but not change it.')
-      form.setReadOnly(true)
+      setReadOnly(true)
+    } else {
+      if (relink.hidden) banner('')
+      setReadOnly(false)
     }
+    // listed as kept here once it holds something of the draft (not for a refused stranger)
+    everSynced = everSynced || conn.provider.synced || local.loaded
+    if (local.available && everSynced) local.remember(title.toString().trim(), conn.state.acked < conn.state.local)
   }
   conn.onChange(refresh)
   conflictsMap.observe(refresh)
@@ -89,7 +227,14 @@ async function main () {
   refresh()
   conn.start()
   // for the browser tests and the curious: the live doc, its provider and the status name
-  window.draftsync = { doc, provider: conn.provider, status: () => $('status').dataset.status }
+  window.draftsync = {
+    doc,
+    provider: conn.provider,
+    connection: conn.state,
+    local: () => ({ available: local.available, allSaved: local.allSaved() }),
+    token: () => token,
+    status: () => $('status').dataset.status
+  }
 }
 
 main().catch((error) => {

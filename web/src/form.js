@@ -10,7 +10,7 @@ import { bindValue, valueControl } from './values.js'
 import { tagsControl } from './tags.js'
 import { fragmentText } from './progress.js'
 
-export function buildForm ({ schema, doc, awareness, container, onConflict }) {
+export function buildForm ({ schema, doc, awareness, container, onConflict, guard }) {
   const fieldsMap = doc.getMap('fields')
   const renders = []
   const readOnlyToggles = []
@@ -33,7 +33,9 @@ export function buildForm ({ schema, doc, awareness, container, onConflict }) {
         awareness,
         labelId,
         multiline,
-        hint: multiline ? `Write the ${labelOf(field.name).toLowerCase()}…` : labelOf(field.name)
+        hint: multiline ? `Write the ${labelOf(field.name).toLowerCase()}…` : labelOf(field.name),
+        guard,
+        field: field.name
       })
       label.removeAttribute('for') // a contenteditable is not labelable: focus it by hand
       label.addEventListener('click', () => editor.view.focus())
@@ -49,7 +51,7 @@ export function buildForm ({ schema, doc, awareness, container, onConflict }) {
       block.append(view, h('p', { class: 'hint' }, 'Rich text: shown read-only here; edit it in a ProseMirror/Tiptap editor.'))
     } else if (field.kind === 'value') {
       const control = valueControl(field, id)
-      const render = bindValue(field, control, fieldsMap)
+      const render = bindValue(field, control, fieldsMap, guard)
       renders.push(render)
       block.append(control)
       readOnlyToggles.push((readOnly) => { control.disabled = readOnly })
@@ -59,7 +61,7 @@ export function buildForm ({ schema, doc, awareness, container, onConflict }) {
         badges.set(field.name, badge)
       }
     } else if (field.kind === 'list') {
-      const tags = tagsControl({ field, yarray: doc.getArray(field.name), id })
+      const tags = tagsControl({ field, yarray: doc.getArray(field.name), id, guard })
       block.append(tags.element)
       readOnlyToggles.push(tags.setReadOnly)
     }

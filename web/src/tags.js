@@ -3,13 +3,14 @@
 // not added again; the server removes duplicates that concurrent writers add.
 import { h, clear } from './dom.js'
 
-export function tagsControl ({ field, yarray, id }) {
+export function tagsControl ({ field, yarray, id, guard }) {
   const list = h('ul', { class: 'chips', 'aria-label': `${field.name}: items` })
   const input = h('input', { id, type: 'text', autocomplete: 'off', enterkeyhint: 'done', placeholder: 'Add a tag' })
   const add = h('button', { type: 'button', class: 'secondary', 'aria-label': `Add to ${field.name}` }, 'Add')
   const commit = () => {
     const value = input.value.trim()
     if (!value) return
+    if (guard && !guard.fits(field.name, value)) return
     if (field.rule !== 'union' || !yarray.toArray().includes(value)) yarray.push([value])
     input.value = ''
     input.focus()

@@ -22,7 +22,16 @@ const singleLine = [
   })
 ]
 
-export function textEditor ({ parent, ytext, awareness, labelId, multiline, hint }) {
+/** Refuse a typed, pasted or dropped change whose text the server would not take (limits.js):
+ * the change never enters the doc, so nothing is sent. */
+const sizeFilter = (guard, field) => EditorState.changeFilter.of((tr) => {
+  if (!guard || !tr.isUserEvent('input')) return true
+  let inserted = ''
+  tr.changes.iterChanges((_a, _b, _c, _d, text) => { inserted += text.toString() })
+  return guard.fits(field, inserted)
+})
+
+export function textEditor ({ parent, ytext, awareness, labelId, multiline, hint, guard, field }) {
   const undoManager = new Y.UndoManager(ytext)
   const editable = new Compartment()
   const view = new EditorView({
@@ -33,6 +42,7 @@ export function textEditor ({ parent, ytext, awareness, labelId, multiline, hint
         keymap.of([...yUndoManagerKeymap, ...defaultKeymap]),
         drawSelection(),
         multiline ? EditorView.lineWrapping : singleLine,
+        sizeFilter(guard, field),
         placeholder(hint),
         editable.of(EditorView.editable.of(true)),
         EditorView.contentAttributes.of({

@@ -36,7 +36,7 @@ function stateList (field) {
 }
 
 /** Bind `control` to `fields[field.name]`; returns render(), which shows the map's value. */
-export function bindValue (field, control, fieldsMap) {
+export function bindValue (field, control, fieldsMap, guard) {
   let typing = false
   // an unset key shows the schema's initial value: selected in a select (which must show
   // something), as the placeholder of an input (it is not the draft's value until written)
@@ -69,6 +69,7 @@ export function bindValue (field, control, fieldsMap) {
     typing = false
     const value = parse(field, control)
     if (value === undefined) return render() // not a value of this type: show what is stored
+    if (guard && typeof value === 'string' && !guard.fits(field.name, value)) return render()
     fieldsMap.doc.transact(() => {
       if (value === null) fieldsMap.delete(field.name)
       else if (fieldsMap.get(field.name) !== value) fieldsMap.set(field.name, value)

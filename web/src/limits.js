@@ -1,0 +1,28 @@
+// The server's message limit (`limits.maxMessageBytes` of GET /api/schema; a bigger WebSocket
+// message is closed with 1009). A change is one Yjs update in one message: the page refuses a
+// paste or a value that would not fit, before it enters the document, so nothing is sent and
+// the rest of the work goes on. The margin covers the message's framing and the update's
+// header (ids, lengths, the field's name).
+const MARGIN_BYTES = 4096
+const encoder = new TextEncoder()
+
+export function sizeGuard ({ maxMessageBytes, onRefused }) {
+  const limit = Number.isFinite(maxMessageBytes) && maxMessageBytes > MARGIN_BYTES
+    ? maxMessageBytes - MARGIN_BYTES
+    : Infinity
+  return {
+    limit,
+    /** Whether `text` may enter field `field`; if not, say so (onRefused) and answer false. */
+    fits: (field, text) => {
+      if (limit === Infinity || text.length * 3 <= limit) return true
+      const bytes = encoder.encode(text).length
+      if (bytes <= limit) return true
+      onRefused({ field, bytes, limit })
+      return false
+    }
+  }
+}
+
+export function megabytes (bytes) {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MB`
+}

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import logging
+import math
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 import uvicorn
 from starlette.applications import Starlette
@@ -28,7 +32,7 @@ from server.store.factory import is_postgres_url
 from server.supervisor import EXIT_SOFTWARE
 from server.sync import presence
 
-__all__ = ["DEFAULT_TTL", "main"]
+__all__ = ["DEFAULT_TTL", "OneLineParser", "main"]
 
 logger = logging.getLogger("draftsync")
 
@@ -83,11 +87,52 @@ def _safe_log_line(record: logging.LogRecord) -> bool:
     return True
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad argument is one line on stderr and exit status 2, for every command and
+    sub-command (argparse's own error prints the whole usage first, which for `serve` is
+    a screenful that hides the one line that matters)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _user_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # trace: uvicorn's
 
 
 def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
@@ -162,7 +207,7 @@ def _limits_from(args: argparse.Namespace) -> UpdateLimits:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="draftsync",
         description="Real-time collaboration server for drafts (Yjs / y-websocket compatible).",
     )
@@ -175,7 +220,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "/api, SQLite at DIR/draftsync.db. SIGTERM commits, flushes and closes with 1001.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (%(default)s)")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (%(default)s)")
     serve.add_argument(
         "--data", type=Path, default=Path("data"), help="data directory (%(default)s)"
     )
@@ -239,7 +284,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--room-grace",
-        type=float,
+        type=_seconds,
         default=5.0,
         metavar="SECONDS",
         help="unload a draft this long after its last client left (%(default)s)",
@@ -305,7 +350,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="redis://host:port: relay updates, awareness and access changes between "
         "instances that share one --store postgresql:// (env DRAFTSYNC_REDIS)",
     )
-    serve.add_argument("--log-level", default="info", help="logging level (%(default)s)")
+    serve.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=_LOG_LEVELS,
+        default="info",
+        help="logging level (%(default)s); no level logs a token or typed text",
+    )
 
     token = commands.add_parser(
         "token",
@@ -313,7 +364,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Print a signed token (JWT, HS256) for USER. The secret is DRAFTSYNC_SECRET "
         "or DIR/secret (created on first use), so serve and token must share DIR.",
     )
-    token.add_argument("user", metavar="USER", help="the user name the token stands for")
+    token.add_argument(
+        "user", type=_user_name, metavar="USER", help="the user name the token stands for"
+    )
     token.add_argument(
         "--ttl", type=_positive_int, default=DEFAULT_TTL, help="lifetime in seconds (%(default)s)"
     )
@@ -324,7 +377,7 @@ def _build_parser() -> argparse.ArgumentParser:
     # Everything after `bench` is the bench suite's own command line, its --help included.
     bench = commands.add_parser(
         "bench",
-        help="run the benchmark suite (same as python -m bench; see draftsync bench --help)",
+        help="run the benchmark suite (see draftsync bench --help)",
         add_help=False,
     )
     bench.add_argument("bench_argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -332,10 +385,49 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _bench(argv: Sequence[str]) -> int:
-    # Imported here: the suite pulls in matplotlib and tqdm, which serving never needs.
-    bench_main = importlib.import_module("bench.cli").main  # found at run time
+    # Imported here: the suite pulls in matplotlib and tqdm (the `draftsync[bench]` extra),
+    # which serving never needs.
+    try:
+        bench_main = importlib.import_module("bench.cli").main  # found at run time
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] in ("bench", "server", "crdt"):
+            raise
+        return _refuse(f"bench needs {error.name}: pip install 'draftsync[bench]'")
+    return int(bench_main(argv))
 
-    return bench_main(argv)
+
+def _refuse(message: str) -> int:
+    """A bad argument found after parsing: one line on stderr, exit status 2 (as argparse)."""
+    print(f"draftsync: {message}", file=sys.stderr)
+    return 2
+
+
+def _missing_extra(args: argparse.Namespace) -> str | None:
+    """Several instances need the `draftsync[cluster]` extra (asyncpg, redis): say so before
+    anything starts instead of an ImportError from deep inside the app."""
+    needs = [("--store", args.store, "asyncpg"), ("--redis", args.redis, "redis")]
+    for option, value, module in needs:
+        if value is not None and importlib.util.find_spec(module) is None:
+            return f"{option} needs {module}: pip install 'draftsync[cluster]'"
+    return None
+
+
+def _check_host(host: str, port: int) -> str | None:
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        return f"--host {host!r} is not an address to listen on ({error})"
+    return None
+
+
+def _secret_in(data: Path) -> str | int:
+    """The signing secret, or exit status 2 when --data cannot hold it (a file, no rights)."""
+    if data.exists() and not data.is_dir():
+        return _refuse(f"--data {str(data)!r} is not a directory")
+    try:
+        return load_secret(data)
+    except OSError as error:
+        return _refuse(f"--data {str(data)!r}: {error.strerror or error}")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -355,7 +447,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.redis is not None and args.store is None:
         print("draftsync: --redis needs a shared --store postgresql://...", file=sys.stderr)
         return 2
-    secret = load_secret(args.data)
+    problem = _missing_extra(args) or _check_host(args.host, args.port)
+    if problem is not None:
+        return _refuse(problem)
+    secret = _secret_in(args.data)
+    if isinstance(secret, int):
+        return secret
     settings = Settings(
         schema=schema,
         data_dir=args.data,
@@ -408,7 +505,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    signer = TokenSigner(load_secret(args.data))
+    secret = _secret_in(args.data)
+    if isinstance(secret, int):
+        return secret
+    signer = TokenSigner(secret)
     print(signer.issue(args.user, ttl_seconds=args.ttl, now=time.time()))
     return 0
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from typing import TYPE_CHECKING
 
 from crdt.content import fields_of
 from crdt.history import rebuild
 from server import metrics
 from server.auth import TokenSigner
-from server.cluster.fanout import Fanout
 from server.config import Settings
 from server.errors import CloseCode
 from server.store.api import Store
@@ -29,6 +29,9 @@ from server.sync.connection import Connection
 from server.sync.journal import JournalCloser
 from server.sync.metadata import MetadataTracker
 from server.sync.registry import DocBuilder, RoomRegistry
+
+if TYPE_CHECKING:
+    from server.cluster.fanout import Fanout
 
 __all__ = ["SHUTDOWN_FLUSH_SECONDS", "Service"]
 
@@ -75,7 +78,12 @@ class Service:
         self.shutting_down = False
         self._connections: set[Connection] = set()
         # Several instances on one draft (PostgreSQL store + Redis): server/cluster/fanout.py.
-        self.fanout = Fanout(settings.redis_url, self.rooms, store) if settings.redis_url else None
+        self.fanout: Fanout | None = None
+        if settings.redis_url:
+            # Imported here: redis and asyncpg are the `draftsync[cluster]` extra.
+            from server.cluster.fanout import Fanout
+
+            self.fanout = Fanout(settings.redis_url, self.rooms, store)
 
     def start(self) -> None:
         self.supervisor.start("group-commit", self.pipeline.run, on_crash=self.pipeline.crashed)

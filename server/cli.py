@@ -20,6 +20,7 @@ from typing import NoReturn
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.config import TRACE_LOG_LEVEL
 
 from crdt.errors import SchemaError
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
@@ -67,20 +68,63 @@ class _GracefulServer(uvicorn.Server):
         loop.call_soon_threadsafe(lambda: loop.create_task(drain()))
 
 
-_TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s\"']+")
-
-
+# What a log line must never show: a token wherever it travels (a query string, a header, a JWT
+# quoted in an error), a webhook secret; each is replaced by [redacted].
+_SECRETS = re.compile(
+    r"(?P<keep>token=|bearer\s+|(?:authorization|cookie|x-api-key)[\"']?\s*[:=]\s*[\"']?"
+    r"(?:(?:bearer|basic|token)\s+)?)"
+    r"[^&\s\"',;]+"
+    r"|eyJ[\w-]{2,}\.[\w-]{2,}\.[\w-]*"  # a JWT, wherever it is quoted
+    r"|whsec_[A-Za-z0-9+/=]+",
+    re.IGNORECASE,
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Debug records that carry what clients typed: websockets' frame and header dumps ("< BINARY 00
+# 02 ..."), logged through uvicorn's logger, and aiosqlite's, which repeat each query's parameters.
+_FRAME_DUMP = ("< ", "> ")
+_WEBSOCKETS_DIR = f"{os.sep}websockets{os.sep}"
+
+
+def _redact(text: str) -> str:
+    return _SECRETS.sub(lambda m: f"{m.group('keep') or ''}[redacted]", text)
+
+
+def _escape(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _carries_content(record: logging.LogRecord) -> bool:
+    if record.levelno > logging.DEBUG:
+        return False
+    if record.name == "aiosqlite":
+        return True
+    return (
+        _WEBSOCKETS_DIR in record.pathname
+        and isinstance(record.msg, str)
+        and record.msg.startswith(_FRAME_DUMP)
+    )
 
 
 def _safe_log_line(record: logging.LogRecord) -> bool:
-    """A logging filter on every handler: `token=...` becomes `token=[redacted]` (no token in
-    any log line), and control characters a client put in a value (a user name with a newline,
-    a draft id with a NUL) are escaped, so that one log record is one line nobody can forge."""
+    """A logging filter on every handler, so that no log line, at any level, shows a secret or
+    what a client typed: tokens (`token=...`, `Bearer ...`, any JWT) and webhook secrets become
+    `[redacted]`, in the message and in a traceback; debug dumps of frames and SQL parameters
+    are dropped; and control characters a client put in a value (a user name with a newline, a
+    draft id with a NUL) are escaped, so that one log record is one line nobody can forge."""
+    if _carries_content(record):
+        return False
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = _redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = _redact(record.stack_info)
+    if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+        # uvicorn's access formatter unpacks these five arguments: clean each in place
+        record.args = tuple(_redact(_escape(a)) if isinstance(a, str) else a for a in record.args)
+        return True
     message = record.getMessage()
-    safe = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", message)
-    if "token=" in safe:
-        safe = _TOKEN_IN_QUERY.sub(r"\1[redacted]", safe)
+    safe = _redact(_escape(message))
     if safe != message:
         record.msg = safe
         record.args = None
@@ -432,7 +476,7 @@ def _secret_in(data: Path) -> str | int:
 
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=TRACE_LOG_LEVEL if args.log_level == "trace" else args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
@@ -494,6 +538,8 @@ def _serve(args: argparse.Namespace) -> int:
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
         for handler in logging.getLogger(name).handlers:
             handler.addFilter(_safe_log_line)
+    # aiosqlite logs every query with its parameters (draft content) at debug: never wanted.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     server = _GracefulServer(config, app)
     user_token = TokenSigner(secret).issue("demo", ttl_seconds=DEFAULT_TTL, now=time.time())
     print(f"draftsync on http://{args.host}:{args.port}/?token={user_token}", flush=True)

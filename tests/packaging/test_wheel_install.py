@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.readme import readme_example
 from tests.support.server_process import REPO, free_port
 
 STEP_TIMEOUT = 240  # seconds for one pip step; the whole module takes ~25 s with a warm cache
@@ -94,7 +95,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> _Installed:
 
 
 @pytest.fixture(scope="module")
-def served(installed: _Installed) -> Iterator[str]:
+def served(installed: _Installed) -> Iterator[int]:
     port = free_port()
     log = installed.home / "serve.log"
     with log.open("wb") as out:
@@ -117,7 +118,7 @@ def served(installed: _Installed) -> Iterator[str]:
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        yield url
+        yield port
     finally:
         process.terminate()
         try:
@@ -140,8 +141,8 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(installed: _Install
     assert Path(where).is_relative_to(installed.venv), where
 
 
-def test_draftsync_serve_from_the_wheel_serves_the_editor(served: str) -> None:
-    with httpx.Client(base_url=served, timeout=10) as http:
+def test_draftsync_serve_from_the_wheel_serves_the_editor(served: int) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{served}", timeout=10) as http:
         for page, script in (("/", "/static/drafts.js"), ("/d/wheel-draft", "/static/editor.js")):
             answer = http.get(page)
             assert answer.status_code == 200, (page, answer.text)
@@ -189,3 +190,21 @@ def test_a_bad_argument_in_the_installed_command_is_one_line(installed: _Install
     done = installed.run("token", "")
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("draftsync token: error:"), done.stderr
+
+
+def test_the_readme_python_client_runs_on_the_wheel(installed: _Installed, served: int) -> None:
+    """README "Python clients", as written, with nothing but the wheel installed."""
+    token = installed.run("token", "importer", "--data", "data")
+    assert token.returncode == 0, token.stderr
+    done = subprocess.run(
+        [str(installed.venv / "bin" / "python"), "-c", readme_example("Python clients")],
+        cwd=installed.home,
+        env=installed.env(
+            DRAFTSYNC_URL=f"ws://127.0.0.1:{served}/ws", DRAFTSYNC_TOKEN=token.stdout.strip()
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "stored: Spring campaign (imported)\n", done.stdout

@@ -45,9 +45,9 @@ async def _session(server: ServerProcess) -> tuple[list[str], list[str]]:
     draft = f"logs-{uuid.uuid4().hex[:8]}"
     alice, bob = server.token("alice"), server.token("bob")
     forged = alice[:-6] + ("AAAAAA" if not alice.endswith("AAAAAA") else "BBBBBB")
-    text, value, hp_text, rejected, bad_body, created = (_marker(k) for k in "TVHRBC")
+    text, value, hp_text, rejected, bad_body, created, bad_start = (_marker(k) for k in "TVHRBCS")
     tokens = [alice, bob, forged]
-    markers = [text, value, hp_text, rejected, bad_body, created]
+    markers = [text, value, hp_text, rejected, bad_body, created, bad_start]
     url = server.http_url
     async with (
         httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {alice}"}) as as_alice,
@@ -101,6 +101,8 @@ async def _session(server: ServerProcess) -> tuple[list[str], list[str]]:
         assert (await refused.wait_closed())[0] == 4401
         bad = await as_alice.post("/api/drafts", json={"fields": {"current_step": bad_body}})
         assert bad.status_code in (400, 422), bad.text
+        bad = await as_alice.post("/api/drafts", json={"fields": {"status": bad_start}})
+        assert bad.status_code == 422 and bad_start in bad.text, bad.text  # told, not logged
         unparsable = await as_alice.post(
             "/api/drafts",
             content=f'{{"fields": {{"title": "{bad_body}"',

@@ -104,15 +104,19 @@ class DraftClient:
 
     async def durable(self) -> None:
         """Return once the server has committed (and relayed) every edit made before this call;
-        DraftClosed if the connection ends first (then the edits are not known to be stored:
-        reconnect with the same doc and call it again, the server stores duplicates once)."""
+        DraftClosed if the connection ends first. Then the edits are not known to be stored:
+        open a new client with `doc=` this one's doc (its sync sends the server whatever it
+        lacks; what it has is stored once) and call `durable()` there."""
         if self.closed is not None:
             raise self.closed
         nonce = os.urandom(8)
         waiter = self._acks[nonce] = asyncio.get_running_loop().create_future()
         self._outbox.put_nowait(bytes([WRITE_ACK, len(nonce)]) + nonce)
-        async with asyncio.timeout(self.timeout):
-            await waiter
+        try:
+            async with asyncio.timeout(self.timeout):
+                await waiter
+        finally:
+            self._acks.pop(nonce, None)
 
     async def close(self) -> None:
         """Close the socket after sending what is queued (not waiting for an ack)."""

@@ -63,10 +63,13 @@ async def test_durable_covers_every_earlier_edit_and_others_have_them(
         await eventually(arrived)
 
 
-async def test_durable_after_the_server_died_is_a_draft_closed(tmp_path: Path) -> None:
+async def test_durable_after_the_server_died_is_a_draft_closed_and_a_new_client_resends(
+    tmp_path: Path,
+) -> None:
     server = ServerProcess(tmp_path / "data").start()
+    draft, token = new_id(), server.token("alice")
     try:
-        client = DraftClient(server.ws_url, new_id(), server.token("alice"), timeout=10)
+        client = DraftClient(server.ws_url, draft, token, timeout=10)
         await client.connect()
         server.kill()
 
@@ -74,9 +77,18 @@ async def test_durable_after_the_server_died_is_a_draft_closed(tmp_path: Path) -
             return client.closed is not None
 
         await eventually(noticed)
-        client.doc.get("title", type=Text).insert(0, "lost")
+        client.doc.get("title", type=Text).insert(0, "written while the server was down")
         with pytest.raises(DraftClosed):
             await client.durable()
         await client.close()
+        server.start()
+        async with DraftClient(server.ws_url, draft, token, doc=client.doc, timeout=10) as again:
+            await again.durable()
+        server.restart()  # SIGKILL again: the acknowledged edit is on disk
+        reader = await connect_synced(server, draft, "alice")
+        try:
+            assert reader.text("title") == "written while the server was down"
+        finally:
+            await reader.disconnect()
     finally:
         server.stop()

@@ -418,6 +418,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=Path("data"), help="data directory (%(default)s)"
     )
 
+    serve.set_defaults(command_parser=serve)
+    token.set_defaults(command_parser=token)
     # Everything after `bench` is the bench suite's own command line, its --help included.
     bench = commands.add_parser(
         "bench",
@@ -566,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "bench":
         # argparse would reorder or reject the suite's options: forward them as typed.
         sys.exit(_bench(raw[raw.index("bench") + 1 :]))
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # said by the sub-command's parser, so that the line names `draftsync serve`
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handlers = {"serve": _serve, "token": _token}
     sys.exit(handlers[args.command](args))

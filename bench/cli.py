@@ -1,17 +1,17 @@
-"""The command line of `python -m bench` and `draftsync bench` (which forwards its argv here).
+"""The command line of `draftsync bench` (which forwards its argv here) and `python -m bench`.
 
-    python -m bench persistence [--quick] [--out DIR] [--fsync]
-    python -m bench merge [--quick] [--out DIR] [--traces DIR] [--trace NAME ...] [--limit N]
+    draftsync bench persistence [--quick] [--out DIR] [--fsync]
+    draftsync bench merge [--quick] [--out DIR] [--traces DIR] [--trace NAME ...] [--limit N]
                           [--snapshot-keep N]
-    python -m bench relay [--quick] [--out DIR] [--servers A,B] [--scenario S ...]
-    python -m bench relay --instances 2 [--quick] [--out DIR]
-    python -m bench durability [--quick] [--out DIR] [--servers A,B] [--kill-after S] [--repeats N]
+    draftsync bench relay [--quick] [--out DIR] [--servers A,B] [--scenario S ...]
+    draftsync bench relay --instances 2 [--quick] [--out DIR]
+    draftsync bench durability [--quick] [--out DIR] [--servers A,B] [--kill-after S] [--repeats N]
 
-    python -m bench layers [--quick] [--out DIR] [--traces DIR] [--txns N] [--runs R]
-    python -m bench history [--quick] [--out DIR] [--updates N] [--runs R]
-    python -m bench fuzz [--quick] [--out DIR] [--inputs N] [--seed S] [--max-seconds S]
+    draftsync bench layers [--quick] [--out DIR] [--traces DIR] [--txns N] [--runs R]
+    draftsync bench history [--quick] [--out DIR] [--updates N] [--runs R]
+    draftsync bench fuzz [--quick] [--out DIR] [--inputs N] [--seed S] [--max-seconds S]
                          [--engine mutate|atheris]
-    python -m bench hostile [--quick] [--out DIR] [--round-trips N]
+    draftsync bench hostile [--quick] [--out DIR] [--round-trips N]
 
 Each command prints a table, writes `DIR/<command>.json` and draws `DIR/<command>.png`.
 """
@@ -33,9 +33,10 @@ from bench.merge import QUICK_LIMIT, TRACE_FILES, MergeOptions, run_merge
 from bench.persistence import PersistenceOptions, run_persistence
 from bench.relay import SCENARIOS, ClientFailed, RelayOptions, run_relay
 from bench.replay import ReplayMismatch
-from bench.runtime import positive_int, run
+from bench.runtime import out_dir, positive_int, positive_seconds, run
 from bench.servers import SERVERS
-from bench.traces import DEFAULT_TRACES_DIR
+from bench.traces import DEFAULT_TRACES_DIR, traces_dir
+from server.cli import OneLineParser
 from server.store.retention import KEEP
 
 __all__ = ["main"]
@@ -58,7 +59,7 @@ def _common(parser: argparse.ArgumentParser, quick_help: str) -> None:
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument(
         "--out",
-        type=Path,
+        type=out_dir,
         default=DEFAULT_OUT,
         metavar="DIR",
         help="where the JSON and PNG go (%(default)s/)",
@@ -69,8 +70,8 @@ def _common(parser: argparse.ArgumentParser, quick_help: str) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench",
+    parser = OneLineParser(
+        prog="draftsync bench",  # `python -m bench` runs the same command line
         description="draftsync benchmarks: in-process, against the real server classes. "
         "Results: a table on stdout, JSON and PNG in --out.",
     )
@@ -103,7 +104,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     merge.add_argument(
         "--traces",
-        type=Path,
+        type=traces_dir,
         default=DEFAULT_TRACES_DIR,
         metavar="DIR",
         help="the traces directory (%(default)s)",
@@ -185,7 +186,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     crash.add_argument(
         "--kill-after",
-        type=float,
+        type=positive_seconds,
         default=1.5,
         metavar="SECONDS",
         help="seconds of flooding before the kill (%(default)s)",

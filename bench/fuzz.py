@@ -44,7 +44,7 @@ from bench.fuzz_corpus import (
     updates,
 )
 from bench.report import Column, format_table, publish
-from bench.runtime import environment, positive_int, progress
+from bench.runtime import environment, positive_int, positive_seconds, progress
 from crdt.errors import ProtocolError
 
 __all__ = ["FuzzOptions", "add_command", "plot_fuzz", "run_fuzz"]
@@ -311,7 +311,7 @@ def add_command(
     )
     parser.add_argument(
         "--max-seconds",
-        type=float,
+        type=positive_seconds,
         metavar="S",
         help="stop after S seconds even if fewer inputs were run",
     )

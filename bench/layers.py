@@ -45,7 +45,7 @@ from bench.plots import _pairs
 from bench.replay import TEXT, ReplayMismatch
 from bench.report import Column, format_table, publish
 from bench.runtime import environment, median, positive_int, progress
-from bench.traces import DEFAULT_TRACES_DIR, LICENCE, SOURCE, credit, load_trace
+from bench.traces import DEFAULT_TRACES_DIR, LICENCE, SOURCE, credit, load_trace, traces_dir
 from crdt.protocol import Update
 from server.config import Layers
 
@@ -410,7 +410,7 @@ def add_command(
     )
     parser.add_argument(
         "--traces",
-        type=Path,
+        type=traces_dir,
         default=DEFAULT_TRACES_DIR,
         metavar="DIR",
         help="the traces directory (%(default)s)",

@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -24,8 +25,10 @@ __all__ = [
     "environment",
     "event_loop_name",
     "median",
+    "out_dir",
     "percentile",
     "positive_int",
+    "positive_seconds",
     "progress",
     "run",
 ]
@@ -99,7 +102,30 @@ def environment() -> dict[str, object]:
 
 def positive_int(text: str) -> int:
     """argparse type for counts: a clear error instead of a traceback on 0 or -3."""
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type for durations: finite and above zero (nan, inf and -1 cannot work)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    return value
+
+
+def out_dir(text: str) -> Path:
+    """argparse type for --out: a directory, made when missing; a file there is refused now
+    rather than after the run, when the results would have nowhere to go."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    return path

@@ -10,6 +10,7 @@ The data is CC BY 4.0: every published result names its authors (`credit`), as t
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ __all__ = [
     "credit",
     "load_trace",
     "reference_text",
+    "traces_dir",
 ]
 
 # bench/data/traces: copied byte for byte with their README (credits, licence) into the repo.
@@ -48,6 +50,17 @@ _AUTHORS: dict[str, str] = {
 }
 
 Patch = tuple[int, int, str]
+
+
+def traces_dir(text: str) -> Path:
+    """argparse type for --traces: a directory laid out as bench/data/traces/ is (sequential/
+    and concurrent/), refused at once otherwise instead of a traceback from gzip later."""
+    path = Path(text)
+    if not ((path / "sequential").is_dir() or (path / "concurrent").is_dir()):
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a traces directory (no sequential/ or concurrent/ in it)"
+        )
+    return path
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import logging
 import math
 import os
+import socket
 import sys
 import time
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import uvicorn
 from starlette.applications import Starlette
@@ -37,7 +39,7 @@ from server.supervisor import EXIT_SOFTWARE
 from server.sync import presence
 from server.webhooks.settings import WebhookSettings, check_secret
 
-__all__ = ["DEFAULT_TTL", "main"]
+__all__ = ["DEFAULT_TTL", "OneLineParser", "main"]
 
 logger = logging.getLogger("draftsync")
 
@@ -72,11 +74,52 @@ class _GracefulServer(uvicorn.Server):
         loop.call_soon_threadsafe(lambda: loop.create_task(drain()))
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad argument is one line on stderr and exit status 2, for every command and
+    sub-command (argparse's own error prints the whole usage first, which for `serve` is
+    a screenful that hides the one line that matters)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _user_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # trace: uvicorn's
 
 
 def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
@@ -518,7 +561,7 @@ def _admission_from(args: argparse.Namespace, sockets: int) -> dict[str, int | f
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="draftsync",
         description="Real-time collaboration server for drafts (Yjs / y-websocket compatible).",
     )
@@ -531,7 +574,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "/api, SQLite at DIR/draftsync.db. SIGTERM commits, flushes and closes with 1001.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (%(default)s)")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (%(default)s)")
     serve.add_argument(
         "--data", type=Path, default=Path("data"), help="data directory (%(default)s)"
     )
@@ -595,7 +638,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--room-grace",
-        type=float,
+        type=_seconds,
         default=5.0,
         metavar="SECONDS",
         help="unload a draft this long after its last client left (%(default)s)",
@@ -666,7 +709,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "instances that share one --store postgresql:// (env DRAFTSYNC_REDIS)",
     )
     _add_identity_arguments(serve)
-    serve.add_argument("--log-level", default="info", help="logging level (%(default)s)")
+    serve.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=_LOG_LEVELS,
+        default="info",
+        help="logging level (%(default)s); no level logs a token or typed text",
+    )
 
     token = commands.add_parser(
         "token",
@@ -674,7 +723,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Print a signed token (JWT, HS256) for USER. The secret is DRAFTSYNC_SECRET "
         "or DIR/secret (created on first use), so serve and token must share DIR.",
     )
-    token.add_argument("user", metavar="USER", help="the user name the token stands for")
+    token.add_argument(
+        "user", type=_user_name, metavar="USER", help="the user name the token stands for"
+    )
     token.add_argument(
         "--ttl", type=_positive_int, default=DEFAULT_TTL, help="lifetime in seconds (%(default)s)"
     )
@@ -682,10 +733,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=Path("data"), help="data directory (%(default)s)"
     )
 
+    serve.set_defaults(command_parser=serve)
+    token.set_defaults(command_parser=token)
     # Everything after `bench` is the bench suite's own command line, its --help included.
     bench = commands.add_parser(
         "bench",
-        help="run the benchmark suite (same as python -m bench; see draftsync bench --help)",
+        help="run the benchmark suite (see draftsync bench --help)",
         add_help=False,
     )
     bench.add_argument("bench_argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -693,16 +746,54 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _bench(argv: Sequence[str]) -> int:
-    # Imported here: the suite pulls in matplotlib and tqdm, which serving never needs.
-    bench_main = importlib.import_module("bench.cli").main  # found at run time
+    # Imported here: the suite pulls in matplotlib and tqdm (the `draftsync[bench]` extra),
+    # which serving never needs.
+    try:
+        bench_main = importlib.import_module("bench.cli").main  # found at run time
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] in ("bench", "server", "crdt"):
+            raise
+        return _refuse(f"bench needs {error.name}: pip install 'draftsync[bench]'")
+    return int(bench_main(argv))
 
-    return bench_main(argv)
+
+def _refuse(message: str) -> int:
+    """A bad argument found after parsing: one line on stderr, exit status 2 (as argparse)."""
+    print(f"draftsync: {message}", file=sys.stderr)
+    return 2
+
+
+def _missing_extra(args: argparse.Namespace) -> str | None:
+    """Several instances need the `draftsync[cluster]` extra (asyncpg, redis): say so before
+    anything starts instead of an ImportError from deep inside the app."""
+    needs = [("--store", args.store, "asyncpg"), ("--redis", args.redis, "redis")]
+    for option, value, module in needs:
+        if value is not None and importlib.util.find_spec(module) is None:
+            return f"{option} needs {module}: pip install 'draftsync[cluster]'"
+    return None
+
+
+def _check_host(host: str, port: int) -> str | None:
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        return f"--host {host!r} is not an address to listen on ({error})"
+    return None
+
+
+def _secret_in(data: Path) -> str | int:
+    """The signing secret, or exit status 2 when --data cannot hold it (a file, no rights)."""
+    if data.exists() and not data.is_dir():
+        return _refuse(f"--data {str(data)!r} is not a directory")
+    try:
+        private_files.make_private(data)  # umask 077: the database, WAL and SHM are 0600
+        return load_secret(data)
+    except OSError as error:
+        return _refuse(f"--data {str(data)!r}: {error.strerror or error}")
 
 
 def _serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
-    private_files.make_private(args.data)  # umask 077: the database, WAL and SHM are 0600
-    private_files.warn_if_loose(args.data)
     try:
         schema = load_schema(args.schema) if args.schema else DEFAULT_SCHEMA
     except SchemaError as error:
@@ -714,13 +805,18 @@ def _serve(args: argparse.Namespace) -> int:
     if args.redis is not None and args.store is None:
         print("draftsync: --redis needs a shared --store postgresql://...", file=sys.stderr)
         return 2
+    problem = _missing_extra(args) or _check_host(args.host, args.port)
+    if problem is not None:
+        return _refuse(problem)
     try:
         identity = _identity_settings(args)
         webhooks = _webhooks_from(args)
     except ValueError as error:
-        print(f"draftsync: {error}", file=sys.stderr)
-        return 2
-    secret = load_secret(args.data)
+        return _refuse(str(error))
+    secret = _secret_in(args.data)
+    if isinstance(secret, int):
+        return secret
+    private_files.warn_if_loose(args.data)
     nofile = raise_nofile()
     sockets = socket_budget(nofile, args.reserved_fds)
     guard = SocketGuard(
@@ -784,6 +880,8 @@ def _serve(args: argparse.Namespace) -> int:
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
         for handler in logging.getLogger(name).handlers:
             handler.addFilter(logs.safe_record)
+    # aiosqlite logs every query with its parameters (draft content) at debug: never wanted.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     server = _GracefulServer(config, app)
     user_token = TokenSigner(secret).issue("demo", ttl_seconds=DEFAULT_TTL, now=time.time())
     print(f"draftsync on http://{args.host}:{args.port}/?token={user_token}", flush=True)
@@ -795,8 +893,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    private_files.make_private(args.data)
-    signer = TokenSigner(load_secret(args.data))
+    secret = _secret_in(args.data)
+    if isinstance(secret, int):
+        return secret
+    signer = TokenSigner(secret)
     print(signer.issue(args.user, ttl_seconds=args.ttl, now=time.time()))
     return 0
 
@@ -808,7 +908,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "bench":
         # argparse would reorder or reject the suite's options: forward them as typed.
         sys.exit(_bench(raw[raw.index("bench") + 1 :]))
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # said by the sub-command's parser, so that the line names `draftsync serve`
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handlers = {"serve": _serve, "token": _token}
     sys.exit(handlers[args.command](args))

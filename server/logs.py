@@ -4,7 +4,12 @@ Clients choose many strings that end up in log lines (user names, draft ids, clo
 paths: uvicorn logs each WebSocket's path with its query string, and a y-websocket client's
 token is there). `safe_record`, a filter in front of every handler, therefore
 
-* redacts `token=...` into `token=[redacted]`;
+* redacts tokens wherever they travel (`token=...`, `Bearer ...`, `Authorization`, `Cookie` and
+  `X-API-Key` values, any JWT quoted in an error) and webhook secrets (`whsec_...`) into
+  `[redacted]`, in the message and in a traceback;
+* drops the debug records that carry what clients typed: websockets' frame dumps
+  (`< BINARY 00 02 ...`, logged through uvicorn's logger) and aiosqlite's, which repeat each
+  query's parameters;
 * escapes control characters (newline, NUL, ESC, ...) and the other characters that some
   readers take for a line break (C1 controls, U+2028, U+2029) as `\\xNN` / `\\uNNNN`, in the
   message and in an exception's traceback, so that a value can neither start a line of its own
@@ -21,6 +26,7 @@ of its own), so its lines follow the chosen format too.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 
@@ -31,10 +37,22 @@ __all__ = ["LOG_FORMATS", "TEXT_FORMAT", "configure", "escape", "safe_record"]
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
-_TOKEN = re.compile(r"(token=)[^&\s\"']+")
+# What a log line must never show: a token wherever it travels (a query string, a header, a JWT
+# quoted in an error), a webhook secret; each is replaced by [redacted].
+_SECRETS = re.compile(
+    r"(?P<keep>token=|bearer\s+|(?:authorization|cookie|x-api-key)[\"']?\s*[:=]\s*[\"']?"
+    r"(?:(?:bearer|basic|token)\s+)?)"
+    r"[^&\s\"',;]+"
+    r"|eyJ[\w-]{2,}\.[\w-]{2,}\.[\w-]*"  # a JWT, wherever it is quoted
+    r"|whsec_[A-Za-z0-9+/=]+",
+    re.IGNORECASE,
+)
+_FRAME_DUMP = ("< ", "> ")
+_WEBSOCKETS_DIR = f"{os.sep}websockets{os.sep}"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _UNSAFE_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTINUATION = "\n  | "
+_TRACE = 5
 
 
 def _escaped(match: re.Match[str]) -> str:
@@ -45,13 +63,28 @@ def _escaped(match: re.Match[str]) -> str:
 def escape(text: str, *, keep_newlines: bool = False) -> str:
     """`text` with control and line-breaking characters escaped and tokens redacted."""
     safe = (_UNSAFE_BUT_NEWLINE if keep_newlines else _UNSAFE).sub(_escaped, text)
-    return _TOKEN.sub(r"\1[redacted]", safe) if "token=" in safe else safe
+    return _SECRETS.sub(lambda m: f"{m.group('keep') or ''}[redacted]", safe)
+
+
+def _carries_content(record: logging.LogRecord) -> bool:
+    """A debug record that would show what a client typed (module docstring)."""
+    if record.levelno > logging.DEBUG:
+        return False
+    if record.name == "aiosqlite":
+        return True
+    return (
+        _WEBSOCKETS_DIR in record.pathname
+        and isinstance(record.msg, str)
+        and record.msg.startswith(_FRAME_DUMP)
+    )
 
 
 def safe_record(record: logging.LogRecord) -> bool:
     """A logging filter for every handler (module docstring). It rewrites the record in place,
     once: the message is rendered and escaped, a traceback formatted and escaped into
     `exc_text` (and `exc_info` dropped, so that no formatter renders it again unescaped)."""
+    if _carries_content(record):
+        return False
     message = record.getMessage()
     safe = escape(message)
     if safe != message:
@@ -96,5 +129,6 @@ def configure(level: str, log_format: str = "text") -> logging.Handler:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    # "trace" is uvicorn's level below debug (5), registered when uvicorn.config is imported.
+    root.setLevel(_TRACE if level.lower() == "trace" else level.upper())
     return handler

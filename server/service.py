@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from typing import TYPE_CHECKING
 
 from crdt.content import fields_of
 from crdt.history import rebuild
 from server import metrics
 from server.admission.caps import ConnectionCaps
 from server.admission.quotas import RequestGate
-from server.cluster.fanout import Fanout
 from server.config import Settings
 from server.errors import CloseCode
 from server.identity.caller import Authenticate, Callers
@@ -34,6 +34,9 @@ from server.sync.metadata import MetadataTracker
 from server.sync.registry import DocBuilder, RoomRegistry
 from server.webhooks.changes import ChangeScanner
 from server.webhooks.deliverer import Deliverer
+
+if TYPE_CHECKING:
+    from server.cluster.fanout import Fanout
 
 __all__ = ["SHUTDOWN_FLUSH_SECONDS", "Service"]
 
@@ -100,7 +103,12 @@ class Service:
             max_in_flight=settings.max_requests,
         )
         # Several instances on one draft (PostgreSQL store + Redis): server/cluster/fanout.py.
-        self.fanout = Fanout(settings.redis_url, self.rooms, store) if settings.redis_url else None
+        self.fanout: Fanout | None = None
+        if settings.redis_url:
+            # Imported here: redis and asyncpg are the `draftsync[cluster]` extra.
+            from server.cluster.fanout import Fanout
+
+            self.fanout = Fanout(settings.redis_url, self.rooms, store)
         # Webhooks: both tasks off the commit path; the commit only names its drafts.
         self.deliverer: Deliverer | None = None
         self.change_scanner: ChangeScanner | None = None

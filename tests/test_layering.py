@@ -41,7 +41,7 @@ def module_name(path: Path) -> str:
 
 MODULES = {
     module_name(path): path
-    for package in ("crdt", "server")
+    for package in ("crdt", "server", "draftsync")
     for path in sorted((ROOT / package).rglob("*.py"))
 }
 

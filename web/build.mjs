@@ -1,4 +1,5 @@
-// Bundles the editor into dist/: `npm ci && node build.mjs` (the Makefile's `web` target).
+// Bundles the editor into dist/: `npm ci && node build.mjs` (the Makefile's `web` target), or
+// into OUTDIR with `node build.mjs OUTDIR` (setup.py does, to ship the editor inside the wheel).
 //
 //   src/drafts.js  -> dist/drafts.js   the draft list at GET /
 //   src/editor.js  -> dist/editor.js   the editor at GET /d/{draft_id}
@@ -8,11 +9,11 @@
 // One yjs instance per bundle (npm dedupes it; esbuild bundles each entry on its own).
 import { build } from 'esbuild'
 import { cp, mkdir, rm } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const dist = join(here, 'dist')
+const dist = process.argv[2] ? resolve(process.argv[2]) : join(here, 'dist')
 
 await rm(dist, { recursive: true, force: true })
 await mkdir(dist, { recursive: true })

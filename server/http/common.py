@@ -45,7 +45,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from crdt.errors import DraftsyncError
+from crdt.errors import DraftsyncError, RuleError
 from server import metrics
 from server.access import Role, check_draft_id, strongest
 from server.errors import (
@@ -116,6 +116,17 @@ _ERROR_NAMES = {
 }
 
 
+def _loggable_reason(error: DraftsyncError) -> str:
+    """The reason a log line gives for a refused request: the client is told everything, with
+    the values it sent; the log names only where the body was wrong (values are typed text)."""
+    if isinstance(error, ValidationFailed):
+        places = sorted({problem["loc"] for problem in error.errors})
+        return f"invalid body at {', '.join(places) or 'body'} (values not logged)"
+    if isinstance(error, RuleError):
+        return "a value the rules refuse (values not logged)"
+    return str(error)
+
+
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     @functools.wraps(handler)
     async def run(request: Request) -> Response:
@@ -142,7 +153,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 request.url.path,
                 user,
                 response.status_code,
-                error,
+                _loggable_reason(error),
             )
         except Exception:
             logger.exception(

@@ -2,7 +2,8 @@
 
     GET /                 the user's drafts (web/dist/index.html; the page calls /api/drafts)
     GET /d/{draft_id}     the editor of one draft (web/dist/editor.html)
-    GET /static/{file}    the bundle `web/build.mjs` writes to web/dist/ (`make web`)
+    GET /static/{file}    the bundle `web/build.mjs` writes: server/http/static/ in a wheel
+                          (setup.py builds it there), else a checkout's web/dist/ (`make web`)
     GET /sw.js            the service worker that keeps the pages, the bundle and the schema
                           for offline use (web/public/sw.js; served from / for its scope)
     GET /api/schema       the draft schema as JSON, for the form (Authorization: Bearer TOKEN),
@@ -58,7 +59,17 @@ __all__ = [
     "service_worker",
 ]
 
-WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
+
+def _find_bundle() -> Path:
+    """The wheel's bundle when installed from one; a checkout's web/dist/ otherwise (editable
+    installs and `python -m server` serve what `make web` last built there)."""
+    packaged = Path(__file__).resolve().parent / "static"
+    if (packaged / "editor.html").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "web" / "dist"
+
+
+WEB_DIST = _find_bundle()
 
 _NOT_BUILT = "The editor is not built: run `make web` (npm ci and node build.mjs in web/).\n"
 _PAGE_HEADERS = {

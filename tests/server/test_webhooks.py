@@ -204,7 +204,9 @@ async def test_failed_attempts_are_retried_and_listed_over_rest(
             }
 
             async def listed_delivered() -> bool:
-                page = (await api.get(f"/api/drafts/{draft}/webhooks")).json()
+                answer = await api.get(f"/api/drafts/{draft}/webhooks")
+                assert answer.status_code == 200, answer.text
+                page = answer.json()
                 return page["items"][0]["status"] == "delivered"
 
             await eventually(listed_delivered)
@@ -255,7 +257,9 @@ async def test_a_dead_receiver_fails_after_the_bound_while_rooms_keep_committing
         async with as_user(server, "alice") as api:
 
             async def status() -> str:
-                page = (await api.get(f"/api/drafts/{draft}/webhooks")).json()
+                answer = await api.get(f"/api/drafts/{draft}/webhooks")
+                assert answer.status_code == 200, answer.text
+                page = answer.json()
                 return str(page["items"][0]["status"]) if page["items"] else "none"
 
             # Writes are committed and acknowledged while deliveries hang, one after another.
@@ -265,6 +269,7 @@ async def test_a_dead_receiver_fails_after_the_bound_while_rooms_keep_committing
                 await editor.edit(lambda d: d.get("title", type=Text).insert(0, "x"))
                 await editor.flush()
                 typed += 1
+                await asyncio.sleep(0.05)  # under the per-user REST rate (50 a second)
             page = (await api.get(f"/api/drafts/{draft}/webhooks")).json()
             created = page["items"][0]
             assert created["type"] == "draft.created" and created["attempts"] == 3
@@ -293,7 +298,9 @@ async def test_kill_9_between_commit_and_delivery_loses_no_event(
             await create_draft(api, id=draft, fields={"category": "film"})
 
             async def attempted() -> bool:
-                page = (await api.get(f"/api/drafts/{draft}/webhooks")).json()
+                answer = await api.get(f"/api/drafts/{draft}/webhooks")
+                assert answer.status_code == 200, answer.text
+                page = answer.json()
                 return bool(page["items"]) and page["items"][0]["attempts"] >= 1
 
             await eventually(attempted)  # draft.created was tried and failed

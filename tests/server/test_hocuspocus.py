@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pycrdt import Doc, Text
+from pycrdt import Doc, Map, Text
 from websockets import ConnectionClosed
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -28,6 +28,7 @@ from server.sync.hocuspocus import (
 )
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
+from tests.support.pycrdt_client import connect_synced
 from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user, create_draft, scrape
 from tests.support.server_process import ServerProcess
@@ -308,6 +309,83 @@ async def test_documents_share_one_socket_and_closing_one_leaves_the_other(
     assert str(stored_doc(server.database, second).get("title", type=Text)) == (
         "still second from peer"
     )
+
+
+async def test_a_room_reload_reopens_its_document_and_leaves_the_socket_open(
+    server: ServerProcess,
+) -> None:
+    """A refused update (a shared type in `fields`: refused after pycrdt applied it) makes the
+    room of draft A discard its doc and reload. The provider socket that also carries draft B
+    is not closed: A alone gets CLOSE with the reason, is authorised again and re-synced on the
+    same socket, and what it typed while A reloaded reaches the store and its peers; B edits on
+    throughout."""
+    first, second = new_draft(), new_draft()
+    token = server.token("alice")
+    hp = await HocuspocusClient.launch(hocuspocus_url(server), shared=True)
+    peer_a = await connect_synced(server, first)
+    peer_b = await NodeClient.start(server.ws_url, second, token)
+    try:
+        await hp.open("a", first, token)
+        await hp.open("b", second, token)
+        await asyncio.gather(
+            hp.call("wait_synced", doc="a"),
+            hp.call("wait_synced", doc="b"),
+            peer_b.call("wait_synced"),
+        )
+        await hp.call("insert", doc="a", field="title", index=0, text="before")
+        await hp.call("insert", doc="b", field="title", index=0, text="b1")
+        await asyncio.gather(hp.call("wait_saved", doc="a"), hp.call("wait_saved", doc="b"))
+        await hp.wait_doc_event("a", "authenticated")  # the first authorisation of each
+        await hp.wait_doc_event("b", "authenticated")
+        mallory = await connect_synced(server, first)
+
+        def nest(doc: Doc) -> None:
+            doc.get("fields", type=Map)["k"] = Map({"inner": 1})
+
+        await mallory.edit(nest)
+        await asyncio.wait_for(mallory.closed.wait(), 10)
+        assert mallory.close_code == 4400
+        await asyncio.wait_for(peer_a.closed.wait(), 10)  # the room's other clients reconnect
+        assert peer_a.close_code == 1013
+        closed = await hp.wait_doc_event("a", "close")
+        assert "reloading" in closed["reason"], closed
+        # Typed right after the CLOSE, while the draft reloads: kept and acknowledged.
+        await hp.call("insert", doc="a", field="title", index=6, text=" during")
+        assert (await hp.wait_doc_event("a", "authenticated"))["scope"] == "read-write"
+        await hp.call("wait_synced", doc="a")
+        await hp.call("wait_saved", doc="a")
+
+        # B went on over the same socket, never closed.
+        await hp.call("insert", doc="b", field="title", index=2, text=" b2")
+        await peer_b.call("insert", field="title", index=0, text="peer ")
+
+        async def b_converged() -> bool:
+            texts = {await peer_b.text("title"), await hp.doc_text("b", "title")}
+            return texts == {"peer b1 b2"}
+
+        await eventually(b_converged)
+        await hp.call("wait_saved", doc="b")
+
+        # A converges with a fresh y-websocket client on the reloaded room.
+        joiner = await connect_synced(server, first)
+        await joiner.wait_for(lambda: joiner.text("title") == "before during", 10)
+        await hp.call("insert", doc="a", field="title", index=0, text="after ")
+        await joiner.wait_for(lambda: joiner.text("title") == "after before during", 10)
+        await hp.call("wait_saved", doc="a")
+        await joiner.disconnect()
+
+        opens = [e for e in hp.events if e["event"] == "socket-open"]
+        assert len(opens) == 1, opens  # no reconnect
+        assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
+        assert not [e for e in hp.events if e["event"] == "close" and e["doc"] == "b"]
+        assert not [e for e in hp.events if e["event"] == "authenticated" and e["doc"] == "b"]
+    finally:
+        await asyncio.gather(hp.close(), peer_b.close(), peer_a.disconnect())
+    assert str(stored_doc(server.database, first).get("title", type=Text)) == (
+        "after before during"
+    )
+    assert "k" not in stored_doc(server.database, first).get("fields", type=Map).to_py()
+    assert str(stored_doc(server.database, second).get("title", type=Text)) == "peer b1 b2"
 
 
 def frame(address: str, body: bytes) -> str:

@@ -17,7 +17,13 @@ from pycrdt import Doc, Map, Text
 from websockets import ConnectionClosed
 from websockets.asyncio.client import ClientConnection, connect
 
-from crdt.hocuspocus import PING, encode_authenticated, encode_sync_status, prefix
+from crdt.hocuspocus import (
+    PING,
+    encode_authenticated,
+    encode_sync_status,
+    encode_token_request,
+    prefix,
+)
 from crdt.lib0 import write_var_bytes, write_var_string
 from crdt.protocol import Auth, SyncStep1, SyncStep2, Update, WriteAck, encode_message
 from server.sync.hocuspocus import (
@@ -600,6 +606,59 @@ async def test_shutdown_flushes_and_closes_the_socket_with_1001(own_server: Serv
 async def authenticate(socket: ClientConnection, address: str, token: str, scope: str) -> None:
     await socket.send(token_frame(address, token))
     assert await receive(socket) == prefix(address) + encode_authenticated(scope)
+
+
+async def test_a_reopened_document_gets_the_sync_status_its_old_room_owed(
+    server: ServerProcess,
+) -> None:
+    """Frame by frame: an update accepted but not committed when its room is discarded lost
+    its SyncStatus with the old room; the reopened document's step 2 (its reply to the
+    server's step 1) is answered with exactly that one SyncStatus(1), after the update is on
+    disk, and nothing else of the socket is disturbed."""
+    draft = new_draft()
+    token = server.token("alice")
+    doc = Doc(client_id=4242)
+    doc.get("title", type=Text).insert(0, "held")
+    async with connect(hocuspocus_url(server)) as socket:
+        await authenticate(socket, draft, token, "read-write")
+        mallory = await connect_synced(server, draft)
+        try:
+            with write_lock(server.database):
+                await socket.send(sync_frame(draft, 2, doc.get_update()))
+                await asyncio.sleep(HELD)  # applied; its commit waits for the lock
+
+                def nest(doc: Doc) -> None:
+                    doc.get("fields", type=Map)["k"] = Map({"inner": 1})
+
+                await mallory.edit(nest)  # refused after pycrdt applied it: the room reloads
+                await asyncio.wait_for(mallory.closed.wait(), 10)
+                frames = []
+                for _ in range(20):
+                    frames.append(await receive(socket))
+                    if frames[-1][len(prefix(draft)) :][:1] == bytes([7]):
+                        break
+                close = frames[-1]
+                assert close.startswith(prefix(draft) + bytes([7])), frames
+                assert b"reloading" in close
+                assert encode_sync_status(True) not in [f[len(prefix(draft)) :] for f in frames]
+                assert await receive(socket) == prefix(draft) + encode_token_request()
+                await socket.send(token_frame(draft, token))
+            # The lock is gone: the held update commits, the draft reloads, the document opens.
+            assert await receive(socket) == prefix(draft) + encode_authenticated("read-write")
+            step1 = await receive(socket)
+            assert step1.startswith(prefix(draft) + bytes([0, 0])), step1
+            step2 = await receive(socket)
+            assert step2.startswith(prefix(draft) + bytes([0, 1])), step2
+            await socket.send(sync_frame(draft, 1, b"\x00\x00"))  # nothing the server lacks
+            await socket.send(sync_frame(draft, 0, b"\x00"))  # then a step 1 of its own
+            assert await receive(socket) == prefix(draft) + encode_sync_status(True)
+            # Exactly one: the next frames are the answer to the step 1.
+            assert (await receive(socket)).startswith(prefix(draft) + bytes([0, 0]))
+            assert (await receive(socket)).startswith(prefix(draft) + bytes([0, 1]))
+        finally:
+            await mallory.disconnect()
+    assert str(stored_doc(server.database, draft).get("title", type=Text)) == "held"
+    assert "k" not in stored_doc(server.database, draft).get("fields", type=Map).to_py()
 
 
 async def test_updates_sent_together_are_acknowledged_one_each_per_address(

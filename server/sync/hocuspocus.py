@@ -487,7 +487,7 @@ class _Session:
         self._documents[address] = document
         self._authorised_once = True
         try:
-            document.room = await service.rooms.join(draft_id, conn)
+            room = document.room = await service.rooms.join(draft_id, conn)
         except StoreError as error:
             conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
             return
@@ -501,7 +501,6 @@ class _Session:
         )
         if owed is not None:  # reopened after a reload: the server starts the sync
             socket.writes = document.owed = owed
-            room = document.room
             conn.send(encode_message(SyncStep1(room.doc.get_state())))
             await room.receive(conn, SyncStep1(b"\x00"))  # its whole state, once committed
         for data, offset in self._drop_pending(address):

@@ -17,6 +17,18 @@ tests/interop/node_modules/.installed: tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Test-only: the minimal Tiptap page of tests/web/test_tiptap.py (Tiptap + @hocuspocus/provider,
+# pinned in its own lockfile), bundled by esbuild into tests/interop/tiptap/dist/ (not committed,
+# never part of web/dist/).
+tests/interop/tiptap/node_modules/.installed: tests/interop/tiptap/package-lock.json
+	cd tests/interop/tiptap && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+tests/interop/tiptap/dist/.built: tests/interop/tiptap/node_modules/.installed \
+		tests/interop/tiptap/build.mjs $(wildcard tests/interop/tiptap/src/*)
+	cd tests/interop/tiptap && node build.mjs
+	touch $@
+
 # The Node side of `draftsync bench relay|durability`: the bench client (WebsocketProviders and
 # HocuspocusProviders), the Yjs reference server @y/websocket-server and @hocuspocus/server with
 # its SQLite extension (better-sqlite3, a native module), pinned in bench/node/package-lock.json.
@@ -58,5 +70,6 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint tests/interop/node_modules/.installed bench/node/node_modules/.installed web/dist/.built chromium services
+test: lint tests/interop/node_modules/.installed tests/interop/tiptap/dist/.built \
+		bench/node/node_modules/.installed web/dist/.built chromium services
 	$(BIN)/pytest

@@ -7,6 +7,8 @@ alone: the store (PostgreSQL) is the truth and every instance catches up from it
     channel                 message                                   on another instance
     draftsync:u:<draft>     committed update: origin, version, user   applied, relayed locally
                             and bytes
+                            or the journal events of a commit         told to local connections
+                            (rule outcomes: JSON, no payload)         (Hocuspocus: Stateless)
     draftsync:a:<draft>     awareness update of local clients         kept, relayed locally
     draftsync:access        role change / deletion of a draft         sharing.apply_role, ...
     draftsync:hb            "I am alive" every HEARTBEAT_SECONDS      an instance silent for
@@ -38,12 +40,14 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from crdt.journal import EventType, JournalEvent
+from crdt.safe_json import dumps
 from server import faults
 from server.access import Role
 from server.errors import CloseCode, StoreError
@@ -102,6 +106,29 @@ def _unframe(message: bytes) -> tuple[dict[str, Any], bytes]:
     return json.loads(header), payload
 
 
+def _event(draft_id: str, item: Any) -> JournalEvent:
+    """A journal event as `Fanout._events` lists it; raises if it is not one."""
+    data = item.get("d")
+    if not isinstance(data, dict):
+        raise TypeError("event data is not an object")
+    return JournalEvent(
+        type=EventType(item["t"]),
+        draft_id=draft_id,
+        version=int(item["v"]),
+        user=_optional(item.get("u"), str),
+        session=_optional(item.get("s"), str),
+        client_id=_optional(item.get("c"), int),
+        at=float(item["at"]),
+        data=data,
+    )
+
+
+def _optional(value: Any, kind: type) -> Any:
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
 class Fanout:
     def __init__(self, url: str, rooms: RoomRegistry, store: PostgresStore) -> None:
         self.instance = secrets.token_hex(8)
@@ -139,6 +166,7 @@ class Fanout:
         self._trackers[room.draft_id] = _Tracker(room, watermark=room.version)
         room.commit_listeners.append(self._committed)
         room.awareness_listeners.append(self._awareness)
+        room.event_listeners.append(self._events)
         room.review_gate = self
 
     @contextlib.asynccontextmanager
@@ -167,6 +195,24 @@ class Fanout:
             self._watch_gap(tracker)
         header = {"i": self.instance, "v": record.version, "u": record.user}
         self._outbox.put_nowait((f"{PREFIX}:u:{room.draft_id}", _frame(header, record.data)))
+
+    def _events(self, room: Room, events: Sequence[JournalEvent]) -> None:
+        """A commit's journal events, after its update on the same channel: rules run on the
+        instance that accepted the write only, so the others learn its outcomes from here."""
+        listed = [
+            {
+                "t": str(event.type),
+                "v": event.version,
+                "u": event.user,
+                "s": event.session,
+                "c": event.client_id,
+                "at": event.at,
+                "d": json.loads(dumps(event.data)),  # JSON whatever the data holds
+            }
+            for event in events
+        ]
+        header = {"i": self.instance, "e": listed}
+        self._outbox.put_nowait((f"{PREFIX}:u:{room.draft_id}", _frame(header)))
 
     def _awareness(self, room: Room, payload: bytes) -> None:
         header = {"i": self.instance}
@@ -250,7 +296,10 @@ class Fanout:
         self._last_seen[header["i"]] = time.monotonic()
         if channel.startswith(f"{PREFIX}:u:"):
             draft_id = channel.removeprefix(f"{PREFIX}:u:")
-            self._remote_update(draft_id, header["v"], header.get("u"), payload)
+            if "e" in header:
+                self._remote_events(draft_id, header["e"])
+            else:
+                self._remote_update(draft_id, header["v"], header.get("u"), payload)
         elif channel.startswith(f"{PREFIX}:a:"):
             self._remote_awareness(channel.removeprefix(f"{PREFIX}:a:"), header["i"], payload)
         elif channel == f"{PREFIX}:access":
@@ -272,6 +321,21 @@ class Fanout:
         room.apply_committed(update, version, user=user)
         tracker.mark(version)
         self._watch_gap(tracker)
+
+    def _remote_events(self, draft_id: str, listed: object) -> None:
+        """Another instance's rule outcomes, told to the connections here. They change no
+        doc, so one that cannot be read is skipped (logged), never a reason to reload."""
+        room = self._rooms.get(draft_id)
+        if room is None or room.state is not RoomState.OPEN or not room.connections:
+            return
+        events = []
+        for item in listed if isinstance(listed, list) else [listed]:
+            try:
+                events.append(_event(draft_id, item))
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                logger.warning("unreadable fan-out event draft=%s error=%r", draft_id, error)
+        if events:
+            room.tell_events(events)
 
     def _remote_awareness(self, draft_id: str, instance: str, payload: bytes) -> None:
         room = self._rooms.get(draft_id)

@@ -27,6 +27,14 @@ history, gate and send-queue bounds. What differs is only at the edges:
   on that address: 4400, access revoked, draft deleted); what asks the client to reconnect
   and resend (store trouble 1013, a server error 1011, a slow reader 4408, shutdown 1001)
   closes the whole socket, since the provider reconnects only on a socket close.
+* A room reload (its doc discarded, `Room.discard`: a refused update, yrs gave up) closes that
+  room's documents only, with CLOSE (7) and the reason, and re-opens each on the same socket
+  (`_Session.reopen`): the stock provider re-syncs a document only when its socket opens,
+  so the server asks for its token (Auth subtype 0), authorises the answer afresh, joins
+  the reloaded room, sends its step 1 and its whole state (the provider then sends what the
+  server lacks as a step 2), and answers that step 2 with the SyncStatus the old room owed
+  (writes it dropped or whose ack it never sent), so `hasUnsyncedChanges` turns false again
+  once everything is on disk.
 
 Admission (server/admission/caps.py): the socket counts against the server-wide cap and, until
 its first document is authorised, the unauthenticated one (over either: 1013 at once); each
@@ -96,6 +104,7 @@ from server.sync.connection import Connection, fit_close_reason
 from server.sync.endpoint import MAX_RUN
 from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
+from server.sync.room import RoomState
 
 if TYPE_CHECKING:
     from server.service import Service
@@ -143,6 +152,10 @@ TOLD_EVENTS = frozenset(
 """Journal events told to Hocuspocus clients as Stateless JSON once committed."""
 
 _SILENT = 1000  # the client closed the document itself, or the socket is gone: say nothing
+# What a discarded room closes its connections with (`Room.discard`): a Hocuspocus document
+# of such a room is reopened on its socket instead (module docstring).
+_RELOAD_CODES = frozenset({CloseCode.TRY_AGAIN_LATER, CloseCode.INTERNAL_ERROR})
+_SYNC_STATUS = encode_sync_status(True)[:1]  # the type byte of a SyncStatus body
 
 
 class HocuspocusSocket:
@@ -231,23 +244,35 @@ class _DocSocket:
         self._session = session
         self._address = address
         self._prefix = prefix(address)
+        # The provider counts each write it sends and each SyncStatus(1) it gets: what the
+        # server received and answered tells what it still waits for when its room reloads.
+        self.writes = 0
+        self.acked = 0
 
     async def send_bytes(self, data: bytes) -> None:
         await self._session.wire.send_bytes(self._prefix + data)
+        if data[:1] == _SYNC_STATUS:
+            self.acked += 1
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
-        """End this document: CLOSE (7) for a document-level code; any other closes the whole
-        socket, once every document of it has flushed what it had queued."""
+        """End this document: CLOSE (7) for a document-level code, then a token request when
+        its room reloads (the document is reopened); any other closes the whole socket, once
+        every document of it has flushed what it had queued."""
         session = self._session
+        reload = code in _RELOAD_CODES and session.reloading(self._address)
         session.detach(self._address)
         wire = session.wire
         if wire.closed:
             return
         if code == _SILENT:
             pass
-        elif code in DOCUMENT_CLOSE_CODES:
+        elif code in DOCUMENT_CLOSE_CODES or reload:
             with contextlib.suppress(Exception):
                 await wire.send_bytes(self._prefix + encode_close(reason or ""))
+            if reload:
+                session.reopen(self._address, owed=max(0, self.writes - self.acked))
+                with contextlib.suppress(Exception):
+                    await wire.send_bytes(self._prefix + encode_token_request())
         elif session.closing is None:
             session.closing = (code, reason or "")
             for document in session.documents():
@@ -261,9 +286,13 @@ class _Document:
     address: str
     draft_id: str
     conn: HocuspocusConnection
+    socket: _DocSocket
     room: Room | None
     writer: asyncio.Task[None]
     expiry: TokenExpiry
+    # Reopened after a room reload: the SyncStatus owed to the provider, sent in answer to
+    # its step 2 (its reply to the server's step 1); None once sent, or if not reopened.
+    owed: int | None = None
 
 
 class _Session:
@@ -286,6 +315,9 @@ class _Session:
         self._pending: dict[str, list[tuple[bytes, int]]] = {}
         self._pending_messages = 0
         self._pending_bytes = 0
+        # Addresses closed by a room reload, waiting for the provider's token (`reopen`):
+        # the SyncStatus the old room owed each.
+        self._reopening: dict[str, int] = {}
         self._authorised_once = False
         # A socket-level close under way (code, reason): sent once no document is left.
         self.closing: tuple[int, str] | None = None
@@ -370,6 +402,7 @@ class _Session:
             return
         if isinstance(message, CloseDocument):
             self._drop_pending(address)
+            self._reopening.pop(address, None)
             return
         queue = self._pending.get(address)
         if queue is None:
@@ -394,6 +427,7 @@ class _Session:
             raise _CloseSocket(CloseCode.GOING_AWAY, "server shutting down")
         if self.closing is not None:
             return  # the socket is closing: the provider authenticates again on reconnect
+        owed = self._reopening.pop(address, None)
         name = address.split("\0", 1)[0]
         user: str | None = None
         try:
@@ -431,8 +465,9 @@ class _Session:
             return
         self._lease.trust()
         settings = service.settings
+        socket = _DocSocket(self, address)
         conn = HocuspocusConnection(
-            _DocSocket(self, address),
+            socket,
             user=user,
             session=secrets.token_hex(6),
             can_write=role.can_write,
@@ -448,11 +483,11 @@ class _Session:
         expiry = TokenExpiry(
             conn, claims.expires_at, ask_refresh=lambda: conn.send(encode_token_request())
         )
-        document = _Document(address, draft_id, conn, None, writer, expiry)
+        document = _Document(address, draft_id, conn, socket, None, writer, expiry)
         self._documents[address] = document
         self._authorised_once = True
         try:
-            document.room = await service.rooms.join(draft_id, conn)
+            room = document.room = await service.rooms.join(draft_id, conn)
         except StoreError as error:
             conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
             return
@@ -464,6 +499,10 @@ class _Session:
             conn.session,
             role.value,
         )
+        if owed is not None:  # reopened after a reload: the server starts the sync
+            socket.writes = document.owed = owed
+            conn.send(encode_message(SyncStep1(room.doc.get_state())))
+            await room.receive(conn, SyncStep1(b"\x00"))  # its whole state, once committed
         for data, offset in self._drop_pending(address):
             if self._documents.get(address) is not document:
                 break
@@ -471,6 +510,19 @@ class _Session:
 
     def documents(self) -> list[_Document]:
         return list(self._documents.values())
+
+    def reloading(self, address: str) -> bool:
+        """Whether the document at `address` is being closed because its room's doc was
+        discarded (`Room.discard`: the registry loads the draft afresh)."""
+        document = self._documents.get(address)
+        room = document.room if document is not None else None
+        return room is not None and room.state in (RoomState.DISCARDED, RoomState.CLOSED)
+
+    def reopen(self, address: str, *, owed: int) -> None:
+        """Expect the provider's token for `address` (asked for by the caller): it opens the
+        document again, in the reloaded room, owing `owed` SyncStatus."""
+        if self.closing is None and len(self._reopening) < MAX_PENDING_DOCUMENTS:
+            self._reopening[address] = owed
 
     def detach(self, address: str) -> None:
         """The document at `address` leaves its room (idempotent); its writer ends on its own."""
@@ -503,7 +555,10 @@ class _Session:
         address that arrived right behind it (not when replaying queued frames: they go first)."""
         conn, room = document.conn, document.room
         if room is None or not conn.is_open or document.expiry.lapsed():
-            return  # the token expired: closed with 4401, and this frame is not applied
+            # Closing (the token expired: 4401; the room reloads): this frame is not applied.
+            if data[offset : offset + 1] == b"\x00" and data[offset + 1 : offset + 2] in _WRITES:
+                document.socket.writes += 1  # unanswered: owed if the document is reopened
+            return
         try:
             message = decode_body(data, offset)
             if type(message) is Update:
@@ -573,22 +628,32 @@ class _Session:
         self, document: _Document, room: Room, updates: list[bytes], *, step2: bool
     ) -> None:
         conn = document.conn
+        answers = len(updates)
+        if step2 and document.owed is not None:
+            # The reply to the step 1 sent on reopening: it answers what the old room owed
+            # (`socket.writes` counts those already), not a write of its own.
+            answers, document.owed = document.owed, None
+        else:
+            document.socket.writes += answers
         if not conn.can_write:
             applied = step2 and all(_nothing_new(room.doc, update) for update in updates)
-            for _ in updates:
+            for _ in range(answers):
                 conn.send(encode_sync_status(applied))
             return
         await room.receive_run(conn, updates)
         if not conn.is_open:
             return
         if not conn.can_write:  # downgraded while the run waited: not applied
-            for _ in updates:
+            for _ in range(answers):
                 conn.send(encode_sync_status(False))
             return
         # "On disk": released once everything the room accepted so far is committed.
         status = encode_sync_status(True)
-        for _ in updates:
+        for _ in range(answers):
             room.gate.send((conn,), status, after=room.gate.accepted)
+
+
+_WRITES = (b"\x01", b"\x02")  # sync step 2 and update: the sync subtypes SyncStatus answers
 
 
 class _CloseSocket(Exception):

@@ -140,6 +140,9 @@ class Room:
         self.commit_listeners: list[Callable[[Room, UpdateRecord], None]] = []
         # Called with each awareness update this instance's clients cause (Redis fan-out).
         self.awareness_listeners: list[Callable[[Room, bytes], None]] = []
+        # Called with the journal events of each commit that has some, after this instance's
+        # connections were told (Redis fan-out: other instances' connections are told too).
+        self.event_listeners: list[Callable[[Room, Sequence[JournalEvent]], None]] = []
         self._handlers: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
             SyncStep1: self._on_sync_step1,
             SyncStep2: self._on_update,
@@ -580,8 +583,9 @@ class Room:
         for listener in self.commit_listeners:
             listener(self, record)
         if write.events:  # committed now: connections that tell events may (Hocuspocus)
-            for conn in self.connections:
-                conn.tell_events(write.events)
+            self.tell_events(write.events)
+            for event_listener in self.event_listeners:
+                event_listener(self, write.events)
         if self.state is not RoomState.OPEN:
             return  # a discarded doc is never snapshotted
         if self._held_snapshot is not None:
@@ -590,6 +594,12 @@ class Room:
         self._bytes_since_snapshot += len(record.data)
         if self._snapshotter.due(self._since_snapshot, self._bytes_since_snapshot):
             self._snapshot(record.version)
+
+    def tell_events(self, events: Sequence[JournalEvent]) -> None:
+        """Tell committed journal events (this instance's, or another's through the fan-out)
+        to every connection here; each tells those its protocol has a message for."""
+        for conn in self.connections:
+            conn.tell_events(events)
 
     def _snapshot(self, version: int) -> None:
         """Snapshot a due draft. With one instance, from this doc: nothing awaits between

@@ -35,6 +35,7 @@ const socket = argv.shared
   : null
 if (socket !== null) {
   socket.on('status', ({ status }) => emit({ event: 'socket-status', status }))
+  socket.on('open', () => emit({ event: 'socket-open' })) // once per WebSocket opened
   socket.on('disconnect', ({ event }) => emit({ event: 'socket-disconnect', code: event?.code ?? null, reason: event?.reason ?? null }))
 }
 

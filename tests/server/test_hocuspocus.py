@@ -13,11 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pycrdt import Doc, Text
+from pycrdt import Doc, Map, Text
 from websockets import ConnectionClosed
 from websockets.asyncio.client import ClientConnection, connect
 
-from crdt.hocuspocus import PING, encode_authenticated, encode_sync_status, prefix
+from crdt.hocuspocus import (
+    PING,
+    encode_authenticated,
+    encode_sync_status,
+    encode_token_request,
+    prefix,
+)
 from crdt.lib0 import write_var_bytes, write_var_string
 from crdt.protocol import Auth, SyncStep1, SyncStep2, Update, WriteAck, encode_message
 from server.sync.hocuspocus import (
@@ -28,6 +34,7 @@ from server.sync.hocuspocus import (
 )
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
+from tests.support.pycrdt_client import connect_synced
 from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user, create_draft, scrape
 from tests.support.server_process import ServerProcess
@@ -310,6 +317,83 @@ async def test_documents_share_one_socket_and_closing_one_leaves_the_other(
     )
 
 
+async def test_a_room_reload_reopens_its_document_and_leaves_the_socket_open(
+    server: ServerProcess,
+) -> None:
+    """A refused update (a shared type in `fields`: refused after pycrdt applied it) makes the
+    room of draft A discard its doc and reload. The provider socket that also carries draft B
+    is not closed: A alone gets CLOSE with the reason, is authorised again and re-synced on the
+    same socket, and what it typed while A reloaded reaches the store and its peers; B edits on
+    throughout."""
+    first, second = new_draft(), new_draft()
+    token = server.token("alice")
+    hp = await HocuspocusClient.launch(hocuspocus_url(server), shared=True)
+    peer_a = await connect_synced(server, first)
+    peer_b = await NodeClient.start(server.ws_url, second, token)
+    try:
+        await hp.open("a", first, token)
+        await hp.open("b", second, token)
+        await asyncio.gather(
+            hp.call("wait_synced", doc="a"),
+            hp.call("wait_synced", doc="b"),
+            peer_b.call("wait_synced"),
+        )
+        await hp.call("insert", doc="a", field="title", index=0, text="before")
+        await hp.call("insert", doc="b", field="title", index=0, text="b1")
+        await asyncio.gather(hp.call("wait_saved", doc="a"), hp.call("wait_saved", doc="b"))
+        await hp.wait_doc_event("a", "authenticated")  # the first authorisation of each
+        await hp.wait_doc_event("b", "authenticated")
+        mallory = await connect_synced(server, first)
+
+        def nest(doc: Doc) -> None:
+            doc.get("fields", type=Map)["k"] = Map({"inner": 1})
+
+        await mallory.edit(nest)
+        await asyncio.wait_for(mallory.closed.wait(), 10)
+        assert mallory.close_code == 4400
+        await asyncio.wait_for(peer_a.closed.wait(), 10)  # the room's other clients reconnect
+        assert peer_a.close_code == 1013
+        closed = await hp.wait_doc_event("a", "close")
+        assert "reloading" in closed["reason"], closed
+        # Typed right after the CLOSE, while the draft reloads: kept and acknowledged.
+        await hp.call("insert", doc="a", field="title", index=6, text=" during")
+        assert (await hp.wait_doc_event("a", "authenticated"))["scope"] == "read-write"
+        await hp.call("wait_synced", doc="a")
+        await hp.call("wait_saved", doc="a")
+
+        # B went on over the same socket, never closed.
+        await hp.call("insert", doc="b", field="title", index=2, text=" b2")
+        await peer_b.call("insert", field="title", index=0, text="peer ")
+
+        async def b_converged() -> bool:
+            texts = {await peer_b.text("title"), await hp.doc_text("b", "title")}
+            return texts == {"peer b1 b2"}
+
+        await eventually(b_converged)
+        await hp.call("wait_saved", doc="b")
+
+        # A converges with a fresh y-websocket client on the reloaded room.
+        joiner = await connect_synced(server, first)
+        await joiner.wait_for(lambda: joiner.text("title") == "before during", 10)
+        await hp.call("insert", doc="a", field="title", index=0, text="after ")
+        await joiner.wait_for(lambda: joiner.text("title") == "after before during", 10)
+        await hp.call("wait_saved", doc="a")
+        await joiner.disconnect()
+
+        opens = [e for e in hp.events if e["event"] == "socket-open"]
+        assert len(opens) == 1, opens  # no reconnect
+        assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
+        assert not [e for e in hp.events if e["event"] == "close" and e["doc"] == "b"]
+        assert not [e for e in hp.events if e["event"] == "authenticated" and e["doc"] == "b"]
+    finally:
+        await asyncio.gather(hp.close(), peer_b.close(), peer_a.disconnect())
+    assert str(stored_doc(server.database, first).get("title", type=Text)) == (
+        "after before during"
+    )
+    assert "k" not in stored_doc(server.database, first).get("fields", type=Map).to_py()
+    assert str(stored_doc(server.database, second).get("title", type=Text)) == "peer b1 b2"
+
+
 def frame(address: str, body: bytes) -> str:
     """A Hocuspocus frame for `address`, base64 for the client's `raw` op."""
     return base64.b64encode(prefix(address) + body).decode()
@@ -522,6 +606,59 @@ async def test_shutdown_flushes_and_closes_the_socket_with_1001(own_server: Serv
 async def authenticate(socket: ClientConnection, address: str, token: str, scope: str) -> None:
     await socket.send(token_frame(address, token))
     assert await receive(socket) == prefix(address) + encode_authenticated(scope)
+
+
+async def test_a_reopened_document_gets_the_sync_status_its_old_room_owed(
+    server: ServerProcess,
+) -> None:
+    """Frame by frame: an update accepted but not committed when its room is discarded lost
+    its SyncStatus with the old room; the reopened document's step 2 (its reply to the
+    server's step 1) is answered with exactly that one SyncStatus(1), after the update is on
+    disk, and nothing else of the socket is disturbed."""
+    draft = new_draft()
+    token = server.token("alice")
+    doc = Doc(client_id=4242)
+    doc.get("title", type=Text).insert(0, "held")
+    async with connect(hocuspocus_url(server)) as socket:
+        await authenticate(socket, draft, token, "read-write")
+        mallory = await connect_synced(server, draft)
+        try:
+            with write_lock(server.database):
+                await socket.send(sync_frame(draft, 2, doc.get_update()))
+                await asyncio.sleep(HELD)  # applied; its commit waits for the lock
+
+                def nest(doc: Doc) -> None:
+                    doc.get("fields", type=Map)["k"] = Map({"inner": 1})
+
+                await mallory.edit(nest)  # refused after pycrdt applied it: the room reloads
+                await asyncio.wait_for(mallory.closed.wait(), 10)
+                frames = []
+                for _ in range(20):
+                    frames.append(await receive(socket))
+                    if frames[-1][len(prefix(draft)) :][:1] == bytes([7]):
+                        break
+                close = frames[-1]
+                assert close.startswith(prefix(draft) + bytes([7])), frames
+                assert b"reloading" in close
+                assert encode_sync_status(True) not in [f[len(prefix(draft)) :] for f in frames]
+                assert await receive(socket) == prefix(draft) + encode_token_request()
+                await socket.send(token_frame(draft, token))
+            # The lock is gone: the held update commits, the draft reloads, the document opens.
+            assert await receive(socket) == prefix(draft) + encode_authenticated("read-write")
+            step1 = await receive(socket)
+            assert step1.startswith(prefix(draft) + bytes([0, 0])), step1
+            step2 = await receive(socket)
+            assert step2.startswith(prefix(draft) + bytes([0, 1])), step2
+            await socket.send(sync_frame(draft, 1, b"\x00\x00"))  # nothing the server lacks
+            await socket.send(sync_frame(draft, 0, b"\x00"))  # then a step 1 of its own
+            assert await receive(socket) == prefix(draft) + encode_sync_status(True)
+            # Exactly one: the next frames are the answer to the step 1.
+            assert (await receive(socket)).startswith(prefix(draft) + bytes([0, 0]))
+            assert (await receive(socket)).startswith(prefix(draft) + bytes([0, 1]))
+        finally:
+            await mallory.disconnect()
+    assert str(stored_doc(server.database, draft).get("title", type=Text)) == "held"
+    assert "k" not in stored_doc(server.database, draft).get("fields", type=Map).to_py()
 
 
 async def test_updates_sent_together_are_acknowledged_one_each_per_address(

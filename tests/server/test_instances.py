@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -16,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from pycrdt import Array, Text
 
 from bench.services import PostgresCluster, RedisServer
+from server.cluster.fanout import PREFIX
+from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
 from tests.support.rest import as_user, create_draft
 from tests.support.server_process import ServerProcess
@@ -368,3 +372,58 @@ async def test_conflicting_writes_reaching_two_instances_at_once_are_resolved_on
 def journal_types(server: ServerProcess, draft: str) -> list[str]:
     rows = stored_rows(server, "SELECT type FROM events WHERE draft_id = ? ORDER BY id", draft)
     return [str(row[0]) for row in rows]  # type: ignore[index]
+
+
+async def test_rule_outcomes_reach_hocuspocus_clients_of_every_instance(
+    pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
+) -> None:
+    """A write the rules reject on instance a (judged there only): a Hocuspocus provider on
+    instance b hears of it as Stateless JSON too, through the fan-out, as one on a does.
+    Unreadable event messages on the channel are skipped: no reload, nobody closed."""
+    a, b = pair
+    async with as_user(a, "alice") as alice:
+        draft = (await create_draft(alice, title="Plan", fields={"status": "DRAFT"}))["id"]
+    writer = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+    on_a = await HocuspocusClient.launch(f"ws://127.0.0.1:{a.port}/hocuspocus")
+    on_b = await HocuspocusClient.launch(f"ws://127.0.0.1:{b.port}/hocuspocus")
+    try:
+        await on_a.open("d", draft, a.token("alice"))
+        await on_b.open("d", draft, b.token("alice"))
+        await asyncio.gather(
+            writer.call("wait_synced"),
+            on_a.call("wait_synced", doc="d"),
+            on_b.call("wait_synced", doc="d"),
+        )
+        garbage = [
+            {"e": "not a list"},
+            {"e": [{"t": "NO_SUCH_EVENT", "v": 1, "at": 0, "d": {}}]},
+            {"e": [{"t": "VALUE_REJECTED", "v": "x", "at": 0, "d": {}}]},
+            {"e": [{"t": "VALUE_REJECTED", "v": 1, "at": 0, "d": "not an object"}]},
+            {"e": [{"t": "VALUE_REJECTED", "v": 1, "at": 0, "d": {}, "u": ["no"]}]},
+            {"e": [{"v": 1}]},
+        ]
+        publisher = aioredis.from_url(redis_server.url)
+        try:
+            for header in garbage:
+                message = json.dumps({"i": "a-test", **header}).encode() + b"\n"
+                await publisher.publish(f"{PREFIX}:u:{draft}", message)
+        finally:
+            await publisher.aclose()
+        await writer.call("set", key="status", value="PUBLISHED")  # DRAFT -> PUBLISHED: no
+        for client in (on_a, on_b):
+            told = json.loads((await client.wait_doc_event("d", "stateless", 15))["payload"])
+            assert told["type"] == "draftsync.event" and told["event"] == "VALUE_REJECTED"
+            assert told["data"]["field"] == "status" and told["data"]["value"] == "PUBLISHED"
+            assert told["user"] == "alice" and told["yours"] is False
+            assert told["version"] > 0
+
+        async def reverted() -> bool:
+            return (await on_b.doc_state("d"))["fields"].get("status") == "DRAFT"
+
+        await eventually(reverted, timeout=10)
+        # Told once each: no echo of the message back to its instance, nothing doubled.
+        assert not [e for e in on_a.events + on_b.events if e["event"] == "stateless"]
+        assert not [e for e in on_a.events + on_b.events if e["event"] in ("close", "disconnect")]
+        assert not [e for e in writer.events if e["event"] in ("error", "closed")]
+    finally:
+        await asyncio.gather(writer.close(), on_a.close(), on_b.close())

@@ -172,6 +172,8 @@ class DraftFeed:
                     await self._publish(draft_id)
                 except StoreError as error:  # the next change, or a resync, tells it again
                     logger.warning("feed summary failed draft=%s error=%s", draft_id, error)
+                except Exception:  # a bug summarising one draft must not stop the others
+                    logger.exception("feed summary failed draft=%s", draft_id)
 
     async def _publish(self, draft_id: str) -> None:
         access = await self._access_of(draft_id)

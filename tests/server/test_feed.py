@@ -178,6 +178,20 @@ async def test_feeds_per_user_are_bounded(tmp_path: Path) -> None:
         capped.stop()
 
 
+async def test_sigterm_ends_open_feeds_and_the_server_exits(tmp_path: Path) -> None:
+    """uvicorn waits for open responses before it stops: the service ends every stream."""
+    stopping = ServerProcess(tmp_path)
+    stopping.start()
+    try:
+        async with feed(stopping, new_id("reader")) as reader:
+            exit_code = await asyncio.to_thread(stopping.terminate, 20)
+            with pytest.raises(AssertionError, match="the feed ended"):
+                await reader.next()
+        assert exit_code == 0
+    finally:
+        stopping.stop()
+
+
 async def test_a_slow_reader_is_told_to_resync_instead_of_queueing_without_bound() -> None:
     sub = Subscription("slow", queue_events=3)
     for index in range(10):

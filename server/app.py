@@ -22,6 +22,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from server.config import Settings
 from server.http.common import http_error
+from server.http.feed import routes as feed_routes
 from server.http.pages import routes as web_routes
 from server.http.rest import routes as api_routes
 from server.identity.caller import Authenticate
@@ -80,6 +81,7 @@ def create_app(settings: Settings, *, authenticate: Authenticate | None = None) 
         WebSocketRoute("/ws/{draft_id:path}", SyncSocket()),
         WebSocketRoute("/hocuspocus", HocuspocusSocket()),
         *web_routes,
+        *feed_routes,
         *api_routes,
     ]
     return Starlette(

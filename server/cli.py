@@ -427,6 +427,26 @@ def _webhooks_from(args: argparse.Namespace) -> WebhookSettings | None:
 _DEFAULT = Settings(data_dir=Path("data"), secret="")  # admission defaults live in Settings
 
 
+def _add_feed_arguments(serve: argparse.ArgumentParser) -> None:
+    """The drafts change feed, `GET /api/drafts/feed` (server/sync/feed.py)."""
+    group = serve.add_argument_group("drafts feed", "the dashboard's live change feed")
+    group.add_argument(
+        "--max-feeds-per-user",
+        type=_positive_int,
+        default=_DEFAULT.max_feeds_per_user,
+        metavar="N",
+        help="feed streams one user may hold open; a new one over it is 503 (%(default)s)",
+    )
+    group.add_argument(
+        "--feed-queue-events",
+        type=_positive_int,
+        default=_DEFAULT.feed_queue_events,
+        metavar="N",
+        help="events queued for one feed reader before they are dropped for one `resync` "
+        "(%(default)s)",
+    )
+
+
 def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
     """Timeouts before trust, caps and quotas (server/admission/, README "Limits and
     admission"): over a cap a new WebSocket is closed with 1013, REST answers 503 or 429 with
@@ -662,6 +682,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_webhook_arguments(serve)
     _add_disk_arguments(serve)
     _add_admission_arguments(serve)
+    _add_feed_arguments(serve)
     serve.add_argument(
         "--awareness-max-states",
         type=_positive_int,
@@ -852,6 +873,8 @@ def _serve(args: argparse.Namespace) -> int:
         webhooks=webhooks,
         disk_reserve_bytes=args.disk_reserve_bytes,
         **_admission_from(args, sockets),  # type: ignore[arg-type]
+        max_feeds_per_user=args.max_feeds_per_user,
+        feed_queue_events=args.feed_queue_events,
     )
     app = create_app(settings)
     config = uvicorn.Config(

@@ -105,6 +105,10 @@ class Settings:
     user_requests_per_second: float = 50.0
     user_request_burst: int = 200
     max_drafts_per_user: int = 10_000
+    # The drafts change feed (server/sync/feed.py, README "Dashboard and sharing"): streams a
+    # user may hold open (over it: 503), events queued a stream before it is told to resync.
+    max_feeds_per_user: int = 8
+    feed_queue_events: int = 256
 
     @property
     def database_path(self) -> Path:

@@ -26,12 +26,16 @@ from server.identity.caller import Authenticate, Callers
 from server.identity.tokens import verifier_for
 from server.store.api import Store
 from server.store.commits import CommitPipeline
+from server.store.records import UpdateRecord
 from server.store.snapshots import Snapshotter
 from server.supervisor import Supervisor
 from server.sync.connection import Connection
+from server.sync.feed import DraftFeed
 from server.sync.journal import JournalCloser
 from server.sync.metadata import MetadataTracker
 from server.sync.registry import DocBuilder, RoomRegistry
+from server.sync.room import Room
+from server.sync.summaries import Summarizer
 from server.webhooks.changes import ChangeScanner
 from server.webhooks.deliverer import Deliverer
 
@@ -87,6 +91,17 @@ class Service:
         self.metadata = MetadataTracker(store, fields_of(settings.schema))
         self.rooms.on_open.append(self.metadata.room_opened)
         self.rooms.on_unload.append(self.metadata.room_unloading)
+        # The dashboard (server/sync/summaries.py) and its change feed (server/sync/feed.py):
+        # a commit marks its draft changed; summaries follow, for subscribers only.
+        self.summaries = Summarizer(store, self.rooms, self.metadata)
+        self.feed = DraftFeed(
+            summarize=self.summaries.of_draft,
+            access_of=store.access_list,
+            max_per_user=settings.max_feeds_per_user,
+            queue_events=settings.feed_queue_events,
+        )
+        self.rooms.on_open.append(self._watch_commits)
+        self.rooms.on_unload.append(self.summaries.room_unloading)
         metrics.COMMIT_QUEUE.set_function(lambda: len(self.pipeline))
         self.shutting_down = False
         self._connections: set[Connection] = set()
@@ -126,6 +141,13 @@ class Service:
             self.supervisor.start("webhook-delivery", self.deliverer.run)
             self.supervisor.start("webhook-changes", self.change_scanner.run)
 
+    def _watch_commits(self, room: Room) -> None:
+        room.commit_listeners.append(self._committed)
+
+    def _committed(self, room: Room, record: UpdateRecord) -> None:
+        self.summaries.committed(room.draft_id, record.version, record.user)
+        self.feed.changed(room.draft_id)
+
     def track(self, conn: Connection) -> None:
         self._connections.add(conn)
 
@@ -139,6 +161,7 @@ class Service:
         if self.shutting_down:
             return
         self.shutting_down = True
+        self.feed.close()  # open streams end, or uvicorn would wait for them
         logger.info(
             "shutting down connections=%d rooms=%d", len(self._connections), len(self.rooms)
         )

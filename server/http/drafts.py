@@ -251,6 +251,7 @@ async def create_draft(request: Request, service: Service, user: str) -> Respons
             first = UpdateRecord(draft_id, 1, update, user, REST_SESSION, client_id, now)
         if await service.store.create_draft_with(draft_id, user, now=now, first=first):
             logger.info("draft created draft=%s user=%s", draft_id, user)
+            service.feed.changed(draft_id)
             return respond(await draft_json(service, draft_id, Role.OWNER), status_code=201)
     raise Conflict("a draft with this id already exists")
 
@@ -286,8 +287,11 @@ async def get_draft(request: Request, service: Service, user: str) -> Response:
 async def delete_draft(request: Request, service: Service, user: str) -> Response:
     draft_id = request.path_params["draft_id"]
     require_owner(await reach(service, draft_id, user), "delete it")
+    readers = list(await service.store.access_list(draft_id))
     if not await service.store.tombstone(draft_id, now=time.time()):
         raise UnknownDraft("draft not found")
+    service.feed.removed(draft_id, readers)
+    service.summaries.forget(draft_id)
     closed = close_deleted(service.rooms, draft_id)
     if service.fanout is not None:  # and on every other instance
         service.fanout.draft_deleted(draft_id)

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server.http import conflicts, drafts, history, sharing, stats, tokens, webhooks
+from server.http import conflicts, dashboard, drafts, history, sharing, stats, tokens, webhooks
 from server.http.openapi import Description, Operation, describe
 
 __all__ = ["PATH_PARAMETERS", "by_method", "openapi_json", "operations", "routes"]
@@ -42,7 +42,7 @@ def by_method(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -
 routes: list[BaseRoute] = [
     by_method("/api/drafts", POST=drafts.create_draft, GET=drafts.list_drafts),
     by_method("/api/drafts/{draft_id}", GET=drafts.get_draft, DELETE=drafts.delete_draft),
-    Route("/api/drafts/{draft_id}/access", sharing.put_access, methods=["PUT"]),
+    by_method("/api/drafts/{draft_id}/access", GET=sharing.get_access, PUT=sharing.put_access),
     Route("/api/drafts/{draft_id}/events", history.list_events, methods=["GET"]),
     Route("/api/drafts/{draft_id}/versions/{version}", history.get_version, methods=["GET"]),
     Route("/api/drafts/{draft_id}/restore", history.restore_version, methods=["POST"]),
@@ -53,6 +53,7 @@ routes: list[BaseRoute] = [
         methods=["POST"],
     ),
     Route("/api/stats", stats.get_stats, methods=["GET"]),
+    Route("/api/dashboard", dashboard.get_dashboard, methods=["GET"]),
     Route("/api/token/renew", tokens.renew_token, methods=["POST"]),
     Route("/api/openapi.json", openapi_json, methods=["GET"]),
 ]
@@ -91,6 +92,11 @@ operations: list[Operation] = [
         errors=(*_WRITE, 403, 409),
     ),
     Operation(
+        "GET", f"{_DRAFT}/access", sharing.get_access,
+        "List who has access and their role (owners)",
+        answers={200: sharing.AccessList}, errors=(*_READ, 403),
+    ),
+    Operation(
         "GET", f"{_DRAFT}/events", history.list_events, "Read a draft's journal",
         answers={200: history.EventList}, query=history.EventPage, errors=_READ,
     ),
@@ -118,6 +124,12 @@ operations: list[Operation] = [
     Operation(
         "GET", "/api/stats", stats.get_stats, "Figures over the drafts the caller can reach",
         answers={200: stats.Stats}, errors=(503,),
+    ),
+    Operation(
+        "GET", "/api/dashboard", dashboard.get_dashboard,
+        "The drafts the caller can reach, each as a summary for the dashboard",
+        answers={200: dashboard.SummaryList}, query=dashboard.DashboardPage,
+        errors=(400, 422, 503),
     ),
     Operation(
         "POST", "/api/token/renew", tokens.renew_token,

@@ -1,8 +1,10 @@
 """`PUT /api/drafts/{id}/access {"user", "role"}`: share a draft, change or remove a role.
+`GET /api/drafts/{id}/access`: who has access, `{"items": [{"user", "role"}]}` by user.
 
 Owners only (others who reach the draft: 403; strangers: 404). `role` is `owner`, `editor`,
 `viewer` or `none` (removes the user's access). A change that would leave the draft without an
-owner is 409. The change reaches the user's live connections at once (`server.sync.sharing`).
+owner is 409. The change reaches the user's live connections at once (`server.sync.sharing`),
+and their drafts feed (`server.sync.feed`): a new role is a summary, a removed one `removed`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from server.sync.sharing import apply_role
 if TYPE_CHECKING:
     from server.service import Service
 
-__all__ = ["AccessChange", "AccessChanged", "put_access"]
+__all__ = ["AccessChange", "AccessChanged", "AccessEntry", "AccessList", "get_access", "put_access"]
 
 logger = logging.getLogger("draftsync.api")
 
@@ -41,6 +43,24 @@ class AccessChanged(Answer):
     live_connections: int = Field(description="The user's open connections the change reached.")
 
 
+class AccessEntry(Answer):
+    user: str
+    role: Literal["owner", "editor", "viewer"]
+
+
+class AccessList(Answer):
+    items: list[AccessEntry] = Field(description="Everyone with a stored role, by user.")
+
+
+@endpoint
+async def get_access(request: Request, service: Service, user: str) -> Response:
+    draft_id = request.path_params["draft_id"]
+    require_owner(await reach(service, draft_id, user), "see who has access")
+    access = await service.store.access_list(draft_id)
+    items = [AccessEntry(user=name, role=role) for name, role in access.items()]  # type: ignore[arg-type]
+    return respond(AccessList(items=items))
+
+
 @endpoint
 async def put_access(request: Request, service: Service, user: str) -> Response:
     draft_id = request.path_params["draft_id"]
@@ -52,6 +72,9 @@ async def put_access(request: Request, service: Service, user: str) -> Response:
     live = apply_role(service.rooms, draft_id, change.user, role)
     if service.fanout is not None:  # and on every other instance
         service.fanout.access_changed(draft_id, change.user, role)
+    if role is None:
+        service.feed.removed(draft_id, [change.user])
+    service.feed.changed(draft_id)  # the invited user's list, the others' collaborators
     logger.info(
         "access changed draft=%s by=%s user=%s role=%s live=%d",
         draft_id,

@@ -54,6 +54,7 @@ async def test_every_draft_endpoint_by_role(
     expected = [
         # method, path, body, and the status for stranger, viewer, editor, owner
         ("GET", path, None, (404, 200, 200, 200)),
+        ("GET", f"{path}/access", None, (404, 403, 403, 200)),
         ("PUT", f"{path}/access", {"user": "zed", "role": "viewer"}, (404, 403, 403, 200)),
         ("DELETE", path, None, (404, 403, 403, 204)),  # owner last: it removes the draft
     ]
@@ -112,6 +113,27 @@ async def test_bodies_are_checked_only_for_those_who_may_send_them(
         response = await owner.put(url, json=body)
         assert response.status_code == 422, body
         assert response.json()["errors"]
+
+
+async def test_the_owner_lists_who_has_access_and_sees_changes_at_once(
+    shared: tuple[str, dict[str, httpx.AsyncClient]],
+) -> None:
+    draft_id, clients = shared
+    owner = clients["owner"]
+    listed = await owner.get(f"/api/drafts/{draft_id}/access")
+    assert listed.status_code == 200
+    roles = [entry["role"] for entry in listed.json()["items"]]
+    assert sorted(roles) == ["editor", "owner", "viewer"]
+    users = [entry["user"] for entry in listed.json()["items"]]
+    assert users == sorted(users)
+    viewer = next(e["user"] for e in listed.json()["items"] if e["role"] == "viewer")
+    await owner.put(f"/api/drafts/{draft_id}/access", json={"user": viewer, "role": "none"})
+    after = (await owner.get(f"/api/drafts/{draft_id}/access")).json()["items"]
+    assert viewer not in [entry["user"] for entry in after]
+    bad = await owner.get("/api/drafts/not%20an%20id/access")
+    assert bad.status_code in (400, 404)
+    async with httpx.AsyncClient(base_url=str(owner.base_url), timeout=10) as anonymous:
+        assert (await anonymous.get(f"/api/drafts/{draft_id}/access")).status_code == 401
 
 
 async def test_the_last_owner_cannot_leave_but_can_hand_over(server: ServerProcess) -> None:

@@ -31,7 +31,8 @@ export function api (token) {
   }
   return {
     get: (path) => call('GET', path),
-    post: (path, body) => call('POST', path, body ?? {})
+    post: (path, body) => call('POST', path, body ?? {}),
+    put: (path, body) => call('PUT', path, body ?? {})
   }
 }
 

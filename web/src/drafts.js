@@ -1,17 +1,18 @@
-// GET /: the drafts the caller can reach (GET /api/drafts), a form that creates one
-// (POST /api/drafts {title}) and one that opens a draft by id. Drafts kept in this browser
-// (local.js) are marked "available offline"; when the server cannot be reached, they are the
-// list. The token is kept per origin (session.js): links carry none. "Sign out" forgets the
+// GET /: the dashboard of the drafts the caller can reach (dashboard.js: the figures of
+// GET /api/stats, a line per draft from GET /api/dashboard, live through the drafts feed), a
+// form that creates one (POST /api/drafts {title}) and one that opens a draft by id. Drafts
+// kept in this browser (local.js) are marked "available offline"; when the server cannot be
+// reached, they are the list. The token is kept per origin (session.js): links carry none. "Sign out" forgets the
 // token and every copy kept here for this user.
 import { forgetToken, pagePath, takeToken, userOf } from './session.js'
 import { api, explain } from './api.js'
 import { h, clear, when } from './dom.js'
 import { forgetLocal, localDrafts } from './local.js'
 import { registerServiceWorker } from './offline.js'
+import { showDashboard } from './dashboard.js'
 
 const $ = (role) => document.querySelector(`[data-role=${role}]`)
 const DRAFT_ID = /^[A-Za-z0-9_-]{1,128}$/
-const DETAILS_AT_ONCE = 50
 
 function main () {
   registerServiceWorker()
@@ -55,7 +56,7 @@ function main () {
     if (DRAFT_ID.test(id)) return open(id)
     say('A draft id is 1 to 128 letters, digits, "-" or "_".')
   })
-  listDrafts(client, user)
+  listDrafts(client, user, token)
 }
 
 function offlineNote (kept) {
@@ -63,47 +64,29 @@ function offlineNote (kept) {
   return h('span', { class: 'offline-note' }, kept.pending ? ' · available offline · changes not sent yet' : ' · available offline')
 }
 
-async function listDrafts (client, user) {
+async function listDrafts (client, user, token) {
   const list = $('list')
   const kept = new Map(localDrafts(user).map((d) => [d.id, d]))
-  const answer = await client.get('/api/drafts?limit=100')
-  if (!answer.ok) {
-    const why = navigator.onLine === false ? 'You are offline.' : explain(answer, 'The list of drafts')
-    clear(list).append(h('li', { class: 'empty' }, `${why} Open a draft by its id or create one.`))
-    if (kept.size) list.append(h('li', { class: 'empty' }, 'Kept in this browser, available offline:'))
-    for (const draft of kept.values()) {
-      list.append(h('li', { class: 'draft', dataset: { draft: draft.id, offline: 'yes' } },
-        h('a', { href: pagePath(`/d/${encodeURIComponent(draft.id)}`) },
-          h('span', { class: 'draft-title' }, draft.title || draft.id),
-          h('span', { class: 'draft-meta' }, `saved here ${when(draft.at)}`, offlineNote(draft)))))
-    }
-    return
-  }
-  const items = answer.body.items || []
-  clear(list)
-  if (!items.length) list.append(h('li', { class: 'empty' }, 'No drafts yet: create the first one.'))
-  for (const item of items) {
-    const title = h('span', { class: 'draft-title' }, item.title || item.id)
-    const meta = h('span', { class: 'draft-meta' },
-      `${item.role || ''}${item.role ? ' · ' : ''}v${item.version ?? 0} · ${when(item.lastModified || item.createdAt)}`,
-      offlineNote(kept.get(item.id)))
-    const row = h('li', { class: 'draft', dataset: { draft: item.id, offline: kept.has(item.id) ? 'yes' : 'no' } },
-      h('a', { href: pagePath(`/d/${encodeURIComponent(item.id)}`) }, title, meta))
-    list.append(row)
-  }
-  if (answer.body.next) list.append(h('li', { class: 'empty' }, 'Only the first 100 drafts are listed.'))
-  // titles and progress come with each draft's details
-  for (const item of items.slice(0, DETAILS_AT_ONCE)) {
-    client.get(`/api/drafts/${encodeURIComponent(item.id)}`).then((detail) => {
-      if (!detail.ok) return
-      const row = list.querySelector(`[data-draft="${CSS.escape(item.id)}"]`)
-      const text = detail.body.state && detail.body.state.texts && detail.body.state.texts.title
-      if (text && text.trim()) row.querySelector('.draft-title').textContent = text
-      const m = detail.body.metadata
-      if (m && typeof m.completion === 'number') {
-        row.querySelector('.draft-meta').append(` · ${Math.round(m.completion)}% · ${m.wordCount ?? 0} words`)
-      }
-    })
+  const shown = await showDashboard({
+    client,
+    getToken: () => token,
+    stats: $('stats'),
+    list,
+    more: $('more'),
+    live: $('live'),
+    kept,
+    offlineNote
+  })
+  if (shown.ok) return
+  $('stats-card').hidden = true
+  const why = navigator.onLine === false ? 'You are offline.' : explain(shown.answer, 'The list of drafts')
+  clear(list).append(h('li', { class: 'empty' }, `${why} Open a draft by its id or create one.`))
+  if (kept.size) list.append(h('li', { class: 'empty' }, 'Kept in this browser, available offline:'))
+  for (const draft of kept.values()) {
+    list.append(h('li', { class: 'draft', dataset: { draft: draft.id, offline: 'yes' } },
+      h('a', { href: pagePath(`/d/${encodeURIComponent(draft.id)}`) },
+        h('span', { class: 'draft-title' }, draft.title || draft.id),
+        h('span', { class: 'draft-meta' }, `saved here ${when(draft.at)}`, offlineNote(draft)))))
   }
 }
 

@@ -18,6 +18,7 @@ import { buildForm } from './form.js'
 import { showProgress } from './progress.js'
 import { conflictsDialog, openConflicts } from './conflicts.js'
 import { historyDialog } from './history.js'
+import { setupSharing } from './sharing.js'
 import { ROOT } from './root.js'
 import { labelOf } from './dom.js'
 
@@ -221,6 +222,7 @@ async function main () {
   conflictsMap.observe(refresh)
   $('open-conflicts').addEventListener('click', conflicts.open)
   $('open-history').addEventListener('click', history.open)
+  setupSharing({ client: () => api(token), draftId, me: user, after: $('open-history') })
   for (const dialog of document.querySelectorAll('dialog')) {
     dialog.querySelector('[data-role=close]').addEventListener('click', () => dialog.close())
   }

@@ -6,13 +6,16 @@ attributes are the node's), and the text of a textblock as one `XmlText` whose f
 attributes are the marks (`{"bold": {}}`, `{"link": {"href": ...}}`).
 
 A restore must stay a *forward* change (an offline editor that reconnects merges into it):
-`restore_fragment` keeps every block that did not change, descends into a block whose type and
-attributes are the same, and splices a text keeping its common prefix and suffix, then sets
-the wanted marks on what it inserted. Only the blocks that differ are deleted and rebuilt.
+`restore_fragment` aligns the blocks (difflib), keeps every block that did not change, descends
+into a changed block whose type and attributes are the same, and splices a text keeping its
+common prefix and suffix, then sets the wanted marks on what it inserted. Only blocks with no
+counterpart are deleted or built.
 """
 
 from __future__ import annotations
 
+import json
+from difflib import SequenceMatcher
 from typing import Any
 
 from pycrdt import XmlElement, XmlFragment, XmlText
@@ -27,7 +30,8 @@ def node_data(node: _Container | XmlText) -> Any:
     """Plain data of a node, for comparing and previews: an element is
     `{"type", "attrs", "content": [...]}`, a text a list of `[insert, attrs | None]` runs."""
     if isinstance(node, XmlText):
-        return [[chunk, attrs or None] for chunk, attrs in node.diff()]
+        # yrs may split a run where formatting markers were (even ones that changed nothing)
+        return _runs(_units([[chunk, attrs] for chunk, attrs in node.diff()]))
     content = [node_data(child) for child in node.children]
     if isinstance(node, XmlFragment):
         return content
@@ -41,30 +45,36 @@ def restore_fragment(current: XmlFragment, wanted: XmlFragment) -> None:
 
 
 def _restore_children(parent: _Container, wanted: list[Any]) -> None:
+    """Align the blocks (difflib's matching, as `diff` does lines): equal blocks stay, a
+    changed block of the same type is edited in place, the rest are deleted or inserted.
+    Applied from the end, so the indexes still to be used do not move."""
     children = list(parent.children)
     have = [node_data(child) for child in children]
     if have == wanted:
         return
-    start = 0
-    limit = min(len(have), len(wanted))
-    while start < limit and have[start] == wanted[start]:
-        start += 1
-    end = 0
-    while end < limit - start and have[-1 - end] == wanted[-1 - end]:
-        end += 1
-    old_middle = children[start : len(children) - end]
-    new_middle = wanted[start : len(wanted) - end]
-    if len(old_middle) == 1 and len(new_middle) == 1 and _same_shell(old_middle[0], new_middle[0]):
-        node = old_middle[0]
-        if isinstance(node, XmlText):
-            _restore_text(node, new_middle[0])
-        else:
-            _restore_children(node, new_middle[0]["content"])
-        return
-    for _ in old_middle:
-        del parent.children[start]
-    for offset, data in enumerate(new_middle):
-        _insert(parent, start + offset, data)
+    keys = [_key(data) for data in have], [_key(data) for data in wanted]
+    opcodes = SequenceMatcher(None, *keys, autojunk=False).get_opcodes()
+    for tag, i1, i2, j1, j2 in reversed(opcodes):
+        if tag == "equal":
+            continue
+        paired = min(i2 - i1, j2 - j1)
+        for k in range(paired):
+            node, data = children[i1 + k], wanted[j1 + k]
+            if not _same_shell(node, data):
+                del parent.children[i1 + k]
+                _insert(parent, i1 + k, data)
+            elif isinstance(node, XmlText):
+                _restore_text(node, data)
+            else:
+                _restore_children(node, data["content"])
+        for _ in range(i1 + paired, i2):
+            del parent.children[i1 + paired]
+        for offset, data in enumerate(wanted[j1 + paired : j2]):
+            _insert(parent, i1 + paired + offset, data)
+
+
+def _key(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, default=str)
 
 
 def _same_shell(node: _Node, data: Any) -> bool:

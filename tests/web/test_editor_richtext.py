@@ -187,8 +187,20 @@ async def test_restoring_a_version_restores_rich_text_in_the_open_editors(
     await alice.keyboard.type(" and more")
     await expect(rich(alice).locator("em")).to_have_text("Kept words and more")
     await wait_status(alice, "synced")
+    async with as_user(server, "alice") as api:
+        now = (await api.get(f"/api/drafts/{draft}")).json()["version"]
+    # the history's preview of a version shows its rich text formatted
+    await alice.locator("[data-role=open-history]").click()
+    await alice.locator("#version-number").fill(str(now))
+    await alice.get_by_role("button", name="Preview", exact=True).click()
+    await expect(alice.locator(".preview .rich-preview em")).to_have_text("Kept words and more")
+    await alice.screenshot(path=artifact("richtext-version-preview.png"))
+    await alice.locator("dialog[data-role=history] [data-role=close]").click()
     async with as_user(server, "bob") as api:
         preview = (await api.get(f"/api/drafts/{draft}/versions/{kept['version']}")).json()
+        assert preview["richtext"]["description"] == [
+            {"type": "paragraph", "attrs": {}, "content": [[["Kept words", None]]]}
+        ]
         assert preview["state"]["texts"]["description"] == "Kept words"
         answer = await api.post(f"/api/drafts/{draft}/restore", json={"version": kept["version"]})
         assert answer.status_code == 200, answer.text

@@ -8,7 +8,7 @@
 // bold, italic, link, ...), with the specs of prosemirror-schema-basic and -list: a Tiptap
 // editor with its Collaboration extension on the same field reads and writes the same
 // fragment. (y-prosemirror drops elements its schema does not know, so the names matter.)
-import { Schema } from 'prosemirror-model'
+import { DOMSerializer, Schema } from 'prosemirror-model'
 import { nodes as basicNodes, marks as basicMarks } from 'prosemirror-schema-basic'
 import { bulletList, listItem, orderedList, liftListItem, sinkListItem, splitListItem, wrapInList } from 'prosemirror-schema-list'
 import { EditorState, Plugin } from 'prosemirror-state'
@@ -185,5 +185,30 @@ export function richTextEditor ({ parent, fragment, awareness, labelId, guard, f
       view.setProps({}) // re-reads `editable`
       showTools(view.state)
     }
+  }
+}
+
+/** A version's rich-text field (GET …/versions/{v} `richtext[name]`: blocks {type, attrs,
+ * content}, texts as [insert, marks] runs) as formatted, read-only DOM for the history preview;
+ * null if it does not fit this schema (the caller shows the plain text then). */
+export function richPreview (blocks) {
+  const toJSON = (data) => {
+    if (Array.isArray(data)) {
+      return data.filter(([insert]) => typeof insert === 'string' && insert).map(([insert, attrs]) => ({
+        type: 'text',
+        text: insert,
+        marks: Object.entries(attrs || {}).filter(([name]) => marks[name]).map(([type, value]) => ({ type, attrs: value || {} }))
+      }))
+    }
+    return [{ type: data.type, attrs: data.attrs, content: data.content.flatMap(toJSON) }]
+  }
+  try {
+    const doc = richSchema.nodeFromJSON({ type: 'doc', content: (blocks || []).flatMap(toJSON) })
+    doc.check()
+    const box = h('div', { class: 'rich-preview' })
+    box.append(DOMSerializer.fromSchema(richSchema).serializeFragment(doc.content))
+    return box
+  } catch {
+    return null
   }
 }

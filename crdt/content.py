@@ -41,10 +41,14 @@ CONFLICTS_ROOT = "conflicts"
 class FieldSpec(NamedTuple):
     name: str
     kind: str  # "text", "richtext", "value" or "list", as `crdt.schema.Kind` values
+    initial: Any = None  # a value field's initial value (shown until one is set)
+    filled: str | tuple[Any, ...] = "set"  # when a value field counts as filled (crdt.schema)
 
 
 def fields_of(schema: Schema) -> tuple[FieldSpec, ...]:
-    return tuple(FieldSpec(f.name, f.kind.value) for f in schema.fields.values())
+    return tuple(
+        FieldSpec(f.name, f.kind.value, f.initial, f.filled) for f in schema.fields.values()
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,10 @@ Computed from `DraftContent` (one read of the doc), so the server does it when s
 when a room unloads, never per keystroke. Words are runs of non-whitespace (`str.split`), as
 word processors count them for space-separated scripts.
 
-A field is *filled* when a text has a non-blank character, a value is set to something other
-than null or "", or a list has an item; completion is filled fields / schema fields.
+A field is *filled* when a text (rich text included) has a non-blank character, a list has an
+item, and a value as its schema says (`crdt.schema`, `filled`): by default a value with an
+`initial` one once it has moved from it, any other once set to something but null or "";
+completion is filled fields / schema fields.
 """
 
 from __future__ import annotations
@@ -58,4 +60,12 @@ def _filled(content: DraftContent, spec: FieldSpec) -> bool:
     if spec.kind == "list":
         return bool(content.lists.get(spec.name))
     value: Any = content.values.get(spec.name)
+    if value is None or value == "":
+        if spec.filled == "moved":
+            return False
+        value = spec.initial  # unset: the schema's initial value stands
+    if isinstance(spec.filled, tuple):
+        return value in spec.filled
+    if spec.filled == "moved":
+        return value != spec.initial
     return value is not None and value != ""

@@ -7,6 +7,11 @@ its type and merge rule. Loaded from TOML (`draftsync serve --schema FILE.toml`)
     value     key of the root Y.Map "fields"     lww max min precedence transition manual
     list      root Y.Array named after the field union lww
 
+When a value field counts as *filled* (completion, `crdt.metadata`) is its `filled` key:
+"moved" (the default when it has an `initial` value: filled once its value differs from it,
+so a new draft's status CREATING is not yet a choice), "set" (the default otherwise: filled
+when it holds a value, the initial one included), or a list of the values that count.
+
 A schema that breaks a rule fails with `SchemaError` naming the field and the problem.
 """
 
@@ -88,7 +93,8 @@ class Rule(Enum):
 _VALUE_RULES = {Rule.LWW, Rule.MAX, Rule.MIN, Rule.PRECEDENCE, Rule.TRANSITION, Rule.MANUAL}
 _LIST_RULES = {Rule.UNION, Rule.LWW}
 _ORDERED_TYPES = {ValueType.INTEGER, ValueType.NUMBER, ValueType.DATE}
-_FIELD_KEYS = {"kind", "type", "rule", "initial", "transitions", "precedence"}
+_FIELD_KEYS = {"kind", "type", "rule", "initial", "transitions", "precedence", "filled"}
+_FILLED_WAYS = ("moved", "set")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,7 @@ class Field:
     initial: Any = None
     transitions: dict[Any, tuple[Any, ...]] = field(default_factory=dict)
     precedence: tuple[Any, ...] = ()
+    filled: str | tuple[Any, ...] = "set"  # "moved", "set" or the values that count as filled
 
     def accepts(self, value: Any) -> bool:
         return self.type is not None and self.type.accepts(value)
@@ -153,7 +160,9 @@ def _parse_field(name: str, table: Any) -> Field:
         raise fail(f"unknown keys {sorted(unknown)}")
     kind = _enum(Kind, table.get("kind"), fail, "kind")
     if kind in (Kind.TEXT, Kind.RICHTEXT):
-        extra = sorted(set(table) & {"type", "rule", "transitions", "precedence", "initial"})
+        extra = sorted(
+            set(table) & {"type", "rule", "transitions", "precedence", "initial", "filled"}
+        )
         if extra:
             raise fail(f"{kind.value} fields merge through the CRDT and take no {extra}")
         if name in RESERVED_ROOTS:
@@ -195,7 +204,19 @@ def _parse_field(name: str, table: Any) -> Field:
     initial = table.get("initial")
     if initial is not None:
         checked(initial, "initial value")
-    return Field(name, kind, value_type, rule, initial, transitions, precedence)
+    filled: str | tuple[Any, ...] = "moved" if initial is not None else "set"
+    raw_filled = table.get("filled")
+    if kind is Kind.LIST and raw_filled is not None:
+        raise fail("`filled` applies to value fields (a list is filled when it has an item)")
+    if isinstance(raw_filled, list):
+        filled = tuple(checked(v, "filled value") for v in raw_filled)
+    elif raw_filled in _FILLED_WAYS:
+        filled = raw_filled
+    elif raw_filled is not None:
+        raise fail(f"filled {raw_filled!r} is not one of {list(_FILLED_WAYS)} or a list of values")
+    if filled == "moved" and initial is None:
+        raise fail("filled = 'moved' needs an initial value to move from")
+    return Field(name, kind, value_type, rule, initial, transitions, precedence, filled)
 
 
 def _enum(cls: type[Any], raw: Any, fail: Any, what: str) -> Any:

@@ -17,6 +17,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from pycrdt import XmlFragment
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,6 +26,8 @@ from crdt.content import fields_of, read_content
 from crdt.history import rebuild
 from crdt.journal import EventType, JournalEvent
 from crdt.restore import restored_update
+from crdt.richtext import node_data
+from crdt.schema import Kind
 from server.access import Role
 from server.errors import (
     BadRequest,
@@ -113,6 +116,11 @@ class DraftVersion(Answer):
     version: int
     state: DraftState
     conflicts: dict[str, Any] = Field(description="Open manual conflicts at that version, by id.")
+    richtext: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Each rich-text field's structure (its text is in `state.texts`): blocks "
+        "{type, attrs, content}, a text as [[insert, marks | null], ...] runs.",
+    )
 
 
 class Restored(Answer):
@@ -165,13 +173,19 @@ async def get_version(request: Request, service: Service, user: str) -> Response
     await reach(service, draft_id, user)
     version = _version_param(request.path_params["version"])
     doc = await _rebuilt(service, draft_id, version)
-    content = read_content(doc, fields_of(service.settings.schema))
+    schema = service.settings.schema
+    content = read_content(doc, fields_of(schema))
+    richtext = {
+        spec.name: node_data(doc.get(spec.name, type=XmlFragment))
+        for spec in schema.kind_of(Kind.RICHTEXT)
+    }
     return respond(
         DraftVersion(
             id=draft_id,
             version=version,
             state=finite(content.as_json()),
             conflicts=finite(content.conflicts),
+            richtext=finite(richtext),
         )
     )
 

@@ -142,8 +142,8 @@ async def service_worker(request: Request) -> Response:
 
 
 def schema_json(schema: Schema) -> dict[str, Any]:
-    """`{"fields": [{name, kind, type, rule, initial, transitions, precedence}, ...]}`, in the
-    schema's order; the last four are null/empty for text and richtext fields."""
+    """`{"fields": [{name, kind, type, rule, initial, transitions, precedence, filled}, ...]}`,
+    in the schema's order; the last five are null/empty for text and richtext fields."""
     return {"fields": [_field_json(f) for f in schema.fields.values()]}
 
 
@@ -156,6 +156,7 @@ def _field_json(field: Field) -> dict[str, Any]:
         "initial": field.initial,
         "transitions": {str(k): list(v) for k, v in field.transitions.items()},
         "precedence": list(field.precedence),
+        "filled": None if field.type is None else _filled_json(field.filled),
     }
 
 
@@ -187,3 +188,7 @@ routes: list[BaseRoute] = [
     Route("/sw.js", service_worker),
     Mount("/static", app=_Bundle(), name="static"),
 ]
+
+
+def _filled_json(filled: str | tuple[Any, ...]) -> str | list[Any]:
+    return list(filled) if isinstance(filled, tuple) else filled

@@ -41,7 +41,7 @@ COMMIT_WAIT_SECONDS = 10.0
 
 def fields_key(fields: tuple[FieldSpec, ...]) -> str:
     """A short fingerprint of a schema's fields: saved figures counted against another are stale."""
-    text = ",".join(f"{spec.name}:{spec.kind}" for spec in fields)
+    text = ",".join(f"{spec.name}:{spec.kind}:{spec.initial!r}:{spec.filled!r}" for spec in fields)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -26,7 +26,7 @@ def test_fields_follow_the_schema() -> None:
     assert FIELDS[:3] == (
         FieldSpec("title", "text"),
         FieldSpec("description", "text"),
-        FieldSpec("status", "value"),
+        FieldSpec("status", "value", "CREATING", "moved"),
     )
     assert FieldSpec("tags", "list") in FIELDS
     assert len(FIELDS) == len(DEFAULT_SCHEMA.fields)

@@ -266,7 +266,46 @@ BAD_SCHEMAS = [
         id="reserved-fields-list",
     ),
     pytest.param('fields = { status = "value" }', ["status", "table"], id="field-not-a-table"),
+    pytest.param(
+        '[fields.body]\nkind = "richtext"\nfilled = "set"', ["body", "filled"], id="filled-text"
+    ),
+    pytest.param(
+        '[fields.tags]\nkind = "list"\ntype = "string"\nfilled = "set"',
+        ["tags", "filled", "value fields"],
+        id="filled-list",
+    ),
+    pytest.param(
+        '[fields.s]\nkind = "value"\ntype = "string"\nfilled = "moved"',
+        ["'s'", "moved", "initial"],
+        id="filled-moved-without-initial",
+    ),
+    pytest.param(
+        '[fields.s]\nkind = "value"\ntype = "string"\nfilled = "sometimes"',
+        ["'s'", "sometimes", "moved", "set"],
+        id="filled-unknown-way",
+    ),
+    pytest.param(
+        '[fields.n]\nkind = "value"\ntype = "integer"\nfilled = [1, "two"]',
+        ["'n'", "filled value", "'two'", "integer"],
+        id="filled-value-of-another-type",
+    ),
 ]
+
+
+def test_filled_defaults_to_moved_with_an_initial_value_and_set_without() -> None:
+    schema = parse(
+        '[fields.status]\nkind = "value"\ntype = "string"\ninitial = "NEW"\n'
+        '[fields.size]\nkind = "value"\ntype = "integer"\n'
+        '[fields.step]\nkind = "value"\ntype = "integer"\ninitial = 1\nfilled = "set"\n'
+        '[fields.phase]\nkind = "value"\ntype = "string"\nfilled = ["DONE", "SHIPPED"]\n'
+    )
+    filled = {name: field.filled for name, field in schema.fields.items()}
+    assert filled == {
+        "status": "moved",
+        "size": "set",
+        "step": "set",
+        "phase": ("DONE", "SHIPPED"),
+    }
 
 
 @pytest.mark.parametrize(("text", "words"), BAD_SCHEMAS)

@@ -184,3 +184,55 @@ async def test_the_drafts_page_lists_creates_and_opens_drafts_with_the_token(
     assert "token" not in page.url
     await page.locator("[data-role=home]").click()
     await expect(page.locator(".draft-title", has_text="Made in the browser")).to_be_visible()
+
+
+# the page is as wide as the window: nothing to scroll sideways
+NO_SIDEWAYS = """() => {
+  const root = document.documentElement
+  return { scrollWidth: root.scrollWidth, clientWidth: root.clientWidth }
+}"""
+
+LONG_TITLE = "A very long title for a campaign that nobody could ever fit on one line " * 3 + (
+    "Donaudampfschifffahrtsgesellschaftskapitänswitwenrentenversicherung"
+)
+LONG_TAGS = ["a-tag-without-any-space-that-goes-on-and-on-and-on-and-on-and-on", "x" * 90]
+
+
+async def test_no_page_scrolls_sideways_at_320_to_1280_px_with_a_long_title_and_tags(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    draft = f"web-{uuid.uuid4().hex[:10]}"
+    await share(server, draft, "alice", "bob")
+    node = await NodeClient.start(server.ws_url, draft, server.token("bob"), name="bob")
+    try:
+        await node.call("wait_synced")
+        await node.call("insert", field="title", index=0, text=LONG_TITLE)
+        await node.call("set", key="status", value="DRAFT")
+        await node.call("push", field="tags", values=LONG_TAGS)
+        await node.call("set", key="status", value="IN_REVIEW")
+        editor = await open_page(editor_url(server, draft, "alice"))
+        drafts = await open_page(f"{server.http_url}/?token={server.token('alice')}")
+        await wait_status(editor, "synced")
+        await expect_text(editor, "title", LONG_TITLE)
+        await expect(editor.locator("[data-field=tags] .chip")).to_have_count(2)
+        # the dashboard's summary cuts a title this long (server/sync/summaries.py)
+        title = drafts.locator(f"[data-draft={draft}] .draft-title")
+        await expect(title).to_contain_text(LONG_TITLE[:120])
+        # readable status labels, the schema's values underneath
+        status = editor.get_by_label("Status", exact=True)
+        await expect(status).to_have_value("IN_REVIEW")
+        await expect(status.locator("option:checked")).to_have_text("In review")
+        await expect(status.locator("option[value=CREATING]")).to_have_text("Creating")
+        # no conflicts: a quiet (secondary) control, not the loudest button on the page
+        conflicts = editor.locator("[data-role=open-conflicts]")
+        await expect(conflicts).to_have_class("secondary")
+        for width in (320, 390, 768, 1280):
+            for name, page in (("editor", editor), ("drafts", drafts)):
+                await page.set_viewport_size({"width": width, "height": 900})
+                size = await page.evaluate(NO_SIDEWAYS)
+                assert size["scrollWidth"] <= size["clientWidth"], (name, width, size)
+                if width in (390, 1280):
+                    shot = artifact(f"long-title-{name}-{width}.png")
+                    await page.screenshot(path=shot, full_page=True)
+    finally:
+        await node.close()

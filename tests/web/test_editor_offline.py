@@ -530,7 +530,7 @@ async def test_a_change_the_rules_did_not_keep_is_told_to_its_author_after_a_rel
         )
         status = page.locator("[data-role=notices] .notice[data-field=status]")
         await expect(status).to_contain_text(
-            "Status: your IN_REVIEW was not kept. ARCHIVED stays, set by leo (rule transition"
+            "Status: your In review was not kept. Archived stays, set by leo (rule transition"
         )
         await expect(page.get_by_label("Current step", exact=True)).to_have_value("5")
         await page.screenshot(path=artifact("override-notice.png"))

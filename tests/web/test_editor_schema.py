@@ -63,7 +63,12 @@ async def test_a_custom_schema_with_richtext_a_precedence_select_and_a_checkbox(
                 body.children.append(XmlElement("paragraph", {}, [XmlText("here")]))
 
             await writer.edit(write)
-            await expect(page.get_by_label("Body", exact=True)).to_have_text("Rich words\nhere")
+            await expect(page.locator("[data-field=body] .ProseMirror p")).to_have_text(
+                ["Rich words", "here"]
+            )
+            await expect(page.get_by_label("Body", exact=True)).to_have_attribute(
+                "contenteditable", "true"
+            )
             await expect(page.locator("[data-role=progress-text]")).to_contain_text("3 words")
 
             await page.get_by_label("Priority", exact=True).select_option("high")

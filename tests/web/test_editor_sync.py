@@ -136,12 +136,19 @@ async def test_a_refused_connection_shows_the_error_and_a_viewer_cannot_edit(
     await expect(viewer.locator("[data-role=banner]")).to_have_text(
         "You can read this draft but not change it."
     )
+    # it informs, it does not alarm: styled as info, announced politely
+    await expect(viewer.locator("[data-role=banner]")).to_have_attribute("data-tone", "info")
+    await expect(viewer.locator("[data-role=banner]")).to_have_attribute("role", "status")
     await expect(text_field(viewer, "title")).to_have_attribute("contenteditable", "false")
     await expect(viewer.get_by_label("Goal amount", exact=True)).to_be_disabled()
     await wait_status(viewer, "synced")
     stranger = await open_page(editor_url(server, draft, "frank"))
     await wait_status(stranger, "error")
-    await expect(stranger.locator("[data-role=banner]")).to_contain_text("no access")
+    # one sentence, not "no access to this draft" twice
+    await expect(stranger.locator("[data-role=banner]")).to_have_text(
+        "You have no access to this draft."
+    )
+    await expect(stranger.locator("[data-role=banner]")).to_have_attribute("role", "alert")
     await expect(text_field(stranger, "title")).to_have_attribute("contenteditable", "false")
 
     expired = f"{server.http_url}/d/{draft}?token={server.token('erin', ttl=1, now=1_000)}"

@@ -58,7 +58,9 @@ async def test_the_schema_endpoint_needs_a_token_and_lists_the_fields(
         "initial": None,
         "transitions": {},
         "precedence": [],
+        "filled": "set",  # no initial value: filled once set
     }
+    assert fields["status"]["filled"] == "moved"  # filled once moved from CREATING
 
 
 def test_schema_json_of_a_schema_with_richtext() -> None:
@@ -76,6 +78,7 @@ def test_schema_json_of_a_schema_with_richtext() -> None:
             "initial": None,
             "transitions": {},
             "precedence": [],
+            "filled": None,
         },
         {
             "name": "done",
@@ -85,5 +88,6 @@ def test_schema_json_of_a_schema_with_richtext() -> None:
             "initial": None,
             "transitions": {},
             "precedence": [],
+            "filled": "set",
         },
     ]

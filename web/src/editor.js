@@ -29,9 +29,12 @@ async function main () {
   let token = takeToken()
   const draftId = decodeURIComponent(window.location.pathname.slice(ROOT.length).replace(/^\/d\//, ''))
   $('home').href = `${ROOT}/`
-  const banner = (text) => {
+  // an error alarms (role=alert, red); "info" (read-only, for instance) only informs
+  const banner = (text, tone = 'error') => {
     $('banner').textContent = text
     $('banner').hidden = !text
+    $('banner').dataset.tone = tone
+    $('banner').setAttribute('role', tone === 'info' ? 'status' : 'alert')
   }
   const showStatus = ({ name, label, detail, saved }) => {
     const status = $('status')
@@ -191,6 +194,7 @@ async function main () {
     form.markConflicts(open)
     $('conflict-count').textContent = String(open.length)
     $('open-conflicts').classList.toggle('has-conflicts', open.length > 0)
+    $('open-conflicts').classList.toggle('secondary', open.length === 0) // quiet when none
     const error = conn.state.error
     $('retry').hidden = !(error && error.code === 1009)
     if (signedOutElsewhere) {
@@ -198,16 +202,18 @@ async function main () {
       relink.hidden = true
       setReadOnly(true)
     } else if (error) {
-      const kept = local.available ? ' Your work is kept in this browser.' : ''
+      // one sentence per error: the server's reason only where it says more than ours, and
+      // "kept" only where this browser holds work of this draft
+      const kept = local.available && everSynced ? ' Your work is kept in this browser.' : ''
       const what = error.code === 1009
         ? ' Remove the large text, then press Retry.'
         : error.code === 4401 ? ' Paste a new link (or token) below to send it.' : ''
-      banner(`${error.message}${error.reason ? ` (${error.reason})` : ''}${kept}${what}`)
+      banner(`${error.message}${saysMore(error.reason, error.message) ? ` (${error.reason})` : ''}${kept}${what}`)
       relink.hidden = error.code !== 4401
       // work may go on here where a new token or a smaller change lets it through
       setReadOnly(![1009, 4401].includes(error.code))
     } else if (conn.state.readOnly) {
-      if (!readOnlyShown) banner('You can read this draft but not change it.')
+      if (!readOnlyShown) banner('You can read this draft but not change it.', 'info')
       readOnlyShown = true
       setReadOnly(true)
     } else {
@@ -237,6 +243,13 @@ async function main () {
     token: () => token,
     status: () => $('status').dataset.status
   }
+}
+
+/** Whether the server's close reason adds to our sentence (not "no access to this draft" again). */
+function saysMore (reason, message) {
+  const words = (text) => String(text || '').toLowerCase().replace(/[^a-z0-9 ]/g, ' ').split(/\s+/).filter(Boolean)
+  const ours = new Set(words(message))
+  return words(reason).some((word) => !ours.has(word))
 }
 
 main().catch((error) => {

@@ -1,14 +1,13 @@
 // The draft form, built from the schema (GET /api/schema), one block a field:
 //   text      CodeMirror on the root Y.Text (texteditor.js)
-//   richtext  read-only here: its Y.XmlFragment belongs to a ProseMirror/Tiptap editor, and
-//             binding it as text would break those; the page shows its text and says so
+//   richtext  ProseMirror on the root Y.XmlFragment (richtext.js)
 //   value     an input or select on the `fields` map (values.js)
 //   list      chips on the root Y.Array (tags.js)
 import { h, labelOf } from './dom.js'
 import { textEditor } from './texteditor.js'
 import { bindValue, valueControl } from './values.js'
 import { tagsControl } from './tags.js'
-import { fragmentText } from './progress.js'
+import { richTextEditor } from './richtext.js'
 
 export function buildForm ({ schema, doc, awareness, container, onConflict, guard }) {
   const fieldsMap = doc.getMap('fields')
@@ -42,13 +41,12 @@ export function buildForm ({ schema, doc, awareness, container, onConflict, guar
       block.append(parent)
       readOnlyToggles.push(editor.setReadOnly)
     } else if (field.kind === 'richtext') {
-      const fragment = doc.getXmlFragment(field.name)
-      const view = h('div', { class: 'richtext-view', id, role: 'textbox', 'aria-readonly': 'true', 'aria-labelledby': labelId, tabindex: '0' })
-      const render = () => { view.textContent = fragmentText(fragment) || '(empty)' }
-      fragment.observeDeep(render)
-      render()
+      const parent = h('div', { class: 'rich-input', id })
+      const editor = richTextEditor({ parent, fragment: doc.getXmlFragment(field.name), awareness, labelId, guard, field: field.name })
       label.removeAttribute('for')
-      block.append(view, h('p', { class: 'hint' }, 'Rich text: shown read-only here; edit it in a ProseMirror/Tiptap editor.'))
+      label.addEventListener('click', () => editor.view.focus())
+      block.append(editor.toolbar, parent)
+      readOnlyToggles.push(editor.setReadOnly)
     } else if (field.kind === 'value') {
       const control = valueControl(field, id)
       const render = bindValue(field, control, fieldsMap, guard)

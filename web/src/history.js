@@ -5,6 +5,7 @@
 // server does not have yet are said so in the panel; the rest of the page is unaffected.
 import { h, clear, labelOf, when } from './dom.js'
 import { explain } from './api.js'
+import { richPreview } from './richtext.js'
 
 const PAGE = 200
 const MAX_PAGES = 5
@@ -67,7 +68,8 @@ export function historyDialog ({ dialog, client, draftId, canWrite }) {
     }
     const state = answer.body.state || answer.body
     const rows = []
-    for (const [name, text] of Object.entries(state.texts || {})) rows.push([name, text || '(empty)'])
+    const rich = answer.body.richtext || {}
+    for (const [name, text] of Object.entries(state.texts || {})) rows.push([name, (rich[name] && text && richPreview(rich[name])) || text || '(empty)'])
     for (const [name, value] of Object.entries(state.fields || {})) rows.push([name, JSON.stringify(value)])
     for (const [name, items] of Object.entries(state.lists || {})) rows.push([name, items.join(', ') || '(none)'])
     clear(preview).append(

@@ -8,6 +8,7 @@
 // value the server writes nothing), so the page compares values, and reads the journal only to
 // name who set the value kept. Fields with an open conflict are left to the conflicts dialog.
 import { h, labelOf } from './dom.js'
+import { valueLabel } from './values.js'
 
 const RULES = {
   max: 'the highest value wins',
@@ -70,7 +71,7 @@ export async function watchOverrides ({ doc, schema, conn, client, draftId, me, 
       const rule = rejected
         ? `rule ${spec.rule || 'type'}: ${data(rejected).reason === 'wrong type' ? 'a value of the wrong type is refused' : 'that move is not allowed from the value it was made on'}`
         : `rule ${spec.rule}: ${RULES[spec.rule] || 'the server settled it'}`
-      const text = `${labelOf(key)}: your ${display(value)} was not kept. ${display(kept)} stays, set by ${who} (${rule}).`
+      const text = `${labelOf(key)}: your ${display(value, spec)} was not kept. ${display(kept, spec)} stays, set by ${who} (${rule}).`
       show(text, key)
     }
   }
@@ -106,7 +107,9 @@ function same (a, b) {
   return JSON.stringify(a ?? null) === JSON.stringify(b ?? null)
 }
 
-function display (value) {
+function display (value, spec) {
   if (value === null || value === undefined) return '(empty)'
-  return typeof value === 'string' ? value : JSON.stringify(value)
+  // a state of the schema (IN_REVIEW) as its label ("In review"); other strings as typed
+  const states = spec && ['transition', 'precedence'].includes(spec.rule)
+  return typeof value === 'string' ? (states ? valueLabel(value) : value) : JSON.stringify(value)
 }

@@ -1,7 +1,8 @@
 // Completion and word count, computed live from the doc the way the server does
-// (crdt/metadata.py): words are runs of non-whitespace in the text fields; a field is filled
-// when a text has a non-blank character, a value is set to something but null or "", or a
-// list has an item; completion is filled fields / schema fields.
+// (crdt/metadata.py): words are runs of non-whitespace in the text and rich-text fields; a field
+// is filled when a text has a non-blank character, a list has an item, a value as the schema's
+// `filled` says ("moved": differs from its initial value; "set": holds a value, the initial one
+// included; or a list of the values that count); completion is filled fields / schema fields.
 import * as Y from 'yjs'
 
 export function fragmentText (fragment) {
@@ -19,6 +20,18 @@ export function fragmentText (fragment) {
   return blocks.join('\n')
 }
 
+function valueFilled (field, stored) {
+  const filled = field.filled || 'set'
+  let value = stored
+  if (value === undefined || value === null || value === '') {
+    if (filled === 'moved') return false
+    value = field.initial
+  }
+  if (Array.isArray(filled)) return filled.includes(value)
+  if (filled === 'moved') return value !== field.initial
+  return value !== undefined && value !== null && value !== ''
+}
+
 export function measure (doc, schema) {
   const fields = doc.getMap('fields')
   let words = 0
@@ -32,8 +45,7 @@ export function measure (doc, schema) {
     } else if (field.kind === 'list') {
       isFilled = doc.getArray(field.name).length > 0
     } else {
-      const value = fields.get(field.name)
-      isFilled = value !== undefined && value !== null && value !== ''
+      isFilled = valueFilled(field, fields.get(field.name))
     }
     if (isFilled) filled += 1
   }

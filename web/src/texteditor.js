@@ -41,7 +41,8 @@ export function textEditor ({ parent, ytext, awareness, labelId, multiline, hint
       extensions: [
         keymap.of([...yUndoManagerKeymap, ...defaultKeymap]),
         drawSelection(),
-        multiline ? EditorView.lineWrapping : singleLine,
+        EditorView.lineWrapping, // a long title wraps too: no sideways scroll on a phone
+        multiline ? [] : singleLine,
         sizeFilter(guard, field),
         placeholder(hint),
         editable.of(EditorView.editable.of(true)),

@@ -11,7 +11,7 @@ export function valueControl (field, id) {
   const states = stateList(field)
   if (states.length) {
     const unset = h('option', { value: '', disabled: true, hidden: true }, '—')
-    return h('select', { id }, unset, ...states.map((s) => h('option', { value: String(s) }, String(s))))
+    return h('select', { id }, unset, ...states.map((s) => h('option', { value: String(s) }, valueLabel(s))))
   }
   switch (field.type) {
     case 'integer': return h('input', { id, type: 'number', step: '1', inputmode: 'numeric' })
@@ -20,6 +20,16 @@ export function valueControl (field, id) {
     case 'boolean': return h('input', { id, type: 'checkbox' })
     default: return h('input', { id, type: 'text', autocomplete: 'off' })
   }
+}
+
+/** How a value reads: a schema's constant (CREATING, IN_REVIEW) as words ("Creating", "In
+ * review"); anything else as it is. The stored value stays the schema's. */
+export function valueLabel (value) {
+  const text = String(value)
+  // only a constant's shape: upper case with underscores, or at least 4 capitals (not "USA")
+  if (!/^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$/.test(text) || !(text.includes('_') || /[A-Z]{4}/.test(text))) return text
+  const words = text.toLowerCase().replace(/_/g, ' ')
+  return words.charAt(0).toUpperCase() + words.slice(1)
 }
 
 function stateList (field) {

@@ -1,0 +1,208 @@
+"""Rich text end to end: a schema whose `description` is `richtext`, edited in ProseMirror by
+two people at once (typing, bold, a heading, a list, each other's named carets), read back by a
+pycrdt client from the server, counted in the words and completion, restored as a forward
+change; screenshots at desktop and phone width."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+from pycrdt import XmlFragment
+
+from crdt.richtext import node_data
+from tests.support.pycrdt_client import PycrdtClient
+from tests.support.rest import as_user
+from tests.support.server_process import ServerProcess
+from tests.web.conftest import (
+    PHONE,
+    WAIT_MS,
+    OpenPage,
+    artifact,
+    editor_url,
+    share,
+    wait_status,
+)
+
+SCHEMA = """
+[fields.title]
+kind = "text"
+
+[fields.description]
+kind = "richtext"
+
+[fields.status]
+kind = "value"
+type = "string"
+rule = "transition"
+initial = "CREATING"
+transitions = { CREATING = ["DRAFT"], DRAFT = ["IN_REVIEW"], IN_REVIEW = ["DRAFT"] }
+
+[fields.tags]
+kind = "list"
+type = "string"
+"""
+
+EXPECTED = [
+    {
+        "type": "paragraph",
+        "attrs": {},
+        "content": [[["Hello ", None], ["world", {"bold": {}}]]],
+    },
+    {"type": "heading", "attrs": {"level": 2.0}, "content": [[["Plan", None]]]},
+    {
+        "type": "bulletList",
+        "attrs": {},
+        "content": [
+            {
+                "type": "listItem",
+                "attrs": {},
+                "content": [{"type": "paragraph", "attrs": {}, "content": [[["one", None]]]}],
+            },
+            {
+                "type": "listItem",
+                "attrs": {},
+                "content": [{"type": "paragraph", "attrs": {}, "content": [[["two", None]]]}],
+            },
+        ],
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    data = tmp_path_factory.mktemp("web-richtext")
+    (data / "schema.toml").write_text(SCHEMA)
+    process = ServerProcess(data, "--schema", str(data / "schema.toml")).start()
+    yield process
+    process.stop()
+
+
+def rich(page: Page):  # type: ignore[no-untyped-def]
+    return page.locator("[data-field=description] .ProseMirror")
+
+
+_SHOWN = """() => { const copy = document.querySelector('[data-field=description] .ProseMirror')
+  .cloneNode(true)
+copy.querySelectorAll('.rich-caret, .ProseMirror-separator, .ProseMirror-trailingBreak')
+  .forEach((w) => w.remove())
+copy.querySelectorAll('.rich-selection').forEach((s) => s.replaceWith(...s.childNodes))
+copy.normalize()
+return copy.innerHTML }"""
+
+
+async def expect_html(page: Page, html: str) -> None:
+    """Wait until the editor shows `html` (the others' carets left out)."""
+    try:
+        await page.wait_for_function(f"(html) => ({_SHOWN})() === html", arg=html, timeout=WAIT_MS)
+    except PlaywrightTimeout:
+        raise AssertionError(f"shown {await page.evaluate(_SHOWN)!r}, expected {html!r}") from None
+
+
+HTML = (
+    "<p>Hello <strong>world</strong></p><h2>Plan</h2>"
+    "<ul><li><p>one</p></li><li><p>two</p></li></ul>"
+)
+
+
+async def test_two_people_co_edit_rich_text_and_pycrdt_reads_the_same_fragment(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    draft = "rich-coedit"
+    await share(server, draft, "alice", "bob")
+    alice = await open_page(editor_url(server, draft, "alice"))
+    bob = await open_page(editor_url(server, draft, "bob"))
+    await wait_status(alice, "synced")
+    await wait_status(bob, "synced")
+    await expect(alice.locator("#field-status option:checked")).to_have_text("Creating")
+
+    # alice types and makes "world" bold with the keyboard
+    await rich(alice).click()
+    await alice.keyboard.type("Hello world")
+    for _ in range(5):
+        await alice.keyboard.press("Shift+ArrowLeft")
+    await alice.keyboard.press("Control+b")
+    await expect_html(bob, "<p>Hello <strong>world</strong></p>")
+    await expect(alice.locator("[data-tool=bold]")).to_have_attribute("aria-pressed", "true")
+
+    # bob adds a heading and a list with the toolbar, after alice's paragraph
+    await rich(bob).click()
+    await bob.keyboard.press("Control+End")
+    await bob.keyboard.press("Enter")
+    await bob.locator("[data-tool=heading]").click()
+    await bob.keyboard.type("Plan")
+    await bob.keyboard.press("Enter")
+    await bob.locator("[data-tool=bullet-list]").click()
+    await bob.keyboard.type("one")
+    await bob.keyboard.press("Enter")
+    await bob.keyboard.type("two")
+
+    # alice sees bob's caret with his name while he is in the field
+    await expect(alice.locator(".rich-caret-name")).to_have_text("bob")
+    for page in (alice, bob):
+        await expect_html(page, HTML)
+        await wait_status(page, "synced")
+    await expect(alice.locator("[data-role=progress-text]")).to_contain_text("5 words")
+
+    # a pycrdt client reads the same fragment from the server
+    reader = await PycrdtClient(server.ws_url, draft, server.token("alice")).connect()
+    try:
+        await asyncio.wait_for(reader.synced.wait(), 10)
+        fragment = reader.doc.get("description", type=XmlFragment)
+        await reader.wait_for(lambda: node_data(fragment) == EXPECTED)
+    finally:
+        await reader.disconnect()
+
+    # the server counts rich text: 5 words; description filled, status not moved yet
+    async with as_user(server, "alice") as api:
+        meta = (await api.get(f"/api/drafts/{draft}")).json()["metadata"]
+        assert (meta["wordCount"], meta["filledFields"], meta["totalFields"]) == (5, 1, 4)
+
+    for name, viewport in (("desktop", None), ("phone", PHONE)):
+        if viewport:
+            await alice.set_viewport_size(viewport)
+        await alice.screenshot(path=artifact(f"richtext-{name}.png"), full_page=True)
+    await bob.screenshot(path=artifact("richtext-bob-desktop.png"), full_page=True)
+
+
+async def test_restoring_a_version_restores_rich_text_in_the_open_editors(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    draft = "rich-restore"
+    await share(server, draft, "alice", "bob")
+    alice = await open_page(editor_url(server, draft, "alice"))
+    await wait_status(alice, "synced")
+    await rich(alice).click()
+    await alice.keyboard.type("Kept words")
+    await wait_status(alice, "synced")
+    async with as_user(server, "alice") as api:
+        kept: dict[str, Any] = (await api.get(f"/api/drafts/{draft}")).json()
+    await alice.keyboard.press("Control+a")
+    await alice.keyboard.press("Control+i")
+    await alice.keyboard.press("End")
+    await alice.keyboard.type(" and more")
+    await expect(rich(alice).locator("em")).to_have_text("Kept words and more")
+    await wait_status(alice, "synced")
+    async with as_user(server, "alice") as api:
+        now = (await api.get(f"/api/drafts/{draft}")).json()["version"]
+    # the history's preview of a version shows its rich text formatted
+    await alice.locator("[data-role=open-history]").click()
+    await alice.locator("#version-number").fill(str(now))
+    await alice.get_by_role("button", name="Preview", exact=True).click()
+    await expect(alice.locator(".preview .rich-preview em")).to_have_text("Kept words and more")
+    await alice.screenshot(path=artifact("richtext-version-preview.png"))
+    await alice.locator("dialog[data-role=history] [data-role=close]").click()
+    async with as_user(server, "bob") as api:
+        preview = (await api.get(f"/api/drafts/{draft}/versions/{kept['version']}")).json()
+        assert preview["richtext"]["description"] == [
+            {"type": "paragraph", "attrs": {}, "content": [[["Kept words", None]]]}
+        ]
+        assert preview["state"]["texts"]["description"] == "Kept words"
+        answer = await api.post(f"/api/drafts/{draft}/restore", json={"version": kept["version"]})
+        assert answer.status_code == 200, answer.text
+    await expect_html(alice, "<p>Kept words</p>")
+    await wait_status(alice, "synced")

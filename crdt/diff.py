@@ -1,39 +1,97 @@
 """A structured diff between two versions of a draft's content (`DraftContent.as_json()`).
 
 Per changed field: text as inline operations ({op: equal|insert|delete, text}), values as old
-and new, lists as the items added and removed (as multisets: a duplicate added counts). Text is
-compared by characters with `difflib`, whose worst case is quadratic: past `CHAR_LIMIT`
-characters the comparison is by lines (`granularity: "line"`), past `LINE_LIMIT` the whole
-old text is deleted and the new inserted (`granularity: "whole"`) — bounded work whatever a
-draft holds, and the answer says which it did.
+and new, lists as the items added and removed (as multisets: a duplicate added counts).
+
+Text: the common prefix and suffix are cut first (linear; an edit in one place leaves a small
+middle), then the middle is compared with `difflib` — whose worst case is quadratic — by
+characters when it is short (`CHAR_LIMIT`), by words when its words are few enough
+(`WORD_LIMIT`), else by lines, and past `LINE_LIMIT` characters not at all (the old middle
+deleted, the new inserted). `granularity` says which; line and whole are the size bound
+(`bounded` in the answer): bounded work whatever a draft holds.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["CHAR_LIMIT", "LINE_LIMIT", "diff_content", "diff_text"]
+__all__ = ["CHAR_LIMIT", "LINE_LIMIT", "WORD_LIMIT", "diff_content", "diff_text"]
 
-CHAR_LIMIT = 20_000  # characters of old + new compared character by character
-LINE_LIMIT = 2_000_000  # characters of old + new compared line by line
+CHAR_LIMIT = 2_000  # characters of the old + new middle compared character by character
+WORD_LIMIT = 4_000  # words and spaces of the old + new middle compared word by word
+LINE_LIMIT = 2_000_000  # characters of the old + new middle compared line by line
+_WORDS = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
+_COARSE = ("line", "whole")  # the granularities of the size bound
 
 
 def diff_text(old: str, new: str) -> tuple[list[dict[str, str]], str]:
     """Inline operations turning `old` into `new`, and the granularity used."""
-    size = len(old) + len(new)
-    if size <= CHAR_LIMIT:
-        return _ops(old, new, list(old), list(new)), "char"
-    if size <= LINE_LIMIT:
-        return _ops(old, new, old.splitlines(keepends=True), new.splitlines(keepends=True)), "line"
-    ops = [{"op": "delete", "text": old}] if old else []
-    return ops + ([{"op": "insert", "text": new}] if new else []), "whole"
+    start = 0
+    limit = min(len(old), len(new))
+    while start < limit and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < limit - start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    size = len(old) + len(new) - 2 * (start + end)
+    if start == len(old) or start == len(new) or size <= CHAR_LIMIT:
+        return _around(old, new, start, end, list, autojunk=False), "char"
+    if size > LINE_LIMIT:
+        return _around(old, new, start, end, _whole, autojunk=False), "whole"
+    # whole words, whole lines: the cut prefix and suffix end and start at a boundary
+    w_start, w_end = _widen(old, start, end, _not_word)
+    a, b = old[w_start : len(old) - w_end], new[w_start : len(new) - w_end]
+    if len(_WORDS.findall(a)) + len(_WORDS.findall(b)) <= WORD_LIMIT:
+        return _around(old, new, w_start, w_end, _WORDS.findall, autojunk=True), "word"
+    l_start, l_end = _widen(old, start, end, _newline)
+    return _around(old, new, l_start, l_end, _lines, autojunk=False), "line"
 
 
-def _ops(old: str, new: str, a: list[str], b: list[str]) -> list[dict[str, str]]:
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+def _around(
+    old: str, new: str, start: int, end: int, split: Callable[[str], list[str]], *, autojunk: bool
+) -> list[dict[str, str]]:
+    """The common prefix, the middle compared token by token, the common suffix."""
+    a, b = old[start : len(old) - end], new[start : len(new) - end]
+    ops: list[dict[str, str]] = [{"op": "equal", "text": old[:start]}] if start else []
+    ops += _ops(split(a), split(b), autojunk=autojunk)
+    if end:
+        ops.append({"op": "equal", "text": old[len(old) - end :]})
+    return ops
+
+
+def _widen(old: str, start: int, end: int, is_break: Callable[[str], bool]) -> tuple[int, int]:
+    while start > 0 and not is_break(old[start - 1]):
+        start -= 1
+    while end > 0 and not is_break(old[len(old) - end - 1]):
+        end -= 1
+    return start, end
+
+
+def _not_word(char: str) -> bool:
+    return not (char.isalnum() or char == "_")
+
+
+def _newline(char: str) -> bool:
+    return char == "\n"
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def _whole(text: str) -> list[str]:
+    return [text] if text else []
+
+
+def _ops(a: list[str], b: list[str], *, autojunk: bool) -> list[dict[str, str]]:
+    # autojunk (words): a token in over 1 % of a long text (a space, "the") does not start a
+    # match, which keeps the comparison near-linear; characters would all be junk, so not there
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=autojunk)
     ops: list[dict[str, str]] = []
 
     def add(op: str, text: str) -> None:
@@ -64,7 +122,7 @@ def diff_content(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[dict[st
         if before == after:
             continue
         ops, granularity = diff_text(before, after)
-        bounded |= granularity != "char"
+        bounded |= granularity in _COARSE
         changes.append(
             {
                 "field": name,

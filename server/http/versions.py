@@ -6,7 +6,7 @@
 
 The diff is computed here, where versions are rebuilt already (the nearest snapshot plus the
 log after it, `history._rebuilt`), off the event loop, with `crdt.diff` (bounded work for huge
-texts: the answer's `bounded` says a coarser comparison was used). A named version is a
+texts: the answer's `bounded` says a comparison by lines, or none, was used). A named version is a
 journal event (`VERSION_NAMED`: version, user, label): no content is copied, the version is
 rebuilt like any other when it is previewed or restored. Viewers can compare and list, not
 name: naming writes to the draft's history that everyone with access sees (403).
@@ -43,6 +43,7 @@ __all__ = [
     "NamedVersionList",
     "TextOp",
     "diff_versions",
+    "draft_diff",
     "list_named_versions",
     "name_version",
 ]
@@ -66,14 +67,14 @@ class TextOp(Answer):
 
 
 class FieldChange(Answer):
-    """One changed field. Text: `ops` (inline), `granularity` (char, or line / whole past the
-    size bound) and character counts; value: `old` and `new`; list: `added`, `removed` (and the
-    whole `old` and `new` lists)."""
+    """One changed field. Text: `ops` (inline), `granularity` (char or word; line or whole
+    past the size bound) and counts in characters; value: `old` and `new`; list: `added`,
+    `removed` (and the whole `old` and `new` lists)."""
 
     field: str
     kind: Literal["text", "value", "list"]
     ops: list[TextOp] | None = omitted_when_none()
-    granularity: Literal["char", "line", "whole"] | None = omitted_when_none()
+    granularity: Literal["char", "word", "line", "whole"] | None = omitted_when_none()
     inserted: int | None = omitted_when_none()
     deleted: int | None = omitted_when_none()
     old: Any = None
@@ -123,14 +124,20 @@ async def diff_versions(request: Request, service: Service, user: str) -> Respon
         query = read_query(request, DiffQuery)
     except ValidationFailed as error:
         raise BadRequest(str(error)) from None
-    if query.to_version is None:
+    return respond(await draft_diff(service, draft_id, query.from_version, query.to_version))
+
+
+async def draft_diff(
+    service: Service, draft_id: str, from_version: int, to_version: int | None
+) -> DraftDiff:
+    """What the endpoint answers, once the caller may read the draft (`bench history` times
+    this very function): `to_version` None is the current committed version."""
+    if to_version is None:
         room = service.rooms.get(draft_id)
         if room is not None:
             await committed(room)
         to_version = await service.store.last_version(draft_id)
-    else:
-        to_version = query.to_version
-    old = await _rebuilt(service, draft_id, query.from_version)
+    old = await _rebuilt(service, draft_id, from_version)
     new = await _rebuilt(service, draft_id, to_version)
     fields = fields_of(service.settings.schema)
 
@@ -140,14 +147,12 @@ async def diff_versions(request: Request, service: Service, user: str) -> Respon
         return diff_content(before, after)
 
     changes, bounded = await asyncio.to_thread(compare)
-    return respond(
-        DraftDiff(
-            id=draft_id,
-            from_version=query.from_version,
-            to_version=to_version,
-            changes=[FieldChange.model_validate(change) for change in changes],
-            bounded=bounded,
-        )
+    return DraftDiff(
+        id=draft_id,
+        from_version=from_version,
+        to_version=to_version,
+        changes=[FieldChange.model_validate(change) for change in changes],
+        bounded=bounded,
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pycrdt import Array, Map, Text
 
-from crdt.diff import CHAR_LIMIT
+from crdt.diff import WORD_LIMIT
 from tests.support.pycrdt_client import PycrdtClient
 from tests.support.rest import as_user, create_draft, new_id
 from tests.support.server_process import ServerProcess
@@ -136,21 +136,30 @@ async def test_characters_are_counted_as_characters(server: ServerProcess) -> No
 
 
 async def test_a_huge_text_is_compared_by_lines_and_says_so(server: ServerProcess) -> None:
-    lines = "".join(f"line {n} of a long description\n" for n in range(CHAR_LIMIT // 20))
+    lines = "".join(f"line {n} of a long description\n" for n in range(WORD_LIMIT // 4))
     draft, versions = await edited_draft(
         server,
         [
             lambda d: d.get("description", type=Text).insert(0, lines),
             lambda d: d.get("description", type=Text).insert(0, "A new first line\n"),
+            lambda d: d.get("description", type=Text).insert(
+                len(lines) + len("A new first line\n"), "A new last line\n"
+            ),
         ],
     )
     async with as_user(server, "alice") as api:
-        diff = (await api.get(f"/api/drafts/{draft}/diff?from={versions[0]}")).json()
-    assert diff["bounded"] is True
-    description = by_field(diff)["description"]
+        bounded = (await api.get(f"/api/drafts/{draft}/diff?from={versions[0]}")).json()
+        # one edit in one place: the rest is cut as common prefix and suffix, by characters
+        one = (await api.get(f"/api/drafts/{draft}/diff?from={versions[1]}")).json()
+    assert bounded["bounded"] is True
+    description = by_field(bounded)["description"]
     assert description["granularity"] == "line"
-    assert description["ops"][0] == {"op": "insert", "text": "A new first line\n"}
-    assert description["ops"][1]["op"] == "equal" and len(description["ops"]) == 2
+    assert [o["op"] for o in description["ops"]] == ["insert", "equal", "insert"]
+    assert description["ops"][0]["text"] == "A new first line\n"
+    assert description["ops"][2]["text"] == "A new last line\n"
+    assert one["bounded"] is False
+    assert by_field(one)["description"]["granularity"] == "char"
+    assert marked(by_field(one)["description"]["ops"], "insert") == ["A new last line\n"]
 
 
 async def test_named_versions_are_saved_listed_counted_and_restored(

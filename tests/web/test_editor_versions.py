@@ -78,6 +78,16 @@ async def test_a_diff_between_two_versions_marks_insertions_and_deletions(
     await expect(journal).to_contain_text("→ In review")
     await expect(journal).not_to_contain_text('["')  # no raw JSON
 
+    # a session's own changes, in characters (the journal counts text in UTF-8 bytes)
+    await (
+        journal.locator(".session")
+        .first.get_by_role("button", name="What this session changed")
+        .click()
+    )
+    await expect(
+        dialog.locator("[data-role=preview] .diff-field[data-field=status]")
+    ).to_contain_text("In review")
+
     await dialog.get_by_label("Version", exact=True).fill(str(first))
     await dialog.get_by_label("Compared with", exact=True).fill(str(second))
     await dialog.get_by_role("button", name="Compare", exact=True).click()

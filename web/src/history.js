@@ -63,7 +63,18 @@ export function historyDialog ({ dialog, client, draftId, canWrite }) {
       session.session === 'rest' || session.session === null
         ? ` · ${when(start)}`
         : ` · ${when(start)} · ${deviceLine(session.info)}`,
-      session.fields.length ? h('div', { class: 'session-fields' }, session.fields.join(', ')) : null)
+      session.fields.length ? h('div', { class: 'session-fields' }, session.fields.join(', ')) : null,
+      session.from !== null && session.to !== null && session.from > 0
+        ? h('button', {
+          type: 'button',
+          class: 'secondary',
+          onclick: () => {
+            versionInput.value = String(session.from - 1)
+            otherInput.value = String(session.to)
+            compare(session.from - 1, session.to)
+          }
+        }, 'What this session changed')
+        : null)
     return h('li', { class: 'session' }, head,
       h('ol', { class: 'session-events' }, ...session.events.map(eventItem)))
   }

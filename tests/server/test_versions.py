@@ -11,6 +11,7 @@ import pytest
 from pycrdt import Array, Map, Text
 
 from crdt.diff import WORD_LIMIT
+from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import PycrdtClient
 from tests.support.rest import as_user, create_draft, new_id
 from tests.support.server_process import ServerProcess
@@ -23,10 +24,15 @@ IPHONE = (
 FIREFOX = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ServerProcess]:
+    """One real server per backend: named versions, sessions and conflict counts are queries
+    of each store's journal (SQLite file, PostgreSQL database)."""
+    flags = store_flags(request, request.param)
     process = ServerProcess(
-        tmp_path_factory.mktemp("versions"), "--snapshot-every", "4", "--room-grace", "0.3"
+        tmp_path_factory.mktemp("versions"), "--snapshot-every", "4", "--room-grace", "0.3", *flags
     ).start()
     yield process
     process.stop()

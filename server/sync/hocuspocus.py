@@ -57,7 +57,7 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pycrdt import Doc
@@ -96,6 +96,7 @@ from server.sync.connection import Connection, fit_close_reason
 from server.sync.endpoint import MAX_RUN
 from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
+from server.sync.sessions import record_session
 
 if TYPE_CHECKING:
     from server.service import Service
@@ -264,6 +265,7 @@ class _Document:
     room: Room | None
     writer: asyncio.Task[None]
     expiry: TokenExpiry
+    started: float = field(default_factory=time.time)  # the editing session's start
 
 
 class _Session:
@@ -289,6 +291,8 @@ class _Session:
         self._authorised_once = False
         # A socket-level close under way (code, reason): sent once no document is left.
         self.closing: tuple[int, str] | None = None
+        # SESSION events of detached documents being stored; awaited before the socket ends.
+        self._journaling: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         ticker = asyncio.create_task(self._ping())
@@ -311,6 +315,8 @@ class _Session:
             for writer in writers:
                 with contextlib.suppress(Exception):
                     await writer
+            if self._journaling:
+                await asyncio.gather(*self._journaling, return_exceptions=True)
         logger.debug("hocuspocus socket closed code=%s", peer_code)
 
     async def _close_socket(self, code: int, reason: str) -> None:
@@ -482,6 +488,7 @@ class _Session:
         self.service.caps.leave(conn.user, document.draft_id)
         if document.room is not None:
             self.service.rooms.leave(document.room, conn)
+            self._journal_session(document)
             metrics.CONNECTIONS.dec()
             code = conn.close_code if conn.close_code is not None else 1000
             metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
@@ -493,6 +500,24 @@ class _Session:
                 code,
                 conn.close_reason,
             )
+
+    def _journal_session(self, document: _Document) -> None:
+        """The document's editing session, as a `SESSION` event (server/sync/sessions.py)."""
+        assert document.room is not None
+        task = asyncio.create_task(
+            record_session(
+                self.service.store,
+                document.draft_id,
+                user=document.conn.user,
+                session=document.conn.session,
+                user_agent=self.connection.headers.get("user-agent"),
+                started=document.started,
+                ended=time.time(),
+                version=document.room.version,
+            )
+        )
+        self._journaling.add(task)
+        task.add_done_callback(self._journaling.discard)
 
     # -- one document's messages ----------------------------------------------------------------
 

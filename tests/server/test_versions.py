@@ -11,6 +11,7 @@ import pytest
 from pycrdt import Array, Map, Text
 
 from crdt.diff import WORD_LIMIT
+from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import PycrdtClient
 from tests.support.rest import as_user, create_draft, new_id
@@ -251,6 +252,29 @@ async def test_a_session_is_journaled_with_device_and_browser(server: ServerProc
     changed = [e for e in events if e["type"] == "FIELD_UPDATED" and e["field"] == "category"]
     assert {e["session"] for e in changed} == {phone["session"], desktop["session"]}
     assert meta["sessionCount"] == 2
+
+
+async def test_a_hocuspocus_document_session_is_journaled_too(server: ServerProcess) -> None:
+    async with as_user(server, "alice") as api:
+        draft = (await create_draft(api, title="Over Hocuspocus"))["id"]
+    client = await HocuspocusClient.launch(f"ws://127.0.0.1:{server.port}/hocuspocus")
+    try:
+        await client.open("a", draft, server.token("alice"))
+        await client.call("wait_synced", doc="a")
+        await client.call("insert", doc="a", field="title", index=0, text="Seen ")
+        await client.call("wait_saved", doc="a")
+    finally:
+        await client.close()
+
+    async def sessions() -> list[dict[str, Any]]:
+        async with as_user(server, "alice") as api:
+            items = (await api.get(f"/api/drafts/{draft}/events")).json()["items"]
+        return [e for e in items if e["type"] == "SESSION"]
+
+    await eventually(lambda: _count(sessions, 1))
+    (session,) = await sessions()
+    assert session["user"] == "alice" and session["session"] and session["duration_s"] >= 0
+    assert session["device"] in {"other", "desktop"}  # Node's WebSocket sends no browser
 
 
 async def _count(read: Any, wanted: int) -> bool:

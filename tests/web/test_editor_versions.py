@@ -19,6 +19,7 @@ from tests.web.conftest import (
     artifact,
     editor_url,
     expect_text,
+    text_field,
     wait_status,
 )
 
@@ -196,3 +197,33 @@ async def test_a_named_version_is_saved_and_restored(
     await expect_text(page, "title", "Named title")
     await page.screenshot(path=artifact(f"history-named-restored-{name}.png"))
     await no_sideways_scroll(page)
+
+
+async def test_a_browser_session_is_listed_with_its_device_and_fields(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    draft = f"web-{uuid.uuid4().hex[:10]}"
+    writer = await open_page(editor_url(server, draft, "noa"))
+    await wait_status(writer, "synced")
+    await text_field(writer, "title").click()
+    await writer.keyboard.type("Typed in Chromium")
+    await writer.get_by_label("Category", exact=True).fill("Arts")
+    await writer.get_by_label("Category", exact=True).press("Enter")
+    await expect_text(writer, "title", "Typed in Chromium")
+    await wait_status(writer, "synced")
+    await writer.context.close()  # the session ends: journaled with its device and browser
+
+    reader = await open_page(editor_url(server, draft, "noa"), viewport=PHONE)
+    await wait_status(reader, "synced")
+    dialog = await open_history(reader)
+    session = dialog.locator("[data-role=event-list] .session", has_text="Chrome")
+    for _ in range(20):  # the typing burst and the session event land after a pause
+        if await session.count() and "Title" in await session.first.inner_text():
+            break
+        await reader.wait_for_timeout(500)
+        await dialog.get_by_role("button", name="Refresh").click()
+    await expect(session.first).to_contain_text("on Linux (desktop)")
+    await expect(session.first.locator(".session-fields")).to_contain_text("Title")
+    await expect(session.first.locator(".session-fields")).to_contain_text("Category")
+    await reader.screenshot(path=artifact("history-sessions-390.png"))
+    await no_sideways_scroll(reader)

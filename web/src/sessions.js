@@ -4,27 +4,31 @@
 // which device and browser, from when and for how long.
 import { labelOf } from './dom.js'
 
-const NOT_A_CHANGE = new Set(['SESSION', 'VERSION_NAMED'])
-
 /** Events by version, newest first (ties: the later journaled first). */
 export function inVersionOrder (events) {
   return [...events].sort((a, b) => (b.version ?? 0) - (a.version ?? 0) || (b.id ?? 0) - (a.id ?? 0))
 }
 
 /** Runs of events of one user and session, newest first: [{user, session, info, events,
- * fields, first, last, from, to}]. A REST change (session "rest") is a group of its own. */
+ * fields, from, to}]. `info` is the session's SESSION event, found by its id wherever it sorts
+ * (others may have edited after the session's last change); a session that changed nothing
+ * (a reader) is not listed. A REST change (session "rest") is a group of its own. */
 export function sessionsOf (events) {
+  const infos = new Map()
+  for (const event of events) {
+    if (event.type === 'SESSION' && event.session) infos.set(event.session, event)
+  }
   const groups = []
   let current = null
   for (const event of inVersionOrder(events)) {
+    if (event.type === 'SESSION') continue
     const key = `${event.user || ''}\u0000${event.session || ''}`
-    if (!current || current.key !== key || event.session === 'rest' || event.session === null) {
-      current = { key, user: event.user, session: event.session, info: null, events: [], fields: [] }
+    if (!current || current.key !== key || event.session === 'rest' || !event.session) {
+      const info = (event.session && event.session !== 'rest' && infos.get(event.session)) || null
+      current = { key, user: event.user, session: event.session, info, events: [], fields: [] }
       groups.push(current)
     }
-    if (event.type === 'SESSION') current.info = event
-    if (!NOT_A_CHANGE.has(event.type)) current.events.push(event)
-    if (event.type === 'VERSION_NAMED') current.events.push(event)
+    current.events.push(event)
     const field = event.field ?? (event.data && event.data.field)
     if (field && !current.fields.includes(labelOf(String(field)))) current.fields.push(labelOf(String(field)))
   }
@@ -33,7 +37,7 @@ export function sessionsOf (events) {
     group.to = versions.length ? Math.max(...versions) : null
     group.from = versions.length ? Math.min(...versions) : null
   }
-  return groups.filter((group) => group.events.length || group.info)
+  return groups
 }
 
 /** "Chrome on Linux (desktop) · 3 min" from a SESSION event. */

@@ -37,11 +37,12 @@ from bench.keystrokes import typed_updates
 from bench.plots import _pairs
 from bench.replay import ReplayMismatch, text_of
 from bench.report import Column, format_table, publish
-from bench.runtime import environment, median, positive_int, progress
+from bench.runtime import environment, median, percentile, positive_int, progress
 from crdt.history import rebuild
 from crdt.protocol import Update
 from server.config import Settings
 from server.http.history import _rebuilt
+from server.http.versions import draft_diff
 
 __all__ = ["HistoryOptions", "add_command", "plot_history", "run_history"]
 
@@ -157,6 +158,48 @@ async def _time_version(
     }
 
 
+def _diff_pairs(n: int) -> list[tuple[int, int | None]]:
+    """(from, to) pairs the diff endpoint is timed on, to None: the current draft. Fifty
+    keystrokes near N/2 (cursor jumps: a middle of thousands of characters, compared by
+    words), half the draft, nearly all of it, and the last keystroke (one character; the rest
+    is cut as common prefix and suffix)."""
+    pairs: list[tuple[int, int | None]] = [
+        (max(1, n // 2 - 50), n // 2),
+        (n // 2, None),
+        (min(1_000, n), n),
+        (max(0, n - 1), None),
+    ]
+    return list(dict.fromkeys(pairs))
+
+
+async def _time_diff(
+    harness: RoomHarness, pair: tuple[int, int | None], runs: int
+) -> dict[str, Any]:
+    """`GET /api/drafts/{id}/diff` without HTTP: `server.http.versions.draft_diff` itself (two
+    rebuilds from their nearest snapshots, the comparison on a worker thread)."""
+    service = harness.service
+    first, second = pair
+    diff = await draft_diff(service, DRAFT_ID, first, second)  # warm-up
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        diff = await draft_diff(service, DRAFT_ID, first, second)
+        times.append(1000 * (time.perf_counter() - started))
+    granularity = ",".join(sorted({c.granularity or "-" for c in diff.changes})) or "-"
+    return {
+        "from": first,
+        "to": diff.to_version,
+        "to_current": second is None,
+        "granularity": granularity,
+        "bounded": diff.bounded,
+        "inserted": sum(c.inserted or 0 for c in diff.changes),
+        "deleted": sum(c.deleted or 0 for c in diff.changes),
+        "p50_ms": median(times),
+        "p99_ms": percentile(times, 99),
+        "runs_ms": times,
+    }
+
+
 async def _measure(options: HistoryOptions) -> dict[str, Any]:
     sizes = QUICK if options.quick else FULL
     n = options.updates or sizes.updates
@@ -174,6 +217,7 @@ async def _measure(options: HistoryOptions) -> dict[str, Any]:
         },
     }
     rows: list[dict[str, Any]] = []
+    diffs: list[dict[str, Any]] = []
     snapshots: dict[str, list[int]] = {}
     versions: list[int] = []
     expected: dict[int, str] = {}
@@ -191,6 +235,9 @@ async def _measure(options: HistoryOptions) -> dict[str, Any]:
                 for version in progress(versions, desc=f"rebuild ({case})", enabled=show):
                     row = await _time_version(harness, version, expected[version], runs)
                     rows.append({"case": case, "updates": n, **row})
+                if i == 0:  # the diff endpoint, on the draft as the server keeps it
+                    for pair in progress(_diff_pairs(n), desc="diff", enabled=show):
+                        diffs.append({"case": case, **await _time_diff(harness, pair, runs)})
     first_case = [row for row in rows if row["case"] == rows[0]["case"]]
     headline, worst = rows[0], max(first_case, key=lambda row: row["tail_updates"])
     return {
@@ -213,9 +260,31 @@ async def _measure(options: HistoryOptions) -> dict[str, Any]:
             "total_ms": headline["total_ms"],
             "worst_tail_version": worst["version"],
             "worst_tail_total_ms": worst["total_ms"],
+            "diff_p50_ms": median([t for d in diffs for t in d["runs_ms"]]),
+            "diff_p99_ms": percentile([t for d in diffs for t in d["runs_ms"]], 99),
         },
         "rows": rows,
+        "diffs": diffs,
     }
+
+
+def _diff_table(result: Mapping[str, Any]) -> str:
+    headline = result["headline"]
+    return format_table(
+        "History: the diff endpoint (GET /api/drafts/{id}/diff?from=&to=)",
+        [
+            Column("from", "from"),
+            Column("to", "to"),
+            Column("granularity", "compared by"),
+            Column("inserted", "+chars"),
+            Column("deleted", "-chars"),
+            Column("p50_ms", "p50 ms"),
+            Column("p99_ms", "p99 ms"),
+        ],
+        result["diffs"],
+        footer=f"server.http.versions.draft_diff, {result['settings']['runs']} runs a pair; "
+        f"over all: p50 {headline['diff_p50_ms']:.2f} ms, p99 {headline['diff_p99_ms']:.2f} ms",
+    )
 
 
 def _table(result: Mapping[str, Any]) -> str:
@@ -279,7 +348,9 @@ def plot_history(result: Mapping[str, Any], path: Path) -> None:
 
 async def run_history(options: HistoryOptions) -> dict[str, Any]:
     result = await _measure(options)
-    publish(result, options.out, "history", plot_history, _table(result))
+    publish(
+        result, options.out, "history", plot_history, _table(result) + "\n" + _diff_table(result)
+    )
     return result
 
 
@@ -289,11 +360,12 @@ def add_command(
     """`bench history` on the CLI's sub-parsers (`common` adds --quick, --out, --no-progress)."""
     parser: argparse.ArgumentParser = commands.add_parser(
         "history",
-        help="time to rebuild a past version of a 20,000-update draft",
+        help="time to rebuild a past version of a 20,000-update draft, and to diff two",
         description="A 20,000-keystroke draft typed through a real room (snapshots at the "
         "server's default interval), then the time GET /api/drafts/{id}/versions/{v} takes to "
         "rebuild version N/2 (and N, and 1,000): nearest snapshot at or before v plus the log "
-        "after it. The same draft without snapshots, for contrast. Every rebuild verified.",
+        "after it. The same draft without snapshots, for contrast. Every rebuild verified. "
+        "Then GET /api/drafts/{id}/diff between pairs of versions (p50, p99).",
     )
     common(parser, f"{QUICK.runs} runs per version instead of {FULL.runs} (about 5 s)")
     parser.add_argument(

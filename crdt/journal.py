@@ -30,6 +30,8 @@ class EventType(StrEnum):
     VALUE_REJECTED = "VALUE_REJECTED"
     RESTORED = "RESTORED"
     ACCESS_CHANGED = "ACCESS_CHANGED"
+    SESSION = "SESSION"  # an editing session ended: device, browser, start, duration; no content
+    VERSION_NAMED = "VERSION_NAMED"  # a person named the version (a named version, its label)
 
 
 @dataclass(frozen=True, slots=True)

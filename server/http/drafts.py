@@ -51,6 +51,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crdt.content import initial_problems, initial_update
+from crdt.journal import EventType
 from server.access import Role, check_draft_quota
 from server.errors import Conflict, UnknownDraft
 from server.http.answers import Answer, omitted_when_none, respond
@@ -206,6 +207,11 @@ class DraftMetadata(Answer):
     sync: Literal["synced", "pending"] = Field(
         description="`pending` while an accepted update waits for its commit."
     )
+    manual_save_count: int = Field(description="Versions a person named (`POST .../versions`).")
+    auto_save_count: int = Field(
+        description="Versions saved automatically: every accepted change is one (the version)."
+    )
+    session_count: int = Field(description="Editing sessions that ended (journal `SESSION`).")
 
 
 class Draft(Answer):
@@ -318,6 +324,7 @@ async def draft_json(service: Service, draft_id: str, role: Role) -> Draft:
     if record is None or record.deleted_at is not None:
         raise UnknownDraft("draft not found")  # deleted while we read it
     meta = view.meta
+    counts = await service.store.event_counts(draft_id)
     return Draft(
         id=draft_id,
         role=role.value,
@@ -335,6 +342,9 @@ async def draft_json(service: Service, draft_id: str, role: Role) -> Draft:
             total_fields=meta.total_fields,
             open_conflicts=meta.open_conflicts,
             sync="synced" if view.synced else "pending",
+            manual_save_count=counts.get(str(EventType.VERSION_NAMED), 0),
+            auto_save_count=view.version,
+            session_count=counts.get(str(EventType.SESSION), 0),
         ),
         access=await service.store.access_list(draft_id) if role is Role.OWNER else None,
     )

@@ -15,7 +15,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server.http import conflicts, dashboard, drafts, history, sharing, stats, tokens, webhooks
+from server.http import (
+    conflicts,
+    dashboard,
+    drafts,
+    history,
+    sharing,
+    stats,
+    tokens,
+    versions,
+    webhooks,
+)
 from server.http.openapi import Description, Operation, describe
 
 __all__ = ["PATH_PARAMETERS", "by_method", "openapi_json", "operations", "routes"]
@@ -45,6 +55,12 @@ routes: list[BaseRoute] = [
     by_method("/api/drafts/{draft_id}/access", GET=sharing.get_access, PUT=sharing.put_access),
     Route("/api/drafts/{draft_id}/events", history.list_events, methods=["GET"]),
     Route("/api/drafts/{draft_id}/versions/{version}", history.get_version, methods=["GET"]),
+    by_method(
+        "/api/drafts/{draft_id}/versions",
+        GET=versions.list_named_versions,
+        POST=versions.name_version,
+    ),
+    Route("/api/drafts/{draft_id}/diff", versions.diff_versions, methods=["GET"]),
     Route("/api/drafts/{draft_id}/restore", history.restore_version, methods=["POST"]),
     Route("/api/drafts/{draft_id}/webhooks", webhooks.list_deliveries, methods=["GET"]),
     Route(
@@ -104,6 +120,21 @@ operations: list[Operation] = [
         "GET", f"{_DRAFT}/versions/{{version}}", history.get_version,
         "Read a draft as it was right after a version",
         answers={200: history.DraftVersion}, errors=_READ,
+    ),
+    Operation(
+        "GET", f"{_DRAFT}/versions", versions.list_named_versions,
+        "List the versions people named, newest first",
+        answers={200: versions.NamedVersionList}, errors=_READ,
+    ),
+    Operation(
+        "POST", f"{_DRAFT}/versions", versions.name_version,
+        "Name the draft's current committed version (editors and owners)",
+        answers={201: versions.NamedVersion}, body=versions.NameVersion, errors=(*_WRITE, 403),
+    ),
+    Operation(
+        "GET", f"{_DRAFT}/diff", versions.diff_versions,
+        "What changed between two versions (to: default the current), field by field",
+        answers={200: versions.DraftDiff}, query=versions.DiffQuery, errors=_READ,
     ),
     Operation(
         "POST", f"{_DRAFT}/restore", history.restore_version,

@@ -6,6 +6,7 @@
     totalWordCount     words over the text fields of all of them
     syncedDrafts       drafts with no accepted update waiting for its commit
     conflictedDrafts   drafts with at least one open conflict
+    conflictsByField   conflicts ever opened per field, over those drafts (journal events)
 
 A loaded draft is counted from its room's doc (cached by version), any other from its saved
 figures (`server.sync.metadata`).
@@ -13,6 +14,7 @@ figures (`server.sync.metadata`).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from pydantic import Field
@@ -38,6 +40,9 @@ class Stats(Answer):
     total_word_count: int
     synced_drafts: int = Field(description="Drafts with no update waiting for its commit.")
     conflicted_drafts: int = Field(description="Drafts with at least one open conflict.")
+    conflicts_by_field: dict[str, int] = Field(
+        description="How often each field had a conflict (opened, ever), over these drafts."
+    )
 
 
 @endpoint
@@ -45,6 +50,7 @@ async def get_stats(request: Request, service: Service, user: str) -> Response:
     tracker = service.metadata
     total = completed = words = synced = conflicted = 0
     completion = 0.0
+    by_field: Counter[str] = Counter()
     for draft in await service.store.reachable_drafts(user):
         room = service.rooms.get(draft.id)
         if room is not None and room.state is RoomState.OPEN:
@@ -59,6 +65,7 @@ async def get_stats(request: Request, service: Service, user: str) -> Response:
         words += meta.word_count
         synced += is_synced
         conflicted += meta.open_conflicts > 0
+        by_field.update(await service.store.conflict_fields(draft.id))
     return respond(
         Stats(
             total_drafts=total,
@@ -67,5 +74,6 @@ async def get_stats(request: Request, service: Service, user: str) -> Response:
             total_word_count=words,
             synced_drafts=synced,
             conflicted_drafts=conflicted,
+            conflicts_by_field=dict(sorted(by_field.items())),
         )
     )

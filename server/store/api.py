@@ -55,6 +55,11 @@ class Store(Protocol):
     async def text_events_since(
         self, draft_id: str, version: int
     ) -> list[tuple[str, dict[str, Any]]]: ...
+    async def events_of_type(
+        self, draft_id: str, type: str, *, limit: int
+    ) -> list[StoredEvent]: ...  # newest first
+    async def event_counts(self, draft_id: str) -> dict[str, int]: ...  # by type
+    async def conflict_fields(self, draft_id: str) -> dict[str, int]: ...  # conflicts opened
     async def updates_with_origin(
         self, draft_id: str, after: int, upto: int
     ) -> list[LoggedUpdate]: ...

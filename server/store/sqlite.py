@@ -161,6 +161,10 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: the webhook outbox
     sqlite_webhooks.MIGRATION,
+    # 6: events of one type (named versions, sessions, conflicts) read without a journal scan
+    """
+    CREATE INDEX events_by_type ON events (draft_id, type, id);
+    """,
 )
 
 _INSERT_EVENT = (
@@ -178,6 +182,15 @@ _EVENTS_PAGE = (
 _TEXT_EVENTS_SINCE = (
     "SELECT user, data FROM events WHERE draft_id = ? AND type = 'FIELD_UPDATED'"
     " AND version >= ? AND json_extract(data, '$.kind') = 'text'"
+)
+_EVENTS_OF_TYPE = (
+    "SELECT id, version, type, user, session, client_id, at, data FROM events"
+    " WHERE draft_id = ? AND type = ? ORDER BY id DESC LIMIT ?"
+)
+_EVENT_COUNTS = "SELECT type, COUNT(*) FROM events WHERE draft_id = ? GROUP BY type"
+_CONFLICT_FIELDS = (
+    "SELECT json_extract(data, '$.field'), COUNT(*) FROM events"
+    " WHERE draft_id = ? AND type = 'CONFLICT_OPENED' GROUP BY 1"
 )
 _UPDATES_WITH_ORIGIN = (
     "SELECT version, data, user, session, client_id, created_at FROM updates"
@@ -529,6 +542,21 @@ class SqliteStore(SqliteWebhooks):
         with _translated("reading the journal"):
             rows = await self._fetch_all(_TEXT_EVENTS_SINCE, (draft_id, version))
         return [(str(row[0]), json.loads(row[1])) for row in rows]  # type: ignore[arg-type]
+
+    async def events_of_type(self, draft_id: str, type: str, *, limit: int) -> list[StoredEvent]:
+        with _translated("reading the journal"):
+            rows = await self._fetch_all(_EVENTS_OF_TYPE, (draft_id, type, limit))
+        return [StoredEvent(*row[:7], data=json.loads(row[7])) for row in rows]  # type: ignore[arg-type]
+
+    async def event_counts(self, draft_id: str) -> dict[str, int]:
+        with _translated("reading the journal"):
+            rows = await self._fetch_all(_EVENT_COUNTS, (draft_id,))
+        return {str(row[0]): int(row[1]) for row in rows}  # type: ignore[call-overload]
+
+    async def conflict_fields(self, draft_id: str) -> dict[str, int]:
+        with _translated("reading the journal"):
+            rows = await self._fetch_all(_CONFLICT_FIELDS, (draft_id,))
+        return {str(row[0]): int(row[1]) for row in rows if row[0] is not None}  # type: ignore[call-overload]
 
     async def updates_with_origin(self, draft_id: str, after: int, upto: int) -> list[LoggedUpdate]:
         with _translated("reading the update log"):

@@ -34,6 +34,7 @@ from server.errors import CloseCode, StoreError, close_code_for
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
+from server.sync.sessions import record_session
 
 if TYPE_CHECKING:
     from server.auth import Claims
@@ -172,10 +173,21 @@ async def _open(
         role.value,
     )
     expiry = TokenExpiry(conn, claims.expires_at)
+    started = time.time()
     try:
         code = await _serve(receive, room, conn, service, expiry)
     finally:
         expiry.cancel()
+    await record_session(
+        service.store,
+        draft_id,
+        user=user,
+        session=conn.session,
+        user_agent=websocket.headers.get("user-agent"),
+        started=started,
+        ended=time.time(),
+        version=room.version,
+    )
     metrics.CONNECTIONS.dec()
     metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
     logger.info(

@@ -65,7 +65,7 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pycrdt import Doc
@@ -105,6 +105,7 @@ from server.sync.endpoint import MAX_RUN
 from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
 from server.sync.room import RoomState
+from server.sync.sessions import record_session
 
 if TYPE_CHECKING:
     from server.service import Service
@@ -293,6 +294,7 @@ class _Document:
     # Reopened after a room reload: the SyncStatus owed to the provider, sent in answer to
     # its step 2 (its reply to the server's step 1); None once sent, or if not reopened.
     owed: int | None = None
+    started: float = field(default_factory=time.time)  # the editing session's start
 
 
 class _Session:
@@ -321,6 +323,8 @@ class _Session:
         self._authorised_once = False
         # A socket-level close under way (code, reason): sent once no document is left.
         self.closing: tuple[int, str] | None = None
+        # SESSION events of detached documents being stored; awaited before the socket ends.
+        self._journaling: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         ticker = asyncio.create_task(self._ping())
@@ -343,6 +347,8 @@ class _Session:
             for writer in writers:
                 with contextlib.suppress(Exception):
                     await writer
+            if self._journaling:
+                await asyncio.gather(*self._journaling, return_exceptions=True)
         logger.debug("hocuspocus socket closed code=%s", peer_code)
 
     async def _close_socket(self, code: int, reason: str) -> None:
@@ -534,6 +540,7 @@ class _Session:
         self.service.caps.leave(conn.user, document.draft_id)
         if document.room is not None:
             self.service.rooms.leave(document.room, conn)
+            self._journal_session(document)
             metrics.CONNECTIONS.dec()
             code = conn.close_code if conn.close_code is not None else 1000
             metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
@@ -545,6 +552,24 @@ class _Session:
                 code,
                 conn.close_reason,
             )
+
+    def _journal_session(self, document: _Document) -> None:
+        """The document's editing session, as a `SESSION` event (server/sync/sessions.py)."""
+        assert document.room is not None
+        task = asyncio.create_task(
+            record_session(
+                self.service.store,
+                document.draft_id,
+                user=document.conn.user,
+                session=document.conn.session,
+                user_agent=self.connection.headers.get("user-agent"),
+                started=document.started,
+                ended=time.time(),
+                version=document.room.version,
+            )
+        )
+        self._journaling.add(task)
+        task.add_done_callback(self._journaling.discard)
 
     # -- one document's messages ----------------------------------------------------------------
 

@@ -278,6 +278,19 @@ def test_history_quick(tmp_path: Path) -> None:
     assert isinstance(snapshots, dict)
     with_snapshots, without = snapshots.values()
     assert with_snapshots and not without
+    # the diff endpoint: p50/p99 per pair; the last keystroke is one character
+    headline = result["headline"]
+    assert isinstance(headline, dict)
+    assert headline["diff_p50_ms"] > 0 and headline["diff_p99_ms"] >= headline["diff_p50_ms"]
+    diffs = result["diffs"]
+    assert isinstance(diffs, list) and len(diffs) >= 3
+    for diff in diffs:
+        _has({"from", "to", "granularity", "bounded", "p50_ms", "p99_ms", "runs_ms"}, diff)
+        assert diff["p99_ms"] >= diff["p50_ms"] > 0
+        assert diff["granularity"] in {"char", "word", "line", "whole"}
+        assert diff["inserted"] + diff["deleted"] > 0
+    last = diffs[-1]
+    assert (last["to_current"], last["granularity"], last["inserted"]) == (True, "char", 1)
 
 
 @needs_node

@@ -67,6 +67,7 @@ async def test_stats_agree_live_after_unload_and_after_a_crash(tmp_path: Path) -
                 "totalWordCount": 10 + 4,
                 "syncedDrafts": 3,
                 "conflictedDrafts": 0,
+                "conflictsByField": {},
             }
             assert await stats_of(sam) == expected
             before = (await sam.get(f"/api/drafts/{empty}")).json()["metadata"]
@@ -128,6 +129,7 @@ async def test_stats_cover_only_what_the_caller_reaches(server: ServerProcess) -
             "totalWordCount": 2 + 8,
             "syncedDrafts": 1,
             "conflictedDrafts": 0,
+            "conflictsByField": {},
         }
         assert (await stats_of(olga))["totalDrafts"] == 2
     async with as_user(server, "nobody-at-all") as nobody:
@@ -138,4 +140,5 @@ async def test_stats_cover_only_what_the_caller_reaches(server: ServerProcess) -
             "totalWordCount": 0,
             "syncedDrafts": 0,
             "conflictedDrafts": 0,
+            "conflictsByField": {},
         }

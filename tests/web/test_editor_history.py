@@ -28,7 +28,7 @@ async def test_the_panel_says_so_when_the_server_has_no_history_endpoints(
         "The journal is not available here."
     )
     await dialog.get_by_label("Version", exact=True).fill("1")
-    await dialog.get_by_role("button", name="Preview", exact=True).click()
+    await dialog.get_by_role("button", name="Compare", exact=True).click()
     await expect(dialog.locator("[data-role=preview]")).to_have_text(
         "Version 1 is not available here."
     )
@@ -63,13 +63,14 @@ async def test_the_journal_a_preview_and_restore(
         await page.wait_for_timeout(500)
         await dialog.get_by_role("button", name="Refresh").click()
         await expect(journal).not_to_have_text("Loading…")
-    await expect(typed.first).to_contain_text("characters")
+    await expect(typed.first).to_contain_text("typed")
     await expect(typed.first).to_contain_text("lee")
 
     await dialog.get_by_label("Version", exact=True).fill("1")
-    await dialog.get_by_role("button", name="Preview", exact=True).click()
+    await dialog.get_by_role("button", name="Compare", exact=True).click()
     await expect(dialog.locator("[data-role=preview] dl")).to_contain_text("First title")
-    await dialog.get_by_role("button", name="Restore version 1").click()
+    await dialog.get_by_role("button", name="Restore version 1…").click()
+    await dialog.get_by_role("button", name="Restore", exact=True).click()
     await expect(dialog.locator("[data-role=history-message]")).to_contain_text(
         "Restored version 1 as version"
     )

@@ -191,8 +191,10 @@ async def test_restoring_a_version_restores_rich_text_in_the_open_editors(
         now = (await api.get(f"/api/drafts/{draft}")).json()["version"]
     # the history's preview of a version shows its rich text formatted
     await alice.locator("[data-role=open-history]").click()
-    await alice.locator("#version-number").fill(str(now))
-    await alice.get_by_role("button", name="Preview", exact=True).click()
+    dialog = alice.locator("dialog[data-role=history]")
+    await dialog.get_by_label("Version", exact=True).fill(str(now))
+    await dialog.get_by_role("button", name="Compare", exact=True).click()
+    await dialog.locator(".whole-version summary").click()  # the whole version, formatted
     await expect(alice.locator(".preview .rich-preview em")).to_have_text("Kept words and more")
     await alice.screenshot(path=artifact("richtext-version-preview.png"))
     await alice.locator("dialog[data-role=history] [data-role=close]").click()

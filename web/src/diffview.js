@@ -1,0 +1,66 @@
+// A structured diff (GET /api/drafts/{id}/diff) as people read it: text with insertions and
+// deletions marked inline (<ins>/<del>), values as old → new with readable labels, list items
+// added and removed as chips. Counts are the server's, in characters.
+import { h, labelOf } from './dom.js'
+
+/** "IN_REVIEW" → "In review"; numbers in the reader's locale; lists joined; empty said so. */
+export function readable (value) {
+  if (value === null || value === undefined || value === '') return '(empty)'
+  if (typeof value === 'number') return value.toLocaleString()
+  if (typeof value === 'boolean') return value ? 'Yes' : 'No'
+  if (typeof value === 'string') {
+    return /^[A-Z][A-Z0-9_]*$/.test(value) ? labelOf(value.toLowerCase()) : value
+  }
+  if (Array.isArray(value)) return value.map(readable).join(', ') || '(none)'
+  return JSON.stringify(value)
+}
+
+export function chips (items, kind = '') {
+  if (!items || !items.length) return h('span', { class: 'chips-empty' }, '(none)')
+  return h('ul', { class: 'chips' }, ...items.map((item) => h('li', { class: `chip chip-static ${kind}` },
+    kind === 'chip-added' ? '+ ' : kind === 'chip-removed' ? '− ' : '', readable(item))))
+}
+
+export function diffView (diff) {
+  const changes = diff.changes || []
+  if (!changes.length) return h('p', { class: 'empty' }, 'No differences.')
+  return h('div', { class: 'diff' },
+    diff.bounded
+      ? h('p', { class: 'hint' }, 'A long text is compared line by line.')
+      : null,
+    ...changes.map((change) => h('section', { class: `diff-field diff-${change.kind}`, dataset: { field: change.field } },
+      h('h4', {}, labelOf(change.field), change.kind === 'text' ? counts(change) : null),
+      body(change))))
+}
+
+function counts (change) {
+  const parts = []
+  if (change.inserted) parts.push(`+${change.inserted}`)
+  if (change.deleted) parts.push(`−${change.deleted}`)
+  const unit = (change.inserted || 0) + (change.deleted || 0) === 1 ? 'character' : 'characters'
+  return h('span', { class: 'diff-counts' }, ` ${parts.join(' / ')} ${unit}`)
+}
+
+function body (change) {
+  if (change.kind === 'text') {
+    return h('p', { class: 'diff-text' }, ...(change.ops || []).map((op) => {
+      if (op.op === 'insert') return h('ins', {}, op.text)
+      if (op.op === 'delete') return h('del', {}, op.text)
+      return op.text
+    }))
+  }
+  if (change.kind === 'list') {
+    return h('div', { class: 'diff-list' },
+      change.added && change.added.length ? h('div', {}, h('span', { class: 'diff-label' }, 'Added'), chips(change.added, 'chip-added')) : null,
+      change.removed && change.removed.length ? h('div', {}, h('span', { class: 'diff-label' }, 'Removed'), chips(change.removed, 'chip-removed')) : null)
+  }
+  return h('p', { class: 'diff-value' },
+    h('del', {}, readable(change.old)), ' → ', h('ins', {}, readable(change.new)))
+}
+
+/** The names of the fields a diff changes, for a sentence ("Title, Status and Tags"). */
+export function changedNames (diff) {
+  const names = (diff.changes || []).map((change) => labelOf(change.field))
+  if (names.length < 2) return names.join('')
+  return `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`
+}

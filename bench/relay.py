@@ -571,7 +571,8 @@ def _table(result: dict[str, object]) -> str:
         capacity_table(result["capacity"], str(result["settings"]["baseline"])),  # type: ignore[index, arg-type]
         connections_table(rows),  # type: ignore[arg-type]
     )
-    return "\n\n".join([_relay_table(settings, shown, footer), *(t for t in more if t)])
+    first = [_relay_table(settings, shown, footer)] if shown else []  # only N rows: none
+    return "\n\n".join([*first, *(t for t in more if t)])
 
 
 def _relay_table(settings: dict[str, Any], shown: list[dict[str, Any]], footer: str) -> str:

@@ -31,7 +31,7 @@ from bench.hostile import add_command as add_hostile
 from bench.layers import add_command as add_layers
 from bench.merge import QUICK_LIMIT, TRACE_FILES, MergeOptions, run_merge
 from bench.persistence import PersistenceOptions, run_persistence
-from bench.relay import SCENARIOS, ClientFailed, RelayOptions, run_relay
+from bench.relay import GROUPS, SCENARIOS, ClientFailed, RelayOptions, run_relay
 from bench.replay import ReplayMismatch
 from bench.runtime import out_dir, positive_int, positive_seconds, run
 from bench.servers import SERVERS
@@ -142,7 +142,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "typed->visible latency p50/p95/p99 from Yjs ids, delivered/sent, server CPU seconds and "
         "peak RSS, and draftsync's ratio to each peer. Needs `npm ci` in bench/node.",
     )
-    _common(relay, "S1, S2 and a short S4r, a few seconds each (under 2 minutes)")
+    _common(
+        relay,
+        "S1, S2, a short S4r, capacity at 200 and 400 edits/s and 200 connections, a few "
+        "seconds each (under 3 minutes)",
+    )
     relay.add_argument(
         "--servers",
         type=_server_list(SERVERS),
@@ -153,8 +157,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--scenario",
         action="append",
         default=[],
-        choices=list(SCENARIOS),
-        help="run only this scenario (repeatable): %(choices)s",
+        choices=[*SCENARIOS, *GROUPS],
+        help="run only this scenario (repeatable): %(choices)s; `capacity` and `connections` "
+        "run those scenarios' steps (the --quick ones with --quick)",
     )
     relay.add_argument(
         "--instances",

@@ -12,6 +12,12 @@ its CPU seconds (utime + stime during the scenario) and peak RSS (VmHWM) are its
     S3   200 rooms x 2 clients, each typing 5 edits/s
     S4   1 room x 4 clients flooding 5,000 edits each as fast as they can
     S4r  1 room x 4 clients, 5,000 edits each at 4,000 edits/s (16,000 edits/s in total)
+    S5   1 room x 10 clients, each setting the `fields` key `category` 20 times/s
+    S5t  the same clients typing text at the same rate: what S5 is compared with
+    C100 ... C600  capacity: 100, 200, 400, 600 rooms x 2 clients, each typing 5 edits/s
+                   (`--scenario capacity` runs the steps; bench/capacity.py sums them up)
+    N3000  connections: 3,000 idle connections on one room, then one edit fanned out to all
+           (bench/connections.py; y-websocket servers only)
 
 An unbounded flood is paced by the clients' own CPU (a server that sends fewer frames back gets
 flooded harder), so servers are compared on S4r; S4 shows that nothing is lost.
@@ -37,13 +43,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.capacity import (
+    CAPACITY_PREFIX,
+    capacity_summary,
+    capacity_table,
+    connections_table,
+    plot_scaling,
+)
+from bench.connections import describe as describe_connections
+from bench.connections import drive_connections
 from bench.plots import plot_relay, plot_relay_instances
 from bench.report import Column, format_table, publish
 from bench.runtime import environment, percentile, progress
 from bench.servers import HOCUSPOCUS_SERVERS, NODE_DIR, SERVERS, ServerProc, node_ready
 from bench.services import PostgresCluster, RedisServer, postgres_and_redis
 
-__all__ = ["SCENARIOS", "RelayOptions", "Scenario", "run_relay"]
+__all__ = ["GROUPS", "SCENARIOS", "RelayOptions", "Scenario", "run_relay"]
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +71,19 @@ class Scenario:
     rate: float  # edits/s per client; 0 = flood
     seconds: float  # paced: how long each client types
     edits: int  # flood and S4r: edits per client
+    kind: str = "relay"  # or "connections" (bench/connections.py: `clients` connections)
+    op: str = "text"  # what an edit is: a character typed, or "fields": a `fields` key set
 
     def describe(self) -> str:
+        if self.kind == "connections":
+            return describe_connections(self.clients)
         load = f"{self.rate:,.0f} edits/s each" if self.rate else "flood"
         if self.edits and self.rate:
             load += f", {self.edits:,} edits each"
         elif self.edits:
             load += f" {self.edits:,} edits each"
+        if self.op == "fields":
+            load = load.replace("edits", "`fields` sets")
         rooms = f"{self.rooms} room{'s' if self.rooms > 1 else ''}"
         return f"{rooms} x {self.clients} clients, {load}"
 
@@ -71,6 +92,7 @@ class Scenario:
         seconds = self.edits / self.rate if self.edits and self.rate else self.seconds
         return {
             "mode": "relay",
+            "op": self.op,
             "rooms": [f"{self.name}-{run}-{i}" for i in range(self.rooms)],
             "clients": self.clients,
             "rate": self.rate,
@@ -82,6 +104,8 @@ class Scenario:
 
     def budget(self) -> float:
         """A bound on the client's whole run (connect, type, drain), in seconds."""
+        if self.kind == "connections":
+            return 60 + self.clients / 20
         typing = self.edits / self.rate if self.edits and self.rate else self.seconds
         return 60 + typing + 30 + 60 + (60 if not self.rate else 0)
 
@@ -92,12 +116,23 @@ SCENARIOS = {
     "S3": Scenario("S3", 200, 2, 5, 10, 0),
     "S4": Scenario("S4", 1, 4, 0, 0, 5000),
     "S4r": Scenario("S4r", 1, 4, 4000, 0, 5000),
+    "S5": Scenario("S5", 1, 10, 20, 10, 0, op="fields"),
+    "S5t": Scenario("S5t", 1, 10, 20, 10, 0),
+    **{f"C{rooms}": Scenario(f"C{rooms}", rooms, 2, 5, 10, 0) for rooms in (100, 200, 400, 600)},
+    "N3000": Scenario("N3000", 1, 3000, 0, 0, 0, kind="connections"),
 }
 QUICK = {
     "S1": Scenario("S1", 1, 2, 200, 2, 0),
     "S2": Scenario("S2", 1, 50, 5, 3, 0),
     "S4r": Scenario("S4r", 1, 4, 4000, 0, 1000),
+    "S5": Scenario("S5", 1, 10, 20, 2, 0, op="fields"),
+    **{f"C{rooms}": Scenario(f"C{rooms}", rooms, 2, 5, 3, 0) for rooms in (20, 40)},
+    "N200": Scenario("N200", 1, 200, 0, 0, 0, kind="connections"),
 }
+# `--quick` alone: these (the smoke test's); the other quick forms run when named
+QUICK_DEFAULT = ("S1", "S2", "S4r")
+# `--scenario capacity` / `--scenario connections`: the steps of that scenario in the table used
+GROUPS = {"capacity": CAPACITY_PREFIX, "connections": "N"}
 BASELINE = "draftsync"
 # A row whose ratio is not to the comparison's baseline: the Hocuspocus server is compared with
 # draftsync's /hocuspocus endpoint (the same clients); that one with draftsync's /ws.
@@ -119,8 +154,15 @@ class RelayOptions:
         if self.instances > 1:
             names: tuple[str, ...] = (INSTANCES_SCENARIO,)
         else:
-            names = self.scenarios or tuple(table)
-        return [table.get(name) or SCENARIOS[name] for name in names]
+            names = self.scenarios or (QUICK_DEFAULT if self.quick else tuple(table))
+        plan: list[Scenario] = []
+        for name in names:
+            prefix = GROUPS.get(name)
+            if prefix is None:
+                plan.append(table.get(name) or SCENARIOS[name])
+            else:
+                plan += [s for key, s in table.items() if key[0] == prefix and key[1:].isdigit()]
+        return plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +296,7 @@ async def _drive(
     try:
         async with asyncio.timeout(scenario.budget()):
             await events(*(next_event(p, "ready") for p in processes))
+            cpu_at_go = sum(server.cpu_seconds() for server in servers)
             await _tell(processes, "go")
             written = await events(*(next_event(p, "written") for p in processes))
             expect: dict[str, int] = {}
@@ -262,6 +305,8 @@ async def _drive(
                     expect[room] = expect.get(room, 0) + sent
             await _tell(processes, json.dumps({"expect": expect}))
             results = await events(*(next_event(p, "result") for p in processes))
+            # While typing and draining only: connects and the clients' warm-up left out.
+            typing_cpu = sum(server.cpu_seconds() for server in servers) - cpu_at_go
             for process in processes:
                 await process.wait()
     except TimeoutError:
@@ -275,7 +320,7 @@ async def _drive(
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-    return _join(results, scenario.clients)
+    return {**_join(results, scenario.clients), "typing_cpu_s": typing_cpu}
 
 
 def _join(results: list[dict[str, Any]], room_size: int) -> dict[str, Any]:
@@ -316,6 +361,7 @@ def _identity(setup: Setup, scenario: Scenario) -> dict[str, object]:
     """The fields that say what a row ran, the same whether it has figures or failed."""
     return {
         "scenario": scenario.name,
+        "kind": scenario.kind,
         "server": setup.label,
         "instances": setup.instances,
         "store": setup.store,
@@ -328,6 +374,8 @@ def _identity(setup: Setup, scenario: Scenario) -> dict[str, object]:
 
 
 async def _one(setup: Setup, scenario: Scenario, directory: Path) -> dict[str, object]:
+    if scenario.kind == "connections":
+        return await _one_connections(setup, scenario, directory)
     servers = [
         ServerProc(setup.server, directory / f"instance-{k}", flags=setup.flags)
         for k in range(setup.instances)
@@ -357,6 +405,7 @@ async def _one(setup: Setup, scenario: Scenario, directory: Path) -> dict[str, o
         "max_ms": outcome["max_ms"],
         "write_seconds": outcome["write_seconds"],
         "server_cpu_s": cpu,
+        "typing_cpu_s": outcome["typing_cpu_s"],
         "peak_rss_mb": rss,
         "closes": outcome["closes"],
         "close_codes": outcome["close_codes"],
@@ -367,9 +416,33 @@ async def _one(setup: Setup, scenario: Scenario, directory: Path) -> dict[str, o
     }
 
 
+async def _one_connections(setup: Setup, scenario: Scenario, directory: Path) -> dict[str, object]:
+    server = ServerProc(setup.server, directory / "instance-0", flags=setup.flags)
+    try:
+        await asyncio.to_thread(server.start)
+        figures = await drive_connections(
+            server,
+            scenario.clients,
+            directory,
+            start_client=node_client,
+            next_event=next_event,
+            budget=scenario.budget(),
+        )
+        rss = server.peak_rss_mb()
+    except TimeoutError:
+        bound = f"{scenario.name} on {setup.label}: no result within the bound"
+        raise ClientFailed(bound) from None
+    except ClientFailed as error:
+        raise ClientFailed(f"{scenario.name} on {setup.label}: {error}") from None
+    finally:
+        await asyncio.to_thread(server.stop)
+    return {**_failed(setup, scenario, ""), **figures, "peak_rss_mb": rss, "error": None}
+
+
 def _failed(setup: Setup, scenario: Scenario, error: str) -> dict[str, object]:
     figures = ("sent", "expected_deliveries", "delivered", "p50_ms", "p95_ms", "p99_ms")
-    more = ("max_ms", "write_seconds", "server_cpu_s", "peak_rss_mb", "closes", "client_processes")
+    more = ("max_ms", "write_seconds", "server_cpu_s", "typing_cpu_s", "peak_rss_mb", "closes")
+    more += ("client_processes",)
     return {
         **_identity(setup, scenario),
         **dict.fromkeys(figures + more),
@@ -426,6 +499,9 @@ async def _measure(options: RelayOptions, comparison: Comparison) -> dict[str, o
     with tempfile.TemporaryDirectory(prefix="draftsync-relay-") as tmp:
         for scenario in plan:
             for setup in setups:  # servers interleaved within each scenario
+                if scenario.kind == "connections" and setup.server in HOCUSPOCUS_SERVERS:
+                    steps.update(1)  # the connections client speaks y-websocket only
+                    continue
                 steps.set_postfix_str(f"{scenario.name} {setup.label}")
                 where = Path(tmp) / f"{scenario.name}-{setup.label.replace(' ', '-')}"
                 try:
@@ -456,6 +532,7 @@ async def _measure(options: RelayOptions, comparison: Comparison) -> dict[str, o
         },
         "rows": rows,
         "ratios": _ratios(rows, comparison.baseline, comparison.peer_baselines),
+        "capacity": capacity_summary(rows),
     }
 
 
@@ -464,6 +541,8 @@ def _table(result: dict[str, object]) -> str:
     ratios = {(r["scenario"], r["peer"]): r for r in result["ratios"]}  # type: ignore[attr-defined]
     shown = []
     for row in rows:  # type: ignore[attr-defined]
+        if row["kind"] != "relay":
+            continue
         r = ratios.get((row["scenario"], row["server"]))
         shown.append(
             {
@@ -488,6 +567,15 @@ def _table(result: dict[str, object]) -> str:
             ),
         ]
     )
+    more = (
+        capacity_table(result["capacity"], str(result["settings"]["baseline"])),  # type: ignore[index, arg-type]
+        connections_table(rows),  # type: ignore[arg-type]
+    )
+    first = [_relay_table(settings, shown, footer)] if shown else []  # only N rows: none
+    return "\n\n".join([*first, *(t for t in more if t)])
+
+
+def _relay_table(settings: dict[str, Any], shown: list[dict[str, Any]], footer: str) -> str:
     return format_table(
         settings["title"],
         [
@@ -519,6 +607,15 @@ async def run_relay(options: RelayOptions) -> dict[str, object]:
             result = await _measure(options, comparison)
     else:
         result = await _measure(options, _servers_comparison(options.servers))
-    plot = plot_relay_instances if options.instances > 1 else plot_relay
+    plot = plot_relay_instances if options.instances > 1 else _plot
     publish(result, options.out, "relay", plot, _table(result))
     return result
+
+
+def _plot(result: dict[str, Any], path: Path) -> None:
+    """relay.png: latency and CPU of the relay runs; relay-scaling.png beside it when the
+    capacity steps or the connections scenario ran."""
+    relay_rows = [r for r in result["rows"] if r["kind"] == "relay"]
+    plot_relay({**result, "rows": relay_rows}, path)
+    if result["capacity"]["servers"] or len(relay_rows) < len(result["rows"]):
+        plot_scaling(result, path.with_name("relay-scaling.png"))

@@ -98,6 +98,7 @@ class ServerProc:
             # Every bench client is the one user "bench": the per-user caps meant for people
             # (README "Limits and admission") would measure themselves, not the server.
             command += ["--max-connections-per-user", "1000000"]
+            command += ["--max-connections-per-draft", "1000000"]
             command += ["--user-requests-per-second", "1000000", "--user-request-burst", "1000000"]
             if self.name == "draftsync-relaxed":
                 command += ["--durability", "relaxed"]

@@ -26,6 +26,10 @@ __all__ = ["FieldIndex", "Id", "MapWrite", "check_json_values"]
 
 Id = tuple[int, int]
 _NONE: Mapping[Id, Any] = {}
+# How many runs a concurrent write's origin is looked for above the key's winner before the
+# winner is found again from the root (`FieldIndex._rechoose`).
+_MAX_CLIMB = 64
+_OFF_PATH: Id = (-1, -1)  # the origin is not an ancestor of the winner
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,7 @@ class FieldIndex:
         # clocks that have children in `_children` (where a descent may leave a run)
         self._winner: dict[str, Id] = {}
         self._value_of: dict[Id, Any] = {}
+        self._parent: dict[Id, Id | None] = {}  # a run's first id -> its parent (None: root)
 
     def __len__(self) -> int:
         return self._clocks
@@ -146,9 +151,15 @@ class FieldIndex:
     def _add(self, item: ItemHeader, key: str) -> MapWrite:
         winner = self._winner.get(key)
         concurrent = item.origin != winner
+        client, clock = item.id
+        whole = self._unindexed(client, clock, clock + item.length) == [
+            (clock, clock + item.length)
+        ]
         last = self._add_node(item, key)
         if not concurrent:
             self._winner[key] = last
+        elif whole and winner is not None:
+            self._winner[key] = self._rechoose(key, winner, item.id, item.origin, last)
         else:
             self._winner[key] = self._descend(key)
         return MapWrite(
@@ -203,11 +214,50 @@ class FieldIndex:
 
     def _link(self, key: str, parent: Id | None, child: Id) -> None:
         self._children.setdefault((key, parent), []).append(child)
+        self._parent[child] = parent
         if parent is not None:
             branches = self._branches.setdefault((key, parent[0]), [])
             at = bisect_left(branches, parent[1])
             if at == len(branches) or branches[at] != parent[1]:
                 branches.insert(at, parent[1])
+
+    def _rechoose(self, key: str, winner: Id, first: Id, origin: Id | None, last: Id) -> Id:
+        """The key's winner after a concurrent write (`first..last`, a new chain under
+        `origin`) joined the tree, without walking the key's whole history (`_descend` from the
+        root: a key set many times made every concurrent write cost its whole history).
+
+        The winner is the end of the path that always takes the largest child, so only the
+        choice at `origin` can change, and only if `origin` is on that path, i.e. an ancestor
+        of the old winner: then the new chain wins if its first id is larger than the path's
+        child there (it has no children yet: its last id wins), else the old winner stays. An
+        origin far above the winner (or none, the root) is settled by `_descend`."""
+        child = self._path_child(winner, origin)
+        if child is None:
+            return self._descend(key)
+        if child == _OFF_PATH:
+            return winner
+        return last if first > child else winner
+
+    def _path_child(self, node: Id, target: Id | None) -> Id | None:
+        """The child of `target` on the path from the root to `node` (the winner),
+        `_OFF_PATH` if `target` is not on it, None if that was not found within `_MAX_CLIMB`
+        runs."""
+        below: Id | None = None  # the path's node under `node`
+        for _ in range(_MAX_CLIMB):
+            run = self._run_of(node)
+            if run is None:
+                return None
+            client, clock = node
+            if target is not None and target[0] == client and run.start <= target[1] <= clock:
+                return (client, target[1] + 1) if target[1] < clock else below
+            start = (client, run.start)
+            if start not in self._parent:
+                return None
+            parent = self._parent[start]
+            if parent is None:  # `start` is a child of the root
+                return start if target is None else _OFF_PATH
+            below, node = start, parent
+        return None
 
     def _descend(self, key: str) -> Id:
         """From the root, always to the child with the largest id (client, clock); along a

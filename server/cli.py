@@ -37,6 +37,7 @@ from server.store.factory import is_postgres_url
 from server.store.reserve import DEFAULT_RESERVE_BYTES
 from server.supervisor import EXIT_SOFTWARE
 from server.sync import presence
+from server.sync.wsprotocol import LeanWebSocketProtocol
 from server.webhooks.settings import WebhookSettings, check_secret
 
 __all__ = ["DEFAULT_TTL", "OneLineParser", "main"]
@@ -881,7 +882,7 @@ def _serve(args: argparse.Namespace) -> int:
         app,
         host=args.host,
         port=args.port,
-        ws="websockets-sansio",
+        ws=LeanWebSocketProtocol,  # uvicorn's websockets-sansio, leaner (wsprotocol.py)
         # Timeouts before trust (server/admission/sockets.py): httptools plus a handshake
         # deadline, a header limit and the socket budget. h11's own header limit is set to the
         # same in case anyone swaps the protocol back; uvicorn's limit_concurrency stays off:

@@ -66,6 +66,7 @@ for (const [i, room] of slots.entries()) {
       connect: false,
       disableBc: true
     })
+  if (config.mode === 'connections' && provider) provider.awareness.setLocalState(null) // idle: no N^2 presence chatter
   const editor = { doc, provider, room, url: urls[i % urls.length], instance: i % urls.length, text: doc.getText(FIELD), synced: false, sent: 0, cursor: 0 }
   if (!hocuspocus) {
     provider.on('sync', (synced) => { if (synced) editor.synced = true })
@@ -114,10 +115,18 @@ const typeAtCursor = (typist) => {
   typist.sent += 1
 }
 
+// op "fields" (scenario S5): each edit sets the `fields` key `category` (draftsync's default
+// schema: a string, last writer wins) to a short new value instead of typing a character.
+const setField = (editor) => {
+  editor.doc.getMap('fields').set('category', `c${editor.sent % 1000}`)
+  editor.sent += 1
+}
+const editOp = config.op === 'fields' ? setField : typeAtCursor
+
 const edit = (editor) => {
   const clock = Y.getState(editor.doc.store, editor.doc.clientID)
   sentAt.get(editor.doc.clientID)[clock] = now()
-  typeAtCursor(editor)
+  editOp(editor)
 }
 
 // V8 compiles the hot paths (Yjs, y-websocket, ws) only after they have run a while: until
@@ -150,7 +159,54 @@ const warmUp = async () => {
 
 const stateOf = (editor) => Object.fromEntries(Y.decodeStateVector(Y.encodeStateVector(editor.doc)))
 
+// connections mode: `slots` editors of one room connect (at most `inFlight` connecting at a
+// time, so the listen backlog is not what is measured), each noting when it started and when it
+// was synced; then "synced" with those times, the parent measures the server's memory and says
+// "go", the first editor types one character, and "result" tells when each other editor had it.
+const connections = async () => {
+  const inFlight = config.inFlight ?? 256
+  const startedAt = new Float64Array(editors.length)
+  const syncedAt = new Float64Array(editors.length)
+  const first = now()
+  let next = 0
+  const deadline = first + 1000 * (config.connectSeconds ?? 60)
+  while (editors.some((e) => !e.synced)) {
+    if (now() > deadline) {
+      return finish({ event: 'error', error: `only ${editors.filter((e) => e.synced).length} of ${editors.length} connections synced` }, 3)
+    }
+    editors.forEach((e, i) => { if (e.synced && syncedAt[i] === 0) syncedAt[i] = now() })
+    let connecting = 0
+    for (let i = 0; i < next; i++) if (!editors[i].synced) connecting += 1
+    while (next < editors.length && connecting < inFlight) {
+      startedAt[next] = now()
+      editors[next].provider.connect()
+      next += 1
+      connecting += 1
+    }
+    await sleep(1)
+  }
+  editors.forEach((e, i) => { if (syncedAt[i] === 0) syncedAt[i] = now() })
+  const syncMs = Array.from(editors, (e, i) => syncedAt[i] - startedAt[i])
+  emit({ event: 'synced', connect_ms: Math.max(...syncedAt) - first, sync_ms: syncMs })
+  await nextLine() // "go": the parent has measured the server's memory
+  const writer = editors[0]
+  const typedAt = now()
+  writer.text.insert(0, 'x')
+  const others = editors.slice(1)
+  await waitFor(() => others.every((e) => e.text.length >= 1), config.drainSeconds ?? 30)
+  const fanoutMs = []
+  for (const [client, , , at] of receipts) if (client === writer.doc.clientID) fanoutMs.push(at - typedAt)
+  const received = others.filter((e) => e.text.length >= 1).length
+  const result = { event: 'result', fanout_ms: fanoutMs, received, receivers: others.length, closes, close_codes: closeCodes }
+  for (const e of editors) e.provider.destroy()
+  finish(result)
+}
+
 const main = async () => {
+  if (config.mode === 'connections') {
+    if (hocuspocus) return finish({ event: 'error', error: 'connections mode speaks y-websocket only' }, 2)
+    return connections()
+  }
   if (hocuspocus && config.mode === 'crash') return finish({ event: 'error', error: 'crash mode speaks y-websocket only' }, 2)
   for (const e of editors) hocuspocus ? connectHocuspocus(e) : e.provider.connect()
   const allSynced = await waitFor(() => editors.every((e) => e.synced), config.connectSeconds ?? 30)
@@ -236,7 +292,7 @@ const relay = async (started) => {
     sends[e.doc.clientID] = Array.from(sentAt.get(e.doc.clientID).subarray(0, e.sent), (t) => +(origin + t).toFixed(3))
   }
   const received = receipts.map(([client, from, to, t]) => [client, from, to, +(origin + t).toFixed(3)])
-  const editorsOut = editors.map((e) => ({ room: e.room, instance: e.instance, client: e.doc.clientID, sent: e.sent, remote: remote(e), length: e.text.length }))
+  const editorsOut = editors.map((e) => ({ room: e.room, instance: e.instance, client: e.doc.clientID, sent: e.sent, remote: remote(e), length: config.op === 'fields' ? JSON.stringify(e.doc.getMap('fields').toJSON()) : e.text.length }))
   const result = { event: 'result', sends, received, editors: editorsOut, closes, close_codes: closeCodes, write_seconds: writeSeconds }
   for (const e of editors) e.provider.destroy()
   finish(result)

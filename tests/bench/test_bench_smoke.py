@@ -339,6 +339,61 @@ def test_relay_hocuspocus_quick(tmp_path: Path) -> None:
     assert (ratio["peer"], ratio["baseline"]) == ("hocuspocus-server", "draftsync-hocuspocus")
 
 
+CONNECTIONS_ROW = {
+    "connections",
+    "connect_ms",
+    "accept_per_s",
+    "sync_p50_ms",
+    "sync_p99_ms",
+    "connect_cpu_s",
+    "rss_before_mb",
+    "rss_idle_mb",
+    "kb_per_connection",
+    "fanout_p50_ms",
+    "fanout_max_ms",
+    "fanout_received",
+    "fanout_receivers",
+}
+CAPACITY_STEP = {"scenario", "rate", "cpu_ms_per_edit", "p99_ms", "delivered_pct", "held"}
+
+
+@needs_node
+def test_relay_capacity_connections_and_fields_quick(tmp_path: Path) -> None:
+    # Issue 24: the capacity steps (rooms x 2 clients at 5 edits/s), the connections scenario
+    # (N idle connections on one draft, one edit fanned out) and S5 (`fields` sets), draftsync
+    # beside the Node reference server, their --quick forms.
+    servers = ["draftsync", "y-websocket-node"]
+    result = _bench(
+        tmp_path,
+        "relay",
+        "--servers",
+        ",".join(servers),
+        *("--scenario", "capacity", "--scenario", "connections", "--scenario", "S5"),
+    )
+    assert (tmp_path / "relay-scaling.png").stat().st_size > 0
+    rows = result["rows"]
+    kinds = {(r["scenario"], r["kind"]) for r in rows}
+    assert kinds == {("C20", "relay"), ("C40", "relay"), ("N200", "connections"), ("S5", "relay")}
+    for row in rows:
+        if row["kind"] == "relay":
+            _relayed_everything(row)
+            assert isinstance(row["typing_cpu_s"], float), row
+        else:
+            assert row["error"] is None, row
+            _has(CONNECTIONS_ROW, row)
+            assert row["connections"] == 200
+            assert row["fanout_received"] == row["fanout_receivers"] == 199
+            assert row["kb_per_connection"] is not None
+    capacity = result["capacity"]["servers"]
+    assert set(capacity) == set(servers)
+    for entry in capacity.values():
+        assert [step["scenario"] for step in entry["steps"]] == ["C20", "C40"]
+        for step in entry["steps"]:
+            _has(CAPACITY_STEP, step)
+            assert step["cpu_ms_per_edit"] > 0
+        assert isinstance(entry["max_rate_held"], float)
+
+
 def _relayed_everything(row: object) -> None:
     """A relay row with every field, figures, and every edit delivered to every other client."""
     _has(RELAY_ROW, row)

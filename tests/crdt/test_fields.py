@@ -544,3 +544,37 @@ def test_lazy_load_with_skip_when_new_items_merge_into_an_older_run() -> None:
     lazy.load(server.doc.get_update(), below=first_clocks(changes))
     again = lazy.ingest(changes, sent_values(update))
     assert [(w.id, w.concurrent) for w in again] == [((5, 1), True), ((5, 2), True)]
+
+
+# -- a key set many times: concurrent writes near and far from the winner -----------------------
+
+
+@pytest.mark.parametrize("behind", [1, 3, 63, 64, 65, 150])
+@pytest.mark.parametrize("late_id", [3, 10**9], ids=["late-loses", "late-wins"])
+def test_concurrent_write_deep_in_a_long_history(
+    server: IndexedServer, behind: int, late_id: int
+) -> None:
+    """A key written 200 times in turn by two clients, then a write whose writer saw the
+    value `behind` writes ago: near the winner (found by climbing from it) or far above it
+    (found again from the root), winning or losing Yjs's ordering, the winner is pycrdt's."""
+    a: Doc = Doc(client_id=1_000)
+    b: Doc = Doc(client_id=2_000)
+    late: Doc = Doc(client_id=late_id)
+    for n in range(200):
+        writer, reader = (a, b) if n % 2 == 0 else (b, a)
+        fields(writer)["category"] = f"v{n}"
+        push(server, writer)
+        pull(server, reader)
+        if n == 199 - behind:
+            pull(server, late)
+    fields(late)["category"] = "late"
+    writes = push(server, late)
+    assert [w.concurrent for w in writes] == [True]
+    winner = server.index.winner("category")
+    assert winner is not None
+    assert server.index.value_of(winner) == fields(server.doc)["category"]
+    # one more write on top of whatever won is not concurrent, and wins
+    pull(server, a)
+    fields(a)["category"] = "after"
+    assert [w.concurrent for w in push(server, a)] == [False]
+    assert server.index.value_of(server.index.winner("category")) == "after"

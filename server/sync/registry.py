@@ -28,6 +28,7 @@ from server.store.snapshots import Snapshotter
 from server.sync.connection import Connection
 from server.sync.gate import GateClosed
 from server.sync.journal import JournalCloser, recover_journal
+from server.sync.memory import MemoryTrimmer
 from server.sync.presence import AwarenessLimits
 from server.sync.room import Room, RoomState
 
@@ -69,6 +70,7 @@ class RoomRegistry:
         # there): the seam for per-draft bookkeeping (metadata). Keep them cheap and sync.
         self.on_open: list[Callable[[Room], None]] = []
         self.on_unload: list[Callable[[Room], None]] = []
+        self.memory = MemoryTrimmer()  # gives an unloaded room's freed pages back
 
     def __len__(self) -> int:
         return len(self._rooms)
@@ -207,6 +209,7 @@ class RoomRegistry:
         for hook in self.on_unload:
             hook(room)
         room.close()
+        self.memory.room_unloaded()
         logger.info("room unloaded draft=%s version=%d", room.draft_id, room.version)
 
     def _failed(self, room: Room) -> None:

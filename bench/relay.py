@@ -18,6 +18,14 @@ its CPU seconds (utime + stime during the scenario) and peak RSS (VmHWM) are its
                    (`--scenario capacity` runs the steps; bench/capacity.py sums them up)
     N3000  connections: 3,000 idle connections on one room, then one edit fanned out to all
            (bench/connections.py; y-websocket servers only)
+    J1   100 clients join a 5 MB draft at once (bench/joins.py): time to synced per joiner
+    C1   cold load of a 20,000-update draft after a restart, until a fresh client is synced
+
+Every row also reports the server's RSS when idle (started, no client yet), its peak (VmHWM)
+and after the load (`AFTER_LOAD_SECONDS` after the last client left: past the room grace, so
+draftsync has unloaded its rooms): memory that does not come back shows there. `--quick` runs
+draftsync with `--room-grace 1` and reads it after `QUICK_AFTER_LOAD_SECONDS`, to stay short;
+J1 and C1 run in `--quick` only when named (`--scenario J1`), smaller.
 
 An unbounded flood is paced by the clients' own CPU (a server that sends fewer frames back gets
 flooded harder), so servers are compared on S4r; S4 shows that nothing is lost.
@@ -52,6 +60,7 @@ from bench.capacity import (
 )
 from bench.connections import describe as describe_connections
 from bench.connections import drive_connections
+from bench.joins import MEMORY_ONLY, JoinScenario, run_join
 from bench.plots import plot_relay, plot_relay_instances
 from bench.report import Column, format_table, publish
 from bench.runtime import environment, percentile, progress
@@ -110,7 +119,7 @@ class Scenario:
         return 60 + typing + 30 + 60 + (60 if not self.rate else 0)
 
 
-SCENARIOS = {
+SCENARIOS: dict[str, Scenario | JoinScenario] = {
     "S1": Scenario("S1", 1, 2, 200, 10, 0),
     "S2": Scenario("S2", 1, 50, 5, 10, 0),
     "S3": Scenario("S3", 200, 2, 5, 10, 0),
@@ -120,19 +129,28 @@ SCENARIOS = {
     "S5t": Scenario("S5t", 1, 10, 20, 10, 0),
     **{f"C{rooms}": Scenario(f"C{rooms}", rooms, 2, 5, 10, 0) for rooms in (100, 200, 400, 600)},
     "N3000": Scenario("N3000", 1, 3000, 0, 0, 0, kind="connections"),
+    "J1": JoinScenario("J1", 5000, 1000, 0, 100, 1, restart=False),
+    "C1": JoinScenario("C1", 20_000, 1, 2000, 1, 5, restart=True),
 }
-QUICK = {
+QUICK: dict[str, Scenario | JoinScenario] = {
     "S1": Scenario("S1", 1, 2, 200, 2, 0),
     "S2": Scenario("S2", 1, 50, 5, 3, 0),
     "S4r": Scenario("S4r", 1, 4, 4000, 0, 1000),
     "S5": Scenario("S5", 1, 10, 20, 2, 0, op="fields"),
     **{f"C{rooms}": Scenario(f"C{rooms}", rooms, 2, 5, 3, 0) for rooms in (20, 40)},
     "N200": Scenario("N200", 1, 200, 0, 0, 0, kind="connections"),
+    "J1": JoinScenario("J1", 1000, 1000, 0, 20, 1, restart=False),
+    "C1": JoinScenario("C1", 2000, 1, 2000, 1, 2, restart=True),
 }
 # `--quick` alone: these (the smoke test's); the other quick forms run when named
 QUICK_DEFAULT = ("S1", "S2", "S4r")
 # `--scenario capacity` / `--scenario connections`: the steps of that scenario in the table used
 GROUPS = {"capacity": CAPACITY_PREFIX, "connections": "N"}
+# Seconds after the last client left before the "after" RSS is read: past draftsync's room
+# grace (5 s) and its unload, and the peers' own unloads.
+AFTER_LOAD_SECONDS = 7.0
+QUICK_AFTER_LOAD_SECONDS = 2.5
+QUICK_FLAGS = ("--room-grace", "1")  # draftsync's, in --quick
 BASELINE = "draftsync"
 # A row whose ratio is not to the comparison's baseline: the Hocuspocus server is compared with
 # draftsync's /hocuspocus endpoint (the same clients); that one with draftsync's /ws.
@@ -149,7 +167,7 @@ class RelayOptions:
     progress: bool
     instances: int = 1
 
-    def plan(self) -> list[Scenario]:
+    def plan(self) -> list[Scenario | JoinScenario]:
         table = QUICK if self.quick else SCENARIOS
         if self.instances > 1:
             names: tuple[str, ...] = (INSTANCES_SCENARIO,)
@@ -161,7 +179,11 @@ class RelayOptions:
             if prefix is None:
                 plan.append(table.get(name) or SCENARIOS[name])
             else:
-                plan += [s for key, s in table.items() if key[0] == prefix and key[1:].isdigit()]
+                plan += [
+                    s
+                    for key, s in table.items()
+                    if key[0] == prefix and key[1:].isdigit() and isinstance(s, Scenario)
+                ]  # C1 (a cold load, bench/joins.py) is not a capacity step
         return plan
 
 
@@ -357,8 +379,21 @@ def _join(results: list[dict[str, Any]], room_size: int) -> dict[str, Any]:
     }
 
 
-def _identity(setup: Setup, scenario: Scenario) -> dict[str, object]:
+def _identity(setup: Setup, scenario: Scenario | JoinScenario) -> dict[str, object]:
     """The fields that say what a row ran, the same whether it has figures or failed."""
+    if isinstance(scenario, JoinScenario):
+        return {
+            "scenario": scenario.name,
+            "kind": "join",
+            "server": setup.label,
+            "instances": setup.instances,
+            "store": setup.store,
+            "description": scenario.describe(),
+            "rooms": 1,
+            "clients_per_room": scenario.joiners,
+            "rate_per_client": scenario.fill_rate,
+            "edits_per_client": scenario.fill_edits,
+        }
     return {
         "scenario": scenario.name,
         "kind": scenario.kind,
@@ -373,21 +408,59 @@ def _identity(setup: Setup, scenario: Scenario) -> dict[str, object]:
     }
 
 
-async def _one(setup: Setup, scenario: Scenario, directory: Path) -> dict[str, object]:
+async def _settled_rss(servers: Sequence[ServerProc], quick: bool) -> float:
+    await asyncio.sleep(QUICK_AFTER_LOAD_SECONDS if quick else AFTER_LOAD_SECONDS)
+    return sum(server.rss_mb() for server in servers)
+
+
+def _flags(setup: Setup, quick: bool) -> tuple[str, ...]:
+    return setup.flags + (QUICK_FLAGS if quick and setup.server.startswith(BASELINE) else ())
+
+
+async def _one_join(
+    setup: Setup, scenario: JoinScenario, directory: Path, quick: bool
+) -> dict[str, object]:
+    server = ServerProc(setup.server, directory / "instance-0", flags=_flags(setup, quick))
+    room = f"{scenario.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        await asyncio.to_thread(server.start)
+        await asyncio.sleep(0.5)
+        idle = server.rss_mb()
+        outcome = await run_join(server, scenario, directory, room)
+        after = await _settled_rss([server], quick)
+    finally:
+        await asyncio.to_thread(server.stop)
+    return {
+        **_identity(setup, scenario),
+        **outcome,
+        "idle_rss_mb": idle,
+        "after_rss_mb": after,
+        "error": None,
+    }
+
+
+async def _one(
+    setup: Setup, scenario: Scenario | JoinScenario, directory: Path, quick: bool = False
+) -> dict[str, object]:
+    if isinstance(scenario, JoinScenario):
+        return await _one_join(setup, scenario, directory, quick)
     if scenario.kind == "connections":
         return await _one_connections(setup, scenario, directory)
     servers = [
-        ServerProc(setup.server, directory / f"instance-{k}", flags=setup.flags)
+        ServerProc(setup.server, directory / f"instance-{k}", flags=_flags(setup, quick))
         for k in range(setup.instances)
     ]
     try:
         for server in servers:
             await asyncio.to_thread(server.start)
+        await asyncio.sleep(0.5)
+        idle = sum(server.rss_mb() for server in servers)
         cpu_before = sum(server.cpu_seconds() for server in servers)
         outcome = await _drive(setup, servers, scenario, directory)
         # Summed over instances: what the deployment as a whole spent on the room.
         cpu = sum(server.cpu_seconds() for server in servers) - cpu_before
         rss = sum(server.peak_rss_mb() for server in servers)
+        after = await _settled_rss(servers, quick)
     finally:
         for server in servers:  # never started ones are a no-op
             await asyncio.to_thread(server.stop)
@@ -407,6 +480,8 @@ async def _one(setup: Setup, scenario: Scenario, directory: Path) -> dict[str, o
         "server_cpu_s": cpu,
         "typing_cpu_s": outcome["typing_cpu_s"],
         "peak_rss_mb": rss,
+        "idle_rss_mb": idle,
+        "after_rss_mb": after,
         "closes": outcome["closes"],
         "close_codes": outcome["close_codes"],
         "convergent": outcome["convergent"],
@@ -439,10 +514,10 @@ async def _one_connections(setup: Setup, scenario: Scenario, directory: Path) ->
     return {**_failed(setup, scenario, ""), **figures, "peak_rss_mb": rss, "error": None}
 
 
-def _failed(setup: Setup, scenario: Scenario, error: str) -> dict[str, object]:
+def _failed(setup: Setup, scenario: Scenario | JoinScenario, error: str) -> dict[str, object]:
     figures = ("sent", "expected_deliveries", "delivered", "p50_ms", "p95_ms", "p99_ms")
     more = ("max_ms", "write_seconds", "server_cpu_s", "typing_cpu_s", "peak_rss_mb", "closes")
-    more += ("client_processes",)
+    more += ("client_processes", "idle_rss_mb", "after_rss_mb")
     return {
         **_identity(setup, scenario),
         **dict.fromkeys(figures + more),
@@ -499,13 +574,22 @@ async def _measure(options: RelayOptions, comparison: Comparison) -> dict[str, o
     with tempfile.TemporaryDirectory(prefix="draftsync-relay-") as tmp:
         for scenario in plan:
             for setup in setups:  # servers interleaved within each scenario
-                if scenario.kind == "connections" and setup.server in HOCUSPOCUS_SERVERS:
+                if isinstance(scenario, JoinScenario) and (
+                    (setup.server in MEMORY_ONLY and scenario.restart) or setup.instances > 1
+                ):
+                    steps.update(1)  # an in-memory server keeps nothing across a restart
+                    continue
+                if (
+                    isinstance(scenario, Scenario)
+                    and scenario.kind == "connections"
+                    and setup.server in HOCUSPOCUS_SERVERS
+                ):
                     steps.update(1)  # the connections client speaks y-websocket only
                     continue
                 steps.set_postfix_str(f"{scenario.name} {setup.label}")
                 where = Path(tmp) / f"{scenario.name}-{setup.label.replace(' ', '-')}"
                 try:
-                    rows.append(await _one(setup, scenario, where))
+                    rows.append(await _one(setup, scenario, where, options.quick))
                 except RuntimeError as error:  # ClientFailed, or a server that did not start
                     # One server failing a scenario (e.g. not all clients synced in time) is a
                     # result, not the end of the run: the row says so and has no figures.
@@ -541,7 +625,7 @@ def _table(result: dict[str, object]) -> str:
     ratios = {(r["scenario"], r["peer"]): r for r in result["ratios"]}  # type: ignore[attr-defined]
     shown = []
     for row in rows:  # type: ignore[attr-defined]
-        if row["kind"] != "relay":
+        if row["kind"] == "connections":  # their own table (connections_table)
             continue
         r = ratios.get((row["scenario"], row["server"]))
         shown.append(
@@ -559,7 +643,10 @@ def _table(result: dict[str, object]) -> str:
             *(f"{name}: {text}" for name, text in settings["scenarios"].items()),
             "latency: typed on one client -> integrated on another (Yjs ids), ms",
             settings["ratio_note"],
-            "cpu s, rss MB: the server's, summed over its instances",
+            "cpu s, rss MB: the server's, summed over its instances; idle MB: RSS before any "
+            "client, after MB: RSS once the clients left and the rooms unloaded",
+            "J1, C1: p50/p95/p99 = time from connect to synced per joiner; deliv % = joiners "
+            "synced with the whole draft; cpu s = during the joins",
             *(
                 f"FAILED {r['scenario']} on {r['server']}: {r['error']}"
                 for r in rows  # type: ignore[attr-defined]
@@ -587,6 +674,8 @@ def _relay_table(settings: dict[str, Any], shown: list[dict[str, Any]], footer: 
             Column("delivered_pct", "deliv %"),
             Column("server_cpu_s", "cpu s"),
             Column("peak_rss_mb", "rss MB"),
+            Column("idle_rss_mb", "idle MB"),
+            Column("after_rss_mb", "after MB"),
             Column("vs", settings["ratio_header"]),
         ],
         shown,
@@ -615,7 +704,7 @@ async def run_relay(options: RelayOptions) -> dict[str, object]:
 def _plot(result: dict[str, Any], path: Path) -> None:
     """relay.png: latency and CPU of the relay runs; relay-scaling.png beside it when the
     capacity steps or the connections scenario ran."""
-    relay_rows = [r for r in result["rows"] if r["kind"] == "relay"]
+    relay_rows = [r for r in result["rows"] if r["kind"] != "connections"]
     plot_relay({**result, "rows": relay_rows}, path)
     if result["capacity"]["servers"] or len(relay_rows) < len(result["rows"]):
         plot_scaling(result, path.with_name("relay-scaling.png"))

@@ -9,7 +9,8 @@
 
 The last two are driven by Hocuspocus clients (`protocol`), the others by y-websocket clients.
 
-CPU seconds and peak RSS come from /proc (utime + stime; VmHWM), for the server process alone.
+CPU seconds, peak RSS and RSS now come from /proc (utime + stime; VmHWM; VmRSS), for the server
+process alone.
 """
 
 from __future__ import annotations
@@ -154,9 +155,16 @@ class ServerProc:
         return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
 
     def peak_rss_mb(self) -> float:
+        return self._status_mb("VmHWM:")
+
+    def rss_mb(self) -> float:
+        """Resident memory now (VmRSS): what the process holds, not its peak."""
+        return self._status_mb("VmRSS:")
+
+    def _status_mb(self, field: str) -> float:
         assert self.process is not None
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
         return float("nan")
 

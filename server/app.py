@@ -31,6 +31,7 @@ from server.store.factory import open_store
 from server.supervisor import Supervisor
 from server.sync.endpoint import SyncSocket
 from server.sync.hocuspocus import HocuspocusSocket
+from server.sync.warmup import warm_up
 
 __all__ = ["create_app", "healthz", "metrics_endpoint"]
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, authenticate: Authenticate | None = None) 
         service = Service(settings, store, authenticate=authenticate)
         await service.signer.start()
         service.start()
+        await warm_up(store)
         if service.fanout is not None:
             await service.fanout.start(service.supervisor)
         app.state.service = service

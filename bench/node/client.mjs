@@ -3,13 +3,17 @@
 //
 //   node client.mjs '<config JSON>'
 //
-// config: {mode: "relay" | "crash" | "read", protocol?: "y-websocket" (default) | "hocuspocus"
+// config: {mode: "relay" | "crash" | "read" | "join", protocol?: "y-websocket" (default) | "hocuspocus"
 //          (a @hocuspocus/provider HocuspocusProvider per editor, each on its own socket, with
 //          url, name, token; relay and read modes), url or urls (several instances of one server: this
 //          process's editors are dealt to them round-robin), token?, slots: [room name per editor] or
 //          rooms: [name...] + clients (per room), rate (edits/s per client, 0 = flood),
 //          edits (per client, flood/crash), seconds (paced: how long each client types),
 //          drainSeconds, connectSeconds}
+// join mode (`bench relay` J1 and C1): {room, fillEdits, fillChunk (characters an edit),
+//          fillRate (edits/s, 0 = as fast as acknowledged), joiners, rounds, connectSeconds,
+//          keepFiller (J1: the filler stays connected while they join; C1: it leaves and the parent
+//          restarts the server before each round)}: see joinMain below.
 // stdout: JSON lines, {"event": ...}; the last one is {"event": "result", ...}.
 //
 // Latency is typed -> visible, measured from Yjs ids, not from timestamps in the document: each
@@ -41,7 +45,7 @@ const closeCodes = [] // the close code of every connection the server (or the n
 
 const editors = []
 // one room name per editor of this process (relay), or every room x `clients`
-const slots = config.slots ?? config.rooms.flatMap((room) => Array(config.clients).fill(room))
+const slots = config.slots ?? (config.rooms ?? []).flatMap((room) => Array(config.clients).fill(room))
 const urls = config.urls ?? [config.url]
 const hocuspocus = config.protocol === 'hocuspocus'
 // A HocuspocusProvider connects when built: the editors of that protocol get theirs in main().
@@ -207,6 +211,7 @@ const main = async () => {
     if (hocuspocus) return finish({ event: 'error', error: 'connections mode speaks y-websocket only' }, 2)
     return connections()
   }
+  if (config.mode === 'join') return joinMain()
   if (hocuspocus && config.mode === 'crash') return finish({ event: 'error', error: 'crash mode speaks y-websocket only' }, 2)
   for (const e of editors) hocuspocus ? connectHocuspocus(e) : e.provider.connect()
   const allSynced = await waitFor(() => editors.every((e) => e.synced), config.connectSeconds ?? 30)
@@ -296,6 +301,67 @@ const relay = async (started) => {
   const result = { event: 'result', sends, received, editors: editorsOut, closes, close_codes: closeCodes, write_seconds: writeSeconds }
   for (const e of editors) e.provider.destroy()
   finish(result)
+}
+
+// join mode: one filler types the draft (fillEdits edits of fillChunk characters at its end)
+// while an observer on a second socket waits until it holds all of it (for a durable server:
+// committed), then "filled". Each round the parent says "go" (for C1 after restarting the
+// server on its data) and `joiners` fresh editors connect in the same tick; each one's time
+// from connect() to synced (its sync step 2 integrated) is reported with the length it got.
+const newEditor = (room, url) => {
+  const doc = new Y.Doc()
+  const editor = { doc, room, url, text: doc.getText(FIELD), synced: false, sent: 0, cursor: 0, provider: null }
+  if (hocuspocus) {
+    editor.provider = new HocuspocusProvider({ url, name: room, token: config.token ?? 'bench', document: doc, WebSocketPolyfill: WebSocket })
+    editor.provider.on('synced', ({ state }) => { if (state && !editor.synced) { editor.synced = true; editor.syncedAt = now() } })
+  } else {
+    editor.provider = new WebsocketProvider(url, room, doc, { params: config.token ? { token: config.token } : {}, WebSocketPolyfill: WebSocket, connect: false, disableBc: true })
+    editor.provider.on('sync', (synced) => { if (synced && !editor.synced) { editor.synced = true; editor.syncedAt = now() } })
+  }
+  editor.provider.on(hocuspocus ? 'close' : 'connection-close', () => { closes += 1 })
+  return editor
+}
+const connectEditor = (editor) => { editor.startedAt = now(); if (!hocuspocus) editor.provider.connect() }
+
+const joinMain = async () => {
+  const url = urls[0]
+  const filler = newEditor(config.room, url)
+  const observer = newEditor(config.room, url)
+  connectEditor(filler); connectEditor(observer)
+  if (!await waitFor(() => filler.synced && observer.synced, config.connectSeconds ?? 30)) {
+    return finish({ event: 'error', error: 'the filler did not sync' }, 3)
+  }
+  const chunk = 'x'.repeat(config.fillChunk ?? 1)
+  const fillStarted = now()
+  const period = config.fillRate > 0 ? 1000 / config.fillRate : 0
+  while (filler.sent < config.fillEdits) {
+    if (period) {
+      const due = Math.min(config.fillEdits, Math.floor((now() - fillStarted) / period) + 1)
+      while (filler.sent < due) { filler.text.insert(filler.text.length, chunk); filler.sent += 1 }
+      await sleep(1)
+    } else {
+      for (let i = 0; i < 10 && filler.sent < config.fillEdits; i++) { filler.text.insert(filler.text.length, chunk); filler.sent += 1 }
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  }
+  const length = filler.text.length
+  if (!await waitFor(() => observer.text.length === length, 300)) {
+    return finish({ event: 'error', error: `the observer got ${observer.text.length} of ${length} characters` }, 3)
+  }
+  if (!config.keepFiller) { filler.provider.destroy(); observer.provider.destroy() }
+  emit({ event: 'filled', length, fill_seconds: (now() - fillStarted) / 1000, update_bytes: Y.encodeStateAsUpdate(filler.doc).length })
+  const rounds = []
+  for (let round = 0; round < (config.rounds ?? 1); round++) {
+    await nextLine() // "go"
+    const joiners = Array.from({ length: config.joiners }, () => newEditor(config.room, url))
+    for (const j of joiners) connectEditor(j) // one tick: they all arrive at once
+    await waitFor(() => joiners.every((j) => j.synced && j.text.length === length), config.connectSeconds ?? 60)
+    rounds.push(joiners.map((j) => ({ ms: j.synced ? j.syncedAt - j.startedAt : null, length: j.text.length })))
+    for (const j of joiners) j.provider.destroy()
+    emit({ event: 'joined', round })
+  }
+  if (config.keepFiller) { filler.provider.destroy(); observer.provider.destroy() }
+  finish({ event: 'result', length, rounds, closes })
 }
 
 main().catch((error) => {

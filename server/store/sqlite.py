@@ -207,14 +207,24 @@ _ADD_CONTRIBUTOR = (
 _INSERT_SNAPSHOT = (
     "INSERT OR REPLACE INTO snapshots (draft_id, version, data, created_at) VALUES (?, ?, ?, ?)"
 )
-_LATEST_SNAPSHOT = (
-    "SELECT version, data FROM snapshots WHERE draft_id = ? AND version <= ?"
-    " ORDER BY version DESC LIMIT 1"
-)
 _DELETE_SNAPSHOT = "DELETE FROM snapshots WHERE draft_id = ? AND version = ?"
 _UPDATES_BETWEEN = (
     "SELECT data FROM updates WHERE draft_id = ? AND version > ? AND version <= ? ORDER BY version"
 )
+# A draft's latest snapshot (at or before ?2) and the log after it, in one trip to aiosqlite's
+# thread (a cold load waits for every trip): the snapshot row (kind 0), then the tail (kind 1),
+# by version: the tail starts after the snapshot, so the snapshot comes first.
+_LOAD = """
+    WITH snap AS (
+        SELECT version, data FROM snapshots WHERE draft_id = ?1 AND version <= ?2
+        ORDER BY version DESC LIMIT 1
+    )
+    SELECT 0, version, data FROM snap
+    UNION ALL
+    SELECT 1, version, data FROM updates
+    WHERE draft_id = ?1 AND version > COALESCE((SELECT version FROM snap), 0) AND version <= ?2
+    ORDER BY 2
+"""
 _LAST_VERSION = "SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = ?"
 _NO_LIMIT = 2**62
 _INLINE_SNAPSHOT_BYTES = 1 << 20
@@ -477,10 +487,13 @@ class SqliteStore(SqliteWebhooks):
         """The nearest snapshot at or before `at_version` (default: latest) and the log after it."""
         upto = _NO_LIMIT if at_version is None else at_version
         with _translated("loading a draft"):
-            row = await self._fetch_one(_LATEST_SNAPSHOT, (draft_id, upto))
-        snapshot_version, snapshot = (int(row[0]), bytes(row[1])) if row else (0, None)  # type: ignore[call-overload, arg-type]
-        tail = await self.updates_between(draft_id, snapshot_version, upto)
-        return DraftState(snapshot=snapshot, snapshot_version=snapshot_version, tail=tail)
+            rows = await self._fetch_all(_LOAD, (draft_id, upto))
+        snapshot_version, snapshot = 0, None
+        if rows and rows[0][0] == 0:
+            snapshot_version, snapshot = int(rows[0][1]), bytes(rows[0][2])  # type: ignore[call-overload, arg-type]
+            rows = rows[1:]
+        tail = [row[2] for row in rows]
+        return DraftState(snapshot=snapshot, snapshot_version=snapshot_version, tail=tail)  # type: ignore[arg-type]
 
     async def snapshot_versions(self, draft_id: str) -> list[int]:
         with _translated("reading snapshots"):

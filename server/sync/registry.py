@@ -28,6 +28,7 @@ from server.store.snapshots import Snapshotter
 from server.sync.connection import Connection
 from server.sync.gate import GateClosed
 from server.sync.journal import JournalCloser, recover_journal
+from server.sync.memory import MemoryTrimmer
 from server.sync.presence import AwarenessLimits
 from server.sync.room import Room, RoomState
 
@@ -69,6 +70,7 @@ class RoomRegistry:
         # there): the seam for per-draft bookkeeping (metadata). Keep them cheap and sync.
         self.on_open: list[Callable[[Room], None]] = []
         self.on_unload: list[Callable[[Room], None]] = []
+        self.memory = MemoryTrimmer()  # gives an unloaded room's freed pages back
 
     def __len__(self) -> int:
         return len(self._rooms)
@@ -139,15 +141,18 @@ class RoomRegistry:
         return room
 
     async def _load(self, room: Room) -> None:
+        """Load the draft and open the room: the snapshot and the tail, applied once, on the
+        event loop. pycrdt holds the GIL while it applies, so a worker thread would stall the
+        loop the same and add a hand-off (and, in a fresh process, the thread's start) to the
+        first joiner's wait. Journal recovery runs only when a burst was left open (the
+        watermark is not past the last version), which a clean stop never leaves."""
         started = time.perf_counter()
         try:
-            unrecovered = await self._recover_journal(room.draft_id)
             state = await self._store.load(room.draft_id)
+            unrecovered = await self._recover_journal(room.draft_id, state.version)
             # A fresh 32-bit client id per load: the server's own changes stay small on the wire.
             client_id = secrets.randbits(32)
-            doc = await asyncio.to_thread(
-                self._build_doc, state.snapshot, state.tail, client_id=client_id
-            )
+            doc = self._build_doc(state.snapshot, state.tail, client_id=client_id)
         except BaseException:
             self._forget(room)
             raise
@@ -165,16 +170,19 @@ class RoomRegistry:
             (time.perf_counter() - started) * 1000,
         )
 
-    async def _recover_journal(self, draft_id: str) -> int | None:
-        """Journal the text bursts still open when the process last stopped, before loading.
-        Joining needs no write: if storing them fails (a full disk), the draft loads anyway
-        and the room's journal owes them (`RoomJournal.defer_recovery`); returns the
-        watermark they start at, None when nothing is owed."""
+    async def _recover_journal(self, draft_id: str, version: int) -> int | None:
+        """Journal the text bursts still open when the process last stopped (up to `version`,
+        the last one loaded). Joining needs no write: if storing them fails (a full disk), the
+        draft loads anyway and the room's journal owes them (`RoomJournal.defer_recovery`);
+        returns the watermark they start at, None when nothing is owed."""
+        watermark = await self._store.journal_watermark(draft_id)
+        if watermark > version:
+            return None  # every change is journaled: nothing to replay
         try:
-            await recover_journal(self._store, draft_id, self._settings.schema)
+            await recover_journal(self._store, draft_id, self._settings.schema, upto=version)
         except StoreError as error:
             logger.warning("journal recovery deferred draft=%s error=%s", draft_id, error)
-            return await self._store.journal_watermark(draft_id)
+            return watermark
         return None
 
     def _schedule_unload(self, room: Room) -> None:
@@ -201,6 +209,7 @@ class RoomRegistry:
         for hook in self.on_unload:
             hook(room)
         room.close()
+        self.memory.room_unloaded()
         logger.info("room unloaded draft=%s version=%d", room.draft_id, room.version)
 
     def _failed(self, room: Room) -> None:

@@ -69,6 +69,7 @@ from server.sync.journal import JournalCloser, RoomJournal
 from server.sync.limits import check_run
 from server.sync.pacing import AwarenessPacer
 from server.sync.presence import AwarenessLimits, Presence
+from server.sync.replies import SyncReplies
 
 __all__ = ["ReviewGate", "Room", "RoomState"]
 
@@ -131,6 +132,8 @@ class Room:
         self.review_gate: ReviewGate | None = None
         self._in_review: asyncio.Event | None = None  # set when the write in review is done
         self._changes: bytes | None = None
+        # Joiners' sync step 2 frames, shared while the doc is unchanged (server/sync/replies.py).
+        self.replies = SyncReplies()
         self._subscription: Subscription | None = None
         self._since_snapshot = 0
         self._bytes_since_snapshot = 0
@@ -157,6 +160,7 @@ class Room:
 
     def open(self, doc: Doc, version: int, *, since_snapshot: int) -> None:
         self.doc = doc
+        self.replies.clear()
         self.version = version
         self._since_snapshot = since_snapshot
         if self._layers.semantic_fields:
@@ -189,6 +193,7 @@ class Room:
             self.journal = None
         self.state = RoomState.CLOSED
         self.doc = Doc()
+        self.replies.clear()
 
     @property
     def is_drained(self) -> bool:
@@ -226,11 +231,12 @@ class Room:
 
     async def _on_sync_step1(self, conn: Connection, message: SyncStep1) -> None:
         try:
-            missing = self.doc.get_update(message.state_vector)
+            # One encode per state of the doc, shared by every joiner at this state vector.
+            reply = self.replies.frame(message.state_vector, self.doc.get_update)
         except ValueError as exc:
             raise MalformedMessage(f"undecodable state vector: {exc}") from exc
         # The doc may hold accepted updates not committed yet: the reply waits until they are.
-        self.gate.send((conn,), encode_message(SyncStep2(missing)), after=self.gate.accepted)
+        self.gate.send((conn,), reply, after=self.gate.accepted)
 
     async def _on_update(self, conn: Connection, message: SyncStep2 | Update) -> None:
         await self.receive_run(conn, [message.update])
@@ -678,6 +684,7 @@ class Room:
 
     def _capture_changes(self, event: TransactionEvent) -> None:
         self._changes = event.update
+        self.replies.clear()  # a kept sync reply no longer holds the doc
 
 
 _EMPTY_UPDATE = b"\x00\x00"  # no struct groups, no delete set

@@ -78,6 +78,8 @@ RELAY_ROW = {
     "write_seconds",
     "server_cpu_s",
     "peak_rss_mb",
+    "idle_rss_mb",
+    "after_rss_mb",
     "closes",
     "close_codes",
     "convergent",
@@ -296,9 +298,29 @@ def test_history_quick(tmp_path: Path) -> None:
 @needs_node
 def test_relay_quick(tmp_path: Path) -> None:
     # The fast servers only (pycrdt-websocket takes seconds per run under load): draftsync and
-    # the Node reference server, every quick scenario, real processes and real Yjs clients.
+    # the Node reference server, every quick scenario, real processes and real Yjs clients. The
+    # Node server keeps drafts in memory only: it has no cold-load (C1) row.
     servers = ["draftsync", "y-websocket-node"]
+    memory_only = {("C1", "y-websocket-node")}
     result = _bench(tmp_path, "relay", "--servers", ",".join(servers))
+    _relay_rows_and_ratios(result, servers, memory_only)
+
+
+@needs_node
+def test_relay_join_storm_and_cold_load_quick(tmp_path: Path) -> None:
+    # Issue 24: 20 clients join a 1 MB draft at once (J1), and a fresh client opens a 2,000-
+    # update draft after each of 2 restarts (C1); every joiner must get the whole draft.
+    servers = ["draftsync", "y-websocket-node"]
+    memory_only = {("C1", "y-websocket-node")}
+    args = ("--servers", ",".join(servers), "--scenario", "J1", "--scenario", "C1")
+    result = _bench(tmp_path, "relay", *args)
+    assert set(result["settings"]["scenarios"]) == {"J1", "C1"}
+    _relay_rows_and_ratios(result, servers, memory_only)
+
+
+def _relay_rows_and_ratios(
+    result: dict[str, Any], servers: list[str], memory_only: set[tuple[str, str]]
+) -> None:
     assert result["bench"] == "relay"
     assert result["quick"] is True
     _has(ENVIRONMENT, result["environment"])
@@ -311,13 +333,13 @@ def test_relay_quick(tmp_path: Path) -> None:
     assert isinstance(rows, list)
     assert {(r["scenario"], r["server"]) for r in rows} == {
         (s, server) for s in scenarios for server in servers
-    }
+    } - memory_only
     for row in rows:
         _relayed_everything(row)
     ratios = result["ratios"]
     assert isinstance(ratios, list)
     peers = {(r["scenario"], r["peer"]) for r in ratios}
-    assert peers == {(s, "y-websocket-node") for s in scenarios}
+    assert peers == {(s, "y-websocket-node") for s in scenarios} - memory_only
     for ratio in ratios:
         _has(RELAY_RATIO, ratio)
 
@@ -404,7 +426,8 @@ def _relayed_everything(row: object) -> None:
     assert row["delivered"] == row["expected_deliveries"], where
     assert row["delivered_pct"] == 100.0, where
     assert row["convergent"] is True, where
-    for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "server_cpu_s", "peak_rss_mb"):
+    figures = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "server_cpu_s", "peak_rss_mb")
+    for key in (*figures, "idle_rss_mb", "after_rss_mb"):
         assert isinstance(row[key], int | float) and row[key] >= 0, (where, key)
 
 

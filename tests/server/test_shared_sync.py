@@ -1,0 +1,174 @@
+"""Joiners share one encoded sync step 2 per state of the doc (server/sync/replies.py), and the
+sharing changes nothing of what they see: a reply that holds an uncommitted edit still leaves
+only at its commit, a kept reply is dropped when the doc changes, and many joiners arriving at
+once while someone types all end with the writer's text.
+
+The commit is held as in test_held_commit.py: a second SQLite connection holds the write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pycrdt import Doc, Text
+
+from crdt.protocol import SyncStep2, decode_message
+from server.sync.replies import SyncReplies
+from tests.support.pycrdt_client import PycrdtClient, connect_synced
+from tests.support.server_process import ServerProcess
+from tests.support.sqlite_lock import write_lock
+
+HELD = 0.8  # seconds the lock is held while the test looks (under the 5 s busy timeout)
+JOINERS = 20
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path / "data", "--room-grace", "0.3").start()
+    yield process
+    process.stop()
+
+
+def type_into(title: str) -> Callable[[Doc], None]:
+    def change(doc: Doc) -> None:
+        text = doc.get("title", type=Text)
+        text.insert(len(text), title)
+
+    return change
+
+
+async def test_joiners_during_a_held_commit_never_see_it_before_it_is_committed(
+    server: ServerProcess,
+) -> None:
+    draft = f"shared-held-{uuid.uuid4().hex[:8]}"
+    alice = await connect_synced(server, draft, "alice")
+    await alice.edit(type_into("committed "))
+    await alice.flush()
+    # An empty joiner now: its reply (the committed state) is kept for the next ones.
+    first = await connect_synced(server, draft, "alice")
+    assert first.text("title") == "committed "
+    joiners = [PycrdtClient(server.ws_url, draft, server.token("alice")) for _ in range(3)]
+    try:
+        with write_lock(server.database):
+            await alice.edit(type_into("PENDING"))
+            await asyncio.sleep(0.2)  # applied; its commit waits for the lock
+            for joiner in joiners:  # the same (empty) state vector as `first`
+                await joiner.connect()
+            await asyncio.sleep(HELD)
+            for joiner in joiners:
+                assert not joiner.synced.is_set(), "a sync step 2 left before the commit"
+                assert "PENDING" not in joiner.text("title")
+        for joiner in joiners:
+            await asyncio.wait_for(joiner.synced.wait(), 10)
+            assert joiner.text("title") == "committed PENDING"
+        await first.wait_for(lambda: first.text("title") == "committed PENDING")
+    finally:
+        await asyncio.gather(alice.disconnect(), first.disconnect())
+        await asyncio.gather(*(joiner.disconnect() for joiner in joiners))
+
+
+async def test_a_kept_reply_is_dropped_when_an_edit_is_committed(server: ServerProcess) -> None:
+    draft = f"shared-fresh-{uuid.uuid4().hex[:8]}"
+    alice = await connect_synced(server, draft, "alice")
+    clients = [alice]
+    try:
+        for n in range(5):
+            await alice.edit(type_into(f"{n} "))
+            await alice.flush()
+            # Two joiners per version: the second is served the kept reply.
+            for _ in range(2):
+                joiner = await connect_synced(server, draft, "alice")
+                clients.append(joiner)
+                assert joiner.text("title") == alice.text("title")
+    finally:
+        await asyncio.gather(*(client.disconnect() for client in clients))
+
+
+async def test_many_joiners_at_once_while_someone_types_all_converge(
+    server: ServerProcess,
+) -> None:
+    draft = f"shared-storm-{uuid.uuid4().hex[:8]}"
+    alice = await connect_synced(server, draft, "alice")
+    await alice.edit(type_into("x" * 20_000))
+    await alice.flush()
+    joiners = [PycrdtClient(server.ws_url, draft, server.token("alice")) for _ in range(JOINERS)]
+
+    async def type_while_they_join() -> None:
+        for n in range(20):
+            await alice.edit(type_into(f"<{n}>"))
+            await asyncio.sleep(0.005)
+
+    try:
+        await asyncio.gather(type_while_they_join(), *(joiner.connect() for joiner in joiners))
+        await alice.flush()
+        expected = alice.text("title")
+        for joiner in joiners:
+            await asyncio.wait_for(joiner.synced.wait(), 20)
+            await joiner.wait_for(lambda j=joiner: j.text("title") == expected, timeout=20)
+    finally:
+        await asyncio.gather(alice.disconnect(), *(joiner.disconnect() for joiner in joiners))
+
+
+# -- the cache itself, on a real pycrdt doc ----------------------------------------------------
+
+
+def _doc(text: str) -> Doc:
+    doc: Doc = Doc()
+    doc.get("title", type=Text).insert(0, text)
+    return doc
+
+
+def test_one_encode_is_shared_by_joiners_at_the_same_state_vector() -> None:
+    doc = _doc("hello")
+    replies = SyncReplies()
+    empty = Doc().get_state()
+    first = replies.frame(empty, doc.get_update)
+    assert replies.frame(empty, doc.get_update) is first
+    assert (replies.encoded, replies.shared) == (1, 1)
+    message = decode_message(first)
+    assert isinstance(message, SyncStep2)
+    reader: Doc = Doc()
+    reader.apply_update(message.update)
+    assert str(reader.get("title", type=Text)) == "hello"
+
+
+def test_another_state_vector_gets_its_own_diff_and_a_clear_drops_every_reply() -> None:
+    doc = _doc("hello")
+    behind = Doc()
+    behind.apply_update(doc.get_update())
+    doc.get("title", type=Text).insert(5, " world")
+    replies = SyncReplies()
+    full = replies.frame(Doc().get_state(), doc.get_update)
+    diff = replies.frame(behind.get_state(), doc.get_update)
+    assert len(diff) < len(full) and len(replies) == 2
+    replies.clear()
+    assert len(replies) == 0
+    assert replies.frame(Doc().get_state(), doc.get_update) is not full
+
+
+def test_the_replies_kept_are_bounded() -> None:
+    doc = _doc("a")
+    replies = SyncReplies(max_entries=2, max_frame_bytes=10_000)
+    states = []
+    for n in range(4):
+        other: Doc = Doc(client_id=1000 + n)
+        other.get("title", type=Text).insert(0, "b")
+        states.append(other.get_state())
+        replies.frame(states[-1], doc.get_update)
+    assert len(replies) == 2
+    big = _doc("y" * 20_000)
+    replies.clear()
+    replies.frame(Doc().get_state(), big.get_update)
+    assert len(replies) == 0  # larger than max_frame_bytes: sent, not kept
+
+
+def test_an_undecodable_state_vector_raises_and_is_not_kept() -> None:
+    doc = _doc("a")
+    replies = SyncReplies()
+    with pytest.raises(ValueError):
+        replies.frame(b"\xff\xff\xff", doc.get_update)
+    assert len(replies) == 0

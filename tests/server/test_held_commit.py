@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
-from pycrdt import Doc, Text
+from pycrdt import Text
 
 from bench.services import PostgresCluster, RedisServer
-from tests.support.pycrdt_client import PycrdtClient, connect_synced
+from tests.support.pycrdt_client import PycrdtClient, connect_synced, type_into
 from tests.support.server_process import ServerProcess
 from tests.support.sqlite_lock import write_lock
 from tests.support.stored import stored_doc
@@ -32,14 +32,6 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     process = ServerProcess(tmp_path / "data", "--room-grace", "0.3").start()
     yield process
     process.stop()
-
-
-def type_into(title: str) -> Callable[[Doc], None]:
-    def change(doc: Doc) -> None:
-        text = doc.get("title", type=Text)
-        text.insert(len(text), title)
-
-    return change
 
 
 async def test_a_joiner_gets_nothing_of_a_pending_update_until_it_is_committed(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from pycrdt import Doc, Text
 
 from crdt.protocol import SyncStep2, decode_message
 from server.sync.replies import SyncReplies
-from tests.support.pycrdt_client import PycrdtClient, connect_synced
+from tests.support.pycrdt_client import PycrdtClient, connect_synced, type_into
 from tests.support.server_process import ServerProcess
 from tests.support.sqlite_lock import write_lock
 
@@ -31,14 +31,6 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     process = ServerProcess(tmp_path / "data", "--room-grace", "0.3").start()
     yield process
     process.stop()
-
-
-def type_into(title: str) -> Callable[[Doc], None]:
-    def change(doc: Doc) -> None:
-        text = doc.get("title", type=Text)
-        text.insert(len(text), title)
-
-    return change
 
 
 async def test_joiners_during_a_held_commit_never_see_it_before_it_is_committed(

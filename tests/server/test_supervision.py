@@ -8,26 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from pycrdt import Doc, Text
+from pycrdt import Text
 
 from bench.services import PostgresCluster, RedisServer
-from tests.support.pycrdt_client import connect_synced
+from tests.support.pycrdt_client import connect_synced, type_into
 from tests.support.server_process import ServerProcess
 from tests.support.stored_any import stored_doc, stored_rows
 from tests.support.waiting import eventually
-
-
-def type_into(title: str) -> Callable[[Doc], None]:
-    def change(doc: Doc) -> None:
-        text = doc.get("title", type=Text)
-        text.insert(len(text), title)
-
-    return change
 
 
 def new_draft() -> str:

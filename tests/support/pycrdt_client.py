@@ -28,7 +28,7 @@ from pycrdt import (
 if TYPE_CHECKING:
     from tests.support.server_process import ServerProcess
 
-__all__ = ["PycrdtClient", "connect_synced"]
+__all__ = ["PycrdtClient", "connect_synced", "type_into"]
 
 WRITE_ACK = 102
 
@@ -138,3 +138,13 @@ async def connect_synced(
     client = await PycrdtClient(server.ws_url, draft, server.token(user)).connect()
     await asyncio.wait_for(client.synced.wait(), timeout)
     return client
+
+
+def type_into(title: str) -> Callable[[Doc], None]:
+    """An edit for `PycrdtClient.edit`: `title` appended to the draft's title."""
+
+    def change(doc: Doc) -> None:
+        text = doc.get("title", type=Text)
+        text.insert(len(text), title)
+
+    return change

@@ -114,6 +114,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_float(text: str, unit: str = "") -> float:
+    """A finite number above 0 (NaN and infinity are refused too)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number{unit}, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number{unit}, got {text}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    return _positive_float(text, " of seconds")
+
+
 def _user_name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
@@ -232,16 +247,6 @@ def _limits_from(args: argparse.Namespace) -> UpdateLimits:
     )
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
-
-
 def _add_identity_arguments(serve: argparse.ArgumentParser) -> None:
     """The app's own JWTs (server/identity/), accepted besides draftsync's HS256 tokens."""
     identity = serve.add_argument_group(
@@ -349,7 +354,7 @@ def _add_webhook_arguments(serve: argparse.ArgumentParser) -> None:
     )
     hooks.add_argument(
         "--webhook-debounce",
-        type=_positive_float,
+        type=_positive_seconds,
         default=2.0,
         metavar="SECONDS",
         help="draft.changed is sent once a draft has had no new version for this long, "
@@ -369,35 +374,25 @@ def _add_webhook_arguments(serve: argparse.ArgumentParser) -> None:
     )
     hooks.add_argument(
         "--webhook-retry-base",
-        type=_positive_float,
+        type=_positive_seconds,
         default=2.0,
         metavar="SECONDS",
         help="delay after the first failed attempt, doubled after each, with jitter (%(default)s)",
     )
     hooks.add_argument(
         "--webhook-retry-max",
-        type=_positive_float,
+        type=_positive_seconds,
         default=3600.0,
         metavar="SECONDS",
         help="longest delay between attempts (%(default)s)",
     )
     hooks.add_argument(
         "--webhook-timeout",
-        type=_positive_float,
+        type=_positive_seconds,
         default=10.0,
         metavar="SECONDS",
         help="one attempt, connecting included; slower is a failed attempt (%(default)s)",
     )
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def _webhook_url(text: str) -> str:
@@ -458,7 +453,7 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--handshake-timeout",
-        type=_positive_float,
+        type=_positive_seconds,
         default=5.0,
         metavar="SECONDS",
         help="a socket must send a request's complete headers (a WebSocket: its upgrade) "
@@ -466,7 +461,7 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--keep-alive-timeout",
-        type=_positive_float,
+        type=_positive_seconds,
         default=5.0,
         metavar="SECONDS",
         help="an HTTP connection idle this long between requests is closed (%(default)s)",

@@ -3,7 +3,7 @@
 `SqliteStore` and `PostgresStore` render these with their dialect when their modules load;
 a backend module keeps only what is its own and says so: SQLite's PRAGMAs, transactions and
 schema history, PostgreSQL's advisory locks, row locks, arrays and `draft_activity` trigger.
-tests/server/store/test_sql_written_once.py fails if a backend writes one of these again.
+tests/server/test_sql_written_once.py fails if a backend writes one of these again.
 
 Parameters are passed by position in the order they first appear (`Statement.parameters`):
 the `as_row()` of `UpdateRecord` and `JournalEvent`, `outbox_rows`, and the tuples of the

@@ -14,10 +14,11 @@ here too, by PostgreSQL's own means:
     schema                   created and migrated at start-up under an advisory lock, so that
                              two instances starting together do not race (`schema_version`)
 
-The tables mirror the SQLite ones (see `server.store.sqlite`), plus `draft_activity`; `user`
-is quoted (a reserved word), ids and user names compare bytewise (COLLATE "C", as SQLite does,
-so listing pages agree), timestamps are `double precision` seconds, blobs `bytea`, the
-journal's data is JSON text.
+The tables and statements are SQLite's, written once in `server.store.statements` and
+rendered for PostgreSQL (`server.store.dialect`), plus `draft_activity`; `user` is quoted (a
+reserved word), ids and user names compare bytewise (COLLATE "C", as SQLite does, so listing
+pages agree), timestamps are `double precision` seconds, blobs `bytea`, the journal's data is
+JSON text.
 Every driver or connection error leaves this module as `StoreError` (`_translated`).
 """
 
@@ -34,7 +35,8 @@ import asyncpg
 
 from crdt.journal import JournalEvent
 from server.errors import StoreError
-from server.store import postgres_webhooks
+from server.store import statements as sql
+from server.store.dialect import POSTGRES
 from server.store.outbox import (
     DRAFT_CREATED,
     DRAFT_DELETED,
@@ -54,64 +56,12 @@ from server.store.records import (
 
 __all__ = ["REVIEW_LOCK_CONNECTIONS", "REVIEW_LOCK_SECONDS", "PostgresStore"]
 
-# Reviews of one draft take turns under this lock (`review_lock`); key 0 numbers versions.
-_REVIEW_LOCK = "SELECT pg_advisory_lock(hashtextextended($1, 1))"
-_REVIEW_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 1))"
-REVIEW_LOCK_CONNECTIONS = 4
-REVIEW_LOCK_SECONDS = 10.0
-
-# Any constant: the lock that serialises migrations between instances starting together.
-_MIGRATION_LOCK = 0x6472616674  # "draft"
-
-_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE drafts (
-        id text COLLATE "C" PRIMARY KEY,
-        owner text NOT NULL,
-        created_at double precision NOT NULL,
-        deleted_at double precision
-    );
-    CREATE TABLE access (
-        draft_id text COLLATE "C" NOT NULL REFERENCES drafts(id),
-        "user" text COLLATE "C" NOT NULL,
-        role text NOT NULL,
-        PRIMARY KEY (draft_id, "user")
-    );
-    CREATE INDEX access_by_user ON access ("user", draft_id);
-    CREATE TABLE updates (
-        draft_id text NOT NULL,
-        version bigint NOT NULL,
-        data bytea NOT NULL,
-        "user" text NOT NULL,
-        session text NOT NULL,
-        client_id bigint,
-        created_at double precision NOT NULL,
-        PRIMARY KEY (draft_id, version)
-    );
-    CREATE TABLE snapshots (
-        draft_id text NOT NULL,
-        version bigint NOT NULL,
-        data bytea NOT NULL,
-        created_at double precision NOT NULL,
-        PRIMARY KEY (draft_id, version)
-    );
+# -- PostgreSQL's own: activity kept by a trigger (SQLite reads it from the log) -----------
+_ACTIVITY_TRIGGER = """
     CREATE TABLE draft_activity (
         draft_id text PRIMARY KEY,
         version bigint NOT NULL,
         last_modified double precision NOT NULL
-    );
-    CREATE TABLE draft_contributors (
-        draft_id text NOT NULL,
-        "user" text COLLATE "C" NOT NULL,
-        PRIMARY KEY (draft_id, "user")
-    );
-    CREATE TABLE draft_meta (
-        draft_id text PRIMARY KEY,
-        version bigint NOT NULL,
-        fields_key text NOT NULL,
-        word_count bigint NOT NULL,
-        filled_fields bigint NOT NULL,
-        open_conflicts bigint NOT NULL
     );
     CREATE FUNCTION updates_activity() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -126,128 +76,86 @@ _MIGRATIONS: tuple[str, ...] = (
     END $$;
     CREATE TRIGGER updates_activity AFTER INSERT ON updates
         FOR EACH ROW EXECUTE FUNCTION updates_activity();
-    CREATE TABLE events (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        draft_id text NOT NULL,
-        version bigint NOT NULL,
-        type text NOT NULL,
-        "user" text,
-        session text,
-        client_id bigint,
-        at double precision NOT NULL,
-        data text NOT NULL
-    );
-    CREATE INDEX events_by_draft ON events (draft_id, id);
-    CREATE TABLE journal_state (
-        draft_id text PRIMARY KEY,
-        text_watermark bigint NOT NULL
-    );
-    """,
+"""
+_PURGE_ACTIVITY = "DELETE FROM draft_activity WHERE draft_id = $1"
+
+# The tables (server/store/statements.py) as each schema version added them.
+_MIGRATIONS: tuple[str, ...] = (
+    POSTGRES.script(
+        sql.DRAFTS_TABLE,
+        sql.DRAFTS_TOMBSTONES,
+        sql.ACCESS_TABLE,
+        sql.ACCESS_BY_USER,
+        sql.UPDATES_TABLE,
+        sql.SNAPSHOTS_TABLE,
+        sql.CONTRIBUTORS_TABLE,
+        sql.META_TABLE,
+    )
+    + _ACTIVITY_TRIGGER
+    + POSTGRES.script(sql.EVENTS_TABLES),
     # 2: the webhook outbox (server/store/postgres_webhooks.py)
-    postgres_webhooks.MIGRATION,
+    POSTGRES.script(sql.WEBHOOK_TABLES),
     # 3: events of one type (named versions, sessions, conflicts) read without a journal scan
-    """
-    CREATE INDEX events_by_type ON events (draft_id, type, id);
-    """,
+    POSTGRES.script(sql.EVENTS_BY_TYPE),
 )
 
-_INSERT_EVENT = (
-    'INSERT INTO events (draft_id, version, type, "user", session, client_id, at, data)'
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-)
-_SET_WATERMARK = (
-    "INSERT INTO journal_state (draft_id, text_watermark) VALUES ($1, $2)"
-    " ON CONFLICT (draft_id) DO UPDATE SET text_watermark = excluded.text_watermark"
-)
-_EVENTS_PAGE = (
-    'SELECT id, version, type, "user", session, client_id, at, data FROM events'
-    " WHERE draft_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-)
-_TEXT_EVENTS_SINCE = (
-    "SELECT \"user\", data FROM events WHERE draft_id = $1 AND type = 'FIELD_UPDATED'"
-    " AND version >= $2 AND (data::jsonb ->> 'kind') = 'text' ORDER BY id"
-)
-_EVENTS_OF_TYPE = (
-    'SELECT id, version, type, "user", session, client_id, at, data FROM events'
-    " WHERE draft_id = $1 AND type = $2 ORDER BY id DESC LIMIT $3"
-)
-_EVENT_COUNTS = "SELECT type, COUNT(*) FROM events WHERE draft_id = $1 GROUP BY type"
-_CONFLICT_FIELDS = (
-    "SELECT data::jsonb ->> 'field', COUNT(*) FROM events"
-    " WHERE draft_id = $1 AND type = 'CONFLICT_OPENED' GROUP BY 1"
-)
-_UPDATES_WITH_ORIGIN = (
-    'SELECT version, data, "user", session, client_id, created_at FROM updates'
-    " WHERE draft_id = $1 AND version > $2 AND version <= $3 ORDER BY version"
-)
-_INSERT_UPDATE = (
-    'INSERT INTO updates (draft_id, version, data, "user", session, client_id, created_at)'
-    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-)
-_INSERT_SNAPSHOT = (
-    "INSERT INTO snapshots (draft_id, version, data, created_at) VALUES ($1, $2, $3, $4)"
-    " ON CONFLICT (draft_id, version) DO UPDATE SET"
-    " data = excluded.data, created_at = excluded.created_at"
-)
-_LATEST_SNAPSHOT = (
-    "SELECT version, data FROM snapshots WHERE draft_id = $1 AND version <= $2"
-    " ORDER BY version DESC LIMIT 1"
-)
-_UPDATES_BETWEEN = (
-    "SELECT data FROM updates WHERE draft_id = $1 AND version > $2 AND version <= $3"
-    " ORDER BY version"
-)
-_LAST_VERSION = "SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = $1"
+# -- PostgreSQL's own: locks and arrays ----------------------------------------------------
+# Reviews of one draft take turns under this lock (`review_lock`); key 0 numbers versions.
+_REVIEW_LOCK = "SELECT pg_advisory_lock(hashtextextended($1, 1))"
+_REVIEW_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 1))"
+_VERSIONS_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+# Any constant: the lock that serialises migrations between instances starting together.
+_MIGRATION_LOCK = 0x6472616674  # "draft"
+_TAKE_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock($1)"
+# Two concurrent access changes of one draft take turns (SQLite has one writer at a time).
+_LOCK_DRAFT_ROW = "SELECT 1 FROM drafts WHERE id = $1 FOR UPDATE"
 # One max per draft through the primary key's index (a GROUP BY would read every row).
 _LAST_VERSIONS = """
     SELECT d, (SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = d)
     FROM unnest($1::text[]) AS d
 """
+REVIEW_LOCK_CONNECTIONS = 4
+REVIEW_LOCK_SECONDS = 10.0
+
+# -- the shared statements, rendered for PostgreSQL ---------------------------------------
+_SCHEMA_VERSION_TABLE = POSTGRES.render(sql.SCHEMA_VERSION_TABLE)
+_SCHEMA_VERSION = POSTGRES.render(sql.SCHEMA_VERSION)
+_RECORD_SCHEMA_VERSION = POSTGRES.render(sql.RECORD_SCHEMA_VERSION)
+_INSERT_DRAFT = POSTGRES.render(sql.INSERT_DRAFT)
+_INSERT_OWNER = POSTGRES.render(sql.INSERT_OWNER)
+_DRAFT_EXISTS = POSTGRES.render(sql.DRAFT_EXISTS)
+_DRAFT_RECORD = POSTGRES.render(sql.DRAFT_RECORD)
+_REACHABLE_DRAFTS = POSTGRES.render(sql.REACHABLE_DRAFTS)
+_ROLE_OF = POSTGRES.render(sql.ROLE_OF)
+_DRAFTS_OWNED = POSTGRES.render(sql.DRAFTS_OWNED)
+_ACCESS_LIST = POSTGRES.render(sql.ACCESS_LIST)
+_SET_ROLE = POSTGRES.render(sql.SET_ROLE)
+_REMOVE_ROLE = POSTGRES.render(sql.REMOVE_ROLE)
+_OWNER_COUNT = POSTGRES.render(sql.OWNER_COUNT)
+_TOMBSTONE = POSTGRES.render(sql.TOMBSTONE)
+_DROP_ACCESS = POSTGRES.render(sql.DROP_ACCESS)
+_PURGE = (*(POSTGRES.render(statement) for statement in sql.PURGE), _PURGE_ACTIVITY)
+_CONTRIBUTORS = POSTGRES.render(sql.CONTRIBUTORS)
+_SAVE_META = POSTGRES.render(sql.SAVE_META)
+_INSERT_UPDATE = POSTGRES.render(sql.INSERT_UPDATE)
+_LAST_VERSION = POSTGRES.render(sql.LAST_VERSION)
+_UPDATES_BETWEEN = POSTGRES.render(sql.UPDATES_BETWEEN)
+_UPDATES_WITH_ORIGIN = POSTGRES.render(sql.UPDATES_WITH_ORIGIN)
+_LOAD = POSTGRES.render(sql.LOAD)
+_SNAPSHOT_VERSIONS = POSTGRES.render(sql.SNAPSHOT_VERSIONS)
+_INSERT_SNAPSHOT = POSTGRES.render(sql.INSERT_SNAPSHOT)
+_DELETE_SNAPSHOT = POSTGRES.render(sql.DELETE_SNAPSHOT)
+_INSERT_EVENT = POSTGRES.render(sql.INSERT_EVENT)
+_SET_WATERMARK = POSTGRES.render(sql.SET_WATERMARK)
+_JOURNAL_WATERMARK = POSTGRES.render(sql.JOURNAL_WATERMARK)
+_EVENTS_PAGE = POSTGRES.render(sql.EVENTS_PAGE)
+_TEXT_EVENTS_SINCE = POSTGRES.render(sql.TEXT_EVENTS_SINCE)
+_EVENTS_OF_TYPE = POSTGRES.render(sql.EVENTS_OF_TYPE)
+_EVENT_COUNTS = POSTGRES.render(sql.EVENT_COUNTS)
+_CONFLICT_FIELDS = POSTGRES.render(sql.CONFLICT_FIELDS)
+_INSERT_CURSOR = POSTGRES.render(sql.INSERT_CURSOR)
+
 _NO_LIMIT = 2**62
-_INSERT_DRAFT = (
-    "INSERT INTO drafts (id, owner, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING"
-    " RETURNING id"
-)
-_INSERT_OWNER = "INSERT INTO access (draft_id, \"user\", role) VALUES ($1, $2, 'owner')"
-_DRAFT_RECORD = """
-    SELECT d.id, d.owner, d.created_at, d.deleted_at, act.last_modified
-    FROM drafts d LEFT JOIN draft_activity act ON act.draft_id = d.id WHERE d.id = $1
-"""
-_REACHABLE_DRAFTS = """
-    SELECT d.id, a.role, d.owner, d.created_at,
-           COALESCE(act.version, 0), COALESCE(act.last_modified, d.created_at),
-           m.version, m.fields_key, m.word_count, m.filled_fields, m.open_conflicts
-    FROM access a
-    JOIN drafts d ON d.id = a.draft_id
-    LEFT JOIN draft_activity act ON act.draft_id = a.draft_id
-    LEFT JOIN draft_meta m ON m.draft_id = a.draft_id
-    WHERE a."user" = $1 AND a.draft_id > $2 AND d.deleted_at IS NULL
-    ORDER BY a.draft_id COLLATE "C" LIMIT $3
-"""
-_SET_ROLE = """
-    INSERT INTO access (draft_id, "user", role)
-    SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM drafts WHERE id = $1 AND deleted_at IS NULL)
-    ON CONFLICT (draft_id, "user") DO UPDATE SET role = excluded.role
-"""
-_SAVE_META = """
-    INSERT INTO draft_meta
-        (draft_id, version, fields_key, word_count, filled_fields, open_conflicts)
-    SELECT $1, $2, $3, $4, $5, $6
-    WHERE EXISTS (SELECT 1 FROM drafts WHERE id = $1 AND deleted_at IS NULL)
-    ON CONFLICT (draft_id) DO UPDATE SET
-        version = excluded.version, fields_key = excluded.fields_key,
-        word_count = excluded.word_count, filled_fields = excluded.filled_fields,
-        open_conflicts = excluded.open_conflicts
-    WHERE excluded.version >= draft_meta.version
-"""
-_CONTENT_TABLES = (
-    "updates",
-    "snapshots",
-    "draft_meta",
-    "draft_activity",
-    "draft_contributors",
-    "webhook_cursors",
-)
 
 
 async def _sequence(
@@ -258,7 +166,7 @@ async def _sequence(
     moved: dict[tuple[str, int], int] = {}
     # Locks in draft order: two batches touching the same drafts cannot deadlock.
     for draft_id in sorted({r.draft_id for r in records}):
-        await db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", draft_id)
+        await db.execute(_VERSIONS_LOCK, draft_id)
         version = int(await db.fetchval(_LAST_VERSION, draft_id))
         for i, record in enumerate(records):
             if record.draft_id != draft_id:
@@ -319,14 +227,12 @@ class PostgresStore(PostgresWebhooks):
     async def _migrate(self) -> None:
         with _translated("migrating the schema"):
             async with self._pool.acquire() as db, db.transaction():
-                await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-                await db.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
-                )
-                current = await db.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+                await db.execute(_TAKE_MIGRATION_LOCK, _MIGRATION_LOCK)
+                await db.execute(_SCHEMA_VERSION_TABLE)
+                current = await db.fetchval(_SCHEMA_VERSION)
                 for version, script in enumerate(_MIGRATIONS[current:], start=current + 1):
                     await db.execute(script)
-                    await db.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+                    await db.execute(_RECORD_SCHEMA_VERSION, version)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
@@ -345,22 +251,18 @@ class PostgresStore(PostgresWebhooks):
 
     async def role_of(self, draft_id: str, user: str) -> str | None:
         with _translated("reading access"):
-            row = await self._fetch_one(
-                'SELECT role FROM access WHERE draft_id = $1 AND "user" = $2', draft_id, user
-            )
+            row = await self._fetch_one(_ROLE_OF, draft_id, user)
         return str(row[0]) if row else None
 
     async def draft_exists(self, draft_id: str) -> bool:
         with _translated("reading drafts"):
-            row = await self._fetch_one("SELECT 1 FROM drafts WHERE id = $1", draft_id)
+            row = await self._fetch_one(_DRAFT_EXISTS, draft_id)
         return row is not None
 
     async def drafts_owned(self, user: str) -> int:
         """Live drafts `user` is an owner of (a deleted draft has no access rows left)."""
         with _translated("reading access"):
-            row = await self._fetch_one(
-                """SELECT COUNT(*) FROM access WHERE "user" = $1 AND role = 'owner'""", user
-            )
+            row = await self._fetch_one(_DRAFTS_OWNED, user)
         return int(row[0]) if row else 0
 
     async def create_draft(self, draft_id: str, owner: str, *, now: float) -> bool:
@@ -440,21 +342,20 @@ class PostgresStore(PostgresWebhooks):
 
     async def load(self, draft_id: str, *, at_version: int | None = None) -> DraftState:
         """The nearest snapshot at or before `at_version` (default: latest) and the log after it,
-        read in one repeatable-read transaction so that the two parts agree."""
+        read by one statement so that the two parts agree."""
         upto = _NO_LIMIT if at_version is None else at_version
         with _translated("loading a draft"):
-            async with self._pool.acquire() as db, db.transaction(isolation="repeatable_read"):
-                row = await db.fetchrow(_LATEST_SNAPSHOT, draft_id, upto)
-                snapshot_version, snapshot = (int(row[0]), bytes(row[1])) if row else (0, None)
-                rows = await db.fetch(_UPDATES_BETWEEN, draft_id, snapshot_version, upto)
-        tail = [bytes(r[0]) for r in rows]
+            rows = await self._fetch_all(_LOAD, draft_id, upto)
+        snapshot_version, snapshot = 0, None
+        if rows and rows[0][0] == 0:
+            snapshot_version, snapshot = int(rows[0][1]), bytes(rows[0][2])
+            rows = rows[1:]
+        tail = [bytes(row[2]) for row in rows]
         return DraftState(snapshot=snapshot, snapshot_version=snapshot_version, tail=tail)
 
     async def snapshot_versions(self, draft_id: str) -> list[int]:
         with _translated("reading snapshots"):
-            rows = await self._fetch_all(
-                "SELECT version FROM snapshots WHERE draft_id = $1 ORDER BY version", draft_id
-            )
+            rows = await self._fetch_all(_SNAPSHOT_VERSIONS, draft_id)
         return [int(row[0]) for row in rows]
 
     async def save_snapshot(
@@ -465,11 +366,7 @@ class PostgresStore(PostgresWebhooks):
             async with self._transaction() as db:
                 await db.execute(_INSERT_SNAPSHOT, draft_id, version, data, now)
                 if drop:
-                    await db.execute(
-                        "DELETE FROM snapshots WHERE draft_id = $1 AND version = ANY($2::bigint[])",
-                        draft_id,
-                        list(drop),
-                    )
+                    await db.executemany(_DELETE_SNAPSHOT, [(draft_id, v) for v in drop])
 
     # -- the journal --------------------------------------------------------------------------
 
@@ -489,9 +386,7 @@ class PostgresStore(PostgresWebhooks):
     async def journal_watermark(self, draft_id: str) -> int:
         """Every text change below this version is journaled (1 when nothing is recorded)."""
         with _translated("reading the journal"):
-            row = await self._fetch_one(
-                "SELECT text_watermark FROM journal_state WHERE draft_id = $1", draft_id
-            )
+            row = await self._fetch_one(_JOURNAL_WATERMARK, draft_id)
         return int(row[0]) if row else 1
 
     async def events_page(self, draft_id: str, *, after: int, limit: int) -> list[StoredEvent]:
@@ -540,7 +435,7 @@ class PostgresStore(PostgresWebhooks):
         room can load it in between; False if the id is taken (also by a tombstone)."""
         with _translated("creating a draft"):
             async with self._transaction() as db:
-                if await db.fetchval(_INSERT_DRAFT, draft_id, owner, now) is None:
+                if await db.execute(_INSERT_DRAFT, draft_id, owner, now) != "INSERT 0 1":
                     return False
                 await db.execute(_INSERT_OWNER, draft_id, owner)
                 if first is not None:
@@ -549,7 +444,7 @@ class PostgresStore(PostgresWebhooks):
                     version = 0 if first is None else first.version
                     data = {"draftId": draft_id, "owner": owner, "version": version}
                     await self._write_outbox(db, [OutboxEvent(DRAFT_CREATED, draft_id, now, data)])
-                    await db.execute(postgres_webhooks.INSERT_CURSOR, draft_id, version)
+                    await db.execute(_INSERT_CURSOR, draft_id, version)
         return True
 
     async def reachable_drafts(
@@ -568,10 +463,7 @@ class PostgresStore(PostgresWebhooks):
 
     async def access_list(self, draft_id: str) -> dict[str, str]:
         with _translated("reading access"):
-            rows = await self._fetch_all(
-                'SELECT "user", role FROM access WHERE draft_id = $1 ORDER BY "user" COLLATE "C"',
-                draft_id,
-            )
+            rows = await self._fetch_all(_ACCESS_LIST, draft_id)
         return {str(row[0]): str(row[1]) for row in rows}
 
     async def set_role(self, draft_id: str, user: str, role: str | None) -> bool:
@@ -581,21 +473,14 @@ class PostgresStore(PostgresWebhooks):
             try:
                 async with self._transaction() as db:
                     # Lock the draft row: two concurrent demotions cannot both see an owner left.
-                    await db.execute("SELECT 1 FROM drafts WHERE id = $1 FOR UPDATE", draft_id)
+                    await db.execute(_LOCK_DRAFT_ROW, draft_id)
                     if role is None:
-                        await db.execute(
-                            'DELETE FROM access WHERE draft_id = $1 AND "user" = $2',
-                            draft_id,
-                            user,
-                        )
+                        await db.execute(_REMOVE_ROLE, draft_id, user)
                     else:
                         await db.execute(_SET_ROLE, draft_id, user, role)
                     event = OutboxEvent.access_changed(draft_id, user, role, time.time())
                     await self._write_outbox(db, [event])
-                    owners = await db.fetchval(
-                        "SELECT count(*) FROM access WHERE draft_id = $1 AND role = 'owner'",
-                        draft_id,
-                    )
+                    owners = await db.fetchval(_OWNER_COUNT, draft_id)
                     if not owners:
                         raise _NoOwnerLeft
             except _NoOwnerLeft:
@@ -606,14 +491,10 @@ class PostgresStore(PostgresWebhooks):
         """Mark the draft deleted and drop its access; False if it already was."""
         with _translated("deleting a draft"):
             async with self._transaction() as db:
-                status = await db.execute(
-                    "UPDATE drafts SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL",
-                    now,
-                    draft_id,
-                )
+                status = await db.execute(_TOMBSTONE, now, draft_id)
                 if status != "UPDATE 1":
                     return False
-                await db.execute("DELETE FROM access WHERE draft_id = $1", draft_id)
+                await db.execute(_DROP_ACCESS, draft_id)
                 data = {"draftId": draft_id}
                 await self._write_outbox(db, [OutboxEvent(DRAFT_DELETED, draft_id, now, data)])
         return True
@@ -622,16 +503,12 @@ class PostgresStore(PostgresWebhooks):
         """Remove a tombstoned draft's updates, snapshots and metadata (the id stays taken)."""
         with _translated("removing a draft's content"):
             async with self._transaction() as db:
-                for table in _CONTENT_TABLES:
-                    await db.execute(f"DELETE FROM {table} WHERE draft_id = $1", draft_id)
+                for statement in _PURGE:
+                    await db.execute(statement, draft_id)
 
     async def contributors(self, draft_id: str) -> list[str]:
         with _translated("reading contributors"):
-            rows = await self._fetch_all(
-                'SELECT "user" FROM draft_contributors WHERE draft_id = $1'
-                ' ORDER BY "user" COLLATE "C"',
-                draft_id,
-            )
+            rows = await self._fetch_all(_CONTRIBUTORS, draft_id)
         return [str(row[0]) for row in rows]
 
     async def save_meta(self, draft_id: str, meta: SavedMeta) -> None:

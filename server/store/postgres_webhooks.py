@@ -1,5 +1,5 @@
 """The webhook outbox in PostgreSQL (tables: migration 2 of `server.store.postgres`); the same
-tables and promises as `server.store.sqlite_webhooks`.
+tables, statements (`server.store.statements`) and promises as `server.store.sqlite_webhooks`.
 
 Several instances share the outbox: a claim is one `UPDATE ... WHERE id IN (SELECT ... FOR
 UPDATE SKIP LOCKED) RETURNING`, so each due delivery goes to one instance, and its lease
@@ -20,90 +20,23 @@ from collections.abc import Iterator, Sequence
 import asyncpg
 
 from server.errors import StoreError
+from server.store import statements as sql
+from server.store.dialect import POSTGRES
 from server.store.outbox import Attempt, Delivery, OutboxEvent, PendingChange, outbox_rows
 
-__all__ = ["INSERT_CURSOR", "MIGRATION", "PostgresWebhooks"]
+__all__ = ["PostgresWebhooks"]
 
-MIGRATION = """
-    CREATE TABLE webhook_outbox (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        event_id text NOT NULL,
-        url text NOT NULL,
-        draft_id text NOT NULL,
-        type text NOT NULL,
-        payload text NOT NULL,
-        created_at double precision NOT NULL,
-        next_attempt_at double precision NOT NULL,
-        status text NOT NULL DEFAULT 'pending',
-        attempts integer NOT NULL DEFAULT 0,
-        last_error text
-    );
-    CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_attempt_at);
-    CREATE INDEX webhook_outbox_by_draft ON webhook_outbox (draft_id, id);
-    CREATE TABLE webhook_attempts (
-        outbox_id bigint NOT NULL,
-        attempt integer NOT NULL,
-        at double precision NOT NULL,
-        status_code integer,
-        error text,
-        seconds double precision NOT NULL,
-        PRIMARY KEY (outbox_id, attempt)
-    );
-    CREATE TABLE webhook_cursors (
-        draft_id text PRIMARY KEY,
-        version bigint NOT NULL
-    );
-"""
-
-_INSERT_OUTBOX = (
-    "INSERT INTO webhook_outbox"
-    " (event_id, url, draft_id, type, payload, created_at, next_attempt_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-)
-INSERT_CURSOR = (
-    "INSERT INTO webhook_cursors (draft_id, version) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-)
-_PENDING = """
-    SELECT draft_id, announced, last_version, last_at, first_at FROM (
-        SELECT c.draft_id AS draft_id, c.version AS announced,
-            act.version AS last_version, act.last_modified AS last_at,
-            (SELECT u.created_at FROM updates u WHERE u.draft_id = c.draft_id
-             AND u.version > c.version ORDER BY u.version LIMIT 1) AS first_at
-        FROM webhook_cursors c
-        JOIN drafts d ON d.id = c.draft_id
-        JOIN draft_activity act ON act.draft_id = c.draft_id
-        WHERE d.deleted_at IS NULL AND act.version > c.version {only}
-    ) pending WHERE first_at IS NOT NULL
-"""
-_ANY_DUE = "SELECT 1 FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= $1 LIMIT 1"
-_DELIVERY_COLUMNS = (
-    "id, event_id, url, draft_id, type, payload, created_at, status, attempts,"
-    " next_attempt_at, last_error"
-)
-_CLAIM = f"""
-    UPDATE webhook_outbox SET next_attempt_at = $1
-    WHERE id IN (SELECT id FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= $2
-                 ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
-    RETURNING {_DELIVERY_COLUMNS}
-"""
-_INSERT_ATTEMPT = (
-    "INSERT INTO webhook_attempts (outbox_id, attempt, at, status_code, error, seconds)"
-    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
-)
-_SET_OUTCOME = (
-    "UPDATE webhook_outbox SET status = $1, attempts = GREATEST(attempts, $2),"
-    " next_attempt_at = $3, last_error = $4 WHERE id = $5"
-)
-_PAGE = (
-    f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE draft_id = $1 AND id > $2"
-    " ORDER BY id LIMIT $3"
-)
-_PAGE_ATTEMPTS = """
-    SELECT outbox_id, attempt, at, status_code, error, seconds FROM webhook_attempts
-    WHERE outbox_id IN (SELECT id FROM webhook_outbox WHERE draft_id = $1 AND id > $2
-                        ORDER BY id LIMIT $3)
-    ORDER BY outbox_id, attempt
-"""
+# The shared statements (server/store/statements.py), rendered for PostgreSQL.
+_INSERT_OUTBOX = POSTGRES.render(sql.INSERT_OUTBOX)
+_MOVE_CURSOR = POSTGRES.render(sql.MOVE_CURSOR)
+_PENDING_CHANGES = POSTGRES.render(sql.PENDING_CHANGES)
+_ANY_DUE = POSTGRES.render(sql.ANY_DUE)
+_CLAIM = POSTGRES.render(sql.CLAIM)
+_INSERT_ATTEMPT = POSTGRES.render(sql.INSERT_ATTEMPT)
+_SET_OUTCOME = POSTGRES.render(sql.SET_OUTCOME)
+_DELIVERIES_PAGE = POSTGRES.render(sql.DELIVERIES_PAGE)
+_ATTEMPTS_PAGE = POSTGRES.render(sql.ATTEMPTS_PAGE)
+_CHUNK = 500  # draft ids a query
 
 
 @contextlib.contextmanager
@@ -134,10 +67,14 @@ class PostgresWebhooks:
         with _translated("webhook outbox: pending changes"):
             async with self._pool.acquire() as db:
                 if draft_ids is None:
-                    rows = await db.fetch(_PENDING.format(only=""))
+                    rows = await db.fetch(_PENDING_CHANGES)
                 else:
-                    only = "AND c.draft_id = ANY($1::text[])"
-                    rows = await db.fetch(_PENDING.format(only=only), list(draft_ids))
+                    ids = list(draft_ids)
+                    rows = []
+                    for start in range(0, len(ids), _CHUNK):
+                        chunk = ids[start : start + _CHUNK]
+                        statement = POSTGRES.render(sql.pending_changes_of(len(chunk)))
+                        rows += await db.fetch(statement, *chunk)
             return [PendingChange(*tuple(row)) for row in rows]
 
     async def webhook_record_change(
@@ -147,12 +84,7 @@ class PostgresWebhooks:
         once; False (nothing written) if the cursor is no longer at `after`."""
         with _translated("webhook outbox: record change"):
             async with self._pool.acquire() as db, db.transaction():
-                status = await db.execute(
-                    "UPDATE webhook_cursors SET version = $1 WHERE draft_id = $2 AND version = $3",
-                    upto,
-                    draft_id,
-                    after,
-                )
+                status = await db.execute(_MOVE_CURSOR, upto, draft_id, after)
                 if status != "UPDATE 1":
                     return False
                 await self._write_outbox(db, [event])
@@ -192,8 +124,8 @@ class PostgresWebhooks:
         """A draft's deliveries after id `after`, oldest first, each with its attempts."""
         with _translated("webhook outbox: deliveries"):
             async with self._pool.acquire() as db:
-                rows = await db.fetch(_PAGE, draft_id, after, limit)
-                attempts = await db.fetch(_PAGE_ATTEMPTS, draft_id, after, limit)
+                rows = await db.fetch(_DELIVERIES_PAGE, draft_id, after, limit)
+                attempts = await db.fetch(_ATTEMPTS_PAGE, draft_id, after, limit)
             log: dict[int, list[Attempt]] = {}
             for row in attempts:
                 log.setdefault(int(row[0]), []).append(Attempt(*tuple(row)[1:]))

@@ -4,7 +4,8 @@ One aiosqlite connection (one worker thread) does all reads and writes, in WAL m
 `synchronous=NORMAL`: a committed transaction survives a crash of the process (`kill -9`);
 `--fsync` (synchronous=FULL) also survives power loss at ~5x the commit cost.
 
-Tables (SQL below, migrated by `_MIGRATIONS` and the `schema_version` table):
+Tables (their SQL, and every statement run on them, is written once for both backends in
+server/store/statements.py; migrated by `_MIGRATIONS` and the `schema_version` table):
 
     drafts     one row a draft: id, owner, created_at
     access     draft_id, user, role   (the owner has the role "owner")
@@ -44,7 +45,8 @@ import aiosqlite
 
 from crdt.journal import JournalEvent
 from server.errors import DiskFull, StoreError
-from server.store import sqlite_webhooks
+from server.store import statements as sql
+from server.store.dialect import SQLITE
 from server.store.log_writer import LogWriter, Statements
 from server.store.outbox import (
     DRAFT_CREATED,
@@ -67,58 +69,15 @@ from server.store.sqlite_webhooks import SqliteWebhooks
 
 __all__ = ["SqliteStore"]
 
-_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE drafts (
-        id TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE access (
-        draft_id TEXT NOT NULL REFERENCES drafts(id),
-        user TEXT NOT NULL,
-        role TEXT NOT NULL,
-        PRIMARY KEY (draft_id, user)
-    ) WITHOUT ROWID;
-    CREATE TABLE updates (
-        draft_id TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        user TEXT NOT NULL,
-        session TEXT NOT NULL,
-        client_id INTEGER,
-        created_at REAL NOT NULL,
-        PRIMARY KEY (draft_id, version)
-    ) WITHOUT ROWID;
-    CREATE TABLE snapshots (
-        draft_id TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        created_at REAL NOT NULL,
-        PRIMARY KEY (draft_id, version)
-    ) WITHOUT ROWID;
-    """,
-    # 2: tombstones, listing by user, and draft metadata (activity kept by a trigger)
-    """
-    ALTER TABLE drafts ADD COLUMN deleted_at REAL;
-    CREATE INDEX access_by_user ON access (user, draft_id);
+# -- SQLite's own: the schema's history ---------------------------------------------------
+# Schemas 2-3 kept a draft's activity and contributors by a trigger; schema 4 dropped it: the
+# trigger's upsert wrote one more page into every commit, which made a lone keystroke's commit
+# ~30 % dearer. Activity is read from the log since, and the commit adds contributors.
+_ACTIVITY_TRIGGER = """
     CREATE TABLE draft_activity (
         draft_id TEXT PRIMARY KEY,
         version INTEGER NOT NULL,
         last_modified REAL NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE draft_contributors (
-        draft_id TEXT NOT NULL,
-        user TEXT NOT NULL,
-        PRIMARY KEY (draft_id, user)
-    ) WITHOUT ROWID;
-    CREATE TABLE draft_meta (
-        draft_id TEXT PRIMARY KEY,
-        version INTEGER NOT NULL,
-        fields_key TEXT NOT NULL,
-        word_count INTEGER NOT NULL,
-        filled_fields INTEGER NOT NULL,
-        open_conflicts INTEGER NOT NULL
     ) WITHOUT ROWID;
     INSERT INTO draft_activity (draft_id, version, last_modified)
         SELECT draft_id, MAX(version), MAX(created_at) FROM updates GROUP BY draft_id;
@@ -132,134 +91,70 @@ _MIGRATIONS: tuple[str, ...] = (
         INSERT INTO draft_contributors (draft_id, user) VALUES (NEW.draft_id, NEW.user)
             ON CONFLICT DO NOTHING;
     END;
-    """,
-    # 3: the journal (events derived from updates) and how far text bursts are journaled
-    """
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        draft_id TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        type TEXT NOT NULL,
-        user TEXT,
-        session TEXT,
-        client_id INTEGER,
-        at REAL NOT NULL,
-        data TEXT NOT NULL
-    );
-    CREATE INDEX events_by_draft ON events (draft_id, id);
-    CREATE TABLE journal_state (
-        draft_id TEXT PRIMARY KEY,
-        text_watermark INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    """,
-    # 4: a draft's last version and its time are read from its log (the newest row under the
-    # updates' primary key) instead of kept by a trigger: the trigger's upsert wrote one more
-    # page into every commit, which made a lone keystroke's commit ~30 % dearer.
-    """
+"""
+_DROP_ACTIVITY_TRIGGER = """
     DROP TRIGGER updates_activity;
     DROP TABLE draft_activity;
-    """,
-    # 5: the webhook outbox
-    sqlite_webhooks.MIGRATION,
-    # 6: events of one type (named versions, sessions, conflicts) read without a journal scan
-    """
-    CREATE INDEX events_by_type ON events (draft_id, type, id);
-    """,
-)
-
-_INSERT_EVENT = (
-    "INSERT INTO events (draft_id, version, type, user, session, client_id, at, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_SET_WATERMARK = (
-    "INSERT INTO journal_state (draft_id, text_watermark) VALUES (?, ?)"
-    " ON CONFLICT (draft_id) DO UPDATE SET text_watermark = excluded.text_watermark"
-)
-_EVENTS_PAGE = (
-    "SELECT id, version, type, user, session, client_id, at, data FROM events"
-    " WHERE draft_id = ? AND id > ? ORDER BY id LIMIT ?"
-)
-_TEXT_EVENTS_SINCE = (
-    "SELECT user, data FROM events WHERE draft_id = ? AND type = 'FIELD_UPDATED'"
-    " AND version >= ? AND json_extract(data, '$.kind') = 'text'"
-)
-_EVENTS_OF_TYPE = (
-    "SELECT id, version, type, user, session, client_id, at, data FROM events"
-    " WHERE draft_id = ? AND type = ? ORDER BY id DESC LIMIT ?"
-)
-_EVENT_COUNTS = "SELECT type, COUNT(*) FROM events WHERE draft_id = ? GROUP BY type"
-_CONFLICT_FIELDS = (
-    "SELECT json_extract(data, '$.field'), COUNT(*) FROM events"
-    " WHERE draft_id = ? AND type = 'CONFLICT_OPENED' GROUP BY 1"
-)
-_UPDATES_WITH_ORIGIN = (
-    "SELECT version, data, user, session, client_id, created_at FROM updates"
-    " WHERE draft_id = ? AND version > ? AND version <= ? ORDER BY version"
-)
-
-_INSERT_UPDATE = (
-    "INSERT INTO updates (draft_id, version, data, user, session, client_id, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_ADD_CONTRIBUTOR = (
-    "INSERT INTO draft_contributors (draft_id, user) VALUES (?, ?) ON CONFLICT DO NOTHING"
-)
-_INSERT_SNAPSHOT = (
-    "INSERT OR REPLACE INTO snapshots (draft_id, version, data, created_at) VALUES (?, ?, ?, ?)"
-)
-_DELETE_SNAPSHOT = "DELETE FROM snapshots WHERE draft_id = ? AND version = ?"
-_UPDATES_BETWEEN = (
-    "SELECT data FROM updates WHERE draft_id = ? AND version > ? AND version <= ? ORDER BY version"
-)
-# A draft's latest snapshot (at or before ?2) and the log after it, in one trip to aiosqlite's
-# thread (a cold load waits for every trip): the snapshot row (kind 0), then the tail (kind 1),
-# by version: the tail starts after the snapshot, so the snapshot comes first.
-_LOAD = """
-    WITH snap AS (
-        SELECT version, data FROM snapshots WHERE draft_id = ?1 AND version <= ?2
-        ORDER BY version DESC LIMIT 1
-    )
-    SELECT 0, version, data FROM snap
-    UNION ALL
-    SELECT 1, version, data FROM updates
-    WHERE draft_id = ?1 AND version > COALESCE((SELECT version FROM snap), 0) AND version <= ?2
-    ORDER BY 2
 """
-_LAST_VERSION = "SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = ?"
+
+# The tables (server/store/statements.py) as each schema version added them.
+_MIGRATIONS: tuple[str, ...] = (
+    SQLITE.script(sql.DRAFTS_TABLE, sql.ACCESS_TABLE, sql.UPDATES_TABLE, sql.SNAPSHOTS_TABLE),
+    # 2: tombstones, listing by user, and draft metadata (activity kept by a trigger)
+    SQLITE.script(sql.DRAFTS_TOMBSTONES, sql.ACCESS_BY_USER, sql.CONTRIBUTORS_TABLE, sql.META_TABLE)
+    + _ACTIVITY_TRIGGER,
+    # 3: the journal (events derived from updates) and how far text bursts are journaled
+    SQLITE.script(sql.EVENTS_TABLES),
+    # 4: a draft's last version and its time are read from its log
+    _DROP_ACTIVITY_TRIGGER,
+    # 5: the webhook outbox (server/store/sqlite_webhooks.py)
+    SQLITE.script(sql.WEBHOOK_TABLES),
+    # 6: events of one type (named versions, sessions, conflicts) read without a journal scan
+    SQLITE.script(sql.EVENTS_BY_TYPE),
+)
+
+# -- the shared statements, rendered for SQLite -------------------------------------------
+_SCHEMA_VERSION_TABLE = SQLITE.render(sql.SCHEMA_VERSION_TABLE)
+_SCHEMA_VERSION = SQLITE.render(sql.SCHEMA_VERSION)
+_RECORD_SCHEMA_VERSION = SQLITE.render(sql.RECORD_SCHEMA_VERSION)
+_INSERT_DRAFT = SQLITE.render(sql.INSERT_DRAFT)
+_INSERT_OWNER = SQLITE.render(sql.INSERT_OWNER)
+_DRAFT_EXISTS = SQLITE.render(sql.DRAFT_EXISTS)
+_DRAFT_RECORD = SQLITE.render(sql.DRAFT_RECORD)
+_REACHABLE_DRAFTS = SQLITE.render(sql.REACHABLE_DRAFTS)
+_ROLE_OF = SQLITE.render(sql.ROLE_OF)
+_DRAFTS_OWNED = SQLITE.render(sql.DRAFTS_OWNED)
+_ACCESS_LIST = SQLITE.render(sql.ACCESS_LIST)
+_SET_ROLE = SQLITE.render(sql.SET_ROLE)
+_REMOVE_ROLE = SQLITE.render(sql.REMOVE_ROLE)
+_OWNER_COUNT = SQLITE.render(sql.OWNER_COUNT)
+_TOMBSTONE = SQLITE.render(sql.TOMBSTONE)
+_DROP_ACCESS = SQLITE.render(sql.DROP_ACCESS)
+_PURGE = tuple(SQLITE.render(statement) for statement in sql.PURGE)
+_CONTRIBUTORS = SQLITE.render(sql.CONTRIBUTORS)
+_ADD_CONTRIBUTOR = SQLITE.render(sql.ADD_CONTRIBUTOR)
+_SAVE_META = SQLITE.render(sql.SAVE_META)
+_INSERT_UPDATE = SQLITE.render(sql.INSERT_UPDATE)
+_LAST_VERSION = SQLITE.render(sql.LAST_VERSION)
+_UPDATES_BETWEEN = SQLITE.render(sql.UPDATES_BETWEEN)
+_UPDATES_WITH_ORIGIN = SQLITE.render(sql.UPDATES_WITH_ORIGIN)
+_LOAD = SQLITE.render(sql.LOAD)
+_SNAPSHOT_VERSIONS = SQLITE.render(sql.SNAPSHOT_VERSIONS)
+_INSERT_SNAPSHOT = SQLITE.render(sql.INSERT_SNAPSHOT)
+_DELETE_SNAPSHOT = SQLITE.render(sql.DELETE_SNAPSHOT)
+_INSERT_EVENT = SQLITE.render(sql.INSERT_EVENT)
+_SET_WATERMARK = SQLITE.render(sql.SET_WATERMARK)
+_JOURNAL_WATERMARK = SQLITE.render(sql.JOURNAL_WATERMARK)
+_EVENTS_PAGE = SQLITE.render(sql.EVENTS_PAGE)
+_TEXT_EVENTS_SINCE = SQLITE.render(sql.TEXT_EVENTS_SINCE)
+_EVENTS_OF_TYPE = SQLITE.render(sql.EVENTS_OF_TYPE)
+_EVENT_COUNTS = SQLITE.render(sql.EVENT_COUNTS)
+_CONFLICT_FIELDS = SQLITE.render(sql.CONFLICT_FIELDS)
+_INSERT_OUTBOX = SQLITE.render(sql.INSERT_OUTBOX)
+_INSERT_CURSOR = SQLITE.render(sql.INSERT_CURSOR)
+
 _NO_LIMIT = 2**62
 _INLINE_SNAPSHOT_BYTES = 1 << 20
-_LAST_UPDATE = "FROM updates u WHERE u.draft_id = d.id ORDER BY u.version DESC LIMIT 1"
-_DRAFT_RECORD = f"""
-    SELECT d.id, d.owner, d.created_at, d.deleted_at, (SELECT u.created_at {_LAST_UPDATE})
-    FROM drafts d WHERE d.id = ?
-"""
-_REACHABLE_DRAFTS = f"""
-    SELECT d.id, a.role, d.owner, d.created_at,
-           COALESCE((SELECT u.version {_LAST_UPDATE}), 0),
-           COALESCE((SELECT u.created_at {_LAST_UPDATE}), d.created_at),
-           m.version, m.fields_key, m.word_count, m.filled_fields, m.open_conflicts
-    FROM access a
-    JOIN drafts d ON d.id = a.draft_id
-    LEFT JOIN draft_meta m ON m.draft_id = a.draft_id
-    WHERE a.user = ? AND a.draft_id > ? AND d.deleted_at IS NULL
-    ORDER BY a.draft_id LIMIT ?
-"""
-_SET_ROLE = """
-    INSERT INTO access (draft_id, user, role)
-    SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM drafts WHERE id = ? AND deleted_at IS NULL)
-    ON CONFLICT (draft_id, user) DO UPDATE SET role = excluded.role
-"""
-_SAVE_META = """
-    INSERT INTO draft_meta
-        (draft_id, version, fields_key, word_count, filled_fields, open_conflicts)
-    SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM drafts WHERE id = ? AND deleted_at IS NULL)
-    ON CONFLICT (draft_id) DO UPDATE SET
-        version = excluded.version, fields_key = excluded.fields_key,
-        word_count = excluded.word_count, filled_fields = excluded.filled_fields,
-        open_conflicts = excluded.open_conflicts
-    WHERE excluded.version >= draft_meta.version
-"""
-_CONTENT_TABLES = ("updates", "snapshots", "draft_meta", "draft_contributors", "webhook_cursors")
 
 
 def _statements(script: str) -> list[str]:
@@ -285,7 +180,7 @@ def _update_statements(
         (_INSERT_UPDATE, [r.as_row() for r in records]),
         (_ADD_CONTRIBUTOR, list(dict.fromkeys((r.draft_id, r.user) for r in records))),
         (_INSERT_EVENT, [e.as_row() for e in events]),
-        (sqlite_webhooks.INSERT_OUTBOX, outbox_rows(journal_outbox(events), urls) if urls else []),
+        (_INSERT_OUTBOX, outbox_rows(journal_outbox(events), urls) if urls else []),
     ]
 
 
@@ -369,20 +264,16 @@ class SqliteStore(SqliteWebhooks):
 
     async def _migrate(self) -> None:
         with _translated("migrating the schema"):
-            await self._db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
-            )
-            async with self._db.execute("SELECT MAX(version) FROM schema_version") as cursor:
+            await self._db.execute(_SCHEMA_VERSION_TABLE)
+            async with self._db.execute(_SCHEMA_VERSION) as cursor:
                 row = await cursor.fetchone()
-            current = row[0] if row and row[0] is not None else 0
+            current = row[0] if row else 0
             for version, script in enumerate(_MIGRATIONS[current:], start=current + 1):
                 statements = _statements(script)
                 async with self._transaction():
                     for statement in statements:
                         await self._db.execute(statement)
-                    await self._db.execute(
-                        "INSERT INTO schema_version (version) VALUES (?)", (version,)
-                    )
+                    await self._db.execute(_RECORD_SCHEMA_VERSION, (version,))
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
@@ -410,39 +301,27 @@ class SqliteStore(SqliteWebhooks):
 
     async def role_of(self, draft_id: str, user: str) -> str | None:
         with _translated("reading access"):
-            row = await self._fetch_one(
-                "SELECT role FROM access WHERE draft_id = ? AND user = ?", (draft_id, user)
-            )
+            row = await self._fetch_one(_ROLE_OF, (draft_id, user))
         return str(row[0]) if row else None
 
     async def draft_exists(self, draft_id: str) -> bool:
         with _translated("reading drafts"):
-            return (
-                await self._fetch_one("SELECT 1 FROM drafts WHERE id = ?", (draft_id,)) is not None
-            )
+            return await self._fetch_one(_DRAFT_EXISTS, (draft_id,)) is not None
 
     async def drafts_owned(self, user: str) -> int:
         """Live drafts `user` is an owner of (a deleted draft has no access rows left)."""
         with _translated("reading access"):
-            row = await self._fetch_one(
-                "SELECT COUNT(*) FROM access WHERE user = ? AND role = 'owner'", (user,)
-            )
+            row = await self._fetch_one(_DRAFTS_OWNED, (user,))
         return int(row[0]) if row else 0
 
     async def create_draft(self, draft_id: str, owner: str, *, now: float) -> bool:
         """Create the draft owned by `owner`; False if it already existed (first writer wins)."""
         with self._writing("creating a draft"):
             async with self._transaction():
-                cursor = await self._db.execute(
-                    "INSERT OR IGNORE INTO drafts (id, owner, created_at) VALUES (?, ?, ?)",
-                    (draft_id, owner, now),
-                )
+                cursor = await self._db.execute(_INSERT_DRAFT, (draft_id, owner, now))
                 created = cursor.rowcount == 1
                 if created:
-                    await self._db.execute(
-                        "INSERT INTO access (draft_id, user, role) VALUES (?, ?, 'owner')",
-                        (draft_id, owner),
-                    )
+                    await self._db.execute(_INSERT_OWNER, (draft_id, owner))
                     await self._draft_created(draft_id, owner, now=now, version=0)
         return created
 
@@ -452,7 +331,7 @@ class SqliteStore(SqliteWebhooks):
         if self.webhook_urls:
             data = {"draftId": draft_id, "owner": owner, "version": version}
             await self._write_outbox([OutboxEvent(DRAFT_CREATED, draft_id, now, data)])
-            await self._db.execute(sqlite_webhooks.INSERT_CURSOR, (draft_id, version))
+            await self._db.execute(_INSERT_CURSOR, (draft_id, version))
 
     # -- the update log -----------------------------------------------------------------------
 
@@ -497,9 +376,7 @@ class SqliteStore(SqliteWebhooks):
 
     async def snapshot_versions(self, draft_id: str) -> list[int]:
         with _translated("reading snapshots"):
-            rows = await self._fetch_all(
-                "SELECT version FROM snapshots WHERE draft_id = ? ORDER BY version", (draft_id,)
-            )
+            rows = await self._fetch_all(_SNAPSHOT_VERSIONS, (draft_id,))
         return [int(version) for (version,) in rows]  # type: ignore[call-overload]
 
     async def save_snapshot(
@@ -529,19 +406,14 @@ class SqliteStore(SqliteWebhooks):
                 [
                     (_INSERT_EVENT, [e.as_row() for e in events]),
                     (_SET_WATERMARK, [watermark] if watermark is not None else []),
-                    (
-                        sqlite_webhooks.INSERT_OUTBOX,
-                        outbox_rows(journal_outbox(events), self.webhook_urls),
-                    ),
+                    (_INSERT_OUTBOX, outbox_rows(journal_outbox(events), self.webhook_urls)),
                 ]
             )
 
     async def journal_watermark(self, draft_id: str) -> int:
         """Every text change below this version is journaled (1 when nothing is recorded)."""
         with _translated("reading the journal"):
-            row = await self._fetch_one(
-                "SELECT text_watermark FROM journal_state WHERE draft_id = ?", (draft_id,)
-            )
+            row = await self._fetch_one(_JOURNAL_WATERMARK, (draft_id,))
         return int(row[0]) if row else 1  # type: ignore[call-overload]
 
     async def events_page(self, draft_id: str, *, after: int, limit: int) -> list[StoredEvent]:
@@ -590,16 +462,10 @@ class SqliteStore(SqliteWebhooks):
         room can load it in between; False if the id is taken (also by a tombstone)."""
         with self._writing("creating a draft"):
             async with self._transaction():
-                cursor = await self._db.execute(
-                    "INSERT OR IGNORE INTO drafts (id, owner, created_at) VALUES (?, ?, ?)",
-                    (draft_id, owner, now),
-                )
+                cursor = await self._db.execute(_INSERT_DRAFT, (draft_id, owner, now))
                 if cursor.rowcount != 1:
                     return False
-                await self._db.execute(
-                    "INSERT INTO access (draft_id, user, role) VALUES (?, ?, 'owner')",
-                    (draft_id, owner),
-                )
+                await self._db.execute(_INSERT_OWNER, (draft_id, owner))
                 if first is not None:
                     for sql, rows in _update_statements([first], ()):
                         if rows:
@@ -624,9 +490,7 @@ class SqliteStore(SqliteWebhooks):
 
     async def access_list(self, draft_id: str) -> dict[str, str]:
         with _translated("reading access"):
-            rows = await self._fetch_all(
-                "SELECT user, role FROM access WHERE draft_id = ? ORDER BY user", (draft_id,)
-            )
+            rows = await self._fetch_all(_ACCESS_LIST, (draft_id,))
         return {str(user): str(role) for user, role in rows}
 
     async def set_role(self, draft_id: str, user: str, role: str | None) -> bool:
@@ -636,18 +500,13 @@ class SqliteStore(SqliteWebhooks):
             try:
                 async with self._transaction():
                     if role is None:
-                        await self._db.execute(
-                            "DELETE FROM access WHERE draft_id = ? AND user = ?", (draft_id, user)
-                        )
+                        await self._db.execute(_REMOVE_ROLE, (draft_id, user))
                     else:
-                        await self._db.execute(_SET_ROLE, (draft_id, user, role, draft_id))
+                        await self._db.execute(_SET_ROLE, (draft_id, user, role))
                     await self._write_outbox(
                         [OutboxEvent.access_changed(draft_id, user, role, time.time())]
                     )
-                    async with self._db.execute(
-                        "SELECT count(*) FROM access WHERE draft_id = ? AND role = 'owner'",
-                        (draft_id,),
-                    ) as cursor:
+                    async with self._db.execute(_OWNER_COUNT, (draft_id,)) as cursor:
                         row = await cursor.fetchone()
                     if row is None or row[0] == 0:
                         raise _NoOwnerLeft
@@ -659,13 +518,10 @@ class SqliteStore(SqliteWebhooks):
         """Mark the draft deleted and drop its access; False if it already was."""
         with self._writing("deleting a draft"):
             async with self._transaction():
-                cursor = await self._db.execute(
-                    "UPDATE drafts SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
-                    (now, draft_id),
-                )
+                cursor = await self._db.execute(_TOMBSTONE, (now, draft_id))
                 if cursor.rowcount != 1:
                     return False
-                await self._db.execute("DELETE FROM access WHERE draft_id = ?", (draft_id,))
+                await self._db.execute(_DROP_ACCESS, (draft_id,))
                 data = {"draftId": draft_id}
                 await self._write_outbox([OutboxEvent(DRAFT_DELETED, draft_id, now, data)])
         return True
@@ -674,14 +530,12 @@ class SqliteStore(SqliteWebhooks):
         """Remove a tombstoned draft's updates, snapshots and metadata (the id stays taken)."""
         with self._writing("removing a draft's content"):
             async with self._transaction():
-                for table in _CONTENT_TABLES:
-                    await self._db.execute(f"DELETE FROM {table} WHERE draft_id = ?", (draft_id,))
+                for statement in _PURGE:
+                    await self._db.execute(statement, (draft_id,))
 
     async def contributors(self, draft_id: str) -> list[str]:
         with _translated("reading contributors"):
-            rows = await self._fetch_all(
-                "SELECT user FROM draft_contributors WHERE draft_id = ? ORDER BY user", (draft_id,)
-            )
+            rows = await self._fetch_all(_CONTRIBUTORS, (draft_id,))
         return [str(row[0]) for row in rows]
 
     async def save_meta(self, draft_id: str, meta: SavedMeta) -> None:
@@ -693,7 +547,6 @@ class SqliteStore(SqliteWebhooks):
             meta.word_count,
             meta.filled_fields,
             meta.open_conflicts,
-            draft_id,
         )
         with self._writing("saving draft metadata"):
             await self._log.write([(_SAVE_META, [row])])

@@ -1,4 +1,5 @@
-"""The webhook outbox in SQLite (tables: migration 5 of `server.store.sqlite`).
+"""The webhook outbox in SQLite (tables: migration 5 of `server.store.sqlite`; its statements,
+written once for both backends, in `server.store.statements`).
 
     webhook_outbox    one row an event and URL: event_id (webhook-id), url, draft_id, type,
                       payload (the body), created_at, status (pending | delivered | failed),
@@ -21,6 +22,8 @@ from dataclasses import astuple
 from typing import TYPE_CHECKING
 
 from server.errors import StoreError
+from server.store import statements as sql
+from server.store.dialect import SQLITE
 from server.store.outbox import Attempt, Delivery, OutboxEvent, PendingChange, outbox_rows
 
 if TYPE_CHECKING:
@@ -28,89 +31,18 @@ if TYPE_CHECKING:
 
     from server.store.log_writer import LogWriter
 
-__all__ = ["INSERT_CURSOR", "INSERT_OUTBOX", "MIGRATION", "SqliteWebhooks"]
+__all__ = ["SqliteWebhooks"]
 
-MIGRATION = """
-    CREATE TABLE webhook_outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        event_id TEXT NOT NULL,
-        url TEXT NOT NULL,
-        draft_id TEXT NOT NULL,
-        type TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        next_attempt_at REAL NOT NULL,
-        status TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        last_error TEXT
-    );
-    CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_attempt_at);
-    CREATE INDEX webhook_outbox_by_draft ON webhook_outbox (draft_id, id);
-    CREATE TABLE webhook_attempts (
-        outbox_id INTEGER NOT NULL,
-        attempt INTEGER NOT NULL,
-        at REAL NOT NULL,
-        status_code INTEGER,
-        error TEXT,
-        seconds REAL NOT NULL,
-        PRIMARY KEY (outbox_id, attempt)
-    ) WITHOUT ROWID;
-    CREATE TABLE webhook_cursors (
-        draft_id TEXT PRIMARY KEY,
-        version INTEGER NOT NULL
-    ) WITHOUT ROWID;
-"""
-
-INSERT_OUTBOX = (
-    "INSERT INTO webhook_outbox"
-    " (event_id, url, draft_id, type, payload, created_at, next_attempt_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-INSERT_CURSOR = (
-    "INSERT INTO webhook_cursors (draft_id, version) VALUES (?, ?) ON CONFLICT DO NOTHING"
-)
-_PENDING = """
-    SELECT draft_id, announced, last_version, last_at, first_at FROM (
-        SELECT c.draft_id AS draft_id, c.version AS announced,
-            (SELECT u.version FROM updates u WHERE u.draft_id = c.draft_id
-             ORDER BY u.version DESC LIMIT 1) AS last_version,
-            (SELECT u.created_at FROM updates u WHERE u.draft_id = c.draft_id
-             ORDER BY u.version DESC LIMIT 1) AS last_at,
-            (SELECT u.created_at FROM updates u WHERE u.draft_id = c.draft_id
-             AND u.version > c.version ORDER BY u.version LIMIT 1) AS first_at
-        FROM webhook_cursors c JOIN drafts d ON d.id = c.draft_id
-        WHERE d.deleted_at IS NULL {only}
-    ) WHERE last_version > announced
-"""
-_ANY_DUE = "SELECT 1 FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= ? LIMIT 1"
-_DELIVERY_COLUMNS = (
-    "id, event_id, url, draft_id, type, payload, created_at, status, attempts,"
-    " next_attempt_at, last_error"
-)
-_CLAIM = f"""
-    UPDATE webhook_outbox SET next_attempt_at = ?
-    WHERE id IN (SELECT id FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= ?
-                 ORDER BY next_attempt_at, id LIMIT ?)
-    RETURNING {_DELIVERY_COLUMNS}
-"""
-_INSERT_ATTEMPT = (
-    "INSERT OR IGNORE INTO webhook_attempts (outbox_id, attempt, at, status_code, error, seconds)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-_SET_OUTCOME = (
-    "UPDATE webhook_outbox SET status = ?, attempts = MAX(attempts, ?), next_attempt_at = ?,"
-    " last_error = ? WHERE id = ?"
-)
-_PAGE = (
-    f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE draft_id = ? AND id > ?"
-    " ORDER BY id LIMIT ?"
-)
-_PAGE_ATTEMPTS = """
-    SELECT outbox_id, attempt, at, status_code, error, seconds FROM webhook_attempts
-    WHERE outbox_id IN (SELECT id FROM webhook_outbox WHERE draft_id = ? AND id > ?
-                        ORDER BY id LIMIT ?)
-    ORDER BY outbox_id, attempt
-"""
+# The shared statements (server/store/statements.py), rendered for SQLite.
+_INSERT_OUTBOX = SQLITE.render(sql.INSERT_OUTBOX)
+_MOVE_CURSOR = SQLITE.render(sql.MOVE_CURSOR)
+_PENDING_CHANGES = SQLITE.render(sql.PENDING_CHANGES)
+_ANY_DUE = SQLITE.render(sql.ANY_DUE)
+_CLAIM = SQLITE.render(sql.CLAIM)
+_INSERT_ATTEMPT = SQLITE.render(sql.INSERT_ATTEMPT)
+_SET_OUTCOME = SQLITE.render(sql.SET_OUTCOME)
+_DELIVERIES_PAGE = SQLITE.render(sql.DELIVERIES_PAGE)
+_ATTEMPTS_PAGE = SQLITE.render(sql.ATTEMPTS_PAGE)
 _CHUNK = 500  # draft ids a query (SQLite allows 32,766 variables)
 
 
@@ -137,7 +69,7 @@ class SqliteWebhooks:
         """Inside a transaction of the caller's: the events' rows."""
         rows = outbox_rows(events, self.webhook_urls)
         if rows:
-            await self._db.executemany(INSERT_OUTBOX, rows)
+            await self._db.executemany(_INSERT_OUTBOX, rows)
 
     async def webhook_pending_changes(
         self, draft_ids: Sequence[str] | None = None
@@ -153,13 +85,13 @@ class SqliteWebhooks:
         self, draft_ids: Sequence[str] | None
     ) -> AsyncIterator[list[tuple[object, ...]]]:
         if draft_ids is None:
-            yield await self._fetch_all(_PENDING.format(only=""), ())
+            yield await self._fetch_all(_PENDING_CHANGES, ())
             return
         ids = list(draft_ids)
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
-            only = f"AND c.draft_id IN ({', '.join('?' * len(chunk))})"
-            yield await self._fetch_all(_PENDING.format(only=only), tuple(chunk))
+            statement = SQLITE.render(sql.pending_changes_of(len(chunk)))
+            yield await self._fetch_all(statement, tuple(chunk))
 
     async def webhook_record_change(
         self, draft_id: str, after: int, upto: int, event: OutboxEvent
@@ -168,10 +100,7 @@ class SqliteWebhooks:
         once; False (nothing written) if the cursor is no longer at `after`."""
         with _translated("webhook outbox: record change"):
             async with self._transaction():
-                cursor = await self._db.execute(
-                    "UPDATE webhook_cursors SET version = ? WHERE draft_id = ? AND version = ?",
-                    (upto, draft_id, after),
-                )
+                cursor = await self._db.execute(_MOVE_CURSOR, (upto, draft_id, after))
                 if cursor.rowcount != 1:
                     return False
                 await self._write_outbox([event])
@@ -208,8 +137,8 @@ class SqliteWebhooks:
     async def webhook_deliveries(self, draft_id: str, *, after: int, limit: int) -> list[Delivery]:
         """A draft's deliveries after id `after`, oldest first, each with its attempts."""
         with _translated("webhook outbox: deliveries"):
-            rows = await self._fetch_all(_PAGE, (draft_id, after, limit))
-            attempts = await self._fetch_all(_PAGE_ATTEMPTS, (draft_id, after, limit))
+            rows = await self._fetch_all(_DELIVERIES_PAGE, (draft_id, after, limit))
+            attempts = await self._fetch_all(_ATTEMPTS_PAGE, (draft_id, after, limit))
             log: dict[int, list[Attempt]] = {}
             for row in attempts:
                 log.setdefault(int(row[0]), []).append(Attempt(*row[1:]))  # type: ignore[call-overload, arg-type]

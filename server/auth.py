@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,11 @@ _ALGORITHM = "HS256"
 _GRANTS_CLAIM = "drafts"
 # A renewed token lives as long as the one it replaces, and never longer than this.
 MAX_TTL_SECONDS = 30 * 24 * 3600
+
+# Tokens of ours verified lately (a reconnect storm, or one user's tabs, present the same
+# tokens again; verifying one, PyJWT's decode and HMAC, was a tenth of a WebSocket connect's
+# CPU in `bench relay` N3000). At most this many, the oldest forgotten first.
+_VERIFIED_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,7 @@ def load_secret(data_dir: Path) -> str:
 class TokenSigner:
     def __init__(self, secret: str) -> None:
         self._secret = secret
+        self._verified: dict[str, Claims] = {}
 
     def issue(
         self,
@@ -98,9 +105,26 @@ class TokenSigner:
         return fresh, claims
 
     def claims(self, token: str | None) -> Claims:
-        """The verified claims; `InvalidToken` with the reason otherwise."""
+        """The verified claims; `InvalidToken` with the reason otherwise.
+
+        A token verified before is answered from memory while the clock is before its `exp`:
+        with the secret fixed, only time changes a token's verdict, and only toward expiry
+        (`nbf` and `iat` pass once and stay passed). At or past `exp` it is verified again,
+        so PyJWT's own rule (whole seconds) decides expiry as ever."""
         if not token:
             raise InvalidToken("missing token")
+        known = self._verified.get(token)
+        if known is not None and time.time() < known.expires_at:
+            return known
+        claims = self._verify(token)
+        verified = self._verified
+        verified.pop(token, None)
+        if len(verified) >= _VERIFIED_MAX:
+            del verified[next(iter(verified))]
+        verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> Claims:
         try:
             claims = jwt.decode(
                 token, self._secret, algorithms=[_ALGORITHM], options={"require": ["sub", "exp"]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import importlib.util
 import logging
@@ -55,6 +56,15 @@ class _GracefulServer(uvicorn.Server):
         super().__init__(config)
         self._app = app  # config.loaded_app is wrapped in uvicorn's middleware
         self._draining = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # What start made (modules, the app, the store, the listening sockets) lives as long
+        # as the process: frozen out of the cyclic GC's way, its full collections walk only
+        # what came since. `bench relay` N3000, five alternated pairs on a busy machine: the
+        # server's CPU for 3,000 connects 1.8-2.5 s with, 2.2-2.7 s without (4 wins, 1 tie).
+        gc.collect()
+        gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit or self._draining:

@@ -16,7 +16,6 @@ endpoint gets a valid token of the same user, asked for or not.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -24,6 +23,7 @@ from collections.abc import Callable
 
 from server.errors import CloseCode
 from server.sync.connection import Connection
+from server.sync.deadlines import Deadline, deadlines
 
 __all__ = ["EXPIRED_REASON", "REFRESH_LEAD_SECONDS", "TokenExpiry"]
 
@@ -36,6 +36,8 @@ REFRESH_LEAD_SECONDS = 60.0
 class TokenExpiry:
     """The deadline of one connection's token (seconds since the epoch, as the JWT's `exp`)."""
 
+    __slots__ = ("_ask_refresh", "_conn", "_timer", "expires_at")
+
     def __init__(
         self,
         conn: Connection,
@@ -46,7 +48,7 @@ class TokenExpiry:
         self._conn = conn
         self.expires_at = expires_at
         self._ask_refresh = ask_refresh
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Deadline | None = None  # one of the loop's shared deadlines
         self._schedule(ask=True)
 
     def lapsed(self) -> bool:
@@ -78,13 +80,13 @@ class TokenExpiry:
         self.cancel()
         if math.isinf(self.expires_at):  # a caller the host app signed in: no token to expire
             return
-        loop = asyncio.get_running_loop()
+        timers = deadlines()
         remaining = self.expires_at - time.time()
         if ask and self._ask_refresh is not None and remaining > 0:
             lead = min(REFRESH_LEAD_SECONDS, remaining / 2)
-            self._timer = loop.call_later(remaining - lead, self._refresh)
+            self._timer = timers.call_later(remaining - lead, self._refresh)
         else:
-            self._timer = loop.call_later(max(0.0, remaining), self._deadline)
+            self._timer = timers.call_later(max(0.0, remaining), self._deadline)
 
     def _refresh(self) -> None:
         self._schedule(ask=False)

@@ -15,7 +15,8 @@ the task had been awaiting it all along. No message is dropped or read twice eit
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
+from typing import Any
 
 from starlette.types import Message, Receive
 
@@ -30,15 +31,17 @@ class Inbox:
         self._held: Message | None = None  # a message given back by the reader
         self._waiting: Awaitable[Message] | None = None  # a receive() that had to wait
 
-    async def next(self) -> Message:
-        """The next message, waiting for it if need be."""
+    def next(self) -> Awaitable[Message]:
+        """The next message, waiting for it if need be. A plain method returning what to
+        await (the protocol's `receive()` itself, mostly), not a coroutine: an idle
+        connection's reader waits in it, and a coroutine frame more is 200 bytes of each."""
         if self._held is not None:
             message, self._held = self._held, None
-            return message
+            return _Ready(message)
         if self._waiting is not None:
             waiting, self._waiting = self._waiting, None
-            return await waiting
-        return await self._receive()
+            return waiting
+        return self._receive()
 
     def ready(self) -> Message | None:
         """The next message if it has arrived, else None (without waiting)."""
@@ -57,3 +60,16 @@ class Inbox:
         """Put back a message `ready()` returned: `next()` returns it first."""
         assert self._held is None, "only one message can be given back"
         self._held = message
+
+
+class _Ready:
+    """An awaitable that has its value: awaiting it returns at once."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Message) -> None:
+        self._value = value
+
+    def __await__(self) -> Generator[Any, Any, Message]:
+        return self._value
+        yield  # a generator: awaited, it returns without suspending

@@ -1,7 +1,7 @@
 """uvicorn's sans-I/O WebSocket protocol, leaner per frame and per idle connection.
 
 `draftsync serve` runs uvicorn with `ws=LeanWebSocketProtocol` (server/cli.py). It is uvicorn's
-`websockets-sansio` implementation with four changes, each measured in `bench relay`
+`websockets-sansio` implementation with these changes, each measured in `bench relay`
 (docs/performance-notes.md, "CPU per edit and memory per connection"):
 
 - Reading is paused only when the received messages waiting for the app pass a bound
@@ -13,8 +13,12 @@
 - The received messages wait in a list with a read index, and writability is a flag with a
   future made only while someone waits, instead of an `asyncio.Queue` and an `asyncio.Event`:
   four deques (about 3 KB) that every idle connection carried.
-- The handshake's request and response objects are dropped once the handshake is answered
-  (about 2 KB of header structures per connection).
+- The handshake's request and response objects are dropped once the handshake is answered,
+  and the headers and path of the `Request` websockets' parser still holds are cleared (about
+  4 KB of header structures per connection).
+- The keepalive ping is one of the loop's shared deadlines (server/sync/deadlines.py), not a
+  `TimerHandle` of its own; attributes uvicorn sets in `__init__` are slots, which keeps the
+  instance dict under CPython's 30-key limit for shared keys (1.6 KB -> 0.4 KB).
 
 Everything else (handshake, close, ping, flow control on writes, errors) is uvicorn's own.
 """
@@ -28,6 +32,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 
+from server.sync.deadlines import deadlines
 from server.sync.flag import Flag
 
 __all__ = ["PAUSE_BYTES", "PAUSE_MESSAGES", "LeanWebSocketProtocol"]
@@ -68,14 +73,19 @@ class _Messages:
     def empty(self) -> bool:
         return self._head == len(self._items)
 
+    def arrival(self) -> asyncio.Future[None]:
+        """A future done when the next item is put (the reader awaits it while `empty()`)."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
     async def get(self) -> Any:
         while self._head == len(self._items):
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                if self._waiter is waiter:
-                    self._waiter = None
+            await self.arrival()
+        return self.get_nowait()
+
+    def get_nowait(self) -> Any:
         item = self._items[self._head]
         self._head += 1
         if self._head == len(self._items):
@@ -91,6 +101,33 @@ class _Messages:
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
+    # uvicorn's __init__ sets 34 attributes and the handshake three more. Past 30, CPython
+    # gives up sharing an instance's dict keys with its class and gives each socket a dict of
+    # its own, 1.6 KB. Slots for those set in __init__ (member descriptors win over the
+    # dict: uvicorn's code reads and writes them as ever) leave the dict 17 keys, shared.
+    __slots__ = (
+        "app",
+        "app_state",
+        "asgi_version",
+        "client",
+        "close_timeout",
+        "config",
+        "conn",
+        "connections",
+        "default_headers",
+        "logger",
+        "loop",
+        "ping_interval",
+        "ping_timeout",
+        "queue",
+        "root_path",
+        "scheme",
+        "server",
+        "tasks",
+        "transport",
+        "writable",
+    )
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _Messages()  # type: ignore[assignment]
@@ -111,8 +148,17 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = True
             self.transport.pause_reading()
 
+    def schedule_ping(self) -> None:
+        """uvicorn's, on the loop's shared deadlines instead of a `TimerHandle` each."""
+        assert self.ping_interval is not None
+        delay = max(0.0, self.ping_interval - self.last_ping_rtt)
+        self.ping_timer = deadlines().call_later(delay, self.send_keepalive_ping)  # type: ignore[assignment]
+
     async def receive(self) -> Any:
-        message = await self.queue.get()
+        queue: _Messages = self.queue  # type: ignore[assignment]
+        while queue.empty():  # awaited here, not in `queue.get()`: one coroutine frame less
+            await queue.arrival()
+        message = queue.get_nowait()
         if self.read_paused and self.queue.empty():
             self.read_paused = False
             self.transport.resume_reading()
@@ -138,5 +184,11 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if self.handshake_complete:
             # Answered (accepted, or refused with a response): the handshake objects are done.
+            # websockets' parser keeps the `Request` for the socket's life (a local of its
+            # generator): its headers and path (the token) go, ~2.5 KB of an idle socket.
+            request = getattr(self, "request", None)
+            if request is not None:
+                request.headers.clear()
+                request.path = ""
             self.request = None  # type: ignore[assignment]
             self.response = None  # type: ignore[assignment]

@@ -54,7 +54,7 @@ async def test_cancelling_a_reader_that_waits_after_a_look_loses_no_message() ->
     queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
     inbox = Inbox(queue.get)
     assert inbox.ready() is None
-    reader = asyncio.create_task(inbox.next())
+    reader = asyncio.ensure_future(inbox.next())  # an awaitable, not a coroutine
     await asyncio.sleep(0.01)
     reader.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -70,6 +70,8 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two workers (pytest-xdist), each test file on one of them (its module-scoped server too): the
+# suite waits on real servers, browsers and Node clients, so two cores run it in about half the time.
 test: lint tests/interop/node_modules/.installed tests/interop/tiptap/dist/.built \
 		bench/node/node_modules/.installed web/dist/.built chromium services
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile

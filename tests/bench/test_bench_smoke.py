@@ -21,7 +21,8 @@ from bench.services import RedisServer, find_bin_dir
 
 REPO = Path(__file__).resolve().parents[2]
 TRACES = REPO / "bench" / "data" / "traces"
-TIMEOUT = 120
+# A bound on one bench run: a quick run takes 10-70 s on a quiet machine, twice that at load 10.
+TIMEOUT = 300
 
 ENVIRONMENT = {"when", "python", "platform", "cpus", "event_loop", "pycrdt", "sqlite"}
 THROUGHPUT = {

@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from crdt.content import fields_of
 from crdt.history import rebuild
 from server import metrics
+from server.access import Role, resolve_role
 from server.admission.caps import ConnectionCaps
 from server.admission.quotas import RequestGate
+from server.auth import Claims
 from server.config import Settings
 from server.errors import CloseCode
 from server.identity.caller import Authenticate, Callers
@@ -147,6 +150,21 @@ class Service:
     def _committed(self, room: Room, record: UpdateRecord) -> None:
         self.summaries.committed(room.draft_id, record.version, record.user)
         self.feed.changed(room.draft_id)
+
+    async def join_role(self, draft_id: str, claims: Claims) -> Role:
+        """The caller's role on a draft they are joining over a socket (y-websocket or
+        Hocuspocus: one rule for both), the draft created if unknown (within their quota), and
+        the join counted against the per-user and per-draft caps (`CapReached`: 1013)."""
+        role = await resolve_role(
+            self.store,
+            draft_id,
+            claims.user,
+            now=time.time(),
+            granted=claims.grants.get(draft_id),
+            max_owned=self.settings.max_drafts_per_user,
+        )
+        self.caps.join(claims.user, draft_id)
+        return role
 
     def track(self, conn: Connection) -> None:
         self._connections.add(conn)

@@ -29,7 +29,7 @@ from starlette.websockets import WebSocket
 from crdt.errors import DraftsyncError, MalformedMessage, ProtocolError
 from crdt.protocol import Message, Update, decode_message
 from server import metrics
-from server.access import check_draft_id, resolve_role
+from server.access import check_draft_id
 from server.errors import CloseCode, StoreError, close_code_for
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.expiry import TokenExpiry
@@ -88,15 +88,7 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
     forget_request(scope)
     try:
         try:
-            role = await resolve_role(
-                service.store,
-                draft_id,
-                user,
-                now=time.time(),
-                granted=claims.grants.get(draft_id),
-                max_owned=service.settings.max_drafts_per_user,
-            )
-            service.caps.join(user, draft_id)  # per-user and per-draft caps: 1013
+            role = await service.join_role(draft_id, claims)  # over a cap: 1013
         except DraftsyncError as error:
             await _refuse(send, raw_id, user, error)
             return

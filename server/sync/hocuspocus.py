@@ -97,7 +97,7 @@ from crdt.journal import EventType, JournalEvent
 from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
 from crdt.safe_json import dumps
 from server import metrics
-from server.access import check_draft_id, resolve_role
+from server.access import check_draft_id
 from server.admission.caps import SocketLease
 from server.errors import CapReached, CloseCode, StoreError
 from server.sync.connection import Connection, fit_close_reason
@@ -440,15 +440,7 @@ class _Session:
             draft_id = check_draft_id(name)
             claims = await service.callers.identify(self.connection, token)
             user = claims.user
-            role = await resolve_role(
-                service.store,
-                draft_id,
-                user,
-                now=time.time(),
-                granted=claims.grants.get(draft_id),
-                max_owned=service.settings.max_drafts_per_user,
-            )
-            service.caps.join(user, draft_id)  # per-user and per-draft caps
+            role = await service.join_role(draft_id, claims)
         except CapReached as error:
             if not self._documents:  # nothing else on this socket: close it, the provider retries
                 raise _CloseSocket(CloseCode.TRY_AGAIN_LATER, str(error)) from None

@@ -37,6 +37,8 @@ from server.sync.flag import Flag
 __all__ = [
     "PAUSE_BYTES",
     "PAUSE_MESSAGES",
+    "PREFIXED_SEND",
+    "PREFIX_KEY",
     "SHARE_PAYLOAD_BYTES",
     "LeanWebSocketProtocol",
     "binary_frame_header",
@@ -47,6 +49,13 @@ __all__ = [
 # never pauses a client that the room keeps up with.
 PAUSE_MESSAGES = 256
 PAUSE_BYTES = 1 << 20
+
+# The ASGI extension this protocol lists in a WebSocket's scope: a "websocket.send" may then
+# carry `PREFIX_KEY` (bytes) beside "bytes", sent as one binary message prefix + bytes without
+# joining them (a Hocuspocus frame is its document's name + a message shared by every
+# connection, server/sync/hocuspocus.py). Without the extension an app joins them itself.
+PREFIXED_SEND = "draftsync.websocket.prefixed_send"
+PREFIX_KEY = "draftsync.prefix"
 
 # From this payload size on a binary frame goes to the transport as its header and the payload
 # object, not as one joined copy: below it the copy is cheaper than a two-buffer write.
@@ -142,33 +151,45 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.resume_reading()
         return message
 
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # none if the handshake was refused
+        if scope is not None:
+            scope["extensions"][PREFIXED_SEND] = {}
+
     async def send(self, message: Any) -> None:
         if (
             message["type"] == "websocket.send"
+            and message.get("bytes") is not None
             and self.handshake_complete
-            and not self.close_sent
-            and not self.disconnected
-            and self.writable.is_set()
             and self.initial_response is None
         ):
-            data = message.get("bytes")
-            if data is not None:
-                conn = self.conn
-                if conn.state is not State.OPEN:
-                    raise ClientDisconnected()
-                if conn.extensions or conn.writes:  # compressed, or not ours to frame alone
-                    conn.send_binary(data)
-                    self.transport.write(b"".join(conn.data_to_send()))
-                elif len(data) < SHARE_PAYLOAD_BYTES:
-                    self.transport.write(binary_frame_header(len(data)) + data)
-                else:
-                    # The payload object itself goes to the transport (uvloop keeps a
-                    # reference, no copy): one 5 MB sync reply shared by 100 joiners stays one
-                    # 5 MB object however slowly they read.
-                    self.transport.writelines((binary_frame_header(len(data)), data))
+            if not self.writable.is_set():  # the transport pushes back: wait as uvicorn does
+                await self.writable.wait()
+            if not self.close_sent and not self.disconnected:
+                self._send_binary(message.get(PREFIX_KEY, b""), message["bytes"])
                 return
+        if PREFIX_KEY in message:
+            message = {"type": message["type"], "bytes": message[PREFIX_KEY] + message["bytes"]}
         await super().send(message)
         if self.handshake_complete:
             # Answered (accepted, or refused with a response): the handshake objects are done.
             self.request = None  # type: ignore[assignment]
             self.response = None  # type: ignore[assignment]
+
+    def _send_binary(self, head: bytes, data: bytes) -> None:
+        """One binary message `head + data`, framed here (module docstring)."""
+        conn = self.conn
+        if conn.state is not State.OPEN:
+            raise ClientDisconnected()
+        length = len(head) + len(data)
+        if conn.extensions or conn.writes:  # compressed, or not ours to frame alone
+            conn.send_binary(head + data)
+            self.transport.write(b"".join(conn.data_to_send()))
+        elif length < SHARE_PAYLOAD_BYTES:
+            self.transport.write(binary_frame_header(length) + head + data)
+        else:
+            # The payload object itself goes to the transport (uvloop keeps a reference, no
+            # copy): one 5 MB sync reply shared by 100 joiners stays one 5 MB object however
+            # slowly they read.
+            self.transport.writelines((binary_frame_header(length) + head, data))

@@ -106,6 +106,7 @@ from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
 from server.sync.room import RoomState
 from server.sync.sessions import record_session
+from server.sync.wsprotocol import PREFIX_KEY, PREFIXED_SEND
 
 if TYPE_CHECKING:
     from server.service import Service
@@ -217,16 +218,29 @@ class HocuspocusConnection(Connection):
 class _Wire:
     """The socket's one ASGI `send`, shared by its documents' writers; frames stay whole."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, *, prefixed_send: bool = False) -> None:
         self._send = send
         self._lock = asyncio.Lock()
         self.closed = False
+        # The server takes a document's name and a frame apart (wsprotocol.PREFIXED_SEND): a
+        # 5 MB sync reply shared by a room's joiners is then not copied once per joiner.
+        self._prefixed_send = prefixed_send
 
     async def send_bytes(self, data: bytes) -> None:
         if self.closed:
             raise ConnectionError("socket closed")
         async with self._lock:
             await self._send({"type": "websocket.send", "bytes": data})
+
+    async def send_prefixed(self, head: bytes, data: bytes) -> None:
+        """One message `head + data`."""
+        if not self._prefixed_send:
+            await self.send_bytes(head + data)
+            return
+        if self.closed:
+            raise ConnectionError("socket closed")
+        async with self._lock:
+            await self._send({"type": "websocket.send", "bytes": data, PREFIX_KEY: head})
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:
@@ -251,7 +265,7 @@ class _DocSocket:
         self.acked = 0
 
     async def send_bytes(self, data: bytes) -> None:
-        await self._session.wire.send_bytes(self._prefix + data)
+        await self._session.wire.send_prefixed(self._prefix, data)
         if data[:1] == _SYNC_STATUS:
             self.acked += 1
 
@@ -311,7 +325,8 @@ class _Session:
         self.service = service
         self.connection = connection  # the upgrade request: what `authenticate` reads
         self._lease = lease  # trusted once a document is authorised
-        self.wire = _Wire(send)
+        extensions = connection.scope.get("extensions") or {}
+        self.wire = _Wire(send, prefixed_send=PREFIXED_SEND in extensions)
         self._inbox = Inbox(receive)
         self._documents: dict[str, _Document] = {}
         self._pending: dict[str, list[tuple[bytes, int]]] = {}

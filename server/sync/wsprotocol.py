@@ -9,7 +9,10 @@
   each frame and resumed it when the app had read it, two event-loop watcher changes per frame.
   The bound keeps what a client can queue in the server's memory as small as before.
 - A binary frame of an open connection is written to the transport at once, without the
-  checks of the handshake and close states `send` walks for every message type.
+  checks of the handshake and close states `send` walks for every message type, and framed
+  here: a large payload goes to the transport as header + the payload object itself, where
+  `websockets` would copy it into a fresh frame per connection (a join storm's shared 5 MB
+  sync reply was one 5 MB copy per joiner until each joiner read it).
 - The received messages wait in a list with a read index, and writability is a flag with a
   future made only while someone waits, instead of an `asyncio.Queue` and an `asyncio.Event`:
   four deques (about 3 KB) that every idle connection carried.
@@ -26,22 +29,52 @@ Everything else (handshake, close, ping, flow control on writes, errors) is uvic
 from __future__ import annotations
 
 import asyncio
+import struct
 from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import InvalidState
+from websockets.protocol import State
 
 from server.sync.deadlines import deadlines
 from server.sync.flag import Flag
 
-__all__ = ["PAUSE_BYTES", "PAUSE_MESSAGES", "LeanWebSocketProtocol"]
+__all__ = [
+    "PAUSE_BYTES",
+    "PAUSE_MESSAGES",
+    "PREFIXED_SEND",
+    "PREFIX_KEY",
+    "SHARE_PAYLOAD_BYTES",
+    "LeanWebSocketProtocol",
+    "binary_frame_header",
+]
 
 # Received messages the app has not read yet before reading from the socket pauses. A reader
 # takes a burst as one run (server/sync/endpoint.py, MAX_RUN = 128), so a bound above that
 # never pauses a client that the room keeps up with.
 PAUSE_MESSAGES = 256
 PAUSE_BYTES = 1 << 20
+
+# The ASGI extension this protocol lists in a WebSocket's scope: a "websocket.send" may then
+# carry `PREFIX_KEY` (bytes) beside "bytes", sent as one binary message prefix + bytes without
+# joining them (a Hocuspocus frame is its document's name + a message shared by every
+# connection, server/sync/hocuspocus.py). Without the extension an app joins them itself.
+PREFIXED_SEND = "draftsync.websocket.prefixed_send"
+PREFIX_KEY = "draftsync.prefix"
+
+# From this payload size on a binary frame goes to the transport as its header and the payload
+# object, not as one joined copy: below it the copy is cheaper than a two-buffer write.
+SHARE_PAYLOAD_BYTES = 64 * 1024
+
+
+def binary_frame_header(length: int) -> bytes:
+    """The header of an unmasked, final, uncompressed binary frame (RFC 6455 5.2) carrying
+    `length` bytes: what `websockets` writes before the payload of a server's frame."""
+    if length < 126:
+        return struct.pack("!BB", 0x82, length)
+    if length < 65536:
+        return struct.pack("!BBH", 0x82, 126, length)
+    return struct.pack("!BBQ", 0x82, 127, length)
 
 
 class _Messages:
@@ -164,23 +197,26 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.resume_reading()
         return message
 
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # none if the handshake was refused
+        if scope is not None:
+            scope["extensions"][PREFIXED_SEND] = {}
+
     async def send(self, message: Any) -> None:
         if (
             message["type"] == "websocket.send"
+            and message.get("bytes") is not None
             and self.handshake_complete
-            and not self.close_sent
-            and not self.disconnected
-            and self.writable.is_set()
             and self.initial_response is None
         ):
-            data = message.get("bytes")
-            if data is not None:
-                try:
-                    self.conn.send_binary(data)
-                except InvalidState:
-                    raise ClientDisconnected() from None
-                self.transport.write(b"".join(self.conn.data_to_send()))
+            if not self.writable.is_set():  # the transport pushes back: wait as uvicorn does
+                await self.writable.wait()
+            if not self.close_sent and not self.disconnected:
+                self._send_binary(message.get(PREFIX_KEY, b""), message["bytes"])
                 return
+        if PREFIX_KEY in message:
+            message = {"type": message["type"], "bytes": message[PREFIX_KEY] + message["bytes"]}
         await super().send(message)
         if self.handshake_complete:
             # Answered (accepted, or refused with a response): the handshake objects are done.
@@ -192,3 +228,20 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 request.path = ""
             self.request = None  # type: ignore[assignment]
             self.response = None  # type: ignore[assignment]
+
+    def _send_binary(self, head: bytes, data: bytes) -> None:
+        """One binary message `head + data`, framed here (module docstring)."""
+        conn = self.conn
+        if conn.state is not State.OPEN:
+            raise ClientDisconnected()
+        length = len(head) + len(data)
+        if conn.extensions or conn.writes:  # compressed, or not ours to frame alone
+            conn.send_binary(head + data)
+            self.transport.write(b"".join(conn.data_to_send()))
+        elif length < SHARE_PAYLOAD_BYTES:
+            self.transport.write(binary_frame_header(length) + head + data)
+        else:
+            # The payload object itself goes to the transport (uvloop keeps a reference, no
+            # copy): one 5 MB sync reply shared by 100 joiners stays one 5 MB object however
+            # slowly they read.
+            self.transport.writelines((binary_frame_header(length) + head, data))

@@ -110,6 +110,9 @@ def _table(result: dict[str, object]) -> str:
     footer = "\n".join(
         [
             "(a) bare: updates applied one by one to a fresh pycrdt Doc (median of 3)",
+            "b/a cpu: the same ratio of this process's CPU seconds (steadier on a busy machine)",
+            "b/a' cpu: the CPU ratio to (a'), the updates applied to a bare Doc in the runs (b)"
+            " hands the room, one transaction each",
             "(b) room: the updates through a real Room until all are committed to SQLite, as",
             "    the reader hands a flooding client's frames over: runs of up to "
             f"{result['traces'][0]['room_longest_run'] if result['traces'] else '?'} a transaction",
@@ -129,6 +132,8 @@ def _table(result: dict[str, object]) -> str:
             Column("bare_updates_per_s", "(a) bare upd/s"),
             Column("room_updates_per_s", "(b) room upd/s"),
             Column("ratio_room_to_bare", "b/a"),
+            Column("ratio_room_to_bare_cpu", "b/a cpu"),
+            Column("ratio_room_to_bare_runs_cpu", "b/a' cpu"),
             Column("room_us_per_update", "room us/upd"),
             Column("room_mean_batch", "mean batch"),
             Column("frame_by_frame_updates_per_s", "(c) frames upd/s"),

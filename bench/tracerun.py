@@ -3,6 +3,7 @@
 The per-txn Yjs updates are made first (`bench.replay`), then timed two ways:
 
     bare   apply them one at a time to a fresh pycrdt Doc: what the CRDT alone costs
+           (and, as `bare_runs`, in the runs the room takes them in, one transaction each)
     room   hand them to a real Room (Store on a temp SQLite file, real CommitPipeline,
            Snapshotter at the server's defaults) the way the server's reader does, one
            Connection per trace agent plus one observer; the clock stops when the last update
@@ -29,6 +30,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pycrdt import Doc
@@ -47,18 +49,60 @@ BARE_RUNS = 3
 _TICK = 1024  # progress-bar granularity inside timed loops
 
 
-def _bare(replay: Replay) -> float:
-    """Seconds to apply every update to a fresh Doc (median of a few runs: it is short)."""
+@dataclass(frozen=True, slots=True)
+class _Spent:
+    """What a replay took: wall-clock seconds, and CPU seconds of this process (all its
+    threads: the WAL checkpoints too). Other processes on a shared machine stretch the first
+    much more than the second, so the ratio of CPU times is the steadier of the two."""
+
+    wall: float
+    cpu: float
+
+    @staticmethod
+    def start() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    @classmethod
+    def since(cls, started: tuple[float, float]) -> _Spent:
+        return cls(time.perf_counter() - started[0], time.process_time() - started[1])
+
+    @classmethod
+    def median(cls, spent: list[_Spent]) -> _Spent:
+        return cls(median([s.wall for s in spent]), median([s.cpu for s in spent]))
+
+
+def _bare(replay: Replay) -> _Spent:
+    """Time to apply every update to a fresh Doc (median of a few runs: it is short)."""
     runs = []
     for _ in range(BARE_RUNS):
         doc: Doc = Doc()
         apply = doc.apply_update
-        started = time.perf_counter()
+        started = _Spent.start()
         for update in replay.updates:
             apply(update)
-        runs.append(time.perf_counter() - started)
+        runs.append(_Spent.since(started))
         replay.check(text_of(doc), "the bare pycrdt doc")
-    return median(runs)
+    return _Spent.median(runs)
+
+
+def _bare_runs(replay: Replay, longest: int) -> _Spent:
+    """`_bare` with the room's transaction granularity: the same runs the flood replay hands
+    the room (`_runs`), each applied inside one pycrdt transaction. The room gains from
+    applying a run in one transaction (one commit of yrs' transaction, one observer call);
+    this says how much of its ratio to `_bare` is that gain rather than a cheap pipeline."""
+    runs = [updates for _, updates in _update_runs(replay, longest)]
+    times = []
+    for _ in range(BARE_RUNS):
+        doc: Doc = Doc()
+        apply = doc.apply_update
+        started = _Spent.start()
+        for run in runs:
+            with doc.transaction():
+                for update in run:
+                    apply(update)
+        times.append(_Spent.since(started))
+        replay.check(text_of(doc), "the bare pycrdt doc (runs)")
+    return _Spent.median(times)
 
 
 def _observed_text(socket: StubSocket) -> str:
@@ -71,23 +115,30 @@ def _observed_text(socket: StubSocket) -> str:
     return text_of(doc)
 
 
-def _runs(replay: Replay, longest: int) -> list[tuple[int, list[bytes]]]:
-    """The update frames as the reader would take them: consecutive ones of one agent,
-    `longest` at most, per run."""
+def _update_runs(replay: Replay, longest: int) -> list[tuple[int, list[bytes]]]:
+    """The updates grouped as the reader would take their frames: consecutive ones of one
+    agent, `longest` at most, per run."""
     runs: list[tuple[int, list[bytes]]] = []
     for agent, update in zip(replay.agents, replay.updates, strict=True):
-        frame = encode_message(Update(update))
         if runs and runs[-1][0] == agent and len(runs[-1][1]) < longest:
-            runs[-1][1].append(frame)
+            runs[-1][1].append(update)
         else:
-            runs.append((agent, [frame]))
+            runs.append((agent, [update]))
     return runs
+
+
+def _runs(replay: Replay, longest: int) -> list[tuple[int, list[bytes]]]:
+    """The update frames of `_update_runs`, as a client sends them."""
+    return [
+        (agent, [encode_message(Update(update)) for update in updates])
+        for agent, updates in _update_runs(replay, longest)
+    ]
 
 
 async def _room(
     replay: Replay, directory: Path, *, longest_run: int, show: bool, snapshots_kept: int
-) -> tuple[float, dict[str, object]]:
-    """Seconds from the first message to the last commit, and the group-commit stats."""
+) -> tuple[_Spent, dict[str, object]]:
+    """Time from the first message to the last commit, and the group-commit stats."""
     async with open_room(directory, snapshots_kept=snapshots_kept) as harness:
         senders = [
             (await harness.connect(f"agent{a}"))[0]
@@ -102,7 +153,7 @@ async def _room(
             desc=f"room {replay.trace.name} ({how})", total=len(replay.updates), enabled=show
         )
         before = commit_totals()
-        started = time.perf_counter()
+        started = _Spent.start()
         done = 0
         for conn, frames in runs:
             # the reader decodes each frame (all are sync updates here), then hands the run over
@@ -113,7 +164,7 @@ async def _room(
                 bar.update(done)
                 done = 0
         await harness.committed()
-        elapsed = time.perf_counter() - started
+        elapsed = _Spent.since(started)
         stats = (commit_totals() - before).as_dict()
         bar.close()
         committed = sum(conn.committed for conn in senders)
@@ -140,14 +191,16 @@ def _stored(database: Path) -> dict[str, object]:
 
 def _row(
     replay: Replay,
-    bare: float,
-    room: float,
+    bare_spent: _Spent,
+    bare_runs: _Spent,
+    room_spent: _Spent,
     stats: dict[str, object],
-    frame_by_frame: float,
+    frame_by_frame: _Spent,
     stored: dict[str, object],
 ) -> dict[str, object]:
     n = len(replay.updates)
     trace = replay.trace
+    bare, room = bare_spent.wall, room_spent.wall
     return {
         "trace": trace.name,
         "kind": trace.kind,
@@ -157,13 +210,16 @@ def _row(
         "bare_updates_per_s": n / bare,
         "room_updates_per_s": n / room,
         "ratio_room_to_bare": bare / room,
+        "ratio_room_to_bare_cpu": bare_spent.cpu / room_spent.cpu,
+        "bare_runs_updates_per_s": n / bare_runs.wall,
+        "ratio_room_to_bare_runs_cpu": bare_runs.cpu / room_spent.cpu,
         "bare_us_per_update": 1e6 * bare / n,
         "room_us_per_update": 1e6 * room / n,
         "room_commits": stats["commits"],
         "room_mean_batch": stats["mean_batch"],
         "room_longest_run": MAX_RUN,
-        "frame_by_frame_updates_per_s": n / frame_by_frame,
-        "ratio_frame_by_frame_to_bare": bare / frame_by_frame,
+        "frame_by_frame_updates_per_s": n / frame_by_frame.wall,
+        "ratio_frame_by_frame_to_bare": bare / frame_by_frame.wall,
         **stored,
         "verified": True,
     }
@@ -175,6 +231,7 @@ async def time_trace(
     """Encode, then time bare and room; the result row (raises ReplayMismatch on a bad replay)."""
     replay = produce_updates(trace, show=show)
     bare = _bare(replay)
+    bare_runs = _bare_runs(replay, MAX_RUN)
     room, stats = await _room(
         replay, directory / "flood", longest_run=MAX_RUN, show=show, snapshots_kept=snapshots_kept
     )
@@ -182,4 +239,4 @@ async def time_trace(
         replay, directory / "frames", longest_run=1, show=show, snapshots_kept=snapshots_kept
     )
     stored = _stored(directory / "frames" / "draftsync.db")
-    return _row(replay, bare, room, stats, frame_by_frame, stored)
+    return _row(replay, bare, bare_runs, room, stats, frame_by_frame, stored)

@@ -57,6 +57,9 @@ chained one-value array items peak at 2.3 GB, ~46 bytes per value copied)."""
 
 _STRING, _JSON, _ANY = 4, 2, 8
 _FIELDS = b"fields"  # the semantic fields' root (server/semantics.py): reviewed in Python
+# How an update v1 names that root: as a varString, its length (6) then its bytes. Text that
+# merely contains the word (a paragraph about form fields) is then no reason to walk a run.
+_FIELDS_NAMED = bytes([len(_FIELDS)]) + _FIELDS
 _SQUASHED = (_STRING, _JSON, _ANY)  # contents yrs squashes by copying (Deleted adds lengths)
 
 
@@ -81,14 +84,16 @@ class UpdateLimits:
         weigh at most 49 * (B - 4n) (an Any/JSON value weighs ELEMENT_BYTES + its bytes) and
         cost at most n * 49 * (B - 4n) <= 49 B^2 / 16 < 4 B^2. A write to `fields` takes >= 4
         bytes, and there is none unless the run names the root `fields` (a new key does) or
-        the doc already has `fields` keys (`has_fields`: an overwrite names only its origin)."""
+        the doc already has `fields` keys (`has_fields`: an overwrite names only its origin).
+        The run names the root only as a varString (length byte 6, then `fields`), so that is
+        what is searched for: typed text that contains the word does not make a run walked."""
         size = sum(map(len, updates))
         if size > min(self.structs, self.keys, self.elements, self.delete_ranges):
             return True
         if 4 * size * size > self.merge_bytes:
             return True
         # joined: one C-speed search (a match across two updates only errs on the safe side)
-        return size > 4 * self.field_writes and (has_fields or _FIELDS in b"".join(updates))
+        return size > 4 * self.field_writes and (has_fields or _FIELDS_NAMED in b"".join(updates))
 
 
 DEFAULT_LIMITS = UpdateLimits()

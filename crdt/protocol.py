@@ -152,6 +152,13 @@ _DECODERS: dict[int, Callable[[Reader], Message]] = {
 
 def decode_message(data: bytes) -> Message:
     """Decode one whole frame; raises ``MalformedMessage`` or ``UnknownMessageType``."""
+    # Fast path for the frame a typing client sends most: a sync update whose payload (under
+    # 128 bytes) fills the rest of the frame exactly. The general path reads it the same way
+    # with a Reader, ~1 us a frame: as much as pycrdt takes to apply a keystroke.
+    if len(data) > 3 and data[0] == MESSAGE_SYNC and data[1] == SYNC_UPDATE:
+        length = data[2]
+        if length < 0x80 and len(data) == length + 3:
+            return Update(data[3:])
     if not data:
         raise MalformedMessage("empty message")
     reader = Reader(data)
@@ -166,6 +173,10 @@ def decode_message(data: bytes) -> Message:
 
 def encode_message(message: Message) -> bytes:
     out = bytearray()
+    if type(message) is Update:  # the frame relayed for every change: no pattern matching
+        out += b"\x00\x02"  # MESSAGE_SYNC, SYNC_UPDATE
+        write_var_bytes(out, message.update)
+        return bytes(out)
     match message:
         case SyncStep1(state_vector=payload):
             write_var_uint(out, MESSAGE_SYNC)

@@ -264,6 +264,11 @@ def test_small_runs_are_not_walked_and_cannot_cross_a_limit() -> None:
     assert DEFAULT_LIMITS.needs_scan([chained_text(1)] * 10_000)
     assert DEFAULT_LIMITS.needs_scan([fields_keys(10)] * 10)  # writes `fields`: walked
     assert not DEFAULT_LIMITS.needs_scan([fields_keys(10)])
+    # typing the word "fields" names no root: a run of such keystrokes is not walked
+    typed = [chained_text(1, clock=i, text="fields ") for i in range(0, 128 * 7, 7)]
+    assert sum(map(len, typed)) > 4 * DEFAULT_LIMITS.field_writes
+    assert not DEFAULT_LIMITS.needs_scan(typed)
+    assert DEFAULT_LIMITS.needs_scan(typed, has_fields=True)
     # the bound holds: the densest runs that are not walked are within every limit
     limits = UpdateLimits(merge_bytes=1_000_000, field_writes=20)
     for build in (chained_values, chained_text, fields_keys):

@@ -164,6 +164,22 @@ def test_malformed_frames(frame: bytes, error: type[ProtocolError], text: str) -
         decode_message(frame)
 
 
+def test_update_frames_around_the_fast_path_decode_strictly() -> None:
+    # decode_message reads short sync updates without a Reader: the same values and the
+    # same refusals on both sides of its bound (a one-byte length, under 128).
+    for n in range(131):
+        payload = bytes(i % 251 for i in range(n))
+        frame = encode_message(Update(payload))
+        assert decode_message(frame) == Update(payload)
+        assert decode_message(frame).update == payload
+        with pytest.raises(MalformedMessage, match="unread bytes"):
+            decode_message(frame + b"\x00")
+        if n:
+            with pytest.raises(MalformedMessage, match="runs past the end"):
+                decode_message(frame[:-1])
+        assert decode_message(b"\x00\x01" + frame[2:]) == SyncStep2(payload)
+
+
 def test_auth_can_only_deny_permission() -> None:
     assert Auth("x").permission_denied
     with pytest.raises(ValueError, match="can only deny permission"):

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import httpx
 import schemathesis
+
+# Imported at collection, not in the middle of a test: pytest rewrites schemathesis's modules (a
+# plugin's) as they are imported, and CPython 3.11.7's AST constructor can then fail with
+# "SystemError: AST constructor recursion depth mismatch" (seen under two pytest workers).
+import schemathesis.specs.openapi.schemas
 from openapi_spec_validator import validate
 from schemathesis.engine import events, from_schema
 from starlette.routing import Route

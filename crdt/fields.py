@@ -69,6 +69,11 @@ class FieldIndex:
         self._winner: dict[str, Id] = {}
         self._value_of: dict[Id, Any] = {}
         self._parent: dict[Id, Id | None] = {}  # a run's first id -> its parent (None: root)
+        # A run's first id -> its depth in its key's tree (a child of the root: 0; a clock
+        # `k` of the run: that plus `k - start`). Missing when the parent's depth was unknown
+        # as it was linked (a crafted update linking an item before its origin): such runs
+        # are climbed without the depth bound, as before (`_path_child`).
+        self._depth: dict[Id, int] = {}
 
     def __len__(self) -> int:
         return self._clocks
@@ -215,6 +220,9 @@ class FieldIndex:
     def _link(self, key: str, parent: Id | None, child: Id) -> None:
         self._children.setdefault((key, parent), []).append(child)
         self._parent[child] = parent
+        depth = 0 if parent is None else self._depth_of(parent)
+        if depth is not None:
+            self._depth[child] = depth if parent is None else depth + 1
         if parent is not None:
             branches = self._branches.setdefault((key, parent[0]), [])
             at = bisect_left(branches, parent[1])
@@ -238,11 +246,25 @@ class FieldIndex:
             return winner
         return last if first > child else winner
 
+    def _depth_of(self, node: Id) -> int | None:
+        """The depth of an indexed clock in its key's tree, None if unknown."""
+        run = self._run_of(node)
+        if run is None:
+            return None
+        depth = self._depth.get((node[0], run.start))
+        return None if depth is None else depth + node[1] - run.start
+
     def _path_child(self, node: Id, target: Id | None) -> Id | None:
         """The child of `target` on the path from the root to `node` (the winner),
         `_OFF_PATH` if `target` is not on it, None if that was not found within `_MAX_CLIMB`
-        runs."""
+        runs.
+
+        The path holds one node per depth, so the climb stops at `target`'s depth: a concurrent
+        write whose origin lost (is off the path) is settled in as many runs as its origin is
+        shallower than the winner, instead of climbing to the root (S5: ten writers setting
+        one key made most writes walk the key's whole history from the root)."""
         below: Id | None = None  # the path's node under `node`
+        wanted = self._depth_of(target) if target is not None else None
         for _ in range(_MAX_CLIMB):
             run = self._run_of(node)
             if run is None:
@@ -253,6 +275,10 @@ class FieldIndex:
             start = (client, run.start)
             if start not in self._parent:
                 return None
+            top = self._depth.get(start)
+            if wanted is not None and top is not None and top <= wanted:
+                # This run holds the path's node at `target`'s depth, and it is not `target`.
+                return _OFF_PATH
             parent = self._parent[start]
             if parent is None:  # `start` is a child of the root
                 return start if target is None else _OFF_PATH

@@ -20,7 +20,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from crdt.errors import NonJsonValue
-from crdt.updates import CONTENT_NAMES, JSON_CONTENTS, NO_VALUE, ItemHeader, decode_update
+from crdt.updates import (
+    CONTENT_NAMES,
+    JSON_CONTENTS,
+    NO_VALUE,
+    DecodedUpdate,
+    ItemHeader,
+    decode_update,
+)
 
 __all__ = ["FieldIndex", "Id", "MapWrite", "check_json_values"]
 
@@ -108,7 +115,13 @@ class FieldIndex:
         `values` supplies contents by item id where the update lacks them: the server's doc
         deletes a write that loses Yjs's ordering while integrating it, so its own report of
         the transaction carries that write as Deleted; the client's bytes still hold it."""
-        writes = self._integrate(decode_update(update).items, report=True, values=values or {})
+        return self.ingest_decoded(decode_update(update), values)
+
+    def ingest_decoded(
+        self, update: DecodedUpdate, values: Mapping[Id, Any] | None = None
+    ) -> list[MapWrite]:
+        """`ingest` of an update the caller decoded already (the review reads it too)."""
+        writes = self._integrate(update.items, report=True, values=values or {})
         built_on = {write.origin for write in writes}
         return [w if (w.last or w.id) not in built_on else replace(w, leaf=False) for w in writes]
 

@@ -19,8 +19,9 @@ before it, which may include writes another instance committed a moment ago: the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from pycrdt import Array, Doc, Map, Subscription
@@ -31,7 +32,7 @@ from crdt.fields import FieldIndex, MapWrite, check_json_values
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.rules import Decision, decide, duplicate_positions
 from crdt.schema import Kind, Rule, Schema
-from crdt.updates import NO_VALUE, decode_update
+from crdt.updates import NO_VALUE, DecodedUpdate, decode_update
 
 __all__ = ["Rejection", "Review", "SemanticFields"]
 
@@ -89,6 +90,7 @@ class SemanticFields:
         max_list_elements: int | None = None,
     ) -> None:
         self._schema = schema
+        self._value_specs = schema.values  # a property that builds a dict: once, not per write
         self._new_id = new_id
         self._max_list_elements = max_list_elements
         self.fields: Map = doc.get("fields", type=Map)
@@ -139,16 +141,19 @@ class SemanticFields:
         at = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
         if self._fields_touched:
             self._fields_touched = False
-            values, contents = _sent(received)
-            writes = self._ingest(changes, values)
+            decoded = decode_update(changes)
+            values, contents = _sent(received, decoded, changes)
+            writes = self._ingest(decoded, values)
             check_json_values(writes, contents)  # before any value is judged or journaled
             by_key: dict[str, list[MapWrite]] = {}
             for write in writes:
                 by_key.setdefault(write.key, []).append(write)
-            for key, key_writes in by_key.items():
-                self._review_key(review, key, key_writes, origin, at)
-            for key in [k for k in self._values if k not in self.fields]:
-                review.changed[key] = (self._values.pop(key), None)  # a key delete
+            # One transaction for the reads below: pycrdt opens one per call otherwise.
+            with self._doc.transaction():
+                for key, key_writes in by_key.items():
+                    self._review_key(review, key, key_writes, origin, at)
+                for key in [k for k in self._values if k not in self.fields]:
+                    review.changed[key] = (self._values.pop(key), None)  # a key delete
         for name in sorted(self._lists_touched):
             self._review_list(review, name)
         self._lists_touched.clear()
@@ -179,7 +184,9 @@ class SemanticFields:
         named if one of its values becomes a conflict's candidate here)."""
         if self._fields_touched:
             self._fields_touched = False
-            writes = self._ingest(changes, _sent(received)[0] if received else None)
+            decoded = decode_update(changes)
+            values = _sent(received, decoded, changes)[0] if received else None
+            writes = self._ingest(decoded, values)
             if user is not None:
                 at = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
                 for write in writes:
@@ -223,9 +230,9 @@ class SemanticFields:
     # -- internals -------------------------------------------------------------------------
 
     def _ingest(
-        self, changes: bytes, values: dict[tuple[int, int], Any] | None = None
+        self, changes: DecodedUpdate, values: Mapping[tuple[int, int], Any] | None = None
     ) -> list[MapWrite]:
-        return self._ensure_index(changes).ingest(changes, values)
+        return self._ensure_index(changes).ingest_decoded(changes, values)
 
     def field_ids(self) -> Container[tuple[int, int]]:
         """The ids of the doc's `fields` items, for the pre-scan to count overwrites
@@ -239,13 +246,15 @@ class SemanticFields:
             self._index = index
         return self._index.ids
 
-    def _ensure_index(self, changes: bytes) -> FieldIndex:
+    def _ensure_index(self, changes: bytes | DecodedUpdate) -> FieldIndex:
         if self._index is None:
             # First `fields` write since the load: index the document as it was before it,
             # i.e. below the first clock the update brings for each client.
             index = FieldIndex()
             below: dict[int, int] = {}
-            for item in decode_update(changes).items:
+            if isinstance(changes, bytes):
+                changes = decode_update(changes)
+            for item in changes.items:
                 client, clock = item.id
                 below[client] = min(clock, below.get(client, clock))
             index.load(self._doc.get_update(), below=below)
@@ -257,7 +266,7 @@ class SemanticFields:
     ) -> None:
         before = self._values.get(key, NO_VALUE)
         current = self.fields.get(key, NO_VALUE)
-        spec = self._schema.values.get(key)
+        spec = self._value_specs.get(key)
         if spec is None:
             decision = Decision()  # a key outside the schema: plain Yjs last-writer-wins
         else:
@@ -358,9 +367,23 @@ class SemanticFields:
         return flag
 
 
-def _sent(update: bytes) -> tuple[dict[tuple[int, int], Any], dict[tuple[int, int], int]]:
-    """The values and the content refs of the items a client sent, by item id."""
-    items = decode_update(update).items
+_NOTHING: Mapping[tuple[int, int], Any] = MappingProxyType({})
+
+
+def _sent(
+    update: bytes, integrated: DecodedUpdate, integrated_bytes: bytes
+) -> tuple[Mapping[tuple[int, int], Any], Mapping[tuple[int, int], int]]:
+    """The values and the content refs of the items a client sent, by item id, where they
+    can differ from what the doc integrated (`integrated`, decoded from `integrated_bytes`).
+
+    They can only for an item the doc integrated as Deleted (a write that lost Yjs's
+    ordering): every other item carries the same content either way, and the review reads
+    the client's bytes for nothing else. So the client's bytes are decoded only when the
+    integrated update holds a Deleted item (S5: most writes do not), and not at all when
+    they are the integrated bytes themselves."""
+    if not any(item.deleted for item in integrated.items):
+        return _NOTHING, _NOTHING
+    items = integrated.items if update == integrated_bytes else decode_update(update).items
     values = {i.id: i.value for i in items if i.value is not NO_VALUE}
     return values, {i.id: i.content for i in items}
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from pycrdt import Array, Doc, Map, Subscription
+from pycrdt import Array, Doc, Map, Subscription, Transaction
 
 from crdt.bulk_array import array_values, delete_positions
 from crdt.errors import ListTooLong
@@ -148,11 +148,13 @@ class SemanticFields:
             by_key: dict[str, list[MapWrite]] = {}
             for write in writes:
                 by_key.setdefault(write.key, []).append(write)
-            # One transaction for the reads below: pycrdt opens one per call otherwise.
-            with self._doc.transaction():
+            # One transaction for the reads below, made on it directly: `Map.get` and `in`
+            # enter pycrdt's transaction context three times per call.
+            with self._doc.transaction() as txn:
+                read = _Reader(self.fields, txn)
                 for key, key_writes in by_key.items():
-                    self._review_key(review, key, key_writes, origin, at)
-                for key in [k for k in self._values if k not in self.fields]:
+                    self._review_key(review, key, key_writes, origin, at, read.get(key))
+                for key in [k for k in self._values if not read.has(k)]:
                     review.changed[key] = (self._values.pop(key), None)  # a key delete
         for name in sorted(self._lists_touched):
             self._review_list(review, name)
@@ -262,10 +264,16 @@ class SemanticFields:
         return self._index
 
     def _review_key(
-        self, review: Review, key: str, writes: list[MapWrite], origin: ClientOrigin, at: str
+        self,
+        review: Review,
+        key: str,
+        writes: list[MapWrite],
+        origin: ClientOrigin,
+        at: str,
+        current: Any,
     ) -> None:
+        """`current`: the key's value in the doc now (NO_VALUE: none)."""
         before = self._values.get(key, NO_VALUE)
-        current = self.fields.get(key, NO_VALUE)
         spec = self._value_specs.get(key)
         if spec is None:
             decision = Decision()  # a key outside the schema: plain Yjs last-writer-wins
@@ -386,6 +394,26 @@ def _sent(
     items = integrated.items if update == integrated_bytes else decode_update(update).items
     values = {i.id: i.value for i in items if i.value is not NO_VALUE}
     return values, {i.id: i.content for i in items}
+
+
+class _Reader:
+    """Reads of a `fields` map inside one open transaction, as `Map.get` and `in` answer."""
+
+    __slots__ = ("_fields", "_integrated", "_txn")
+
+    def __init__(self, fields: Map, transaction: Transaction) -> None:
+        self._fields = fields
+        self._integrated = fields.integrated
+        self._txn = transaction._txn
+
+    def has(self, key: str) -> bool:
+        return bool(self._integrated.has(self._txn, key))
+
+    def get(self, key: str) -> Any:
+        if not self._integrated.has(self._txn, key):
+            return NO_VALUE
+        # Shared types are wrapped as `Map.__getitem__` wraps them (JSON values come as is).
+        return self._fields._maybe_as_type_or_doc(self._integrated.get(self._txn, key))
 
 
 def _same_value(a: Any, b: Any) -> bool:

@@ -123,7 +123,7 @@ class FieldIndex:
         """`ingest` of an update the caller decoded already (the review reads it too)."""
         writes = self._integrate(update.items, report=True, values=values or {})
         built_on = {write.origin for write in writes}
-        return [w if (w.last or w.id) not in built_on else replace(w, leaf=False) for w in writes]
+        return [w if (w.last or w.id) not in built_on else _not_leaf(w) for w in writes]
 
     def _integrate(
         self, items: list[ItemHeader], *, report: bool, values: Mapping[Id, Any] = _NONE
@@ -336,6 +336,13 @@ class _Ids(Container[Id]):
         return self._index._run_of(item) is not None
 
 
+def _not_leaf(write: MapWrite) -> MapWrite:
+    """`replace(write, leaf=False)` without `dataclasses.replace`'s introspection (it cost
+    more than the write's whole indexing when a run of updates chains several writes)."""
+    w = write
+    return MapWrite(w.key, w.id, w.origin, w.value, w.concurrent, w.seen, False, w.last, w.content)
+
+
 def _cut(item: ItemHeader, below: Mapping[int, int]) -> ItemHeader | None:
     client, clock = item.id
     limit = below.get(client)
@@ -352,7 +359,20 @@ def _units(item: ItemHeader, values: Mapping[Id, Any]) -> list[ItemHeader]:
     client, clock = item.id
     if item.length == 1:
         if item.value is NO_VALUE and item.id in values:
-            return [replace(item, value=values[item.id])]
+            i = item  # `replace(item, value=...)` without its introspection (a losing write)
+            return [
+                ItemHeader(
+                    i.id,
+                    i.length,
+                    i.origin,
+                    i.right_origin,
+                    i.parent_root,
+                    i.parent_sub,
+                    i.deleted,
+                    values[item.id],
+                    i.content,
+                )
+            ]
         return [item]
     end = clock + item.length
     known = sorted(k for c, k in values if c == client and clock <= k < end)

@@ -73,7 +73,7 @@ class _SetAside:
 class _Author:
     user: str | None
     client_id: int | None
-    at: str | None
+    at: float | None  # the time of the write; formatted only if a conflict names it
 
 
 class SemanticFields:
@@ -138,7 +138,6 @@ class SemanticFields:
             self._lists_touched = set(self._set_aside.lists)
             self._set_aside = None
         review = Review()
-        at = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
         if self._fields_touched:
             self._fields_touched = False
             decoded = decode_update(changes)
@@ -153,7 +152,7 @@ class SemanticFields:
             with self._doc.transaction() as txn:
                 read = _Reader(self.fields, txn)
                 for key, key_writes in by_key.items():
-                    self._review_key(review, key, key_writes, origin, at, read.get(key))
+                    self._review_key(review, key, key_writes, origin, now, read.get(key))
                 for key in [k for k in self._values if not read.has(k)]:
                     review.changed[key] = (self._values.pop(key), None)  # a key delete
         for name in sorted(self._lists_touched):
@@ -190,12 +189,11 @@ class SemanticFields:
             values = _sent(received, decoded, changes)[0] if received else None
             writes = self._ingest(decoded, values)
             if user is not None:
-                at = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
                 for write in writes:
                     self._authors[write.key] = (
-                        _Author(None, None, at)
+                        _Author(None, None, now)
                         if user == SERVER_USER
-                        else _Author(user, write.id[0], at)
+                        else _Author(user, write.id[0], now)
                     )
             if self._set_aside is None:
                 self._values = dict(self.fields.to_py() or {})
@@ -269,7 +267,7 @@ class SemanticFields:
         key: str,
         writes: list[MapWrite],
         origin: ClientOrigin,
-        at: str,
+        now: float,
         current: Any,
     ) -> None:
         """`current`: the key's value in the doc now (NO_VALUE: none)."""
@@ -290,14 +288,14 @@ class SemanticFields:
             review.values[key] = decision.value
             final = decision.value
         if decision.conflict and spec is not None and spec.rule is Rule.MANUAL:
-            self._record_conflict(review, key, decision, before, origin, at)
+            self._record_conflict(review, key, decision, before, origin, now)
         if final is not NO_VALUE and not _same_value(final, before):
             review.changed[key] = (None if before is NO_VALUE else before, final)
             accepted_from_client = decision.value is NO_VALUE
             self._authors[key] = (
-                _Author(origin.user, writes[-1].id[0], at)
+                _Author(origin.user, writes[-1].id[0], now)
                 if accepted_from_client
-                else _Author(None, None, at)
+                else _Author(None, None, now)
             )
         if final is NO_VALUE:
             self._values.pop(key, None)
@@ -311,8 +309,9 @@ class SemanticFields:
         decision: Decision,
         before: Any,
         origin: ClientOrigin,
-        at: str,
+        now: float,
     ) -> None:
+        at = _iso(now)
         conflict_id = self.open_conflict_of(key)
         entry: dict[str, Any]
         if conflict_id is not None:
@@ -330,7 +329,7 @@ class SemanticFields:
                         "value": before,
                         "user": author.user,
                         "client_id": author.client_id,
-                        "at": author.at,
+                        "at": None if author.at is None else _iso(author.at),
                     }
                 )
         for write in decision.conflict:
@@ -414,6 +413,11 @@ class _Reader:
             return NO_VALUE
         # Shared types are wrapped as `Map.__getitem__` wraps them (JSON values come as is).
         return self._fields._maybe_as_type_or_doc(self._integrated.get(self._txn, key))
+
+
+def _iso(now: float) -> str:
+    """A time as conflicts show it (ISO 8601, UTC)."""
+    return dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
 
 
 def _same_value(a: Any, b: Any) -> bool:

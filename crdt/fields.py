@@ -20,7 +20,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from crdt.errors import NonJsonValue
-from crdt.updates import CONTENT_NAMES, JSON_CONTENTS, NO_VALUE, ItemHeader, decode_update
+from crdt.updates import (
+    CONTENT_NAMES,
+    JSON_CONTENTS,
+    NO_VALUE,
+    DecodedUpdate,
+    ItemHeader,
+    decode_update,
+)
 
 __all__ = ["FieldIndex", "Id", "MapWrite", "check_json_values"]
 
@@ -69,6 +76,11 @@ class FieldIndex:
         self._winner: dict[str, Id] = {}
         self._value_of: dict[Id, Any] = {}
         self._parent: dict[Id, Id | None] = {}  # a run's first id -> its parent (None: root)
+        # A run's first id -> its depth in its key's tree (a child of the root: 0; a clock
+        # `k` of the run: that plus `k - start`). Missing when the parent's depth was unknown
+        # as it was linked (a crafted update linking an item before its origin): such runs
+        # are climbed without the depth bound, as before (`_path_child`).
+        self._depth: dict[Id, int] = {}
 
     def __len__(self) -> int:
         return self._clocks
@@ -103,9 +115,15 @@ class FieldIndex:
         `values` supplies contents by item id where the update lacks them: the server's doc
         deletes a write that loses Yjs's ordering while integrating it, so its own report of
         the transaction carries that write as Deleted; the client's bytes still hold it."""
-        writes = self._integrate(decode_update(update).items, report=True, values=values or {})
+        return self.ingest_decoded(decode_update(update), values)
+
+    def ingest_decoded(
+        self, update: DecodedUpdate, values: Mapping[Id, Any] | None = None
+    ) -> list[MapWrite]:
+        """`ingest` of an update the caller decoded already (the review reads it too)."""
+        writes = self._integrate(update.items, report=True, values=values or {})
         built_on = {write.origin for write in writes}
-        return [w if (w.last or w.id) not in built_on else replace(w, leaf=False) for w in writes]
+        return [w if (w.last or w.id) not in built_on else _not_leaf(w) for w in writes]
 
     def _integrate(
         self, items: list[ItemHeader], *, report: bool, values: Mapping[Id, Any] = _NONE
@@ -215,6 +233,9 @@ class FieldIndex:
     def _link(self, key: str, parent: Id | None, child: Id) -> None:
         self._children.setdefault((key, parent), []).append(child)
         self._parent[child] = parent
+        depth = 0 if parent is None else self._depth_of(parent)
+        if depth is not None:
+            self._depth[child] = depth if parent is None else depth + 1
         if parent is not None:
             branches = self._branches.setdefault((key, parent[0]), [])
             at = bisect_left(branches, parent[1])
@@ -238,11 +259,25 @@ class FieldIndex:
             return winner
         return last if first > child else winner
 
+    def _depth_of(self, node: Id) -> int | None:
+        """The depth of an indexed clock in its key's tree, None if unknown."""
+        run = self._run_of(node)
+        if run is None:
+            return None
+        depth = self._depth.get((node[0], run.start))
+        return None if depth is None else depth + node[1] - run.start
+
     def _path_child(self, node: Id, target: Id | None) -> Id | None:
         """The child of `target` on the path from the root to `node` (the winner),
         `_OFF_PATH` if `target` is not on it, None if that was not found within `_MAX_CLIMB`
-        runs."""
+        runs.
+
+        The path holds one node per depth, so the climb stops at `target`'s depth: a concurrent
+        write whose origin lost (is off the path) is settled in as many runs as its origin is
+        shallower than the winner, instead of climbing to the root (S5: ten writers setting
+        one key made most writes walk the key's whole history from the root)."""
         below: Id | None = None  # the path's node under `node`
+        wanted = self._depth_of(target) if target is not None else None
         for _ in range(_MAX_CLIMB):
             run = self._run_of(node)
             if run is None:
@@ -253,6 +288,10 @@ class FieldIndex:
             start = (client, run.start)
             if start not in self._parent:
                 return None
+            top = self._depth.get(start)
+            if wanted is not None and top is not None and top <= wanted:
+                # This run holds the path's node at `target`'s depth, and it is not `target`.
+                return _OFF_PATH
             parent = self._parent[start]
             if parent is None:  # `start` is a child of the root
                 return start if target is None else _OFF_PATH
@@ -297,6 +336,13 @@ class _Ids(Container[Id]):
         return self._index._run_of(item) is not None
 
 
+def _not_leaf(write: MapWrite) -> MapWrite:
+    """`replace(write, leaf=False)` without `dataclasses.replace`'s introspection (it cost
+    more than the write's whole indexing when a run of updates chains several writes)."""
+    w = write
+    return MapWrite(w.key, w.id, w.origin, w.value, w.concurrent, w.seen, False, w.last, w.content)
+
+
 def _cut(item: ItemHeader, below: Mapping[int, int]) -> ItemHeader | None:
     client, clock = item.id
     limit = below.get(client)
@@ -313,7 +359,20 @@ def _units(item: ItemHeader, values: Mapping[Id, Any]) -> list[ItemHeader]:
     client, clock = item.id
     if item.length == 1:
         if item.value is NO_VALUE and item.id in values:
-            return [replace(item, value=values[item.id])]
+            i = item  # `replace(item, value=...)` without its introspection (a losing write)
+            return [
+                ItemHeader(
+                    i.id,
+                    i.length,
+                    i.origin,
+                    i.right_origin,
+                    i.parent_root,
+                    i.parent_sub,
+                    i.deleted,
+                    values[item.id],
+                    i.content,
+                )
+            ]
         return [item]
     end = clock + item.length
     known = sorted(k for c, k in values if c == client and clock <= k < end)

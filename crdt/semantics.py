@@ -19,11 +19,12 @@ before it, which may include writes another instance committed a moment ago: the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
-from pycrdt import Array, Doc, Map, Subscription
+from pycrdt import Array, Doc, Map, Subscription, Transaction
 
 from crdt.bulk_array import array_values, delete_positions
 from crdt.errors import ListTooLong
@@ -31,7 +32,7 @@ from crdt.fields import FieldIndex, MapWrite, check_json_values
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.rules import Decision, decide, duplicate_positions
 from crdt.schema import Kind, Rule, Schema
-from crdt.updates import NO_VALUE, decode_update
+from crdt.updates import NO_VALUE, DecodedUpdate, decode_update
 
 __all__ = ["Rejection", "Review", "SemanticFields"]
 
@@ -72,7 +73,7 @@ class _SetAside:
 class _Author:
     user: str | None
     client_id: int | None
-    at: str | None
+    at: float | None  # the time of the write; formatted only if a conflict names it
 
 
 class SemanticFields:
@@ -89,6 +90,7 @@ class SemanticFields:
         max_list_elements: int | None = None,
     ) -> None:
         self._schema = schema
+        self._value_specs = schema.values  # a property that builds a dict: once, not per write
         self._new_id = new_id
         self._max_list_elements = max_list_elements
         self.fields: Map = doc.get("fields", type=Map)
@@ -136,19 +138,23 @@ class SemanticFields:
             self._lists_touched = set(self._set_aside.lists)
             self._set_aside = None
         review = Review()
-        at = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
         if self._fields_touched:
             self._fields_touched = False
-            values, contents = _sent(received)
-            writes = self._ingest(changes, values)
+            decoded = decode_update(changes)
+            values, contents = _sent(received, decoded, changes)
+            writes = self._ingest(decoded, values)
             check_json_values(writes, contents)  # before any value is judged or journaled
             by_key: dict[str, list[MapWrite]] = {}
             for write in writes:
                 by_key.setdefault(write.key, []).append(write)
-            for key, key_writes in by_key.items():
-                self._review_key(review, key, key_writes, origin, at)
-            for key in [k for k in self._values if k not in self.fields]:
-                review.changed[key] = (self._values.pop(key), None)  # a key delete
+            # One transaction for the reads below, made on it directly: `Map.get` and `in`
+            # enter pycrdt's transaction context three times per call.
+            with self._doc.transaction() as txn:
+                read = _Reader(self.fields, txn)
+                for key, key_writes in by_key.items():
+                    self._review_key(review, key, key_writes, origin, now, read.get(key))
+                for key in [k for k in self._values if not read.has(k)]:
+                    review.changed[key] = (self._values.pop(key), None)  # a key delete
         for name in sorted(self._lists_touched):
             self._review_list(review, name)
         self._lists_touched.clear()
@@ -179,14 +185,15 @@ class SemanticFields:
         named if one of its values becomes a conflict's candidate here)."""
         if self._fields_touched:
             self._fields_touched = False
-            writes = self._ingest(changes, _sent(received)[0] if received else None)
+            decoded = decode_update(changes)
+            values = _sent(received, decoded, changes)[0] if received else None
+            writes = self._ingest(decoded, values)
             if user is not None:
-                at = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
                 for write in writes:
                     self._authors[write.key] = (
-                        _Author(None, None, at)
+                        _Author(None, None, now)
                         if user == SERVER_USER
-                        else _Author(user, write.id[0], at)
+                        else _Author(user, write.id[0], now)
                     )
             if self._set_aside is None:
                 self._values = dict(self.fields.to_py() or {})
@@ -223,9 +230,9 @@ class SemanticFields:
     # -- internals -------------------------------------------------------------------------
 
     def _ingest(
-        self, changes: bytes, values: dict[tuple[int, int], Any] | None = None
+        self, changes: DecodedUpdate, values: Mapping[tuple[int, int], Any] | None = None
     ) -> list[MapWrite]:
-        return self._ensure_index(changes).ingest(changes, values)
+        return self._ensure_index(changes).ingest_decoded(changes, values)
 
     def field_ids(self) -> Container[tuple[int, int]]:
         """The ids of the doc's `fields` items, for the pre-scan to count overwrites
@@ -239,13 +246,15 @@ class SemanticFields:
             self._index = index
         return self._index.ids
 
-    def _ensure_index(self, changes: bytes) -> FieldIndex:
+    def _ensure_index(self, changes: bytes | DecodedUpdate) -> FieldIndex:
         if self._index is None:
             # First `fields` write since the load: index the document as it was before it,
             # i.e. below the first clock the update brings for each client.
             index = FieldIndex()
             below: dict[int, int] = {}
-            for item in decode_update(changes).items:
+            if isinstance(changes, bytes):
+                changes = decode_update(changes)
+            for item in changes.items:
                 client, clock = item.id
                 below[client] = min(clock, below.get(client, clock))
             index.load(self._doc.get_update(), below=below)
@@ -253,11 +262,17 @@ class SemanticFields:
         return self._index
 
     def _review_key(
-        self, review: Review, key: str, writes: list[MapWrite], origin: ClientOrigin, at: str
+        self,
+        review: Review,
+        key: str,
+        writes: list[MapWrite],
+        origin: ClientOrigin,
+        now: float,
+        current: Any,
     ) -> None:
+        """`current`: the key's value in the doc now (NO_VALUE: none)."""
         before = self._values.get(key, NO_VALUE)
-        current = self.fields.get(key, NO_VALUE)
-        spec = self._schema.values.get(key)
+        spec = self._value_specs.get(key)
         if spec is None:
             decision = Decision()  # a key outside the schema: plain Yjs last-writer-wins
         else:
@@ -273,14 +288,14 @@ class SemanticFields:
             review.values[key] = decision.value
             final = decision.value
         if decision.conflict and spec is not None and spec.rule is Rule.MANUAL:
-            self._record_conflict(review, key, decision, before, origin, at)
+            self._record_conflict(review, key, decision, before, origin, now)
         if final is not NO_VALUE and not _same_value(final, before):
             review.changed[key] = (None if before is NO_VALUE else before, final)
             accepted_from_client = decision.value is NO_VALUE
             self._authors[key] = (
-                _Author(origin.user, writes[-1].id[0], at)
+                _Author(origin.user, writes[-1].id[0], now)
                 if accepted_from_client
-                else _Author(None, None, at)
+                else _Author(None, None, now)
             )
         if final is NO_VALUE:
             self._values.pop(key, None)
@@ -294,8 +309,9 @@ class SemanticFields:
         decision: Decision,
         before: Any,
         origin: ClientOrigin,
-        at: str,
+        now: float,
     ) -> None:
+        at = _iso(now)
         conflict_id = self.open_conflict_of(key)
         entry: dict[str, Any]
         if conflict_id is not None:
@@ -313,7 +329,7 @@ class SemanticFields:
                         "value": before,
                         "user": author.user,
                         "client_id": author.client_id,
-                        "at": author.at,
+                        "at": None if author.at is None else _iso(author.at),
                     }
                 )
         for write in decision.conflict:
@@ -358,11 +374,50 @@ class SemanticFields:
         return flag
 
 
-def _sent(update: bytes) -> tuple[dict[tuple[int, int], Any], dict[tuple[int, int], int]]:
-    """The values and the content refs of the items a client sent, by item id."""
-    items = decode_update(update).items
+_NOTHING: Mapping[tuple[int, int], Any] = MappingProxyType({})
+
+
+def _sent(
+    update: bytes, integrated: DecodedUpdate, integrated_bytes: bytes
+) -> tuple[Mapping[tuple[int, int], Any], Mapping[tuple[int, int], int]]:
+    """The values and the content refs of the items a client sent, by item id, where they
+    can differ from what the doc integrated (`integrated`, decoded from `integrated_bytes`).
+
+    They can only for an item the doc integrated as Deleted (a write that lost Yjs's
+    ordering): every other item carries the same content either way, and the review reads
+    the client's bytes for nothing else. So the client's bytes are decoded only when the
+    integrated update holds a Deleted item (S5: most writes do not), and not at all when
+    they are the integrated bytes themselves."""
+    if not any(item.deleted for item in integrated.items):
+        return _NOTHING, _NOTHING
+    items = integrated.items if update == integrated_bytes else decode_update(update).items
     values = {i.id: i.value for i in items if i.value is not NO_VALUE}
     return values, {i.id: i.content for i in items}
+
+
+class _Reader:
+    """Reads of a `fields` map inside one open transaction, as `Map.get` and `in` answer."""
+
+    __slots__ = ("_fields", "_integrated", "_txn")
+
+    def __init__(self, fields: Map, transaction: Transaction) -> None:
+        self._fields = fields
+        self._integrated = fields.integrated
+        self._txn = transaction._txn
+
+    def has(self, key: str) -> bool:
+        return bool(self._integrated.has(self._txn, key))
+
+    def get(self, key: str) -> Any:
+        if not self._integrated.has(self._txn, key):
+            return NO_VALUE
+        # Shared types are wrapped as `Map.__getitem__` wraps them (JSON values come as is).
+        return self._fields._maybe_as_type_or_doc(self._integrated.get(self._txn, key))
+
+
+def _iso(now: float) -> str:
+    """A time as conflicts show it (ISO 8601, UTC)."""
+    return dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
 
 
 def _same_value(a: Any, b: Any) -> bool:

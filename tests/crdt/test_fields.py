@@ -578,3 +578,45 @@ def test_concurrent_write_deep_in_a_long_history(
     fields(a)["category"] = "after"
     assert [w.concurrent for w in push(server, a)] == [False]
     assert server.index.value_of(server.index.winner("category")) == "after"
+
+
+class _CountingIndex(FieldIndex):
+    """Counts how often the winner is found again from the root (a walk of the key's history)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.descents = 0
+
+    def _descend(self, key: str) -> Id:
+        self.descents += 1
+        return super()._descend(key)
+
+
+def test_writes_building_on_a_losing_write_are_settled_without_walking_the_history(
+    server: IndexedServer,
+) -> None:
+    """Writers racing on one key (bench scenario S5): a write whose origin lost Yjs's ordering
+    is off the winner's path, and the index knows that from the depths of the origin and the
+    path, not by climbing to the root and walking the key's history down again."""
+    counting = server.index = _CountingIndex()
+    a: Doc = Doc(client_id=1_000)
+    b: Doc = Doc(client_id=2_000)
+    for n in range(150):  # a history deeper than the climb's bound
+        writer, reader = (a, b) if n % 2 == 0 else (b, a)
+        fields(writer)["category"] = f"v{n}"
+        push(server, writer)
+        pull(server, reader)
+    low: Doc = Doc(client_id=3)  # loses every race with `a`
+    for n in range(20):
+        pull(server, a)
+        pull(server, low)
+        fields(a)["category"] = f"a{n}"
+        fields(low)["category"] = f"low{n}"
+        assert [w.concurrent for w in push(server, a)] == [False]
+        assert [w.concurrent for w in push(server, low)] == [True]  # loses to a's
+        fields(low)["category"] = f"low{n}-again"  # built on its own losing write
+        assert [w.concurrent for w in push(server, low)] == [True]
+        winner = server.index.winner("category")
+        assert winner is not None
+        assert server.index.value_of(winner) == fields(server.doc)["category"] == f"a{n}"
+    assert counting.descents == 0

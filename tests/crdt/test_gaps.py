@@ -141,3 +141,27 @@ def test_an_update_with_a_skip_inside_a_group_starts_again_after_the_skip() -> N
     update = bytes.fromhex("01030b000401057469746c6501480a02840b02016c00")
     assert decode_update(update).starts == [(11, 0), (11, 3)]
     assert Room().apply(update)
+
+
+def crowded_room(clients: int = 200) -> Room:
+    """A room whose state vector is past 1 KiB: a run is merged and diffed once."""
+    room = Room()
+    for client in range(1, clients + 1):
+        doc, text = writer(2_000_000_000 + client)  # 32-bit ids, as Yjs clients draw them
+        room.apply(typed(doc, text, 0, "c"))
+    assert len(room.doc.get_state()) > 1024
+    return room
+
+
+def test_a_run_taken_whole_in_a_crowded_room_is_no_gap() -> None:
+    room = crowded_room()
+    doc, text = writer(3_000_000_001)
+    run = [typed(doc, text, i, "k") for i in range(20)]
+    assert not room.apply(*run)
+    assert room.title.count("k") == 20
+
+
+def test_a_struct_past_its_clients_clock_in_a_run_in_a_crowded_room_is_a_gap() -> None:
+    room = crowded_room()
+    hel, l3 = client_11()
+    assert room.apply(hel, PHANTOM, l3)

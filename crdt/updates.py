@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from crdt.errors import MalformedMessage, UndecodableUpdate
@@ -91,6 +91,10 @@ class ItemHeader:
 class DecodedUpdate:
     items: list[ItemHeader]
     delete_set: dict[int, list[tuple[int, int]]]  # client -> [(clock, length)]
+    # Where each contiguous run of the update's clocks begins: each struct group's first clock
+    # and the clock after each Skip. One past its client's next clock in a doc is a gap
+    # (crdt/gaps.py).
+    starts: list[Id] = field(default_factory=list)
 
 
 def first_client_id(update: bytes) -> int | None:
@@ -128,15 +132,19 @@ def decode_update(update: bytes) -> DecodedUpdate:
 
 def _decode(reader: Reader) -> DecodedUpdate:
     items: list[ItemHeader] = []
+    starts: list[Id] = []
     for _ in range(reader.read_var_uint()):
         count = reader.read_var_uint()
         client = reader.read_var_uint()
         clock = reader.read_var_uint()
+        starts.append((client, clock))
         for _ in range(count):
             info = reader.read_uint8()
             ref = info & 0x1F
             if ref in (0, 10):  # GC or Skip: a run of clocks with nothing we can read
                 clock += reader.read_var_uint()
+                if ref == 10:  # the clocks skipped are not in this update
+                    starts.append((client, clock))
                 continue
             item = _read_item(reader, info, (client, clock))
             if item.length:  # yrs drops an item of no clocks ("", no values): so do we
@@ -148,7 +156,7 @@ def _decode(reader: Reader) -> DecodedUpdate:
         ranges = delete_set.setdefault(client, [])
         for _ in range(reader.read_var_uint()):
             ranges.append((reader.read_var_uint(), reader.read_var_uint()))
-    return DecodedUpdate(items=items, delete_set=delete_set)
+    return DecodedUpdate(items=items, delete_set=delete_set, starts=starts)
 
 
 def _read_id(reader: Reader) -> Id:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import bisect
 
-from pycrdt import Doc, get_state
+from pycrdt import Doc, get_update
 
-from crdt.errors import UndecodableUpdate
-from crdt.lib0 import Reader
 from crdt.updates import decode_update
 
 __all__ = ["is_redundant"]
+
+_NO_STRUCTS = b"\x00"  # an update's first byte when it has no struct groups
 
 
 def is_redundant(update: bytes, doc: Doc) -> bool:
@@ -26,13 +26,16 @@ def is_redundant(update: bytes, doc: Doc) -> bool:
     within the doc's state vector and every range it deletes is deleted in the doc already.
     False when it may change something (also when it cannot be read)."""
     try:
-        ends = _state_vector(get_state(update))
-        known = _state_vector(doc.get_state())
-        if any(clock > known.get(client, 0) for client, clock in ends.items()):
+        # yrs's diff of the update against the doc's state vector keeps every struct past it.
+        # (`get_state(update)` would not do: it counts only clocks that run unbroken from 0,
+        # so a client's second keystroke looked redundant.)
+        if get_update(update, doc.get_state())[:1] != _NO_STRUCTS:
             return False
         deletes = decode_update(update).delete_set
-    except (ValueError, UndecodableUpdate):
-        return False
+    except BaseException as error:  # pyo3's PanicException derives from BaseException
+        if isinstance(error, Exception) or type(error).__name__ == "PanicException":
+            return False  # unreadable: it may change something
+        raise
     if not deletes:
         return True
     deleted = decode_update(doc.get_update(doc.get_state())).delete_set
@@ -41,15 +44,6 @@ def is_redundant(update: bytes, doc: Doc) -> bool:
         if not all(_covered(start, length, merged) for start, length in ranges if length):
             return False
     return True
-
-
-def _state_vector(encoded: bytes) -> dict[int, int]:
-    reader = Reader(encoded)
-    vector: dict[int, int] = {}
-    for _ in range(reader.read_var_uint()):
-        client = reader.read_var_uint()
-        vector[client] = reader.read_var_uint()
-    return vector
 
 
 def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -63,3 +63,15 @@ def test_an_unreadable_update_is_not_redundant() -> None:
     server = server_doc()
     assert not is_redundant(b"\xff\xff\x01", server)
     assert not is_redundant(b"", server)
+
+
+def test_a_clients_next_keystroke_is_not() -> None:
+    # Its structs start past clock 0: judged by the doc's state vector, not from clock 0.
+    writer = Doc(client_id=7)
+    writer.get("title", type=Text).insert(0, "abc")
+    server = replica_of(writer)
+    before = writer.get_state()
+    writer.get("title", type=Text).insert(3, "d")
+    keystroke = writer.get_update(before)
+    assert changes(keystroke, server) and not is_redundant(keystroke, server)
+    assert is_redundant(keystroke, replica_of(writer))  # once the doc has it, it is

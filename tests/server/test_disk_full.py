@@ -119,6 +119,12 @@ async def test_joins_and_reads_work_on_a_full_disk_and_writes_resume_when_space_
             db.commit()
         server.start()
 
+        # A typist who wrote before the disk filled: their next keystroke starts past clock 0.
+        typist = await connect_synced(server, draft)
+        await typist.edit(lambda doc: doc.get("title", type=Text).insert(5, "!"))
+        await typist.edit(lambda doc: doc.get("title", type=Text).__delitem__(slice(5, 6)))
+        await typist.flush()
+
         fill(filler)
 
         # A new client joins and syncs what is stored; it stays through what follows.
@@ -141,6 +147,9 @@ async def test_joins_and_reads_work_on_a_full_disk_and_writes_resume_when_space_
         # Writes close with 1013 and are not acknowledged; the reader stays.
         first = await refused_write(server, draft, "lost ")
         second = await refused_write(server, draft, "also lost ")
+        # The typist's next keystroke is refused the same way: only the typist goes.
+        await typist.edit(lambda doc: doc.get("title", type=Text).insert(5, "?"))
+        assert await closed_with(typist) == TRY_AGAIN_LATER
         assert not reader.closed.is_set()
         assert reader.text("title") == "hello"
         # A join still works after the refusals.
@@ -158,7 +167,7 @@ async def test_joins_and_reads_work_on_a_full_disk_and_writes_resume_when_space_
 
         # The journal of alice's first burst, which the full disk kept from being stored at
         # the join, is stored once there is room (the room's journal owes it until then).
-        for client in (alice, first, second, reader, late, writer):
+        for client in (alice, first, second, typist, reader, late, writer):
             await client.disconnect()
 
         async def hello_journaled() -> bool:

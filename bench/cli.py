@@ -30,8 +30,9 @@ from bench.history import add_command as add_history
 from bench.hostile import add_command as add_hostile
 from bench.layers import add_command as add_layers
 from bench.merge import QUICK_LIMIT, TRACE_FILES, MergeOptions, run_merge
+from bench.nodeclient import ClientFailed
 from bench.persistence import PersistenceOptions, run_persistence
-from bench.relay import GROUPS, SCENARIOS, ClientFailed, RelayOptions, run_relay
+from bench.relay import GROUPS, SCENARIOS, RelayOptions, run_relay
 from bench.replay import ReplayMismatch
 from bench.runtime import out_dir, positive_int, positive_seconds, run
 from bench.servers import SERVERS

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
+from bench.nodeclient import next_event, node_client
 from bench.runtime import percentile
 from bench.servers import ServerProc
 
@@ -39,8 +39,6 @@ async def drive_connections(
     count: int,
     directory: Path,
     *,
-    start_client: Any,
-    next_event: Any,
     budget: float,
 ) -> dict[str, object]:
     """Run the scenario against a started `server`; the row's figures."""
@@ -56,7 +54,7 @@ async def drive_connections(
     await asyncio.sleep(SETTLE_SECONDS)
     before = rss_mb(server)
     cpu_before = server.cpu_seconds()
-    process = await start_client(config, directory / "client-connections.log")
+    process = await node_client(config, directory / "client-connections.log")
     try:
         async with asyncio.timeout(budget):
             synced = await next_event(process, "synced")

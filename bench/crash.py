@@ -19,8 +19,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.nodeclient import ClientFailed, next_event, node_client
 from bench.plots import plot_crash
-from bench.relay import ClientFailed, next_event, node_client
 from bench.report import Column, format_table, publish
 from bench.runtime import environment, progress
 from bench.servers import NODE_DIR, ServerProc, node_ready

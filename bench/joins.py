@@ -16,11 +16,11 @@ nothing across a restart: it has no C1 row.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.nodeclient import ClientFailed, next_event, node_client
 from bench.runtime import percentile
 from bench.servers import ServerProc
 
@@ -52,23 +52,6 @@ class JoinScenario:
         return 120 + fill + self.rounds * 90
 
 
-class JoinFailed(RuntimeError):
-    pass
-
-
-async def _next(process: asyncio.subprocess.Process, until: str) -> dict[str, Any]:
-    assert process.stdout is not None
-    while line := await process.stdout.readline():
-        if not line.startswith(b"{"):
-            continue
-        event = json.loads(line)
-        if event.get("event") == "error":
-            raise JoinFailed(str(event.get("error")))
-        if event.get("event") == until:
-            return event  # type: ignore[no-any-return]
-    raise JoinFailed(f"the client exited ({await process.wait()}) before {until!r}")
-
-
 async def _tell(process: asyncio.subprocess.Process, line: str) -> None:
     assert process.stdin is not None
     process.stdin.write(line.encode() + b"\n")
@@ -80,7 +63,6 @@ async def run_join(
 ) -> dict[str, Any]:
     """Drive one server (started) through the scenario; `server` is restarted for C1.
     Returns the figures of the row; the caller stops the server."""
-    from bench.relay import node_client  # the relay's client process (one Node process)
 
     config = {
         "mode": "join",
@@ -101,7 +83,7 @@ async def run_join(
     peaks: list[float] = []
     try:
         async with asyncio.timeout(scenario.budget()):
-            filled = await _next(process, "filled")
+            filled = await next_event(process, "filled")
             for _ in range(scenario.rounds):
                 if scenario.restart:
                     await asyncio.to_thread(server.stop)
@@ -109,13 +91,13 @@ async def run_join(
                     await asyncio.sleep(0.5)  # listening: let it settle before the clock
                 before = server.cpu_seconds()
                 await _tell(process, "go")
-                await _next(process, "joined")
+                await next_event(process, "joined")
                 cpu += server.cpu_seconds() - before
                 peaks.append(server.peak_rss_mb())
-            result = await _next(process, "result")
+            result = await next_event(process, "result")
             await process.wait()
     except TimeoutError:
-        raise JoinFailed(f"{scenario.name}: no result within the bound") from None
+        raise ClientFailed(f"{scenario.name}: no result within the bound") from None
     finally:
         if process.returncode is None:
             process.kill()

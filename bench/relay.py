@@ -61,6 +61,7 @@ from bench.capacity import (
 from bench.connections import describe as describe_connections
 from bench.connections import drive_connections
 from bench.joins import MEMORY_ONLY, JoinScenario, run_join
+from bench.nodeclient import ClientFailed, next_event, node_client
 from bench.plots import plot_relay, plot_relay_instances
 from bench.report import Column, format_table, publish
 from bench.runtime import environment, percentile, progress
@@ -250,43 +251,11 @@ def _instances_comparison(
     )
 
 
-class ClientFailed(RuntimeError):
-    pass
-
-
 # Node client processes at most (editors are dealt round-robin, so a room's editors sit in
 # different processes when there are several). On this 2-core machine one process measured best:
 # more processes only took CPU from the server; at 16,000 edits/s one Node thread taking every
 # edit in and out is itself the bottleneck (see README, Performance).
 PROCESSES = int(os.environ.get("DRAFTSYNC_BENCH_CLIENT_PROCESSES", "1"))
-_LINE_LIMIT = 1 << 28  # the result line carries every send and receipt time
-
-
-async def node_client(config: dict[str, object], log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as err:
-        return await asyncio.create_subprocess_exec(
-            "node",
-            str(NODE_DIR / "client.mjs"),
-            json.dumps(config),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=err,
-            limit=_LINE_LIMIT,
-        )
-
-
-async def next_event(process: asyncio.subprocess.Process, until: str) -> dict[str, Any]:
-    """The next event named `until` on the client's stdout; its errors raise ClientFailed."""
-    assert process.stdout is not None
-    while line := await process.stdout.readline():
-        if not line.startswith(b"{"):
-            continue
-        event = json.loads(line)
-        if event.get("event") == "error":
-            raise ClientFailed(str(event.get("error")))
-        if event.get("event") == until:
-            return event  # type: ignore[no-any-return]
-    raise ClientFailed(f"the client exited ({await process.wait()}) before {until!r}")
 
 
 async def _tell(processes: list[asyncio.subprocess.Process], line: str) -> None:
@@ -499,8 +468,6 @@ async def _one_connections(setup: Setup, scenario: Scenario, directory: Path) ->
             server,
             scenario.clients,
             directory,
-            start_client=node_client,
-            next_event=next_event,
             budget=scenario.budget(),
         )
         rss = server.peak_rss_mb()

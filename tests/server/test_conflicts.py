@@ -7,7 +7,7 @@ import asyncio
 from pycrdt import Map
 
 from tests.support.node_client import NodeClient
-from tests.support.pycrdt_client import PycrdtClient
+from tests.support.pycrdt_client import PycrdtClient, write_while_apart
 from tests.support.rest import as_user, new_id
 from tests.support.server_process import ServerProcess
 from tests.support.waiting import eventually
@@ -22,17 +22,7 @@ async def test_a_manual_conflict_is_seen_everywhere_and_resolved_over_rest(
     second = await PycrdtClient(server.ws_url, draft, token, client_id=200).connect()
     watcher = await NodeClient.start(server.ws_url, draft, token)
     try:
-        await first.edit(lambda d: d.get("fields", type=Map).__setitem__("goal_amount", 500))
-        await first.flush()
-        await second.wait_for(lambda: second.fields().get("goal_amount") == 500)
-        await first.disconnect()
-        await second.disconnect()
-        await first.edit(lambda d: d.get("fields", type=Map).__setitem__("goal_amount", 1000))
-        await second.edit(lambda d: d.get("fields", type=Map).__setitem__("goal_amount", 2000))
-        await first.connect()
-        await first.flush()
-        await second.connect()
-        await second.flush()
+        await write_while_apart(first, second, "goal_amount", 500, (1000, 2000))
 
         async def one_conflict() -> bool:
             conflicts = (await watcher.state())["conflicts"]

@@ -13,7 +13,7 @@ from pycrdt import Array, Map, Text
 from crdt.diff import WORD_LIMIT
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.postgres import BACKENDS, store_flags
-from tests.support.pycrdt_client import PycrdtClient
+from tests.support.pycrdt_client import PycrdtClient, write_while_apart
 from tests.support.rest import as_user, create_draft, new_id
 from tests.support.server_process import ServerProcess
 from tests.support.waiting import eventually
@@ -288,17 +288,7 @@ async def test_stats_count_conflicts_per_field(server: ServerProcess) -> None:
     second = await PycrdtClient(server.ws_url, draft, token, client_id=200).connect()
     try:
         await asyncio.wait_for(first.synced.wait(), 10)
-        await first.edit(lambda d: d.get("fields", type=Map).__setitem__("goal_amount", 500))
-        await first.flush()
-        await second.wait_for(lambda: second.fields().get("goal_amount") == 500)
-        await first.disconnect()
-        await second.disconnect()
-        await first.edit(lambda d: d.get("fields", type=Map).__setitem__("goal_amount", 1000))
-        await second.edit(lambda d: d.get("fields", type=Map).__setitem__("goal_amount", 2000))
-        await first.connect()
-        await first.flush()
-        await second.connect()
-        await second.flush()
+        await write_while_apart(first, second, "goal_amount", 500, (1000, 2000))
 
         async def counted() -> bool:
             async with as_user(server, "carla") as api:

@@ -28,7 +28,7 @@ from pycrdt import (
 if TYPE_CHECKING:
     from tests.support.server_process import ServerProcess
 
-__all__ = ["PycrdtClient", "connect_synced", "type_into"]
+__all__ = ["PycrdtClient", "connect_synced", "type_into", "write_while_apart"]
 
 WRITE_ACK = 102
 
@@ -148,3 +148,30 @@ def type_into(title: str) -> Callable[[Doc], None]:
         text.insert(len(text), title)
 
     return change
+
+
+async def write_while_apart(
+    first: PycrdtClient,
+    second: PycrdtClient,
+    key: str,
+    agreed: object,
+    values: tuple[object, object],
+) -> None:
+    """Two connected editors agree on `fields[key] = agreed`, go offline, each writes its
+    own of `values`, then reconnect and flush: concurrent writes to one key, as the rules see
+    them (a `manual` field opens a conflict)."""
+
+    def setting(value: object) -> Callable[[Doc], None]:
+        return lambda doc: doc.get("fields", type=Map).__setitem__(key, value)
+
+    await first.edit(setting(agreed))
+    await first.flush()
+    await second.wait_for(lambda: second.fields().get(key) == agreed)
+    await first.disconnect()
+    await second.disconnect()
+    await first.edit(setting(values[0]))
+    await second.edit(setting(values[1]))
+    await first.connect()
+    await first.flush()
+    await second.connect()
+    await second.flush()

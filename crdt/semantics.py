@@ -3,7 +3,11 @@
 Cheap on the text path: raw observers on the `fields` map and on each list root only set a
 flag (pycrdt calls them for map/list items, never for text); the update is decoded in Python
 only when a flag is up (docs/conflict-detection.md measured this at 0.98x of a bare
-apply on text traffic). The id -> key index is built on the first `fields` write after a load,
+apply on text traffic). Cheap on the commonest `fields` write too, an editor setting one key
+whose value it had seen (`_review_sequential`): yrs's event says which key changed to what, and
+the one item of the update is read alone (`read_lone_item`); everything else (concurrent
+writes, several keys or items, values that are not scalars, anything unreadable) is reviewed
+in full. The id -> key index is built on the first `fields` write after a load,
 from the document minus that write, so cold loads stay as fast as without semantic fields.
 
 The room asks `review()` after applying a client update; the answer (`Review`) says what the
@@ -32,7 +36,7 @@ from crdt.fields import FieldIndex, MapWrite, check_json_values
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.rules import Decision, decide, duplicate_positions
 from crdt.schema import Kind, Rule, Schema
-from crdt.updates import NO_VALUE, DecodedUpdate, decode_update
+from crdt.updates import NO_VALUE, DecodedUpdate, decode_update, read_lone_item
 
 __all__ = ["Rejection", "Review", "SemanticFields"]
 
@@ -104,6 +108,9 @@ class SemanticFields:
         self._list_values = {name: self._read_list(name) for name in self.lists}
         self._authors: dict[str, _Author] = {}
         self._fields_touched = False
+        # The one key the `fields` transaction not reviewed yet changed, and its value, as
+        # yrs's event said (`_on_fields`); None if that was not one key set to a scalar.
+        self._fields_change: tuple[str, Any] | None = None
         self._lists_touched: set[str] = set()
         self._set_aside: _SetAside | None = None
         # Subscriptions must stay referenced, or pycrdt stops calling them.
@@ -137,28 +144,69 @@ class SemanticFields:
             self._fields_touched = self._set_aside.fields
             self._lists_touched = set(self._set_aside.lists)
             self._set_aside = None
+            self._fields_change = None  # absorbed updates came between: review in full
         review = Review()
         if self._fields_touched:
             self._fields_touched = False
-            decoded = decode_update(changes)
-            values, contents = _sent(received, decoded, changes)
-            writes = self._ingest(decoded, values)
-            check_json_values(writes, contents)  # before any value is judged or journaled
-            by_key: dict[str, list[MapWrite]] = {}
-            for write in writes:
-                by_key.setdefault(write.key, []).append(write)
-            # One transaction for the reads below, made on it directly: `Map.get` and `in`
-            # enter pycrdt's transaction context three times per call.
-            with self._doc.transaction() as txn:
-                read = _Reader(self.fields, txn)
-                for key, key_writes in by_key.items():
-                    self._review_key(review, key, key_writes, origin, now, read.get(key))
-                for key in [k for k in self._values if not read.has(k)]:
-                    review.changed[key] = (self._values.pop(key), None)  # a key delete
+            change, self._fields_change = self._fields_change, None
+            if change is None or not self._review_sequential(review, change, changes, origin, now):
+                self._review_fields(review, changes, received, origin, now)
         for name in sorted(self._lists_touched):
             self._review_list(review, name)
         self._lists_touched.clear()
         return review
+
+    def _review_sequential(
+        self,
+        review: Review,
+        change: tuple[str, Any],
+        changes: bytes,
+        origin: ClientOrigin,
+        now: float,
+    ) -> bool:
+        """Review the commonest `fields` write without decoding the update in full; False
+        (nothing done) if it is not that write, for `_review_fields` to review.
+
+        That write: `changes` is one item, one scalar value (`read_lone_item`: JSON by
+        construction, not Deleted, so the client's bytes hold nothing more), which yrs's event
+        says is now the value of `key`, the only key the transaction changed; and it is
+        sequential, its origin the key's winner (`FieldIndex.ingest_sequential`). It is judged
+        by the same `_review_key` as a full review, with what a full review would find: the
+        same write, and the key's value in the doc (`current`, the event's). No key was
+        removed (the event would say so), so the check for removed keys has nothing to find.
+        """
+        key, current = change
+        index = self._index
+        if index is None:  # the first write since the load builds the index: in full
+            return False
+        item = read_lone_item(changes)
+        if item is None or not _same_json(item.value, current):
+            return False
+        write = index.ingest_sequential(key, item)
+        if write is None:  # concurrent, or not a write to `key`
+            return False
+        self._review_key(review, key, [write], origin, now, current)
+        return True
+
+    def _review_fields(
+        self, review: Review, changes: bytes, received: bytes, origin: ClientOrigin, now: float
+    ) -> None:
+        """The full review of what an update wrote to `fields` (see `review`)."""
+        decoded = decode_update(changes)
+        values, contents = _sent(received, decoded, changes)
+        writes = self._ingest(decoded, values)
+        check_json_values(writes, contents)  # before any value is judged or journaled
+        by_key: dict[str, list[MapWrite]] = {}
+        for write in writes:
+            by_key.setdefault(write.key, []).append(write)
+        # One transaction for the reads below, made on it directly: `Map.get` and `in`
+        # enter pycrdt's transaction context three times per call.
+        with self._doc.transaction() as txn:
+            read = _Reader(self.fields, txn)
+            for key, key_writes in by_key.items():
+                self._review_key(review, key, key_writes, origin, now, read.get(key))
+            for key in [k for k in self._values if not read.has(k)]:
+                review.changed[key] = (self._values.pop(key), None)  # a key delete
 
     def set_aside(self, changes: bytes) -> None:
         """Hold back the review of the client update just applied (`changes`) until `review`.
@@ -169,6 +217,7 @@ class SemanticFields:
         if self._fields_touched:
             self._ensure_index(changes)  # from the document without any absorbed update
         self._fields_touched = False
+        self._fields_change = None
         self._lists_touched.clear()
 
     def absorb(
@@ -185,6 +234,7 @@ class SemanticFields:
         named if one of its values becomes a conflict's candidate here)."""
         if self._fields_touched:
             self._fields_touched = False
+            self._fields_change = None
             decoded = decode_update(changes)
             values = _sent(received, decoded, changes)[0] if received else None
             writes = self._ingest(decoded, values)
@@ -364,7 +414,22 @@ class SemanticFields:
         is quadratic on a list of many single-element items (a crafted update)."""
         return array_values(self.lists[name])
 
-    def _on_fields(self, _event: object) -> None:
+    def _on_fields(self, event: Any) -> None:
+        """Flag a transaction that changed `fields`, and keep what yrs says it changed when
+        that is one key set to a scalar (read here: the event is valid only inside the
+        transaction). A second transaction before the review, or anything else: None."""
+        change = None
+        if not self._fields_touched:
+            try:
+                keys = event.keys
+            except Exception:  # nothing yrs cannot tell may stop the transaction here
+                keys = None
+            if keys is not None and len(keys) == 1:
+                ((key, entry),) = keys.items()
+                value = entry.get("newValue", NO_VALUE)
+                if entry.get("action") != "delete" and type(value) in _SCALARS:
+                    change = (key, value)
+        self._fields_change = change
         self._fields_touched = True
 
     def _list_flag(self, name: str) -> Any:
@@ -375,6 +440,7 @@ class SemanticFields:
 
 
 _NOTHING: Mapping[tuple[int, int], Any] = MappingProxyType({})
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # what `read_lone_item` reads
 
 
 def _sent(
@@ -418,6 +484,15 @@ class _Reader:
 def _iso(now: float) -> str:
     """A time as conflicts show it (ISO 8601, UTC)."""
     return dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Equal scalars of one JSON type (a number may come as int from one reader, float from
+    the other); True, 1 and 1.0 are not the same."""
+    if type(a) is type(b):
+        return bool(a == b)
+    numbers = (int, float)
+    return type(a) in numbers and type(b) in numbers and a == b
 
 
 def _same_value(a: Any, b: Any) -> bool:

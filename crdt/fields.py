@@ -125,6 +125,11 @@ class FieldIndex:
         built_on = {write.origin for write in writes}
         return [w if (w.last or w.id) not in built_on else _not_leaf(w) for w in writes]
 
+    def key_of(self, item_id: Id) -> str | None:
+        """The key of an indexed item, None if the index does not hold it."""
+        run = self._run_of(item_id)
+        return None if run is None else run.key
+
     def ingest_sequential(self, key: str, item: ItemHeader) -> MapWrite | None:
         """`ingest` of an update whose one item is `item`, if it is a sequential write to
         `key`: one clock with a value, not indexed yet, whose origin is the key's winner (its

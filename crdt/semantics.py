@@ -4,11 +4,11 @@ Cheap on the text path: raw observers on the `fields` map and on each list root 
 flag (pycrdt calls them for map/list items, never for text); the update is decoded in Python
 only when a flag is up (docs/conflict-detection.md measured this at 0.98x of a bare
 apply on text traffic). Cheap on the commonest `fields` write too, an editor setting one key
-whose value it had seen (`_review_sequential`): yrs's event says which key changed to what, and
-the one item of the update is read alone (`read_lone_item`); everything else (concurrent
-writes, several keys or items, values that are not scalars, anything unreadable) is reviewed
-in full. The id -> key index is built on the first `fields` write after a load,
-from the document minus that write, so cold loads stay as fast as without semantic fields.
+whose value it had seen (`_review_sequential`): the update's one item is read alone
+(`read_overwrite`), its key found from its origin; everything else (concurrent writes, several
+keys or items, values that are not scalars, anything unreadable) is reviewed in full.
+The id -> key index is built on the first `fields` write after a load, from the document
+minus that write, so cold loads stay as fast as without semantic fields.
 
 The room asks `review()` after applying a client update; the answer (`Review`) says what the
 server must write as its own change. `absorb()` indexes the server's own change afterwards, and
@@ -36,7 +36,7 @@ from crdt.fields import FieldIndex, MapWrite, check_json_values
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.rules import Decision, decide, duplicate_positions
 from crdt.schema import Kind, Rule, Schema
-from crdt.updates import NO_VALUE, DecodedUpdate, decode_update, read_lone_item
+from crdt.updates import NO_VALUE, DecodedUpdate, decode_update, read_overwrite
 
 __all__ = ["Rejection", "Review", "SemanticFields"]
 
@@ -108,9 +108,6 @@ class SemanticFields:
         self._list_values = {name: self._read_list(name) for name in self.lists}
         self._authors: dict[str, _Author] = {}
         self._fields_touched = False
-        # The one key the `fields` transaction not reviewed yet changed, and its value, as
-        # yrs's event said (`_on_fields`); None if that was not one key set to a scalar.
-        self._fields_change: tuple[str, Any] | None = None
         self._lists_touched: set[str] = set()
         self._set_aside: _SetAside | None = None
         # Subscriptions must stay referenced, or pycrdt stops calling them.
@@ -144,12 +141,13 @@ class SemanticFields:
             self._fields_touched = self._set_aside.fields
             self._lists_touched = set(self._set_aside.lists)
             self._set_aside = None
-            self._fields_change = None  # absorbed updates came between: review in full
+            set_aside = True  # absorbed updates came between: review in full
+        else:
+            set_aside = False
         review = Review()
         if self._fields_touched:
             self._fields_touched = False
-            change, self._fields_change = self._fields_change, None
-            if change is None or not self._review_sequential(review, change, changes, origin, now):
+            if set_aside or not self._review_sequential(review, changes, origin, now):
                 self._review_fields(review, changes, received, origin, now)
         for name in sorted(self._lists_touched):
             self._review_list(review, name)
@@ -157,33 +155,37 @@ class SemanticFields:
         return review
 
     def _review_sequential(
-        self,
-        review: Review,
-        change: tuple[str, Any],
-        changes: bytes,
-        origin: ClientOrigin,
-        now: float,
+        self, review: Review, changes: bytes, origin: ClientOrigin, now: float
     ) -> bool:
         """Review the commonest `fields` write without decoding the update in full; False
         (nothing done) if it is not that write, for `_review_fields` to review.
 
-        That write: `changes` is one item, one scalar value (`read_lone_item`: JSON by
-        construction, not Deleted, so the client's bytes hold nothing more), which yrs's event
-        says is now the value of `key`, the only key the transaction changed; and it is
-        sequential, its origin the key's winner (`FieldIndex.ingest_sequential`). It is judged
-        by the same `_review_key` as a full review, with what a full review would find: the
-        same write, and the key's value in the doc (`current`, the event's). No key was
-        removed (the event would say so), so the check for removed keys has nothing to find.
-        """
-        key, current = change
+        That write: `changes` is one item with one scalar value that deletes its origin alone
+        (`read_overwrite`: JSON by construction, not Deleted, so the client's bytes hold
+        nothing more), the origin is the winner of a key (`FieldIndex.key_of`,
+        `ingest_sequential`: a sequential write) and the doc now holds its value there. It is
+        judged by the same `_review_key` as a full review, with what a full review finds: the
+        same write, the key's value read from the doc. No other item was deleted, so no key
+        was removed: the full review's check for removed keys has nothing to find.
+
+        yrs's map event would say which key changed without the index, but reading it
+        (`event.keys`) inside a transaction that yrs gave up half-way (a panic) crashes the
+        process (tests/fuzz/test_room.py, finding 4)."""
         index = self._index
         if index is None:  # the first write since the load builds the index: in full
             return False
-        item = read_lone_item(changes)
-        if item is None or not _same_json(item.value, current):
+        item = read_overwrite(changes)
+        if item is None or item.origin is None:
+            return False
+        key = index.key_of(item.origin)
+        if key is None:
+            return False
+        with self._doc.transaction() as txn:
+            current = _Reader(self.fields, txn).get(key)
+        if not _same_json(item.value, current):
             return False
         write = index.ingest_sequential(key, item)
-        if write is None:  # concurrent, or not a write to `key`
+        if write is None:  # concurrent: its origin is not the key's winner
             return False
         self._review_key(review, key, [write], origin, now, current)
         return True
@@ -217,7 +219,6 @@ class SemanticFields:
         if self._fields_touched:
             self._ensure_index(changes)  # from the document without any absorbed update
         self._fields_touched = False
-        self._fields_change = None
         self._lists_touched.clear()
 
     def absorb(
@@ -234,7 +235,6 @@ class SemanticFields:
         named if one of its values becomes a conflict's candidate here)."""
         if self._fields_touched:
             self._fields_touched = False
-            self._fields_change = None
             decoded = decode_update(changes)
             values = _sent(received, decoded, changes)[0] if received else None
             writes = self._ingest(decoded, values)
@@ -414,22 +414,9 @@ class SemanticFields:
         is quadratic on a list of many single-element items (a crafted update)."""
         return array_values(self.lists[name])
 
-    def _on_fields(self, event: Any) -> None:
-        """Flag a transaction that changed `fields`, and keep what yrs says it changed when
-        that is one key set to a scalar (read here: the event is valid only inside the
-        transaction). A second transaction before the review, or anything else: None."""
-        change = None
-        if not self._fields_touched:
-            try:
-                keys = event.keys
-            except Exception:  # nothing yrs cannot tell may stop the transaction here
-                keys = None
-            if keys is not None and len(keys) == 1:
-                ((key, entry),) = keys.items()
-                value = entry.get("newValue", NO_VALUE)
-                if entry.get("action") != "delete" and type(value) in _SCALARS:
-                    change = (key, value)
-        self._fields_change = change
+    def _on_fields(self, _event: object) -> None:
+        # Only a flag: reading the event (`event.keys`) in a transaction yrs gave up half-way
+        # crashes the process (see `_review_sequential`).
         self._fields_touched = True
 
     def _list_flag(self, name: str) -> Any:
@@ -440,7 +427,6 @@ class SemanticFields:
 
 
 _NOTHING: Mapping[tuple[int, int], Any] = MappingProxyType({})
-_SCALARS = frozenset({str, int, float, bool, type(None)})  # what `read_lone_item` reads
 
 
 def _sent(

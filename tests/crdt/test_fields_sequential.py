@@ -1,6 +1,6 @@
 """The review's way for the commonest `fields` write (issue 24 point 1, S5): one editor sets a
 key whose value it had seen (`SemanticFields._review_sequential`, `FieldIndex.
-ingest_sequential`, `crdt.updates.read_lone_item`).
+ingest_sequential`, `crdt.updates.read_overwrite`).
 
 It must judge exactly as the full review does: every test here compares it with the full
 review or the full decoder on the same input, and checks that what it must not take (a
@@ -27,7 +27,7 @@ from crdt.lib0 import write_var_bytes, write_var_string, write_var_uint
 from crdt.origins import ClientOrigin, ServerOrigin
 from crdt.schema import DEFAULT_SCHEMA
 from crdt.semantics import Review, SemanticFields
-from crdt.updates import ItemHeader, decode_update, read_lone_item
+from crdt.updates import ItemHeader, decode_update, read_overwrite
 
 ORIGIN = ClientOrigin("alice", "s1")
 SERVER_ID = 4_000_000_000
@@ -101,22 +101,27 @@ class Server:
 
 
 def sequential_updates(count: int, value: Callable[[int], Any]) -> list[bytes]:
-    """`count` sets of `category` by three editors in turn, each having seen the last one."""
+    """`count` sets of `category` by three editors in turn, each having seen the last one,
+    as editors send them (the update of each transaction: Yjs's `update` event)."""
     editors = [Doc(client_id=cid) for cid in (7, 2**31 + 5, 300)]
+    sent: list[bytes] = []
+    subscriptions = [e.observe(lambda event: sent.append(event.update)) for e in editors]
     updates = []
     for n in range(count):
         editor = editors[n % len(editors)]
-        before = editor.get_state()
+        sent.clear()
         fields(editor)["category"] = value(n)
-        update = editor.get_update(before)
+        (update,) = sent
         updates.append(update)
         for other in editors:
             if other is not editor:
                 other.apply_update(update)
+    for editor, subscription in zip(editors, subscriptions, strict=True):
+        editor.unobserve(subscription)
     return updates
 
 
-# -- read_lone_item: what decode_update reads, or nothing ---------------------------------------
+# -- read_overwrite: what decode_update reads, or nothing ---------------------------------------
 
 
 def changes_of(updates: list[bytes]) -> list[bytes]:
@@ -136,7 +141,7 @@ def changes_of(updates: list[bytes]) -> list[bytes]:
 def test_an_overwrite_reads_as_decode_update_reads_it(value: Any) -> None:
     updates = sequential_updates(3, lambda n: value if n == 2 else f"v{n}")
     for update in (updates[2], changes_of(updates)[2]):
-        item = read_lone_item(update)
+        item = read_overwrite(update)
         assert item is not None
         assert decode_update(update).items == [item]
         assert item.value == value and item.origin is not None
@@ -185,6 +190,9 @@ STRING_A = bytes([1, 119, 1]) + b"a"  # Any content: one value, a string "a"
         ),
         (encode_item(5, 0, 0x88, (7, 0), STRING_A, ONE_DELETE)[:-1], "truncated"),
         (encode_item(5, 0, 0x88, (7, 0), STRING_A, ONE_DELETE) + b"\x00", "a byte left over"),
+        (encode_item(5, 0, 0x88, (7, 0), STRING_A, bytes([1, 7, 1, 1, 1])), "another deleted"),
+        (encode_item(5, 0, 0x88, (7, 0), STRING_A, bytes([1, 7, 1, 0, 2])), "two deleted"),
+        (encode_item(5, 0, 0x88, (7, 0), STRING_A, bytes([0])), "nothing deleted"),
         (
             encode_item(
                 5,
@@ -208,20 +216,20 @@ STRING_A = bytes([1, 119, 1]) + b"a"  # Any content: one value, a string "a"
     ids=lambda x: x if isinstance(x, str) else "",
 )
 def test_anything_else_is_left_to_decode_update(update: bytes, why: str) -> None:
-    assert read_lone_item(update) is None, why
+    assert read_overwrite(update) is None, why
 
 
 def test_an_unreadable_delete_set_is_unreadable_to_both() -> None:
     update = encode_item(
         5, 0, 0x88, (7, 0), STRING_A, bytes([1]) + bytes([0xFF] * 7 + [0x10]) + bytes([1, 0, 1])
     )
-    assert read_lone_item(update) is None
+    assert read_overwrite(update) is None
     with pytest.raises(UndecodableUpdate):
         decode_update(update)
 
 
 def test_mutated_updates_read_alone_only_as_decode_update_reads_them() -> None:
-    """Bytes flipped, cut or added anywhere in real updates: whenever `read_lone_item` answers,
+    """Bytes flipped, cut or added anywhere in real updates: whenever `read_overwrite` answers,
     `decode_update` reads the same one item (and does not fail)."""
     rng = random.Random(24)
     seeds = [
@@ -242,11 +250,11 @@ def test_mutated_updates_read_alone_only_as_decode_update_reads_them() -> None:
                     del data[at:]
                 case _:
                     data.insert(at, rng.randrange(256))
-        item = read_lone_item(bytes(data))
+        item = read_overwrite(bytes(data))
         if item is not None:
             answered += 1
             assert decode_update(bytes(data)).items == [item], bytes(data).hex()
-    assert answered > 100  # the mutations left many readable: the comparison was made
+    assert answered > 50  # the mutations left many readable: the comparison was made
 
 
 # -- FieldIndex.ingest_sequential ---------------------------------------------------------------
@@ -265,7 +273,7 @@ def test_a_concurrent_write_is_not_ingested_sequentially() -> None:
     fields(a)["category"] = "a's"  # a did not see b's write
     a_update = a.get_update(before)
     index.ingest(b_update)
-    item = read_lone_item(a_update)
+    item = read_overwrite(a_update)
     assert item is not None and item.origin == (1, 0)
     state = dict(vars(index))
     assert index.ingest_sequential("category", item) is None
@@ -279,10 +287,10 @@ def test_a_write_known_already_or_to_another_key_is_not_ingested_sequentially() 
     index = FieldIndex()
     for update in updates[:2]:
         index.ingest(update)
-    item = read_lone_item(updates[1])
+    item = read_overwrite(updates[1])
     assert item is not None
     assert index.ingest_sequential("category", item) is None  # indexed already
-    item = read_lone_item(updates[2])
+    item = read_overwrite(updates[2])
     assert item is not None
     assert index.ingest_sequential("status", item) is None  # not that key's winner
     (write,) = index.ingest(updates[2])
@@ -481,6 +489,28 @@ def test_a_sequential_write_of_a_shared_type_is_refused() -> None:
 def test_an_item_header_for_a_lone_item_is_the_full_decoders() -> None:
     update = sequential_updates(2, lambda n: "v")[1]
     (item,) = decode_update(update).items
-    assert read_lone_item(update) == ItemHeader(
+    assert read_overwrite(update) == ItemHeader(
         item.id, 1, item.origin, None, None, None, False, "v", 8
     )
+
+
+FINDING_4 = bytes.fromhex(  # tests/fuzz/test_room.py: yrs panics half-way through applying it
+    "010a16002101066669656c6473026b30ffffffff0f2101066669656c6473026b31012101066669656c64"
+    "73026b32012101066669656c6473026b3301a1160001a1160101a816020175037c3f800000770374776f"
+    "75027c40600000760104666f75727c40800000a81603017601066e65737465647601046465657075037c"
+    "3f8000007c40000000760101787ea81604017705322a2a3533a116050101160200060901"
+)
+
+
+def test_an_update_yrs_gives_up_on_half_way_leaves_the_process_alive() -> None:
+    """The `fields` observer runs as yrs ends even a transaction it panicked in; reading the
+    event there (`event.keys`) crashed the process (SIGSEGV), so the observer only flags."""
+    doc: Doc = Doc(client_id=1)
+    semantics = SemanticFields(doc, DEFAULT_SCHEMA, new_id=lambda: "c1")
+    with (
+        pytest.raises(BaseException, match="unwrap") as raised,
+        doc.transaction() as transaction,
+    ):
+        doc._doc.apply_update(transaction._txn, FINDING_4)
+    assert type(raised.value).__name__ == "PanicException"
+    assert semantics.touched

@@ -473,8 +473,8 @@ def _iso(now: float) -> str:
 
 
 def _same_json(a: Any, b: Any) -> bool:
-    """Equal scalars of one JSON type (a number may come as int from one reader, float from
-    the other); True, 1 and 1.0 are not the same."""
+    """Equal scalars of one JSON type: 1 and 1.0 are the same number (a number may come as
+    int from one reader, float from the other), True and 1 are not."""
     if type(a) is type(b):
         return bool(a == b)
     numbers = (int, float)

@@ -44,7 +44,7 @@ from typing import Any
 import aiosqlite
 
 from crdt.journal import JournalEvent
-from server.errors import DiskFull, StoreError
+from server.errors import DiskFull, QuotaExceeded, StoreError
 from server.store import statements as sql
 from server.store.dialect import SQLITE
 from server.store.log_writer import LogWriter, Statements
@@ -314,16 +314,13 @@ class SqliteStore(SqliteWebhooks):
             row = await self._fetch_one(_DRAFTS_OWNED, (user,))
         return int(row[0]) if row else 0
 
-    async def create_draft(self, draft_id: str, owner: str, *, now: float) -> bool:
+    async def create_draft(
+        self, draft_id: str, owner: str, *, now: float, max_owned: int | None = None
+    ) -> bool:
         """Create the draft owned by `owner`; False if it already existed (first writer wins)."""
-        with self._writing("creating a draft"):
-            async with self._transaction():
-                cursor = await self._db.execute(_INSERT_DRAFT, (draft_id, owner, now))
-                created = cursor.rowcount == 1
-                if created:
-                    await self._db.execute(_INSERT_OWNER, (draft_id, owner))
-                    await self._draft_created(draft_id, owner, now=now, version=0)
-        return created
+        return await self.create_draft_with(
+            draft_id, owner, now=now, first=None, max_owned=max_owned
+        )
 
     async def _draft_created(self, draft_id: str, owner: str, *, now: float, version: int) -> None:
         """Inside the creating transaction: `draft.created`, and the cursor that later
@@ -456,15 +453,29 @@ class SqliteStore(SqliteWebhooks):
         return DraftRecord(*row) if row else None  # type: ignore[arg-type]
 
     async def create_draft_with(
-        self, draft_id: str, owner: str, *, now: float, first: UpdateRecord | None
+        self,
+        draft_id: str,
+        owner: str,
+        *,
+        now: float,
+        first: UpdateRecord | None,
+        max_owned: int | None = None,
     ) -> bool:
         """Create the draft and store its first update (version 1) in one transaction, so no
-        room can load it in between; False if the id is taken (also by a tombstone)."""
+        room can load it in between; False if the id is taken (also by a tombstone).
+
+        `QuotaExceeded` if `owner` owns `max_owned` live drafts already, counted inside the
+        same transaction: writers take turns (BEGIN IMMEDIATE), so creations racing in from
+        several connections cannot pass the quota together."""
         with self._writing("creating a draft"):
             async with self._transaction():
                 cursor = await self._db.execute(_INSERT_DRAFT, (draft_id, owner, now))
                 if cursor.rowcount != 1:
                     return False
+                if max_owned is not None:
+                    rows = await self._db.execute_fetchall(_DRAFTS_OWNED, (owner,))
+                    if int(next(iter(rows))[0]) >= max_owned:
+                        raise QuotaExceeded.of_drafts(max_owned)  # rolls the insert back
                 await self._db.execute(_INSERT_OWNER, (draft_id, owner))
                 if first is not None:
                     for sql, rows in _update_statements([first], ()):

@@ -1,8 +1,8 @@
 """Retention of the webhook outbox on both real stores: `webhook_forget` takes only finished
 deliveries older than the cut, in batches of its limit, each with its attempts; pending ones
 stay however old; an attempt that ends after its delivery was removed leaves nothing behind;
-a retention pass (`OutboxRetention.sweep`) removes what its window has passed.
-(The whole server with a receiver: tests/server/test_webhooks.py.)"""
+a retention pass (`OutboxRetention.sweep`) removes what its window has passed, a backlog
+larger than one batch included. (The whole server, with a receiver: test_webhooks.py.)"""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from server.store.api import Store
 from server.store.outbox import Attempt
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
-from server.webhooks.retention import OutboxRetention
+from server.webhooks.retention import BATCH_ROWS, OutboxRetention
 from server.webhooks.settings import KEEP_SECONDS
 from tests.support.outbox_reader import OutboxRow, stored_outbox
 from tests.support.postgres import BACKENDS
@@ -91,3 +91,23 @@ async def test_forget_takes_finished_rows_past_the_cut_in_batches_and_never_pend
     assert await OutboxRetention(store, keep_seconds=1).sweep() == 2
     rows, orphans = read(request, where)
     assert [row[2] for row in rows] == ["pending"] * 3 and orphans == 0
+
+
+async def test_a_pass_removes_a_backlog_larger_than_one_batch(
+    store_at: tuple[Store, Path | str], request: pytest.FixtureRequest
+) -> None:
+    store, where = store_at
+    drafts = BATCH_ROWS // len(URLS) + 2  # two rows a draft: a batch and a few more
+    for i in range(drafts):
+        assert await store.create_draft(f"backlog-{i}", "alice", now=10.0)
+    claimed = await store.webhook_claim(now=20.0, lease_until=30.0, limit=2 * drafts)
+    assert len(claimed) == 2 * drafts > BATCH_ROWS
+    pending = claimed[:2]
+    for delivery in claimed:
+        status = "pending" if delivery in pending else "delivered"
+        code, error = (500, "HTTP 500") if status == "pending" else (204, None)
+        attempt = Attempt(1, LONG_AGO, code, error, 0.01)
+        await store.webhook_attempted(delivery.id, attempt, status=status, next_attempt_at=20.0)
+    assert await OutboxRetention(store, keep_seconds=1).sweep() == 2 * drafts - 2
+    rows, orphans = read(request, where)
+    assert [row[0] for row in rows] == [d.id for d in pending] and orphans == 0

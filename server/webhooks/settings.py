@@ -1,4 +1,4 @@
-"""What `--webhook*` configure (server/cli.py): where events go, how they are signed, retried."""
+"""What `--webhook*` configure (server/cli.py): where events go, how signed, retried, kept."""
 
 from __future__ import annotations
 

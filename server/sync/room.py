@@ -1,25 +1,29 @@
-"""A room: one loaded draft, its pycrdt doc, its connections and its awareness table.
+"""A room: one loaded draft, its connections and the I/O around its sync core.
 
-Every update goes the same way (design.md, "Data flow of one update"); update frames that
-arrived together go as one run (`receive_run`):
+The room is a shell around `RoomCore` (server/sync/core.py), which holds the doc and every rule
+and returns what to do without doing it. Every update goes the same way (design.md, "Data flow
+of one update"); update frames that arrived together go as one run (`receive_run`):
 
-    receive -> check right to write (after every await) -> apply to the doc (pycrdt)
-            -> number it (version, gate ticket) -> CommitPipeline.submit
-            -> relay to the others through the gate, which sends once the ticket is committed
+    shell: receive -> check right to write, limits, room in the commit queue (awaits)
+    core:  apply to the doc (pycrdt) -> rules -> number it (version, gate ticket)
+           -> returns the write to commit and the relay tagged with its ticket
+    shell: CommitPipeline.submit(write) -> gate.send(relay), sent once the ticket is committed
 
 Nothing this room sends that reveals content bypasses its gate (server/sync/gate.py): relays, a
-joiner's sync step 2 and write acknowledgements are tagged with the ticket they depend on and
-released at commit (in relaxed mode, at acceptance). What is stored and relayed is the update as
-pycrdt integrated it (the doc observer's `update`), so a duplicate or already-known update
-stores nothing.
+joiner's sync step 2 and write acknowledgements come from the core tagged with the ticket they
+depend on and are released at commit (in relaxed mode, at acceptance). What is stored and
+relayed is the update as pycrdt integrated it (the doc observer's `update`), so a duplicate or
+already-known update stores nothing.
 
 A doc that took something the store must never hold (an update refused after pycrdt applied
-it, a panic inside yrs, an unexpected error) is discarded (`discard`): its connections are
-closed, what it had accepted still commits, and the registry loads the draft afresh from the
-store once it has. Clients resend what they hold when they reconnect.
+it, a panic inside yrs, an unexpected error) is discarded (`discard`, on the core's verdict or
+on an exception): its connections are closed, what it had accepted still commits, and the
+registry loads the draft afresh from the store once it has. Clients resend what they hold when
+they reconnect.
 
-Several instances on one draft (`review_gate` set): a write to semantic fields is judged in the
-draft's review turn instead, against every version stored before it (`_review_in_turn`).
+Several instances on one draft (`review_gate` set): the core sets a write to semantic fields
+aside, the shell awaits the draft's review turn, and the core judges it there against every
+version stored before it (`_review_in_turn`).
 """
 
 from __future__ import annotations

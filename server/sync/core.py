@@ -485,9 +485,10 @@ class RoomCore:
             return NOTHING
         return Outcome(messages=(self.awareness(everyone, SENDER),))
 
-    def leave(self, sender: Hashable) -> bytes | None:
-        """`sender` left: the awareness update telling the others its ids went, if any."""
-        return self.presence.release(sender)
+    def leave(self, owner: Hashable, client_ids: set[int] | None = None) -> bytes | None:
+        """`owner` (a connection, or another instance) left, or its `client_ids` did: the
+        awareness update telling the others those ids went, if any."""
+        return self.presence.release(owner, client_ids)
 
     def remote_awareness(self, instance: Hashable, payload: bytes) -> list[AwarenessEntry]:
         """Awareness from another instance's clients: what it may change (its own clients'

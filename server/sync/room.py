@@ -393,7 +393,7 @@ class Room:
 
     def forget_remote_awareness(self, client_ids: set[int], *, instance: str) -> None:
         """Drop the states of clients of an instance that went away, telling local clients."""
-        gone = self.presence.release(instance, client_ids)
+        gone = self.core.leave(instance, client_ids)
         if gone is not None:
             self._send(None, self.core.awareness(gone, EVERYONE))
 

@@ -363,12 +363,12 @@ class RoomCore:
             if journal is not None
             else ()
         )
-        write, relay = self._accept(
-            changes, origin.user, origin.session, client_id, now, events, OTHERS
+        rules = None
+        if review is not None and review.writes_doc:
+            rules = functools.partial(self._write_rules, review, now)
+        return self._accept(
+            changes, origin.user, origin.session, client_id, now, events, OTHERS, rules
         )
-        if review is None or not review.writes_doc:
-            return Outcome((write,), (relay,))
-        return Outcome((write,), (relay,), rules=functools.partial(self._write_rules, review, now))
 
     def _refuse(self, origin: ClientOrigin, error: ProtocolError) -> Outcome:
         """Refused after the doc took it: the doc holds what the store must never hold."""
@@ -384,13 +384,15 @@ class RoomCore:
         now: float,
         events: Sequence[JournalEvent],
         to: Recipients,
-    ) -> tuple[Write, Outgoing]:
+        rules: Callable[[], Outcome] | None = None,
+    ) -> Outcome:
         """Number an applied change: its write, and its relay tagged with its ticket."""
         self.version += 1
         self.accepted += 1
         ticket = self.accepted
         write = Write(self.version, ticket, changes, user, session, client_id, now, events)
-        return write, Outgoing(to, encode_message(Update(changes)), ticket, changes)
+        relay = Outgoing(to, encode_message(Update(changes)), ticket, changes)
+        return Outcome((write,), (relay,), OK, rules)
 
     # -- the server's own writes ------------------------------------------------------------------
 
@@ -424,10 +426,9 @@ class RoomCore:
         if self.semantics is not None:
             self.semantics.absorb(changes)
         stored_events = events(self.version + 1) if events is not None else []
-        write, relay = self._accept(
+        return self._accept(
             changes, SERVER_USER, reason, self.doc.client_id, self._clock(), stored_events, EVERYONE
         )
-        return Outcome((write,), (relay,))
 
     def _write_rules(self, review: Review, now: float) -> Outcome:
         journal = self.journal

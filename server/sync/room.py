@@ -409,14 +409,15 @@ class Room:
         """Hand the writes to the group commit, then the messages to the gate: a write that
         `submit` committed at once lets the gate send its relay at once."""
         for write in outcome.writes:
+            # Positional: a frozen dataclass's keywords cost a third more (~0.4 us a write).
             record = UpdateRecord(
-                draft_id=self.draft_id,
-                version=write.version,
-                data=write.data,
-                user=write.user,
-                session=write.session,
-                client_id=write.client_id,
-                created_at=write.created_at,
+                self.draft_id,
+                write.version,
+                write.data,
+                write.user,
+                write.session,
+                write.client_id,
+                write.created_at,
             )
             ticket = self.gate.accept()  # the core's ticket: one each, in the same order
             self._pipeline.submit(
@@ -428,29 +429,24 @@ class Room:
             self._send(sender, message)
 
     def _send(self, sender: Connection | None, message: Outgoing) -> None:
-        to = message.to
-        if message.after is None:  # reveals no content: not gated
-            if to is SENDER:
-                assert sender is not None
-                sender.send(message.frame)
-                return
-            exclude = sender if to is OTHERS else None
-            for conn in self.connections:
-                if conn is not exclude:
-                    conn.send(message.frame)
-            return
+        """Send one message: through the gate unless it reveals no content (`after` None)."""
+        to, frame, after, update = message
         if to is SENDER:
             assert sender is not None
-            self.gate.send((sender,), message.frame, after=message.after, update=message.update)
+            if after is None:
+                sender.send(frame)
+            else:
+                self.gate.send((sender,), frame, after=after, update=update)
             return
-        # No list of the others per update: the gate copies the set only if it holds the frame.
         exclude = sender if to is OTHERS else None
-        connections = self.connections
-        self.gate.send(
-            connections, message.frame, after=message.after, update=message.update, exclude=exclude
-        )
-        if message.update is not None:
-            metrics.TALLY.updates_relayed += len(connections) - (exclude in connections)
+        if after is None:
+            for conn in self.connections:
+                if conn is not exclude:
+                    conn.send(frame)
+            return
+        self.gate.send(self.connections, frame, after=after, update=update, exclude=exclude)
+        if update is not None:
+            metrics.TALLY.updates_relayed += len(self.connections) - (exclude in self.connections)
 
     def _act_on(self, sender: Connection | None, verdict: Verdict) -> None:
         """Refuse the sender (4400, it learns why first), drop the doc, raise to the caller."""

@@ -5,12 +5,13 @@ On SQLite that was one query and a hop to the store's thread per connect, a fift
 event loop's time in a connect storm (`bench relay` N3000, docs/performance-notes.md). A
 reconnect storm asks the same few (draft, user) pairs again and again.
 
-Exact, not a cache with an age: the SQLite store is written by its own process only (several
-instances need PostgreSQL, which keeps no memo), and every statement that changes the `access`
-table forgets what it changes before it runs, under the store's lock, while a read fills the
-memo under that same lock. So a role is remembered only as it stands in the database, and a
-change is never answered from memory once it has begun. Only roles that exist are kept: "no
-role" goes to the database each time (it creates drafts, or refuses).
+Exact, not a cache with an age: a SQLite database is written through one `SqliteStore`, that
+of the one process serving it (several instances need PostgreSQL, which keeps no memo; a second
+process or store writing the same file would not be heard), and every statement that changes
+the `access` table forgets what it changes before it runs, under the store's lock, while a read
+fills the memo under that same lock. So a role is remembered only as it stands in the
+database, and a change is never answered from memory once it has begun. Only roles that exist
+are kept: "no role" goes to the database each time (it creates drafts, or refuses).
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ from server.store.records import (
     UpdateRecord,
 )
 from server.store.reserve import DiskReserve
+from server.store.role_memo import RoleMemo
 from server.store.sqlite_webhooks import SqliteWebhooks
 
 __all__ = ["SqliteStore"]
@@ -213,6 +214,8 @@ class SqliteStore(SqliteWebhooks):
         self._lock = asyncio.Lock()
         self._reserve = DiskReserve(path.parent, reserve_bytes, on_release=self._reclaim)
         self._reclaiming: asyncio.Task[None] | None = None
+        # Roles read lately, exact: each `access` change forgets first (server/store/role_memo.py).
+        self._roles = RoleMemo()
 
     @classmethod
     async def open(cls, path: Path, *, fsync: bool = False, reserve_bytes: int = 0) -> SqliteStore:
@@ -300,9 +303,18 @@ class SqliteStore(SqliteWebhooks):
     # -- drafts and access ------------------------------------------------------------------
 
     async def role_of(self, draft_id: str, user: str) -> str | None:
+        """From memory when read lately and unchanged since (no query, no thread hop)."""
+        role = self._roles.get(draft_id, user)
+        if role is not None:
+            return role
         with _translated("reading access"):
-            row = await self._fetch_one(_ROLE_OF, (draft_id, user))
-        return str(row[0]) if row else None
+            async with self._lock:
+                rows = list(await self._db.execute_fetchall(_ROLE_OF, (draft_id, user)))
+                if not rows:
+                    return None
+                role = str(rows[0][0])
+                self._roles.remember(draft_id, user, role)  # under the lock: no change between
+        return role
 
     async def draft_exists(self, draft_id: str) -> bool:
         with _translated("reading drafts"):
@@ -510,6 +522,7 @@ class SqliteStore(SqliteWebhooks):
         with self._writing("changing access"):
             try:
                 async with self._transaction():
+                    self._roles.forget(draft_id, user)
                     if role is None:
                         await self._db.execute(_REMOVE_ROLE, (draft_id, user))
                     else:
@@ -529,6 +542,7 @@ class SqliteStore(SqliteWebhooks):
         """Mark the draft deleted and drop its access; False if it already was."""
         with self._writing("deleting a draft"):
             async with self._transaction():
+                self._roles.forget_draft(draft_id)
                 cursor = await self._db.execute(_TOMBSTONE, (now, draft_id))
                 if cursor.rowcount != 1:
                     return False

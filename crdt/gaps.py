@@ -182,20 +182,28 @@ def _layout(client: bytes, clock_bytes: int) -> _Layout:
     )
 
 
-_ONES_CACHED = 256  # slots kept per width: a run is at most 128 updates (server/sync/endpoint.py)
+@dataclass(frozen=True, slots=True)
+class _Slots:
+    """A layout's per-slot patterns, repeated over a run's slots."""
+
+    fixed_mask: int
+    fixed: int
+    clock_mask: int
+    carry: int
+    ones: int  # 1 in each slot's lowest byte: `pattern * ones` repeats a pattern
 
 
-@lru_cache(maxsize=16)
-def _ones_upto(width: int) -> int:
-    return int.from_bytes((b"\x01" + bytes(width - 1)) * _ONES_CACHED, "little")
-
-
-def _ones(width: int, slots: int) -> int:
-    """1 in the lowest byte of each of `slots` slots of `width` bytes: `pattern * _ones(...)`
-    repeats a one-slot pattern in every slot."""
-    if slots > _ONES_CACHED:
-        return int.from_bytes((b"\x01" + bytes(width - 1)) * slots, "little")
-    return _ones_upto(width) & ((1 << 8 * width * slots) - 1)
+@lru_cache(maxsize=32)
+def _slots(layout: _Layout, count: int) -> _Slots:
+    """Cached: a flood's runs are of one client, mostly 128 updates long (MAX_RUN)."""
+    ones = int.from_bytes((b"\x01" + bytes(layout.width - 1)) * count, "little")
+    return _Slots(
+        fixed_mask=layout.fixed_mask * ones,
+        fixed=layout.fixed * ones,
+        clock_mask=layout.clock_mask * ones,
+        carry=layout.carry * ones,
+        ones=ones,
+    )
 
 
 def _headers_clear(applied: Sequence[bytes], state: bytes) -> bool:
@@ -213,9 +221,9 @@ def _headers_clear(applied: Sequence[bytes], state: bytes) -> bool:
     heads = b"".join(map(itemgetter(slice(0, width)), structs))
     if len(heads) != width * count:
         return False  # one is shorter than the header: another shape
-    ones = _ones(width, count)
+    repeated = _slots(layout, count)
     slots = int.from_bytes(heads, "little")
-    if slots & layout.fixed_mask * ones != layout.fixed * ones:
+    if slots & repeated.fixed_mask != repeated.fixed:
         return False  # another client, clock length, or more than one group
     if heads[width - 1 :: width].translate(None, _ITEM_INFO):
         return False  # a first struct that is a GC, a Skip (or unknown)
@@ -225,8 +233,8 @@ def _headers_clear(applied: Sequence[bytes], state: bytes) -> bool:
     if bound < _ALL_BELOW:
         field_max = (1 << 8 * layout.clock_bytes) - 1
         at = (width - 1 - layout.clock_bytes) * 8
-        clocks = slots & layout.clock_mask * ones
-        if (clocks + ((field_max - bound) << at) * ones) & layout.carry * ones:
+        clocks = slots & repeated.clock_mask
+        if (clocks + ((field_max - bound) << at) * repeated.ones) & repeated.carry:
             return False  # a clock past the client's next one
     counts = heads[1::width]
     if counts.count(1) != count:  # groups of several structs: a Skip may start another clock

@@ -172,12 +172,12 @@ def test_a_struct_past_its_clients_clock_in_a_run_in_a_crowded_room_is_a_gap() -
 
 # -- runs cleared by their headers (`_headers_clear`) ------------------------------------------
 #
-# A run of 16 updates or more is first read by its headers: one client's keystrokes (one
+# A run of 32 updates or more is first read by its headers: one client's keystrokes (one
 # struct each) and deletes (no struct) are cleared if no clock is past the client's next one.
 # Every shape of gap must still be caught, by the header check itself or by the full check it
 # leaves the run to.
 
-RUN = 20  # past _HEADERS_FROM: the header check is tried first
+RUN = 40  # past _HEADERS_FROM: the header check is tried first
 
 
 def var(value: int, size: int = 0) -> bytes:

@@ -20,7 +20,7 @@ transaction's update reports it.
 
 What it costs: nothing held back is visible in the doc (yrs keeps it aside, and pycrdt does
 not expose it), so every update of a run must be read. yrs reads one in ~0.35 us (a diff
-against the state vector), a fifth of applying it; on a flood of keystrokes that was a sixth
+against the state vector), a fifth of applying it; on a flood of keystrokes that was 13-15 %
 of the room's time. Most updates a run carries are one struct (a keystroke) or none (a
 delete): for those the header says all (`_headers_clear`), and a run's headers are checked
 together, as one large integer, in ~0.2 us an update (docs/performance-notes.md, "The gap

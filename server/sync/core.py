@@ -520,6 +520,8 @@ def _apply_review(core: RoomCore, review: Review, doc: Doc) -> None:
     assert semantics is not None
     for key, value in review.values.items():
         semantics.fields[key] = value
+    for key, value in review.reasserted.items():
+        semantics.fields[key] = value
     for key in review.removals:
         del semantics.fields[key]
     for conflict_id, entry in review.conflicts.items():

@@ -272,12 +272,13 @@ class CoreDriver:
 
     def _watch_server_write(self, review: Review, past: dict[int, int], rules: Outcome) -> None:
         """The core's "rules" write for `review` (made just after it): `_apply_review` sets
-        `review.values` first, one item (one clock) per key, in order."""
+        `review.values` first, then `review.reasserted`, one item (one clock) per key, in
+        order."""
         assert review.writes_doc
         written = {item.id for write in rules.writes for item in decode_update(write.data).items}
         server_id = self.doc.client_id
         clock = past.get(server_id, 0)
-        for offset, (key, value) in enumerate(review.values.items()):
+        for offset, (key, value) in enumerate([*review.values.items(), *review.reasserted.items()]):
             item_id = (server_id, clock + offset)
             assert item_id in written, f"server write {key}={value!r} not at {item_id}"
             self.server_writes.append(Write("server", key, value, item_id, past))

@@ -32,6 +32,8 @@ class Decision:
     rejected: tuple[MapWrite, ...] = ()
     conflict: tuple[MapWrite, ...] = ()  # for `manual`: the concurrent writes to put to people
     conflict_with_before: bool = False  # ... and whether the value held before is a candidate
+    # Yjs's value stands, yet the server writes it again as its own (see `decide`).
+    reassert: bool = False
 
     @property
     def changes_doc(self) -> bool:
@@ -93,6 +95,12 @@ def decide(field: Field, *, before: Any, writes: Sequence[MapWrite], current: An
         rejected=tuple(rejected),
         conflict=conflict,
         conflict_with_before=bool(conflict) and good_before,
+        # Concurrent heads whose settled value the doc shows already: the item showing it is
+        # one writer's, who never saw the other heads, so that writer's next write would look
+        # sequential (its origin is the key's winner) and stand alone, dropping a head it never
+        # saw. Written again by the server, the value's item is the server's: every later
+        # write of those writers is judged concurrent with it, and settled.
+        reassert=value is NO_VALUE and stale and bool(heads) and field.rule is not Rule.LWW,
     )
 
 

@@ -59,10 +59,14 @@ class Review:
     list_deletions: dict[str, list[int]] = field(default_factory=dict)  # root -> positions
     rejected: list[Rejection] = field(default_factory=list)
     changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # key -> (old, new)
+    # keys of `fields` the server writes again, unchanged, as its own (`Decision.reassert`)
+    reasserted: dict[str, Any] = field(default_factory=dict)
 
     @property
     def writes_doc(self) -> bool:
-        return bool(self.values or self.removals or self.conflicts or self.list_deletions)
+        return bool(
+            self.values or self.removals or self.conflicts or self.list_deletions or self.reasserted
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +341,8 @@ class SemanticFields:
         elif decision.value is not NO_VALUE:
             review.values[key] = decision.value
             final = decision.value
+        elif decision.reassert:
+            review.reasserted[key] = current  # no change to journal: the value stands
         if decision.conflict and spec is not None and spec.rule is Rule.MANUAL:
             self._record_conflict(review, key, decision, before, origin, now)
         if final is not NO_VALUE and not _same_value(final, before):

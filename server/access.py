@@ -76,12 +76,12 @@ def check_draft_id(draft_id: str) -> str:
 
 async def check_draft_quota(store: Store, user: str, max_owned: int | None) -> None:
     """Raise `QuotaExceeded` if `user` owns `max_owned` live drafts already (None: no quota).
-    Two creations racing may both pass: the quota may be passed by the few under way."""
+
+    An early answer, before the work of building a draft; the store counts again inside the
+    creating transaction (`create_draft(..., max_owned=)`), where creations racing in take
+    turns, so the quota is never passed."""
     if max_owned is not None and await store.drafts_owned(user) >= max_owned:
-        raise QuotaExceeded(
-            f"draft quota reached: a user may own {max_owned} drafts (--max-drafts-per-user); "
-            "delete some to create more"
-        )
+        raise QuotaExceeded.of_drafts(max_owned)
 
 
 async def resolve_role(
@@ -106,7 +106,7 @@ async def resolve_role(
             raise UnknownDraft("draft was deleted")
         if record is None:
             await check_draft_quota(store, user, max_owned)
-            await store.create_draft(draft_id, user, now=now)
+            await store.create_draft(draft_id, user, now=now, max_owned=max_owned)
         # Read again either way: a connection of the same user may have created it meanwhile.
         role = await store.role_of(draft_id, user)  # None if another user created it first
     effective = strongest(Role(role) if role is not None else None, granted)

@@ -39,7 +39,7 @@ from server.store.reserve import DEFAULT_RESERVE_BYTES
 from server.supervisor import EXIT_SOFTWARE
 from server.sync import presence
 from server.sync.wsprotocol import LeanWebSocketProtocol
-from server.webhooks.settings import WebhookSettings, check_secret
+from server.webhooks.settings import KEEP_SECONDS, WebhookSettings, check_secret
 
 __all__ = ["DEFAULT_TTL", "OneLineParser", "main"]
 
@@ -403,6 +403,14 @@ def _add_webhook_arguments(serve: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="one attempt, connecting included; slower is a failed attempt (%(default)s)",
     )
+    hooks.add_argument(
+        "--webhook-keep-seconds",
+        type=_positive_seconds,
+        default=KEEP_SECONDS,
+        metavar="SECONDS",
+        help="a delivered or failed delivery and its attempts are removed from the store this "
+        "long after its last attempt; pending ones are kept (%(default)s: 7 days)",
+    )
 
 
 def _webhook_url(text: str) -> str:
@@ -427,6 +435,7 @@ def _webhooks_from(args: argparse.Namespace) -> WebhookSettings | None:
         retry_base_seconds=args.webhook_retry_base,
         retry_max_seconds=args.webhook_retry_max,
         timeout_seconds=args.webhook_timeout,
+        keep_seconds=args.webhook_keep_seconds,
     )
 
 

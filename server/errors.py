@@ -157,6 +157,13 @@ class QuotaExceeded(DraftsyncError):
     """A user who owns `--max-drafts-per-user` drafts may create no more until some are
     deleted: 403, not 429, since waiting does not help (a 429 invites a retry loop)."""
 
+    @classmethod
+    def of_drafts(cls, max_owned: int) -> QuotaExceeded:
+        return cls(
+            f"draft quota reached: a user may own {max_owned} drafts (--max-drafts-per-user); "
+            "delete some to create more"
+        )
+
 
 _ANSWERS: dict[type[DraftsyncError], tuple[CloseCode, int]] = {
     ProtocolError: (CloseCode.MALFORMED, 400),

@@ -34,6 +34,8 @@ __all__ = [
     "UPDATES_DROPPED",
     "UPDATES_STORED",
     "WEBHOOK_ATTEMPTS",
+    "WEBHOOK_DELIVERIES_FORGOTTEN",
+    "WEBHOOK_RETENTION_PASSES",
     "WEBSOCKETS",
     "WEBSOCKETS_UNAUTHENTICATED",
     "Tally",
@@ -94,6 +96,14 @@ HTTP_REQUESTS = Counter(
 # Webhook delivery attempts by outcome: delivered, error (retried or failed after it).
 WEBHOOK_ATTEMPTS = Counter(
     "draftsync_webhook_attempts", "Webhook delivery attempts (delivered, error)", ["outcome"]
+)
+# Webhook retention (server/webhooks/retention.py): its passes, and finished deliveries removed.
+WEBHOOK_RETENTION_PASSES = Counter(
+    "draftsync_webhook_retention_passes", "Passes of the webhook outbox's retention"
+)
+WEBHOOK_DELIVERIES_FORGOTTEN = Counter(
+    "draftsync_webhook_deliveries_forgotten",
+    "Finished webhook deliveries removed after --webhook-keep-seconds",
 )
 
 # Admission (server/admission/): sockets before trust, caps and quotas.

@@ -41,6 +41,7 @@ from server.sync.room import Room
 from server.sync.summaries import Summarizer
 from server.webhooks.changes import ChangeScanner
 from server.webhooks.deliverer import Deliverer
+from server.webhooks.retention import OutboxRetention
 
 if TYPE_CHECKING:
     from server.cluster.fanout import Fanout
@@ -127,11 +128,14 @@ class Service:
             from server.cluster.fanout import Fanout
 
             self.fanout = Fanout(settings.redis_url, self.rooms, store)
-        # Webhooks: both tasks off the commit path; the commit only names its drafts.
+        # Webhooks: tasks off the commit path (delivery, changes, retention); the commit only
+        # names its drafts.
         self.deliverer: Deliverer | None = None
         self.change_scanner: ChangeScanner | None = None
+        self.outbox_retention: OutboxRetention | None = None
         if settings.webhooks is not None:
             self.deliverer = Deliverer(store, settings.webhooks)
+            self.outbox_retention = OutboxRetention(store, settings.webhooks.keep_seconds)
             self.change_scanner = ChangeScanner(
                 store, settings.webhooks, self.metadata.fields, on_recorded=self.deliverer.wake
             )
@@ -143,6 +147,8 @@ class Service:
         if self.deliverer is not None and self.change_scanner is not None:
             self.supervisor.start("webhook-delivery", self.deliverer.run)
             self.supervisor.start("webhook-changes", self.change_scanner.run)
+        if self.outbox_retention is not None:
+            self.supervisor.start("webhook-retention", self.outbox_retention.run)
 
     def _watch_commits(self, room: Room) -> None:
         room.commit_listeners.append(self._committed)

@@ -147,3 +147,28 @@ def test_all_is_exactly_what_the_module_defines(name: str) -> None:
         f"{name}.__all__ differs from its public definitions: "
         f"extra {sorted(set(exported) - defined)}, missing {sorted(defined - set(exported))}"
     )
+
+
+IO_MODULES = {"asyncio", "anyio", "socket", "sqlite3", "aiosqlite", "starlette", "redis", "uvicorn"}
+IO_FREE = "server.sync.core"  # the sync core (issue 20): the room's rules, none of its I/O
+
+
+def test_the_sync_core_stays_io_free() -> None:
+    """Neither the core nor any of our modules it imports, however indirectly, imports asyncio
+    (or another I/O library), the store, the gate or the connection: `server/sync/room.py`
+    does the I/O around it."""
+    reached: set[str] = set()
+    pending = [IO_FREE]
+    while pending:
+        name = pending.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        pending += [imported for imported in imports_of(MODULES[name]) if imported in MODULES]
+    for name in sorted(reached):
+        imported = imports_of(MODULES[name])
+        roots = {module.split(".")[0] for module in imported}
+        assert not roots & IO_MODULES, f"{IO_FREE} reaches {name}, which imports I/O"
+    forbidden = {"server.store", "server.sync.gate", "server.sync.connection"}
+    reached_forbidden = {n for n in reached if any(n.startswith(f) for f in forbidden)}
+    assert not reached_forbidden, f"{IO_FREE} reaches {sorted(reached_forbidden)}"

@@ -182,7 +182,19 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def handle_websocket_upgrade(self) -> None:
-        super().handle_websocket_upgrade()
+        if not hasattr(self.ws_protocol_class, "take_parsed_upgrade"):
+            super().handle_websocket_upgrade()
+        else:
+            # uvicorn's, except that the WebSocket protocol gets the request as parsed here
+            # (`take_parsed_upgrade`, server/sync/wsprotocol.py), not written out again for
+            # it to parse.
+            self.connections.discard(self)
+            protocol = self.ws_protocol_class(  # type: ignore[call-arg, misc]
+                config=self.config, server_state=self.server_state, app_state=self.app_state
+            )
+            protocol.connection_made(self.transport)
+            self.transport.set_protocol(protocol)
+            protocol.take_parsed_upgrade(self.scope["method"], self.url, self.scope["headers"])
         # The socket is the WebSocket protocol's now. This one would wait for the cyclic
         # garbage collector (its httptools parser holds its bound methods), with its deques,
         # flow control and parser, ~6 KB a connect: at a connect storm those collections

@@ -255,7 +255,10 @@ async def create_draft(request: Request, service: Service, user: str) -> Respons
         first = None
         if update is not None:
             first = UpdateRecord(draft_id, 1, update, user, REST_SESSION, client_id, now)
-        if await service.store.create_draft_with(draft_id, user, now=now, first=first):
+        created = await service.store.create_draft_with(
+            draft_id, user, now=now, first=first, max_owned=settings.max_drafts_per_user
+        )
+        if created:
             logger.info("draft created draft=%s user=%s", draft_id, user)
             service.feed.changed(draft_id)
             return respond(await draft_json(service, draft_id, Role.OWNER), status_code=201)

@@ -11,6 +11,8 @@ A delivery is one event for one URL (README "Webhooks")::
 Owners only: the payloads carry the draft's values and who changed it, and the URLs are the
 operator's. Others who reach the draft get 403, strangers 404. A deleted draft has no owner
 left, so its `draft.deleted` deliveries are not listed here (the server log has them).
+Finished deliveries are listed until retention removes them, `--webhook-keep-seconds` after
+their last attempt (server/webhooks/retention.py).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from typing import Any
 import asyncpg
 
 from crdt.journal import JournalEvent
-from server.errors import StoreError
+from server.errors import QuotaExceeded, StoreError
 from server.store import statements as sql
 from server.store.dialect import POSTGRES
 from server.store.outbox import (
@@ -104,6 +104,8 @@ _MIGRATIONS: tuple[str, ...] = (
 _REVIEW_LOCK = "SELECT pg_advisory_lock(hashtextextended($1, 1))"
 _REVIEW_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 1))"
 _VERSIONS_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+# Creations by one owner take turns under this lock, so the draft quota is counted exactly.
+_OWNER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 2))"
 # Any constant: the lock that serialises migrations between instances starting together.
 _MIGRATION_LOCK = 0x6472616674  # "draft"
 _TAKE_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock($1)"
@@ -265,9 +267,13 @@ class PostgresStore(PostgresWebhooks):
             row = await self._fetch_one(_DRAFTS_OWNED, user)
         return int(row[0]) if row else 0
 
-    async def create_draft(self, draft_id: str, owner: str, *, now: float) -> bool:
+    async def create_draft(
+        self, draft_id: str, owner: str, *, now: float, max_owned: int | None = None
+    ) -> bool:
         """Create the draft owned by `owner`; False if it already existed (first writer wins)."""
-        return await self.create_draft_with(draft_id, owner, now=now, first=None)
+        return await self.create_draft_with(
+            draft_id, owner, now=now, first=None, max_owned=max_owned
+        )
 
     # -- the update log -----------------------------------------------------------------------
 
@@ -429,12 +435,26 @@ class PostgresStore(PostgresWebhooks):
         return DraftRecord(*row) if row else None
 
     async def create_draft_with(
-        self, draft_id: str, owner: str, *, now: float, first: UpdateRecord | None
+        self,
+        draft_id: str,
+        owner: str,
+        *,
+        now: float,
+        first: UpdateRecord | None,
+        max_owned: int | None = None,
     ) -> bool:
         """Create the draft and store its first update (version 1) in one transaction, so no
-        room can load it in between; False if the id is taken (also by a tombstone)."""
+        room can load it in between; False if the id is taken (also by a tombstone).
+
+        `QuotaExceeded` if `owner` owns `max_owned` live drafts already, counted inside the
+        same transaction under a per-owner lock: creations racing in on several connections
+        or instances take turns, so they cannot pass the quota together."""
         with _translated("creating a draft"):
             async with self._transaction() as db:
+                if max_owned is not None:
+                    await db.execute(_OWNER_LOCK, owner)
+                    if await db.fetchval(_DRAFTS_OWNED, owner) >= max_owned:
+                        raise QuotaExceeded.of_drafts(max_owned)
                 if await db.execute(_INSERT_DRAFT, draft_id, owner, now) != "INSERT 0 1":
                     return False
                 await db.execute(_INSERT_OWNER, draft_id, owner)

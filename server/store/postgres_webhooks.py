@@ -36,6 +36,8 @@ _INSERT_ATTEMPT = POSTGRES.render(sql.INSERT_ATTEMPT)
 _SET_OUTCOME = POSTGRES.render(sql.SET_OUTCOME)
 _DELIVERIES_PAGE = POSTGRES.render(sql.DELIVERIES_PAGE)
 _ATTEMPTS_PAGE = POSTGRES.render(sql.ATTEMPTS_PAGE)
+_FORGET_DELIVERIES = POSTGRES.render(sql.FORGET_DELIVERIES)
+_FORGET_ATTEMPTS = POSTGRES.render(sql.FORGET_ATTEMPTS)
 _CHUNK = 500  # draft ids a query
 
 
@@ -106,6 +108,11 @@ class PostgresWebhooks:
         """Record an attempt (None: given up without one) and the delivery's new state."""
         with _translated("webhook outbox: attempted"):
             async with self._pool.acquire() as db, db.transaction():
+                # The outcome first: it locks the row, so a retention removing it meanwhile
+                # is waited for, and the attempt below then finds no row to belong to.
+                error = attempt.error if attempt is not None else "endpoint no longer configured"
+                count = attempt.attempt if attempt is not None else 0
+                await db.execute(_SET_OUTCOME, status, count, next_attempt_at, error, delivery_id)
                 if attempt is not None:
                     await db.execute(
                         _INSERT_ATTEMPT,
@@ -116,9 +123,6 @@ class PostgresWebhooks:
                         attempt.error,
                         attempt.seconds,
                     )
-                error = attempt.error if attempt is not None else "endpoint no longer configured"
-                count = attempt.attempt if attempt is not None else 0
-                await db.execute(_SET_OUTCOME, status, count, next_attempt_at, error, delivery_id)
 
     async def webhook_deliveries(self, draft_id: str, *, after: int, limit: int) -> list[Delivery]:
         """A draft's deliveries after id `after`, oldest first, each with its attempts."""
@@ -131,3 +135,14 @@ class PostgresWebhooks:
                 log.setdefault(int(row[0]), []).append(Attempt(*tuple(row)[1:]))
             deliveries = [Delivery(*tuple(row)) for row in rows]
             return [dataclasses.replace(d, log=tuple(log.get(d.id, ()))) for d in deliveries]
+
+    async def webhook_forget(self, *, before: float, limit: int) -> int:
+        """Remove up to `limit` finished deliveries (delivered, failed) whose last attempt
+        began before `before`, with their attempts, in one transaction; how many. Rows another
+        instance's retention holds are passed over (SKIP LOCKED), so two never wait on each
+        other."""
+        with _translated("webhook outbox: forget"):
+            async with self._pool.acquire() as db, db.transaction():
+                gone = await db.fetch(_FORGET_DELIVERIES, before, limit)
+                await db.executemany(_FORGET_ATTEMPTS, [(row[0],) for row in gone])
+            return len(gone)

@@ -44,7 +44,7 @@ from typing import Any
 import aiosqlite
 
 from crdt.journal import JournalEvent
-from server.errors import DiskFull, StoreError
+from server.errors import DiskFull, QuotaExceeded, StoreError
 from server.store import statements as sql
 from server.store.dialect import SQLITE
 from server.store.log_writer import LogWriter, Statements
@@ -65,6 +65,7 @@ from server.store.records import (
     UpdateRecord,
 )
 from server.store.reserve import DiskReserve
+from server.store.role_memo import RoleMemo
 from server.store.sqlite_webhooks import SqliteWebhooks
 
 __all__ = ["SqliteStore"]
@@ -213,6 +214,8 @@ class SqliteStore(SqliteWebhooks):
         self._lock = asyncio.Lock()
         self._reserve = DiskReserve(path.parent, reserve_bytes, on_release=self._reclaim)
         self._reclaiming: asyncio.Task[None] | None = None
+        # Roles read lately, exact: each `access` change forgets first (server/store/role_memo.py).
+        self._roles = RoleMemo()
 
     @classmethod
     async def open(cls, path: Path, *, fsync: bool = False, reserve_bytes: int = 0) -> SqliteStore:
@@ -300,9 +303,18 @@ class SqliteStore(SqliteWebhooks):
     # -- drafts and access ------------------------------------------------------------------
 
     async def role_of(self, draft_id: str, user: str) -> str | None:
+        """From memory when read lately and unchanged since (no query, no thread hop)."""
+        role = self._roles.get(draft_id, user)
+        if role is not None:
+            return role
         with _translated("reading access"):
-            row = await self._fetch_one(_ROLE_OF, (draft_id, user))
-        return str(row[0]) if row else None
+            async with self._lock:
+                rows = list(await self._db.execute_fetchall(_ROLE_OF, (draft_id, user)))
+                if not rows:
+                    return None
+                role = str(rows[0][0])
+                self._roles.remember(draft_id, user, role)  # under the lock: no change between
+        return role
 
     async def draft_exists(self, draft_id: str) -> bool:
         with _translated("reading drafts"):
@@ -314,16 +326,13 @@ class SqliteStore(SqliteWebhooks):
             row = await self._fetch_one(_DRAFTS_OWNED, (user,))
         return int(row[0]) if row else 0
 
-    async def create_draft(self, draft_id: str, owner: str, *, now: float) -> bool:
+    async def create_draft(
+        self, draft_id: str, owner: str, *, now: float, max_owned: int | None = None
+    ) -> bool:
         """Create the draft owned by `owner`; False if it already existed (first writer wins)."""
-        with self._writing("creating a draft"):
-            async with self._transaction():
-                cursor = await self._db.execute(_INSERT_DRAFT, (draft_id, owner, now))
-                created = cursor.rowcount == 1
-                if created:
-                    await self._db.execute(_INSERT_OWNER, (draft_id, owner))
-                    await self._draft_created(draft_id, owner, now=now, version=0)
-        return created
+        return await self.create_draft_with(
+            draft_id, owner, now=now, first=None, max_owned=max_owned
+        )
 
     async def _draft_created(self, draft_id: str, owner: str, *, now: float, version: int) -> None:
         """Inside the creating transaction: `draft.created`, and the cursor that later
@@ -456,15 +465,29 @@ class SqliteStore(SqliteWebhooks):
         return DraftRecord(*row) if row else None  # type: ignore[arg-type]
 
     async def create_draft_with(
-        self, draft_id: str, owner: str, *, now: float, first: UpdateRecord | None
+        self,
+        draft_id: str,
+        owner: str,
+        *,
+        now: float,
+        first: UpdateRecord | None,
+        max_owned: int | None = None,
     ) -> bool:
         """Create the draft and store its first update (version 1) in one transaction, so no
-        room can load it in between; False if the id is taken (also by a tombstone)."""
+        room can load it in between; False if the id is taken (also by a tombstone).
+
+        `QuotaExceeded` if `owner` owns `max_owned` live drafts already, counted inside the
+        same transaction: writers take turns (BEGIN IMMEDIATE), so creations racing in from
+        several connections cannot pass the quota together."""
         with self._writing("creating a draft"):
             async with self._transaction():
                 cursor = await self._db.execute(_INSERT_DRAFT, (draft_id, owner, now))
                 if cursor.rowcount != 1:
                     return False
+                if max_owned is not None:
+                    rows = await self._db.execute_fetchall(_DRAFTS_OWNED, (owner,))
+                    if int(next(iter(rows))[0]) >= max_owned:
+                        raise QuotaExceeded.of_drafts(max_owned)  # rolls the insert back
                 await self._db.execute(_INSERT_OWNER, (draft_id, owner))
                 if first is not None:
                     for sql, rows in _update_statements([first], ()):
@@ -499,6 +522,7 @@ class SqliteStore(SqliteWebhooks):
         with self._writing("changing access"):
             try:
                 async with self._transaction():
+                    self._roles.forget(draft_id, user)
                     if role is None:
                         await self._db.execute(_REMOVE_ROLE, (draft_id, user))
                     else:
@@ -518,6 +542,7 @@ class SqliteStore(SqliteWebhooks):
         """Mark the draft deleted and drop its access; False if it already was."""
         with self._writing("deleting a draft"):
             async with self._transaction():
+                self._roles.forget_draft(draft_id)
                 cursor = await self._db.execute(_TOMBSTONE, (now, draft_id))
                 if cursor.rowcount != 1:
                     return False

@@ -43,6 +43,8 @@ _INSERT_ATTEMPT = SQLITE.render(sql.INSERT_ATTEMPT)
 _SET_OUTCOME = SQLITE.render(sql.SET_OUTCOME)
 _DELIVERIES_PAGE = SQLITE.render(sql.DELIVERIES_PAGE)
 _ATTEMPTS_PAGE = SQLITE.render(sql.ATTEMPTS_PAGE)
+_FORGET_DELIVERIES = SQLITE.render(sql.FORGET_DELIVERIES)
+_FORGET_ATTEMPTS = SQLITE.render(sql.FORGET_ATTEMPTS)
 _CHUNK = 500  # draft ids a query (SQLite allows 32,766 variables)
 
 
@@ -144,3 +146,14 @@ class SqliteWebhooks:
                 log.setdefault(int(row[0]), []).append(Attempt(*row[1:]))  # type: ignore[call-overload, arg-type]
             deliveries = [Delivery(*row) for row in rows]  # type: ignore[arg-type]
             return [dataclasses.replace(d, log=tuple(log.get(d.id, ()))) for d in deliveries]
+
+    async def webhook_forget(self, *, before: float, limit: int) -> int:
+        """Remove up to `limit` finished deliveries (delivered, failed) whose last attempt
+        began before `before`, with their attempts, in one short transaction; how many.
+        Through aiosqlite's thread, not the commit's writer: a commit that meets the lock
+        waits for it on its own worker thread, never on the event loop."""
+        with _translated("webhook outbox: forget"):
+            async with self._transaction():
+                gone = await self._db.execute_fetchall(_FORGET_DELIVERIES, (before, limit))
+                await self._db.executemany(_FORGET_ATTEMPTS, [(row[0],) for row in gone])
+            return len(gone)

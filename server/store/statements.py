@@ -40,6 +40,8 @@ __all__ = [
     "EVENTS_PAGE",
     "EVENTS_TABLES",
     "EVENT_COUNTS",
+    "FORGET_ATTEMPTS",
+    "FORGET_DELIVERIES",
     "INSERT_ATTEMPT",
     "INSERT_CURSOR",
     "INSERT_DRAFT",
@@ -391,10 +393,14 @@ CLAIM = Statement(f"""
                  ORDER BY next_attempt_at, id LIMIT :limit{{skip_locked}})
     RETURNING {_DELIVERY_COLUMNS}
 """)
-INSERT_ATTEMPT = Statement(
-    "INSERT INTO webhook_attempts (outbox_id, attempt, at, status_code, error, seconds)"
-    " VALUES (:outbox_id, :attempt, :at, :status_code, :error, :seconds) ON CONFLICT DO NOTHING"
-)
+# Only for a delivery still in the outbox: an attempt that outlived its lease may end after
+# retention removed the row (FORGET_DELIVERIES), and its log must not be left behind.
+INSERT_ATTEMPT = Statement("""
+    INSERT INTO webhook_attempts (outbox_id, attempt, at, status_code, error, seconds)
+    SELECT :outbox_id, :attempt, :at, :status_code, :error, :seconds
+    WHERE EXISTS (SELECT 1 FROM webhook_outbox WHERE id = :outbox_id)
+    ON CONFLICT DO NOTHING
+""")
 SET_OUTCOME = Statement(
     "UPDATE webhook_outbox SET status = :status, attempts = {greatest}(attempts, :attempts),"
     " next_attempt_at = :next_attempt_at, last_error = :error WHERE id = :id"
@@ -409,3 +415,16 @@ ATTEMPTS_PAGE = Statement("""
                         ORDER BY id LIMIT :limit)
     ORDER BY outbox_id, attempt
 """)
+# Retention (server/webhooks/retention.py): up to :limit finished deliveries whose outcome
+# (next_attempt_at: the start of the last attempt) is older than :before, their ids returned
+# so that their attempts go in the same transaction. The range on `webhook_outbox_due`
+# (status, next_attempt_at) finds them; no ORDER BY, which would sort every expired row of
+# both statuses. Pending rows are never taken, however old.
+FORGET_DELIVERIES = Statement("""
+    DELETE FROM webhook_outbox
+    WHERE id IN (SELECT id FROM webhook_outbox
+                 WHERE status IN ('delivered', 'failed') AND next_attempt_at < :before
+                 LIMIT :limit{skip_locked})
+    RETURNING id
+""")
+FORGET_ATTEMPTS = Statement("DELETE FROM webhook_attempts WHERE outbox_id = :outbox_id")

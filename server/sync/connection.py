@@ -120,7 +120,11 @@ class Connection:
         self._flush_before_close = False
         # The parked writer's wake-up (a future, not an Event: no deque per connection).
         self._wakeup: asyncio.Future[None] | None = None
-        self._writer_parked = False  # the writer waits for work: `send` may send at once
+        # The writer waits for work: `send` may send at once. True before the writer starts
+        # too, so that the frames a join sends go out on the joiner's turn (with the
+        # handshake's 101 response, server/sync/wsprotocol.py); a send that has to wait is
+        # left in flight for the writer, which finishes it first.
+        self._writer_parked = True
         self._in_flight: Awaitable[None] | None = None  # a send `send` started, for the writer
         self.finished = Flag()
 

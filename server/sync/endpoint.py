@@ -10,10 +10,11 @@ with 1013 and the reason (server/admission/caps.py); connecting to a new id over
 draft quota is 4403. A connection whose token expires is closed with 4401 "token expired", and
 nothing it sends from then on reaches the room (`server/sync/expiry.py`).
 
-The endpoint is a plain ASGI app, not a Starlette WebSocket session: the handshake goes through
-Starlette's `WebSocket`, but frames are read from and written to the ASGI `receive` and `send`
-themselves. Starlette's wrappers add three coroutine calls and a state check to every frame,
-4 % of the server's CPU in `bench relay` S3, for checks the reader and writer make already.
+The endpoint is a plain ASGI app, not a Starlette WebSocket session: the accept, the frames
+and the close are the ASGI `receive` and `send` themselves, and the token and user agent are
+read from the scope. Starlette's wrappers add three coroutine calls and a state check to every
+frame, 4 % of the server's CPU in `bench relay` S3, for checks the reader and writer make
+already; at the accept its state machine and query-string multidict were ~3 % of a connect's.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 import secrets
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -66,25 +68,29 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
     each frame is a fifth of a MB (`bench relay` N3000). For the same reason the handshake's
     `WebSocket` and the request's headers and query string are let go once the checks pass.
     """
-    websocket = WebSocket(scope, receive, send)
-    service: Service = websocket.app.state.service
-    await websocket.accept()
+    service: Service = scope["app"].state.service
+    if (await receive())["type"] != "websocket.connect":
+        return  # the peer went before the app was called (uvicorn sends "connect" first)
+    await send({"type": "websocket.accept"})
     if service.shutting_down:
-        await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
+        await send(_close_message(CloseCode.GOING_AWAY, "server shutting down"))
         return
-    raw_id: str = websocket.path_params["draft_id"]
+    raw_id: str = scope["path_params"]["draft_id"]
     user: str | None = None
     try:
         # No I/O so far: a socket is never held unauthenticated (its token is in its URL).
         draft_id = check_draft_id(raw_id)
-        claims = await service.callers.identify(websocket, websocket.query_params.get("token"))
+        # The host's `authenticate` (server/identity/caller.py) reads cookies and headers
+        # through a Starlette `WebSocket`; accepting and reading go past it, as frames do.
+        websocket = WebSocket(scope, receive, send)
+        claims = await service.callers.identify(websocket, _query_value(scope, "token"))
+        del websocket
         user = claims.user
         lease = service.caps.open_socket(trusted=True)  # the server-wide cap: 1013
     except DraftsyncError as error:
         await _refuse(send, raw_id, user, error)
         return
-    user_agent = websocket.headers.get("user-agent")
-    del websocket
+    user_agent = _header_value(scope, b"user-agent")
     forget_request(scope)
     try:
         try:
@@ -151,6 +157,24 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
         lease.release()
 
 
+def _query_value(scope: Scope, name: str) -> str | None:
+    """The last `name=` of the query string, as Starlette's `query_params.get(name)` reads it
+    (its parse without its multidict: a connect reads one parameter)."""
+    value = None
+    for key, item in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+        if key == name:
+            value = item
+    return value
+
+
+def _header_value(scope: Scope, name: bytes) -> str | None:
+    """The first `name` header (lower case), as Starlette's `headers.get(name)` reads it."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
+
+
 def forget_request(scope: Scope) -> None:
     """Let go of the upgrade request's headers and query string (the token) once the checks
     have read them: uvicorn's protocol keeps the scope for the connection's life, and they are
@@ -184,7 +208,11 @@ async def _refuse(send: Send, raw_id: str, user: str | None, error: DraftsyncErr
         error,
     )
     metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
-    await send({"type": "websocket.close", "code": code, "reason": fit_close_reason(str(error))})
+    await send(_close_message(code, fit_close_reason(str(error))))
+
+
+def _close_message(code: int, reason: str) -> dict[str, object]:
+    return {"type": "websocket.close", "code": code, "reason": reason}
 
 
 async def _serve(

@@ -1,25 +1,29 @@
-"""A room: one loaded draft, its pycrdt doc, its connections and its awareness table.
+"""A room: one loaded draft, its connections and the I/O around its sync core.
 
-Every update goes the same way (design.md, "Data flow of one update"); update frames that
-arrived together go as one run (`receive_run`):
+The room is a shell around `RoomCore` (server/sync/core.py), which holds the doc and every rule
+and returns what to do without doing it. Every update goes the same way (design.md, "Data flow
+of one update"); update frames that arrived together go as one run (`receive_run`):
 
-    receive -> check right to write (after every await) -> apply to the doc (pycrdt)
-            -> number it (version, gate ticket) -> CommitPipeline.submit
-            -> relay to the others through the gate, which sends once the ticket is committed
+    shell: receive -> check right to write, limits, room in the commit queue (awaits)
+    core:  apply to the doc (pycrdt) -> rules -> number it (version, gate ticket)
+           -> returns the write to commit and the relay tagged with its ticket
+    shell: CommitPipeline.submit(write) -> gate.send(relay), sent once the ticket is committed
 
 Nothing this room sends that reveals content bypasses its gate (server/sync/gate.py): relays, a
-joiner's sync step 2 and write acknowledgements are tagged with the ticket they depend on and
-released at commit (in relaxed mode, at acceptance). What is stored and relayed is the update as
-pycrdt integrated it (the doc observer's `update`), so a duplicate or already-known update
-stores nothing.
+joiner's sync step 2 and write acknowledgements come from the core tagged with the ticket they
+depend on and are released at commit (in relaxed mode, at acceptance). What is stored and
+relayed is the update as pycrdt integrated it (the doc observer's `update`), so a duplicate or
+already-known update stores nothing.
 
 A doc that took something the store must never hold (an update refused after pycrdt applied
-it, a panic inside yrs, an unexpected error) is discarded (`discard`): its connections are
-closed, what it had accepted still commits, and the registry loads the draft afresh from the
-store once it has. Clients resend what they hold when they reconnect.
+it, a panic inside yrs, an unexpected error) is discarded (`discard`, on the core's verdict or
+on an exception): its connections are closed, what it had accepted still commits, and the
+registry loads the draft afresh from the store once it has. Clients resend what they hold when
+they reconnect.
 
-Several instances on one draft (`review_gate` set): a write to semantic fields is judged in the
-draft's review turn instead, against every version stored before it (`_review_in_turn`).
+Several instances on one draft (`review_gate` set): the core sets a write to semantic fields
+aside, the shell awaits the draft's review turn, and the core judges it there against every
+version stored before it (`_review_in_turn`).
 """
 
 from __future__ import annotations
@@ -28,21 +32,17 @@ import asyncio
 import contextlib
 import functools
 import logging
-import secrets
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from enum import Enum
 from typing import Any, Protocol
 
-from pycrdt import Doc, Subscription, Transaction, TransactionEvent, merge_updates
+from pycrdt import Doc
 
-from crdt.awareness import AwarenessEntry, encode_awareness_update
-from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate
-from crdt.gaps import holds_a_gap
+from crdt.awareness import AwarenessEntry
+from crdt.errors import MalformedMessage
 from crdt.journal import JournalEvent
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
-from crdt.origins import SERVER_USER, ServerOrigin
 from crdt.protocol import (
     Auth,
     Awareness,
@@ -52,19 +52,18 @@ from crdt.protocol import (
     SyncStep2,
     Update,
     WriteAck,
-    encode_message,
 )
-from crdt.redundant import is_redundant
 from crdt.schema import Schema
-from crdt.semantics import Review, SemanticFields
-from crdt.updates import check_nesting, first_client_id, may_nest_too_deep
-from server import faults, metrics
+from crdt.semantics import SemanticFields
+from crdt.updates import check_nesting, may_nest_too_deep
+from server import metrics
 from server.config import ALL_LAYERS, Durability, Layers
 from server.errors import CloseCode, StoreError
 from server.store.commits import CommitPipeline, PendingWrite
 from server.store.records import UpdateRecord
 from server.store.snapshots import Snapshotter
 from server.sync.connection import Connection
+from server.sync.core import EVERYONE, OK, OTHERS, SENDER, Outcome, Outgoing, RoomCore, Verdict
 from server.sync.gate import Gate, GateClosed
 from server.sync.journal import JournalCloser, RoomJournal
 from server.sync.limits import check_run
@@ -97,6 +96,10 @@ class ReviewGate(Protocol):
 
 
 class Room:
+    """The I/O shell of one room: it awaits (limits, room in the commit queue, review turns),
+    asks its `RoomCore` what a message means, then hands the returned writes to the group
+    commit and the returned messages to the gate, in that order."""
+
     def __init__(
         self,
         draft_id: str,
@@ -114,28 +117,20 @@ class Room:
     ) -> None:
         self.draft_id = draft_id
         self.schema = schema
-        self.semantics: SemanticFields | None = None
-        self.journal: RoomJournal | None = None
+        self.core = RoomCore(schema, max_list_elements=max_list_elements, awareness=awareness)
+        self._journal: RoomJournal | None = None
         self._journal_closer = journal_closer
         self._layers = layers
         self._update_limits = update_limits
-        self._max_list_elements = max_list_elements
         self.state = RoomState.LOADING
-        self.doc: Doc = Doc()
         self.connections: set[Connection] = set()
-        self.presence = Presence(awareness)
         self._pacers: dict[Connection, AwarenessPacer] = {}  # who sent awareness, while here
-        self.version = 0  # the last accepted update; committed ones are <= this
         self.gate = Gate(release_on_accept=durability is Durability.RELAXED)
         self._pipeline = pipeline
         self._snapshotter = snapshotter
         self._on_failed = on_failed
-        self.review_gate: ReviewGate | None = None
+        self._review_gate: ReviewGate | None = None
         self._in_review: asyncio.Event | None = None  # set when the write in review is done
-        self._changes: bytes | None = None
-        # Joiners' sync step 2 frames, shared while the doc is unchanged (server/sync/replies.py).
-        self.replies = SyncReplies()
-        self._subscription: Subscription | None = None
         self._since_snapshot = 0
         self._bytes_since_snapshot = 0
         # The doc's state at a version not committed yet, stored once it is (`_snapshot`).
@@ -157,44 +152,69 @@ class Room:
             Auth: self._on_auth,
         }
 
+    # -- what the core holds --------------------------------------------------------------------
+
+    @property
+    def doc(self) -> Doc:
+        return self.core.doc
+
+    @property
+    def version(self) -> int:
+        """The last accepted update; committed ones are <= this."""
+        return self.core.version
+
+    @version.setter
+    def version(self, version: int) -> None:  # the store renumbered it (server/cluster)
+        self.core.version = version
+
+    @property
+    def semantics(self) -> SemanticFields | None:
+        return self.core.semantics
+
+    @property
+    def journal(self) -> RoomJournal | None:
+        return self._journal
+
+    @property
+    def presence(self) -> Presence:
+        return self.core.presence
+
+    @property
+    def replies(self) -> SyncReplies:
+        return self.core.replies
+
+    @property
+    def review_gate(self) -> ReviewGate | None:
+        return self._review_gate
+
+    @review_gate.setter
+    def review_gate(self, review_gate: ReviewGate | None) -> None:
+        self._review_gate = review_gate
+        self.core.reviews_in_turn = review_gate is not None
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def open(self, doc: Doc, version: int, *, since_snapshot: int) -> None:
-        self.doc = doc
-        self.replies.clear()
-        self.version = version
         self._since_snapshot = since_snapshot
-        if self._layers.semantic_fields:
-            self.semantics = SemanticFields(
-                doc,
-                self.schema,
-                new_id=_new_conflict_id,
-                max_list_elements=self._max_list_elements,
-            )
         if self._layers.journal:
-            self.journal = RoomJournal(
+            self._journal = RoomJournal(
                 self.draft_id,
                 doc,
                 self.schema,
                 on_burst_open=functools.partial(self._journal_closer.watch, self),
             )
-        self._subscription = doc.observe(self._capture_changes)
+        self.core.open(
+            doc, version, semantic_fields=self._layers.semantic_fields, journal=self._journal
+        )
         self.state = RoomState.OPEN
 
     def close(self) -> None:
         """Unload: drop the doc so its memory is freed (the registry forgets the room)."""
-        if self._subscription is not None:
-            self.doc.unobserve(self._subscription)
-            self._subscription = None
-        if self.semantics is not None:
-            self.semantics.close()
-            self.semantics = None
-        if self.journal is not None:
-            self.journal.close()
-            self.journal = None
+        self.core.close()
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         self.state = RoomState.CLOSED
-        self.doc = Doc()
-        self.replies.clear()
 
     @property
     def is_drained(self) -> bool:
@@ -208,22 +228,18 @@ class Room:
 
     def add(self, conn: Connection) -> None:
         self.connections.add(conn)
-        if conn.sync_on_join:  # a Hocuspocus client gets step 1 in reply to its own
-            conn.send(encode_message(SyncStep1(self.doc.get_state())))
-        everyone = self.presence.full_update()
-        if everyone is not None:
-            conn.send(encode_message(Awareness(everyone)))
+        # A Hocuspocus client gets our step 1 in reply to its own.
+        for message in self.core.join(sync_on_join=conn.sync_on_join):
+            self._send(conn, message)
 
     def remove(self, conn: Connection) -> None:
         self.connections.discard(conn)
         pacer = self._pacers.pop(conn, None)
         if pacer is not None:
             pacer.cancel()
-        gone = self.presence.release(conn)
+        gone = self.core.leave(conn)
         if gone is not None:
-            self._broadcast(encode_message(Awareness(gone)), sender=conn)
-            for listener in self.awareness_listeners:
-                listener(self, gone)
+            self._relay_awareness(conn, gone)
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -231,13 +247,8 @@ class Room:
         await self._handlers[type(message)](conn, message)
 
     async def _on_sync_step1(self, conn: Connection, message: SyncStep1) -> None:
-        try:
-            # One encode per state of the doc, shared by every joiner at this state vector.
-            reply = self.replies.frame(message.state_vector, self.doc.get_update)
-        except ValueError as exc:
-            raise MalformedMessage(f"undecodable state vector: {exc}") from exc
         # The doc may hold accepted updates not committed yet: the reply waits until they are.
-        self.gate.send((conn,), reply, after=self.gate.accepted)
+        self._carry_out(conn, self.core.sync_step1(message.state_vector))
 
     async def _on_update(self, conn: Connection, message: SyncStep2 | Update) -> None:
         await self.receive_run(conn, [message.update])
@@ -253,8 +264,9 @@ class Room:
         if not conn.can_write:
             conn.deny_write()
             return
+        core = self.core
         # Bounded work per run (crdt/limits.py); overwrites of `fields` keys count too.
-        known = self.semantics.field_ids() if self.semantics is not None else frozenset()
+        known = core.semantics.field_ids() if core.semantics is not None else frozenset()
         if self._update_limits.needs_scan(updates, has_fields=bool(known)):
             await check_run(updates, self._update_limits, known)
         for update in updates:
@@ -272,20 +284,18 @@ class Room:
             conn.deny_write()
             return
         refusal = self._pipeline.writes_refused()
-        if refusal is not None and not all(is_redundant(u, self.doc) for u in updates):
+        if refusal is not None and not core.all_redundant(updates):
             # The disk is full: this writer goes, before its update is applied (it could not
             # be stored); the room and its readers stay. A joiner's sync step 2 passes.
             conn.close(CloseCode.TRY_AGAIN_LATER, str(refusal))
             return
         # From here to submit() nothing awaits: versions enter the pipeline in order.
         try:
-            undecodable = await self._apply_run(conn, updates)
-        except ProtocolError as error:
-            # Refused after the doc took it (the rules cannot read it, yrs panicked): the doc
-            # now holds what the store must never hold.
-            conn.close(CloseCode.MALFORMED, str(error))  # the sender learns why, first
-            self.discard(f"refused update from user={conn.user}: {error}")
-            raise
+            outcome = core.apply_run(conn.origin, updates)
+            if outcome.in_review is not None:
+                outcome = await self._review_in_turn(conn, outcome)
+            else:
+                self._carry_out_client(conn, outcome)
         except Exception:
             logger.exception("update failed draft=%s user=%s", self.draft_id, conn.user)
             self.discard(
@@ -294,82 +304,41 @@ class Room:
                 reason="server error, reconnect",
             )
             raise
-        if undecodable is not None:  # the updates before it are kept
-            raise UndecodableUpdate(f"undecodable Yjs update: {undecodable}") from undecodable
+        if outcome.verdict is not OK:
+            self._act_on(conn, outcome.verdict)
 
-    async def _apply_run(self, conn: Connection, updates: Sequence[bytes]) -> ValueError | None:
-        """Apply, number and submit a run; the error of an update yrs could not decode (it
-        ends the run and integrated nothing), None if all applied."""
-        applied = 0
-        undecodable: ValueError | None = None
-        try:
-            with self.doc.transaction(origin=conn.origin) as txn:
-                apply = _applier(self.doc, txn)
-                for update in updates:
-                    try:
-                        apply(update)
-                    except ValueError as error:  # yrs integrates nothing of such an update
-                        undecodable = error
-                        break
-                    applied += 1
-                if self.journal is not None:
-                    self.journal.count_text(txn)
-        except BaseException as error:
-            self._changes = None
-            # yrs gave up half-way (a panic, or a RuntimeError such as "block parent must be
-            # deleted or shared ref type"): what it integrated is unknown, the doc is dropped.
-            if _is_panic(error) or isinstance(error, RuntimeError):
-                raise UndecodableUpdate(f"update rejected by the CRDT: {error}") from None
-            raise
-        metrics.TALLY.updates_received += applied
-        changes, self._changes = self._changes, None
-        if changes == _EMPTY_UPDATE or holds_a_gap(self.doc, updates[:applied], changes):
-            # yrs took a struct past its client's next clock: integrated after a Skip, its
-            # state vector not advanced, reported by no update (fuzz finding 2), or held until
-            # its origin comes and then integrated so, unreported (fuzz seed 3; crdt/gaps.py).
-            # No update says what the doc holds or will hold: reload it from the store.
-            # A client that did this honestly (a live write racing its own sync step 2)
-            # reconnects and sends the clocks it skipped first.
-            self.discard(f"an update from user={conn.user} left a gap in a client's clocks")
-            return undecodable
-        if changes is not None:  # None: nothing new, or held by pycrdt until its dependencies
-            if faults.ARMED:
-                faults.trip("update")
-            await self._admit_applied(conn, updates[:applied], changes)
-        return undecodable
+    def _carry_out_client(self, conn: Connection, outcome: Outcome) -> None:
+        """Commit and relay a client's accepted run, then the write its rules asked for."""
+        if outcome.writes:
+            conn.submitted += 1
+        self._submit(conn, outcome)
+        # A commit that failed inside `submit` (the disk filled) has reset the room already:
+        # its doc is dropped, nothing more is written to it.
+        if outcome.rules is not None and self.state is RoomState.OPEN:
+            self._check_server_write()
+            self._carry_out(None, outcome.rules())
 
-    async def _admit_applied(
-        self, conn: Connection, received: Sequence[bytes], changes: bytes
-    ) -> None:
-        if self.semantics is None or not self.semantics.touched:
-            self._admit(conn, changes)
-            return
-        sent = received[0] if len(received) == 1 else merge_updates(*received)
-        if self.review_gate is not None:
-            await self._review_in_turn(conn, sent, changes)
-        else:
-            self._admit(conn, changes, received=sent)
-
-    async def _review_in_turn(self, conn: Connection, received: bytes, changes: bytes) -> None:
+    async def _review_in_turn(self, conn: Connection, outcome: Outcome) -> Outcome:
         """Judge a semantic write against every version stored before it (several instances).
 
         Another instance's write reaches this one only after its commit, so two conflicting
         writes that reach two instances at once would each be judged without the other and
         no conflict found. Reviews of a draft therefore take turns across instances (the
         store's per-draft lock): in its turn the room applies what the store holds beyond its
-        doc, judges the held-back write against it, and commits both the write and any
-        resolution before the turn passes on. This room's next updates wait meanwhile: a
-        pause of a few milliseconds, for writes to semantic fields only."""
-        assert self.semantics is not None and self.review_gate is not None
-        self.semantics.set_aside(changes)
-        text = self.journal.take_text() if self.journal is not None else {}
+        doc, the core judges the held-back write against it (`RoomCore.admit`), and both the
+        write and any resolution commit before the turn passes on. This room's next updates
+        wait meanwhile: a pause of a few milliseconds, for writes to semantic fields only.
+        Returns what is left to act on: the run's verdict, or the admission's refusal."""
+        assert self.review_gate is not None and outcome.in_review is not None
+        verdict = outcome.verdict
         in_review = self._in_review = asyncio.Event()
         try:
             async with self.review_gate.turn(self):
                 if self.state is RoomState.OPEN:
-                    if self.journal is not None:
-                        self.journal.put_back_text(text)
-                    self._admit(conn, changes, received=received)
+                    admitted = self.core.admit(outcome.in_review)
+                    if admitted.verdict is not OK:
+                        return admitted
+                    self._carry_out_client(conn, admitted)
                     with contextlib.suppress(GateClosed):  # failed: the room is gone
                         await self.gate.until_committed()
         except StoreError as error:
@@ -377,46 +346,14 @@ class Room:
         finally:
             self._in_review = None
             in_review.set()
+        return Outcome(verdict=verdict)
 
-    def _admit(self, conn: Connection, changes: bytes, *, received: bytes | None = None) -> None:
-        """Number, journal and submit an applied client update; write what the rules ask.
-        `received` (what the client sent) is given when its semantic writes need a review."""
-        now = time.time()
-        review = None
-        if received is not None:
-            assert self.semantics is not None
-            # Fails closed: a write to semantic fields the rules cannot read raises a
-            # ProtocolError, and the update is refused (`receive_run` discards the doc).
-            review = self.semantics.review(changes, received, conn.origin, now=now)
-        conn.submitted += 1
-        client_id = first_client_id(changes)
-        journal = self.journal
-        events = (
-            journal.client_events(self.version + 1, conn.origin, client_id, now, review)
-            if journal is not None
-            else ()
-        )
-        self._accept(
-            changes,
-            sender=conn,
-            user=conn.user,
-            session=conn.session,
-            client_id=client_id,
-            now=now,
-            events=events,
-        )
-        # A commit that failed inside `submit` (the disk filled) has reset the room already:
-        # its doc is dropped, nothing more is written to it.
-        if review is not None and review.writes_doc and self.state is RoomState.OPEN:
-            self.write_as_server(
-                "rules",
-                lambda doc: _apply_review(self, review),
-                events=None
-                if journal is None
-                else lambda version: journal.server_events(
-                    version=version, reason="rules", now=now, review=review
-                ),
-            )
+    def _check_server_write(self) -> None:
+        if self.state is not RoomState.OPEN:
+            raise StoreError("the draft is being reloaded, retry")
+        refusal = self._pipeline.writes_refused()
+        if refusal is not None:
+            raise refusal
 
     def write_as_server(
         self,
@@ -430,38 +367,10 @@ class Room:
         Returns its version, None if it changed nothing. Raises whatever `change` raises;
         if it raised after changing the doc, the room is discarded (the doc is not what the
         store will hold)."""
-        if self.state is not RoomState.OPEN:
-            raise StoreError("the draft is being reloaded, retry")
-        refusal = self._pipeline.writes_refused()
-        if refusal is not None:
-            raise refusal
-        try:
-            with self.doc.transaction(origin=ServerOrigin(reason)) as txn:
-                change(self.doc)
-                if self.journal is not None:
-                    self.journal.count_text(txn)
-        except BaseException:
-            changed, self._changes = self._changes, None
-            if changed is not None:
-                self.discard(f"server write {reason!r} failed half-way")
-            raise
-        changes, self._changes = self._changes, None
-        if self.journal is not None:
-            self.journal.discard_text()
-        if changes is None:
-            return None
-        if self.semantics is not None:
-            self.semantics.absorb(changes)
-        stored_events = events(self.version + 1) if events is not None else []
-        return self._accept(
-            changes,
-            sender=None,
-            user=SERVER_USER,
-            session=reason,
-            client_id=self.doc.client_id,
-            now=time.time(),
-            events=stored_events,
-        )
+        self._check_server_write()
+        outcome = self.core.write_as_server(reason, change, events=events)
+        self._carry_out(None, outcome)
+        return outcome.writes[-1].version if outcome.writes else None
 
     def apply_committed(self, update: bytes, version: int, *, user: str | None = None) -> bool:
         """Apply an update another instance stored as `version` (Redis fan-out, or caught up
@@ -470,84 +379,90 @@ class Room:
         if it changed."""
         if self.state is not RoomState.OPEN:
             return False
-        try:
-            with self.doc.transaction(origin=ServerOrigin("remote")) as txn:
-                self.doc.apply_update(update)
-                if self.journal is not None:
-                    self.journal.count_text(txn)
-        except BaseException as error:
-            self._changes = None
-            if isinstance(error, Exception) or _is_panic(error):
-                # Stored already, yet unreadable here: this doc is not the store's any more.
-                self.discard(f"a stored update (version {version}) failed to apply: {error!r}")
-                return False
-            raise
-        changes, self._changes = self._changes, None
-        if self.journal is not None:
-            self.journal.discard_text()  # the instance that accepted it journals it
-        self.version = max(self.version, version)
-        if changes is None:
-            return False
-        if self.semantics is not None:
-            self.semantics.absorb(changes, received=update, user=user, now=time.time())
-        # Durable already: it depends on no ticket of ours.
-        self._relay(changes, sender=None, after=0)
-        return True
+        outcome = self.core.apply_committed(update, version, user=user)
+        self._carry_out(None, outcome)
+        return bool(outcome.messages)
 
     def relay_remote_awareness(self, payload: bytes, *, instance: str) -> list[AwarenessEntry]:
         """Awareness from another instance's clients: what it may change (its own clients'
         ids, server/sync/presence.py) is kept and told to every local connection."""
-        accepted = self.presence.apply_remote(instance, payload).entries
+        accepted = self.core.remote_awareness(instance, payload)
         if accepted:
-            frame = encode_message(Awareness(encode_awareness_update(accepted)))
-            for conn in self.connections:
-                conn.send(frame)
+            self._send(None, self.core.encode_awareness(accepted))
         return accepted
 
     def forget_remote_awareness(self, client_ids: set[int], *, instance: str) -> None:
         """Drop the states of clients of an instance that went away, telling local clients."""
-        gone = self.presence.release(instance, client_ids)
+        gone = self.core.leave(instance, client_ids)
         if gone is not None:
-            frame = encode_message(Awareness(gone))
-            for conn in self.connections:
-                conn.send(frame)
+            self._send(None, self.core.awareness(gone, EVERYONE))
 
-    def _accept(
-        self,
-        changes: bytes,
-        *,
-        sender: Connection | None,
-        user: str,
-        session: str,
-        client_id: int | None,
-        now: float,
-        events: Sequence[JournalEvent],
-    ) -> int:
-        """Number an applied change, hand it with its events to the group commit, and relay
-        it through the gate (sent once committed: at once if `submit` committed it)."""
-        self.version += 1
-        ticket = self.gate.accept()
-        record = UpdateRecord(
-            draft_id=self.draft_id,
-            version=self.version,
-            data=changes,
-            user=user,
-            session=session,
-            client_id=client_id,
-            created_at=now,
-        )
-        write = PendingWrite(
-            target=self, sender=sender, record=record, events=events, ticket=ticket
-        )
-        self._pipeline.submit(write)
-        self._relay(changes, sender=sender, after=ticket)
-        return record.version
+    # -- carrying out what the core returned ----------------------------------------------------
+
+    def _carry_out(self, sender: Connection | None, outcome: Outcome) -> None:
+        """Submit, send and act on an outcome whose writes are `sender`'s (None: the server's)."""
+        self._submit(sender, outcome)
+        if outcome.verdict is not OK:
+            self._act_on(sender, outcome.verdict)
+
+    def _submit(self, sender: Connection | None, outcome: Outcome) -> None:
+        """Hand the writes to the group commit, then the messages to the gate: a write that
+        `submit` committed at once lets the gate send its relay at once."""
+        for write in outcome.writes:
+            # Positional: a frozen dataclass's keywords cost a third more (~0.4 us a write).
+            record = UpdateRecord(
+                self.draft_id,
+                write.version,
+                write.data,
+                write.user,
+                write.session,
+                write.client_id,
+                write.created_at,
+            )
+            ticket = self.gate.accept()  # the core's ticket: one each, in the same order
+            self._pipeline.submit(
+                PendingWrite(
+                    target=self, sender=sender, record=record, events=write.events, ticket=ticket
+                )
+            )
+        for message in outcome.messages:
+            self._send(sender, message)
+
+    def _send(self, sender: Connection | None, message: Outgoing) -> None:
+        """Send one message: through the gate unless it reveals no content (`after` None)."""
+        to, frame, after, update = message
+        if to is SENDER:
+            assert sender is not None
+            if after is None:
+                sender.send(frame)
+            else:
+                self.gate.send((sender,), frame, after=after, update=update)
+            return
+        exclude = sender if to is OTHERS else None
+        if after is None:
+            for conn in self.connections:
+                if conn is not exclude:
+                    conn.send(frame)
+            return
+        self.gate.send(self.connections, frame, after=after, update=update, exclude=exclude)
+        if update is not None:
+            metrics.TALLY.updates_relayed += len(self.connections) - (exclude in self.connections)
+
+    def _act_on(self, sender: Connection | None, verdict: Verdict) -> None:
+        """Refuse the sender (4400, it learns why first), drop the doc, raise to the caller."""
+        if verdict.refused is not None and sender is not None:
+            sender.close(CloseCode.MALFORMED, str(verdict.refused))
+        if verdict.discard is not None:
+            self.discard(verdict.discard, code=verdict.code, reason=verdict.reason)
+        error = verdict.refused or verdict.error
+        if error is not None:
+            raise error
 
     async def _on_awareness(self, conn: Connection, message: Awareness) -> None:
         """Keep what `conn` may change of awareness (its own ids, server/sync/presence.py) and relay
         it, paced (server/sync/pacing.py). Entries for others' ids are dropped: stock clients echo
         every state they hear, so they are no sign of malice."""
-        applied = self.presence.apply(conn, message.update)
+        applied = self.core.apply_awareness(conn, message.update)
         if applied.dropped:
             logger.debug(
                 "awareness entries dropped draft=%s session=%s count=%d",
@@ -565,18 +480,16 @@ class Room:
         pacer.push(applied.entries)
 
     def _relay_awareness(self, conn: Connection, update: bytes) -> None:
-        self._broadcast(encode_message(Awareness(update)), sender=conn)
+        self._send(conn, self.core.awareness(update))
         for listener in self.awareness_listeners:
             listener(self, update)
 
     async def _on_query_awareness(self, conn: Connection, message: QueryAwareness) -> None:
-        everyone = self.presence.full_update()
-        if everyone is not None:
-            conn.send(encode_message(Awareness(everyone)))
+        self._carry_out(conn, self.core.query_awareness())
 
     async def _on_write_ack(self, conn: Connection, message: WriteAck) -> None:
         # "Everything you sent before this is on disk": wait for all this room accepted.
-        self.gate.send((conn,), encode_message(message), after=self.gate.accepted)
+        self._carry_out(conn, self.core.write_ack(message))
 
     async def _on_auth(self, conn: Connection, message: Auth) -> None:
         raise MalformedMessage("auth messages are sent by the server, not by clients")
@@ -672,53 +585,3 @@ class Room:
         for conn in list(self.connections):
             conn.close(code, reason)
         self._on_failed(self)
-
-    def _relay(self, update: bytes, *, sender: object, after: int) -> None:
-        # No list of the others per update: the gate copies the set only if it holds the frame.
-        frame = encode_message(Update(update))
-        self.gate.send(self.connections, frame, after=after, update=update, exclude=sender)
-        metrics.TALLY.updates_relayed += len(self.connections) - (sender in self.connections)
-
-    def _broadcast(self, frame: bytes, *, sender: Connection) -> None:
-        for conn in self.connections:
-            if conn is not sender:
-                conn.send(frame)
-
-    def _capture_changes(self, event: TransactionEvent) -> None:
-        self._changes = event.update
-        self.replies.clear()  # a kept sync reply no longer holds the doc
-
-
-_EMPTY_UPDATE = b"\x00\x00"  # no struct groups, no delete set
-
-
-def _new_conflict_id() -> str:
-    return secrets.token_hex(4)
-
-
-def _applier(doc: Doc, txn: Transaction) -> Callable[[bytes], None]:
-    """`doc.apply_update` inside the open `txn`, without pycrdt's wrapper: per update it
-    re-enters the transaction and checks for a model and a read-only transaction (~0.4 us, a
-    third of what yrs takes to apply a keystroke); here the room holds a read-write
-    transaction and no model. The same call into yrs, through the same transaction (pycrdt is
-    pinned: `_doc` and `_txn` are its, as `TextCounter.count` reads lengths through `_txn`)."""
-    return functools.partial(doc._doc.apply_update, txn._txn)
-
-
-def _is_panic(error: BaseException) -> bool:
-    """pyo3 turns a Rust panic inside yrs into `PanicException`, a BaseException that no
-    module exports; anything else that is not an Exception (a cancellation) is not ours."""
-    return type(error).__name__ == "PanicException"
-
-
-def _apply_review(room: Room, review: Review) -> None:
-    semantics = room.semantics
-    assert semantics is not None
-    for key, value in review.values.items():
-        semantics.fields[key] = value
-    for key in review.removals:
-        del semantics.fields[key]
-    for conflict_id, entry in review.conflicts.items():
-        semantics.conflicts[conflict_id] = entry
-    for name, positions in review.list_deletions.items():
-        semantics.delete_list_positions(name, positions)  # linear (was one `del` each: 16.6 s)

@@ -1,4 +1,4 @@
-"""What `--webhook*` configure (server/cli.py): where events go, how they are signed, retried."""
+"""What `--webhook*` configure (server/cli.py): where events go, how signed, retried, kept."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-__all__ = ["SECRET_PREFIX", "WebhookSettings", "check_secret"]
+__all__ = ["KEEP_SECONDS", "SECRET_PREFIX", "WebhookSettings", "check_secret"]
 
 SECRET_PREFIX = "whsec_"
+# 7 days, as GitHub Enterprise Server keeps its delivery log (github.com 3, Stripe 30): a
+# failure seen after a weekend is still listed, with its attempts; the retries of one
+# delivery end long before (the 12th attempt 34 to 68 minutes after the first).
+KEEP_SECONDS = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +28,9 @@ class WebhookSettings:
     retry_base_seconds: float = 2.0  # the delay after the first failure, doubled each time ...
     retry_max_seconds: float = 3600.0  # ... up to this (before jitter)
     timeout_seconds: float = 10.0  # one attempt, connecting included
+    # A delivered or failed delivery (and its attempts) is removed this long after its last
+    # attempt (server/webhooks/retention.py); pending ones stay until they finish.
+    keep_seconds: float = KEEP_SECONDS
 
 
 def check_secret(text: str) -> str:

@@ -90,6 +90,8 @@ class Server:
         with self.doc.transaction(origin=ServerOrigin("rules")):
             for key, value in review.values.items():
                 self.semantics.fields[key] = value
+            for key, value in review.reasserted.items():
+                self.semantics.fields[key] = value
             for key in review.removals:
                 del self.semantics.fields[key]
             for conflict_id, entry in review.conflicts.items():

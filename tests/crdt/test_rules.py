@@ -142,6 +142,31 @@ def test_max_on_concurrent_writes(before: Any, incoming: Any, current: Any, expe
 
 
 @pytest.mark.parametrize(
+    ("field", "before", "incoming", "current", "concurrent", "reassert"),
+    [
+        (STEP, 5, 9, 9, True, True),  # the max stands in the doc, as its writer's item
+        (STEP, 5, 5, 5, True, True),  # an equal concurrent write (it won or lost the ordering)
+        (STEP, 5, 3, 5, True, True),  # the smaller one lost: the doc's 5 is its rival's item
+        (STEP, 5, 9, 5, True, False),  # the rule writes 9: a change, not a re-assertion
+        (STEP, 5, 7, 7, False, False),  # sequential: nothing concurrent to settle
+        (GOAL, 400, 400, 400, True, True),  # manual, equal values: no conflict, yet written
+        (CATEGORY, "a", "a", "a", True, False),  # lww is plain Yjs: the server never writes
+    ],
+)
+def test_a_settled_value_the_doc_shows_is_written_again_by_the_server(
+    field: Field, before: Any, incoming: Any, current: Any, concurrent: bool, reassert: bool
+) -> None:
+    """So that a writer who never saw the other concurrent heads is judged concurrent with the
+    settled value on its next write (test_semantics_model.py, the equal loser forgotten)."""
+    decision = decide(
+        field, before=before, writes=[write(incoming, concurrent=concurrent)], current=current
+    )
+    assert decision.reassert is reassert
+    if reassert:
+        assert decision.value is NO_VALUE and not decision.conflict
+
+
+@pytest.mark.parametrize(
     ("before", "incoming", "current", "expected"),
     [
         (5, 3, 3, NO_VALUE),

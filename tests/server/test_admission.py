@@ -444,3 +444,45 @@ def test_a_cap_that_cannot_work_is_refused_at_start(
         main(["serve", option, value])  # refused while parsing: nothing starts
     assert exit_.value.code == 2
     assert option in capsys.readouterr().err
+
+
+async def _create_at_once(server: ServerProcess, user: str, count: int) -> int:
+    """`count` creations by `user` at the same moment, half over REST and half by joining a
+    new draft id over a socket; the number that created a draft."""
+
+    async def over_rest(client: httpx.AsyncClient) -> bool:
+        response = await client.post("/api/drafts", json={"title": "racing"})
+        assert response.status_code in (201, 403), response.text
+        return response.status_code == 201
+
+    async def by_joining() -> bool:
+        try:
+            editor = await connect_synced(server, new_id(), user)
+        except Exception:  # refused: 4403, the quota (checked below through the list)
+            return False
+        await editor.disconnect()
+        return True
+
+    async with as_user(server, user) as client:
+        results = await asyncio.gather(
+            *(over_rest(client) for _ in range(count // 2)),
+            *(by_joining() for _ in range(count - count // 2)),
+        )
+        listed = (await client.get("/api/drafts")).json()["items"]
+    owned = [item for item in listed if item["role"] == "owner"]
+    assert len(owned) == sum(results)
+    return len(owned)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_creations_racing_in_never_pass_the_draft_quota(
+    start: Start, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Twelve creations at once (REST and sockets) by a user allowed three: exactly three
+    drafts, on one instance and, with PostgreSQL, whatever the number of connections."""
+    store: tuple[str, ...] = ()
+    if backend == "postgresql":
+        postgres: PostgresCluster = request.getfixturevalue("postgres")
+        store = ("--store", postgres.new_database())
+    server = await start(*store, "--max-drafts-per-user", "3")
+    assert await _create_at_once(server, "alice", 12) == 3

@@ -13,13 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Doc, Map, Text
 
 from bench.services import PostgresCluster
+from tests.support.outbox_reader import stored_outbox
 from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
-from tests.support.rest import as_user, create_draft, new_id
+from tests.support.rest import as_user, create_draft, new_id, scrape
 from tests.support.server_process import REPO, ServerProcess
 from tests.support.waiting import eventually
 from tests.support.webhook_receiver import SECRET, WebhookReceiver
@@ -391,3 +394,85 @@ async def test_two_instances_on_one_postgresql_deliver_each_event_once(
         for server in servers:
             server.stop()
         receiver.stop()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_finished_deliveries_are_removed_after_the_window_pending_ones_stay(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    up = WebhookReceiver().start()
+    down = WebhookReceiver()  # never started: its port refuses, its delivery stays pending
+    flags = store_flags(request, backend)
+    postgres = request.getfixturevalue("postgres") if backend == "postgresql" else None
+    database = flags[1] if flags else tmp_path / "draftsync.db"
+    # Retried about every second, with attempts that never run out.
+    forever = ["--webhook-retry-base", "1", "--webhook-retry-max", "1"]
+    forever += ["--webhook-max-attempts", "1000000", "--webhook", down.url, *flags]
+    server = hooked_server(tmp_path, up.url, *forever).start()
+    draft = new_id("keep")
+
+    async def listed(api: httpx.AsyncClient) -> list[dict[str, Any]]:
+        answer = await api.get(f"/api/drafts/{draft}/webhooks")
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["items"])
+
+    async def retention_passes() -> float:
+        families = text_string_to_metric_families(await scrape(server))
+        return sum(
+            sample.value
+            for family in families
+            for sample in family.samples
+            if sample.name == "draftsync_webhook_retention_passes_total"
+        )
+
+    async def a_pass_ran() -> bool:
+        return await retention_passes() >= 1
+
+    try:
+        async with as_user(server, "alice") as api:
+            await create_draft(api, id=draft)
+            await arrived(up, draft, "draft.created")
+
+            async def both_tried() -> bool:
+                items = await listed(api)
+                statuses = [d["status"] for d in items]
+                # Two attempts of the pending one: it is more than a second old.
+                return statuses == ["delivered", "pending"] and items[1]["attempts"] >= 2
+
+            await eventually(both_tried, timeout=20)
+        server.stop()
+
+        # The default window (7 days): a retention pass runs after both finished; both stay.
+        server.start()
+        await eventually(a_pass_ran)
+        async with as_user(server, "alice") as api:
+            assert [d["status"] for d in await listed(api)] == ["delivered", "pending"]
+        rows, orphans = stored_outbox(database, postgres)
+        assert [row[1:3] for row in rows] == [(up.url, "delivered"), (down.url, "pending")]
+        assert rows[0][3] == 1 and orphans == 0, rows
+        server.stop()
+
+        # A window of one second: the delivered row and its attempt go, from the listing and
+        # from the store; the pending one, created long before the window, stays and retries.
+        server.args += ["--webhook-keep-seconds", "1"]
+        server.start()
+        async with as_user(server, "alice") as api:
+
+            async def only_pending_left() -> bool:
+                return [d["status"] for d in await listed(api)] == ["pending"]
+
+            await eventually(only_pending_left, timeout=20)
+            (pending,) = await listed(api)
+            assert pending["url"] == down.url and pending["type"] == "draft.created"
+            tried = pending["attempts"]
+
+            async def retried_since() -> bool:
+                return bool((await listed(api))[0]["attempts"] > tried)
+
+            await eventually(retried_since, timeout=20)
+        rows, orphans = stored_outbox(database, postgres)
+        assert [row[1:3] for row in rows] == [(down.url, "pending")], rows
+        assert rows[0][3] > tried and orphans == 0, (rows, orphans)
+    finally:
+        server.stop()
+        up.stop()

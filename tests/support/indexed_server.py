@@ -2,8 +2,8 @@
 updates the way the room does (in a `ClientOrigin` transaction), takes the update pycrdt
 integrated (a doc observer's `TransactionEvent.update`) and feeds it to a `FieldIndex`.
 
-Only the index is under test here; the whole pipeline runs against the real room
-(`tests.support.room_driver`).
+Only the index is under test here; the whole pipeline runs against the real sync core
+(`tests.support.core_driver`).
 """
 
 from __future__ import annotations

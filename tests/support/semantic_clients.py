@@ -3,8 +3,8 @@ the ground truth of what they wrote on the side.
 
 `SimClient` is an editor's pycrdt doc. Every write records its item id and the writer's state
 vector just before it (its causal past), so tests can tell concurrent writes from sequential
-ones without asking the code under test. The server side is the real room
-(`tests.support.room_driver`).
+ones without asking the code under test. The server side is the real sync core
+(`tests.support.core_driver`).
 """
 
 from __future__ import annotations

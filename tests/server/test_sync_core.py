@@ -1,0 +1,200 @@
+"""The sync core (server/sync/core.py, issue 20 point 1) driven by plain function calls: no
+event loop, no store, no connection, no gate. Editors are pycrdt docs; what the core returns
+is read as the room's shell reads it (writes to commit, messages tagged with the ticket they
+wait for, a verdict)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from pycrdt import Doc, Map, Text
+
+from crdt.awareness import AwarenessEntry, encode_awareness_update
+from crdt.errors import MalformedMessage, NonJsonValue, UndecodableUpdate
+from crdt.origins import SERVER_USER, ClientOrigin
+from crdt.protocol import Awareness, SyncStep2, Update, WriteAck, decode_message
+from crdt.schema import DEFAULT_SCHEMA
+from server.sync.core import EVERYONE, OK, OTHERS, SENDER, Outcome, RoomCore
+
+ALICE = ClientOrigin("alice", "s-alice")
+BOB = ClientOrigin("bob", "s-bob")
+NOW = 1_700_000_000.0
+
+
+def open_core() -> RoomCore:
+    core = RoomCore(DEFAULT_SCHEMA, clock=lambda: NOW, new_id=lambda: "c1")
+    core.open(Doc(client_id=1), 0, semantic_fields=True, journal=None)
+    return core
+
+
+def edit(doc: Doc, change: Callable[[Doc], None]) -> bytes:
+    """What `change` adds to `doc`: the update an editor sends."""
+    before = doc.get_state()
+    change(doc)
+    return doc.get_update(before)
+
+
+def type_text(text: str) -> Callable[[Doc], None]:
+    def change(doc: Doc) -> None:
+        body = doc.get("body", type=Text)
+        body += text
+
+    return change
+
+
+def text_of(update: bytes) -> str:
+    doc: Doc = Doc()
+    doc.apply_update(update)
+    return str(doc.get("body", type=Text))
+
+
+def test_no_event_loop_runs_here() -> None:
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+
+
+def test_a_relay_waits_for_its_ticket_and_skips_its_sender() -> None:
+    core = open_core()
+    alice: Doc = Doc(client_id=10)
+    outcome = core.apply_run(ALICE, [edit(alice, type_text("hello"))])
+    assert outcome.verdict is OK and outcome.in_review is None and outcome.rules is None
+    (write,) = outcome.writes
+    assert (write.version, write.ticket, write.user, write.session) == (1, 1, "alice", "s-alice")
+    assert write.client_id == 10 and write.created_at == NOW
+    (relay,) = outcome.messages
+    assert relay.to is OTHERS and relay.after == write.ticket and relay.update == write.data
+    assert decode_message(relay.frame) == Update(write.data)
+    assert (core.version, core.accepted) == (1, 1)
+    second = core.apply_run(ALICE, [edit(alice, type_text("!"))])
+    assert [m.after for m in second.messages] == [w.ticket for w in second.writes] == [2]
+
+
+def test_a_joiners_sync_step_2_waits_for_the_update_not_committed_yet() -> None:
+    core = open_core()
+    alice: Doc = Doc(client_id=10)
+    accepted = core.apply_run(ALICE, [edit(alice, type_text("pending"))])
+    (ticket,) = [write.ticket for write in accepted.writes]
+    joined = core.sync_step1(Doc().get_state())
+    assert joined.writes == () and joined.verdict is OK
+    (reply,) = joined.messages
+    # It holds the pending text, so it is released only once that ticket is committed.
+    assert reply.to is SENDER and reply.after == ticket
+    message = decode_message(reply.frame)
+    assert isinstance(message, SyncStep2) and text_of(message.update) == "pending"
+
+
+def test_a_write_ack_waits_for_everything_accepted() -> None:
+    core = open_core()
+    alice: Doc = Doc(client_id=10)
+    core.apply_run(ALICE, [edit(alice, type_text("a"))])
+    core.apply_run(ALICE, [edit(alice, type_text("b"))])
+    (ack,) = core.write_ack(WriteAck(b"7")).messages
+    assert ack.to is SENDER and ack.after == 2 and decode_message(ack.frame) == WriteAck(b"7")
+
+
+def test_an_unreadable_semantic_write_is_refused_with_nothing_to_commit_or_relay() -> None:
+    core = open_core()
+    mallory: Doc = Doc(client_id=66)
+
+    def put_a_map(doc: Doc) -> None:
+        doc["fields"] = fields = Map()
+        fields["category"] = Map({"nested": 1})
+
+    outcome = core.apply_run(BOB, [edit(mallory, put_a_map)])
+    assert outcome.writes == () and outcome.messages == () and outcome.rules is None
+    assert isinstance(outcome.verdict.refused, NonJsonValue)
+    # The doc took it before the rules could read it: it is dropped, reloaded from the store.
+    assert outcome.verdict.discard is not None and "user=bob" in outcome.verdict.discard
+    assert (core.version, core.accepted) == (0, 0)
+
+
+def test_a_remote_committed_update_is_relayed_to_everyone_as_durable() -> None:
+    core = open_core()
+    elsewhere: Doc = Doc(client_id=20)
+    update = edit(elsewhere, type_text("from another instance"))
+    outcome = core.apply_committed(update, 41, user="carol")
+    assert outcome.writes == () and outcome.verdict is OK
+    (relay,) = outcome.messages
+    assert relay.to is EVERYONE and relay.after == 0
+    assert relay.update is not None and text_of(relay.update) == "from another instance"
+    assert (core.version, core.accepted) == (41, 0)  # numbered by the store, no ticket
+    assert core.apply_committed(update, 41) == Outcome()  # a duplicate relays nothing
+
+
+def test_awareness_reveals_no_content_and_is_not_gated() -> None:
+    core = open_core()
+    update = encode_awareness_update([AwarenessEntry(10, 1, '{"name":"alice"}')])
+    applied = core.apply_awareness("alice's connection", update)
+    assert [entry.client_id for entry in applied.entries] == [10]
+    relay = core.awareness(update)
+    assert relay.to is OTHERS and relay.after is None
+    (everyone,) = core.query_awareness().messages
+    assert everyone.to is SENDER and everyone.after is None
+    assert isinstance(decode_message(everyone.frame), Awareness)
+    assert [m.after for m in core.join(sync_on_join=True)] == [None, None]
+    assert core.leave("alice's connection") is not None
+
+
+@pytest.mark.parametrize("update", [b"\xff\xff\xff", b"\x01"], ids=["garbage", "truncated"])
+def test_an_undecodable_update_is_refused(update: bytes) -> None:
+    core = open_core()
+    outcome = core.apply_run(ALICE, [update])
+    assert outcome.writes == () and outcome.messages == ()
+    assert isinstance(outcome.verdict.refused, UndecodableUpdate)
+    assert outcome.verdict.discard is None  # yrs integrated nothing: the doc stands
+
+
+def test_the_updates_before_an_undecodable_one_are_kept() -> None:
+    core = open_core()
+    alice: Doc = Doc(client_id=10)
+    outcome = core.apply_run(ALICE, [edit(alice, type_text("kept")), b"\xff\xff"])
+    assert [write.version for write in outcome.writes] == [1]
+    assert isinstance(outcome.verdict.refused, UndecodableUpdate)
+
+
+def test_a_bad_state_vector_is_refused() -> None:
+    outcome = open_core().sync_step1(b"\xff\xff\xff\xff")
+    assert outcome.messages == () and isinstance(outcome.verdict.refused, MalformedMessage)
+
+
+def test_a_semantic_write_waits_for_its_review_turn_then_is_admitted() -> None:
+    core = open_core()
+    core.reviews_in_turn = True
+    alice: Doc = Doc(client_id=10)
+
+    def set_category(doc: Doc) -> None:
+        doc["fields"] = fields = Map()
+        fields["category"] = "news"
+
+    outcome = core.apply_run(ALICE, [edit(alice, set_category)])
+    assert outcome.writes == () and outcome.messages == () and outcome.in_review is not None
+    admitted = core.admit(outcome.in_review)
+    assert [w.ticket for w in admitted.writes] == [m.after for m in admitted.messages] == [1]
+
+
+def test_a_server_write_goes_to_everyone_and_one_failing_half_way_discards_the_doc() -> None:
+    core = open_core()
+
+    def note(doc: Doc) -> None:
+        doc.get("body", type=Text).insert(0, "restored")
+
+    outcome = core.write_as_server("restore", note)
+    (write,) = outcome.writes
+    assert (write.user, write.session, write.ticket) == (SERVER_USER, "restore", 1)
+    assert [(m.to, m.after) for m in outcome.messages] == [(EVERYONE, 1)]
+
+    def half_way(doc: Doc) -> None:
+        note(doc)
+        raise ValueError("broke")
+
+    failed = core.write_as_server("restore", half_way)
+    assert failed.writes == () and failed.verdict.discard is not None
+    assert isinstance(failed.verdict.error, ValueError)
+    with pytest.raises(ValueError, match="nothing"):  # nothing changed: it just raises
+
+        def nothing(doc: Doc) -> None:
+            raise ValueError("nothing")
+
+        core.write_as_server("restore", nothing)

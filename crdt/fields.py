@@ -125,6 +125,53 @@ class FieldIndex:
         built_on = {write.origin for write in writes}
         return [w if (w.last or w.id) not in built_on else _not_leaf(w) for w in writes]
 
+    def key_of(self, item_id: Id) -> str | None:
+        """The key of an indexed item, None if the index does not hold it."""
+        run = self._run_of(item_id)
+        return None if run is None else run.key
+
+    def ingest_sequential(self, key: str, item: ItemHeader) -> MapWrite | None:
+        """`ingest` of an update whose one item is `item`, if it is a sequential write to
+        `key`: one clock with a value, not indexed yet, whose origin is the key's winner (its
+        writer had seen the value the server holds). None otherwise, the index unchanged: the
+        caller then ingests the update as usual.
+
+        What `ingest` does with it, without finding out what is known here: the origin names
+        the key (the winner is one of the key's items), the item is one unit (`_units`) and a
+        leaf, not concurrent; `_add` then makes it one run of one clock under the origin
+        (`_add_node`, `_insert_run`, `_link`) and the key's winner. A `fields` write's review
+        took ~12 us in `ingest`'s general steps, ~5 here (tests/crdt/test_fields_sequential.py
+        checks that both leave the same index)."""
+        origin = item.origin
+        if (
+            origin is None
+            or origin != self._winner.get(key)
+            or item.length != 1
+            or item.value is NO_VALUE
+        ):
+            return None
+        node = item.id
+        client, clock = node
+        starts = self._starts.get(client)
+        runs = self._runs.get(client)
+        at = 0
+        if starts and runs:
+            at = bisect_right(starts, clock)
+            if at and clock < runs[at - 1].end:  # indexed already (`_run_of`)
+                return None
+        else:
+            starts = self._starts[client] = []
+            runs = self._runs[client] = []
+        starts.insert(at, clock)
+        runs.insert(at, _Run(clock, clock + 1, key))
+        self._clocks += 1
+        self._link(key, origin, node)
+        value = item.value
+        self._value_of[node] = value
+        self._winner[key] = node
+        seen = self._value_of.get(origin, NO_VALUE)
+        return MapWrite(key, node, origin, value, False, seen, True, node, item.content)
+
     def _integrate(
         self, items: list[ItemHeader], *, report: bool, values: Mapping[Id, Any] = _NONE
     ) -> list[MapWrite]:
@@ -170,7 +217,8 @@ class FieldIndex:
         winner = self._winner.get(key)
         concurrent = item.origin != winner
         client, clock = item.id
-        whole = self._unindexed(client, clock, clock + item.length) == [
+        # Only a concurrent write re-chooses the winner: a sequential one need not look.
+        whole = concurrent and self._unindexed(client, clock, clock + item.length) == [
             (clock, clock + item.length)
         ]
         last = self._add_node(item, key)

@@ -40,7 +40,23 @@ class Decision:
         return self.value is not NO_VALUE or self.remove
 
 
+_STANDS = Decision()  # Yjs's value stands, nothing rejected, no conflict
+
+
 def decide(field: Field, *, before: Any, writes: Sequence[MapWrite], current: Any) -> Decision:
+    if len(writes) == 1:
+        write = writes[0]
+        # The commonest write (S5): one sequential write of a value the field accepts, that
+        # Yjs kept. What the general case finds for it (valid, not stale: the value stands),
+        # without its lists; `transition` judges the move, so it takes the general case.
+        if (
+            not write.concurrent
+            and write.value is not NO_VALUE
+            and field.rule is not Rule.TRANSITION
+            and field.accepts(write.value)
+            and _same(current, write.value)
+        ):
+            return _STANDS
     valid: list[MapWrite] = []
     rejected: list[MapWrite] = []
     for write in writes:

@@ -3,8 +3,12 @@
 Cheap on the text path: raw observers on the `fields` map and on each list root only set a
 flag (pycrdt calls them for map/list items, never for text); the update is decoded in Python
 only when a flag is up (docs/conflict-detection.md measured this at 0.98x of a bare
-apply on text traffic). The id -> key index is built on the first `fields` write after a load,
-from the document minus that write, so cold loads stay as fast as without semantic fields.
+apply on text traffic). Cheap on the commonest `fields` write too, an editor setting one key
+whose value it had seen (`_review_sequential`): the update's one item is read alone
+(`read_overwrite`), its key found from its origin; everything else (concurrent writes, several
+keys or items, values that are not scalars, anything unreadable) is reviewed in full.
+The id -> key index is built on the first `fields` write after a load, from the document
+minus that write, so cold loads stay as fast as without semantic fields.
 
 The room asks `review()` after applying a client update; the answer (`Review`) says what the
 server must write as its own change. `absorb()` indexes the server's own change afterwards, and
@@ -32,7 +36,7 @@ from crdt.fields import FieldIndex, MapWrite, check_json_values
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.rules import Decision, decide, duplicate_positions
 from crdt.schema import Kind, Rule, Schema
-from crdt.updates import NO_VALUE, DecodedUpdate, decode_update
+from crdt.updates import NO_VALUE, DecodedUpdate, decode_update, read_overwrite
 
 __all__ = ["Rejection", "Review", "SemanticFields"]
 
@@ -141,28 +145,74 @@ class SemanticFields:
             self._fields_touched = self._set_aside.fields
             self._lists_touched = set(self._set_aside.lists)
             self._set_aside = None
+            set_aside = True  # absorbed updates came between: review in full
+        else:
+            set_aside = False
         review = Review()
         if self._fields_touched:
             self._fields_touched = False
-            decoded = decode_update(changes)
-            values, contents = _sent(received, decoded, changes)
-            writes = self._ingest(decoded, values)
-            check_json_values(writes, contents)  # before any value is judged or journaled
-            by_key: dict[str, list[MapWrite]] = {}
-            for write in writes:
-                by_key.setdefault(write.key, []).append(write)
-            # One transaction for the reads below, made on it directly: `Map.get` and `in`
-            # enter pycrdt's transaction context three times per call.
-            with self._doc.transaction() as txn:
-                read = _Reader(self.fields, txn)
-                for key, key_writes in by_key.items():
-                    self._review_key(review, key, key_writes, origin, now, read.get(key))
-                for key in [k for k in self._values if not read.has(k)]:
-                    review.changed[key] = (self._values.pop(key), None)  # a key delete
+            if set_aside or not self._review_sequential(review, changes, origin, now):
+                self._review_fields(review, changes, received, origin, now)
         for name in sorted(self._lists_touched):
             self._review_list(review, name)
         self._lists_touched.clear()
         return review
+
+    def _review_sequential(
+        self, review: Review, changes: bytes, origin: ClientOrigin, now: float
+    ) -> bool:
+        """Review the commonest `fields` write without decoding the update in full; False
+        (nothing done) if it is not that write, for `_review_fields` to review.
+
+        That write: `changes` is one item with one scalar value that deletes its origin alone
+        (`read_overwrite`: JSON by construction, not Deleted, so the client's bytes hold
+        nothing more), the origin is the winner of a key (`FieldIndex.key_of`,
+        `ingest_sequential`: a sequential write) and the doc now holds its value there. It is
+        judged by the same `_review_key` as a full review, with what a full review finds: the
+        same write, the key's value read from the doc. No other item was deleted, so no key
+        was removed: the full review's check for removed keys has nothing to find.
+
+        yrs's map event would say which key changed without the index, but reading it
+        (`event.keys`) inside a transaction that yrs gave up half-way (a panic) crashes the
+        process (tests/fuzz/test_room.py, finding 4)."""
+        index = self._index
+        if index is None:  # the first write since the load builds the index: in full
+            return False
+        item = read_overwrite(changes)
+        if item is None or item.origin is None:
+            return False
+        key = index.key_of(item.origin)
+        if key is None:
+            return False
+        with self._doc.transaction() as txn:
+            current = _Reader(self.fields, txn).get(key)
+        if not _same_json(item.value, current):
+            return False
+        write = index.ingest_sequential(key, item)
+        if write is None:  # concurrent: its origin is not the key's winner
+            return False
+        self._review_key(review, key, [write], origin, now, current)
+        return True
+
+    def _review_fields(
+        self, review: Review, changes: bytes, received: bytes, origin: ClientOrigin, now: float
+    ) -> None:
+        """The full review of what an update wrote to `fields` (see `review`)."""
+        decoded = decode_update(changes)
+        values, contents = _sent(received, decoded, changes)
+        writes = self._ingest(decoded, values)
+        check_json_values(writes, contents)  # before any value is judged or journaled
+        by_key: dict[str, list[MapWrite]] = {}
+        for write in writes:
+            by_key.setdefault(write.key, []).append(write)
+        # One transaction for the reads below, made on it directly: `Map.get` and `in`
+        # enter pycrdt's transaction context three times per call.
+        with self._doc.transaction() as txn:
+            read = _Reader(self.fields, txn)
+            for key, key_writes in by_key.items():
+                self._review_key(review, key, key_writes, origin, now, read.get(key))
+            for key in [k for k in self._values if not read.has(k)]:
+                review.changed[key] = (self._values.pop(key), None)  # a key delete
 
     def set_aside(self, changes: bytes) -> None:
         """Hold back the review of the client update just applied (`changes`) until `review`.
@@ -371,6 +421,8 @@ class SemanticFields:
         return array_values(self.lists[name])
 
     def _on_fields(self, _event: object) -> None:
+        # Only a flag: reading the event (`event.keys`) in a transaction yrs gave up half-way
+        # crashes the process (see `_review_sequential`).
         self._fields_touched = True
 
     def _list_flag(self, name: str) -> Any:
@@ -424,6 +476,15 @@ class _Reader:
 def _iso(now: float) -> str:
     """A time as conflicts show it (ISO 8601, UTC)."""
     return dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Equal scalars of one JSON type: 1 and 1.0 are the same number (a number may come as
+    int from one reader, float from the other), True and 1 are not."""
+    if type(a) is type(b):
+        return bool(a == b)
+    numbers = (int, float)
+    return type(a) in numbers and type(b) in numbers and a == b
 
 
 def _same_value(a: Any, b: Any) -> bool:

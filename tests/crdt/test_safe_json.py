@@ -56,3 +56,23 @@ def test_a_journal_row_with_a_shared_type_value_serializes() -> None:
     )
     row = event.as_row()
     assert json.loads(str(row[-1])) == {"field": "k", "new": {"$type": "Map"}}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"field": "category", "kind": "value", "old": "c1", "new": "c2"},
+        {"a": 'é😀\n"\\', "b": None, "c": True, "d": False, "e": -(10**30), "f": ""},
+        {},
+        {"x": 10**5000},  # too long for str(): the marker
+    ],
+    ids=["event", "escapes", "empty", "huge int"],
+)
+def test_a_flat_dict_is_encoded_as_json_dumps_encodes_it(value: dict[str, Any]) -> None:
+    """Flat dicts of plain values take an encoder built once (S5: one journal row per
+    `fields` write); the text is `json.dumps`'s, compact and ASCII."""
+    try:
+        expected = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        expected = json.dumps({"$type": "Unserializable"})
+    assert dumps(value) == expected

@@ -102,6 +102,30 @@ async def test_the_wal_stays_bounded_under_a_long_stream_of_commits(tmp_path: Pa
     assert wal < 32_000_000, f"WAL of {wal:,} bytes after {batches * 4096:,} bytes of updates"
 
 
+async def test_a_starved_checkpoint_holds_commits_back_so_the_wal_stays_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loaded machine starves the checkpoint's thread of CPU while commits go on: a
+    checkpoint made to take 0.3 s (fault injection) stands for that. Commits past
+    `CHECKPOINT_LAG` wait for it, so the WAL stays bounded (without the wait: 66 MB here)."""
+    checkpoint = log_writer._checkpoint
+
+    def starved(db: sqlite3.Connection) -> int:
+        time.sleep(0.3)
+        return checkpoint(db)
+
+    monkeypatch.setattr(log_writer, "_checkpoint", starved)
+    batches = 2048
+    store = await open_store(tmp_path, "d")
+    try:
+        for version in range(1, 2 * batches, 2):
+            await store.append_updates([record("d", version + i, 2048) for i in (0, 1)])
+        wal = (tmp_path / "draftsync.db-wal").stat().st_size
+    finally:
+        await store.close()
+    assert wal < 32_000_000, f"WAL of {wal:,} bytes after {batches * 4096:,} bytes of updates"
+
+
 async def test_commits_go_on_while_a_checkpoint_runs(tmp_path: Path) -> None:
     """A checkpoint's fsyncs (~4 ms here) must not hold back the relays of every draft: the
     commits that come while it runs land at once. Its connection is slowed to 0.5 s a

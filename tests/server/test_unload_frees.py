@@ -132,6 +132,7 @@ async def test_an_unloaded_room_lets_go_of_its_doc_and_large_objects(tmp_path: P
         room_ref = weakref.ref(room)
         del room, writer_conn, writer_task, typist, text
         await _until(lambda: service.rooms.get(DRAFT) is None, "the room unloaded")
+        await _until(lambda: service.rooms.memory.releases >= 1, "the unload's release ran")
         gc.collect()
         assert docs.built and all(ref() is None for ref in docs.built), "a doc is still alive"
         assert room_ref() is None, "the room is still alive"

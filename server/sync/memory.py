@@ -41,6 +41,7 @@ __all__ = [
     "WAIT_AT_MOST_SECONDS",
     "MemoryTrimmer",
     "configure",
+    "release_now",
 ]
 
 logger = logging.getLogger("draftsync.memory")
@@ -80,6 +81,15 @@ def configure() -> bool:
         libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
         and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
+
+
+def release_now() -> None:
+    """What a release does, at once and on this thread: a full collection, then
+    `malloc_trim(0)` where glibc has it (for a process measuring itself, `bench persistence`)."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 class MemoryTrimmer:

@@ -73,3 +73,15 @@ def test_configure_fixes_glibc_thresholds() -> None:
     # Idempotent and process-wide: glibc's starting values, with its dynamic raise turned off.
     assert memory.configure() is True
     assert memory.configure() is True
+
+
+def test_release_now_collects_at_once() -> None:
+    gc.disable()
+    try:
+        cycle = _Cycle()
+        ref = weakref.ref(cycle)
+        del cycle
+        memory.release_now()
+        assert ref() is None
+    finally:
+        gc.enable()

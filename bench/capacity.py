@@ -25,6 +25,7 @@ from bench.report import Column, format_table
 __all__ = [
     "CAPACITY_PREFIX",
     "HELD_P99_MS",
+    "after_over_idle",
     "capacity_summary",
     "capacity_table",
     "connections_table",
@@ -45,8 +46,8 @@ def capacity_summary(rows: Rows) -> dict[str, object]:
     """Per server: each step's rate, CPU per edit, p99 and delivery; the highest rate held."""
     servers: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if not _is_step(str(row["scenario"])):
-            continue
+        if row.get("kind") != "relay" or not _is_step(str(row["scenario"])):
+            continue  # C1 (a cold load, kind "join") is not a capacity step
         rate = float(row["rooms"] * row["clients_per_room"] * row["rate_per_client"])
         sent, cpu = row.get("sent"), row.get("typing_cpu_s")
         held = (
@@ -64,6 +65,8 @@ def capacity_summary(rows: Rows) -> dict[str, object]:
                 "p99_ms": row.get("p99_ms"),
                 "delivered_pct": row.get("delivered_pct"),
                 "peak_rss_mb": row.get("peak_rss_mb"),
+                "idle_rss_mb": row.get("idle_rss_mb"),
+                "after_rss_mb": row.get("after_rss_mb"),
                 "held": held,
             }
         )
@@ -90,7 +93,15 @@ def capacity_table(summary: Mapping[str, Any], baseline: str) -> str:
                 step["cpu_ms_per_edit"],
             )
             ratio = "-" if server == baseline or not mine or not theirs else f"{mine / theirs:.2f}x"
-            shown.append({**step, "server": server, "vs": ratio, "max": entry["max_rate_held"]})
+            shown.append(
+                {
+                    **step,
+                    "server": server,
+                    "vs": ratio,
+                    "max": entry["max_rate_held"],
+                    "after_idle": after_over_idle(step),
+                }
+            )
     return format_table(
         "Capacity: rooms x 2 clients at 5 edits/s each, stepped up (one fresh process per step)",
         [
@@ -103,11 +114,27 @@ def capacity_table(summary: Mapping[str, Any], baseline: str) -> str:
             Column("held", "held"),
             Column("max", "max held/s"),
             Column("vs", "ds/peer cpu"),
+            Column("peak_rss_mb", "peak MB"),
+            Column("after_idle", "after/idle"),
         ],
         shown,
         footer=f"held: {summary['held_if']}; cpu ms/edit: {summary['cpu_per_edit']}; "
-        f"ds/peer cpu: {baseline}'s CPU per edit over this server's (< 1: {baseline} cheaper)",
+        f"ds/peer cpu: {baseline}'s CPU per edit over this server's (< 1: {baseline} cheaper); "
+        f"{_AFTER_IDLE_NOTE}",
     )
+
+
+_AFTER_IDLE_NOTE = (
+    "after/idle: RSS once the clients left and the rooms unloaded over RSS before any client"
+)
+
+
+def after_over_idle(row: Mapping[str, Any]) -> str:
+    """A row's after-load RSS over its idle RSS, as a table shows it ("-": either missing)."""
+    idle, after = row.get("idle_rss_mb"), row.get("after_rss_mb")
+    if not isinstance(idle, int | float) or not isinstance(after, int | float) or idle <= 0:
+        return "-"
+    return f"{after / idle:.2f}x"
 
 
 def connections_table(rows: Rows) -> str:
@@ -128,11 +155,17 @@ def connections_table(rows: Rows) -> str:
             Column("fanout_max_ms", "fan-out max"),
             Column("fanout_received", "got it"),
             Column("connect_cpu_s", "cpu s"),
+            Column("peak_rss_mb", "peak MB"),
+            Column("idle_rss_mb", "idle MB"),
+            Column("after_rss_mb", "after MB"),
+            Column("after_idle", "after/idle"),
         ],
-        mine,
+        [{**row, "after_idle": after_over_idle(row)} for row in mine],
         footer="synced/s: connections synced per second, first connect to last synced (at most "
         "256 connecting at once); KB/conn: server RSS delta (all synced and idle - before) / N; "
-        "fan-out: ms from typing to each other connection integrating the edit",
+        "fan-out: ms from typing to each other connection integrating the edit; idle MB: RSS "
+        "before any client; after MB: once every connection closed and the room unloaded; "
+        f"{_AFTER_IDLE_NOTE}",
     )
 
 

@@ -12,10 +12,17 @@ Each run opens a fresh `Store` (as after a restart: SQLite's page cache is the O
 in the process), then times `store.load(draft)` and `crdt.history.rebuild(...)` separately, the
 two steps of `RoomRegistry._load` (which runs rebuild on a worker thread; here it runs inline
 so the figure has no thread hand-off in it). Median of `runs`.
+
+Memory, per case, of this process (it is the loader, as the server is): RSS before the case's
+first open (idle), its peak while the case's runs load and rebuild (VmHWM, reset before the
+case), and after them, once the store is closed, the docs dropped and released as the server
+releases an unloaded room's (`server.sync.memory`: a collection, then `malloc_trim`). The
+allocator is configured as `draftsync serve` configures it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,6 +36,7 @@ from server.store.records import UpdateRecord
 from server.store.retention import KEEP
 from server.store.snapshots import Snapshotter
 from server.store.sqlite import SqliteStore
+from server.sync import memory
 
 __all__ = ["ColdLoadConfig", "run_cold_load"]
 
@@ -74,6 +82,19 @@ async def _prepare(path: Path, config: ColdLoadConfig, every: int) -> dict[str, 
     return cases
 
 
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    """VmHWM starts again from the current RSS (Linux: clear_refs 5); left as is elsewhere."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 async def _time_once(path: Path, draft_id: str, expected: str) -> tuple[float, float, int, int]:
     store = await SqliteStore.open(path)
     try:
@@ -96,14 +117,21 @@ async def run_cold_load(config: ColdLoadConfig) -> list[dict[str, object]]:
         path = Path(tmp) / "draftsync.db"
         cases = await _prepare(path, config, every)
         bar = progress(desc="cold load", total=config.runs * len(cases), enabled=config.progress)
+        memory.configure()
         for case, at in cases.items():
             loads, rebuilds, totals = [], [], []
+            memory.release_now()  # the previous case's memory is not this one's
+            idle = _status_mb("VmRSS:")
+            _reset_peak()
             for _ in range(config.runs):
                 load, build, tail, snapshot_bytes = await _time_once(path, case, config.text)
                 loads.append(1000 * load)
                 rebuilds.append(1000 * build)
                 totals.append(1000 * (load + build))
                 bar.update(1)
+            peak = _status_mb("VmHWM:")
+            memory.release_now()
+            after = _status_mb("VmRSS:")
             rows.append(
                 {
                     "case": case,
@@ -115,6 +143,9 @@ async def run_cold_load(config: ColdLoadConfig) -> list[dict[str, object]]:
                     "rebuild_ms": median(rebuilds),
                     "total_ms": median(totals),
                     "runs_total_ms": totals,
+                    "idle_rss_mb": idle,
+                    "peak_rss_mb": peak,
+                    "after_rss_mb": after,
                 }
             )
         bar.close()

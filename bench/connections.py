@@ -7,7 +7,8 @@ messages). Reported: the accept rate (connections synced per second, first conne
 synced), each connection's time from connect to synced (p50/p99), the server's RSS before the
 first connect and once all are synced and idle (memory per connection = the delta / N), then one
 character typed on the first connection and the time until every other one has it (fan-out
-p50/max) and how many did.
+p50/max) and how many did. The client process then exits, closing every connection; `bench
+relay` reads the server's RSS once the room has unloaded (its after-load figure, as every row's).
 """
 
 from __future__ import annotations

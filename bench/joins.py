@@ -9,8 +9,10 @@
 Per joiner: time from its provider's connect() to synced (its sync step 2 integrated), on the
 client's clock; a joiner counts as delivered when it synced holding the whole draft. Server CPU
 seconds and peak RSS cover the joins only (J1: from "go" to the last joiner synced; C1: the
-restarted process, whose peak is its whole life). An in-memory server (y-websocket-node) keeps
-nothing across a restart: it has no C1 row.
+restarted process, whose peak is its whole life). C1's idle RSS is the last restarted process's
+(read as the first one's, 0.5 s after it listens), so that its after-load RSS, read from that
+process, is compared with its own start. An in-memory server (y-websocket-node) keeps nothing
+across a restart: it has no C1 row.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ async def run_join(
     process = await node_client(config, directory / "client.log")
     cpu = 0.0
     peaks: list[float] = []
+    idle: float | None = None
     try:
         async with asyncio.timeout(scenario.budget()):
             filled = await next_event(process, "filled")
@@ -89,6 +92,7 @@ async def run_join(
                     await asyncio.to_thread(server.stop)
                     await asyncio.to_thread(server.start)
                     await asyncio.sleep(0.5)  # listening: let it settle before the clock
+                    idle = server.rss_mb()  # this process's, as `bench relay` reads the first
                 before = server.cpu_seconds()
                 await _tell(process, "go")
                 await next_event(process, "joined")
@@ -117,6 +121,7 @@ async def run_join(
         "write_seconds": float(filled["fill_seconds"]),
         "server_cpu_s": cpu,
         "peak_rss_mb": max(peaks, default=float("nan")),
+        **({} if idle is None else {"idle_rss_mb": idle}),
         "draft_bytes": int(filled["update_bytes"]),
         "closes": int(result["closes"]),
         "close_codes": [],

@@ -157,9 +157,13 @@ def _tables(result: dict[str, object]) -> str:
                     Column("load_ms", "load ms"),
                     Column("rebuild_ms", "rebuild ms"),
                     Column("total_ms", "total ms"),
+                    Column("idle_rss_mb", "idle MB"),
+                    Column("peak_rss_mb", "peak MB"),
+                    Column("after_rss_mb", "after MB"),
                 ],
                 result["cold_load"],  # type: ignore[arg-type]
-                footer=f"Targets: {met}",
+                footer=f"Targets: {met}\nidle, peak, after MB: this process's RSS before the "
+                "case, at its peak while loading, and once the docs were dropped and released",
             ),
         ]
     )

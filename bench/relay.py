@@ -53,6 +53,7 @@ from typing import Any
 
 from bench.capacity import (
     CAPACITY_PREFIX,
+    after_over_idle,
     capacity_summary,
     capacity_table,
     connections_table,
@@ -402,7 +403,7 @@ async def _one_join(
     return {
         **_identity(setup, scenario),
         **outcome,
-        "idle_rss_mb": idle,
+        "idle_rss_mb": outcome.get("idle_rss_mb", idle),  # C1: its last process's
         "after_rss_mb": after,
         "error": None,
     }
@@ -414,7 +415,7 @@ async def _one(
     if isinstance(scenario, JoinScenario):
         return await _one_join(setup, scenario, directory, quick)
     if scenario.kind == "connections":
-        return await _one_connections(setup, scenario, directory)
+        return await _one_connections(setup, scenario, directory, quick)
     servers = [
         ServerProc(setup.server, directory / f"instance-{k}", flags=_flags(setup, quick))
         for k in range(setup.instances)
@@ -460,10 +461,14 @@ async def _one(
     }
 
 
-async def _one_connections(setup: Setup, scenario: Scenario, directory: Path) -> dict[str, object]:
-    server = ServerProc(setup.server, directory / "instance-0", flags=setup.flags)
+async def _one_connections(
+    setup: Setup, scenario: Scenario, directory: Path, quick: bool
+) -> dict[str, object]:
+    server = ServerProc(setup.server, directory / "instance-0", flags=_flags(setup, quick))
     try:
         await asyncio.to_thread(server.start)
+        await asyncio.sleep(0.5)
+        idle = server.rss_mb()  # as every other row's: started, no client yet
         figures = await drive_connections(
             server,
             scenario.clients,
@@ -471,6 +476,7 @@ async def _one_connections(setup: Setup, scenario: Scenario, directory: Path) ->
             budget=scenario.budget(),
         )
         rss = server.peak_rss_mb()
+        after = await _settled_rss([server], quick)  # every connection closed, room unloaded
     except TimeoutError:
         bound = f"{scenario.name} on {setup.label}: no result within the bound"
         raise ClientFailed(bound) from None
@@ -478,7 +484,14 @@ async def _one_connections(setup: Setup, scenario: Scenario, directory: Path) ->
         raise ClientFailed(f"{scenario.name} on {setup.label}: {error}") from None
     finally:
         await asyncio.to_thread(server.stop)
-    return {**_failed(setup, scenario, ""), **figures, "peak_rss_mb": rss, "error": None}
+    return {
+        **_failed(setup, scenario, ""),
+        **figures,
+        "peak_rss_mb": rss,
+        "idle_rss_mb": idle,
+        "after_rss_mb": after,
+        "error": None,
+    }
 
 
 def _failed(setup: Setup, scenario: Scenario | JoinScenario, error: str) -> dict[str, object]:
@@ -598,6 +611,7 @@ def _table(result: dict[str, object]) -> str:
         shown.append(
             {
                 **row,
+                "after_idle": after_over_idle(row),
                 "vs": "-"
                 if r is None or r["p50_ms_ratio"] is None
                 else f"{r['p50_ms_ratio']:.2f}x / {r['p99_ms_ratio']:.2f}x",
@@ -643,6 +657,7 @@ def _relay_table(settings: dict[str, Any], shown: list[dict[str, Any]], footer: 
             Column("peak_rss_mb", "rss MB"),
             Column("idle_rss_mb", "idle MB"),
             Column("after_rss_mb", "after MB"),
+            Column("after_idle", "after/idle"),
             Column("vs", settings["ratio_header"]),
         ],
         shown,

@@ -37,7 +37,7 @@ from server.store import retention as snapshot_retention
 from server.store.factory import is_postgres_url
 from server.store.reserve import DEFAULT_RESERVE_BYTES
 from server.supervisor import EXIT_SOFTWARE
-from server.sync import presence
+from server.sync import memory, presence
 from server.sync.wsprotocol import LeanWebSocketProtocol
 from server.webhooks.settings import KEEP_SECONDS, WebhookSettings, check_secret
 
@@ -891,6 +891,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_feeds_per_user=args.max_feeds_per_user,
         feed_queue_events=args.feed_queue_events,
     )
+    memory.configure()  # this process owns the allocator: big blocks go back when freed
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -140,6 +140,9 @@ class CommitPipeline:
             batch = self._take_batch()
             if batch:
                 await self._commit(batch)
+            # Parked, this frame would keep the last batch (its rooms, senders and update
+            # bytes) until the next write: an unloaded room's memory would not come back.
+            del batch
 
     def _take_batch(self) -> list[PendingWrite]:
         batch = []

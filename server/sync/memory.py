@@ -1,51 +1,148 @@
-"""Give the memory of unloaded rooms back to the system (glibc's `malloc_trim`).
+"""Give the memory of unloaded rooms back to the system (glibc's allocator).
 
-Measured with `bench relay` J1 (100 clients join a 5 MB draft at once): once every client had
-left and the room had unloaded, the server still held 107 MB against 79 MB idle. The docs and
-frames were freed; glibc kept the freed pages in its heaps (many 5 MB frames freed in another
-order than they were made leave holes it does not return on its own). `malloc_trim(0)` returns
-every whole free page. It runs on a worker thread (ctypes lets go of the GIL), once after a
-room unloads, and never twice at once. On a libc without it (musl, macOS) this does nothing.
+What a process kept after its rooms had unloaded (`bench relay` J1: 100 clients join a 5 MB
+draft, then leave; S3: 200 rooms; N3000: 3,000 connections; read with tracemalloc, `gc` and
+/proc/self/smaps against the idle process):
+
+- Cyclic garbage: a closed connection's exception and the frames it holds, a room's bound
+  handlers. Only a full collection frees it, and the collector may not run one for a long
+  time on a quiet server: 5 MB of J1's after-load RSS. `release` collects first.
+- glibc's dynamic thresholds: once a block of 128 KB or more that glibc had mapped on its own
+  is freed, it raises its mmap threshold to that block's size and its trim threshold to twice
+  that (up to 32 and 64 MB). After one 5 MB frame, later 5 MB blocks come from the heaps, and
+  each heap may keep ~10 MB free on its top; `malloc_trim` trims the top of the main heap
+  only, so a worker thread's heap (the store's, a snapshot's) kept its 10 MB. `configure`
+  fixes both thresholds at glibc's starting values, which turns the adjustment off: a large
+  block is mapped and unmapped on its own, and a heap's top is trimmed as it frees.
+- Freed pages inside the heaps: `malloc_trim(0)` gives back every whole free page. It must
+  run after the frees, not with them: once per burst of unloads (a room unloading re-arms a
+  short timer), after the collection, on a worker thread (ctypes lets go of the GIL).
+
+Not given back: pymalloc's arenas (Python's small objects, in 1 MB arenas that go back only
+when empty; a few objects that outlive a burst of connections, such as the caches'
+entries, keep arenas of it), and the bounded caches themselves (SQLite's page cache of each
+connection, the summaries' headings, the token cache). On a libc without `malloc_trim` and
+`mallopt` (musl, macOS) this does nothing but the collection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import logging
+import time
 from collections.abc import Callable
 
-__all__ = ["MemoryTrimmer"]
+__all__ = [
+    "MMAP_THRESHOLD",
+    "QUIET_SECONDS",
+    "TRIM_THRESHOLD",
+    "WAIT_AT_MOST_SECONDS",
+    "MemoryTrimmer",
+    "configure",
+    "release_now",
+]
 
 logger = logging.getLogger("draftsync.memory")
 
+# glibc's own starting values (malloc/malloc.c: DEFAULT_MMAP_THRESHOLD_MIN, DEFAULT_TRIM_
+# THRESHOLD), fixed: a block of 128 KB or more gets a mapping of its own, returned when freed,
+# and a heap keeps at most 128 KB free on its top.
+MMAP_THRESHOLD = 128 * 1024
+TRIM_THRESHOLD = 128 * 1024
+_M_TRIM_THRESHOLD = -1  # mallopt's parameters (malloc.h)
+_M_MMAP_THRESHOLD = -3
 
-def _malloc_trim() -> Callable[[int], int] | None:
+# A release runs once no room has unloaded for QUIET_SECONDS (a burst of unloads: one
+# release), but at most WAIT_AT_MOST_SECONDS after the first unload it covers.
+QUIET_SECONDS = 0.5
+WAIT_AT_MOST_SECONDS = 5.0
+
+
+def _libc() -> ctypes.CDLL | None:
     try:
-        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 - glibc's, absent from musl and macOS
+        libc.mallopt  # noqa: B018
     except (OSError, AttributeError):
         return None
-    return trim
+    return libc
+
+
+def configure() -> bool:
+    """Fix glibc's mmap and trim thresholds for this process (see the module's docstring);
+    False if this libc has no `mallopt`. For the process that owns the allocator (`draftsync
+    serve`): an application embedding the server decides its own."""
+    libc = _libc()
+    if libc is None:
+        return False
+    return bool(
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
+
+
+def release_now() -> None:
+    """What a release does, at once and on this thread: a full collection, then
+    `malloc_trim(0)` where glibc has it (for a process measuring itself, `bench persistence`)."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 class MemoryTrimmer:
-    def __init__(self) -> None:
-        self._trim = _malloc_trim()
+    """Once rooms have unloaded: a full collection, then `malloc_trim(0)` on a worker thread."""
+
+    def __init__(
+        self,
+        *,
+        quiet: float = QUIET_SECONDS,
+        wait_at_most: float = WAIT_AT_MOST_SECONDS,
+    ) -> None:
+        libc = _libc()
+        self._trim: Callable[[int], int] | None = None if libc is None else libc.malloc_trim
+        self._quiet = quiet
+        self._wait_at_most = wait_at_most
+        self._first_unload: float | None = None  # of the unloads the next release covers
+        self._last_unload = 0.0
         self._running: asyncio.Task[None] | None = None
+        self.releases = 0  # collections (and trims, where glibc is) run so far
         self.trims = 0
 
     def room_unloaded(self) -> None:
-        """A room's doc was dropped: trim once (a trim under way covers it if it starts later)."""
-        if self._trim is None or self._running is not None:
-            return
-        self._running = asyncio.create_task(self._run())
+        """A room's doc was dropped: a release follows once the unloads pause."""
+        now = time.monotonic()
+        self._last_unload = now
+        if self._first_unload is None:
+            self._first_unload = now
+        if self._running is None:
+            self._running = asyncio.create_task(self._run())
+
+    def _due_in(self) -> float:
+        assert self._first_unload is not None
+        quiet = self._last_unload + self._quiet
+        return max(0.0, min(quiet, self._first_unload + self._wait_at_most) - time.monotonic())
 
     async def _run(self) -> None:
         try:
-            assert self._trim is not None
-            await asyncio.to_thread(self._trim, 0)
-            self.trims += 1
-        except Exception:  # never fatal: memory stays as it was
-            logger.exception("malloc_trim failed")
+            while self._first_unload is not None:
+                delay = self._due_in()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue  # another unload may have pushed it
+                self._first_unload = None  # unloads from now on: the next release
+                await self._release()
         finally:
             self._running = None
+
+    async def _release(self) -> None:
+        try:
+            gc.collect()  # the unloaded rooms' cycles, before their pages can be given back
+            if self._trim is not None:
+                await asyncio.to_thread(self._trim, 0)
+                self.trims += 1
+        except Exception:  # never fatal: memory stays as it was
+            logger.exception("memory release failed")
+        self.releases += 1

@@ -58,6 +58,9 @@ COLD_LOAD = {
     "rebuild_ms",
     "total_ms",
     "runs_total_ms",
+    "idle_rss_mb",
+    "peak_rss_mb",
+    "after_rss_mb",
 }
 TARGET = {"target", "measured", "met"}
 RELAY_ROW = {
@@ -320,6 +323,7 @@ def test_relay_join_storm_and_cold_load_quick(tmp_path: Path) -> None:
     result = _bench(tmp_path, "relay", *args)
     assert set(result["settings"]["scenarios"]) == {"J1", "C1"}
     _relay_rows_and_ratios(result, servers, memory_only)
+    assert result["capacity"]["servers"] == {}  # C1, a cold load, is no capacity step
 
 
 def _relay_rows_and_ratios(
@@ -375,12 +379,25 @@ CONNECTIONS_ROW = {
     "rss_before_mb",
     "rss_idle_mb",
     "kb_per_connection",
+    "peak_rss_mb",
+    "idle_rss_mb",
+    "after_rss_mb",
     "fanout_p50_ms",
     "fanout_max_ms",
     "fanout_received",
     "fanout_receivers",
 }
-CAPACITY_STEP = {"scenario", "rate", "cpu_ms_per_edit", "p99_ms", "delivered_pct", "held"}
+CAPACITY_STEP = {
+    "scenario",
+    "rate",
+    "cpu_ms_per_edit",
+    "p99_ms",
+    "delivered_pct",
+    "held",
+    "peak_rss_mb",
+    "idle_rss_mb",
+    "after_rss_mb",
+}
 
 
 @needs_node
@@ -410,6 +427,8 @@ def test_relay_capacity_connections_and_fields_quick(tmp_path: Path) -> None:
             assert row["connections"] == 200
             assert row["fanout_received"] == row["fanout_receivers"] == 199
             assert row["kb_per_connection"] is not None
+            for key in ("peak_rss_mb", "idle_rss_mb", "after_rss_mb"):  # every scenario's
+                assert isinstance(row[key], float) and row[key] > 0, (row["server"], key)
     capacity = result["capacity"]["servers"]
     assert set(capacity) == set(servers)
     for entry in capacity.values():

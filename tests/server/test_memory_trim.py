@@ -1,29 +1,87 @@
-"""After a room unloads, freed pages go back to the system once (server/sync/memory.py)."""
+"""After rooms unload, their memory goes back to the system once per burst
+(server/sync/memory.py): a full collection, then glibc's `malloc_trim` where there is one."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import platform
+import weakref
 
 import pytest
 
+from server.sync import memory
 from server.sync.memory import MemoryTrimmer
 
+GLIBC = platform.libc_ver()[0] == "glibc"
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
-async def test_unloads_in_a_row_trim_once_at_a_time() -> None:
-    trimmer = MemoryTrimmer()
-    for _ in range(5):  # a burst of unloads: the trim under way covers them
+
+async def _until(ready: object) -> None:
+    for _ in range(500):  # at most ~5 s
+        if ready():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within the bound")
+
+
+async def test_a_burst_of_unloads_is_released_once_and_a_later_unload_again() -> None:
+    trimmer = MemoryTrimmer(quiet=0.02, wait_at_most=1.0)
+    for _ in range(5):  # a burst of unloads: one release covers them
         trimmer.room_unloaded()
-    for _ in range(100):
-        if trimmer.trims:
+        await asyncio.sleep(0)
+    await _until(lambda: trimmer.releases == 1)
+    await asyncio.sleep(0.1)
+    assert trimmer.releases == 1
+    assert trimmer.trims == (1 if GLIBC else 0)
+    trimmer.room_unloaded()  # a later unload releases again
+    await _until(lambda: trimmer.releases == 2)
+    assert trimmer.trims == (2 if GLIBC else 0)
+
+
+async def test_unloads_that_never_pause_are_released_within_the_bound() -> None:
+    trimmer = MemoryTrimmer(quiet=10.0, wait_at_most=0.05)
+    for _ in range(200):  # an unload every 10 ms: never quiet for 10 s
+        trimmer.room_unloaded()
+        if trimmer.releases:
             break
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
-    assert trimmer.trims == 1
-    trimmer.room_unloaded()  # a later unload trims again
-    for _ in range(100):
-        if trimmer.trims == 2:
-            break
-        await asyncio.sleep(0.01)
-    assert trimmer.trims == 2
+    assert trimmer.releases >= 1
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_a_release_collects_cyclic_garbage() -> None:
+    trimmer = MemoryTrimmer(quiet=0.01, wait_at_most=0.05)
+    gc.disable()  # only the release may collect it
+    try:
+        cycle = _Cycle()
+        ref = weakref.ref(cycle)
+        del cycle
+        assert ref() is not None
+        trimmer.room_unloaded()
+        await _until(lambda: trimmer.releases == 1)
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_configure_fixes_glibc_thresholds() -> None:
+    # Idempotent and process-wide: glibc's starting values, with its dynamic raise turned off.
+    assert memory.configure() is True
+    assert memory.configure() is True
+
+
+def test_release_now_collects_at_once() -> None:
+    gc.disable()
+    try:
+        cycle = _Cycle()
+        ref = weakref.ref(cycle)
+        del cycle
+        memory.release_now()
+        assert ref() is None
+    finally:
+        gc.enable()

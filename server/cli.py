@@ -922,13 +922,23 @@ def _serve(args: argparse.Namespace) -> int:
     # aiosqlite logs every query with its parameters (draft content) at debug: never wanted.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     server = _GracefulServer(config, app)
-    user_token = TokenSigner(secret).issue("demo", ttl_seconds=DEFAULT_TTL, now=time.time())
-    print(f"draftsync on http://{args.host}:{args.port}/?token={user_token}", flush=True)
+    print(_start_line(args, secret, interactive=sys.stdout.isatty()), flush=True)
     server.run()
     service = getattr(app.state, "service", None)
     if service is not None and service.supervisor.fatal is not None:
         return EXIT_SOFTWARE  # a component kept crashing: tell the process manager
     return 0
+
+
+def _start_line(args: argparse.Namespace, secret: str, *, interactive: bool) -> str:
+    """The editor's address. On a terminal (`make serve`), a sign-in link with a demo user's
+    token, to open at once; elsewhere (a process manager, a container) stdout ends up in a
+    log, and a token must never be written to one: the address and how to get a token."""
+    address = f"http://{args.host}:{args.port}/"
+    if not interactive:
+        return f"draftsync on {address} (a sign-in link: draftsync token USER --data {args.data})"
+    token = TokenSigner(secret).issue("demo", ttl_seconds=DEFAULT_TTL, now=time.time())
+    return f"draftsync on {address}?token={token}"
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -14,18 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pty
+import select
+import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from server.auth import TokenSigner
 from server.logs import safe_record
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
 from tests.support.raw_client import connect_raw
-from tests.support.server_process import ServerProcess
+from tests.support.server_process import ServerProcess, free_port
 from tests.support.waiting import eventually
 
 
@@ -129,6 +135,9 @@ async def test_no_token_or_typed_text_in_any_log_line(tmp_path: Path, level: str
     assert "token renewed user=alice" in log
     lines = log.splitlines()
     assert len(lines) > 20
+    # stdout is not a terminal here (a process manager's log): the address, no token
+    [start] = [line for line in lines if line.startswith("draftsync on http")]
+    assert "token=" not in start and "draftsync token USER" in start, start
     for token in tokens:
         signature = token.rsplit(".", 1)[1]
         leaked = [line for line in lines if token in line or signature in line]
@@ -162,3 +171,30 @@ def test_secrets_in_a_message_or_a_traceback_are_redacted(message: str, secret: 
     line = logging.Formatter("%(levelname)s %(message)s").format(record)
     assert secret not in line and "[redacted]" in line, line
     assert line.count("[redacted]") == 2, line  # the message and the exception's text
+
+
+def test_on_a_terminal_the_start_line_is_a_sign_in_link(tmp_path: Path) -> None:
+    """`make serve` in a terminal: the first line is a link to open at once, with a demo
+    user's token (signed with the data directory's secret)."""
+    leader, follower = pty.openpty()
+    port = free_port()
+    command = [sys.executable, "-m", "server", "serve", "--port", str(port)]
+    command += ["--data", str(tmp_path / "data")]
+    process = subprocess.Popen(command, stdout=follower, stderr=subprocess.DEVNULL)
+    os.close(follower)
+    try:
+        line = b""
+        deadline = time.monotonic() + 30
+        while b"\n" not in line and time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 1.0)
+            if ready:
+                line += os.read(leader, 4096)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        os.close(leader)
+    first = line.decode().splitlines()[0]
+    prefix = f"draftsync on http://127.0.0.1:{port}/?token="
+    assert first.startswith(prefix), first
+    secret = (tmp_path / "data" / "secret").read_text().strip()
+    assert TokenSigner(secret).verify(first.removeprefix(prefix)) == "demo"

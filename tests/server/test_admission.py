@@ -456,12 +456,17 @@ async def _create_at_once(server: ServerProcess, user: str, count: int) -> int:
         return response.status_code == 201
 
     async def by_joining() -> bool:
+        """Synced (created), or closed with 4403 (the quota): whichever comes first."""
+        editor = await PycrdtClient(server.ws_url, new_id(), server.token(user)).connect()
         try:
-            editor = await connect_synced(server, new_id(), user)
-        except Exception:  # refused: 4403, the quota (checked below through the list)
-            return False
-        await editor.disconnect()
-        return True
+            waits = [asyncio.ensure_future(e.wait()) for e in (editor.synced, editor.closed)]
+            await asyncio.wait(waits, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            for wait in waits:
+                wait.cancel()
+            assert editor.synced.is_set() or editor.close_code == 4403, editor.close_code
+            return editor.synced.is_set()
+        finally:
+            await editor.disconnect()
 
     async with as_user(server, user) as client:
         results = await asyncio.gather(

@@ -105,7 +105,8 @@ async def resolve_role(
         if record is not None and record.deleted_at is not None:
             raise UnknownDraft("draft was deleted")
         if record is None:
-            await check_draft_quota(store, user, max_owned)
+            # The store counts the user's drafts in the creating transaction: nothing to
+            # build before it, so no early count (`check_draft_quota` is REST's).
             await store.create_draft(draft_id, user, now=now, max_owned=max_owned)
         # Read again either way: a connection of the same user may have created it meanwhile.
         role = await store.role_of(draft_id, user)  # None if another user created it first

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import importlib
 import importlib.util
 import logging
@@ -26,6 +25,7 @@ from crdt.errors import SchemaError
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.schema import DEFAULT_SCHEMA, load_schema
 from server import logs
+from server.admission.collector import settle_collector
 from server.admission.fdlimit import raise_nofile, socket_budget
 from server.admission.sockets import SocketGuard, guarded_protocol
 from server.app import create_app
@@ -59,12 +59,11 @@ class _GracefulServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        # What start made (modules, the app, the store, the listening sockets) lives as long
-        # as the process: frozen out of the cyclic GC's way, its full collections walk only
-        # what came since. `bench relay` N3000, five alternated pairs on a busy machine: the
-        # server's CPU for 3,000 connects 1.8-2.5 s with, 2.2-2.7 s without (4 wins, 1 tie).
-        gc.collect()
-        gc.freeze()
+        # What start made is frozen out of the cyclic GC's way, and full collections are
+        # spaced (server/admission/collector.py). `bench relay` N3000, five alternated pairs
+        # on a busy machine, freezing alone: the server's CPU for 3,000 connects 1.8-2.5 s
+        # with, 2.2-2.7 s without (4 wins, 1 tie).
+        settle_collector()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit or self._draining:

@@ -190,9 +190,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             # it to parse.
             self.connections.discard(self)
             protocol = self.ws_protocol_class(  # type: ignore[call-arg, misc]
-                config=self.config, server_state=self.server_state, app_state=self.app_state
+                config=self.config,
+                server_state=self.server_state,
+                app_state=self.app_state,
+                _loop=self.loop,  # else asyncio.get_event_loop(): a getpid syscall on 3.11
             )
-            protocol.connection_made(self.transport)
+            # `connection_made`, with the addresses this protocol read at its own (read again
+            # through uvicorn's helpers they cost no syscall, uvloop keeps them, but Python
+            # work: ~1 % of a connect's samples).
+            protocol.take_socket(self.transport, self.server, self.client)
             self.transport.set_protocol(protocol)
             protocol.take_parsed_upgrade(self.scope["method"], self.url, self.scope["headers"])
         # The socket is the WebSocket protocol's now. This one would wait for the cyclic

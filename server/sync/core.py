@@ -47,7 +47,7 @@ from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate
 from crdt.gaps import holds_a_gap
 from crdt.journal import JournalEvent
 from crdt.origins import SERVER_USER, ClientOrigin, ServerOrigin
-from crdt.protocol import Awareness, SyncStep1, Update, WriteAck, encode_message
+from crdt.protocol import Awareness, Update, WriteAck, encode_message
 from crdt.redundant import is_redundant
 from crdt.schema import Schema
 from crdt.semantics import Review, SemanticFields
@@ -242,7 +242,8 @@ class RoomCore:
         (Hocuspocus), and everyone's awareness. Neither reveals content: not gated."""
         messages = []
         if sync_on_join:
-            messages.append(Outgoing(SENDER, encode_message(SyncStep1(self.doc.get_state())), None))
+            # One encode per state of the doc, shared by every joiner (replies.py).
+            messages.append(Outgoing(SENDER, self.replies.step1(self.doc.get_state), None))
         everyone = self.presence.full_update()
         if everyone is not None:
             messages.append(Outgoing(SENDER, encode_message(Awareness(everyone)), None))

@@ -19,6 +19,10 @@ reply behind later relays. Sharing the reply is what saves the work.
 
 Bounded: at most `max_entries` state vectors per room (least recently used goes), and a frame
 larger than `max_frame_bytes` is not kept.
+
+The room's own sync step 1 (its state vector, sent to every y-websocket joiner) is kept the
+same way (`step1`): a connect storm on one draft encoded the same state vector for each of
+3,000 joiners, ~7 % of a connect's CPU (`bench relay` N3000, docs/performance-notes.md).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-from crdt.protocol import SyncStep2, encode_message
+from crdt.protocol import SyncStep1, SyncStep2, encode_message
 
 __all__ = ["SyncReplies"]
 
@@ -35,7 +39,7 @@ _Encode = Callable[[bytes], bytes]
 
 
 class SyncReplies:
-    __slots__ = ("_entries", "_max_entries", "_max_frame_bytes", "encoded", "shared")
+    __slots__ = ("_entries", "_max_entries", "_max_frame_bytes", "_step1", "encoded", "shared")
 
     def __init__(self, *, max_entries: int = 4, max_frame_bytes: int = 256 * 1024 * 1024) -> None:
         self._entries: OrderedDict[bytes, bytes] = OrderedDict()
@@ -43,6 +47,7 @@ class SyncReplies:
         self._max_frame_bytes = max_frame_bytes
         self.encoded = 0  # replies encoded (for tests and the bench: encodes per joiner)
         self.shared = 0  # replies handed out again
+        self._step1: bytes | None = None  # the doc's sync step 1 frame, while it is unchanged
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -64,7 +69,16 @@ class SyncReplies:
                 entries.popitem(last=False)
         return frame
 
+    def step1(self, state: Callable[[], bytes]) -> bytes:
+        """The doc's sync step 1 frame: the kept one if the doc has not changed since it was
+        made, else `state()` (the doc's state vector) framed, and kept."""
+        frame = self._step1
+        if frame is None:
+            frame = self._step1 = encode_message(SyncStep1(state()))
+        return frame
+
     def clear(self) -> None:
         """The doc changed (or was replaced): no kept reply holds it any more."""
+        self._step1 = None
         if self._entries:
             self._entries.clear()

@@ -97,6 +97,14 @@ async def test_each_running_loop_has_its_own() -> None:
     assert other is not deadlines()
 
 
+async def test_the_loop_asked_about_last_does_not_answer_for_another() -> None:
+    mine = deadlines()
+    other = await asyncio.to_thread(lambda: asyncio.run(_own()))  # asked about last
+    assert deadlines() is mine and other is not mine
+    again = await asyncio.to_thread(lambda: asyncio.run(_own()))
+    assert again is not other and again is not mine  # a new loop gets deadlines of its own
+
+
 async def _own() -> Deadlines:
     return deadlines()
 

@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 from pycrdt import Doc, Text
 
-from crdt.protocol import SyncStep2, decode_message
+from crdt.origins import ClientOrigin
+from crdt.protocol import SyncStep1, SyncStep2, decode_message
+from crdt.schema import DEFAULT_SCHEMA
+from server.sync.core import RoomCore
 from server.sync.replies import SyncReplies
 from tests.support.pycrdt_client import PycrdtClient, connect_synced, type_into
 from tests.support.server_process import ServerProcess
@@ -164,3 +167,39 @@ def test_an_undecodable_state_vector_raises_and_is_not_kept() -> None:
     with pytest.raises(ValueError):
         replies.frame(b"\xff\xff\xff", doc.get_update)
     assert len(replies) == 0
+
+
+# -- the room's own sync step 1, kept while the doc is unchanged -------------------------------
+
+
+def _step1_state(frame: bytes) -> bytes:
+    message = decode_message(frame)
+    assert isinstance(message, SyncStep1)
+    return message.state_vector
+
+
+def test_joiners_share_the_rooms_sync_step_1_until_the_doc_changes() -> None:
+    core = RoomCore(DEFAULT_SCHEMA)
+    core.open(_doc("hello"), 0, semantic_fields=False, journal=None)
+    (first,) = [m.frame for m in core.join(sync_on_join=True)]
+    (again,) = [m.frame for m in core.join(sync_on_join=True)]
+    assert again is first  # one encode for both joiners
+    assert _step1_state(first) == core.doc.get_state()
+    writer: Doc = Doc(client_id=77)
+    writer.apply_update(core.doc.get_update())
+    before = writer.get_state()
+    writer.get("title", type=Text).insert(5, "!")
+    core.apply_run(ClientOrigin("alice", "s-a"), [writer.get_update(before)])
+    (after,) = [m.frame for m in core.join(sync_on_join=True)]
+    # A kept step 1 past an edit would tell the joiner the room lacks the edit's items.
+    assert _step1_state(after) == core.doc.get_state() != _step1_state(first)
+
+
+def test_a_reopened_doc_gets_its_own_sync_step_1() -> None:
+    core = RoomCore(DEFAULT_SCHEMA)
+    core.open(_doc("a"), 0, semantic_fields=False, journal=None)
+    (first,) = [m.frame for m in core.join(sync_on_join=True)]
+    core.close()
+    core.open(_doc("a longer text"), 3, semantic_fields=False, journal=None)
+    (second,) = [m.frame for m in core.join(sync_on_join=True)]
+    assert _step1_state(second) == core.doc.get_state() != _step1_state(first)

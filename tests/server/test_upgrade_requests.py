@@ -100,3 +100,45 @@ async def test_requests_past_websockets_limits_get_its_431(server: ServerProcess
     long_line = (("X-Long", "a" * 9000),)  # under --max-header-bytes, over websockets' line
     status, _ = await _both_ways(server, UPGRADE, long_line)
     assert status.split(" ")[1] == "431"
+
+
+async def _raw_head(server: ServerProcess, request: bytes) -> tuple[list[str], int]:
+    """The answer's status line and header lines as sent (nothing merged), and the local port
+    of the socket that asked."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        port = int(writer.get_extra_info("sockname")[1])
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return head.decode("latin-1").split("\r\n")[:-2], port
+
+
+async def test_the_101_has_one_date_header(server: ServerProcess) -> None:
+    """websockets' accept makes no Date of its own here (uvicorn's default headers bring one):
+    two Date headers, or none, would be a malformed answer."""
+    path = f"/ws/{new_id('upgrade')}?token={server.token('alice')}"
+    lines, _ = await _raw_head(server, _request(path, UPGRADE, ()))
+    assert lines[0] == "HTTP/1.1 101 Switching Protocols"
+    names = [line.partition(":")[0].strip().lower() for line in lines[1:]]
+    for name in ("date", "upgrade", "connection", "sec-websocket-accept"):
+        assert names.count(name) == 1, name
+
+
+async def test_the_websocket_knows_the_clients_address(server: ServerProcess) -> None:
+    """The WebSocket protocol takes the addresses the HTTP protocol read (not read again):
+    the accept's log line names the client's address and port."""
+    draft = new_id("upgrade")
+    path = f"/ws/{draft}?token={server.token('alice')}"
+    lines, port = await _raw_head(server, _request(path, UPGRADE, ()))
+    assert lines[0] == "HTTP/1.1 101 Switching Protocols"
+    expected = f'127.0.0.1:{port} - "WebSocket /ws/{draft}'
+    for _ in range(100):  # the log line is written as the accept goes out: a moment at most
+        if expected in server.log():
+            break
+        await asyncio.sleep(0.05)
+    assert expected in server.log()

@@ -50,7 +50,7 @@ __all__ = ["GATHER_SECONDS", "HOT_SECONDS", "CommitPipeline", "CommitTarget", "P
 logger = logging.getLogger("draftsync.commits")
 
 # A write this soon after the last commit ended is gathered with those that follow it.
-HOT_SECONDS = 0.0002
+HOT_SECONDS = 0.0005
 # How long the first write of a batch may wait while writes keep coming, turn after turn.
 GATHER_SECONDS = 0.0005
 

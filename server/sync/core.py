@@ -293,8 +293,6 @@ class RoomCore:
                     applied += 1
                 if journal is not None:
                     journal.count_text(txn)
-                # For the gap check, read here: `doc.get_state()` would open a transaction.
-                state = doc._doc.get_state(txn._txn) if applied > 1 else None
         except BaseException as error:
             self._changes = None
             # yrs gave up half-way (a panic, or a RuntimeError such as "block parent must be
@@ -310,7 +308,7 @@ class RoomCore:
         if undecodable is not None:
             refusal = UndecodableUpdate(f"undecodable Yjs update: {undecodable}")
             refusal.__cause__ = undecodable
-        if changes == _EMPTY_UPDATE or holds_a_gap(doc, updates[:applied], changes, state):
+        if changes == _EMPTY_UPDATE or holds_a_gap(doc, updates[:applied], changes):
             # yrs took a struct past its client's next clock: integrated after a Skip, its
             # state vector not advanced, reported by no update (fuzz finding 2), or held until
             # its origin comes and then integrated so, unreported (fuzz seed 3; crdt/gaps.py).

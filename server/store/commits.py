@@ -11,6 +11,18 @@ before the commit and another to the writer after it, most of a lone keystroke's
 server. Only one a turn: the writes that follow it in the same turn gather into one batch as
 before, so a burst still pays one commit, not one each.
 
+Under load the pipeline gathers instead (measured in `bench merge` and `bench relay`,
+docs/performance-notes.md, "Group commit under load"). A write that comes less than
+`HOT_SECONDS` after the last commit ended is not committed at once: writes are arriving faster
+than one commit each can serve them well, and committing each alone pays SQLite's transaction
+(BEGIN, inserts, COMMIT: 25-35 us) and the commit's bookkeeping per write, most of a short
+run's cost. It is queued, and the commit task waits while each loop turn brings another write,
+up to `GATHER_SECONDS` after the first and `max_batch` writes, then commits them all in one
+transaction. A turn that brings none (the writers paused) ends the wait at once, so a write
+that merely follows another closely waits one loop turn more. Nothing is visible or
+acknowledged before its batch commits (the rooms' gates release on `on_committed`), so
+durability is the same; only the first write of a batch waits up to `GATHER_SECONDS` longer.
+
 The queue is bounded: a room waits for room (`wait_for_space`) *before* applying an update, so
 that applying, numbering and queueing happen with no await in between and versions enter the
 queue in order.
@@ -20,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -32,9 +45,14 @@ from server.errors import CloseCode, StoreError
 from server.store.api import Store
 from server.store.records import UpdateRecord
 
-__all__ = ["CommitPipeline", "CommitTarget", "PendingWrite"]
+__all__ = ["GATHER_SECONDS", "HOT_SECONDS", "CommitPipeline", "CommitTarget", "PendingWrite"]
 
 logger = logging.getLogger("draftsync.commits")
+
+# A write this soon after the last commit ended is gathered with those that follow it.
+HOT_SECONDS = 0.0005
+# How long the first write of a batch may wait while writes keep coming, turn after turn.
+GATHER_SECONDS = 0.0005
 
 
 class CommitTarget(Protocol):
@@ -73,6 +91,9 @@ class CommitPipeline:
         # Told of an unexpected error inside `submit`, where no task can crash (supervisor).
         self.on_crash: Callable[[BaseException], None] | None = None
         self._eager_spent = False  # this loop turn's write was committed inside `submit`
+        self._last_commit = -math.inf  # when the last commit ended (perf_counter)
+        self._gather = False  # a write was queued soon after a commit: the task gathers first
+        self._first_queued = 0.0  # when the queue's oldest write was queued
         # Told of each committed batch's drafts (webhooks: server/webhooks/changes.py).
         self.on_drafts_committed: Callable[[Iterable[str]], None] | None = None
 
@@ -91,9 +112,15 @@ class CommitPipeline:
             await self._space.wait()
 
     def submit(self, write: PendingWrite) -> None:
-        if self._parked and not self._queue and not self._eager_spent and self._commit_now(write):
-            return
-        self._queue.append(write)
+        queue = self._queue
+        if not queue:
+            now = time.perf_counter()
+            if now - self._last_commit < HOT_SECONDS:
+                self._gather = True
+            elif self._parked and not self._eager_spent and self._commit_now(write):
+                return
+            self._first_queued = now
+        queue.append(write)
         self._idle.clear()
         self._ready.set()
 
@@ -122,6 +149,18 @@ class CommitPipeline:
     def _allow_eager(self) -> None:
         self._eager_spent = False
 
+    async def _gathered(self) -> None:
+        """Wait while each loop turn brings another write (see the module's docstring)."""
+        self._gather = False
+        queue = self._queue
+        seen = len(queue)
+        deadline = self._first_queued + GATHER_SECONDS
+        while seen < self._max_batch and time.perf_counter() < deadline:
+            await asyncio.sleep(0)
+            if len(queue) == seen:
+                return  # a turn without a new write: the writers paused
+            seen = len(queue)
+
     async def flush(self) -> None:
         """Return once everything submitted so far is committed (or failed)."""
         await self._idle.wait()
@@ -137,6 +176,8 @@ class CommitPipeline:
                 finally:
                     self._parked = False
                 continue
+            if self._gather:
+                await self._gathered()
             batch = self._take_batch()
             if batch:
                 await self._commit(batch)
@@ -192,7 +233,8 @@ class CommitPipeline:
     def _committed(
         self, batch: list[PendingWrite], started: float, stored: list[UpdateRecord] | None
     ) -> None:
-        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        self._last_commit = now = time.perf_counter()
+        metrics.COMMIT_SECONDS.observe(now - started)
         metrics.COMMIT_BATCH_SIZE.observe(len(batch))
         metrics.UPDATES_STORED.inc(len(batch))
         # PostgreSQL gives versions of its own (several instances on one draft) and returns

@@ -61,6 +61,11 @@ class Deadlines:
         """Deadlines pending (cancelled ones not counted)."""
         return len(self._heap) - self._cancelled
 
+    @property
+    def held(self) -> int:
+        """Entries in the heap, cancelled ones included: what it keeps alive."""
+        return len(self._heap)
+
     def call_later(self, delay: float, callback: Callable[[], object]) -> Deadline:
         return self.call_at(self._loop.time() + delay, callback)
 

@@ -177,6 +177,15 @@ class Service:
 
     def untrack(self, conn: Connection) -> None:
         self._connections.discard(conn)
+        if not self._connections:
+            # A set never shrinks its table: 3,000 connections leave one of 8,192 slots
+            # (128 KB) behind. The last one out gives it back (server/sync/memory.py).
+            self._connections = set()
+
+    @property
+    def connections(self) -> int:
+        """Connections open now (tracked until their socket is done)."""
+        return len(self._connections)
 
     def spawn_writer(self, conn: Connection) -> asyncio.Task[None]:
         return asyncio.create_task(conn.run_writer())

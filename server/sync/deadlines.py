@@ -61,6 +61,11 @@ class Deadlines:
         """Deadlines pending (cancelled ones not counted)."""
         return len(self._heap) - self._cancelled
 
+    @property
+    def held(self) -> int:
+        """Entries in the heap, cancelled ones included: what it keeps alive."""
+        return len(self._heap)
+
     def call_later(self, delay: float, callback: Callable[[], object]) -> Deadline:
         return self.call_at(self._loop.time() + delay, callback)
 
@@ -73,6 +78,14 @@ class Deadlines:
 
     def cancelled(self) -> None:
         self._cancelled += 1
+        if self._cancelled == len(self._heap):
+            # Nothing pending (the last connection left): drop the entries now, not at the
+            # next rebuild. Made during a storm of connections, a few dozen of them would
+            # otherwise stay, each keeping a pymalloc arena of the storm's (server/sync/memory.py).
+            self._heap = []
+            self._cancelled = 0
+            self._arm()
+            return
         if self._cancelled >= _MIN_REBUILD and self._cancelled * 2 > len(self._heap):
             self._heap = [entry for entry in self._heap if entry[2].callback is not None]
             heapq.heapify(self._heap)

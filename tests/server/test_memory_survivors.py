@@ -1,0 +1,123 @@
+"""What a storm of connections leaves behind once they have all gone (issue 24 point 5).
+
+A pymalloc arena (1 MB) goes back to the system only when every object in it is free, so a
+few objects made during a storm and kept after it keep whole arenas of freed connections
+resident (docs/performance-notes.md, "Memory after a connection storm"). These tests hold the
+server to letting go of the ones that are its to drop: the entries of the shared deadline heap,
+the table of the service's set of connections, and the attribute names the interpreter's type
+cache took during the load (a release clears it).
+
+A real server (uvicorn, the app `draftsync serve` builds, a SQLite store) runs in this process
+so that its structures can be read; the clients are real WebSocket clients on loopback. Nothing
+is timed: the waits are bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import uvicorn
+
+from crdt.protocol import SyncStep1, SyncStep2, encode_message
+from server.app import create_app
+from server.auth import TokenSigner
+from server.config import Settings
+from server.service import Service
+from server.sync.deadlines import deadlines
+from server.sync.memory import MemoryTrimmer
+from server.sync.wsprotocol import LeanWebSocketProtocol
+from tests.support.raw_client import RawClient, connect_raw
+from tests.support.server_process import SECRET, free_port
+
+CONNECTIONS = 400
+AT_ONCE = 50  # connecting at a time: the listen backlog is not what is tested
+DRAFT = "storm"
+
+
+async def _until(ready: Callable[[], bool], what: str, *, tries: int = 1000) -> None:
+    for _ in range(tries):  # at most ~20 s
+        if ready():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not within the bound: {what}")
+
+
+@contextlib.asynccontextmanager
+async def _server(data_dir: Path) -> AsyncIterator[tuple[str, Service]]:
+    """uvicorn serving the app on a free loopback port, in this event loop."""
+    settings = Settings(data_dir=data_dir, secret=SECRET, room_grace_seconds=0.1)
+    app = create_app(settings)
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        ws=LeanWebSocketProtocol,
+        ws_per_message_deflate=False,
+        log_level="warning",
+        log_config=None,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        await _until(lambda: server.started or serving.done(), "the server listens")
+        assert server.started, "the server did not start"
+        yield f"ws://127.0.0.1:{port}/ws", app.state.service
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 30)
+
+
+async def _synced(ws_url: str, token: str) -> RawClient:
+    """A y-websocket client that sent its state and got the server's answer (synced)."""
+    client = await connect_raw(ws_url, DRAFT, token)
+    await client.send(encode_message(SyncStep1(b"\x00")))
+    await client.next_message(SyncStep2)
+    return client
+
+
+async def test_a_storm_of_connections_leaves_no_deadlines_nor_a_grown_set(
+    tmp_path: Path,
+) -> None:
+    token = TokenSigner(SECRET).issue("storm", ttl_seconds=3600, now=time.time())
+    async with _server(tmp_path) as (ws_url, service):
+        timers = deadlines()  # the server runs in this loop: its shared deadline heap
+        held_before = timers.held
+        clients: list[RawClient] = []
+        for start in range(0, CONNECTIONS, AT_ONCE):
+            batch = range(start, min(start + AT_ONCE, CONNECTIONS))
+            clients += await asyncio.gather(*(_synced(ws_url, token) for _ in batch))
+        await _until(lambda: service.connections == CONNECTIONS, "every connection tracked")
+        # Each open socket has its token's expiry and its next ping in the heap.
+        assert timers.held >= held_before + CONNECTIONS
+        table = sys.getsizeof(service._connections)  # what the storm grew
+        await asyncio.gather(*(client.socket.close() for client in clients))
+        await _until(lambda: service.connections == 0, "every connection untracked")
+        await _until(lambda: service.rooms.get(DRAFT) is None, "the room unloaded")
+        await _until(lambda: service.rooms.memory.releases >= 1, "the unload's release ran")
+        assert len(timers) == 0, "a deadline is still pending"
+        assert timers.held == 0, "cancelled entries of the storm are still held"
+        assert sys.getsizeof(service._connections) < table
+        assert sys.getsizeof(service._connections) == sys.getsizeof(set())
+
+
+async def test_a_release_lets_go_of_the_names_in_the_type_cache() -> None:
+    class Tz:
+        dst = None
+
+    # A name made at run time, as `PyObject_CallMethod(tzinfo, "dst")` makes one per call:
+    # a new string at a new address, which the type cache keeps when it looks it up.
+    name = "".join(["ds", "t"])
+    unused = sys.getrefcount(name)
+    getattr(Tz, name)
+    assert sys.getrefcount(name) > unused  # the cache holds it
+    trimmer = MemoryTrimmer(quiet=0.01, wait_at_most=0.05)
+    trimmer.room_unloaded()
+    await _until(lambda: trimmer.releases == 1, "the release ran")
+    assert sys.getrefcount(name) == unused

@@ -84,6 +84,12 @@ class LogWriter:
         self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.execute("PRAGMA foreign_keys=ON")
+        # Every statement of ours goes through this one cursor. `Connection.execute` makes a
+        # cursor per call, and sqlite3 keeps a weak reference to each in a list it prunes
+        # only every 200 cursors: three a commit, made between the objects of whatever else
+        # the event loop serves (a storm of connections), they kept pymalloc arenas (1 MB
+        # each) from going back once it was over (docs/performance-notes.md).
+        self._cursor = self._db.cursor()
         self._inline = not fsync
         self._wal = path.with_name(path.name + "-wal")
         self._since_checkpoint = 0
@@ -213,25 +219,25 @@ class LogWriter:
             self._db.close()
 
     def _commit(self, statements: Statements) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        cursor = self._cursor
+        cursor.execute("BEGIN IMMEDIATE")
         try:
             for sql, rows in statements:
                 if rows:
-                    db.executemany(sql, rows)
-            db.execute("COMMIT")
+                    cursor.executemany(sql, rows)
+            cursor.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
+                cursor.execute("ROLLBACK")
             raise
 
     def _commit_waiting(self, statements: Statements) -> None:
         """`_commit`, waiting for another writer's lock (on a worker thread)."""
-        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         try:
             self._commit(statements)
         finally:
-            self._db.execute("PRAGMA busy_timeout=0")
+            self._cursor.execute("PRAGMA busy_timeout=0")
 
 
 def _checkpoint(db: sqlite3.Connection) -> int:

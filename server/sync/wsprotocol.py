@@ -235,6 +235,37 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.resume_reading()
         return message
 
+    def receive_nowait(self) -> Any:
+        """The next received message if one is waiting, else None, without a coroutine or a
+        future: what `Inbox.ready` asks after each frame (server/sync/inbox.py), where
+        starting `receive()` only to find the queue empty cost a coroutine, a future and the
+        `Started` around them per relayed edit."""
+        queue: _Messages = self.queue  # type: ignore[assignment]
+        if queue.empty():
+            return None
+        message = queue.get_nowait()
+        if self.read_paused and queue.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
+
+    def send_binary_now(self, data: bytes) -> bool:
+        """Send one binary message on the caller's turn, as `send` would without waiting,
+        and say so; False (nothing sent) where `send` would wait or take another way (the
+        handshake not answered, the transport pushing back, a close under way): the caller
+        then awaits `send`. A relay to one connection is one call and one write, without the
+        three coroutines and the message dict of the ASGI `send` (server/sync/endpoint.py)."""
+        if (
+            self.handshake_complete
+            and self.initial_response is None
+            and self.writable.is_set()
+            and not self.close_sent
+            and not self.disconnected
+        ):
+            self._send_binary(b"", data)
+            return True
+        return False
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # none if the handshake was refused

@@ -59,7 +59,9 @@ def fit_close_reason(reason: str) -> str:
 
 
 class Socket(Protocol):
-    """What a connection needs of a WebSocket (Starlette's `WebSocket` has exactly this)."""
+    """What a connection needs of a WebSocket (Starlette's `WebSocket` has exactly this).
+    A socket may also have `send_now(data) -> bool`: send on the caller's turn if it can
+    without waiting (True), else send nothing (False) and leave it to `send_bytes`."""
 
     async def send_bytes(self, data: bytes) -> None: ...
 
@@ -168,8 +170,13 @@ class Connection:
         cost a trip through the event loop, a good part of a lone keystroke's latency. A send
         that has to wait (the transport pushes back) or fails is the writer's to finish."""
         metrics.TALLY.bytes_sent += len(frame)
+        socket = self._socket
         try:
-            sending = Started(self._socket.send_bytes(frame))
+            # A socket that can send at once without a coroutine does (server/sync/endpoint.py).
+            send_now = getattr(socket, "send_now", None)
+            if send_now is not None and send_now(frame):
+                return
+            sending = Started(socket.send_bytes(frame))
         except Exception as exc:
             self._in_flight = _Raising(exc)
         else:

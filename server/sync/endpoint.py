@@ -184,12 +184,20 @@ def forget_request(scope: Scope) -> None:
 
 
 class _FrameSender:
-    """What a connection's writer sends through: the ASGI `send`, one frame a call."""
+    """What a connection's writer sends through: the ASGI `send`, one frame a call; and
+    `send_now`, the protocol's own synchronous send where the server is ours
+    (server/sync/wsprotocol.py `send_binary_now`; under another ASGI server, never)."""
 
     __slots__ = ("_send",)
 
     def __init__(self, send: Send) -> None:
         self._send = send
+
+    def send_now(self, data: bytes) -> bool:
+        """Send `data` at once if the protocol can without waiting (True), else nothing.
+        Looked up per call, not kept: an idle connection holds no bound method for it."""
+        send_binary_now = getattr(getattr(self._send, "__self__", None), "send_binary_now", None)
+        return send_binary_now is not None and bool(send_binary_now(data))
 
     async def send_bytes(self, data: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": data})

@@ -50,6 +50,13 @@ class Inbox:
             return message
         if self._waiting is not None:
             return None
+        # draftsync's own protocol answers without starting a `receive()` (its coroutine, a
+        # future and a `Started` per look: server/sync/wsprotocol.py `receive_nowait`); any
+        # other ASGI server's `receive` is asked by running its first step. Looked up per
+        # look, not kept: an idle connection holds no bound method for it.
+        nowait = getattr(getattr(self._receive, "__self__", None), "receive_nowait", None)
+        if nowait is not None:
+            return nowait()  # type: ignore[no-any-return]
         receiving = Started(self._receive())
         if receiving.finished:
             return receiving.value

@@ -38,6 +38,9 @@ __all__ = ["JournalCloser", "JournaledRoom", "RoomJournal", "TextCounter", "reco
 
 logger = logging.getLogger("draftsync.journal")
 
+_FIELD_UPDATED = EventType.FIELD_UPDATED
+_NONE: frozenset[str] = frozenset()
+
 
 class TextCounter:
     """How much each transaction grew or shrank each text root.
@@ -101,6 +104,9 @@ class RoomJournal:
         self.draft_id = draft_id
         self.bursts = TextBursts(draft_id, on_open=on_burst_open)
         self.schema = schema
+        # What a FIELD_UPDATED row calls each field's kind, read once: S5's one row per
+        # `fields` write looked it up through the schema's `Field` and `Kind` each time.
+        self._kinds = {name: spec.kind.value for name, spec in schema.fields.items()}
         self._text = TextCounter(doc, schema)
         self._text_changes = self._text.changes
         # (watermark, upto): text changes of versions watermark..upto are not journaled yet,
@@ -148,24 +154,49 @@ class RoomJournal:
         )
         if review is None:
             return closed
-        return [*closed, *self._semantic_events(version, origin, client_id, now, review)]
+        events = self._semantic_events(version, origin, client_id, now, review)
+        return [*closed, *events] if closed else events
 
     def _semantic_events(
         self, version: int, origin: ClientOrigin, client_id: int | None, now: float, review: Review
     ) -> list[JournalEvent]:
-        def event(kind: EventType, data: dict[str, Any]) -> JournalEvent:
-            return JournalEvent(
-                kind, self.draft_id, version, origin.user, origin.session, client_id, now, data
+        """The review's events, built directly (no closure, no sets when the rules resolved
+        nothing): one FIELD_UPDATED per `fields` write is S5's journal row."""
+        draft_id, user, session = self.draft_id, origin.user, origin.session
+        values, removals, deletions = review.values, review.removals, review.list_deletions
+        resolved: set[str] | frozenset[str] = (
+            set(values) | set(removals) | set(deletions)
+            if values or removals or deletions
+            else _NONE
+        )
+        events = [
+            JournalEvent(
+                _FIELD_UPDATED,
+                draft_id,
+                version,
+                user,
+                session,
+                client_id,
+                now,
+                self._change(name, old, new),
             )
-
-        events: list[JournalEvent] = []
-        resolved = set(review.values) | set(review.removals) | set(review.list_deletions)
-        for name, (old, new) in review.changed.items():
-            if name not in resolved:
-                events.append(event(EventType.FIELD_UPDATED, self._change(name, old, new)))
+            for name, (old, new) in review.changed.items()
+            if name not in resolved
+        ]
         for rejection in review.rejected:
             data = {"field": rejection.field, "value": rejection.value, "reason": rejection.reason}
-            events.append(event(EventType.VALUE_REJECTED, data))
+            events.append(
+                JournalEvent(
+                    EventType.VALUE_REJECTED,
+                    draft_id,
+                    version,
+                    user,
+                    session,
+                    client_id,
+                    now,
+                    data,
+                )
+            )
         return events
 
     def server_events(
@@ -209,9 +240,7 @@ class RoomJournal:
         self._text.changes.update(taken)
 
     def _change(self, name: str, old: Any, new: Any) -> dict[str, Any]:
-        spec = self.schema.fields.get(name)
-        kind = spec.kind.value if spec is not None else "value"
-        return {"field": name, "kind": kind, "old": old, "new": new}
+        return {"field": name, "kind": self._kinds.get(name, "value"), "old": old, "new": new}
 
 
 class JournaledRoom(Protocol):
@@ -331,8 +360,12 @@ async def recover_journal(
                     del counter.changes[name]  # a closed burst has it already
             events += bursts.feed(
                 counter.changes,
-                update.user, update.session, update.client_id, update.version, update.created_at,
-            )  # fmt: skip
+                update.user,
+                update.session,
+                update.client_id,
+                update.version,
+                update.created_at,
+            )
         counter.close()
         return events + bursts.close_all()
 

@@ -34,6 +34,17 @@
   `TimerHandle` of its own; attributes uvicorn sets in `__init__` are slots, which keeps the
   instance dict under CPython's 30-key limit for shared keys (1.6 KB -> 0.4 KB).
 
+- Complete binary frames (final, masked, no extension, not inside a fragmented message, within
+  the size limit) are read here (`_read_frames`): the header's two to fourteen bytes, the
+  payload unmasked by websockets' C `apply_mask`, the message queued as uvicorn queues it.
+  `websockets`' parser is a generator of generators (`Frame.parse` over a `StreamReader`) and
+  uvicorn's dispatch walks an event list per frame: together ~10 % of the server's CPU per
+  relayed edit in `bench relay` C100 (docs/performance-notes.md, "CPU per relayed edit").
+  Every other frame (ping, pong, close, text, a fragment, a frame with RSV bits or a bad
+  opcode) is handed to websockets whole, or up to where it ends, so its parser only ever
+  starts at a frame boundary; a header websockets would refuse as soon as it reads it (not
+  masked, over the size limit) hands it the rest of the stream for good.
+
 Everything else (handshake, close, ping, flow control on writes, errors) is uvicorn's own.
 """
 
@@ -55,6 +66,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets import http11
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeaderValue
+from websockets.frames import apply_mask
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
@@ -87,6 +99,11 @@ PREFIX_KEY = "draftsync.prefix"
 # From this payload size on a binary frame goes to the transport as its header and the payload
 # object, not as one joined copy: below it the copy is cheaper than a two-buffer write.
 SHARE_PAYLOAD_BYTES = 64 * 1024
+
+# A frame that has not fully arrived waits here (in `_partial`) while it is at most this long;
+# a longer one is fed to websockets as it arrives (its reader keeps one growing buffer).
+_WAIT_FRAME_BYTES = 64 * 1024
+_FIN_BINARY = 0x82  # FIN set, no RSV bit, opcode 2
 
 
 def binary_frame_header(length: int) -> bytes:
@@ -162,6 +179,9 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     # dict: uvicorn's code reads and writes them as ever) leave the dict 17 keys, shared.
     __slots__ = (
         "_held",
+        "_partial",
+        "_passthrough",
+        "_read_here",
         "app",
         "app_state",
         "asgi_version",
@@ -191,6 +211,11 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable = Flag()  # type: ignore[assignment]
         self.writable.set()
         self._held: bytes | None = None  # the 101 response, until the first frame goes
+        # Frames are read here (`_read_frames`) once websockets' parser waits at a frame
+        # boundary after the handshake; False for good once a header is one it must refuse.
+        self._read_here = False
+        self._partial: bytearray | None = None  # the start of a frame not fully arrived
+        self._passthrough = 0  # bytes websockets still needs to finish the frame it is in
 
     def take_socket(
         self,
@@ -229,6 +254,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         conn.parser = Protocol.parse(conn)
         next(conn.parser)
         self.handle_connect(request)
+        self._read_here = True  # websockets' parser waits for a frame, its buffer empty
 
     def send_receive_event_to_app(self) -> None:
         queue: _Messages = self.queue  # type: ignore[assignment]
@@ -259,6 +285,37 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = False
             self.transport.resume_reading()
         return message
+
+    def receive_nowait(self) -> Any:
+        """The next received message if one is waiting, else None, without a coroutine or a
+        future: what `Inbox.ready` asks after each frame (server/sync/inbox.py), where
+        starting `receive()` only to find the queue empty cost a coroutine, a future and the
+        `Started` around them per relayed edit."""
+        queue: _Messages = self.queue  # type: ignore[assignment]
+        if queue.empty():
+            return None
+        message = queue.get_nowait()
+        if self.read_paused and queue.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
+
+    def send_binary_now(self, data: bytes) -> bool:
+        """Send one binary message on the caller's turn, as `send` would without waiting,
+        and say so; False (nothing sent) where `send` would wait or take another way (the
+        handshake not answered, the transport pushing back, a close under way): the caller
+        then awaits `send`. A relay to one connection is one call and one write, without the
+        three coroutines and the message dict of the ASGI `send` (server/sync/endpoint.py)."""
+        if (
+            self.handshake_complete
+            and self.initial_response is None
+            and self.writable.is_set()
+            and not self.close_sent
+            and not self.disconnected
+        ):
+            self._send_binary(b"", data)
+            return True
+        return False
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -340,7 +397,89 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._release_held()  # an answer to these bytes (a pong, a close) comes after the 101
-        super().data_received(data)
+        if self._read_here:
+            self._read_frames(data)
+        else:
+            super().data_received(data)
+
+    def _read_frames(self, data: bytes) -> None:
+        """Queue the complete binary frames of `data` (with what was left of the last call),
+        hand every other frame to websockets from its start; see the module docstring."""
+        if self._passthrough:
+            taken = min(self._passthrough, len(data))
+            self._passthrough -= taken
+            self._to_websockets(data[:taken] if taken < len(data) else data)
+            if taken == len(data) or not self._read_here:
+                return
+            data = data[taken:]
+        partial = self._partial
+        if partial is not None:
+            partial += data
+            buffer: bytes | bytearray = partial
+        else:
+            buffer = data
+        conn = self.conn
+        end = len(buffer)
+        at = 0
+        while at < end and self._read_here:
+            if conn.state is not State.OPEN or conn.extensions:
+                self._read_here = False  # closing, or compressed: websockets' own from here on
+                self._to_websockets(buffer[at:])
+                at = end
+                break
+            if end - at < 2:
+                break
+            first, second = buffer[at], buffer[at + 1]
+            length = second & 0x7F
+            start = at + 6  # 2 bytes, then the 4-byte mask
+            if length == 126:
+                start = at + 8
+                if end < start:
+                    break
+                length = int.from_bytes(buffer[at + 2 : at + 4], "big")
+            elif length == 127:
+                start = at + 14
+                if end < start:
+                    break
+                length = int.from_bytes(buffer[at + 2 : at + 10], "big")
+            # websockets' own limit for this frame (`Protocol.parse`)
+            limit = conn.max_message_size
+            if limit is not None and conn.current_size is not None:
+                limit -= conn.current_size
+            fragment = conn.max_fragment_size
+            if fragment is not None:
+                limit = fragment if limit is None else min(limit, fragment)
+            if not second & 0x80 or (limit is not None and length > limit):
+                self._read_here = False  # websockets fails it on its header: let it, and the rest
+                self._to_websockets(buffer[at:])
+                at = end
+                break
+            stop = start + length
+            if stop > end:
+                if length > _WAIT_FRAME_BYTES:  # a large frame goes to websockets as it arrives
+                    self._passthrough = stop - end
+                    self._to_websockets(buffer[at:])
+                    at = end
+                break
+            if first == _FIN_BINARY and conn.current_size is None:
+                payload = apply_mask(buffer[start:stop], buffer[start - 4 : start])
+                if not self.close_sent:  # as uvicorn: past the app's close, dropped
+                    self.frames = [payload]
+                    self.curr_msg_data_type = "bytes"
+                    self.send_receive_event_to_app()
+            else:
+                self._to_websockets(buffer[at:stop])
+            at = stop
+        if at >= end:
+            self._partial = None
+        elif partial is not None:
+            del partial[:at]
+        else:
+            self._partial = bytearray(buffer[at:])
+
+    def _to_websockets(self, data: bytes | bytearray) -> None:
+        """uvicorn's `data_received`: websockets parses `data`, then its events are handled."""
+        super().data_received(bytes(data))
 
     def shutdown(self) -> None:
         self._release_held()  # before uvicorn's close frame

@@ -80,3 +80,47 @@ async def test_a_send_that_fails_on_the_callers_turn_stops_the_writer() -> None:
         assert conn.state is ConnectionState.CLOSED
         conn.send(b"b")  # dropped: the connection is closed
         assert transport.frames == []
+
+
+class SyncTransport(Transport):
+    """A transport that can also send on the caller's turn (`send_now`, as draftsync's own
+    protocol can: server/sync/endpoint.py), unless it pushes back; counts the awaited sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.awaited = 0
+
+    def send_now(self, data: bytes) -> bool:
+        if not self.writable.is_set() or self.broken is not None:
+            return False
+        self.frames.append(data)
+        return True
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.awaited += 1
+        await super().send_bytes(data)
+
+
+async def test_a_socket_that_sends_at_once_is_not_awaited_and_one_that_pushes_back_is() -> None:
+    transport = SyncTransport()
+    conn = Connection(
+        transport, user="u", session="s", can_write=True, max_messages=100, max_bytes=1 << 20
+    )
+    writer = asyncio.create_task(conn.run_writer())
+    await asyncio.sleep(0)
+    try:
+        conn.send(b"a")
+        assert transport.frames == [b"a"] and transport.awaited == 0
+        transport.writable.clear()
+        conn.send(b"b")  # refused at once: the writer finishes it through `send_bytes`
+        conn.send(b"c")
+        assert transport.frames == [b"a"]
+        transport.writable.set()
+        async with asyncio.timeout(5):
+            while transport.frames != [b"a", b"b", b"c"]:  # noqa: ASYNC110 - the writer task
+                await asyncio.sleep(0.01)
+        assert transport.awaited >= 1
+    finally:
+        conn.close(1000, "")
+        transport.writable.set()
+        await asyncio.wait_for(writer, timeout=5)

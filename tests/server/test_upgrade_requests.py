@@ -34,16 +34,7 @@ def _request(path: str, headers: dict[str, str], extra: tuple[tuple[str, str], .
 
 async def _answer(server: ServerProcess, request: bytes) -> tuple[str, dict[str, str]]:
     """The status line and headers (lower-case names, without Date) the server answers."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        async with asyncio.timeout(10):
-            head = await reader.readuntil(b"\r\n\r\n")
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    status, *lines = head.decode("latin-1").split("\r\n")[:-2]
+    (status, *lines), _ = await _raw_head(server, request)
     headers = {}
     for line in lines:
         name, _, value = line.partition(":")

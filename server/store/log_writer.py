@@ -80,10 +80,17 @@ class LogWriter:
         # check_same_thread off: the slow path hands this connection to a worker thread while
         # its batch awaits it; batches take turns, so uses never overlap.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout=0")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        # Every statement of ours goes through this one cursor (and the checkpoints' through
+        # theirs). `Connection.execute` makes a cursor per call, and sqlite3 keeps a weak
+        # reference to each in a list it prunes only every 200 cursors: three a commit, made
+        # between the objects of whatever else the event loop serves (a storm of connections),
+        # they kept pymalloc arenas (1 MB each) from going back once it was over
+        # (docs/performance-notes.md).
+        self._cursor = self._db.cursor()
+        self._cursor.execute("PRAGMA busy_timeout=0")
+        self._cursor.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        self._cursor.execute("PRAGMA wal_autocheckpoint=0")
+        self._cursor.execute("PRAGMA foreign_keys=ON")
         self._inline = not fsync
         self._wal = path.with_name(path.name + "-wal")
         self._since_checkpoint = 0
@@ -92,7 +99,8 @@ class LogWriter:
         # thread's, not the event loop's: done as soon as the checkpoint is, even while the
         # loop runs commits back to back.
         self._checkpointer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._checkpointer.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        self._checkpoints = self._checkpointer.cursor()  # used on the checkpoint thread only
+        self._checkpoints.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         self._checkpoint_thread = ThreadPoolExecutor(1, thread_name_prefix="wal-checkpoint")
         self._checkpointing: Future[int] | None = None
 
@@ -163,7 +171,7 @@ class LogWriter:
     def _start_checkpoint_if_due(self) -> None:
         if self._checkpointing is None and self._since_checkpoint >= CHECKPOINT_EVERY:
             self._since_checkpoint = 0
-            self._checkpointing = self._checkpoint_thread.submit(_checkpoint, self._checkpointer)
+            self._checkpointing = self._checkpoint_thread.submit(_checkpoint, self._checkpoints)
 
     async def _finish_checkpoint(self) -> None:
         assert self._checkpointing is not None
@@ -172,7 +180,7 @@ class LogWriter:
             # Commits overtook the last rounds: copy what they added while none runs.
             try:
                 await asyncio.wrap_future(
-                    self._checkpoint_thread.submit(_catch_up, self._checkpointer)
+                    self._checkpoint_thread.submit(_catch_up, self._checkpoints)
                 )
             except sqlite3.Error as error:  # the commit stands; the next round catches up
                 logger.warning("wal checkpoint failed error=%s", error)
@@ -190,7 +198,7 @@ class LogWriter:
             before = _size(self._wal)
             try:
                 busy = await asyncio.wrap_future(
-                    self._checkpoint_thread.submit(_truncate, self._checkpointer)
+                    self._checkpoint_thread.submit(_truncate, self._checkpoints)
                 )
             except sqlite3.Error as error:
                 logger.warning("wal truncation failed error=%s", error)
@@ -213,28 +221,28 @@ class LogWriter:
             self._db.close()
 
     def _commit(self, statements: Statements) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        cursor = self._cursor
+        cursor.execute("BEGIN IMMEDIATE")
         try:
             for sql, rows in statements:
                 if rows:
-                    db.executemany(sql, rows)
-            db.execute("COMMIT")
+                    cursor.executemany(sql, rows)
+            cursor.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
+                cursor.execute("ROLLBACK")
             raise
 
     def _commit_waiting(self, statements: Statements) -> None:
         """`_commit`, waiting for another writer's lock (on a worker thread)."""
-        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         try:
             self._commit(statements)
         finally:
-            self._db.execute("PRAGMA busy_timeout=0")
+            self._cursor.execute("PRAGMA busy_timeout=0")
 
 
-def _checkpoint(db: sqlite3.Connection) -> int:
+def _checkpoint(db: sqlite3.Cursor) -> int:
     """Copy what no reader needs from the WAL into the database (never waits for anyone);
     returns how many frames the WAL held. If no commit ran meanwhile, the next one rewinds it.
     All rows are read: a statement left unfinished would hold a read mark, and then the WAL
@@ -243,7 +251,7 @@ def _checkpoint(db: sqlite3.Connection) -> int:
     return int(frames)
 
 
-def _truncate(db: sqlite3.Connection) -> int:
+def _truncate(db: sqlite3.Cursor) -> int:
     """A TRUNCATE checkpoint (it waits for readers, up to the connection's timeout); 1 if a
     reader kept it from finishing, else 0."""
     [(busy, _frames, _copied)] = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
@@ -257,7 +265,7 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _catch_up(db: sqlite3.Connection) -> None:
+def _catch_up(db: sqlite3.Cursor) -> None:
     """Checkpoint while no commit of ours runs, then rewind the WAL from here.
 
     The first commit into a rewound WAL writes and syncs the WAL header: an fsync (1-6 ms

@@ -273,18 +273,23 @@ class JournalCloser:
             await asyncio.sleep(self._interval)
             if faults.ARMED:
                 faults.trip("journal")
-            now = time.time()
-            lag = 0
-            for room in list(self._rooms.values()):
-                journal = room.journal
-                if journal is None or not journal.bursts:
-                    self._rooms.pop(room.draft_id, None)
-                    continue
-                events = journal.bursts.close_idle(now)
-                if events:
-                    await self._store_events(room, events)
-                lag += room.version + 1 - journal.watermark(room.version + 1)
-            metrics.JOURNAL_LAG.set(lag)
+            metrics.JOURNAL_LAG.set(await self._close_idle(time.time()))
+
+    async def _close_idle(self, now: float) -> int:
+        """Close the bursts idle at `now`; returns the journal lag (versions). A method of its
+        own so that its loop variables go with its frame: left in `run`'s, which lives as long
+        as the server, they kept the last room (closed, unloaded) reachable."""
+        lag = 0
+        for room in list(self._rooms.values()):
+            journal = room.journal
+            if journal is None or not journal.bursts:
+                self._rooms.pop(room.draft_id, None)
+                continue
+            events = journal.bursts.close_idle(now)
+            if events:
+                await self._store_events(room, events)
+            lag += room.version + 1 - journal.watermark(room.version + 1)
+        return lag
 
     async def flush(self, room: JournaledRoom) -> None:
         """Close every burst of the room (unload, shutdown)."""

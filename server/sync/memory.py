@@ -27,11 +27,17 @@ draft, then leave; S3: 200 rooms; N3000: 3,000 connections; read with tracemallo
   it is free. `release` clears the cache first (`sys._clear_type_cache`; it refills on the
   next lookups): `bench relay` N3000, 59 -> 53 arenas, ~6 MB of RSS.
 
+Kept from elsewhere, so that a release can give their arenas back: the store's writer runs
+every statement through one cursor (server/store/log_writer.py: sqlite3 keeps a weak reference
+to each cursor a connection makes and prunes them only every 200 cursors), and the journal
+closer's loop no longer keeps the last room it looked at (a closed `Room`, its journal).
+
 Not given back: the rest of pymalloc's arenas kept by objects that outlive a burst of
-connections (uvloop's and asyncio's free lists, sqlite3's list of weak references to its
-cursors, the caches' entries), and the bounded caches themselves (SQLite's page cache of each
-connection, the summaries' headings, the token cache). On a libc without `malloc_trim` and
-`mallopt` (musl, macOS) this does nothing but the collection and the cache clear.
+connections (uvloop's and asyncio's free lists, the cursor references of the store's reads
+through aiosqlite, the caches' entries), and the bounded caches themselves (SQLite's page
+cache of each connection, the summaries' headings, the token cache). On a libc without
+`malloc_trim` and `mallopt` (musl, macOS) this does nothing but the collection and the cache
+clear.
 """
 
 from __future__ import annotations

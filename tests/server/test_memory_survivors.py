@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import uvicorn
+from prometheus_client import REGISTRY
+from pycrdt import Doc, Text
 
-from crdt.protocol import SyncStep1, SyncStep2, encode_message
+from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
 from server.app import create_app
 from server.auth import TokenSigner
 from server.config import Settings
@@ -74,9 +78,9 @@ async def _server(data_dir: Path) -> AsyncIterator[tuple[str, Service]]:
         await asyncio.wait_for(serving, 30)
 
 
-async def _synced(ws_url: str, token: str) -> RawClient:
+async def _synced(ws_url: str, token: str, draft: str = DRAFT) -> RawClient:
     """A y-websocket client that sent its state and got the server's answer (synced)."""
-    client = await connect_raw(ws_url, DRAFT, token)
+    client = await connect_raw(ws_url, draft, token)
     await client.send(encode_message(SyncStep1(b"\x00")))
     await client.next_message(SyncStep2)
     return client
@@ -121,3 +125,36 @@ async def test_a_release_lets_go_of_the_names_in_the_type_cache() -> None:
     trimmer.room_unloaded()
     await _until(lambda: trimmer.releases == 1, "the release ran")
     assert sys.getrefcount(name) == unused
+
+
+def _journal_lag() -> float:
+    return REGISTRY.get_sample_value("draftsync_journal_lag") or 0.0
+
+
+async def test_no_unloaded_room_stays_reachable(tmp_path: Path) -> None:
+    """Rooms edited (an open text burst: the journal closer looks at them each tick), then
+    left and unloaded one after the other: none of them may be reachable once the last one's
+    release has run. The closer's loop used to keep the last room it had looked at."""
+    token = TokenSigner(SECRET).issue("storm", ttl_seconds=3600, now=time.time())
+    rooms: list[weakref.ref[object]] = []
+    async with _server(tmp_path) as (ws_url, service):
+        for index in range(4):
+            draft = f"unloads-{index}"
+            await _until(lambda: _journal_lag() == 0, "the closer ticked with no room open")
+            clients = [await _synced(ws_url, token, draft) for _ in range(2)]
+            edit = Doc()
+            edit.get("title", type=Text).insert(0, f"edit {index}")
+            await clients[0].send(encode_message(Update(edit.get_update())))
+            room = service.rooms.get(draft)
+            assert room is not None
+            rooms.append(weakref.ref(room))
+            del room
+            # The burst is open: the closer's next tick counts it in the journal lag.
+            await _until(lambda: _journal_lag() >= 1, "the journal closer saw the burst")
+            await asyncio.gather(*(client.socket.close() for client in clients))
+            await _until(lambda d=draft: service.rooms.get(d) is None, "the room unloaded")
+        await _until(lambda: service.rooms.memory.releases >= 1, "a release ran")
+        await _until(lambda: _journal_lag() == 0, "the closer ticked with no room left")
+        gc.collect()
+        alive = [ref() for ref in rooms if ref() is not None]
+        assert not alive, f"{len(alive)} unloaded room(s) still reachable"

@@ -71,6 +71,9 @@ class DraftState:
     snapshot: bytes | None
     snapshot_version: int
     tail: list[bytes]
+    # The draft's journal watermark (`Store.journal_watermark`) when the store read it in the
+    # same trip (SQLite, at the latest version: a room's opening); None when it did not.
+    journal_watermark: int | None = None
 
     @property
     def version(self) -> int:

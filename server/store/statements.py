@@ -53,6 +53,7 @@ __all__ = [
     "JOURNAL_WATERMARK",
     "LAST_VERSION",
     "LOAD",
+    "LOAD_OPENING",
     "META_TABLE",
     "MOVE_CURSOR",
     "OWNER_COUNT",
@@ -294,6 +295,22 @@ LOAD = Statement("""
     WHERE draft_id = :draft_id AND version > COALESCE((SELECT version FROM snap), 0)
       AND version <= :upto
     ORDER BY 2
+""")
+# `LOAD` at the latest version for a room that opens, with the draft's journal watermark as a
+# last row (kind 2, none when nothing is recorded): opening a draft after a restart is one trip
+# to the store, not two (issue 24: the watermark says whether journal recovery is needed).
+LOAD_OPENING = Statement("""
+    WITH snap AS (
+        SELECT version, data FROM snapshots WHERE draft_id = :draft_id
+        ORDER BY version DESC LIMIT 1
+    )
+    SELECT 0, version, data FROM snap
+    UNION ALL
+    SELECT 1, version, data FROM updates
+    WHERE draft_id = :draft_id AND version > COALESCE((SELECT version FROM snap), 0)
+    UNION ALL
+    SELECT 2, text_watermark, NULL FROM journal_state WHERE draft_id = :draft_id
+    ORDER BY 1, 2
 """)
 SNAPSHOT_VERSIONS = Statement(
     "SELECT version FROM snapshots WHERE draft_id = :draft_id ORDER BY version"

@@ -24,6 +24,7 @@ from server.config import Settings
 from server.errors import StoreError
 from server.store.api import Store
 from server.store.commits import CommitPipeline
+from server.store.records import DraftState
 from server.store.snapshots import Snapshotter
 from server.sync.connection import Connection
 from server.sync.gate import GateClosed
@@ -149,7 +150,7 @@ class RoomRegistry:
         started = time.perf_counter()
         try:
             state = await self._store.load(room.draft_id)
-            unrecovered = await self._recover_journal(room.draft_id, state.version)
+            unrecovered = await self._recover_journal(room.draft_id, state)
             # A fresh 32-bit client id per load: the server's own changes stay small on the wire.
             client_id = secrets.randbits(32)
             doc = self._build_doc(state.snapshot, state.tail, client_id=client_id)
@@ -170,12 +171,17 @@ class RoomRegistry:
             (time.perf_counter() - started) * 1000,
         )
 
-    async def _recover_journal(self, draft_id: str, version: int) -> int | None:
-        """Journal the text bursts still open when the process last stopped (up to `version`,
-        the last one loaded). Joining needs no write: if storing them fails (a full disk), the
-        draft loads anyway and the room's journal owes them (`RoomJournal.defer_recovery`);
-        returns the watermark they start at, None when nothing is owed."""
-        watermark = await self._store.journal_watermark(draft_id)
+    async def _recover_journal(self, draft_id: str, state: DraftState) -> int | None:
+        """Journal the text bursts still open when the process last stopped (up to
+        `state.version`, the last one loaded). Joining needs no write: if storing them fails (a
+        full disk), the draft loads anyway and the room's journal owes them
+        (`RoomJournal.defer_recovery`); returns the watermark they start at, None when nothing
+        is owed. The watermark comes with the load when the store reads both in one trip
+        (SQLite): nothing to recover is then no store call at all."""
+        version = state.version
+        watermark = state.journal_watermark
+        if watermark is None:
+            watermark = await self._store.journal_watermark(draft_id)
         if watermark > version:
             return None  # every change is journaled: nothing to replay
         try:

@@ -172,3 +172,18 @@ def test_the_sync_core_stays_io_free() -> None:
     forbidden = {"server.store", "server.sync.gate", "server.sync.connection"}
     reached_forbidden = {n for n in reached if any(n.startswith(f) for f in forbidden)}
     assert not reached_forbidden, f"{IO_FREE} reaches {sorted(reached_forbidden)}"
+
+
+def test_no_two_test_modules_share_a_name() -> None:
+    """The test folders are not packages (pytest's default import mode puts each on sys.path),
+    so two `test_X.py` in different folders collide at collection in a fresh clone."""
+    root = Path(__file__).parent
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted(root.rglob("test_*.py")):
+        if "node_modules" in path.parts:
+            continue
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(root)} and {path.relative_to(root)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, clashes

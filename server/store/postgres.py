@@ -45,6 +45,7 @@ from server.store.outbox import (
 )
 from server.store.postgres_webhooks import PostgresWebhooks
 from server.store.records import (
+    FIRST_WATERMARK,
     DraftRecord,
     DraftState,
     DraftSummary,
@@ -393,7 +394,7 @@ class PostgresStore(PostgresWebhooks):
         """Every text change below this version is journaled (1 when nothing is recorded)."""
         with _translated("reading the journal"):
             row = await self._fetch_one(_JOURNAL_WATERMARK, draft_id)
-        return int(row[0]) if row else 1
+        return int(row[0]) if row else FIRST_WATERMARK
 
     async def events_page(self, draft_id: str, *, after: int, limit: int) -> list[StoredEvent]:
         with _translated("reading the journal"):

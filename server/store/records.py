@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "FIRST_WATERMARK",
     "DraftRecord",
     "DraftState",
     "DraftSummary",
@@ -18,6 +19,10 @@ __all__ = [
     "StoredEvent",
     "UpdateRecord",
 ]
+
+# A draft's journal watermark when none is recorded: every text change from version 1 on is
+# still to be journaled (`Store.journal_watermark`).
+FIRST_WATERMARK = 1
 
 
 @dataclass(frozen=True, slots=True)

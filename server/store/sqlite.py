@@ -56,6 +56,7 @@ from server.store.outbox import (
     outbox_rows,
 )
 from server.store.records import (
+    FIRST_WATERMARK,
     DraftRecord,
     DraftState,
     DraftSummary,
@@ -384,8 +385,8 @@ class SqliteStore(SqliteWebhooks):
         watermark = None
         if at_version is None:
             last = rows[-1] if rows else None
-            # None recorded: 1, as `journal_watermark` says.
-            watermark = int(last[1]) if last is not None and last[0] == 2 else 1  # type: ignore[call-overload]
+            recorded = last is not None and last[0] == 2
+            watermark = int(last[1]) if recorded else FIRST_WATERMARK  # type: ignore[call-overload, index]
         snapshot_version, snapshot = 0, None
         if rows and rows[0][0] == 0:
             snapshot_version, snapshot = int(rows[0][1]), bytes(rows[0][2])  # type: ignore[call-overload, arg-type]
@@ -437,7 +438,7 @@ class SqliteStore(SqliteWebhooks):
         """Every text change below this version is journaled (1 when nothing is recorded)."""
         with _translated("reading the journal"):
             row = await self._fetch_one(_JOURNAL_WATERMARK, (draft_id,))
-        return int(row[0]) if row else 1  # type: ignore[call-overload]
+        return int(row[0]) if row else FIRST_WATERMARK  # type: ignore[call-overload]
 
     async def events_page(self, draft_id: str, *, after: int, limit: int) -> list[StoredEvent]:
         with _translated("reading the journal"):

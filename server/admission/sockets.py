@@ -32,11 +32,21 @@ import logging
 import time
 from typing import Any, ClassVar
 
+from uvicorn.logging import TRACE_LOG_LEVEL
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
 from server import metrics
+from server.sync.flag import Flag
 
-__all__ = ["GuardedHttpProtocol", "SocketGuard", "guarded_protocol"]
+__all__ = [
+    "GuardedHttpProtocol",
+    "LeanFlowControl",
+    "SocketGuard",
+    "guarded_protocol",
+    "socket_addresses",
+]
 
 logger = logging.getLogger("draftsync.admission")
 
@@ -58,7 +68,38 @@ class SocketGuard:
         # Sockets we closed whose fds the loop has not released yet (connection_lost pending).
         self.closing = 0
         self._next_warning = 0.0
+        # Sockets on the handshake clock and their deadlines. The timeout is one for all and
+        # the clock only moves on, so insertion order is deadline order: one loop timer, for
+        # the earliest, serves them all (a `call_later` each was a `TimerHandle` and a libuv
+        # timer made and cancelled per connect).
+        self.clocked: dict[GuardedHttpProtocol, float] = {}
+        self._sweep: asyncio.TimerHandle | None = None
         metrics.SOCKETS_WAITING.set_function(lambda: len(self.waiting))
+
+    def start_clock(self, protocol: GuardedHttpProtocol) -> None:
+        """Put `protocol` on the handshake clock (no-op if it is on it already)."""
+        if protocol in self.clocked:
+            return
+        loop = protocol.loop
+        deadline = self.clocked[protocol] = loop.time() + self.handshake_timeout
+        if self._sweep is None:
+            self._sweep = loop.call_at(deadline, self._close_late, loop)
+
+    def stop_clock(self, protocol: GuardedHttpProtocol) -> None:
+        self.clocked.pop(protocol, None)
+
+    def _close_late(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the sockets whose deadline has come, then wait for the next one's."""
+        self._sweep = None
+        clocked = self.clocked
+        now = loop.time()
+        while clocked:
+            protocol, deadline = next(iter(clocked.items()))
+            if deadline > now:
+                self._sweep = loop.call_at(deadline, self._close_late, loop)
+                return
+            del clocked[protocol]
+            protocol.close_before_request("timeout")
 
     def make_room(self, newcomer: GuardedHttpProtocol) -> bool:
         """Close the oldest waiting socket other than `newcomer`; False if there is none."""
@@ -89,7 +130,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
         self._header_bytes = 0
         self._headers_too_large = False
         self._begun = False  # bytes of a request arrived since the last complete headers
@@ -98,7 +138,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # -- the socket's life ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # uvicorn's `connection_made`, with the addresses the transport read when it accepted
+        # the socket (`socket_addresses`) and a flow control without a deque.
+        self.connections.add(self)
+        self.transport = transport
+        self.flow = LeanFlowControl(transport)
+        self.server, self.client = socket_addresses(transport)
+        self.scheme = "https" if is_ssl(transport) else "http"
+        if self.logger.level <= TRACE_LOG_LEVEL:
+            prefix = f"{self.client[0]}:{self.client[1]} - " if self.client else ""
+            self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", prefix)
         guard = self.guard
         self._wait_for_request()
         self._start_deadline()
@@ -113,8 +162,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self in self.guard.waiting and self._deadline is None:
-            self._start_deadline()  # bytes after a keep-alive pause: the next request's clock
+        guard = self.guard
+        if self in guard.waiting and self not in guard.clocked:
+            guard.start_clock(self)  # bytes after a keep-alive pause: the next request's clock
         super().data_received(data)
 
     def close_before_request(self, reason: str) -> None:
@@ -137,17 +187,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._header_bytes = 0
 
     def _start_deadline(self) -> None:
-        if self._deadline is None:
-            self._deadline = self.loop.call_later(
-                self.guard.handshake_timeout, self.close_before_request, "timeout"
-            )
+        self.guard.start_clock(self)
 
     def _stop_waiting(self) -> None:
-        self.guard.waiting.pop(self, None)
+        guard = self.guard
+        guard.waiting.pop(self, None)
+        guard.clocked.pop(self, None)
         self._begun = False
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
 
     # -- parser callbacks -------------------------------------------------------------------
 
@@ -236,3 +282,41 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 def guarded_protocol(guard: SocketGuard) -> type[GuardedHttpProtocol]:
     """The protocol class to give uvicorn (`Config(http=...)`), bound to `guard`."""
     return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"guard": guard})
+
+
+class LeanFlowControl(FlowControl):
+    """uvicorn's `FlowControl` with a `Flag` for "writable" instead of an `asyncio.Event`:
+    the Event's deque (and its share of the young collections) was made for every socket,
+    and a socket that upgrades to a WebSocket drops this object at once."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.read_paused = False
+        self.write_paused = False
+        self._is_writable_event = Flag()  # type: ignore[assignment]
+        self._is_writable_event.set()
+
+
+def socket_addresses(
+    transport: asyncio.BaseTransport,
+) -> tuple[tuple[str, int | None] | None, tuple[str, int] | None]:
+    """The socket's local and peer addresses as uvicorn's `get_local_addr` and
+    `get_remote_addr` give them, from what the transport read when it accepted the socket.
+
+    uvicorn's helpers ask the transport for its "socket" first: under uvloop that is a new
+    pseudo-socket, a `socket.socket` made around the descriptor and a getsockname or
+    getpeername syscall each, three of them a connect for addresses uvloop had read already
+    (`bench relay` N3000). Where the transport has none, the helpers are asked as ever."""
+    local = transport.get_extra_info("sockname")
+    if isinstance(local, tuple) and len(local) >= 2:
+        server: tuple[str, int | None] | None = (str(local[0]), int(local[1]))
+    elif isinstance(local, str):
+        server = (local, None)
+    else:
+        server = get_local_addr(transport)  # type: ignore[arg-type]
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        client: tuple[str, int] | None = (str(peer[0]), int(peer[1]))
+    else:
+        client = get_remote_addr(transport)  # type: ignore[arg-type]
+    return server, client

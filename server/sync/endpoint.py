@@ -94,7 +94,8 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
     forget_request(scope)
     try:
         try:
-            role = await service.join_role(draft_id, claims)  # over a cap: 1013
+            # A draft not loaded is read with the role (one store call), used once it passed.
+            role, preload = await service.join_opening(draft_id, claims)  # over a cap: 1013
         except DraftsyncError as error:
             await _refuse(send, raw_id, user, error)
             return
@@ -110,7 +111,8 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
             conn.granted = claims.grants.get(draft_id)
             service.track(conn)
             try:
-                room = await service.rooms.join(draft_id, conn)
+                room = await service.rooms.join(draft_id, conn, preload)
+                del preload  # the draft's bytes: not kept for the connection's life
             except StoreError as error:
                 conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
                 await conn.run_writer()

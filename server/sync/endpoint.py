@@ -80,6 +80,8 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         # No I/O so far: a socket is never held unauthenticated (its token is in its URL).
         draft_id = check_draft_id(raw_id)
+        if service.rooms.get(draft_id) is None:
+            _answer_now(send)  # a draft to load: the 101 goes now, not with the first frame
         # The host's `authenticate` (server/identity/caller.py) reads cookies and headers
         # through a Starlette `WebSocket`; accepting and reading go past it, as frames do.
         websocket = WebSocket(scope, receive, send)
@@ -157,6 +159,17 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
             service.caps.leave(user, draft_id)
     finally:
         lease.release()
+
+
+def _answer_now(send: Send) -> None:
+    """Send the handshake's 101 now where the protocol holds it for the first frame
+    (server/sync/wsprotocol.py `release_response`; under another ASGI server, it is sent
+    already). A joiner whose draft must be loaded first got it only once the token was checked
+    and the loop turned, and sends its sync step 1, which the reply that syncs it answers, only
+    once it has it: now that step 1 travels while the token is checked and the draft read."""
+    release = getattr(getattr(send, "__self__", None), "release_response", None)
+    if release is not None:
+        release()
 
 
 def _query_value(scope: Scope, name: str) -> str | None:

@@ -7,10 +7,12 @@ statement parses the schema, and pycrdt's first doc is built. None of it depends
 draft, so it is done once here, before the server accepts connections.
 
 Then the smaller ones a cold join (`bench relay` C1) still paid: the first token verified took
-~0.4 ms against ~0.06-0.09 ms for the next (PyJWT's first HMAC key check reaches
+~0.4 ms against ~0.08 ms for the next, back to back (PyJWT's first HMAC key check reaches
 `cryptography`'s parsers and OpenSSL, and its code runs cold: `TokenSigner.warm_up`); the
 store's opening read (`Store.read_opening`: SQLite's reader connection parses the schema on its
-first statement); and a rebuild from a snapshot and a tail, as a room's load does.
+first statement); and a rebuild from a snapshot and a tail, as a room's load does. (A server
+that sat idle for a fraction of a second runs every path several times slower at first, the
+CPU's caches taken by other processes: no warm-up helps that; docs/performance-notes.md.)
 """
 
 from __future__ import annotations

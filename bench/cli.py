@@ -34,10 +34,10 @@ from bench.nodeclient import ClientFailed
 from bench.persistence import PersistenceOptions, run_persistence
 from bench.relay import GROUPS, SCENARIOS, RelayOptions, run_relay
 from bench.replay import ReplayMismatch
-from bench.runtime import out_dir, positive_int, positive_seconds, run
+from bench.runtime import out_dir, run
 from bench.servers import SERVERS
 from bench.traces import DEFAULT_TRACES_DIR, traces_dir
-from server.cli import OneLineParser
+from server.argtypes import OneLineParser, positive_int, positive_seconds
 from server.store.retention import KEEP
 
 __all__ = ["main"]

@@ -44,8 +44,9 @@ from bench.fuzz_corpus import (
     updates,
 )
 from bench.report import Column, format_table, publish
-from bench.runtime import environment, positive_int, positive_seconds, progress
+from bench.runtime import environment, progress
 from crdt.errors import ProtocolError
+from server.argtypes import positive_int, positive_seconds
 
 __all__ = ["FuzzOptions", "add_command", "plot_fuzz", "run_fuzz"]
 

@@ -37,9 +37,10 @@ from bench.keystrokes import typed_updates
 from bench.plots import _pairs
 from bench.replay import ReplayMismatch, text_of
 from bench.report import Column, format_table, publish
-from bench.runtime import environment, median, percentile, positive_int, progress
+from bench.runtime import environment, median, percentile, progress
 from crdt.history import rebuild
 from crdt.protocol import Update
+from server.argtypes import positive_int
 from server.config import Settings
 from server.http.history import _rebuilt
 from server.http.versions import draft_diff

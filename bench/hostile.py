@@ -50,11 +50,12 @@ from pycrdt import (
 )
 
 from bench.report import Column, format_table, publish
-from bench.runtime import environment, percentile, positive_int, progress
+from bench.runtime import environment, percentile, progress
 from bench.servers import REPO, ServerProc
 from crdt.bulk_array import array_item_update
 from crdt.lib0 import write_var_string, write_var_uint
 from crdt.protocol import Update, encode_message
+from server.argtypes import positive_int
 
 __all__ = [
     "Attack",

@@ -44,9 +44,10 @@ from bench.harness import open_room
 from bench.plots import _pairs
 from bench.replay import TEXT, ReplayMismatch
 from bench.report import Column, format_table, publish
-from bench.runtime import environment, median, positive_int, progress
+from bench.runtime import environment, median, progress
 from bench.traces import DEFAULT_TRACES_DIR, LICENCE, SOURCE, credit, load_trace, traces_dir
 from crdt.protocol import Update
+from server.argtypes import positive_int
 from server.config import Layers
 
 __all__ = ["CONFIGS", "LayersOptions", "add_command", "plot_layers", "run_layers"]

@@ -27,8 +27,6 @@ __all__ = [
     "median",
     "out_dir",
     "percentile",
-    "positive_int",
-    "positive_seconds",
     "progress",
     "run",
 ]
@@ -98,28 +96,6 @@ def environment() -> dict[str, object]:
         # A shared 2-core machine: a high load means figures to compare only within this run.
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
-
-
-def positive_int(text: str) -> int:
-    """argparse type for counts: a clear error instead of a traceback on 0 or -3."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def positive_seconds(text: str) -> float:
-    """argparse type for durations: finite and above zero (nan, inf and -1 cannot work)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
-    return value
 
 
 def out_dir(text: str) -> Path:

@@ -40,7 +40,7 @@ from bench.harness import StubSocket, open_room
 from bench.replay import Replay, produce_updates, text_of
 from bench.runtime import median, progress
 from bench.traces import Trace
-from crdt.protocol import SyncStep2, Update, decode_message, encode_message
+from crdt.protocol import SyncStep2, Update, decode_message, encode_message, update_payload
 from server.sync.endpoint import MAX_RUN
 
 __all__ = ["time_trace"]
@@ -156,8 +156,9 @@ async def _room(
         started = _Spent.start()
         done = 0
         for conn, frames in runs:
-            # the reader decodes each frame (all are sync updates here), then hands the run over
-            await room.receive_run(conn, [decode_message(f).update for f in frames])  # type: ignore[union-attr]
+            # the reader decodes each frame (all are sync updates here) as the server's does
+            # (`server.sync.endpoint._run_from`), then hands the run over
+            await room.receive_run(conn, [_payload(f) for f in frames])
             await asyncio.sleep(0)  # the server's reader awaits the next frame here
             done += len(frames)
             if done >= _TICK:
@@ -173,6 +174,14 @@ async def _room(
         replay.check(text_of(room.doc), "the room doc")
     replay.check(_observed_text(observer), "the observer's relayed frames")
     return elapsed, stats
+
+
+def _payload(frame: bytes) -> bytes:
+    """The update of a sync update frame, read as the server's reader reads a run's frames."""
+    payload = update_payload(frame)
+    if payload is None:
+        payload = decode_message(frame).update  # type: ignore[union-attr]
+    return payload
 
 
 def _stored(database: Path) -> dict[str, object]:

@@ -48,6 +48,8 @@ __all__ = [
     "WriteAck",
     "decode_message",
     "encode_message",
+    "update_frame",
+    "update_payload",
 ]
 
 MESSAGE_SYNC = 0
@@ -150,15 +152,27 @@ _DECODERS: dict[int, Callable[[Reader], Message]] = {
 }
 
 
-def decode_message(data: bytes) -> Message:
-    """Decode one whole frame; raises ``MalformedMessage`` or ``UnknownMessageType``."""
-    # Fast path for the frame a typing client sends most: a sync update whose payload (under
-    # 128 bytes) fills the rest of the frame exactly. The general path reads it the same way
-    # with a Reader, ~1 us a frame: as much as pycrdt takes to apply a keystroke.
+def update_payload(data: bytes) -> bytes | None:
+    """The update a frame carries if it is the frame a typing client sends most: a sync
+    update whose payload (under 128 bytes) fills the rest of the frame exactly; else None
+    (the frame may still be an update: `decode_message` reads every frame). A reader that
+    gathers a run of updates takes them so, without a message object each (~0.2 us a frame
+    against ~0.4 through `decode_message`, `timeit`)."""
     if len(data) > 3 and data[0] == MESSAGE_SYNC and data[1] == SYNC_UPDATE:
         length = data[2]
         if length < 0x80 and len(data) == length + 3:
-            return Update(data[3:])
+            return data[3:]
+    return None
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode one whole frame; raises ``MalformedMessage`` or ``UnknownMessageType``."""
+    # Fast path for the frame a typing client sends most (`update_payload`). The general path
+    # reads it the same way with a Reader, ~1 us a frame: as much as pycrdt takes to apply a
+    # keystroke.
+    payload = update_payload(data)
+    if payload is not None:
+        return Update(payload)
     if not data:
         raise MalformedMessage("empty message")
     reader = Reader(data)
@@ -171,12 +185,24 @@ def decode_message(data: bytes) -> Message:
     return message
 
 
+# A sync update frame's header for each payload length under 128 (its varUint is one byte).
+_SHORT_UPDATE_HEADERS = tuple(bytes((MESSAGE_SYNC, SYNC_UPDATE, n)) for n in range(0x80))
+
+
+def update_frame(update: bytes) -> bytes:
+    """`encode_message(Update(update))`, the frame relayed for every change, without the
+    message object: ~0.2 us against ~0.6 for a keystroke's (`timeit`)."""
+    if len(update) < 0x80:
+        return _SHORT_UPDATE_HEADERS[len(update)] + update
+    out = bytearray(b"\x00\x02")  # MESSAGE_SYNC, SYNC_UPDATE
+    write_var_bytes(out, update)
+    return bytes(out)
+
+
 def encode_message(message: Message) -> bytes:
     out = bytearray()
     if type(message) is Update:  # the frame relayed for every change: no pattern matching
-        out += b"\x00\x02"  # MESSAGE_SYNC, SYNC_UPDATE
-        write_var_bytes(out, message.update)
-        return bytes(out)
+        return update_frame(message.update)
     match message:
         case SyncStep1(state_vector=payload):
             write_var_uint(out, MESSAGE_SYNC)

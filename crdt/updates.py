@@ -48,6 +48,7 @@ __all__ = [
     "may_nest_too_deep",
     "read_any",
     "read_overwrite",
+    "read_single_write",
 ]
 
 Id = tuple[int, int]  # (client, clock)
@@ -172,6 +173,76 @@ def read_overwrite(update: bytes) -> ItemHeader | None:
     return ItemHeader(
         (client, clock), 1, (origin_client, origin_clock), None, None, None, False, value
     )
+
+
+def read_single_write(update: bytes) -> DecodedUpdate | None:
+    """`decode_update(update)` for an update of one item with a left origin only, holding one
+    scalar value (Any content: a string, number, boolean or null) or nothing (Deleted content),
+    followed by any delete set; None for any other update and for one this cannot read, which
+    `decode_update` then reads (or refuses) as before.
+
+    That is a map key's write that raced another (S5, issue 24: a third of its writes): the one
+    Yjs ordered last deletes the other's item rather than its own origin, so `read_overwrite`
+    leaves it; the one ordered first comes out of the doc as Deleted, and its value is in the
+    client's bytes, which are an overwrite again. Where it answers, it answers what
+    `decode_update` would (the same `Reader` limits on every varUint, strict UTF-8), in ~3 us
+    where `decode_update` costs ~8-16."""
+    if update[:2] != b"\x01\x01":  # one struct group of one struct
+        return None
+    try:
+        client, pos = _var_uint(update, 2)
+        clock, pos = _var_uint(update, pos)
+        info = update[pos]
+        kind = info & 0xDF  # a left origin, no right origin (so no parent, no key)
+        if kind != 0x88 and kind != 0x81:  # Any or Deleted content
+            return None
+        origin_client, pos = _var_uint(update, pos + 1)
+        origin_clock, pos = _var_uint(update, pos)
+        if kind == 0x88:
+            if update[pos] != 1:  # one value
+                return None
+            value, pos = _scalar(update, pos + 1)
+            if value is _UNREAD:
+                return None
+            length = 1
+        else:
+            length, pos = _var_uint(update, pos)
+            value = NO_VALUE
+            if not length:  # an item of no clocks, which `decode_update` drops
+                return None
+        delete_set, pos = _delete_set(update, pos)
+    except (_Unread, IndexError):
+        return None
+    if pos != len(update):
+        return None
+    item = ItemHeader(
+        (client, clock),
+        length,
+        (origin_client, origin_clock),
+        None,
+        None,
+        None,
+        kind == 0x81,
+        value,
+        info & 0x1F,
+    )
+    return DecodedUpdate([item], delete_set, [(client, clock)])
+
+
+def _delete_set(data: bytes, pos: int) -> tuple[dict[int, list[tuple[int, int]]], int]:
+    """A delete set at `pos`, as `_decode` reads it, and the position after it; each range
+    reads two bytes at least, so a crafted count stops at the data's end (IndexError)."""
+    clients, pos = _var_uint(data, pos)
+    delete_set: dict[int, list[tuple[int, int]]] = {}
+    for _ in range(clients):
+        client, pos = _var_uint(data, pos)
+        ranges = delete_set.setdefault(client, [])
+        count, pos = _var_uint(data, pos)
+        for _ in range(count):
+            start, pos = _var_uint(data, pos)
+            length, pos = _var_uint(data, pos)
+            ranges.append((start, length))
+    return delete_set, pos
 
 
 class _Unread(Exception):

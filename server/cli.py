@@ -7,7 +7,6 @@ import asyncio
 import importlib
 import importlib.util
 import logging
-import math
 import os
 import socket
 import sys
@@ -16,7 +15,7 @@ import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -29,6 +28,15 @@ from server.admission.collector import settle_collector
 from server.admission.fdlimit import raise_nofile, socket_budget
 from server.admission.sockets import SocketGuard, guarded_protocol
 from server.app import create_app
+from server.argtypes import (
+    OneLineParser,
+    nonnegative_seconds,
+    port,
+    positive_float,
+    positive_int,
+    positive_seconds,
+    user_name,
+)
 from server.auth import TokenSigner, load_secret
 from server.config import Durability, Settings
 from server.identity.keys import load_public_key
@@ -41,7 +49,7 @@ from server.sync import memory, presence
 from server.sync.wsprotocol import LeanWebSocketProtocol
 from server.webhooks.settings import KEEP_SECONDS, WebhookSettings, check_secret
 
-__all__ = ["DEFAULT_TTL", "OneLineParser", "main"]
+__all__ = ["DEFAULT_TTL", "main"]
 
 logger = logging.getLogger("draftsync")
 
@@ -84,66 +92,6 @@ class _GracefulServer(uvicorn.Server):
         loop.call_soon_threadsafe(lambda: loop.create_task(drain()))
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """A bad argument is one line on stderr and exit status 2, for every command and
-    sub-command (argparse's own error prints the whole usage first, which for `serve` is
-    a screenful that hides the one line that matters)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, got {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def _positive_float(text: str, unit: str = "") -> float:
-    """A finite number above 0 (NaN and infinity are refused too)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number{unit}, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number{unit}, got {text}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    return _positive_float(text, " of seconds")
-
-
-def _user_name(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text
-
-
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # trace: uvicorn's
 
 
@@ -157,7 +105,7 @@ def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
     )
     limits.add_argument(
         "--max-update-structs",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_LIMITS.structs,
         metavar="N",
         help="structs (items, GC and skip runs) in one update; 100,000 that each split an "
@@ -165,14 +113,14 @@ def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
     )
     limits.add_argument(
         "--max-update-keys",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_LIMITS.keys,
         metavar="N",
         help="new map keys (of any map, XML attributes included) in one update (%(default)s)",
     )
     limits.add_argument(
         "--max-update-field-writes",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_LIMITS.field_writes,
         metavar="N",
         help="new keys of the semantic `fields` map, and overwrites of them in the same "
@@ -181,7 +129,7 @@ def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
     )
     limits.add_argument(
         "--max-insert-elements",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_LIMITS.elements,
         metavar="N",
         help="array/map values (Any and JSON content, nested values included) in one update "
@@ -189,7 +137,7 @@ def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
     )
     limits.add_argument(
         "--max-update-deletes",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_LIMITS.delete_ranges,
         metavar="N",
         help="ranges in one update's delete set; yrs's time grows with the square of the "
@@ -197,7 +145,7 @@ def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
     )
     limits.add_argument(
         "--max-update-merge-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_LIMITS.merge_bytes,
         metavar="BYTES",
         help="bytes yrs copies to squash chained items (each one continuing the one before, "
@@ -294,14 +242,14 @@ def _add_identity_arguments(serve: argparse.ArgumentParser) -> None:
     )
     identity.add_argument(
         "--jwks-max-age",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=300.0,
         metavar="SECONDS",
         help="fetch the JWKS again when it is older than this (%(default)s)",
     )
     identity.add_argument(
         "--jwks-cooldown",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=30.0,
         metavar="SECONDS",
         help="at most one JWKS fetch per SECONDS for key ids it does not hold (%(default)s)",
@@ -363,7 +311,7 @@ def _add_webhook_arguments(serve: argparse.ArgumentParser) -> None:
     )
     hooks.add_argument(
         "--webhook-debounce",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=2.0,
         metavar="SECONDS",
         help="draft.changed is sent once a draft has had no new version for this long, "
@@ -376,35 +324,35 @@ def _add_webhook_arguments(serve: argparse.ArgumentParser) -> None:
     )
     hooks.add_argument(
         "--webhook-max-attempts",
-        type=_positive_int,
+        type=positive_int,
         default=12,
         metavar="N",
         help="attempts before a delivery is marked failed (%(default)s)",
     )
     hooks.add_argument(
         "--webhook-retry-base",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=2.0,
         metavar="SECONDS",
         help="delay after the first failed attempt, doubled after each, with jitter (%(default)s)",
     )
     hooks.add_argument(
         "--webhook-retry-max",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=3600.0,
         metavar="SECONDS",
         help="longest delay between attempts (%(default)s)",
     )
     hooks.add_argument(
         "--webhook-timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=10.0,
         metavar="SECONDS",
         help="one attempt, connecting included; slower is a failed attempt (%(default)s)",
     )
     hooks.add_argument(
         "--webhook-keep-seconds",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=KEEP_SECONDS,
         metavar="SECONDS",
         help="a delivered or failed delivery and its attempts are removed from the store this "
@@ -446,14 +394,14 @@ def _add_feed_arguments(serve: argparse.ArgumentParser) -> None:
     group = serve.add_argument_group("drafts feed", "the dashboard's live change feed")
     group.add_argument(
         "--max-feeds-per-user",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULT.max_feeds_per_user,
         metavar="N",
         help="feed streams one user may hold open; a new one over it is 503 (%(default)s)",
     )
     group.add_argument(
         "--feed-queue-events",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULT.feed_queue_events,
         metavar="N",
         help="events queued for one feed reader before they are dropped for one `resync` "
@@ -471,7 +419,7 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--handshake-timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=5.0,
         metavar="SECONDS",
         help="a socket must send a request's complete headers (a WebSocket: its upgrade) "
@@ -479,21 +427,21 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--keep-alive-timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=5.0,
         metavar="SECONDS",
         help="an HTTP connection idle this long between requests is closed (%(default)s)",
     )
     group.add_argument(
         "--max-header-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=16 * 1024,
         metavar="BYTES",
         help="request line and headers; more is answered 431 and closed (%(default)s)",
     )
     group.add_argument(
         "--reserved-fds",
-        type=_positive_int,
+        type=positive_int,
         default=128,
         metavar="N",
         help="file descriptors kept free below the file limit (raised to its hard limit at "
@@ -501,7 +449,7 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--max-connections",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULT.max_connections,
         metavar="N",
         help="WebSockets open at once, both endpoints (at most 3/4 of the sockets the file "
@@ -509,7 +457,7 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--max-unauthenticated",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULT.max_unauthenticated,
         metavar="N",
         help="WebSockets open whose token is not accepted yet (at most 1/8 of the sockets the "
@@ -517,21 +465,21 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--max-connections-per-user",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULT.max_connections_per_user,
         metavar="N",
         help="drafts open at once by one user, over all sockets; more: 1013 (%(default)s)",
     )
     group.add_argument(
         "--max-connections-per-draft",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULT.max_connections_per_draft,
         metavar="N",
         help="connections open at once to one draft; more: 1013 (%(default)s)",
     )
     group.add_argument(
         "--max-requests",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULT.max_requests,
         metavar="N",
         help="REST requests under way at once (at most 1/8 of the sockets the file limit "
@@ -539,7 +487,7 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--user-requests-per-second",
-        type=_positive_float,
+        type=positive_float,
         default=_DEFAULT.user_requests_per_second,
         metavar="RATE",
         help="REST requests a second one user may make on average; more: 429 with "
@@ -547,14 +495,14 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--user-request-burst",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULT.user_request_burst,
         metavar="N",
         help="... and at once after a quiet spell (the token bucket's size) (%(default)s)",
     )
     group.add_argument(
         "--max-drafts-per-user",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULT.max_drafts_per_user,
         metavar="N",
         help="drafts one user may own; creating more (REST or by connecting) is refused, "
@@ -608,19 +556,19 @@ def _build_parser() -> argparse.ArgumentParser:
         "/api, SQLite at DIR/draftsync.db. SIGTERM commits, flushes and closes with 1001.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (%(default)s)")
+    serve.add_argument("--port", type=port, default=8000, help="port to listen on (%(default)s)")
     serve.add_argument(
         "--data", type=Path, default=Path("data"), help="data directory (%(default)s)"
     )
     serve.add_argument(
         "--max-message-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=16 * 1024 * 1024,
         help="largest WebSocket message accepted; bigger ones close with 1009 (%(default)s)",
     )
     serve.add_argument(
         "--max-body-elements",
-        type=_positive_int,
+        type=positive_int,
         default=10_000,
         metavar="N",
         help="most elements one list field may hold: a REST create with a longer list is "
@@ -629,7 +577,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-body-fields",
-        type=_positive_int,
+        type=positive_int,
         default=1_000,
         metavar="N",
         help="most keys of `fields` one REST body may set; more is refused with 422 (%(default)s)",
@@ -649,21 +597,21 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--snapshot-every",
-        type=_positive_int,
+        type=positive_int,
         default=1000,
         metavar="N",
         help="fold the update log into a snapshot every N updates of a draft (%(default)s)",
     )
     serve.add_argument(
         "--snapshot-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=4 * 1024 * 1024,
         metavar="BYTES",
         help="... or every BYTES of updates, whichever comes first (%(default)s)",
     )
     serve.add_argument(
         "--snapshot-keep",
-        type=_positive_int,
+        type=positive_int,
         default=snapshot_retention.KEEP,
         metavar="N",
         help="keep at most N snapshots a draft, spread evenly over its history, so that they "
@@ -672,21 +620,21 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--room-grace",
-        type=_seconds,
+        type=nonnegative_seconds,
         default=5.0,
         metavar="SECONDS",
         help="unload a draft this long after its last client left (%(default)s)",
     )
     serve.add_argument(
         "--send-queue-messages",
-        type=_positive_int,
+        type=positive_int,
         default=65_536,
         metavar="N",
         help="messages queued for one client before it is closed as too slow, 4408 (%(default)s)",
     )
     serve.add_argument(
         "--send-queue-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=32 * 1024 * 1024,
         metavar="BYTES",
         help="bytes queued for one client before it is closed as too slow, 4408 (%(default)s)",
@@ -699,7 +647,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_feed_arguments(serve)
     serve.add_argument(
         "--awareness-max-states",
-        type=_positive_int,
+        type=positive_int,
         default=presence.MAX_STATES,
         metavar="N",
         help="awareness client ids one connection may introduce (a stock client has one); "
@@ -708,7 +656,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--awareness-max-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=presence.MAX_BYTES,
         metavar="BYTES",
         help="bytes of awareness state (JSON) one connection may hold, all its ids together; "
@@ -716,7 +664,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--awareness-rate",
-        type=_positive_int,
+        type=positive_int,
         default=presence.RATE,
         metavar="N",
         help="awareness relays a second from one connection; what it sends faster is "
@@ -759,10 +707,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "or DIR/secret (created on first use), so serve and token must share DIR.",
     )
     token.add_argument(
-        "user", type=_user_name, metavar="USER", help="the user name the token stands for"
+        "user", type=user_name, metavar="USER", help="the user name the token stands for"
     )
     token.add_argument(
-        "--ttl", type=_positive_int, default=DEFAULT_TTL, help="lifetime in seconds (%(default)s)"
+        "--ttl", type=positive_int, default=DEFAULT_TTL, help="lifetime in seconds (%(default)s)"
     )
     token.add_argument(
         "--data", type=Path, default=Path("data"), help="data directory (%(default)s)"

@@ -20,6 +20,7 @@ SERVER_TOP_MODULES = {
     "__main__",
     "access",
     "app",
+    "argtypes",  # the argument types `draftsync` and `draftsync bench` share
     "auth",
     "cli",
     "config",

@@ -12,7 +12,8 @@ server/store/statements.py; migrated by `_MIGRATIONS` and the `schema_version` t
     updates    draft_id, version, data, user, session, client_id, created_at
                version counts a draft's stored updates: 1, 2, 3, ... (0 = the empty draft)
     snapshots  draft_id, version, data: the merged state right after `version`
-    events     the journal: id (the paging cursor), draft_id, version, type, who, at, data JSON
+    events     the journal: id (the paging cursor; no AUTOINCREMENT since schema 7), draft_id,
+               version, type, who, at, data JSON
     journal_state  draft_id, text_watermark: text changes below it are all journaled
     draft_contributors  draft_id, user: added in the commit's transaction
     draft_meta  draft_id, version, fields_key, word_count, filled_fields, open_conflicts:
@@ -100,6 +101,35 @@ _DROP_ACTIVITY_TRIGGER = """
     DROP TABLE draft_activity;
 """
 
+# Schema 7: the journal without AUTOINCREMENT. With it, every event row also rewrote the
+# table's `sqlite_sequence` row: one more B-tree page in the WAL for each commit that journals,
+# ~7 us of a row's ~30 (docs/performance-notes.md, "The journal row of a `fields` write").
+# Without it an id is one past the largest in the table, which is what AUTOINCREMENT gives too
+# as long as no row is ever deleted: the journal is the audit trail, kept after a draft is
+# deleted, and no statement deletes from it (tests/server/test_journal_ids.py fails if one
+# does). So ids still only grow, in commit order, and none is handed out twice. An `events`
+# table cannot drop AUTOINCREMENT in place: it is copied with its ids into a new one.
+# PostgreSQL's identity never had a sequence row per insert; its schema stays.
+_EVENTS_WITHOUT_AUTOINCREMENT = """
+    CREATE TABLE events_v7 (
+        id INTEGER PRIMARY KEY,
+        draft_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        "user" TEXT,
+        session TEXT,
+        client_id INTEGER,
+        at REAL NOT NULL,
+        data TEXT NOT NULL
+    );
+    INSERT INTO events_v7 (id, draft_id, version, type, "user", session, client_id, at, data)
+        SELECT id, draft_id, version, type, "user", session, client_id, at, data FROM events
+        ORDER BY id;
+    DROP TABLE events;
+    ALTER TABLE events_v7 RENAME TO events;
+    CREATE INDEX events_by_draft ON events (draft_id, id);
+"""
+
 # The tables (server/store/statements.py) as each schema version added them.
 _MIGRATIONS: tuple[str, ...] = (
     SQLITE.script(sql.DRAFTS_TABLE, sql.ACCESS_TABLE, sql.UPDATES_TABLE, sql.SNAPSHOTS_TABLE),
@@ -114,6 +144,8 @@ _MIGRATIONS: tuple[str, ...] = (
     SQLITE.script(sql.WEBHOOK_TABLES),
     # 6: events of one type (named versions, sessions, conflicts) read without a journal scan
     SQLITE.script(sql.EVENTS_BY_TYPE),
+    # 7: the journal's ids without AUTOINCREMENT (one page less per journaling commit)
+    _EVENTS_WITHOUT_AUTOINCREMENT + SQLITE.script(sql.EVENTS_BY_TYPE),
 )
 
 # -- the shared statements, rendered for SQLite -------------------------------------------

@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from crdt.errors import DraftsyncError, MalformedMessage, ProtocolError
-from crdt.protocol import Message, Update, decode_message
+from crdt.protocol import Message, Update, decode_message, update_payload
 from server import metrics
 from server.access import check_draft_id
 from server.errors import CloseCode, StoreError, close_code_for
@@ -297,6 +297,11 @@ def _run_from(inbox: Inbox, first: bytes) -> tuple[list[bytes], Message | None]:
         if data is None or message["type"] != "websocket.receive":
             inbox.give_back(message)
             break
+        payload = update_payload(data)  # a keystroke's frame: no message object
+        if payload is not None:
+            metrics.TALLY.bytes_received += len(data)
+            run.append(payload)
+            continue
         try:
             decoded = decode_message(data)
         except ProtocolError:

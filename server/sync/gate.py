@@ -90,7 +90,7 @@ class Gate:
         joins later gets this content in its own sync step 2, tagged with a later ticket."""
         if self._closed is not None:
             return
-        if not self._held and self.visible(after):
+        if not self._held and (after <= self.committed or self._release_on_accept):
             for recipient in to:
                 if recipient is not exclude:
                     recipient.send(frame, update=update)
@@ -102,13 +102,16 @@ class Gate:
         """Ticket `ticket` (and every earlier one) is committed: release what waited for it."""
         if ticket > self.committed:
             self.committed = ticket
+        committed = self.committed
         held = self._held
-        while held and self.visible(held[0].after):
-            message = held.popleft()
-            for recipient in message.to:
-                recipient.send(message.frame, update=message.update)
+        if held:  # `visible` inlined: this runs once a committed write
+            every = self._release_on_accept
+            while held and (held[0].after <= committed or every):
+                _, to, frame, update = held.popleft()
+                for recipient in to:
+                    recipient.send(frame, update=update)
         waiters = self._waiters
-        while waiters and waiters[0][0] <= self.committed:
+        while waiters and waiters[0][0] <= committed:
             _, waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)

@@ -420,11 +420,9 @@ class Room:
                 write.created_at,
             )
             ticket = self.gate.accept()  # the core's ticket: one each, in the same order
-            self._pipeline.submit(
-                PendingWrite(
-                    target=self, sender=sender, record=record, events=write.events, ticket=ticket
-                )
-            )
+            # Positional, as the record (PendingWrite's fields: target, sender, record,
+            # events, ticket).
+            self._pipeline.submit(PendingWrite(self, sender, record, write.events, ticket))
         for message in outcome.messages:
             self._send(sender, message)
 

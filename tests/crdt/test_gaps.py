@@ -427,3 +427,48 @@ def test_the_header_check_clears_no_run_that_starts_a_clock_past_its_clients(
     updates, state = run
     if _headers_clear(updates, state):
         assert not truly_a_gap(updates, state)
+
+
+# -- the state vector read inside the transaction (server/sync/core.py) -----------------------
+#
+# The room reads the doc's state vector inside the run's transaction, after the last update,
+# and hands it to `holds_a_gap` (no transaction of its own). Every verdict must be the one
+# `doc.get_state()` after the transaction gives, gap or not, for every kind of run.
+
+
+class RoomReadingStateInside(Room):
+    def apply(self, *updates: bytes) -> bool:
+        self.reported = None
+        with self.doc.transaction() as txn:
+            for update in updates:
+                self.doc.apply_update(update)
+            state = self.doc._doc.get_state(txn._txn)
+        assert state == self.doc.get_state()
+        return holds_a_gap(self.doc, updates, self.reported, state=state)
+
+
+def _runs_with_and_without_gaps() -> list[tuple[str, list[bytes], bool]]:
+    hel, l3 = client_11()
+    doc, text = writer(44)
+    keys = [typed(doc, text, i, "k") for i in range(RUN)]
+    return [
+        ("honest pair", [hel, l3], False),
+        ("phantom in a short run", [hel, PHANTOM, l3], True),
+        ("honest run of 40", keys, False),
+        ("phantom in a run of 40", [hel, *keys[:20], PHANTOM, *keys[20:]], True),
+        # finding 2: 33:2 after 11:2, its origins present, integrated after a Skip at once
+        ("skipped clock in a short run", [hel, bytes.fromhex("010121028" + "40b02016300")], True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("run", "gap"),
+    [(run, gap) for _, run, gap in _runs_with_and_without_gaps()],
+    ids=[name for name, _, _ in _runs_with_and_without_gaps()],
+)
+def test_the_state_read_inside_the_transaction_gives_the_same_verdict(
+    run: list[bytes], gap: bool
+) -> None:
+    inside, outside = RoomReadingStateInside(), Room()
+    assert inside.apply(*run) is gap
+    assert outside.apply(*run) is gap

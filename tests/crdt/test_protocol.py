@@ -18,6 +18,8 @@ from crdt.protocol import (
     WriteAck,
     decode_message,
     encode_message,
+    update_frame,
+    update_payload,
 )
 
 # Frames written by the real JavaScript stack (yjs 13.6.33, y-protocols 1.0.7, lib0 0.2.120 from
@@ -178,6 +180,40 @@ def test_update_frames_around_the_fast_path_decode_strictly() -> None:
             with pytest.raises(MalformedMessage, match="runs past the end"):
                 decode_message(frame[:-1])
         assert decode_message(b"\x00\x01" + frame[2:]) == SyncStep2(payload)
+
+
+def test_the_relay_frame_is_the_encoded_update_message_for_every_length() -> None:
+    # update_frame builds a relay without the message object: byte for byte the frame
+    # encode_message writes, below and past the one-byte length (128) and the two-byte one.
+    for n in [*range(300), 16_383, 16_384, 70_000]:
+        payload = bytes(i % 251 for i in range(n))
+        assert (
+            update_frame(payload)
+            == encode_message(Update(payload))
+            == b"\x00\x02" + (encode_message(SyncStep2(payload))[2:])
+        )
+        assert decode_message(update_frame(payload)) == Update(payload)
+
+
+def test_a_runs_frames_are_read_as_payloads_only_when_decode_message_agrees() -> None:
+    # The reader takes a keystroke's frame by `update_payload`, without a message object: it
+    # must give the update decode_message gives, and None for every other frame, which then
+    # goes through decode_message (an update with a longer length, another message, or a
+    # malformed frame, whose refusal decode_message raises).
+    for n in range(200):
+        payload = bytes(i % 251 for i in range(n))
+        frame = encode_message(Update(payload))
+        if 0 < n < 128:
+            assert update_payload(frame) == payload == decode_message(frame).update  # type: ignore[union-attr]
+        else:
+            assert update_payload(frame) is None  # empty, or a two-byte length: decode_message
+            assert decode_message(frame) == Update(payload)
+        for other in (frame + b"\x00", frame[:-1], b"\x00\x01" + frame[2:], b"\x01" + frame[1:]):
+            assert update_payload(other) is None
+    # a length byte past 127 is not a one-byte length, even where it matches the frame's size
+    assert update_payload(b"\x00\x02\x85" + bytes(0x85)) is None
+    for frame in (b"", b"\x00", b"\x00\x02", b"\x00\x02\x00", b"\x00\x02\x01"):
+        assert update_payload(frame) is None
 
 
 def test_auth_can_only_deny_permission() -> None:

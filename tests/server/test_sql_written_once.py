@@ -24,6 +24,7 @@ BACKENDS = ("sqlite.py", "postgres.py", "sqlite_webhooks.py", "postgres_webhooks
 # What a backend may still write itself, each for a reason that is the backend's alone.
 BACKEND_SPECIFIC = {
     "draft_activity": "PostgreSQL keeps activity by a trigger; SQLite's schema 2-4 history",
+    "events_v7": "SQLite's schema 7: the journal copied into a table without AUTOINCREMENT",
     "pg_advisory": "PostgreSQL's advisory locks (versions, reviews, migrations)",
     "FOR UPDATE": "PostgreSQL's row lock of a draft whose access changes",
     "unnest(": "PostgreSQL's arrays (last versions of many drafts in one trip)",

@@ -198,3 +198,63 @@ def test_a_server_write_goes_to_everyone_and_one_failing_half_way_discards_the_d
             raise ValueError("nothing")
 
         core.write_as_server("restore", nothing)
+
+
+# -- the run's transaction (one pycrdt wrapper kept per doc, the state read inside it) ---------
+
+# Client 119's clock 4 (clocks 0-3 never sent), an "o" whose origin is client 11's clock 3
+# (fuzz seed 3, tests/crdt/test_gaps.py): yrs integrates it after a Skip once the origin comes.
+PHANTOM = bytes.fromhex("01017704840b03016f00")
+
+
+def client_11_typing() -> tuple[bytes, bytes]:
+    """Client 11 types "Hel" into `title` (clocks 0-2), then "l" (clock 3)."""
+    doc: Doc = Doc(client_id=11)
+    title = doc.get("title", type=Text)
+    before = doc.get_state()
+    title.insert(0, "Hel")
+    hel = doc.get_update(before)
+    before = doc.get_state()
+    title.insert(3, "l")
+    return hel, doc.get_update(before)
+
+
+@pytest.mark.parametrize("keystrokes", [0, 40], ids=["short run", "run of 43"])
+def test_a_run_whose_clocks_leave_a_gap_discards_the_doc(keystrokes: int) -> None:
+    """The gap check reads the state vector inside the run's transaction: a run of several
+    updates with a gap is still caught, short (diffed update by update) or long (headers)."""
+    core = open_core()
+    hel, l3 = client_11_typing()
+    alice: Doc = Doc(client_id=10)
+    keys = [edit(alice, type_text("k")) for _ in range(keystrokes)]
+    outcome = core.apply_run(ALICE, [*keys, hel, PHANTOM, l3])
+    assert outcome.writes == () and outcome.messages == ()
+    assert outcome.verdict.discard is not None and "gap" in outcome.verdict.discard
+
+
+def test_an_honest_run_after_a_failed_one_is_applied_in_a_fresh_transaction() -> None:
+    """The kept transaction is left closed by a run that raised inside it (yrs refused an
+    update) and by one that completed: the next runs apply, each its own change."""
+    core = open_core()
+    alice: Doc = Doc(client_id=10)
+    refused = core.apply_run(ALICE, [b"\xff\xff\xff"])
+    assert isinstance(refused.verdict.refused, UndecodableUpdate)
+    first = core.apply_run(ALICE, [edit(alice, type_text("a")), edit(alice, type_text("b"))])
+    second = core.apply_run(ALICE, [edit(alice, type_text("c"))])
+    assert [w.version for w in (*first.writes, *second.writes)] == [1, 2]
+    assert text_of(first.writes[0].data) == "ab"
+    assert str(core.doc.get("body", type=Text)) == "abc"
+    assert core.doc._txn is None  # no transaction left open on the doc
+
+
+def test_the_runs_transaction_follows_the_doc_across_close_and_open() -> None:
+    core = open_core()
+    alice: Doc = Doc(client_id=10)
+    core.apply_run(ALICE, [edit(alice, type_text("old"))])
+    core.close()
+    fresh: Doc = Doc(client_id=2)
+    core.open(fresh, 7, semantic_fields=False, journal=None)
+    bob: Doc = Doc(client_id=20)
+    outcome = core.apply_run(BOB, [edit(bob, type_text("new")), edit(bob, type_text("!"))])
+    assert [w.version for w in outcome.writes] == [8]
+    assert str(fresh.get("body", type=Text)) == "new!"

@@ -13,11 +13,9 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
@@ -26,7 +24,13 @@ from starlette.routing import Mount, Route
 
 from server.app import create_app
 from server.config import Settings
-from tests.support.server_process import REPO, SECRET, free_port
+from tests.support.server_process import (
+    REPO,
+    SECRET,
+    free_port,
+    stop_process,
+    wait_until_healthy,
+)
 
 __all__ = ["COOKIE", "PREFIX", "EmbeddedHost", "host_app"]
 
@@ -97,28 +101,15 @@ class EmbeddedHost:
                 stdout=log,
                 stderr=log,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"host exited at start:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.http_url}{PREFIX}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError(f"host did not answer within {timeout}s:\n{self.log()}")
+        healthz = f"{self.http_url}{PREFIX}/healthz"
+        wait_until_healthy(self.process, healthz, timeout, self.log, "host")
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 if __name__ == "__main__":

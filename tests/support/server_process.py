@@ -12,13 +12,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from server.auth import TokenSigner
 
-__all__ = ["ServerProcess", "free_port"]
+__all__ = ["ServerProcess", "free_port", "stop_process", "wait_until_healthy"]
 
 SECRET = "draftsync-test-secret-0123456789abcdef-0123456789"
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +29,38 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_healthy(
+    process: subprocess.Popen[bytes],
+    url: str,
+    timeout: float,
+    log: Callable[[], str],
+    what: str,
+) -> None:
+    """Poll `url` until it answers 200; a process that exits first, or a timeout, raises with
+    its log (the only place a failed start explains itself)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited at start:\n{log()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not answer within {timeout}s:\n{log()}")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s: a test's server never outlives it."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class ServerProcess:
@@ -84,16 +117,8 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=log, stderr=log, preexec_fn=self._limit
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited at start:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.http_url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log()}")
+        wait_until_healthy(self.process, f"{self.http_url}/healthz", timeout, self.log, "server")
+        return self
 
     def _limit(self) -> None:
         if self.address_space is not None:
@@ -121,10 +146,4 @@ class ServerProcess:
         return self.start()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)

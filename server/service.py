@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from crdt.content import fields_of
 from crdt.history import rebuild
 from server import metrics
-from server.access import Role, resolve_role
+from server.access import Role, resolve_role, strongest
 from server.admission.caps import ConnectionCaps
 from server.admission.quotas import RequestGate
 from server.auth import Claims
@@ -36,7 +36,7 @@ from server.sync.connection import Connection
 from server.sync.feed import DraftFeed
 from server.sync.journal import JournalCloser
 from server.sync.metadata import MetadataTracker
-from server.sync.registry import DocBuilder, RoomRegistry
+from server.sync.registry import DocBuilder, Preload, RoomRegistry
 from server.sync.room import Room
 from server.sync.summaries import Summarizer
 from server.webhooks.changes import ChangeScanner
@@ -171,6 +171,18 @@ class Service:
         )
         self.caps.join(claims.user, draft_id)
         return role
+
+    async def join_opening(self, draft_id: str, claims: Claims) -> tuple[Role, Preload | None]:
+        """`join_role`, reading the draft with the role when its room is not loaded (one store
+        call for both: `RoomRegistry.preload`); hand the `Preload` to `rooms.join`. A caller
+        with no stored role (a grant, a new draft) takes `join_role`'s way after it."""
+        preload = await self.rooms.preload(draft_id, claims.user)
+        if preload is None or preload.role is None:
+            return await self.join_role(draft_id, claims), None
+        role = strongest(Role(preload.role), claims.grants.get(draft_id))
+        assert role is not None  # a stored role at least
+        self.caps.join(claims.user, draft_id)
+        return role, preload
 
     def track(self, conn: Connection) -> None:
         self._connections.add(conn)

@@ -85,6 +85,11 @@ class TokenVerifier:
         the app's): the editor renews what it was opened with, whoever signed it."""
         return self.own.reissue(self.claims(token), now=now)
 
+    def warm_up(self) -> None:
+        """Our tokens' first verification, paid at start (`TokenSigner.warm_up`). The app's
+        keys verify tokens signed elsewhere, which the server cannot make: not warmed."""
+        self.own.warm_up()
+
     async def start(self) -> None:
         """Fetch the app's JWKS once at start (a JWKS that is down is retried on use)."""
         if self.app is not None:

@@ -53,6 +53,7 @@ from server.store.records import (
     SavedMeta,
     StoredEvent,
     UpdateRecord,
+    opening_from_rows,
 )
 
 __all__ = ["REVIEW_LOCK_CONNECTIONS", "REVIEW_LOCK_SECONDS", "PostgresStore"]
@@ -145,6 +146,7 @@ _LAST_VERSION = POSTGRES.render(sql.LAST_VERSION)
 _UPDATES_BETWEEN = POSTGRES.render(sql.UPDATES_BETWEEN)
 _UPDATES_WITH_ORIGIN = POSTGRES.render(sql.UPDATES_WITH_ORIGIN)
 _LOAD = POSTGRES.render(sql.LOAD)
+_OPENING = POSTGRES.render(sql.OPENING)
 _SNAPSHOT_VERSIONS = POSTGRES.render(sql.SNAPSHOT_VERSIONS)
 _INSERT_SNAPSHOT = POSTGRES.render(sql.INSERT_SNAPSHOT)
 _DELETE_SNAPSHOT = POSTGRES.render(sql.DELETE_SNAPSHOT)
@@ -359,6 +361,14 @@ class PostgresStore(PostgresWebhooks):
             rows = rows[1:]
         tail = [bytes(row[2]) for row in rows]
         return DraftState(snapshot=snapshot, snapshot_version=snapshot_version, tail=tail)
+
+    async def read_opening(self, draft_id: str, user: str) -> tuple[str | None, DraftState | None]:
+        """The user's stored role and, when they have one, the latest draft with its journal
+        watermark: one query (`statements.OPENING`), where the role, the load and the
+        watermark were three."""
+        with _translated("loading a draft"):
+            rows = await self._fetch_all(_OPENING, draft_id, user)
+        return opening_from_rows(rows)
 
     async def snapshot_versions(self, draft_id: str) -> list[int]:
         with _translated("reading snapshots"):

@@ -6,6 +6,7 @@ which database holds the draft.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "SavedMeta",
     "StoredEvent",
     "UpdateRecord",
+    "opening_from_rows",
 ]
 
 # A draft's journal watermark when none is recorded: every text change from version 1 on is
@@ -77,12 +79,35 @@ class DraftState:
     snapshot_version: int
     tail: list[bytes]
     # The draft's journal watermark (`Store.journal_watermark`) when the store read it in the
-    # same trip (SQLite, at the latest version: a room's opening); None when it did not.
+    # same trip (SQLite's latest `load`, and `read_opening` on both); None when it did not.
     journal_watermark: int | None = None
 
     @property
     def version(self) -> int:
         return self.snapshot_version + len(self.tail)
+
+
+def opening_from_rows(
+    rows: Sequence[Sequence[Any]],
+) -> tuple[str | None, DraftState | None]:
+    """The stored role and the draft from the rows of `statements.OPENING` (either backend):
+    (None, None) when the user has no stored role, since the statement then reads nothing else.
+    """
+    if not rows or rows[-1][0] != 3:
+        return None, None
+    role = str(rows[-1][3])
+    snapshot_version, snapshot = 0, None
+    if rows[0][0] == 0:
+        snapshot_version, snapshot = int(rows[0][1]), bytes(rows[0][2])
+    tail = [bytes(row[2]) for row in rows if row[0] == 1]
+    watermark = next((int(row[1]) for row in rows if row[0] == 2), FIRST_WATERMARK)
+    state = DraftState(
+        snapshot=snapshot,
+        snapshot_version=snapshot_version,
+        tail=tail,
+        journal_watermark=watermark,
+    )
+    return role, state
 
 
 @dataclass(frozen=True, slots=True)

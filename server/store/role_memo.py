@@ -10,8 +10,11 @@ of the one process serving it (several instances need PostgreSQL, which keeps no
 process or store writing the same file would not be heard), and every statement that changes
 the `access` table forgets what it changes before it runs, under the store's lock, while a read
 fills the memo under that same lock. So a role is remembered only as it stands in the
-database, and a change is never answered from memory once it has begun. Only roles that exist
-are kept: "no role" goes to the database each time (it creates drafts, or refuses).
+database, and a change is never answered from memory once it has begun. A cold join's opening
+read (`SqliteStore.read_opening`) reads on the event loop without the lock, but only while no
+one holds it, and remembers what it read before anything else runs: the same guarantee. Only
+roles that exist are kept: "no role" goes to the database each time (it creates drafts, or
+refuses).
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ from server.store.records import (
     SavedMeta,
     StoredEvent,
     UpdateRecord,
+    opening_from_rows,
 )
 from server.store.reserve import DiskReserve
 from server.store.role_memo import RoleMemo
@@ -174,6 +175,7 @@ _UPDATES_BETWEEN = SQLITE.render(sql.UPDATES_BETWEEN)
 _UPDATES_WITH_ORIGIN = SQLITE.render(sql.UPDATES_WITH_ORIGIN)
 _LOAD = SQLITE.render(sql.LOAD)
 _LOAD_OPENING = SQLITE.render(sql.LOAD_OPENING)
+_OPENING = SQLITE.render(sql.OPENING)
 _SNAPSHOT_VERSIONS = SQLITE.render(sql.SNAPSHOT_VERSIONS)
 _INSERT_SNAPSHOT = SQLITE.render(sql.INSERT_SNAPSHOT)
 _DELETE_SNAPSHOT = SQLITE.render(sql.DELETE_SNAPSHOT)
@@ -232,6 +234,19 @@ def _is_disk_full(error: sqlite3.Error) -> bool:
     return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
 
 
+def _is_busy(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def _open_reader(path: Path) -> sqlite3.Connection:
+    """The connection `read_opening` reads through on the event loop: read-only, and never
+    waiting for a lock (timeout 0: SQLite's busy handler would sleep on the loop)."""
+    reader = sqlite3.connect(path, timeout=0, isolation_level=None)
+    reader.execute("PRAGMA query_only=ON")
+    return reader
+
+
 class SqliteStore(SqliteWebhooks):
     def __init__(
         self,
@@ -250,6 +265,9 @@ class SqliteStore(SqliteWebhooks):
         self._reclaiming: asyncio.Task[None] | None = None
         # Roles read lately, exact: each `access` change forgets first (server/store/role_memo.py).
         self._roles = RoleMemo()
+        # A cold room's opening is read through this one on the event loop (`read_opening`).
+        self._reader = _open_reader(path)
+        self._reading = self._reader.cursor()
 
     @classmethod
     async def open(cls, path: Path, *, fsync: bool = False, reserve_bytes: int = 0) -> SqliteStore:
@@ -272,6 +290,7 @@ class SqliteStore(SqliteWebhooks):
         if self._reclaiming is not None:
             await self._reclaiming
         await self._log.close()
+        self._reader.close()
         await self._db.close()
 
     def writes_refused(self) -> DiskFull | None:
@@ -429,6 +448,41 @@ class SqliteStore(SqliteWebhooks):
             tail=tail,  # type: ignore[arg-type]
             journal_watermark=watermark,
         )
+
+    async def read_opening(self, draft_id: str, user: str) -> tuple[str | None, DraftState | None]:
+        """The user's stored role and, when they have one, the latest draft with its journal
+        watermark, in one statement (`statements.OPENING`): a cold room's opening.
+
+        Read on the event loop, through a read-only connection of the store's own, not on
+        aiosqlite's thread: a trip there waits for the thread to be scheduled and for the GIL
+        to be handed over and back (server/store/log_writer.py), 0.3 to several ms each on a
+        busy machine, most of a cold join's time. A WAL reader needs no lock, and this one never
+        waits for one. Through the thread instead (one trip, as `role_of` reads) while the
+        store's lock is held (an access change may be half-way through: it is read after it,
+        and remembered only then) or if SQLite answers busy (another connection recovering
+        the WAL). The role is remembered as `role_of` remembers it: no access change can be
+        under way when the lock is free, since every one holds it from its first forget."""
+        with _translated("loading a draft"):
+            if not self._lock.locked():
+                try:
+                    rows = self._reading.execute(_OPENING, (draft_id, user)).fetchall()
+                except sqlite3.OperationalError as error:
+                    if not _is_busy(error):
+                        raise
+                else:
+                    return self._opening(draft_id, user, rows)
+            async with self._lock:
+                rows = list(await self._db.execute_fetchall(_OPENING, (draft_id, user)))
+                return self._opening(draft_id, user, rows)
+
+    def _opening(
+        self, draft_id: str, user: str, rows: list[Any]
+    ) -> tuple[str | None, DraftState | None]:
+        """Under the lock, or with it free and no await since (`read_opening`)."""
+        role, state = opening_from_rows(rows)
+        if role is not None:
+            self._roles.remember(draft_id, user, role)
+        return role, state
 
     async def snapshot_versions(self, draft_id: str) -> list[int]:
         with _translated("reading snapshots"):

@@ -56,6 +56,7 @@ __all__ = [
     "LOAD_OPENING",
     "META_TABLE",
     "MOVE_CURSOR",
+    "OPENING",
     "OWNER_COUNT",
     "PENDING_CHANGES",
     "PURGE",
@@ -310,6 +311,32 @@ LOAD_OPENING = Statement("""
     WHERE draft_id = :draft_id AND version > COALESCE((SELECT version FROM snap), 0)
     UNION ALL
     SELECT 2, text_watermark, NULL FROM journal_state WHERE draft_id = :draft_id
+    ORDER BY 1, 2
+""")
+# A joiner's role and, when they have one, what `LOAD_OPENING` reads, in one statement: opening
+# a draft after a restart is one trip to the store, not one for the role and one for the draft
+# (issue 24). Rows `(kind, version, data, role)`, ordered by kind then version: 0 the snapshot,
+# 1 the tail, 2 the journal watermark (as `LOAD_OPENING`), 3 the role (its own column: TEXT
+# beside BYTEA would not unite in PostgreSQL). No role row: nothing else is read, so a caller
+# without access never makes the store read a draft (`records.opening_from_rows`).
+OPENING = Statement("""
+    WITH granted AS (
+        SELECT role FROM access WHERE draft_id = :draft_id AND "user" = :user
+    ), snap AS (
+        SELECT version, data FROM snapshots
+        WHERE draft_id = :draft_id AND EXISTS (SELECT 1 FROM granted)
+        ORDER BY version DESC LIMIT 1
+    )
+    SELECT 0, version, data, NULL FROM snap
+    UNION ALL
+    SELECT 1, version, data, NULL FROM updates
+    WHERE draft_id = :draft_id AND EXISTS (SELECT 1 FROM granted)
+      AND version > COALESCE((SELECT version FROM snap), 0)
+    UNION ALL
+    SELECT 2, text_watermark, NULL, NULL FROM journal_state
+    WHERE draft_id = :draft_id AND EXISTS (SELECT 1 FROM granted)
+    UNION ALL
+    SELECT 3, NULL, NULL, role FROM granted
     ORDER BY 1, 2
 """)
 SNAPSHOT_VERSIONS = Statement(

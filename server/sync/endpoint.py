@@ -81,6 +81,8 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         # No I/O so far: a socket is never held unauthenticated (its token is in its URL).
         draft_id = check_draft_id(raw_id)
+        if service.rooms.get(draft_id) is None:
+            _answer_now(send)  # a draft to load: the 101 goes now, not with the first frame
         # The host's `authenticate` (server/identity/caller.py) reads cookies and headers
         # through a Starlette `WebSocket`; accepting and reading go past it, as frames do.
         # It is asked only without a token (a token's verdict is final), so only then is the
@@ -102,7 +104,8 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
     forget_request(scope)
     try:
         try:
-            role = await service.join_role(draft_id, claims)  # over a cap: 1013
+            # A draft not loaded is read with the role (one store call), used once it passed.
+            role, preload = await service.join_opening(draft_id, claims)  # over a cap: 1013
         except DraftsyncError as error:
             await _refuse(send, raw_id, user, error)
             return
@@ -118,7 +121,8 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
             conn.granted = claims.grants.get(draft_id)
             service.track(conn)
             try:
-                room = await service.rooms.join(draft_id, conn)
+                room = await service.rooms.join(draft_id, conn, preload)
+                del preload  # the draft's bytes: not kept for the connection's life
             except StoreError as error:
                 conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
                 await conn.run_writer()
@@ -164,6 +168,17 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
             service.caps.leave(user, draft_id)
     finally:
         lease.release()
+
+
+def _answer_now(send: Send) -> None:
+    """Send the handshake's 101 now where the protocol holds it for the first frame
+    (server/sync/wsprotocol.py `release_response`; under another ASGI server, it is sent
+    already). A joiner whose draft must be loaded first got it only once the token was checked
+    and the loop turned, and sends its sync step 1, which the reply that syncs it answers, only
+    once it has it: now that step 1 travels while the token is checked and the draft read."""
+    release = getattr(getattr(send, "__self__", None), "release_response", None)
+    if release is not None:
+        release()
 
 
 def _query_value(scope: Scope, name: str) -> str | None:

@@ -5,6 +5,13 @@ accepted is committed; a connection arriving during the grace period keeps it. L
 task per draft that every concurrent joiner awaits, so a draft is never loaded twice. A room
 whose doc was discarded (`Room.discard`) is replaced only once what it accepted is committed,
 so the new room loads every version and numbers the next ones after them.
+
+A WebSocket joiner of a draft that is not loaded reads its role and the draft in one store call
+(`preload`, `Store.read_opening`), checks the role, then hands what was read to `join`, which
+opens the room with it instead of reading the draft again: a cold join's store work is one
+call. What was read is used only while it is certainly the newest: no room of that draft here
+when it was read nor when it is used, and no room forgotten in between (every write of a draft
+goes through its room, which leaves only by `_forget`); otherwise the room loads as ever.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pycrdt import Doc
 
@@ -33,7 +41,7 @@ from server.sync.memory import MemoryTrimmer
 from server.sync.presence import AwarenessLimits
 from server.sync.room import Room, RoomState
 
-__all__ = ["REVIEW_POLL_SECONDS", "DocBuilder", "RoomRegistry"]
+__all__ = ["REVIEW_POLL_SECONDS", "DocBuilder", "Preload", "RoomRegistry"]
 
 logger = logging.getLogger("draftsync.registry")
 
@@ -43,6 +51,16 @@ REVIEW_POLL_SECONDS = 0.05
 DocBuilder = Callable[..., Doc]
 """Builds a loaded draft's doc: `(snapshot, tail, *, client_id) -> Doc` (crdt/history.py
 `rebuild`). A seam for tests that need the server's client id fixed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preload:
+    """What `RoomRegistry.preload` read for a joiner: their stored role (None: none) and, with
+    it, the draft at its latest version (None without a role: nothing else is read)."""
+
+    role: str | None
+    state: DraftState | None
+    forgotten: int  # the registry's `_forgotten` when it was read
 
 
 class RoomRegistry:
@@ -72,6 +90,9 @@ class RoomRegistry:
         self.on_open: list[Callable[[Room], None]] = []
         self.on_unload: list[Callable[[Room], None]] = []
         self.memory = MemoryTrimmer()  # gives an unloaded room's freed pages back
+        # Rooms forgotten so far (unloaded, failed, discarded): a `Preload` read before the
+        # last one may be older than what a room of its draft wrote meanwhile.
+        self._forgotten = 0
 
     def __len__(self) -> int:
         return len(self._rooms)
@@ -82,13 +103,24 @@ class RoomRegistry:
     def rooms(self) -> list[Room]:
         return list(self._rooms.values())
 
-    async def join(self, draft_id: str, conn: Connection) -> Room:
-        """The open room of `draft_id`, loaded if needed, with `conn` added to it."""
-        room = await self.open(draft_id)
+    async def preload(self, draft_id: str, user: str) -> Preload | None:
+        """For a joiner: their stored role and the draft in one store call when its room is not
+        here (None when it is, or is being loaded or drained: nothing read; ask for the role
+        as ever). Pass it to `join` once the role is checked; nothing of it is sent before."""
+        if draft_id in self._rooms or draft_id in self._loading or draft_id in self._draining:
+            return None
+        forgotten = self._forgotten
+        role, state = await self._store.read_opening(draft_id, user)
+        return Preload(role, state, forgotten)
+
+    async def join(self, draft_id: str, conn: Connection, preload: Preload | None = None) -> Room:
+        """The open room of `draft_id`, loaded if needed (from `preload` when it is still the
+        newest: module docstring), with `conn` added to it."""
+        room = await self.open(draft_id, preload)
         room.add(conn)  # no await since open() returned: the room cannot unload in between
         return room
 
-    async def open(self, draft_id: str) -> Room:
+    async def open(self, draft_id: str, preload: Preload | None = None) -> Room:
         """The open room of `draft_id`, loaded if needed. A caller that adds no connection
         (a REST write) hands it back with `release` so that it unloads when idle."""
         while True:
@@ -98,7 +130,11 @@ class RoomRegistry:
                 if draining is not None:
                     await self._drained(draining)
                     continue
-                room = self._new_room(draft_id)
+                state = None
+                if preload is not None and preload.forgotten == self._forgotten:
+                    state = preload.state  # still the newest: no room of it came and went
+                preload = None  # read once: a second pass of this loop loads from the store
+                room = self._new_room(draft_id, state)
             loading = self._loading.get(draft_id)
             if loading is not None:
                 await asyncio.shield(loading)  # raises the store's error to every joiner
@@ -116,7 +152,7 @@ class RoomRegistry:
         room.remove(conn)
         self.release(room)
 
-    def _new_room(self, draft_id: str) -> Room:
+    def _new_room(self, draft_id: str, state: DraftState | None = None) -> Room:
         room = Room(
             draft_id,
             pipeline=self._pipeline,
@@ -136,20 +172,24 @@ class RoomRegistry:
         )
         self._rooms[draft_id] = room
         metrics.ROOMS_LOADED.set(len(self._rooms))
-        task = asyncio.create_task(self._load(room))
+        task = asyncio.create_task(self._load(room, state))
         self._loading[draft_id] = task
         task.add_done_callback(lambda _: self._loading.pop(draft_id, None))
         return room
 
-    async def _load(self, room: Room) -> None:
-        """Load the draft and open the room: the snapshot and the tail, applied once, on the
-        event loop. pycrdt holds the GIL while it applies, so a worker thread would stall the
-        loop the same and add a hand-off (and, in a fresh process, the thread's start) to the
-        first joiner's wait. Journal recovery runs only when a burst was left open (the
-        watermark is not past the last version), which a clean stop never leaves."""
+    async def _load(self, room: Room, preloaded: DraftState | None = None) -> None:
+        """Load the draft (unless `preloaded`: read with the joiner's role) and open the room:
+        the snapshot and the tail, applied once, on the event loop. pycrdt holds the GIL while
+        it applies, so a worker thread would stall the loop the same and add a hand-off (and,
+        in a fresh process, the thread's start) to the first joiner's wait. Journal recovery
+        runs only when a burst was left open (the watermark is not past the last version),
+        which a clean stop never leaves."""
         started = time.perf_counter()
         try:
-            state = await self._store.load(room.draft_id)
+            if preloaded is None:
+                state = await self._store.load(room.draft_id)
+            else:
+                state = preloaded
             unrecovered = await self._recover_journal(room.draft_id, state)
             # A fresh 32-bit client id per load: the server's own changes stay small on the wire.
             client_id = secrets.randbits(32)
@@ -233,5 +273,6 @@ class RoomRegistry:
 
     def _forget(self, room: Room) -> None:
         if self._rooms.get(room.draft_id) is room:
+            self._forgotten += 1
             del self._rooms[room.draft_id]
             metrics.ROOMS_LOADED.set(len(self._rooms))

@@ -5,30 +5,51 @@ After a restart, the first client to open a draft waited ~20-60 ms longer than t
 backend on first use (the first WebSocket's lock; ~15 ms of imports), the store's first
 statement parses the schema, and pycrdt's first doc is built. None of it depends on the
 draft, so it is done once here, before the server accepts connections.
+
+Then the smaller ones a cold join (`bench relay` C1) still paid: the first token verified took
+~0.4 ms against ~0.08 ms for the next, back to back (PyJWT's first HMAC key check reaches
+`cryptography`'s parsers and OpenSSL, and its code runs cold: `TokenSigner.warm_up`); the
+store's opening read (`Store.read_opening`: SQLite's reader connection parses the schema on its
+first statement); and a rebuild from a snapshot and a tail, as a room's load does. (A server
+that sat idle for a fraction of a second runs every path several times slower at first, the
+CPU's caches taken by other processes: no warm-up helps that; docs/performance-notes.md.)
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
 import anyio.lowlevel
 from pycrdt import Doc, Text
 
+from crdt.history import rebuild
 from crdt.protocol import SyncStep2, encode_message
 from server.store.api import Store
 
-__all__ = ["warm_up"]
+__all__ = ["TokenWarmUp", "warm_up"]
 
 logger = logging.getLogger("draftsync.warmup")
 
 
-async def warm_up(store: Store) -> None:
-    """One trip to each layer a join goes through; no write (a full disk must not stop start)."""
+class TokenWarmUp(Protocol):
+    """What verifies the tokens (`TokenVerifier`): it can verify one of its own once."""
+
+    def warm_up(self) -> None: ...
+
+
+async def warm_up(store: Store, tokens: TokenWarmUp) -> None:
+    """One trip to each layer a join goes through; no write (a full disk must not stop start)
+    and nothing remembered (no token, no role: the memos hold what clients presented)."""
     started = time.perf_counter()
     await anyio.lowlevel.checkpoint()  # imports anyio's backend
+    tokens.warm_up()
     await store.draft_exists("")  # the store's connection and its schema
+    await store.read_opening("", "")  # a cold room's read (SQLite: its own connection)
     doc: Doc = Doc()
     doc.get("warm-up", type=Text).insert(0, "x")
-    encode_message(SyncStep2(doc.get_update()))
+    update = doc.get_update()
+    rebuild(update, [update])
+    encode_message(SyncStep2(update))
     logger.debug("warmed up ms=%.1f", (time.perf_counter() - started) * 1000)

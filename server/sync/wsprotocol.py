@@ -29,7 +29,9 @@
 - The handshake's 101 response goes out with the first frame the app sends in the same turn
   of the event loop (a y-websocket connection's sync step 1), in one write: one send syscall
   a connect less, a tenth of the event loop's samples in N3000's connects were the three
-  writes. Anything else that writes first, or the loop's next turn, sends it alone.
+  writes. Anything else that writes first, or the loop's next turn, sends it alone; and so
+  does the app, at once, when it knows no frame comes soon (`release_response`: a draft to
+  load first, whose client waits for the 101 before it sends its sync step 1).
 - The keepalive ping is one of the loop's shared deadlines (server/sync/deadlines.py), not a
   `TimerHandle` of its own; attributes uvicorn sets in `__init__` are slots, which keeps the
   instance dict under CPython's 30-key limit for shared keys (1.6 KB -> 0.4 KB).
@@ -387,6 +389,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.loop.call_soon(self._release_held)
             self.start_keepalive()
             self._forget_handshake()
+
+    def release_response(self) -> None:
+        """Send the held 101 response now, if there is one: the app knows its first frame is
+        not coming soon (a draft to load first, server/sync/endpoint.py), and the client sends
+        nothing before it has the 101, its sync step 1 included."""
+        self._release_held()
 
     def _release_held(self) -> None:
         held = self._held

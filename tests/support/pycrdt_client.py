@@ -64,7 +64,10 @@ class PycrdtClient:
             self.url, max_size=None, additional_headers=self._headers
         )
         self._reader = asyncio.create_task(self._read())
-        await self._socket.send(create_sync_message(self.doc))
+        # A server that refuses the join may close before this is sent (the 101 comes first):
+        # the reader records the close code, as for a close at any later moment.
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await self._socket.send(create_sync_message(self.doc))
         return self
 
     async def disconnect(self) -> None:

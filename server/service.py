@@ -218,6 +218,7 @@ class Service:
             await asyncio.wait(waiting, timeout=SHUTDOWN_FLUSH_SECONDS)
         for room in self.rooms.rooms():
             await self.journal_closer.flush(room)
+            room.snapshot_before_unload()  # the next start loads it without its tail
         await self.snapshotter.wait()
 
     async def stop(self) -> None:

@@ -251,6 +251,7 @@ class RoomRegistry:
         await self._journal_closer.flush(room)  # bursts are journaled before the doc goes
         if room.connections or self._rooms.get(room.draft_id) is not room:
             return
+        room.snapshot_before_unload()
         self._forget(room)
         for hook in self.on_unload:
             hook(room)

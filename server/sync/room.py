@@ -514,6 +514,18 @@ class Room:
         if self._snapshotter.due(self._since_snapshot, self._bytes_since_snapshot):
             self._snapshot(record.version)
 
+    def snapshot_before_unload(self) -> None:
+        """The doc is about to go (unload, shutdown): leave a snapshot of it when its tail
+        since the last one would slow the next cold load (`Snapshotter.due_at_unload`). Only a
+        drained room's doc is exactly its committed versions; one that is not drained is left
+        as it is (its tail is replayed, as before)."""
+        if (
+            self.state is RoomState.OPEN
+            and self.is_drained
+            and self._snapshotter.due_at_unload(self._since_snapshot)
+        ):
+            self._snapshot(self.version)
+
     def tell_events(self, events: Sequence[JournalEvent]) -> None:
         """Tell committed journal events (this instance's, or another's through the fan-out)
         to every connection here; each tells those its protocol has a message for."""

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from bench.services import PostgresCluster, RedisServer, find_bin_dir
+from server.store.postgres import PostgresStore
+from server.store.sqlite import SqliteStore
+from tests.support.postgres import BACKENDS
 from tests.support.server_process import ServerProcess
 
 
@@ -45,3 +49,20 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer(binary).start()
     yield server
     server.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SqliteStore | PostgresStore]:
+    """An open store of each backend, in process (a fresh SQLite file; a fresh database in the
+    session's PostgreSQL cluster), for tests of the store interface itself."""
+    if request.param == "postgresql":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        opened: SqliteStore | PostgresStore = await PostgresStore.open(cluster.new_database())
+    else:
+        opened = await SqliteStore.open(tmp_path / "draftsync.db")
+    try:
+        yield opened
+    finally:
+        await opened.close()

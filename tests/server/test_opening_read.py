@@ -10,22 +10,17 @@ import asyncio
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from pycrdt import Doc, Text
 
-from bench.services import PostgresCluster
 from crdt.protocol import Auth, SyncStep2, Update, encode_message
 from server.config import Settings
 from server.service import Service
 from server.store.api import Store
-from server.store.postgres import PostgresStore
 from server.store.records import FIRST_WATERMARK, UpdateRecord
 from server.store.sqlite import SqliteStore
 from server.sync.connection import Connection
-from tests.support.postgres import BACKENDS
 from tests.support.pycrdt_client import PycrdtClient, connect_synced, type_into
 from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user
@@ -35,21 +30,6 @@ from tests.support.waiting import eventually
 
 def _record(draft: str, version: int, data: bytes) -> UpdateRecord:
     return UpdateRecord(draft, version, data, "alice", "s", 1, time.time())
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[SqliteStore | PostgresStore]:
-    if request.param == "postgresql":
-        cluster: PostgresCluster = request.getfixturevalue("postgres")
-        opened: SqliteStore | PostgresStore = await PostgresStore.open(cluster.new_database())
-    else:
-        opened = await SqliteStore.open(tmp_path / "draftsync.db")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def test_the_opening_read_is_the_role_and_the_latest_load(store: Store) -> None:

@@ -17,7 +17,7 @@ from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import connect_synced
 from tests.support.rest import as_user, new_id
 from tests.support.server_process import ServerProcess
-from tests.support.stored_any import stored_rows
+from tests.support.stored_any import snapshot_versions
 from tests.support.waiting import eventually
 
 
@@ -64,11 +64,6 @@ def test_keep_must_be_positive() -> None:
 def append(doc: Doc, text: str) -> None:
     title = doc.get("title", type=Text)
     title.insert(len(title), text)
-
-
-def snapshot_versions(server: ServerProcess, draft: str) -> list[int]:
-    sql = "SELECT version FROM snapshots WHERE draft_id = ? ORDER BY version"
-    return [int(version) for (version,) in stored_rows(server, sql, draft)]  # type: ignore[call-overload]
 
 
 async def live_state(api: httpx.AsyncClient, draft: str) -> tuple[int, dict[str, Any]]:

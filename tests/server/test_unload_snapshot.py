@@ -17,18 +17,13 @@ from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import connect_synced
 from tests.support.rest import new_id
 from tests.support.server_process import ServerProcess
-from tests.support.stored_any import stored_rows
+from tests.support.stored_any import snapshot_versions, stored_rows
 from tests.support.waiting import eventually
 
 
 def append(doc: Doc, text: str) -> None:
     title = doc.get("title", type=Text)
     title.insert(len(title), text)
-
-
-def snapshot_versions(server: ServerProcess, draft: str) -> list[int]:
-    sql = "SELECT version FROM snapshots WHERE draft_id = ? ORDER BY version"
-    return [int(version) for (version,) in stored_rows(server, sql, draft)]  # type: ignore[call-overload]
 
 
 def newest_version(server: ServerProcess, draft: str) -> int:

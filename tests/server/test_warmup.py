@@ -6,12 +6,10 @@ business (`bench relay` C1), not a test's."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bench.services import PostgresCluster
 from server.auth import TokenSigner
 from server.config import Settings
 from server.errors import InvalidToken
@@ -19,24 +17,8 @@ from server.identity.tokens import verifier_for
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from server.sync.warmup import warm_up
-from tests.support.postgres import BACKENDS
 from tests.support.pycrdt_client import connect_synced
 from tests.support.server_process import ServerProcess
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[SqliteStore | PostgresStore]:
-    if request.param == "postgresql":
-        cluster: PostgresCluster = request.getfixturevalue("postgres")
-        opened: SqliteStore | PostgresStore = await PostgresStore.open(cluster.new_database())
-    else:
-        opened = await SqliteStore.open(tmp_path / "draftsync.db")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def test_the_warm_up_reads_and_remembers_nothing(

@@ -20,7 +20,7 @@ from crdt.history import rebuild
 from tests.support import stored
 from tests.support.server_process import ServerProcess
 
-__all__ = ["max_version", "stored_doc", "stored_rows", "update_count"]
+__all__ = ["max_version", "snapshot_versions", "stored_doc", "stored_rows", "update_count"]
 
 
 async def _fetch(url: str, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
@@ -79,3 +79,9 @@ def max_version(server: ServerProcess) -> int | None:
     """The highest stored version over all drafts (None: no update stored)."""
     [(value,)] = stored_rows(server, "SELECT max(version) FROM updates")
     return None if value is None else int(value)  # type: ignore[call-overload]
+
+
+def snapshot_versions(server: ServerProcess, draft_id: str) -> list[int]:
+    """The versions the draft's stored snapshots are at, oldest first."""
+    sql = "SELECT version FROM snapshots WHERE draft_id = ? ORDER BY version"
+    return [int(version) for (version,) in stored_rows(server, sql, draft_id)]  # type: ignore[call-overload]

@@ -10,22 +10,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from server.sync.connection import Connection, ConnectionState
+from tests.support.stand_in_socket import PromptSocket, StandInSocket
 
 
-class Transport:
-    """Records frames; `push_back` makes sends wait until it is set again; `broken` fails them."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.writable = asyncio.Event()
-        self.writable.set()
-        self.broken: Exception | None = None
-
-    async def send_bytes(self, data: bytes) -> None:
-        await self.writable.wait()
-        if self.broken is not None:
-            raise self.broken
-        self.frames.append(data)
+class Transport(StandInSocket):
+    """Its close is recorded among the frames, so that tests see where it came in their order."""
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         self.frames.append(b"close")
@@ -82,27 +71,8 @@ async def test_a_send_that_fails_on_the_callers_turn_stops_the_writer() -> None:
         assert transport.frames == []
 
 
-class SyncTransport(Transport):
-    """A transport that can also send on the caller's turn (`send_now`, as draftsync's own
-    protocol can: server/sync/endpoint.py), unless it pushes back; counts the awaited sends."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.awaited = 0
-
-    def send_now(self, data: bytes) -> bool:
-        if not self.writable.is_set() or self.broken is not None:
-            return False
-        self.frames.append(data)
-        return True
-
-    async def send_bytes(self, data: bytes) -> None:
-        self.awaited += 1
-        await super().send_bytes(data)
-
-
 async def test_a_socket_that_sends_at_once_is_not_awaited_and_one_that_pushes_back_is() -> None:
-    transport = SyncTransport()
+    transport = PromptSocket()
     conn = Connection(
         transport, user="u", session="s", can_write=True, max_messages=100, max_bytes=1 << 20
     )

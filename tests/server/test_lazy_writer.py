@@ -13,33 +13,7 @@ from contextlib import asynccontextmanager
 
 from server.errors import CloseCode
 from server.sync.connection import Connection, ConnectionState
-
-
-class Transport:
-    """Records frames; sends wait while `writable` is clear; `broken` fails them; `send_now`
-    sends on the caller's turn unless it pushes back (as draftsync's own protocol does)."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.writable = asyncio.Event()
-        self.writable.set()
-        self.broken: Exception | None = None
-        self.closes: list[tuple[int, str | None]] = []
-
-    def send_now(self, data: bytes) -> bool:
-        if not self.writable.is_set() or self.broken is not None:
-            return False
-        self.frames.append(data)
-        return True
-
-    async def send_bytes(self, data: bytes) -> None:
-        await self.writable.wait()
-        if self.broken is not None:
-            raise self.broken
-        self.frames.append(data)
-
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
-        self.closes.append((code, reason))
+from tests.support.stand_in_socket import PromptSocket
 
 
 class Spawner:
@@ -55,8 +29,8 @@ class Spawner:
 
 
 @asynccontextmanager
-async def lazy() -> AsyncIterator[tuple[Connection, Transport, Spawner]]:
-    transport = Transport()
+async def lazy() -> AsyncIterator[tuple[Connection, PromptSocket, Spawner]]:
+    transport = PromptSocket()
     conn = Connection(
         transport, user="u", session="s", can_write=True, max_messages=100, max_bytes=1 << 20
     )
@@ -131,7 +105,7 @@ async def test_a_send_that_fails_on_the_callers_turn_stops_the_writer() -> None:
 
 
 async def test_a_send_left_waiting_before_write_lazily_starts_the_writer_at_once() -> None:
-    transport = Transport()
+    transport = PromptSocket()
     conn = Connection(
         transport, user="u", session="s", can_write=True, max_messages=100, max_bytes=1 << 20
     )

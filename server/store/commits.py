@@ -236,9 +236,7 @@ class CommitPipeline:
         self, batch: list[PendingWrite], started: float, stored: list[UpdateRecord] | None
     ) -> None:
         self._last_commit = now = time.perf_counter()
-        metrics.COMMIT_SECONDS.observe(now - started)
-        metrics.COMMIT_BATCH_SIZE.observe(len(batch))
-        metrics.UPDATES_STORED.inc(len(batch))
+        metrics.COMMITS.record(len(batch), now - started)
         # PostgreSQL gives versions of its own (several instances on one draft) and returns
         # the records as stored; SQLite returns None (the room's numbering stands).
         if stored is not None:

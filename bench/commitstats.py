@@ -1,15 +1,13 @@
 """How many group commits a run made and how big they were, from the server's own metrics.
 
-`server.store.commits` observes every batch into `draftsync_commit_batch_size` and its duration into
-`draftsync_commit_seconds`; reading those histograms before and after a run tells how the
-pipeline batched without wrapping or patching anything in the server.
+`server.store.commits` counts every batch and its duration in `server.metrics.COMMITS` (served as
+`draftsync_commit_batch_size` and `draftsync_commit_seconds`); reading those totals before and
+after a run tells how the pipeline batched without wrapping or patching anything in the server.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from prometheus_client import Histogram
 
 from server import metrics
 
@@ -37,19 +35,7 @@ class CommitStats:
         }
 
 
-def _count_and_sum(histogram: Histogram) -> tuple[int, float]:
-    count, total = 0, 0.0
-    for family in histogram.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_count"):
-                count = int(sample.value)
-            elif sample.name.endswith("_sum"):
-                total = float(sample.value)
-    return count, total
-
-
 def commit_totals() -> CommitStats:
     """Totals since the process started; subtract two of them to get one run's."""
-    commits, updates = _count_and_sum(metrics.COMMIT_BATCH_SIZE)
-    _, seconds = _count_and_sum(metrics.COMMIT_SECONDS)
-    return CommitStats(commits, updates, seconds)
+    tally = metrics.COMMITS
+    return CommitStats(tally.commits, tally.updates, tally.seconds_total)

@@ -22,7 +22,7 @@ import contextlib
 import itertools
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,12 +67,13 @@ class _Target:
         self._total = total
         self._bar = bar
 
-    def on_committed(self, write: PendingWrite) -> None:
-        self.committed += 1
-        if self.committed % _TICK == 0:
-            self._bar.update(_TICK)
-        if self.committed == self._total:
-            self.done.set()
+    def on_committed(self, writes: Sequence[PendingWrite]) -> None:
+        for _ in writes:
+            self.committed += 1
+            if self.committed % _TICK == 0:
+                self._bar.update(_TICK)
+            if self.committed == self._total:
+                self.done.set()
 
     def on_commit_failed(self, error: Exception, **_: object) -> None:
         self.error = error

@@ -105,7 +105,21 @@ def first_client_id(update: bytes) -> int | None:
     """The Yjs client id of the first struct group, None for a delete-only update.
 
     Used to record which client wrote an update; reads three varUints, not the whole update.
+    Once per accepted run, so the commonest shape is read inline: one-byte group and struct
+    counts (every update a client's transaction makes) and a client id of at most five bytes
+    (Yjs ids are below 2**32), ~0.25 us against ~0.75 through a `Reader`. Anything else (a
+    long count, a truncated or over-long id) goes through the `Reader`, with its errors.
     """
+    if len(update) > 2 and update[0] < 0x80 and update[1] < 0x80:
+        if update[0] == 0:
+            return None
+        client = 0
+        shift = 0
+        for byte in update[2:7]:
+            client |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return client
+            shift += 7
     reader = Reader(update)
     if reader.read_var_uint() == 0:
         return None

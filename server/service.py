@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from crdt.content import fields_of
@@ -153,8 +154,9 @@ class Service:
     def _watch_commits(self, room: Room) -> None:
         room.commit_listeners.append(self._committed)
 
-    def _committed(self, room: Room, record: UpdateRecord) -> None:
-        self.summaries.committed(room.draft_id, record.version, record.user)
+    def _committed(self, room: Room, records: Sequence[UpdateRecord]) -> None:
+        last = records[-1]  # the dashboard's "last by" is the last writer's
+        self.summaries.committed(room.draft_id, last.version, last.user)
         self.feed.changed(room.draft_id)
 
     async def join_role(self, draft_id: str, claims: Claims) -> Role:

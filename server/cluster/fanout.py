@@ -187,14 +187,15 @@ class Fanout:
         if tracker is not None and tracker.room is room:
             del self._trackers[room.draft_id]
 
-    def _committed(self, room: Room, record: UpdateRecord) -> None:
-        room.version = max(room.version, record.version)  # the store may have renumbered it
-        tracker = self._tracker(room)
-        if tracker is not None:
-            tracker.mark(record.version)
-            self._watch_gap(tracker)
-        header = {"i": self.instance, "v": record.version, "u": record.user}
-        self._outbox.put_nowait((f"{PREFIX}:u:{room.draft_id}", _frame(header, record.data)))
+    def _committed(self, room: Room, records: Sequence[UpdateRecord]) -> None:
+        for record in records:
+            room.version = max(room.version, record.version)  # the store may have renumbered it
+            tracker = self._tracker(room)
+            if tracker is not None:
+                tracker.mark(record.version)
+                self._watch_gap(tracker)
+            header = {"i": self.instance, "v": record.version, "u": record.user}
+            self._outbox.put_nowait((f"{PREFIX}:u:{room.draft_id}", _frame(header, record.data)))
 
     def _events(self, room: Room, events: Sequence[JournalEvent]) -> None:
         """A commit's journal events, after its update on the same channel: rules run on the

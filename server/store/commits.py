@@ -61,7 +61,9 @@ class CommitTarget(Protocol):
     @property
     def accepts_commits(self) -> bool: ...
 
-    def on_committed(self, write: PendingWrite) -> None: ...
+    def on_committed(self, writes: Sequence[PendingWrite]) -> None:
+        """`writes`, consecutive writes of this target in one batch, are committed, in order."""
+        ...
 
     def on_commit_failed(self, error: Exception, *, code: int = ..., reason: str = ...) -> None: ...
 
@@ -234,15 +236,21 @@ class CommitPipeline:
         self, batch: list[PendingWrite], started: float, stored: list[UpdateRecord] | None
     ) -> None:
         self._last_commit = now = time.perf_counter()
-        metrics.COMMIT_SECONDS.observe(now - started)
-        metrics.COMMIT_BATCH_SIZE.observe(len(batch))
-        metrics.UPDATES_STORED.inc(len(batch))
+        metrics.COMMITS.record(len(batch), now - started)
         # PostgreSQL gives versions of its own (several instances on one draft) and returns
         # the records as stored; SQLite returns None (the room's numbering stands).
         if stored is not None:
             for write, record in zip(batch, stored, strict=True):
                 write.record = record
-        for write in batch:
-            write.target.on_committed(write)
+        # One call per stretch of one room's writes, not one per write: the room releases
+        # and tells its listeners once a stretch (server/sync/room.py `on_committed`).
+        first, end = 0, len(batch)
+        while first < end:
+            target = batch[first].target
+            last = first + 1
+            while last < end and batch[last].target is target:
+                last += 1
+            target.on_committed(batch if last - first == end else batch[first:last])
+            first = last
         if self.on_drafts_committed is not None:
             self.on_drafts_committed(write.record.draft_id for write in batch)

@@ -135,8 +135,9 @@ class Room:
         self._bytes_since_snapshot = 0
         # The doc's state at a version not committed yet, stored once it is (`_snapshot`).
         self._held_snapshot: tuple[int, bytes] | None = None
-        # Called after each commit, in version order (metadata, journal): keep them cheap.
-        self.commit_listeners: list[Callable[[Room, UpdateRecord], None]] = []
+        # Called after each commit with the records of this room it stored, in version order
+        # (summaries, the change feed, the fan-out): once a commit, not once a record.
+        self.commit_listeners: list[Callable[[Room, Sequence[UpdateRecord]], None]] = []
         # Called with each awareness update this instance's clients cause (Redis fan-out).
         self.awareness_listeners: list[Callable[[Room, bytes], None]] = []
         # Called with the journal events of each commit that has some, after this instance's
@@ -494,25 +495,52 @@ class Room:
 
     # -- after the commit ---------------------------------------------------------------------
 
-    def on_committed(self, write: PendingWrite) -> None:
-        record = write.record
-        if isinstance(write.sender, Connection):
-            write.sender.committed += 1
-        self.gate.commit(write.ticket)
-        for listener in self.commit_listeners:
-            listener(self, record)
-        if write.events:  # committed now: connections that tell events may (Hocuspocus)
-            self.tell_events(write.events)
-            for event_listener in self.event_listeners:
-                event_listener(self, write.events)
+    def on_committed(self, writes: Sequence[PendingWrite]) -> None:
+        """A stretch of this room's writes is committed (consecutive in their batch, in
+        version order): release what waited for them, tell the commit listeners, then the
+        journal events, then count them towards the next snapshot.
+
+        Once a stretch, not once a write (the pipeline hands a batch's writes over together):
+        the gate releases every held message up to the stretch's last ticket in one call, in
+        the order they were given, and each listener hears of the stretch's records in one
+        call. A write with journal events ends its own stretch first, so its relay and every
+        one before it go out, and the listeners hear of it, before its events are told, as
+        when each write was handed back alone."""
+        gate = self.gate
+        listeners = self.commit_listeners
+        told = 0  # writes the listeners have heard of
+        for i, write in enumerate(writes):
+            sender = write.sender
+            if isinstance(sender, Connection):
+                sender.committed += 1
+            events = write.events
+            if events:  # committed now: connections that tell events may (Hocuspocus)
+                gate.commit(write.ticket)
+                if listeners:
+                    records = [w.record for w in writes[told : i + 1]]
+                    for listener in listeners:
+                        listener(self, records)
+                told = i + 1
+                self.tell_events(events)
+                for event_listener in self.event_listeners:
+                    event_listener(self, events)
+        if told < len(writes):
+            gate.commit(writes[-1].ticket)
+            if listeners:
+                records = [w.record for w in (writes[told:] if told else writes)]
+                for listener in listeners:
+                    listener(self, records)
         if self.state is not RoomState.OPEN:
             return  # a discarded doc is never snapshotted
-        if self._held_snapshot is not None:
-            self._save_held_snapshot(record.version)
-        self._since_snapshot += 1
-        self._bytes_since_snapshot += len(record.data)
-        if self._snapshotter.due(self._since_snapshot, self._bytes_since_snapshot):
-            self._snapshot(record.version)
+        due = self._snapshotter.due
+        for write in writes:
+            record = write.record
+            if self._held_snapshot is not None:
+                self._save_held_snapshot(record.version)
+            self._since_snapshot += 1
+            self._bytes_since_snapshot += len(record.data)
+            if due(self._since_snapshot, self._bytes_since_snapshot):
+                self._snapshot(record.version)
 
     def snapshot_before_unload(self) -> None:
         """The doc is about to go (unload, shutdown): leave a snapshot of it when its tail

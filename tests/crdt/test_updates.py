@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import pycrdt
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from crdt.errors import ProtocolError, UndecodableUpdate
-from crdt.lib0 import write_var_string, write_var_uint
+from crdt.lib0 import Reader, write_var_string, write_var_uint
 from crdt.updates import NO_VALUE, DecodedUpdate, ItemHeader, decode_update, first_client_id
 from tests.support.semantic_clients import decode_state_vector
 
@@ -548,6 +549,48 @@ def test_first_client_id(client_id: int) -> None:
     doc: Doc = Doc(client_id=client_id)
     doc.get("fields", type=Map)["k"] = 1
     assert first_client_id(doc.get_update()) == client_id
+
+
+def _first_client_id_read(update: bytes) -> int | None:
+    """What `first_client_id` answers, read through the `Reader` alone (its fallback)."""
+    reader = Reader(update)
+    if reader.read_var_uint() == 0:
+        return None
+    reader.read_var_uint()
+    return reader.read_var_uint()
+
+
+def _answer(read: Callable[[bytes], int | None], update: bytes) -> object:
+    try:
+        return read(update)
+    except ProtocolError as error:
+        return type(error)
+
+
+@pytest.mark.parametrize("groups", [0, 1, 2, 127, 128, 300])
+@pytest.mark.parametrize("structs", [1, 127, 128])
+@pytest.mark.parametrize(
+    "client_id", [0, 1, 127, 128, 2**28 - 1, 2**28, 2**32 - 1, 2**35, 2**53 - 1]
+)
+def test_first_client_id_inline_reads_as_the_reader(
+    groups: int, structs: int, client_id: int
+) -> None:
+    """The inline read of the commonest shape gives the `Reader`'s answer for every count and
+    id length, cut short anywhere, padded (over-long varUints) and followed by anything."""
+    head = var_uints(groups, structs, client_id)
+    for update in (
+        head + b"\x00\x84\x01x",
+        *(head[:cut] for cut in range(len(head))),
+        var_uints(groups, structs) + bytes([0x80 | (client_id & 0x7F)]) + b"\x80" * 5 + b"\x00",
+        var_uints(groups, structs) + b"\xff" * 9 + b"\x01",
+    ):
+        assert _answer(first_client_id, update) == _answer(_first_client_id_read, update), update
+
+
+@given(st.binary(max_size=12))
+@settings(max_examples=2000)
+def test_first_client_id_on_any_bytes_is_the_readers(update: bytes) -> None:
+    assert _answer(first_client_id, update) == _answer(_first_client_id_read, update)
 
 
 def test_first_client_id_of_a_delete_only_update_is_none() -> None:

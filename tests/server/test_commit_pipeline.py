@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -40,8 +40,8 @@ class Recorder:
         self.committed: list[int] = []
         self.failures: list[StoreError] = []
 
-    def on_committed(self, write: PendingWrite) -> None:
-        self.committed.append(write.record.version)
+    def on_committed(self, writes: Sequence[PendingWrite]) -> None:
+        self.committed.extend(write.record.version for write in writes)
 
     def on_commit_failed(self, error: Exception, **_: object) -> None:
         self.failures.append(error)
@@ -148,13 +148,14 @@ class OnDisk(Recorder):
         super().__init__()
         self._db = sqlite3.connect(database)
 
-    def on_committed(self, write: PendingWrite) -> None:
-        [(stored,)] = self._db.execute(
-            "SELECT count(*) FROM updates WHERE draft_id = ? AND version = ?",
-            (write.record.draft_id, write.record.version),
-        )
-        assert stored == 1, f"version {write.record.version} released before it was stored"
-        super().on_committed(write)
+    def on_committed(self, writes: Sequence[PendingWrite]) -> None:
+        for write in writes:
+            [(stored,)] = self._db.execute(
+                "SELECT count(*) FROM updates WHERE draft_id = ? AND version = ?",
+                (write.record.draft_id, write.record.version),
+            )
+            assert stored == 1, f"version {write.record.version} released before it was stored"
+        super().on_committed(writes)
 
 
 @pytest.fixture

@@ -41,11 +41,25 @@ from server.sync.memory import MemoryTrimmer
 from server.sync.presence import AwarenessLimits
 from server.sync.room import Room, RoomState
 
-__all__ = ["REVIEW_POLL_SECONDS", "DocBuilder", "Preload", "RoomRegistry"]
+__all__ = [
+    "EMPTY_STATE_VECTOR",
+    "KEEP_SNAPSHOT_BYTES",
+    "REVIEW_POLL_SECONDS",
+    "DocBuilder",
+    "Preload",
+    "RoomRegistry",
+]
 
 logger = logging.getLogger("draftsync.registry")
 
 REVIEW_POLL_SECONDS = 0.05
+
+# The state vector of a doc that holds nothing (Yjs encodes it as a count of zero clients).
+EMPTY_STATE_VECTOR = b"\x00"
+# A room loaded from a snapshot alone keeps it as the reply to an empty joiner up to this size
+# (`SyncReplies.keep`); a larger one is encoded for the first such joiner as before, so that a
+# room loaded for a joiner that has the draft already does not hold megabytes for nobody.
+KEEP_SNAPSHOT_BYTES = 1 << 20
 
 
 DocBuilder = Callable[..., Doc]
@@ -216,6 +230,12 @@ class RoomRegistry:
             self._forget(room)
             raise
         room.open(doc, state.version, since_snapshot=len(state.tail))
+        snapshot = state.snapshot
+        if snapshot is not None and not state.tail and len(snapshot) <= KEEP_SNAPSHOT_BYTES:
+            # The doc is the snapshot, nothing more (opening reads it, never writes): a joiner
+            # that starts empty is answered with the stored bytes, not a fresh encode. Dropped
+            # with the other kept replies at the doc's first change.
+            room.replies.keep(EMPTY_STATE_VECTOR, snapshot)
         if unrecovered is not None and room.journal is not None:
             room.journal.defer_recovery(unrecovered, upto=state.version)
         for hook in self.on_open:

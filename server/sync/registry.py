@@ -178,7 +178,7 @@ class RoomRegistry:
         room = self._room("")
         room.open(self._build_doc(snapshot, [], client_id=1), 0, since_snapshot=0)
         room.core.join(sync_on_join=True)
-        room.core.sync_step1(b"\x00")
+        room.core.sync_step1(EMPTY_STATE_VECTOR)
         room.close()
 
     def _room(self, draft_id: str) -> Room:

@@ -170,11 +170,10 @@ class RoomRegistry:
         """Open a room of no draft on a doc built from `snapshot`, answer a joiner's empty
         state vector as a join does, and close it: nothing registered, stored or sent.
 
-        A fresh process's first room took ~0.5 ms from its constructor to the joiner's sync
-        step 2 where the next took ~0.2 (the first call of each function on the way: the
+        A fresh process's first room paid the first call of each function on the way (the
         room's parts, the journal's and the semantic fields' readers of the doc, the shared
-        sync replies); after a restart that was the first joiner's wait (`bench relay` C1,
-        server/sync/warmup.py)."""
+        sync replies): `room.open` took 0.26-0.44 ms of a `bench relay` C1 join after a
+        restart, 0.21-0.34 with this warm-up (server/sync/warmup.py)."""
         room = self._room("")
         room.open(self._build_doc(snapshot, [], client_id=1), 0, since_snapshot=0)
         room.core.join(sync_on_join=True)

@@ -12,8 +12,8 @@ Then the smaller ones a cold join (`bench relay` C1) still paid: the first token
 store's opening read (`Store.read_opening`: SQLite's reader connection parses the schema on its
 first statement); and a rebuild from a snapshot and a tail, as a room's load does. Then the
 WebSocket handshake's own code (`warm_up_handshake`: the request, websockets' checks, accept key
-and 101 response; ~0.4 ms of the first joiner's time) and a room opened, answering a joiner's
-sync step 1, and closed (`RoomRegistry.warm_up`: ~0.3 ms). (A server
+and 101 response; ~0.2-0.45 ms of the first joiner's time) and a room opened, answering a
+joiner's sync step 1, and closed (`RoomRegistry.warm_up`: ~0.05-0.1 ms). (A server
 that sat idle for a fraction of a second runs every path several times slower at first, the
 CPU's caches taken by other processes: no warm-up helps that; docs/performance-notes.md.)
 """

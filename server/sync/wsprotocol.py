@@ -592,11 +592,12 @@ def warm_up_handshake(max_size: int | None = None) -> bytes:
     """Run the handshake's own code once, on a made-up request, before the server accepts
     connections; return the 101 response it made (nothing is sent).
 
-    A fresh process's first WebSocket handshake took ~0.7 ms of the server's time where the
-    next took ~0.3: the first call of each function on the way (the `Request` made here, the
-    `ServerProtocol` uvicorn makes, websockets' request checks, accept key and response) costs
-    several times its later calls. After a restart that was the first joiner's wait (`bench
-    relay` C1; docs/performance-notes.md, "Cold load: the handshake and the room warmed")."""
+    The first call of each function on the way (the `Request` made here, websockets' request
+    checks, accept key and response) costs several times its later ones: in isolation the
+    first `_parsed_request` in a process took 81 us against 6, the first accept and 101 246
+    us against 19. After a restart that was the first joiner's wait: ~0.2-0.45 ms of `bench
+    relay` C1's join (docs/performance-notes.md, "Cold load: where a C1 join's time goes
+    now")."""
     target, headers = _WARM_UP_REQUEST
     request = _parsed_request("GET", target, headers)
     assert request is not None

@@ -69,7 +69,7 @@ def create_app(settings: Settings, *, authenticate: Authenticate | None = None) 
         service = Service(settings, store, authenticate=authenticate)
         await service.signer.start()
         service.start()
-        await warm_up(store, service.signer)
+        await warm_up(store, service.signer, service.rooms)
         if service.fanout is not None:
             await service.fanout.start(service.supervisor)
         app.state.service = service

@@ -69,6 +69,20 @@ class SyncReplies:
                 entries.popitem(last=False)
         return frame
 
+    def keep(self, state_vector: bytes, update: bytes) -> None:
+        """Keep `update`, framed, as the reply for `state_vector`, without encoding it from the
+        doc: the caller vouches that it is the doc's update for that state vector. A room
+        opened from a snapshot and no tail holds exactly the snapshot, so its bytes answer a
+        joiner that starts empty (`RoomRegistry`): after a restart that joiner's reply was a
+        full `get_update` of the doc on its critical path (~0.1 ms for 20 KB, `bench relay`
+        C1; tens of ms for megabytes)."""
+        frame = encode_message(SyncStep2(update))
+        if len(frame) <= self._max_frame_bytes:
+            entries = self._entries
+            entries[bytes(state_vector)] = frame
+            while len(entries) > self._max_entries:
+                entries.popitem(last=False)
+
     def step1(self, state: Callable[[], bytes]) -> bytes:
         """The doc's sync step 1 frame: the kept one if the doc has not changed since it was
         made, else `state()` (the doc's state vector) framed, and kept."""

@@ -83,6 +83,7 @@ __all__ = [
     "SHARE_PAYLOAD_BYTES",
     "LeanWebSocketProtocol",
     "binary_frame_header",
+    "warm_up_handshake",
 ]
 
 # Received messages the app has not read yet before reading from the socket pauses. A reader
@@ -572,3 +573,36 @@ def _parsed_request(
 
 # websockets' parser refuses a request with a body, or does more than read it.
 _BODY_HEADERS = frozenset((b"transfer-encoding", b"content-length"))
+
+# An upgrade request as a y-websocket client's arrives from uvicorn's httptools parse.
+_WARM_UP_REQUEST = (
+    b"/ws/warm-up?token=warm-up",
+    [
+        (b"host", b"127.0.0.1"),
+        (b"connection", b"Upgrade"),
+        (b"upgrade", b"websocket"),
+        (b"sec-websocket-version", b"13"),
+        (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+        (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits"),
+    ],
+)
+
+
+def warm_up_handshake(max_size: int | None = None) -> bytes:
+    """Run the handshake's own code once, on a made-up request, before the server accepts
+    connections; return the 101 response it made (nothing is sent).
+
+    The first call of each function on the way (the `Request` made here, websockets' request
+    checks, accept key and response) costs several times its later ones: in isolation the
+    first `_parsed_request` in a process took 81 us against 6, the first accept and 101 246
+    us against 19. After a restart that was the first joiner's wait: ~0.2-0.45 ms of `bench
+    relay` C1's join (docs/performance-notes.md, "Cold load: where a C1 join's time goes
+    now")."""
+    target, headers = _WARM_UP_REQUEST
+    request = _parsed_request("GET", target, headers)
+    assert request is not None
+    protocol = _ServerProtocol(max_size=max_size, logger=logging.getLogger("uvicorn.error"))
+    response = protocol.accept(request)
+    response.headers.update([("server", "uvicorn")])
+    protocol.send_response(response)
+    return b"".join(protocol.data_to_send()) + binary_frame_header(2)

@@ -9,6 +9,7 @@ The commit is held as in test_held_commit.py: a second SQLite connection holds t
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,13 @@ from pycrdt import Doc, Text
 from crdt.origins import ClientOrigin
 from crdt.protocol import SyncStep1, SyncStep2, decode_message
 from crdt.schema import DEFAULT_SCHEMA
+from server.config import Settings
+from server.service import Service
+from server.store.records import UpdateRecord
+from server.store.sqlite import SqliteStore
+from server.sync.connection import Connection
 from server.sync.core import RoomCore
+from server.sync.registry import EMPTY_STATE_VECTOR
 from server.sync.replies import SyncReplies
 from tests.support.pycrdt_client import PycrdtClient, connect_synced, type_into
 from tests.support.server_process import ServerProcess
@@ -203,3 +210,67 @@ def test_a_reopened_doc_gets_its_own_sync_step_1() -> None:
     core.open(_doc("a longer text"), 3, semantic_fields=False, journal=None)
     (second,) = [m.frame for m in core.join(sync_on_join=True)]
     assert _step1_state(second) == core.doc.get_state() != _step1_state(first)
+
+
+# -- a room loaded from a snapshot alone keeps it as the empty joiner's reply --------------------
+
+
+def _refuse_to_encode(state_vector: bytes) -> bytes:
+    raise AssertionError("encoded from the doc: the kept snapshot was not used")
+
+
+async def test_a_room_loaded_from_a_snapshot_alone_answers_an_empty_joiner_with_it(
+    tmp_path: Path,
+) -> None:
+    """After a restart, a draft whose stored state is one snapshot (a clean stop leaves one,
+    server/sync/room.py `snapshot_before_unload`) opens with that snapshot kept as the reply
+    to a joiner that starts empty: no encode of the doc on that joiner's way (`bench relay`
+    C1). A draft with a tail past its snapshot keeps nothing (its doc is more than the
+    snapshot), and an edit drops the kept reply like any other."""
+    settings = Settings(data_dir=tmp_path, secret="test")
+    store = await SqliteStore.open(settings.database_path)
+    service = Service(settings, store)
+    service.start()
+    try:
+        now = time.time()
+        snapshot = _doc("hello").get_update()
+        for draft in ("kept", "tailed"):
+            await store.create_draft(draft, "alice", now=now)
+            await store.append_updates([UpdateRecord(draft, 1, snapshot, "alice", "s", 1, now)])
+            await store.save_snapshot(draft, 1, snapshot, now=now)
+        tail = _doc("hello").get_update(Doc().get_state())  # redundant, still a tail update
+        await store.append_updates([UpdateRecord("tailed", 2, tail, "alice", "s", 1, now)])
+
+        room = await service.rooms.open("kept")
+        frame = room.replies.frame(EMPTY_STATE_VECTOR, _refuse_to_encode)
+        message = decode_message(frame)
+        assert isinstance(message, SyncStep2) and message.update == snapshot
+        assert (room.replies.encoded, room.replies.shared) == (0, 1)
+        reader: Doc = Doc()
+        reader.apply_update(message.update)
+        assert str(reader.get("title", type=Text)) == "hello"
+        writer: Doc = Doc(client_id=77)
+        writer.apply_update(room.doc.get_update())
+        before = writer.get_state()
+        writer.get("title", type=Text).insert(5, "!")
+        author = Connection(
+            _Nowhere(), user="alice", session="s", can_write=True, max_messages=9, max_bytes=1 << 20
+        )
+        await room.receive_run(author, [writer.get_update(before)])
+        assert len(room.replies) == 0  # the doc changed: the snapshot is no longer all of it
+        service.rooms.release(room)
+
+        tailed = await service.rooms.open("tailed")
+        assert len(tailed.replies) == 0
+        service.rooms.release(tailed)
+    finally:
+        await service.shutdown()
+        await service.stop()
+
+
+class _Nowhere:
+    async def send_bytes(self, data: bytes) -> None:
+        pass
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        pass

@@ -102,7 +102,14 @@ class LogWriter:
         self._checkpoints = self._checkpointer.cursor()  # used on the checkpoint thread only
         self._checkpoints.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         self._checkpoint_thread = ThreadPoolExecutor(1, thread_name_prefix="wal-checkpoint")
+        # Its thread started now, not by the first checkpoint (a storm's: the thread's objects
+        # would keep pymalloc arenas of the storm's; server/sync/memory.py).
+        self._checkpoint_thread.submit(int)
         self._checkpointing: Future[int] | None = None
+
+    def connections(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+        """The writer's and the checkpointer's (for a memory release: server/sync/memory.py)."""
+        return self._db, self._checkpointer
 
     async def write(self, statements: Statements, *, inline: bool = True) -> None:
         """Run the statements in one transaction; raises sqlite3.Error if that fails.

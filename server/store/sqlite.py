@@ -293,6 +293,14 @@ class SqliteStore(SqliteWebhooks):
         self._reader.close()
         await self._db.close()
 
+    def sqlite_connections(self) -> list[sqlite3.Connection]:
+        """The connections whose dead cursor references and cached statements a memory
+        release drops (server/sync/memory.py): the reader's, the writer's two and aiosqlite's
+        (which makes a cursor per read)."""
+        connection = getattr(self._db, "_connection", None)  # aiosqlite's own sqlite3 one
+        more = [connection] if isinstance(connection, sqlite3.Connection) else []
+        return [self._reader, *self._log.connections(), *more]
+
     def writes_refused(self) -> DiskFull | None:
         """Why no write may start now (the disk filled), None when writes go ahead: a room
         asks before it applies an update, so that a refused write disturbs no one else."""

@@ -29,26 +29,36 @@ draft, then leave; S3: 200 rooms; N3000: 3,000 connections; read with tracemallo
 
 Kept from elsewhere, so that a release can give their arenas back: the store's writer runs
 every statement through one cursor (server/store/log_writer.py: sqlite3 keeps a weak reference
-to each cursor a connection makes and prunes them only every 200 cursors), and the journal
-closer's loop no longer keeps the last room it looked at (a closed `Room`, its journal).
+to each cursor a connection makes and prunes them only every 200 cursors), its checkpoint
+thread starts with it, the journal closer's loop no longer keeps the last room it looked at (a
+closed `Room`, its journal), and the service's set of connections is emptied in place.
+
+- What the storm's last objects pin (server/sync/arenas.py): before the collection, a release
+  swaps spares made at start into uvloop's and _asyncio's free lists (whose last objects were
+  the storm's) and drops the store's dead cursor references and cached statements
+  (docs/performance-notes.md, "Memory after N3000: the free lists and SQLite's leftovers").
 
 Not given back: the rest of pymalloc's arenas kept by objects that outlive a burst of
-connections (uvloop's and asyncio's free lists, the cursor references of the store's reads
-through aiosqlite, the caches' entries), and the bounded caches themselves (SQLite's page
-cache of each connection, the summaries' headings, the token cache). On a libc without
-`malloc_trim` and `mallopt` (musl, macOS) this does nothing but the collection and the cache
-clear.
+connections (uvloop's free list of timer handles, the `_abc` caches' entries, objects that
+the periodic tasks keep making in the storm's pools), and the bounded caches themselves
+(SQLite's page cache of each connection, the summaries' headings, the token cache). On a libc
+without `malloc_trim` and `mallopt` (musl, macOS) this does nothing but the collection, the
+cache clear and the above.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import logging
+import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+
+from server.sync.arenas import Spares, drop_cached_statements, drop_dead_cursor_references
 
 __all__ = [
     "MMAP_THRESHOLD",
@@ -99,6 +109,10 @@ def configure() -> bool:
     )
 
 
+def _nothing() -> None:
+    pass
+
+
 def _collect() -> None:
     """Let go of what the load left for the collector and the type cache (module docstring)."""
     sys._clear_type_cache()  # its names made during the load pin pymalloc arenas
@@ -116,8 +130,9 @@ def release_now() -> None:
 
 
 class MemoryTrimmer:
-    """Once rooms have unloaded: the type cache cleared, a full collection, then
-    `malloc_trim(0)` on a worker thread."""
+    """Once rooms have unloaded: the free lists swapped and the store's SQLite leftovers
+    dropped, the type cache cleared, a full collection, then `malloc_trim(0)` on a worker
+    thread."""
 
     def __init__(
         self,
@@ -134,6 +149,18 @@ class MemoryTrimmer:
         self._running: asyncio.Task[None] | None = None
         self.releases = 0  # collections (and trims, where glibc is) run so far
         self.trims = 0
+        # What keeps a storm's last objects out of its arenas (server/sync/arenas.py), made now:
+        # the trimmer is made with the service, before any client.
+        self.spares: Spares | None = None
+        # The store's SQLite connections, whose cursor references and cached statements a
+        # release drops (none for PostgreSQL's).
+        self.sqlite_connections: Callable[[], Iterable[sqlite3.Connection]] = tuple
+        with contextlib.suppress(RuntimeError):  # no loop running (a test): no spares
+            loop = asyncio.get_running_loop()
+            self.spares = Spares(loop)
+            # The default executor's first thread, started now rather than by the first
+            # release's `to_thread` (its objects would be made among the storm's).
+            loop.run_in_executor(None, _nothing)
 
     def room_unloaded(self) -> None:
         """A room's doc was dropped: a release follows once the unloads pause."""
@@ -163,7 +190,16 @@ class MemoryTrimmer:
 
     async def _release(self) -> None:
         try:
+            # What the storm left in the free lists and SQLite's connections goes with the rest
+            # of its garbage (server/sync/arenas.py); the spares are taken again after it.
+            if self.spares is not None:
+                await self.spares.swap()
+            for connection in self.sqlite_connections():
+                drop_dead_cursor_references(connection)
+                drop_cached_statements(connection)
             _collect()  # the unloaded rooms' cycles, before their pages can be given back
+            if self.spares is not None:
+                self.spares.take()
             if self._trim is not None:
                 await asyncio.to_thread(self._trim, 0)
                 self.trims += 1

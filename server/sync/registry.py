@@ -104,6 +104,8 @@ class RoomRegistry:
         self.on_open: list[Callable[[Room], None]] = []
         self.on_unload: list[Callable[[Room], None]] = []
         self.memory = MemoryTrimmer()  # gives an unloaded room's freed pages back
+        # SQLite's stores only (PostgreSQL's has no cursor references to drop)
+        self.memory.sqlite_connections = getattr(store, "sqlite_connections", tuple)
         # Rooms forgotten so far (unloaded, failed, discarded): a `Preload` read before the
         # last one may be older than what a room of its draft wrote meanwhile.
         self._forgotten = 0

@@ -158,3 +158,47 @@ async def test_no_unloaded_room_stays_reachable(tmp_path: Path) -> None:
         gc.collect()
         alive = [ref() for ref in rooms if ref() is not None]
         assert not alive, f"{len(alive)} unloaded room(s) still reachable"
+
+
+async def test_a_release_swaps_the_free_lists_and_empties_the_stores_sqlite_leftovers(
+    tmp_path: Path,
+) -> None:
+    """After a storm and its release: the free lists were swapped for the spares made at
+    start, and the store's SQLite connections hold no dead cursor reference and no statement
+    compiled during the storm (server/sync/arenas.py)."""
+    token = TokenSigner(SECRET).issue("storm", ttl_seconds=3600, now=time.time())
+    async with _server(tmp_path) as (ws_url, service):
+        memory = service.rooms.memory
+        assert memory.spares is not None  # made with the service, in its loop
+        connections = list(memory.sqlite_connections())
+        assert connections, "the SQLite store names its connections"
+        clients: list[RawClient] = []
+        for _ in range(100 // AT_ONCE):
+            clients += await asyncio.gather(*(_synced(ws_url, token) for _ in range(AT_ONCE)))
+        edit = Doc()
+        edit.get("title", type=Text).insert(0, "storm")
+        await clients[0].send(encode_message(Update(edit.get_update())))
+        await clients[1].next_message(Update)
+        cached = sum(_cached_statements(connection) for connection in connections)
+        releases = memory.releases
+        await asyncio.gather(*(client.socket.close() for client in clients))
+        await _until(lambda: service.rooms.get(DRAFT) is None, "the room unloaded")
+        await _until(lambda: memory.releases > releases, "the unload's release ran")
+        assert memory.spares.swaps >= 1
+        for connection in connections:
+            references = [
+                ref
+                for held in gc.get_referents(connection)
+                if type(held) is list
+                for ref in held
+                if type(ref) is weakref.ref
+            ]
+            assert all(ref() is not None for ref in references), "a dead cursor reference"
+        # Emptied at the release; compiled again only by what ran since (the unload's writes
+        # ran before it).
+        assert sum(_cached_statements(connection) for connection in connections) < cached
+
+
+def _cached_statements(connection: object) -> int:
+    [cache] = [held for held in gc.get_referents(connection) if hasattr(held, "cache_info")]
+    return int(cache.cache_info().currsize)

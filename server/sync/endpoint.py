@@ -24,7 +24,7 @@ import logging
 import secrets
 import time
 from asyncio.tasks import _enter_task, _leave_task
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -372,13 +372,14 @@ class _Sink:
     the task, and the task finishes that call and the rest (`finish`) before it reads on. An
     exception goes the same way, raised in the task as `_read` would have raised it."""
 
-    __slots__ = ("_conn", "_expiry", "_pending", "_room", "_task")
+    __slots__ = ("_conn", "_expiry", "_loop", "_pending", "_room", "_task")
 
     def __init__(self, room: Room, conn: Connection, expiry: TokenExpiry) -> None:
         self._room = room
         self._conn = conn
         self._expiry = expiry
         self._task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
         self._pending: _Left | BaseException | None = None  # what the task must finish
 
     def take(self, payloads: list[bytes]) -> bool:
@@ -387,7 +388,7 @@ class _Sink:
         if task is None:
             self._pending = (None, payloads, 0, None)
             return False
-        loop = task.get_loop()
+        loop = self._loop
         try:
             _enter_task(loop, task)
         except RuntimeError:  # called from inside a task: leave the work to the reader's
@@ -441,18 +442,27 @@ class _Sink:
                 first = None  # a run's end is never an update (`_run_in`)
             if first is not None:
                 run, at, decoded = _run_in(payloads, at, first)
-                step: Started[Any] = Started(room.receive_run(conn, run))
-                if not step.finished:
-                    return (step, payloads, at, decoded)
+                waiting = _first_step(room.receive_run(conn, run))
+                if waiting is not None:
+                    return (waiting, payloads, at, decoded)
                 if decoded is not None and (not conn.is_open or expiry.lapsed()):
                     decoded = None  # frames read next may be later than `exp`
             else:
                 assert decoded is not None
-                step = Started(room.receive(conn, decoded))
+                waiting = _first_step(room.receive(conn, decoded))
                 decoded = None
-                if not step.finished:
-                    return (step, payloads, at, None)
+                if waiting is not None:
+                    return (waiting, payloads, at, None)
         return None
+
+
+def _first_step(call: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
+    """Run `call` up to where it first waits: None if it finished, else what finishes it."""
+    try:
+        yielded = call.send(None)
+    except StopIteration:
+        return None
+    return Started.suspended(call, yielded)
 
 
 # What a sink left its reader's task: the room call to wait for (None: none), the payloads,

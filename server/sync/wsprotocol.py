@@ -539,7 +539,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         task with `SINK_BUSY`, and what follows is queued behind it."""
         if not batch:
             return
-        payloads = batch[:]
+        payloads = batch.copy()  # the sink may keep them (work it left for the reader's task)
         batch.clear()
         sink = self._sink
         if sink is None or not self._sink_armed or not self.queue.empty():  # as a last guard

@@ -227,16 +227,19 @@ class _FrameSender:
     `send_now`, the protocol's own synchronous send where the server is ours
     (server/sync/wsprotocol.py `send_binary_now`; under another ASGI server, never)."""
 
-    __slots__ = ("_send",)
+    __slots__ = ("_protocol", "_send")
 
     def __init__(self, send: Send) -> None:
         self._send = send
+        # The protocol, where it sends on the caller's turn (kept, not its bound method: an
+        # idle connection holds no method object for it).
+        protocol = getattr(send, "__self__", None)
+        self._protocol = protocol if hasattr(protocol, "send_binary_now") else None
 
     def send_now(self, data: bytes) -> bool:
-        """Send `data` at once if the protocol can without waiting (True), else nothing.
-        Looked up per call, not kept: an idle connection holds no bound method for it."""
-        send_binary_now = getattr(getattr(self._send, "__self__", None), "send_binary_now", None)
-        return send_binary_now is not None and bool(send_binary_now(data))
+        """Send `data` at once if the protocol can without waiting (True), else nothing."""
+        protocol = self._protocol
+        return protocol is not None and protocol.send_binary_now(data)  # type: ignore[no-any-return]
 
     async def send_bytes(self, data: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": data})

@@ -135,10 +135,14 @@ def binary_frame_header(length: int) -> bytes:
     """The header of an unmasked, final, uncompressed binary frame (RFC 6455 5.2) carrying
     `length` bytes: what `websockets` writes before the payload of a server's frame."""
     if length < 126:
-        return struct.pack("!BB", 0x82, length)
+        return _SHORT_HEADERS[length]
     if length < 65536:
         return struct.pack("!BBH", 0x82, 126, length)
     return struct.pack("!BBQ", 0x82, 127, length)
+
+
+# The header of every binary frame under 126 bytes (a relayed keystroke's), made once.
+_SHORT_HEADERS = tuple(struct.pack("!BB", 0x82, length) for length in range(126))
 
 
 class _Messages:
@@ -356,7 +360,17 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             and not self.close_sent
             and not self.disconnected
         ):
-            self._send_binary(b"", data)
+            conn = self.conn
+            length = len(data)
+            if (
+                length < 126
+                and self._held is None
+                and conn.state is State.OPEN
+                and not (conn.extensions or conn.writes)
+            ):  # a relayed keystroke: `_send_binary`'s own way, its checks in one place
+                self.transport.write(_SHORT_HEADERS[length] + data)
+            else:
+                self._send_binary(b"", data)
             return True
         return False
 

@@ -93,6 +93,21 @@ async def test_send_binary_now_sends_on_the_callers_turn(socket_pair: Any) -> No
         assert await client.recv() == b"\x00\x02abc"
 
 
+@pytest.mark.parametrize("size", [0, 1, 2, 125, 126, 127, 300, 65_535, 65_536, 70_000])
+async def test_send_binary_now_frames_every_length_as_websockets_reads_it(
+    socket_pair: Any, size: int
+) -> None:
+    # under 126 bytes a frame takes the short lane (a header from the table), above it
+    # `_send_binary`'s; a client's parser reads both as the same message
+    protocol, _receive, client = socket_pair
+    payload = bytes(n % 251 for n in range(size))
+    assert protocol.send_binary_now(payload) is True
+    assert protocol.send_binary_now(b"next") is True
+    async with asyncio.timeout(5):
+        assert await client.recv() == payload
+        assert await client.recv() == b"next"
+
+
 async def test_send_binary_now_sends_nothing_while_the_transport_pushes_back(
     socket_pair: Any,
 ) -> None:

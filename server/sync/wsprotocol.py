@@ -134,7 +134,7 @@ class FrameSink(_Protocol):
 def binary_frame_header(length: int) -> bytes:
     """The header of an unmasked, final, uncompressed binary frame (RFC 6455 5.2) carrying
     `length` bytes: what `websockets` writes before the payload of a server's frame."""
-    if length < 126:
+    if 0 <= length < 126:  # a negative length is refused by `struct` below, as ever
         return _SHORT_HEADERS[length]
     if length < 65536:
         return struct.pack("!BBH", 0x82, 126, length)

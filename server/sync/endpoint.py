@@ -23,7 +23,9 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING
+from asyncio.tasks import _enter_task, _leave_task
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
@@ -37,7 +39,9 @@ from server.errors import CloseCode, StoreError, close_code_for
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
+from server.sync.resume import Started
 from server.sync.sessions import record_session
+from server.sync.wsprotocol import SINK_BUSY
 
 if TYPE_CHECKING:
     from server.service import Service
@@ -223,16 +227,19 @@ class _FrameSender:
     `send_now`, the protocol's own synchronous send where the server is ours
     (server/sync/wsprotocol.py `send_binary_now`; under another ASGI server, never)."""
 
-    __slots__ = ("_send",)
+    __slots__ = ("_protocol", "_send")
 
     def __init__(self, send: Send) -> None:
         self._send = send
+        # The protocol, where it sends on the caller's turn (kept, not its bound method: an
+        # idle connection holds no method object for it).
+        protocol = getattr(send, "__self__", None)
+        self._protocol = protocol if hasattr(protocol, "send_binary_now") else None
 
     def send_now(self, data: bytes) -> bool:
-        """Send `data` at once if the protocol can without waiting (True), else nothing.
-        Looked up per call, not kept: an idle connection holds no bound method for it."""
-        send_binary_now = getattr(getattr(self._send, "__self__", None), "send_binary_now", None)
-        return send_binary_now is not None and bool(send_binary_now(data))
+        """Send `data` at once if the protocol can without waiting (True), else nothing."""
+        protocol = self._protocol
+        return protocol is not None and protocol.send_binary_now(data)  # type: ignore[no-any-return]
 
     async def send_bytes(self, data: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": data})
@@ -282,8 +289,29 @@ async def _serve(
 
 async def _read(receive: Receive, room: Room, conn: Connection, expiry: TokenExpiry) -> int:
     inbox = Inbox(receive)
+    # draftsync's own protocol hands the binary messages that arrive while this task waits
+    # to `sink` on its own turn (server/sync/wsprotocol.py `deliver_to`); any other ASGI
+    # server queues them for `receive` as ever.
+    deliver_to = getattr(getattr(receive, "__self__", None), "deliver_to", None)
+    sink = _Sink(room, conn, expiry)
+    if deliver_to is not None:
+        deliver_to(sink)
+    try:
+        return await _read_queued(inbox, sink, room, conn, expiry)
+    finally:
+        if deliver_to is not None:
+            deliver_to(None)
+
+
+async def _read_queued(
+    inbox: Inbox, sink: _Sink, room: Room, conn: Connection, expiry: TokenExpiry
+) -> int:
+    """The reader's task: the messages `receive` gives, and what the sink left to finish."""
     while True:
         message = await inbox.next()
+        if message is SINK_BUSY:
+            await sink.finish()
+            continue
         if message["type"] == "websocket.disconnect":
             return int(message.get("code", 1005))
         data = message.get("bytes")
@@ -331,3 +359,143 @@ def _run_from(inbox: Inbox, first: bytes) -> tuple[list[bytes], Message | None]:
             return run, decoded
         run.append(decoded.update)
     return run, None
+
+
+class _Sink:
+    """The reader, on the protocol's turn: binary messages that arrived while the reader's task
+    waited with nothing queued (server/sync/wsprotocol.py `deliver_to`), handled as `_read`
+    handles them — the same checks, runs of at most `MAX_RUN` updates, the room's `receive_run`
+    and `receive` — without the ASGI message, the queue, the future and the task's trip
+    through the event loop per frame (`bench relay` C100: docs/performance-notes.md,
+    "The reader on the protocol's turn").
+
+    It runs as the reader's task would: that task is the current task meanwhile (a timeout
+    or `current_task()` in the room sees it). A room call that has to wait (the commit
+    queue is full, a review's turn) is not waited for here: `take` says so, the protocol wakes
+    the task, and the task finishes that call and the rest (`finish`) before it reads on. An
+    exception goes the same way, raised in the task as `_read` would have raised it."""
+
+    __slots__ = ("_conn", "_expiry", "_loop", "_pending", "_room", "_task")
+
+    def __init__(self, room: Room, conn: Connection, expiry: TokenExpiry) -> None:
+        self._room = room
+        self._conn = conn
+        self._expiry = expiry
+        self._task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
+        self._pending: _Left | BaseException | None = None  # what the task must finish
+
+    def take(self, payloads: list[bytes]) -> bool:
+        """Handle `payloads` now; False: the reader's task must `finish` them."""
+        task = self._task
+        if task is None:
+            self._pending = (None, payloads, 0, None)
+            return False
+        loop = self._loop
+        try:
+            _enter_task(loop, task)
+        except RuntimeError:  # called from inside a task: leave the work to the reader's
+            self._pending = (None, payloads, 0, None)
+            return False
+        try:
+            left = self._handle(payloads, 0, None)
+        except Exception as error:  # the task raises it, as `_read` would have
+            self._pending = error
+            return False
+        finally:
+            _leave_task(loop, task)
+        if left is None:
+            return True
+        self._pending = left
+        return False
+
+    async def finish(self) -> None:
+        """On the reader's task: finish what `take` left (wait for the room, handle the rest)."""
+        left, self._pending = self._pending, None
+        while left is not None:
+            if isinstance(left, BaseException):
+                raise left
+            waiting, payloads, at, decoded = left
+            if waiting is not None:
+                await waiting
+                if decoded is not None and (not self._conn.is_open or self._expiry.lapsed()):
+                    decoded = None  # frames read next may be later than `exp`
+            left = self._handle(payloads, at, decoded)
+
+    def _handle(self, payloads: list[bytes], at: int, decoded: Message | None) -> _Left | None:
+        """Handle `decoded` (a message that ended a run), then `payloads[at:]`, in order,
+        as `_read_queued` handles each message, until a room call has to wait: then what is
+        left (that call, the payloads, where the rest starts, a message that ended its run);
+        None once all are handled."""
+        room, conn, expiry = self._room, self._conn, self._expiry
+        end = len(payloads)
+        while decoded is not None or at < end:
+            if decoded is None:
+                data = payloads[at]
+                at += 1
+                if not conn.is_open or expiry.lapsed():
+                    continue  # closing, or the token expired: what the client sends is dropped
+                metrics.TALLY.bytes_received += len(data)
+                first = update_payload(data)  # a keystroke's frame: no message object
+                if first is None:
+                    decoded = decode_message(data)
+                    if type(decoded) is Update:
+                        first, decoded = decoded.update, None
+            else:
+                first = None  # a run's end is never an update (`_run_in`)
+            if first is not None:
+                run, at, decoded = _run_in(payloads, at, first)
+                waiting = _first_step(room.receive_run(conn, run))
+                if waiting is not None:
+                    return (waiting, payloads, at, decoded)
+                if decoded is not None and (not conn.is_open or expiry.lapsed()):
+                    decoded = None  # frames read next may be later than `exp`
+            else:
+                assert decoded is not None
+                waiting = _first_step(room.receive(conn, decoded))
+                decoded = None
+                if waiting is not None:
+                    return (waiting, payloads, at, None)
+        return None
+
+
+def _first_step(call: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
+    """Run `call` up to where it first waits: None if it finished, else what finishes it."""
+    try:
+        yielded = call.send(None)
+    except StopIteration:
+        return None
+    return Started.suspended(call, yielded)
+
+
+# What a sink left its reader's task: the room call to wait for (None: none), the payloads,
+# where the ones not handled yet start, and a message that ended a run, to handle first.
+_Left = tuple[Awaitable[Any] | None, list[bytes], int, Message | None]
+
+
+def _run_in(
+    payloads: list[bytes], at: int, first: bytes
+) -> tuple[list[bytes], int, Message | None]:
+    """`_run_from` over a list: `first` and the updates of `payloads[at:]` right behind it
+    (at most `MAX_RUN`), where the rest starts, and the protocol message that ended the run
+    (decoded, handled next; None if the run ended otherwise)."""
+    run = [first]
+    end = len(payloads)
+    while at < end and len(run) < MAX_RUN:
+        data = payloads[at]
+        payload = update_payload(data)
+        if payload is None:
+            try:
+                decoded = decode_message(data)
+            except ProtocolError:
+                break  # decoded again in turn, on its way to closing with 4400
+            at += 1
+            metrics.TALLY.bytes_received += len(data)
+            if type(decoded) is not Update:
+                return run, at, decoded
+            run.append(decoded.update)
+            continue
+        at += 1
+        metrics.TALLY.bytes_received += len(data)
+        run.append(payload)
+    return run, at, None

@@ -33,6 +33,18 @@ class Started(Generic[T]):
             self.finished = True
             self.value = done.value
 
+    @classmethod
+    def suspended(cls, steps: Generator[Any, Any, T], yielded: Any) -> Started[T]:
+        """The `Started` of a coroutine (or `__await__` generator) whose first step the caller
+        ran itself and which yielded `yielded`: running it through `Started` only to learn
+        that it finished costs twice the step's own ~0.25 us on the reader's path."""
+        started = cls.__new__(cls)
+        started._steps = steps
+        started.finished = False
+        started.value = None
+        started._suspended_on = yielded
+        return started
+
     def __await__(self) -> Generator[Any, Any, T]:
         if self.finished:
             return self.value  # type: ignore[return-value]

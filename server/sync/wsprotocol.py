@@ -46,6 +46,13 @@
   opcode) is handed to websockets whole, or up to where it ends, so its parser only ever
   starts at a frame boundary; a header websockets would refuse as soon as it reads it (not
   masked, over the size limit) hands it the rest of the stream for good.
+- Those frames go straight to the app's reader (`deliver_to`, a sink: server/sync/endpoint.py)
+  while its task waits for a message with none queued: a run of payloads, one call on the
+  protocol's turn, without the ASGI message dict, the queue, the reader's future and its task's
+  trip through the event loop per frame. A sink that cannot finish on that turn (the room makes
+  it wait) says so: the protocol queues `SINK_BUSY`, whose arrival wakes the reader's task to
+  finish the work, and queues every message after it as before (so in order, and reading pauses
+  at the same bounds) until the task waits again on an empty queue.
 
 Everything else (handshake, close, ping, flow control on writes, errors) is uvicorn's own.
 """
@@ -56,6 +63,7 @@ import asyncio
 import logging
 import struct
 from typing import Any
+from typing import Protocol as _Protocol
 
 from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.utils import (
@@ -81,6 +89,8 @@ __all__ = [
     "PREFIXED_SEND",
     "PREFIX_KEY",
     "SHARE_PAYLOAD_BYTES",
+    "SINK_BUSY",
+    "FrameSink",
     "LeanWebSocketProtocol",
     "binary_frame_header",
     "warm_up_handshake",
@@ -108,15 +118,32 @@ SHARE_PAYLOAD_BYTES = 64 * 1024
 _WAIT_FRAME_BYTES = 64 * 1024
 _FIN_BINARY = 0x82  # FIN set, no RSV bit, opcode 2
 
+# Queued when a sink took payloads it could not finish on the protocol's turn (`deliver_to`):
+# the reader's task, woken by it, finishes them before it reads the next message.
+SINK_BUSY: dict[str, Any] = {"type": "draftsync.sink_busy"}
+
+
+class FrameSink(_Protocol):
+    """Where `deliver_to` sends complete binary messages while the app's reader waits."""
+
+    def take(self, payloads: list[bytes]) -> bool:
+        """Handle `payloads` (binary messages, in order) now. True: done. False: the rest is
+        for the reader's task, which `SINK_BUSY` wakes; until then nothing more comes here."""
+        ...
+
 
 def binary_frame_header(length: int) -> bytes:
     """The header of an unmasked, final, uncompressed binary frame (RFC 6455 5.2) carrying
     `length` bytes: what `websockets` writes before the payload of a server's frame."""
-    if length < 126:
-        return struct.pack("!BB", 0x82, length)
+    if 0 <= length < 126:  # a negative length is refused by `struct` below, as ever
+        return _SHORT_HEADERS[length]
     if length < 65536:
         return struct.pack("!BBH", 0x82, 126, length)
     return struct.pack("!BBQ", 0x82, 127, length)
+
+
+# The header of every binary frame under 126 bytes (a relayed keystroke's), made once.
+_SHORT_HEADERS = tuple(struct.pack("!BB", 0x82, length) for length in range(126))
 
 
 class _Messages:
@@ -185,6 +212,8 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         "_partial",
         "_passthrough",
         "_read_here",
+        "_sink",
+        "_sink_armed",
         "app",
         "app_state",
         "asgi_version",
@@ -219,6 +248,10 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self._read_here = False
         self._partial: bytearray | None = None  # the start of a frame not fully arrived
         self._passthrough = 0  # bytes websockets still needs to finish the frame it is in
+        self._sink: FrameSink | None = None  # `deliver_to`
+        # True only while the app's reader waits in `receive()` with nothing queued: then,
+        # and only then, a frame may go to the sink without passing one queued before it.
+        self._sink_armed = False
 
     def take_socket(
         self,
@@ -279,10 +312,22 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         delay = max(0.0, self.ping_interval - self.last_ping_rtt)
         self.ping_timer = deadlines().call_later(delay, self.send_keepalive_ping)  # type: ignore[assignment]
 
+    def deliver_to(self, sink: FrameSink | None) -> None:
+        """Hand complete binary messages to `sink` while the app waits in `receive()` with
+        none queued (module docstring); None: every message is queued again. The app's reader
+        sets it once it reads only through `receive()` and unsets it when it stops reading."""
+        self._sink = sink
+        if sink is None:
+            self._sink_armed = False
+
     async def receive(self) -> Any:
         queue: _Messages = self.queue  # type: ignore[assignment]
         while queue.empty():  # awaited here, not in `queue.get()`: one coroutine frame less
-            await queue.arrival()
+            self._sink_armed = self._sink is not None
+            try:
+                await queue.arrival()
+            finally:
+                self._sink_armed = False
         message = queue.get_nowait()
         if self.read_paused and self.queue.empty():
             self.read_paused = False
@@ -316,7 +361,17 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             and not self.close_sent
             and not self.disconnected
         ):
-            self._send_binary(b"", data)
+            conn = self.conn
+            length = len(data)
+            if (
+                length < 126
+                and self._held is None
+                and conn.state is State.OPEN
+                and not (conn.extensions or conn.writes)
+            ):  # a relayed keystroke: `_send_binary`'s own way, its checks in one place
+                self.transport.write(_SHORT_HEADERS[length] + data)
+            else:
+                self._send_binary(b"", data)
             return True
         return False
 
@@ -430,9 +485,11 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         conn = self.conn
         end = len(buffer)
         at = 0
+        batch: list[bytes] = []  # for the sink, in order: handed over before any other frame
         while at < end and self._read_here:
             if conn.state is not State.OPEN or conn.extensions:
                 self._read_here = False  # closing, or compressed: websockets' own from here on
+                self._to_sink(batch)
                 self._to_websockets(buffer[at:])
                 at = end
                 break
@@ -460,6 +517,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 limit = fragment if limit is None else min(limit, fragment)
             if not second & 0x80 or (limit is not None and length > limit):
                 self._read_here = False  # websockets fails it on its header: let it, and the rest
+                self._to_sink(batch)
                 self._to_websockets(buffer[at:])
                 at = end
                 break
@@ -467,24 +525,47 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             if stop > end:
                 if length > _WAIT_FRAME_BYTES:  # a large frame goes to websockets as it arrives
                     self._passthrough = stop - end
+                    self._to_sink(batch)
                     self._to_websockets(buffer[at:])
                     at = end
                 break
             if first == _FIN_BINARY and conn.current_size is None:
                 payload = apply_mask(buffer[start:stop], buffer[start - 4 : start])
-                if not self.close_sent:  # as uvicorn: past the app's close, dropped
+                if self._sink_armed and self.queue.empty() and not self.close_sent:
+                    batch.append(payload)
+                elif not self.close_sent:  # as uvicorn: past the app's close, dropped
                     self.frames = [payload]
                     self.curr_msg_data_type = "bytes"
                     self.send_receive_event_to_app()
             else:
+                self._to_sink(batch)
                 self._to_websockets(buffer[at:stop])
             at = stop
+        self._to_sink(batch)
         if at >= end:
             self._partial = None
         elif partial is not None:
             del partial[:at]
         else:
             self._partial = bytearray(buffer[at:])
+
+    def _to_sink(self, batch: list[bytes]) -> None:
+        """Hand `batch` (emptied) to the sink; one that could not finish it wakes the reader's
+        task with `SINK_BUSY`, and what follows is queued behind it."""
+        if not batch:
+            return
+        payloads = batch.copy()  # the sink may keep them (work it left for the reader's task)
+        batch.clear()
+        sink = self._sink
+        if sink is None or not self._sink_armed or not self.queue.empty():  # as a last guard
+            for payload in payloads:
+                self.frames = [payload]
+                self.curr_msg_data_type = "bytes"
+                self.send_receive_event_to_app()
+            return
+        if not sink.take(payloads):
+            self._sink_armed = False
+            self.queue.put_nowait(SINK_BUSY)
 
     def _to_websockets(self, data: bytes | bytearray) -> None:
         """uvicorn's `data_received`: websockets parses `data`, then its events are handled."""

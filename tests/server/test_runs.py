@@ -138,3 +138,31 @@ async def test_the_rules_judge_the_writes_of_a_run(server: ServerProcess) -> Non
         await sender.close()
     finally:
         await watcher.disconnect()
+
+
+async def test_a_run_that_waits_for_the_room_keeps_the_order_of_what_came_with_it(
+    server: ServerProcess,
+) -> None:
+    # Frames that arrive while the reader waits are handled on the protocol's turn
+    # (server/sync/endpoint.py `_Sink`); a run over the inline scan size is checked on a
+    # thread, so its room call waits: the reader's task finishes it, then the ack that ended
+    # it, then the rest, in order, and nothing is lost or doubled.
+    draft = new_draft()
+    watcher = await connect_synced(server, draft)
+    try:
+        sender = await joined(server, draft)
+        typist = Typist()
+        long = "long " * 1200  # one update of ~6 KB: scanned on a thread (server/sync/limits.py)
+        big = typist.frame(lambda d: d.get("title", type=Text).insert(0, long))
+        frames = [big, encode_message(WriteAck(b"first")), *typist.typed("abc")]
+        sender.send_together([*frames, encode_message(WriteAck(b"second"))])
+        first, _ = await sender.next_message(WriteAck, where=lambda m: m.payload == b"first")
+        second, _ = await sender.next_message(WriteAck, where=lambda m: m.payload == b"second")
+        assert first < second
+        assert str(stored_doc(server.database, draft).get("title", type=Text)) == long + "abc"
+        await watcher.wait_for(lambda: watcher.text("title") == long + "abc", TIMEOUT)
+        sender.send_together(typist.typed("de"))  # the reader waits again: the sink's
+        await watcher.wait_for(lambda: watcher.text("title") == long + "abcde", TIMEOUT)
+        await sender.close()
+    finally:
+        await watcher.disconnect()

@@ -93,6 +93,21 @@ async def test_send_binary_now_sends_on_the_callers_turn(socket_pair: Any) -> No
         assert await client.recv() == b"\x00\x02abc"
 
 
+@pytest.mark.parametrize("size", [0, 1, 2, 125, 126, 127, 300, 65_535, 65_536, 70_000])
+async def test_send_binary_now_frames_every_length_as_websockets_reads_it(
+    socket_pair: Any, size: int
+) -> None:
+    # under 126 bytes a frame takes the short lane (a header from the table), above it
+    # `_send_binary`'s; a client's parser reads both as the same message
+    protocol, _receive, client = socket_pair
+    payload = bytes(n % 251 for n in range(size))
+    assert protocol.send_binary_now(payload) is True
+    assert protocol.send_binary_now(b"next") is True
+    async with asyncio.timeout(5):
+        assert await client.recv() == payload
+        assert await client.recv() == b"next"
+
+
 async def test_send_binary_now_sends_nothing_while_the_transport_pushes_back(
     socket_pair: Any,
 ) -> None:
@@ -249,3 +264,148 @@ async def test_a_frame_with_a_reserved_bit_is_refused_with_1002() -> None:
         frame[0] |= 0x40  # RSV1 without the extension that would give it a meaning
         writer.write(bytes(frame))
         assert await _close_code(reader) == 1002
+
+
+class _RecordingSink:
+    """A sink that notes what it took, in the order it took it, in `got` (shared with the
+    test's reader); answers `answer` (False: busy, the reader's task must finish)."""
+
+    def __init__(self, got: list[Any]) -> None:
+        self.got = got
+        self.calls: list[list[bytes]] = []
+        self.answer = True
+
+    def take(self, payloads: list[bytes]) -> bool:
+        self.calls.append(list(payloads))
+        self.got += [{"type": "websocket.receive", "bytes": p} for p in payloads]
+        return self.answer
+
+
+def _reading(protocol: LeanWebSocketProtocol, got: list[Any]) -> asyncio.Task[None]:
+    """The app's reader: waits in `receive()` and notes each message in `got`."""
+
+    async def read() -> None:
+        while True:
+            message = await protocol.receive()
+            got.append(message)
+            if message["type"] == "websocket.disconnect":
+                return
+
+    return asyncio.create_task(read())
+
+
+@pytest.mark.parametrize("cut", [1, 7, 1000, 1 << 30])
+async def test_a_sink_takes_binary_frames_in_order_with_what_is_queued(cut: int) -> None:
+    # Every kind of frame, cut anyhow: the sink's messages and the queued ones, in the order
+    # they were handled, are exactly what websockets gave; the binary frames that arrive while
+    # the reader waits with nothing queued go to the sink, not through the queue.
+    stream, expected = _stream()
+    async with _raw() as (protocol, reader, writer):
+        got: list[Any] = []
+        sink = _RecordingSink(got)
+        protocol.deliver_to(sink)
+        reading = _reading(protocol, got)
+        try:
+            for at in range(0, len(stream), cut):
+                writer.write(stream[at : at + cut])
+                if cut < 100 and at % (50 * cut) == 0:
+                    await writer.drain()
+                    await asyncio.sleep(0)
+            await writer.drain()
+            await _until(lambda: len(got) >= len(expected), timeout=20)
+            assert got == expected
+            assert await reader.readexactly(3) == b"\x8a\x01p"  # the ping's pong
+            taken = [p for call in sink.calls for p in call]
+            assert taken[:3] == [m["bytes"] for m in expected[:3]]  # before the first text frame
+            assert protocol.queue.empty()
+        finally:
+            reading.cancel()
+
+
+async def test_frames_of_one_read_reach_the_sink_as_one_run() -> None:
+    async with _raw() as (protocol, _reader, writer):
+        got: list[Any] = []
+        sink = _RecordingSink(got)
+        protocol.deliver_to(sink)
+        reading = _reading(protocol, got)
+        try:
+            await asyncio.sleep(0)  # the reader waits
+            writer.write(b"".join(_masked(Opcode.BINARY, bytes([n])) for n in range(5)))
+            await _until(lambda: len(got) == 5)
+            assert sink.calls == [[bytes([n]) for n in range(5)]]
+        finally:
+            reading.cancel()
+
+
+async def test_a_busy_sink_wakes_the_reader_and_what_follows_is_queued_in_order() -> None:
+    from server.sync.wsprotocol import SINK_BUSY
+
+    async with _raw() as (protocol, _reader, writer):
+        got: list[Any] = []
+        sink = _RecordingSink(got)
+        sink.answer = False
+        protocol.deliver_to(sink)
+        seen: list[Any] = []
+        resume = asyncio.Event()
+
+        async def read() -> None:  # a reader that finishes the sink's work before it reads on
+            while True:
+                message = await protocol.receive()
+                seen.append(message)
+                if message is SINK_BUSY:
+                    await resume.wait()
+
+        reading = asyncio.create_task(read())
+        try:
+            await asyncio.sleep(0)
+            writer.write(_masked(Opcode.BINARY, b"a"))
+            await _until(lambda: seen == [SINK_BUSY])
+            assert sink.calls == [[b"a"]]
+            writer.write(_masked(Opcode.BINARY, b"b") + _masked(Opcode.BINARY, b"c"))
+            await _until(lambda: protocol.queue.qsize() == 2)  # queued behind the busy sink
+            assert sink.calls == [[b"a"]]
+            sink.answer = True
+            resume.set()
+            await _until(lambda: len(seen) == 3)
+            assert seen[1:] == [{"type": "websocket.receive", "bytes": x} for x in (b"b", b"c")]
+            writer.write(_masked(Opcode.BINARY, b"d"))  # the reader waits again: the sink's
+            await _until(lambda: len(sink.calls) == 2)
+            assert sink.calls[1] == [b"d"] and len(seen) == 3
+        finally:
+            reading.cancel()
+
+
+async def test_frames_are_queued_while_the_reader_does_not_wait_or_without_a_sink() -> None:
+    async with _raw() as (protocol, _reader, writer):
+        got: list[Any] = []
+        sink = _RecordingSink(got)
+        protocol.deliver_to(sink)  # nobody waits in receive(): a sink must not be handed it
+        writer.write(_masked(Opcode.BINARY, b"first"))
+        await _until(lambda: protocol.queue.qsize() == 1)
+        assert protocol.receive_nowait() == {"type": "websocket.receive", "bytes": b"first"}
+        protocol.deliver_to(None)
+        reading = _reading(protocol, got)
+        try:
+            await asyncio.sleep(0)
+            writer.write(_masked(Opcode.BINARY, b"second"))
+            await _until(lambda: len(got) == 1)
+            assert got == [{"type": "websocket.receive", "bytes": b"second"}]
+            assert sink.calls == []
+        finally:
+            reading.cancel()
+
+
+async def test_a_frame_over_the_size_limit_is_refused_with_1009_beside_a_sink() -> None:
+    async with _raw(max_size=1000) as (protocol, reader, writer):
+        got: list[Any] = []
+        sink = _RecordingSink(got)
+        protocol.deliver_to(sink)
+        reading = _reading(protocol, got)
+        try:
+            await asyncio.sleep(0)
+            writer.write(_masked(Opcode.BINARY, b"ok"))
+            writer.write(_masked(Opcode.BINARY, bytes(1001))[:20])
+            assert await _close_code(reader) == 1009
+            assert sink.calls[0] == [b"ok"]
+        finally:
+            reading.cancel()

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from pycrdt import Doc, Text
+from pycrdt import Text
 
 from bench.harness import DRAFT_ID, open_room
 from crdt.journal import EventType, JournalEvent
@@ -26,6 +26,7 @@ from server.store import commits
 from server.store.commits import PendingWrite
 from server.store.records import UpdateRecord
 from tests.server.test_commit_pipeline import Recorder, running, stored_versions, write
+from tests.support.keystrokes import keystrokes
 
 
 @pytest.fixture
@@ -70,16 +71,6 @@ async def test_a_batch_is_handed_back_in_stretches_of_one_room_in_order(tmp_path
         assert stored_versions(tmp_path / "draftsync.db") == [1, 2, 3, 4, 5, 6]
 
 
-def _keystrokes(count: int) -> list[bytes]:
-    doc: Doc = Doc()
-    text = doc.get("description", type=Text)
-    updates: list[bytes] = []
-    doc.observe(lambda event: updates.append(event.update))
-    for i in range(count):
-        text += str(i % 10)
-    return updates
-
-
 def _event(version: int) -> list[JournalEvent]:
     return [
         JournalEvent(
@@ -98,7 +89,7 @@ async def test_a_gathered_batch_is_released_once_on_disk_and_heard_once_in_order
     relay and every one before it go out, and the listener hears of it, before its events
     are told, and the next write's relay after them."""
     seen: list[tuple[str, object]] = []  # what the observer was sent and told, in order
-    updates = _keystrokes(5)
+    updates = keystrokes(5)
     async with open_room(tmp_path) as harness:
         writer, _ = await harness.connect("alice")
         observer, socket = await harness.connect("observer", keep_frames=True)
@@ -153,7 +144,7 @@ async def test_a_snapshot_due_inside_a_gathered_batch_is_taken(tmp_path: Path) -
     """Snapshots are counted per write still: one due at the third write of a gathered batch
     is taken (of the doc as it is then, at version 5, stored once 5 is committed), and the
     counting goes on from the third."""
-    updates = _keystrokes(6)
+    updates = keystrokes(6)
     async with open_room(tmp_path, snapshot_every_updates=3) as harness:
         writer, _ = await harness.connect("alice")
         room = harness.room

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
-from pycrdt import Doc, Text
 
 from bench.harness import DRAFT_ID, open_room
 from crdt.protocol import Update, decode_message
@@ -29,6 +28,7 @@ from server.store import commits
 from server.store.commits import HOT_SECONDS, CommitPipeline, PendingWrite
 from server.store.records import UpdateRecord
 from server.store.sqlite import SqliteStore
+from tests.support.keystrokes import keystrokes
 
 
 class Recorder:
@@ -221,17 +221,6 @@ async def test_a_gather_ends_with_the_first_turn_that_brings_no_write(tmp_path: 
         assert room.committed == [1, 2]
 
 
-def _keystrokes(count: int) -> list[bytes]:
-    """`count` one-character edits by one client, one Yjs update each."""
-    doc: Doc = Doc()
-    text = doc.get("description", type=Text)
-    updates: list[bytes] = []
-    doc.observe(lambda event: updates.append(event.update))
-    for i in range(count):
-        text += str(i % 10)
-    return updates
-
-
 @pytest.mark.usefixtures("wide_windows")
 async def test_gathered_runs_reach_other_clients_only_once_their_batch_is_on_disk(
     tmp_path: Path,
@@ -239,7 +228,7 @@ async def test_gathered_runs_reach_other_clients_only_once_their_batch_is_on_dis
     def relayed() -> int:
         return sum(type(decode_message(frame)) is Update for frame in observer.frames)
 
-    updates = _keystrokes(6)
+    updates = keystrokes(6)
     async with open_room(tmp_path) as harness:
         writer, _ = await harness.connect("alice")
         _, observer = await harness.connect("observer", keep_frames=True)

@@ -45,7 +45,7 @@ from server.store import retention as snapshot_retention
 from server.store.factory import is_postgres_url
 from server.store.reserve import DEFAULT_RESERVE_BYTES
 from server.supervisor import EXIT_SOFTWARE
-from server.sync import memory, presence
+from server.sync import memory, presence, tables
 from server.sync.wsprotocol import LeanWebSocketProtocol
 from server.webhooks.settings import KEEP_SECONDS, WebhookSettings, check_secret
 
@@ -869,6 +869,10 @@ def _serve(args: argparse.Namespace) -> int:
     # aiosqlite logs every query with its parameters (draft content) at debug: never wanted.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     server = _GracefulServer(config, app)
+    # uvicorn's sets of connections and tasks grow with a burst of connections and never
+    # shrink by themselves: a memory release rebuilds them (server/sync/tables.py).
+    tables.watch(server.server_state.connections)
+    tables.watch(server.server_state.tasks)
     print(_start_line(args, secret, interactive=sys.stdout.isatty()), flush=True)
     server.run()
     service = getattr(app.state, "service", None)

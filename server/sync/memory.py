@@ -38,6 +38,11 @@ closed `Room`, its journal), and the service's set of connections is emptied in 
   the storm's) and drops the store's dead cursor references and cached statements
   (docs/performance-notes.md, "Memory after N3000: the free lists and SQLite's leftovers").
 
+- The hash tables a storm grew (server/sync/tables.py): uvloop's transports by descriptor,
+  asyncio's set of tasks, uvicorn's sets of connections and of tasks (`draftsync serve`
+  registers those) keep the size they reached until rebuilt; a release rebuilds the mostly
+  empty ones after the collection (~0.5 MB after N3000).
+
 Not given back: the rest of pymalloc's arenas kept by objects that outlive a burst of
 connections (uvloop's free list of timer handles, the `_abc` caches' entries, objects that
 the periodic tasks keep making in the storm's pools), and the bounded caches themselves
@@ -59,6 +64,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from server.sync.arenas import Spares, drop_cached_statements, drop_dead_cursor_references
+from server.sync.tables import loop_tables, shrink, watched
 
 __all__ = [
     "MMAP_THRESHOLD",
@@ -131,8 +137,8 @@ def release_now() -> None:
 
 class MemoryTrimmer:
     """Once rooms have unloaded: the free lists swapped and the store's SQLite leftovers
-    dropped, the type cache cleared, a full collection, then `malloc_trim(0)` on a worker
-    thread."""
+    dropped, the type cache cleared, a full collection, the tables a storm grew shrunk, then
+    `malloc_trim(0)` on a worker thread."""
 
     def __init__(
         self,
@@ -149,6 +155,7 @@ class MemoryTrimmer:
         self._running: asyncio.Task[None] | None = None
         self.releases = 0  # collections (and trims, where glibc is) run so far
         self.trims = 0
+        self.tables_shrunk = 0  # hash tables rebuilt at their size (server/sync/tables.py)
         # What keeps a storm's last objects out of its arenas (server/sync/arenas.py), made now:
         # the trimmer is made with the service, before any client.
         self.spares: Spares | None = None
@@ -198,6 +205,10 @@ class MemoryTrimmer:
                 drop_dead_cursor_references(connection)
                 drop_cached_statements(connection)
             _collect()  # the unloaded rooms' cycles, before their pages can be given back
+            # The tables the storm grew, emptied now (server/sync/tables.py): each one mapped
+            # on its own, unmapped as it is freed.
+            for table in (*loop_tables(asyncio.get_running_loop()), *watched()):
+                self.tables_shrunk += shrink(table)
             if self.spares is not None:
                 self.spares.take()
             if self._trim is not None:

@@ -15,96 +15,48 @@ is timed: the waits are bounded in count and time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import sys
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import uvicorn
 from prometheus_client import REGISTRY
 from pycrdt import Doc, Text
 
-from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
-from server.app import create_app
+from crdt.protocol import Update, encode_message
 from server.auth import TokenSigner
-from server.config import Settings
-from server.service import Service
 from server.sync.deadlines import deadlines
 from server.sync.memory import MemoryTrimmer
-from server.sync.wsprotocol import LeanWebSocketProtocol
-from tests.support.raw_client import RawClient, connect_raw
-from tests.support.server_process import SECRET, free_port
+from tests.support.in_process_server import serving_in_process, synced_client, until
+from tests.support.raw_client import RawClient
+from tests.support.server_process import SECRET
 
 CONNECTIONS = 400
 AT_ONCE = 50  # connecting at a time: the listen backlog is not what is tested
 DRAFT = "storm"
 
 
-async def _until(ready: Callable[[], bool], what: str, *, tries: int = 1000) -> None:
-    for _ in range(tries):  # at most ~20 s
-        if ready():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"not within the bound: {what}")
-
-
-@contextlib.asynccontextmanager
-async def _server(data_dir: Path) -> AsyncIterator[tuple[str, Service]]:
-    """uvicorn serving the app on a free loopback port, in this event loop."""
-    settings = Settings(data_dir=data_dir, secret=SECRET, room_grace_seconds=0.1)
-    app = create_app(settings)
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        ws=LeanWebSocketProtocol,
-        ws_per_message_deflate=False,
-        log_level="warning",
-        log_config=None,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    try:
-        await _until(lambda: server.started or serving.done(), "the server listens")
-        assert server.started, "the server did not start"
-        yield f"ws://127.0.0.1:{port}/ws", app.state.service
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 30)
-
-
-async def _synced(ws_url: str, token: str, draft: str = DRAFT) -> RawClient:
-    """A y-websocket client that sent its state and got the server's answer (synced)."""
-    client = await connect_raw(ws_url, draft, token)
-    await client.send(encode_message(SyncStep1(b"\x00")))
-    await client.next_message(SyncStep2)
-    return client
-
-
 async def test_a_storm_of_connections_leaves_no_deadlines_nor_a_grown_set(
     tmp_path: Path,
 ) -> None:
     token = TokenSigner(SECRET).issue("storm", ttl_seconds=3600, now=time.time())
-    async with _server(tmp_path) as (ws_url, service):
+    async with serving_in_process(tmp_path) as served:
+        ws_url, service = served.ws_url, served.service
         timers = deadlines()  # the server runs in this loop: its shared deadline heap
         held_before = timers.held
         clients: list[RawClient] = []
         for start in range(0, CONNECTIONS, AT_ONCE):
             batch = range(start, min(start + AT_ONCE, CONNECTIONS))
-            clients += await asyncio.gather(*(_synced(ws_url, token) for _ in batch))
-        await _until(lambda: service.connections == CONNECTIONS, "every connection tracked")
+            clients += await asyncio.gather(*(synced_client(ws_url, DRAFT, token) for _ in batch))
+        await until(lambda: service.connections == CONNECTIONS, "every connection tracked")
         # Each open socket has its token's expiry and its next ping in the heap.
         assert timers.held >= held_before + CONNECTIONS
         table = sys.getsizeof(service._connections)  # what the storm grew
         await asyncio.gather(*(client.socket.close() for client in clients))
-        await _until(lambda: service.connections == 0, "every connection untracked")
-        await _until(lambda: service.rooms.get(DRAFT) is None, "the room unloaded")
-        await _until(lambda: service.rooms.memory.releases >= 1, "the unload's release ran")
+        await until(lambda: service.connections == 0, "every connection untracked")
+        await until(lambda: service.rooms.get(DRAFT) is None, "the room unloaded")
+        await until(lambda: service.rooms.memory.releases >= 1, "the unload's release ran")
         assert len(timers) == 0, "a deadline is still pending"
         assert timers.held == 0, "cancelled entries of the storm are still held"
         assert sys.getsizeof(service._connections) < table
@@ -123,7 +75,7 @@ async def test_a_release_lets_go_of_the_names_in_the_type_cache() -> None:
     assert sys.getrefcount(name) > unused  # the cache holds it
     trimmer = MemoryTrimmer(quiet=0.01, wait_at_most=0.05)
     trimmer.room_unloaded()
-    await _until(lambda: trimmer.releases == 1, "the release ran")
+    await until(lambda: trimmer.releases == 1, "the release ran")
     assert sys.getrefcount(name) == unused
 
 
@@ -137,11 +89,12 @@ async def test_no_unloaded_room_stays_reachable(tmp_path: Path) -> None:
     release has run. The closer's loop used to keep the last room it had looked at."""
     token = TokenSigner(SECRET).issue("storm", ttl_seconds=3600, now=time.time())
     rooms: list[weakref.ref[object]] = []
-    async with _server(tmp_path) as (ws_url, service):
+    async with serving_in_process(tmp_path) as served:
+        ws_url, service = served.ws_url, served.service
         for index in range(4):
             draft = f"unloads-{index}"
-            await _until(lambda: _journal_lag() == 0, "the closer ticked with no room open")
-            clients = [await _synced(ws_url, token, draft) for _ in range(2)]
+            await until(lambda: _journal_lag() == 0, "the closer ticked with no room open")
+            clients = [await synced_client(ws_url, draft, token) for _ in range(2)]
             edit = Doc()
             edit.get("title", type=Text).insert(0, f"edit {index}")
             await clients[0].send(encode_message(Update(edit.get_update())))
@@ -150,11 +103,11 @@ async def test_no_unloaded_room_stays_reachable(tmp_path: Path) -> None:
             rooms.append(weakref.ref(room))
             del room
             # The burst is open: the closer's next tick counts it in the journal lag.
-            await _until(lambda: _journal_lag() >= 1, "the journal closer saw the burst")
+            await until(lambda: _journal_lag() >= 1, "the journal closer saw the burst")
             await asyncio.gather(*(client.socket.close() for client in clients))
-            await _until(lambda d=draft: service.rooms.get(d) is None, "the room unloaded")
-        await _until(lambda: service.rooms.memory.releases >= 1, "a release ran")
-        await _until(lambda: _journal_lag() == 0, "the closer ticked with no room left")
+            await until(lambda d=draft: service.rooms.get(d) is None, "the room unloaded")
+        await until(lambda: service.rooms.memory.releases >= 1, "a release ran")
+        await until(lambda: _journal_lag() == 0, "the closer ticked with no room left")
         gc.collect()
         alive = [ref() for ref in rooms if ref() is not None]
         assert not alive, f"{len(alive)} unloaded room(s) still reachable"
@@ -167,14 +120,17 @@ async def test_a_release_swaps_the_free_lists_and_empties_the_stores_sqlite_left
     start, and the store's SQLite connections hold no dead cursor reference and no statement
     compiled during the storm (server/sync/arenas.py)."""
     token = TokenSigner(SECRET).issue("storm", ttl_seconds=3600, now=time.time())
-    async with _server(tmp_path) as (ws_url, service):
+    async with serving_in_process(tmp_path) as served:
+        ws_url, service = served.ws_url, served.service
         memory = service.rooms.memory
         assert memory.spares is not None  # made with the service, in its loop
         connections = list(memory.sqlite_connections())
         assert connections, "the SQLite store names its connections"
         clients: list[RawClient] = []
         for _ in range(100 // AT_ONCE):
-            clients += await asyncio.gather(*(_synced(ws_url, token) for _ in range(AT_ONCE)))
+            clients += await asyncio.gather(
+                *(synced_client(ws_url, DRAFT, token) for _ in range(AT_ONCE))
+            )
         edit = Doc()
         edit.get("title", type=Text).insert(0, "storm")
         await clients[0].send(encode_message(Update(edit.get_update())))
@@ -182,8 +138,8 @@ async def test_a_release_swaps_the_free_lists_and_empties_the_stores_sqlite_left
         cached = sum(_cached_statements(connection) for connection in connections)
         releases = memory.releases
         await asyncio.gather(*(client.socket.close() for client in clients))
-        await _until(lambda: service.rooms.get(DRAFT) is None, "the room unloaded")
-        await _until(lambda: memory.releases > releases, "the unload's release ran")
+        await until(lambda: service.rooms.get(DRAFT) is None, "the room unloaded")
+        await until(lambda: memory.releases > releases, "the unload's release ran")
         assert memory.spares.swaps >= 1
         for connection in connections:
             references = [

@@ -12,20 +12,15 @@ import asyncio
 import sys
 import time
 import weakref
-from collections.abc import Callable
 
 import pytest
-import uvicorn
 import uvloop
 
-from crdt.protocol import SyncStep1, SyncStep2, encode_message
-from server.app import create_app
 from server.auth import TokenSigner
-from server.config import Settings
 from server.sync import tables
-from server.sync.wsprotocol import LeanWebSocketProtocol
-from tests.support.raw_client import RawClient, connect_raw
-from tests.support.server_process import SECRET, free_port
+from tests.support.in_process_server import serving_in_process, synced_client, until
+from tests.support.raw_client import RawClient
+from tests.support.server_process import SECRET
 
 CONNECTIONS = 400  # enough for every table below to pass tables.MIN_BYTES
 AT_ONCE = 50
@@ -96,66 +91,38 @@ def test_the_loop_tables_of_uvloop_and_of_asyncio_are_found() -> None:
         assert len(ids) >= 2, "the loop's transports by descriptor were not found"
 
 
-async def _until(ready: Callable[[], bool], what: str, *, tries: int = 1000) -> None:
-    for _ in range(tries):  # at most ~20 s
-        if ready():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"not within the bound: {what}")
-
-
-async def _synced(ws_url: str, token: str) -> RawClient:
-    client = await connect_raw(ws_url, "storm", token)
-    await client.send(encode_message(SyncStep1(b"\x00")))
-    await client.next_message(SyncStep2)
-    return client
-
-
 async def test_a_release_rebuilds_the_tables_a_storm_grew(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """uvicorn's sets of connections and tasks (registered as `draftsync serve` does), the
     loop's transports and asyncio's set of tasks: grown past MIN_BYTES by the storm, under it
     once the room has unloaded and its release has run."""
-    settings = Settings(data_dir=tmp_path, secret=SECRET, room_grace_seconds=0.1)
-    app = create_app(settings)
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        ws=LeanWebSocketProtocol,
-        ws_per_message_deflate=False,
-        log_level="warning",
-        log_config=None,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    state = server.server_state
-    tables.watch(state.connections)
-    tables.watch(state.tasks)
-    serving = asyncio.create_task(server.serve())
     token = TokenSigner(SECRET).issue("storm", ttl_seconds=3600, now=time.time())
-    try:
-        await _until(lambda: server.started or serving.done(), "the server listens")
-        assert server.started, "the server did not start"
-        service = app.state.service
-        grown = [state.connections, state.tasks, *tables.loop_tables(asyncio.get_running_loop())]
-        clients: list[RawClient] = []
-        for _ in range(CONNECTIONS // AT_ONCE):
-            url = f"ws://127.0.0.1:{port}/ws"
-            clients += await asyncio.gather(*(_synced(url, token) for _ in range(AT_ONCE)))
-        await _until(lambda: service.connections == CONNECTIONS, "every connection tracked")
-        assert all(sys.getsizeof(table) >= tables.MIN_BYTES for table in grown)
-        memory = service.rooms.memory
-        releases = memory.releases
-        await asyncio.gather(*(client.socket.close() for client in clients))
-        clients.clear()  # their transports and tasks share this loop's tables
-        await _until(lambda: service.rooms.get("storm") is None, "the room unloaded")
-        await _until(lambda: memory.releases > releases, "the unload's release ran")
-        sizes = [sys.getsizeof(table) for table in grown]
-        assert all(size < tables.MIN_BYTES for size in sizes), sizes
-        assert memory.tables_shrunk >= len(grown)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 30)
-        tables.unwatch(state.connections)
-        tables.unwatch(state.tasks)
+    async with serving_in_process(tmp_path) as served:
+        state = served.uvicorn_server.server_state
+        tables.watch(state.connections)
+        tables.watch(state.tasks)
+        try:
+            service = served.service
+            grown = [
+                state.connections,
+                state.tasks,
+                *tables.loop_tables(asyncio.get_running_loop()),
+            ]
+            clients: list[RawClient] = []
+            for _ in range(CONNECTIONS // AT_ONCE):
+                clients += await asyncio.gather(
+                    *(synced_client(served.ws_url, "storm", token) for _ in range(AT_ONCE))
+                )
+            await until(lambda: service.connections == CONNECTIONS, "every connection tracked")
+            assert all(sys.getsizeof(table) >= tables.MIN_BYTES for table in grown)
+            memory = service.rooms.memory
+            releases = memory.releases
+            await asyncio.gather(*(client.socket.close() for client in clients))
+            clients.clear()  # their transports and tasks share this loop's tables
+            await until(lambda: service.rooms.get("storm") is None, "the room unloaded")
+            await until(lambda: memory.releases > releases, "the unload's release ran")
+            sizes = [sys.getsizeof(table) for table in grown]
+            assert all(size < tables.MIN_BYTES for size in sizes), sizes
+            assert memory.tables_shrunk >= len(grown)
+        finally:
+            tables.unwatch(state.connections)
+            tables.unwatch(state.tasks)

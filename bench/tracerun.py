@@ -157,7 +157,7 @@ async def _room(
         done = 0
         for conn, frames in runs:
             # the reader decodes each frame (all are sync updates here) as the server's does
-            # (`server.sync.endpoint._run_from`), then hands the run over
+            # (`server.sync.endpoint._run_in`), then hands the run over
             await room.receive_run(conn, [_payload(f) for f in frames])
             await asyncio.sleep(0)  # the server's reader awaits the next frame here
             done += len(frames)

@@ -306,37 +306,31 @@ async def _read(receive: Receive, room: Room, conn: Connection, expiry: TokenExp
 async def _read_queued(
     inbox: Inbox, sink: _Sink, room: Room, conn: Connection, expiry: TokenExpiry
 ) -> int:
-    """The reader's task: the messages `receive` gives, and what the sink left to finish."""
+    """The reader's task: the messages `receive` gives, and what the sink left to finish.
+
+    Binary messages are handled by the sink's own code, in the task: the ones that arrived
+    together are handed over as one read of the protocol's would be (`_arrived`), so a frame
+    is checked, gathered into runs and given to the room in one place however it came."""
     while True:
         message = await inbox.next()
-        if message is SINK_BUSY:
-            await sink.finish()
-            continue
-        if message["type"] == "websocket.disconnect":
-            return int(message.get("code", 1005))
-        data = message.get("bytes")
-        if data is None:
-            raise MalformedMessage("text frames are not part of the protocol: send binary frames")
-        if not conn.is_open or expiry.lapsed():
-            continue  # closing, or the token expired: what the client sends is dropped
-        metrics.TALLY.bytes_received += len(data)
-        decoded: Message | None = decode_message(data)
-        while type(decoded) is Update:
-            run, decoded = _run_from(inbox, decoded.update)
-            await room.receive_run(conn, run)
-            if not conn.is_open or expiry.lapsed():  # frames read next may be later than `exp`
-                decoded = None
-        if decoded is not None:
-            await room.receive(conn, decoded)
+        if message is not SINK_BUSY:
+            if message["type"] == "websocket.disconnect":
+                return int(message.get("code", 1005))
+            data = message.get("bytes")
+            if data is None:
+                raise MalformedMessage(
+                    "text frames are not part of the protocol: send binary frames"
+                )
+            sink.leave(_arrived(inbox, data))
+        await sink.finish()
 
 
-def _run_from(inbox: Inbox, first: bytes) -> tuple[list[bytes], Message | None]:
-    """`first` and the updates of the update frames that arrived right behind it (at most
-    `MAX_RUN`): the room applies them as one. Also the message that ended the run, when it is
-    another protocol message: decoded here, it is handled next without decoding it again.
-    Anything else that ends it (a malformed or text frame, the disconnect) is read in turn."""
-    run = [first]
-    while len(run) < MAX_RUN:
+def _arrived(inbox: Inbox, first: bytes) -> list[bytes]:
+    """`first` and the binary messages that arrived right behind it (at most `MAX_RUN`): the
+    room applies a run of updates among them as one. Anything else (a text frame, the
+    disconnect) is given back and read in turn."""
+    payloads = [first]
+    while len(payloads) < MAX_RUN:
         message = inbox.ready()
         if message is None:
             break
@@ -344,21 +338,8 @@ def _run_from(inbox: Inbox, first: bytes) -> tuple[list[bytes], Message | None]:
         if data is None or message["type"] != "websocket.receive":
             inbox.give_back(message)
             break
-        payload = update_payload(data)  # a keystroke's frame: no message object
-        if payload is not None:
-            metrics.TALLY.bytes_received += len(data)
-            run.append(payload)
-            continue
-        try:
-            decoded = decode_message(data)
-        except ProtocolError:
-            inbox.give_back(message)  # decoded again in turn, on its way to closing with 4400
-            break
-        metrics.TALLY.bytes_received += len(data)
-        if type(decoded) is not Update:
-            return run, decoded
-        run.append(decoded.update)
-    return run, None
+        payloads.append(data)
+    return payloads
 
 
 class _Sink:
@@ -373,7 +354,8 @@ class _Sink:
     or `current_task()` in the room sees it). A room call that has to wait (the commit
     queue is full, a review's turn) is not waited for here: `take` says so, the protocol wakes
     the task, and the task finishes that call and the rest (`finish`) before it reads on. An
-    exception goes the same way, raised in the task as `_read` would have raised it."""
+    exception goes the same way, raised in the task. The task's own messages (queued while it
+    was busy, or under another ASGI server) go through the same code (`leave`, `finish`)."""
 
     __slots__ = ("_conn", "_expiry", "_loop", "_pending", "_room", "_task")
 
@@ -389,13 +371,13 @@ class _Sink:
         """Handle `payloads` now; False: the reader's task must `finish` them."""
         task = self._task
         if task is None:
-            self._pending = (None, payloads, 0, None)
+            self.leave(payloads)
             return False
         loop = self._loop
         try:
             _enter_task(loop, task)
         except RuntimeError:  # called from inside a task: leave the work to the reader's
-            self._pending = (None, payloads, 0, None)
+            self.leave(payloads)
             return False
         try:
             left = self._handle(payloads, 0, None)
@@ -408,6 +390,10 @@ class _Sink:
             return True
         self._pending = left
         return False
+
+    def leave(self, payloads: list[bytes]) -> None:
+        """Leave `payloads` for the reader's task to handle (`finish`)."""
+        self._pending = (None, payloads, 0, None)
 
     async def finish(self) -> None:
         """On the reader's task: finish what `take` left (wait for the room, handle the rest)."""
@@ -423,10 +409,11 @@ class _Sink:
             left = self._handle(payloads, at, decoded)
 
     def _handle(self, payloads: list[bytes], at: int, decoded: Message | None) -> _Left | None:
-        """Handle `decoded` (a message that ended a run), then `payloads[at:]`, in order,
-        as `_read_queued` handles each message, until a room call has to wait: then what is
-        left (that call, the payloads, where the rest starts, a message that ended its run);
-        None once all are handled."""
+        """Handle `decoded` (a message that ended a run), then `payloads[at:]`, in order, until
+        a room call has to wait: then what is left (that call, the payloads, where the rest
+        starts, a message that ended its run); None once all are handled. The one place a
+        client's binary frame is checked, gathered into a run and given to the room, on the
+        protocol's turn (`take`) or the reader's task (`finish`)."""
         room, conn, expiry = self._room, self._conn, self._expiry
         end = len(payloads)
         while decoded is not None or at < end:
@@ -476,7 +463,7 @@ _Left = tuple[Awaitable[Any] | None, list[bytes], int, Message | None]
 def _run_in(
     payloads: list[bytes], at: int, first: bytes
 ) -> tuple[list[bytes], int, Message | None]:
-    """`_run_from` over a list: `first` and the updates of `payloads[at:]` right behind it
+    """A run: `first` and the updates of `payloads[at:]` right behind it
     (at most `MAX_RUN`), where the rest starts, and the protocol message that ended the run
     (decoded, handled next; None if the run ended otherwise)."""
     run = [first]

@@ -8,10 +8,11 @@ whose value it had seen (`_review_sequential`): the update's one item is read al
 (`read_overwrite`), its key found from its origin; everything else (concurrent writes, several
 keys or items, values that are not scalars, anything unreadable) is reviewed in full. A
 full review of one write that raced another (one item, one scalar or Deleted, any delete set:
-a third of S5's writes) reads it with `read_single_write` rather than `decode_update`, and
-so the client's bytes when it lost. The id -> key index is built on the first `fields` write
-after a load, from the document minus that write, so cold loads stay as fast as without
-semantic fields.
+a third of S5's writes) reads it with `read_single_write` rather than `decode_update` (the
+client's bytes when it lost with `read_overwrite`: they are an overwrite as sent), indexes it
+alone (`FieldIndex.ingest_single`) and an `lww` key's rule answers at once when Yjs's value
+stands. The id -> key index is built on the first `fields` write after a load, from the
+document minus that write, so cold loads stay as fast as without semantic fields.
 
 The room asks `review()` after applying a client update; the answer (`Review`) says what the
 server must write as its own change. `absorb()` indexes the server's own change afterwards, and

@@ -95,7 +95,7 @@ class Spares:
     storm, uvloop's lists of `Handle`s (a `call_soon` each) and of `TimerHandle`s (a
     `call_later`/`call_at` each: the connections' deadlines, every `asyncio.sleep`) and
     _asyncio's list of future iterators (an `await` of a future each) hold objects made during
-    the storm, spread over its arenas: `bench relay` N3000 left 1-3 arenas kept by nothing but
+    the storm, spread over its arenas: `bench relay` N3000 left up to 2 arenas kept by nothing but
     free-listed timer handles. No list can be emptied from Python, but each can be swapped:
     take as many objects as the list holds (it is empty now), free the spares into it (it is
     full of objects made at start), free the storm's (the list is full: they go back to

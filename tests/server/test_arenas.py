@@ -112,7 +112,7 @@ async def _timer_handle_ids(loop: asyncio.AbstractEventLoop, count: int) -> list
 
 def test_a_swap_puts_spare_timer_handles_in_place_of_the_storms() -> None:
     """uvloop's free list of timer handles (a `call_later` each: every deadline, every
-    `asyncio.sleep`) held the storm's last ones, which kept 1-3 arenas of `bench relay` N3000
+    `asyncio.sleep`) held the storm's last ones, which kept up to 2 arenas of `bench relay` N3000
     after the release. After a swap, the next timer handles are the spares made at start."""
 
     async def run() -> tuple[set[int], list[int], list[int]]:

@@ -7,9 +7,9 @@ arenas stayed resident, each kept by a handful of objects made during the storm 
 it (docs/performance-notes.md, "Memory after N3000: the free lists and SQLite's leftovers").
 What a release (server/sync/memory.py) lets go of, from here:
 
-- `Spares`: uvloop's free list of `Handle`s and _asyncio's of future iterators (250 and 255
-  objects kept for reuse) held the storm's last ones. A swap puts objects made at start in
-  their place and frees the storm's.
+- `Spares`: uvloop's free lists of `Handle`s and of `TimerHandle`s and _asyncio's of future
+  iterators (250, 250 and 255 objects kept for reuse) held the storm's last ones. A swap puts
+  objects made at start in their place and frees the storm's.
 - `drop_dead_cursor_references`: sqlite3 keeps a weak reference to each cursor a connection
   made and prunes the dead ones only every 200 cursors.
 - `drop_cached_statements`: a statement first run during the storm (the first edit's inserts,
@@ -30,15 +30,19 @@ import weakref
 __all__ = [
     "FREE_LIST_FUTURE_ITERS",
     "FREE_LIST_HANDLES",
+    "FREE_LIST_TIMER_HANDLES",
     "Spares",
     "drop_cached_statements",
     "drop_dead_cursor_references",
 ]
 
-# uvloop's `@cython.freelist(DEFAULT_FREELIST_SIZE)` on `Handle` (uvloop/includes/consts.pxi);
-# _asyncio's FI_FREELIST_MAXLEN (Modules/_asynciomodule.c, 3.11).
+# uvloop's `@cython.freelist(DEFAULT_FREELIST_SIZE)` on `Handle` and on `TimerHandle`
+# (uvloop/includes/consts.pxi); _asyncio's FI_FREELIST_MAXLEN (Modules/_asynciomodule.c, 3.11).
 FREE_LIST_HANDLES = 250
+FREE_LIST_TIMER_HANDLES = 250
 FREE_LIST_FUTURE_ITERS = 255
+# A spare timer handle is cancelled as soon as it is made: its delay is never reached.
+_SPARE_DELAY = 3600.0
 
 
 def drop_dead_cursor_references(connection: sqlite3.Connection) -> int:
@@ -83,18 +87,26 @@ def _nothing() -> None:
 
 
 class Spares:
-    """Objects of the two free-listed types a connection storm churns through, made while the
+    """Objects of the three free-listed types a connection storm churns through, made while the
     process is idle and kept, so that a release can put them in the free lists in place of
     the storm's.
 
     A free list keeps the last objects freed, up to its size, for the next allocation: after a
-    storm, uvloop's list of `Handle`s (a `call_soon` each) and _asyncio's list of future
-    iterators (an `await` of a future each) hold objects made during the storm, spread over
-    its arenas. Neither list can be emptied from Python, but both can be swapped: take as many
-    objects as the list holds (it is empty now), free the spares into it (it is full of
-    objects made at start), free the storm's (the list is full: they go back to pymalloc).
-    `take` then makes the spares for the next swap: from the free lists, which hold the
-    spares again by then."""
+    storm, uvloop's lists of `Handle`s (a `call_soon` each) and of `TimerHandle`s (a
+    `call_later`/`call_at` each: the connections' deadlines, every `asyncio.sleep`) and
+    _asyncio's list of future iterators (an `await` of a future each) hold objects made during
+    the storm, spread over its arenas: `bench relay` N3000 left up to 2 arenas kept by nothing but
+    free-listed timer handles. No list can be emptied from Python, but each can be swapped:
+    take as many objects as the list holds (it is empty now), free the spares into it (it is
+    full of objects made at start), free the storm's (the list is full: they go back to
+    pymalloc). `take` then makes the spares for the next swap: from the free lists, which hold
+    the spares again by then.
+
+    A timer handle holds one more object, its `when()` (a float made with it): spares made
+    anew would hold new floats, 250 of them wherever the next floats land (a storm's pool, an
+    arena kept for them alone). So a swap keeps the old spares' floats, and `take` frees each
+    one just before the timer handle that reuses it (the float free list hands out the float
+    freed last): run after a full collection, which empties that list."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -103,34 +115,53 @@ class Spares:
         self._context = contextvars.Context()
         self._future: asyncio.Future[None] = loop.create_future()  # never done, never awaited
         self._handles: list[asyncio.Handle] = []
+        self._timer_handles: list[asyncio.TimerHandle] = []
         self._iterators: list[object] = []
+        self._whens: list[float] = []  # the last spares' timer handles' floats, for the next
         self.swaps = 0
         self.take()
+
+    def _made(
+        self, whens: list[float]
+    ) -> tuple[list[asyncio.Handle], list[asyncio.TimerHandle], list[object]]:
+        """A free list's worth of each, cancelled at once (the loop lets go of a cancelled
+        handle at its next pass, uncalled; of a timer handle as it is cancelled). Each timer
+        handle is made just after one of `whens` is freed, for it to reuse."""
+        handles = [
+            self._loop.call_soon(_nothing, context=self._context) for _ in range(FREE_LIST_HANDLES)
+        ]
+        timer_handles = []
+        for _ in range(FREE_LIST_TIMER_HANDLES):
+            if whens:
+                whens.pop()  # freed: the float free list's next
+            timer_handles.append(
+                self._loop.call_later(_SPARE_DELAY, _nothing, context=self._context)
+            )
+        for handle in (*handles, *timer_handles):
+            handle.cancel()
+        iterators = [self._future.__await__() for _ in range(FREE_LIST_FUTURE_ITERS)]
+        return handles, timer_handles, iterators
 
     def take(self) -> None:
         """Hold a free list's worth of each (from the lists first, while they have any)."""
         if self._handles:
             return
-        self._handles = [
-            self._loop.call_soon(_nothing, context=self._context) for _ in range(FREE_LIST_HANDLES)
-        ]
-        for handle in self._handles:
-            handle.cancel()  # the loop lets go of it at its next pass, uncalled
-        self._iterators = [self._future.__await__() for _ in range(FREE_LIST_FUTURE_ITERS)]
+        self._handles, self._timer_handles, self._iterators = self._made(self._whens)
 
     async def swap(self) -> None:
         """Free the spares into the free lists, and what the lists held back to pymalloc."""
         if not self._handles:
             return
-        handles = [
-            self._loop.call_soon(_nothing, context=self._context) for _ in range(FREE_LIST_HANDLES)
-        ]
-        for handle in handles:
-            handle.cancel()
-        iterators = [self._future.__await__() for _ in range(FREE_LIST_FUTURE_ITERS)]
-        await asyncio.sleep(0)  # the loop passes the cancelled handles and lets go of them
+        handles, timer_handles, iterators = self._made([])
+        # The loop passes the cancelled handles and lets go of them; a cancelled timer
+        # handle's libuv timer (which holds it) is closed at the end of that pass.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        self._whens = [handle.when() for handle in self._timer_handles]  # kept for `take`
         self._handles.clear()  # the spares fill the lists again
+        self._timer_handles.clear()
         self._iterators.clear()
         handles.clear()  # the lists are full: these are freed
+        timer_handles.clear()
         iterators.clear()
         self.swaps += 1

@@ -35,8 +35,17 @@ closed `Room`, its journal), and the service's set of connections is emptied in 
 
 - What the storm's last objects pin (server/sync/arenas.py): before the collection, a release
   swaps spares made at start into uvloop's and _asyncio's free lists (whose last objects were
-  the storm's) and drops the store's dead cursor references and cached statements
-  (docs/performance-notes.md, "Memory after N3000: the free lists and SQLite's leftovers").
+  the storm's: handles, timer handles, future iterators) and drops the store's dead cursor
+  references and cached statements (docs/performance-notes.md, "Memory after N3000: the free
+  lists and SQLite's leftovers").
+- The periodic tasks' objects (uvicorn's 0.1 s tick, the journal closer's sleep): what they
+  hold across the release was made during the storm, and a free list hands the object freed
+  last out first, so each would be handed back to its task at every turn, for good. The
+  release leaves the spares in the (full) free lists, so that such an object freed after it
+  goes back to pymalloc, and settles SETTLE_AFTER_SECONDS later: a second full collection
+  (it empties the builtin free lists, floats, tuples, contexts, of what was freed into them
+  since), then the spares taken again (docs/performance-notes.md, "Memory after N3000: the
+  timer handles and the periodic tasks").
 
 - The hash tables a storm grew (server/sync/tables.py): uvloop's transports by descriptor,
   asyncio's set of tasks, uvicorn's sets of connections and of tasks (`draftsync serve`
@@ -44,11 +53,11 @@ closed `Room`, its journal), and the service's set of connections is emptied in 
   empty ones after the collection (~0.5 MB after N3000).
 
 Not given back: the rest of pymalloc's arenas kept by objects that outlive a burst of
-connections (uvloop's free list of timer handles, the `_abc` caches' entries, objects that
-the periodic tasks keep making in the storm's pools), and the bounded caches themselves
-(SQLite's page cache of each connection, the summaries' headings, the token cache). On a libc
-without `malloc_trim` and `mallopt` (musl, macOS) this does nothing but the collection, the
-cache clear and the above.
+connections (the `_abc` caches' entries, what the periodic tasks keep making in the storm's
+pools: a pool is reused for as long as it has a live block), and the bounded caches
+themselves (SQLite's page cache of each connection, the summaries' headings, the token
+cache). On a libc without `malloc_trim` and `mallopt` (musl, macOS) this does nothing but the
+collection, the cache clear and the above.
 """
 
 from __future__ import annotations
@@ -69,6 +78,7 @@ from server.sync.tables import loop_tables, shrink, watched
 __all__ = [
     "MMAP_THRESHOLD",
     "QUIET_SECONDS",
+    "SETTLE_AFTER_SECONDS",
     "TRIM_THRESHOLD",
     "WAIT_AT_MOST_SECONDS",
     "MemoryTrimmer",
@@ -90,6 +100,9 @@ _M_MMAP_THRESHOLD = -3
 # release), but at most WAIT_AT_MOST_SECONDS after the first unload it covers.
 QUIET_SECONDS = 0.5
 WAIT_AT_MOST_SECONDS = 5.0
+# The release settles (a second collection, the spares taken again) this long after it ran:
+# past a period of each periodic task (uvicorn's 0.1 s tick, the journal closer's 0.5 s).
+SETTLE_AFTER_SECONDS = 1.0
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -138,23 +151,27 @@ def release_now() -> None:
 class MemoryTrimmer:
     """Once rooms have unloaded: the free lists swapped and the store's SQLite leftovers
     dropped, the type cache cleared, a full collection, the tables a storm grew shrunk, then
-    `malloc_trim(0)` on a worker thread."""
+    `malloc_trim(0)` on a worker thread; a second later, a second collection and the spares
+    taken again (`_settle`)."""
 
     def __init__(
         self,
         *,
         quiet: float = QUIET_SECONDS,
         wait_at_most: float = WAIT_AT_MOST_SECONDS,
+        settle_after: float = SETTLE_AFTER_SECONDS,
     ) -> None:
         libc = _libc()
         self._trim: Callable[[int], int] | None = None if libc is None else libc.malloc_trim
         self._quiet = quiet
         self._wait_at_most = wait_at_most
+        self._settle_after = settle_after
         self._first_unload: float | None = None  # of the unloads the next release covers
         self._last_unload = 0.0
         self._running: asyncio.Task[None] | None = None
         self.releases = 0  # collections (and trims, where glibc is) run so far
         self.trims = 0
+        self.settles = 0  # releases settled (`_settle`)
         self.tables_shrunk = 0  # hash tables rebuilt at their size (server/sync/tables.py)
         # What keeps a storm's last objects out of its arenas (server/sync/arenas.py), made now:
         # the trimmer is made with the service, before any client.
@@ -195,6 +212,20 @@ class MemoryTrimmer:
         finally:
             self._running = None
 
+    def _settle(self) -> None:
+        """A while after a release: the builtin free lists (floats, tuples, contexts, ...)
+        emptied again by a second full collection (what the release and the periodic tasks
+        freed into them since sat there below the objects in use, each in one of the storm's
+        arenas), then the spares taken for the next swap, their timer handles' floats from the
+        emptied float free list (server/sync/arenas.py)."""
+        try:
+            gc.collect()
+            if self.spares is not None:
+                self.spares.take()
+        except Exception:  # never fatal: memory stays as it was
+            logger.exception("memory release failed to settle")
+        self.settles += 1
+
     async def _release(self) -> None:
         try:
             # What the storm left in the free lists and SQLite's connections goes with the rest
@@ -205,12 +236,16 @@ class MemoryTrimmer:
                 drop_dead_cursor_references(connection)
                 drop_cached_statements(connection)
             _collect()  # the unloaded rooms' cycles, before their pages can be given back
+            # The spares are taken again only once the periodic tasks (uvicorn's tick, the
+            # journal closer's) have each freed what they held across the swap (a future
+            # iterator, a handle: the storm's): freed into full free lists, those go back to
+            # pymalloc instead of being handed out again for good.
+            if self.spares is not None:
+                asyncio.get_running_loop().call_later(self._settle_after, self._settle)
             # The tables the storm grew, emptied now (server/sync/tables.py): each one mapped
             # on its own, unmapped as it is freed.
             for table in (*loop_tables(asyncio.get_running_loop()), *watched()):
                 self.tables_shrunk += shrink(table)
-            if self.spares is not None:
-                self.spares.take()
             if self._trim is not None:
                 await asyncio.to_thread(self._trim, 0)
                 self.trims += 1

@@ -20,6 +20,7 @@ import uvloop
 from server.sync.arenas import (
     FREE_LIST_FUTURE_ITERS,
     FREE_LIST_HANDLES,
+    FREE_LIST_TIMER_HANDLES,
     Spares,
     drop_cached_statements,
     drop_dead_cursor_references,
@@ -87,14 +88,67 @@ def test_spares_are_taken_again_for_the_next_swap() -> None:
     async def run() -> tuple[int, int]:
         spares = Spares(asyncio.get_running_loop())
         await spares.swap()
-        emptied = len(spares._handles) + len(spares._iterators)
+        emptied = len(spares._handles) + len(spares._timer_handles) + len(spares._iterators)
         spares.take()
-        return emptied, len(spares._handles) + len(spares._iterators)
+        return emptied, len(spares._handles) + len(spares._timer_handles) + len(spares._iterators)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         emptied, taken = runner.run(run())
     assert emptied == 0
-    assert taken == FREE_LIST_HANDLES + FREE_LIST_FUTURE_ITERS
+    assert taken == FREE_LIST_HANDLES + FREE_LIST_TIMER_HANDLES + FREE_LIST_FUTURE_ITERS
+
+
+async def _timer_handle_ids(loop: asyncio.AbstractEventLoop, count: int) -> list[int]:
+    """The next `count` timer handles the loop makes (made, then cancelled and let go of)."""
+    handles = [loop.call_later(60.0, _nothing) for _ in range(count)]
+    ids = [id(handle) for handle in handles]
+    for handle in handles:
+        handle.cancel()
+    del handles
+    await asyncio.sleep(0)  # the cancelled handles' libuv timers close: they let go
+    await asyncio.sleep(0)
+    return ids
+
+
+def test_a_swap_puts_spare_timer_handles_in_place_of_the_storms() -> None:
+    """uvloop's free list of timer handles (a `call_later` each: every deadline, every
+    `asyncio.sleep`) held the storm's last ones, which kept up to 2 arenas of `bench relay` N3000
+    after the release. After a swap, the next timer handles are the spares made at start."""
+
+    async def run() -> tuple[set[int], list[int], list[int]]:
+        loop = asyncio.get_running_loop()
+        spares = Spares(loop)
+        spare_ids = {id(handle) for handle in spares._timer_handles}
+        await _timer_handle_ids(loop, 4 * FREE_LIST_TIMER_HANDLES)  # a storm through the list
+        before = await _timer_handle_ids(loop, FREE_LIST_TIMER_HANDLES // 2)  # no swap
+        await _timer_handle_ids(loop, 4 * FREE_LIST_TIMER_HANDLES)
+        await spares.swap()
+        after = await _timer_handle_ids(loop, FREE_LIST_TIMER_HANDLES // 2)
+        return spare_ids, before, after
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        spare_ids, before, after = runner.run(run())
+    assert not spare_ids & set(before)  # the test has teeth: the storm's came
+    assert len(spare_ids & set(after)) >= len(after) - 4
+
+
+def test_spare_timer_handles_taken_again_keep_the_floats_of_the_last_ones() -> None:
+    """A timer handle holds a float made with it (`when()`): spares made anew would hold 250
+    new floats wherever floats land next (a storm's pool). Taken after a full collection, the
+    spares reuse the floats of the spares the swap gave to the free list."""
+
+    async def run() -> tuple[set[int], set[int]]:
+        spares = Spares(asyncio.get_running_loop())
+        await spares.swap()
+        kept = {id(when) for when in spares._whens}
+        gc.collect()  # empties the float free list, as a release's settling does
+        spares.take()
+        return kept, {id(handle.when()) for handle in spares._timer_handles}
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        kept, whens = runner.run(run())
+    assert len(kept) == FREE_LIST_TIMER_HANDLES
+    assert len(whens & kept) >= FREE_LIST_TIMER_HANDLES - 4
 
 
 def _cursor_references(connection: sqlite3.Connection) -> list[weakref.ref[object]]:

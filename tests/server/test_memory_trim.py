@@ -11,6 +11,7 @@ import weakref
 import pytest
 
 from server.sync import memory
+from server.sync.arenas import FREE_LIST_FUTURE_ITERS, FREE_LIST_HANDLES
 from server.sync.memory import MemoryTrimmer
 
 GLIBC = platform.libc_ver()[0] == "glibc"
@@ -69,6 +70,44 @@ async def test_a_release_collects_cyclic_garbage() -> None:
 
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+async def test_a_future_iterator_held_across_a_release_goes_back_once_freed() -> None:
+    """A periodic task's await (uvicorn's tick, the journal closer's sleep) holds a future
+    iterator made during the storm while the release swaps the free lists. Freed after it,
+    that iterator must go back to pymalloc: the release leaves the spares in the list (full)
+    until it settles. Taken at once, they would leave the list empty, and the task's next
+    await would get the storm's iterator back, and keep it for good."""
+    trimmer = MemoryTrimmer(quiet=0.01, wait_at_most=0.05, settle_after=600.0)
+    assert trimmer.spares is not None
+    spares = {id(iterator) for iterator in trimmer.spares._iterators}
+    future = asyncio.get_running_loop().create_future()
+    storm = [future.__await__() for _ in range(4 * FREE_LIST_FUTURE_ITERS)]
+    del storm  # the free list holds the storm's last ones
+    held = future.__await__()
+    stale = id(held)
+    assert stale not in spares
+    trimmer.room_unloaded()
+    await _until(lambda: trimmer.releases == 1)
+    assert trimmer.settles == 0
+    del held  # the task's await ends: into a full list, so freed
+    again = future.__await__()  # its next await
+    assert id(again) != stale
+    assert id(again) in spares
+    future.cancel()
+
+
+async def test_a_release_settles_and_takes_its_spares_again() -> None:
+    trimmer = MemoryTrimmer(quiet=0.01, wait_at_most=0.05, settle_after=0.01)
+    assert trimmer.spares is not None
+    trimmer.room_unloaded()
+    await _until(lambda: trimmer.settles == 1)
+    assert trimmer.releases == 1
+    assert len(trimmer.spares._handles) == FREE_LIST_HANDLES  # ready for the next swap
+    assert len(trimmer.spares._iterators) == FREE_LIST_FUTURE_ITERS
+    trimmer.room_unloaded()  # the next release swaps them in again
+    await _until(lambda: trimmer.settles == 2)
+    assert trimmer.spares.swaps == 2
+
+
 def test_configure_fixes_glibc_thresholds() -> None:
     # Idempotent and process-wide: glibc's starting values, with its dynamic raise turned off.
     assert memory.configure() is True

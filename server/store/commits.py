@@ -22,6 +22,10 @@ transaction. A turn that brings none (the writers paused) ends the wait at once,
 that merely follows another closely waits one loop turn more. Nothing is visible or
 acknowledged before its batch commits (the rooms' gates release on `on_committed`), so
 durability is the same; only the first write of a batch waits up to `GATHER_SECONDS` longer.
+When the commit task is parked, the same gather runs from loop callbacks and commits on the
+loop (`_gather_inline`): at a steady trickle it mostly ends with one write, and the task's
+wake-up cost more than that write's commit (docs/performance-notes.md, "The group commit's
+gather on the loop").
 
 The queue is bounded: a room waits for room (`wait_for_space`) *before* applying an update, so
 that applying, numbering and queueing happen with no await in between and versions enter the

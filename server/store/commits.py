@@ -22,6 +22,10 @@ transaction. A turn that brings none (the writers paused) ends the wait at once,
 that merely follows another closely waits one loop turn more. Nothing is visible or
 acknowledged before its batch commits (the rooms' gates release on `on_committed`), so
 durability is the same; only the first write of a batch waits up to `GATHER_SECONDS` longer.
+When the commit task is parked, the same gather runs from loop callbacks and commits on the
+loop (`_gather_inline`): at a steady trickle it mostly ends with one write, and the task's
+wake-up cost more than that write's commit (docs/performance-notes.md, "The group commit's
+gather on the loop").
 
 The queue is bounded: a room waits for room (`wait_for_space`) *before* applying an update, so
 that applying, numbering and queueing happen with no await in between and versions enter the
@@ -96,6 +100,8 @@ class CommitPipeline:
         self._last_commit = -math.inf  # when the last commit ended (perf_counter)
         self._gather = False  # a write was queued soon after a commit: the task gathers first
         self._first_queued = 0.0  # when the queue's oldest write was queued
+        self._gathering = False  # a gather runs from loop callbacks, the task parked
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop `submit` runs on
         # Told of each committed batch's drafts (webhooks: server/webhooks/changes.py).
         self.on_drafts_committed: Callable[[Iterable[str]], None] | None = None
 
@@ -118,19 +124,83 @@ class CommitPipeline:
         if not queue:
             now = time.perf_counter()
             if now - self._last_commit < HOT_SECONDS:
+                if self._parked:
+                    self._gather_inline(write, now)
+                    return
                 self._gather = True
             elif self._parked and not self._eager_spent and self._commit_now(write):
                 return
             self._first_queued = now
         queue.append(write)
         self._idle.clear()
-        self._ready.set()
+        if not self._gathering:
+            self._ready.set()
+
+    def _gather_inline(self, write: PendingWrite, now: float) -> None:
+        """Gather from a callback while the commit task is parked, then commit on the loop.
+
+        Why: at a steady trickle (a keystroke a millisecond across many rooms) the gather
+        mostly ends after one turn with the write alone, and waking the task for it cost
+        more than the batch: the task's wake-up and re-park (an `Event`'s future each), the
+        writer's turn (an `asyncio.Lock`) and four coroutines around one commit. The turns
+        waited and the bounds are the task's (`_gathered`); a store that cannot commit at once
+        gets the batch back at the head of the queue and the task commits it as before."""
+        self._gathering = True
+        self._first_queued = now
+        self._queue.append(write)
+        self._idle.clear()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._loop.call_soon(self._gather_turn, 0)  # this turn stands for the task's wake-up
+
+    def _gather_turn(self, seen: int) -> None:
+        queue = self._queue
+        count = len(queue)
+        if (
+            count != seen
+            and count < self._max_batch
+            and time.perf_counter() < self._first_queued + GATHER_SECONDS
+        ):
+            self._loop.call_soon(self._gather_turn, count)  # type: ignore[union-attr]
+            return
+        self._gathering = False
+        batch = self._take_batch()
+        try:
+            if batch and not self._commit_batch_now(batch):
+                queue.extendleft(reversed(batch))  # the task commits it (it waits for the store)
+        except Exception as error:  # as the task's crash: its supervisor resets the rooms
+            self.crashed(error, batch)
+            if self.on_crash is not None:
+                self.on_crash(error)
+        finally:
+            if queue:
+                self._ready.set()
+            else:
+                self._idle.set()
+
+    def _commit_batch_now(self, batch: list[PendingWrite]) -> bool:
+        """`_commit` done at once on the loop; False if the store cannot (nothing written)."""
+        started = time.perf_counter()
+        try:
+            if faults.ARMED:
+                faults.trip("commit")
+            if not self._store.append_updates_now(
+                [write.record for write in batch], [e for write in batch for e in write.events]
+            ):
+                return False
+        except StoreError as error:
+            self._failed(batch, error)
+            return True
+        self._committed(batch, started, stored=None)
+        return True
 
     def _commit_now(self, write: PendingWrite) -> bool:
         """Commit one write inside `submit`, at most once an event-loop turn; False if the
         store cannot do it without waiting (the write is then queued as usual)."""
         self._eager_spent = True
-        asyncio.get_running_loop().call_soon(self._allow_eager)
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._loop.call_soon(self._allow_eager)
         started = time.perf_counter()
         try:
             if faults.ARMED:

@@ -250,3 +250,61 @@ async def test_gathered_runs_reach_other_clients_only_once_their_batch_is_on_dis
                 break
             await asyncio.sleep(0)
         assert relayed() == 6
+
+
+class Where(Recorder):
+    """A room that notes which task each stretch was handed back in (None: a loop callback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: list[asyncio.Task[object] | None] = []
+
+    def on_committed(self, writes: Sequence[PendingWrite]) -> None:
+        self.tasks.append(asyncio.current_task())
+        super().on_committed(writes)
+
+
+@pytest.mark.usefixtures("wide_windows")
+async def test_a_gather_while_the_commit_task_waits_commits_on_the_loop(tmp_path: Path) -> None:
+    """The commit task parked (nothing queued or committing): the gather's turns run as loop
+    callbacks and the batch is committed there, the task never woken (waking it, and parking
+    it again, cost more than a lone keystroke's commit at a steady trickle)."""
+    room = Where()
+    async with running(tmp_path) as (_, pipeline):
+        pipeline.submit(write(room, 1))  # idle: inside submit, in this task
+        for version in (2, 3, 4):
+            await asyncio.sleep(0)
+            pipeline.submit(write(room, version))
+        assert room.committed == [1]
+        await pipeline.flush()
+        assert room.committed == [1, 2, 3, 4]
+        assert room.tasks == [asyncio.current_task(), None]  # the batch: in a loop callback
+        assert stored_versions(tmp_path / "draftsync.db") == [1, 2, 3, 4]
+
+
+@pytest.mark.usefixtures("wide_windows")
+async def test_a_gathered_batch_the_store_cannot_take_at_once_goes_to_the_task_in_order(
+    tmp_path: Path,
+) -> None:
+    """Another write holds the writer's turn when the gather ends: nothing is written on the
+    loop, the batch goes back to the head of the queue and the commit task commits it in
+    order once the turn is free, then what came meanwhile; nothing is released before."""
+    room = OnDisk(tmp_path / "draftsync.db")
+    async with running(tmp_path) as (store, pipeline):
+        before = batches()
+        pipeline.submit(write(room, 1))
+        async with store._log._turn:  # a snapshot's write, say
+            for version in (2, 3):
+                await asyncio.sleep(0)
+                pipeline.submit(write(room, version))
+            for _ in range(5):  # bounded: turns without a new write end the gather
+                await asyncio.sleep(0)
+            pipeline.submit(write(room, 4))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert room.committed == [1]
+            assert stored_versions(tmp_path / "draftsync.db") == [1]
+        await pipeline.flush()
+        assert room.committed == [1, 2, 3, 4]
+        assert batches() - before == 3  # the first alone, 2 and 3 together, then 4
+        assert room.failures == []

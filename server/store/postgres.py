@@ -178,7 +178,7 @@ async def _sequence(
                 continue
             version += 1
             if record.version != version:
-                stored[i] = dataclasses.replace(record, version=version)
+                stored[i] = record._replace(version=version)
                 moved[(draft_id, record.version)] = version
     return stored, moved
 

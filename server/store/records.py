@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "FIRST_WATERMARK",
@@ -27,8 +27,13 @@ __all__ = [
 FIRST_WATERMARK = 1
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateRecord:
+class UpdateRecord(NamedTuple):
+    """One stored update. A named tuple, immutable as the other records are, because the
+    room makes one per accepted write (every keystroke): a frozen dataclass's `__init__`
+    sets each of its seven fields through `object.__setattr__` (~0.8 us a record, hot), a
+    named tuple is built in one call (~0.25 us), and its fields are already a row's, in the
+    row's order."""
+
     draft_id: str
     version: int
     data: bytes
@@ -38,15 +43,8 @@ class UpdateRecord:
     created_at: float
 
     def as_row(self) -> tuple[object, ...]:
-        return (
-            self.draft_id,
-            self.version,
-            self.data,
-            self.user,
-            self.session,
-            self.client_id,
-            self.created_at,
-        )
+        """The `updates` row: the record itself (a tuple of exactly the row's columns)."""
+        return self
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,12 @@ class Summarizer:
     def committed(self, draft_id: str, version: int, user: str) -> None:
         """Who stored `version` (a room's commit listener): the dashboard's "last by"."""
         # title and status are read again at the next summary (version -1 matches none)
+        kept = self._headings.get(draft_id)
+        if kept is not None and kept.version == -1 and kept.last_user == user:
+            # Once per commit: the same writer again (typing) keeps the heading it made; a
+            # frozen dataclass costs ~0.5 us to build, the reuse ~0.1.
+            self._headings.move_to_end(draft_id)
+            return
         self._keep(draft_id, _Heading(-1, "", None, user))
 
     def forget(self, draft_id: str) -> None:

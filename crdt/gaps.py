@@ -42,6 +42,7 @@ from pycrdt import Doc, merge_updates
 # (0.14.13, as the room's `_doc`/`_txn` calls in server/sync/core.py).
 from pycrdt._pycrdt import get_update
 
+from crdt.bare_reads import state_vector
 from crdt.errors import UndecodableUpdate
 from crdt.lib0 import Reader
 from crdt.updates import decode_update
@@ -78,7 +79,7 @@ def holds_a_gap(
     if len(applied) == 1 and applied[0] == reported:
         return False  # every struct in it is reported: none is held or skipped
     if state is None:
-        state = doc.get_state()
+        state = state_vector(doc)  # `doc.get_state()` without pycrdt's `Transaction`: ~1 us less
     if len(applied) >= _HEADERS_FROM and _headers_clear(applied, state):
         return False
     if len(applied) > 1 and len(state) > _SMALL_STATE and _within(applied, state):

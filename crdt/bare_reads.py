@@ -3,10 +3,11 @@
 Why: a `fields` write's review reads the key's value, and a raced write's gap check the doc's
 state vector, each outside the run's transaction. `doc.transaction()` builds a pycrdt
 `Transaction` (its leases, the doc's `_txn` slot, the origins table, the observers' error
-list) around the yrs transaction: ~3.8 us for a map read, where the yrs calls themselves
-(create, read, commit, drop) take ~1.7 (docs/performance-notes.md, "`fields` writes: the
-sequential review's pieces"). These reads change nothing, so committing their transaction
-fires no observer: nothing of what the wrapper does on exit has anything to do.
+list) around the yrs transaction: ~2.1 us for a map read where the yrs calls themselves
+(create, read, commit, drop) take ~1.1, and 1.35 against 0.47 for the state vector
+(docs/performance-notes.md, "`fields` writes: a review with no pycrdt transaction"). These
+reads change nothing, so committing their transaction fires no observer: nothing of what the
+wrapper does on exit has anything to do.
 
 Where the wrapper does more than that, the read goes through it as before: a pycrdt
 transaction is open (it is reused, as `doc.transaction()` reuses it; opening a second yrs

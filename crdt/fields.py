@@ -65,7 +65,7 @@ class _Run:
 # A frozen dataclass's `__init__` sets each field through `object.__setattr__` (~1.7 us for
 # MapWrite's nine); the one-write ways below (`ingest_sequential`, `ingest_single`, every
 # `fields` write of S5) build the same objects (equal, same hash) by the slots' own setters,
-# in about a third of that (tests/crdt/test_fields.py checks them against the constructors).
+# in about a third of that (tests/crdt/test_one_write_readers.py checks them).
 _SET_KEY = MapWrite.key.__set__
 _SET_ID = MapWrite.id.__set__
 _SET_ORIGIN = MapWrite.origin.__set__

@@ -94,7 +94,7 @@ class ItemHeader:
 # A frozen dataclass's `__init__` sets each field through `object.__setattr__`: ~1.7 us for
 # ItemHeader's nine, a tenth of a `fields` write's sequential review. `_item_header` builds
 # the same object (equal, same hash) by the slots' own setters in ~0.5 us, for the readers of
-# one write (tests/crdt/test_updates.py checks it against the constructor).
+# one write (tests/crdt/test_one_write_readers.py checks it against the constructor).
 _SET_ID = ItemHeader.id.__set__
 _SET_LENGTH = ItemHeader.length.__set__
 _SET_ORIGIN = ItemHeader.origin.__set__
@@ -296,8 +296,8 @@ def _var_uint(data: bytes, pos: int) -> tuple[int, int]:
     most 8 bytes, at most 2**53 - 1); `_Unread` (or IndexError past the end) where that fails.
 
     Unrolled, one byte a step: a Yjs client id (random, below 2**32) is 5 bytes, two of them
-    in every `fields` write; the loop this replaces took ~0.5 us on those, this ~0.25
-    (tests/crdt/test_lib0.py checks both readers agree byte for byte)."""
+    in every `fields` write; the loop this replaces took ~0.45 us on those, this ~0.35
+    (tests/crdt/test_one_write_readers.py checks it against `Reader`)."""
     byte = data[pos]
     if byte < 0x80:
         return byte, pos + 1

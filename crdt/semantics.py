@@ -34,6 +34,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Subscription, Transaction
 
+from crdt.bare_reads import map_value
 from crdt.bulk_array import array_values, delete_positions
 from crdt.errors import ListTooLong
 from crdt.fields import FieldIndex, MapWrite, check_json_values
@@ -194,8 +195,7 @@ class SemanticFields:
         key = index.key_of(item.origin)
         if key is None:
             return False
-        with self._doc.transaction() as txn:
-            current = _Reader(self.fields, txn).get(key)
+        current = map_value(self._doc, self.fields, key)  # no pycrdt `Transaction`: ~2 us less
         if not _same_json(item.value, current):
             return False
         write = index.ingest_sequential(key, item)

@@ -36,10 +36,7 @@ def state_vector(doc: Doc) -> bytes:
     try:
         return raw.get_state(txn)
     finally:
-        try:
-            txn.commit()
-        finally:
-            txn.drop()
+        _end(txn)
 
 
 def map_value(doc: Doc, shared: Map, key: str) -> Any:
@@ -52,10 +49,16 @@ def map_value(doc: Doc, shared: Map, key: str) -> Any:
     try:
         return _read(shared, txn, key)
     finally:
-        try:
-            txn.commit()
-        finally:
-            txn.drop()
+        _end(txn)
+
+
+def _end(txn: Any) -> None:
+    """Commit a yrs transaction of our own (a read: no observer fires) and drop it, as pycrdt's
+    `Transaction.__exit__` does."""
+    try:
+        txn.commit()
+    finally:
+        txn.drop()
 
 
 def _read(shared: Map, txn: Any, key: str) -> Any:

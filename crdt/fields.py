@@ -197,21 +197,10 @@ class FieldIndex:
         ):
             return None
         node = item.id
-        client, clock = node
-        starts = self._starts.get(client)
-        runs = self._runs.get(client)
-        at = 0
-        if starts and runs:
-            at = bisect_right(starts, clock)
-            if at and clock < runs[at - 1].end:  # indexed already (`_run_of`)
-                return None
-        else:
-            starts = self._starts[client] = []
-            runs = self._runs[client] = []
-        starts.insert(at, clock)
-        runs.insert(at, _one_clock_run(clock, key))
-        self._clocks += 1
-        self._link(key, origin, node)
+        at = self._free_slot(node)
+        if at is None:
+            return None
+        self._add_one_clock(key, node, origin, at)
         value = item.value
         self._value_of[node] = value
         self._winner[key] = node
@@ -234,20 +223,12 @@ class FieldIndex:
         if origin is None or item.length != 1 or item.parent_root is not None:
             return None
         node = item.id
-        client, clock = node
-        starts = self._starts.get(client)
-        runs = self._runs.get(client)
-        at = 0
-        if starts and runs:
-            at = bisect_right(starts, clock)
-            if at and clock < runs[at - 1].end:  # indexed already (`_run_of`)
-                return None
+        at = self._free_slot(node)
+        if at is None:
+            return None
         origin_run = self._run_of(origin)
         if origin_run is None:
             return None
-        if not starts or not runs:
-            starts = self._starts[client] = []
-            runs = self._runs[client] = []
         key = origin_run.key
         value = item.value
         content = item.content
@@ -255,10 +236,7 @@ class FieldIndex:
             value = values[node]
         winner = self._winner.get(key)
         concurrent = origin != winner
-        starts.insert(at, clock)
-        runs.insert(at, _one_clock_run(clock, key))
-        self._clocks += 1
-        self._link(key, origin, node)
+        self._add_one_clock(key, node, origin, at)
         if value is not NO_VALUE:
             self._value_of[node] = value
         if not concurrent:
@@ -269,6 +247,32 @@ class FieldIndex:
             self._winner[key] = self._descend(key)
         seen = self._value_of.get(origin, NO_VALUE)
         return [_leaf_write(key, node, origin, value, concurrent, seen, content)]
+
+    def _free_slot(self, node: Id) -> int | None:
+        """Where a run of `node`'s clock alone goes among its client's runs; None if the index
+        holds that clock already (`_run_of`). The one-item paths' shared first step."""
+        client, clock = node
+        starts = self._starts.get(client)
+        if not starts:
+            return 0
+        at = bisect_right(starts, clock)
+        if at and clock < self._runs[client][at - 1].end:
+            return None
+        return at
+
+    def _add_one_clock(self, key: str, node: Id, origin: Id, at: int) -> None:
+        """Index `node` as a run of one clock of `key` at `at` (`_free_slot`), under `origin`."""
+        client, clock = node
+        starts = self._starts.get(client)
+        if starts:
+            runs = self._runs[client]
+        else:
+            starts = self._starts[client] = []
+            runs = self._runs[client] = []
+        starts.insert(at, clock)
+        runs.insert(at, _one_clock_run(clock, key))
+        self._clocks += 1
+        self._link(key, origin, node)
 
     def _integrate(
         self, items: list[ItemHeader], *, report: bool, values: Mapping[Id, Any] = _NONE

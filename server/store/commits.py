@@ -168,10 +168,8 @@ class CommitPipeline:
         try:
             if batch and not self._commit_batch_now(batch):
                 queue.extendleft(reversed(batch))  # the task commits it (it waits for the store)
-        except Exception as error:  # as the task's crash: its supervisor resets the rooms
-            self.crashed(error, batch)
-            if self.on_crash is not None:
-                self.on_crash(error)
+        except Exception as error:  # from a commit listener: as the task's crash
+            self._crash(error, batch)
         finally:
             if queue:
                 self._ready.set()
@@ -179,7 +177,8 @@ class CommitPipeline:
                 self._idle.set()
 
     def _commit_batch_now(self, batch: list[PendingWrite]) -> bool:
-        """`_commit` done at once on the loop; False if the store cannot (nothing written)."""
+        """`_commit` done at once on the loop; False if the store cannot (nothing written).
+        An unexpected error is handled as the task's crash: the batch's rooms reset."""
         started = time.perf_counter()
         try:
             if faults.ARMED:
@@ -191,8 +190,18 @@ class CommitPipeline:
         except StoreError as error:
             self._failed(batch, error)
             return True
+        except Exception as error:
+            self._crash(error, batch)
+            return True
         self._committed(batch, started, stored=None)
         return True
+
+    def _crash(self, error: Exception, batch: list[PendingWrite]) -> None:
+        """An unexpected error in a commit done on the loop, as the task's: the batch's rooms
+        reset (`crashed`) and the supervisor hears of it (`on_crash`)."""
+        self.crashed(error, batch)
+        if self.on_crash is not None:
+            self.on_crash(error)
 
     def _commit_now(self, write: PendingWrite) -> bool:
         """Commit one write inside `submit`, at most once an event-loop turn; False if the
@@ -201,22 +210,7 @@ class CommitPipeline:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         self._loop.call_soon(self._allow_eager)
-        started = time.perf_counter()
-        try:
-            if faults.ARMED:
-                faults.trip("commit")
-            if not self._store.append_updates_now([write.record], write.events):
-                return False
-        except StoreError as error:
-            self._failed([write], error)
-            return True
-        except Exception as error:
-            self.crashed(error, [write])
-            if self.on_crash is not None:
-                self.on_crash(error)
-            return True
-        self._committed([write], started, stored=None)
-        return True
+        return self._commit_batch_now([write])
 
     def _allow_eager(self) -> None:
         self._eager_spent = False

@@ -215,17 +215,11 @@ def _update_statements(
     """The group commit's transaction; with webhook URLs, the outbox rows of its events.
     A statement without rows is left out (most commits at a steady trickle are one keystroke
     with no events: two statements, not four)."""
-    if len(records) == 1:
-        [record] = records
-        statements: list[tuple[str, Sequence[tuple[object, ...]]]] = [
-            (_INSERT_UPDATE, [record.as_row()]),
-            (_ADD_CONTRIBUTOR, [(record.draft_id, record.user)]),
-        ]
-    else:
-        statements = [
-            (_INSERT_UPDATE, [r.as_row() for r in records]),
-            (_ADD_CONTRIBUTOR, list(dict.fromkeys((r.draft_id, r.user) for r in records))),
-        ]
+    contributors = ((r.draft_id, r.user) for r in records)
+    statements: list[tuple[str, Sequence[tuple[object, ...]]]] = [
+        (_INSERT_UPDATE, [r.as_row() for r in records]),
+        (_ADD_CONTRIBUTOR, list(dict.fromkeys(contributors))),
+    ]
     if events:
         statements.append((_INSERT_EVENT, [e.as_row() for e in events]))
         if urls:

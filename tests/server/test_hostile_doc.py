@@ -71,9 +71,10 @@ async def bystander_title(server: ServerProcess, draft: str) -> str:
 async def test_finding_6_a_delete_set_that_panics_yrs_leaves_nothing_behind(
     server: ServerProcess,
 ) -> None:
-    draft = f"panic-{uuid.uuid4().hex[:8]}"
+    draft, other = f"panic-{uuid.uuid4().hex[:8]}", f"calm-{uuid.uuid4().hex[:8]}"
     alice = await connect_synced(server, draft, "alice")
     bob = await connect_synced(server, draft, "alice")
+    bystander = await connect_synced(server, other, "alice")
     mallory = await connect_raw(server.ws_url, draft, server.token("alice"))
     try:
         await mallory.send(encode_message(Update(text_item(5, NEAR_2_53, "x", deletes=[]))))
@@ -97,8 +98,16 @@ async def test_finding_6_a_delete_set_that_panics_yrs_leaves_nothing_behind(
         count = "SELECT count(*) FROM updates WHERE draft_id = ?"
         assert stored_rows(server.database, count, draft) == [(1,)]
         assert server.process is not None and server.process.poll() is None
+        # Another draft's editor never noticed: its edit is stored, /healthz answers.
+        await bystander.edit(type_into("still here"))
+        await bystander.flush(timeout=10)
+        assert await bystander_title(server, other) == "still here"
+        async with httpx.AsyncClient(timeout=5) as http:
+            assert (await http.get(f"{server.http_url}/healthz")).status_code == 200
     finally:
-        await asyncio.gather(alice.disconnect(), bob.disconnect(), mallory.close())
+        await asyncio.gather(
+            alice.disconnect(), bob.disconnect(), bystander.disconnect(), mallory.close()
+        )
 
 
 async def test_finding_1_a_shared_type_in_fields_is_refused_and_the_server_carries_on(

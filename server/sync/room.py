@@ -336,6 +336,13 @@ class Room:
         try:
             async with self.review_gate.turn(self):
                 if self.state is RoomState.OPEN:
+                    if not conn.can_write or not conn.is_open:
+                        # Downgraded, revoked or gone while the write waited for its turn:
+                        # the doc took it, the store must never hold it (issue 21, point 3).
+                        if conn.is_open:
+                            conn.deny_write()
+                        why = f"a write from user={conn.user} lost its right in review"
+                        return Outcome(verdict=Verdict(discard=why))
                     admitted = self.core.admit(outcome.in_review)
                     if admitted.verdict is not OK:
                         return admitted

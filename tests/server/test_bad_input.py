@@ -27,6 +27,7 @@ from pycrdt import Doc, Text
 
 from crdt.lib0 import encode_var_uint, write_var_bytes
 from crdt.protocol import SyncStep1, Update, encode_message
+from server.http.rest import operations
 from server.sync.connection import fit_close_reason
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.raw_client import RawClient, connect_raw
@@ -289,9 +290,24 @@ BODY_ENDPOINTS = [
     ("POST", "/api/drafts", "title"),
     ("PUT", "/api/drafts/DRAFT/access", "user"),
     ("POST", "/api/drafts/DRAFT/restore", "version"),
+    ("POST", "/api/drafts/DRAFT/versions", "label"),
     ("POST", "/api/drafts/DRAFT/conflicts/c-none/resolve", "value"),
     ("POST", "/api/token/renew", "draftId"),
 ]
+
+
+def test_the_body_endpoints_are_every_operation_that_takes_a_body() -> None:
+    """So that an endpoint added later is tested with the bad bodies below too."""
+    named = {"{draft_id}": "DRAFT", "{conflict_id}": "c-none"}
+
+    def tested_path(path: str) -> str:
+        for parameter, value in named.items():
+            path = path.replace(parameter, value)
+        return path
+
+    taking = {(op.method, tested_path(op.path)) for op in operations if op.body is not None}
+    assert taking == {(method, path) for method, path, _ in BODY_ENDPOINTS}
+
 
 BAD_BODIES = {
     "truncated": lambda key: b'{"' + key.encode() + b'": ',

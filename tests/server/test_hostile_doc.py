@@ -10,18 +10,22 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from pycrdt import Doc, Map, Text
 
 from bench.harness import open_room
+from bench.services import PostgresCluster, RedisServer
 from crdt.lib0 import write_var_string, write_var_uint
 from crdt.protocol import Update, encode_message
 from crdt.updates import may_nest_too_deep
-from tests.support.pycrdt_client import connect_synced
+from tests.support.pycrdt_client import connect_synced, type_into
 from tests.support.raw_client import connect_raw
+from tests.support.rest import as_user, create_draft
 from tests.support.server_process import ServerProcess
 from tests.support.stored import stored_doc, stored_rows
+from tests.support.waiting import eventually
 
 NEAR_2_53 = 2**53 - 2
 
@@ -67,9 +71,10 @@ async def bystander_title(server: ServerProcess, draft: str) -> str:
 async def test_finding_6_a_delete_set_that_panics_yrs_leaves_nothing_behind(
     server: ServerProcess,
 ) -> None:
-    draft = f"panic-{uuid.uuid4().hex[:8]}"
+    draft, other = f"panic-{uuid.uuid4().hex[:8]}", f"calm-{uuid.uuid4().hex[:8]}"
     alice = await connect_synced(server, draft, "alice")
     bob = await connect_synced(server, draft, "alice")
+    bystander = await connect_synced(server, other, "alice")
     mallory = await connect_raw(server.ws_url, draft, server.token("alice"))
     try:
         await mallory.send(encode_message(Update(text_item(5, NEAR_2_53, "x", deletes=[]))))
@@ -93,8 +98,16 @@ async def test_finding_6_a_delete_set_that_panics_yrs_leaves_nothing_behind(
         count = "SELECT count(*) FROM updates WHERE draft_id = ?"
         assert stored_rows(server.database, count, draft) == [(1,)]
         assert server.process is not None and server.process.poll() is None
+        # Another draft's editor never noticed: its edit is stored, /healthz answers.
+        await bystander.edit(type_into("still here"))
+        await bystander.flush(timeout=10)
+        assert await bystander_title(server, other) == "still here"
+        async with httpx.AsyncClient(timeout=5) as http:
+            assert (await http.get(f"{server.http_url}/healthz")).status_code == 200
     finally:
-        await asyncio.gather(alice.disconnect(), bob.disconnect(), mallory.close())
+        await asyncio.gather(
+            alice.disconnect(), bob.disconnect(), bystander.disconnect(), mallory.close()
+        )
 
 
 async def test_finding_1_a_shared_type_in_fields_is_refused_and_the_server_carries_on(
@@ -149,3 +162,75 @@ async def test_finding_7_a_write_waiting_when_its_sender_is_downgraded_is_not_ap
         await receiving
         await harness.committed()
         assert room.version == version and "u0v" not in room.doc.get("notes", type=Map)
+
+
+async def test_finding_7_a_write_waiting_for_its_review_turn_is_not_stored_after_a_downgrade(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """Several instances (PostgreSQL + Redis): a write to a semantic field is applied to the
+    doc, then waits for the draft's review turn (a PostgreSQL advisory lock, held here by the
+    test). The owner downgrades its sender meanwhile (200): once the turn comes, the write is
+    not stored, journaled or credited, and the room does not keep it either."""
+    store = postgres.new_database()
+    server = ServerProcess(
+        tmp_path / "a", "--store", store, "--redis", redis_server.url, "--room-grace", "0.3"
+    ).start()
+    lock = await asyncpg.connect(store)
+    owner = bob = None
+    try:
+        async with as_user(server, "alice") as alice:
+            draft = (await create_draft(alice, fields={"category": "kept"}))["id"]
+            answer = await alice.put(
+                f"/api/drafts/{draft}/access", json={"user": "bob", "role": "editor"}
+            )
+            assert answer.status_code == 200, answer.text
+            owner = await connect_synced(server, draft, "alice")
+            bob = await connect_synced(server, draft, "bob")
+            await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 1))", draft)
+            await bob.edit(lambda doc: doc.get("fields", type=Map).__setitem__("category", "BOB"))
+
+            async def waiting_for_the_turn() -> bool:
+                waiting = await lock.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                return bool(waiting)
+
+            await eventually(waiting_for_the_turn)
+            answer = await alice.put(
+                f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
+            )
+            assert answer.status_code == 200, answer.text
+            await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 1))", draft)
+
+            # The owner's own write takes its turn after bob's: once it is acknowledged, bob's
+            # turn has passed. The owner may have to reconnect (the room reloads).
+            async def owner_writes() -> bool:
+                nonlocal owner
+                assert owner is not None
+                if owner.closed.is_set():
+                    await owner.disconnect()
+                    owner = await connect_synced(server, draft, "alice")
+                await owner.edit(type_into("after"))
+                try:
+                    await owner.flush(timeout=5)
+                except (TimeoutError, ConnectionError):
+                    return False
+                return not owner.closed.is_set()
+
+            await eventually(owner_writes, timeout=30)
+            read = await alice.get(f"/api/drafts/{draft}")
+            assert read.status_code == 200, read.text
+            assert read.json()["state"]["fields"]["category"] == "kept"
+            events = (await alice.get(f"/api/drafts/{draft}/events")).json()["items"]
+            credited = [e for e in events if e["user"] == "bob" and e["type"] != "SESSION"]
+            assert not credited, events  # bob's session (he joined) is journaled, no write
+        credited = await lock.fetchval(
+            'SELECT count(*) FROM updates WHERE draft_id = $1 AND "user" = $2', draft, "bob"
+        )
+        assert credited == 0
+    finally:
+        await lock.close()
+        for client in (owner, bob):
+            if client is not None:
+                await client.disconnect()
+        server.stop()

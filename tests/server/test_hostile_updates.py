@@ -24,9 +24,11 @@ import httpx
 import pytest
 from pycrdt import Doc, Map, Text
 
-from bench.hostile import Attacker, chained_text_update, fields_keys_update
+from bench.hostile import Attacker, array_item_update, chained_text_update, fields_keys_update
 from crdt.lib0 import write_var_uint
+from crdt.limits import DEFAULT_LIMITS
 from crdt.protocol import Update, encode_message
+from server.cli import main
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.raw_client import connect_raw
 from tests.support.server_process import ServerProcess
@@ -204,3 +206,101 @@ async def test_overwrites_of_a_stored_fields_key_count_as_field_writes(
     finally:
         await attacker.close()
         await owner.disconnect()
+
+
+def separate_items_update(n: int, *, client: int = 4646) -> bytes:
+    """n one-character items of `title`, each inserted before the last (nothing chains)."""
+    doc: Doc = Doc(client_id=client)
+    title = doc.get("title", type=Text)
+    with doc.transaction():
+        for _ in range(n):
+            title.insert(0, "x")
+    return doc.get_update()
+
+
+def map_keys_update(n: int, *, client: int = 4747) -> bytes:
+    doc: Doc = Doc(client_id=client)
+    notes = doc.get("notes", type=Map)
+    with doc.transaction():
+        for i in range(n):
+            notes[f"k{i}"] = "v"
+    return doc.get_update()
+
+
+async def test_each_update_limit_is_the_flag_given(tmp_path: Path) -> None:
+    """Every update limit set low on the command line: an update past one of them (and within
+    the others) is refused with 4400 naming that flag; nothing of it is stored."""
+    flags = {
+        "--max-update-structs": 3_000,
+        "--max-update-keys": 50,
+        "--max-insert-elements": 200,
+        "--max-update-field-writes": 4,
+        "--max-update-deletes": 50,
+        "--max-update-merge-bytes": 100_000,
+    }
+    attacks = {
+        "--max-update-structs": separate_items_update(3_500),
+        "--max-update-keys": map_keys_update(60),
+        "--max-insert-elements": array_item_update("notes", 4848, 0, list(range(300))),
+        "--max-update-field-writes": fields_keys_update(10),
+        "--max-update-deletes": delete_ranges_update(60),
+        "--max-update-merge-bytes": chained_text_update(1_000),  # 1,000 structs, > 100,000 B
+    }
+    arguments = [str(part) for flag, value in flags.items() for part in (flag, value)]
+    server = ServerProcess(tmp_path / "limits", *arguments).start()
+    try:
+        for flag, update in attacks.items():
+            draft = new_draft()
+            attacker = await connect_raw(server.ws_url, draft, server.token("alice"))
+            try:
+                await attacker.send(encode_message(Update(update)))
+                code, reason = await attacker.wait_closed(timeout=TIMEOUT)
+            finally:
+                await attacker.close()
+            assert code == 4400 and reason and "update too large" in reason, (flag, reason)
+            assert f"> {flags[flag]} ({flag})" in reason, (flag, reason)
+            assert stored_update_count(server.database, draft) == 0
+    finally:
+        server.stop()
+
+
+UPDATE_FLAGS = [
+    "--max-update-structs",
+    "--max-update-keys",
+    "--max-insert-elements",
+    "--max-update-field-writes",
+    "--max-update-deletes",
+    "--max-update-merge-bytes",
+]
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+@pytest.mark.parametrize("option", UPDATE_FLAGS)
+def test_an_update_limit_that_cannot_work_is_refused_at_start(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", option, value])  # refused while parsing: nothing starts
+    assert exit_.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+def test_serve_help_gives_each_update_limits_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    defaults = DEFAULT_LIMITS
+    for option, default in zip(
+        UPDATE_FLAGS,
+        (
+            defaults.structs,
+            defaults.keys,
+            defaults.elements,
+            defaults.field_writes,
+            defaults.delete_ranges,
+            defaults.merge_bytes,
+        ),
+        strict=True,
+    ):
+        help_of_option = text.split(f"{option} ")[-1].split(" --")[0]
+        assert f"({default})" in help_of_option, help_of_option

@@ -167,6 +167,86 @@ async def test_y_websocket_and_hocuspocus_clients_co_edit_one_room(server: Serve
     assert users == [("alice",)]
 
 
+async def test_a_mixed_room_with_offline_clients_converges_and_fresh_clients_read_it(
+    server: ServerProcess,
+) -> None:
+    """One client of each protocol goes offline and edits while one of each edits online;
+    back online, all four converge with every edit exactly once, and a fresh client of each
+    kind, joining afterwards, reads the same text and fields (as does the store)."""
+    draft = new_draft()
+    token = server.token("alice")
+    y_on = await NodeClient.start(server.ws_url, draft, token, name="y-on")
+    y_off = await NodeClient.start(server.ws_url, draft, token, name="y-off")
+    hp = await HocuspocusClient.launch(hocuspocus_url(server))  # a socket per document
+    try:
+        await hp.open("on", draft, token)
+        await hp.open("off", draft, token)
+        await asyncio.gather(
+            y_on.call("wait_synced"),
+            y_off.call("wait_synced"),
+            hp.call("wait_synced", doc="on"),
+            hp.call("wait_synced", doc="off"),
+        )
+        await y_on.call("insert", field="title", index=0, text="shared")
+        await hp.call("wait_saved", doc="on")  # acknowledged once the base is on disk
+
+        async def everyone_has_base() -> bool:
+            texts = {
+                await y_off.text("title"),
+                await hp.doc_text("on", "title"),
+                await hp.doc_text("off", "title"),
+            }
+            return texts == {"shared"}
+
+        await eventually(everyone_has_base)
+        await asyncio.gather(y_off.call("disconnect"), hp.call("disconnect", doc="off"))
+        for round_ in range(3):
+            await y_off.call("insert", field="title", index=0, text=f"[yoff{round_}]")
+            await hp.call("insert", doc="off", field="title", index=0, text=f"[hoff{round_}]")
+            await y_on.call("insert", field="title", index=0, text=f"[yon{round_}]")
+            await hp.call("insert", doc="on", field="title", index=0, text=f"[hon{round_}]")
+        await y_off.call("set", key="from_y_offline", value=1)
+        await hp.call("set", doc="off", key="from_hp_offline", value=2)
+        await hp.call("wait_saved", doc="on")
+        assert (await hp.doc_state("off"))["hasUnsyncedChanges"] is True  # offline: not saved
+        await asyncio.gather(y_off.call("connect"), hp.call("connect", doc="off"))
+        await asyncio.gather(y_off.call("wait_synced"), hp.call("wait_saved", doc="off"))
+
+        async def converged() -> str | None:
+            texts = {
+                await y_on.text("title"),
+                await y_off.text("title"),
+                await hp.doc_text("on", "title"),
+                await hp.doc_text("off", "title"),
+            }
+            text = texts.pop()
+            return text if not texts and text.count("[") == 12 else None
+
+        text = await eventually(converged)
+        for mark in ("yoff", "hoff", "yon", "hon"):
+            for round_ in range(3):
+                assert text.count(f"[{mark}{round_}]") == 1, text
+        assert text.endswith("shared") and text.count("shared") == 1, text
+        fields = {"from_y_offline": 1, "from_hp_offline": 2}
+        assert await y_on.fields() == fields
+        assert (await hp.doc_state("on"))["fields"] == fields
+    finally:
+        await asyncio.gather(y_on.close(), y_off.close(), hp.close())
+
+    fresh_y = await NodeClient.start(server.ws_url, draft, token, name="y-fresh")
+    fresh_hp = await HocuspocusClient.launch(hocuspocus_url(server))
+    try:
+        await fresh_hp.open("fresh", draft, token)
+        await asyncio.gather(fresh_y.call("wait_synced"), fresh_hp.call("wait_synced", doc="fresh"))
+        assert await fresh_y.text("title") == text
+        assert await fresh_y.fields() == fields
+        fresh_state = await fresh_hp.doc_state("fresh", "title")
+        assert fresh_state["texts"]["title"] == text and fresh_state["fields"] == fields
+    finally:
+        await asyncio.gather(fresh_y.close(), fresh_hp.close())
+    assert str(stored_doc(server.database, draft).get("title", type=Text)) == text
+
+
 async def test_auth_is_per_document_and_a_refusal_keeps_the_socket_open(
     server: ServerProcess,
 ) -> None:
@@ -500,6 +580,35 @@ async def test_socket_level_bad_input_closes_the_socket(
             while True:
                 await receive(socket)
         assert socket.close_code == code, socket.close_reason
+
+
+@pytest.fixture(scope="module")
+def small_frames_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path_factory.mktemp("small"), "--max-message-bytes", "65536")
+    process.start()
+    yield process
+    process.stop()
+
+
+async def test_a_frame_over_the_size_limit_closes_the_socket_with_1009_and_stores_nothing(
+    small_frames_server: ServerProcess,
+) -> None:
+    server = small_frames_server
+    draft = new_draft()
+    big = Doc(client_id=4242)
+    big["title"] = Text("x" * 100_000)
+    frame = sync_frame(draft, 2, big.get_update())
+    assert len(frame) > 65536
+    async with connect(hocuspocus_url(server), max_size=None) as socket:
+        await authenticate(socket, draft, server.token("alice"), "read-write")
+        with contextlib.suppress(ConnectionClosed):
+            await socket.send(frame)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await receive(socket)
+        assert socket.close_code == 1009, socket.close_reason
+    count = "SELECT COUNT(*) FROM updates WHERE draft_id = ?"
+    assert stored_rows(server.database, count, draft) == [(0,)]
 
 
 async def test_role_changes_reach_a_hocuspocus_document_at_once(server: ServerProcess) -> None:

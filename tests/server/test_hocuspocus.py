@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pycrdt import Doc, Map, Text
@@ -611,6 +612,47 @@ async def test_a_frame_over_the_size_limit_closes_the_socket_with_1009_and_store
     assert stored_rows(server.database, count, draft) == [(0,)]
 
 
+async def notice_and_close(hp: HocuspocusClient, doc: str) -> tuple[dict[str, Any], str]:
+    """Once `doc` is closed: the Stateless JSON that came just before its CLOSE, and the CLOSE's
+    reason (the close event is consumed)."""
+
+    async def closed() -> bool:
+        return any(e["event"] == "close" and e.get("doc") == doc for e in hp.events)
+
+    await eventually(closed)
+    events = [e for e in hp.events if e.get("doc") == doc]
+    kinds = [e["event"] for e in events]
+    at = kinds.index("close")
+    assert at > 0 and kinds[at - 1] == "stateless", kinds
+    close = await hp.wait_doc_event(doc, "close")
+    return json.loads(events[at - 1]["payload"]), str(close["reason"])
+
+
+async def test_a_deleted_draft_closes_its_document_with_a_stateless_notice(
+    server: ServerProcess,
+) -> None:
+    async with as_user(server, "alice") as alice:
+        doomed = (await create_draft(alice, title="Doomed"))["id"]
+        kept = (await create_draft(alice, title="Kept"))["id"]
+        token = server.token("alice")
+        hp = await HocuspocusClient.launch(hocuspocus_url(server), shared=True)
+        try:
+            await hp.open("d", doomed, token)
+            await hp.open("k", kept, token)
+            await asyncio.gather(hp.call("wait_synced", doc="d"), hp.call("wait_synced", doc="k"))
+            assert (await alice.delete(f"/api/drafts/{doomed}")).status_code == 204
+            notice, reason = await notice_and_close(hp, "d")
+            assert reason == "draft deleted"
+            assert notice == {"type": "draftsync.closed", "code": 4404, "reason": "draft deleted"}
+            await hp.call("insert", doc="k", field="title", index=0, text="still ")
+            await hp.call("wait_saved", doc="k")
+            assert not [e for e in hp.events if e.get("doc") == "k" and e["event"] == "stateless"]
+            assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
+        finally:
+            await hp.close()
+    assert str(stored_doc(server.database, kept).get("title", type=Text)) == "still Kept"
+
+
 async def test_role_changes_reach_a_hocuspocus_document_at_once(server: ServerProcess) -> None:
     """Downgrade: Authenticated "readonly", later writes get SyncStatus(0); upgrade: back to
     "read-write"; revoke: that document is closed with the reason, the socket stays open."""
@@ -646,8 +688,9 @@ async def test_role_changes_reach_a_hocuspocus_document_at_once(server: ServerPr
                 f"/api/drafts/{draft}/access", json={"user": "carol", "role": "none"}
             )
             assert response.status_code == 200, response.text
-            closed = await hp.wait_doc_event("c", "close")
-            assert closed["reason"] == "access revoked"
+            notice, reason = await notice_and_close(hp, "c")
+            assert reason == "access revoked"
+            assert notice == {"type": "draftsync.closed", "code": 4403, "reason": "access revoked"}
             await hp.call("insert", doc="o", field="title", index=0, text="still ")
             await hp.call("wait_saved", doc="o")
             assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
@@ -871,6 +914,50 @@ async def test_rule_outcomes_are_told_as_stateless_json_once_committed(
         assert not [e for e in peer.events if e["event"] in ("error", "close")]
     finally:
         await asyncio.gather(hp.close(), other.close(), peer.close())
+
+
+async def test_a_conflict_opened_and_resolved_is_told_as_stateless_json(
+    server: ServerProcess,
+) -> None:
+    """Concurrent writes to a `manual` field (a Hocuspocus provider offline, a y-websocket
+    client online) open a conflict: the provider hears CONFLICT_OPENED as Stateless JSON; its
+    resolution over REST is told as CONFLICT_RESOLVED."""
+    token = server.token("alice")
+    async with as_user(server, "alice") as alice:
+        draft = (await create_draft(alice, title="Budget", fields={"goal_amount": 500}))["id"]
+        hp = await HocuspocusClient.launch(hocuspocus_url(server))
+        peer = await NodeClient.start(server.ws_url, draft, token)
+        try:
+            await hp.open("h", draft, token)
+            await asyncio.gather(hp.call("wait_synced", doc="h"), peer.call("wait_synced"))
+            await hp.call("disconnect", doc="h")
+            await hp.call("set", doc="h", key="goal_amount", value=1000)
+            await peer.call("set", key="goal_amount", value=2000)
+
+            async def peer_stored() -> bool:
+                state = (await alice.get(f"/api/drafts/{draft}")).json()["state"]
+                return bool(state["fields"]["goal_amount"] == 2000)
+
+            await eventually(peer_stored)
+            await hp.call("connect", doc="h")  # its offline write meets the committed one
+            opened = json.loads((await hp.wait_doc_event("h", "stateless", 15))["payload"])
+            assert opened["type"] == "draftsync.event" and opened["event"] == "CONFLICT_OPENED"
+            conflict = opened["data"]
+            assert conflict["field"] == "goal_amount"
+            assert sorted(c["value"] for c in conflict["candidates"]) == [1000, 2000]
+
+            url = f"/api/drafts/{draft}/conflicts/{conflict['conflict_id']}/resolve"
+            assert (await alice.post(url, json={"value": 1000})).status_code == 200
+            resolved = json.loads((await hp.wait_doc_event("h", "stateless"))["payload"])
+            assert resolved["event"] == "CONFLICT_RESOLVED" and resolved["yours"] is False
+            assert resolved["data"] == {
+                "conflict_id": conflict["conflict_id"],
+                "field": "goal_amount",
+                "value": 1000,
+            }
+            assert not [e for e in peer.events if e["event"] in ("error", "close")]
+        finally:
+            await asyncio.gather(hp.close(), peer.close())
 
 
 async def test_frames_of_one_protocol_never_reach_the_others_sockets(server: ServerProcess) -> None:

@@ -18,6 +18,7 @@ from pycrdt import Doc, Map, Text
 from websockets import ConnectionClosed
 from websockets.asyncio.client import ClientConnection, connect
 
+from crdt.awareness import decode_awareness_update
 from crdt.hocuspocus import (
     PING,
     encode_authenticated,
@@ -26,7 +27,16 @@ from crdt.hocuspocus import (
     prefix,
 )
 from crdt.lib0 import write_var_bytes, write_var_string
-from crdt.protocol import Auth, SyncStep1, SyncStep2, Update, WriteAck, encode_message
+from crdt.protocol import (
+    Auth,
+    Awareness,
+    SyncStep1,
+    SyncStep2,
+    Update,
+    WriteAck,
+    decode_message,
+    encode_message,
+)
 from server.sync.hocuspocus import (
     MAX_PENDING_DOCUMENTS,
     MAX_PENDING_MESSAGES,
@@ -581,6 +591,35 @@ async def test_socket_level_bad_input_closes_the_socket(
             while True:
                 await receive(socket)
         assert socket.close_code == code, socket.close_reason
+
+
+async def test_query_awareness_is_answered_with_the_rooms_awareness(server: ServerProcess) -> None:
+    draft = new_draft()
+    token = server.token("alice")
+    peer = await NodeClient.start(server.ws_url, draft, token, name="yws")
+    try:
+        await peer.call("wait_synced")
+        await peer.call("awareness_set", field="cursor", value=7)
+        peer_id = (await peer.state())["clientID"]
+        async with connect(hocuspocus_url(server)) as socket:
+            await authenticate(socket, draft, token, "read-write")
+            with contextlib.suppress(TimeoutError):  # what joining brings, read first
+                while True:
+                    await receive(socket, timeout=0.5)
+            await socket.send(prefix(draft) + bytes([3]))  # QueryAwareness
+            async with asyncio.timeout(10):
+                while not (data := await receive(socket)).startswith(prefix(draft) + bytes([1])):
+                    pass
+        message = decode_message(data[len(prefix(draft)) :])
+        assert isinstance(message, Awareness)
+        states = {
+            entry.client_id: json.loads(entry.state_json)
+            for entry in decode_awareness_update(message.update)
+            if not entry.removed
+        }
+        assert states[peer_id]["cursor"] == 7
+    finally:
+        await peer.close()
 
 
 @pytest.fixture(scope="module")

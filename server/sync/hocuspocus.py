@@ -24,9 +24,10 @@ history, gate and send-queue bounds. What differs is only at the edges:
   with "token expired", 4401 in the log) and nothing it sent from then on is applied; an
   invalid or another user's token closes it at once (`server/sync/expiry.py`).
 * Closing one document sends CLOSE (7) with the reason and leaves the socket open (bad input
-  on that address: 4400, access revoked, draft deleted); what asks the client to reconnect
-  and resend (store trouble 1013, a server error 1011, a slow reader 4408, shutdown 1001)
-  closes the whole socket, since the provider reconnects only on a socket close.
+  on that address: 4400, access revoked, draft deleted), preceded by a Stateless JSON notice
+  `{"type": "draftsync.closed", "code", "reason"}` (`_closed_notice`); what asks the client
+  to reconnect and resend (store trouble 1013, a server error 1011, a slow reader 4408,
+  shutdown 1001) closes the whole socket, since the provider reconnects only on a socket close.
 * A room reload (its doc discarded, `Room.discard`: a refused update, yrs gave up) closes that
   room's documents only, with CLOSE (7) and the reason, and re-opens each on the same socket
   (`_Session.reopen`): the stock provider re-syncs a document only when its socket opens,
@@ -215,6 +216,15 @@ class HocuspocusConnection(Connection):
             self.send(encode_stateless(dumps(payload)))
 
 
+def _closed_notice(code: int, reason: str) -> bytes:
+    """Why the server ends a document (access revoked, draft deleted, token expired, bad input),
+    as Stateless JSON sent just before its CLOSE: apps read the server's events from the
+    provider's `stateless` handler in one shape (`TOLD_EVENTS` too), and can act on a
+    revocation without parsing a close reason. Not sent when the room reloads: the document is
+    reopened at once."""
+    return encode_stateless(dumps({"type": "draftsync.closed", "code": code, "reason": reason}))
+
+
 class _Wire:
     """The socket's one ASGI `send`, shared by its documents' writers; frames stay whole."""
 
@@ -282,6 +292,9 @@ class _DocSocket:
         if code == _SILENT:
             pass
         elif code in DOCUMENT_CLOSE_CODES or reload:
+            if not reload:
+                with contextlib.suppress(Exception):
+                    await wire.send_bytes(self._prefix + _closed_notice(code, reason or ""))
             with contextlib.suppress(Exception):
                 await wire.send_bytes(self._prefix + encode_close(reason or ""))
             if reload:

@@ -93,6 +93,11 @@ const waitFor = (provider, test, event, timeoutMs = 10000, what = event) => new 
   provider.on(event, check)
 })
 
+const ownSocket = (handle) => {
+  if (socket !== null) throw new Error('documents over --shared have no socket of their own')
+  return get(handle).provider
+}
+
 const toBase64 = (bytes) => Buffer.from(bytes).toString('base64')
 
 const ops = {
@@ -136,6 +141,10 @@ const ops = {
     const target = socket ?? get(doc).provider.configuration.websocketProvider
     target.send(new Uint8Array(Buffer.from(data, 'base64')))
   },
+  // an offline stretch: the document's own socket closes, edits go on locally, and `connect`
+  // opens a new socket (auth and sync again); documents over --shared have no socket of their own
+  disconnect: ({ doc }) => { ownSocket(doc).disconnect() },
+  connect: async ({ doc }) => { await ownSocket(doc).connect() },
   close_doc: ({ doc }) => {
     get(doc).provider.destroy()
     providers.delete(doc)

@@ -10,7 +10,6 @@ the same venv shows the one-line errors that name them.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.checkout import copy_checkout
 from tests.support.readme import readme_example
 from tests.support.server_process import REPO, free_port
 
@@ -51,17 +51,6 @@ class _Installed:
         )
 
 
-def _checkout_files() -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout.decode()
-    return [name for name in listed.split("\0") if name and (REPO / name).is_file()]
-
-
 def _pip(*args: str, cwd: Path) -> None:
     done = subprocess.run(
         [*args, "--quiet", "--disable-pip-version-check"],
@@ -77,9 +66,7 @@ def _pip(*args: str, cwd: Path) -> None:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> _Installed:
     root = tmp_path_factory.mktemp("wheel")
     source = root / "source"
-    for name in _checkout_files():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, source / name)
+    copy_checkout(source)
     node_modules = REPO / "web" / "node_modules"
     if node_modules.is_dir():  # `make test` installs it; else setup.py runs `npm ci` itself
         (source / "web" / "node_modules").symlink_to(node_modules.resolve())

@@ -11,12 +11,14 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pycrdt import Doc, Map, Text
 from websockets import ConnectionClosed
 from websockets.asyncio.client import ClientConnection, connect
 
+from crdt.awareness import decode_awareness_update
 from crdt.hocuspocus import (
     PING,
     encode_authenticated,
@@ -25,7 +27,16 @@ from crdt.hocuspocus import (
     prefix,
 )
 from crdt.lib0 import write_var_bytes, write_var_string
-from crdt.protocol import Auth, SyncStep1, SyncStep2, Update, WriteAck, encode_message
+from crdt.protocol import (
+    Auth,
+    Awareness,
+    SyncStep1,
+    SyncStep2,
+    Update,
+    WriteAck,
+    decode_message,
+    encode_message,
+)
 from server.sync.hocuspocus import (
     MAX_PENDING_DOCUMENTS,
     MAX_PENDING_MESSAGES,
@@ -165,6 +176,86 @@ async def test_y_websocket_and_hocuspocus_clients_co_edit_one_room(server: Serve
         server.database, "SELECT DISTINCT user FROM updates WHERE draft_id = ?", draft
     )
     assert users == [("alice",)]
+
+
+async def test_a_mixed_room_with_offline_clients_converges_and_fresh_clients_read_it(
+    server: ServerProcess,
+) -> None:
+    """One client of each protocol goes offline and edits while one of each edits online;
+    back online, all four converge with every edit exactly once, and a fresh client of each
+    kind, joining afterwards, reads the same text and fields (as does the store)."""
+    draft = new_draft()
+    token = server.token("alice")
+    y_on = await NodeClient.start(server.ws_url, draft, token, name="y-on")
+    y_off = await NodeClient.start(server.ws_url, draft, token, name="y-off")
+    hp = await HocuspocusClient.launch(hocuspocus_url(server))  # a socket per document
+    try:
+        await hp.open("on", draft, token)
+        await hp.open("off", draft, token)
+        await asyncio.gather(
+            y_on.call("wait_synced"),
+            y_off.call("wait_synced"),
+            hp.call("wait_synced", doc="on"),
+            hp.call("wait_synced", doc="off"),
+        )
+        await y_on.call("insert", field="title", index=0, text="shared")
+        await hp.call("wait_saved", doc="on")  # acknowledged once the base is on disk
+
+        async def everyone_has_base() -> bool:
+            texts = {
+                await y_off.text("title"),
+                await hp.doc_text("on", "title"),
+                await hp.doc_text("off", "title"),
+            }
+            return texts == {"shared"}
+
+        await eventually(everyone_has_base)
+        await asyncio.gather(y_off.call("disconnect"), hp.call("disconnect", doc="off"))
+        for round_ in range(3):
+            await y_off.call("insert", field="title", index=0, text=f"[yoff{round_}]")
+            await hp.call("insert", doc="off", field="title", index=0, text=f"[hoff{round_}]")
+            await y_on.call("insert", field="title", index=0, text=f"[yon{round_}]")
+            await hp.call("insert", doc="on", field="title", index=0, text=f"[hon{round_}]")
+        await y_off.call("set", key="from_y_offline", value=1)
+        await hp.call("set", doc="off", key="from_hp_offline", value=2)
+        await hp.call("wait_saved", doc="on")
+        assert (await hp.doc_state("off"))["hasUnsyncedChanges"] is True  # offline: not saved
+        await asyncio.gather(y_off.call("connect"), hp.call("connect", doc="off"))
+        await asyncio.gather(y_off.call("wait_synced"), hp.call("wait_saved", doc="off"))
+
+        async def converged() -> str | None:
+            texts = {
+                await y_on.text("title"),
+                await y_off.text("title"),
+                await hp.doc_text("on", "title"),
+                await hp.doc_text("off", "title"),
+            }
+            text = texts.pop()
+            return text if not texts and text.count("[") == 12 else None
+
+        text = await eventually(converged)
+        for mark in ("yoff", "hoff", "yon", "hon"):
+            for round_ in range(3):
+                assert text.count(f"[{mark}{round_}]") == 1, text
+        assert text.endswith("shared") and text.count("shared") == 1, text
+        fields = {"from_y_offline": 1, "from_hp_offline": 2}
+        assert await y_on.fields() == fields
+        assert (await hp.doc_state("on"))["fields"] == fields
+    finally:
+        await asyncio.gather(y_on.close(), y_off.close(), hp.close())
+
+    fresh_y = await NodeClient.start(server.ws_url, draft, token, name="y-fresh")
+    fresh_hp = await HocuspocusClient.launch(hocuspocus_url(server))
+    try:
+        await fresh_hp.open("fresh", draft, token)
+        await asyncio.gather(fresh_y.call("wait_synced"), fresh_hp.call("wait_synced", doc="fresh"))
+        assert await fresh_y.text("title") == text
+        assert await fresh_y.fields() == fields
+        fresh_state = await fresh_hp.doc_state("fresh", "title")
+        assert fresh_state["texts"]["title"] == text and fresh_state["fields"] == fields
+    finally:
+        await asyncio.gather(fresh_y.close(), fresh_hp.close())
+    assert str(stored_doc(server.database, draft).get("title", type=Text)) == text
 
 
 async def test_auth_is_per_document_and_a_refusal_keeps_the_socket_open(
@@ -502,6 +593,105 @@ async def test_socket_level_bad_input_closes_the_socket(
         assert socket.close_code == code, socket.close_reason
 
 
+async def test_query_awareness_is_answered_with_the_rooms_awareness(server: ServerProcess) -> None:
+    draft = new_draft()
+    token = server.token("alice")
+    peer = await NodeClient.start(server.ws_url, draft, token, name="yws")
+    try:
+        await peer.call("wait_synced")
+        await peer.call("awareness_set", field="cursor", value=7)
+        peer_id = (await peer.state())["clientID"]
+        async with connect(hocuspocus_url(server)) as socket:
+            await authenticate(socket, draft, token, "read-write")
+            with contextlib.suppress(TimeoutError):  # what joining brings, read first
+                while True:
+                    await receive(socket, timeout=0.5)
+            await socket.send(prefix(draft) + bytes([3]))  # QueryAwareness
+            async with asyncio.timeout(10):
+                while not (data := await receive(socket)).startswith(prefix(draft) + bytes([1])):
+                    pass
+        message = decode_message(data[len(prefix(draft)) :])
+        assert isinstance(message, Awareness)
+        states = {
+            entry.client_id: json.loads(entry.state_json)
+            for entry in decode_awareness_update(message.update)
+            if not entry.removed
+        }
+        assert states[peer_id]["cursor"] == 7
+    finally:
+        await peer.close()
+
+
+@pytest.fixture(scope="module")
+def small_frames_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path_factory.mktemp("small"), "--max-message-bytes", "65536")
+    process.start()
+    yield process
+    process.stop()
+
+
+async def test_a_frame_over_the_size_limit_closes_the_socket_with_1009_and_stores_nothing(
+    small_frames_server: ServerProcess,
+) -> None:
+    server = small_frames_server
+    draft = new_draft()
+    big = Doc(client_id=4242)
+    big["title"] = Text("x" * 100_000)
+    frame = sync_frame(draft, 2, big.get_update())
+    assert len(frame) > 65536
+    async with connect(hocuspocus_url(server), max_size=None) as socket:
+        await authenticate(socket, draft, server.token("alice"), "read-write")
+        with contextlib.suppress(ConnectionClosed):
+            await socket.send(frame)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await receive(socket)
+        assert socket.close_code == 1009, socket.close_reason
+    count = "SELECT COUNT(*) FROM updates WHERE draft_id = ?"
+    assert stored_rows(server.database, count, draft) == [(0,)]
+
+
+async def notice_and_close(hp: HocuspocusClient, doc: str) -> tuple[dict[str, Any], str]:
+    """Once `doc` is closed: the Stateless JSON that came just before its CLOSE, and the CLOSE's
+    reason (the close event is consumed)."""
+
+    async def closed() -> bool:
+        return any(e["event"] == "close" and e.get("doc") == doc for e in hp.events)
+
+    await eventually(closed)
+    events = [e for e in hp.events if e.get("doc") == doc]
+    kinds = [e["event"] for e in events]
+    at = kinds.index("close")
+    assert at > 0 and kinds[at - 1] == "stateless", kinds
+    close = await hp.wait_doc_event(doc, "close")
+    return json.loads(events[at - 1]["payload"]), str(close["reason"])
+
+
+async def test_a_deleted_draft_closes_its_document_with_a_stateless_notice(
+    server: ServerProcess,
+) -> None:
+    async with as_user(server, "alice") as alice:
+        doomed = (await create_draft(alice, title="Doomed"))["id"]
+        kept = (await create_draft(alice, title="Kept"))["id"]
+        token = server.token("alice")
+        hp = await HocuspocusClient.launch(hocuspocus_url(server), shared=True)
+        try:
+            await hp.open("d", doomed, token)
+            await hp.open("k", kept, token)
+            await asyncio.gather(hp.call("wait_synced", doc="d"), hp.call("wait_synced", doc="k"))
+            assert (await alice.delete(f"/api/drafts/{doomed}")).status_code == 204
+            notice, reason = await notice_and_close(hp, "d")
+            assert reason == "draft deleted"
+            assert notice == {"type": "draftsync.closed", "code": 4404, "reason": "draft deleted"}
+            await hp.call("insert", doc="k", field="title", index=0, text="still ")
+            await hp.call("wait_saved", doc="k")
+            assert not [e for e in hp.events if e.get("doc") == "k" and e["event"] == "stateless"]
+            assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
+        finally:
+            await hp.close()
+    assert str(stored_doc(server.database, kept).get("title", type=Text)) == "still Kept"
+
+
 async def test_role_changes_reach_a_hocuspocus_document_at_once(server: ServerProcess) -> None:
     """Downgrade: Authenticated "readonly", later writes get SyncStatus(0); upgrade: back to
     "read-write"; revoke: that document is closed with the reason, the socket stays open."""
@@ -537,8 +727,9 @@ async def test_role_changes_reach_a_hocuspocus_document_at_once(server: ServerPr
                 f"/api/drafts/{draft}/access", json={"user": "carol", "role": "none"}
             )
             assert response.status_code == 200, response.text
-            closed = await hp.wait_doc_event("c", "close")
-            assert closed["reason"] == "access revoked"
+            notice, reason = await notice_and_close(hp, "c")
+            assert reason == "access revoked"
+            assert notice == {"type": "draftsync.closed", "code": 4403, "reason": "access revoked"}
             await hp.call("insert", doc="o", field="title", index=0, text="still ")
             await hp.call("wait_saved", doc="o")
             assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
@@ -762,6 +953,50 @@ async def test_rule_outcomes_are_told_as_stateless_json_once_committed(
         assert not [e for e in peer.events if e["event"] in ("error", "close")]
     finally:
         await asyncio.gather(hp.close(), other.close(), peer.close())
+
+
+async def test_a_conflict_opened_and_resolved_is_told_as_stateless_json(
+    server: ServerProcess,
+) -> None:
+    """Concurrent writes to a `manual` field (a Hocuspocus provider offline, a y-websocket
+    client online) open a conflict: the provider hears CONFLICT_OPENED as Stateless JSON; its
+    resolution over REST is told as CONFLICT_RESOLVED."""
+    token = server.token("alice")
+    async with as_user(server, "alice") as alice:
+        draft = (await create_draft(alice, title="Budget", fields={"goal_amount": 500}))["id"]
+        hp = await HocuspocusClient.launch(hocuspocus_url(server))
+        peer = await NodeClient.start(server.ws_url, draft, token)
+        try:
+            await hp.open("h", draft, token)
+            await asyncio.gather(hp.call("wait_synced", doc="h"), peer.call("wait_synced"))
+            await hp.call("disconnect", doc="h")
+            await hp.call("set", doc="h", key="goal_amount", value=1000)
+            await peer.call("set", key="goal_amount", value=2000)
+
+            async def peer_stored() -> bool:
+                state = (await alice.get(f"/api/drafts/{draft}")).json()["state"]
+                return bool(state["fields"]["goal_amount"] == 2000)
+
+            await eventually(peer_stored)
+            await hp.call("connect", doc="h")  # its offline write meets the committed one
+            opened = json.loads((await hp.wait_doc_event("h", "stateless", 15))["payload"])
+            assert opened["type"] == "draftsync.event" and opened["event"] == "CONFLICT_OPENED"
+            conflict = opened["data"]
+            assert conflict["field"] == "goal_amount"
+            assert sorted(c["value"] for c in conflict["candidates"]) == [1000, 2000]
+
+            url = f"/api/drafts/{draft}/conflicts/{conflict['conflict_id']}/resolve"
+            assert (await alice.post(url, json={"value": 1000})).status_code == 200
+            resolved = json.loads((await hp.wait_doc_event("h", "stateless"))["payload"])
+            assert resolved["event"] == "CONFLICT_RESOLVED" and resolved["yours"] is False
+            assert resolved["data"] == {
+                "conflict_id": conflict["conflict_id"],
+                "field": "goal_amount",
+                "value": 1000,
+            }
+            assert not [e for e in peer.events if e["event"] in ("error", "close")]
+        finally:
+            await asyncio.gather(hp.close(), peer.close())
 
 
 async def test_frames_of_one_protocol_never_reach_the_others_sockets(server: ServerProcess) -> None:

@@ -208,3 +208,44 @@ async def test_restoring_a_version_restores_rich_text_in_the_open_editors(
         assert answer.status_code == 200, answer.text
     await expect_html(alice, "<p>Kept words</p>")
     await wait_status(alice, "synced")
+
+
+async def test_a_link_made_with_the_toolbar_reaches_the_other_page_and_the_server(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    draft = "rich-link"
+    await share(server, draft, "alice", "bob")
+    alice = await open_page(editor_url(server, draft, "alice"))
+    bob = await open_page(editor_url(server, draft, "bob"))
+    await wait_status(alice, "synced")
+    await wait_status(bob, "synced")
+    await rich(alice).click()
+    await alice.keyboard.type("Read the docs")
+    for _ in range(len("docs")):
+        await alice.keyboard.press("Shift+ArrowLeft")
+    asked: list[str] = []
+
+    async def answer(dialog) -> None:  # type: ignore[no-untyped-def]
+        asked.append(dialog.type)
+        await dialog.accept("https://example.org/docs")
+
+    alice.on("dialog", answer)
+    await alice.locator("[data-tool=link]").click()
+    html = '<p>Read the <a href="https://example.org/docs">docs</a></p>'
+    await expect_html(bob, html)
+    assert asked == ["prompt"]
+    await expect(alice.locator("[data-tool=link]")).to_have_attribute("aria-pressed", "true")
+    await wait_status(alice, "synced")
+
+    reader = await PycrdtClient(server.ws_url, draft, server.token("bob")).connect()
+    try:
+        await asyncio.wait_for(reader.synced.wait(), 10)
+        fragment = reader.doc.get("description", type=XmlFragment)
+        link = {"link": {"href": "https://example.org/docs", "title": None}}
+        wanted = [
+            {"type": "paragraph", "attrs": {}, "content": [[["Read the ", None], ["docs", link]]]}
+        ]
+        await reader.wait_for(lambda: node_data(fragment) == wanted)
+    finally:
+        await reader.disconnect()
+    await bob.screenshot(path=artifact("richtext-link-desktop.png"), full_page=True)

@@ -7,6 +7,7 @@ closes it and takes the draft off their list."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.support.node_client import NodeClient
+from tests.support.pycrdt_client import PycrdtClient, write_while_apart
 from tests.support.server_process import ServerProcess
 from tests.web.conftest import (
     DESKTOP,
@@ -102,6 +104,34 @@ async def test_the_dashboard_shows_the_stats_figures_and_live_draft_lines(
     await expect_figures(page, stats)
     await check_page(page)
     await page.screenshot(path=artifact(f"dashboard-{viewport['width']}.png"), full_page=True)
+
+
+async def test_an_open_conflict_shows_on_its_line_and_in_the_figures(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    user = new_user("cora")
+    draft = f"web-{uuid.uuid4().hex[:10]}"
+    token = server.token(user)
+    page = await open_page(drafts_url(server, user))
+    await expect(page.locator("[data-role=live]")).to_have_text(
+        "Live: changes appear as they happen."
+    )
+    first = await PycrdtClient(server.ws_url, draft, token, client_id=100).connect()
+    second = await PycrdtClient(server.ws_url, draft, token, client_id=200).connect()
+    try:
+        await asyncio.wait_for(first.synced.wait(), 10)
+        # two editors apart write goal_amount (a `manual` field): a conflict opens
+        await write_while_apart(first, second, "goal_amount", 500, (1000, 2000))
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+    conflicts = page.locator(f"[data-draft='{draft}'] [data-role=draft-conflicts]")
+    await expect(conflicts).to_have_text("1 open conflict")
+    await expect(conflicts).to_have_class("conflicts open")
+    stats = await stats_of(server, user)
+    assert stats["conflictedDrafts"] == 1
+    await expect_figures(page, stats)
+    await page.screenshot(path=artifact("dashboard-conflict-1280.png"), full_page=True)
 
 
 async def test_the_dashboard_pages_by_cursor(server: ServerProcess, open_page: OpenPage) -> None:

@@ -88,6 +88,16 @@ async def test_the_dashboard_shows_the_stats_figures_and_live_draft_lines(
     )
     await expect(row.locator("[data-role=draft-conflicts]")).to_have_text("No conflicts")
     await expect(row.locator(".draft-meta")).to_contain_text(f"by {owner}")
+    # each line's completion bar shows the completion GET /api/dashboard gives
+    async with httpx.AsyncClient(base_url=server.http_url, headers=headers, timeout=10) as client:
+        items = (await client.get("/api/dashboard")).json()["items"]
+    # as the page rounds (Math.round: halves up; Python's round() rounds 12.5 to 12)
+    completions = {item["id"]: int(item["completion"] + 0.5) for item in items}
+    assert completions[ids[1]] > completions[ids[2]] > 0  # more fields filled, a title only
+    for draft_id, completion in completions.items():
+        line = page.locator(f"[data-draft='{draft_id}'] [data-role=draft-completion]")
+        await expect(line.locator("progress")).to_have_attribute("value", str(completion))
+        await expect(line).to_contain_text(f"{completion}%")
 
     # another person edits: the line and the figures change without a reload
     node = await NodeClient.start(server.ws_url, ids[0], server.token(helper), name=helper)

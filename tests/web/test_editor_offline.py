@@ -672,3 +672,41 @@ async def test_a_change_the_rules_did_not_keep_is_told_to_its_author_after_a_rel
         await page.screenshot(path=artifact("override-notice.png"))
         await step.get_by_role("button", name="Dismiss").click()
         await expect(notices).to_have_count(1)
+
+
+async def test_a_value_the_server_rejects_is_told_to_its_author(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    """VALUE_REJECTED: a move the transitions do not allow, and a value of the wrong type.
+    The page's own controls offer neither, so they are set on the page's doc directly, as a
+    tab built from an older schema could; the server refuses them and the author is told."""
+    draft = new_draft()
+    _, page = await new_person(chromium, errors)
+    await page.goto(editor_url(server, draft, "ria"))
+    await wait_status(page, "synced")
+    goal = page.get_by_label("Goal amount", exact=True)
+    await goal.fill("10")
+    await goal.press("Enter")
+    await wait_status(page, "synced")
+
+    await page.evaluate(
+        """() => window.draftsync.doc.transact(() => {
+          const fields = window.draftsync.doc.getMap('fields')
+          fields.set('status', 'PUBLISHED')  // from CREATING: not an allowed move
+          fields.set('goal_amount', 'ten')  // a number field
+        })"""
+    )
+    await wait_status(page, "synced")
+    status = page.locator("[data-role=notices] .notice[data-field=status]")
+    await expect(status).to_have_text(
+        "Status: your Published was not kept. Creating stays, the draft's initial value "
+        "(rule transition: that move is not allowed from the value it was made on).OK"
+    )
+    amount = page.locator("[data-role=notices] .notice[data-field=goal_amount]")
+    await expect(amount).to_have_text(
+        "Goal amount: your ten was not kept. 10 stays, set by you (earlier) "
+        "(rule manual: a value of the wrong type is refused).OK"
+    )
+    await expect(goal).to_have_value("10")
+    await expect(page.get_by_label("Status", exact=True)).to_have_value("CREATING")
+    await page.screenshot(path=artifact("rejected-notice.png"))

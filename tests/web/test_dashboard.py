@@ -7,6 +7,7 @@ closes it and takes the draft off their list."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.support.node_client import NodeClient
+from tests.support.pycrdt_client import PycrdtClient, write_while_apart
 from tests.support.server_process import ServerProcess
 from tests.web.conftest import (
     DESKTOP,
@@ -86,6 +88,16 @@ async def test_the_dashboard_shows_the_stats_figures_and_live_draft_lines(
     )
     await expect(row.locator("[data-role=draft-conflicts]")).to_have_text("No conflicts")
     await expect(row.locator(".draft-meta")).to_contain_text(f"by {owner}")
+    # each line's completion bar shows the completion GET /api/dashboard gives
+    async with httpx.AsyncClient(base_url=server.http_url, headers=headers, timeout=10) as client:
+        items = (await client.get("/api/dashboard")).json()["items"]
+    # as the page rounds (Math.round: halves up; Python's round() rounds 12.5 to 12)
+    completions = {item["id"]: int(item["completion"] + 0.5) for item in items}
+    assert completions[ids[1]] > completions[ids[2]] > 0  # more fields filled, a title only
+    for draft_id, completion in completions.items():
+        line = page.locator(f"[data-draft='{draft_id}'] [data-role=draft-completion]")
+        await expect(line.locator("progress")).to_have_attribute("value", str(completion))
+        await expect(line).to_contain_text(f"{completion}%")
 
     # another person edits: the line and the figures change without a reload
     node = await NodeClient.start(server.ws_url, ids[0], server.token(helper), name=helper)
@@ -102,6 +114,34 @@ async def test_the_dashboard_shows_the_stats_figures_and_live_draft_lines(
     await expect_figures(page, stats)
     await check_page(page)
     await page.screenshot(path=artifact(f"dashboard-{viewport['width']}.png"), full_page=True)
+
+
+async def test_an_open_conflict_shows_on_its_line_and_in_the_figures(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    user = new_user("cora")
+    draft = f"web-{uuid.uuid4().hex[:10]}"
+    token = server.token(user)
+    page = await open_page(drafts_url(server, user))
+    await expect(page.locator("[data-role=live]")).to_have_text(
+        "Live: changes appear as they happen."
+    )
+    first = await PycrdtClient(server.ws_url, draft, token, client_id=100).connect()
+    second = await PycrdtClient(server.ws_url, draft, token, client_id=200).connect()
+    try:
+        await asyncio.wait_for(first.synced.wait(), 10)
+        # two editors apart write goal_amount (a `manual` field): a conflict opens
+        await write_while_apart(first, second, "goal_amount", 500, (1000, 2000))
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+    conflicts = page.locator(f"[data-draft='{draft}'] [data-role=draft-conflicts]")
+    await expect(conflicts).to_have_text("1 open conflict")
+    await expect(conflicts).to_have_class("conflicts open")
+    stats = await stats_of(server, user)
+    assert stats["conflictedDrafts"] == 1
+    await expect_figures(page, stats)
+    await page.screenshot(path=artifact("dashboard-conflict-1280.png"), full_page=True)
 
 
 async def test_the_dashboard_pages_by_cursor(server: ServerProcess, open_page: OpenPage) -> None:

@@ -8,16 +8,27 @@ without a reconnect loop; tokens renewed, replaced and forgotten; overrides told
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    WebSocketRoute,
+    async_playwright,
+    expect,
+)
 
 from tests.support.node_client import NodeClient
+from tests.support.rest import as_user
 from tests.support.server_process import ServerProcess
+from tests.support.waiting import eventually
 from tests.web.conftest import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -211,6 +222,129 @@ async def test_the_badge_says_offline_within_a_second_of_the_browser_or_the_sock
         server.stop()
 
 
+async def test_the_badge_says_synced_only_once_the_server_acknowledged_the_change(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    """The server's write acknowledgements (message 102) are held back on their way to the
+    page: the change is on the server, yet the page says `syncing` until the ack arrives."""
+    draft = new_draft()
+    _, page = await new_person(chromium, errors)
+    holding = {"on": False}
+    held: list[tuple[WebSocketRoute, bytes]] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            if holding["on"] and isinstance(message, bytes) and message[:1] == b"\x66":  # 102
+                held.append((ws, message))
+            else:
+                ws.send(message)
+
+        upstream.on_message(to_page)
+
+    await page.route_web_socket(re.compile(r"/ws/"), route)
+    await page.goto(editor_url(server, draft, "olaf"))
+    await wait_status(page, "synced")
+
+    holding["on"] = True
+    await text_field(page, "title").click()
+    await page.keyboard.type("Held back")
+
+    async def on_the_server_and_acknowledged() -> bool:
+        return bool(held) and await server_text(server, draft, "olaf", "title") == "Held back"
+
+    await eventually(on_the_server_and_acknowledged)
+    await wait_status(page, "syncing")  # stored by the server, but not acknowledged to us
+    await expect(page.locator("[data-role=status-label]")).to_contain_text("Syncing")
+    await page.screenshot(path=artifact("syncing-until-acknowledged.png"))
+
+    holding["on"] = False
+    for ws, message in held:
+        ws.send(message)
+    await wait_status(page, "synced")
+    await expect(page.locator("[data-role=status-label]")).to_have_text("Synced")
+
+
+async def _revoke(server: ServerProcess, draft: str, page: Page) -> None:
+    """The owner removes the page's user while it is offline; it comes back online: 4403."""
+    await page.context.set_offline(True)
+    await wait_status(page, "offline")
+    await text_field(page, "title").click()
+    await page.keyboard.press("Control+End")
+    await page.keyboard.type(" and offline")
+    await wait_saved_here(page)
+    async with as_user(server, "owen") as owner:
+        body = {"user": "pia", "role": "none"}
+        revoked = await owner.put(f"/api/drafts/{draft}/access", json=body)
+        assert revoked.status_code == 200, revoked.text
+    await page.context.set_offline(False)
+
+
+async def _delete(server: ServerProcess, draft: str, page: Page) -> None:
+    """The owner deletes the draft while the page is open: 4404."""
+    async with as_user(server, "owen") as owner:
+        deleted = await owner.delete(f"/api/drafts/{draft}")
+        assert deleted.status_code in (200, 204), deleted.text
+
+
+async def _malformed(server: ServerProcess, draft: str, page: Page) -> None:
+    """A sync update pycrdt cannot decode goes out on the page's socket: 4400."""
+    garbage = "() => window.draftsync.provider.ws.send(new Uint8Array([0, 2, 5, 9, 9, 9, 9, 9]))"
+    await page.evaluate(garbage)
+
+
+Close = Callable[[ServerProcess, str, Page], Awaitable[None]]
+
+
+@pytest.mark.parametrize(
+    ("code", "close", "message", "typed"),
+    [
+        (4403, _revoke, "You have no access to this draft.", " and offline"),
+        (4404, _delete, "This draft does not exist (or was deleted).", ""),
+        (4400, _malformed, "The server refused a malformed message.", ""),
+    ],
+    ids=["4403", "4404", "4400"],
+)
+async def test_a_close_that_retrying_cannot_fix_is_told_once_and_the_work_is_kept(
+    server: ServerProcess,
+    chromium: Browser,
+    errors: Errors,
+    code: int,
+    close: Close,
+    message: str,
+    typed: str,
+) -> None:
+    """4403, 4404 and 4400 (1009 and 4401 have tests of their own): one sentence saying why,
+    no reconnect loop, the text still in the page and (if unsent) in IndexedDB."""
+    draft = new_draft()
+    await share(server, draft, "owen", "pia")
+    _, page = await new_person(chromium, errors)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    await page.goto(editor_url(server, draft, "pia"))
+    await wait_status(page, "synced")
+    await text_field(page, "title").click()
+    await page.keyboard.type("Kept text")
+    await wait_status(page, "synced")
+
+    await close(server, draft, page)
+    await wait_status(page, "error")
+    banner = page.locator("[data-role=banner]")
+    # our sentence, the server's reason only where it adds to it (4400: what failed to decode)
+    kept = " Your work is kept in this browser."
+    await expect(banner).to_have_text(re.compile(rf"^{re.escape(message)}( \(.+\))?{kept}$"))
+    await expect(banner).to_have_attribute("role", "alert")
+    opened = len(sockets)
+    # a bounded look for a loop: y-websocket would have retried within its 2.5 s backoff
+    await page.wait_for_timeout(3_000)
+    assert len(sockets) == opened
+    await expect_field_text(page, "title", f"Kept text{typed}")
+    if typed:  # not sent: the copy in IndexedDB holds it
+        await expect(page.locator("[data-role=status]")).to_have_attribute("data-saved", "browser")
+    await page.screenshot(path=artifact(f"closed-{code}.png"))
+
+
 _PASTE = """([field, size]) => {
   const content = document.querySelector(`[data-field=${field}] .cm-content`)
   const data = new DataTransfer()
@@ -358,6 +492,8 @@ async def test_the_token_is_renewed_before_it_expires(
     assert await page.evaluate("localStorage.getItem('draftsync.token')") == fresh
     await wait_status(page, "synced")
     assert any(f"token={fresh}" in url for url in sockets)  # the provider reconnected with it
+    await expect(page.locator("[data-role=banner]")).to_be_hidden()
+    await page.screenshot(path=artifact("token-renewed.png"))
     deadline = time.time() + 6 - (time.time() % 1) + 2
     await page.wait_for_function(f"() => Date.now() > {deadline * 1000}", timeout=10_000)
     await text_field(page, "title").click()
@@ -536,3 +672,41 @@ async def test_a_change_the_rules_did_not_keep_is_told_to_its_author_after_a_rel
         await page.screenshot(path=artifact("override-notice.png"))
         await step.get_by_role("button", name="Dismiss").click()
         await expect(notices).to_have_count(1)
+
+
+async def test_a_value_the_server_rejects_is_told_to_its_author(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    """VALUE_REJECTED: a move the transitions do not allow, and a value of the wrong type.
+    The page's own controls offer neither, so they are set on the page's doc directly, as a
+    tab built from an older schema could; the server refuses them and the author is told."""
+    draft = new_draft()
+    _, page = await new_person(chromium, errors)
+    await page.goto(editor_url(server, draft, "ria"))
+    await wait_status(page, "synced")
+    goal = page.get_by_label("Goal amount", exact=True)
+    await goal.fill("10")
+    await goal.press("Enter")
+    await wait_status(page, "synced")
+
+    await page.evaluate(
+        """() => window.draftsync.doc.transact(() => {
+          const fields = window.draftsync.doc.getMap('fields')
+          fields.set('status', 'PUBLISHED')  // from CREATING: not an allowed move
+          fields.set('goal_amount', 'ten')  // a number field
+        })"""
+    )
+    await wait_status(page, "synced")
+    status = page.locator("[data-role=notices] .notice[data-field=status]")
+    await expect(status).to_have_text(
+        "Status: your Published was not kept. Creating stays, the draft's initial value "
+        "(rule transition: that move is not allowed from the value it was made on).OK"
+    )
+    amount = page.locator("[data-role=notices] .notice[data-field=goal_amount]")
+    await expect(amount).to_have_text(
+        "Goal amount: your ten was not kept. 10 stays, set by you (earlier) "
+        "(rule manual: a value of the wrong type is refused).OK"
+    )
+    await expect(goal).to_have_value("10")
+    await expect(page.get_by_label("Status", exact=True)).to_have_value("CREATING")
+    await page.screenshot(path=artifact("rejected-notice.png"))

@@ -19,6 +19,7 @@ from tests.support.pycrdt_client import PycrdtClient
 from tests.support.rest import as_user
 from tests.support.server_process import ServerProcess
 from tests.web.conftest import (
+    DESKTOP,
     PHONE,
     WAIT_MS,
     OpenPage,
@@ -208,3 +209,78 @@ async def test_restoring_a_version_restores_rich_text_in_the_open_editors(
         assert answer.status_code == 200, answer.text
     await expect_html(alice, "<p>Kept words</p>")
     await wait_status(alice, "synced")
+
+
+async def test_a_link_made_with_the_toolbar_reaches_the_other_page_and_the_server(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    draft = "rich-link"
+    await share(server, draft, "alice", "bob")
+    alice = await open_page(editor_url(server, draft, "alice"))
+    bob = await open_page(editor_url(server, draft, "bob"))
+    await wait_status(alice, "synced")
+    await wait_status(bob, "synced")
+    await rich(alice).click()
+    await alice.keyboard.type("Read the docs")
+    for _ in range(len("docs")):
+        await alice.keyboard.press("Shift+ArrowLeft")
+    asked: list[str] = []
+
+    async def answer(dialog) -> None:  # type: ignore[no-untyped-def]
+        asked.append(dialog.type)
+        await dialog.accept("https://example.org/docs")
+
+    alice.on("dialog", answer)
+    await alice.locator("[data-tool=link]").click()
+    html = '<p>Read the <a href="https://example.org/docs">docs</a></p>'
+    await expect_html(bob, html)
+    assert asked == ["prompt"]
+    await expect(alice.locator("[data-tool=link]")).to_have_attribute("aria-pressed", "true")
+    await wait_status(alice, "synced")
+
+    reader = await PycrdtClient(server.ws_url, draft, server.token("bob")).connect()
+    try:
+        await asyncio.wait_for(reader.synced.wait(), 10)
+        fragment = reader.doc.get("description", type=XmlFragment)
+        link = {"link": {"href": "https://example.org/docs", "title": None}}
+        wanted = [
+            {"type": "paragraph", "attrs": {}, "content": [[["Read the ", None], ["docs", link]]]}
+        ]
+        await reader.wait_for(lambda: node_data(fragment) == wanted)
+    finally:
+        await reader.disconnect()
+    await bob.screenshot(path=artifact("richtext-link-desktop.png"), full_page=True)
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "390"])
+async def test_a_diff_between_two_versions_marks_rich_text_inline(
+    server: ServerProcess, open_page: OpenPage, viewport: dict[str, int]
+) -> None:
+    draft = f"rich-diff-{viewport['width']}"
+    alice = await open_page(editor_url(server, draft, "alice"), viewport=viewport)
+    await wait_status(alice, "synced")
+    await rich(alice).click()
+    await alice.keyboard.type("Seeds for the garden")
+    await wait_status(alice, "synced")
+    async with as_user(server, "alice") as api:
+        before = (await api.get(f"/api/drafts/{draft}")).json()["version"]
+    for _ in range(len("garden")):
+        await alice.keyboard.press("Backspace")
+    await alice.keyboard.type("school")
+    await alice.keyboard.press("Home")
+    await alice.keyboard.type("New ")
+    await expect_html(alice, "<p>New Seeds for the school</p>")
+    await wait_status(alice, "synced")
+
+    await alice.locator("[data-role=open-history]").click()
+    dialog = alice.locator("dialog[data-role=history]")
+    await dialog.get_by_label("Version", exact=True).fill(str(before))
+    await dialog.get_by_role("button", name="Compare", exact=True).click()
+    description = dialog.locator("[data-role=preview] .diff-field[data-field=description]")
+    await expect(description.locator("ins")).to_have_text(["New ", "school"])
+    await expect(description.locator("del")).to_have_text(["garden"])
+    await expect(description).to_contain_text("+10 / \N{MINUS SIGN}6 characters")
+    await description.scroll_into_view_if_needed()
+    await alice.screenshot(path=artifact(f"history-richtext-diff-{viewport['width']}.png"))
+    width = await alice.evaluate("document.documentElement.scrollWidth")
+    assert width <= viewport["width"], width

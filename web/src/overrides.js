@@ -71,7 +71,13 @@ export async function watchOverrides ({ doc, schema, conn, client, draftId, me, 
       const rule = rejected
         ? `rule ${spec.rule || 'type'}: ${data(rejected).reason === 'wrong type' ? 'a value of the wrong type is refused' : 'that move is not allowed from the value it was made on'}`
         : `rule ${spec.rule}: ${RULES[spec.rule] || 'the server settled it'}`
-      const text = `${labelOf(key)}: your ${display(value, spec)} was not kept. ${display(kept, spec)} stays, set by ${who} (${rule}).`
+      // a field nobody has set holds the schema's initial value (what its control shows):
+      // name that, not "(empty) ... set by someone else"
+      const initial = (kept === null || kept === undefined) && spec.initial !== null && spec.initial !== undefined
+      const stays = initial
+        ? `${display(spec.initial, spec)} stays, the draft's initial value`
+        : `${display(kept, spec)} stays, set by ${who}`
+      const text = `${labelOf(key)}: your ${display(value, spec)} was not kept. ${stays} (${rule}).`
       show(text, key)
     }
   }

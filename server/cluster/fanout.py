@@ -367,6 +367,8 @@ class Fanout:
             for draft_id, clients in self._remote_clients.pop(instance, {}).items():
                 room = self._rooms.get(draft_id)
                 if room is not None and clients:
+                    if faults.ARMED:
+                        faults.trip("heartbeat")
                     room.forget_remote_awareness(clients, instance=instance)
 
     # -- catching up from the store ----------------------------------------------------------
@@ -388,6 +390,8 @@ class Fanout:
             if room.state is not RoomState.OPEN or tracker.watermark >= upto:
                 return
             try:
+                if faults.ARMED:
+                    faults.trip("catch-up")
                 await self._catch_up(tracker, upto)
             except StoreError as error:
                 logger.warning("catch-up failed draft=%s error=%s", room.draft_id, error)

@@ -6,7 +6,9 @@ times (once by default), then works again, so that a test sees both the failure 
 recovery. Points: `commit` (the group commit, before the store is called), `journal` (the
 journal closer's loop), `fanout-message` (a message from Redis, as it is handled), `update`
 (a client's update, after the doc applied it: an unexpected server error in a room),
-`snapshot` (a snapshot job).
+`snapshot` (a snapshot job), `heartbeat` (the fan-out's heartbeat loop, as it drops from a room
+the awareness of an instance that stopped beating), `catch-up` (the fan-out's catch-up of a
+room from the store: the catch-up loop's step, and the fill of a gap).
 
 Off (the variable unset, as in production), each point costs one test of an empty dict:
 call sites read `if faults.ARMED: faults.trip("commit")`.
@@ -21,7 +23,9 @@ __all__ = ["ARMED", "POINTS", "InjectedFault", "arm", "trip"]
 
 logger = logging.getLogger("draftsync.faults")
 
-POINTS = frozenset({"commit", "journal", "fanout-message", "snapshot", "update"})
+POINTS = frozenset(
+    {"commit", "journal", "fanout-message", "snapshot", "update", "heartbeat", "catch-up"}
+)
 
 ARMED: dict[str, int] = {}
 """Point -> failures left. Empty unless DRAFTSYNC_FAULTS is set."""

@@ -123,6 +123,13 @@ def _event(draft_id: str, item: Any) -> JournalEvent:
     )
 
 
+def _reload(room: Room, why: str) -> None:
+    """After an unexpected error in the fan-out's work on `room`: its doc or its awareness may
+    be half-changed, so it is dropped (its clients closed with 1011, to reconnect and resend)
+    and loaded afresh from the store, which holds every instance's versions."""
+    room.discard(why, code=CloseCode.INTERNAL_ERROR, reason="server error, reconnect")
+
+
 def _optional(value: Any, kind: type) -> Any:
     if value is not None and not isinstance(value, kind):
         raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
@@ -279,11 +286,7 @@ class Fanout:
                 draft_id = channel.decode(errors="replace").removeprefix(f"{PREFIX}:u:")
                 room = self._rooms.get(draft_id)
                 if room is not None:
-                    room.discard(
-                        "a fan-out message failed",
-                        code=CloseCode.INTERNAL_ERROR,
-                        reason="server error, reconnect",
-                    )
+                    _reload(room, "a fan-out message failed")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         channel = message["channel"].decode()
@@ -358,7 +361,12 @@ class Fanout:
         apply_role(self._rooms, draft_id, header["u"], role)
 
     def _expire_instances(self) -> None:
-        """Awareness of an instance that stopped beating (killed) is dropped everywhere."""
+        """Awareness of an instance that stopped beating (killed) is dropped everywhere.
+
+        Its bookkeeping is gone before its rooms are told, so a room that fails here is never
+        told again: rather than let the loop crash (leaving that room, and every room after it,
+        showing the dead instance's cursors for good), the failure is reported and that room is
+        reloaded, its clients closed with 1011; the other rooms are still told."""
         now = time.monotonic()
         for instance, seen in list(self._last_seen.items()):
             if now - seen < INSTANCE_TIMEOUT_SECONDS:
@@ -366,8 +374,16 @@ class Fanout:
             del self._last_seen[instance]
             for draft_id, clients in self._remote_clients.pop(instance, {}).items():
                 room = self._rooms.get(draft_id)
-                if room is not None and clients:
+                if room is None or not clients:
+                    continue
+                try:
+                    if faults.ARMED:
+                        faults.trip("heartbeat")
                     room.forget_remote_awareness(clients, instance=instance)
+                except Exception as error:
+                    assert self._supervisor is not None
+                    self._supervisor.report("fanout-heartbeat", error)
+                    _reload(room, "forgetting a gone instance's awareness failed")
 
     # -- catching up from the store ----------------------------------------------------------
 
@@ -388,12 +404,17 @@ class Fanout:
             if room.state is not RoomState.OPEN or tracker.watermark >= upto:
                 return
             try:
+                if faults.ARMED:
+                    faults.trip("catch-up")
                 await self._catch_up(tracker, upto)
             except StoreError as error:
                 logger.warning("catch-up failed draft=%s error=%s", room.draft_id, error)
             except Exception as error:  # a short-lived task: no one would hear of it
+                # The room may hold part of what it read, applied but never relayed (a
+                # retry would change nothing, so relay nothing): reload it, as for a message.
                 assert self._supervisor is not None
                 self._supervisor.report("fanout-catch-up", error)
+                _reload(room, "a catch-up from the store failed")
         finally:
             tracker.catching_up = False
             if tracker.has_gap and self._trackers.get(tracker.room.draft_id) is tracker:

@@ -7,6 +7,7 @@ component is restarted, clients reconnect and resend, nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from pycrdt import Text
 
 from bench.services import PostgresCluster, RedisServer
+from tests.support.node_client import NodeClient
 from tests.support.pycrdt_client import connect_synced, type_into
 from tests.support.server_process import ServerProcess
 from tests.support.stored_any import stored_doc, stored_rows
@@ -163,6 +165,98 @@ async def test_a_fanout_message_that_fails_reloads_its_room_and_nothing_is_lost(
         await asyncio.gather(writer.disconnect(), reader.disconnect())
         hurt.stop()
         other.stop()
+
+
+async def sees(client: NodeClient, name: str) -> bool:
+    states = await client.call("awareness_states")
+    return any(state.get("user") == {"name": name} for _, state in states)
+
+
+async def test_a_crash_as_the_heartbeat_forgets_a_dead_instance_closes_that_room_with_1011(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """B is killed; A's heartbeat loop drops B's clients' awareness from A's rooms and fails in
+    the first. That room is closed with 1011 (reloaded: no cursor of the dead instance in it),
+    and the same pass still clears the second room: no ghost stays for good."""
+    store = postgres.new_database()
+    flags = ("--store", store, "--redis", redis_server.url)
+    hurt = ServerProcess(
+        tmp_path / "a", "--room-grace", "0.3", *flags, env={"DRAFTSYNC_FAULTS": "heartbeat"}
+    ).start()
+    doomed = ServerProcess(tmp_path / "b", "--room-grace", "0.3", *flags).start()
+    clients: list[NodeClient] = []
+    try:
+        watchers: list[NodeClient] = []
+        for draft in (new_draft(), new_draft()):  # in turn: A learns of the first room first
+            watcher = await NodeClient.start(hurt.ws_url, draft, hurt.token("alice"))
+            bob = await NodeClient.start(doomed.ws_url, draft, doomed.token("alice"))
+            clients += [watcher, bob]
+            await asyncio.gather(watcher.call("wait_synced"), bob.call("wait_synced"))
+            await bob.call("awareness_set", field="user", value={"name": "bob"})
+            await eventually(functools.partial(sees, watcher, "bob"), timeout=10)
+            watchers.append(watcher)
+        first, second = watchers
+        doomed.kill()
+
+        closed = await first.wait_event("close", timeout=30, predicate=lambda e: not e["local"])
+        assert closed["code"] == 1011 and closed["reason"]
+        assert "fanout-heartbeat" in crashed_components(hurt)
+        assert "InjectedFault" in hurt.log() and "Traceback" in hurt.log()
+
+        async def second_forgot_bob() -> bool:
+            return not await sees(second, "bob")
+
+        await eventually(second_forgot_bob, timeout=10)
+        assert not [e for e in second.events if e["event"] == "close"]  # never closed
+        # The first room's clients reconnect to a room loaded afresh: bob is not in it.
+        await first.wait_event("status", timeout=10, predicate=lambda e: e["status"] == "connected")
+        await first.call("wait_synced")
+        assert not await sees(first, "bob")
+    finally:
+        await asyncio.gather(*(client.close() for client in clients))
+        hurt.stop()
+        doomed.stop()
+
+
+async def test_a_crash_in_a_catch_up_closes_its_room_with_1011_and_catching_up_goes_on(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """A listens to a Redis of its own, so every message of B's is lost to it and only A's
+    catch-up loop brings B's edits from the store. The first catch-up fails: the room, which
+    may hold part of what it read, is closed with 1011 and reloaded; later ones still work."""
+    binary = RedisServer.find()
+    assert binary is not None  # the redis_server fixture found it
+    lonely = RedisServer(binary).start()
+    store = postgres.new_database()
+    hurt = ServerProcess(
+        tmp_path / "a",
+        *("--room-grace", "0.3", "--store", store, "--redis", lonely.url),
+        env={"DRAFTSYNC_FAULTS": "catch-up"},
+    ).start()
+    other = ServerProcess(
+        tmp_path / "b", "--room-grace", "0.3", "--store", store, "--redis", redis_server.url
+    ).start()
+    draft = new_draft()
+    writer = await connect_synced(other, draft, "alice")
+    reader = await connect_synced(hurt, draft, "alice")
+    try:
+        await writer.edit(type_into("behind"))
+        await writer.flush()
+        await asyncio.wait_for(reader.closed.wait(), 10)
+        assert reader.close_code == 1011 and reader.close_reason
+        assert "fanout-catch-up" in crashed_components(hurt)
+        assert "InjectedFault" in hurt.log() and "Traceback" in hurt.log()
+
+        again = await connect_synced(hurt, draft, "alice")
+        assert again.text("title") == "behind"  # loaded afresh from the store
+        await writer.edit(type_into(" and on"))
+        await again.wait_for(lambda: again.text("title") == "behind and on")  # caught up
+        await again.disconnect()
+    finally:
+        await asyncio.gather(writer.disconnect(), reader.disconnect())
+        hurt.stop()
+        other.stop()
+        lonely.close()
 
 
 async def test_a_crash_in_a_snapshot_job_is_loud_and_the_next_snapshot_is_taken(

@@ -33,7 +33,10 @@ NEAR_2_53 = 2**53 - 2
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "data", "--room-grace", "0.3").start()
+    # As an operator chasing a Rust bug might run it: a panic's backtrace then cost the event
+    # loop 0.3-0.8 s (finding 6's bystander), until the server turned backtraces off.
+    debugging = {"RUST_BACKTRACE": "1"}
+    process = ServerProcess(tmp_path / "data", "--room-grace", "0.3", env=debugging).start()
     yield process
     process.stop()
 

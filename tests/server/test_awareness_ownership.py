@@ -31,6 +31,7 @@ from bench.services import PostgresCluster, RedisServer
 from crdt.awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
 from crdt.protocol import Awareness, SyncStep1, encode_message
 from server.sync.presence import MAX_BYTES, MAX_STATES, RATE
+from tests.support.bystander import Bystander, bystander_on
 from tests.support.node_client import NodeClient
 from tests.support.raw_client import RawClient, connect_raw
 from tests.support.rest import as_user, create_draft
@@ -146,6 +147,12 @@ async def room(server: ServerProcess) -> AsyncIterator[Room]:
             await the_room.watcher.close()
 
 
+@pytest.fixture
+async def calm(server: ServerProcess) -> AsyncIterator[Bystander]:
+    async with bystander_on(server) as editor:
+        yield editor
+
+
 async def _alice_sees_cursor(room: Room, cursor: Any) -> bool:
     return (await states_of(room.alice)).get(room.bob_id, {}).get("cursor") == cursor
 
@@ -219,11 +226,18 @@ async def test_an_attacker_leaving_does_not_remove_another_connections_entry(roo
     ids=["20000-states", "one-state-too-many", "one-state-too-big"],
 )
 async def test_an_update_over_the_limits_closes_with_4400_and_reaches_no_one(
-    room: Room, entries: list[tuple[int, int, Any]], reason: str
+    room: Room, calm: Bystander, entries: list[tuple[int, int, Any]], reason: str
 ) -> None:
     eve = await room.viewer()
-    await eve.send(frame(*entries))
-    code, text = await eve.wait_closed(timeout=TIMEOUT)
+    attack = frame(*entries)  # built before the bystander types: this process's own work
+    await calm.measure_before()
+
+    async def sent() -> tuple[int | None, str | None]:
+        await eve.send(attack)
+        return await eve.wait_closed(timeout=TIMEOUT)
+
+    code, text = await calm.while_attacked(sent())
+    calm.assert_unchanged()
     assert code == 4400
     assert text is not None and text.startswith("awareness:") and reason in text
     # Anything relayed of it would reach alice before bob's next change.
@@ -234,17 +248,14 @@ async def test_an_update_over_the_limits_closes_with_4400_and_reaches_no_one(
     assert joined == [{**BOB_REAL, "cursor": {"anchor": 3}}] * 3
 
 
-async def test_a_flood_is_relayed_paced_and_ends_on_the_last_state(room: Room) -> None:
+async def test_a_flood_is_relayed_paced_and_ends_on_the_last_state(
+    room: Room, calm: Bystander
+) -> None:
     flooder = await room.viewer()
     watcher = await room.viewer()
     sent = 1000
     try:
-        started = time.monotonic()
-        for batch in range(50):  # 1000 updates over about a second, 20 at a time
-            flooder.send_together(
-                [frame((EVE_ID, n, {"n": n})) for n in range(batch * 20 + 1, batch * 20 + 21)]
-            )
-            await asyncio.sleep(0.02)
+        await calm.measure_before()
 
         def flood_state(message: Awareness) -> int | None:
             for entry in decode_awareness_update(message.update):
@@ -252,10 +263,20 @@ async def test_a_flood_is_relayed_paced_and_ends_on_the_last_state(room: Room) -
                     return int(json.loads(entry.state_json)["n"])
             return None
 
-        await watcher.next_message(
-            Awareness, where=lambda m: flood_state(m) == sent, timeout=TIMEOUT
-        )
-        elapsed = time.monotonic() - started
+        async def flood() -> float:
+            started = time.monotonic()
+            for batch in range(50):  # 1000 updates over about a second, 20 at a time
+                flooder.send_together(
+                    [frame((EVE_ID, n, {"n": n})) for n in range(batch * 20 + 1, batch * 20 + 21)]
+                )
+                await asyncio.sleep(0.02)
+            await watcher.next_message(
+                Awareness, where=lambda m: flood_state(m) == sent, timeout=TIMEOUT
+            )
+            return time.monotonic() - started
+
+        elapsed = await calm.while_attacked(flood())
+        calm.assert_unchanged()
         relayed = [
             n for m in watcher.messages if isinstance(m, Awareness) and (n := flood_state(m))
         ]

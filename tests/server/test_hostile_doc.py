@@ -20,8 +20,9 @@ from bench.services import PostgresCluster, RedisServer
 from crdt.lib0 import write_var_string, write_var_uint
 from crdt.protocol import Update, encode_message
 from crdt.updates import may_nest_too_deep
-from tests.support.pycrdt_client import connect_synced, type_into
-from tests.support.raw_client import connect_raw
+from tests.support.bystander import bystander_on
+from tests.support.pycrdt_client import PycrdtClient, connect_synced, type_into
+from tests.support.raw_client import RawClient, connect_raw
 from tests.support.rest import as_user, create_draft
 from tests.support.server_process import ServerProcess
 from tests.support.stored import stored_doc, stored_rows
@@ -32,7 +33,10 @@ NEAR_2_53 = 2**53 - 2
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "data", "--room-grace", "0.3").start()
+    # As an operator chasing a Rust bug might run it: a panic's backtrace then cost the event
+    # loop 0.3-0.8 s (finding 6's bystander), until the server turned backtraces off.
+    debugging = {"RUST_BACKTRACE": "1"}
+    process = ServerProcess(tmp_path / "data", "--room-grace", "0.3", env=debugging).start()
     yield process
     process.stop()
 
@@ -68,6 +72,29 @@ async def bystander_title(server: ServerProcess, draft: str) -> str:
     return str(answer.json()["state"]["texts"]["title"])
 
 
+async def the_panic(
+    server: ServerProcess, draft: str, mallory: RawClient, bob: PycrdtClient
+) -> None:
+    """Finding 6's attack: a panicking delete set, then a joiner and the next user's sync."""
+    await mallory.send(encode_message(Update(text_item(5, NEAR_2_53, "x", deletes=[]))))
+    await bob.wait_for(lambda: bob.text("title") == "x")
+    payload = text_item(7, 0, "UNSTORED-PAYLOAD", deletes=[(5, 1, 2**53 - 1)])
+    await mallory.send(encode_message(Update(payload)))
+    code, reason = await mallory.wait_closed()
+    assert code == 4400 and reason and "rejected" in reason
+    # The room's doc took it half-way: it is dropped, its clients reconnect to a fresh one.
+    await asyncio.wait_for(bob.closed.wait(), 10)
+    assert bob.close_code == 1013 and "UNSTORED" not in bob.text("title")
+    assert await bystander_title(server, draft) == "x"
+    joiner = await connect_synced(server, draft, "alice")
+    assert joiner.text("title") == "x"
+    # The next user's (empty) sync step 2 stores nothing of it under their name.
+    carol = await connect_synced(server, draft, "alice")
+    await carol.flush()
+    await joiner.disconnect()
+    await carol.disconnect()
+
+
 async def test_finding_6_a_delete_set_that_panics_yrs_leaves_nothing_behind(
     server: ServerProcess,
 ) -> None:
@@ -77,23 +104,10 @@ async def test_finding_6_a_delete_set_that_panics_yrs_leaves_nothing_behind(
     bystander = await connect_synced(server, other, "alice")
     mallory = await connect_raw(server.ws_url, draft, server.token("alice"))
     try:
-        await mallory.send(encode_message(Update(text_item(5, NEAR_2_53, "x", deletes=[]))))
-        await bob.wait_for(lambda: bob.text("title") == "x")
-        payload = text_item(7, 0, "UNSTORED-PAYLOAD", deletes=[(5, 1, 2**53 - 1)])
-        await mallory.send(encode_message(Update(payload)))
-        code, reason = await mallory.wait_closed()
-        assert code == 4400 and reason and "rejected" in reason
-        # The room's doc took it half-way: it is dropped, its clients reconnect to a fresh one.
-        await asyncio.wait_for(bob.closed.wait(), 10)
-        assert bob.close_code == 1013 and "UNSTORED" not in bob.text("title")
-        assert await bystander_title(server, draft) == "x"
-        joiner = await connect_synced(server, draft, "alice")
-        assert joiner.text("title") == "x"
-        # The next user's (empty) sync step 2 stores nothing of it under their name.
-        carol = await connect_synced(server, draft, "alice")
-        await carol.flush()
-        await joiner.disconnect()
-        await carol.disconnect()
+        async with bystander_on(server) as calm:
+            await calm.measure_before()
+            await calm.while_attacked(the_panic(server, draft, mallory, bob))
+        calm.assert_unchanged()
         assert "UNSTORED" not in str(stored_doc(server.database, draft).get("title", type=Text))
         count = "SELECT count(*) FROM updates WHERE draft_id = ?"
         assert stored_rows(server.database, count, draft) == [(1,)]
@@ -110,6 +124,20 @@ async def test_finding_6_a_delete_set_that_panics_yrs_leaves_nothing_behind(
         )
 
 
+async def a_shared_type_in_fields(server: ServerProcess, draft: str, mallory: PycrdtClient) -> None:
+    """Finding 1's attack: `fields["k"] = Y.Map()`, refused; a joiner never sees `k`."""
+
+    def nest(doc: Doc) -> None:
+        doc.get("fields", type=Map)["k"] = Map({"inner": 1})
+
+    await mallory.edit(nest)
+    await asyncio.wait_for(mallory.closed.wait(), 10)
+    assert mallory.close_code == 4400 and "JSON" in (mallory.close_reason or "")
+    joiner = await connect_synced(server, draft, "alice")
+    assert "k" not in joiner.fields()
+    await joiner.disconnect()
+
+
 async def test_finding_1_a_shared_type_in_fields_is_refused_and_the_server_carries_on(
     server: ServerProcess,
 ) -> None:
@@ -117,16 +145,10 @@ async def test_finding_1_a_shared_type_in_fields_is_refused_and_the_server_carri
     mallory = await connect_synced(server, draft, "alice")
     bystander = await connect_synced(server, other, "alice")
     try:
-
-        def nest(doc: Doc) -> None:
-            doc.get("fields", type=Map)["k"] = Map({"inner": 1})
-
-        await mallory.edit(nest)
-        await asyncio.wait_for(mallory.closed.wait(), 10)
-        assert mallory.close_code == 4400 and "JSON" in (mallory.close_reason or "")
-        joiner = await connect_synced(server, draft, "alice")
-        assert "k" not in joiner.fields()
-        await joiner.disconnect()
+        async with bystander_on(server) as calm:
+            await calm.measure_before()
+            await calm.while_attacked(a_shared_type_in_fields(server, draft, mallory))
+        calm.assert_unchanged()
         async with httpx.AsyncClient(timeout=5) as http:
             assert (await http.get(f"{server.http_url}/healthz")).status_code == 200
 
@@ -178,7 +200,7 @@ async def test_finding_7_a_write_waiting_for_its_review_turn_is_not_stored_after
     lock = await asyncpg.connect(store)
     owner = bob = None
     try:
-        async with as_user(server, "alice") as alice:
+        async with as_user(server, "alice") as alice, bystander_on(server) as calm:
             draft = (await create_draft(alice, fields={"category": "kept"}))["id"]
             answer = await alice.put(
                 f"/api/drafts/{draft}/access", json={"user": "bob", "role": "editor"}
@@ -186,38 +208,46 @@ async def test_finding_7_a_write_waiting_for_its_review_turn_is_not_stored_after
             assert answer.status_code == 200, answer.text
             owner = await connect_synced(server, draft, "alice")
             bob = await connect_synced(server, draft, "bob")
-            await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 1))", draft)
-            await bob.edit(lambda doc: doc.get("fields", type=Map).__setitem__("category", "BOB"))
+            await calm.measure_before()
 
-            async def waiting_for_the_turn() -> bool:
-                waiting = await lock.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            async def downgraded_while_waiting() -> None:
+                await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 1))", draft)
+                await bob.edit(
+                    lambda doc: doc.get("fields", type=Map).__setitem__("category", "BOB")
                 )
-                return bool(waiting)
 
-            await eventually(waiting_for_the_turn)
-            answer = await alice.put(
-                f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
-            )
-            assert answer.status_code == 200, answer.text
-            await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 1))", draft)
+                async def waiting_for_the_turn() -> bool:
+                    waiting = await lock.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                    return bool(waiting)
 
-            # The owner's own write takes its turn after bob's: once it is acknowledged, bob's
-            # turn has passed. The owner may have to reconnect (the room reloads).
-            async def owner_writes() -> bool:
-                nonlocal owner
-                assert owner is not None
-                if owner.closed.is_set():
-                    await owner.disconnect()
-                    owner = await connect_synced(server, draft, "alice")
-                await owner.edit(type_into("after"))
-                try:
-                    await owner.flush(timeout=5)
-                except (TimeoutError, ConnectionError):
-                    return False
-                return not owner.closed.is_set()
+                await eventually(waiting_for_the_turn)
+                answer = await alice.put(
+                    f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
+                )
+                assert answer.status_code == 200, answer.text
+                await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 1))", draft)
 
-            await eventually(owner_writes, timeout=30)
+                # The owner's own write takes its turn after bob's: once it is acknowledged, bob's
+                # turn has passed. The owner may have to reconnect (the room reloads).
+                async def owner_writes() -> bool:
+                    nonlocal owner
+                    assert owner is not None
+                    if owner.closed.is_set():
+                        await owner.disconnect()
+                        owner = await connect_synced(server, draft, "alice")
+                    await owner.edit(type_into("after"))
+                    try:
+                        await owner.flush(timeout=5)
+                    except (TimeoutError, ConnectionError):
+                        return False
+                    return not owner.closed.is_set()
+
+                await eventually(owner_writes, timeout=30)
+
+            await calm.while_attacked(downgraded_while_waiting())
+            calm.assert_unchanged()
             read = await alice.get(f"/api/drafts/{draft}")
             assert read.status_code == 200, read.text
             assert read.json()["state"]["fields"]["category"] == "kept"

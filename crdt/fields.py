@@ -17,7 +17,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from crdt.errors import NonJsonValue
 from crdt.updates import (
@@ -66,19 +66,22 @@ class _Run:
 # MapWrite's nine); the one-write ways below (`ingest_sequential`, `ingest_single`, every
 # `fields` write of S5) build the same objects (equal, same hash) by the slots' own setters,
 # in about a third of that (tests/crdt/test_one_write_readers.py checks them).
-_SET_KEY = MapWrite.key.__set__
-_SET_ID = MapWrite.id.__set__
-_SET_ORIGIN = MapWrite.origin.__set__
-_SET_VALUE = MapWrite.value.__set__
-_SET_CONCURRENT = MapWrite.concurrent.__set__
-_SET_SEEN = MapWrite.seen.__set__
-_SET_LEAF = MapWrite.leaf.__set__
-_SET_LAST = MapWrite.last.__set__
-_SET_CONTENT = MapWrite.content.__set__
-_SET_START = _Run.start.__set__
-_SET_END = _Run.end.__set__
-_SET_RUN_KEY = _Run.key.__set__
-_new_object = object.__new__
+# `cast`: a type checker (mypy, mypyc) reads a slot on the class as the instance's value.
+_SET_KEY = cast(Any, MapWrite).key.__set__
+_SET_ID = cast(Any, MapWrite).id.__set__
+_SET_ORIGIN = cast(Any, MapWrite).origin.__set__
+_SET_VALUE = cast(Any, MapWrite).value.__set__
+_SET_CONCURRENT = cast(Any, MapWrite).concurrent.__set__
+_SET_SEEN = cast(Any, MapWrite).seen.__set__
+_SET_LEAF = cast(Any, MapWrite).leaf.__set__
+_SET_LAST = cast(Any, MapWrite).last.__set__
+_SET_CONTENT = cast(Any, MapWrite).content.__set__
+_SET_START = cast(Any, _Run).start.__set__
+_SET_END = cast(Any, _Run).end.__set__
+_SET_RUN_KEY = cast(Any, _Run).key.__set__
+# `object.__new__` itself in the pure build; a compiled build's (mypyc) classes make their own.
+_new_write = MapWrite.__new__
+_new_run = _Run.__new__
 
 
 def _leaf_write(
@@ -86,7 +89,7 @@ def _leaf_write(
 ) -> MapWrite:
     """`MapWrite(key, node, origin, value, concurrent, seen, True, node, content)`: the write
     of one clock, which no other write of its update builds on."""
-    write = _new_object(MapWrite)
+    write = _new_write(MapWrite)
     _SET_KEY(write, key)
     _SET_ID(write, node)
     _SET_ORIGIN(write, origin)
@@ -101,7 +104,7 @@ def _leaf_write(
 
 def _one_clock_run(clock: int, key: str) -> _Run:
     """`_Run(clock, clock + 1, key)`."""
-    run = _new_object(_Run)
+    run = _new_run(_Run)
     _SET_START(run, clock)
     _SET_END(run, clock + 1)
     _SET_RUN_KEY(run, key)

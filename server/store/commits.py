@@ -41,7 +41,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from crdt.journal import JournalEvent
 from server import faults, metrics
@@ -69,13 +69,21 @@ class CommitTarget(Protocol):
         """`writes`, consecutive writes of this target in one batch, are committed, in order."""
         ...
 
-    def on_commit_failed(self, error: Exception, *, code: int = ..., reason: str = ...) -> None: ...
+    # The defaults are the room's: a compiled build (mypyc) checks them, so not `...`.
+    def on_commit_failed(
+        self,
+        error: BaseException,
+        *,
+        code: int = CloseCode.TRY_AGAIN_LATER,
+        reason: str = "store unavailable, retry",
+    ) -> None: ...
 
 
 @dataclass(slots=True)
 class PendingWrite:
     target: CommitTarget
-    sender: object  # the Connection that sent it, handed back to the target untouched
+    sender: Any  # the Connection that sent it, handed back to the target untouched (not
+    # `object`: a compiled build (mypyc) cannot resolve a builtin in a dataclass annotation)
     record: UpdateRecord
     events: Sequence[JournalEvent] = ()  # stored in the same transaction
     ticket: int = 0  # the target's gate ticket (server/sync/gate.py), handed back at commit
@@ -252,7 +260,7 @@ class CommitPipeline:
             del batch
 
     def _take_batch(self) -> list[PendingWrite]:
-        batch = []
+        batch: list[PendingWrite] = []
         while self._queue and len(batch) < self._max_batch:
             write = self._queue.popleft()
             if write.target.accepts_commits:  # a room that failed drops what it had queued

@@ -525,12 +525,12 @@ def _applier(doc: Doc, txn: Transaction) -> Callable[[bytes], None]:
     third of what yrs takes to apply a keystroke); here the room holds a read-write
     transaction and no model. The same call into yrs, through the same transaction (pycrdt is
     pinned: `_doc` and `_txn` are its, as `TextCounter.count` reads lengths through `_txn`)."""
-    return functools.partial(doc._doc.apply_update, txn._txn)
+    return functools.partial(doc._doc.apply_update, txn._txn)  # type: ignore[arg-type]
 
 
 def _state_in(doc: Doc, txn: Transaction) -> bytes:
     """The doc's state vector, read through the open `txn` (pycrdt is pinned: see `_applier`)."""
-    return doc._doc.get_state(txn._txn)  # type: ignore[no-any-return]
+    return doc._doc.get_state(txn._txn)  # type: ignore[arg-type,no-any-return]
 
 
 def _is_panic(error: BaseException) -> bool:

@@ -591,7 +591,7 @@ class Room:
 
     def on_commit_failed(
         self,
-        error: Exception,
+        error: BaseException,
         *,
         code: int = CloseCode.TRY_AGAIN_LATER,
         reason: str = "store unavailable, retry",

@@ -1,10 +1,11 @@
 """Builds the browser editor into the wheel, so that `pip install draftsync` serves it.
 
 pyproject.toml holds the project's metadata; this file only adds one step to setuptools'
-`build_py`: run the esbuild bundle (web/build.mjs, after `npm ci` when web/node_modules is
-missing) straight into the built package as `server/http/static/`, which server/http/pages.py
-serves before a checkout's web/dist/. Editable installs (`pip install -e`, what `make` does) skip
-it: a checkout serves web/dist/, which `make web` builds. Needs Node.js 20 and npm.
+`build_py`: run the esbuild bundle (web/build.mjs, after `npm ci` when web/node_modules is not
+a finished install) straight into the built package as `server/http/static/`, which
+server/http/pages.py serves before a checkout's web/dist/. Editable installs (`pip install -e`,
+what `make` does) skip it: a checkout serves web/dist/, which `make web` builds. Needs Node.js 20
+and npm.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class _BuildPyWithEditor(build_py):
         node, npm = shutil.which("node"), shutil.which("npm")
         if node is None or npm is None:
             raise SystemExit("draftsync: building the wheel bundles the editor: install Node.js 20")
-        if not (WEB / "node_modules").is_dir():
+        # npm writes node_modules/.package-lock.json once an install finished: an empty or
+        # half-made folder (an interrupted install, a stray `mkdir`) is installed afresh.
+        if not (WEB / "node_modules" / ".package-lock.json").is_file():
             self._run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"])
         self._run([node, "build.mjs", str(out.resolve())])
         if not (out / "editor.html").is_file():

@@ -68,7 +68,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> _Installed:
     source = root / "source"
     copy_checkout(source)
     node_modules = REPO / "web" / "node_modules"
-    if node_modules.is_dir():  # `make test` installs it; else setup.py runs `npm ci` itself
+    # `make test` installs it; else (or if it is not a finished install) setup.py runs `npm ci`
+    if (node_modules / ".package-lock.json").is_file():
         (source / "web" / "node_modules").symlink_to(node_modules.resolve())
     wheels = root / "wheels"
     _pip(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), ".", cwd=source)

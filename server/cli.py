@@ -426,6 +426,15 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
         "within this many seconds of connecting, else it is closed (%(default)s)",
     )
     group.add_argument(
+        "--hocuspocus-auth-timeout",
+        type=positive_seconds,
+        default=_DEFAULT.hocuspocus_auth_timeout,
+        metavar="SECONDS",
+        help="a /hocuspocus socket must have a document authorised (its token comes after the "
+        "upgrade) within this many seconds of opening, else it is closed with 4408; it counts "
+        "as unauthenticated until then (%(default)s)",
+    )
+    group.add_argument(
         "--keep-alive-timeout",
         type=positive_seconds,
         default=5.0,
@@ -845,6 +854,7 @@ def _serve(args: argparse.Namespace) -> int:
         webhooks=webhooks,
         disk_reserve_bytes=args.disk_reserve_bytes,
         **_admission_from(args, sockets),  # type: ignore[arg-type]
+        hocuspocus_auth_timeout=args.hocuspocus_auth_timeout,
         max_feeds_per_user=args.max_feeds_per_user,
         feed_queue_events=args.feed_queue_events,
     )

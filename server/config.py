@@ -105,6 +105,10 @@ class Settings:
     user_requests_per_second: float = 50.0
     user_request_burst: int = 200
     max_drafts_per_user: int = 10_000
+    # A `/hocuspocus` socket with no document authorised this many seconds after it opened is
+    # closed with 4408 (server/sync/hocuspocus.py): its token comes in a message after the
+    # WebSocket handshake, so `--handshake-timeout` cannot bound it. 60 s, as Hocuspocus.
+    hocuspocus_auth_timeout: float = 60.0
     # The drafts change feed (server/sync/feed.py, README "Dashboard and sharing"): streams a
     # user may hold open (over it: 503), events queued a stream before it is told to resync.
     max_feeds_per_user: int = 8

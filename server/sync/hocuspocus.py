@@ -46,7 +46,10 @@ PermissionDenied and the reason.
 Frames of an address not authorised yet are queued (bounded per socket: `MAX_PENDING_*`,
 else 4205) and replayed after its Auth succeeds; a failed Auth answers PermissionDenied with
 the reason, drops what was queued for it and keeps the socket open. A socket with no
-authorised document `AUTH_DEADLINE_SECONDS` after it opened is closed with 4408. The server
+authorised document `--hocuspocus-auth-timeout` seconds after it opened (60 by default, as
+Hocuspocus's `timeout`) is closed with 4408 "Connection Timeout", however much it sent
+meanwhile: its token comes after the WebSocket handshake, so `--handshake-timeout` cannot
+bound it, and until then it holds a place under `--max-unauthenticated`. The server
 sends Ping (`[0x09]`) every `PING_SECONDS`: the provider reconnects after 30 s without a
 frame, and relies on traffic rather than on seeing its own awareness echoed (draftsync
 relays awareness to the others only).
@@ -114,7 +117,6 @@ if TYPE_CHECKING:
     from server.sync.room import Room
 
 __all__ = [
-    "AUTH_DEADLINE_SECONDS",
     "DOCUMENT_CLOSE_CODES",
     "MAX_PENDING_BYTES",
     "MAX_PENDING_DOCUMENTS",
@@ -130,7 +132,6 @@ __all__ = [
 logger = logging.getLogger("draftsync.hocuspocus")
 
 PING_SECONDS = 10.0  # well within the provider's 30 s messageReconnectTimeout
-AUTH_DEADLINE_SECONDS = 60.0  # Hocuspocus's default `timeout` before the first auth
 MAX_PENDING_MESSAGES = 1000  # frames queued before their address is authorised (per socket)
 MAX_PENDING_BYTES = 5 * 1024 * 1024
 MAX_PENDING_DOCUMENTS = 100
@@ -385,8 +386,8 @@ class _Session:
 
     async def _ping(self) -> None:
         """Ping every `PING_SECONDS`; close a socket with no document authorised
-        `AUTH_DEADLINE_SECONDS` after it opened (4408, as Hocuspocus)."""
-        deadline = time.monotonic() + AUTH_DEADLINE_SECONDS
+        `hocuspocus_auth_timeout` seconds after it opened (4408, as Hocuspocus)."""
+        deadline = time.monotonic() + self.service.settings.hocuspocus_auth_timeout
         next_ping = time.monotonic() + PING_SECONDS
         while True:
             wake = next_ping if self._authorised_once else min(next_ping, deadline)

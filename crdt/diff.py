@@ -9,6 +9,13 @@ characters when it is short (`CHAR_LIMIT`), by words when its words are few enou
 (`WORD_LIMIT`), else by lines, and past `LINE_LIMIT` characters not at all (the old middle
 deleted, the new inserted). `granularity` says which; line and whole are the size bound
 (`bounded` in the answer): bounded work whatever a draft holds.
+
+Rich text: given both versions' formatting (`crdt.content.FormatRun`), the text kept by the
+comparison ("equal") is split where its marks or block type differ between the two, and those
+pieces become `format` ops (`added`, `removed`, `changed` mark names; `block` [old, new] when the
+block type changed). Insertions and deletions stay as the text comparison found them. The walk
+steps run by run (two cursors that only move forward), not character by character: its cost is
+the number of ops plus formatting runs, and each piece is sliced out once.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+
+from crdt.content import FormatRun
 
 __all__ = ["CHAR_LIMIT", "LINE_LIMIT", "WORD_LIMIT", "diff_content", "diff_text"]
 
@@ -111,28 +120,40 @@ def _ops(a: list[str], b: list[str], *, autojunk: bool) -> list[dict[str, str]]:
     return ops
 
 
-def diff_content(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+def diff_content(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    *,
+    formats: tuple[dict[str, list[FormatRun]], dict[str, list[FormatRun]]] | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
     """The changed fields between two contents, in field-name order per kind; and whether any
-    text was compared more coarsely than by characters (the size bound)."""
+    text was compared more coarsely than by characters (the size bound). `formats`: the rich
+    texts' formatting of `old` and `new` (`DraftContent.formats`), to report its changes too."""
     changes: list[dict[str, Any]] = []
     bounded = False
     old_texts, new_texts = old.get("texts", {}), new.get("texts", {})
+    old_formats, new_formats = formats or ({}, {})
     for name in sorted(set(old_texts) | set(new_texts)):
         before, after = old_texts.get(name, ""), new_texts.get(name, "")
-        if before == after:
+        old_runs, new_runs = old_formats.get(name), new_formats.get(name)
+        rich = old_runs is not None and new_runs is not None
+        if before == after and (not rich or _same_formats(old_runs or [], new_runs or [])):
             continue
         ops, granularity = diff_text(before, after)
         bounded |= granularity in _COARSE
-        changes.append(
-            {
-                "field": name,
-                "kind": "text",
-                "ops": ops,
-                "granularity": granularity,
-                "inserted": sum(len(o["text"]) for o in ops if o["op"] == "insert"),
-                "deleted": sum(len(o["text"]) for o in ops if o["op"] == "delete"),
-            }
-        )
+        if rich:
+            ops = _formatted(ops, old_runs or [], new_runs or [])
+        change: dict[str, Any] = {
+            "field": name,
+            "kind": "text",
+            "ops": ops,
+            "granularity": granularity,
+            "inserted": sum(len(o["text"]) for o in ops if o["op"] == "insert"),
+            "deleted": sum(len(o["text"]) for o in ops if o["op"] == "delete"),
+        }
+        if rich:
+            change["formatted"] = sum(len(o["text"]) for o in ops if o["op"] == "format")
+        changes.append(change)
     old_values, new_values = old.get("fields", {}), new.get("fields", {})
     for name in sorted(set(old_values) | set(new_values)):
         before, after = old_values.get(name), new_values.get(name)
@@ -155,6 +176,111 @@ def diff_content(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[dict[st
             }
         )
     return changes, bounded
+
+
+def _same_formats(old: list[FormatRun], new: list[FormatRun]) -> bool:
+    """Whether two formattings of the same text agree (yrs may split a run differently)."""
+    return old == new or _merged(old) == _merged(new)
+
+
+def _merged(runs: list[FormatRun]) -> list[list[Any]]:
+    merged: list[list[Any]] = []
+    for run in runs:
+        if merged and merged[-1][1] == run.block and merged[-1][2] == run.marks:
+            merged[-1][0] += run.length
+        else:
+            merged.append([run.length, run.block, run.marks])
+    return merged
+
+
+def _formatted(
+    ops: list[dict[str, Any]],
+    old_runs: list[FormatRun],
+    new_runs: list[FormatRun],
+) -> list[dict[str, Any]]:
+    """`ops` with each equal op split into equal and `format` pieces where the formatting of
+    its text differs between `old_runs` and `new_runs`."""
+    old_at, new_at = _Cursor(old_runs), _Cursor(new_runs)
+    out: list[dict[str, Any]] = []
+    for op in ops:
+        text = op["text"]
+        if op["op"] == "insert":
+            new_at.skip(len(text))
+            out.append(op)
+            continue
+        if op["op"] == "delete":
+            old_at.skip(len(text))
+            out.append(op)
+            continue
+        pieces: list[tuple[int, int, tuple[Any, Any] | None]] = []  # start, end, (old, new)
+        position = 0
+        while position < len(text):
+            old_run, old_left = old_at.current()
+            new_run, new_left = new_at.current()
+            step = min(old_left, new_left, len(text) - position)
+            before = (old_run.block, old_run.marks) if old_run else ("", None)
+            after = (new_run.block, new_run.marks) if new_run else ("", None)
+            key = None if before == after else (before, after)
+            if pieces and pieces[-1][2] == key:
+                pieces[-1] = (pieces[-1][0], position + step, key)
+            else:
+                pieces.append((position, position + step, key))
+            old_at.skip(step)
+            new_at.skip(step)
+            position += step
+        for start, end, key in pieces:
+            piece = text if (start, end) == (0, len(text)) else text[start:end]
+            out.append({"op": "equal", "text": piece} if key is None else _format_op(piece, *key))
+    return out
+
+
+def _format_op(text: str, old: tuple[str, Any], new: tuple[str, Any]) -> dict[str, Any]:
+    """A `format` op: the mark names added, removed and changed (a link's address), and the
+    block type's old and new paths when it changed."""
+    old_marks, new_marks = old[1] or {}, new[1] or {}
+    op: dict[str, Any] = {
+        "op": "format",
+        "text": text,
+        "added": sorted(set(new_marks) - set(old_marks)),
+        "removed": sorted(set(old_marks) - set(new_marks)),
+        "changed": sorted(
+            k for k in set(old_marks) & set(new_marks) if old_marks[k] != new_marks[k]
+        ),
+    }
+    if old[0] != new[0]:
+        op["block"] = [old[0], new[0]]
+    return op
+
+
+class _Cursor:
+    """A position in formatting runs that moves forward by lengths, a run at a time."""
+
+    __slots__ = ("_index", "_runs", "_used")
+
+    def __init__(self, runs: list[FormatRun]) -> None:
+        self._runs = runs
+        self._index = 0
+        self._used = 0
+
+    def current(self) -> tuple[FormatRun | None, int]:
+        """The run at the position and how much of it is left (past the end: none, unbounded)."""
+        while self._index < len(self._runs):
+            run = self._runs[self._index]
+            if self._used < run.length:
+                return run, run.length - self._used
+            self._index += 1
+            self._used = 0
+        return None, 1 << 62
+
+    def skip(self, length: int) -> None:
+        while length > 0 and self._index < len(self._runs):
+            left = self._runs[self._index].length - self._used
+            if length < left:
+                self._used += length
+                return
+            length -= left
+            self._index += 1
+            self._used = 0
 
 
 def _counted(items: list[Any]) -> Counter[str]:

@@ -62,14 +62,22 @@ class DiffQuery(BaseModel):
 
 
 class TextOp(Answer):
-    op: Literal["equal", "insert", "delete"]
+    """`format`: text kept whose formatting changed (rich text): the mark names `added`,
+    `removed` and `changed` (a link's address), and `block` [old, new] when its block type
+    changed ("paragraph", "heading 2", "bulletList / listItem / paragraph")."""
+
+    op: Literal["equal", "insert", "delete", "format"]
     text: str
+    added: list[str] | None = omitted_when_none()
+    removed: list[str] | None = omitted_when_none()
+    changed: list[str] | None = omitted_when_none()
+    block: list[str] | None = omitted_when_none()
 
 
 class FieldChange(Answer):
     """One changed field. Text: `ops` (inline), `granularity` (char or word; line or whole
-    past the size bound) and counts in characters; value: `old` and `new`; list: `added`,
-    `removed` (and the whole `old` and `new` lists)."""
+    past the size bound) and counts in characters (`formatted`: rich text only); value: `old`
+    and `new`; list: `added`, `removed` (and the whole `old` and `new` lists)."""
 
     field: str
     kind: Literal["text", "value", "list"]
@@ -77,6 +85,7 @@ class FieldChange(Answer):
     granularity: Literal["char", "word", "line", "whole"] | None = omitted_when_none()
     inserted: int | None = omitted_when_none()
     deleted: int | None = omitted_when_none()
+    formatted: int | None = omitted_when_none()
     old: Any = None
     new: Any = None
     added: list[Any] | None = omitted_when_none()
@@ -142,9 +151,15 @@ async def draft_diff(
     fields = fields_of(service.settings.schema)
 
     def compare() -> tuple[list[dict[str, Any]], bool]:
-        before = finite(read_content(old, fields).as_json())
-        after = finite(read_content(new, fields).as_json())
-        return diff_content(before, after)
+        before, after = (
+            read_content(old, fields, formats=True),
+            read_content(new, fields, formats=True),
+        )
+        return diff_content(
+            finite(before.as_json()),
+            finite(after.as_json()),
+            formats=(before.formats, after.formats),
+        )
 
     changes, bounded = await asyncio.to_thread(compare)
     return DraftDiff(

@@ -270,6 +270,10 @@ async def test_a_diff_between_two_versions_marks_rich_text_inline(
     await alice.keyboard.press("Home")
     await alice.keyboard.type("New ")
     await expect_html(alice, "<p>New Seeds for the school</p>")
+    for _ in range(len("Seeds")):  # a formatting-only change: the word made bold
+        await alice.keyboard.press("Shift+ArrowRight")
+    await alice.keyboard.press("Control+b")
+    await expect_html(alice, "<p>New <strong>Seeds</strong> for the school</p>")
     await wait_status(alice, "synced")
 
     await alice.locator("[data-role=open-history]").click()
@@ -279,7 +283,14 @@ async def test_a_diff_between_two_versions_marks_rich_text_inline(
     description = dialog.locator("[data-role=preview] .diff-field[data-field=description]")
     await expect(description.locator("ins")).to_have_text(["New ", "school"])
     await expect(description.locator("del")).to_have_text(["garden"])
-    await expect(description).to_contain_text("+10 / \N{MINUS SIGN}6 characters")
+    await expect(description).to_contain_text("+10 / \N{MINUS SIGN}6 characters, 5 formatted")
+    formatted = description.locator(".diff-formatted")
+    await expect(formatted).to_have_text(["Seeds"])
+    await expect(formatted).to_have_attribute("title", "made bold")
+    await expect(formatted.locator("strong")).to_have_text("Seeds")
+    await expect(dialog.locator("[data-role=preview] .hint").first).to_contain_text(
+        "Marked: added, removed and formatted"
+    )
     await description.scroll_into_view_if_needed()
     await alice.screenshot(path=artifact(f"history-richtext-diff-{viewport['width']}.png"))
     width = await alice.evaluate("document.documentElement.scrollWidth")

@@ -227,3 +227,5 @@ async def test_a_browser_session_is_listed_with_its_device_and_fields(
     await expect(session.first.locator(".session-fields")).to_contain_text("Category")
     await reader.screenshot(path=artifact("history-sessions-390.png"))
     await no_sideways_scroll(reader)
+    await reader.set_viewport_size(DESKTOP)
+    await reader.screenshot(path=artifact("history-sessions-desktop.png"))

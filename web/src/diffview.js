@@ -1,6 +1,8 @@
 // A structured diff (GET /api/drafts/{id}/diff) as people read it: text with insertions and
-// deletions marked inline (<ins>/<del>), values as old → new with readable labels, list items
-// added and removed as chips. Counts are the server's, in characters.
+// deletions marked inline (<ins>/<del>), rich text whose formatting changed marked "formatted"
+// (the server's `format` ops, titled "made bold", "link removed", "paragraph → heading 2"),
+// values as old → new with readable labels, list items added and removed as chips. Counts are
+// the server's, in characters.
 import { h, labelOf } from './dom.js'
 
 /** "IN_REVIEW" → "In review"; numbers in the reader's locale; lists joined; empty said so. */
@@ -37,8 +39,50 @@ function counts (change) {
   const parts = []
   if (change.inserted) parts.push(`+${change.inserted}`)
   if (change.deleted) parts.push(`−${change.deleted}`)
-  const unit = (change.inserted || 0) + (change.deleted || 0) === 1 ? 'character' : 'characters'
-  return h('span', { class: 'diff-counts' }, ` ${parts.join(' / ')} ${unit}`)
+  const unit = (n) => n === 1 ? 'character' : 'characters'
+  let said = parts.length ? ` ${parts.join(' / ')} ${unit((change.inserted || 0) + (change.deleted || 0))}` : ''
+  if (change.formatted) said += parts.length ? `, ${change.formatted} formatted` : ` ${change.formatted} ${unit(change.formatted)} formatted`
+  return h('span', { class: 'diff-counts' }, said)
+}
+
+const MADE = { bold: 'made bold', italic: 'made italic', code: 'made code', link: 'link added' }
+const MARK = { bold: 'bold', italic: 'italic', code: 'code', link: 'link' }
+const words = (name) => name.replace(/([a-z])([A-Z])/g, '$1 $2').replace(/_/g, ' ').toLowerCase()
+
+/** "bulletList / listItem / paragraph" → "bullet list"; "heading 2" stays. */
+function blockName (path) {
+  let parts = String(path || 'text').split(' / ').map((part) => {
+    const [tag, ...values] = part.split(' ')
+    return tag === 'heading' && values.length ? `heading ${values[0]}` : tag
+  }).filter((tag) => tag !== 'listItem')
+  if (parts.length > 1 && parts[parts.length - 1] === 'paragraph') parts = parts.slice(0, -1)
+  return parts.map(words).join(', ')
+}
+
+/** Whether a diff marks any formatting change (the legend then names the marker). */
+export function hasFormatting (diff) {
+  return (diff.changes || []).some((change) => change.formatted)
+}
+
+/** What a `format` op did, in words: "made bold, link removed". */
+export function formatTitle (op) {
+  const said = [
+    ...(op.added || []).map((mark) => MADE[mark] || `${words(mark)} added`),
+    ...(op.removed || []).map((mark) => `${MARK[mark] || words(mark)} removed`),
+    ...(op.changed || []).map((mark) => `${MARK[mark] || words(mark)} changed`)
+  ]
+  if (op.block) said.push(`${blockName(op.block[0])} → ${blockName(op.block[1])}`)
+  return said.join(', ') || 'formatting changed'
+}
+
+function formatted (op) {
+  let inner = op.text
+  const added = op.added || []
+  if (added.includes('bold')) inner = h('strong', {}, inner)
+  if (added.includes('italic')) inner = h('em', {}, inner)
+  if (added.includes('code')) inner = h('code', {}, inner)
+  const title = formatTitle(op)
+  return h('span', { class: 'diff-formatted', title, dataset: { change: title } }, inner)
 }
 
 function body (change) {
@@ -46,6 +90,7 @@ function body (change) {
     return h('p', { class: 'diff-text' }, ...(change.ops || []).map((op) => {
       if (op.op === 'insert') return h('ins', {}, op.text)
       if (op.op === 'delete') return h('del', {}, op.text)
+      if (op.op === 'format') return formatted(op)
       return op.text
     }))
   }

@@ -8,7 +8,7 @@
 import { h, clear, labelOf, when } from './dom.js'
 import { explain } from './api.js'
 import { richPreview } from './richtext.js'
-import { chips, diffView, changedNames, readable } from './diffview.js'
+import { chips, diffView, changedNames, hasFormatting, readable } from './diffview.js'
 import { sessionsOf, deviceLine } from './sessions.js'
 
 const PAGE = 200
@@ -120,7 +120,9 @@ export function historyDialog ({ dialog, client, draftId, canWrite }) {
     clear(preview).append(h('h3', {}, title))
     if (diff.ok) {
       preview.append(
-        h('p', { class: 'hint' }, 'Marked: ', h('ins', {}, 'added'), ' and ', h('del', {}, 'removed'), ` since version ${from}.`),
+        h('p', { class: 'hint' }, 'Marked: ', h('ins', {}, 'added'),
+          hasFormatting(diff.body) ? [', ', h('del', {}, 'removed'), ' and ', h('span', { class: 'diff-formatted' }, 'formatted')] : [' and ', h('del', {}, 'removed')],
+          ` since version ${from}.`),
         diffView(diff.body))
     } else {
       preview.append(h('p', { class: 'empty' }, explain(diff, 'The comparison')))

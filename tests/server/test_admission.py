@@ -26,10 +26,10 @@ from crdt.hocuspocus import (
 )
 from crdt.lib0 import write_var_string
 from crdt.protocol import SyncStep1, encode_message
-from server.cli import main
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user, create_draft, scrape
+from tests.support.serve_flags import refused_at_start
 from tests.support.server_process import ServerProcess
 from tests.support.waiting import eventually
 
@@ -440,10 +440,7 @@ async def test_unauthenticated_websockets_cannot_take_the_sockets_healthz_needs(
 def test_a_cap_that_cannot_work_is_refused_at_start(
     option: str, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main(["serve", option, value])  # refused while parsing: nothing starts
-    assert exit_.value.code == 2
-    assert option in capsys.readouterr().err
+    refused_at_start(capsys, option, value)
 
 
 async def _create_at_once(server: ServerProcess, user: str, count: int) -> int:

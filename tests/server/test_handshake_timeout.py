@@ -14,9 +14,9 @@ import httpx
 import pytest
 from pycrdt import Text
 
-from server.cli import main
 from tests.support.pycrdt_client import connect_synced
 from tests.support.rest import scrape
+from tests.support.serve_flags import refused_at_start
 from tests.support.server_process import ServerProcess
 
 TIMEOUT = 1.0  # the server's --handshake-timeout and --keep-alive-timeout here
@@ -175,7 +175,4 @@ async def test_an_established_websocket_outlives_the_handshake_timeout(
 def test_a_timeout_or_size_that_cannot_work_is_refused_at_start(
     option: str, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main(["serve", option, value])  # refused while parsing: nothing starts
-    assert exit_.value.code == 2
-    assert option in capsys.readouterr().err
+    refused_at_start(capsys, option, value)

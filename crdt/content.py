@@ -150,7 +150,10 @@ def _block_path(parent: str, element: XmlElement) -> str:
     ]
     label = " ".join(_clipped(part) for part in [str(element.tag), *values])
     path = f"{parent} / {label}" if parent else label
-    return path if len(path) <= _PATH_CHARS else "…" + path[1 - _PATH_CHARS :]
+    if len(path) <= _PATH_CHARS:
+        return path
+    tail = path[4 - _PATH_CHARS :]  # from the first whole label on: "… / listItem / paragraph"
+    return "… / " + tail[tail.find(" / ") + 3 :] if " / " in tail else "… / " + tail
 
 
 def _clipped(text: str) -> str:

@@ -210,3 +210,16 @@ def test_huge_mark_names_in_every_format_op_stop_at_the_format_bound() -> None:
     assert len(json.dumps(change)) < 3 * FORMAT_LIMIT
     assert "".join(op["text"] for op in change["ops"]) == "x" * 1_000  # all the text, in order
     assert change["ops"][0]["op"] == "format"  # the first ones are still told
+
+
+def test_a_deep_nesting_keeps_its_innermost_blocks_whole() -> None:
+    doc: Doc = Doc()
+    node: XmlFragment | XmlElement = doc.get("body", type=XmlFragment)
+    for _ in range(12):
+        node = node.children.append(XmlElement("bulletList"))
+        node = node.children.append(XmlElement("listItem"))
+    node.children.append(XmlElement("paragraph")).children.append(XmlText("deep"))
+    [run] = read_content(doc, FIELDS, formats=True).formats["body"]
+    assert len(run.block) <= 200
+    assert run.block.startswith("… / ") and run.block.endswith(" / listItem / paragraph")
+    assert set(run.block.split(" / ")[1:]) == {"bulletList", "listItem", "paragraph"}

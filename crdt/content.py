@@ -134,6 +134,13 @@ def _marks(attrs: dict[str, Any] | None) -> dict[str, Any] | None:
     return {key: value for key, value in attrs.items() if value is not None} or None
 
 
+# A block path names what a reader recognises ("bulletList / listItem / paragraph"); a hostile
+# doc's tag or attribute may be megabytes and its nesting deep, and each element builds its own
+# path, which each format op of the diff repeats: so a path is short whatever the doc holds.
+_LABEL_CHARS = 40  # of a tag or an attribute value in a path
+_PATH_CHARS = 200  # of a whole path, its innermost part kept (what the text is in)
+
+
 def _block_path(parent: str, element: XmlElement) -> str:
     """ "heading 2": an element's tag and its attribute values (2.0, as Yjs numbers read, as 2)."""
     values = [
@@ -141,8 +148,16 @@ def _block_path(parent: str, element: XmlElement) -> str:
         for _, v in sorted(element.attributes)
         if v is not None
     ]
-    label = " ".join([str(element.tag), *values])
-    return f"{parent} / {label}" if parent else label
+    label = " ".join(_clipped(part) for part in [str(element.tag), *values])
+    path = f"{parent} / {label}" if parent else label
+    if len(path) <= _PATH_CHARS:
+        return path
+    tail = path[4 - _PATH_CHARS :]  # from the first whole label on: "… / listItem / paragraph"
+    return "… / " + tail[tail.find(" / ") + 3 :] if " / " in tail else "… / " + tail
+
+
+def _clipped(text: str) -> str:
+    return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 1] + "…"
 
 
 def initial_problems(schema: Schema, title: str | None, values: dict[str, Any]) -> list[str]:

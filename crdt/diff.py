@@ -15,7 +15,10 @@ comparison ("equal") is split where its marks or block type differ between the t
 pieces become `format` ops (`added`, `removed`, `changed` mark names; `block` [old, new] when the
 block type changed). Insertions and deletions stay as the text comparison found them. The walk
 steps run by run (two cursors that only move forward), not character by character: its cost is
-the number of ops plus formatting runs, and each piece is sliced out once.
+the number of ops plus formatting runs, and each piece is sliced out once. What a format op
+lists besides its text (mark names, block paths) is repeated in every piece of a run, so a
+hostile run's megabytes of names would be copied a thousand times: past `FORMAT_LIMIT`
+characters of them in one answer, kept text is left `equal` and the answer is `bounded`.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from typing import Any
 
 from crdt.content import FormatRun
 
-__all__ = ["CHAR_LIMIT", "LINE_LIMIT", "WORD_LIMIT", "diff_content", "diff_text"]
+__all__ = ["CHAR_LIMIT", "FORMAT_LIMIT", "LINE_LIMIT", "WORD_LIMIT", "diff_content", "diff_text"]
 
 CHAR_LIMIT = 2_000  # characters of the old + new middle compared character by character
 WORD_LIMIT = 4_000  # words and spaces of the old + new middle compared word by word
 LINE_LIMIT = 2_000_000  # characters of the old + new middle compared line by line
+FORMAT_LIMIT = 1_000_000  # characters of mark names and block paths in one answer's format ops
+_FORMAT_OP_COST = 16  # what a format op counts against FORMAT_LIMIT besides its names
 _WORDS = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
 _COARSE = ("line", "whole")  # the granularities of the size bound
 
@@ -127,10 +132,12 @@ def diff_content(
     formats: tuple[dict[str, list[FormatRun]], dict[str, list[FormatRun]]] | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """The changed fields between two contents, in field-name order per kind; and whether any
-    text was compared more coarsely than by characters (the size bound). `formats`: the rich
-    texts' formatting of `old` and `new` (`DraftContent.formats`), to report its changes too."""
+    text was compared more coarsely than by characters, or formatting left untold (the size
+    bounds). `formats`: the rich texts' formatting of `old` and `new` (`DraftContent.formats`),
+    to report its changes too."""
     changes: list[dict[str, Any]] = []
     bounded = False
+    budget = FORMAT_LIMIT
     old_texts, new_texts = old.get("texts", {}), new.get("texts", {})
     old_formats, new_formats = formats or ({}, {})
     for name in sorted(set(old_texts) | set(new_texts)):
@@ -142,7 +149,8 @@ def diff_content(
         ops, granularity = diff_text(before, after)
         bounded |= granularity in _COARSE
         if rich:
-            ops = _formatted(ops, old_runs or [], new_runs or [])
+            ops, budget, cut = _formatted(ops, old_runs or [], new_runs or [], budget)
+            bounded |= cut
         change: dict[str, Any] = {
             "field": name,
             "kind": "text",
@@ -197,11 +205,14 @@ def _formatted(
     ops: list[dict[str, Any]],
     old_runs: list[FormatRun],
     new_runs: list[FormatRun],
-) -> list[dict[str, Any]]:
+    budget: int,
+) -> tuple[list[dict[str, Any]], int, bool]:
     """`ops` with each equal op split into equal and `format` pieces where the formatting of
-    its text differs between `old_runs` and `new_runs`."""
+    its text differs between `old_runs` and `new_runs`; the `budget` left of FORMAT_LIMIT, and
+    whether it ran out (format pieces from then on left `equal`)."""
     old_at, new_at = _Cursor(old_runs), _Cursor(new_runs)
     out: list[dict[str, Any]] = []
+    cut = False
     for op in ops:
         text = op["text"]
         if op["op"] == "insert":
@@ -230,8 +241,16 @@ def _formatted(
             position += step
         for start, end, key in pieces:
             piece = text if (start, end) == (0, len(text)) else text[start:end]
-            out.append({"op": "equal", "text": piece} if key is None else _format_op(piece, *key))
-    return out
+            told = None if key is None or cut else _format_op(piece, *key)
+            if told is not None:
+                budget -= _FORMAT_OP_COST + sum(
+                    len(name)
+                    for part in ("added", "removed", "changed", "block")
+                    for name in told.get(part, ())
+                )
+                cut = budget < 0
+            out.append({"op": "equal", "text": piece} if told is None or cut else told)
+    return out, max(budget, 0), cut
 
 
 def _format_op(text: str, old: tuple[str, Any], new: tuple[str, Any]) -> dict[str, Any]:

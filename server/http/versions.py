@@ -97,7 +97,10 @@ class DraftDiff(Answer):
     from_version: int
     to_version: int
     changes: list[FieldChange] = Field(description="Changed fields only; empty: the same.")
-    bounded: bool = Field(description="A text was too long to compare by characters.")
+    bounded: bool = Field(
+        description="A text was too long to compare by characters, or a rich text's "
+        "formatting changes too many to tell all (the rest are left as kept text)."
+    )
 
 
 class NameVersion(BaseModel):

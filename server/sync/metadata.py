@@ -97,7 +97,16 @@ class MetadataTracker:
 
     async def read_live(self, room: Room) -> DraftView:
         """The loaded draft as its room holds it, answered once what it shows is committed
-        (the gate's ticket of this moment, server/sync/gate.py), never before."""
+        (the gate's ticket of this moment, server/sync/gate.py), never before. A write held for
+        its review turn (several instances) has no ticket yet and may be dropped (its sender
+        lost the right): the read waits for the turn, and reads the store if the room reloaded."""
+        try:
+            async with asyncio.timeout(COMMIT_WAIT_SECONDS):
+                await room.until_reviewed()
+        except TimeoutError:
+            raise StoreError("the draft's updates are not committed yet, retry") from None
+        if room.state is not RoomState.OPEN:
+            return await self.read_stored(room.draft_id)
         version = room.version
         ticket = room.gate.accepted
         content = read_content(room.doc, self.fields)

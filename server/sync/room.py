@@ -249,6 +249,12 @@ class Room:
 
     async def _on_sync_step1(self, conn: Connection, message: SyncStep1) -> None:
         # The doc may hold accepted updates not committed yet: the reply waits until they are.
+        # A write held for its review turn has no ticket to wait for, and may yet be dropped
+        # (its sender lost the right): a reply made meanwhile would hand it to the joiner,
+        # which would send it back as its own after the reload. So the reply waits for the turn.
+        await self.until_reviewed()
+        if self.state is not RoomState.OPEN or not conn.is_open:
+            return
         self._carry_out(conn, self.core.sync_step1(message.state_vector))
 
     async def _on_update(self, conn: Connection, message: SyncStep2 | Update) -> None:
@@ -277,8 +283,7 @@ class Room:
                 # get here.
                 await asyncio.to_thread(check_nesting, update)
         await self._pipeline.wait_for_space()
-        while self._in_review is not None:
-            await self._in_review.wait()
+        await self.until_reviewed()
         if self.state is not RoomState.OPEN or not conn.is_open:
             return
         if not conn.can_write:  # downgraded or revoked while this run waited
@@ -318,6 +323,12 @@ class Room:
         if outcome.rules is not None and self.state is RoomState.OPEN:
             self._check_server_write()
             self._carry_out(None, outcome.rules())
+
+    async def until_reviewed(self) -> None:
+        """Until no write is held for its review turn: the doc holds it, the store not yet, and
+        a reader of the doc must not see it (it may be dropped: `_review_in_turn`)."""
+        while self._in_review is not None:
+            await self._in_review.wait()
 
     async def _review_in_turn(self, conn: Connection, outcome: Outcome) -> Outcome:
         """Judge a semantic write against every version stored before it (several instances).

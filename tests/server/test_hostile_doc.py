@@ -264,3 +264,73 @@ async def test_finding_7_a_write_waiting_for_its_review_turn_is_not_stored_after
             if client is not None:
                 await client.disconnect()
         server.stop()
+
+
+async def test_a_write_waiting_for_its_review_turn_reaches_no_joiner_before_it_is_stored(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """Durable before visible, for a write held for its review turn (several instances): the
+    doc holds it, not stored yet, while the turn is awaited. A joiner's sync step 2 made then
+    carried it; the sender downgraded, the write was dropped, and the joiner, reconnecting
+    after the room's reload, sent it back as its own sync: stored, under the joiner's right.
+    The joiner's answer, and a REST read of the room, now wait for the turn."""
+    store = postgres.new_database()
+    server = ServerProcess(
+        tmp_path / "a", "--store", store, "--redis", redis_server.url, "--room-grace", "0.3"
+    ).start()
+    lock = await asyncpg.connect(store)
+    bob = carol = None
+    try:
+        async with as_user(server, "alice") as alice:
+            draft = (await create_draft(alice, fields={"category": "kept"}))["id"]
+            for user in ("bob", "carol"):
+                answer = await alice.put(
+                    f"/api/drafts/{draft}/access", json={"user": user, "role": "editor"}
+                )
+                assert answer.status_code == 200, answer.text
+            bob = await connect_synced(server, draft, "bob")
+            await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 1))", draft)
+            await bob.edit(lambda doc: doc.get("fields", type=Map).__setitem__("category", "BOB"))
+
+            async def waiting_for_the_turn() -> bool:
+                return bool(
+                    await lock.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                )
+
+            await eventually(waiting_for_the_turn)
+            carol = await PycrdtClient(server.ws_url, draft, server.token("carol")).connect()
+            # Time for a server that answers at once to do so (not asserted on: a slow one
+            # would only make this test pass without showing anything).
+            reading = asyncio.ensure_future(alice.get(f"/api/drafts/{draft}"))
+            await asyncio.wait([asyncio.ensure_future(carol.synced.wait()), reading], timeout=3)
+            answer = await alice.put(
+                f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
+            )
+            assert answer.status_code == 200, answer.text
+            await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 1))", draft)
+            assert carol.fields().get("category") != "BOB"
+            read = await reading  # a REST reader of the room is not shown it either
+            assert read.status_code != 200 or read.json()["state"]["fields"]["category"] == "kept"
+
+            async def carol_synced_anew() -> bool:  # after the room's reload, as a provider does
+                assert carol is not None
+                if carol.closed.is_set():
+                    await carol.connect()
+                try:
+                    await carol.flush(timeout=5)
+                except (TimeoutError, ConnectionError):
+                    return False
+                return carol.synced.is_set() and not carol.closed.is_set()
+
+            await eventually(carol_synced_anew, timeout=30)
+            read = await alice.get(f"/api/drafts/{draft}")
+            assert read.status_code == 200, read.text
+            assert read.json()["state"]["fields"]["category"] == "kept"
+    finally:
+        await lock.close()
+        for client in (bob, carol):
+            if client is not None:
+                await client.disconnect()
+        server.stop()

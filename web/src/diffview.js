@@ -28,7 +28,7 @@ export function diffView (diff) {
   if (!changes.length) return h('p', { class: 'empty' }, 'No differences.')
   return h('div', { class: 'diff' },
     diff.bounded
-      ? h('p', { class: 'hint' }, 'A long text is compared line by line.')
+      ? h('p', { class: 'hint' }, 'A long text is compared line by line, or only part of its formatting changes is marked.')
       : null,
     ...changes.map((change) => h('section', { class: `diff-field diff-${change.kind}`, dataset: { field: change.field } },
       h('h4', {}, labelOf(change.field), change.kind === 'text' ? counts(change) : null),

@@ -789,7 +789,13 @@ def _no_rust_backtraces() -> None:
     RUST_BACKTRACE set, Rust's panic hook first captures and symbolizes a backtrace on the
     thread that panicked, the event loop: 0.3-0.8 s per panic on the finding 6 test, which an
     attacker may repeat at will. The close reason and the log line already name the update.
-    Rust reads the variable at the first panic, so setting it here, before serving, holds."""
+    Rust reads the variable at the first panic, so setting it here, before serving, holds.
+
+    An operator who set it (to anything but 0, which Rust reads as on) to debug a panic learns
+    at start that it was turned off: one INFO line, which does not echo the value (nothing
+    from the environment goes into a log line)."""
+    if os.environ.get("RUST_BACKTRACE", "0") != "0":
+        logger.info("RUST_BACKTRACE turned off: a panic's backtrace would stall the event loop")
     os.environ["RUST_BACKTRACE"] = "0"
 
 

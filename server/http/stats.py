@@ -8,8 +8,9 @@
     conflictedDrafts   drafts with at least one open conflict
     conflictsByField   conflicts ever opened per field, over those drafts (journal events)
 
-A loaded draft is counted from its room's doc (cached by version), any other from its saved
-figures (`server.sync.metadata`).
+A loaded draft is counted from its room's doc (cached by version) once no write waits there for
+its review turn, any other (or one whose room reloaded meanwhile) from its saved figures
+(`server.sync.metadata`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ async def get_stats(request: Request, service: Service, user: str) -> Response:
     by_field: Counter[str] = Counter()
     for draft in await service.store.reachable_drafts(user):
         room = service.rooms.get(draft.id)
-        if room is not None and room.state is RoomState.OPEN:
+        if room is not None and room.state is RoomState.OPEN and await tracker.reviewed(room):
             meta = tracker.live_meta(room)
             is_synced = room.is_drained
         else:

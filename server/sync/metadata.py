@@ -13,7 +13,10 @@ before the unload, a draft created over REST, another schema) is rebuilt from th
 on a worker thread, at its next read, and saved.
 
 The commit listener keeps each loaded room's committed version: a REST read of a live doc is
-answered only once the version it shows is committed (durable before visible, design.md).
+answered only once the version it shows is committed (durable before visible, design.md). Every
+read of a live doc (the draft, its figures in stats and summaries) first waits for a write held
+for its review turn (`reviewed`): it may be dropped, and a count cached at this version would
+outlive it.
 """
 
 from __future__ import annotations
@@ -89,7 +92,21 @@ class MetadataTracker:
 
     # -- reading ------------------------------------------------------------------------------
 
+    async def reviewed(self, room: Room) -> bool:
+        """Return once `room`'s doc holds no write waiting for its review turn (several
+        instances): such a write is not stored and may be dropped, so no read of the doc may
+        show it, its figures included. False if the room is no longer open then (it reloaded:
+        read the store); StoreError if the turn takes longer than a commit may."""
+        try:
+            async with asyncio.timeout(COMMIT_WAIT_SECONDS):
+                await room.until_reviewed()
+        except TimeoutError:
+            raise StoreError("the draft's updates are not committed yet, retry") from None
+        return room.state is RoomState.OPEN
+
     def live_meta(self, room: Room) -> ContentMeta:
+        """A loaded draft's figures from its doc (cached by room version); a reader that may
+        run while a write waits for its review turn calls `reviewed` first."""
         cached = self._cache.get(room.draft_id)
         if cached is not None and cached[0] == room.version:
             return cached[1]
@@ -100,12 +117,7 @@ class MetadataTracker:
         (the gate's ticket of this moment, server/sync/gate.py), never before. A write held for
         its review turn (several instances) has no ticket yet and may be dropped (its sender
         lost the right): the read waits for the turn, and reads the store if the room reloaded."""
-        try:
-            async with asyncio.timeout(COMMIT_WAIT_SECONDS):
-                await room.until_reviewed()
-        except TimeoutError:
-            raise StoreError("the draft's updates are not committed yet, retry") from None
-        if room.state is not RoomState.OPEN:
+        if not await self.reviewed(room):
             return await self.read_stored(room.draft_id)
         version = room.version
         ticket = room.gate.accepted

@@ -8,7 +8,8 @@
 
 Why a module of its own: the list page (`GET /api/dashboard`) and the change feed
 (`server.sync.feed`) send the same summary, and the feed must not read a document per
-keystroke. A loaded draft is summarised from its room (metadata cached by room version); an
+keystroke. A loaded draft is summarised from its room (metadata cached by room version), once
+no write waits there for its review turn (`MetadataTracker.reviewed`); an
 unloaded one from its saved figures, its title and status kept here by version (taken when a
 room unloads or a summary is made), so a draft is rebuilt from the store at most once per
 version it is summarised at, not per page read.
@@ -108,7 +109,7 @@ class Summarizer:
     async def of_row(self, row: DraftSummary) -> Summary:
         """The summary of a draft as `Store.reachable_drafts` lists it."""
         room = self.rooms.get(row.id)
-        if room is not None and room.state is RoomState.OPEN:
+        if room is not None and room.state is RoomState.OPEN and await self.tracker.reviewed(room):
             return await self._live(room, row.owner, row.created_at, row.last_modified)
         meta = await self.tracker.stored_meta(row.id, row.version, row.meta)
         heading = await self._stored_heading(row.id, row.version)
@@ -137,7 +138,7 @@ class Summarizer:
             return None
         room = self.rooms.get(draft_id)
         last_modified = record.last_modified or record.created_at
-        if room is not None and room.state is RoomState.OPEN:
+        if room is not None and room.state is RoomState.OPEN and await self.tracker.reviewed(room):
             return await self._live(room, record.owner, record.created_at, last_modified)
         version = await self.store.last_version(draft_id)
         row = DraftSummary(

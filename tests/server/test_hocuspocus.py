@@ -9,7 +9,7 @@ import base64
 import contextlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,17 @@ async def draft_shared_with(server: ServerProcess, user: str, role: str, *, titl
     return str(draft)
 
 
+async def one_title(
+    y_clients: Sequence[NodeClient], hp: HocuspocusClient, docs: Sequence[str], *, marks: int
+) -> str | None:
+    """The title every client shows (y-websocket clients, then `hp`'s documents `docs`), once
+    they all show the same one holding `marks` edits marked `[...]`; None until then."""
+    texts = {await y.text("title") for y in y_clients}
+    texts |= {await hp.doc_text(doc, "title") for doc in docs}
+    text = texts.pop()
+    return text if not texts and text.count("[") == marks else None
+
+
 async def test_a_provider_authenticates_syncs_and_its_edit_is_acknowledged(
     server: ServerProcess,
 ) -> None:
@@ -135,16 +146,7 @@ async def test_y_websocket_and_hocuspocus_clients_co_edit_one_room(server: Serve
             edits.append(y_client.call("set", key="ky", value=round_))
         await asyncio.gather(*edits)
 
-        async def converged() -> str | None:
-            texts = {
-                await y_client.text("title"),
-                await hp.doc_text("a", "title"),
-                await hp.doc_text("b", "title"),
-            }
-            text = texts.pop()
-            return text if not texts and text.count("[") == 15 else None
-
-        text = await eventually(converged)
+        text = await eventually(lambda: one_title([y_client], hp, ["a", "b"], marks=15))
         for mark in ("y", "a", "b"):
             for round_ in range(5):
                 assert text.count(f"[{mark}{round_}]") == 1, text
@@ -223,17 +225,7 @@ async def test_a_mixed_room_with_offline_clients_converges_and_fresh_clients_rea
         await asyncio.gather(y_off.call("connect"), hp.call("connect", doc="off"))
         await asyncio.gather(y_off.call("wait_synced"), hp.call("wait_saved", doc="off"))
 
-        async def converged() -> str | None:
-            texts = {
-                await y_on.text("title"),
-                await y_off.text("title"),
-                await hp.doc_text("on", "title"),
-                await hp.doc_text("off", "title"),
-            }
-            text = texts.pop()
-            return text if not texts and text.count("[") == 12 else None
-
-        text = await eventually(converged)
+        text = await eventually(lambda: one_title([y_on, y_off], hp, ["on", "off"], marks=12))
         for mark in ("yoff", "hoff", "yon", "hon"):
             for round_ in range(3):
                 assert text.count(f"[{mark}{round_}]") == 1, text

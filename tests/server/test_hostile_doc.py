@@ -334,3 +334,72 @@ async def test_a_write_waiting_for_its_review_turn_reaches_no_joiner_before_it_i
             if client is not None:
                 await client.disconnect()
         server.stop()
+
+
+async def test_a_write_waiting_for_its_review_turn_is_not_counted_before_it_is_stored(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """Durable before visible, for the figures too (several instances): while a write waits
+    for its review turn, `GET /api/stats` and the dashboard counted the room's doc, which holds
+    it (words, filled fields, title), though it may be dropped and was, here: its sender is
+    downgraded. They now wait for the turn, and read the store if the room reloaded. A twin
+    draft, created alike and never edited, gives the figures the draft must keep."""
+    store = postgres.new_database()
+    server = ServerProcess(
+        tmp_path / "a", "--store", store, "--redis", redis_server.url, "--room-grace", "0.3"
+    ).start()
+    lock = await asyncpg.connect(store)
+    bob = None
+    try:
+        async with as_user(server, "alice") as alice:
+            draft = (await create_draft(alice))["id"]
+            twin = (await create_draft(alice))["id"]
+            twin_read = await alice.get(f"/api/drafts/{twin}")  # not loaded: from the store
+            assert twin_read.status_code == 200, twin_read.text
+            twin_completion = twin_read.json()["metadata"]["completion"]
+            answer = await alice.put(
+                f"/api/drafts/{draft}/access", json={"user": "bob", "role": "editor"}
+            )
+            assert answer.status_code == 200, answer.text
+            bob = await connect_synced(server, draft, "bob")
+            await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 1))", draft)
+
+            def category_and_words(doc: Doc) -> None:  # one transaction: held as one write
+                doc.get("fields", type=Map)["category"] = "BOB"
+                doc.get("title", type=Text).insert(0, "three more words")
+
+            await bob.edit(category_and_words)
+
+            async def waiting_for_the_turn() -> bool:
+                return bool(
+                    await lock.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                )
+
+            await eventually(waiting_for_the_turn)
+            # Time for a server that answers at once to do so (not asserted on: a slow one
+            # would only make this test pass without showing anything).
+            stats = asyncio.ensure_future(alice.get("/api/stats"))
+            dashboard = asyncio.ensure_future(alice.get("/api/dashboard"))
+            await asyncio.wait([stats, dashboard], timeout=3)
+            answer = await alice.put(
+                f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
+            )
+            assert answer.status_code == 200, answer.text
+            await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 1))", draft)
+            read = await dashboard
+            if read.status_code == 200:
+                items = {item["id"]: item for item in read.json()["items"]}
+                for key in ("title", "wordCount", "filledFields", "completion"):
+                    assert items[draft][key] == items[twin][key], key
+            read = await stats
+            if read.status_code == 200:
+                figures = read.json()
+                assert figures["totalWordCount"] == 0, figures
+                assert figures["averageCompletion"] == twin_completion, figures
+    finally:
+        await lock.close()
+        if bob is not None:
+            await bob.disconnect()
+        server.stop()

@@ -288,6 +288,28 @@ async def _delete(server: ServerProcess, draft: str, page: Page) -> None:
         assert deleted.status_code in (200, 204), deleted.text
 
 
+async def typed_in(
+    server: ServerProcess,
+    chromium: Browser,
+    errors: Errors,
+    draft: str,
+    user: str,
+    field: str,
+    text: str,
+) -> tuple[Page, list[str]]:
+    """`user`'s editor on `draft` with `text` typed into `field` and synced; with the address
+    of every socket the page opens (a test counts them to see a reconnect)."""
+    _, page = await new_person(chromium, errors)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    await page.goto(editor_url(server, draft, user))
+    await wait_status(page, "synced")
+    await text_field(page, field).click()
+    await page.keyboard.type(text)
+    await wait_status(page, "synced")
+    return page, sockets
+
+
 async def _malformed(server: ServerProcess, draft: str, page: Page) -> None:
     """A sync update pycrdt cannot decode goes out on the page's socket: 4400."""
     garbage = "() => window.draftsync.provider.ws.send(new Uint8Array([0, 2, 5, 9, 9, 9, 9, 9]))"
@@ -319,14 +341,7 @@ async def test_a_close_that_retrying_cannot_fix_is_told_once_and_the_work_is_kep
     no reconnect loop, the text still in the page and (if unsent) in IndexedDB."""
     draft = new_draft()
     await share(server, draft, "owen", "pia")
-    _, page = await new_person(chromium, errors)
-    sockets: list[str] = []
-    page.on("websocket", lambda ws: sockets.append(ws.url))
-    await page.goto(editor_url(server, draft, "pia"))
-    await wait_status(page, "synced")
-    await text_field(page, "title").click()
-    await page.keyboard.type("Kept text")
-    await wait_status(page, "synced")
+    page, sockets = await typed_in(server, chromium, errors, draft, "pia", "title", "Kept text")
 
     await close(server, draft, page)
     await wait_status(page, "error")
@@ -358,14 +373,7 @@ async def test_a_17_mb_paste_is_refused_with_a_message_and_nothing_is_sent(
     server: ServerProcess, chromium: Browser, errors: Errors
 ) -> None:
     draft = new_draft()
-    _, page = await new_person(chromium, errors)
-    sockets: list[str] = []
-    page.on("websocket", lambda ws: sockets.append(ws.url))
-    await page.goto(editor_url(server, draft, "eve"))
-    await wait_status(page, "synced")
-    await text_field(page, "description").click()
-    await page.keyboard.type("Kept.")
-    await wait_status(page, "synced")
+    page, sockets = await typed_in(server, chromium, errors, draft, "eve", "description", "Kept.")
 
     await page.evaluate(_PASTE, ["description", 17 * 1024 * 1024])
     refusal = page.locator("[data-role=refusal]")

@@ -162,6 +162,29 @@ async def test_finding_1_a_shared_type_in_fields_is_refused_and_the_server_carri
         await asyncio.gather(mallory.disconnect(), bystander.disconnect())
 
 
+# The draft's review turn across instances is a PostgreSQL advisory lock the server takes
+# (server/store/postgres.py `_REVIEW_LOCK`); a test holds it so that a semantic write waits.
+async def _hold_review_turn(lock: asyncpg.Connection, draft: str) -> None:
+    await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 1))", draft)
+
+
+async def _release_review_turn(lock: asyncpg.Connection, draft: str) -> None:
+    await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 1))", draft)
+
+
+async def _review_turn_awaited(lock: asyncpg.Connection) -> None:
+    """Until a write waits for the review turn the test holds."""
+
+    async def waiting() -> bool:
+        return bool(
+            await lock.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+        )
+
+    await eventually(waiting)
+
+
 async def test_finding_7_a_write_waiting_when_its_sender_is_downgraded_is_not_applied(
     tmp_path: Path,
 ) -> None:
@@ -211,23 +234,17 @@ async def test_finding_7_a_write_waiting_for_its_review_turn_is_not_stored_after
             await calm.measure_before()
 
             async def downgraded_while_waiting() -> None:
-                await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 1))", draft)
+                await _hold_review_turn(lock, draft)
                 await bob.edit(
                     lambda doc: doc.get("fields", type=Map).__setitem__("category", "BOB")
                 )
 
-                async def waiting_for_the_turn() -> bool:
-                    waiting = await lock.fetchval(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                    )
-                    return bool(waiting)
-
-                await eventually(waiting_for_the_turn)
+                await _review_turn_awaited(lock)
                 answer = await alice.put(
                     f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
                 )
                 assert answer.status_code == 200, answer.text
-                await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 1))", draft)
+                await _release_review_turn(lock, draft)
 
                 # The owner's own write takes its turn after bob's: once it is acknowledged, bob's
                 # turn has passed. The owner may have to reconnect (the room reloads).
@@ -289,17 +306,10 @@ async def test_a_write_waiting_for_its_review_turn_reaches_no_joiner_before_it_i
                 )
                 assert answer.status_code == 200, answer.text
             bob = await connect_synced(server, draft, "bob")
-            await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 1))", draft)
+            await _hold_review_turn(lock, draft)
             await bob.edit(lambda doc: doc.get("fields", type=Map).__setitem__("category", "BOB"))
 
-            async def waiting_for_the_turn() -> bool:
-                return bool(
-                    await lock.fetchval(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                    )
-                )
-
-            await eventually(waiting_for_the_turn)
+            await _review_turn_awaited(lock)
             carol = await PycrdtClient(server.ws_url, draft, server.token("carol")).connect()
             # Time for a server that answers at once to do so (not asserted on: a slow one
             # would only make this test pass without showing anything).
@@ -309,7 +319,7 @@ async def test_a_write_waiting_for_its_review_turn_reaches_no_joiner_before_it_i
                 f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
             )
             assert answer.status_code == 200, answer.text
-            await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 1))", draft)
+            await _release_review_turn(lock, draft)
             assert carol.fields().get("category") != "BOB"
             read = await reading  # a REST reader of the room is not shown it either
             assert read.status_code != 200 or read.json()["state"]["fields"]["category"] == "kept"
@@ -362,7 +372,7 @@ async def test_a_write_waiting_for_its_review_turn_is_not_counted_before_it_is_s
             )
             assert answer.status_code == 200, answer.text
             bob = await connect_synced(server, draft, "bob")
-            await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 1))", draft)
+            await _hold_review_turn(lock, draft)
 
             def category_and_words(doc: Doc) -> None:  # one transaction: held as one write
                 doc.get("fields", type=Map)["category"] = "BOB"
@@ -370,14 +380,7 @@ async def test_a_write_waiting_for_its_review_turn_is_not_counted_before_it_is_s
 
             await bob.edit(category_and_words)
 
-            async def waiting_for_the_turn() -> bool:
-                return bool(
-                    await lock.fetchval(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                    )
-                )
-
-            await eventually(waiting_for_the_turn)
+            await _review_turn_awaited(lock)
             # Time for a server that answers at once to do so (not asserted on: a slow one
             # would only make this test pass without showing anything).
             stats = asyncio.ensure_future(alice.get("/api/stats"))
@@ -387,7 +390,7 @@ async def test_a_write_waiting_for_its_review_turn_is_not_counted_before_it_is_s
                 f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
             )
             assert answer.status_code == 200, answer.text
-            await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 1))", draft)
+            await _release_review_turn(lock, draft)
             read = await dashboard
             if read.status_code == 200:
                 items = {item["id"]: item for item in read.json()["items"]}

@@ -801,7 +801,6 @@ def _no_rust_backtraces() -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
-    _no_rust_backtraces()
     try:
         schema = load_schema(args.schema) if args.schema else DEFAULT_SCHEMA
     except SchemaError as error:
@@ -833,6 +832,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_sockets=sockets,
     )
     logger.info("file limit %d: at most %d sockets", nofile, sockets)
+    _no_rust_backtraces()  # once the arguments passed: a refusal stays one line on stderr
     settings = Settings(
         schema=schema,
         data_dir=args.data,

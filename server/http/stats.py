@@ -24,7 +24,6 @@ from starlette.responses import Response
 
 from server.http.answers import Answer, respond
 from server.http.common import endpoint
-from server.sync.room import RoomState
 
 if TYPE_CHECKING:
     from server.service import Service
@@ -54,12 +53,12 @@ async def get_stats(request: Request, service: Service, user: str) -> Response:
     by_field: Counter[str] = Counter()
     for draft in await service.store.reachable_drafts(user):
         room = service.rooms.get(draft.id)
-        if room is not None and room.state is RoomState.OPEN and await tracker.reviewed(room):
+        if tracker.shows_live(room):
             meta = tracker.live_meta(room)
             is_synced = room.is_drained
         else:
             meta = await tracker.stored_meta(draft.id, draft.version, draft.meta)
-            is_synced = True
+            is_synced = room is None or room.is_drained
         total += 1
         completed += meta.complete
         completion += meta.completion

@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from crdt.content import DraftContent, FieldSpec, read_content
 from crdt.history import rebuild
@@ -103,6 +104,16 @@ class MetadataTracker:
         except TimeoutError:
             raise StoreError("the draft's updates are not committed yet, retry") from None
         return room.state is RoomState.OPEN
+
+    @staticmethod
+    def shows_live(room: Room | None) -> TypeGuard[Room]:
+        """Whether a summary or a total may count `room`'s doc now, without waiting: it is open
+        and holds no write waiting for its review turn. Such a write may be dropped, and its
+        turn may take seconds (another instance holds the draft's lock): the stored figures
+        stand for the draft meanwhile, and its commit marks the draft changed again. A
+        listing or the change feed never waits on one draft's turn, which would hold up every
+        other draft behind it (the feed publishes one draft after another)."""
+        return room is not None and room.state is RoomState.OPEN and room.is_reviewed
 
     def live_meta(self, room: Room) -> ContentMeta:
         """A loaded draft's figures from its doc (cached by room version); a reader that may

@@ -223,6 +223,12 @@ class Room:
         return self.gate.pending == 0 and self._in_review is None
 
     @property
+    def is_reviewed(self) -> bool:
+        """No write is held for its review turn (several instances): what the doc holds is
+        accepted, if not all committed yet (`until_reviewed`)."""
+        return self._in_review is None
+
+    @property
     def accepts_commits(self) -> bool:
         # A discarded room's accepted updates passed every check: they are still stored.
         return self.state is RoomState.OPEN or self.state is RoomState.DISCARDED

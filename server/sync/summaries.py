@@ -8,8 +8,9 @@
 
 Why a module of its own: the list page (`GET /api/dashboard`) and the change feed
 (`server.sync.feed`) send the same summary, and the feed must not read a document per
-keystroke. A loaded draft is summarised from its room (metadata cached by room version), once
-no write waits there for its review turn (`MetadataTracker.reviewed`); an
+keystroke. A loaded draft is summarised from its room (metadata cached by room version) when
+no write waits there for its review turn (`MetadataTracker.shows_live`; one that waits is
+summarised from the store, marked pending, without waiting for the turn); an
 unloaded one from its saved figures, its title and status kept here by version (taken when a
 room unloads or a summary is made), so a draft is rebuilt from the store at most once per
 version it is summarised at, not per page read.
@@ -27,7 +28,7 @@ from server.store.api import Store
 from server.store.records import DraftSummary
 from server.sync.metadata import MetadataTracker
 from server.sync.registry import RoomRegistry
-from server.sync.room import Room, RoomState
+from server.sync.room import Room
 
 __all__ = ["KEPT_HEADINGS", "STATUS_FIELD", "Summarizer", "Summary"]
 
@@ -109,7 +110,7 @@ class Summarizer:
     async def of_row(self, row: DraftSummary) -> Summary:
         """The summary of a draft as `Store.reachable_drafts` lists it."""
         room = self.rooms.get(row.id)
-        if room is not None and room.state is RoomState.OPEN and await self.tracker.reviewed(room):
+        if self.tracker.shows_live(room):
             return await self._live(room, row.owner, row.created_at, row.last_modified)
         meta = await self.tracker.stored_meta(row.id, row.version, row.meta)
         heading = await self._stored_heading(row.id, row.version)
@@ -127,7 +128,7 @@ class Summarizer:
             filled_fields=meta.filled_fields,
             total_fields=meta.total_fields,
             open_conflicts=meta.open_conflicts,
-            synced=True,
+            synced=room is None or room.is_drained,  # a write may wait for its review turn
             contributors=await self.store.contributors(row.id),
         )
 
@@ -138,7 +139,7 @@ class Summarizer:
             return None
         room = self.rooms.get(draft_id)
         last_modified = record.last_modified or record.created_at
-        if room is not None and room.state is RoomState.OPEN and await self.tracker.reviewed(room):
+        if self.tracker.shows_live(room):
             return await self._live(room, record.owner, record.created_at, last_modified)
         version = await self.store.last_version(draft_id)
         row = DraftSummary(

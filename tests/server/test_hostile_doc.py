@@ -22,9 +22,10 @@ from crdt.lib0 import write_var_string, write_var_uint
 from crdt.protocol import Update, encode_message
 from crdt.updates import may_nest_too_deep
 from tests.support.bystander import bystander_on
+from tests.support.feed_reader import feed
 from tests.support.pycrdt_client import PycrdtClient, connect_synced, type_into
 from tests.support.raw_client import RawClient, connect_raw
-from tests.support.rest import as_user, create_draft
+from tests.support.rest import as_user, create_draft, new_id
 from tests.support.server_process import ServerProcess
 from tests.support.stored import stored_doc, stored_rows
 from tests.support.waiting import eventually
@@ -353,8 +354,10 @@ async def test_a_write_waiting_for_its_review_turn_is_not_counted_before_it_is_s
     """Durable before visible, for the figures too (several instances): while a write waits
     for its review turn, `GET /api/stats` and the dashboard counted the room's doc, which holds
     it (words, filled fields, title), though it may be dropped and was, here: its sender is
-    downgraded. They now wait for the turn, and read the store if the room reloaded. A twin
-    draft, created alike and never edited, gives the figures the draft must keep."""
+    downgraded. They now answer at once, while the turn is still held, with the draft's
+    stored figures and the draft "pending" (they once waited for the turn: ten seconds and
+    a 503 when another instance held it). A twin draft, created alike and never edited, gives
+    the figures the draft must keep."""
     store = postgres.new_database()
     server = ServerProcess(
         tmp_path / "a", "--store", store, "--redis", redis_server.url, "--room-grace", "0.3"
@@ -363,47 +366,100 @@ async def test_a_write_waiting_for_its_review_turn_is_not_counted_before_it_is_s
     bob = None
     try:
         async with as_user(server, "alice") as alice:
-            draft = (await create_draft(alice))["id"]
-            twin = (await create_draft(alice))["id"]
+            draft, twin, bob = await _a_write_held_for_review_beside_a_twin(server, alice, lock)
             twin_read = await alice.get(f"/api/drafts/{twin}")  # not loaded: from the store
             assert twin_read.status_code == 200, twin_read.text
             twin_completion = twin_read.json()["metadata"]["completion"]
-            answer = await alice.put(
-                f"/api/drafts/{draft}/access", json={"user": "bob", "role": "editor"}
+
+            # Asked and answered while the turn is held (the test releases it only after).
+            stats, dashboard = await asyncio.gather(
+                alice.get("/api/stats"), alice.get("/api/dashboard")
             )
-            assert answer.status_code == 200, answer.text
-            bob = await connect_synced(server, draft, "bob")
-            await _hold_review_turn(lock, draft)
+            assert dashboard.status_code == 200, dashboard.text
+            items = {item["id"]: item for item in dashboard.json()["items"]}
+            for key in ("title", "wordCount", "filledFields", "completion"):
+                assert items[draft][key] == items[twin][key], key
+            assert (items[draft]["sync"], items[twin]["sync"]) == ("pending", "synced")
+            assert stats.status_code == 200, stats.text
+            figures = stats.json()
+            assert figures["totalWordCount"] == 0, figures
+            assert figures["averageCompletion"] == twin_completion, figures
+            assert figures["syncedDrafts"] == 1, figures
 
-            def category_and_words(doc: Doc) -> None:  # one transaction: held as one write
-                doc.get("fields", type=Map)["category"] = "BOB"
-                doc.get("title", type=Text).insert(0, "three more words")
-
-            await bob.edit(category_and_words)
-
-            await _review_turn_awaited(lock)
-            # Time for a server that answers at once to do so (not asserted on: a slow one
-            # would only make this test pass without showing anything).
-            stats = asyncio.ensure_future(alice.get("/api/stats"))
-            dashboard = asyncio.ensure_future(alice.get("/api/dashboard"))
-            await asyncio.wait([stats, dashboard], timeout=3)
             answer = await alice.put(
                 f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
             )
             assert answer.status_code == 200, answer.text
             await _release_review_turn(lock, draft)
-            read = await dashboard
-            if read.status_code == 200:
-                items = {item["id"]: item for item in read.json()["items"]}
-                for key in ("title", "wordCount", "filledFields", "completion"):
-                    assert items[draft][key] == items[twin][key], key
-            read = await stats
-            if read.status_code == 200:
-                figures = read.json()
-                assert figures["totalWordCount"] == 0, figures
-                assert figures["averageCompletion"] == twin_completion, figures
+            await eventually(lambda: _reads_as_twin(alice, draft, twin))
     finally:
         await lock.close()
         if bob is not None:
             await bob.disconnect()
         server.stop()
+
+
+async def test_the_change_feed_is_not_held_up_by_a_draft_whose_write_waits_for_its_turn(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """The change feed publishes its dirty drafts one after another: a summary that waited
+    for one draft's review turn held back every draft after it, and, once the wait gave up
+    (ten seconds), that draft's summary was never sent. While the turn is held, the draft's
+    summary now comes at once with its stored figures, and a draft changed after it follows."""
+    store = postgres.new_database()
+    server = ServerProcess(tmp_path / "a", "--store", store, "--redis", redis_server.url).start()
+    lock = await asyncpg.connect(store)
+    bob = None
+    try:
+        async with as_user(server, "alice") as alice:
+            draft, _twin, bob = await _a_write_held_for_review_beside_a_twin(server, alice, lock)
+            async with feed(server, "alice") as reader:
+                # Both changed in one round or in two, the held draft first (ids sort so).
+                answer = await alice.put(
+                    f"/api/drafts/{draft}/access", json={"user": "carol", "role": "viewer"}
+                )
+                assert answer.status_code == 200, answer.text
+                later = (await create_draft(alice, id=new_id("z")))["id"]
+                held = await reader.until("summary", draft)
+                assert held["sync"] == "pending"
+                assert (
+                    held["filledFields"] == (await reader.until("summary", later))["filledFields"]
+                )
+            await _release_review_turn(lock, draft)
+    finally:
+        await lock.close()
+        if bob is not None:
+            await bob.disconnect()
+        server.stop()
+
+
+async def _a_write_held_for_review_beside_a_twin(
+    server: ServerProcess, alice: httpx.AsyncClient, lock: asyncpg.Connection
+) -> tuple[str, str, PycrdtClient]:
+    """Two drafts of alice's made alike (the first's id sorts first); bob, an editor of the
+    first, has written `category` and three title words there, and that write waits for the
+    draft's review turn, which `lock` holds."""
+    draft = (await create_draft(alice, id=new_id("a")))["id"]
+    twin = (await create_draft(alice))["id"]
+    answer = await alice.put(f"/api/drafts/{draft}/access", json={"user": "bob", "role": "editor"})
+    assert answer.status_code == 200, answer.text
+    bob = await connect_synced(server, draft, "bob")
+    await _hold_review_turn(lock, draft)
+
+    def category_and_words(doc: Doc) -> None:  # one transaction: held as one write
+        doc.get("fields", type=Map)["category"] = "BOB"
+        doc.get("title", type=Text).insert(0, "three more words")
+
+    await bob.edit(category_and_words)
+    await _review_turn_awaited(lock)
+    return draft, twin, bob
+
+
+async def _reads_as_twin(alice: httpx.AsyncClient, draft: str, twin: str) -> bool:
+    """The dashboard shows `draft` synced, with `twin`'s figures."""
+    read = await alice.get("/api/dashboard")
+    items = {item["id"]: item for item in read.json()["items"]}
+    keys = ("title", "wordCount", "filledFields", "completion")
+    return items[draft]["sync"] == "synced" and all(
+        items[draft][key] == items[twin][key] for key in keys
+    )

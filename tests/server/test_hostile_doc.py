@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -187,6 +189,45 @@ async def _review_turn_awaited(lock: asyncpg.Connection) -> None:
     await eventually(waiting)
 
 
+@dataclass
+class _OnPostgres:
+    """A server on a database of its own (PostgreSQL + Redis: the several-instances code),
+    the test's own connection to that database (it holds review turns: `lock`), and the
+    editors the test opened there, all closed with it (`_on_postgres`)."""
+
+    server: ServerProcess
+    lock: asyncpg.Connection
+    clients: list[PycrdtClient] = field(default_factory=list)
+
+    async def editor(self, draft: str, user: str) -> PycrdtClient:
+        """`user`'s editor on `draft`, synced (`connect_synced`)."""
+        return self.keep(await connect_synced(self.server, draft, user))
+
+    def keep(self, client: PycrdtClient) -> PycrdtClient:
+        self.clients.append(client)
+        return client
+
+
+@asynccontextmanager
+async def _on_postgres(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer, *flags: str
+) -> AsyncIterator[_OnPostgres]:
+    store = postgres.new_database()
+    server = ServerProcess(
+        tmp_path / "a", "--store", store, "--redis", redis_server.url, *flags
+    ).start()
+    try:
+        on = _OnPostgres(server, await asyncpg.connect(store))
+        try:
+            yield on
+        finally:
+            await on.lock.close()
+            for client in on.clients:
+                await client.disconnect()
+    finally:
+        server.stop()
+
+
 async def test_finding_7_a_write_waiting_when_its_sender_is_downgraded_is_not_applied(
     tmp_path: Path,
 ) -> None:
@@ -218,44 +259,40 @@ async def test_finding_7_a_write_waiting_for_its_review_turn_is_not_stored_after
     doc, then waits for the draft's review turn (a PostgreSQL advisory lock, held here by the
     test). The owner downgrades its sender meanwhile (200): once the turn comes, the write is
     not stored, journaled or credited, and the room does not keep it either."""
-    store = postgres.new_database()
-    server = ServerProcess(
-        tmp_path / "a", "--store", store, "--redis", redis_server.url, "--room-grace", "0.3"
-    ).start()
-    lock = await asyncpg.connect(store)
-    owner = bob = None
-    try:
-        async with as_user(server, "alice") as alice, bystander_on(server) as calm:
+    async with (
+        _on_postgres(tmp_path, postgres, redis_server, "--room-grace", "0.3") as on,
+        as_user(on.server, "alice") as alice,
+    ):
+        async with bystander_on(on.server) as calm:
             draft = (await create_draft(alice, fields={"category": "kept"}))["id"]
             answer = await alice.put(
                 f"/api/drafts/{draft}/access", json={"user": "bob", "role": "editor"}
             )
             assert answer.status_code == 200, answer.text
-            owner = await connect_synced(server, draft, "alice")
-            bob = await connect_synced(server, draft, "bob")
+            owner = await on.editor(draft, "alice")
+            bob = await on.editor(draft, "bob")
             await calm.measure_before()
 
             async def downgraded_while_waiting() -> None:
-                await _hold_review_turn(lock, draft)
+                await _hold_review_turn(on.lock, draft)
                 await bob.edit(
                     lambda doc: doc.get("fields", type=Map).__setitem__("category", "BOB")
                 )
 
-                await _review_turn_awaited(lock)
+                await _review_turn_awaited(on.lock)
                 answer = await alice.put(
                     f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
                 )
                 assert answer.status_code == 200, answer.text
-                await _release_review_turn(lock, draft)
+                await _release_review_turn(on.lock, draft)
 
                 # The owner's own write takes its turn after bob's: once it is acknowledged, bob's
                 # turn has passed. The owner may have to reconnect (the room reloads).
                 async def owner_writes() -> bool:
                     nonlocal owner
-                    assert owner is not None
                     if owner.closed.is_set():
                         await owner.disconnect()
-                        owner = await connect_synced(server, draft, "alice")
+                        owner = await on.editor(draft, "alice")
                     try:  # the room may reload between the check above and the send
                         await owner.edit(type_into("after"))
                         await owner.flush(timeout=5)
@@ -273,16 +310,10 @@ async def test_finding_7_a_write_waiting_for_its_review_turn_is_not_stored_after
             events = (await alice.get(f"/api/drafts/{draft}/events")).json()["items"]
             credited = [e for e in events if e["user"] == "bob" and e["type"] != "SESSION"]
             assert not credited, events  # bob's session (he joined) is journaled, no write
-        credited = await lock.fetchval(
+        credited = await on.lock.fetchval(
             'SELECT count(*) FROM updates WHERE draft_id = $1 AND "user" = $2', draft, "bob"
         )
         assert credited == 0
-    finally:
-        await lock.close()
-        for client in (owner, bob):
-            if client is not None:
-                await client.disconnect()
-        server.stop()
 
 
 async def test_a_write_waiting_for_its_review_turn_reaches_no_joiner_before_it_is_stored(
@@ -293,59 +324,50 @@ async def test_a_write_waiting_for_its_review_turn_reaches_no_joiner_before_it_i
     carried it; the sender downgraded, the write was dropped, and the joiner, reconnecting
     after the room's reload, sent it back as its own sync: stored, under the joiner's right.
     The joiner's answer, and a REST read of the room, now wait for the turn."""
-    store = postgres.new_database()
-    server = ServerProcess(
-        tmp_path / "a", "--store", store, "--redis", redis_server.url, "--room-grace", "0.3"
-    ).start()
-    lock = await asyncpg.connect(store)
-    bob = carol = None
-    try:
-        async with as_user(server, "alice") as alice:
-            draft = (await create_draft(alice, fields={"category": "kept"}))["id"]
-            for user in ("bob", "carol"):
-                answer = await alice.put(
-                    f"/api/drafts/{draft}/access", json={"user": user, "role": "editor"}
-                )
-                assert answer.status_code == 200, answer.text
-            bob = await connect_synced(server, draft, "bob")
-            await _hold_review_turn(lock, draft)
-            await bob.edit(lambda doc: doc.get("fields", type=Map).__setitem__("category", "BOB"))
-
-            await _review_turn_awaited(lock)
-            carol = await PycrdtClient(server.ws_url, draft, server.token("carol")).connect()
-            # Time for a server that answers at once to do so (not asserted on: a slow one
-            # would only make this test pass without showing anything).
-            reading = asyncio.ensure_future(alice.get(f"/api/drafts/{draft}"))
-            await asyncio.wait([asyncio.ensure_future(carol.synced.wait()), reading], timeout=3)
+    async with (
+        _on_postgres(tmp_path, postgres, redis_server, "--room-grace", "0.3") as on,
+        as_user(on.server, "alice") as alice,
+    ):
+        draft = (await create_draft(alice, fields={"category": "kept"}))["id"]
+        for user in ("bob", "carol"):
             answer = await alice.put(
-                f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
+                f"/api/drafts/{draft}/access", json={"user": user, "role": "editor"}
             )
             assert answer.status_code == 200, answer.text
-            await _release_review_turn(lock, draft)
-            assert carol.fields().get("category") != "BOB"
-            read = await reading  # a REST reader of the room is not shown it either
-            assert read.status_code != 200 or read.json()["state"]["fields"]["category"] == "kept"
+        bob = await on.editor(draft, "bob")
+        await _hold_review_turn(on.lock, draft)
+        await bob.edit(lambda doc: doc.get("fields", type=Map).__setitem__("category", "BOB"))
 
-            async def carol_synced_anew() -> bool:  # after the room's reload, as a provider does
-                assert carol is not None
-                if carol.closed.is_set():
-                    await carol.connect()
-                try:
-                    await carol.flush(timeout=5)
-                except (TimeoutError, ConnectionError, ConnectionClosed):
-                    return False
-                return carol.synced.is_set() and not carol.closed.is_set()
+        await _review_turn_awaited(on.lock)
+        carol = on.keep(
+            await PycrdtClient(on.server.ws_url, draft, on.server.token("carol")).connect()
+        )
+        # Time for a server that answers at once to do so (not asserted on: a slow one
+        # would only make this test pass without showing anything).
+        reading = asyncio.ensure_future(alice.get(f"/api/drafts/{draft}"))
+        await asyncio.wait([asyncio.ensure_future(carol.synced.wait()), reading], timeout=3)
+        answer = await alice.put(
+            f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
+        )
+        assert answer.status_code == 200, answer.text
+        await _release_review_turn(on.lock, draft)
+        assert carol.fields().get("category") != "BOB"
+        read = await reading  # a REST reader of the room is not shown it either
+        assert read.status_code != 200 or read.json()["state"]["fields"]["category"] == "kept"
 
-            await eventually(carol_synced_anew, timeout=30)
-            read = await alice.get(f"/api/drafts/{draft}")
-            assert read.status_code == 200, read.text
-            assert read.json()["state"]["fields"]["category"] == "kept"
-    finally:
-        await lock.close()
-        for client in (bob, carol):
-            if client is not None:
-                await client.disconnect()
-        server.stop()
+        async def carol_synced_anew() -> bool:  # after the room's reload, as a provider does
+            if carol.closed.is_set():
+                await carol.connect()
+            try:
+                await carol.flush(timeout=5)
+            except (TimeoutError, ConnectionError, ConnectionClosed):
+                return False
+            return carol.synced.is_set() and not carol.closed.is_set()
+
+        await eventually(carol_synced_anew, timeout=30)
+        read = await alice.get(f"/api/drafts/{draft}")
+        assert read.status_code == 200, read.text
+        assert read.json()["state"]["fields"]["category"] == "kept"
 
 
 async def test_a_write_waiting_for_its_review_turn_is_not_counted_before_it_is_stored(
@@ -358,45 +380,36 @@ async def test_a_write_waiting_for_its_review_turn_is_not_counted_before_it_is_s
     stored figures and the draft "pending" (they once waited for the turn: ten seconds and
     a 503 when another instance held it). A twin draft, created alike and never edited, gives
     the figures the draft must keep."""
-    store = postgres.new_database()
-    server = ServerProcess(
-        tmp_path / "a", "--store", store, "--redis", redis_server.url, "--room-grace", "0.3"
-    ).start()
-    lock = await asyncpg.connect(store)
-    bob = None
-    try:
-        async with as_user(server, "alice") as alice:
-            draft, twin, bob = await _a_write_held_for_review_beside_a_twin(server, alice, lock)
-            twin_read = await alice.get(f"/api/drafts/{twin}")  # not loaded: from the store
-            assert twin_read.status_code == 200, twin_read.text
-            twin_completion = twin_read.json()["metadata"]["completion"]
+    async with (
+        _on_postgres(tmp_path, postgres, redis_server, "--room-grace", "0.3") as on,
+        as_user(on.server, "alice") as alice,
+    ):
+        draft, twin = await _a_write_held_for_review_beside_a_twin(on, alice)
+        twin_read = await alice.get(f"/api/drafts/{twin}")  # not loaded: from the store
+        assert twin_read.status_code == 200, twin_read.text
+        twin_completion = twin_read.json()["metadata"]["completion"]
 
-            # Asked and answered while the turn is held (the test releases it only after).
-            stats, dashboard = await asyncio.gather(
-                alice.get("/api/stats"), alice.get("/api/dashboard")
-            )
-            assert dashboard.status_code == 200, dashboard.text
-            items = {item["id"]: item for item in dashboard.json()["items"]}
-            for key in ("title", "wordCount", "filledFields", "completion"):
-                assert items[draft][key] == items[twin][key], key
-            assert (items[draft]["sync"], items[twin]["sync"]) == ("pending", "synced")
-            assert stats.status_code == 200, stats.text
-            figures = stats.json()
-            assert figures["totalWordCount"] == 0, figures
-            assert figures["averageCompletion"] == twin_completion, figures
-            assert figures["syncedDrafts"] == 1, figures
+        # Asked and answered while the turn is held (the test releases it only after).
+        stats, dashboard = await asyncio.gather(
+            alice.get("/api/stats"), alice.get("/api/dashboard")
+        )
+        assert dashboard.status_code == 200, dashboard.text
+        items = {item["id"]: item for item in dashboard.json()["items"]}
+        for key in ("title", "wordCount", "filledFields", "completion"):
+            assert items[draft][key] == items[twin][key], key
+        assert (items[draft]["sync"], items[twin]["sync"]) == ("pending", "synced")
+        assert stats.status_code == 200, stats.text
+        figures = stats.json()
+        assert figures["totalWordCount"] == 0, figures
+        assert figures["averageCompletion"] == twin_completion, figures
+        assert figures["syncedDrafts"] == 1, figures
 
-            answer = await alice.put(
-                f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
-            )
-            assert answer.status_code == 200, answer.text
-            await _release_review_turn(lock, draft)
-            await eventually(lambda: _reads_as_twin(alice, draft, twin))
-    finally:
-        await lock.close()
-        if bob is not None:
-            await bob.disconnect()
-        server.stop()
+        answer = await alice.put(
+            f"/api/drafts/{draft}/access", json={"user": "bob", "role": "viewer"}
+        )
+        assert answer.status_code == 200, answer.text
+        await _release_review_turn(on.lock, draft)
+        await eventually(lambda: _reads_as_twin(alice, draft, twin))
 
 
 async def test_the_change_feed_is_not_held_up_by_a_draft_whose_write_waits_for_its_turn(
@@ -406,53 +419,44 @@ async def test_the_change_feed_is_not_held_up_by_a_draft_whose_write_waits_for_i
     for one draft's review turn held back every draft after it, and, once the wait gave up
     (ten seconds), that draft's summary was never sent. While the turn is held, the draft's
     summary now comes at once with its stored figures, and a draft changed after it follows."""
-    store = postgres.new_database()
-    server = ServerProcess(tmp_path / "a", "--store", store, "--redis", redis_server.url).start()
-    lock = await asyncpg.connect(store)
-    bob = None
-    try:
-        async with as_user(server, "alice") as alice:
-            draft, _twin, bob = await _a_write_held_for_review_beside_a_twin(server, alice, lock)
-            async with feed(server, "alice") as reader:
-                # Both changed in one round or in two, the held draft first (ids sort so).
-                answer = await alice.put(
-                    f"/api/drafts/{draft}/access", json={"user": "carol", "role": "viewer"}
-                )
-                assert answer.status_code == 200, answer.text
-                later = (await create_draft(alice, id=new_id("z")))["id"]
-                held = await reader.until("summary", draft)
-                assert held["sync"] == "pending"
-                assert (
-                    held["filledFields"] == (await reader.until("summary", later))["filledFields"]
-                )
-            await _release_review_turn(lock, draft)
-    finally:
-        await lock.close()
-        if bob is not None:
-            await bob.disconnect()
-        server.stop()
+    async with (
+        _on_postgres(tmp_path, postgres, redis_server) as on,
+        as_user(on.server, "alice") as alice,
+    ):
+        draft, _twin = await _a_write_held_for_review_beside_a_twin(on, alice)
+        async with feed(on.server, "alice") as reader:
+            # Both changed in one round or in two, the held draft first (ids sort so).
+            answer = await alice.put(
+                f"/api/drafts/{draft}/access", json={"user": "carol", "role": "viewer"}
+            )
+            assert answer.status_code == 200, answer.text
+            later = (await create_draft(alice, id=new_id("z")))["id"]
+            held = await reader.until("summary", draft)
+            assert held["sync"] == "pending"
+            assert held["filledFields"] == (await reader.until("summary", later))["filledFields"]
+        await _release_review_turn(on.lock, draft)
 
 
 async def _a_write_held_for_review_beside_a_twin(
-    server: ServerProcess, alice: httpx.AsyncClient, lock: asyncpg.Connection
-) -> tuple[str, str, PycrdtClient]:
+    on: _OnPostgres, alice: httpx.AsyncClient
+) -> tuple[str, str]:
     """Two drafts of alice's made alike (the first's id sorts first); bob, an editor of the
     first, has written `category` and three title words there, and that write waits for the
-    draft's review turn, which `lock` holds."""
+    draft's review turn, which `on.lock` holds."""
     draft = (await create_draft(alice, id=new_id("a")))["id"]
     twin = (await create_draft(alice))["id"]
     answer = await alice.put(f"/api/drafts/{draft}/access", json={"user": "bob", "role": "editor"})
     assert answer.status_code == 200, answer.text
-    bob = await connect_synced(server, draft, "bob")
-    await _hold_review_turn(lock, draft)
+    bob = await on.editor(draft, "bob")
+    await _hold_review_turn(on.lock, draft)
 
     def category_and_words(doc: Doc) -> None:  # one transaction: held as one write
         doc.get("fields", type=Map)["category"] = "BOB"
         doc.get("title", type=Text).insert(0, "three more words")
 
     await bob.edit(category_and_words)
-    await _review_turn_awaited(lock)
-    return draft, twin, bob
+    await _review_turn_awaited(on.lock)
+    return draft, twin
 
 
 async def _reads_as_twin(alice: httpx.AsyncClient, draft: str, twin: str) -> bool:

@@ -682,6 +682,10 @@ class _Session:
         else:
             document.socket.writes += answers
         if not conn.can_write:
+            if step2:
+                # Tried on a copy of the doc (`_nothing_new`): yrs must not take what the room
+                # would refuse from a writer (a crafted nesting crashed the process).
+                await room.check_bounded(updates)
             applied = step2 and all(_nothing_new(room.doc, update) for update in updates)
             for _ in range(answers):
                 conn.send(encode_sync_status(applied))

@@ -6,14 +6,19 @@ and the server (its health, the other clients) is as it was.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
+from websockets.asyncio.client import ClientConnection, connect
 
 from crdt.awareness import AwarenessEntry, encode_awareness_update
+from crdt.hocuspocus import encode_authenticated, prefix
+from crdt.lib0 import write_var_bytes, write_var_string, write_var_uint
 from crdt.protocol import Awareness, SyncStep1, encode_message
 from server.sync.presence import MAX_BYTES
 from tests.support.raw_client import connect_raw
+from tests.support.rest import as_user, create_draft
 from tests.support.server_process import ServerProcess
 
 TIMEOUT = 10
@@ -43,6 +48,64 @@ async def test_a_deeply_nested_awareness_state_closes_4400_and_leaves_the_server
         await client.close()
     assert code == 4400, (code, reason)
     assert reason
+    async with httpx.AsyncClient() as http:
+        health = await http.get(f"{server.http_url}/healthz")
+    assert health.status_code == 200, health.text
+
+
+def deeply_nested_update(depth: int, *, client: int = 5151) -> bytes:
+    """One item of `notes` whose Any value is `depth` arrays, each inside the one before:
+    yrs reads it recursively, without a limit, and a deep enough one overflows its stack
+    (a segfault: the whole process goes). The room reads such updates in Python first."""
+    out = bytearray()
+    for value in (1, 1, client, 0):  # one struct group of one struct, at clock 0
+        write_var_uint(out, value)
+    out.append(8)  # Any content, its parent named
+    write_var_uint(out, 1)
+    write_var_string(out, "notes")
+    write_var_uint(out, 1)  # one value
+    out += b"u\x01" * depth + bytes([126])  # [[[...[null]...]]]
+    write_var_uint(out, 0)  # no delete set
+    return bytes(out)
+
+
+def hocuspocus_frame(address: str, body: bytes, payload: str | bytes) -> bytes:
+    out = bytearray(prefix(address) + body)
+    if isinstance(payload, str):
+        write_var_string(out, payload)
+        write_var_string(out, "4.8.0")
+    else:
+        write_var_bytes(out, payload)
+    return bytes(out)
+
+
+async def receive(socket: ClientConnection) -> bytes:
+    data = await asyncio.wait_for(socket.recv(), TIMEOUT)
+    assert isinstance(data, bytes), data
+    return data
+
+
+async def test_a_hocuspocus_viewers_step_2_gets_the_writers_checks_before_any_doc(
+    server: ServerProcess,
+) -> None:
+    """A viewer's step 2 is not applied to the room's doc, but the endpoint tries it on a copy
+    (does it hold anything new?): that copy must not take what the room refuses from a
+    writer. Deep nesting is the sharpest case: yrs overflowed its stack and the server died."""
+    async with as_user(server, "alice") as alice:
+        draft = str((await create_draft(alice, title="Read me"))["id"])
+        shared = await alice.put(
+            f"/api/drafts/{draft}/access", json={"user": "victor", "role": "viewer"}
+        )
+        assert shared.status_code == 200, shared.text
+    async with connect(f"ws://127.0.0.1:{server.port}/hocuspocus") as socket:
+        await socket.send(hocuspocus_frame(draft, bytes([2, 0]), server.token("victor")))
+        assert await receive(socket) == prefix(draft) + encode_authenticated("readonly")
+        await socket.send(hocuspocus_frame(draft, bytes([0, 1]), deeply_nested_update(100_000)))
+        # Refused as bad input on that document: a `draftsync.closed` notice with 4400.
+        notice = await receive(socket)
+        assert notice.startswith(prefix(draft) + bytes([5])), notice
+        assert b'"code":4400' in notice, notice
+    assert server.process is not None and server.process.poll() is None, "the server died"
     async with httpx.AsyncClient() as http:
         health = await http.get(f"{server.http_url}/healthz")
     assert health.status_code == 200, health.text

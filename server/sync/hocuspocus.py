@@ -514,10 +514,17 @@ class _Session:
         self._documents[address] = document
         self._authorised_once = True
         try:
-            room = document.room = await service.rooms.join(draft_id, conn)
+            room = await service.rooms.join(draft_id, conn)
         except StoreError as error:
             conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
             return
+        if self._documents.get(address) is not document:
+            # Closed while its draft loaded (its token expired, the server is shutting down):
+            # detached already, with no room to leave then, so nothing else would take it out
+            # of this one, which would never unload.
+            service.rooms.leave(room, conn)
+            return
+        document.room = room
         metrics.CONNECTIONS.inc()
         logger.info(
             "hocuspocus document open draft=%s user=%s session=%s role=%s",

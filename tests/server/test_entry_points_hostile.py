@@ -18,8 +18,10 @@ from crdt.lib0 import write_var_bytes, write_var_string, write_var_uint
 from crdt.protocol import Awareness, SyncStep1, encode_message
 from server.sync.presence import MAX_BYTES
 from tests.support.raw_client import connect_raw
-from tests.support.rest import as_user, create_draft
+from tests.support.rest import as_user, create_draft, scrape
 from tests.support.server_process import ServerProcess
+from tests.support.sqlite_lock import write_lock
+from tests.support.waiting import eventually
 
 TIMEOUT = 10
 
@@ -109,3 +111,37 @@ async def test_a_hocuspocus_viewers_step_2_gets_the_writers_checks_before_any_do
     async with httpx.AsyncClient() as http:
         health = await http.get(f"{server.http_url}/healthz")
     assert health.status_code == 200, health.text
+
+
+def connections_gauge(metrics: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith("draftsync_connections "):
+            return float(line.split()[1])
+    raise AssertionError("no draftsync_connections in /metrics")
+
+
+async def test_a_hocuspocus_document_closed_while_its_draft_loads_does_not_stay_in_the_room(
+    server: ServerProcess,
+) -> None:
+    """A document is closed while it waits for its room (here its token expires while the
+    draft loads: the load's journal recovery waits for SQLite's write lock). Once the load
+    ends, the closed document must not be added to the room: it was, and nothing ever took
+    it out again (the room never unloaded, the connections gauge never went down)."""
+    async with as_user(server, "alice") as alice:
+        draft = str((await create_draft(alice, title="Slow to load"))["id"])
+    assert connections_gauge(await scrape(server)) == 0
+    async with connect(f"ws://127.0.0.1:{server.port}/hocuspocus") as socket:
+        with write_lock(server.database):
+            await socket.send(hocuspocus_frame(draft, bytes([2, 0]), server.token("alice", ttl=2)))
+            assert await receive(socket) == prefix(draft) + encode_authenticated("read-write")
+            frames = []
+            while not frames or frames[-1][len(prefix(draft)) :][:1] != bytes([7]):
+                frames.append(await receive(socket))  # the refresh request, notice, CLOSE
+            assert b"token expired" in frames[-1], frames
+    # The load goes on now; the socket is gone: the room unloads once loaded.
+
+    async def unloaded() -> bool:
+        return f"room unloaded draft={draft}" in server.log()
+
+    await eventually(unloaded, timeout=TIMEOUT)
+    assert connections_gauge(await scrape(server)) == 0

@@ -77,7 +77,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from crdt.errors import DraftsyncError, ProtocolError
+from crdt.errors import DraftsyncError, ProtocolError, UndecodableUpdate
 from crdt.hocuspocus import (
     PING,
     PONG,
@@ -722,7 +722,8 @@ class _CloseSocket(Exception):
 
 def _nothing_new(doc: Doc, update: bytes) -> bool:
     """True if applying `update` would change nothing of `doc` (Yjs `snapshotContainsUpdate`):
-    a read-only client's sync step 2 normally holds nothing we lack."""
+    a read-only client's sync step 2 normally holds nothing we lack. `UndecodableUpdate` if
+    yrs panics on it."""
     if update == b"\x00\x00":
         return True
     probe = Doc()
@@ -732,4 +733,10 @@ def _nothing_new(doc: Doc, update: bytes) -> bool:
         probe.apply_update(update)
     except ValueError:
         return False
+    except BaseException as error:  # pyo3's PanicException derives from BaseException
+        if type(error).__name__ != "PanicException":
+            raise
+        # Bad input on this document (4400), as the same update from a writer is: past every
+        # handler, the panic ended the whole socket without a close code.
+        raise UndecodableUpdate(f"update rejected by the CRDT: {error}") from None
     return probe.get_update() == before

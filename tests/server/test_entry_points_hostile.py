@@ -15,7 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from crdt.awareness import AwarenessEntry, encode_awareness_update
 from crdt.hocuspocus import encode_authenticated, prefix
 from crdt.lib0 import write_var_bytes, write_var_string, write_var_uint
-from crdt.protocol import Awareness, SyncStep1, encode_message
+from crdt.protocol import Awareness, SyncStep1, Update, encode_message
 from server.sync.presence import MAX_BYTES
 from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user, create_draft, scrape
@@ -145,3 +145,60 @@ async def test_a_hocuspocus_document_closed_while_its_draft_loads_does_not_stay_
 
     await eventually(unloaded, timeout=TIMEOUT)
     assert connections_gauge(await scrape(server)) == 0
+
+
+def text_item(client: int, clock: int, text: str, *, deletes: list[tuple[int, int, int]]) -> bytes:
+    """One string item at the start of `title`, with a delete set of (client, clock, length)
+    ranges, encoded by hand (test_hostile_doc.py, finding 6)."""
+    out = bytearray()
+    for value in (1, 1, client, clock):
+        write_var_uint(out, value)
+    out.append(4)
+    write_var_uint(out, 1)
+    write_var_string(out, "title")
+    write_var_string(out, text)
+    write_var_uint(out, len(deletes))
+    for owner, start, length in deletes:
+        for value in (owner, 1, start, length):
+            write_var_uint(out, value)
+    return bytes(out)
+
+
+async def test_a_hocuspocus_viewers_step_2_that_panics_yrs_closes_that_document_with_4400(
+    server: ServerProcess,
+) -> None:
+    """Finding 6's delete set, as a viewer's step 2: yrs panics on the copy of the doc it is
+    tried on. A panic is a BaseException: it went past every handler and ended the whole
+    socket with 1011 (its other documents too) instead of closing the one document (4400)."""
+    async with as_user(server, "alice") as alice:
+        draft = str((await create_draft(alice, title="Read me"))["id"])
+        shared = await alice.put(
+            f"/api/drafts/{draft}/access", json={"user": "victor", "role": "viewer"}
+        )
+        assert shared.status_code == 200, shared.text
+        other = str((await create_draft(alice, title="Other"))["id"])
+        shared = await alice.put(
+            f"/api/drafts/{other}/access", json={"user": "victor", "role": "viewer"}
+        )
+        assert shared.status_code == 200, shared.text
+    writer = await connect_raw(server.ws_url, draft, server.token("alice"))
+    try:
+        await writer.next_message(SyncStep1, timeout=TIMEOUT)
+        near_2_53 = 2**53 - 2
+        await writer.send(encode_message(Update(text_item(5, near_2_53, "x", deletes=[]))))
+        async with connect(f"ws://127.0.0.1:{server.port}/hocuspocus") as socket:
+            for address in (draft, other):
+                await socket.send(hocuspocus_frame(address, bytes([2, 0]), server.token("victor")))
+                assert await receive(socket) == prefix(address) + encode_authenticated("readonly")
+            panics = text_item(7, 0, "P", deletes=[(5, 1, 2**53 - 1)])
+            await socket.send(hocuspocus_frame(draft, bytes([0, 1]), panics))
+            notice = await receive(socket)
+            assert notice.startswith(prefix(draft) + bytes([5])), notice
+            assert b'"code":4400' in notice, notice
+            # The socket's other document goes on: its step 1 is answered.
+            await socket.send(hocuspocus_frame(other, bytes([0, 0]), b"\x00"))
+            while not (answer := await receive(socket)).startswith(prefix(other)):
+                pass
+            assert answer.startswith(prefix(other) + bytes([0, 0])), answer
+    finally:
+        await writer.close()

@@ -77,7 +77,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from crdt.errors import DraftsyncError, ProtocolError
+from crdt.errors import DraftsyncError, ProtocolError, UndecodableUpdate
 from crdt.hocuspocus import (
     PING,
     PONG,
@@ -514,10 +514,17 @@ class _Session:
         self._documents[address] = document
         self._authorised_once = True
         try:
-            room = document.room = await service.rooms.join(draft_id, conn)
+            room = await service.rooms.join(draft_id, conn)
         except StoreError as error:
             conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
             return
+        if self._documents.get(address) is not document:
+            # Closed while its draft loaded (its token expired, the server is shutting down):
+            # detached already, with no room to leave then, so nothing else would take it out
+            # of this one, which would never unload.
+            service.rooms.leave(room, conn)
+            return
+        document.room = room
         metrics.CONNECTIONS.inc()
         logger.info(
             "hocuspocus document open draft=%s user=%s session=%s role=%s",
@@ -682,6 +689,10 @@ class _Session:
         else:
             document.socket.writes += answers
         if not conn.can_write:
+            if step2:
+                # Tried on a copy of the doc (`_nothing_new`): yrs must not take what the room
+                # would refuse from a writer (a crafted nesting crashed the process).
+                await room.check_bounded(updates)
             applied = step2 and all(_nothing_new(room.doc, update) for update in updates)
             for _ in range(answers):
                 conn.send(encode_sync_status(applied))
@@ -711,7 +722,8 @@ class _CloseSocket(Exception):
 
 def _nothing_new(doc: Doc, update: bytes) -> bool:
     """True if applying `update` would change nothing of `doc` (Yjs `snapshotContainsUpdate`):
-    a read-only client's sync step 2 normally holds nothing we lack."""
+    a read-only client's sync step 2 normally holds nothing we lack. `UndecodableUpdate` if
+    yrs panics on it."""
     if update == b"\x00\x00":
         return True
     probe = Doc()
@@ -721,4 +733,10 @@ def _nothing_new(doc: Doc, update: bytes) -> bool:
         probe.apply_update(update)
     except ValueError:
         return False
+    except BaseException as error:  # pyo3's PanicException derives from BaseException
+        if type(error).__name__ != "PanicException":
+            raise
+        # Bad input on this document (4400), as the same update from a writer is: past every
+        # handler, the panic ended the whole socket without a close code.
+        raise UndecodableUpdate(f"update rejected by the CRDT: {error}") from None
     return probe.get_update() == before

@@ -165,7 +165,9 @@ class Presence:
             if change.state is not None:
                 try:
                     json.loads(change.state)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
+                    # RecursionError: valid JSON nested past Python's limit (a 40 KB state of
+                    # brackets) is bad input as well, not a fault of ours (1011, /healthz 503).
                     raise MalformedMessage(
                         f"awareness state of client {client_id} is not JSON"
                     ) from exc

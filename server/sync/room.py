@@ -278,16 +278,7 @@ class Room:
             conn.deny_write()
             return
         core = self.core
-        # Bounded work per run (crdt/limits.py); overwrites of `fields` keys count too.
-        known = core.semantics.field_ids() if core.semantics is not None else frozenset()
-        if self._update_limits.needs_scan(updates, has_fields=bool(known)):
-            await check_run(updates, self._update_limits, known)
-        for update in updates:
-            if may_nest_too_deep(update):
-                # yrs would recurse without a limit (a crafted value crashes the process):
-                # read it in Python first, off the event loop; only large, tag-dense updates
-                # get here.
-                await asyncio.to_thread(check_nesting, update)
+        await self.check_bounded(updates)
         await self._pipeline.wait_for_space()
         await self.until_reviewed()
         if self.state is not RoomState.OPEN or not conn.is_open:
@@ -318,6 +309,23 @@ class Room:
             raise
         if outcome.verdict is not OK:
             self._act_on(conn, outcome.verdict)
+
+    async def check_bounded(self, updates: Sequence[bytes]) -> None:
+        """Raise `UpdateTooLarge` or `UndecodableUpdate` (4400) if yrs applying `updates`, to
+        this room's doc or to any doc, would cost more than the limits or crash the process.
+        Any code that hands a client's update to yrs asks this first, not only `receive_run`
+        (a Hocuspocus viewer's step 2 is tried on a copy: server/sync/hocuspocus.py)."""
+        core = self.core
+        # Bounded work per run (crdt/limits.py); overwrites of `fields` keys count too.
+        known = core.semantics.field_ids() if core.semantics is not None else frozenset()
+        if self._update_limits.needs_scan(updates, has_fields=bool(known)):
+            await check_run(updates, self._update_limits, known)
+        for update in updates:
+            if may_nest_too_deep(update):
+                # yrs would recurse without a limit (a crafted value crashes the process):
+                # read it in Python first, off the event loop; only large, tag-dense updates
+                # get here.
+                await asyncio.to_thread(check_nesting, update)
 
     def _carry_out_client(self, conn: Connection, outcome: Outcome) -> None:
         """Commit and relay a client's accepted run, then the write its rules asked for."""

@@ -342,9 +342,12 @@ OPENING = Statement("""
 SNAPSHOT_VERSIONS = Statement(
     "SELECT version FROM snapshots WHERE draft_id = :draft_id ORDER BY version"
 )
+# A tombstoned draft gets none: its room may still be loaded (its grace period, a snapshot
+# job under way) after its content was purged, and what it holds is deleted content.
 INSERT_SNAPSHOT = Statement(
     "INSERT INTO snapshots (draft_id, version, data, created_at)"
-    " VALUES (:draft_id, :version, :data, :now)"
+    " SELECT :draft_id, :version, :data, :now"
+    " WHERE EXISTS (SELECT 1 FROM drafts WHERE id = :draft_id AND deleted_at IS NULL)"
     " ON CONFLICT (draft_id, version) DO UPDATE SET"
     " data = excluded.data, created_at = excluded.created_at"
 )

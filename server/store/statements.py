@@ -46,6 +46,7 @@ __all__ = [
     "INSERT_CURSOR",
     "INSERT_DRAFT",
     "INSERT_EVENT",
+    "INSERT_LIVE_UPDATE",
     "INSERT_OUTBOX",
     "INSERT_OWNER",
     "INSERT_SNAPSHOT",
@@ -272,6 +273,14 @@ SAVE_META = Statement("""
 INSERT_UPDATE = Statement(
     'INSERT INTO updates (draft_id, version, data, "user", session, client_id, created_at)'
     " VALUES (:draft_id, :version, :data, :user, :session, :client_id, :created_at)"
+)
+# PostgreSQL's group commit: several instances commit to one draft, and the one deleting it
+# does not wait for another's commit; one that took the draft's versions lock after the purge
+# stores nothing (a tombstoned draft's content stays deleted).
+INSERT_LIVE_UPDATE = Statement(
+    'INSERT INTO updates (draft_id, version, data, "user", session, client_id, created_at)'
+    " SELECT :draft_id, :version, :data, :user, :session, :client_id, :created_at"
+    " WHERE EXISTS (SELECT 1 FROM drafts WHERE id = :draft_id AND deleted_at IS NULL)"
 )
 LAST_VERSION = Statement("SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = :draft_id")
 UPDATES_BETWEEN = Statement(

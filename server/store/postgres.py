@@ -141,7 +141,7 @@ _DROP_ACCESS = POSTGRES.render(sql.DROP_ACCESS)
 _PURGE = (*(POSTGRES.render(statement) for statement in sql.PURGE), _PURGE_ACTIVITY)
 _CONTRIBUTORS = POSTGRES.render(sql.CONTRIBUTORS)
 _SAVE_META = POSTGRES.render(sql.SAVE_META)
-_INSERT_UPDATE = POSTGRES.render(sql.INSERT_UPDATE)
+_INSERT_UPDATE = POSTGRES.render(sql.INSERT_LIVE_UPDATE)
 _LAST_VERSION = POSTGRES.render(sql.LAST_VERSION)
 _UPDATES_BETWEEN = POSTGRES.render(sql.UPDATES_BETWEEN)
 _UPDATES_WITH_ORIGIN = POSTGRES.render(sql.UPDATES_WITH_ORIGIN)
@@ -531,9 +531,14 @@ class PostgresStore(PostgresWebhooks):
         return True
 
     async def purge_content(self, draft_id: str) -> None:
-        """Remove a tombstoned draft's updates, snapshots and metadata (the id stays taken)."""
+        """Remove a tombstoned draft's updates, snapshots and metadata (the id stays taken).
+
+        Under the draft's versions lock: a commit of another instance's room that holds it
+        is purged with the rest once it is done, and one that takes it after stores nothing
+        (`INSERT_LIVE_UPDATE` sees the tombstone)."""
         with _translated("removing a draft's content"):
             async with self._transaction() as db:
+                await db.execute(_VERSIONS_LOCK, draft_id)
                 for statement in _PURGE:
                     await db.execute(statement, draft_id)
 

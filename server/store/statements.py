@@ -46,6 +46,7 @@ __all__ = [
     "INSERT_CURSOR",
     "INSERT_DRAFT",
     "INSERT_EVENT",
+    "INSERT_LIVE_UPDATE",
     "INSERT_OUTBOX",
     "INSERT_OWNER",
     "INSERT_SNAPSHOT",
@@ -273,6 +274,14 @@ INSERT_UPDATE = Statement(
     'INSERT INTO updates (draft_id, version, data, "user", session, client_id, created_at)'
     " VALUES (:draft_id, :version, :data, :user, :session, :client_id, :created_at)"
 )
+# PostgreSQL's group commit: several instances commit to one draft, and the one deleting it
+# does not wait for another's commit; one that took the draft's versions lock after the purge
+# stores nothing (a tombstoned draft's content stays deleted).
+INSERT_LIVE_UPDATE = Statement(
+    'INSERT INTO updates (draft_id, version, data, "user", session, client_id, created_at)'
+    " SELECT :draft_id, :version, :data, :user, :session, :client_id, :created_at"
+    " WHERE EXISTS (SELECT 1 FROM drafts WHERE id = :draft_id AND deleted_at IS NULL)"
+)
 LAST_VERSION = Statement("SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = :draft_id")
 UPDATES_BETWEEN = Statement(
     "SELECT data FROM updates WHERE draft_id = :draft_id AND version > :after"
@@ -342,9 +351,12 @@ OPENING = Statement("""
 SNAPSHOT_VERSIONS = Statement(
     "SELECT version FROM snapshots WHERE draft_id = :draft_id ORDER BY version"
 )
+# A tombstoned draft gets none: its room may still be loaded (its grace period, a snapshot
+# job under way) after its content was purged, and what it holds is deleted content.
 INSERT_SNAPSHOT = Statement(
     "INSERT INTO snapshots (draft_id, version, data, created_at)"
-    " VALUES (:draft_id, :version, :data, :now)"
+    " SELECT :draft_id, :version, :data, :now"
+    " WHERE EXISTS (SELECT 1 FROM drafts WHERE id = :draft_id AND deleted_at IS NULL)"
     " ON CONFLICT (draft_id, version) DO UPDATE SET"
     " data = excluded.data, created_at = excluded.created_at"
 )

@@ -275,6 +275,13 @@ class RoomRegistry:
             self._unloading[room.draft_id] = asyncio.create_task(self._unload_when_idle(room))
 
     async def _unload_when_idle(self, room: Room) -> None:
+        """Unload `room` once its grace period has passed and its writes are committed.
+
+        An `open` (a joiner, a REST write) cancels this until the doc is gone, the journal's
+        flush included: a room opened while its bursts were stored may take a write then,
+        and a closed room's queued writes are dropped by the group commit (the write lost,
+        its REST call left waiting for a commit that never comes). The flush is shielded:
+        the store write it started finishes, only the unload stops."""
         try:
             await asyncio.sleep(self._settings.room_grace_seconds)
             while not room.is_drained:
@@ -284,10 +291,11 @@ class RoomRegistry:
                     return  # the room failed: forgotten already
                 if not room.is_drained:  # a semantic write waits for its review turn
                     await asyncio.sleep(REVIEW_POLL_SECONDS)
+            # bursts are journaled before the doc goes
+            await asyncio.shield(self._journal_closer.flush(room))
         finally:
             if self._unloading.get(room.draft_id) is asyncio.current_task():
                 del self._unloading[room.draft_id]
-        await self._journal_closer.flush(room)  # bursts are journaled before the doc goes
         if room.connections or self._rooms.get(room.draft_id) is not room:
             return
         room.snapshot_before_unload()

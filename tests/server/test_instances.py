@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from pycrdt import Array, Text
@@ -24,6 +25,7 @@ from bench.services import PostgresCluster, RedisServer
 from server.cluster.fanout import PREFIX
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
+from tests.support.pycrdt_client import connect_synced
 from tests.support.rest import as_user, create_draft
 from tests.support.server_process import ServerProcess
 from tests.support.stored_any import stored_doc, stored_rows
@@ -427,3 +429,37 @@ async def test_rule_outcomes_reach_hocuspocus_clients_of_every_instance(
         assert not [e for e in writer.events if e["event"] in ("error", "closed")]
     finally:
         await asyncio.gather(writer.close(), on_a.close(), on_b.close())
+
+
+async def test_deleting_on_one_instance_leaves_no_update_the_other_was_committing(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """Instance A deletes a draft while B's commit of an edit to it is under way (held here
+    by the draft's versions lock, as a slow commit would be): A does not wait for B's room,
+    so the purge must not run before that commit, nor may the commit store the edit after
+    the purge. Either way the deleted draft's content is gone from the store."""
+    a, b = pair
+    async with as_user(a, "alice") as alice:
+        draft_id = (await create_draft(alice, title="secret"))["id"]
+        shared = await alice.put(
+            f"/api/drafts/{draft_id}/access", json={"user": "bob", "role": "editor"}
+        )
+        assert shared.status_code == 200, shared.text
+        carol = await connect_synced(b, new_draft(), "carol")
+        bob = await connect_synced(b, draft_id, "bob")
+        lock = await asyncpg.connect(a.store_url)
+        try:
+            await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", draft_id)
+            await bob.edit(lambda doc: doc.get("title", type=Text).insert(0, "MORE "))
+            await asyncio.sleep(0.3)  # B's commit waits for the lock
+            deleting = asyncio.create_task(alice.delete(f"/api/drafts/{draft_id}"))
+            await asyncio.sleep(1.0)
+            await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", draft_id)
+            assert (await asyncio.wait_for(deleting, 10)).status_code == 204
+        finally:
+            await lock.close()
+        # B commits in order: once carol's later edit is acknowledged, bob's commit is over.
+        await carol.edit(lambda doc: doc.get("title", type=Text).insert(0, "later"))
+        await carol.flush()
+        await asyncio.gather(bob.disconnect(), carol.disconnect())
+    assert stored_rows(a, "SELECT version FROM updates WHERE draft_id = ?", draft_id) == []

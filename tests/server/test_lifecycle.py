@@ -21,7 +21,10 @@ from pycrdt import Doc, Map, Text
 from crdt.protocol import SyncStep1, Update, WriteAck, encode_message
 from tests.support.pycrdt_client import connect_synced
 from tests.support.raw_client import RawClient, connect_raw
+from tests.support.rest import as_user, create_draft
 from tests.support.server_process import ServerProcess
+from tests.support.sqlite_lock import write_lock
+from tests.support.stored import stored_doc
 
 GRACE = 0.3  # the `server` fixture's --room-grace
 TIMEOUT = 10
@@ -131,3 +134,41 @@ async def test_after_sigterm_a_restart_has_everything_acknowledged(tmp_path: Pat
             await reader.disconnect()
     finally:
         second.stop()
+
+
+async def test_a_rest_write_while_the_room_stores_its_bursts_to_unload_is_committed(
+    tmp_path: Path,
+) -> None:
+    """The grace period has passed and the unloading room is storing its journal (it awaits
+    the store) when a REST write opens it and writes: the room must not then unload with that
+    write still queued behind another draft's commit, which would drop it (the REST call
+    answered 503 after waiting for a commit that never came)."""
+    server = ServerProcess(tmp_path / "data", "--room-grace", str(GRACE)).start()
+    draft, other = new_draft(), new_draft()
+    try:
+        async with as_user(server, "alice") as api:
+            await create_draft(api, id=draft, title="first")
+            alice = await connect_synced(server, draft)
+            await alice.edit(lambda doc: doc.get("title", type=Text).insert(5, " second"))
+            await alice.flush()
+            carol = await connect_synced(server, other)
+            await alice.disconnect()
+            with write_lock(server.database):
+                # The grace passes: the unload stores the room's journal, waiting for the lock.
+                await asyncio.sleep(GRACE + 0.5)
+                # Another draft's commit waits its turn behind it...
+                await carol.edit(lambda doc: doc.get("title", type=Text).insert(0, "other"))
+                await asyncio.sleep(0.1)
+                # ...and the REST write, queued behind that one, to the room being unloaded.
+                restoring = asyncio.create_task(
+                    api.post(f"/api/drafts/{draft}/restore", json={"version": 1})
+                )
+                await asyncio.sleep(0.5)
+            answer = await asyncio.wait_for(restoring, TIMEOUT)
+            await carol.disconnect()
+        assert answer.status_code == 200, answer.text
+        version = answer.json()["version"]
+        assert version == 3
+        assert str(stored_doc(server.database, draft).get("title", type=Text)) == "first"
+    finally:
+        server.stop()

@@ -6,6 +6,7 @@ through its tail as before."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from pycrdt import Doc, Text
 from server.store.snapshots import UNLOAD_TAIL
 from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import connect_synced
-from tests.support.rest import new_id
+from tests.support.rest import as_user, create_draft, new_id
 from tests.support.server_process import ServerProcess
-from tests.support.stored_any import snapshot_versions, stored_rows
+from tests.support.stored_any import snapshot_versions, stored_rows, update_count
 from tests.support.waiting import eventually
 
 
@@ -106,5 +107,38 @@ async def test_after_kill_9_the_tail_is_replayed_as_before(tmp_path: Path) -> No
         server.start()
         assert await reopened_text(server, draft) == text
         assert loaded_tails(server, draft)[-1] == UNLOAD_TAIL + 1
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_deleted_draft_leaves_no_snapshot_when_its_room_unloads(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Deleting a draft removes its content while its room is still loaded (the grace
+    period): the room that then unloads with a long tail must not store a snapshot of the
+    deleted content after the purge."""
+    server = ServerProcess(
+        tmp_path / "data", "--room-grace", "0.2", *store_flags(request, backend)
+    ).start()
+    draft = new_id("deleted")
+    try:
+        async with as_user(server, "alice") as alice:
+            await create_draft(alice, id=draft, title="to be removed")
+            writer = await connect_synced(server, draft)
+            for i in range(UNLOAD_TAIL + 1):
+                await writer.edit(lambda doc, i=i: append(doc, "xy"[i % 2]))
+                await writer.flush()
+            response = await alice.delete(f"/api/drafts/{draft}")
+            assert response.status_code == 204
+            await asyncio.wait_for(writer.closed.wait(), 10)
+            assert writer.close_code == 4404
+
+        async def unloaded() -> bool:
+            return f"room unloaded draft={draft}" in server.log()
+
+        await eventually(unloaded, timeout=15)
+        assert snapshot_versions(server, draft) == []
+        assert update_count(server, draft) == 0
     finally:
         server.stop()

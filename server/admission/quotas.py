@@ -3,8 +3,8 @@
 The bucket holds `burst` tokens and refills at `rate` a second; each REST request of a user
 takes one, and a request that finds none is answered 429 with Retry-After (the seconds until
 one is back). Only callers with a valid token are counted (others are answered 401 before any
-work), so one key per real user; full buckets are forgotten when the table grows, since a full
-bucket is what a new one would be.
+work), so one key per real user; full buckets are forgotten when the table grows (past 10,000 users,
+then each time it doubles), since a full bucket is what a new one would be.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class RequestGate:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self._buckets: dict[str, tuple[float, float]] = {}  # user -> (tokens, at)
+        self._prune_at = _PRUNE_AT  # the table's size that triggers the next scan
         metrics.REQUESTS_IN_FLIGHT.set_function(lambda: self.in_flight)
 
     def admit(self, user: str, *, now: float | None = None) -> None:
@@ -51,8 +52,12 @@ class RequestGate:
                 f"server at its limit of {self.max_in_flight} requests under way, try again later"
             )
         self._buckets[user] = (tokens - 1.0, now)
-        if len(self._buckets) > _PRUNE_AT:
+        if len(self._buckets) > self._prune_at:
             self._prune(now)
+            # Amortised: the next scan waits until the table has doubled. Were it due again at
+            # once, a crowd of users whose buckets all still refill (none to drop) would cost
+            # a scan of the whole table on every request.
+            self._prune_at = max(_PRUNE_AT, 2 * len(self._buckets))
         self.in_flight += 1
 
     def done(self) -> None:

@@ -35,7 +35,7 @@ from crdt.errors import DraftsyncError, MalformedMessage, ProtocolError
 from crdt.protocol import Message, Update, decode_message, update_payload
 from server import metrics
 from server.access import check_draft_id
-from server.errors import CloseCode, StoreError, close_code_for
+from server.errors import CloseCode, StoreError, UnknownDraft, close_code_for
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
@@ -106,6 +106,8 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
         return
     user_agent = _header_value(scope, b"user-agent")
     forget_request(scope)
+    # Registered before the role is read: a deletion of the draft from here on refuses the join.
+    joining = service.rooms.joining(draft_id)
     try:
         try:
             # A draft not loaded is read with the role (one store call), used once it passed.
@@ -125,10 +127,15 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
             conn.granted = claims.grants.get(draft_id)
             service.track(conn)
             try:
-                room = await service.rooms.join(draft_id, conn, preload)
+                room = await service.rooms.join(draft_id, conn, preload, joining)
                 del preload  # the draft's bytes: not kept for the connection's life
             except StoreError as error:
                 conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
+                await conn.run_writer()
+                service.untrack(conn)
+                return
+            except UnknownDraft:  # deleted since the role check: as its live clients are
+                conn.close(CloseCode.UNKNOWN_DRAFT, "draft deleted")
                 await conn.run_writer()
                 service.untrack(conn)
                 return
@@ -171,6 +178,7 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
         finally:
             service.caps.leave(user, draft_id)
     finally:
+        joining.done()  # `join` did, unless refused or failed before it
         lease.release()
 
 

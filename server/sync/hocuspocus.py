@@ -103,11 +103,12 @@ from crdt.safe_json import dumps
 from server import metrics
 from server.access import check_draft_id
 from server.admission.caps import SocketLease
-from server.errors import CapReached, CloseCode, StoreError
+from server.errors import CapReached, CloseCode, StoreError, UnknownDraft
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.endpoint import MAX_RUN
 from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
+from server.sync.registry import Joining
 from server.sync.room import RoomState
 from server.sync.sessions import record_session
 from server.sync.wsprotocol import PREFIX_KEY, PREFIXED_SEND
@@ -465,59 +466,75 @@ class _Session:
         owed = self._reopening.pop(address, None)
         name = address.split("\0", 1)[0]
         user: str | None = None
+        joining: Joining | None = None
         try:
-            draft_id = check_draft_id(name)
-            claims = await service.callers.identify(self.connection, token)
-            user = claims.user
-            role = await service.join_role(draft_id, claims)
-        except CapReached as error:
-            if not self._documents:  # nothing else on this socket: close it, the provider retries
-                raise _CloseSocket(CloseCode.TRY_AGAIN_LATER, str(error)) from None
-            # Closing the socket would disturb its open documents: refuse this one alone.
-            logger.info("hocuspocus document refused document=%.140r reason=%s", name, error)
-            self._drop_pending(address)
-            with contextlib.suppress(Exception):
-                await self.wire.send_bytes(prefix(address) + encode_permission_denied(str(error)))
-            return
-        except DraftsyncError as error:
-            logger.info(
-                "hocuspocus auth refused document=%.140r user=%s reason=%s", name, user, error
+            try:
+                draft_id = check_draft_id(name)
+                # Registered before the role is read: a deletion from here on refuses the join.
+                joining = service.rooms.joining(draft_id)
+                claims = await service.callers.identify(self.connection, token)
+                user = claims.user
+                role = await service.join_role(draft_id, claims)
+            except CapReached as error:
+                if (
+                    not self._documents
+                ):  # nothing else on this socket: close it, the provider retries
+                    raise _CloseSocket(CloseCode.TRY_AGAIN_LATER, str(error)) from None
+                # Closing the socket would disturb its open documents: refuse this one alone.
+                logger.info("hocuspocus document refused document=%.140r reason=%s", name, error)
+                self._drop_pending(address)
+                with contextlib.suppress(Exception):
+                    await self.wire.send_bytes(
+                        prefix(address) + encode_permission_denied(str(error))
+                    )
+                return
+            except DraftsyncError as error:
+                logger.info(
+                    "hocuspocus auth refused document=%.140r user=%s reason=%s", name, user, error
+                )
+                self._drop_pending(address)
+                with contextlib.suppress(Exception):  # the socket is gone: nothing to tell
+                    await self.wire.send_bytes(
+                        prefix(address) + encode_permission_denied(str(error))
+                    )
+                return
+            if address in self._documents:  # authorised meanwhile (cannot happen: reads are serial)
+                service.caps.leave(user, draft_id)
+                return
+            self._lease.trust()
+            settings = service.settings
+            socket = _DocSocket(self, address)
+            conn = HocuspocusConnection(
+                socket,
+                user=user,
+                session=secrets.token_hex(6),
+                can_write=role.can_write,
+                max_messages=settings.send_queue_messages,
+                max_bytes=settings.send_queue_bytes,
             )
-            self._drop_pending(address)
-            with contextlib.suppress(Exception):  # the socket is gone: nothing to tell
-                await self.wire.send_bytes(prefix(address) + encode_permission_denied(str(error)))
-            return
-        if address in self._documents:  # authorised meanwhile (cannot happen: reads are serial)
-            service.caps.leave(user, draft_id)
-            return
-        self._lease.trust()
-        settings = service.settings
-        socket = _DocSocket(self, address)
-        conn = HocuspocusConnection(
-            socket,
-            user=user,
-            session=secrets.token_hex(6),
-            can_write=role.can_write,
-            max_messages=settings.send_queue_messages,
-            max_bytes=settings.send_queue_bytes,
-        )
-        conn.granted = claims.grants.get(draft_id)
-        # Authenticated goes first, before the document is loaded (as Hocuspocus does).
-        conn.send(encode_authenticated(SCOPE_READ_WRITE if role.can_write else SCOPE_READ_ONLY))
-        writer = service.spawn_writer(conn)
-        writer.add_done_callback(lambda _: service.untrack(conn))
-        service.track(conn)
-        expiry = TokenExpiry(
-            conn, claims.expires_at, ask_refresh=lambda: conn.send(encode_token_request())
-        )
-        document = _Document(address, draft_id, conn, socket, None, writer, expiry)
-        self._documents[address] = document
-        self._authorised_once = True
-        try:
-            room = await service.rooms.join(draft_id, conn)
-        except StoreError as error:
-            conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
-            return
+            conn.granted = claims.grants.get(draft_id)
+            # Authenticated goes first, before the document is loaded (as Hocuspocus does).
+            conn.send(encode_authenticated(SCOPE_READ_WRITE if role.can_write else SCOPE_READ_ONLY))
+            writer = service.spawn_writer(conn)
+            writer.add_done_callback(lambda _: service.untrack(conn))
+            service.track(conn)
+            expiry = TokenExpiry(
+                conn, claims.expires_at, ask_refresh=lambda: conn.send(encode_token_request())
+            )
+            document = _Document(address, draft_id, conn, socket, None, writer, expiry)
+            self._documents[address] = document
+            self._authorised_once = True
+            try:
+                room = await service.rooms.join(draft_id, conn, joining=joining)
+            except StoreError as error:
+                conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
+                return
+            except UnknownDraft:  # deleted since the role check: as its live clients are
+                conn.close(CloseCode.UNKNOWN_DRAFT, "draft deleted")
+                return
+        finally:
+            if joining is not None:
+                joining.done()  # `join` did, unless refused before it
         if self._documents.get(address) is not document:
             # Closed while its draft loaded (its token expired, the server is shutting down):
             # detached already, with no room to leave then, so nothing else would take it out

@@ -249,6 +249,12 @@ class JournalCloser:
     def watch(self, room: JournaledRoom) -> None:
         self._rooms[room.draft_id] = room
 
+    def _unwatch(self, room: JournaledRoom) -> None:
+        """Stop watching `room`, not its draft: a room that left (unloaded, discarded) may
+        have been replaced by one that watches its own bursts under the same draft id."""
+        if self._rooms.get(room.draft_id) is room:
+            del self._rooms[room.draft_id]
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
@@ -264,7 +270,8 @@ class JournalCloser:
         for room in list(self._rooms.values()):
             journal = room.journal
             if journal is None or not journal.bursts:
-                self._rooms.pop(room.draft_id, None)
+                # listed before an await: it may have left and been replaced meanwhile
+                self._unwatch(room)
                 continue
             events = journal.bursts.close_idle(now)
             if events:
@@ -274,7 +281,7 @@ class JournalCloser:
 
     async def flush(self, room: JournaledRoom) -> None:
         """Close every burst of the room (unload, shutdown)."""
-        self._rooms.pop(room.draft_id, None)
+        self._unwatch(room)
         if room.journal is not None:
             await self._store_events(room, room.journal.bursts.close_all())
 

@@ -12,6 +12,12 @@ opens the room with it instead of reading the draft again: a cold join's store w
 call. What was read is used only while it is certainly the newest: no room of that draft here
 when it was read nor when it is used, and no room forgotten in between (every write of a draft
 goes through its room, which leaves only by `_forget`); otherwise the room loads as ever.
+
+A joiner is registered (`joining`) before its role is read and until it is in the room: a
+deletion of the draft meanwhile (`deleted`) refuses it. Its role check may have read the draft
+before the tombstone, and its room may be loading while the deletion closes the draft's live
+connections, which it is not yet one of (on PostgreSQL nothing orders a joiner's reads and a
+deletion's writes: tests/server/test_join_delete_race.py holds a cold join's load open).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pycrdt import Doc
 from crdt.history import rebuild
 from server import metrics
 from server.config import Settings
-from server.errors import StoreError
+from server.errors import StoreError, UnknownDraft
 from server.store.api import Store
 from server.store.commits import CommitPipeline
 from server.store.records import DraftState
@@ -46,6 +52,7 @@ __all__ = [
     "KEEP_SNAPSHOT_BYTES",
     "REVIEW_POLL_SECONDS",
     "DocBuilder",
+    "Joining",
     "Preload",
     "RoomRegistry",
 ]
@@ -75,6 +82,27 @@ class Preload:
     role: str | None
     state: DraftState | None
     forgotten: int  # the registry's `_forgotten` when it was read
+
+
+class Joining:
+    """A joiner of a draft from before its role is read until `RoomRegistry.join` has put it in
+    the room or refused it (`RoomRegistry.joining`). `deleted` is set if the draft is deleted
+    meanwhile, whatever the role check read. `done` is idempotent."""
+
+    __slots__ = ("_joiners", "deleted", "draft_id")
+
+    def __init__(self, draft_id: str, joiners: dict[str, set[Joining]]) -> None:
+        self.draft_id = draft_id
+        self.deleted = False
+        self._joiners = joiners
+        joiners.setdefault(draft_id, set()).add(self)
+
+    def done(self) -> None:
+        joiners = self._joiners.get(self.draft_id)
+        if joiners is not None:
+            joiners.discard(self)
+            if not joiners:
+                del self._joiners[self.draft_id]
 
 
 class RoomRegistry:
@@ -109,6 +137,8 @@ class RoomRegistry:
         # Rooms forgotten so far (unloaded, failed, discarded): a `Preload` read before the
         # last one may be older than what a room of its draft wrote meanwhile.
         self._forgotten = 0
+        # Joiners between their role check and their room, by draft (`joining`).
+        self._joiners: dict[str, set[Joining]] = {}
 
     def __len__(self) -> int:
         return len(self._rooms)
@@ -129,10 +159,35 @@ class RoomRegistry:
         role, state = await self._store.read_opening(draft_id, user)
         return Preload(role, state, forgotten)
 
-    async def join(self, draft_id: str, conn: Connection, preload: Preload | None = None) -> Room:
+    def joining(self, draft_id: str) -> Joining:
+        """Register a joiner of `draft_id` before its role is read; hand it to `join`, and call
+        its `done` on every way out (a refusal before `join`)."""
+        return Joining(draft_id, self._joiners)
+
+    def deleted(self, draft_id: str) -> None:
+        """The draft was deleted (its tombstone is stored): joiners whose role was checked
+        before it are refused by `join` (UnknownDraft), not added to a room of nothing."""
+        for joining in self._joiners.get(draft_id, ()):
+            joining.deleted = True
+
+    async def join(
+        self,
+        draft_id: str,
+        conn: Connection,
+        preload: Preload | None = None,
+        joining: Joining | None = None,
+    ) -> Room:
         """The open room of `draft_id`, loaded if needed (from `preload` when it is still the
-        newest: module docstring), with `conn` added to it."""
-        room = await self.open(draft_id, preload)
+        newest: module docstring), with `conn` added to it. UnknownDraft if the draft was
+        deleted since `joining` was registered (before the role check)."""
+        try:
+            room = await self.open(draft_id, preload)
+        finally:
+            if joining is not None:
+                joining.done()
+        if joining is not None and joining.deleted:
+            self.release(room)  # loaded for nobody: it unloads when idle
+            raise UnknownDraft("draft deleted")
         room.add(conn)  # no await since open() returned: the room cannot unload in between
         return room
 

@@ -44,6 +44,9 @@ def apply_role(rooms: RoomRegistry, draft_id: str, user: str, role: Role | None)
 
 
 def close_deleted(rooms: RoomRegistry, draft_id: str) -> int:
+    """Close the deleted draft's live connections 4404; joiners not in its room yet (their
+    room loading, their role being read) are refused by `RoomRegistry.join`."""
+    rooms.deleted(draft_id)
     room = rooms.get(draft_id)
     if room is None:
         return 0

@@ -476,9 +476,8 @@ class _Session:
                 user = claims.user
                 role = await service.join_role(draft_id, claims)
             except CapReached as error:
-                if (
-                    not self._documents
-                ):  # nothing else on this socket: close it, the provider retries
+                if not self._documents:
+                    # nothing else on this socket: close it, the provider retries
                     raise _CloseSocket(CloseCode.TRY_AGAIN_LATER, str(error)) from None
                 # Closing the socket would disturb its open documents: refuse this one alone.
                 logger.info("hocuspocus document refused document=%.140r reason=%s", name, error)

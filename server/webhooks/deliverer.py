@@ -110,12 +110,18 @@ class Deliverer:
         status_code: int | None = None
         error: str | None = None
         try:
-            response = await self._send(client, delivery, int(started))
+            # httpx's timeout bounds each read and write, not the attempt: a receiver that
+            # trickles its answer a byte at a time would hold the slot for ever, and outlive
+            # the claim's lease (the same event then claimed and sent again beside it).
+            async with asyncio.timeout(self._settings.timeout_seconds):
+                response = await self._send(client, delivery, int(started))
             status_code = response.status_code
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        except TimeoutError:
+            error = f"Timeout: no whole answer within {self._settings.timeout_seconds:g} s"
         attempt = Attempt(number, started, status_code, error, time.perf_counter() - clock)
         if error is None:
             status, next_at = "delivered", started

@@ -286,6 +286,36 @@ async def test_a_dead_receiver_fails_after_the_bound_while_rooms_keep_committing
         receiver.stop()
 
 
+async def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_timeout(
+    tmp_path: Path,
+) -> None:
+    # Each read gets a byte within 0.1 s, far under httpx's per-read timeout, but the answer
+    # never ends: the attempt must still end at --webhook-timeout, and its lease must not run
+    # out under it (the same event would then be claimed and sent again, alongside).
+    receiver = WebhookReceiver(trickle=True).start()
+    args = ["--webhook-timeout", "0.5", "--webhook-max-attempts", "1"]
+    server = hooked_server(tmp_path, receiver.url, *args).start()
+    try:
+        draft = new_id("trickle")
+        async with as_user(server, "alice") as api:
+            await create_draft(api, id=draft)
+
+            async def failed() -> bool:
+                answer = await api.get(f"/api/drafts/{draft}/webhooks")
+                assert answer.status_code == 200, answer.text
+                items = answer.json()["items"]
+                return bool(items) and items[0]["status"] == "failed"
+
+            await eventually(failed, timeout=20)
+            (delivery,) = (await api.get(f"/api/drafts/{draft}/webhooks")).json()["items"]
+            (attempt,) = delivery["attemptLog"]
+            assert attempt["statusCode"] is None and "Timeout" in attempt["error"], attempt
+            assert len(receiver.trickled) == 1 and receiver.most_open == 1
+    finally:
+        server.stop()
+        receiver.stop()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_kill_9_between_commit_and_delivery_loses_no_event(
     tmp_path: Path, request: pytest.FixtureRequest, backend: str

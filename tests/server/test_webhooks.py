@@ -316,6 +316,33 @@ async def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_timeout(
         receiver.stop()
 
 
+async def test_a_receiver_that_hangs_does_not_hold_up_another_receiver_s_events(
+    tmp_path: Path,
+) -> None:
+    # `hung` accepts each request and answers nothing for 30 s (under the timeout): its
+    # deliveries hold their slots the whole time. `healthy` answers at once, and must get
+    # every event meanwhile, not only those that found a slot before `hung` held them all.
+    hung = WebhookReceiver(hang=True).start()
+    healthy = WebhookReceiver().start()
+    args = ["--webhook", healthy.url, "--webhook-timeout", "60"]
+    server = hooked_server(tmp_path, hung.url, *args).start()
+    try:
+        drafts = [new_id("busy") for _ in range(24)]
+        for i, draft in enumerate(drafts):
+            async with as_user(server, f"writer{i % 4}") as api:  # under the per-user rate
+                await create_draft(api, id=draft)
+
+        async def all_arrived() -> bool:
+            got = {p["data"]["draftId"] for p in healthy.events("draft.created")}
+            return got >= set(drafts)
+
+        await eventually(all_arrived, timeout=25)  # before `hung` gives up its first request
+    finally:
+        server.stop()
+        hung.stop()
+        healthy.stop()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_kill_9_between_commit_and_delivery_loses_no_event(
     tmp_path: Path, request: pytest.FixtureRequest, backend: str

@@ -343,6 +343,30 @@ async def test_a_receiver_that_hangs_does_not_hold_up_another_receiver_s_events(
         healthy.stop()
 
 
+async def test_the_listing_does_not_show_credentials_in_the_operator_s_url(
+    tmp_path: Path,
+) -> None:
+    # Any user who creates a draft owns it and may list its deliveries; the URL's password
+    # and query values are the operator's secrets (a receiver's basic auth, a `?token=`).
+    receiver = WebhookReceiver().start()
+    url = f"http://hooks:pa55word@127.0.0.1:{receiver.port}/hooks?token=t0ken&v=2"
+    server = hooked_server(tmp_path, url).start()
+    try:
+        draft = new_id("creds")
+        async with as_user(server, "mallory") as api:
+            await create_draft(api, id=draft)
+            await arrived(receiver, draft, "draft.created")
+            (delivery,) = (await api.get(f"/api/drafts/{draft}/webhooks")).json()["items"]
+            assert delivery["status"] == "delivered"
+            shown = delivery["url"]
+            assert "pa55word" not in shown and "t0ken" not in shown, shown
+            host = f"127.0.0.1:{receiver.port}"
+            assert shown == f"http://hooks:[redacted]@{host}/hooks?token=[redacted]&v=[redacted]"
+    finally:
+        server.stop()
+        receiver.stop()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_kill_9_between_commit_and_delivery_loses_no_event(
     tmp_path: Path, request: pytest.FixtureRequest, backend: str

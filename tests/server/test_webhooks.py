@@ -367,6 +367,44 @@ async def test_the_listing_does_not_show_credentials_in_the_operator_s_url(
         receiver.stop()
 
 
+async def test_deliveries_to_a_url_no_longer_configured_are_marked_failed(
+    tmp_path: Path,
+) -> None:
+    gone = WebhookReceiver()  # never started: each attempt is refused, and retried
+    kept = WebhookReceiver().start()
+    draft = new_id("gone")
+    server = hooked_server(tmp_path, gone.url, "--webhook-max-attempts", "1000").start()
+    try:
+        async with as_user(server, "alice") as api:
+            await create_draft(api, id=draft)
+
+            async def tried() -> bool:
+                items = (await api.get(f"/api/drafts/{draft}/webhooks")).json()["items"]
+                return bool(items) and items[0]["attempts"] >= 1
+
+            await eventually(tried)
+    finally:
+        server.stop()
+    server = hooked_server(tmp_path, kept.url).start()  # the same store, another URL
+    try:
+        async with as_user(server, "alice") as api:
+
+            async def given_up() -> bool:
+                items = (await api.get(f"/api/drafts/{draft}/webhooks")).json()["items"]
+                return items[0]["status"] == "failed"
+
+            await eventually(given_up)
+            (delivery,) = (await api.get(f"/api/drafts/{draft}/webhooks")).json()["items"]
+            assert delivery["url"] == gone.url
+            assert delivery["lastError"] == "endpoint no longer configured"
+            other = new_id("kept")
+            await create_draft(api, id=other)
+            await arrived(kept, other, "draft.created")
+    finally:
+        server.stop()
+        kept.stop()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_kill_9_between_commit_and_delivery_loses_no_event(
     tmp_path: Path, request: pytest.FixtureRequest, backend: str

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -35,6 +35,15 @@ class AccessChange(BaseModel):
 
     user: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     role: Literal["owner", "editor", "viewer", "none"]
+
+    @field_validator("user")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        # PostgreSQL's text holds no U+0000: the store failed, answered 503 ("retry"), which
+        # never helps; SQLite kept a name that no PostgreSQL deployment could. A 422 on both.
+        if "\x00" in value:
+            raise ValueError("a user name cannot hold the NUL character (U+0000)")
+        return value
 
 
 class AccessChanged(Answer):

@@ -9,7 +9,9 @@ A delivery is one event for one URL (README "Webhooks")::
      "attemptLog": [{"attempt", "at", "statusCode", "error", "durationMs"}]}
 
 Owners only: the payloads carry the draft's values and who changed it, and the URLs are the
-operator's. Others who reach the draft get 403, strangers 404. A deleted draft has no owner
+operator's. Others who reach the draft get 403, strangers 404. Any user may own a draft, so a
+URL is shown without its password and query values (a receiver's basic auth, a `?token=`),
+each `[redacted]`. A deleted draft has no owner
 left, so its `draft.deleted` deliveries are not listed here (the server log has them).
 Finished deliveries are listed until retention removes them, `--webhook-keep-seconds` after
 their last attempt (server/webhooks/retention.py).
@@ -18,6 +20,7 @@ their last attempt (server/webhooks/retention.py).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -38,6 +41,7 @@ __all__ = [
     "DeliveryPage",
     "delivery_answer",
     "list_deliveries",
+    "shown_url",
 ]
 
 
@@ -94,7 +98,7 @@ def delivery_answer(delivery: Delivery) -> DeliveryAnswer:
         id=delivery.id,
         event_id=delivery.event_id,
         type=delivery.type,
-        url=delivery.url,
+        url=shown_url(delivery.url),
         status=delivery.status,
         attempts=delivery.attempts,
         created_at=iso(delivery.created_at),
@@ -112,3 +116,18 @@ def delivery_answer(delivery: Delivery) -> DeliveryAnswer:
             for a in delivery.log
         ],
     )
+
+
+def shown_url(url: str) -> str:
+    """`url` without the secrets an operator may put in it: the password of its user info
+    and the value of each query parameter become `[redacted]`."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:[redacted]@{host}"
+    query = "&".join(
+        f"{name}=[redacted]" if sep else name
+        for name, sep, _ in (item.partition("=") for item in parts.query.split("&"))
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query if parts.query else ""))

@@ -97,7 +97,13 @@ class Store(Protocol):
         self, draft_id: str, after: int, upto: int, event: OutboxEvent
     ) -> bool: ...
     async def webhook_claim(
-        self, *, now: float, lease_until: float, limit: int
+        self,
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        url: str | None = None,
+        other_than: Sequence[str] = (),
     ) -> list[Delivery]: ...
     async def webhook_attempted(
         self, delivery_id: int, attempt: Attempt | None, *, status: str, next_attempt_at: float

@@ -92,13 +92,28 @@ class PostgresWebhooks:
                 await self._write_outbox(db, [event])
             return True
 
-    async def webhook_claim(self, *, now: float, lease_until: float, limit: int) -> list[Delivery]:
-        """Take up to `limit` due deliveries, none another instance holds (see the module)."""
+    async def webhook_claim(
+        self,
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        url: str | None = None,
+        other_than: Sequence[str] = (),
+    ) -> list[Delivery]:
+        """Take up to `limit` due deliveries (to `url` only, or to none of `other_than`), none
+        another instance holds (see the module)."""
+        any_due, claim = _ANY_DUE, _CLAIM
+        urls: tuple[str, ...] = ()
+        if url is not None or other_than:
+            narrowed = sql.claim_of(url, len(other_than))
+            any_due, claim = POSTGRES.render(narrowed[0]), POSTGRES.render(narrowed[1])
+            urls = (url,) if url is not None else tuple(other_than)
         with _translated("webhook outbox: claim"):
             async with self._pool.acquire() as db:
-                if await db.fetchval(_ANY_DUE, now) is None:
+                if await db.fetchval(any_due, now, *urls) is None:
                     return []
-                rows = await db.fetch(_CLAIM, lease_until, now, limit)
+                rows = await db.fetch(claim, lease_until, now, *urls, limit)
             deliveries = [Delivery(*tuple(row)) for row in rows]
             return sorted(deliveries, key=lambda d: (d.next_attempt_at, d.id))
 

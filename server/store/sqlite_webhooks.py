@@ -108,16 +108,31 @@ class SqliteWebhooks:
                 await self._write_outbox([event])
             return True
 
-    async def webhook_claim(self, *, now: float, lease_until: float, limit: int) -> list[Delivery]:
-        """Take up to `limit` due deliveries: each is not due again before `lease_until`, so
-        that a delivery cut short by a crash is tried again after it (at least once)."""
+    async def webhook_claim(
+        self,
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        url: str | None = None,
+        other_than: Sequence[str] = (),
+    ) -> list[Delivery]:
+        """Take up to `limit` due deliveries (to `url` only, or to none of `other_than`): each
+        is not due again before `lease_until`, so that a delivery cut short by a crash is
+        tried again after it (at least once)."""
+        any_due, claim = _ANY_DUE, _CLAIM
+        urls: tuple[str, ...] = ()
+        if url is not None or other_than:
+            narrowed = sql.claim_of(url, len(other_than))
+            any_due, claim = SQLITE.render(narrowed[0]), SQLITE.render(narrowed[1])
+            urls = (url,) if url is not None else tuple(other_than)
         with _translated("webhook outbox: claim"):
             async with self._lock:
-                due = await self._db.execute_fetchall(_ANY_DUE, (now,))
+                due = await self._db.execute_fetchall(any_due, (now, *urls))
             if not due:  # no write transaction (and no write lock) when nothing is due
                 return []
             async with self._transaction():
-                rows = await self._db.execute_fetchall(_CLAIM, (lease_until, now, limit))
+                rows = await self._db.execute_fetchall(claim, (lease_until, now, *urls, limit))
             return sorted((Delivery(*row) for row in rows), key=lambda d: (d.next_attempt_at, d.id))
 
     async def webhook_attempted(

@@ -79,6 +79,7 @@ __all__ = [
     "UPDATES_TABLE",
     "UPDATES_WITH_ORIGIN",
     "WEBHOOK_TABLES",
+    "claim_of",
     "pending_changes_of",
 ]
 
@@ -435,20 +436,37 @@ def pending_changes_of(count: int) -> Statement:
     return Statement(_PENDING.replace("{only}", f"AND c.draft_id IN ({ids})"))
 
 
-ANY_DUE = Statement(
-    "SELECT 1 FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= :now LIMIT 1"
+_ANY_DUE = (
+    "SELECT 1 FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= :now{only}"
+    " LIMIT 1"
 )
+ANY_DUE = Statement(_ANY_DUE.replace("{only}", ""))
 _DELIVERY_COLUMNS = (
     "id, event_id, url, draft_id, type, payload, created_at, status, attempts,"
     " next_attempt_at, last_error"
 )
 # Each due delivery goes to one claimer; its lease (next_attempt_at) keeps others off it.
-CLAIM = Statement(f"""
+_CLAIM = f"""
     UPDATE webhook_outbox SET next_attempt_at = :lease_until
     WHERE id IN (SELECT id FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= :now
-                 ORDER BY next_attempt_at, id LIMIT :limit{{skip_locked}})
+                 {{only}} ORDER BY next_attempt_at, id LIMIT :limit{{skip_locked}})
     RETURNING {_DELIVERY_COLUMNS}
-""")
+"""
+CLAIM = Statement(_CLAIM.replace("{only}", ""))
+
+
+def claim_of(url: str | None, other_than: int = 0) -> tuple[Statement, Statement]:
+    """`ANY_DUE` and `CLAIM` narrowed to the deliveries to one URL (`url`, its parameter
+    `:url`), or to those to none of `other_than` URLs (parameters `:url0`, ...); either
+    parameter follows `:now`. Neither: all of them."""
+    only = ""
+    if url is not None:
+        only = " AND url = :url"
+    elif other_than:
+        only = f" AND url NOT IN ({', '.join(f':url{i}' for i in range(other_than))})"
+    return Statement(_ANY_DUE.replace("{only}", only)), Statement(_CLAIM.replace("{only}", only))
+
+
 # Only for a delivery still in the outbox: an attempt that outlived its lease may end after
 # retention removed the row (FORGET_DELIVERIES), and its log must not be left behind.
 INSERT_ATTEMPT = Statement("""

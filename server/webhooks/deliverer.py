@@ -2,8 +2,10 @@
 
 Why a task of its own (under the `Supervisor`): a slow or dead receiver must never slow a room.
 Nothing here runs on the commit path; rooms only write outbox rows in their transactions.
-At most `MAX_IN_FLIGHT` deliveries run at once, each bounded by the timeout, so a receiver that
-hangs holds a few slots, never the others' events for longer than the timeout.
+At most `MAX_IN_FLIGHT` deliveries run at once, each bounded by the timeout, and at most an
+equal share of them go to one URL (claimed per URL), so a receiver that hangs holds its own
+share of the slots, never the others' events: claimed all together, in order, its deliveries
+had taken every slot, and another receiver's events waited for its timeouts.
 
 At least once: a delivery is claimed with a lease (`next_attempt_at` moved past the timeout;
 PostgreSQL: `FOR UPDATE SKIP LOCKED`, so each row goes to one instance); a crash before its
@@ -23,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -51,7 +54,8 @@ class Deliverer:
         self._store = store
         self._settings = settings
         self._signer = Webhook(settings.secret)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[asyncio.Task[None], str] = {}  # each delivery's URL
+        self._per_url = max(1, MAX_IN_FLIGHT // max(1, len(settings.urls)))
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -73,23 +77,43 @@ class Deliverer:
                         await task
 
     async def _claim_and_send(self, client: httpx.AsyncClient) -> None:
+        """Claim what each URL has due, up to its share of the free slots; then deliveries to
+        URLs no longer configured (each marked failed at once, without a request)."""
+        busy = Counter(self._in_flight.values())
+        for url in self._settings.urls:
+            free = min(MAX_IN_FLIGHT - len(self._in_flight), self._per_url - busy[url])
+            if free > 0 and not await self._claim(client, free, url=url):
+                return
         free = MAX_IN_FLIGHT - len(self._in_flight)
-        if free <= 0:
-            return
+        if free > 0:
+            await self._claim(client, free, other_than=self._settings.urls)
+
+    async def _claim(
+        self,
+        client: httpx.AsyncClient,
+        limit: int,
+        *,
+        url: str | None = None,
+        other_than: tuple[str, ...] = (),
+    ) -> bool:
+        """Claim and start up to `limit` deliveries; False if the store failed."""
         now = time.time()
         lease_until = now + self._settings.timeout_seconds + LEASE_MARGIN_SECONDS
         try:
-            batch = await self._store.webhook_claim(now=now, lease_until=lease_until, limit=free)
+            batch = await self._store.webhook_claim(
+                now=now, lease_until=lease_until, limit=limit, url=url, other_than=other_than
+            )
         except StoreError as error:
             logger.warning("webhook claim failed error=%s", error)
-            return
+            return False
         for delivery in batch:
             task = asyncio.create_task(self._deliver(client, delivery))
-            self._in_flight.add(task)
+            self._in_flight[task] = delivery.url
             task.add_done_callback(self._done)
+        return True
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
+        self._in_flight.pop(task, None)
         self._wake.set()  # a slot is free
         if not task.cancelled() and task.exception() is not None:
             logger.error("webhook delivery failed unexpectedly", exc_info=task.exception())
@@ -110,12 +134,18 @@ class Deliverer:
         status_code: int | None = None
         error: str | None = None
         try:
-            response = await self._send(client, delivery, int(started))
+            # httpx's timeout bounds each read and write, not the attempt: a receiver that
+            # trickles its answer a byte at a time would hold the slot for ever, and outlive
+            # the claim's lease (the same event then claimed and sent again beside it).
+            async with asyncio.timeout(self._settings.timeout_seconds):
+                response = await self._send(client, delivery, int(started))
             status_code = response.status_code
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        except TimeoutError:
+            error = f"Timeout: no whole answer within {self._settings.timeout_seconds:g} s"
         attempt = Attempt(number, started, status_code, error, time.perf_counter() - clock)
         if error is None:
             status, next_at = "delivered", started

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ import pytest
 from pycrdt import Text
 
 from tests.support.node_client import NodeClient
+from tests.support.postgres import BACKENDS, store_flags
 from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user, create_draft, new_id
 from tests.support.server_process import ServerProcess
@@ -151,6 +153,28 @@ async def test_the_last_owner_cannot_leave_but_can_hand_over(server: ServerProce
         assert (await two.get(f"/api/drafts/{draft_id}")).json()["access"] == {second: "owner"}
         removing_last = await two.put(url, json={"user": second, "role": "none"})
         assert removing_last.status_code == 409
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_user_name_holding_nul_is_refused_422_on_either_store(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    # PostgreSQL's text cannot hold U+0000: the store refused it and the caller was told 503
+    # "retry", which never helps (SQLite kept a name no PostgreSQL deployment could).
+    process = ServerProcess(tmp_path, *store_flags(request, backend)).start()
+    try:
+        async with as_user(process, "alice") as api:
+            draft_id = (await create_draft(api))["id"]
+            url = f"/api/drafts/{draft_id}/access"
+            for name in ("\x00", "bob\x00", "\x00admin"):
+                answer = await api.put(url, json={"user": name, "role": "editor"})
+                assert answer.status_code == 422, (name, answer.text)
+                assert answer.json()["errors"][0]["loc"] == "user"
+            assert (await api.get(url)).json()["items"] == [{"user": "alice", "role": "owner"}]
+            fine = await api.put(url, json={"user": "bob smith", "role": "editor"})
+            assert fine.status_code == 200, fine.text
+    finally:
+        process.stop()
 
 
 async def test_a_stranger_is_refused_4403_on_websocket(server: ServerProcess) -> None:

@@ -286,6 +286,125 @@ async def test_a_dead_receiver_fails_after_the_bound_while_rooms_keep_committing
         receiver.stop()
 
 
+async def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_timeout(
+    tmp_path: Path,
+) -> None:
+    # Each read gets a byte within 0.1 s, far under httpx's per-read timeout, but the answer
+    # never ends: the attempt must still end at --webhook-timeout, and its lease must not run
+    # out under it (the same event would then be claimed and sent again, alongside).
+    receiver = WebhookReceiver(trickle=True).start()
+    args = ["--webhook-timeout", "0.5", "--webhook-max-attempts", "1"]
+    server = hooked_server(tmp_path, receiver.url, *args).start()
+    try:
+        draft = new_id("trickle")
+        async with as_user(server, "alice") as api:
+            await create_draft(api, id=draft)
+
+            async def failed() -> bool:
+                answer = await api.get(f"/api/drafts/{draft}/webhooks")
+                assert answer.status_code == 200, answer.text
+                items = answer.json()["items"]
+                return bool(items) and items[0]["status"] == "failed"
+
+            await eventually(failed, timeout=20)
+            (delivery,) = (await api.get(f"/api/drafts/{draft}/webhooks")).json()["items"]
+            (attempt,) = delivery["attemptLog"]
+            assert attempt["statusCode"] is None and "Timeout" in attempt["error"], attempt
+            assert len(receiver.trickled) == 1 and receiver.most_open == 1
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+async def test_a_receiver_that_hangs_does_not_hold_up_another_receiver_s_events(
+    tmp_path: Path,
+) -> None:
+    # `hung` accepts each request and answers nothing for 30 s (under the timeout): its
+    # deliveries hold their slots the whole time. `healthy` answers at once, and must get
+    # every event meanwhile, not only those that found a slot before `hung` held them all.
+    hung = WebhookReceiver(hang=True).start()
+    healthy = WebhookReceiver().start()
+    args = ["--webhook", healthy.url, "--webhook-timeout", "60"]
+    server = hooked_server(tmp_path, hung.url, *args).start()
+    try:
+        drafts = [new_id("busy") for _ in range(24)]
+        for i, draft in enumerate(drafts):
+            async with as_user(server, f"writer{i % 4}") as api:  # under the per-user rate
+                await create_draft(api, id=draft)
+
+        async def all_arrived() -> bool:
+            got = {p["data"]["draftId"] for p in healthy.events("draft.created")}
+            return got >= set(drafts)
+
+        await eventually(all_arrived, timeout=25)  # before `hung` gives up its first request
+    finally:
+        server.stop()
+        hung.stop()
+        healthy.stop()
+
+
+async def test_the_listing_does_not_show_credentials_in_the_operator_s_url(
+    tmp_path: Path,
+) -> None:
+    # Any user who creates a draft owns it and may list its deliveries; the URL's password
+    # and query values are the operator's secrets (a receiver's basic auth, a `?token=`).
+    receiver = WebhookReceiver().start()
+    url = f"http://hooks:pa55word@127.0.0.1:{receiver.port}/hooks?token=t0ken&v=2"
+    server = hooked_server(tmp_path, url).start()
+    try:
+        draft = new_id("creds")
+        async with as_user(server, "mallory") as api:
+            await create_draft(api, id=draft)
+            await arrived(receiver, draft, "draft.created")
+            (delivery,) = (await api.get(f"/api/drafts/{draft}/webhooks")).json()["items"]
+            assert delivery["status"] == "delivered"
+            shown = delivery["url"]
+            assert "pa55word" not in shown and "t0ken" not in shown, shown
+            host = f"127.0.0.1:{receiver.port}"
+            assert shown == f"http://hooks:[redacted]@{host}/hooks?token=[redacted]&v=[redacted]"
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+async def test_deliveries_to_a_url_no_longer_configured_are_marked_failed(
+    tmp_path: Path,
+) -> None:
+    gone = WebhookReceiver()  # never started: each attempt is refused, and retried
+    kept = WebhookReceiver().start()
+    draft = new_id("gone")
+    server = hooked_server(tmp_path, gone.url, "--webhook-max-attempts", "1000").start()
+    try:
+        async with as_user(server, "alice") as api:
+            await create_draft(api, id=draft)
+
+            async def tried() -> bool:
+                items = (await api.get(f"/api/drafts/{draft}/webhooks")).json()["items"]
+                return bool(items) and items[0]["attempts"] >= 1
+
+            await eventually(tried)
+    finally:
+        server.stop()
+    server = hooked_server(tmp_path, kept.url).start()  # the same store, another URL
+    try:
+        async with as_user(server, "alice") as api:
+
+            async def given_up() -> bool:
+                items = (await api.get(f"/api/drafts/{draft}/webhooks")).json()["items"]
+                return items[0]["status"] == "failed"
+
+            await eventually(given_up)
+            (delivery,) = (await api.get(f"/api/drafts/{draft}/webhooks")).json()["items"]
+            assert delivery["url"] == gone.url
+            assert delivery["lastError"] == "endpoint no longer configured"
+            other = new_id("kept")
+            await create_draft(api, id=other)
+            await arrived(kept, other, "draft.created")
+    finally:
+        server.stop()
+        kept.stop()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_kill_9_between_commit_and_delivery_loses_no_event(
     tmp_path: Path, request: pytest.FixtureRequest, backend: str

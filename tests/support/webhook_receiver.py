@@ -1,7 +1,9 @@
 """A real HTTP receiver for webhook tests: `http.server` on a loopback port, in a thread.
 
 It records every request (headers and the raw body, as a receiver must verify them) and can
-answer 500 to the first N requests, or hang without answering (a slow receiver). `stop()` and
+answer 500 to the first N requests, hang without answering (a slow receiver), or trickle its
+answer a byte at a time so that no single read waits long (a slow receiver that keeps each
+read under the client's timeout). `stop()` and
 `start()` again keep the port, so a test can take the receiver down and bring it back.
 """
 
@@ -35,10 +37,14 @@ class Received:
 
 
 class WebhookReceiver:
-    def __init__(self, *, fail_first: int = 0, hang: bool = False) -> None:
+    def __init__(self, *, fail_first: int = 0, hang: bool = False, trickle: bool = False) -> None:
         self.port = free_port()
         self.fail_first = fail_first
         self.hang = hang
+        self.trickle = trickle
+        self.open_now = 0  # requests being answered at this moment
+        self.most_open = 0  # the most ever answered at once
+        self.trickled: list[Received] = []  # requests answered a byte at a time
         self.received: list[Received] = []  # answered 2xx
         self.refused: list[Received] = []  # answered 500
         self._lock = threading.Lock()
@@ -59,6 +65,17 @@ class WebhookReceiver:
                 if receiver.hang:
                     time.sleep(30)  # the server's timeout gives up first
                     return
+                if receiver.trickle:
+                    with receiver._lock:
+                        receiver.trickled.append(got)
+                        receiver.open_now += 1
+                        receiver.most_open = max(receiver.most_open, receiver.open_now)
+                    try:
+                        self._trickle()
+                    finally:
+                        with receiver._lock:
+                            receiver.open_now -= 1
+                    return
                 with receiver._lock:
                     failing = receiver.fail_first > 0
                     if failing:
@@ -68,6 +85,19 @@ class WebhookReceiver:
                         receiver.received.append(got)
                 self.send_response(500 if failing else 204)
                 self.end_headers()
+
+            def _trickle(self) -> None:
+                """A status line, then a header a byte every 0.1 s for up to 60 s: each read
+                of the client gets a byte quickly, the answer as a whole never comes."""
+                try:
+                    self.wfile.write(b"HTTP/1.1 204 No Content\r\nX-Slow: ")
+                    for _ in range(600):
+                        if receiver._server is None:
+                            return
+                        self.wfile.write(b"z")
+                        time.sleep(0.1)
+                except OSError:  # the client gave up: what a slow receiver should see
+                    return
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -110,16 +110,7 @@ async def test_a_room_that_replaced_an_unloaded_one_has_its_bursts_closed(
         await eventually(lambda: _a_store_write_waits(db))
 
         # Meanwhile the old room of d unloads (its bursts flushed) and d is loaded afresh.
-        service.rooms.leave(old, alice)
-        alice.close(1000, "bye")
-
-        async def unloaded() -> bool:
-            return service.rooms.get("d") is None
-
-        await eventually(unloaded)
-        new, bob = await _join(service, "d", "bob")
-        assert new is not old
-        await _type(service, new, bob, "bob ")
+        new = await _replaced(service, old, alice)
         await holding.rollback()
         await closing  # its pass went on to the old room of d, listed when it began
     finally:
@@ -140,6 +131,16 @@ async def test_flushing_a_room_that_was_replaced_keeps_the_new_rooms_watch(
     closer = service.journal_closer
     old, alice = await _join(service, "d", "alice")
     await _type(service, old, alice, "alice ")
+    new = await _replaced(service, old, alice)
+    await closer.flush(old)
+
+    await closer._close_idle(time.time() + LATER)
+    assert new.journal is not None and not new.journal.bursts
+
+
+async def _replaced(service: Service, old: Room, alice: Connection) -> Room:
+    """`old` (draft d) left by its one client `alice` and unloaded, then d loaded afresh by
+    bob, who types into it: the room that replaced `old`."""
     service.rooms.leave(old, alice)
     alice.close(1000, "bye")
 
@@ -148,8 +149,6 @@ async def test_flushing_a_room_that_was_replaced_keeps_the_new_rooms_watch(
 
     await eventually(unloaded)
     new, bob = await _join(service, "d", "bob")
+    assert new is not old
     await _type(service, new, bob, "bob ")
-    await closer.flush(old)
-
-    await closer._close_idle(time.time() + LATER)
-    assert new.journal is not None and not new.journal.bursts
+    return new

@@ -463,3 +463,50 @@ async def test_deleting_on_one_instance_leaves_no_update_the_other_was_committin
         await carol.flush()
         await asyncio.gather(bob.disconnect(), carol.disconnect())
     assert stored_rows(a, "SELECT version FROM updates WHERE draft_id = ?", draft_id) == []
+
+
+async def test_rule_outcomes_are_told_with_the_version_the_store_gave_their_write(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """A's text write and B's rejected status write commit at once (held here by the draft's
+    versions lock, as a slow commit would be): the store numbers A's first, so B's write, and
+    its journal events, move one version on. The rule outcome told to Hocuspocus clients on
+    both instances carries the version the journal stored, not the one B's room gave."""
+    a, b = pair
+    async with as_user(a, "alice") as alice:
+        draft = (await create_draft(alice, title="Plan", fields={"status": "DRAFT"}))["id"]
+    writer_a = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+    writer_b = await NodeClient.start(b.ws_url, draft, b.token("alice"))
+    on_a = await HocuspocusClient.launch(f"ws://127.0.0.1:{a.port}/hocuspocus")
+    on_b = await HocuspocusClient.launch(f"ws://127.0.0.1:{b.port}/hocuspocus")
+    lock = await asyncpg.connect(a.store_url)
+    try:
+        await on_a.open("d", draft, a.token("alice"))
+        await on_b.open("d", draft, b.token("alice"))
+        await asyncio.gather(
+            writer_a.call("wait_synced"),
+            writer_b.call("wait_synced"),
+            on_a.call("wait_synced", doc="d"),
+            on_b.call("wait_synced", doc="d"),
+        )
+        await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", draft)
+        try:
+            await writer_a.call("insert", field="title", index=0, text="A ")
+            await asyncio.sleep(0.5)  # A's commit waits for the lock, first in line
+            await writer_b.call("set", key="status", value="PUBLISHED")  # DRAFT -> PUBLISHED: no
+            await asyncio.sleep(0.5)  # B's, numbered before A's is stored, waits behind it
+        finally:
+            await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", draft)
+        told = [
+            json.loads((await client.wait_doc_event("d", "stateless", 15))["payload"])
+            for client in (on_a, on_b)
+        ]
+        [(stored_version,)] = stored_rows(
+            a, "SELECT version FROM events WHERE draft_id = ? AND type = 'VALUE_REJECTED'", draft
+        )
+        for message in told:
+            assert message["event"] == "VALUE_REJECTED"
+            assert message["version"] == stored_version, (message, stored_version)
+    finally:
+        await lock.close()
+        await asyncio.gather(writer_a.close(), writer_b.close(), on_a.close(), on_b.close())

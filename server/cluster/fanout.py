@@ -23,6 +23,10 @@ lost, or out of order) opens a gap that is filled from the store (`updates_with_
 after GAP_WAIT_SECONDS; every CATCH_UP_SECONDS each room also compares its watermark with the
 store's last version, which covers a message lost with nothing after it (Redis restart).
 Applying an update twice is harmless (a CRDT): pycrdt integrates nothing the second time.
+Telling a rule outcome twice is not: a publish whose reply is lost (the connection dropped
+after Redis took the command) is published again, by redis-py's retry or the publish loop's, so
+each instance numbers what it publishes (`n`, in order: one task publishes) and a copy, no
+higher than the last number heard from its instance, is dropped on arrival.
 
 Rules run exactly once per write, against everything stored before it: an instance reviews only
 its own clients' writes (the others absorb them), and reviews of one draft take turns across
@@ -36,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import secrets
@@ -144,6 +149,8 @@ class Fanout:
         self._store = store
         self._trackers: dict[str, _Tracker] = {}
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._numbers = itertools.count(1)  # what this instance publishes, in order
+        self._heard: dict[str, int] = {}  # the last number heard from each other instance
         self._supervisor: Supervisor | None = None  # set by `start`
         # awareness client ids other instances announced, per instance and draft
         self._remote_clients: dict[str, dict[str, set[int]]] = {}
@@ -202,7 +209,7 @@ class Fanout:
                 tracker.mark(record.version)
                 self._watch_gap(tracker)
             header = {"i": self.instance, "v": record.version, "u": record.user}
-            self._outbox.put_nowait((f"{PREFIX}:u:{room.draft_id}", _frame(header, record.data)))
+            self._publish(f"{PREFIX}:u:{room.draft_id}", header, record.data)
 
     def _events(self, room: Room, events: Sequence[JournalEvent]) -> None:
         """A commit's journal events, after its update on the same channel: rules run on the
@@ -220,20 +227,25 @@ class Fanout:
             for event in events
         ]
         header = {"i": self.instance, "e": listed}
-        self._outbox.put_nowait((f"{PREFIX}:u:{room.draft_id}", _frame(header)))
+        self._publish(f"{PREFIX}:u:{room.draft_id}", header)
 
     def _awareness(self, room: Room, payload: bytes) -> None:
         header = {"i": self.instance}
-        self._outbox.put_nowait((f"{PREFIX}:a:{room.draft_id}", _frame(header, payload)))
+        self._publish(f"{PREFIX}:a:{room.draft_id}", header, payload)
 
     def access_changed(self, draft_id: str, user: str, role: Role | None) -> None:
         """Tell the other instances (this one applied it already)."""
         header = {"i": self.instance, "d": draft_id, "u": user, "r": role.value if role else None}
-        self._outbox.put_nowait((f"{PREFIX}:access", _frame(header)))
+        self._publish(f"{PREFIX}:access", header)
 
     def draft_deleted(self, draft_id: str) -> None:
         header = {"i": self.instance, "d": draft_id, "deleted": True}
-        self._outbox.put_nowait((f"{PREFIX}:access", _frame(header)))
+        self._publish(f"{PREFIX}:access", header)
+
+    def _publish(self, channel: str, header: dict[str, Any], payload: bytes = b"") -> None:
+        """Queue a message, numbered: a copy of it (published again) is known by its number."""
+        header["n"] = next(self._numbers)
+        self._outbox.put_nowait((channel, _frame(header, payload)))
 
     async def _publish_loop(self) -> None:
         """One task publishes everything, in order: a draft's versions leave in commit order."""
@@ -295,9 +307,15 @@ class Fanout:
             self._last_seen[data.decode()] = time.monotonic()
             return
         header, payload = _unframe(data)
-        if header.get("i") == self.instance:
+        instance = header["i"]
+        if instance == self.instance:
             return
-        self._last_seen[header["i"]] = time.monotonic()
+        self._last_seen[instance] = time.monotonic()
+        number = header.get("n")
+        if isinstance(number, int):
+            if number <= self._heard.get(instance, 0):
+                return  # a copy, published again after its reply was lost
+            self._heard[instance] = number
         if channel.startswith(f"{PREFIX}:u:"):
             draft_id = channel.removeprefix(f"{PREFIX}:u:")
             if "e" in header:
@@ -372,6 +390,7 @@ class Fanout:
             if now - seen < INSTANCE_TIMEOUT_SECONDS:
                 continue
             del self._last_seen[instance]
+            self._heard.pop(instance, None)
             for draft_id, clients in self._remote_clients.pop(instance, {}).items():
                 room = self._rooms.get(draft_id)
                 if room is None or not clients:

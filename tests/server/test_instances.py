@@ -510,3 +510,109 @@ async def test_rule_outcomes_are_told_with_the_version_the_store_gave_their_writ
     finally:
         await lock.close()
         await asyncio.gather(writer_a.close(), writer_b.close(), on_a.close(), on_b.close())
+
+
+class _ReplyLosingProxy:
+    """A TCP proxy to Redis that, once, loses the reply to a PUBLISH of journal events: the
+    command reaches Redis (so the message is published), then the connection drops before the
+    reply is back, as a network fault would. The publisher cannot tell, and publishes again."""
+
+    def __init__(self, redis_port: int) -> None:
+        self._redis_port = redis_port
+        self._server: asyncio.Server | None = None
+        self.port = 0
+        self.lost = 0
+        self._open: set[asyncio.StreamWriter] = set()
+        self._serving: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> _ReplyLosingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._open:
+            writer.close()
+        if self._serving:
+            await asyncio.wait(self._serving, timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._serving.add(task)
+        self._open.add(writer)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._redis_port)
+
+        async def down() -> None:
+            with contextlib.suppress(OSError):
+                while chunk := await up_reader.read(65536):
+                    writer.write(chunk)
+                    await writer.drain()
+
+        relay = asyncio.create_task(down())
+        try:
+            while chunk := await reader.read(65536):
+                losing = not self.lost and b"PUBLISH" in chunk and b'"e":[' in chunk
+                if losing:
+                    relay.cancel()  # the reply is never passed on
+                up_writer.write(chunk)
+                await up_writer.drain()
+                if losing:
+                    self.lost += 1
+                    await asyncio.sleep(0.2)  # Redis publishes it
+                    break
+        except OSError:
+            pass
+        finally:
+            relay.cancel()
+            writer.close()
+            up_writer.close()
+            self._open.discard(writer)
+            self._serving.discard(task)
+
+
+async def test_rule_outcomes_published_again_after_a_lost_reply_are_told_once(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """The reply to A's PUBLISH of a rule outcome is lost (the message did reach Redis): A
+    publishes it again, as it must (a message may be lost). B's Hocuspocus client is told of
+    the outcome once, not once per copy: updates are idempotent, told events are not."""
+    store = postgres.new_database()
+    flags = ["--store", store, "--room-grace", "0.3"]
+    async with _ReplyLosingProxy(redis_server.port) as proxy:
+        # Started off the loop: it runs the proxy, which A reaches Redis through at start.
+        a = await asyncio.to_thread(
+            ServerProcess(tmp_path / "a", *flags, "--redis", proxy.url).start
+        )
+        b = ServerProcess(tmp_path / "b", *flags, "--redis", redis_server.url).start()
+        try:
+            async with as_user(a, "alice") as alice:
+                draft = (await create_draft(alice, title="Plan", fields={"status": "DRAFT"}))["id"]
+            writer = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+            on_b = await HocuspocusClient.launch(f"ws://127.0.0.1:{b.port}/hocuspocus")
+            try:
+                await on_b.open("d", draft, b.token("alice"))
+                await asyncio.gather(writer.call("wait_synced"), on_b.call("wait_synced", doc="d"))
+                await writer.call("set", key="status", value="PUBLISHED")  # DRAFT -> PUBLISHED: no
+                told = json.loads((await on_b.wait_doc_event("d", "stateless", 15))["payload"])
+                assert told["event"] == "VALUE_REJECTED"
+
+                async def reverted() -> bool:
+                    return (await on_b.doc_state("d"))["fields"].get("status") == "DRAFT"
+
+                await eventually(reverted, timeout=10)
+                await asyncio.sleep(1.5)  # a second copy, if any, would be told by now
+                assert proxy.lost == 1
+                doubled = [e for e in on_b.events if e["event"] == "stateless"]
+                assert not doubled, doubled
+            finally:
+                await asyncio.gather(writer.close(), on_b.close())
+        finally:
+            a.stop()
+            b.stop()

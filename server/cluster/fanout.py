@@ -51,6 +51,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from crdt.errors import MalformedMessage
 from crdt.journal import EventType, JournalEvent
 from crdt.safe_json import dumps
 from server import faults
@@ -106,9 +107,32 @@ def _frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
     return json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload
 
 
+class _Unreadable(ValueError):
+    """A message on our channels that no instance of ours could have sent as it is (not JSON,
+    no sender, a field of the wrong type): skipped before it changes anything."""
+
+
 def _unframe(message: bytes) -> tuple[dict[str, Any], bytes]:
-    header, _, payload = message.partition(b"\n")
-    return json.loads(header), payload
+    """The header (a JSON object naming its sender instance, `i`) and the payload; raises
+    `_Unreadable` if the message has no such header."""
+    text, _, payload = message.partition(b"\n")
+    try:
+        header = json.loads(text)  # invalid UTF-8 raises UnicodeDecodeError, a ValueError
+    except (ValueError, RecursionError) as error:
+        raise _Unreadable(f"header is not JSON: {error!r}") from error
+    if not isinstance(header, dict) or not isinstance(header.get("i"), str):
+        raise _Unreadable("header is not an object naming its sender")
+    return header, payload
+
+
+def _field(header: dict[str, Any], key: str, kind: type, *, optional: bool = False) -> Any:
+    """`header[key]`, which must be a `kind` (or None, if `optional`); else `_Unreadable`."""
+    value = header.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _Unreadable(f"{key!r} is not {kind.__name__}: {value!r}")
+    return value
 
 
 def _event(draft_id: str, item: Any) -> JournalEvent:
@@ -287,9 +311,19 @@ class Fanout:
         """One message that cannot be handled (malformed, or a bug) must not end the listener:
         it is logged with its traceback and health turns 503; a room it may have half-changed
         is reloaded from the store (which holds every other instance's versions), its clients
-        closed with 1011 to reconnect."""
+        closed with 1011 to reconnect.
+
+        A message no instance of ours sent as it is (`_Unreadable`: bad JSON, no sender, a
+        wrong type; anything with access to Redis may publish on our channels) is only
+        logged: it changed nothing, and it is no failure of this instance. Reported, it would
+        turn every instance's health 503, close a draft's clients, and five of them would stop
+        every instance of the service (`Supervisor.report`: MAX_CRASHES)."""
         try:
             self._dispatch(message)
+        except _Unreadable as error:
+            logger.warning(
+                "unreadable fan-out message channel=%r error=%s", message.get("channel"), error
+            )
         except Exception as error:
             assert self._supervisor is not None
             self._supervisor.report("fanout-message", error)
@@ -304,7 +338,10 @@ class Fanout:
         channel = message["channel"].decode()
         data: bytes = message["data"]
         if channel == f"{PREFIX}:hb":
-            self._last_seen[data.decode()] = time.monotonic()
+            try:
+                self._last_seen[data.decode()] = time.monotonic()
+            except UnicodeDecodeError as error:
+                raise _Unreadable("heartbeat is not text") from error
             return
         header, payload = _unframe(data)
         instance = header["i"]
@@ -321,7 +358,10 @@ class Fanout:
             if "e" in header:
                 self._remote_events(draft_id, header["e"])
             else:
-                self._remote_update(draft_id, header["v"], header.get("u"), payload)
+                version = _field(header, "v", int)
+                self._remote_update(
+                    draft_id, version, _field(header, "u", str, optional=True), payload
+                )
         elif channel.startswith(f"{PREFIX}:a:"):
             self._remote_awareness(channel.removeprefix(f"{PREFIX}:a:"), header["i"], payload)
         elif channel == f"{PREFIX}:access":
@@ -364,19 +404,28 @@ class Fanout:
         if room is None or room.state is not RoomState.OPEN:
             return
         clients = self._remote_clients.setdefault(instance, {}).setdefault(draft_id, set())
-        for entry in room.relay_remote_awareness(payload, instance=instance):
+        try:
+            accepted = room.relay_remote_awareness(payload, instance=instance)
+        except MalformedMessage as error:  # nothing of it is kept (server/sync/presence.py)
+            raise _Unreadable(f"awareness update: {error}") from error
+        for entry in accepted:
             if entry.removed:
                 clients.discard(entry.client_id)
             else:
                 clients.add(entry.client_id)
 
     def _remote_access(self, header: dict[str, Any]) -> None:
-        draft_id = header["d"]
+        draft_id = _field(header, "d", str)
         if header.get("deleted"):
             close_deleted(self._rooms, draft_id)
             return
-        role = Role(header["r"]) if header["r"] is not None else None
-        apply_role(self._rooms, draft_id, header["u"], role)
+        user = _field(header, "u", str)
+        named = _field(header, "r", str, optional=True)
+        try:
+            role = Role(named) if named is not None else None
+        except ValueError as error:
+            raise _Unreadable(f"no such role: {named!r}") from error
+        apply_role(self._rooms, draft_id, user, role)
 
     def _expire_instances(self) -> None:
         """Awareness of an instance that stopped beating (killed) is dropped everywhere.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from pycrdt import Array, Text
@@ -616,3 +617,44 @@ async def test_rule_outcomes_published_again_after_a_lost_reply_are_told_once(
         finally:
             a.stop()
             b.stop()
+
+
+async def test_unreadable_messages_on_the_channels_leave_every_instance_serving(
+    pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
+) -> None:
+    """Messages no instance can read (not JSON, no sender, a wrong type, an awareness update
+    that is not one, a heartbeat that is not text) reach every instance subscribed: each is
+    skipped, changing nothing. They are not the instance's failure: counted as one, five of
+    them would stop every instance of the service (exit 70), and one on a draft's channel
+    would close that draft's clients."""
+    a, b = pair
+    draft = new_draft()
+    async with (
+        await NodeClient.start(a.ws_url, draft, a.token("alice")) as on_a,
+        await NodeClient.start(b.ws_url, draft, b.token("alice")) as on_b,
+    ):
+        await asyncio.gather(on_a.call("wait_synced"), on_b.call("wait_synced"))
+        garbage = [
+            (f"{PREFIX}:u:{draft}", b"not json"),
+            (f"{PREFIX}:u:{draft}", b'{"v": 99}\n'),  # no sender
+            (f"{PREFIX}:u:{draft}", b'{"i": "x", "v": "one"}\n'),
+            (f"{PREFIX}:u:{draft}", b"[1, 2]\n"),
+            (f"{PREFIX}:u:not-loaded", b"\xff\xfe"),
+            (f"{PREFIX}:a:{draft}", b'{"i": "x"}\n\x05garbage'),
+            (f"{PREFIX}:access", b'{"i": "x", "d": "d", "u": "bob", "r": "emperor"}\n'),
+            (f"{PREFIX}:hb", b"\xff\xfe"),
+        ]
+        publisher = aioredis.from_url(redis_server.url)
+        try:
+            for channel, message in garbage:
+                await publisher.publish(channel, message)
+        finally:
+            await publisher.aclose()
+        await on_a.call("insert", field="title", index=0, text="still here")
+        await eventually(lambda: _text_is(on_b, "still here"), timeout=10)
+        for server in (a, b):
+            assert server.process is not None and server.process.poll() is None, server.log()
+            async with httpx.AsyncClient() as http:
+                health = await http.get(f"{server.http_url}/healthz", timeout=5)
+            assert health.status_code == 200, health.text
+        assert not [e for e in on_a.events + on_b.events if e["event"] in ("error", "closed")]

@@ -296,10 +296,26 @@ class Fanout:
     # -- the others -> this instance ---------------------------------------------------------
 
     async def _listen(self, pubsub: Any) -> None:
+        """Handle what the subscription brings, and keep it alive.
+
+        A subscription can die without an error: its connection half-open (a peer gone
+        without a reset, a middlebox that dropped the flow), a read waits for good. Updates
+        would still come from the store (`_catch_up_loop`), but awareness and rule outcomes
+        only come this way. This instance's own heartbeat comes back on it every
+        HEARTBEAT_SECONDS, so INSTANCE_TIMEOUT_SECONDS without any message means it is dead:
+        its connection is dropped, and the next read connects and subscribes again (redis-py
+        re-subscribes on connect)."""
+        heard = time.monotonic()
         while True:
             try:
-                async for message in pubsub.listen():
+                message = await pubsub.get_message(timeout=HEARTBEAT_SECONDS)
+                if message is not None:
+                    heard = time.monotonic()
                     self._dispatch_safely(message)
+                elif time.monotonic() - heard >= INSTANCE_TIMEOUT_SECONDS:
+                    logger.warning("subscription silent: connecting and subscribing again")
+                    heard = time.monotonic()
+                    await pubsub.connection.disconnect()
             except (aioredis.RedisError, OSError) as error:
                 logger.warning("subscription lost error=%s; resubscribing", error)
                 await asyncio.sleep(0.5)

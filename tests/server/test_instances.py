@@ -658,3 +658,106 @@ async def test_unreadable_messages_on_the_channels_leave_every_instance_serving(
                 health = await http.get(f"{server.http_url}/healthz", timeout=5)
             assert health.status_code == 200, health.text
         assert not [e for e in on_a.events + on_b.events if e["event"] in ("error", "closed")]
+
+
+class _SilencingProxy:
+    """A TCP proxy to Redis whose `silence` makes the subscriptions open through it go quiet
+    without closing (a half-open connection: a peer gone without a reset, a middlebox that
+    dropped the flow): nothing more passes either way. Connections opened after pass again."""
+
+    def __init__(self, redis_port: int) -> None:
+        self._redis_port = redis_port
+        self._server: asyncio.Server | None = None
+        self.port = 0
+        self._subscribers: set[asyncio.StreamWriter] = set()
+        self._silenced: set[asyncio.StreamWriter] = set()
+        self._open: set[asyncio.StreamWriter] = set()
+        self._serving: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> _SilencingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._open:
+            writer.close()
+        if self._serving:
+            await asyncio.wait(self._serving, timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def silence(self) -> int:
+        self._silenced |= self._subscribers
+        return len(self._silenced)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._serving.add(task)
+        self._open.add(writer)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._redis_port)
+
+        async def down() -> None:
+            with contextlib.suppress(OSError):
+                while chunk := await up_reader.read(65536):
+                    if writer not in self._silenced:
+                        writer.write(chunk)
+                        await writer.drain()
+
+        relay = asyncio.create_task(down())
+        try:
+            while chunk := await reader.read(65536):
+                if b"SUBSCRIBE" in chunk.upper():
+                    self._subscribers.add(writer)
+                if writer not in self._silenced:
+                    up_writer.write(chunk)
+                    await up_writer.drain()
+        except OSError:
+            pass
+        finally:
+            relay.cancel()
+            writer.close()
+            up_writer.close()
+            self._open.discard(writer)
+            self._serving.discard(task)
+
+
+async def test_a_subscription_gone_silent_is_opened_again(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """A's subscription goes quiet without an error (half-open): A hears nothing more from
+    Redis, not even its own heartbeat. Updates would still reach it from the store, but B's
+    clients' awareness and rule outcomes only come through Redis: A must notice the silence
+    and subscribe again, so that its client sees B's client's cursor."""
+    store = postgres.new_database()
+    flags = ["--store", store, "--room-grace", "0.3"]
+    async with _SilencingProxy(redis_server.port) as proxy:
+        # Started off the loop: it runs the proxy, which A reaches Redis through at start.
+        a = await asyncio.to_thread(
+            ServerProcess(tmp_path / "a", *flags, "--redis", proxy.url).start
+        )
+        b = ServerProcess(tmp_path / "b", *flags, "--redis", redis_server.url).start()
+        try:
+            draft = new_draft()
+            async with (
+                await NodeClient.start(a.ws_url, draft, a.token("alice")) as alice,
+                await NodeClient.start(b.ws_url, draft, b.token("alice")) as bob,
+            ):
+                await asyncio.gather(alice.call("wait_synced"), bob.call("wait_synced"))
+                assert proxy.silence() == 1
+                await asyncio.sleep(1.0)
+                await bob.call("awareness_set", field="user", value={"name": "bob"})
+
+                async def alice_sees_bob() -> bool:
+                    states = await alice.call("awareness_states")
+                    return any(state.get("user") == {"name": "bob"} for _, state in states)
+
+                await eventually(alice_sees_bob, timeout=20)
+        finally:
+            a.stop()
+            b.stop()

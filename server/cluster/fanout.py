@@ -23,6 +23,10 @@ lost, or out of order) opens a gap that is filled from the store (`updates_with_
 after GAP_WAIT_SECONDS; every CATCH_UP_SECONDS each room also compares its watermark with the
 store's last version, which covers a message lost with nothing after it (Redis restart).
 Applying an update twice is harmless (a CRDT): pycrdt integrates nothing the second time.
+Telling a rule outcome twice is not: a publish whose reply is lost (the connection dropped
+after Redis took the command) is published again, by redis-py's retry or the publish loop's, so
+each instance numbers what it publishes (`n`, in order: one task publishes) and a copy, no
+higher than the last number heard from its instance, is dropped on arrival.
 
 Rules run exactly once per write, against everything stored before it: an instance reviews only
 its own clients' writes (the others absorb them), and reviews of one draft take turns across
@@ -36,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import secrets
@@ -46,6 +51,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from crdt.errors import MalformedMessage
 from crdt.journal import EventType, JournalEvent
 from crdt.safe_json import dumps
 from server import faults
@@ -101,9 +107,32 @@ def _frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
     return json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload
 
 
+class _Unreadable(ValueError):
+    """A message on our channels that no instance of ours could have sent as it is (not JSON,
+    no sender, a field of the wrong type): skipped before it changes anything."""
+
+
 def _unframe(message: bytes) -> tuple[dict[str, Any], bytes]:
-    header, _, payload = message.partition(b"\n")
-    return json.loads(header), payload
+    """The header (a JSON object naming its sender instance, `i`) and the payload; raises
+    `_Unreadable` if the message has no such header."""
+    text, _, payload = message.partition(b"\n")
+    try:
+        header = json.loads(text)  # invalid UTF-8 raises UnicodeDecodeError, a ValueError
+    except (ValueError, RecursionError) as error:
+        raise _Unreadable(f"header is not JSON: {error!r}") from error
+    if not isinstance(header, dict) or not isinstance(header.get("i"), str):
+        raise _Unreadable("header is not an object naming its sender")
+    return header, payload
+
+
+def _field(header: dict[str, Any], key: str, kind: type, *, optional: bool = False) -> Any:
+    """`header[key]`, which must be a `kind` (or None, if `optional`); else `_Unreadable`."""
+    value = header.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _Unreadable(f"{key!r} is not {kind.__name__}: {value!r}")
+    return value
 
 
 def _event(draft_id: str, item: Any) -> JournalEvent:
@@ -144,6 +173,8 @@ class Fanout:
         self._store = store
         self._trackers: dict[str, _Tracker] = {}
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._numbers = itertools.count(1)  # what this instance publishes, in order
+        self._heard: dict[str, int] = {}  # the last number heard from each other instance
         self._supervisor: Supervisor | None = None  # set by `start`
         # awareness client ids other instances announced, per instance and draft
         self._remote_clients: dict[str, dict[str, set[int]]] = {}
@@ -202,7 +233,7 @@ class Fanout:
                 tracker.mark(record.version)
                 self._watch_gap(tracker)
             header = {"i": self.instance, "v": record.version, "u": record.user}
-            self._outbox.put_nowait((f"{PREFIX}:u:{room.draft_id}", _frame(header, record.data)))
+            self._publish(f"{PREFIX}:u:{room.draft_id}", header, record.data)
 
     def _events(self, room: Room, events: Sequence[JournalEvent]) -> None:
         """A commit's journal events, after its update on the same channel: rules run on the
@@ -220,20 +251,25 @@ class Fanout:
             for event in events
         ]
         header = {"i": self.instance, "e": listed}
-        self._outbox.put_nowait((f"{PREFIX}:u:{room.draft_id}", _frame(header)))
+        self._publish(f"{PREFIX}:u:{room.draft_id}", header)
 
     def _awareness(self, room: Room, payload: bytes) -> None:
         header = {"i": self.instance}
-        self._outbox.put_nowait((f"{PREFIX}:a:{room.draft_id}", _frame(header, payload)))
+        self._publish(f"{PREFIX}:a:{room.draft_id}", header, payload)
 
     def access_changed(self, draft_id: str, user: str, role: Role | None) -> None:
         """Tell the other instances (this one applied it already)."""
         header = {"i": self.instance, "d": draft_id, "u": user, "r": role.value if role else None}
-        self._outbox.put_nowait((f"{PREFIX}:access", _frame(header)))
+        self._publish(f"{PREFIX}:access", header)
 
     def draft_deleted(self, draft_id: str) -> None:
         header = {"i": self.instance, "d": draft_id, "deleted": True}
-        self._outbox.put_nowait((f"{PREFIX}:access", _frame(header)))
+        self._publish(f"{PREFIX}:access", header)
+
+    def _publish(self, channel: str, header: dict[str, Any], payload: bytes = b"") -> None:
+        """Queue a message, numbered: a copy of it (published again) is known by its number."""
+        header["n"] = next(self._numbers)
+        self._outbox.put_nowait((channel, _frame(header, payload)))
 
     async def _publish_loop(self) -> None:
         """One task publishes everything, in order: a draft's versions leave in commit order."""
@@ -260,10 +296,26 @@ class Fanout:
     # -- the others -> this instance ---------------------------------------------------------
 
     async def _listen(self, pubsub: Any) -> None:
+        """Handle what the subscription brings, and keep it alive.
+
+        A subscription can die without an error: its connection half-open (a peer gone
+        without a reset, a middlebox that dropped the flow), a read waits for good. Updates
+        would still come from the store (`_catch_up_loop`), but awareness and rule outcomes
+        only come this way. This instance's own heartbeat comes back on it every
+        HEARTBEAT_SECONDS, so INSTANCE_TIMEOUT_SECONDS without any message means it is dead:
+        its connection is dropped, and the next read connects and subscribes again (redis-py
+        re-subscribes on connect)."""
+        heard = time.monotonic()
         while True:
             try:
-                async for message in pubsub.listen():
+                message = await pubsub.get_message(timeout=HEARTBEAT_SECONDS)
+                if message is not None:
+                    heard = time.monotonic()
                     self._dispatch_safely(message)
+                elif time.monotonic() - heard >= INSTANCE_TIMEOUT_SECONDS:
+                    logger.warning("subscription silent: connecting and subscribing again")
+                    heard = time.monotonic()
+                    await pubsub.connection.disconnect()
             except (aioredis.RedisError, OSError) as error:
                 logger.warning("subscription lost error=%s; resubscribing", error)
                 await asyncio.sleep(0.5)
@@ -275,9 +327,19 @@ class Fanout:
         """One message that cannot be handled (malformed, or a bug) must not end the listener:
         it is logged with its traceback and health turns 503; a room it may have half-changed
         is reloaded from the store (which holds every other instance's versions), its clients
-        closed with 1011 to reconnect."""
+        closed with 1011 to reconnect.
+
+        A message no instance of ours sent as it is (`_Unreadable`: bad JSON, no sender, a
+        wrong type; anything with access to Redis may publish on our channels) is only
+        logged: it changed nothing, and it is no failure of this instance. Reported, it would
+        turn every instance's health 503, close a draft's clients, and five of them would stop
+        every instance of the service (`Supervisor.report`: MAX_CRASHES)."""
         try:
             self._dispatch(message)
+        except _Unreadable as error:
+            logger.warning(
+                "unreadable fan-out message channel=%r error=%s", message.get("channel"), error
+            )
         except Exception as error:
             assert self._supervisor is not None
             self._supervisor.report("fanout-message", error)
@@ -292,18 +354,30 @@ class Fanout:
         channel = message["channel"].decode()
         data: bytes = message["data"]
         if channel == f"{PREFIX}:hb":
-            self._last_seen[data.decode()] = time.monotonic()
+            try:
+                self._last_seen[data.decode()] = time.monotonic()
+            except UnicodeDecodeError as error:
+                raise _Unreadable("heartbeat is not text") from error
             return
         header, payload = _unframe(data)
-        if header.get("i") == self.instance:
+        instance = header["i"]
+        if instance == self.instance:
             return
-        self._last_seen[header["i"]] = time.monotonic()
+        self._last_seen[instance] = time.monotonic()
+        number = header.get("n")
+        if isinstance(number, int):
+            if number <= self._heard.get(instance, 0):
+                return  # a copy, published again after its reply was lost
+            self._heard[instance] = number
         if channel.startswith(f"{PREFIX}:u:"):
             draft_id = channel.removeprefix(f"{PREFIX}:u:")
             if "e" in header:
                 self._remote_events(draft_id, header["e"])
             else:
-                self._remote_update(draft_id, header["v"], header.get("u"), payload)
+                version = _field(header, "v", int)
+                self._remote_update(
+                    draft_id, version, _field(header, "u", str, optional=True), payload
+                )
         elif channel.startswith(f"{PREFIX}:a:"):
             self._remote_awareness(channel.removeprefix(f"{PREFIX}:a:"), header["i"], payload)
         elif channel == f"{PREFIX}:access":
@@ -346,19 +420,28 @@ class Fanout:
         if room is None or room.state is not RoomState.OPEN:
             return
         clients = self._remote_clients.setdefault(instance, {}).setdefault(draft_id, set())
-        for entry in room.relay_remote_awareness(payload, instance=instance):
+        try:
+            accepted = room.relay_remote_awareness(payload, instance=instance)
+        except MalformedMessage as error:  # nothing of it is kept (server/sync/presence.py)
+            raise _Unreadable(f"awareness update: {error}") from error
+        for entry in accepted:
             if entry.removed:
                 clients.discard(entry.client_id)
             else:
                 clients.add(entry.client_id)
 
     def _remote_access(self, header: dict[str, Any]) -> None:
-        draft_id = header["d"]
+        draft_id = _field(header, "d", str)
         if header.get("deleted"):
             close_deleted(self._rooms, draft_id)
             return
-        role = Role(header["r"]) if header["r"] is not None else None
-        apply_role(self._rooms, draft_id, header["u"], role)
+        user = _field(header, "u", str)
+        named = _field(header, "r", str, optional=True)
+        try:
+            role = Role(named) if named is not None else None
+        except ValueError as error:
+            raise _Unreadable(f"no such role: {named!r}") from error
+        apply_role(self._rooms, draft_id, user, role)
 
     def _expire_instances(self) -> None:
         """Awareness of an instance that stopped beating (killed) is dropped everywhere.
@@ -372,6 +455,7 @@ class Fanout:
             if now - seen < INSTANCE_TIMEOUT_SECONDS:
                 continue
             del self._last_seen[instance]
+            self._heard.pop(instance, None)
             for draft_id, clients in self._remote_clients.pop(instance, {}).items():
                 room = self._rooms.get(draft_id)
                 if room is None or not clients:

@@ -35,6 +35,7 @@ queue in order.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -313,6 +314,8 @@ class CommitPipeline:
         # the records as stored; SQLite returns None (the room's numbering stands).
         if stored is not None:
             for write, record in zip(batch, stored, strict=True):
+                if write.events and record.version != write.record.version:
+                    write.events = _renumbered(write.events, write.record.version, record.version)
                 write.record = record
         # One call per stretch of one room's writes, not one per write: the room releases
         # and tells its listeners once a stretch (server/sync/room.py `on_committed`).
@@ -326,3 +329,14 @@ class CommitPipeline:
             first = last
         if self.on_drafts_committed is not None:
             self.on_drafts_committed(write.record.draft_id for write in batch)
+
+
+def _renumbered(events: Sequence[JournalEvent], numbered: int, stored: int) -> list[JournalEvent]:
+    """A write's journal events as the store holds them: it moved the write from the version
+    its room gave (`numbered`) to `stored` (another instance stored one first), and its events
+    with it (`PostgresStore.append_updates`). Rooms tell them, and the fan-out publishes them,
+    from here: with the room's number they would name another instance's update."""
+    return [
+        dataclasses.replace(event, version=stored) if event.version == numbered else event
+        for event in events
+    ]

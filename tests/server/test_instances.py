@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from pycrdt import Array, Text
@@ -463,3 +464,300 @@ async def test_deleting_on_one_instance_leaves_no_update_the_other_was_committin
         await carol.flush()
         await asyncio.gather(bob.disconnect(), carol.disconnect())
     assert stored_rows(a, "SELECT version FROM updates WHERE draft_id = ?", draft_id) == []
+
+
+async def test_rule_outcomes_are_told_with_the_version_the_store_gave_their_write(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """A's text write and B's rejected status write commit at once (held here by the draft's
+    versions lock, as a slow commit would be): the store numbers A's first, so B's write, and
+    its journal events, move one version on. The rule outcome told to Hocuspocus clients on
+    both instances carries the version the journal stored, not the one B's room gave."""
+    a, b = pair
+    async with as_user(a, "alice") as alice:
+        draft = (await create_draft(alice, title="Plan", fields={"status": "DRAFT"}))["id"]
+    writer_a = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+    writer_b = await NodeClient.start(b.ws_url, draft, b.token("alice"))
+    on_a = await HocuspocusClient.launch(f"ws://127.0.0.1:{a.port}/hocuspocus")
+    on_b = await HocuspocusClient.launch(f"ws://127.0.0.1:{b.port}/hocuspocus")
+    lock = await asyncpg.connect(a.store_url)
+    try:
+        await on_a.open("d", draft, a.token("alice"))
+        await on_b.open("d", draft, b.token("alice"))
+        await asyncio.gather(
+            writer_a.call("wait_synced"),
+            writer_b.call("wait_synced"),
+            on_a.call("wait_synced", doc="d"),
+            on_b.call("wait_synced", doc="d"),
+        )
+        await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", draft)
+        try:
+            await writer_a.call("insert", field="title", index=0, text="A ")
+            await asyncio.sleep(0.5)  # A's commit waits for the lock, first in line
+            await writer_b.call("set", key="status", value="PUBLISHED")  # DRAFT -> PUBLISHED: no
+            await asyncio.sleep(0.5)  # B's, numbered before A's is stored, waits behind it
+        finally:
+            await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", draft)
+        told = [
+            json.loads((await client.wait_doc_event("d", "stateless", 15))["payload"])
+            for client in (on_a, on_b)
+        ]
+        [(stored_version,)] = stored_rows(
+            a, "SELECT version FROM events WHERE draft_id = ? AND type = 'VALUE_REJECTED'", draft
+        )
+        for message in told:
+            assert message["event"] == "VALUE_REJECTED"
+            assert message["version"] == stored_version, (message, stored_version)
+    finally:
+        await lock.close()
+        await asyncio.gather(writer_a.close(), writer_b.close(), on_a.close(), on_b.close())
+
+
+class _ReplyLosingProxy:
+    """A TCP proxy to Redis that, once, loses the reply to a PUBLISH of journal events: the
+    command reaches Redis (so the message is published), then the connection drops before the
+    reply is back, as a network fault would. The publisher cannot tell, and publishes again."""
+
+    def __init__(self, redis_port: int) -> None:
+        self._redis_port = redis_port
+        self._server: asyncio.Server | None = None
+        self.port = 0
+        self.lost = 0
+        self._open: set[asyncio.StreamWriter] = set()
+        self._serving: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> _ReplyLosingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._open:
+            writer.close()
+        if self._serving:
+            await asyncio.wait(self._serving, timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._serving.add(task)
+        self._open.add(writer)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._redis_port)
+
+        async def down() -> None:
+            with contextlib.suppress(OSError):
+                while chunk := await up_reader.read(65536):
+                    writer.write(chunk)
+                    await writer.drain()
+
+        relay = asyncio.create_task(down())
+        try:
+            while chunk := await reader.read(65536):
+                losing = not self.lost and b"PUBLISH" in chunk and b'"e":[' in chunk
+                if losing:
+                    relay.cancel()  # the reply is never passed on
+                up_writer.write(chunk)
+                await up_writer.drain()
+                if losing:
+                    self.lost += 1
+                    await asyncio.sleep(0.2)  # Redis publishes it
+                    break
+        except OSError:
+            pass
+        finally:
+            relay.cancel()
+            writer.close()
+            up_writer.close()
+            self._open.discard(writer)
+            self._serving.discard(task)
+
+
+async def test_rule_outcomes_published_again_after_a_lost_reply_are_told_once(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """The reply to A's PUBLISH of a rule outcome is lost (the message did reach Redis): A
+    publishes it again, as it must (a message may be lost). B's Hocuspocus client is told of
+    the outcome once, not once per copy: updates are idempotent, told events are not."""
+    store = postgres.new_database()
+    flags = ["--store", store, "--room-grace", "0.3"]
+    async with _ReplyLosingProxy(redis_server.port) as proxy:
+        # Started off the loop: it runs the proxy, which A reaches Redis through at start.
+        a = await asyncio.to_thread(
+            ServerProcess(tmp_path / "a", *flags, "--redis", proxy.url).start
+        )
+        b = ServerProcess(tmp_path / "b", *flags, "--redis", redis_server.url).start()
+        try:
+            async with as_user(a, "alice") as alice:
+                draft = (await create_draft(alice, title="Plan", fields={"status": "DRAFT"}))["id"]
+            writer = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+            on_b = await HocuspocusClient.launch(f"ws://127.0.0.1:{b.port}/hocuspocus")
+            try:
+                await on_b.open("d", draft, b.token("alice"))
+                await asyncio.gather(writer.call("wait_synced"), on_b.call("wait_synced", doc="d"))
+                await writer.call("set", key="status", value="PUBLISHED")  # DRAFT -> PUBLISHED: no
+                told = json.loads((await on_b.wait_doc_event("d", "stateless", 15))["payload"])
+                assert told["event"] == "VALUE_REJECTED"
+
+                async def reverted() -> bool:
+                    return (await on_b.doc_state("d"))["fields"].get("status") == "DRAFT"
+
+                await eventually(reverted, timeout=10)
+                await asyncio.sleep(1.5)  # a second copy, if any, would be told by now
+                assert proxy.lost == 1
+                doubled = [e for e in on_b.events if e["event"] == "stateless"]
+                assert not doubled, doubled
+            finally:
+                await asyncio.gather(writer.close(), on_b.close())
+        finally:
+            a.stop()
+            b.stop()
+
+
+async def test_unreadable_messages_on_the_channels_leave_every_instance_serving(
+    pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
+) -> None:
+    """Messages no instance can read (not JSON, no sender, a wrong type, an awareness update
+    that is not one, a heartbeat that is not text) reach every instance subscribed: each is
+    skipped, changing nothing. They are not the instance's failure: counted as one, five of
+    them would stop every instance of the service (exit 70), and one on a draft's channel
+    would close that draft's clients."""
+    a, b = pair
+    draft = new_draft()
+    async with (
+        await NodeClient.start(a.ws_url, draft, a.token("alice")) as on_a,
+        await NodeClient.start(b.ws_url, draft, b.token("alice")) as on_b,
+    ):
+        await asyncio.gather(on_a.call("wait_synced"), on_b.call("wait_synced"))
+        garbage = [
+            (f"{PREFIX}:u:{draft}", b"not json"),
+            (f"{PREFIX}:u:{draft}", b'{"v": 99}\n'),  # no sender
+            (f"{PREFIX}:u:{draft}", b'{"i": "x", "v": "one"}\n'),
+            (f"{PREFIX}:u:{draft}", b"[1, 2]\n"),
+            (f"{PREFIX}:u:not-loaded", b"\xff\xfe"),
+            (f"{PREFIX}:a:{draft}", b'{"i": "x"}\n\x05garbage'),
+            (f"{PREFIX}:access", b'{"i": "x", "d": "d", "u": "bob", "r": "emperor"}\n'),
+            (f"{PREFIX}:hb", b"\xff\xfe"),
+        ]
+        publisher = aioredis.from_url(redis_server.url)
+        try:
+            for channel, message in garbage:
+                await publisher.publish(channel, message)
+        finally:
+            await publisher.aclose()
+        await on_a.call("insert", field="title", index=0, text="still here")
+        await eventually(lambda: _text_is(on_b, "still here"), timeout=10)
+        for server in (a, b):
+            assert server.process is not None and server.process.poll() is None, server.log()
+            async with httpx.AsyncClient() as http:
+                health = await http.get(f"{server.http_url}/healthz", timeout=5)
+            assert health.status_code == 200, health.text
+        assert not [e for e in on_a.events + on_b.events if e["event"] in ("error", "closed")]
+
+
+class _SilencingProxy:
+    """A TCP proxy to Redis whose `silence` makes the subscriptions open through it go quiet
+    without closing (a half-open connection: a peer gone without a reset, a middlebox that
+    dropped the flow): nothing more passes either way. Connections opened after pass again."""
+
+    def __init__(self, redis_port: int) -> None:
+        self._redis_port = redis_port
+        self._server: asyncio.Server | None = None
+        self.port = 0
+        self._subscribers: set[asyncio.StreamWriter] = set()
+        self._silenced: set[asyncio.StreamWriter] = set()
+        self._open: set[asyncio.StreamWriter] = set()
+        self._serving: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> _SilencingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._open:
+            writer.close()
+        if self._serving:
+            await asyncio.wait(self._serving, timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def silence(self) -> int:
+        self._silenced |= self._subscribers
+        return len(self._silenced)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._serving.add(task)
+        self._open.add(writer)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._redis_port)
+
+        async def down() -> None:
+            with contextlib.suppress(OSError):
+                while chunk := await up_reader.read(65536):
+                    if writer not in self._silenced:
+                        writer.write(chunk)
+                        await writer.drain()
+
+        relay = asyncio.create_task(down())
+        try:
+            while chunk := await reader.read(65536):
+                if b"SUBSCRIBE" in chunk.upper():
+                    self._subscribers.add(writer)
+                if writer not in self._silenced:
+                    up_writer.write(chunk)
+                    await up_writer.drain()
+        except OSError:
+            pass
+        finally:
+            relay.cancel()
+            writer.close()
+            up_writer.close()
+            self._open.discard(writer)
+            self._serving.discard(task)
+
+
+async def test_a_subscription_gone_silent_is_opened_again(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """A's subscription goes quiet without an error (half-open): A hears nothing more from
+    Redis, not even its own heartbeat. Updates would still reach it from the store, but B's
+    clients' awareness and rule outcomes only come through Redis: A must notice the silence
+    and subscribe again, so that its client sees B's client's cursor."""
+    store = postgres.new_database()
+    flags = ["--store", store, "--room-grace", "0.3"]
+    async with _SilencingProxy(redis_server.port) as proxy:
+        # Started off the loop: it runs the proxy, which A reaches Redis through at start.
+        a = await asyncio.to_thread(
+            ServerProcess(tmp_path / "a", *flags, "--redis", proxy.url).start
+        )
+        b = ServerProcess(tmp_path / "b", *flags, "--redis", redis_server.url).start()
+        try:
+            draft = new_draft()
+            async with (
+                await NodeClient.start(a.ws_url, draft, a.token("alice")) as alice,
+                await NodeClient.start(b.ws_url, draft, b.token("alice")) as bob,
+            ):
+                await asyncio.gather(alice.call("wait_synced"), bob.call("wait_synced"))
+                assert proxy.silence() == 1
+                await asyncio.sleep(1.0)
+                await bob.call("awareness_set", field="user", value={"name": "bob"})
+
+                async def alice_sees_bob() -> bool:
+                    states = await alice.call("awareness_states")
+                    return any(state.get("user") == {"name": "bob"} for _, state in states)
+
+                await eventually(alice_sees_bob, timeout=20)
+        finally:
+            a.stop()
+            b.stop()

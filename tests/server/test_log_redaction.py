@@ -53,7 +53,8 @@ async def forge(server: ServerProcess) -> tuple[str, str]:
         draft = created.json()["id"]
         answer = await api.put(
             f"/api/drafts/{draft}/access",
-            json={"user": f"bob\n{FORGED_LINE}\x00", "role": "editor"},
+            # ESC, not NUL: a user name holding NUL is refused 422 (tests/server/test_access.py)
+            json={"user": f"bob\n{FORGED_LINE}\x1b", "role": "editor"},
         )
         assert answer.status_code == 200, answer.text
     bad = await connect_raw(server.ws_url, FORGED_PATHS[0], token)
@@ -71,7 +72,7 @@ def assert_not_forged(lines: list[str]) -> None:
     assert not any(line.startswith(FORGED_LINE[:23]) for line in lines)
     assert not any("\x00" in line or "\r" in line for line in lines)
     text = "\n".join(lines)
-    assert f"bob\\x0a{FORGED_LINE}\\x00" in text  # PUT access, the user's name
+    assert f"bob\\x0a{FORGED_LINE}\\x1b" in text  # PUT access, the user's name
     assert f"evil\\x00id\\x0d{FORGED_LINE}" in text  # the endpoint refusing the draft id
     assert "evil%00id%0a" in text  # uvicorn, the refused upgrade's path as sent
 

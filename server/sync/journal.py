@@ -120,6 +120,14 @@ class RoomJournal:
     def close(self) -> None:
         self._text.close()
 
+    def forget(self) -> None:
+        """Drop every open burst and unstored event, storing nothing: the room failed, and
+        they may hold versions that were never stored (its clients resend those to the next
+        room, which journals them under their new versions). What of them was stored is
+        journaled by the next load's `recover_journal`: the stored watermark is below it."""
+        self.bursts.close_all()
+        self.unstored = []
+
     def defer_recovery(self, watermark: int, *, upto: int) -> None:
         """The recovery at load failed (a full disk): the text changes of versions
         `watermark`..`upto` (the loaded ones) are still to be journaled."""

@@ -632,6 +632,8 @@ class Room:
         logger.error("room failed draft=%s error=%s", self.draft_id, error)
         self.state = RoomState.FAILED
         self.gate.close(str(error))
+        if self._journal is not None:
+            self._journal.forget()  # the closer would store bursts of unstored versions
         for conn in list(self.connections):
             conn.close(code, reason)
         self._on_failed(self)

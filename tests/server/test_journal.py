@@ -153,3 +153,49 @@ async def test_a_burst_open_at_kill_9_is_rebuilt_from_the_log(server: ServerProc
 
 async def _text_is(client: NodeClient, text: str) -> bool:
     return await client.text("title") == text
+
+
+async def test_a_burst_of_a_failed_commit_is_journaled_once_for_its_resent_version(
+    tmp_path: Path,
+) -> None:
+    """alice's keystrokes are applied and their burst opens, then their commit fails: the room
+    resets and she resends them when she reconnects, stored as version 1 of the new room.
+    The journal holds one burst for them, of a stored version, not also the failed room's
+    burst of a version that was never stored."""
+    from pycrdt import Text
+
+    from tests.support.pycrdt_client import connect_synced
+    from tests.support.stored import stored_rows as sqlite_rows
+
+    server = ServerProcess(
+        tmp_path / "data", "--room-grace", "30", env={"DRAFTSYNC_FAULTS": "commit"}
+    ).start()
+    try:
+        draft = f"j-{uuid.uuid4().hex[:8]}"
+        alice = await connect_synced(server, draft)
+        await alice.edit(lambda doc: doc.get("title", type=Text).insert(0, "hello"))
+        async with asyncio.timeout(10):
+            await alice.closed.wait()  # the commit failed: the room reset
+        await asyncio.sleep(3)  # the failed room's burst is idle past its pause
+        await alice.connect()  # resends "hello"
+        await asyncio.wait_for(alice.synced.wait(), 10)
+        await alice.flush()
+
+        def title_events() -> list[tuple[object, ...]]:
+            return sqlite_rows(
+                server.database,
+                "SELECT version, data FROM events WHERE draft_id = ? AND type = 'FIELD_UPDATED'"
+                " ORDER BY id",
+                draft,
+            )
+
+        async def journaled() -> bool:
+            return bool(title_events())
+
+        await eventually(journaled, timeout=15)
+        await asyncio.sleep(3.5)  # past the pause of the new room's burst: closed too
+        await alice.disconnect()
+        assert sqlite_rows(server.database, "SELECT count(*) FROM updates") == [(1,)]
+        assert [(v, json.loads(str(d))["inserted"]) for v, d in title_events()] == [(1, 5)]
+    finally:
+        server.stop()

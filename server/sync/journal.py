@@ -121,10 +121,11 @@ class RoomJournal:
         self._text.close()
 
     def forget(self) -> None:
-        """Drop every open burst and unstored event, storing nothing: the room failed, and
-        they may hold versions that were never stored (its clients resend those to the next
-        room, which journals them under their new versions). What of them was stored is
-        journaled by the next load's `recover_journal`: the stored watermark is below it."""
+        """Drop every open burst and unstored event, storing nothing: the room failed or
+        was discarded, and another room of the draft is loaded. Stored by this one's closer,
+        they would be journaled twice: what of them was stored is journaled by that load's
+        `recover_journal` (the stored watermark is below it), and a failed room's versions
+        that were never stored are resent by its clients and journaled under new versions."""
         self.bursts.close_all()
         self.unstored = []
 

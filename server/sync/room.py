@@ -633,7 +633,7 @@ class Room:
         self.state = RoomState.FAILED
         self.gate.close(str(error))
         if self._journal is not None:
-            self._journal.forget()  # the closer would store bursts of unstored versions
+            self._journal.forget()  # the next room journals them (`RoomJournal.forget`)
         for conn in list(self.connections):
             conn.close(code, reason)
         self._on_failed(self)
@@ -654,6 +654,8 @@ class Room:
         logger.warning("room discarded draft=%s why=%s", self.draft_id, why)
         metrics.ROOMS_DISCARDED.inc()
         self.state = RoomState.DISCARDED
+        if self._journal is not None:
+            self._journal.forget()  # the next room journals them (`RoomJournal.forget`)
         for conn in list(self.connections):
             conn.close(code, reason)
         self._on_failed(self)

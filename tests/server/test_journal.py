@@ -199,3 +199,37 @@ async def test_a_burst_of_a_failed_commit_is_journaled_once_for_its_resent_versi
         assert [(v, json.loads(str(d))["inserted"]) for v, d in title_events()] == [(1, 5)]
     finally:
         server.stop()
+
+
+async def test_a_burst_open_in_a_discarded_room_is_journaled_once(tmp_path: Path) -> None:
+    """alice's typing is stored, her burst still open, when mallory's update makes the room
+    discard its doc (a shared type in `fields`). The room loaded afresh journals the burst from
+    the log; the discarded room must not journal it a second time when its pause is over."""
+    from pycrdt import Map, Text
+
+    from tests.support.pycrdt_client import connect_synced
+    from tests.support.stored import stored_rows as sqlite_rows
+
+    server = ServerProcess(tmp_path / "data", "--room-grace", "30").start()
+    try:
+        draft = f"j-{uuid.uuid4().hex[:8]}"
+        alice = await connect_synced(server, draft)
+        await alice.edit(lambda doc: doc.get("title", type=Text).insert(0, "hello"))
+        await alice.flush()
+        mallory = await connect_synced(server, draft, "alice")
+        await mallory.edit(lambda doc: doc.get("fields", type=Map).__setitem__("k", Map()))
+        async with asyncio.timeout(10):
+            await alice.closed.wait()  # the room was discarded
+        again = await connect_synced(server, draft)  # loads it afresh
+        assert again.text("title") == "hello"
+        await asyncio.sleep(3.5)  # past the pause of the discarded room's burst
+        await again.disconnect()
+        rows = sqlite_rows(
+            server.database,
+            "SELECT version, data FROM events WHERE draft_id = ? AND type = 'FIELD_UPDATED'"
+            " ORDER BY id",
+            draft,
+        )
+        assert [(v, json.loads(str(d))["inserted"]) for v, d in rows] == [(1, 5)]
+    finally:
+        server.stop()

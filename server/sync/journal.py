@@ -247,6 +247,9 @@ class JournaledRoom(Protocol):
     def version(self) -> int: ...
 
     @property
+    def committed_version(self) -> int: ...
+
+    @property
     def journal(self) -> RoomJournal | None: ...
 
 
@@ -302,7 +305,9 @@ class JournalCloser:
         assert journal is not None
         if journal.unrecovered is not None and not journal.recovering:
             await self._recover(room.draft_id, journal)
-        watermark = journal.watermark(room.version + 1)
+        # Not past a version still waiting for its commit: if that fails, the next room
+        # numbers another change with it, and a recovery would skip that change's text.
+        watermark = journal.watermark(room.committed_version + 1)
         # Those that failed before go first, with this watermark: it is past their versions.
         events, journal.unstored = [*journal.unstored, *events], []
         try:

@@ -169,6 +169,12 @@ class Room:
         self.core.version = version
 
     @property
+    def committed_version(self) -> int:
+        """The versions up to this one are committed: each accepted change took one version
+        and one gate ticket, in the same order, and they commit in that order."""
+        return self.core.version - self.gate.pending
+
+    @property
     def semantics(self) -> SemanticFields | None:
         return self.core.semantics
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -231,5 +232,70 @@ async def test_a_burst_open_in_a_discarded_room_is_journaled_once(tmp_path: Path
             draft,
         )
         assert [(v, json.loads(str(d))["inserted"]) for v, d in rows] == [(1, 5)]
+    finally:
+        server.stop()
+
+
+async def test_the_journal_watermark_never_passes_a_version_whose_commit_failed(
+    tmp_path: Path,
+) -> None:
+    """alice's burst closes while bob's next change waits for its commit (another process
+    holds SQLite's write lock), and that commit fails: bob's version is never stored. The
+    watermark stored with alice's event must not pass it, or the next room, which numbers its
+    changes from the stored versions, has its text bursts skipped by the recovery after a
+    `kill -9`."""
+    from pycrdt import Map, Text
+
+    from tests.support.pycrdt_client import connect_synced
+    from tests.support.stored import stored_rows as sqlite_rows
+
+    server = ServerProcess(tmp_path / "data", "--room-grace", "30").start()
+    try:
+        draft = f"j-{uuid.uuid4().hex[:8]}"
+        alice = await connect_synced(server, draft)
+        bob = await connect_synced(server, draft, "alice")
+        await alice.edit(lambda doc: doc.get("title", type=Text).insert(0, "hello"))
+        await alice.flush()
+        outsider = sqlite3.connect(server.database, isolation_level=None)
+        try:
+            outsider.execute("BEGIN IMMEDIATE")  # holds the write lock past the busy timeout
+            await bob.edit(lambda doc: doc.get("fields", type=Map).__setitem__("note", "x"))
+            async with asyncio.timeout(15):
+                await bob.closed.wait()  # his commit failed: the room reset
+            outsider.execute("ROLLBACK")
+        finally:
+            outsider.close()
+
+        async def hello_journaled() -> bool:
+            return bool(
+                sqlite_rows(server.database, "SELECT 1 FROM events WHERE draft_id = ?", draft)
+            )
+
+        await eventually(hello_journaled, timeout=15)
+        last = sqlite_rows(server.database, "SELECT max(version) FROM updates")[0][0]
+        [(watermark,)] = sqlite_rows(
+            server.database, "SELECT text_watermark FROM journal_state WHERE draft_id = ?", draft
+        )
+        assert last == 1
+        assert watermark <= last + 1  # the next stored version is still to be journaled
+
+        # The consequence: the next room's version 2 is typed, its burst open at kill -9.
+        carol = await connect_synced(server, draft)
+        await carol.edit(lambda doc: doc.get("title", type=Text).insert(5, "!"))
+        await carol.flush()
+        server.kill()
+        server.start()
+        again = await connect_synced(server, draft)
+        assert again.text("title") == "hello!"
+        await again.disconnect()
+        rows = sqlite_rows(
+            server.database,
+            "SELECT data FROM events WHERE draft_id = ? AND type = 'FIELD_UPDATED' ORDER BY id",
+            draft,
+        )
+        spans = [
+            (json.loads(str(d))["from_version"], json.loads(str(d))["inserted"]) for (d,) in rows
+        ]
+        assert (2, 1) in spans, spans
     finally:
         server.stop()

@@ -113,9 +113,21 @@ class RoomJournal:
         # the recovery at load could not store them (`defer_recovery`).
         self.unrecovered: tuple[int, int] | None = None
         self.recovering = False  # the closer is storing them
+        # Closed bursts' events whose write failed (a full disk), stored with the next ones:
+        # the watermark those carry is past them, so dropping them lost them for good.
+        self.unstored: list[JournalEvent] = []
 
     def close(self) -> None:
         self._text.close()
+
+    def forget(self) -> None:
+        """Drop every open burst and unstored event, storing nothing: the room failed or
+        was discarded, and another room of the draft is loaded. Stored by this one's closer,
+        they would be journaled twice: what of them was stored is journaled by that load's
+        `recover_journal` (the stored watermark is below it), and a failed room's versions
+        that were never stored are resent by its clients and journaled under new versions."""
+        self.bursts.close_all()
+        self.unstored = []
 
     def defer_recovery(self, watermark: int, *, upto: int) -> None:
         """The recovery at load failed (a full disk): the text changes of versions
@@ -235,6 +247,9 @@ class JournaledRoom(Protocol):
     def version(self) -> int: ...
 
     @property
+    def committed_version(self) -> int: ...
+
+    @property
     def journal(self) -> RoomJournal | None: ...
 
 
@@ -269,12 +284,12 @@ class JournalCloser:
         lag = 0
         for room in list(self._rooms.values()):
             journal = room.journal
-            if journal is None or not journal.bursts:
+            if journal is None or not (journal.bursts or journal.unstored):
                 # listed before an await: it may have left and been replaced meanwhile
                 self._unwatch(room)
                 continue
             events = journal.bursts.close_idle(now)
-            if events:
+            if events or (journal.unstored and self._store.writes_refused() is None):
                 await self._store_events(room, events)
             lag += room.version + 1 - journal.watermark(room.version + 1)
         return lag
@@ -290,11 +305,17 @@ class JournalCloser:
         assert journal is not None
         if journal.unrecovered is not None and not journal.recovering:
             await self._recover(room.draft_id, journal)
-        watermark = journal.watermark(room.version + 1)
+        # Not past a version still waiting for its commit: if that fails, the next room
+        # numbers another change with it, and a recovery would skip that change's text.
+        watermark = journal.watermark(room.committed_version + 1)
+        # Those that failed before go first, with this watermark: it is past their versions.
+        events, journal.unstored = [*journal.unstored, *events], []
         try:
             await self._store.append_events(events, watermark=(room.draft_id, watermark))
         except StoreError as error:
-            # The bursts are rebuilt from the log by `recover_journal` once the store is back.
+            # Kept for the next write; if the room goes first, the stored watermark is still
+            # below them and `recover_journal` rebuilds them from the log at the next load.
+            journal.unstored = [*events, *journal.unstored]
             logger.error("journal write failed draft=%s error=%s", room.draft_id, error)
 
     async def _recover(self, draft_id: str, journal: RoomJournal) -> None:

@@ -169,6 +169,12 @@ class Room:
         self.core.version = version
 
     @property
+    def committed_version(self) -> int:
+        """The versions up to this one are committed: each accepted change took one version
+        and one gate ticket, in the same order, and they commit in that order."""
+        return self.core.version - self.gate.pending
+
+    @property
     def semantics(self) -> SemanticFields | None:
         return self.core.semantics
 
@@ -632,6 +638,8 @@ class Room:
         logger.error("room failed draft=%s error=%s", self.draft_id, error)
         self.state = RoomState.FAILED
         self.gate.close(str(error))
+        if self._journal is not None:
+            self._journal.forget()  # the next room journals them (`RoomJournal.forget`)
         for conn in list(self.connections):
             conn.close(code, reason)
         self._on_failed(self)
@@ -652,6 +660,8 @@ class Room:
         logger.warning("room discarded draft=%s why=%s", self.draft_id, why)
         metrics.ROOMS_DISCARDED.inc()
         self.state = RoomState.DISCARDED
+        if self._journal is not None:
+            self._journal.forget()  # the next room journals them (`RoomJournal.forget`)
         for conn in list(self.connections):
             conn.close(code, reason)
         self._on_failed(self)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import os
 import sqlite3
 import subprocess
@@ -284,3 +285,54 @@ def test_a_bad_disk_reserve_is_refused_with_the_option_named(value: str) -> None
     )
     assert done.returncode == 2, done.stderr
     assert "--disk-reserve-bytes" in done.stderr, done.stderr
+
+
+async def test_a_text_burst_that_closes_on_a_full_disk_is_journaled_once_space_is_back(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """alice's burst is committed, then closes while the disk is full: its event cannot be
+    stored. Once space is back, her next burst is journaled, and the first one must be too,
+    not skipped by the watermark the second one stores (and lost for good, even to a
+    recovery after `kill -9`)."""
+    data = small_disk / "data"
+    server = ServerProcess(data, "--disk-reserve-bytes", str(RESERVE_BYTES), "--room-grace", "30")
+    server.log_path = tmp_path / "server.log"
+    draft = new_id("full")
+    filler = small_disk / "filler"
+    server.start()
+    try:
+        alice = await connect_synced(server, draft)
+        await alice.edit(lambda doc: doc.get("title", type=Text).insert(0, "hello"))
+        await alice.flush()
+        fill(filler)
+
+        async def burst_failed() -> bool:
+            return "journal write failed" in server.log()
+
+        await eventually(burst_failed, timeout=15)  # the burst closed after its pause
+        filler.unlink()
+        await alice.edit(lambda doc: doc.get("title", type=Text).insert(5, " world"))
+        await alice.flush()
+
+        def title_events() -> list[tuple[object, ...]]:
+            return stored_rows(
+                server.database,
+                "SELECT version, data FROM events WHERE draft_id = ? AND type = 'FIELD_UPDATED'"
+                " ORDER BY id",
+                draft,
+            )
+
+        async def world_journaled() -> bool:
+            return any(version == 2 for version, _ in title_events())
+
+        await eventually(world_journaled, timeout=15)
+        await alice.disconnect()
+        server.kill()
+        server.start()
+        again = await connect_synced(server, draft)  # a load recovers what is owed
+        assert again.text("title") == "hello world"
+        await again.disconnect()
+        inserted = [json.loads(str(data))["inserted"] for _, data in title_events()]
+        assert sorted(inserted) == [5, 6], title_events()
+    finally:
+        server.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -153,3 +154,148 @@ async def test_a_burst_open_at_kill_9_is_rebuilt_from_the_log(server: ServerProc
 
 async def _text_is(client: NodeClient, text: str) -> bool:
     return await client.text("title") == text
+
+
+async def test_a_burst_of_a_failed_commit_is_journaled_once_for_its_resent_version(
+    tmp_path: Path,
+) -> None:
+    """alice's keystrokes are applied and their burst opens, then their commit fails: the room
+    resets and she resends them when she reconnects, stored as version 1 of the new room.
+    The journal holds one burst for them, of a stored version, not also the failed room's
+    burst of a version that was never stored."""
+    from pycrdt import Text
+
+    from tests.support.pycrdt_client import connect_synced
+    from tests.support.stored import stored_rows as sqlite_rows
+
+    server = ServerProcess(
+        tmp_path / "data", "--room-grace", "30", env={"DRAFTSYNC_FAULTS": "commit"}
+    ).start()
+    try:
+        draft = f"j-{uuid.uuid4().hex[:8]}"
+        alice = await connect_synced(server, draft)
+        await alice.edit(lambda doc: doc.get("title", type=Text).insert(0, "hello"))
+        async with asyncio.timeout(10):
+            await alice.closed.wait()  # the commit failed: the room reset
+        await asyncio.sleep(3)  # the failed room's burst is idle past its pause
+        await alice.connect()  # resends "hello"
+        await asyncio.wait_for(alice.synced.wait(), 10)
+        await alice.flush()
+
+        def title_events() -> list[tuple[object, ...]]:
+            return sqlite_rows(
+                server.database,
+                "SELECT version, data FROM events WHERE draft_id = ? AND type = 'FIELD_UPDATED'"
+                " ORDER BY id",
+                draft,
+            )
+
+        async def journaled() -> bool:
+            return bool(title_events())
+
+        await eventually(journaled, timeout=15)
+        await asyncio.sleep(3.5)  # past the pause of the new room's burst: closed too
+        await alice.disconnect()
+        assert sqlite_rows(server.database, "SELECT count(*) FROM updates") == [(1,)]
+        assert [(v, json.loads(str(d))["inserted"]) for v, d in title_events()] == [(1, 5)]
+    finally:
+        server.stop()
+
+
+async def test_a_burst_open_in_a_discarded_room_is_journaled_once(tmp_path: Path) -> None:
+    """alice's typing is stored, her burst still open, when mallory's update makes the room
+    discard its doc (a shared type in `fields`). The room loaded afresh journals the burst from
+    the log; the discarded room must not journal it a second time when its pause is over."""
+    from pycrdt import Map, Text
+
+    from tests.support.pycrdt_client import connect_synced
+    from tests.support.stored import stored_rows as sqlite_rows
+
+    server = ServerProcess(tmp_path / "data", "--room-grace", "30").start()
+    try:
+        draft = f"j-{uuid.uuid4().hex[:8]}"
+        alice = await connect_synced(server, draft)
+        await alice.edit(lambda doc: doc.get("title", type=Text).insert(0, "hello"))
+        await alice.flush()
+        mallory = await connect_synced(server, draft, "alice")
+        await mallory.edit(lambda doc: doc.get("fields", type=Map).__setitem__("k", Map()))
+        async with asyncio.timeout(10):
+            await alice.closed.wait()  # the room was discarded
+        again = await connect_synced(server, draft)  # loads it afresh
+        assert again.text("title") == "hello"
+        await asyncio.sleep(3.5)  # past the pause of the discarded room's burst
+        await again.disconnect()
+        rows = sqlite_rows(
+            server.database,
+            "SELECT version, data FROM events WHERE draft_id = ? AND type = 'FIELD_UPDATED'"
+            " ORDER BY id",
+            draft,
+        )
+        assert [(v, json.loads(str(d))["inserted"]) for v, d in rows] == [(1, 5)]
+    finally:
+        server.stop()
+
+
+async def test_the_journal_watermark_never_passes_a_version_whose_commit_failed(
+    tmp_path: Path,
+) -> None:
+    """alice's burst closes while bob's next change waits for its commit (another process
+    holds SQLite's write lock), and that commit fails: bob's version is never stored. The
+    watermark stored with alice's event must not pass it, or the next room, which numbers its
+    changes from the stored versions, has its text bursts skipped by the recovery after a
+    `kill -9`."""
+    from pycrdt import Map, Text
+
+    from tests.support.pycrdt_client import connect_synced
+    from tests.support.stored import stored_rows as sqlite_rows
+
+    server = ServerProcess(tmp_path / "data", "--room-grace", "30").start()
+    try:
+        draft = f"j-{uuid.uuid4().hex[:8]}"
+        alice = await connect_synced(server, draft)
+        bob = await connect_synced(server, draft, "alice")
+        await alice.edit(lambda doc: doc.get("title", type=Text).insert(0, "hello"))
+        await alice.flush()
+        outsider = sqlite3.connect(server.database, isolation_level=None)
+        try:
+            outsider.execute("BEGIN IMMEDIATE")  # holds the write lock past the busy timeout
+            await bob.edit(lambda doc: doc.get("fields", type=Map).__setitem__("note", "x"))
+            async with asyncio.timeout(15):
+                await bob.closed.wait()  # his commit failed: the room reset
+            outsider.execute("ROLLBACK")
+        finally:
+            outsider.close()
+
+        async def hello_journaled() -> bool:
+            return bool(
+                sqlite_rows(server.database, "SELECT 1 FROM events WHERE draft_id = ?", draft)
+            )
+
+        await eventually(hello_journaled, timeout=15)
+        last = sqlite_rows(server.database, "SELECT max(version) FROM updates")[0][0]
+        [(watermark,)] = sqlite_rows(
+            server.database, "SELECT text_watermark FROM journal_state WHERE draft_id = ?", draft
+        )
+        assert last == 1
+        assert watermark <= last + 1  # the next stored version is still to be journaled
+
+        # The consequence: the next room's version 2 is typed, its burst open at kill -9.
+        carol = await connect_synced(server, draft)
+        await carol.edit(lambda doc: doc.get("title", type=Text).insert(5, "!"))
+        await carol.flush()
+        server.kill()
+        server.start()
+        again = await connect_synced(server, draft)
+        assert again.text("title") == "hello!"
+        await again.disconnect()
+        rows = sqlite_rows(
+            server.database,
+            "SELECT data FROM events WHERE draft_id = ? AND type = 'FIELD_UPDATED' ORDER BY id",
+            draft,
+        )
+        spans = [
+            (json.loads(str(d))["from_version"], json.loads(str(d))["inserted"]) for (d,) in rows
+        ]
+        assert (2, 1) in spans, spans
+    finally:
+        server.stop()

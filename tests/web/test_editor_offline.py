@@ -718,3 +718,36 @@ async def test_a_value_the_server_rejects_is_told_to_its_author(
     await expect(goal).to_have_value("10")
     await expect(page.get_by_label("Status", exact=True)).to_have_value("CREATING")
     await page.screenshot(path=artifact("rejected-notice.png"))
+
+
+async def test_work_typed_offline_by_someone_made_a_viewer_meanwhile_is_not_called_synced(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    draft = new_draft()
+    await share(server, draft, "olga", "ed")
+    context, page = await new_person(chromium, errors)
+    await page.goto(editor_url(server, draft, "ed"))
+    await wait_status(page, "synced")
+    await offline_ready(page)
+    await context.set_offline(True)
+    await wait_status(page, "offline")
+    await text_field(page, "title").click()
+    await page.keyboard.type("typed before the demotion")
+    await wait_saved_here(page)
+    async with as_user(server, "olga") as owner:
+        answer = await owner.put(
+            f"/api/drafts/{draft}/access", json={"user": "ed", "role": "viewer"}
+        )
+        assert answer.status_code == 200, answer.text
+    await context.set_offline(False)
+    await expect(page.locator("[data-role=banner]")).to_contain_text("not change it")
+    # the server dropped the text (a viewer's writes are not applied) and acknowledged anyway:
+    # the page must not say the work is on the server
+    assert await server_text(server, draft, "olga", "title") == ""
+    await wait_status(page, "error")
+    detail = page.locator("[data-role=status-detail]")
+    await expect(detail).to_contain_text("not taken")
+    await expect(detail).to_contain_text("kept in this browser")
+    await expect(page.locator("[data-role=status]")).to_have_attribute("data-saved", "browser")
+    await page.screenshot(path=artifact("offline-work-of-a-demoted-editor.png"))
+    await context.close()

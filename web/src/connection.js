@@ -56,6 +56,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     error: null,
     readOnly: false,
     switching: false, // reconnecting on purpose (a new token): not "offline"
+    refused: false, // read-only on a socket whose server lacked our changes: it dropped them
     refusals: 0 // sockets in a row closed by the server before acknowledging what we sent
   }
   let stopped = false
@@ -81,7 +82,17 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   let unacked = local && local.loaded ? [{ seq: 1, update: Y.encodeStateAsUpdate(doc) }] : []
 
   const syncHandler = provider.messageHandlers[messageSync]
+  // Whether the server lacked changes of ours when it asked (its sync step 1) and has not
+  // acknowledged them since: a read-only notice meanwhile means it dropped them.
+  let lacking = false
+  let handshakeSeq = 0
   provider.messageHandlers[messageSync] = (encoder, decoder, ...rest) => {
+    const peek = decoding.clone(decoder)
+    if (decoding.readVarUint(peek) === 0) { // sync step 1: the server's state vector
+      const theirs = Y.decodeStateVector(decoding.readVarUint8Array(peek))
+      const ours = Y.decodeStateVector(Y.encodeStateVector(doc))
+      lacking = [...ours].some(([client, clock]) => clock > (theirs.get(client) || 0))
+    }
     syncHandler(encoder, decoder, ...rest)
     const size = encoding.length(encoder)
     if (size > maxMessageBytes) {
@@ -122,6 +133,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
       // we answer the server's step 1 with our step 2: everything it lacks, offline edits too
       state.handshaken = true
       state.sent = state.local
+      handshakeSeq = state.local
       scheduleAck()
     }
     notify()
@@ -129,6 +141,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   provider.messageHandlers[MESSAGE_WRITE_ACK] = (_encoder, decoder) => {
     const payload = decoding.readVarUint8Array(decoder)
     const seq = decoding.readVarUint(decoding.createDecoder(payload))
+    if (seq >= handshakeSeq) lacking = false
     if (seq > state.acked) {
       state.acked = seq
       state.refusals = 0
@@ -141,6 +154,8 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     if (decoding.readVarUint(decoder) === 0) {
       state.readOnly = true
       state.readOnlyReason = decoding.readVarString(decoder)
+      // what we sent the server lacked: dropped, whatever its acknowledgement says
+      if (lacking && state.handshaken) state.refused = true
       notify()
     }
   }
@@ -164,6 +179,8 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
       state.switching = false
       state.handshaken = false
       state.sent = state.acked // what the last socket sent but never acknowledged is resent
+      state.refused = false // judged again on this socket
+      lacking = false
     }
     notify()
   })
@@ -215,6 +232,10 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     if (state.error) {
       const detail = [state.error.message, keptNote()].filter(Boolean).join(' ')
       return { name: 'error', label: ERROR_LABELS[state.error.code] || 'Error', detail, saved: savedHere() }
+    }
+    if (state.refused) {
+      const kept = savedHere() ? ' They are kept in this browser.' : ''
+      return { name: 'error', label: 'Not sent', detail: `You can only read this draft now: your changes made here were not taken by the server.${kept}`, saved: savedHere() }
     }
     if (!online() || (!provider.wsconnected && !state.switching && (state.everConnected || state.failed))) {
       const detail = unsent() ? keptNote() : 'Everything is saved on the server. Changes you make now are kept in this browser and sent when the connection is back.'

@@ -222,7 +222,7 @@ async function main () {
     }
     // listed as kept here once it holds something of the draft (not for a refused stranger)
     everSynced = everSynced || conn.provider.synced || local.loaded
-    if (local.available && everSynced) local.remember(title.toString().trim(), conn.state.acked < conn.state.local)
+    if (local.available && everSynced) local.remember(title.toString().trim(), conn.state.acked < conn.state.local || conn.state.refused)
   }
   conn.onChange(refresh)
   conflictsMap.observe(refresh)

@@ -751,3 +751,28 @@ async def test_work_typed_offline_by_someone_made_a_viewer_meanwhile_is_not_call
     await expect(page.locator("[data-role=status]")).to_have_attribute("data-saved", "browser")
     await page.screenshot(path=artifact("offline-work-of-a-demoted-editor.png"))
     await context.close()
+
+
+async def test_text_typed_offline_in_a_tab_closed_since_is_sent_by_the_tab_left_open(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    draft = new_draft()
+    context, kept = await new_person(chromium, errors)
+    await kept.goto(editor_url(server, draft, "tess"))
+    await wait_status(kept, "synced")
+    await offline_ready(kept)
+    closed = errors.watch(await context.new_page())
+    await closed.goto(f"{server.http_url}/d/{draft}")  # a copied link: the stored token
+    await wait_status(closed, "synced")
+    await context.set_offline(True)
+    await wait_status(closed, "offline")
+    await text_field(closed, "title").click()
+    await closed.keyboard.type("typed in the closed tab")
+    await wait_saved_here(closed)
+    await closed.close()
+    await context.set_offline(False)
+    # the copy kept here holds the closed tab's text: the open tab takes it and sends it
+    await expect_text(kept, "title", "typed in the closed tab")
+    await wait_status(kept, "synced")
+    assert await server_text(server, draft, "tess", "title") == "typed in the closed tab"
+    await context.close()

@@ -172,6 +172,8 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     if (status === 'connecting') {
       socketToken = provider.params.token
       state.handshaken = false // per socket: refusals count only sockets we sent on
+      // another tab of this draft, closed offline, left its changes in IndexedDB: send them too
+      if (local && local.available) local.catchUp()
     }
     if (status === 'connected') {
       state.everConnected = true

@@ -25,6 +25,7 @@ from playwright.async_api import (
     expect,
 )
 
+from tests.server import test_disk_full
 from tests.support.node_client import NodeClient
 from tests.support.rest import as_user
 from tests.support.server_process import ServerProcess
@@ -40,6 +41,8 @@ from tests.web.conftest import (
     text_field,
     wait_status,
 )
+
+small_disk = test_disk_full.small_disk  # a tmpfs that a filler file fills (needs root)
 
 
 def new_draft() -> str:
@@ -776,3 +779,39 @@ async def test_text_typed_offline_in_a_tab_closed_since_is_sent_by_the_tab_left_
     await wait_status(kept, "synced")
     assert await server_text(server, draft, "tess", "title") == "typed in the closed tab"
     await context.close()
+
+
+async def test_work_refused_with_1013_while_the_disk_is_full_is_sent_once_space_is_back(
+    small_disk: Path, tmp_path: Path, chromium: Browser, errors: Errors
+) -> None:
+    """1013 is the server's "try again later": a page that meets it again and again (each
+    resend closed on a full disk) keeps retrying, backing off, and does not call it a refusal."""
+    server = ServerProcess(small_disk / "data", "--disk-reserve-bytes", str(1024 * 1024))
+    server.log_path = tmp_path / "server.log"  # the log must not share the full disk
+    server.start()
+    try:
+        draft = new_draft()
+        _context, page = await new_person(chromium, errors)
+        await page.goto(editor_url(server, draft, "fay"))
+        await wait_status(page, "synced")
+        await page.evaluate(
+            "() => { window.closes = []\n"
+            "  window.draftsync.provider.on('connection-close', (e) => {"
+            " if (e) window.closes.push(e.code) }) }"
+        )
+        test_disk_full.fill(small_disk / "filler")
+        await text_field(page, "title").click()
+        await page.keyboard.type("written on a full disk")
+        # refused more often than the page tolerates from a server that refuses a change
+        await page.wait_for_function(
+            "() => window.closes.filter((code) => code === 1013).length >= 3", timeout=30_000
+        )
+        await expect(page.locator("[data-role=status]")).not_to_have_attribute(
+            "data-status", "error"
+        )
+        await page.screenshot(path=artifact("full-disk-retrying.png"))
+        (small_disk / "filler").unlink()
+        await wait_status(page, "synced", timeout=15_000)
+        assert await server_text(server, draft, "fay", "title") == "written on a full disk"
+    finally:
+        server.stop()

@@ -33,6 +33,9 @@ const CLOSE_REASONS = {
 }
 
 const REFUSALS_IN_A_ROW = 3
+// "Not now": the server is shutting down (1001) or cannot store anything for a while (1013: its
+// disk is full, its store failed). Not a refusal of our changes: retried until they get through.
+const LATER_CODES = new Set([1001, 1013])
 const ERROR_LABELS = { 1009: 'Change too large', 4401: 'Sign-in expired', 4403: 'No access', 4404: 'Not found' }
 
 export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinity }) {
@@ -57,7 +60,8 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     readOnly: false,
     switching: false, // reconnecting on purpose (a new token): not "offline"
     refused: false, // read-only on a socket whose server lacked our changes: it dropped them
-    refusals: 0 // sockets in a row closed by the server before acknowledging what we sent
+    refusals: 0, // sockets in a row closed by the server before acknowledging what we sent
+    later: 0 // sockets in a row closed with "try again later" (LATER_CODES)
   }
   let stopped = false
   const listeners = new Set()
@@ -145,6 +149,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     if (seq > state.acked) {
       state.acked = seq
       state.refusals = 0
+      state.later = 0
       unacked = unacked.filter((entry) => entry.seq > seq)
       notify()
     }
@@ -193,7 +198,11 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   provider.on('connection-close', (event) => {
     state.failed = true
     state.switching = false
-    if (event && state.handshaken && state.acked < state.sent && !(event.code in CLOSE_REASONS)) {
+    if (event && LATER_CODES.has(event.code)) {
+      // retried with y-websocket's backoff, which restarts once a socket synced: kept growing
+      state.later += 1
+      provider.wsUnsuccessfulReconnects = Math.max(provider.wsUnsuccessfulReconnects, state.later)
+    } else if (event && state.handshaken && state.acked < state.sent && !(event.code in CLOSE_REASONS)) {
       state.refusals += 1
       if (state.refusals >= REFUSALS_IN_A_ROW && !state.error) {
         state.error = {

@@ -815,3 +815,45 @@ async def test_work_refused_with_1013_while_the_disk_is_full_is_sent_once_space_
         assert await server_text(server, draft, "fay", "title") == "written on a full disk"
     finally:
         server.stop()
+
+
+async def test_a_viewer_made_an_editor_can_edit_after_the_next_reconnect(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    """Read-only is per socket: the server tells each new socket of a viewer again, and says
+    nothing to an editor's, so a page that reconnects as an editor is not kept read-only."""
+    draft = new_draft()
+    await share(server, draft, "olga", "vic", role="viewer")
+    context, page = await new_person(chromium, errors)
+    await page.goto(editor_url(server, draft, "vic"))
+    await expect(page.locator("[data-role=banner]")).to_contain_text("not change it")
+    await expect(text_field(page, "title")).to_have_attribute("contenteditable", "false")
+    async with as_user(server, "olga") as owner:
+        answer = await owner.put(
+            f"/api/drafts/{draft}/access", json={"user": "vic", "role": "editor"}
+        )
+        assert answer.status_code == 200, answer.text
+    await context.set_offline(True)
+    await wait_status(page, "offline")
+    await context.set_offline(False)
+    await wait_status(page, "synced")
+    await expect(text_field(page, "title")).to_have_attribute("contenteditable", "true")
+    await expect(page.locator("[data-role=banner]")).to_be_hidden()
+    await text_field(page, "title").click()
+    await page.keyboard.type("now an editor")
+    await wait_status(page, "synced")
+    assert await server_text(server, draft, "olga", "title") == "now an editor"
+    # and a viewer reconnecting stays read-only, told again
+    async with as_user(server, "olga") as owner:
+        answer = await owner.put(
+            f"/api/drafts/{draft}/access", json={"user": "vic", "role": "viewer"}
+        )
+        assert answer.status_code == 200, answer.text
+    await expect(text_field(page, "title")).to_have_attribute("contenteditable", "false")
+    await context.set_offline(True)
+    await wait_status(page, "offline")
+    await context.set_offline(False)
+    await wait_status(page, "synced")
+    await expect(page.locator("[data-role=banner]")).to_contain_text("not change it")
+    await expect(text_field(page, "title")).to_have_attribute("contenteditable", "false")
+    await context.close()

@@ -90,6 +90,10 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   // acknowledged them since: a read-only notice meanwhile means it dropped them.
   let lacking = false
   let handshakeSeq = 0
+  // Read-only is per socket: the server tells a viewer's socket when its sync step 2 arrives,
+  // before acknowledging it. An acknowledgement on a socket told nothing: we may write again
+  // (made an editor while we were away).
+  let toldReadOnly = false
   provider.messageHandlers[messageSync] = (encoder, decoder, ...rest) => {
     const peek = decoding.clone(decoder)
     if (decoding.readVarUint(peek) === 0) { // sync step 1: the server's state vector
@@ -145,6 +149,10 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   provider.messageHandlers[MESSAGE_WRITE_ACK] = (_encoder, decoder) => {
     const payload = decoding.readVarUint8Array(decoder)
     const seq = decoding.readVarUint(decoding.createDecoder(payload))
+    if (state.readOnly && !toldReadOnly && state.handshaken && seq >= handshakeSeq) {
+      state.readOnly = false
+      notify()
+    }
     if (seq >= handshakeSeq) lacking = false
     if (seq > state.acked) {
       state.acked = seq
@@ -158,6 +166,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     // y-protocols auth: 0 = permission denied, then the reason ("read-only" for viewers)
     if (decoding.readVarUint(decoder) === 0) {
       state.readOnly = true
+      toldReadOnly = true
       state.readOnlyReason = decoding.readVarString(decoder)
       // what we sent the server lacked: dropped, whatever its acknowledgement says
       if (lacking && state.handshaken) state.refused = true
@@ -188,6 +197,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
       state.sent = state.acked // what the last socket sent but never acknowledged is resent
       state.refused = false // judged again on this socket
       lacking = false
+      toldReadOnly = false
     }
     notify()
   })

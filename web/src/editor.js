@@ -218,6 +218,7 @@ async function main () {
       setReadOnly(true)
     } else {
       if (relink.hidden) banner('')
+      readOnlyShown = false // told again if a later socket is read-only
       setReadOnly(false)
     }
     // listed as kept here once it holds something of the draft (not for a refused stranger)

@@ -857,3 +857,33 @@ async def test_a_viewer_made_an_editor_can_edit_after_the_next_reconnect(
     await expect(page.locator("[data-role=banner]")).to_contain_text("not change it")
     await expect(text_field(page, "title")).to_have_attribute("contenteditable", "false")
     await context.close()
+
+
+async def test_work_typed_offline_on_a_draft_deleted_meanwhile_is_kept_and_not_promised(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    draft = new_draft()
+    await share(server, draft, "olga", "ed")
+    context, page = await new_person(chromium, errors)
+    await page.goto(editor_url(server, draft, "ed"))
+    await wait_status(page, "synced")
+    await offline_ready(page)
+    await context.set_offline(True)
+    await text_field(page, "title").click()
+    await page.keyboard.type("typed before the deletion")
+    await wait_saved_here(page)
+    async with as_user(server, "olga") as owner:
+        answer = await owner.delete(f"/api/drafts/{draft}")
+        assert answer.status_code == 204, answer.text
+    await context.set_offline(False)
+    await wait_status(page, "error")
+    banner = page.locator("[data-role=banner]")
+    await expect(banner).to_have_text(
+        "This draft does not exist (or was deleted). Your work is kept in this browser."
+    )
+    # a closed draft takes nothing more: the work is kept, not promised to be sent
+    detail = page.locator("[data-role=status-detail]")
+    await expect(detail).to_contain_text("kept in this browser")
+    await expect(detail).not_to_contain_text("sent when the connection is back")
+    await page.screenshot(path=artifact("offline-work-of-a-deleted-draft.png"))
+    await context.close()

@@ -251,7 +251,11 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   const status = (openConflicts = 0) => {
     const suffix = unsent() && savedHere() ? ' · saved in this browser' : ''
     if (state.error) {
-      const detail = [state.error.message, keptNote()].filter(Boolean).join(' ')
+      // only a new token (4401) or a smaller change (1009) lets the work through: otherwise it
+      // is kept, not promised to be sent
+      const sendable = [1009, 4401].includes(state.error.code)
+      const kept = !sendable && unsent() && savedHere() ? 'Your changes are kept in this browser.' : keptNote()
+      const detail = [state.error.message, kept].filter(Boolean).join(' ')
       return { name: 'error', label: ERROR_LABELS[state.error.code] || 'Error', detail, saved: savedHere() }
     }
     if (state.refused) {

@@ -25,6 +25,7 @@ from playwright.async_api import (
     expect,
 )
 
+from tests.server import test_disk_full
 from tests.support.node_client import NodeClient
 from tests.support.rest import as_user
 from tests.support.server_process import ServerProcess
@@ -40,6 +41,8 @@ from tests.web.conftest import (
     text_field,
     wait_status,
 )
+
+small_disk = test_disk_full.small_disk  # a tmpfs that a filler file fills (needs root)
 
 
 def new_draft() -> str:
@@ -718,3 +721,169 @@ async def test_a_value_the_server_rejects_is_told_to_its_author(
     await expect(goal).to_have_value("10")
     await expect(page.get_by_label("Status", exact=True)).to_have_value("CREATING")
     await page.screenshot(path=artifact("rejected-notice.png"))
+
+
+async def test_work_typed_offline_by_someone_made_a_viewer_meanwhile_is_not_called_synced(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    draft = new_draft()
+    await share(server, draft, "olga", "ed")
+    context, page = await new_person(chromium, errors)
+    await page.goto(editor_url(server, draft, "ed"))
+    await wait_status(page, "synced")
+    await offline_ready(page)
+    await context.set_offline(True)
+    await wait_status(page, "offline")
+    await text_field(page, "title").click()
+    await page.keyboard.type("typed before the demotion")
+    await wait_saved_here(page)
+    async with as_user(server, "olga") as owner:
+        answer = await owner.put(
+            f"/api/drafts/{draft}/access", json={"user": "ed", "role": "viewer"}
+        )
+        assert answer.status_code == 200, answer.text
+    await context.set_offline(False)
+    await expect(page.locator("[data-role=banner]")).to_contain_text("not change it")
+    # the server dropped the text (a viewer's writes are not applied) and acknowledged anyway:
+    # the page must not say the work is on the server
+    assert await server_text(server, draft, "olga", "title") == ""
+    await wait_status(page, "error")
+    detail = page.locator("[data-role=status-detail]")
+    await expect(detail).to_contain_text("not taken")
+    await expect(detail).to_contain_text("kept in this browser")
+    await expect(page.locator("[data-role=status]")).to_have_attribute("data-saved", "browser")
+    await page.screenshot(path=artifact("offline-work-of-a-demoted-editor.png"))
+    await context.close()
+
+
+async def test_text_typed_offline_in_a_tab_closed_since_is_sent_by_the_tab_left_open(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    draft = new_draft()
+    context, kept = await new_person(chromium, errors)
+    await kept.goto(editor_url(server, draft, "tess"))
+    await wait_status(kept, "synced")
+    await offline_ready(kept)
+    closed = errors.watch(await context.new_page())
+    await closed.goto(f"{server.http_url}/d/{draft}")  # a copied link: the stored token
+    await wait_status(closed, "synced")
+    await context.set_offline(True)
+    await wait_status(closed, "offline")
+    await text_field(closed, "title").click()
+    await closed.keyboard.type("typed in the closed tab")
+    await wait_saved_here(closed)
+    await closed.close()
+    await context.set_offline(False)
+    # the copy kept here holds the closed tab's text: the open tab takes it and sends it
+    await expect_text(kept, "title", "typed in the closed tab")
+    await wait_status(kept, "synced")
+    assert await server_text(server, draft, "tess", "title") == "typed in the closed tab"
+    await context.close()
+
+
+async def test_work_refused_with_1013_while_the_disk_is_full_is_sent_once_space_is_back(
+    small_disk: Path, tmp_path: Path, chromium: Browser, errors: Errors
+) -> None:
+    """1013 is the server's "try again later": a page that meets it again and again (each
+    resend closed on a full disk) keeps retrying, backing off, and does not call it a refusal."""
+    server = ServerProcess(small_disk / "data", "--disk-reserve-bytes", str(1024 * 1024))
+    server.log_path = tmp_path / "server.log"  # the log must not share the full disk
+    server.start()
+    try:
+        draft = new_draft()
+        _context, page = await new_person(chromium, errors)
+        await page.goto(editor_url(server, draft, "fay"))
+        await wait_status(page, "synced")
+        await page.evaluate(
+            "() => { window.closes = []\n"
+            "  window.draftsync.provider.on('connection-close', (e) => {"
+            " if (e) window.closes.push(e.code) }) }"
+        )
+        test_disk_full.fill(small_disk / "filler")
+        await text_field(page, "title").click()
+        await page.keyboard.type("written on a full disk")
+        # refused more often than the page tolerates from a server that refuses a change
+        await page.wait_for_function(
+            "() => window.closes.filter((code) => code === 1013).length >= 3", timeout=30_000
+        )
+        await expect(page.locator("[data-role=status]")).not_to_have_attribute(
+            "data-status", "error"
+        )
+        await page.screenshot(path=artifact("full-disk-retrying.png"))
+        (small_disk / "filler").unlink()
+        await wait_status(page, "synced", timeout=15_000)
+        assert await server_text(server, draft, "fay", "title") == "written on a full disk"
+    finally:
+        server.stop()
+
+
+async def test_a_viewer_made_an_editor_can_edit_after_the_next_reconnect(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    """Read-only is per socket: the server tells each new socket of a viewer again, and says
+    nothing to an editor's, so a page that reconnects as an editor is not kept read-only."""
+    draft = new_draft()
+    await share(server, draft, "olga", "vic", role="viewer")
+    context, page = await new_person(chromium, errors)
+    await page.goto(editor_url(server, draft, "vic"))
+    await expect(page.locator("[data-role=banner]")).to_contain_text("not change it")
+    await expect(text_field(page, "title")).to_have_attribute("contenteditable", "false")
+    async with as_user(server, "olga") as owner:
+        answer = await owner.put(
+            f"/api/drafts/{draft}/access", json={"user": "vic", "role": "editor"}
+        )
+        assert answer.status_code == 200, answer.text
+    await context.set_offline(True)
+    await wait_status(page, "offline")
+    await context.set_offline(False)
+    await wait_status(page, "synced")
+    await expect(text_field(page, "title")).to_have_attribute("contenteditable", "true")
+    await expect(page.locator("[data-role=banner]")).to_be_hidden()
+    await text_field(page, "title").click()
+    await page.keyboard.type("now an editor")
+    await wait_status(page, "synced")
+    assert await server_text(server, draft, "olga", "title") == "now an editor"
+    # and a viewer reconnecting stays read-only, told again
+    async with as_user(server, "olga") as owner:
+        answer = await owner.put(
+            f"/api/drafts/{draft}/access", json={"user": "vic", "role": "viewer"}
+        )
+        assert answer.status_code == 200, answer.text
+    await expect(text_field(page, "title")).to_have_attribute("contenteditable", "false")
+    await context.set_offline(True)
+    await wait_status(page, "offline")
+    await context.set_offline(False)
+    await wait_status(page, "synced")
+    await expect(page.locator("[data-role=banner]")).to_contain_text("not change it")
+    await expect(text_field(page, "title")).to_have_attribute("contenteditable", "false")
+    await context.close()
+
+
+async def test_work_typed_offline_on_a_draft_deleted_meanwhile_is_kept_and_not_promised(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    draft = new_draft()
+    await share(server, draft, "olga", "ed")
+    context, page = await new_person(chromium, errors)
+    await page.goto(editor_url(server, draft, "ed"))
+    await wait_status(page, "synced")
+    await offline_ready(page)
+    await context.set_offline(True)
+    await text_field(page, "title").click()
+    await page.keyboard.type("typed before the deletion")
+    await wait_saved_here(page)
+    async with as_user(server, "olga") as owner:
+        answer = await owner.delete(f"/api/drafts/{draft}")
+        assert answer.status_code == 204, answer.text
+    await context.set_offline(False)
+    await wait_status(page, "error")
+    banner = page.locator("[data-role=banner]")
+    await expect(banner).to_have_text(
+        "This draft does not exist (or was deleted). Your work is kept in this browser."
+    )
+    # a closed draft takes nothing more: the work is kept, not promised to be sent
+    detail = page.locator("[data-role=status-detail]")
+    await expect(detail).to_contain_text("kept in this browser")
+    await expect(detail).not_to_contain_text("sent when the connection is back")
+    await page.screenshot(path=artifact("offline-work-of-a-deleted-draft.png"))
+    await context.close()

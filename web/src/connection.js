@@ -33,6 +33,9 @@ const CLOSE_REASONS = {
 }
 
 const REFUSALS_IN_A_ROW = 3
+// "Not now": the server is shutting down (1001) or cannot store anything for a while (1013: its
+// disk is full, its store failed). Not a refusal of our changes: retried until they get through.
+const LATER_CODES = new Set([1001, 1013])
 const ERROR_LABELS = { 1009: 'Change too large', 4401: 'Sign-in expired', 4403: 'No access', 4404: 'Not found' }
 
 export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinity }) {
@@ -56,7 +59,9 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     error: null,
     readOnly: false,
     switching: false, // reconnecting on purpose (a new token): not "offline"
-    refusals: 0 // sockets in a row closed by the server before acknowledging what we sent
+    refused: false, // read-only on a socket whose server lacked our changes: it dropped them
+    refusals: 0, // sockets in a row closed by the server before acknowledging what we sent
+    later: 0 // sockets in a row closed with "try again later" (LATER_CODES)
   }
   let stopped = false
   const listeners = new Set()
@@ -81,7 +86,21 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   let unacked = local && local.loaded ? [{ seq: 1, update: Y.encodeStateAsUpdate(doc) }] : []
 
   const syncHandler = provider.messageHandlers[messageSync]
+  // Whether the server lacked changes of ours when it asked (its sync step 1) and has not
+  // acknowledged them since: a read-only notice meanwhile means it dropped them.
+  let lacking = false
+  let handshakeSeq = 0
+  // Read-only is per socket: the server tells a viewer's socket when its sync step 2 arrives,
+  // before acknowledging it. An acknowledgement on a socket told nothing: we may write again
+  // (made an editor while we were away).
+  let toldReadOnly = false
   provider.messageHandlers[messageSync] = (encoder, decoder, ...rest) => {
+    const peek = decoding.clone(decoder)
+    if (decoding.readVarUint(peek) === 0) { // sync step 1: the server's state vector
+      const theirs = Y.decodeStateVector(decoding.readVarUint8Array(peek))
+      const ours = Y.decodeStateVector(Y.encodeStateVector(doc))
+      lacking = [...ours].some(([client, clock]) => clock > (theirs.get(client) || 0))
+    }
     syncHandler(encoder, decoder, ...rest)
     const size = encoding.length(encoder)
     if (size > maxMessageBytes) {
@@ -122,6 +141,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
       // we answer the server's step 1 with our step 2: everything it lacks, offline edits too
       state.handshaken = true
       state.sent = state.local
+      handshakeSeq = state.local
       scheduleAck()
     }
     notify()
@@ -129,9 +149,15 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   provider.messageHandlers[MESSAGE_WRITE_ACK] = (_encoder, decoder) => {
     const payload = decoding.readVarUint8Array(decoder)
     const seq = decoding.readVarUint(decoding.createDecoder(payload))
+    if (state.readOnly && !toldReadOnly && state.handshaken && seq >= handshakeSeq) {
+      state.readOnly = false
+      notify()
+    }
+    if (seq >= handshakeSeq) lacking = false
     if (seq > state.acked) {
       state.acked = seq
       state.refusals = 0
+      state.later = 0
       unacked = unacked.filter((entry) => entry.seq > seq)
       notify()
     }
@@ -140,7 +166,10 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     // y-protocols auth: 0 = permission denied, then the reason ("read-only" for viewers)
     if (decoding.readVarUint(decoder) === 0) {
       state.readOnly = true
+      toldReadOnly = true
       state.readOnlyReason = decoding.readVarString(decoder)
+      // what we sent the server lacked: dropped, whatever its acknowledgement says
+      if (lacking && state.handshaken) state.refused = true
       notify()
     }
   }
@@ -157,6 +186,8 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     if (status === 'connecting') {
       socketToken = provider.params.token
       state.handshaken = false // per socket: refusals count only sockets we sent on
+      // another tab of this draft, closed offline, left its changes in IndexedDB: send them too
+      if (local && local.available) local.catchUp()
     }
     if (status === 'connected') {
       state.everConnected = true
@@ -164,6 +195,9 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
       state.switching = false
       state.handshaken = false
       state.sent = state.acked // what the last socket sent but never acknowledged is resent
+      state.refused = false // judged again on this socket
+      lacking = false
+      toldReadOnly = false
     }
     notify()
   })
@@ -174,7 +208,11 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   provider.on('connection-close', (event) => {
     state.failed = true
     state.switching = false
-    if (event && state.handshaken && state.acked < state.sent && !(event.code in CLOSE_REASONS)) {
+    if (event && LATER_CODES.has(event.code)) {
+      // retried with y-websocket's backoff, which restarts once a socket synced: kept growing
+      state.later += 1
+      provider.wsUnsuccessfulReconnects = Math.max(provider.wsUnsuccessfulReconnects, state.later)
+    } else if (event && state.handshaken && state.acked < state.sent && !(event.code in CLOSE_REASONS)) {
       state.refusals += 1
       if (state.refusals >= REFUSALS_IN_A_ROW && !state.error) {
         state.error = {
@@ -213,8 +251,16 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   const status = (openConflicts = 0) => {
     const suffix = unsent() && savedHere() ? ' · saved in this browser' : ''
     if (state.error) {
-      const detail = [state.error.message, keptNote()].filter(Boolean).join(' ')
+      // only a new token (4401) or a smaller change (1009) lets the work through: otherwise it
+      // is kept, not promised to be sent
+      const sendable = [1009, 4401].includes(state.error.code)
+      const kept = !sendable && unsent() && savedHere() ? 'Your changes are kept in this browser.' : keptNote()
+      const detail = [state.error.message, kept].filter(Boolean).join(' ')
       return { name: 'error', label: ERROR_LABELS[state.error.code] || 'Error', detail, saved: savedHere() }
+    }
+    if (state.refused) {
+      const kept = savedHere() ? ' They are kept in this browser.' : ''
+      return { name: 'error', label: 'Not sent', detail: `You can only read this draft now: your changes made here were not taken by the server.${kept}`, saved: savedHere() }
     }
     if (!online() || (!provider.wsconnected && !state.switching && (state.everConnected || state.failed))) {
       const detail = unsent() ? keptNote() : 'Everything is saved on the server. Changes you make now are kept in this browser and sent when the connection is back.'

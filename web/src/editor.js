@@ -218,11 +218,12 @@ async function main () {
       setReadOnly(true)
     } else {
       if (relink.hidden) banner('')
+      readOnlyShown = false // told again if a later socket is read-only
       setReadOnly(false)
     }
     // listed as kept here once it holds something of the draft (not for a refused stranger)
     everSynced = everSynced || conn.provider.synced || local.loaded
-    if (local.available && everSynced) local.remember(title.toString().trim(), conn.state.acked < conn.state.local)
+    if (local.available && everSynced) local.remember(title.toString().trim(), conn.state.acked < conn.state.local || conn.state.refused)
   }
   conn.onChange(refresh)
   conflictsMap.observe(refresh)

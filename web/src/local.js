@@ -3,6 +3,10 @@
 // syncs. Text typed offline survives a reload, a closed tab and a browser restart, and is sent
 // when the connection is back (the sync step 2 carries everything the server lacks).
 //
+// Another tab of the same draft writes to the same database, and y-indexeddb reads it only
+// when it opens: `catchUp()` reads what the others stored since (a tab closed offline keeps
+// its text there), for the next sync to send it.
+//
 // `allSaved()` says whether IndexedDB holds every change made so far: y-indexeddb writes each
 // update in its own readwrite transaction, and a readonly transaction on the same store opened
 // after it completes only once that write has (IndexedDB runs overlapping transactions in the
@@ -11,7 +15,7 @@
 // An index in localStorage (per origin and user) lists the drafts kept here with their title,
 // for the drafts list when the server cannot be reached. Signing out deletes the user's
 // databases and index; another user's databases have other names and are never opened.
-import { IndexeddbPersistence } from 'y-indexeddb'
+import { IndexeddbPersistence, fetchUpdates } from 'y-indexeddb'
 
 const PREFIX = 'draftsync'
 const STORE = 'updates' // y-indexeddb's object store of updates
@@ -53,6 +57,7 @@ export async function keepLocally ({ doc, user, draftId }) {
     remember: () => {},
     read: async () => undefined,
     write: () => {},
+    catchUp: async () => {},
     destroy: () => {}
   }
   if (!(await probe())) return unavailable
@@ -108,6 +113,14 @@ export async function keepLocally ({ doc, user, draftId }) {
     /** Small page state kept with the copy (y-indexeddb's `custom` store), e.g. overrides.js. */
     read: (key) => persistence.get(key).catch(() => undefined),
     write: (key, value) => { persistence.set(key, value).catch(() => {}) },
+    /** Take into the doc what other tabs of this draft stored since it was loaded. */
+    catchUp: async () => {
+      try {
+        await fetchUpdates(persistence)
+      } catch {
+        // the database is closing (sign out, page leaving)
+      }
+    },
     destroy: () => persistence.destroy()
   }
 }

@@ -12,7 +12,7 @@ import contextlib
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from server.cluster.fanout import PREFIX
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
 from tests.support.pycrdt_client import connect_synced
+from tests.support.redis_proxy import RedisProxy
 from tests.support.rest import as_user, create_draft
 from tests.support.server_process import ServerProcess
 from tests.support.stored_any import stored_doc, stored_rows
@@ -513,69 +514,35 @@ async def test_rule_outcomes_are_told_with_the_version_the_store_gave_their_writ
         await asyncio.gather(writer_a.close(), writer_b.close(), on_a.close(), on_b.close())
 
 
-class _ReplyLosingProxy:
-    """A TCP proxy to Redis that, once, loses the reply to a PUBLISH of journal events: the
+@contextlib.asynccontextmanager
+async def _a_behind(
+    proxy: RedisProxy, tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> AsyncIterator[tuple[ServerProcess, ServerProcess]]:
+    """Two instances on a new database: A reaches Redis through `proxy`, B directly."""
+    flags = ["--store", postgres.new_database(), "--room-grace", "0.3"]
+    # Started off the loop: it runs the proxy, which A reaches Redis through at start.
+    a = await asyncio.to_thread(ServerProcess(tmp_path / "a", *flags, "--redis", proxy.url).start)
+    try:
+        b = ServerProcess(tmp_path / "b", *flags, "--redis", redis_server.url).start()
+        try:
+            yield a, b
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+class _ReplyLosingProxy(RedisProxy):
+    """A proxy to Redis that, once, loses the reply to a PUBLISH of journal events: the
     command reaches Redis (so the message is published), then the connection drops before the
     reply is back, as a network fault would. The publisher cannot tell, and publishes again."""
 
-    def __init__(self, redis_port: int) -> None:
-        self._redis_port = redis_port
-        self._server: asyncio.Server | None = None
-        self.port = 0
-        self.lost = 0
-        self._open: set[asyncio.StreamWriter] = set()
-        self._serving: set[asyncio.Task[None]] = set()
+    lost = 0
 
-    async def __aenter__(self) -> _ReplyLosingProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._open:
-            writer.close()
-        if self._serving:
-            await asyncio.wait(self._serving, timeout=5)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._serving.add(task)
-        self._open.add(writer)
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._redis_port)
-
-        async def down() -> None:
-            with contextlib.suppress(OSError):
-                while chunk := await up_reader.read(65536):
-                    writer.write(chunk)
-                    await writer.drain()
-
-        relay = asyncio.create_task(down())
-        try:
-            while chunk := await reader.read(65536):
-                losing = not self.lost and b"PUBLISH" in chunk and b'"e":[' in chunk
-                if losing:
-                    relay.cancel()  # the reply is never passed on
-                up_writer.write(chunk)
-                await up_writer.drain()
-                if losing:
-                    self.lost += 1
-                    await asyncio.sleep(0.2)  # Redis publishes it
-                    break
-        except OSError:
-            pass
-        finally:
-            relay.cancel()
-            writer.close()
-            up_writer.close()
-            self._open.discard(writer)
-            self._serving.discard(task)
+    def is_last(self, client: asyncio.StreamWriter, chunk: bytes) -> bool:
+        losing = not self.lost and b"PUBLISH" in chunk and b'"e":[' in chunk
+        self.lost += losing
+        return losing
 
 
 async def test_rule_outcomes_published_again_after_a_lost_reply_are_told_once(
@@ -584,39 +551,31 @@ async def test_rule_outcomes_published_again_after_a_lost_reply_are_told_once(
     """The reply to A's PUBLISH of a rule outcome is lost (the message did reach Redis): A
     publishes it again, as it must (a message may be lost). B's Hocuspocus client is told of
     the outcome once, not once per copy: updates are idempotent, told events are not."""
-    store = postgres.new_database()
-    flags = ["--store", store, "--room-grace", "0.3"]
-    async with _ReplyLosingProxy(redis_server.port) as proxy:
-        # Started off the loop: it runs the proxy, which A reaches Redis through at start.
-        a = await asyncio.to_thread(
-            ServerProcess(tmp_path / "a", *flags, "--redis", proxy.url).start
-        )
-        b = ServerProcess(tmp_path / "b", *flags, "--redis", redis_server.url).start()
+    async with (
+        _ReplyLosingProxy(redis_server.port) as proxy,
+        _a_behind(proxy, tmp_path, postgres, redis_server) as (a, b),
+    ):
+        async with as_user(a, "alice") as alice:
+            draft = (await create_draft(alice, title="Plan", fields={"status": "DRAFT"}))["id"]
+        writer = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+        on_b = await HocuspocusClient.launch(f"ws://127.0.0.1:{b.port}/hocuspocus")
         try:
-            async with as_user(a, "alice") as alice:
-                draft = (await create_draft(alice, title="Plan", fields={"status": "DRAFT"}))["id"]
-            writer = await NodeClient.start(a.ws_url, draft, a.token("alice"))
-            on_b = await HocuspocusClient.launch(f"ws://127.0.0.1:{b.port}/hocuspocus")
-            try:
-                await on_b.open("d", draft, b.token("alice"))
-                await asyncio.gather(writer.call("wait_synced"), on_b.call("wait_synced", doc="d"))
-                await writer.call("set", key="status", value="PUBLISHED")  # DRAFT -> PUBLISHED: no
-                told = json.loads((await on_b.wait_doc_event("d", "stateless", 15))["payload"])
-                assert told["event"] == "VALUE_REJECTED"
+            await on_b.open("d", draft, b.token("alice"))
+            await asyncio.gather(writer.call("wait_synced"), on_b.call("wait_synced", doc="d"))
+            await writer.call("set", key="status", value="PUBLISHED")  # DRAFT -> PUBLISHED: no
+            told = json.loads((await on_b.wait_doc_event("d", "stateless", 15))["payload"])
+            assert told["event"] == "VALUE_REJECTED"
 
-                async def reverted() -> bool:
-                    return (await on_b.doc_state("d"))["fields"].get("status") == "DRAFT"
+            async def reverted() -> bool:
+                return (await on_b.doc_state("d"))["fields"].get("status") == "DRAFT"
 
-                await eventually(reverted, timeout=10)
-                await asyncio.sleep(1.5)  # a second copy, if any, would be told by now
-                assert proxy.lost == 1
-                doubled = [e for e in on_b.events if e["event"] == "stateless"]
-                assert not doubled, doubled
-            finally:
-                await asyncio.gather(writer.close(), on_b.close())
+            await eventually(reverted, timeout=10)
+            await asyncio.sleep(1.5)  # a second copy, if any, would be told by now
+            assert proxy.lost == 1
+            doubled = [e for e in on_b.events if e["event"] == "stateless"]
+            assert not doubled, doubled
         finally:
-            a.stop()
-            b.stop()
+            await asyncio.gather(writer.close(), on_b.close())
 
 
 async def test_unreadable_messages_on_the_channels_leave_every_instance_serving(
@@ -660,71 +619,27 @@ async def test_unreadable_messages_on_the_channels_leave_every_instance_serving(
         assert not [e for e in on_a.events + on_b.events if e["event"] in ("error", "closed")]
 
 
-class _SilencingProxy:
-    """A TCP proxy to Redis whose `silence` makes the subscriptions open through it go quiet
+class _SilencingProxy(RedisProxy):
+    """A proxy to Redis whose `silence` makes the subscriptions open through it go quiet
     without closing (a half-open connection: a peer gone without a reset, a middlebox that
     dropped the flow): nothing more passes either way. Connections opened after pass again."""
 
     def __init__(self, redis_port: int) -> None:
-        self._redis_port = redis_port
-        self._server: asyncio.Server | None = None
-        self.port = 0
+        super().__init__(redis_port)
         self._subscribers: set[asyncio.StreamWriter] = set()
         self._silenced: set[asyncio.StreamWriter] = set()
-        self._open: set[asyncio.StreamWriter] = set()
-        self._serving: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> _SilencingProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._open:
-            writer.close()
-        if self._serving:
-            await asyncio.wait(self._serving, timeout=5)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
     def silence(self) -> int:
         self._silenced |= self._subscribers
         return len(self._silenced)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._serving.add(task)
-        self._open.add(writer)
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._redis_port)
+    def passes_up(self, client: asyncio.StreamWriter, chunk: bytes) -> bool:
+        if b"SUBSCRIBE" in chunk.upper():
+            self._subscribers.add(client)
+        return client not in self._silenced
 
-        async def down() -> None:
-            with contextlib.suppress(OSError):
-                while chunk := await up_reader.read(65536):
-                    if writer not in self._silenced:
-                        writer.write(chunk)
-                        await writer.drain()
-
-        relay = asyncio.create_task(down())
-        try:
-            while chunk := await reader.read(65536):
-                if b"SUBSCRIBE" in chunk.upper():
-                    self._subscribers.add(writer)
-                if writer not in self._silenced:
-                    up_writer.write(chunk)
-                    await up_writer.drain()
-        except OSError:
-            pass
-        finally:
-            relay.cancel()
-            writer.close()
-            up_writer.close()
-            self._open.discard(writer)
-            self._serving.discard(task)
+    def passes_down(self, client: asyncio.StreamWriter) -> bool:
+        return client not in self._silenced
 
 
 async def test_a_subscription_gone_silent_is_opened_again(
@@ -734,30 +649,22 @@ async def test_a_subscription_gone_silent_is_opened_again(
     Redis, not even its own heartbeat. Updates would still reach it from the store, but B's
     clients' awareness and rule outcomes only come through Redis: A must notice the silence
     and subscribe again, so that its client sees B's client's cursor."""
-    store = postgres.new_database()
-    flags = ["--store", store, "--room-grace", "0.3"]
-    async with _SilencingProxy(redis_server.port) as proxy:
-        # Started off the loop: it runs the proxy, which A reaches Redis through at start.
-        a = await asyncio.to_thread(
-            ServerProcess(tmp_path / "a", *flags, "--redis", proxy.url).start
-        )
-        b = ServerProcess(tmp_path / "b", *flags, "--redis", redis_server.url).start()
-        try:
-            draft = new_draft()
-            async with (
-                await NodeClient.start(a.ws_url, draft, a.token("alice")) as alice,
-                await NodeClient.start(b.ws_url, draft, b.token("alice")) as bob,
-            ):
-                await asyncio.gather(alice.call("wait_synced"), bob.call("wait_synced"))
-                assert proxy.silence() == 1
-                await asyncio.sleep(1.0)
-                await bob.call("awareness_set", field="user", value={"name": "bob"})
+    async with (
+        _SilencingProxy(redis_server.port) as proxy,
+        _a_behind(proxy, tmp_path, postgres, redis_server) as (a, b),
+    ):
+        draft = new_draft()
+        async with (
+            await NodeClient.start(a.ws_url, draft, a.token("alice")) as alice,
+            await NodeClient.start(b.ws_url, draft, b.token("alice")) as bob,
+        ):
+            await asyncio.gather(alice.call("wait_synced"), bob.call("wait_synced"))
+            assert proxy.silence() == 1
+            await asyncio.sleep(1.0)
+            await bob.call("awareness_set", field="user", value={"name": "bob"})
 
-                async def alice_sees_bob() -> bool:
-                    states = await alice.call("awareness_states")
-                    return any(state.get("user") == {"name": "bob"} for _, state in states)
+            async def alice_sees_bob() -> bool:
+                states = await alice.call("awareness_states")
+                return any(state.get("user") == {"name": "bob"} for _, state in states)
 
-                await eventually(alice_sees_bob, timeout=20)
-        finally:
-            a.stop()
-            b.stop()
+            await eventually(alice_sees_bob, timeout=20)

@@ -313,6 +313,23 @@ async def typed_in(
     return page, sockets
 
 
+async def typed_offline(
+    server: ServerProcess, chromium: Browser, errors: Errors, draft: str, user: str, text: str
+) -> tuple[BrowserContext, Page]:
+    """`user`'s editor on `draft`, synced, then offline with `text` typed into the title and
+    saved in this browser."""
+    context, page = await new_person(chromium, errors)
+    await page.goto(editor_url(server, draft, user))
+    await wait_status(page, "synced")
+    await offline_ready(page)
+    await context.set_offline(True)
+    await wait_status(page, "offline")
+    await text_field(page, "title").click()
+    await page.keyboard.type(text)
+    await wait_saved_here(page)
+    return context, page
+
+
 async def _malformed(server: ServerProcess, draft: str, page: Page) -> None:
     """A sync update pycrdt cannot decode goes out on the page's socket: 4400."""
     garbage = "() => window.draftsync.provider.ws.send(new Uint8Array([0, 2, 5, 9, 9, 9, 9, 9]))"
@@ -728,15 +745,9 @@ async def test_work_typed_offline_by_someone_made_a_viewer_meanwhile_is_not_call
 ) -> None:
     draft = new_draft()
     await share(server, draft, "olga", "ed")
-    context, page = await new_person(chromium, errors)
-    await page.goto(editor_url(server, draft, "ed"))
-    await wait_status(page, "synced")
-    await offline_ready(page)
-    await context.set_offline(True)
-    await wait_status(page, "offline")
-    await text_field(page, "title").click()
-    await page.keyboard.type("typed before the demotion")
-    await wait_saved_here(page)
+    context, page = await typed_offline(
+        server, chromium, errors, draft, "ed", "typed before the demotion"
+    )
     async with as_user(server, "olga") as owner:
         answer = await owner.put(
             f"/api/drafts/{draft}/access", json={"user": "ed", "role": "viewer"}
@@ -864,14 +875,9 @@ async def test_work_typed_offline_on_a_draft_deleted_meanwhile_is_kept_and_not_p
 ) -> None:
     draft = new_draft()
     await share(server, draft, "olga", "ed")
-    context, page = await new_person(chromium, errors)
-    await page.goto(editor_url(server, draft, "ed"))
-    await wait_status(page, "synced")
-    await offline_ready(page)
-    await context.set_offline(True)
-    await text_field(page, "title").click()
-    await page.keyboard.type("typed before the deletion")
-    await wait_saved_here(page)
+    context, page = await typed_offline(
+        server, chromium, errors, draft, "ed", "typed before the deletion"
+    )
     async with as_user(server, "olga") as owner:
         answer = await owner.delete(f"/api/drafts/{draft}")
         assert answer.status_code == 204, answer.text

@@ -43,7 +43,7 @@ from server.store.outbox import (
     OutboxEvent,
     journal_outbox,
 )
-from server.store.postgres_webhooks import PostgresWebhooks
+from server.store.postgres_webhooks import PostgresWebhooks, lock_drafts
 from server.store.records import (
     FIRST_WATERMARK,
     DraftRecord,
@@ -105,7 +105,7 @@ _MIGRATIONS: tuple[str, ...] = (
 # Reviews of one draft take turns under this lock (`review_lock`); key 0 numbers versions.
 _REVIEW_LOCK = "SELECT pg_advisory_lock(hashtextextended($1, 1))"
 _REVIEW_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 1))"
-_VERSIONS_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+# Key 0, the versions lock, is `lock_drafts` (server/store/postgres_webhooks.py).
 # Creations by one owner take turns under this lock, so the draft quota is counted exactly.
 _OWNER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 2))"
 # Any constant: the lock that serialises migrations between instances starting together.
@@ -171,7 +171,7 @@ async def _sequence(
     moved: dict[tuple[str, int], int] = {}
     # Locks in draft order: two batches touching the same drafts cannot deadlock.
     for draft_id in sorted({r.draft_id for r in records}):
-        await db.execute(_VERSIONS_LOCK, draft_id)
+        await lock_drafts(db, [draft_id])
         version = int(await db.fetchval(_LAST_VERSION, draft_id))
         for i, record in enumerate(records):
             if record.draft_id != draft_id:
@@ -395,6 +395,9 @@ class PostgresStore(PostgresWebhooks):
         with _translated("storing journal events"):
             async with self._transaction() as db:
                 if events:
+                    # Ids of a draft commit in id order (see `lock_drafts`): the group commit
+                    # of the same draft, on this instance or another, takes turns with this.
+                    await lock_drafts(db, (e.draft_id for e in events))
                     await db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
                     await self._write_outbox(db, journal_outbox(events))
                 if watermark is not None:
@@ -466,6 +469,8 @@ class PostgresStore(PostgresWebhooks):
                     await db.execute(_OWNER_LOCK, owner)
                     if await db.fetchval(_DRAFTS_OWNED, owner) >= max_owned:
                         raise QuotaExceeded.of_drafts(max_owned)
+                if self.webhook_urls:  # its outbox row, below (see `lock_drafts`)
+                    await lock_drafts(db, [draft_id])
                 if await db.execute(_INSERT_DRAFT, draft_id, owner, now) != "INSERT 0 1":
                     return False
                 await db.execute(_INSERT_OWNER, draft_id, owner)
@@ -503,6 +508,8 @@ class PostgresStore(PostgresWebhooks):
         with _translated("changing access"):
             try:
                 async with self._transaction() as db:
+                    if self.webhook_urls:  # its outbox row: before the row lock, as everywhere
+                        await lock_drafts(db, [draft_id])
                     # Lock the draft row: two concurrent demotions cannot both see an owner left.
                     await db.execute(_LOCK_DRAFT_ROW, draft_id)
                     if role is None:
@@ -522,6 +529,8 @@ class PostgresStore(PostgresWebhooks):
         """Mark the draft deleted and drop its access; False if it already was."""
         with _translated("deleting a draft"):
             async with self._transaction() as db:
+                if self.webhook_urls:  # its outbox row (see `lock_drafts`)
+                    await lock_drafts(db, [draft_id])
                 status = await db.execute(_TOMBSTONE, now, draft_id)
                 if status != "UPDATE 1":
                     return False
@@ -538,7 +547,7 @@ class PostgresStore(PostgresWebhooks):
         (`INSERT_LIVE_UPDATE` sees the tombstone)."""
         with _translated("removing a draft's content"):
             async with self._transaction() as db:
-                await db.execute(_VERSIONS_LOCK, draft_id)
+                await lock_drafts(db, [draft_id])
                 for statement in _PURGE:
                     await db.execute(statement, draft_id)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import asyncpg
 
@@ -24,7 +24,15 @@ from server.store import statements as sql
 from server.store.dialect import POSTGRES
 from server.store.outbox import Attempt, Delivery, OutboxEvent, PendingChange, outbox_rows
 
-__all__ = ["PostgresWebhooks"]
+__all__ = ["PostgresWebhooks", "lock_drafts"]
+
+# A draft's versions lock (PostgreSQL's own: an advisory lock, held to the transaction's end).
+# Every transaction that adds rows of a draft to `events` or `webhook_outbox` takes it before
+# its first insert: their ids come from a sequence at INSERT and transactions commit in any
+# order, so without it a reader paging a draft with `id > :after` (EVENTS_PAGE,
+# DELIVERIES_PAGE) could pass an id that commits later and never see it. Under the lock a
+# draft's ids commit in id order. (SQLite has one writer at a time.)
+_VERSIONS_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
 # The shared statements (server/store/statements.py), rendered for PostgreSQL.
 _INSERT_OUTBOX = POSTGRES.render(sql.INSERT_OUTBOX)
@@ -39,6 +47,13 @@ _ATTEMPTS_PAGE = POSTGRES.render(sql.ATTEMPTS_PAGE)
 _FORGET_DELIVERIES = POSTGRES.render(sql.FORGET_DELIVERIES)
 _FORGET_ATTEMPTS = POSTGRES.render(sql.FORGET_ATTEMPTS)
 _CHUNK = 500  # draft ids a query
+
+
+async def lock_drafts(db: asyncpg.Connection, draft_ids: Iterable[str]) -> None:
+    """Take the drafts' versions locks in `db`'s transaction, in draft order: two
+    transactions locking some of the same drafts cannot deadlock."""
+    for draft_id in sorted(set(draft_ids)):
+        await db.execute(_VERSIONS_LOCK, draft_id)
 
 
 @contextlib.contextmanager
@@ -86,6 +101,7 @@ class PostgresWebhooks:
         once; False (nothing written) if the cursor is no longer at `after`."""
         with _translated("webhook outbox: record change"):
             async with self._pool.acquire() as db, db.transaction():
+                await lock_drafts(db, [draft_id])
                 status = await db.execute(_MOVE_CURSOR, upto, draft_id, after)
                 if status != "UPDATE 1":
                     return False

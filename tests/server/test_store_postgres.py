@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 from pycrdt import Text
 
 from bench.services import PostgresCluster
+from crdt.journal import EventType, JournalEvent
 from server.store.postgres import PostgresStore
+from server.store.records import UpdateRecord
 from tests.support.node_client import NodeClient
 from tests.support.server_process import ServerProcess
 from tests.support.stored_any import stored_doc, stored_rows
@@ -92,3 +96,81 @@ async def test_review_turns_of_one_draft_take_turns_across_instances(
     finally:
         await one.close()
         await two.close()
+
+
+async def test_paging_a_drafts_events_and_deliveries_misses_none_that_commit_late(
+    postgres: PostgresCluster,
+) -> None:
+    """Ids are taken at INSERT, transactions commit in any order: a reader paging with `after`
+    must not move its cursor past an id of the same draft that is yet to commit. Here the
+    journal's write (lower ids) is held before its commit while a group commit of the same
+    draft (higher ids) runs, and a reader pages in between."""
+    url = postgres.new_database()
+    urls = ("http://hooks.invalid/a",)
+    journal, rooms = await PostgresStore.open(url), await PostgresStore.open(url)
+    journal.webhook_urls = rooms.webhook_urls = urls
+    holder = await asyncpg.connect(url)
+    draft = "paged"
+
+    def conflict(version: int) -> JournalEvent:
+        data = {"field": "title", "n": version}
+        return JournalEvent(EventType.CONFLICT_OPENED, draft, version, "alice", "s", 1, 1.0, data)
+
+    async def waiting_on_locks() -> int:
+        return int(
+            await holder.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+
+    try:
+        assert await journal.create_draft(draft, "alice", now=1.0)
+        await journal.append_events([], watermark=(draft, 1))
+        seen_events: list[int] = []
+        seen_deliveries: list[int] = []
+
+        async def page() -> None:
+            after = seen_events[-1] if seen_events else 0
+            seen_events.extend(
+                e.id for e in await journal.events_page(draft, after=after, limit=100)
+            )
+            after = seen_deliveries[-1] if seen_deliveries else 0
+            found = await journal.webhook_deliveries(draft, after=after, limit=100)
+            seen_deliveries.extend(d.id for d in found)
+
+        # The journal's transaction inserts its event and outbox row, then waits on the
+        # watermark's row, which `holder` keeps locked.
+        async with holder.transaction():
+            await holder.execute(
+                "SELECT 1 FROM journal_state WHERE draft_id = $1 FOR UPDATE", draft
+            )
+            closing = asyncio.create_task(
+                journal.append_events([conflict(1)], watermark=(draft, 2))
+            )
+            await eventually(lambda: _at_least(waiting_on_locks, 1))
+            record = UpdateRecord(draft, 1, b"\x00\x00", "alice", "s", 1, 1.0)
+            committing = asyncio.create_task(rooms.append_updates([record], [conflict(1)]))
+
+            async def settled() -> bool:
+                return committing.done() or await waiting_on_locks() >= 2
+
+            await eventually(settled)
+            await page()
+        await asyncio.gather(closing, committing)
+        await page()
+
+        all_events = [e.id for e in await journal.events_page(draft, after=0, limit=100)]
+        all_deliveries = [d.id for d in await journal.webhook_deliveries(draft, after=0, limit=100)]
+        # Deliveries: draft.created, then the two conflicts'.
+        assert len(all_events) == 2 and len(all_deliveries) == 3
+        assert seen_events == all_events
+        assert seen_deliveries == all_deliveries
+    finally:
+        await holder.close()
+        await journal.close()
+        await rooms.close()
+
+
+async def _at_least(count: Callable[[], Awaitable[int]], least: int) -> bool:
+    return await count() >= least

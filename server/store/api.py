@@ -105,9 +105,17 @@ class Store(Protocol):
         url: str | None = None,
         other_than: Sequence[str] = (),
     ) -> list[Delivery]: ...
+    # The outcome only while the claim's lease (`lease_until`, the claim's `next_attempt_at`)
+    # is still the row's; False: dropped, the delivery was claimed again (or removed).
     async def webhook_attempted(
-        self, delivery_id: int, attempt: Attempt | None, *, status: str, next_attempt_at: float
-    ) -> None: ...
+        self,
+        delivery_id: int,
+        attempt: Attempt | None,
+        *,
+        status: str,
+        next_attempt_at: float,
+        lease_until: float,
+    ) -> bool: ...
     async def webhook_deliveries(
         self, draft_id: str, *, after: int, limit: int
     ) -> list[Delivery]: ...

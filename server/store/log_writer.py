@@ -111,11 +111,13 @@ class LogWriter:
         """The writer's and the checkpointer's (for a memory release: server/sync/memory.py)."""
         return self._db, self._checkpointer
 
-    async def write(self, statements: Statements, *, inline: bool = True) -> None:
+    async def write(self, statements: Statements, *, inline: bool = True) -> list[int]:
         """Run the statements in one transaction; raises sqlite3.Error if that fails.
-        `inline=False`: on a worker thread (a payload of megabytes)."""
+        `inline=False`: on a worker thread (a payload of megabytes). Returns the rows each
+        statement changed (0 for one skipped), for a caller whose write is conditional (a
+        webhook outcome recorded only by the holder of the claim)."""
         async with self._turn:  # uncontended for the group commit: it never yields there
-            await self._write(statements, inline=inline and self._inline)
+            return await self._write(statements, inline=inline and self._inline)
 
     def write_now(self, statements: Statements) -> bool:
         """`write`, done at once on the event loop if it can be without waiting; False
@@ -143,17 +145,17 @@ class LogWriter:
         self._start_checkpoint_if_due()
         return True
 
-    async def _write(self, statements: Statements, *, inline: bool) -> None:
+    async def _write(self, statements: Statements, *, inline: bool) -> list[int]:
         if inline:
             try:
-                self._commit(statements)
+                changed = self._commit(statements)
             except sqlite3.OperationalError as error:
                 if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                     raise
                 metrics.COMMIT_LOCK_WAITS.inc()
-                await asyncio.to_thread(self._commit_waiting, statements)
+                changed = await asyncio.to_thread(self._commit_waiting, statements)
         else:
-            await asyncio.to_thread(self._commit, statements)
+            changed = await asyncio.to_thread(self._commit, statements)
         self._since_checkpoint += 1
         if self._checkpoint_lags():
             assert self._checkpointing is not None
@@ -163,6 +165,7 @@ class LogWriter:
             await self._finish_checkpoint()
         else:
             self._start_checkpoint_if_due()
+        return changed
 
     def _checkpoint_finished(self) -> bool:
         return self._checkpointing is not None and self._checkpointing.done()
@@ -227,24 +230,28 @@ class LogWriter:
             self._checkpointer.close()
             self._db.close()
 
-    def _commit(self, statements: Statements) -> None:
+    def _commit(self, statements: Statements) -> list[int]:
+        """The statements in one transaction; the rows each changed (0 for one skipped)."""
         cursor = self._cursor
+        changed: list[int] = []
         cursor.execute("BEGIN IMMEDIATE")
         try:
             for sql, rows in statements:
                 if rows:
                     cursor.executemany(sql, rows)
+                changed.append(max(0, cursor.rowcount) if rows else 0)
             cursor.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 cursor.execute("ROLLBACK")
             raise
+        return changed
 
-    def _commit_waiting(self, statements: Statements) -> None:
+    def _commit_waiting(self, statements: Statements) -> list[int]:
         """`_commit`, waiting for another writer's lock (on a worker thread)."""
         self._cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         try:
-            self._commit(statements)
+            return self._commit(statements)
         finally:
             self._cursor.execute("PRAGMA busy_timeout=0")
 

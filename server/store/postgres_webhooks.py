@@ -134,16 +134,26 @@ class PostgresWebhooks:
             return sorted(deliveries, key=lambda d: (d.next_attempt_at, d.id))
 
     async def webhook_attempted(
-        self, delivery_id: int, attempt: Attempt | None, *, status: str, next_attempt_at: float
-    ) -> None:
-        """Record an attempt (None: given up without one) and the delivery's new state."""
+        self,
+        delivery_id: int,
+        attempt: Attempt | None,
+        *,
+        status: str,
+        next_attempt_at: float,
+        lease_until: float,
+    ) -> bool:
+        """Record an attempt (None: given up without one) and the delivery's new state, the
+        state only while `lease_until` (the claim's) is still the row's; False if it was not
+        recorded: the lease ran out and the delivery was claimed again, or removed."""
         with _translated("webhook outbox: attempted"):
             async with self._pool.acquire() as db, db.transaction():
                 # The outcome first: it locks the row, so a retention removing it meanwhile
                 # is waited for, and the attempt below then finds no row to belong to.
                 error = attempt.error if attempt is not None else "endpoint no longer configured"
                 count = attempt.attempt if attempt is not None else 0
-                await db.execute(_SET_OUTCOME, status, count, next_attempt_at, error, delivery_id)
+                recorded = await db.execute(
+                    _SET_OUTCOME, status, count, next_attempt_at, error, delivery_id, lease_until
+                )
                 if attempt is not None:
                     await db.execute(
                         _INSERT_ATTEMPT,
@@ -154,6 +164,7 @@ class PostgresWebhooks:
                         attempt.error,
                         attempt.seconds,
                     )
+            return recorded == "UPDATE 1"
 
     async def webhook_deliveries(self, draft_id: str, *, after: int, limit: int) -> list[Delivery]:
         """A draft's deliveries after id `after`, oldest first, each with its attempts."""

@@ -136,20 +136,27 @@ class SqliteWebhooks:
             return sorted((Delivery(*row) for row in rows), key=lambda d: (d.next_attempt_at, d.id))
 
     async def webhook_attempted(
-        self, delivery_id: int, attempt: Attempt | None, *, status: str, next_attempt_at: float
-    ) -> None:
+        self,
+        delivery_id: int,
+        attempt: Attempt | None,
+        *,
+        status: str,
+        next_attempt_at: float,
+        lease_until: float,
+    ) -> bool:
         """Record an attempt (None: given up without one) and the delivery's new state;
-        through the commit's own writer, so it never holds the write lock against a commit."""
+        through the commit's own writer, so it never holds the write lock against a commit.
+        The state only while `lease_until` (the claim's) is still the row's; False if it was
+        not recorded: the lease ran out and the delivery was claimed again, or removed."""
         error = attempt.error if attempt is not None else "endpoint no longer configured"
         count = attempt.attempt if attempt is not None else 0
         attempts = [] if attempt is None else [(delivery_id, *astuple(attempt))]
+        outcome = (status, count, next_attempt_at, error, delivery_id, lease_until)
         with _translated("webhook outbox: attempted"):
-            await self._log.write(
-                [
-                    (_INSERT_ATTEMPT, attempts),
-                    (_SET_OUTCOME, [(status, count, next_attempt_at, error, delivery_id)]),
-                ]
+            changed = await self._log.write(
+                [(_INSERT_ATTEMPT, attempts), (_SET_OUTCOME, [outcome])]
             )
+        return changed[-1] == 1
 
     async def webhook_deliveries(self, draft_id: str, *, after: int, limit: int) -> list[Delivery]:
         """A draft's deliveries after id `after`, oldest first, each with its attempts."""

@@ -475,9 +475,14 @@ INSERT_ATTEMPT = Statement("""
     WHERE EXISTS (SELECT 1 FROM webhook_outbox WHERE id = :outbox_id)
     ON CONFLICT DO NOTHING
 """)
+# Only by the holder of the current claim: its lease (`:lease_until`, the `next_attempt_at`
+# its CLAIM set and returned) is still the row's. An attempt that outlived its lease finds the
+# row claimed again (maybe delivered by then), and its late outcome must not overwrite the
+# newer one (a late retry would send the event again); no row updated: the outcome is dropped.
 SET_OUTCOME = Statement(
     "UPDATE webhook_outbox SET status = :status, attempts = {greatest}(attempts, :attempts),"
-    " next_attempt_at = :next_attempt_at, last_error = :error WHERE id = :id"
+    " next_attempt_at = :next_attempt_at, last_error = :error"
+    " WHERE id = :id AND status = 'pending' AND next_attempt_at = :lease_until"
 )
 DELIVERIES_PAGE = Statement(
     f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE draft_id = :draft_id AND id > :after"

@@ -11,6 +11,9 @@ At least once: a delivery is claimed with a lease (`next_attempt_at` moved past 
 PostgreSQL: `FOR UPDATE SKIP LOCKED`, so each row goes to one instance); a crash before its
 outcome is recorded leaves it due again when the lease ends. A receiver may therefore see an
 event twice: the `webhook-id` header is the same on every attempt, so it can drop repeats.
+The outcome is recorded only under the claim's own lease: an attempt that outlived it (the
+delivery since claimed again, maybe delivered) has its late outcome dropped, not written over
+the newer one.
 
 Signed as Standard Webhooks does (`standardwebhooks.Webhook.sign`): `webhook-id`,
 `webhook-timestamp` (of this attempt), `webhook-signature: v1,<base64 HMAC-SHA256>`. A 2xx
@@ -191,11 +194,27 @@ class Deliverer:
     async def _record(
         self, delivery: Delivery, attempt: Attempt | None, *, status: str, next_at: float
     ) -> None:
+        """Record the outcome under this claim's lease (the claim's `next_attempt_at`): an
+        attempt that outlived it finds the delivery claimed again, and its late outcome is
+        dropped rather than written over the newer claim's (which may have delivered it)."""
         try:
-            await self._store.webhook_attempted(
-                delivery.id, attempt, status=status, next_attempt_at=next_at
+            recorded = await self._store.webhook_attempted(
+                delivery.id,
+                attempt,
+                status=status,
+                next_attempt_at=next_at,
+                lease_until=delivery.next_attempt_at,
             )
         except StoreError as error:  # the lease ends and it is delivered again: at least once
             logger.warning(
                 "webhook outcome not recorded event=%s error=%s", delivery.event_id, error
+            )
+            return
+        if not recorded:  # event id and host only: no URL (credentials), no payload
+            logger.info(
+                "webhook outcome dropped: lease ran out, delivery claimed again or removed"
+                " event=%s host=%s status=%s",
+                delivery.event_id,
+                urlsplit(delivery.url).hostname,
+                status,
             )

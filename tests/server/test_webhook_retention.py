@@ -66,7 +66,9 @@ async def test_forget_takes_finished_rows_past_the_cut_in_batches_and_never_pend
         status = "delivered" if kind == "recent" else kind
         code = 204 if status == "delivered" else 500
         attempt = Attempt(1, at, code, None if code == 204 else "HTTP 500", 0.01)
-        await store.webhook_attempted(delivery.id, attempt, status=status, next_attempt_at=at)
+        await store.webhook_attempted(
+            delivery.id, attempt, status=status, next_attempt_at=at, lease_until=30.0
+        )
     rows, orphans = read(request, where)
     assert len(rows) == 12 and all(n == 1 for *_, n in rows) and orphans == 0
 
@@ -82,7 +84,9 @@ async def test_forget_takes_finished_rows_past_the_cut_in_batches_and_never_pend
     # An attempt that outlived its lease ends after its delivery was removed: no row comes
     # back, and its attempt is not kept for a delivery that no longer exists.
     late = Attempt(2, recently, 204, None, 0.01)
-    await store.webhook_attempted(min(gone), late, status="delivered", next_attempt_at=recently)
+    assert not await store.webhook_attempted(
+        min(gone), late, status="delivered", next_attempt_at=recently, lease_until=30.0
+    )
     assert read(request, where) == (rows, 0)
 
     # A pass with the default window (7 days) keeps the recent ones; with one second, they go.
@@ -107,7 +111,9 @@ async def test_a_pass_removes_a_backlog_larger_than_one_batch(
         status = "pending" if delivery in pending else "delivered"
         code, error = (500, "HTTP 500") if status == "pending" else (204, None)
         attempt = Attempt(1, LONG_AGO, code, error, 0.01)
-        await store.webhook_attempted(delivery.id, attempt, status=status, next_attempt_at=20.0)
+        await store.webhook_attempted(
+            delivery.id, attempt, status=status, next_attempt_at=20.0, lease_until=30.0
+        )
     assert await OutboxRetention(store, keep_seconds=1).sweep() == 2 * drafts - 2
     rows, orphans = read(request, where)
     assert [row[0] for row in rows] == [d.id for d in pending] and orphans == 0

@@ -11,7 +11,8 @@ text. The tokens are the whole list of differences; anything else must be common
     {bytewise}        compare text byte by byte: SQLite's default / COLLATE "C"
     {skip_locked}     a claim passes over rows another transaction holds (PostgreSQL only:
                       SQLite has one writer at a time)
-    {json:col.key}    the text at `key` of the JSON text in `col`
+    {json:col.key}    the text at `key` of the JSON text in `col` (PostgreSQL: a NUL in it,
+                      which its `text` cannot hold, as U+FFFD; see `_POSTGRES_JSON_TEXT`)
     {activity_join}, {last_version}, {last_modified}
                       a draft's (alias `d`) last version and its time: SQLite reads them from
                       the log (the newest row under `updates`' primary key), PostgreSQL from
@@ -101,10 +102,23 @@ SQLITE = Dialect(
     },
 )
 
+# PostgreSQL's JSON parser refuses the escape of a NUL, `\u0000` ("unsupported Unicode escape
+# sequence"), whenever it converts strings to `text`, and `->>` converts every string of the
+# document (json and jsonb alike): one NUL anywhere in an event's data failed every read that
+# looks into that draft's events. So the escape is read as U+FFFD's (`\ufffd`) first: a NUL in
+# the key's own value comes back as U+FFFD (`text` cannot hold a NUL; SQLite's json_extract
+# ends the text there instead); the stored row is untouched. Escaped backslashes are set aside
+# as U+0001 meanwhile (never raw in valid JSON, which escapes control characters), so that
+# `\\u0000`, a backslash then "u0000", stays as it is. Three `replace`s: linear in the text.
+_POSTGRES_JSON_TEXT = (
+    r"(replace(replace(replace({column}, '\\', chr(1)), '\u0000', '\ufffd'), chr(1), '\\')"
+    r"::jsonb ->> '{key}')"
+)
+
 POSTGRES = Dialect(
     name="postgresql",
     placeholder="$",
-    json_text="({column}::jsonb ->> '{key}')",
+    json_text=_POSTGRES_JSON_TEXT,
     tokens={
         "greatest": "GREATEST",
         "bytewise": ' COLLATE "C"',

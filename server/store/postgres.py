@@ -394,14 +394,17 @@ class PostgresStore(PostgresWebhooks):
         and, with `watermark`, how far the draft's text is journaled."""
         with _translated("storing journal events"):
             async with self._transaction() as db:
+                # The watermark's row first: a write that waits for it (another instance's
+                # recovery of the draft) must not hold the versions lock meanwhile, which a
+                # delete's purge needs (tests/server/test_join_delete_race.py).
+                if watermark is not None:
+                    await db.execute(_SET_WATERMARK, *watermark)
                 if events:
                     # Ids of a draft commit in id order (see `lock_drafts`): the group commit
                     # of the same draft, on this instance or another, takes turns with this.
                     await lock_drafts(db, (e.draft_id for e in events))
                     await db.executemany(_INSERT_EVENT, [e.as_row() for e in events])
                     await self._write_outbox(db, journal_outbox(events))
-                if watermark is not None:
-                    await db.execute(_SET_WATERMARK, *watermark)
 
     async def journal_watermark(self, draft_id: str) -> int:
         """Every text change below this version is journaled (1 when nothing is recorded)."""

@@ -27,6 +27,7 @@ content once the room's accepted updates are committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import secrets
@@ -305,12 +306,16 @@ async def delete_draft(request: Request, service: Service, user: str) -> Respons
     if service.fanout is not None:  # and on every other instance
         service.fanout.draft_deleted(draft_id)
     room = service.rooms.get(draft_id)
-    if room is not None:
-        try:  # what the room accepted before the tombstone is committed, then removed with it
-            async with asyncio.timeout(DELETE_DRAIN_SECONDS):
-                await room.gate.until_committed()
-        except (TimeoutError, GateClosed):
-            logger.warning("deleting draft=%s before its room drained", draft_id)
+    try:  # what was accepted before the tombstone is committed, then removed with it
+        async with asyncio.timeout(DELETE_DRAIN_SECONDS):
+            if room is not None:
+                with contextlib.suppress(GateClosed):  # failed: its writes are not stored
+                    await room.gate.until_committed()
+            # And whatever room accepted them: a discarded or replaced one is not registered
+            # any more, but its accepted writes still commit, after the purge if not waited for.
+            await service.pipeline.until_draft_done(draft_id)
+    except TimeoutError:
+        logger.warning("deleting draft=%s before its writes drained", draft_id)
     await service.store.purge_content(draft_id)
     logger.info("draft deleted draft=%s user=%s closed=%d", draft_id, user, closed)
     return Response(status_code=204)

@@ -113,6 +113,8 @@ class CommitPipeline:
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop `submit` runs on
         # Told of each committed batch's drafts (webhooks: server/webhooks/changes.py).
         self.on_drafts_committed: Callable[[Iterable[str]], None] | None = None
+        # `until_draft_done` callers, woken (to look again) each time a batch is done with.
+        self._batch_waiters: list[asyncio.Future[None]] = []
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -184,6 +186,8 @@ class CommitPipeline:
                 self._ready.set()
             else:
                 self._idle.set()
+            if self._batch_waiters:
+                self._batch_done()
 
     def _commit_batch_now(self, batch: list[PendingWrite]) -> bool:
         """`_commit` done at once on the loop; False if the store cannot (nothing written).
@@ -240,6 +244,35 @@ class CommitPipeline:
         """Return once everything submitted so far is committed (or failed)."""
         await self._idle.wait()
 
+    async def until_draft_done(self, draft_id: str) -> None:
+        """Return once no write of `draft_id` is queued or being committed: each one was
+        committed, failed or dropped, whichever room submitted it.
+
+        Why: a deleted draft's content is purged after the writes its rooms accepted before
+        the tombstone, or those are stored after the purge and stay for good. A discarded
+        room's accepted writes still commit (`Room.discard`), but the registry no longer
+        holds it, so the delete cannot wait on its gate; it waits here, for that draft only
+        (a global `flush` may never come under load). The queue is scanned here, at the
+        delete; the hot path pays one check per batch (`_batch_done`)."""
+        loop = asyncio.get_running_loop()
+        while self._holds(draft_id):
+            waiter = loop.create_future()
+            self._batch_waiters.append(waiter)
+            await waiter
+
+    def _holds(self, draft_id: str) -> bool:
+        return any(w.record.draft_id == draft_id for w in self._in_flight) or any(
+            w.record.draft_id == draft_id for w in self._queue
+        )
+
+    def _batch_done(self) -> None:
+        """Wake `until_draft_done`'s waiters to look again (a batch was committed, failed,
+        dropped or put back)."""
+        waiters, self._batch_waiters = self._batch_waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # a waiter whose delete timed out is cancelled
+                waiter.set_result(None)
+
     async def run(self) -> None:
         while True:
             if not self._queue:
@@ -256,6 +289,8 @@ class CommitPipeline:
             batch = self._take_batch()
             if batch:
                 await self._commit(batch)
+            if self._batch_waiters:
+                self._batch_done()
             # Parked, this frame would keep the last batch (its rooms, senders and update
             # bytes) until the next write: an unloaded room's memory would not come back.
             del batch
@@ -298,6 +333,8 @@ class CommitPipeline:
             target.on_commit_failed(
                 error, code=CloseCode.INTERNAL_ERROR, reason="server error, reconnect"
             )
+        if self._batch_waiters:
+            self._batch_done()
 
     def _failed(self, batch: list[PendingWrite], error: StoreError) -> None:
         metrics.COMMIT_FAILURES.inc()

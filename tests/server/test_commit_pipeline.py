@@ -29,6 +29,7 @@ from server.store.commits import HOT_SECONDS, CommitPipeline, PendingWrite
 from server.store.records import UpdateRecord
 from server.store.sqlite import SqliteStore
 from tests.support.keystrokes import keystrokes
+from tests.support.sqlite_lock import write_lock
 
 
 class Recorder:
@@ -308,3 +309,28 @@ async def test_a_gathered_batch_the_store_cannot_take_at_once_goes_to_the_task_i
         assert room.committed == [1, 2, 3, 4]
         assert batches() - before == 3  # the first alone, 2 and 3 together, then 4
         assert room.failures == []
+
+
+class Gone(Recorder):
+    """A room that failed: the pipeline drops what it had queued."""
+
+    accepts_commits = False
+
+
+async def test_waiting_for_a_drafts_writes_returns_once_they_are_committed_or_dropped(
+    tmp_path: Path,
+) -> None:
+    """A delete waits here for the draft's writes, whatever room submitted them (one that was
+    discarded is no longer registered): not for another draft's, held up as long as they are."""
+    room, gone = Recorder(), Gone()
+    async with running(tmp_path) as (store, pipeline):
+        with write_lock(store.path):
+            pipeline.submit(write(room, 1))  # the lock is held: queued, then held in its commit
+            pipeline.submit(write(gone, 2))
+            await asyncio.wait_for(pipeline.until_draft_done("other"), 10)
+            waiting = asyncio.create_task(pipeline.until_draft_done("d"))
+            await asyncio.sleep(0.2)
+            assert not waiting.done(), "returned while a write of the draft was being committed"
+        await asyncio.wait_for(waiting, 10)
+        assert room.committed == [1]
+        assert await store.updates_between("d", 0, 2) == [b"u"]  # the failed room's was dropped

@@ -111,11 +111,11 @@ class LogWriter:
         """The writer's and the checkpointer's (for a memory release: server/sync/memory.py)."""
         return self._db, self._checkpointer
 
-    async def write(self, statements: Statements, *, inline: bool = True) -> list[int]:
+    async def write(self, statements: Statements, *, inline: bool = True) -> int:
         """Run the statements in one transaction; raises sqlite3.Error if that fails.
-        `inline=False`: on a worker thread (a payload of megabytes). Returns the rows each
-        statement changed (0 for one skipped), for a caller whose write is conditional (a
-        webhook outcome recorded only by the holder of the claim)."""
+        `inline=False`: on a worker thread (a payload of megabytes). Returns the rows the
+        last statement changed (0 if it was skipped), for a caller whose write is conditional
+        (a webhook outcome recorded only by the holder of the claim)."""
         async with self._turn:  # uncontended for the group commit: it never yields there
             return await self._write(statements, inline=inline and self._inline)
 
@@ -145,7 +145,7 @@ class LogWriter:
         self._start_checkpoint_if_due()
         return True
 
-    async def _write(self, statements: Statements, *, inline: bool) -> list[int]:
+    async def _write(self, statements: Statements, *, inline: bool) -> int:
         if inline:
             try:
                 changed = self._commit(statements)
@@ -230,16 +230,17 @@ class LogWriter:
             self._checkpointer.close()
             self._db.close()
 
-    def _commit(self, statements: Statements) -> list[int]:
-        """The statements in one transaction; the rows each changed (0 for one skipped)."""
+    def _commit(self, statements: Statements) -> int:
+        """The statements in one transaction; the rows the last one changed (0: skipped)."""
         cursor = self._cursor
-        changed: list[int] = []
+        changed = 0
         cursor.execute("BEGIN IMMEDIATE")
         try:
             for sql, rows in statements:
+                changed = 0
                 if rows:
                     cursor.executemany(sql, rows)
-                changed.append(max(0, cursor.rowcount) if rows else 0)
+                    changed = cursor.rowcount
             cursor.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -247,7 +248,7 @@ class LogWriter:
             raise
         return changed
 
-    def _commit_waiting(self, statements: Statements) -> list[int]:
+    def _commit_waiting(self, statements: Statements) -> int:
         """`_commit`, waiting for another writer's lock (on a worker thread)."""
         self._cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         try:

@@ -43,7 +43,8 @@ from server.store.outbox import (
     OutboxEvent,
     journal_outbox,
 )
-from server.store.postgres_webhooks import PostgresWebhooks, lock_drafts
+from server.store.postgres_locks import lock_drafts
+from server.store.postgres_webhooks import PostgresWebhooks
 from server.store.records import (
     FIRST_WATERMARK,
     DraftRecord,
@@ -105,7 +106,7 @@ _MIGRATIONS: tuple[str, ...] = (
 # Reviews of one draft take turns under this lock (`review_lock`); key 0 numbers versions.
 _REVIEW_LOCK = "SELECT pg_advisory_lock(hashtextextended($1, 1))"
 _REVIEW_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 1))"
-# Key 0, the versions lock, is `lock_drafts` (server/store/postgres_webhooks.py).
+# Key 0, the versions lock, is `lock_drafts` (server/store/postgres_locks.py).
 # Creations by one owner take turns under this lock, so the draft quota is counted exactly.
 _OWNER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 2))"
 # Any constant: the lock that serialises migrations between instances starting together.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import asyncpg
 
@@ -23,16 +23,9 @@ from server.errors import StoreError
 from server.store import statements as sql
 from server.store.dialect import POSTGRES
 from server.store.outbox import Attempt, Delivery, OutboxEvent, PendingChange, outbox_rows
+from server.store.postgres_locks import lock_drafts
 
-__all__ = ["PostgresWebhooks", "lock_drafts"]
-
-# A draft's versions lock (PostgreSQL's own: an advisory lock, held to the transaction's end).
-# Every transaction that adds rows of a draft to `events` or `webhook_outbox` takes it before
-# its first insert: their ids come from a sequence at INSERT and transactions commit in any
-# order, so without it a reader paging a draft with `id > :after` (EVENTS_PAGE,
-# DELIVERIES_PAGE) could pass an id that commits later and never see it. Under the lock a
-# draft's ids commit in id order. (SQLite has one writer at a time.)
-_VERSIONS_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+__all__ = ["PostgresWebhooks"]
 
 # The shared statements (server/store/statements.py), rendered for PostgreSQL.
 _INSERT_OUTBOX = POSTGRES.render(sql.INSERT_OUTBOX)
@@ -47,13 +40,6 @@ _ATTEMPTS_PAGE = POSTGRES.render(sql.ATTEMPTS_PAGE)
 _FORGET_DELIVERIES = POSTGRES.render(sql.FORGET_DELIVERIES)
 _FORGET_ATTEMPTS = POSTGRES.render(sql.FORGET_ATTEMPTS)
 _CHUNK = 500  # draft ids a query
-
-
-async def lock_drafts(db: asyncpg.Connection, draft_ids: Iterable[str]) -> None:
-    """Take the drafts' versions locks in `db`'s transaction, in draft order: two
-    transactions locking some of the same drafts cannot deadlock."""
-    for draft_id in sorted(set(draft_ids)):
-        await db.execute(_VERSIONS_LOCK, draft_id)
 
 
 @contextlib.contextmanager

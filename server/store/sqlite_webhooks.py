@@ -156,7 +156,7 @@ class SqliteWebhooks:
             changed = await self._log.write(
                 [(_INSERT_ATTEMPT, attempts), (_SET_OUTCOME, [outcome])]
             )
-        return changed[-1] == 1
+        return changed == 1
 
     async def webhook_deliveries(self, draft_id: str, *, after: int, limit: int) -> list[Delivery]:
         """A draft's deliveries after id `after`, oldest first, each with its attempts."""

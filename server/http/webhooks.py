@@ -8,6 +8,10 @@ A delivery is one event for one URL (README "Webhooks")::
      "attempts", "createdAt", "nextAttemptAt" (pending only), "lastError", "payload",
      "attemptLog": [{"attempt", "at", "statusCode", "error", "durationMs"}]}
 
+The attempt log agrees with the rest: attempts 1..`attempts`, the last one's error the
+`lastError` (an attempt is recorded with its outcome, only under its claim's lease; both read
+from one snapshot by `webhook_deliveries`).
+
 Owners only: the payloads carry the draft's values and who changed it, and the URLs are the
 operator's. Others who reach the draft get 403, strangers 404. Any user may own a draft, so a
 URL is shown without its password and query values (a receiver's basic auth, a `?token=`),

@@ -11,6 +11,8 @@ text. The tokens are the whole list of differences; anything else must be common
     {bytewise}        compare text byte by byte: SQLite's default / COLLATE "C"
     {skip_locked}     a claim passes over rows another transaction holds (PostgreSQL only:
                       SQLite has one writer at a time)
+    {for_update}      a statement's rows stay locked until its transaction ends (PostgreSQL
+                      only: SQLite's write transaction, BEGIN IMMEDIATE, holds the database)
     {json:col.key}    the text at `key` of the JSON text in `col` (PostgreSQL: a NUL in it,
                       which its `text` cannot hold, as U+FFFD; see `_POSTGRES_JSON_TEXT`)
     {activity_join}, {last_version}, {last_modified}
@@ -21,7 +23,7 @@ text. The tokens are the whole list of differences; anything else must be common
                       DDL: column types with the names each schema has always had, so that
                       a database made by an older draftsync compares equal to a new one
 
-Why no query builder: ~40 statements and ten tokens fit in this module and the next; a
+Why no query builder: ~40 statements and eleven tokens fit in this module and the next; a
 dependency would be larger than both and hide the SQL that reviews and EXPLAIN need.
 """
 
@@ -89,6 +91,7 @@ SQLITE = Dialect(
         "greatest": "MAX",
         "bytewise": "",  # BINARY, SQLite's default collation
         "skip_locked": "",
+        "for_update": "",
         "activity_join": "",
         "last_version": f"(SELECT u.version {_LAST_UPDATE})",
         "last_modified": f"(SELECT u.created_at {_LAST_UPDATE})",
@@ -123,6 +126,7 @@ POSTGRES = Dialect(
         "greatest": "GREATEST",
         "bytewise": ' COLLATE "C"',
         "skip_locked": " FOR UPDATE SKIP LOCKED",
+        "for_update": "FOR UPDATE",
         "activity_join": "LEFT JOIN draft_activity act ON act.draft_id = d.id",
         "last_version": "act.version",
         "last_modified": "act.last_modified",

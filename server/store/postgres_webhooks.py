@@ -128,34 +128,40 @@ class PostgresWebhooks:
         next_attempt_at: float,
         lease_until: float,
     ) -> bool:
-        """Record an attempt (None: given up without one) and the delivery's new state, the
-        state only while `lease_until` (the claim's) is still the row's; False if it was not
-        recorded: the lease ran out and the delivery was claimed again, or removed."""
+        """Record an attempt (None: given up without one) and the delivery's new state,
+        together and only while `lease_until` (the claim's) is still the row's; False if
+        neither was recorded: the lease ran out and the delivery was claimed again, or
+        removed. The attempt is numbered after the delivery's recorded ones (its `attempt`,
+        the claimer's count, is not stored: `server.store.statements.INSERT_ATTEMPT`)."""
+        error = attempt.error if attempt is not None else "endpoint no longer configured"
         with _translated("webhook outbox: attempted"):
             async with self._pool.acquire() as db, db.transaction():
-                # The outcome first: it locks the row, so a retention removing it meanwhile
-                # is waited for, and the attempt below then finds no row to belong to.
-                error = attempt.error if attempt is not None else "endpoint no longer configured"
-                count = attempt.attempt if attempt is not None else 0
-                recorded = await db.execute(
-                    _SET_OUTCOME, status, count, next_attempt_at, error, delivery_id, lease_until
-                )
+                # The attempt first: it locks the outbox row while its lease holds, so no
+                # claim (nor retention) changes it before the outcome, which then finds the
+                # same lease; no row (the lease ran out): neither is written.
                 if attempt is not None:
                     await db.execute(
                         _INSERT_ATTEMPT,
-                        delivery_id,
-                        attempt.attempt,
                         attempt.at,
                         attempt.status_code,
                         attempt.error,
                         attempt.seconds,
+                        delivery_id,
+                        lease_until,
                     )
+                recorded = await db.execute(
+                    _SET_OUTCOME, status, next_attempt_at, error, delivery_id, lease_until
+                )
             return recorded == "UPDATE 1"
 
     async def webhook_deliveries(self, draft_id: str, *, after: int, limit: int) -> list[Delivery]:
-        """A draft's deliveries after id `after`, oldest first, each with its attempts."""
+        """A draft's deliveries after id `after`, oldest first, each with its attempts: both
+        read from one snapshot, so an outcome recorded meanwhile is in both or in neither."""
         with _translated("webhook outbox: deliveries"):
-            async with self._pool.acquire() as db:
+            async with (
+                self._pool.acquire() as db,
+                db.transaction(isolation="repeatable_read", readonly=True),
+            ):
                 rows = await db.fetch(_DELIVERIES_PAGE, draft_id, after, limit)
                 attempts = await db.fetch(_ATTEMPTS_PAGE, draft_id, after, limit)
             log: dict[int, list[Attempt]] = {}

@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import astuple
 from typing import TYPE_CHECKING
 
 from server.errors import StoreError
@@ -144,25 +143,50 @@ class SqliteWebhooks:
         next_attempt_at: float,
         lease_until: float,
     ) -> bool:
-        """Record an attempt (None: given up without one) and the delivery's new state;
-        through the commit's own writer, so it never holds the write lock against a commit.
-        The state only while `lease_until` (the claim's) is still the row's; False if it was
-        not recorded: the lease ran out and the delivery was claimed again, or removed."""
+        """Record an attempt (None: given up without one) and the delivery's new state,
+        together and only while `lease_until` (the claim's) is still the row's; False if
+        neither was recorded: the lease ran out and the delivery was claimed again, or
+        removed. The attempt is numbered after the delivery's recorded ones (its `attempt`,
+        the claimer's count, is not stored: `server.store.statements.INSERT_ATTEMPT`).
+        Through the commit's own writer, so it never holds the write lock against a commit."""
         error = attempt.error if attempt is not None else "endpoint no longer configured"
-        count = attempt.attempt if attempt is not None else 0
-        attempts = [] if attempt is None else [(delivery_id, *astuple(attempt))]
-        outcome = (status, count, next_attempt_at, error, delivery_id, lease_until)
+        attempts = []
+        if attempt is not None:
+            attempts = [
+                (
+                    attempt.at,
+                    attempt.status_code,
+                    attempt.error,
+                    attempt.seconds,
+                    delivery_id,
+                    lease_until,
+                )
+            ]
+        outcome = (status, next_attempt_at, error, delivery_id, lease_until)
         with _translated("webhook outbox: attempted"):
+            # The attempt first: it reads the lease as the outcome will (one write transaction,
+            # BEGIN IMMEDIATE), and the outcome's count is then the history's.
             changed = await self._log.write(
                 [(_INSERT_ATTEMPT, attempts), (_SET_OUTCOME, [outcome])]
             )
         return changed == 1
 
     async def webhook_deliveries(self, draft_id: str, *, after: int, limit: int) -> list[Delivery]:
-        """A draft's deliveries after id `after`, oldest first, each with its attempts."""
+        """A draft's deliveries after id `after`, oldest first, each with its attempts: both
+        read in one transaction, so an outcome recorded meanwhile is in both or in neither."""
         with _translated("webhook outbox: deliveries"):
-            rows = await self._fetch_all(_DELIVERIES_PAGE, (draft_id, after, limit))
-            attempts = await self._fetch_all(_ATTEMPTS_PAGE, (draft_id, after, limit))
+            async with self._lock:
+                await self._db.execute("BEGIN")
+                try:
+                    rows = await self._db.execute_fetchall(
+                        _DELIVERIES_PAGE, (draft_id, after, limit)
+                    )
+                    attempts = await self._db.execute_fetchall(
+                        _ATTEMPTS_PAGE, (draft_id, after, limit)
+                    )
+                finally:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._db.execute("COMMIT")
             log: dict[int, list[Attempt]] = {}
             for row in attempts:
                 log.setdefault(int(row[0]), []).append(Attempt(*row[1:]))  # type: ignore[call-overload, arg-type]

@@ -467,21 +467,34 @@ def claim_of(url: str | None, other_than: int = 0) -> tuple[Statement, Statement
     return Statement(_ANY_DUE.replace("{only}", only)), Statement(_CLAIM.replace("{only}", only))
 
 
-# Only for a delivery still in the outbox: an attempt that outlived its lease may end after
-# retention removed the row (FORGET_DELIVERIES), and its log must not be left behind.
+# An attempt's row and its delivery's outcome (SET_OUTCOME, run next in the same transaction)
+# are recorded together, and only by the holder of the current claim: its lease
+# (`:lease_until`, the `next_attempt_at` its CLAIM set and returned) is still the row's. An
+# attempt that outlived its lease finds the row claimed again (maybe delivered by then), or
+# removed by retention (FORGET_DELIVERIES): no row is inserted, and its outcome is dropped too,
+# so the history never shows an attempt the outcome ignored (a late "failed" under a delivered
+# delivery). The store numbers the attempt, after the delivery's recorded ones, not the claimer
+# (two claimers counted the same attempts when they claimed): unique and consecutive. The
+# outbox row is locked ({for_update}; SQLite's BEGIN IMMEDIATE holds the whole database) so
+# that no claim changes it before SET_OUTCOME, which then finds the same lease.
 INSERT_ATTEMPT = Statement("""
     INSERT INTO webhook_attempts (outbox_id, attempt, at, status_code, error, seconds)
-    SELECT :outbox_id, :attempt, :at, :status_code, :error, :seconds
-    WHERE EXISTS (SELECT 1 FROM webhook_outbox WHERE id = :outbox_id)
-    ON CONFLICT DO NOTHING
+    SELECT o.id,
+           (SELECT COALESCE(MAX(a.attempt), 0) + 1 FROM webhook_attempts a
+            WHERE a.outbox_id = o.id),
+           :at, :status_code, :error, :seconds
+    FROM webhook_outbox o
+    WHERE o.id = :outbox_id AND o.status = 'pending' AND o.next_attempt_at = :lease_until
+    {for_update}
 """)
-# Only by the holder of the current claim: its lease (`:lease_until`, the `next_attempt_at`
-# its CLAIM set and returned) is still the row's. An attempt that outlived its lease finds the
-# row claimed again (maybe delivered by then), and its late outcome must not overwrite the
-# newer one (a late retry would send the event again); no row updated: the outcome is dropped.
+# Under the same lease as INSERT_ATTEMPT (see there). No row updated: the outcome is dropped (a
+# late retry must not overwrite a newer claim's "delivered": the event would be sent again).
+# `attempts` is the last recorded attempt's number (an outcome without one, a delivery given
+# up, leaves it): the count the history shows.
 SET_OUTCOME = Statement(
-    "UPDATE webhook_outbox SET status = :status, attempts = {greatest}(attempts, :attempts),"
-    " next_attempt_at = :next_attempt_at, last_error = :error"
+    "UPDATE webhook_outbox SET status = :status, next_attempt_at = :next_attempt_at,"
+    " last_error = :error, attempts = {greatest}(attempts,"
+    " (SELECT COALESCE(MAX(a.attempt), 0) FROM webhook_attempts a WHERE a.outbox_id = :id))"
     " WHERE id = :id AND status = 'pending' AND next_attempt_at = :lease_until"
 )
 DELIVERIES_PAGE = Statement(

@@ -11,9 +11,11 @@ At least once: a delivery is claimed with a lease (`next_attempt_at` moved past 
 PostgreSQL: `FOR UPDATE SKIP LOCKED`, so each row goes to one instance); a crash before its
 outcome is recorded leaves it due again when the lease ends. A receiver may therefore see an
 event twice: the `webhook-id` header is the same on every attempt, so it can drop repeats.
-The outcome is recorded only under the claim's own lease: an attempt that outlived it (the
-delivery since claimed again, maybe delivered) has its late outcome dropped, not written over
-the newer one.
+The attempt and its outcome are recorded together, only under the claim's own lease: an
+attempt that outlived it (the delivery since claimed again, maybe delivered) has both dropped,
+not its outcome written over the newer one nor its row left in the history beside it. The
+store numbers the attempts it records (after the delivery's recorded ones); while the lease
+holds that is the number counted here at the claim.
 
 Signed as Standard Webhooks does (`standardwebhooks.Webhook.sign`): `webhook-id`,
 `webhook-timestamp` (of this attempt), `webhook-signature: v1,<base64 HMAC-SHA256>`. A 2xx
@@ -194,9 +196,10 @@ class Deliverer:
     async def _record(
         self, delivery: Delivery, attempt: Attempt | None, *, status: str, next_at: float
     ) -> None:
-        """Record the outcome under this claim's lease (the claim's `next_attempt_at`): an
-        attempt that outlived it finds the delivery claimed again, and its late outcome is
-        dropped rather than written over the newer claim's (which may have delivered it)."""
+        """Record the attempt and the outcome under this claim's lease (the claim's
+        `next_attempt_at`): an attempt that outlived it finds the delivery claimed again, and
+        both are dropped rather than written beside or over the newer claim's (which may have
+        delivered it)."""
         try:
             recorded = await self._store.webhook_attempted(
                 delivery.id,
@@ -212,7 +215,8 @@ class Deliverer:
             return
         if not recorded:  # event id and host only: no URL (credentials), no payload
             logger.info(
-                "webhook outcome dropped: lease ran out, delivery claimed again or removed"
+                "webhook attempt and outcome dropped: lease ran out, delivery claimed again"
+                " or removed"
                 " event=%s host=%s status=%s",
                 delivery.event_id,
                 urlsplit(delivery.url).hostname,

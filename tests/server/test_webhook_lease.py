@@ -7,7 +7,13 @@ next round), which may deliver it. The first attempt's late outcome must not ove
 newer one: a late "retry" over "delivered" would send the receiver the event again, a late
 "delivered" would hide the attempt still in flight. The last test runs the `Deliverer` itself
 against a real receiver on loopback that answers only after the delivery was claimed again.
-(The whole server, with a receiver: test_webhooks.py.)"""
+(The whole server, with a receiver: test_webhooks.py.)
+
+The attempt's row goes with its outcome: recorded together under the claim's lease, or dropped
+together. A late attempt's row beside a newer claim's outcome made the history disagree with
+it (its last attempt failed while the delivery says delivered; an attempt the outcome ignored),
+and both claimers numbered their attempt 1. Attempts are numbered by the store, after the
+delivery's recorded ones: unique and consecutive, whatever a claimer counted when it claimed."""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import time
 
 import pytest
 
-from server.store.outbox import Attempt
+from server.store.outbox import Attempt, Delivery
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from server.webhooks.deliverer import Deliverer
@@ -98,6 +104,75 @@ async def test_a_late_delivered_does_not_hide_the_newer_claim_in_flight(
         50.0,
         "HTTP 503",
     )
+
+
+def _agrees(row: Delivery) -> None:
+    """The history agrees with the outcome: attempts 1..n, n the delivery's count, the last
+    one's error the delivery's, and a delivered delivery's last attempt the one answered 2xx."""
+    assert [a.attempt for a in row.log] == list(range(1, row.attempts + 1))
+    assert row.log[-1].error == row.last_error
+    if row.status == "delivered":
+        assert row.log[-1].status_code is not None and 200 <= row.log[-1].status_code < 300
+    else:
+        assert all(a.error is not None for a in row.log)
+
+
+async def test_a_late_failed_attempt_leaves_no_row_beside_the_newer_claims_delivered(
+    store: SqliteStore | PostgresStore,
+) -> None:
+    delivery_id = await _claimed_twice(store)
+    # Both claimers number their attempt 1 (each counted the attempts when it claimed). The
+    # first's ends first, failed, while the second's is in flight; then the second delivers.
+    late = Attempt(1, FIRST_CLAIM, 500, "HTTP 500", 11.0)
+    assert not await store.webhook_attempted(
+        delivery_id, late, status="pending", next_attempt_at=45.0, lease_until=FIRST_LEASE
+    )
+    delivered = Attempt(1, SECOND_CLAIM, 204, None, 0.01)
+    assert await store.webhook_attempted(
+        delivery_id,
+        delivered,
+        status="delivered",
+        next_attempt_at=SECOND_CLAIM,
+        lease_until=SECOND_LEASE,
+    )
+    [row] = await store.webhook_deliveries("leased", after=0, limit=10)
+    assert (row.status, row.attempts, row.last_error) == ("delivered", 1, None)
+    # Not "attempt 1: HTTP 500" under a delivered delivery.
+    assert [(a.attempt, a.at, a.status_code) for a in row.log] == [(1, SECOND_CLAIM, 204)]
+    _agrees(row)
+
+
+async def test_a_late_attempt_is_dropped_with_its_outcome_and_the_numbers_run_on(
+    store: SqliteStore | PostgresStore,
+) -> None:
+    delivery_id = await _claimed_twice(store)
+    # The first's attempt ends, delivered, while the second's is in flight: neither its
+    # outcome nor its row is recorded.
+    late = Attempt(1, FIRST_CLAIM, 204, None, 11.0)
+    assert not await store.webhook_attempted(
+        delivery_id, late, status="delivered", next_attempt_at=20.0, lease_until=FIRST_LEASE
+    )
+    [row] = await store.webhook_deliveries("leased", after=0, limit=10)
+    assert (row.status, row.attempts, row.log) == ("pending", 0, ())
+
+    retry = Attempt(1, SECOND_CLAIM, 503, "HTTP 503", 0.01)
+    assert await store.webhook_attempted(
+        delivery_id, retry, status="pending", next_attempt_at=50.0, lease_until=SECOND_LEASE
+    )
+    # A third claim, whose attempt is numbered by the store after the recorded one, whatever
+    # its claimer counted (here a stale 1).
+    [third] = await store.webhook_claim(now=50.0, lease_until=60.0, limit=10)
+    failed = Attempt(1, 50.0, None, "ConnectError: refused", 0.01)
+    assert await store.webhook_attempted(
+        third.id, failed, status="failed", next_attempt_at=50.0, lease_until=60.0
+    )
+    [row] = await store.webhook_deliveries("leased", after=0, limit=10)
+    assert (row.status, row.attempts) == ("failed", 2)
+    assert [(a.attempt, a.at, a.error) for a in row.log] == [
+        (1, SECOND_CLAIM, "HTTP 503"),
+        (2, 50.0, "ConnectError: refused"),
+    ]
+    _agrees(row)
 
 
 @pytest.mark.parametrize("status", ["delivered", "pending"])
@@ -195,6 +270,8 @@ async def test_the_deliverer_drops_its_late_outcome_and_logs_it_without_the_url(
     assert receiver.answered == 1
     [row] = await store.webhook_deliveries("late", after=0, limit=10)
     assert (row.status, row.next_attempt_at, row.last_error) == ("delivered", later, None)
+    # The history has the second's attempt only: the late one's row was dropped with it.
+    assert [(a.attempt, a.at, a.status_code) for a in row.log] == [(1, later, 204)]
     [record] = [r for r in caplog.records if "outcome dropped" in r.getMessage()]
     assert record.levelno == logging.INFO
     message = record.getMessage()

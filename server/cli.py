@@ -700,6 +700,22 @@ def _build_parser() -> argparse.ArgumentParser:
         help="redis://host:port: relay updates, awareness and access changes between "
         "instances that share one --store postgresql:// (env DRAFTSYNC_REDIS)",
     )
+    serve.add_argument(
+        "--fanout-outbox-messages",
+        type=positive_int,
+        default=10_000,
+        metavar="N",
+        help="messages waiting for Redis at most; beyond, while Redis is away, the oldest are "
+        "dropped and the other instances catch up from the store (%(default)s)",
+    )
+    serve.add_argument(
+        "--fanout-outbox-bytes",
+        type=positive_int,
+        default=64 * 1024 * 1024,
+        metavar="BYTES",
+        help="bytes of messages waiting for Redis at most, as --fanout-outbox-messages "
+        "(%(default)s)",
+    )
     _add_identity_arguments(serve)
     serve.add_argument(
         "--log-level",
@@ -855,6 +871,8 @@ def _serve(args: argparse.Namespace) -> int:
         fsync=args.fsync,
         store_url=args.store,
         redis_url=args.redis,
+        fanout_outbox_messages=args.fanout_outbox_messages,
+        fanout_outbox_bytes=args.fanout_outbox_bytes,
         update_limits=_limits_from(args),
         **identity,
         webhooks=webhooks,

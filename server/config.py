@@ -74,6 +74,10 @@ class Settings:
     store_url: str | None = None
     # A redis:// URL: relay updates, awareness and access changes to other instances.
     redis_url: str | None = None
+    # Messages and bytes waiting for Redis at most; the oldest are dropped beyond (while Redis
+    # is away): the fan-out's OUTBOX_MESSAGES and OUTBOX_BYTES (server/cluster/fanout.py).
+    fanout_outbox_messages: int = 10_000
+    fanout_outbox_bytes: int = 64 * 1024 * 1024
     # The app's own JWTs (server/identity/), verified besides draftsync's HS256 tokens: its
     # public key (a PEM file) or its JWKS URL, the issuer and audience they must carry when
     # given, the claim naming the user, and the claim granting draft roles (None: no grants).

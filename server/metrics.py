@@ -22,6 +22,11 @@ __all__ = [
     "CONNECTIONS",
     "CONNECTIONS_CLOSED",
     "DISK_FULL",
+    "FANOUT_DROPPED",
+    "FANOUT_OUTBOX",
+    "FANOUT_OUTBOX_BYTES",
+    "FANOUT_OUTBOX_PEAK",
+    "FANOUT_OUTBOX_PEAK_BYTES",
     "HTTP_REQUESTS",
     "JOURNAL_LAG",
     "LIVE_ACCESS_CHANGES",
@@ -64,6 +69,23 @@ COMMIT_QUEUE = Gauge("draftsync_commit_queue", "Accepted updates waiting for the
 UPDATES_DROPPED = Counter(
     "draftsync_updates_dropped",
     "Queued updates dropped before their commit because their room had failed",
+)
+# The fan-out's outbox (server/cluster/fanout.py): messages waiting for Redis, bounded; the
+# oldest are dropped when it is full (Redis away), the other instances catch up from the store.
+FANOUT_OUTBOX = Gauge("draftsync_fanout_outbox", "Fan-out messages waiting to be published")
+FANOUT_OUTBOX_BYTES = Gauge(
+    "draftsync_fanout_outbox_bytes", "Bytes of fan-out messages waiting to be published"
+)
+FANOUT_OUTBOX_PEAK = Gauge(
+    "draftsync_fanout_outbox_peak", "The most fan-out messages ever waiting at once"
+)
+FANOUT_OUTBOX_PEAK_BYTES = Gauge(
+    "draftsync_fanout_outbox_peak_bytes", "The most bytes of fan-out messages ever waiting at once"
+)
+FANOUT_DROPPED = Counter(
+    "draftsync_fanout_dropped",
+    "Fan-out messages dropped unpublished, the outbox full (update, events, awareness, access)",
+    ["kind"],
 )
 DISK_FULL = Gauge(
     "draftsync_disk_full",

@@ -128,7 +128,13 @@ class Service:
             # Imported here: redis and asyncpg are the `draftsync[cluster]` extra.
             from server.cluster.fanout import Fanout
 
-            self.fanout = Fanout(settings.redis_url, self.rooms, store)
+            self.fanout = Fanout(
+                settings.redis_url,
+                self.rooms,
+                store,
+                outbox_messages=settings.fanout_outbox_messages,
+                outbox_bytes=settings.fanout_outbox_bytes,
+            )
         # Webhooks: tasks off the commit path (delivery, changes, retention); the commit only
         # names its drafts.
         self.deliverer: Deliverer | None = None

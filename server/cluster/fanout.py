@@ -28,6 +28,12 @@ after Redis took the command) is published again, by redis-py's retry or the pub
 each instance numbers what it publishes (`n`, in order: one task publishes) and a copy, no
 higher than the last number heard from its instance, is dropped on arrival.
 
+While Redis is away nothing leaves, and every commit still queues its update: the outbox is
+bounded (`Outbox`, OUTBOX_MESSAGES and OUTBOX_BYTES) and drops its oldest messages when full.
+Nothing waits on a dropped message: its number is only a hole (receivers keep the highest number
+heard, never wait for the next one), and its version is a gap the receiving rooms fill from the
+store (or their catch-up loop, when nothing follows it), as for a message Redis lost.
+
 Rules run exactly once per write, against everything stored before it: an instance reviews only
 its own clients' writes (the others absorb them), and reviews of one draft take turns across
 instances (`turn`: the store's per-draft review lock, then a catch-up from the store), so of two
@@ -45,6 +51,7 @@ import json
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +61,7 @@ import redis.asyncio as aioredis
 from crdt.errors import MalformedMessage
 from crdt.journal import EventType, JournalEvent
 from crdt.safe_json import dumps
-from server import faults
+from server import faults, metrics
 from server.access import Role
 from server.errors import CloseCode, StoreError
 from server.store.postgres import PostgresStore
@@ -66,11 +73,16 @@ from server.sync.sharing import apply_role, close_deleted
 
 __all__ = [
     "CATCH_UP_SECONDS",
+    "DROP_LOG_SECONDS",
     "GAP_WAIT_SECONDS",
     "HEARTBEAT_SECONDS",
     "INSTANCE_TIMEOUT_SECONDS",
+    "OUTBOX_BYTES",
+    "OUTBOX_MESSAGES",
     "PREFIX",
+    "PUBLISH_RETRY_SECONDS",
     "Fanout",
+    "Outbox",
 ]
 
 logger = logging.getLogger("draftsync.fanout")
@@ -80,6 +92,25 @@ HEARTBEAT_SECONDS = 1.0
 INSTANCE_TIMEOUT_SECONDS = 5.0
 GAP_WAIT_SECONDS = 0.3
 CATCH_UP_SECONDS = 1.0
+PUBLISH_RETRY_SECONDS = 0.5  # between two attempts while Redis is away: no spinning
+
+OUTBOX_MESSAGES = 10_000
+"""Messages the outbox holds at most (`--fanout-outbox-messages`). Redis answers a publish in
+well under a millisecond, so a healthy instance holds a handful; 10,000 is seconds of a busy
+instance's commits, enough to ride out a blip (a Redis failover, a dropped connection) without
+dropping anything, and small enough that the other instances catch the rest up from the store
+with a few queries once it is dropped."""
+
+OUTBOX_BYTES = 64 * 1024 * 1024
+"""Bytes of messages the outbox holds at most (`--fanout-outbox-bytes`): what memory the fan-out
+may take during a Redis outage, whatever the updates weigh. 10,000 typical messages (an edit's
+update and header, ~100-300 bytes) take a few MB, so the count binds first; 64 MiB binds when
+the updates are big (pastes, images inlined), and stays small beside the rooms' docs."""
+
+DROP_LOG_SECONDS = 10.0  # at most one warning about dropped messages this often
+
+_Entry = tuple[int, str, bytes, str]  # number, channel, message, kind (a metrics label)
+_ENTRY_OVERHEAD = 64  # bytes counted per message besides its channel and body
 
 
 @dataclass(slots=True)
@@ -165,14 +196,118 @@ def _optional(value: Any, kind: type) -> Any:
     return value
 
 
+class Outbox:
+    """What this instance has yet to publish, oldest first, bounded by `max_messages` and
+    `max_bytes`: a new message that would pass either bound drops the oldest ones (O(1) each).
+
+    Updates and journal events are the bulk, and dropping them is safe: the other instances
+    read every version from the store (gap fill, catch-up loop), and the journal keeps what
+    rules did. Awareness is renewed by its clients. Access changes and deletions (`kept`) are
+    not caught up anywhere, and they are rare and small: they are dropped only when no other
+    message is left to drop. The two kinds wait in two deques; the one with the lower number
+    leaves first, so what is published keeps the order it was queued in.
+
+    The publisher reads `first()` and calls `done()` once it is published: a message being
+    retried stays counted, and may be dropped meanwhile (the next `first()` gives the one after
+    it)."""
+
+    def __init__(self, max_messages: int = OUTBOX_MESSAGES, max_bytes: int = OUTBOX_BYTES) -> None:
+        if max_messages < 1 or max_bytes < 1:
+            raise ValueError("the outbox bounds must be positive")
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.peak_messages = 0  # the most it ever held (never above the bounds)
+        self.peak_bytes = 0
+        self.dropped: dict[str, int] = {}  # per kind, since start
+        self._droppable: deque[_Entry] = deque()
+        self._kept: deque[_Entry] = deque()
+        self._ready = asyncio.Event()
+        self._unlogged = 0  # dropped since the last warning
+        self._next_log = 0.0
+
+    def __len__(self) -> int:
+        return len(self._droppable) + len(self._kept)
+
+    def put(
+        self, number: int, channel: str, message: bytes, kind: str, *, kept: bool = False
+    ) -> None:
+        """Queue a message (numbers must grow), then drop the oldest until within bounds."""
+        entry = (number, channel, message, kind)
+        (self._kept if kept else self._droppable).append(entry)
+        self.bytes += _size(entry)
+        while len(self) > self.max_messages or self.bytes > self.max_bytes:
+            self._drop((self._droppable or self._kept).popleft())
+        self.peak_messages = max(self.peak_messages, len(self))
+        self.peak_bytes = max(self.peak_bytes, self.bytes)
+        self._ready.set()
+
+    def messages(self) -> list[_Entry]:
+        """Everything queued, in the order it leaves (for tests and debugging)."""
+        return sorted((*self._droppable, *self._kept))
+
+    async def first(self) -> _Entry:
+        """The oldest message, once there is one (it stays queued until `done`)."""
+        while not (self._droppable or self._kept):
+            self._ready.clear()
+            await self._ready.wait()
+        if not self._kept:
+            return self._droppable[0]
+        if not self._droppable:
+            return self._kept[0]
+        return min(self._droppable[0], self._kept[0])
+
+    def done(self, entry: _Entry) -> None:
+        """`entry` (from `first`) is published: unqueue it, unless it was dropped meanwhile."""
+        for lane in (self._droppable, self._kept):
+            if lane and lane[0] is entry:
+                lane.popleft()
+                self.bytes -= _size(entry)
+                return
+
+    def _drop(self, entry: _Entry) -> None:
+        self.bytes -= _size(entry)
+        kind = entry[3]
+        self.dropped[kind] = self.dropped.get(kind, 0) + 1
+        metrics.FANOUT_DROPPED.labels(kind=kind).inc()
+        self._unlogged += 1
+        now = time.monotonic()
+        if now >= self._next_log:
+            logger.warning(
+                "fan-out outbox full (bounds: %d messages, %d bytes): dropped the %d oldest "
+                "since the last warning; the other instances catch updates up from the store",
+                self.max_messages,
+                self.max_bytes,
+                self._unlogged,
+            )
+            self._unlogged = 0
+            self._next_log = now + DROP_LOG_SECONDS
+
+
+def _size(entry: _Entry) -> int:
+    return len(entry[1]) + len(entry[2]) + _ENTRY_OVERHEAD
+
+
 class Fanout:
-    def __init__(self, url: str, rooms: RoomRegistry, store: PostgresStore) -> None:
+    def __init__(
+        self,
+        url: str,
+        rooms: RoomRegistry,
+        store: PostgresStore,
+        *,
+        outbox_messages: int = OUTBOX_MESSAGES,
+        outbox_bytes: int = OUTBOX_BYTES,
+    ) -> None:
         self.instance = secrets.token_hex(8)
         self._redis = aioredis.from_url(url)
         self._rooms = rooms
         self._store = store
         self._trackers: dict[str, _Tracker] = {}
-        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.outbox = Outbox(outbox_messages, outbox_bytes)
+        metrics.FANOUT_OUTBOX.set_function(lambda: len(self.outbox))
+        metrics.FANOUT_OUTBOX_BYTES.set_function(lambda: self.outbox.bytes)
+        metrics.FANOUT_OUTBOX_PEAK.set_function(lambda: self.outbox.peak_messages)
+        metrics.FANOUT_OUTBOX_PEAK_BYTES.set_function(lambda: self.outbox.peak_bytes)
         self._numbers = itertools.count(1)  # what this instance publishes, in order
         self._heard: dict[str, int] = {}  # the last number heard from each other instance
         self._supervisor: Supervisor | None = None  # set by `start`
@@ -233,7 +368,7 @@ class Fanout:
                 tracker.mark(record.version)
                 self._watch_gap(tracker)
             header = {"i": self.instance, "v": record.version, "u": record.user}
-            self._publish(f"{PREFIX}:u:{room.draft_id}", header, record.data)
+            self._publish(f"{PREFIX}:u:{room.draft_id}", "update", header, record.data)
 
     def _events(self, room: Room, events: Sequence[JournalEvent]) -> None:
         """A commit's journal events, after its update on the same channel: rules run on the
@@ -251,40 +386,44 @@ class Fanout:
             for event in events
         ]
         header = {"i": self.instance, "e": listed}
-        self._publish(f"{PREFIX}:u:{room.draft_id}", header)
+        self._publish(f"{PREFIX}:u:{room.draft_id}", "events", header)
 
     def _awareness(self, room: Room, payload: bytes) -> None:
         header = {"i": self.instance}
-        self._publish(f"{PREFIX}:a:{room.draft_id}", header, payload)
+        self._publish(f"{PREFIX}:a:{room.draft_id}", "awareness", header, payload)
 
     def access_changed(self, draft_id: str, user: str, role: Role | None) -> None:
         """Tell the other instances (this one applied it already)."""
         header = {"i": self.instance, "d": draft_id, "u": user, "r": role.value if role else None}
-        self._publish(f"{PREFIX}:access", header)
+        self._publish(f"{PREFIX}:access", "access", header)
 
     def draft_deleted(self, draft_id: str) -> None:
         header = {"i": self.instance, "d": draft_id, "deleted": True}
-        self._publish(f"{PREFIX}:access", header)
+        self._publish(f"{PREFIX}:access", "access", header)
 
-    def _publish(self, channel: str, header: dict[str, Any], payload: bytes = b"") -> None:
+    def _publish(
+        self, channel: str, kind: str, header: dict[str, Any], payload: bytes = b""
+    ) -> None:
         """Queue a message, numbered: a copy of it (published again) is known by its number."""
-        header["n"] = next(self._numbers)
-        self._outbox.put_nowait((channel, _frame(header, payload)))
+        number = next(self._numbers)
+        header["n"] = number
+        message = _frame(header, payload)
+        self.outbox.put(number, channel, message, kind, kept=kind == "access")
 
     async def _publish_loop(self) -> None:
-        """One task publishes everything, in order: a draft's versions leave in commit order."""
+        """One task publishes everything, in order: a draft's versions leave in commit order.
+        A message that fails is tried again every PUBLISH_RETRY_SECONDS, unless the outbox
+        dropped it meanwhile (full): then the next oldest is tried."""
         while True:
-            channel, message = await self._outbox.get()
-            while True:
-                try:
-                    await self._redis.publish(channel, message)
-                    break
-                except (aioredis.RedisError, OSError) as error:
-                    # Lost messages are caught up from the store by the other instances.
-                    logger.warning("publish failed channel=%s error=%s", channel, error)
-                    await asyncio.sleep(0.5)
-                    if self._outbox.qsize() > 10_000:
-                        break
+            entry = await self.outbox.first()
+            _, channel, message, _ = entry
+            try:
+                await self._redis.publish(channel, message)
+            except (aioredis.RedisError, OSError) as error:
+                logger.warning("publish failed channel=%s error=%s", channel, error)
+                await asyncio.sleep(PUBLISH_RETRY_SECONDS)
+                continue
+            self.outbox.done(entry)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -20,6 +20,7 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Array, Text
 
 from bench.services import PostgresCluster, RedisServer
@@ -28,7 +29,7 @@ from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
 from tests.support.pycrdt_client import connect_synced
 from tests.support.redis_proxy import RedisProxy
-from tests.support.rest import as_user, create_draft
+from tests.support.rest import as_user, create_draft, scrape
 from tests.support.server_process import ServerProcess
 from tests.support.stored_any import stored_doc, stored_rows
 from tests.support.waiting import eventually
@@ -228,6 +229,86 @@ async def test_an_instance_that_missed_messages_catches_up_from_the_store(
         await writer_a.call("insert", field="title", index=8, text="three")
         await eventually(lambda: _text_is(reader_b, "one two three"), timeout=10)
     assert "Traceback" not in a.log() + b.log()
+
+
+OUTBOX_MESSAGES = 40
+OUTBOX_BYTES = 16_384
+
+
+async def outbox_figures(server: ServerProcess) -> dict[str, float]:
+    """The fan-out outbox's metrics: what waits now, the most that ever waited, and what was
+    dropped (summed over kinds)."""
+    figures = {"dropped": 0.0}
+    for family in text_string_to_metric_families(await scrape(server)):
+        for sample in family.samples:
+            if sample.name == "draftsync_fanout_dropped_total":
+                figures["dropped"] += sample.value
+            elif sample.name.startswith("draftsync_fanout_outbox"):
+                figures[sample.name.removeprefix("draftsync_fanout_")] = sample.value
+    return figures
+
+
+async def test_the_outbox_stays_bounded_while_redis_is_away_and_the_others_catch_up(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """Redis stops while A's client makes hundreds of edits, small then big: A queues a
+    message per commit, and its outbox holds no more than its bounds (here 40 messages, 16 KiB),
+    dropping the oldest. B's client still gets every edit (B reads the store), and once Redis is
+    back A's outbox drains and relaying resumes: both clients show the same text."""
+    flags = ["--store", postgres.new_database(), "--redis", redis_server.url, "--room-grace", "0.3"]
+    bounds = [
+        *("--fanout-outbox-messages", str(OUTBOX_MESSAGES)),
+        *("--fanout-outbox-bytes", str(OUTBOX_BYTES)),
+    ]
+    a = ServerProcess(tmp_path / "a", *flags, *bounds).start()
+    b = ServerProcess(tmp_path / "b", *flags).start()
+    draft = new_draft()
+    try:
+        async with (
+            await NodeClient.start(a.ws_url, draft, a.token("alice")) as writer_a,
+            await NodeClient.start(b.ws_url, draft, b.token("alice")) as reader_b,
+        ):
+            await asyncio.gather(writer_a.call("wait_synced"), reader_b.call("wait_synced"))
+            text = "start "
+            await writer_a.call("insert", field="title", index=0, text=text)
+            await eventually(lambda: _text_is(reader_b, text), timeout=10)
+            redis_server.stop()
+            try:
+                for i in range(150):  # small edits: the count binds
+                    piece = f"{i % 10}"
+                    await writer_a.call("insert", field="title", index=len(text), text=piece)
+                    text += piece
+                await eventually(lambda: _text_is(reader_b, text), timeout=20)
+                small = await outbox_figures(a)
+                for i in range(40):  # big ones: the bytes bind
+                    piece = chr(ord("a") + i % 26) * 1000
+                    await writer_a.call("insert", field="title", index=len(text), text=piece)
+                    text += piece
+                await eventually(lambda: _text_is(reader_b, text), timeout=20)
+                big = await outbox_figures(a)
+            finally:
+                redis_server.start()
+            # Commits may hold several edits (one message each): counts are not exact.
+            assert small["outbox"] == OUTBOX_MESSAGES and small["dropped"] > 0, small
+            assert small["outbox_bytes"] <= OUTBOX_BYTES, small
+            assert OUTBOX_BYTES // 2 < big["outbox_bytes"] <= OUTBOX_BYTES, big
+            assert big["outbox"] < OUTBOX_MESSAGES and big["dropped"] > small["dropped"], big
+            assert big["outbox_peak"] == OUTBOX_MESSAGES, big
+            assert big["outbox_peak_bytes"] <= OUTBOX_BYTES, big
+
+            async def drained() -> bool:
+                return (await outbox_figures(a))["outbox"] == 0
+
+            await eventually(drained, timeout=20)  # A reconnects to Redis and publishes the rest
+            await writer_a.call("insert", field="title", index=0, text="back ")
+            text = "back " + text
+            await eventually(lambda: _text_is(reader_b, text), timeout=10)
+            assert await writer_a.text("title") == text
+        assert "fan-out outbox full" in a.log()
+        assert "Traceback" not in a.log() + b.log()
+    finally:
+        a.stop()
+        b.stop()
 
 
 async def _text_is(client: NodeClient, text: str) -> bool:

@@ -326,6 +326,9 @@ BAD_BODIES = {
     "int-400-digits": lambda key: b'{"' + key.encode() + b'": 1' + b"0" * 400 + b"}",
     "int-5000-digits": lambda key: b'{"' + key.encode() + b'": 1' + b"0" * 5000 + b"}",
     "nan": lambda key: b'{"' + key.encode() + b'": NaN}',
+    # Valid JSON syntax, but no Unicode text: pycrdt and SQLite cannot encode it (was a 500).
+    "lone-surrogate": lambda key: b'{"' + key.encode() + b'": "a\\ud800"}',
+    "lone-surrogate-key": lambda key: b'{"\\udfff": 1}',
 }
 
 
@@ -364,8 +367,29 @@ async def test_every_rest_body_answers_bad_json_with_a_4xx_and_a_reason(
     assert answer.json()["detail"], answer.text
     if body in ("depth-bomb", "depth-65", "open-bomb"):
         assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]
-    if body in ("truncated", "not-utf8", "utf16", "float-overflow", "int-5000-digits", "nan"):
+    if body in (
+        *("truncated", "not-utf8", "utf16", "float-overflow", "int-5000-digits", "nan"),
+        *("lone-surrogate", "lone-surrogate-key"),
+    ):
         assert answer.status_code == 400 and "not valid JSON" in answer.json()["detail"]
+
+
+async def test_a_surrogate_pair_escaped_in_a_body_is_one_character_and_accepted(
+    server: ServerProcess,
+) -> None:
+    """The other side of "lone-surrogate": a pair (JSON's way to escape U+1F600) is text."""
+    async with httpx.AsyncClient(
+        base_url=server.http_url,
+        headers={"Authorization": f"Bearer {server.token('alice')}"},
+        timeout=10,
+    ) as api:
+        answer = await api.post(
+            "/api/drafts",
+            content=b'{"title": "a\\ud83d\\ude00"}',
+            headers={"content-type": "application/json"},
+        )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["state"]["texts"]["title"] == "a\U0001f600"
 
 
 @pytest.mark.parametrize(

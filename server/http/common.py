@@ -230,7 +230,7 @@ def require_owner(role: Role, action: str) -> None:
 
 
 async def read_json(request: Request, model: type[M], *, context: Any = None) -> M:
-    """The body as `model`; an empty body is `{}`."""
+    """The body as `model`; an empty body (no byte) is `{}`, one of whitespace is not JSON."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise BodyTooLarge(f"request body over {MAX_BODY_BYTES} bytes")
@@ -239,7 +239,7 @@ async def read_json(request: Request, model: type[M], *, context: Any = None) ->
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
             raise BodyTooLarge(f"request body over {MAX_BODY_BYTES} bytes")
-    if not raw.strip():
+    if not raw:
         return _validated(model, {}, context, where="body")
     try:
         text = raw.decode("utf-8")

@@ -329,6 +329,8 @@ BAD_BODIES = {
     # Valid JSON syntax, but no Unicode text: pycrdt and SQLite cannot encode it (was a 500).
     "lone-surrogate": lambda key: b'{"' + key.encode() + b'": "a\\ud800"}',
     "lone-surrogate-key": lambda key: b'{"\\udfff": 1}',
+    # Not the empty body (taken as `{}`), and not JSON either (was `{}`: a 200 or a 201).
+    "whitespace": lambda key: b" \n",
 }
 
 
@@ -369,7 +371,7 @@ async def test_every_rest_body_answers_bad_json_with_a_4xx_and_a_reason(
         assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]
     if body in (
         *("truncated", "not-utf8", "utf16", "float-overflow", "int-5000-digits", "nan"),
-        *("lone-surrogate", "lone-surrogate-key"),
+        *("lone-surrogate", "lone-surrogate-key", "whitespace"),
     ):
         assert answer.status_code == 400 and "not valid JSON" in answer.json()["detail"]
 

@@ -286,7 +286,28 @@ def _json_depth(raw: bytes) -> int:
 
 
 def read_query(request: Request, model: type[M]) -> M:
-    return _validated(model, dict(request.query_params), None, where="query")
+    """The query as `model`. An integer parameter is ASCII digits, a minus sign at most:
+    pydantic's lax mode (a query is strings) would also read " 1", "+1", "1_0" and "1.0"."""
+    query = dict(request.query_params)
+    for name in _integer_parameters(model):
+        value = query.get(name)
+        if value is not None and not _INTEGER.fullmatch(value):
+            problem = {"loc": name, "msg": "Input should be an integer, in ASCII digits"}
+            raise ValidationFailed(f"invalid query: {name}: {problem['msg']}", [problem])
+    return _validated(model, query, None, where="query")
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+@functools.cache
+def _integer_parameters(model: type[BaseModel]) -> tuple[str, ...]:
+    """The query names (aliases first) of `model`'s fields that take an int (or int | None)."""
+    return tuple(
+        field.alias or name
+        for name, field in model.model_fields.items()
+        if field.annotation is int or field.annotation == int | None
+    )
 
 
 def _validated(model: type[M], data: Any, context: Any, *, where: str) -> M:

@@ -326,6 +326,11 @@ BAD_BODIES = {
     "int-400-digits": lambda key: b'{"' + key.encode() + b'": 1' + b"0" * 400 + b"}",
     "int-5000-digits": lambda key: b'{"' + key.encode() + b'": 1' + b"0" * 5000 + b"}",
     "nan": lambda key: b'{"' + key.encode() + b'": NaN}',
+    # Valid JSON syntax, but no Unicode text: pycrdt and SQLite cannot encode it (was a 500).
+    "lone-surrogate": lambda key: b'{"' + key.encode() + b'": "a\\ud800"}',
+    "lone-surrogate-key": lambda key: b'{"\\udfff": 1}',
+    # Not the empty body (taken as `{}`), and not JSON either (was `{}`: a 200 or a 201).
+    "whitespace": lambda key: b" \n",
 }
 
 
@@ -364,8 +369,29 @@ async def test_every_rest_body_answers_bad_json_with_a_4xx_and_a_reason(
     assert answer.json()["detail"], answer.text
     if body in ("depth-bomb", "depth-65", "open-bomb"):
         assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]
-    if body in ("truncated", "not-utf8", "utf16", "float-overflow", "int-5000-digits", "nan"):
+    if body in (
+        *("truncated", "not-utf8", "utf16", "float-overflow", "int-5000-digits", "nan"),
+        *("lone-surrogate", "lone-surrogate-key", "whitespace"),
+    ):
         assert answer.status_code == 400 and "not valid JSON" in answer.json()["detail"]
+
+
+async def test_a_surrogate_pair_escaped_in_a_body_is_one_character_and_accepted(
+    server: ServerProcess,
+) -> None:
+    """The other side of "lone-surrogate": a pair (JSON's way to escape U+1F600) is text."""
+    async with httpx.AsyncClient(
+        base_url=server.http_url,
+        headers={"Authorization": f"Bearer {server.token('alice')}"},
+        timeout=10,
+    ) as api:
+        answer = await api.post(
+            "/api/drafts",
+            content=b'{"title": "a\\ud83d\\ude00"}',
+            headers={"content-type": "application/json"},
+        )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["state"]["texts"]["title"] == "a\U0001f600"
 
 
 @pytest.mark.parametrize(
@@ -381,6 +407,13 @@ async def test_every_rest_body_answers_bad_json_with_a_4xx_and_a_reason(
         "/api/drafts?limit=" + "9" * 30,
         "/api/drafts?cursor=%00%FF",
         "/api/drafts/%00%0a",
+        # Not integers, though Python's int() or pydantic's lax mode read one (were 200s).
+        "/api/drafts/DRAFT/events?after=1_0",
+        "/api/drafts/DRAFT/diff?from=%200",
+        "/api/drafts/DRAFT/diff?from=0&to=0.0",
+        "/api/drafts/DRAFT/webhooks?limit=%2B5",
+        "/api/drafts?limit=1_0",
+        "/api/dashboard?limit=10%20",
     ],
     ids=lambda path: path[:60],
 )

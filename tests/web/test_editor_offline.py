@@ -8,7 +8,10 @@ without a reconnect loop; tokens renewed, replaced and forgotten; overrides told
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -893,3 +896,118 @@ async def test_work_typed_offline_on_a_draft_deleted_meanwhile_is_kept_and_not_p
     await expect(detail).not_to_contain_text("sent when the connection is back")
     await page.screenshot(path=artifact("offline-work-of-a-deleted-draft.png"))
     await context.close()
+
+
+@pytest.fixture
+def browser_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of 64 MB for a browser profile (needs root, like `small_disk`), unmounted after.
+
+    Chromium's IndexedDB ignores DevTools' quota override (`Storage.overrideQuotaForOrigin`
+    limits the Cache API only, in the Chromium tested): a full disk is the real way to make its
+    writes fail with QuotaExceededError."""
+    mount_point = tmp_path / "browser-disk"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if done.returncode != 0:
+        message = f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
+
+
+def fill_disk(path: Path) -> None:
+    """Write `path` until its file system is full (bounded by its 64 MB)."""
+    chunk = b"\xff" * (256 * 1024)
+    with path.open("wb", buffering=0) as filler:
+        for _ in range(4 * 64 * 4):
+            try:
+                filler.write(chunk)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC, error
+                return
+    raise AssertionError("the file system never filled")
+
+
+async def test_a_local_save_that_fails_on_a_full_disk_is_told_and_not_called_saved(
+    server: ServerProcess, playwright: Playwright, browser_disk: Path, errors: Errors
+) -> None:
+    """IndexedDB refuses the page's writes (QuotaExceededError: the browser's disk is full):
+    offline, the page must not say "saved in this browser", must say why, and must still ask
+    before leaving; once there is room again, the next change stores everything."""
+    draft = new_draft()
+    context = await playwright.chromium.launch_persistent_context(
+        browser_disk / "profile",
+        executable_path=CHROMIUM,
+        args=CHROMIUM_ARGS,
+        headless=True,
+        viewport=DESKTOP,
+    )
+    try:
+        page = errors.watch(await context.new_page())
+        await page.goto(editor_url(server, draft, "quinn"))
+        await wait_status(page, "synced")
+        await offline_ready(page)
+        await context.set_offline(True)
+        await wait_status(page, "offline")
+        fill_disk(browser_disk / "filler")
+
+        await text_field(page, "title").click()
+        await page.keyboard.type("Typed on a full disk")
+        status = page.locator("[data-role=status]")
+        label = page.locator("[data-role=status-label]")
+        # settled one way or the other; before the fix the page said "saved in this browser"
+        await expect(label).to_contain_text(re.compile("saved in this browser|storage full"))
+        fill_disk(browser_disk / "filler-2")  # what closing the database freed: kept full
+        # QuotaExceededError, or UnknownError "IO error … FILE_ERROR_NO_SPACE" (which one depends
+        # on when Chromium meets the full disk)
+        failure = await page.evaluate("() => window.draftsync.local().failure")
+        assert failure is not None and failure["full"], failure
+        await expect(label).to_have_text("Offline · not saved in this browser: storage full")
+        await expect(status).to_have_attribute("data-saved", "failed")
+        detail = page.locator("[data-role=status-detail]")
+        await expect(detail).to_contain_text("This browser could not save your changes")
+        assert not await page.evaluate("() => window.draftsync.local().allSaved")
+        await page.screenshot(path=artifact("local-save-failed-disk-full.png"))
+
+        # leaving now would lose the change: the page asks (dismissed: it stays)
+        asked: list[str] = []
+
+        async def on_dialog(dialog) -> None:  # type: ignore[no-untyped-def]
+            asked.append(dialog.type)
+            await dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        await page.close(run_before_unload=True)
+        async with asyncio.timeout(10):
+            while not asked:  # noqa: ASYNC110 - Playwright reports the dialog as an event
+                await asyncio.sleep(0.05)
+        assert asked == ["beforeunload"]
+        assert not page.is_closed()
+        page.remove_listener("dialog", on_dialog)
+
+        # room again: the next change stores the whole doc, the text typed meanwhile too
+        (browser_disk / "filler").unlink()
+        (browser_disk / "filler-2").unlink()
+        await text_field(page, "title").click()
+        await page.keyboard.press("Control+End")
+        await page.keyboard.type(".")
+        await wait_saved_here(page)
+        assert await page.evaluate("() => window.draftsync.local().allSaved")
+        reloaded = await page.reload()  # offline: the worker's shell and the copy in IndexedDB
+        assert reloaded is not None and reloaded.from_service_worker
+        await expect_field_text(page, "title", "Typed on a full disk.")
+        await page.screenshot(path=artifact("local-save-recovered.png"))
+        await context.set_offline(False)
+        await wait_status(page, "synced")
+        assert await server_text(server, draft, "quinn", "title") == "Typed on a full disk."
+    finally:
+        await context.close()

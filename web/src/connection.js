@@ -11,7 +11,8 @@
 // says so, or the socket is closed: said at once, the page does not wait for a timeout),
 // syncing (local changes not acknowledged yet, or the first sync running), conflict (open
 // conflicts in the `conflicts` map), synced. Offline and syncing say "saved in this browser"
-// only when IndexedDB holds every change (`local.allSaved()`, local.js).
+// only when IndexedDB holds every change (`local.allSaved()`, local.js), and "not saved in this
+// browser" with the reason when a write to it failed (`local.failure()`: its quota is full…).
 import { WebsocketProvider, messageAuth, messageSync } from 'y-websocket'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
@@ -241,42 +242,54 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
 
   const unsent = () => state.acked < state.local
   const savedHere = () => Boolean(local && local.available && local.allSaved())
+  // why this browser could not keep the changes (a write to IndexedDB failed), if it could not
+  const localFailure = () => {
+    const failure = local && local.available && local.failure ? local.failure() : null
+    if (!failure) return null
+    return failure.full ? 'storage full' : 'storage error'
+  }
   const keptNote = () => {
     if (!unsent()) return ''
     if (savedHere()) return 'Your changes are saved in this browser and sent when the connection is back.'
+    const failure = localFailure()
+    if (failure) return `This browser could not save your changes (${failure}): keep this page open until they are sent, or free some space.`
     if (local && local.available) return 'Saving your changes in this browser…'
     return 'Your changes are not saved anywhere yet: keep this page open until they are sent.'
   }
+  const saved = () => savedHere() ? 'browser' : unsent() && localFailure() ? 'failed' : 'no'
 
   const status = (openConflicts = 0) => {
-    const suffix = unsent() && savedHere() ? ' · saved in this browser' : ''
+    const failure = localFailure()
+    const suffix = !unsent() ? ''
+      : savedHere() ? ' · saved in this browser'
+        : failure ? ` · not saved in this browser: ${failure}` : ''
     if (state.error) {
       // only a new token (4401) or a smaller change (1009) lets the work through: otherwise it
       // is kept, not promised to be sent
       const sendable = [1009, 4401].includes(state.error.code)
       const kept = !sendable && unsent() && savedHere() ? 'Your changes are kept in this browser.' : keptNote()
       const detail = [state.error.message, kept].filter(Boolean).join(' ')
-      return { name: 'error', label: ERROR_LABELS[state.error.code] || 'Error', detail, saved: savedHere() }
+      return { name: 'error', label: ERROR_LABELS[state.error.code] || 'Error', detail, saved: saved() }
     }
     if (state.refused) {
       const kept = savedHere() ? ' They are kept in this browser.' : ''
-      return { name: 'error', label: 'Not sent', detail: `You can only read this draft now: your changes made here were not taken by the server.${kept}`, saved: savedHere() }
+      return { name: 'error', label: 'Not sent', detail: `You can only read this draft now: your changes made here were not taken by the server.${kept}`, saved: saved() }
     }
     if (!online() || (!provider.wsconnected && !state.switching && (state.everConnected || state.failed))) {
       const detail = unsent() ? keptNote() : 'Everything is saved on the server. Changes you make now are kept in this browser and sent when the connection is back.'
-      return { name: 'offline', label: `Offline${suffix}`, detail, saved: savedHere() }
+      return { name: 'offline', label: `Offline${suffix}`, detail, saved: saved() }
     }
     if (!provider.wsconnected) {
-      return { name: 'syncing', label: `Connecting…${suffix}`, detail: 'Connecting to the server.', saved: savedHere() }
+      return { name: 'syncing', label: `Connecting…${suffix}`, detail: 'Connecting to the server.', saved: saved() }
     }
     if (!provider.synced || !state.handshaken || unsent()) {
-      return { name: 'syncing', label: `Syncing…${suffix}`, detail: 'Sending changes to the server.', saved: savedHere() }
+      return { name: 'syncing', label: `Syncing…${suffix}`, detail: 'Sending changes to the server.', saved: saved() }
     }
     if (openConflicts > 0) {
       const s = openConflicts === 1 ? '' : 's'
-      return { name: 'conflict', label: 'Conflict', detail: `${openConflicts} open conflict${s} to resolve.`, saved: savedHere() }
+      return { name: 'conflict', label: 'Conflict', detail: `${openConflicts} open conflict${s} to resolve.`, saved: saved() }
     }
-    return { name: 'synced', label: 'Synced', detail: 'All changes are saved on the server.', saved: savedHere() }
+    return { name: 'synced', label: 'Synced', detail: 'All changes are saved on the server.', saved: saved() }
   }
 
   /** Connect again, with `token` if given (a renewed or pasted one), after an error too. */

@@ -39,7 +39,7 @@ async function main () {
   const showStatus = ({ name, label, detail, saved }) => {
     const status = $('status')
     status.dataset.status = name
-    status.dataset.saved = saved ? 'browser' : 'no'
+    status.dataset.saved = saved || 'no' // 'browser', 'failed' (a write to IndexedDB failed) or 'no'
     status.title = detail
     $('status-label').textContent = label
     $('status-detail').textContent = detail
@@ -240,7 +240,7 @@ async function main () {
     doc,
     provider: conn.provider,
     connection: conn.state,
-    local: () => ({ available: local.available, allSaved: local.allSaved() }),
+    local: () => ({ available: local.available, allSaved: local.allSaved(), failure: local.failure() }),
     token: () => token,
     status: () => $('status').dataset.status
   }

@@ -12,40 +12,58 @@
 // after it completes only once that write has (IndexedDB runs overlapping transactions in the
 // order they were created). The status says "saved in this browser" only then.
 //
+// That readonly transaction also completes when the write before it failed: its transaction
+// aborted (QuotaExceededError: the origin's quota or the disk is full, …), and a full disk
+// closes the connection too. The abort bubbles to the database, where it is heard; from then
+// on the copy is not trusted to hold everything (which update is missing is not known, and
+// y-indexeddb does not write it again): `allSaved()` is false and `failure()` says why. The
+// page opens the database again (at the next change, or every RETRY_MS; it does not open
+// while the disk is full), y-indexeddb's opening stores the whole doc, and a readonly
+// transaction after it that completes with no failure heard meanwhile makes `allSaved()` true
+// again. Failures of writes made before that transaction are heard before it completes
+// (transactions are ordered); a later failure starts over.
+//
 // An index in localStorage (per origin and user) lists the drafts kept here with their title,
 // for the drafts list when the server cannot be reached. Signing out deletes the user's
 // databases and index; another user's databases have other names and are never opened.
-import { IndexeddbPersistence, fetchUpdates } from 'y-indexeddb'
+import { IndexeddbPersistence, PREFERRED_TRIM_SIZE, fetchUpdates, storeState } from 'y-indexeddb'
 
 const PREFIX = 'draftsync'
 const STORE = 'updates' // y-indexeddb's object store of updates
 const OPEN_TIMEOUT_MS = 5000
+const RETRY_MS = 10000 // opening the database again after a failed write, while nothing changes
 
 const userPrefix = (user) => `${PREFIX}:${encodeURIComponent(window.location.origin)}:${encodeURIComponent(user)}:`
 const dbName = (user, draftId) => `${userPrefix(user)}${draftId}`
 const indexKey = (user) => `${PREFIX}.local:${user}`
 
-/** Whether this browser lets the page open an IndexedDB database (not in some private modes). */
-async function probe () {
+/**
+ * Whether this browser lets the page open IndexedDB database `name` (not in some private modes,
+ * nor while a full disk keeps it shut). With `existing`, a database that does not exist (deleted
+ * meanwhile: signed out in another tab) is not created.
+ */
+async function probe (name, { existing = false } = {}) {
   if (typeof indexedDB === 'undefined' || indexedDB === null) return false
   return new Promise((resolve) => {
     let request
     try {
-      request = indexedDB.open(`${PREFIX}-probe`)
+      request = indexedDB.open(name)
     } catch {
       resolve(false)
       return
     }
     const timer = setTimeout(() => resolve(false), OPEN_TIMEOUT_MS)
+    request.onupgradeneeded = () => { if (existing) request.transaction.abort() }
     request.onsuccess = () => { clearTimeout(timer); request.result.close(); resolve(true) }
-    request.onerror = () => { clearTimeout(timer); resolve(false) }
+    request.onerror = (event) => { event.preventDefault(); clearTimeout(timer); resolve(false) }
     request.onblocked = () => { clearTimeout(timer); resolve(false) }
   })
 }
 
 /**
  * Keep `doc` in IndexedDB; resolves once the stored copy is loaded into the doc.
- * Returns {available, allSaved(), onSaved(listener), remember(title, pending), destroy()}.
+ * Returns {available, allSaved(), failure(), onSaved(listener), remember(title, pending), destroy()};
+ * the listeners are called whenever `allSaved()` or `failure()` may have changed.
  */
 export async function keepLocally ({ doc, user, draftId }) {
   const listeners = new Set()
@@ -53,6 +71,7 @@ export async function keepLocally ({ doc, user, draftId }) {
     available: false,
     loaded: false,
     allSaved: () => false,
+    failure: () => null,
     onSaved: (listener) => listeners.add(listener),
     remember: () => {},
     read: async () => undefined,
@@ -60,54 +79,160 @@ export async function keepLocally ({ doc, user, draftId }) {
     catchUp: async () => {},
     destroy: () => {}
   }
-  if (!(await probe())) return unavailable
+  if (!(await probe(`${PREFIX}-probe`))) return unavailable
   // ask the browser not to evict the copies under storage pressure (it may say no)
   if (navigator.storage && navigator.storage.persist) navigator.storage.persist().catch(() => {})
+  const name = dbName(user, draftId)
   let persistence
-  try {
-    persistence = new IndexeddbPersistence(dbName(user, draftId), doc)
-  } catch {
-    return unavailable
-  }
   let written = 0 // updates of the doc so far (local, remote, loaded)
   let stored = 0 // the `written` IndexedDB has committed
   let loaded = false
+  let failed = null // {name, message, full}: a write failed, the whole doc not stored since
+  let failures = 0 // writes failed so far
+  let reopening = false
+  let retryTimer = null
+  let closed = false // destroyed: sign out, or signed out in another tab
+  const notify = () => { for (const listener of listeners) listener() }
+
+  const fail = (which, error) => {
+    // a connection replaced already: the one opened since stored the whole doc
+    if (which !== persistence || which._destroyed || closed) return
+    failures += 1
+    const name = (error && error.name) || 'UnknownError'
+    const message = (error && error.message) || ''
+    // a full quota, or a full disk (Chromium: QuotaExceededError at commit, or an UnknownError
+    // "IO error … FILE_ERROR_NO_SPACE" from its LevelDB once the commit was under way)
+    const full = name === 'QuotaExceededError' || /NO_SPACE|disk full|ENOSPC/i.test(message)
+    failed = { name, message, full }
+    // its connection may be closing (a disk-full commit closes it): y-indexeddb's writes through
+    // it would throw, and a later write there would not bring back the one lost anyway
+    which.destroy()
+    if (retryTimer === null) retryTimer = setInterval(reopen, RETRY_MS)
+    notify()
+  }
+  const open = () => {
+    const opened = new IndexeddbPersistence(name, doc)
+    // its writes are made by our update handler below (`write`), in order with the
+    // confirmations, and without letting an exception (a closing connection) stop the doc's
+    // other update handlers
+    doc.off('update', opened._storeUpdate)
+    opened._db.then((db) => {
+      // a failed transaction (a write refused: quota or disk full, …) aborts; the abort bubbles
+      // to the database, heard from its opening on (the first write stores the whole doc)
+      db.addEventListener('abort', (event) => {
+        const tx = event.target // an abort is fired at its transaction
+        if (tx instanceof IDBTransaction && tx.mode !== 'readonly' && tx.objectStoreNames.contains(STORE)) {
+          fail(opened, tx.error)
+        }
+      })
+      db.addEventListener('close', () => fail(opened, null)) // closed by the browser
+    }, () => {})
+    return opened
+  }
+  // y-indexeddb's `_storeUpdate`, minus its promise that nobody handles: a failed write
+  // aborts its transaction, heard by the database's listener above
+  const write = (current, update, origin) => {
+    if (!current.db || origin === current) return
+    current.db.transaction([STORE], 'readwrite').objectStore(STORE).add(update)
+    if (++current._dbsize >= PREFERRED_TRIM_SIZE) {
+      // y-indexeddb merges the updates into one now and then (debounced)
+      clearTimeout(current._storeTimeoutId)
+      current._storeTimeoutId = setTimeout(() => {
+        current._storeTimeoutId = null
+        if (!current._destroyed) storeState(current, false).catch(() => {})
+      }, current._storeTimeout)
+    }
+  }
   const confirm = () => {
     const target = written
-    const db = persistence.db
-    if (!db || !loaded) return
+    const seen = failures
+    const current = persistence
+    const db = current.db
+    if (!db || !loaded || current._destroyed) return
     try {
       const tx = db.transaction([STORE], 'readonly')
       tx.oncomplete = () => {
-        if (target > stored) {
-          stored = target
-          for (const listener of listeners) listener()
+        // every write before it committed: they hold everything up to `target` (after a
+        // failure, on a connection opened since, whose first write stored the whole doc)
+        if (failures !== seen || current !== persistence || current._destroyed) return
+        const recovered = failed !== null
+        failed = null
+        if (recovered) {
+          clearInterval(retryTimer)
+          retryTimer = null
+        }
+        if (target > stored || recovered) {
+          stored = Math.max(stored, target)
+          notify()
         }
       }
     } catch {
-      // the database is closing (sign out, page leaving)
+      // the database is closing (sign out, page leaving, a failed write)
     }
   }
-  doc.on('update', (_update, origin) => {
+  // After a failed write: open the database again, when it opens (a full disk keeps it shut).
+  // y-indexeddb stores the whole doc when it opens; the confirmation after it says whether it did.
+  const reopen = async () => {
+    if (!failed || reopening || closed) return
+    reopening = true
+    try {
+      if (!(await probe(name, { existing: true }))) return // y-indexeddb leaves a failed open unhandled
+      if (closed) return
+      persistence = open()
+      await synced(persistence)
+      if (persistence.synced) confirm()
+      else persistence.destroy() // failed, or too slow: the next attempt opens another
+    } finally {
+      reopening = false
+    }
+  }
+
+  try {
+    persistence = open()
+  } catch {
+    return unavailable
+  }
+  doc.on('update', (update, origin) => {
     written += 1
-    if (origin === persistence) {
-      stored = Math.max(stored, written) // read from the database: it is there
+    const current = persistence
+    if (!current._destroyed) {
+      try {
+        write(current, update, origin)
+      } catch (error) {
+        fail(current, error)
+      }
+    }
+    if (origin === current) {
+      // read from the database: it is there (not what a failed write lost, though)
+      if (!failed) stored = Math.max(stored, written)
       return
     }
+    if (failed) reopen()
     confirm()
   })
-  await new Promise((resolve) => {
-    const timer = setTimeout(resolve, OPEN_TIMEOUT_MS)
-    persistence.whenSynced.then(() => { clearTimeout(timer); resolve() })
+  // y-indexeddb's opening write (the whole doc) leaves its promise unhandled: when it fails
+  // (the disk still full), the status says so
+  window.addEventListener('unhandledrejection', (event) => {
+    const reason = event.reason
+    if (failed && reason instanceof Error && /^(AbortError|QuotaExceededError|UnknownError|InvalidStateError)\b/.test(reason.message)) {
+      event.preventDefault()
+    }
   })
+  await synced(persistence)
   loaded = persistence.synced
-  if (!loaded) return unavailable
+  if (!loaded) {
+    closed = true // no retries for a copy the page does not use
+    clearInterval(retryTimer)
+    return unavailable
+  }
   confirm() // y-indexeddb stored the doc as it was when the database opened
   return {
     available: true,
     // the stored copy may hold changes the server lacks: unsent until the server says otherwise
     loaded: doc.store.clients.size > 0,
-    allSaved: () => stored >= written,
+    allSaved: () => !failed && stored >= written,
+    /** Why a write to IndexedDB failed ({name, message, full}), until the whole doc is stored again. */
+    failure: () => failed,
     onSaved: (listener) => listeners.add(listener),
     remember: (title, pending) => rememberDraft(user, draftId, { title, pending }),
     /** Small page state kept with the copy (y-indexeddb's `custom` store), e.g. overrides.js. */
@@ -118,11 +243,24 @@ export async function keepLocally ({ doc, user, draftId }) {
       try {
         await fetchUpdates(persistence)
       } catch {
-        // the database is closing (sign out, page leaving)
+        // the database is closing (sign out, page leaving, a failed write)
       }
     },
-    destroy: () => persistence.destroy()
+    destroy: () => {
+      closed = true
+      clearInterval(retryTimer)
+      retryTimer = null
+      return persistence.destroy()
+    }
   }
+}
+
+/** Until y-indexeddb has loaded the stored copy into the doc (or OPEN_TIMEOUT_MS). */
+function synced (persistence) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, OPEN_TIMEOUT_MS)
+    persistence.whenSynced.then(() => { clearTimeout(timer); resolve() })
+  })
 }
 
 function readIndex (user) {

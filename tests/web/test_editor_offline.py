@@ -978,6 +978,17 @@ async def test_a_local_save_that_fails_on_a_full_disk_is_told_and_not_called_sav
         assert not await page.evaluate("() => window.draftsync.local().allSaved")
         await page.screenshot(path=artifact("local-save-failed-disk-full.png"))
 
+        # the drafts list, offline (the worker's shell, the index in localStorage): a tab closed
+        # now would leave a copy without the change, and the list must not call it saved here
+        lists = errors.watch(await context.new_page())
+        shell = await lists.goto(f"{server.http_url}/")
+        assert shell is not None and shell.from_service_worker
+        meta = lists.locator(f"[data-draft={draft}] .draft-meta")
+        await expect(meta).to_have_attribute("data-saved", "failed")
+        await expect(meta).to_contain_text("not saved here: storage full")
+        await expect(meta).not_to_have_text(re.compile(r"^saved here"))
+        await lists.screenshot(path=artifact("drafts-list-not-saved-here.png"))
+
         # leaving now would lose the change: the page asks (dismissed: it stays)
         asked: list[str] = []
 
@@ -1002,6 +1013,12 @@ async def test_a_local_save_that_fails_on_a_full_disk_is_told_and_not_called_sav
         await page.keyboard.type(".")
         await wait_saved_here(page)
         assert await page.evaluate("() => window.draftsync.local().allSaved")
+        await lists.reload()  # the list says saved here again
+        await expect(meta).to_have_attribute("data-saved", "browser")
+        await expect(meta).to_contain_text(re.compile(r"^saved here "))
+        await expect(meta).not_to_contain_text("not saved here")
+        await lists.screenshot(path=artifact("drafts-list-saved-here-again.png"))
+        await lists.close()
         reloaded = await page.reload()  # offline: the worker's shell and the copy in IndexedDB
         assert reloaded is not None and reloaded.from_service_worker
         await expect_field_text(page, "title", "Typed on a full disk.")

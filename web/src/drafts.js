@@ -1,8 +1,9 @@
 // GET /: the dashboard of the drafts the caller can reach (dashboard.js: the figures of
 // GET /api/stats, a line per draft from GET /api/dashboard, live through the drafts feed), a
 // form that creates one (POST /api/drafts {title}) and one that opens a draft by id. Drafts
-// kept in this browser (local.js) are marked "available offline"; when the server cannot be
-// reached, they are the list. The token is kept per origin (session.js): links carry none. "Sign out" forgets the
+// kept in this browser (local.js) are marked "available offline", or "not saved here" when the
+// last write of their copy failed (a full disk); when the server cannot be reached, they are
+// the list. The token is kept per origin (session.js): links carry none. "Sign out" forgets the
 // token and every copy kept here for this user.
 import { forgetToken, pagePath, takeToken, userOf } from './session.js'
 import { api, explain } from './api.js'
@@ -59,9 +60,16 @@ function main () {
   listDrafts(client, user, token)
 }
 
+/** What this browser's copy of a draft holds: everything, or not (a write failed, local.js). */
+function keptWords (kept) {
+  const words = [kept.unsaved ? `not saved here: ${kept.unsaved}` : 'available offline']
+  if (kept.pending) words.push('changes not sent yet')
+  return words.join(' · ')
+}
+
 function offlineNote (kept) {
   if (!kept) return null
-  return h('span', { class: 'offline-note' }, kept.pending ? ' · available offline · changes not sent yet' : ' · available offline')
+  return h('span', { class: 'offline-note', dataset: { saved: kept.unsaved ? 'failed' : 'browser' } }, ` · ${keptWords(kept)}`)
 }
 
 async function listDrafts (client, user, token) {
@@ -86,7 +94,10 @@ async function listDrafts (client, user, token) {
     list.append(h('li', { class: 'draft', dataset: { draft: draft.id, offline: 'yes' } },
       h('a', { href: pagePath(`/d/${encodeURIComponent(draft.id)}`) },
         h('span', { class: 'draft-title' }, draft.title || draft.id),
-        h('span', { class: 'draft-meta' }, `saved here ${when(draft.at)}`, offlineNote(draft)))))
+        draft.unsaved
+          ? h('span', { class: 'draft-meta', dataset: { saved: 'failed' } },
+            h('span', { class: 'offline-note', dataset: { saved: 'failed' } }, keptWords(draft)))
+          : h('span', { class: 'draft-meta', dataset: { saved: 'browser' } }, `saved here ${when(draft.at)}`, offlineNote(draft)))))
   }
 }
 

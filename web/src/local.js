@@ -24,7 +24,9 @@
 // (transactions are ordered); a later failure starts over.
 //
 // An index in localStorage (per origin and user) lists the drafts kept here with their title,
-// for the drafts list when the server cannot be reached. Signing out deletes the user's
+// for the drafts list when the server cannot be reached, and whether the copy here is known to
+// hold everything: `unsaved` ('storage full', 'storage error') while `failure()` is set, so a
+// tab closed then leaves the list saying the copy is not saved here. Signing out deletes the user's
 // databases and index; another user's databases have other names and are never opened.
 import { IndexeddbPersistence, PREFERRED_TRIM_SIZE, fetchUpdates, storeState } from 'y-indexeddb'
 
@@ -234,7 +236,8 @@ export async function keepLocally ({ doc, user, draftId }) {
     /** Why a write to IndexedDB failed ({name, message, full}), until the whole doc is stored again. */
     failure: () => failed,
     onSaved: (listener) => listeners.add(listener),
-    remember: (title, pending) => rememberDraft(user, draftId, { title, pending }),
+    /** List the draft in the index: its title, whether changes are unsent, whether a write failed. */
+    remember: (title, pending) => rememberDraft(user, draftId, { title, pending, unsaved: unsavedBecause(failed) }),
     /** Small page state kept with the copy (y-indexeddb's `custom` store), e.g. overrides.js. */
     read: (key) => persistence.get(key).catch(() => undefined),
     write: (key, value) => { persistence.set(key, value).catch(() => {}) },
@@ -272,17 +275,26 @@ function readIndex (user) {
   }
 }
 
-function rememberDraft (user, draftId, { title, pending }) {
+/** Why the copy kept here lacks some changes (a failed write: `failure()`), or false. */
+function unsavedBecause (failure) {
+  if (!failure) return false
+  return failure.full ? 'storage full' : 'storage error'
+}
+
+function rememberDraft (user, draftId, { title, pending, unsaved }) {
   const index = readIndex(user)
   const before = index[draftId]
-  if (before && before.title === title && before.pending === pending) return
-  index[draftId] = { title, pending, at: new Date().toISOString() }
+  if (before && before.title === title && before.pending === pending && (before.unsaved || false) === unsaved) return
+  index[draftId] = { title, pending, unsaved, at: new Date().toISOString() }
   try {
     window.localStorage.setItem(indexKey(user), JSON.stringify(index))
   } catch {}
 }
 
-/** The drafts kept in this browser for `user`: [{id, title, pending, at}], newest first. */
+/**
+ * The drafts kept in this browser for `user`: [{id, title, pending, unsaved, at}], newest first;
+ * `unsaved` says why the copy lacks some changes ('storage full', …), false when it holds all.
+ */
 export function localDrafts (user) {
   return Object.entries(readIndex(user))
     .map(([id, entry]) => ({ id, ...entry }))

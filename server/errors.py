@@ -8,6 +8,7 @@ The tree continues the one in `crdt.errors`::
         BadRequest                -> 4400 / 400 (REST: a body that is not JSON, a bad cursor)
           ValidationFailed        -> 4400 / 422 (REST: JSON of the wrong shape or values)
           BodyTooLarge            -> 4400 / 413
+          UnsupportedMediaType    -> 4400 / 415 (REST: a body not declared `application/json`)
           Conflict                -> 4400 / 409 (REST: an id taken, no owner left)
         AwarenessLimitExceeded    -> 4400 (more awareness ids or bytes than one connection may hold)
       AccessError
@@ -53,6 +54,7 @@ __all__ = [
     "UnknownConflict",
     "UnknownDraft",
     "UnknownVersion",
+    "UnsupportedMediaType",
     "ValidationFailed",
     "close_code_for",
     "http_status_for",
@@ -91,6 +93,11 @@ class ValidationFailed(BadRequest):
 
 class BodyTooLarge(BadRequest):
     """A request body over the REST limit."""
+
+
+class UnsupportedMediaType(BadRequest):
+    """A REST body whose Content-Type is not JSON (`application/json`, `application/*+json`)
+    or is missing: what a cross-site form or `fetch(no-cors)` could send without a preflight."""
 
 
 class Conflict(BadRequest):
@@ -172,6 +179,7 @@ _ANSWERS: dict[type[DraftsyncError], tuple[CloseCode, int]] = {
     NotPermitted: (CloseCode.FORBIDDEN, 403),
     ValidationFailed: (CloseCode.MALFORMED, 422),
     BodyTooLarge: (CloseCode.MALFORMED, 413),
+    UnsupportedMediaType: (CloseCode.MALFORMED, 415),
     Conflict: (CloseCode.MALFORMED, 409),
     UnknownDraft: (CloseCode.UNKNOWN_DRAFT, 404),
     StoreError: (CloseCode.TRY_AGAIN_LATER, 503),

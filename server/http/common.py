@@ -21,6 +21,14 @@ shape: 422, each problem with its place). Before parsing, a body must be UTF-8 (
 nest at most `MAX_JSON_DEPTH` arrays and objects: its depth is read from its brackets in one
 linear pass, so a depth bomb is a 400 without the parser recursing into it. NaN, Infinity and
 numbers too large for a float (`1e999`) are not JSON values and are refused (400).
+
+A body (one byte or more) must be declared JSON: `Content-Type: application/json` or
+`application/*+json`, parameters such as `; charset=utf-8` allowed. Any other type, or none, is
+415 before the body is read. A browser sends `text/plain`, `application/x-www-form-urlencoded`
+and `multipart/form-data` cross-site without a CORS preflight, with the user's cookies (which an
+embedding host's `authenticate` may read): refusing them keeps a foreign page's form or
+`fetch(no-cors)` from writing as the signed-in user. A missing type is refused too (`curl -d`
+sends form-urlencoded anyway). An empty body, taken as `{}`, needs no type.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from server.errors import (
     NotPermitted,
     StoreError,
     UnknownDraft,
+    UnsupportedMediaType,
     ValidationFailed,
     http_status_for,
 )
@@ -73,6 +82,7 @@ __all__ = [
     "Handler",
     "bearer_token",
     "committed",
+    "declares_json",
     "decode_cursor",
     "encode_cursor",
     "endpoint",
@@ -109,6 +119,7 @@ _ERROR_NAMES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    415: "unsupported_media_type",
     422: "validation_failed",
     429: "rate_limited",
     500: "internal",
@@ -230,10 +241,14 @@ def require_owner(role: Role, action: str) -> None:
 
 
 async def read_json(request: Request, model: type[M], *, context: Any = None) -> M:
-    """The body as `model`; an empty body (no byte) is `{}`, one of whitespace is not JSON."""
+    """The body as `model`; an empty body (no byte) is `{}`, one of whitespace is not JSON.
+    A body must be declared JSON (415 otherwise): see the module's docstring."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise BodyTooLarge(f"request body over {MAX_BODY_BYTES} bytes")
+    is_json = declares_json(request.headers.get("content-type"))
+    if not is_json and declared is not None and declared.isdigit() and int(declared) > 0:
+        raise _not_json()  # refused unread
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
@@ -241,6 +256,8 @@ async def read_json(request: Request, model: type[M], *, context: Any = None) ->
             raise BodyTooLarge(f"request body over {MAX_BODY_BYTES} bytes")
     if not raw:
         return _validated(model, {}, context, where="body")
+    if not is_json:  # a body sent without a Content-Length (chunked)
+        raise _not_json()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -254,6 +271,31 @@ async def read_json(request: Request, model: type[M], *, context: Any = None) ->
     if _SURROGATE_ESCAPE.search(raw) and _holds_lone_surrogate(data):
         raise BadRequest("request body is not valid JSON: a string holds a lone surrogate")
     return _validated(model, data, context, where="body")
+
+
+# RFC 9110, 8.3.1: `type "/" subtype *( OWS ";" OWS parameter )`, case-insensitive.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA_TYPE = re.compile(rf"[ \t]*({_TOKEN})/({_TOKEN})[ \t]*(?:;.*)?", re.DOTALL)
+
+
+def declares_json(content_type: str | None) -> bool:
+    """Whether a Content-Type is JSON: `application/json` or `application/*+json`, with any
+    parameters (`; charset=utf-8`). None (no header) is not."""
+    if content_type is None:
+        return False
+    match = _MEDIA_TYPE.fullmatch(content_type)
+    if match is None:
+        return False
+    kind, subtype = match.group(1).lower(), match.group(2).lower()
+    return kind == "application" and (
+        subtype == "json" or (subtype.endswith("+json") and len(subtype) > 5)
+    )
+
+
+def _not_json() -> UnsupportedMediaType:
+    return UnsupportedMediaType(
+        "a request body must be JSON: send it with `Content-Type: application/json`"
+    )
 
 
 # A surrogate reaches a decoded string only through a `\uD800`-`\uDFFF` escape (UTF-8 cannot

@@ -37,6 +37,9 @@ ERRORS: Mapping[int, tuple[str, str]] = {
           "answered as one that is not there."),
     409: ("Conflict", "The draft's state forbids it: an id already taken, no owner left."),
     413: ("PayloadTooLarge", "The body is over 1 MiB."),
+    415: ("UnsupportedMediaType", "The body is not declared JSON: send it with "
+          "`Content-Type: application/json` (or `application/*+json`). An empty body needs "
+          "no type."),
     422: ("ValidationFailed", "The body or query has the wrong shape or values; `errors` "
           "lists each problem with its place."),
     429: ("RateLimited", "The caller sent more requests a second than its rate allows; "

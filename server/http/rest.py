@@ -82,13 +82,13 @@ PATH_PARAMETERS: dict[str, Any] = {
 
 _DRAFT = "/api/drafts/{draft_id}"
 _READ = (400, 404, 503)  # a bad draft id, a draft the caller cannot reach, the store
-_WRITE = (*_READ, 413, 422)  # and a body
+_WRITE = (*_READ, 413, 415, 422)  # and a body (declared application/json)
 
 operations: list[Operation] = [
     Operation(
         "POST", "/api/drafts", drafts.create_draft, "Create a draft",
         answers={201: drafts.Draft}, body=drafts.NewDraft,
-        errors=(400, 403, 409, 413, 422, 503),
+        errors=(400, 403, 409, 413, 415, 422, 503),
     ),
     Operation(
         "GET", "/api/drafts", drafts.list_drafts, "List the drafts the caller can reach",

@@ -158,7 +158,7 @@ _EVENTS_PAGE = POSTGRES.render(sql.EVENTS_PAGE)
 _TEXT_EVENTS_SINCE = POSTGRES.render(sql.TEXT_EVENTS_SINCE)
 _EVENTS_OF_TYPE = POSTGRES.render(sql.EVENTS_OF_TYPE)
 _EVENT_COUNTS = POSTGRES.render(sql.EVENT_COUNTS)
-_CONFLICT_FIELDS = POSTGRES.render(sql.CONFLICT_FIELDS)
+_REACHABLE_CONFLICT_FIELDS = POSTGRES.render(sql.REACHABLE_CONFLICT_FIELDS)
 _INSERT_CURSOR = POSTGRES.render(sql.INSERT_CURSOR)
 
 _NO_LIMIT = 2**62
@@ -435,11 +435,6 @@ class PostgresStore(PostgresWebhooks):
             rows = await self._fetch_all(_EVENT_COUNTS, draft_id)
         return {str(row[0]): int(row[1]) for row in rows}
 
-    async def conflict_fields(self, draft_id: str) -> dict[str, int]:
-        with _translated("reading the journal"):
-            rows = await self._fetch_all(_CONFLICT_FIELDS, draft_id)
-        return {str(row[0]): int(row[1]) for row in rows if row[0] is not None}
-
     async def updates_with_origin(self, draft_id: str, after: int, upto: int) -> list[LoggedUpdate]:
         with _translated("reading the update log"):
             rows = await self._fetch_all(_UPDATES_WITH_ORIGIN, draft_id, after, upto)
@@ -500,6 +495,12 @@ class PostgresStore(PostgresWebhooks):
             )
             for row in rows
         ]
+
+    async def reachable_conflict_fields(self, user: str) -> dict[str, int]:
+        """Conflicts opened per field over the live drafts `user` has a role on."""
+        with _translated("reading the journal"):
+            rows = await self._fetch_all(_REACHABLE_CONFLICT_FIELDS, user)
+        return {str(row[0]): int(row[1]) for row in rows if row[0] is not None}
 
     async def access_list(self, draft_id: str) -> dict[str, str]:
         with _translated("reading access"):

@@ -186,7 +186,7 @@ _EVENTS_PAGE = SQLITE.render(sql.EVENTS_PAGE)
 _TEXT_EVENTS_SINCE = SQLITE.render(sql.TEXT_EVENTS_SINCE)
 _EVENTS_OF_TYPE = SQLITE.render(sql.EVENTS_OF_TYPE)
 _EVENT_COUNTS = SQLITE.render(sql.EVENT_COUNTS)
-_CONFLICT_FIELDS = SQLITE.render(sql.CONFLICT_FIELDS)
+_REACHABLE_CONFLICT_FIELDS = SQLITE.render(sql.REACHABLE_CONFLICT_FIELDS)
 _INSERT_OUTBOX = SQLITE.render(sql.INSERT_OUTBOX)
 _INSERT_CURSOR = SQLITE.render(sql.INSERT_CURSOR)
 
@@ -572,11 +572,6 @@ class SqliteStore(SqliteWebhooks):
             rows = await self._fetch_all(_EVENT_COUNTS, (draft_id,))
         return {str(row[0]): int(row[1]) for row in rows}  # type: ignore[call-overload]
 
-    async def conflict_fields(self, draft_id: str) -> dict[str, int]:
-        with _translated("reading the journal"):
-            rows = await self._fetch_all(_CONFLICT_FIELDS, (draft_id,))
-        return {str(row[0]): int(row[1]) for row in rows if row[0] is not None}  # type: ignore[call-overload]
-
     async def updates_with_origin(self, draft_id: str, after: int, upto: int) -> list[LoggedUpdate]:
         with _translated("reading the update log"):
             rows = await self._fetch_all(_UPDATES_WITH_ORIGIN, (draft_id, after, upto))
@@ -635,6 +630,12 @@ class SqliteStore(SqliteWebhooks):
             )
             for row in rows
         ]
+
+    async def reachable_conflict_fields(self, user: str) -> dict[str, int]:
+        """Conflicts opened per field over the live drafts `user` has a role on."""
+        with _translated("reading the journal"):
+            rows = await self._fetch_all(_REACHABLE_CONFLICT_FIELDS, (user,))
+        return {str(row[0]): int(row[1]) for row in rows if row[0] is not None}  # type: ignore[call-overload]
 
     async def access_list(self, draft_id: str) -> dict[str, str]:
         with _translated("reading access"):

@@ -23,7 +23,6 @@ __all__ = [
     "ANY_DUE",
     "ATTEMPTS_PAGE",
     "CLAIM",
-    "CONFLICT_FIELDS",
     "CONTENT_TABLES",
     "CONTRIBUTORS",
     "CONTRIBUTORS_TABLE",
@@ -61,6 +60,7 @@ __all__ = [
     "OWNER_COUNT",
     "PENDING_CHANGES",
     "PURGE",
+    "REACHABLE_CONFLICT_FIELDS",
     "REACHABLE_DRAFTS",
     "RECORD_SCHEMA_VERSION",
     "REMOVE_ROLE",
@@ -392,10 +392,17 @@ EVENTS_OF_TYPE = Statement(
 EVENT_COUNTS = Statement(
     "SELECT type, COUNT(*) FROM events WHERE draft_id = :draft_id GROUP BY type"
 )
-CONFLICT_FIELDS = Statement(
-    "SELECT {json:data.field}, COUNT(*) FROM events"
-    " WHERE draft_id = :draft_id AND type = 'CONFLICT_OPENED' GROUP BY 1"
-)
+# Conflicts opened per field over every live draft `user` has a role on (what REACHABLE_DRAFTS
+# lists): one trip for `GET /api/stats`, each draft's rows read through `events_by_type`.
+REACHABLE_CONFLICT_FIELDS = Statement("""
+    SELECT {json:data.field}, COUNT(*) FROM events
+    WHERE type = 'CONFLICT_OPENED' AND draft_id IN (
+        SELECT a.draft_id FROM access a
+        JOIN drafts d ON d.id = a.draft_id
+        WHERE a."user" = :user AND d.deleted_at IS NULL
+    )
+    GROUP BY 1
+""")
 
 # -- the webhook outbox -------------------------------------------------------------------
 

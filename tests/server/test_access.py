@@ -101,10 +101,15 @@ async def test_bodies_are_checked_only_for_those_who_may_send_them(
     url = f"/api/drafts/{draft_id}/access"
     expected = {"stranger": 404, "viewer": 403, "editor": 403}
     for role, status in expected.items():  # existence and role go before the body
-        response = await clients[role].put(url, content=b"{not json")
+        response = await clients[role].put(
+            url, content=b"{not json", headers={"content-type": "application/json"}
+        )
         assert response.status_code == status
     owner = clients["owner"]
-    assert (await owner.put(url, content=b"{not json")).status_code == 400
+    not_json = await owner.put(
+        url, content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert not_json.status_code == 400
     for body in (
         {"user": "zed", "role": "admin"},
         {"user": "", "role": "viewer"},

@@ -428,3 +428,113 @@ async def test_numbers_and_bytes_out_of_range_in_a_path_or_query_are_a_4xx(
         answer = await api.get(path.replace("DRAFT", owned_draft))
     assert 400 <= answer.status_code < 500, answer.text
     assert answer.json()["detail"], answer.text
+
+
+# -- REST bodies must be declared JSON (415): a cross-site page can send these three types
+# without a CORS preflight, with the user's cookies (an embedding host's `authenticate` may read
+# them); a missing type is refused too. Each body is the JSON a forger would send.
+
+NOT_JSON_TYPES = {
+    "text-plain": "text/plain",
+    "form-urlencoded": "application/x-www-form-urlencoded",
+    "multipart": "multipart/form-data; boundary=x",
+    "missing": None,
+}
+
+
+async def send_typed(
+    server: ServerProcess, method: str, path: str, content: bytes, content_type: str | None
+) -> httpx.Response:
+    # httpx adds no Content-Type for `content=`: what is given here is all that is sent
+    headers = {"Authorization": f"Bearer {server.token('alice')}"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    async with httpx.AsyncClient(base_url=server.http_url, headers=headers, timeout=10) as api:
+        return await api.request(method, path, content=content)
+
+
+@pytest.mark.parametrize("content_type", NOT_JSON_TYPES, ids=list(NOT_JSON_TYPES))
+@pytest.mark.parametrize(
+    ("method", "path", "key"), BODY_ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in BODY_ENDPOINTS]
+)
+async def test_every_rest_body_not_declared_json_is_a_415(
+    server: ServerProcess, owned_draft: str, method: str, path: str, key: str, content_type: str
+) -> None:
+    body = b'{"' + key.encode() + b'": "x"}'
+    answer = await send_typed(
+        server, method, path.replace("DRAFT", owned_draft), body, NOT_JSON_TYPES[content_type]
+    )
+    assert answer.status_code == 415, answer.text
+    assert answer.json()["error"] == "unsupported_media_type"
+    assert "application/json" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("content_type", NOT_JSON_TYPES, ids=list(NOT_JSON_TYPES))
+async def test_a_forged_create_or_share_changes_nothing(
+    server: ServerProcess, owned_draft: str, content_type: str
+) -> None:
+    """What a cross-site form would do as alice: create a draft, share hers with mallory."""
+    draft = new_draft()
+    kind = NOT_JSON_TYPES[content_type]
+    created = await send_typed(
+        server, "POST", "/api/drafts", b'{"id": "%s"}' % draft.encode(), kind
+    )
+    assert created.status_code == 415, created.text
+    share = b'{"user": "mallory", "role": "owner"}'
+    shared = await send_typed(server, "PUT", f"/api/drafts/{owned_draft}/access", share, kind)
+    assert shared.status_code == 415, shared.text
+    async with httpx.AsyncClient(
+        base_url=server.http_url,
+        headers={"Authorization": f"Bearer {server.token('alice')}"},
+        timeout=10,
+    ) as api:
+        assert (await api.get(f"/api/drafts/{draft}")).status_code == 404
+        access = (await api.get(f"/api/drafts/{owned_draft}/access")).json()
+    assert "mallory" not in str(access)
+    assert draft_rows(server.database, draft) == 0
+
+
+async def test_a_chunked_body_without_a_type_is_a_415(server: ServerProcess) -> None:
+    """No Content-Length to refuse it unread: it is refused once read."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"title": '
+        yield b'"x"}'
+
+    async with httpx.AsyncClient(
+        base_url=server.http_url,
+        headers={"Authorization": f"Bearer {server.token('alice')}"},
+        timeout=10,
+    ) as api:
+        answer = await api.post("/api/drafts", content=chunks())
+    assert "content-length" not in answer.request.headers
+    assert answer.status_code == 415, answer.text
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON ;charset=UTF-8",
+        "application/merge-patch+json",
+        "application/vnd.draftsync+json",
+    ],
+)
+async def test_a_body_declared_json_is_read(server: ServerProcess, content_type: str) -> None:
+    answer = await send_typed(server, "POST", "/api/drafts", b'{"title": "typed"}', content_type)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["state"]["texts"]["title"] == "typed"
+
+
+@pytest.mark.parametrize("content_type", ["application/jsonx", "text/json", "application/+json"])
+async def test_near_json_types_are_a_415(server: ServerProcess, content_type: str) -> None:
+    answer = await send_typed(server, "POST", "/api/drafts", b'{"title": "x"}', content_type)
+    assert answer.status_code == 415, answer.text
+
+
+async def test_an_empty_body_needs_no_type(server: ServerProcess) -> None:
+    """No byte is `{}` (a draft with defaults), whatever the type says or if there is none."""
+    for content_type in (None, "text/plain"):
+        answer = await send_typed(server, "POST", "/api/drafts", b"", content_type)
+        assert answer.status_code == 201, answer.text

@@ -43,7 +43,10 @@ async def test_a_manual_conflict_is_seen_everywhere_and_resolved_over_rest(
             assert wrong.status_code == 422 and "candidates" in wrong.json()["detail"]
             mistyped = await api.post(url, json={"value": "lots"})
             assert mistyped.status_code == 422
-            assert (await api.post(url, content=b"{not json")).status_code == 400
+            not_json = await api.post(
+                url, content=b"{not json", headers={"content-type": "application/json"}
+            )
+            assert not_json.status_code == 400
             done = await api.post(url, json={"value": 1000})
             assert done.status_code == 200, done.text
             again = await api.post(url, json={"value": 1000})

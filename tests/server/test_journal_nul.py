@@ -1,11 +1,11 @@
 """A NUL character in an event's data must not break the journal reads of its draft.
 
 Events keep their data as JSON text, where a NUL in a string is the escape `\\u0000`. The
-reads that look into that text (`{json:...}` tokens: `text_events_since`, `conflict_fields`)
-parse it, and PostgreSQL's JSON parser refuses `\\u0000` when it converts to `text`: one such
-event (a client's `fields` value, a conflict candidate) made those reads fail for the draft
-forever, so its journal recovery never ran and `GET /api/stats` answered 503. SQLite reads the
-same rows; both backends run here.
+reads that look into that text (`{json:...}` tokens: `text_events_since`,
+`reachable_conflict_fields`) parse it, and PostgreSQL's JSON parser refuses `\\u0000` when it
+converts to `text`: one such event (a client's `fields` value, a conflict candidate) made those
+reads fail for the draft forever, so its journal recovery never ran and `GET /api/stats`
+answered 503. SQLite reads the same rows; both backends run here.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ async def test_reads_that_look_into_event_data_survive_a_nul_in_it(
     await store.append_events(events)
 
     assert await store.text_events_since(draft, 1) == [("alice", text)]
-    fields = await store.conflict_fields(draft)
+    fields = await store.reachable_conflict_fields("alice")
     assert fields.pop("goal_amount") == 2
     assert fields.pop("\\u0000") == 1
     # The NUL-named field is counted; its name cannot be exact on PostgreSQL (U+FFFD there)
@@ -97,7 +97,7 @@ async def test_a_nul_in_a_field_value_leaves_recovery_and_stats_working_on_postg
     """Through the real server: a pycrdt client writes a NUL into a `fields` value and types
     a title that the kill leaves as an open burst; after the restart, reading the events
     recovers that burst (`text_events_since`), and the stats count a conflict whose candidate
-    holds a NUL (`conflict_fields`)."""
+    holds a NUL (`reachable_conflict_fields`)."""
     url = postgres.new_database()
     server = ServerProcess(tmp_path / "data", "--store", url).start()
     draft = f"nul-{uuid.uuid4().hex[:8]}"

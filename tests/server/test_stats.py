@@ -12,6 +12,9 @@ from typing import Any
 
 import httpx
 
+from crdt.journal import EventType, JournalEvent
+from server.store.postgres import PostgresStore
+from server.store.sqlite import SqliteStore
 from tests.support.node_client import NodeClient
 from tests.support.rest import as_user, create_draft, scrape
 from tests.support.server_process import ServerProcess
@@ -142,3 +145,45 @@ async def test_stats_cover_only_what_the_caller_reaches(server: ServerProcess) -
             "conflictedDrafts": 0,
             "conflictsByField": {},
         }
+
+
+def _opened(draft: str, field: str | None, version: int = 1) -> JournalEvent:
+    data: dict[str, object] = {"conflict_id": f"c{version}", "candidates": []}
+    if field is not None:
+        data["field"] = field
+    return JournalEvent(EventType.CONFLICT_OPENED, draft, version, "u", "s", 1, 1.0, data)
+
+
+async def test_conflicts_by_field_are_summed_over_the_reached_drafts_in_one_read(
+    store: SqliteStore | PostgresStore,
+) -> None:
+    """`reachable_conflict_fields` (one query for `GET /api/stats`): the sum over the live
+    drafts the user has a role on, whatever the role; not over a draft deleted, one whose
+    access was taken away, or anyone else's."""
+    for draft, owner in (("own", "ann"), ("shared", "bo"), ("lost", "bo"), ("gone", "ann")):
+        assert await store.create_draft(draft, owner, now=1.0)
+    await store.create_draft("theirs", "bo", now=1.0)
+    assert await store.set_role("shared", "ann", "viewer")
+    assert await store.set_role("lost", "ann", "editor")
+    assert await store.set_role("lost", "ann", None)
+    events = [
+        *(_opened("own", "status", v) for v in (1, 2)),
+        _opened("own", "goal_amount", 3),
+        _opened("own", None, 4),  # no field: not counted
+        JournalEvent(EventType.FIELD_UPDATED, "own", 5, "u", "s", 1, 1.0, {"field": "status"}),
+        _opened("shared", "status"),
+        _opened("shared", "tags", 2),
+        *(_opened("lost", "status", v) for v in range(1, 6)),
+        *(_opened("gone", "status", v) for v in range(1, 8)),
+        *(_opened("theirs", "status", v) for v in range(1, 12)),
+    ]
+    await store.append_events(events)
+    assert await store.tombstone("gone", now=2.0)
+
+    assert await store.reachable_conflict_fields("ann") == {
+        "status": 2 + 1,
+        "goal_amount": 1,
+        "tags": 1,
+    }
+    assert await store.reachable_conflict_fields("bo") == {"status": 1 + 5 + 11, "tags": 1}
+    assert await store.reachable_conflict_fields("nobody") == {}

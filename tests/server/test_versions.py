@@ -206,7 +206,10 @@ async def test_named_versions_are_saved_listed_counted_and_restored(
         assert refused.status_code == 403
         for body in ({"label": ""}, {"label": "   "}, {"label": "x" * 101}, {"label": 5}, {}):
             assert (await alice.post(url, json=body)).status_code == 422, body
-        assert (await alice.post(url, content=b"{nope")).status_code == 400
+        not_json = await alice.post(
+            url, content=b"{nope", headers={"content-type": "application/json"}
+        )
+        assert not_json.status_code == 400
         unknown = await alice.post(f"/api/drafts/{new_id('nope')}/versions", json={"label": "a"})
         assert unknown.status_code == 404
 

@@ -31,6 +31,10 @@ class RawClient:
         self.closed = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        # Why the reader stopped: websockets' `ConnectionClosed` (its text says which close
+        # frames went each way, "no close frame received" included), or what this client could
+        # not read; None while open.
+        self.ended: BaseException | None = None
         self._changed = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
 
@@ -91,8 +95,11 @@ class RawClient:
                     self.messages.append(decode_message(frame))
                 async with self._changed:
                     self._changed.notify_all()
-        except websockets.ConnectionClosed:
-            pass
+        except websockets.ConnectionClosed as closed:
+            self.ended = closed
+        except Exception as error:
+            self.ended = error
+            raise
         finally:
             received = self.socket.protocol.close_rcvd
             self.close_code = received.code if received else None

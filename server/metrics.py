@@ -23,10 +23,13 @@ __all__ = [
     "CONNECTIONS_CLOSED",
     "DISK_FULL",
     "FANOUT_DROPPED",
+    "FANOUT_GAPS",
+    "FANOUT_HELD",
     "FANOUT_OUTBOX",
     "FANOUT_OUTBOX_BYTES",
     "FANOUT_OUTBOX_PEAK",
     "FANOUT_OUTBOX_PEAK_BYTES",
+    "FANOUT_UNCONFIRMED",
     "HTTP_REQUESTS",
     "JOURNAL_LAG",
     "LIVE_ACCESS_CHANGES",
@@ -86,6 +89,19 @@ FANOUT_DROPPED = Counter(
     "draftsync_fanout_dropped",
     "Fan-out messages dropped unpublished, the outbox full (update, events, awareness, access)",
     ["kind"],
+)
+# What this instance heard from the others (server/cluster/fanout.py `_Tracker`): versions
+# past a gap are held until the gap is filled; a version the store turned out not to have is
+# dropped (a corrupted or forged message), and its room's gap closes.
+FANOUT_GAPS = Gauge(
+    "draftsync_fanout_gaps", "Loaded drafts missing versions the fan-out or this instance named"
+)
+FANOUT_HELD = Gauge(
+    "draftsync_fanout_held", "Other instances' updates held past a gap, waiting for the versions"
+)
+FANOUT_UNCONFIRMED = Counter(
+    "draftsync_fanout_unconfirmed",
+    "Fan-out versions dropped because the store did not have them when it was read",
 )
 DISK_FULL = Gauge(
     "draftsync_disk_full",

@@ -22,6 +22,14 @@ watermark: every stored version up to it is in its doc. A version seen above it 
 lost, or out of order) opens a gap that is filled from the store (`updates_with_origin`)
 after GAP_WAIT_SECONDS; every CATCH_UP_SECONDS each room also compares its watermark with the
 store's last version, which covers a message lost with nothing after it (Redis restart).
+
+A message's version is a claim, not a fact: anything that can publish to Redis can name any
+version (issue 20: one malformed message must not hurt the server). The next version the room
+lacks is applied at once (the ordinary case); one past a gap is held, bounded, until the
+versions before it come (Redis reorders two instances' messages by milliseconds) or the gap
+fill reads the store, which drops what the store does not have (`_catch_up`). So the room's
+version never passes what the store confirmed or this instance committed, and a version the
+store never gave costs one read, not a read every GAP_WAIT_SECONDS.
 Applying an update twice is harmless (a CRDT): pycrdt integrates nothing the second time.
 Telling a rule outcome twice is not: a publish whose reply is lost (the connection dropped
 after Redis took the command) is published again, by redis-py's retry or the publish loop's, so
@@ -76,6 +84,8 @@ __all__ = [
     "DROP_LOG_SECONDS",
     "GAP_WAIT_SECONDS",
     "HEARTBEAT_SECONDS",
+    "HELD_BYTES",
+    "HELD_MESSAGES",
     "INSTANCE_TIMEOUT_SECONDS",
     "OUTBOX_BYTES",
     "OUTBOX_MESSAGES",
@@ -109,17 +119,46 @@ the updates are big (pastes, images inlined), and stays small beside the rooms' 
 
 DROP_LOG_SECONDS = 10.0  # at most one warning about dropped messages this often
 
+HELD_MESSAGES = 1_000
+"""Updates of other instances a room holds at most past a gap (`_Tracker.held`). Redis
+reorders messages of two publishing instances by milliseconds: a handful is held, then applied
+in order. Past this (or HELD_BYTES) the held ones are dropped and the gap fill reads them."""
+
+HELD_BYTES = 8 * 1024 * 1024
+"""Bytes of updates a room holds at most past a gap (see HELD_MESSAGES)."""
+
+_MAX_VERSION = 2**63 - 1  # the store's versions are bigints: a message naming more is unreadable
+
 _Entry = tuple[int, str, bytes, str]  # number, channel, message, kind (a metrics label)
 _ENTRY_OVERHEAD = 64  # bytes counted per message besides its channel and body
 
 
 @dataclass(slots=True)
+class _Held:
+    """Another instance's update for a version past the room's gap, not applied yet."""
+
+    update: bytes
+    user: str | None
+    instance: str
+
+
+@dataclass(slots=True)
 class _Tracker:
-    """Which stored versions a room's doc holds: all up to `watermark`, and `above` it."""
+    """Which stored versions a room's doc holds, and which it was told of but does not trust.
+
+    The doc holds every version up to `watermark`, and those in `above`: versions this
+    instance committed itself, which the store numbered, so they are in it. A version another
+    instance announced is only a promise until the store confirms it: a message past a gap is
+    `held` (not applied, not counted) until the versions before it arrive or a read of the
+    store settles it (`Fanout._catch_up`). `promised` is the highest version any such message
+    named, held or dropped past HELD_MESSAGES / HELD_BYTES: the gap fill reads up to it."""
 
     room: Room
     watermark: int
     above: set[int] = field(default_factory=set)
+    held: dict[int, _Held] = field(default_factory=dict)
+    held_bytes: int = 0
+    promised: int = 0
     catching_up: bool = False
 
     def mark(self, version: int) -> None:
@@ -131,7 +170,30 @@ class _Tracker:
 
     @property
     def has_gap(self) -> bool:
-        return bool(self.above)
+        return bool(self.above or self.held) or self.promised > self.watermark
+
+    @property
+    def wanted(self) -> int:
+        """The highest version this room knows of and lacks (what a gap fill reads up to)."""
+        return max(self.promised, max(self.held, default=0), max(self.above, default=0))
+
+    def hold(self, version: int, entry: _Held) -> bool:
+        """Keep `entry` until the versions before it come; False if that passed the bounds
+        (every held entry is dropped then: the gap fill reads them from the store)."""
+        self.promised = max(self.promised, version)
+        self.held[version] = entry
+        self.held_bytes += len(entry.update)
+        if len(self.held) <= HELD_MESSAGES and self.held_bytes <= HELD_BYTES:
+            return True
+        self.held.clear()
+        self.held_bytes = 0
+        return False
+
+    def take(self, version: int) -> _Held | None:
+        entry = self.held.pop(version, None)
+        if entry is not None:
+            self.held_bytes -= len(entry.update)
+        return entry
 
 
 def _frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
@@ -308,6 +370,12 @@ class Fanout:
         metrics.FANOUT_OUTBOX_BYTES.set_function(lambda: self.outbox.bytes)
         metrics.FANOUT_OUTBOX_PEAK.set_function(lambda: self.outbox.peak_messages)
         metrics.FANOUT_OUTBOX_PEAK_BYTES.set_function(lambda: self.outbox.peak_bytes)
+        metrics.FANOUT_GAPS.set_function(
+            lambda: sum(tracker.has_gap for tracker in self._trackers.values())
+        )
+        metrics.FANOUT_HELD.set_function(
+            lambda: sum(len(tracker.held) for tracker in self._trackers.values())
+        )
         self._numbers = itertools.count(1)  # what this instance publishes, in order
         self._heard: dict[str, int] = {}  # the last number heard from each other instance
         self._supervisor: Supervisor | None = None  # set by `start`
@@ -366,6 +434,8 @@ class Fanout:
             tracker = self._tracker(room)
             if tracker is not None:
                 tracker.mark(record.version)
+                if tracker.held:
+                    self._apply_held(tracker)
                 self._watch_gap(tracker)
             header = {"i": self.instance, "v": record.version, "u": record.user}
             self._publish(f"{PREFIX}:u:{room.draft_id}", "update", header, record.data)
@@ -514,8 +584,10 @@ class Fanout:
                 self._remote_events(draft_id, header["e"])
             else:
                 version = _field(header, "v", int)
+                if not 0 < version <= _MAX_VERSION:
+                    raise _Unreadable(f"'v' is no version: {version!r}")
                 self._remote_update(
-                    draft_id, version, _field(header, "u", str, optional=True), payload
+                    draft_id, version, _field(header, "u", str, optional=True), payload, instance
                 )
         elif channel.startswith(f"{PREFIX}:a:"):
             self._remote_awareness(channel.removeprefix(f"{PREFIX}:a:"), header["i"], payload)
@@ -526,7 +598,16 @@ class Fanout:
         tracker = self._trackers.get(room.draft_id)
         return tracker if tracker is not None and tracker.room is room else None
 
-    def _remote_update(self, draft_id: str, version: int, user: str | None, update: bytes) -> None:
+    def _remote_update(
+        self, draft_id: str, version: int, user: str | None, update: bytes, instance: str = ""
+    ) -> None:
+        """Another instance's committed update. The next version the room lacks is applied at
+        once (the ordinary case: nothing waits). One past a gap is only a promise: held until
+        the versions before it come (then applied in order), or until the gap fill reads the
+        store, which applies what it holds and drops what it does not (`_catch_up`). So a
+        message naming a version the store never gave (corrupted, forged) changes no doc, and
+        the room's version never rises past what the store confirmed or this instance
+        committed."""
         if faults.ARMED:
             faults.trip("fanout-message")
         room = self._rooms.get(draft_id)
@@ -535,9 +616,31 @@ class Fanout:
         tracker = self._tracker(room)
         if tracker is None or version <= tracker.watermark or version in tracker.above:
             return
-        room.apply_committed(update, version, user=user)
-        tracker.mark(version)
+        if version == tracker.watermark + 1:
+            room.apply_committed(update, version, user=user)
+            tracker.mark(version)
+            if tracker.held:
+                self._apply_held(tracker)
+        elif version not in tracker.held and not tracker.hold(
+            version, _Held(update, user, instance)
+        ):
+            logger.warning(
+                "too many fan-out updates held past a gap draft=%s (bounds: %d messages, "
+                "%d bytes): dropped them; the gap is filled from the store",
+                draft_id,
+                HELD_MESSAGES,
+                HELD_BYTES,
+            )
         self._watch_gap(tracker)
+
+    def _apply_held(self, tracker: _Tracker) -> None:
+        """Apply the held updates that now come next, in version order."""
+        room = tracker.room
+        while (entry := tracker.take(tracker.watermark + 1)) is not None:
+            if room.state is not RoomState.OPEN:
+                return
+            room.apply_committed(entry.update, tracker.watermark + 1, user=entry.user)
+            tracker.mark(tracker.watermark + 1)
 
     def _remote_events(self, draft_id: str, listed: object) -> None:
         """Another instance's rule outcomes, told to the connections here. They change no
@@ -616,14 +719,18 @@ class Fanout:
             asyncio.get_running_loop().create_task(self._fill(tracker, GAP_WAIT_SECONDS))
 
     async def _fill(self, tracker: _Tracker, wait: float, upto: int | None = None) -> None:
-        """Read the versions a room misses from the store (after `wait`: they may still come)."""
+        """Read the versions a room misses from the store (after `wait`: they may still come).
+
+        It ends every gap it reads up to: a version the store does not have is dropped
+        (`_catch_up`), so a bogus message costs one read, never a read every GAP_WAIT_SECONDS
+        for as long as the room is loaded."""
         try:
             await asyncio.sleep(wait)
             room = tracker.room
             if upto is None:
-                if not tracker.above:
+                if not tracker.has_gap:
                     return
-                upto = max(tracker.above)
+                upto = tracker.wanted
             if room.state is not RoomState.OPEN or tracker.watermark >= upto:
                 return
             try:
@@ -644,19 +751,54 @@ class Fanout:
                 self._watch_gap(tracker)
 
     async def _catch_up(self, tracker: _Tracker, upto: int) -> None:
-        """Apply the stored versions up to `upto` that the room's doc lacks, in order."""
+        """Apply the stored versions up to `upto` that the room's doc lacks, in order, then
+        the held updates that come next; drop the promises the store did not keep.
+
+        The store numbers a draft's versions one after another, so a read that ends before
+        `upto` found its last version. A message is published only once its version is
+        committed, so any version promised before the read began, past that last one, was
+        never stored: the message was bogus (a warning, without its payload). Promises heard
+        while the read was under way may be newer than it, and wait for the next."""
         room = tracker.room
-        missing = await self._store.updates_with_origin(room.draft_id, tracker.watermark, upto)
+        held_before = set(tracker.held)
+        promised_before = tracker.promised
+        after = tracker.watermark
+        missing = await self._store.updates_with_origin(room.draft_id, after, upto)
         caught = 0
         for logged in missing:
             if logged.version > tracker.watermark and logged.version not in tracker.above:
                 room.apply_committed(logged.data, logged.version, user=logged.user)
                 caught += 1
             tracker.mark(logged.version)
+        for version in [version for version in tracker.held if version <= tracker.watermark]:
+            tracker.take(version)  # read from the store meanwhile
+        if tracker.held:
+            self._apply_held(tracker)
         if caught:
             logger.info(
                 "caught up draft=%s updates=%d version=%d", room.draft_id, caught, tracker.watermark
             )
+        stored = max(after, missing[-1].version) if missing else after
+        if stored < upto:  # the store's last version: nothing promised before may pass it
+            for version in sorted(held_before):
+                if version > stored and (entry := tracker.take(version)) is not None:
+                    self._unconfirmed(room, version, entry.instance, stored)
+            if tracker.promised == promised_before and promised_before > stored:
+                if promised_before not in held_before:  # held ones were told of above
+                    self._unconfirmed(room, promised_before, None, stored)
+                tracker.promised = stored
+
+    @staticmethod
+    def _unconfirmed(room: Room, version: int, instance: str | None, stored: int) -> None:
+        metrics.FANOUT_UNCONFIRMED.inc()
+        logger.warning(
+            "dropped a fan-out version the store does not have draft=%s version=%d instance=%s "
+            "stored=%d: the message was corrupted or forged",
+            room.draft_id,
+            version,
+            instance or "?",
+            stored,
+        )
 
     async def _catch_up_loop(self) -> None:
         """A message lost with nothing after it leaves no gap to see: every CATCH_UP_SECONDS

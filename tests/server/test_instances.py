@@ -21,7 +21,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
-from pycrdt import Array, Text
+from pycrdt import Array, Doc, Text
 
 from bench.services import PostgresCluster, RedisServer
 from server.cluster.fanout import PREFIX
@@ -31,7 +31,7 @@ from tests.support.pycrdt_client import connect_synced
 from tests.support.redis_proxy import RedisProxy
 from tests.support.rest import as_user, create_draft, scrape
 from tests.support.server_process import ServerProcess
-from tests.support.stored_any import stored_doc, stored_rows
+from tests.support.stored_any import snapshot_versions, stored_doc, stored_rows
 from tests.support.waiting import eventually
 
 
@@ -751,3 +751,208 @@ async def test_a_subscription_gone_silent_is_opened_again(
                 return any(state.get("user") == {"name": "bob"} for _, state in states)
 
             await eventually(alice_sees_bob, timeout=20)
+
+
+BOGUS_VERSION = 10**12
+
+
+async def fanout_figures(server: ServerProcess) -> dict[str, float]:
+    """What the fan-out tells of what it heard: rooms with a gap open, updates held past one,
+    and versions dropped because the store did not have them."""
+    wanted = {
+        "draftsync_fanout_gaps": "gaps",
+        "draftsync_fanout_held": "held",
+        "draftsync_fanout_unconfirmed_total": "unconfirmed",
+    }
+    figures: dict[str, float] = {}
+    for family in text_string_to_metric_families(await scrape(server)):
+        for sample in family.samples:
+            if sample.name in wanted:
+                figures[wanted[sample.name]] = sample.value
+    return figures
+
+
+def stored_last(server: ServerProcess, draft_id: str) -> int:
+    [(last,)] = stored_rows(
+        server, "SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = ?", draft_id
+    )
+    return int(last)  # type: ignore[call-overload]
+
+
+async def rest_version(server: ServerProcess, draft_id: str) -> int:
+    async with as_user(server, "alice") as alice:
+        response = await alice.get(f"/api/drafts/{draft_id}")
+    assert response.status_code == 200, response.text
+    return int(response.json()["version"])
+
+
+def forged_update(text: str) -> bytes:
+    """A valid Yjs update no client of the draft wrote: `text` at the start of the title."""
+    doc = Doc()
+    doc["title"] = title = Text()
+    title.insert(0, text)
+    return doc.get_update()
+
+
+async def test_a_message_naming_a_version_the_store_never_gave_is_dropped(
+    pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
+) -> None:
+    """A message on a draft's channel, from an instance id that is none of ours, names version
+    10**12 (corrupted, or forged by anything that can publish to Redis): once with an empty
+    update, once with a valid one. Versions come from the store, not from messages: B holds
+    them past the gap, its gap fill finds the store has no such version, drops them (a
+    warning) and stops filling. B's version stays the store's, the forged text reaches no
+    client, and after more edits and an unload (the figures B saves then are keyed by its
+    version) everything stored, and only that, loads again."""
+    a, b = pair
+    async with as_user(a, "alice") as alice:
+        draft = (await create_draft(alice, title="one"))["id"]
+    on_a = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+    on_b = await NodeClient.start(b.ws_url, draft, b.token("alice"))
+    try:
+        await asyncio.gather(on_a.call("wait_synced"), on_b.call("wait_synced"))
+        publisher = aioredis.from_url(redis_server.url)
+        try:
+            for number, (version, payload) in enumerate(
+                [(BOGUS_VERSION, b"\x00\x00"), (BOGUS_VERSION + 7, forged_update("FORGED "))],
+                start=1,
+            ):
+                header = {"i": f"forged{number}", "v": version, "u": "mallory", "n": 1}
+                message = json.dumps(header).encode() + b"\n" + payload
+                assert await publisher.publish(f"{PREFIX}:u:{draft}", message) == 2
+        finally:
+            await publisher.aclose()
+        # Published after the forged messages, so B has handled them once it relays this.
+        await on_a.call("insert", field="title", index=3, text=" two")
+        await eventually(lambda: _text_is(on_b, "one two"), timeout=10)
+
+        assert await rest_version(b, draft) == stored_last(a, draft) < BOGUS_VERSION
+
+        async def dropped() -> bool:
+            return (await fanout_figures(b)).get("unconfirmed") == 2
+
+        await eventually(dropped, timeout=10)
+        assert f"version={BOGUS_VERSION} instance=forged1" in b.log()
+        assert f"version={BOGUS_VERSION + 7} instance=forged2" in b.log()
+        assert "FORGED" not in b.log()  # no payload in the warning
+        # The gap is closed: no fill is scheduled for it any more (`_watch_gap`).
+        assert await fanout_figures(b) == {"gaps": 0, "held": 0, "unconfirmed": 2}
+        assert await on_b.text("title") == "one two"
+
+        await on_b.call("insert", field="title", index=7, text=" three")
+        await on_a.call("insert", field="title", index=0, text="zero ")
+        await eventually(lambda: _text_is(on_b, "zero one two three"), timeout=10)
+        assert await rest_version(b, draft) == stored_last(a, draft) < BOGUS_VERSION
+    finally:
+        await asyncio.gather(on_a.close(), on_b.close())
+
+    for server in (a, b):  # the room unloads (grace 0.3 s), saving its figures at its version
+        await eventually(lambda s=server: _unloaded(s, draft), timeout=10)  # type: ignore[misc]
+    last = stored_last(a, draft)
+
+    async def figures_saved_at_last() -> bool:  # saved by a task once the room is gone
+        rows = stored_rows(a, "SELECT version FROM draft_meta WHERE draft_id = ?", draft)
+        return rows == [(last,)]
+
+    # Before: B saved them under 10**12, and no later save (an older version) replaced them.
+    await eventually(figures_saved_at_last, timeout=10)
+    assert all(version <= last for version in snapshot_versions(a, draft))
+    for server in (a, b):
+        async with await NodeClient.start(server.ws_url, draft, server.token("alice")) as fresh:
+            await fresh.call("wait_synced")
+            assert await fresh.text("title") == "zero one two three"
+        assert await rest_version(server, draft) == last
+    for server in (a, b):
+        assert "Traceback" not in server.log()
+        async with httpx.AsyncClient() as http:
+            health = await http.get(f"{server.http_url}/healthz", timeout=5)
+        assert health.status_code == 200, health.text
+
+
+async def _unloaded(server: ServerProcess, draft_id: str) -> bool:
+    return f"room unloaded draft={draft_id}" in server.log()
+
+
+class _CapturingProxy(RedisProxy):
+    """A proxy to Redis that keeps A's update messages on `draft`'s channel instead of passing
+    them on, answering A as Redis would ("1 receiver"): the test publishes them itself, in
+    another order."""
+
+    def __init__(self, redis_port: int) -> None:
+        super().__init__(redis_port)
+        self.draft: str | None = None
+        self.captured: list[bytes] = []
+
+    def passes_up(self, client: asyncio.StreamWriter, chunk: bytes) -> bool:
+        channel = f"{PREFIX}:u:{self.draft}".encode()
+        if self.draft is None or b"PUBLISH" not in chunk or channel not in chunk:
+            return True
+        if b'"v":' not in chunk:
+            return True  # journal events: passed on
+        self.captured.append(chunk)
+        client.write(b":1\r\n")
+        return False
+
+
+async def test_updates_of_another_instance_arriving_out_of_order_are_applied_in_order(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """Redis may deliver two instances' messages out of order. Here A's two updates reach B
+    newest first: B holds the second past the gap, applies both once the first comes (or reads
+    them from the store), and drops neither as a version the store does not have."""
+    async with (
+        _CapturingProxy(redis_server.port) as proxy,
+        _a_behind(proxy, tmp_path, postgres, redis_server) as (a, b),
+    ):
+        async with as_user(b, "alice") as alice:
+            draft = (await create_draft(alice, title="one"))["id"]
+        on_a = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+        on_b = await NodeClient.start(b.ws_url, draft, b.token("alice"))
+        try:
+            await asyncio.gather(on_a.call("wait_synced"), on_b.call("wait_synced"))
+            proxy.draft = draft
+            for count, (index, text) in enumerate([(3, " two"), (7, " three")], start=1):
+                await on_a.call("insert", field="title", index=index, text=text)
+
+                async def captured(count: int = count) -> bool:
+                    return len(proxy.captured) == count
+
+                await eventually(captured, timeout=10)
+            # As if two instances had stored them: one instance's messages keep their order
+            # (one task publishes them, numbered: `Fanout._heard`), two instances' may not.
+            publisher = aioredis.from_url(redis_server.url)
+            try:
+                for k, chunk in reversed(list(enumerate(proxy.captured))):
+                    channel, message = _published(chunk)
+                    text, _, payload = message.partition(b"\n")
+                    header = {**json.loads(text), "i": f"other{k}", "n": 1}
+                    framed = json.dumps(header).encode() + b"\n" + payload
+                    assert await publisher.publish(channel, framed) == 2
+            finally:
+                await publisher.aclose()
+            await eventually(lambda: _text_is(on_b, "one two three"), timeout=10)
+
+            async def settled() -> bool:
+                figures = await fanout_figures(b)
+                return figures.get("gaps") == 0 and figures.get("held") == 0
+
+            await eventually(settled, timeout=10)
+            assert (await fanout_figures(b)).get("unconfirmed", 0) == 0
+            assert await rest_version(b, draft) == stored_last(b, draft) == 3
+            assert "Traceback" not in a.log() + b.log()
+        finally:
+            await asyncio.gather(on_a.close(), on_b.close())
+
+
+def _published(chunk: bytes) -> tuple[str, bytes]:
+    """The channel and message of one RESP `PUBLISH` command (an array of 3 bulk strings)."""
+    assert chunk.startswith(b"*3\r\n"), chunk[:20]
+    rest = chunk[4:]
+    parts = []
+    for _ in range(3):
+        head, _, rest = rest.partition(b"\r\n")
+        size = int(head.removeprefix(b"$"))
+        parts.append(rest[:size])
+        rest = rest[size + 2 :]
+    assert parts[0].upper() == b"PUBLISH" and not rest, parts[0]
+    return parts[1].decode(), parts[2]

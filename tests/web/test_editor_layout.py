@@ -99,11 +99,15 @@ async def test_the_form_is_labelled_and_keyboard_operable(
     for label in [*labels, "Deadline", "Tags"]:
         await expect(page.get_by_label(label, exact=True)).to_have_count(1)
 
+    # The draft is new: this page's connection created it, and the owner's Share button
+    # comes once the access list can be read (it answered 404 before the draft existed).
+    await expect(page.locator("[data-role=open-share]")).to_be_visible()
+
     # focus order: the header and summary controls, then the fields in schema order
     order: list[str] = []
     await page.locator("body").focus()
     for _ in range(30):
-        if len(order) == 14:
+        if len(order) == 15:
             break
         await page.keyboard.press("Tab")
         where = await page.evaluate(
@@ -119,6 +123,7 @@ async def test_the_form_is_labelled_and_keyboard_operable(
         "sign-out",
         "open-conflicts",
         "open-history",
+        "open-share",
         "title",
         "description",
         "status",

@@ -229,7 +229,8 @@ async function main () {
   conflictsMap.observe(refresh)
   $('open-conflicts').addEventListener('click', conflicts.open)
   $('open-history').addEventListener('click', history.open)
-  setupSharing({ client: () => api(token), draftId, me: user, after: $('open-history') })
+  const synced = new Promise((resolve) => conn.onChange(() => { if (conn.provider.synced) resolve() }))
+  setupSharing({ client: () => api(token), draftId, me: user, after: $('open-history'), synced })
   for (const dialog of document.querySelectorAll('dialog')) {
     dialog.querySelector('[data-role=close]').addEventListener('click', () => dialog.close())
   }

@@ -14,10 +14,18 @@ function roleSelect (value, label, onchange) {
     ...ROLES.map(([role, name]) => h('option', { value: role, selected: role === value }, name)))
 }
 
-/** Adds the Share button next to `after` (owners only) and its dialog. */
-export async function setupSharing ({ client, draftId, me, after }) {
+/**
+ * Adds the Share button next to `after` (owners only) and its dialog. A new draft is created by
+ * the page's first connection, which may come after the first look at the access list (404):
+ * then it looks again once `synced` (the first sync) resolves.
+ */
+export async function setupSharing ({ client, draftId, me, after, synced }) {
   const path = `/api/drafts/${encodeURIComponent(draftId)}/access`
-  const first = await client().get(path)
+  let first = await client().get(path)
+  if (first.status === 404 && synced) {
+    await synced
+    first = await client().get(path)
+  }
   if (!first.ok) return // not an owner (403), or no such endpoint: no button
 
   const message = h('p', { role: 'status', 'aria-live': 'polite', class: 'message', dataset: { role: 'share-message' } })

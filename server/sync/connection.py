@@ -23,7 +23,7 @@ from pycrdt import merge_updates
 from crdt.journal import JournalEvent
 from crdt.origins import ClientOrigin
 from crdt.protocol import Auth, Update, encode_message
-from server import metrics
+from server import faults, metrics
 from server.access import Role
 from server.errors import CloseCode
 from server.sync.flag import Flag
@@ -205,6 +205,8 @@ class Connection:
         metrics.TALLY.bytes_sent += len(frame)
         socket = self._socket
         try:
+            if faults.ARMED:
+                faults.trip("send")
             # A socket that can send at once without a coroutine does (server/sync/endpoint.py).
             send_now = getattr(socket, "send_now", None)
             if send_now is not None and send_now(frame):

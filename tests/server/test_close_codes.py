@@ -42,6 +42,11 @@ def session_fault(tmp_path: Path) -> Iterator[ServerProcess]:
     yield from faulty(tmp_path, "session")
 
 
+@pytest.fixture
+def send_fault(tmp_path: Path) -> Iterator[ServerProcess]:
+    yield from faulty(tmp_path, "send")
+
+
 def healthy(server: ServerProcess) -> bool:
     return httpx.get(f"{server.http_url}/healthz", timeout=5).status_code == 200
 
@@ -120,3 +125,27 @@ async def test_an_error_storing_the_session_is_logged_and_the_connection_is_coun
         assert not bob.closed.is_set()
     finally:
         await bob.disconnect()
+
+
+async def test_a_send_that_fails_while_the_socket_is_up_closes_with_1011(
+    send_fault: ServerProcess,
+) -> None:
+    server, draft = send_fault, new_draft()
+    token = server.token("alice")
+    client = await PycrdtClient(server.ws_url, draft, token).connect()
+    code, reason = await closed_by_server(client)  # its first frame, the sync step 1, failed
+    assert code == 1011 and reason
+    log = server.log()
+    assert "InjectedFault" in log and "Traceback" in log and token not in log
+    assert healthy(server)
+
+    async def counted_closed() -> bool:
+        return open_connections(server) == 0
+
+    await eventually(counted_closed, timeout=10)
+    alice = await connect_synced(server, draft, "alice")
+    try:
+        await alice.edit(type_into("after"))
+        await alice.flush()
+    finally:
+        await alice.disconnect()

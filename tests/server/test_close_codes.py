@@ -16,7 +16,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Text
+from websockets import ConnectionClosed
+from websockets.asyncio.client import connect
 
+from crdt.hocuspocus import prefix
+from crdt.lib0 import write_var_string
 from tests.support.pycrdt_client import PycrdtClient, connect_synced, type_into
 from tests.support.server_process import ServerProcess
 from tests.support.waiting import eventually
@@ -149,3 +153,24 @@ async def test_a_send_that_fails_while_the_socket_is_up_closes_with_1011(
         await alice.flush()
     finally:
         await alice.disconnect()
+
+
+async def test_a_hocuspocus_send_that_fails_closes_its_socket_with_1011(
+    send_fault: ServerProcess,
+) -> None:
+    server, draft = send_fault, new_draft()
+    token = server.token("alice")
+    auth = bytearray(prefix(draft) + bytes([2, 0]))  # Auth, Token: its first answer fails
+    write_var_string(auth, token)
+    write_var_string(auth, "4.8.0")
+    async with connect(f"ws://127.0.0.1:{server.port}/hocuspocus") as socket:
+        await socket.send(bytes(auth))
+        with pytest.raises(ConnectionClosed):  # whatever came before the close
+            async with asyncio.timeout(10):
+                while True:
+                    await socket.recv()
+        received = socket.protocol.close_rcvd
+        assert received is not None and received.code == 1011 and received.reason
+    log = server.log()
+    assert "InjectedFault" in log and "Traceback" in log and token not in log
+    assert healthy(server)

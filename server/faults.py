@@ -8,7 +8,10 @@ journal closer's loop), `fanout-message` (a message from Redis, as it is handled
 (a client's update, after the doc applied it: an unexpected server error in a room),
 `snapshot` (a snapshot job), `heartbeat` (the fan-out's heartbeat loop, as it drops from a room
 the awareness of an instance that stopped beating), `catch-up` (the fan-out's catch-up of a
-room from the store: the catch-up loop's step, and the fill of a gap).
+room from the store: the catch-up loop's step, and the fill of a gap), `join` (a y-websocket
+connection's join, after the accept: an unexpected error in the endpoint), `session` (a
+connection's SESSION event, as it is stored when the connection ends), `send` (a frame's send to
+a client, as the connection sends it: a send that fails while the socket is still up).
 
 Off (the variable unset, as in production), each point costs one test of an empty dict:
 call sites read `if faults.ARMED: faults.trip("commit")`.
@@ -24,7 +27,18 @@ __all__ = ["ARMED", "POINTS", "InjectedFault", "arm", "trip"]
 logger = logging.getLogger("draftsync.faults")
 
 POINTS = frozenset(
-    {"commit", "journal", "fanout-message", "snapshot", "update", "heartbeat", "catch-up"}
+    {
+        "commit",
+        "journal",
+        "fanout-message",
+        "snapshot",
+        "update",
+        "heartbeat",
+        "catch-up",
+        "join",
+        "session",
+        "send",
+    }
 )
 
 ARMED: dict[str, int] = {}

@@ -12,6 +12,7 @@ at once itself (`_send_now`); the writer finishes any such send that has to wait
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
@@ -23,7 +24,7 @@ from pycrdt import merge_updates
 from crdt.journal import JournalEvent
 from crdt.origins import ClientOrigin
 from crdt.protocol import Auth, Update, encode_message
-from server import metrics
+from server import faults, metrics
 from server.access import Role
 from server.errors import CloseCode
 from server.sync.flag import Flag
@@ -205,6 +206,8 @@ class Connection:
         metrics.TALLY.bytes_sent += len(frame)
         socket = self._socket
         try:
+            if faults.ARMED:
+                faults.trip("send")
             # A socket that can send at once without a coroutine does (server/sync/endpoint.py).
             send_now = getattr(socket, "send_now", None)
             if send_now is not None and send_now(frame):
@@ -253,7 +256,10 @@ class Connection:
         self._wake()
 
     async def run_writer(self) -> None:
-        """Drain the queue until a close is requested (or the socket goes away)."""
+        """Drain the queue until a close is requested (or the socket goes away). A send that
+        fails while the peer is still there (a bug of ours, not a disconnect) is logged with its
+        traceback and the socket closed with 1011, so the client never waits on a writer that
+        stopped; a peer that is gone is nobody to tell."""
         try:
             while True:
                 if self._in_flight is not None:
@@ -277,8 +283,20 @@ class Connection:
                     finally:
                         self._writer_parked = False
                         self._wakeup = None
-        except Exception as exc:  # the peer is gone; the reader sees the disconnect too
+        except OSError as exc:  # the peer is gone (uvicorn's ClientDisconnected); the reader
+            # sees the disconnect too, and there is no one left to send a close to
             logger.debug("writer stopped user=%s session=%s: %r", self.user, self.session, exc)
+        except Exception as exc:  # a bug of ours, the socket maybe still up: tell the client
+            logger.error(
+                "send failed user=%s session=%s: server error",
+                self.user,
+                self.session,
+                exc_info=exc,
+            )
+            self.close_code = CloseCode.INTERNAL_ERROR
+            self.close_reason = "server error, reconnect"
+            with contextlib.suppress(Exception):  # closed already, or the peer gone meanwhile
+                await self._socket.close(self.close_code, self.close_reason)
         finally:
             self.state = ConnectionState.CLOSED
             self._queue.clear()

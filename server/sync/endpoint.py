@@ -8,7 +8,9 @@ token (in the URL) are checked before the socket is counted, so it is never held
 a socket over the server-wide cap, then a connection over its user's or draft's cap, is closed
 with 1013 and the reason (server/admission/caps.py); connecting to a new id over the user's
 draft quota is 4403. A connection whose token expires is closed with 4401 "token expired", and
-nothing it sends from then on reaches the room (`server/sync/expiry.py`).
+nothing it sends from then on reaches the room (`server/sync/expiry.py`). Any other error after
+the accept is a bug of ours: it is logged with its traceback and the connection is closed with
+1011 and a reason (`_server_error`), never left for uvicorn to drop without a close frame.
 
 The endpoint is a plain ASGI app, not a Starlette WebSocket session: the accept, the frames
 and the close are the ASGI `receive` and `send` themselves, and the token and user agent are
@@ -30,10 +32,11 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
+from uvicorn.protocols.utils import ClientDisconnected
 
 from crdt.errors import DraftsyncError, MalformedMessage, ProtocolError
 from crdt.protocol import Message, Update, decode_message, update_payload
-from server import metrics
+from server import faults, metrics
 from server.access import check_draft_id
 from server.errors import CloseCode, StoreError, UnknownDraft, close_code_for
 from server.sync.connection import Connection, fit_close_reason
@@ -77,109 +80,117 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
     if (await receive())["type"] != "websocket.connect":
         return  # the peer went before the app was called (uvicorn sends "connect" first)
     await send({"type": "websocket.accept"})
-    if service.shutting_down:
-        await send(_close_message(CloseCode.GOING_AWAY, "server shutting down"))
-        return
     raw_id: str = scope["path_params"]["draft_id"]
     user: str | None = None
     try:
-        # No I/O so far: a socket is never held unauthenticated (its token is in its URL).
-        draft_id = check_draft_id(raw_id)
-        if service.rooms.get(draft_id) is None:
-            _answer_now(send)  # a draft to load: the 101 goes now, not with the first frame
-        # The host's `authenticate` (server/identity/caller.py) reads cookies and headers
-        # through a Starlette `WebSocket`; accepting and reading go past it, as frames do.
-        # It is asked only without a token (a token's verdict is final), so only then is the
-        # `WebSocket` made.
-        token = _query_value(scope, "token")
-        if token:
-            claims = await service.callers.identify(None, token)  # type: ignore[arg-type]
-        else:
-            websocket = WebSocket(scope, receive, send)
-            claims = await service.callers.identify(websocket, token)
-            del websocket
-        del token
-        user = claims.user
-        lease = service.caps.open_socket(trusted=True)  # the server-wide cap: 1013
-    except DraftsyncError as error:
-        await _refuse(send, raw_id, user, error)
-        return
-    user_agent = _header_value(scope, b"user-agent")
-    forget_request(scope)
-    # Registered before the role is read: a deletion of the draft from here on refuses the join.
-    joining = service.rooms.joining(draft_id)
-    try:
+        if service.shutting_down:
+            await send(_close_message(CloseCode.GOING_AWAY, "server shutting down"))
+            return
         try:
-            # A draft not loaded is read with the role (one store call), used once it passed.
-            role, preload = await service.join_opening(draft_id, claims)  # over a cap: 1013
+            # No I/O so far: a socket is never held unauthenticated (its token is in its URL).
+            draft_id = check_draft_id(raw_id)
+            if service.rooms.get(draft_id) is None:
+                _answer_now(send)  # a draft to load: the 101 goes now, not with the first frame
+            # The host's `authenticate` (server/identity/caller.py) reads cookies and headers
+            # through a Starlette `WebSocket`; accepting and reading go past it, as frames do.
+            # It is asked only without a token (a token's verdict is final), so only then is the
+            # `WebSocket` made.
+            token = _query_value(scope, "token")
+            if token:
+                claims = await service.callers.identify(None, token)  # type: ignore[arg-type]
+            else:
+                websocket = WebSocket(scope, receive, send)
+                claims = await service.callers.identify(websocket, token)
+                del websocket
+            del token
+            user = claims.user
+            lease = service.caps.open_socket(trusted=True)  # the server-wide cap: 1013
         except DraftsyncError as error:
             await _refuse(send, raw_id, user, error)
             return
+        user_agent = _header_value(scope, b"user-agent")
+        forget_request(scope)
+        # Registered before the role is read: a deletion of the draft from here on refuses
+        # the join.
+        joining = service.rooms.joining(draft_id)
         try:
-            conn = Connection(
-                _FrameSender(send),
-                user=user,
-                session=secrets.token_hex(6),
-                can_write=role.can_write,
-                max_messages=service.settings.send_queue_messages,
-                max_bytes=service.settings.send_queue_bytes,
-            )
-            conn.granted = claims.grants.get(draft_id)
-            service.track(conn)
             try:
-                room = await service.rooms.join(draft_id, conn, preload, joining)
-                del preload  # the draft's bytes: not kept for the connection's life
-            except StoreError as error:
-                conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
-                await conn.run_writer()
-                service.untrack(conn)
+                if faults.ARMED:
+                    faults.trip("join")
+                # A draft not loaded is read with the role (one store call), used once it passed.
+                role, preload = await service.join_opening(draft_id, claims)  # over a cap: 1013
+            except DraftsyncError as error:
+                await _refuse(send, raw_id, user, error)
                 return
-            except UnknownDraft:  # deleted since the role check: as its live clients are
-                conn.close(CloseCode.UNKNOWN_DRAFT, "draft deleted")
-                await conn.run_writer()
-                service.untrack(conn)
-                return
-            metrics.CONNECTIONS.inc()
-            if logger.isEnabledFor(logging.INFO):  # `role.value` is an enum property call
+            try:
+                conn = Connection(
+                    _FrameSender(send),
+                    user=user,
+                    session=secrets.token_hex(6),
+                    can_write=role.can_write,
+                    max_messages=service.settings.send_queue_messages,
+                    max_bytes=service.settings.send_queue_bytes,
+                )
+                conn.granted = claims.grants.get(draft_id)
+                service.track(conn)
+                try:
+                    room = await service.rooms.join(draft_id, conn, preload, joining)
+                    del preload  # the draft's bytes: not kept for the connection's life
+                except StoreError as error:
+                    conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
+                    await conn.run_writer()
+                    service.untrack(conn)
+                    return
+                except UnknownDraft:  # deleted since the role check: as its live clients are
+                    conn.close(CloseCode.UNKNOWN_DRAFT, "draft deleted")
+                    await conn.run_writer()
+                    service.untrack(conn)
+                    return
+                metrics.CONNECTIONS.inc()
+                if logger.isEnabledFor(logging.INFO):  # `role.value` is an enum property call
+                    logger.info(
+                        "connection open draft=%s user=%s session=%s role=%s",
+                        draft_id,
+                        user,
+                        conn.session,
+                        role.value,
+                    )
+                expiry = TokenExpiry(conn, claims.expires_at)
+                del claims, role
+                started = time.time()
+                try:
+                    code = await _serve(receive, room, conn, service, expiry)
+                finally:
+                    expiry.cancel()
+                metrics.CONNECTIONS.dec()
+                metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
                 logger.info(
-                    "connection open draft=%s user=%s session=%s role=%s",
+                    "connection closed draft=%s user=%s session=%s code=%s reason=%s",
                     draft_id,
                     user,
                     conn.session,
-                    role.value,
+                    code,
+                    conn.close_reason,
                 )
-            expiry = TokenExpiry(conn, claims.expires_at)
-            del claims, role
-            started = time.time()
-            try:
-                code = await _serve(receive, room, conn, service, expiry)
+                # The session's event last: should storing it fail unexpectedly, the connection
+                # is closed and counted already, and the error is logged (`_server_error`).
+                await record_session(
+                    service.store,
+                    draft_id,
+                    user=user,
+                    session=conn.session,
+                    user_agent=user_agent,
+                    started=started,
+                    ended=time.time(),
+                    version=room.version,
+                )
             finally:
-                expiry.cancel()
-            await record_session(
-                service.store,
-                draft_id,
-                user=user,
-                session=conn.session,
-                user_agent=user_agent,
-                started=started,
-                ended=time.time(),
-                version=room.version,
-            )
-            metrics.CONNECTIONS.dec()
-            metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
-            logger.info(
-                "connection closed draft=%s user=%s session=%s code=%s reason=%s",
-                draft_id,
-                user,
-                conn.session,
-                code,
-                conn.close_reason,
-            )
+                service.caps.leave(user, draft_id)
         finally:
-            service.caps.leave(user, draft_id)
-    finally:
-        joining.done()  # `join` did, unless refused or failed before it
-        lease.release()
+            joining.done()  # `join` did, unless refused or failed before it
+            lease.release()
+    except Exception as error:  # a bug of ours: the client learns it was not its fault
+        await _server_error(send, raw_id, user, error)
 
 
 def _answer_now(send: Send) -> None:
@@ -267,6 +278,24 @@ async def _refuse(send: Send, raw_id: str, user: str | None, error: DraftsyncErr
     )
     metrics.CONNECTIONS_CLOSED.labels(code=str(code)).inc()
     await send(_close_message(code, fit_close_reason(str(error))))
+
+
+async def _server_error(send: Send, raw_id: str, user: str | None, error: Exception) -> None:
+    """An unexpected error after the accept: logged with its traceback, and the connection
+    closed with 1011 if it is still open (an app that raises, uvicorn ends without a close
+    frame). A peer that went is nobody to tell, and no error of ours."""
+    if isinstance(error, ClientDisconnected):
+        return
+    logger.error(
+        "connection failed draft=%.140s user=%s: server error", raw_id, user, exc_info=error
+    )
+    try:
+        await send(_close_message(CloseCode.INTERNAL_ERROR, "server error, reconnect"))
+    except Exception:
+        # Closed already (the error came after the close: storing the session, counted then)
+        # or the peer gone: the send raises, and there is no one left to tell.
+        return
+    metrics.CONNECTIONS_CLOSED.labels(code=str(CloseCode.INTERNAL_ERROR)).inc()
 
 
 def _close_message(code: int, reason: str) -> dict[str, object]:

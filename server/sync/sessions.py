@@ -16,6 +16,7 @@ from typing import Any
 from user_agents import parse
 
 from crdt.journal import EventType, JournalEvent
+from server import faults
 from server.errors import StoreError
 from server.store.api import Store
 
@@ -63,6 +64,8 @@ async def record_session(
         "duration_s": round(max(0.0, ended - started), 3),
     }
     event = JournalEvent(EventType.SESSION, draft_id, version, user, session, None, ended, data)
+    if faults.ARMED:
+        faults.trip("session")
     try:
         await store.append_events([event])
     except StoreError as error:

@@ -1,0 +1,176 @@
+"""Every connection the server ends carries a close code: an unexpected error in the endpoint
+or in a connection's writer closes with 1011 and a reason, never with no close frame (uvicorn
+drops the TCP connection of an app that raises after the accept). Each error is made once by
+the fault-injection switch (`DRAFTSYNC_FAULTS`, server/faults.py): it is logged with its
+traceback (no token, nothing typed), the server stays healthy and other connections carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pycrdt import Text
+from websockets import ConnectionClosed
+from websockets.asyncio.client import connect
+
+from crdt.hocuspocus import prefix
+from crdt.lib0 import write_var_string
+from tests.support.pycrdt_client import PycrdtClient, connect_synced, type_into
+from tests.support.server_process import ServerProcess
+from tests.support.waiting import eventually
+
+
+def new_draft() -> str:
+    return f"cc-{uuid.uuid4().hex[:8]}"
+
+
+def faulty(tmp_path: Path, point: str) -> Iterator[ServerProcess]:
+    server = ServerProcess(tmp_path / "data", env={"DRAFTSYNC_FAULTS": point}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def join_fault(tmp_path: Path) -> Iterator[ServerProcess]:
+    yield from faulty(tmp_path, "join")
+
+
+@pytest.fixture
+def session_fault(tmp_path: Path) -> Iterator[ServerProcess]:
+    yield from faulty(tmp_path, "session")
+
+
+@pytest.fixture
+def send_fault(tmp_path: Path) -> Iterator[ServerProcess]:
+    yield from faulty(tmp_path, "send")
+
+
+def healthy(server: ServerProcess) -> bool:
+    return httpx.get(f"{server.http_url}/healthz", timeout=5).status_code == 200
+
+
+def open_connections(server: ServerProcess) -> float:
+    text = httpx.get(f"{server.http_url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "draftsync_connections":
+            return sum(sample.value for sample in family.samples)
+    raise AssertionError("no draftsync_connections gauge")
+
+
+async def closed_by_server(client: PycrdtClient) -> tuple[int | None, str | None]:
+    """The code and reason of the close frame the server sent (None: it sent none)."""
+    await asyncio.wait_for(client.closed.wait(), 10)
+    return client.close_code, client.close_reason
+
+
+def assert_logged_once_without_secrets(server: ServerProcess, *secrets: str) -> None:
+    log = server.log()
+    assert "InjectedFault" in log and "Traceback" in log
+    assert "Exception in ASGI application" not in log  # ours to log, not uvicorn's
+    for secret in secrets:
+        assert secret not in log
+
+
+async def test_an_error_in_the_join_closes_with_1011_not_a_dropped_connection(
+    join_fault: ServerProcess,
+) -> None:
+    server, draft = join_fault, new_draft()
+    token = server.token("alice")
+    client = await PycrdtClient(server.ws_url, draft, token).connect()
+    code, reason = await closed_by_server(client)
+    assert code == 1011 and reason
+    assert_logged_once_without_secrets(server, token)
+    assert healthy(server)
+
+    # The fault fired once: the next connection joins, syncs and edits as ever.
+    alice = await connect_synced(server, draft, "alice")
+    try:
+        await alice.edit(type_into("after"))
+        await alice.flush()
+        bob = await connect_synced(server, draft, "alice")
+        assert str(bob.doc.get("title", type=Text)) == "after"
+        await bob.disconnect()
+    finally:
+        await alice.disconnect()
+
+
+async def test_an_error_storing_the_session_is_logged_and_the_connection_is_counted_closed(
+    session_fault: ServerProcess,
+) -> None:
+    server, draft = session_fault, new_draft()
+    alice = await connect_synced(server, draft, "alice")
+    bob = await connect_synced(server, draft, "alice")
+    try:
+        await alice.edit(type_into("typed-secret"))
+        await alice.flush()
+        assert open_connections(server) == 2
+        await alice.disconnect()  # its SESSION event fails to be stored
+
+        async def counted_closed() -> bool:
+            return open_connections(server) == 1
+
+        async def logged() -> bool:
+            return "Traceback" in server.log()
+
+        await eventually(counted_closed, timeout=10)
+        await eventually(logged, timeout=10)
+        assert_logged_once_without_secrets(server, "typed-secret")
+        assert healthy(server)
+
+        # The other connection carries on.
+        await bob.edit(type_into(" more"))
+        await bob.flush()
+        assert not bob.closed.is_set()
+    finally:
+        await bob.disconnect()
+
+
+async def test_a_send_that_fails_while_the_socket_is_up_closes_with_1011(
+    send_fault: ServerProcess,
+) -> None:
+    server, draft = send_fault, new_draft()
+    token = server.token("alice")
+    client = await PycrdtClient(server.ws_url, draft, token).connect()
+    code, reason = await closed_by_server(client)  # its first frame, the sync step 1, failed
+    assert code == 1011 and reason
+    log = server.log()
+    assert "InjectedFault" in log and "Traceback" in log and token not in log
+    assert healthy(server)
+
+    async def counted_closed() -> bool:
+        return open_connections(server) == 0
+
+    await eventually(counted_closed, timeout=10)
+    alice = await connect_synced(server, draft, "alice")
+    try:
+        await alice.edit(type_into("after"))
+        await alice.flush()
+    finally:
+        await alice.disconnect()
+
+
+async def test_a_hocuspocus_send_that_fails_closes_its_socket_with_1011(
+    send_fault: ServerProcess,
+) -> None:
+    server, draft = send_fault, new_draft()
+    token = server.token("alice")
+    auth = bytearray(prefix(draft) + bytes([2, 0]))  # Auth, Token: its first answer fails
+    write_var_string(auth, token)
+    write_var_string(auth, "4.8.0")
+    async with connect(f"ws://127.0.0.1:{server.port}/hocuspocus") as socket:
+        await socket.send(bytes(auth))
+        with pytest.raises(ConnectionClosed):  # whatever came before the close
+            async with asyncio.timeout(10):
+                while True:
+                    await socket.recv()
+        received = socket.protocol.close_rcvd
+        assert received is not None and received.code == 1011 and received.reason
+    log = server.log()
+    assert "InjectedFault" in log and "Traceback" in log and token not in log
+    assert healthy(server)

@@ -84,10 +84,13 @@ async def resolve_conflict(request: Request, service: Service, user: str) -> Res
                 )
             ]
 
-        version = room.write_as_server("resolve", write, events=resolved)
+        written = room.write_as_server("resolve", write, events=resolved)
     finally:
         service.rooms.release(room)
     await committed(room)
+    # Read once committed: the version the store gave it (another instance's write may
+    # have taken the one the room gave), as the journal's event names it.
+    version = None if written is None else written.version
     return respond(
         Resolved(
             id=draft_id, conflict_id=conflict_id, field=field, value=body.value, version=version

@@ -213,14 +213,17 @@ async def restore_version(request: Request, service: Service, user: str) -> Resp
                 JournalEvent(EventType.RESTORED, draft_id, version, user, "rest", None, now, data)
             ]
 
-        version = None
+        written = None
         if update is not None:  # write_as_server refuses (503) if the room closed meanwhile
-            version = room.write_as_server(
+            written = room.write_as_server(
                 "restore", lambda doc: doc.apply_update(update), events=restored
             )
     finally:
         service.rooms.release(room)
     await committed(room)
+    # Read once committed: the version the store gave it (another instance's write may
+    # have taken the one the room gave), as the journal's RESTORED event names it.
+    version = None if written is None else written.version
     return respond(
         Restored(id=draft_id, restored_from=body.version, version=version or room.version)
     )

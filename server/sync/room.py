@@ -71,7 +71,7 @@ from server.sync.pacing import AwarenessPacer
 from server.sync.presence import AwarenessLimits, Presence
 from server.sync.replies import SyncReplies
 
-__all__ = ["ReviewGate", "Room", "RoomState"]
+__all__ = ["ReviewGate", "Room", "RoomState", "ServerWrite"]
 
 logger = logging.getLogger("draftsync.rooms")
 
@@ -93,6 +93,25 @@ class ReviewGate(Protocol):
     def turn(self, room: Room) -> AbstractAsyncContextManager[None]:
         """Wait for the draft's turn; on entry the room holds every version stored so far."""
         ...
+
+
+class ServerWrite:
+    """A server write handed to the group commit (`Room.write_as_server`).
+
+    Its `version` is the one the room gave it until it is committed, then the one the store
+    gave it: with several instances PostgreSQL may move it on (another instance stored the
+    room's number first, `PostgresStore.append_updates`), and the pipeline hands the record
+    as stored back to the write (server/store/commits.py). Whoever tells the version (a REST
+    answer) reads it once the write is committed (`Gate.until_committed`)."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self, pending: PendingWrite) -> None:
+        self._pending = pending
+
+    @property
+    def version(self) -> int:
+        return self._pending.record.version
 
 
 class Room:
@@ -400,16 +419,18 @@ class Room:
         change: Callable[[Doc], None],
         *,
         events: Callable[[int], list[JournalEvent]] | None = None,
-    ) -> int | None:
+    ) -> ServerWrite | None:
         """Make a change as the server (rules, REST): stored and relayed like any update,
         to every connection, with the journal events `events(version)` gives for it.
-        Returns its version, None if it changed nothing. Raises whatever `change` raises;
-        if it raised after changing the doc, the room is discarded (the doc is not what the
-        store will hold)."""
+        Returns the write (its `version` is the store's once committed), None if it changed
+        nothing. Raises whatever `change` raises; if it raised after changing the doc, the
+        room is discarded (the doc is not what the store will hold)."""
         self._check_server_write()
         outcome = self.core.write_as_server(reason, change, events=events)
-        self._carry_out(None, outcome)
-        return outcome.writes[-1].version if outcome.writes else None
+        submitted = self._submit(None, outcome)
+        if outcome.verdict is not OK:
+            self._act_on(None, outcome.verdict)
+        return None if submitted is None else ServerWrite(submitted)
 
     def apply_committed(self, update: bytes, version: int, *, user: str | None = None) -> bool:
         """Apply an update another instance stored as `version` (Redis fan-out, or caught up
@@ -444,9 +465,11 @@ class Room:
         if outcome.verdict is not OK:
             self._act_on(sender, outcome.verdict)
 
-    def _submit(self, sender: Connection | None, outcome: Outcome) -> None:
+    def _submit(self, sender: Connection | None, outcome: Outcome) -> PendingWrite | None:
         """Hand the writes to the group commit, then the messages to the gate: a write that
-        `submit` committed at once lets the gate send its relay at once."""
+        `submit` committed at once lets the gate send its relay at once. Returns the last
+        write handed over (its record becomes the stored one at commit), None if none."""
+        pending = None
         for write in outcome.writes:
             # Positional: a named tuple, built in one call (server/store/records.py).
             record = UpdateRecord(
@@ -461,9 +484,11 @@ class Room:
             ticket = self.gate.accept()  # the core's ticket: one each, in the same order
             # Positional, as the record (PendingWrite's fields: target, sender, record,
             # events, ticket).
-            self._pipeline.submit(PendingWrite(self, sender, record, write.events, ticket))
+            pending = PendingWrite(self, sender, record, write.events, ticket)
+            self._pipeline.submit(pending)
         for message in outcome.messages:
             self._send(sender, message)
+        return pending
 
     def _send(self, sender: Connection | None, message: Outgoing) -> None:
         """Send one message: through the gate unless it reveals no content (`after` None)."""

@@ -956,3 +956,61 @@ def _published(chunk: bytes) -> tuple[str, bytes]:
         rest = rest[size + 2 :]
     assert parts[0].upper() == b"PUBLISH" and not rest, parts[0]
     return parts[1].decode(), parts[2]
+
+
+async def test_a_rest_write_answers_the_version_the_store_gave_it(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """B's client's write and A's REST restore are numbered alike (neither room has seen the
+    other's write: neither is stored yet, held by the draft's versions lock as a slow commit
+    would be). The store takes B's first and moves A's one version on: the restore answers the
+    version its change was stored as, the one the journal's RESTORED event names, not the one
+    A's room gave it."""
+    a, b = pair
+    async with as_user(a, "alice") as alice:
+        draft = (await create_draft(alice, title="Plan"))["id"]
+    writer_b = await NodeClient.start(b.ws_url, draft, b.token("alice"))
+    lock = await asyncpg.connect(a.store_url)
+    try:
+        await writer_b.call("wait_synced")
+        await writer_b.call("insert", field="title", index=0, text="X ")
+        await eventually(lambda: _stored_at_least(a, draft, 2), timeout=10)
+        await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", draft)
+        try:
+            await writer_b.call("insert", field="title", index=0, text="Y ")
+            await eventually(lambda: _waiting(lock, 1), timeout=10)  # B's commit, first in line
+            async with as_user(a, "alice") as alice:
+                restoring = asyncio.ensure_future(
+                    alice.post(f"/api/drafts/{draft}/restore", json={"version": 1})
+                )
+                await eventually(lambda: _waiting(lock, 2), timeout=10)  # A's, behind it
+                await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", draft)
+                restored = await restoring
+        finally:
+            await lock.execute("SELECT pg_advisory_unlock_all()")
+        assert restored.status_code == 200, restored.text
+        [(stored_version,)] = stored_rows(
+            a, "SELECT version FROM events WHERE draft_id = ? AND type = 'RESTORED'", draft
+        )
+        [(update_version,)] = stored_rows(
+            a, "SELECT version FROM updates WHERE draft_id = ? AND session = 'restore'", draft
+        )
+        assert stored_version == update_version == 4  # B's write was stored as 3, before it
+        assert restored.json()["version"] == stored_version, (restored.json(), stored_version)
+    finally:
+        await lock.close()
+        await writer_b.close()
+
+
+async def _stored_at_least(server: ServerProcess, draft_id: str, version: int) -> bool:
+    return await asyncio.to_thread(stored_last, server, draft_id) >= version
+
+
+async def _waiting(lock: asyncpg.Connection, count: int) -> bool:
+    """At least `count` sessions wait for an advisory lock in this test's database (here:
+    commits waiting for the draft's versions lock `lock` holds)."""
+    waiting = await lock.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    return int(waiting) >= count

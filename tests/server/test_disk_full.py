@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import os
 import sqlite3
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 from pycrdt import Doc, Map, Text
 
+from tests.support import tmpfs
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.rest import as_user, new_id
 from tests.support.server_process import REPO, ServerProcess
@@ -34,38 +34,13 @@ TRY_AGAIN_LATER = 1013
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs of `TMPFS_BYTES` mounted at a fresh directory, unmounted afterwards."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if done.returncode != 0:
-        message = f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
+    with tmpfs.mounted_tmpfs(tmp_path / "disk", TMPFS_BYTES) as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
 
 
 def fill(path: Path) -> int:
     """Write `path` until the file system is full (bounded); returns the bytes written."""
-    chunk = b"\xff" * FILL_CHUNK
-    written = 0
-    with path.open("wb", buffering=0) as filler:
-        for _ in range(4 * TMPFS_BYTES // FILL_CHUNK):
-            try:
-                written += filler.write(chunk)
-            except OSError as error:
-                assert error.errno == errno.ENOSPC, error
-                break
-        else:
-            raise AssertionError("the file system never filled")
+    written = tmpfs.fill(path, TMPFS_BYTES, FILL_CHUNK)
     # What is left is less than a page: nothing more fits.
     assert os.statvfs(path).f_bavail * os.statvfs(path).f_frsize < 4096
     return written

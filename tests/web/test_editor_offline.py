@@ -8,10 +8,7 @@ without a reconnect loop; tokens renewed, replaced and forgotten; overrides told
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
 import re
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -29,6 +26,7 @@ from playwright.async_api import (
 )
 
 from tests.server import test_disk_full
+from tests.support import tmpfs
 from tests.support.node_client import NodeClient
 from tests.support.rest import as_user
 from tests.support.server_process import ServerProcess
@@ -898,6 +896,9 @@ async def test_work_typed_offline_on_a_draft_deleted_meanwhile_is_kept_and_not_p
     await context.close()
 
 
+BROWSER_DISK_BYTES = 64 * 1024 * 1024
+
+
 @pytest.fixture
 def browser_disk(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs of 64 MB for a browser profile (needs root, like `small_disk`), unmounted after.
@@ -905,36 +906,13 @@ def browser_disk(tmp_path: Path) -> Iterator[Path]:
     Chromium's IndexedDB ignores DevTools' quota override (`Storage.overrideQuotaForOrigin`
     limits the Cache API only, in the Chromium tested): a full disk is the real way to make its
     writes fail with QuotaExceededError."""
-    mount_point = tmp_path / "browser-disk"
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if done.returncode != 0:
-        message = f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
+    with tmpfs.mounted_tmpfs(tmp_path / "browser-disk", BROWSER_DISK_BYTES) as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
 
 
 def fill_disk(path: Path) -> None:
-    """Write `path` until its file system is full (bounded by its 64 MB)."""
-    chunk = b"\xff" * (256 * 1024)
-    with path.open("wb", buffering=0) as filler:
-        for _ in range(4 * 64 * 4):
-            try:
-                filler.write(chunk)
-            except OSError as error:
-                assert error.errno == errno.ENOSPC, error
-                return
-    raise AssertionError("the file system never filled")
+    """Write `path` until its file system is full (bounded by its size)."""
+    tmpfs.fill(path, BROWSER_DISK_BYTES, 256 * 1024)
 
 
 async def test_a_local_save_that_fails_on_a_full_disk_is_told_and_not_called_saved(

@@ -8,8 +8,10 @@ journal closer's loop), `fanout-message` (a message from Redis, as it is handled
 (a client's update, after the doc applied it: an unexpected server error in a room),
 `snapshot` (a snapshot job), `heartbeat` (the fan-out's heartbeat loop, as it drops from a room
 the awareness of an instance that stopped beating), `catch-up` (the fan-out's catch-up of a
-room from the store: the catch-up loop's step, and the fill of a gap), `join` (a y-websocket
-connection's join, after the accept: an unexpected error in the endpoint), `session` (a
+room from the store: the catch-up loop's step, and the fill of a gap), `join` (a connection's
+join, after the accept: a y-websocket connection's, and a Hocuspocus document's once its token
+is read: an unexpected error in the endpoint), `socket-setup` (a Hocuspocus socket's setup,
+before it reads its first frame), `session` (a
 connection's SESSION event, as it is stored when the connection ends), `send` (a frame's send to
 a client, as the connection sends it: a send that fails while the socket is still up).
 
@@ -38,6 +40,7 @@ POINTS = frozenset(
         "join",
         "session",
         "send",
+        "socket-setup",
     }
 )
 

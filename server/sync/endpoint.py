@@ -10,7 +10,7 @@ with 1013 and the reason (server/admission/caps.py); connecting to a new id over
 draft quota is 4403. A connection whose token expires is closed with 4401 "token expired", and
 nothing it sends from then on reaches the room (`server/sync/expiry.py`). Any other error after
 the accept is a bug of ours: it is logged with its traceback and the connection is closed with
-1011 and a reason (`_server_error`), never left for uvicorn to drop without a close frame.
+1011 and a reason (`server_error`), never left for uvicorn to drop without a close frame.
 
 The endpoint is a plain ASGI app, not a Starlette WebSocket session: the accept, the frames
 and the close are the ASGI `receive` and `send` themselves, and the token and user agent are
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from server.service import Service
     from server.sync.room import Room
 
-__all__ = ["MAX_RUN", "SyncSocket", "forget_request", "serve_sync_socket"]
+__all__ = ["MAX_RUN", "SyncSocket", "forget_request", "serve_sync_socket", "server_error"]
 
 logger = logging.getLogger("draftsync.ws")
 
@@ -173,7 +173,7 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
                     conn.close_reason,
                 )
                 # The session's event last: should storing it fail unexpectedly, the connection
-                # is closed and counted already, and the error is logged (`_server_error`).
+                # is closed and counted already, and the error is logged (`server_error`).
                 await record_session(
                     service.store,
                     draft_id,
@@ -190,7 +190,7 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
             joining.done()  # `join` did, unless refused or failed before it
             lease.release()
     except Exception as error:  # a bug of ours: the client learns it was not its fault
-        await _server_error(send, raw_id, user, error)
+        await server_error(send, error, draft=raw_id, user=user)
 
 
 def _answer_now(send: Send) -> None:
@@ -280,15 +280,23 @@ async def _refuse(send: Send, raw_id: str, user: str | None, error: DraftsyncErr
     await send(_close_message(code, fit_close_reason(str(error))))
 
 
-async def _server_error(send: Send, raw_id: str, user: str | None, error: Exception) -> None:
+async def server_error(
+    send: Send,
+    error: BaseException,
+    *,
+    draft: str | None,
+    user: str | None,
+    log: logging.Logger = logger,
+    what: str = "connection",
+) -> None:
     """An unexpected error after the accept: logged with its traceback, and the connection
     closed with 1011 if it is still open (an app that raises, uvicorn ends without a close
-    frame). A peer that went is nobody to tell, and no error of ours."""
+    frame). A peer that went is nobody to tell, and no error of ours. Shared with the Hocuspocus
+    endpoint (server/sync/hocuspocus.py): `log` and `what` name whose connection failed; `send`
+    is anything that sends an ASGI close and raises when the socket is closed already."""
     if isinstance(error, ClientDisconnected):
         return
-    logger.error(
-        "connection failed draft=%.140s user=%s: server error", raw_id, user, exc_info=error
-    )
+    log.error("%s failed draft=%.140s user=%s: server error", what, draft, user, exc_info=error)
     try:
         await send(_close_message(CloseCode.INTERNAL_ERROR, "server error, reconnect"))
     except Exception:

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -74,6 +75,7 @@ from typing import TYPE_CHECKING
 
 from pycrdt import Doc, get_update, merge_updates
 from starlette.requests import HTTPConnection
+from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -100,12 +102,12 @@ from crdt.hocuspocus import (
 from crdt.journal import EventType, JournalEvent
 from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
 from crdt.safe_json import dumps
-from server import metrics
+from server import faults, metrics
 from server.access import check_draft_id
 from server.admission.caps import SocketLease
 from server.errors import CapReached, CloseCode, StoreError, UnknownDraft
 from server.sync.connection import Connection, fit_close_reason
-from server.sync.endpoint import MAX_RUN
+from server.sync.endpoint import MAX_RUN, server_error
 from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
 from server.sync.registry import Joining
@@ -164,26 +166,40 @@ _SYNC_STATUS = encode_sync_status(True)[:1]  # the type byte of a SyncStatus bod
 
 
 class HocuspocusSocket:
-    """The ASGI app of the route."""
+    """The ASGI app of the route.
+
+    Any error after the accept that nothing below handled (opening the socket's lease, setting
+    up its session, one escaping the session's run) is a bug of ours: logged with its traceback
+    and the socket closed with 1011 "server error, reconnect" if it is still open, as on
+    y-websocket (`server_error`, server/sync/endpoint.py), never left for uvicorn to drop
+    without a close frame."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
         service: Service = websocket.app.state.service
         await websocket.accept()
-        if service.shutting_down:
-            await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
-            return
+        session: _Session | None = None
         try:
-            lease = service.caps.open_socket()  # server-wide and unauthenticated caps: 1013
-        except CapReached as error:
-            logger.info("hocuspocus socket refused reason=%s", error)
-            metrics.CONNECTIONS_CLOSED.labels(code=str(CloseCode.TRY_AGAIN_LATER)).inc()
-            await websocket.close(CloseCode.TRY_AGAIN_LATER, fit_close_reason(str(error)))
-            return
-        try:
-            await _Session(service, websocket, receive, send, lease).run()
-        finally:
-            lease.release()
+            if service.shutting_down:
+                await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
+                return
+            try:
+                lease = service.caps.open_socket()  # server-wide and unauthenticated caps: 1013
+            except CapReached as error:
+                logger.info("hocuspocus socket refused reason=%s", error)
+                metrics.CONNECTIONS_CLOSED.labels(code=str(CloseCode.TRY_AGAIN_LATER)).inc()
+                await websocket.close(CloseCode.TRY_AGAIN_LATER, fit_close_reason(str(error)))
+                return
+            try:
+                session = _Session(service, websocket, receive, send, lease)
+                await session.run()
+            finally:
+                lease.release()
+        except Exception as error:  # a bug of ours: the client learns it was not its fault
+            close = send if session is None else session.send_close  # the wire, once there is one
+            await server_error(
+                close, error, draft=None, user=None, log=logger, what="hocuspocus socket"
+            )
 
 
 class HocuspocusConnection(Connection):
@@ -355,15 +371,35 @@ class _Session:
         self.closing: tuple[int, str] | None = None
         # SESSION events of detached documents being stored; awaited before the socket ends.
         self._journaling: set[asyncio.Task[None]] = set()
+        if faults.ARMED:
+            faults.trip("socket-setup")
 
     async def run(self) -> None:
+        """Read the socket's frames until it ends, then detach its documents.
+
+        An unexpected error in a document's join (`_authenticate`, up to its room's join:
+        `_JoinFailed`) is that connection's bug: logged with its traceback, and the socket closed
+        with 1011, while the server stays healthy, as a y-websocket connection's join
+        (server/sync/endpoint.py). It is not reported to the supervisor: that turns `/healthz`
+        to 503 and, at the fifth in a minute, stops the server, which is for a component that
+        is broken, not for one connection's failure. An error in a joined document's frames is
+        its room's (as in y-websocket's `_serve`), reported as the "room" component's."""
         ticker = asyncio.create_task(self._ping())
         peer_code = 1005
         try:
             peer_code = await self._read()
         except _CloseSocket as close:
             await self._close_socket(close.code, close.reason)
-        except Exception as error:  # a bug of ours
+        except _JoinFailed as failed:
+            await server_error(
+                self.send_close,
+                failed.error,
+                draft=failed.draft,
+                user=failed.user,
+                log=logger,
+                what="hocuspocus document join",
+            )
+        except Exception as error:  # a bug of ours, in a room's handling of a frame
             self.service.supervisor.report("room", error)
             await self._close_socket(CloseCode.INTERNAL_ERROR, "server error, reconnect")
         finally:
@@ -380,6 +416,13 @@ class _Session:
             if self._journaling:
                 await asyncio.gather(*self._journaling, return_exceptions=True)
         logger.debug("hocuspocus socket closed code=%s", peer_code)
+
+    async def send_close(self, message: AsgiMessage) -> None:
+        """Send an ASGI close `message` through the wire (after what its writers send); raise
+        if the socket is closed already (`server_error` then counts nothing)."""
+        if self.wire.closed:
+            raise ConnectionError("socket closed")
+        await self.wire.close(message["code"], message["reason"])
 
     async def _close_socket(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
@@ -474,6 +517,8 @@ class _Session:
                 joining = service.rooms.joining(draft_id)
                 claims = await service.callers.identify(self.connection, token)
                 user = claims.user
+                if faults.ARMED:
+                    faults.trip("join")
                 role = await service.join_role(draft_id, claims)
             except CapReached as error:
                 if not self._documents:
@@ -531,6 +576,10 @@ class _Session:
             except UnknownDraft:  # deleted since the role check: as its live clients are
                 conn.close(CloseCode.UNKNOWN_DRAFT, "draft deleted")
                 return
+        except _CloseSocket:
+            raise
+        except Exception as error:  # a bug of ours in this join: 1011, not a room's crash (`run`)
+            raise _JoinFailed(error, draft=name, user=user) from error
         finally:
             if joining is not None:
                 joining.done()  # `join` did, unless refused before it
@@ -600,12 +649,13 @@ class _Session:
     def _journal_session(self, document: _Document) -> None:
         """The document's editing session, as a `SESSION` event (server/sync/sessions.py)."""
         assert document.room is not None
+        conn = document.conn
         task = asyncio.create_task(
             record_session(
                 self.service.store,
                 document.draft_id,
-                user=document.conn.user,
-                session=document.conn.session,
+                user=conn.user,
+                session=conn.session,
                 user_agent=self.connection.headers.get("user-agent"),
                 started=document.started,
                 ended=time.time(),
@@ -614,6 +664,11 @@ class _Session:
         )
         self._journaling.add(task)
         task.add_done_callback(self._journaling.discard)
+        task.add_done_callback(
+            functools.partial(
+                _journaled, draft=document.draft_id, user=conn.user, session=conn.session
+            )
+        )
 
     # -- one document's messages ----------------------------------------------------------------
 
@@ -726,7 +781,38 @@ class _Session:
             room.gate.send((conn,), status, after=room.gate.accepted)
 
 
+def _journaled(task: asyncio.Task[None], *, draft: str, user: str, session: str) -> None:
+    """A document's SESSION event stored, or why not: the document is closed and counted
+    already, so nobody is left to tell but the log (as on y-websocket, which awaits it): a
+    StoreError as a warning, anything else, a bug of ours, with its traceback."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is None:
+        return
+    if isinstance(error, StoreError):
+        logger.warning("session not journaled draft=%s error=%s", draft, error)
+    else:
+        logger.error(
+            "session not journaled draft=%s user=%s session=%s: server error",
+            draft,
+            user,
+            session,
+            exc_info=error,
+        )
+
+
 _WRITES = (b"\x01", b"\x02")  # sync step 2 and update: the sync subtypes SyncStatus answers
+
+
+class _JoinFailed(Exception):
+    """An unexpected error in a document's join (`_Session._authenticate`): see `_Session.run`."""
+
+    def __init__(self, error: Exception, *, draft: str, user: str | None) -> None:
+        super().__init__(f"join failed: {error!r}")
+        self.error = error
+        self.draft = draft
+        self.user = user
 
 
 class _CloseSocket(Exception):

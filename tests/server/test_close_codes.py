@@ -18,8 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Text
 from websockets import ConnectionClosed
 from websockets.asyncio.client import connect
+from websockets.frames import Close
 
-from crdt.hocuspocus import prefix
+from crdt.hocuspocus import encode_authenticated, prefix
 from crdt.lib0 import write_var_string
 from tests.support.pycrdt_client import PycrdtClient, connect_synced, type_into
 from tests.support.server_process import ServerProcess
@@ -47,6 +48,11 @@ def session_fault(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
+def socket_setup_fault(tmp_path: Path) -> Iterator[ServerProcess]:
+    yield from faulty(tmp_path, "socket-setup")
+
+
+@pytest.fixture
 def send_fault(tmp_path: Path) -> Iterator[ServerProcess]:
     yield from faulty(tmp_path, "send")
 
@@ -63,6 +69,27 @@ def open_connections(server: ServerProcess) -> float:
     raise AssertionError("no draftsync_connections gauge")
 
 
+def token_frame(address: str, token: str) -> bytes:
+    """A Hocuspocus Auth frame: the provider's first frame for a document."""
+    auth = bytearray(prefix(address) + bytes([2, 0]))
+    write_var_string(auth, token)
+    write_var_string(auth, "4.8.0")
+    return bytes(auth)
+
+
+async def hocuspocus_close(server: ServerProcess, *frames: bytes) -> Close | None:
+    """Send `frames` on a fresh Hocuspocus socket, read until it closes; the close frame the
+    server sent (None: it sent none, the TCP connection was dropped)."""
+    async with connect(f"ws://127.0.0.1:{server.port}/hocuspocus") as socket:
+        with pytest.raises(ConnectionClosed):  # whatever came before the close
+            async with asyncio.timeout(10):
+                for data in frames:  # the close may come first
+                    await socket.send(data)
+                while True:
+                    await socket.recv()
+        return socket.protocol.close_rcvd
+
+
 async def closed_by_server(client: PycrdtClient) -> tuple[int | None, str | None]:
     """The code and reason of the close frame the server sent (None: it sent none)."""
     await asyncio.wait_for(client.closed.wait(), 10)
@@ -73,6 +100,7 @@ def assert_logged_once_without_secrets(server: ServerProcess, *secrets: str) -> 
     log = server.log()
     assert "InjectedFault" in log and "Traceback" in log
     assert "Exception in ASGI application" not in log  # ours to log, not uvicorn's
+    assert "Task exception was never retrieved" not in log  # nor asyncio's
     for secret in secrets:
         assert secret not in log
 
@@ -160,17 +188,66 @@ async def test_a_hocuspocus_send_that_fails_closes_its_socket_with_1011(
 ) -> None:
     server, draft = send_fault, new_draft()
     token = server.token("alice")
-    auth = bytearray(prefix(draft) + bytes([2, 0]))  # Auth, Token: its first answer fails
-    write_var_string(auth, token)
-    write_var_string(auth, "4.8.0")
-    async with connect(f"ws://127.0.0.1:{server.port}/hocuspocus") as socket:
-        await socket.send(bytes(auth))
-        with pytest.raises(ConnectionClosed):  # whatever came before the close
-            async with asyncio.timeout(10):
-                while True:
-                    await socket.recv()
-        received = socket.protocol.close_rcvd
-        assert received is not None and received.code == 1011 and received.reason
+    received = await hocuspocus_close(server, token_frame(draft, token))  # its first answer fails
+    assert received is not None and received.code == 1011 and received.reason
     log = server.log()
     assert "InjectedFault" in log and "Traceback" in log and token not in log
+    assert healthy(server)
+
+
+async def test_an_error_in_a_hocuspocus_sockets_setup_closes_it_with_1011(
+    socket_setup_fault: ServerProcess,
+) -> None:
+    server, draft = socket_setup_fault, new_draft()
+    token = server.token("alice")
+    received = await hocuspocus_close(server, token_frame(draft, token))
+    assert received is not None and received.code == 1011 and received.reason
+    assert_logged_once_without_secrets(server, token)
+    assert healthy(server)
+
+    # The fault fired once: the next socket authenticates and is answered.
+    async with connect(f"ws://127.0.0.1:{server.port}/hocuspocus") as socket:
+        await socket.send(token_frame(draft, token))
+        answer = await asyncio.wait_for(socket.recv(), 10)
+        assert answer == prefix(draft) + encode_authenticated("read-write")
+
+
+async def test_an_error_in_a_hocuspocus_documents_join_closes_1011_and_the_server_stays_healthy(
+    join_fault: ServerProcess,
+) -> None:
+    """One connection's join that fails is that connection's 1011, as on y-websocket: not a
+    component's crash that turns /healthz to 503 (and would stop the server at the fifth)."""
+    server, draft = join_fault, new_draft()
+    token = server.token("alice")
+    received = await hocuspocus_close(server, token_frame(draft, token))
+    assert received is not None and received.code == 1011 and received.reason
+    assert_logged_once_without_secrets(server, token)
+    assert healthy(server)
+
+
+async def test_an_error_storing_a_hocuspocus_session_is_logged_and_the_document_counted_closed(
+    session_fault: ServerProcess,
+) -> None:
+    server, draft = session_fault, new_draft()
+    token = server.token("alice")
+    async with connect(f"ws://127.0.0.1:{server.port}/hocuspocus") as socket:
+        await socket.send(token_frame(draft, token))
+        answer = await asyncio.wait_for(socket.recv(), 10)
+        assert answer == prefix(draft) + encode_authenticated("read-write")
+
+        async def counted_open() -> bool:
+            return open_connections(server) == 1
+
+        await eventually(counted_open, timeout=10)
+    # The socket closed: its document's SESSION event fails to be stored.
+
+    async def counted_closed() -> bool:
+        return open_connections(server) == 0
+
+    async def logged() -> bool:
+        return "session not journaled" in server.log()
+
+    await eventually(counted_closed, timeout=10)
+    await eventually(logged, timeout=10)
+    assert_logged_once_without_secrets(server, token)
     assert healthy(server)

@@ -117,6 +117,10 @@ class Settings:
     # user may hold open (over it: 503), events queued a stream before it is told to resync.
     max_feeds_per_user: int = 8
     feed_queue_events: int = 256
+    # Embedded with `authenticate` (server/identity/origin.py): origins (`https://app.example`)
+    # whose pages may write or open a WebSocket on the host's session besides the server's
+    # own; any other origin, or Sec-Fetch-Site: cross-site, is refused (403 / 4403).
+    allowed_origins: tuple[str, ...] = ()
 
     @property
     def database_path(self) -> Path:

@@ -15,6 +15,7 @@ The tree continues the one in `crdt.errors`::
         InvalidToken              -> 4401 / 401
         Forbidden                 -> 4403 / 404 (REST never tells a stranger a draft exists)
         NotPermitted              -> 4403 / 403 (REST: the role reaches the draft, not this act)
+        CrossSiteRequest          -> 4403 / 403 (another site's page, on the host's session)
         UnknownDraft              -> 4404 / 404
           UnknownVersion, UnknownConflict
       StoreError                  -> 1013 / 503
@@ -43,6 +44,7 @@ __all__ = [
     "CapReached",
     "CloseCode",
     "Conflict",
+    "CrossSiteRequest",
     "DiskFull",
     "Forbidden",
     "InvalidDraftId",
@@ -126,6 +128,11 @@ class NotPermitted(AccessError):
     """The user reaches the draft, but its role does not allow this (only owners share)."""
 
 
+class CrossSiteRequest(AccessError):
+    """A request named by the embedding host's `authenticate` (its session cookie) whose Origin
+    or Sec-Fetch-Site says a page of another site sent it (server/identity/origin.py)."""
+
+
 class UnknownDraft(AccessError):
     """No such draft (or it was deleted)."""
 
@@ -177,6 +184,7 @@ _ANSWERS: dict[type[DraftsyncError], tuple[CloseCode, int]] = {
     InvalidToken: (CloseCode.UNAUTHORIZED, 401),
     Forbidden: (CloseCode.FORBIDDEN, 404),
     NotPermitted: (CloseCode.FORBIDDEN, 403),
+    CrossSiteRequest: (CloseCode.FORBIDDEN, 403),
     ValidationFailed: (CloseCode.MALFORMED, 422),
     BodyTooLarge: (CloseCode.MALFORMED, 413),
     UnsupportedMediaType: (CloseCode.MALFORMED, 415),

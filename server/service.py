@@ -68,7 +68,7 @@ class Service:
         # Tokens of ours and of the app (server/identity/tokens.py); an embedding host's
         # `authenticate` names the caller of a request that has no token (identity/caller.py).
         self.signer = verifier_for(settings)
-        self.callers = Callers(self.signer, authenticate)
+        self.callers = Callers(self.signer, authenticate, settings.allowed_origins)
         self.pipeline = CommitPipeline(
             store,
             max_queued=settings.commit_queue_updates,

@@ -32,7 +32,8 @@ ERRORS: Mapping[int, tuple[str, str]] = {
           "deeply, a bad cursor or query, an invalid draft id or version."),
     401: ("Unauthorized", "The token is missing, invalid or expired."),
     403: ("Forbidden", "The caller reaches the draft, but its role does not allow this; or "
-          "the caller owns as many drafts as its quota allows."),
+          "the caller owns as many drafts as its quota allows; or, embedded, a write named "
+          "by the host's session comes from another site's page (Origin, Sec-Fetch-Site)."),
     404: ("NotFound", "No such draft, version or conflict. A draft the caller cannot reach is "
           "answered as one that is not there."),
     409: ("Conflict", "The draft's state forbids it: an id already taken, no owner left."),

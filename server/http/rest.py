@@ -165,7 +165,7 @@ operations: list[Operation] = [
     Operation(
         "POST", "/api/token/renew", tokens.renew_token,
         "Exchange a valid token for a fresh one of the same user",
-        answers={200: tokens.RenewedToken}, body=tokens.TokenRenewal, errors=_WRITE,
+        answers={200: tokens.RenewedToken}, body=tokens.TokenRenewal, errors=(*_WRITE, 403),
     ),
     Operation(
         "GET", "/api/openapi.json", openapi_json, "This description (OpenAPI 3.1)",

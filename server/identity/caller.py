@@ -6,19 +6,22 @@ or a WebSocket connection: a Starlette `HTTPConnection`, cookies and headers inc
 user name, or None when nobody is signed in; it may be async. A token, when one is given, is
 checked and its verdict is final (a bad token is refused, never retried as the session): a
 client that sends one means it. Without a token the host is asked; None is a 401 / 4401.
-A user named by the host has no expiry and no grants: the host's session governs.
+A user named by the host has no expiry and no grants: the host's session governs. Since the
+host's session is usually a cookie, which a browser sends with requests that other sites' pages
+make, a request it names is refused when it is cross-site (server/identity/origin.py).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from starlette.requests import HTTPConnection
 
 from server.auth import Claims
 from server.errors import InvalidToken
+from server.identity.origin import allowed_origins, check_same_site
 from server.identity.tokens import TokenVerifier
 
 __all__ = ["Authenticate", "Callers"]
@@ -29,12 +32,20 @@ Authenticate = Callable[[HTTPConnection], "str | Awaitable[str | None] | None"]
 class Callers:
     """What the endpoints ask (`service.callers.identify`) to learn who is calling."""
 
-    def __init__(self, signer: TokenVerifier, authenticate: Authenticate | None = None) -> None:
+    def __init__(
+        self,
+        signer: TokenVerifier,
+        authenticate: Authenticate | None = None,
+        origins: Iterable[str] = (),
+    ) -> None:
+        """`origins`: `Settings.allowed_origins` (ValueError for one that is not an origin)."""
         self.signer = signer
         self.authenticate = authenticate
+        self.allowed_origins = allowed_origins(origins)
 
     async def identify(self, connection: HTTPConnection, token: str | None) -> Claims:
-        """The caller's verified claims; `InvalidToken` with the reason otherwise."""
+        """The caller's verified claims; `InvalidToken` with the reason otherwise, and
+        `CrossSiteRequest` for a cross-site request the host's session names."""
         if token or self.authenticate is None:
             return await self.signer.authenticate(token)
         named = self.authenticate(connection)
@@ -43,4 +54,5 @@ class Callers:
             raise InvalidToken("missing token, and no user signed in to the app")
         if not isinstance(user, str) or not user:
             raise TypeError(f"authenticate must return a user name or None, not {type(user)}")
+        check_same_site(connection, self.allowed_origins)
         return Claims(user, expires_at=math.inf)

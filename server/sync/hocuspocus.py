@@ -105,7 +105,14 @@ from crdt.safe_json import dumps
 from server import faults, metrics
 from server.access import check_draft_id
 from server.admission.caps import SocketLease
-from server.errors import CapReached, CloseCode, StoreError, UnknownDraft
+from server.errors import (
+    CapReached,
+    CloseCode,
+    CrossSiteRequest,
+    StoreError,
+    UnknownDraft,
+    close_code_for,
+)
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.endpoint import MAX_RUN, server_error
 from server.sync.expiry import TokenExpiry
@@ -520,10 +527,14 @@ class _Session:
                 if faults.ARMED:
                     faults.trip("join")
                 role = await service.join_role(draft_id, claims)
-            except CapReached as error:
+            except (CapReached, CrossSiteRequest) as error:
+                # Over a cap (1013), or another site's page on the host's session (4403, the
+                # socket is not ours to serve: server/identity/origin.py).
                 if not self._documents:
-                    # nothing else on this socket: close it, the provider retries
-                    raise _CloseSocket(CloseCode.TRY_AGAIN_LATER, str(error)) from None
+                    # nothing else on this socket: close it (the provider retries a 1013)
+                    if isinstance(error, CrossSiteRequest):
+                        logger.info("hocuspocus socket refused reason=%s", error)
+                    raise _CloseSocket(close_code_for(error), str(error)) from None
                 # Closing the socket would disturb its open documents: refuse this one alone.
                 logger.info("hocuspocus document refused document=%.140r reason=%s", name, error)
                 self._drop_pending(address)

@@ -15,7 +15,7 @@ import pytest
 import websockets
 from pycrdt import Text
 
-from crdt.hocuspocus import AUTH_AUTHENTICATED, MESSAGE_AUTH, prefix
+from crdt.hocuspocus import AUTH_AUTHENTICATED, AUTH_PERMISSION_DENIED, MESSAGE_AUTH, prefix
 from crdt.lib0 import Reader, write_var_string
 from server.auth import TokenSigner
 from server.http.pages import WEB_DIST
@@ -137,3 +137,186 @@ async def test_the_editor_pages_link_under_the_prefix(host: EmbeddedHost) -> Non
             bundle = await client.get(f"{PREFIX}/static/{script}")
             assert bundle.status_code == 200
             assert "draftsync-root" in bundle.text  # the script reads the root it is under
+
+
+# -- Cross-site requests (server/identity/origin.py) --------------------------------------------
+# A page on another site can make the browser send the host's session cookie with a WebSocket
+# (no CORS there) or a bodiless POST (no preflight). When the host's `authenticate` names the
+# caller, a request whose Origin or Sec-Fetch-Site says it comes from another site is refused.
+
+EVIL = "https://evil.example"
+CROSS_SITE = ({"Origin": EVIL}, {"Sec-Fetch-Site": "cross-site"})
+
+
+async def _secret_draft(host: EmbeddedHost, user: str) -> tuple[str, str]:
+    """A draft of `user` titled "Secret", and the Cookie header of `user`'s session."""
+    async with signed_in(host, user) as client:
+        created = await client.post(f"{PREFIX}/api/drafts", json={"title": "Secret"})
+        assert created.status_code == 201, created.text
+        return created.json()["id"], f"{COOKIE}={client.cookies[COOKIE]}"
+
+
+async def _first_frame_or_close(ws: websockets.ClientConnection) -> bytes | None:
+    """The first frame the server sends other than a Ping, or None once the server closed."""
+    try:
+        while True:
+            data = await ws.recv()
+            assert isinstance(data, bytes)
+            if data not in (b"\x09", b"\x0a"):
+                return data
+    except websockets.ConnectionClosed:
+        return None
+
+
+@pytest.mark.parametrize("cross_site", CROSS_SITE, ids=["origin", "sec-fetch-site"])
+async def test_a_cross_site_websocket_with_the_session_cookie_is_closed_4403(
+    host: EmbeddedHost, cross_site: dict[str, str]
+) -> None:
+    draft, cookie = await _secret_draft(host, "erin")
+    headers = {"Cookie": cookie, **cross_site}
+    url = f"{host.ws_url}/{draft}"
+    async with websockets.connect(url, proxy=None, additional_headers=headers) as ws:
+        assert await _first_frame_or_close(ws) is None  # nothing of the draft
+        assert ws.close_code == 4403
+        assert ws.close_reason is not None and "cross-site" in ws.close_reason
+
+
+async def test_a_cross_site_hocuspocus_socket_with_the_session_cookie_is_closed_4403(
+    host: EmbeddedHost,
+) -> None:
+    draft, cookie = await _secret_draft(host, "fay")
+    frame = bytearray(prefix(draft) + bytes([MESSAGE_AUTH, 0]))
+    write_var_string(frame, "")
+    url = f"ws://127.0.0.1:{host.port}{PREFIX}/hocuspocus"
+    headers = {"Cookie": cookie, "Origin": EVIL}
+    async with websockets.connect(url, proxy=None, additional_headers=headers) as ws:
+        await ws.send(bytes(frame))
+        assert await _first_frame_or_close(ws) is None  # no Authenticated, no sync
+        assert ws.close_code == 4403
+        assert ws.close_reason is not None and "cross-site" in ws.close_reason
+
+
+def _auth_frame(address: str, token: str) -> bytes:
+    frame = bytearray(prefix(address) + bytes([MESSAGE_AUTH, 0]))
+    write_var_string(frame, token)
+    return bytes(frame)
+
+
+async def test_a_cross_site_hocuspocus_socket_keeps_its_token_documents(
+    host: EmbeddedHost,
+) -> None:
+    """A document authorised by a token stays open; one asked for on the session is denied."""
+    draft, cookie = await _secret_draft(host, "kim")
+    other, _ = await _secret_draft(host, "kim")
+    url = f"ws://127.0.0.1:{host.port}{PREFIX}/hocuspocus"
+    headers = {"Cookie": cookie, "Origin": EVIL}
+    async with websockets.connect(url, proxy=None, additional_headers=headers) as ws:
+        await ws.send(_auth_frame(other, token("kim")))
+        data = await _first_frame_or_close(ws)
+        assert data is not None
+        reader = Reader(data)
+        assert (reader.read_var_string(), reader.read_var_uint()) == (other, MESSAGE_AUTH)
+        assert reader.read_var_uint() == AUTH_AUTHENTICATED
+        await ws.send(_auth_frame(draft, ""))
+        while True:  # frames of `other` (its sync) may come first
+            data = await _first_frame_or_close(ws)
+            assert data is not None, (ws.close_code, ws.close_reason)
+            reader = Reader(data)
+            if reader.read_var_string() == draft:
+                break
+        assert reader.read_var_uint() == MESSAGE_AUTH  # the first frame of `draft`: a denial
+        assert reader.read_var_uint() == AUTH_PERMISSION_DENIED
+        assert "cross-site" in reader.read_var_string()
+
+
+async def test_the_hosts_own_origin_and_a_token_from_anywhere_still_connect(
+    host: EmbeddedHost,
+) -> None:
+    draft, cookie = await _secret_draft(host, "gus")
+    same_site = {"Cookie": cookie, "Origin": host.origin, "Sec-Fetch-Site": "same-origin"}
+    editor = await PycrdtClient(host.ws_url, draft, None, headers=same_site).connect()
+    tokened = PycrdtClient(host.ws_url, draft, token("gus"), headers={"Origin": EVIL})
+    await tokened.connect()
+    try:
+        await asyncio.wait_for(editor.synced.wait(), 10)
+        await asyncio.wait_for(tokened.synced.wait(), 10)
+        assert editor.text("title") == tokened.text("title") == "Secret"
+    finally:
+        await editor.disconnect()
+        await tokened.disconnect()
+    # Hocuspocus from the host's own page, with the cookie.
+    frame = bytearray(prefix(draft) + bytes([MESSAGE_AUTH, 0]))
+    write_var_string(frame, "")
+    url = f"ws://127.0.0.1:{host.port}{PREFIX}/hocuspocus"
+    headers = {"Cookie": cookie, "Origin": host.origin}
+    async with websockets.connect(url, proxy=None, additional_headers=headers) as ws:
+        await ws.send(bytes(frame))
+        data = await _first_frame_or_close(ws)
+        assert data is not None
+        reader = Reader(data)
+        assert reader.read_var_string() == draft
+        assert reader.read_var_uint() == MESSAGE_AUTH
+        assert reader.read_var_uint() == AUTH_AUTHENTICATED
+
+
+async def _draft_ids(client: httpx.AsyncClient) -> set[str]:
+    listed = await client.get(f"{PREFIX}/api/drafts")
+    assert listed.status_code == 200
+    return {draft["id"] for draft in listed.json()["items"]}
+
+
+@pytest.mark.parametrize("cross_site", CROSS_SITE, ids=["origin", "sec-fetch-site"])
+async def test_a_cross_site_bodiless_write_with_the_session_cookie_is_403(
+    host: EmbeddedHost, cross_site: dict[str, str]
+) -> None:
+    async with signed_in(host, "hana") as hana:
+        before = await _draft_ids(hana)
+        refused = await hana.post(f"{PREFIX}/api/drafts", headers=cross_site)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"] == "forbidden"
+        assert "cross-site" in refused.json()["detail"]
+        assert await _draft_ids(hana) == before  # no draft created
+        mine = (await hana.post(f"{PREFIX}/api/drafts", json={})).json()["id"]
+        deleted = await hana.delete(f"{PREFIX}/api/drafts/{mine}", headers=cross_site)
+        assert deleted.status_code == 403
+        assert mine in await _draft_ids(hana)
+        # Reads are left alone: without CORS headers the foreign page cannot read them.
+        read = await hana.get(f"{PREFIX}/api/drafts", headers=cross_site)
+        assert read.status_code == 200
+        assert not any(name.lower().startswith("access-control-") for name in read.headers)
+
+
+async def test_a_same_origin_or_token_write_is_created(host: EmbeddedHost) -> None:
+    async with signed_in(host, "ivan") as ivan:
+        headers = {"Origin": host.origin, "Sec-Fetch-Site": "same-origin"}
+        created = await ivan.post(f"{PREFIX}/api/drafts", headers=headers)
+        assert created.status_code == 201, created.text
+        assert created.json()["id"] in await _draft_ids(ivan)
+    async with httpx.AsyncClient(base_url=host.http_url, timeout=10) as app:
+        headers = {"Origin": EVIL, "Authorization": f"Bearer {token('ivan')}"}
+        created = await app.post(f"{PREFIX}/api/drafts", headers=headers)
+        assert created.status_code == 201, created.text
+
+
+async def test_an_allowed_origin_passes_and_others_do_not(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    allowed = "https://app.example"
+    other = EmbeddedHost(tmp_path_factory.mktemp("allowed"), allowed_origins=(allowed,)).start()
+    try:
+        draft, cookie = await _secret_draft(other, "jo")
+        async with signed_in(other, "jo") as jo:
+            cross = {"Origin": allowed, "Sec-Fetch-Site": "cross-site"}
+            created = await jo.post(f"{PREFIX}/api/drafts", headers=cross)
+            assert created.status_code == 201, created.text
+            refused = await jo.post(f"{PREFIX}/api/drafts", headers={"Origin": EVIL})
+            assert refused.status_code == 403
+        headers = {"Cookie": cookie, "Origin": allowed, "Sec-Fetch-Site": "cross-site"}
+        client = await PycrdtClient(other.ws_url, draft, None, headers=headers).connect()
+        try:
+            await asyncio.wait_for(client.synced.wait(), 10)
+            assert client.text("title") == "Secret"
+        finally:
+            await client.disconnect()
+    finally:
+        other.stop()

@@ -2,8 +2,9 @@
 its own sign-in (a cookie session), draftsync mounted under `/collab` with an `authenticate`
 callable that reads that session, and draftsync's lifespan run inside the host's.
 
-`python -m tests.support.embedded_host PORT DATA_DIR` serves it with uvicorn on loopback;
-`EmbeddedHost` runs that as a subprocess for a test.
+`python -m tests.support.embedded_host PORT DATA_DIR [ORIGIN,ORIGIN...]` serves it with uvicorn on
+loopback (the origins, when given, are draftsync's `allowed_origins`); `EmbeddedHost` runs that as
+a subprocess for a test.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ PREFIX = "/collab"
 COOKIE = "host_session"
 
 
-def host_app(data_dir: Path) -> Starlette:
+def host_app(data_dir: Path, allowed_origins: tuple[str, ...] = ()) -> Starlette:
     sessions: dict[str, str] = {}  # the host's own sign-in: session id -> user
 
     async def authenticate(connection: HTTPConnection) -> str | None:
@@ -55,7 +56,8 @@ def host_app(data_dir: Path) -> Starlette:
     async def home(request: Request) -> Response:
         return PlainTextResponse("the host's own page\n")
 
-    collab = create_app(Settings(data_dir=data_dir, secret=SECRET), authenticate=authenticate)
+    settings = Settings(data_dir=data_dir, secret=SECRET, allowed_origins=allowed_origins)
+    collab = create_app(settings, authenticate=authenticate)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -75,8 +77,9 @@ def host_app(data_dir: Path) -> Starlette:
 class EmbeddedHost:
     """The host app in a subprocess (real uvicorn on a free loopback port)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, allowed_origins: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
+        self.allowed_origins = allowed_origins
         self.port = free_port()
         self.log_path = data_dir / "host.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -86,6 +89,11 @@ class EmbeddedHost:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def origin(self) -> str:
+        """The host's own origin, as a browser on its pages sends it."""
+        return self.http_url
+
+    @property
     def ws_url(self) -> str:
         """draftsync's y-websocket endpoint under the prefix."""
         return f"ws://127.0.0.1:{self.port}{PREFIX}/ws"
@@ -93,9 +101,10 @@ class EmbeddedHost:
     def start(self, timeout: float = 20) -> EmbeddedHost:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "tests.support.embedded_host", str(self.port)]
+        origins = [",".join(self.allowed_origins)] if self.allowed_origins else []
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*command, str(self.data_dir)],
+                [*command, str(self.data_dir), *origins],
                 cwd=REPO,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 stdout=log,
@@ -114,4 +123,5 @@ class EmbeddedHost:
 
 if __name__ == "__main__":
     port, data = int(sys.argv[1]), Path(sys.argv[2])
-    uvicorn.run(host_app(data), host="127.0.0.1", port=port, log_level="info")
+    allowed = tuple(sys.argv[3].split(",")) if len(sys.argv) > 3 else ()
+    uvicorn.run(host_app(data, allowed), host="127.0.0.1", port=port, log_level="info")

@@ -10,9 +10,10 @@ journal closer's loop), `fanout-message` (a message from Redis, as it is handled
 the awareness of an instance that stopped beating), `catch-up` (the fan-out's catch-up of a
 room from the store: the catch-up loop's step, and the fill of a gap), `join` (a connection's
 join, after the accept: a y-websocket connection's, and a Hocuspocus document's once its token
-is read: an unexpected error in the endpoint), `socket-setup` (a Hocuspocus socket's setup,
-before it reads its first frame), `session` (a
-connection's SESSION event, as it is stored when the connection ends), `send` (a frame's send to
+is read: an unexpected error in the endpoint), `room-add` (a connection added to its room,
+once it is in the room's set and before the room's first messages to it), `socket-setup` (a
+Hocuspocus socket's setup, before it reads its first frame), `session` (a connection's SESSION
+event, as it is stored when the connection ends), `send` (a frame's send to
 a client, as the connection sends it: a send that fails while the socket is still up).
 
 Off (the variable unset, as in production), each point costs one test of an empty dict:
@@ -38,6 +39,7 @@ POINTS = frozenset(
         "heartbeat",
         "catch-up",
         "join",
+        "room-add",
         "session",
         "send",
         "socket-setup",

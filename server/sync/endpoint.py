@@ -146,6 +146,9 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
                     await conn.run_writer()
                     service.untrack(conn)
                     return
+                except BaseException:  # a bug of ours (`server_error` closes it 1011)
+                    _forget(service, draft_id, conn)
+                    raise
                 metrics.CONNECTIONS.inc()
                 if logger.isEnabledFor(logging.INFO):  # `role.value` is an enum property call
                     logger.info(
@@ -304,6 +307,15 @@ async def server_error(
         # or the peer gone: the send raises, and there is no one left to tell.
         return
     metrics.CONNECTIONS_CLOSED.labels(code=str(CloseCode.INTERNAL_ERROR)).inc()
+
+
+def _forget(service: Service, draft_id: str, conn: Connection) -> None:
+    """A join that failed unexpectedly: the connection leaves what it was added to, so that
+    the server does not keep it, nor the room keep it and never unload."""
+    service.untrack(conn)
+    room = service.rooms.get(draft_id)
+    if room is not None and conn in room.connections:
+        service.rooms.leave(room, conn)
 
 
 def _close_message(code: int, reason: str) -> dict[str, object]:

@@ -56,7 +56,7 @@ from crdt.protocol import (
 from crdt.schema import Schema
 from crdt.semantics import SemanticFields
 from crdt.updates import check_nesting, may_nest_too_deep
-from server import metrics
+from server import faults, metrics
 from server.config import ALL_LAYERS, Durability, Layers
 from server.errors import CloseCode, StoreError
 from server.store.commits import CommitPipeline, PendingWrite
@@ -260,6 +260,8 @@ class Room:
 
     def add(self, conn: Connection) -> None:
         self.connections.add(conn)
+        if faults.ARMED:
+            faults.trip("room-add")
         # A Hocuspocus client gets our step 1 in reply to its own.
         for message in self.core.join(sync_on_join=conn.sync_on_join):
             self._send(conn, message)

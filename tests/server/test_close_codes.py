@@ -128,6 +128,42 @@ async def test_an_error_in_the_join_closes_with_1011_not_a_dropped_connection(
         await alice.disconnect()
 
 
+@pytest.fixture
+def room_add_fault(tmp_path: Path) -> Iterator[ServerProcess]:
+    server = ServerProcess(
+        tmp_path / "data", "--room-grace", "0.2", env={"DRAFTSYNC_FAULTS": "room-add"}
+    ).start()
+    yield server
+    server.stop()
+
+
+async def test_a_join_that_fails_inside_the_room_leaves_it_and_the_room_unloads(
+    room_add_fault: ServerProcess,
+) -> None:
+    """The connection was in the room's set when its join failed: it must leave it, or the
+    room would hold a dead connection and never unload (nor the server forget it)."""
+    server, draft = room_add_fault, new_draft()
+    token = server.token("alice")
+    client = await PycrdtClient(server.ws_url, draft, token).connect()
+    code, reason = await closed_by_server(client)
+    assert code == 1011 and reason
+    assert_logged_once_without_secrets(server, token)
+
+    async def unloaded() -> bool:
+        return f"room unloaded draft={draft}" in server.log()
+
+    await eventually(unloaded, timeout=10)
+    assert healthy(server)
+
+    # The fault fired once: the draft loads again for the next connection.
+    alice = await connect_synced(server, draft, "alice")
+    try:
+        await alice.edit(type_into("after"))
+        await alice.flush()
+    finally:
+        await alice.disconnect()
+
+
 async def test_an_error_storing_the_session_is_logged_and_the_connection_is_counted_closed(
     session_fault: ServerProcess,
 ) -> None:

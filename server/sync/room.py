@@ -429,9 +429,7 @@ class Room:
         room is discarded (the doc is not what the store will hold)."""
         self._check_server_write()
         outcome = self.core.write_as_server(reason, change, events=events)
-        submitted = self._submit(None, outcome)
-        if outcome.verdict is not OK:
-            self._act_on(None, outcome.verdict)
+        submitted = self._carry_out(None, outcome)
         return None if submitted is None else ServerWrite(submitted)
 
     def apply_committed(self, update: bytes, version: int, *, user: str | None = None) -> bool:
@@ -461,11 +459,13 @@ class Room:
 
     # -- carrying out what the core returned ----------------------------------------------------
 
-    def _carry_out(self, sender: Connection | None, outcome: Outcome) -> None:
-        """Submit, send and act on an outcome whose writes are `sender`'s (None: the server's)."""
-        self._submit(sender, outcome)
+    def _carry_out(self, sender: Connection | None, outcome: Outcome) -> PendingWrite | None:
+        """Submit, send and act on an outcome whose writes are `sender`'s (None: the server's);
+        the last write submitted, as `_submit` returns it."""
+        submitted = self._submit(sender, outcome)
         if outcome.verdict is not OK:
             self._act_on(sender, outcome.verdict)
+        return submitted
 
     def _submit(self, sender: Connection | None, outcome: Outcome) -> PendingWrite | None:
         """Hand the writes to the group commit, then the messages to the gate: a write that

@@ -57,6 +57,16 @@ def send_fault(tmp_path: Path) -> Iterator[ServerProcess]:
     yield from faulty(tmp_path, "send")
 
 
+async def edits_as_ever(server: ServerProcess, draft: str) -> None:
+    """A fresh connection joins `draft`, edits, and its edit is stored (the fault fired once)."""
+    alice = await connect_synced(server, draft, "alice")
+    try:
+        await alice.edit(type_into("after"))
+        await alice.flush()
+    finally:
+        await alice.disconnect()
+
+
 def healthy(server: ServerProcess) -> bool:
     return httpx.get(f"{server.http_url}/healthz", timeout=5).status_code == 200
 
@@ -156,12 +166,7 @@ async def test_a_join_that_fails_inside_the_room_leaves_it_and_the_room_unloads(
     assert healthy(server)
 
     # The fault fired once: the draft loads again for the next connection.
-    alice = await connect_synced(server, draft, "alice")
-    try:
-        await alice.edit(type_into("after"))
-        await alice.flush()
-    finally:
-        await alice.disconnect()
+    await edits_as_ever(server, draft)
 
 
 async def test_an_error_storing_the_session_is_logged_and_the_connection_is_counted_closed(
@@ -211,12 +216,7 @@ async def test_a_send_that_fails_while_the_socket_is_up_closes_with_1011(
         return open_connections(server) == 0
 
     await eventually(counted_closed, timeout=10)
-    alice = await connect_synced(server, draft, "alice")
-    try:
-        await alice.edit(type_into("after"))
-        await alice.flush()
-    finally:
-        await alice.disconnect()
+    await edits_as_ever(server, draft)
 
 
 async def test_a_hocuspocus_send_that_fails_closes_its_socket_with_1011(

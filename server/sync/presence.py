@@ -99,6 +99,10 @@ class Presence:
         self._owners: dict[Hashable, _Owner] = {}
         self._departed: dict[int, int] = {}  # id -> last clock, of owners gone
         self._present = 0  # ids with a state (removed ones are held for their clock)
+        # `full_update`'s answer until `_held` changes: every joiner and every query-awareness
+        # is answered with it, and a query costs the asker three bytes but the room an encode
+        # of every state (~0.9 ms for 1,500 cursors), as often as the asker likes.
+        self._full: bytes | None = None
 
     def __len__(self) -> int:
         """How many clients have a state here."""
@@ -179,6 +183,7 @@ class Presence:
                 continue
             self._departed.pop(client_id, None)
             self._held[client_id] = change
+            self._full = None
             mine.ids.add(client_id)
             mine.size += change.size
             if change.state is not None:
@@ -199,6 +204,7 @@ class Presence:
         """Forget what is held of `client_id` (owned by `mine`), keeping the counts right."""
         held = self._held.pop(client_id, None)
         if held is not None:
+            self._full = None
             mine.ids.discard(client_id)
             mine.size -= held.size
             if held.state is not None:
@@ -206,14 +212,17 @@ class Presence:
         return held
 
     def full_update(self) -> bytes | None:
-        """Every state we hold as one awareness update, or None when nobody is here."""
+        """Every state we hold as one awareness update, or None when nobody is here. Encoded
+        once per change of the table, not once per asker."""
         if not self._present:
             return None
-        return encode_awareness_update(
-            AwarenessEntry(client_id, held.clock, held.state)
-            for client_id, held in self._held.items()
-            if held.state is not None
-        )
+        if self._full is None:
+            self._full = encode_awareness_update(
+                AwarenessEntry(client_id, held.clock, held.state)
+                for client_id, held in self._held.items()
+                if held.state is not None
+            )
+        return self._full
 
     def release(self, owner: Hashable, client_ids: Iterable[int] | None = None) -> bytes | None:
         """`owner` went away: drop its ids (or those of `client_ids` it owns) and return the

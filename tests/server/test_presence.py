@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crdt.awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
@@ -180,7 +180,7 @@ ops = st.lists(
 
 @given(ops)
 def test_the_table_stays_consistent_whatever_is_sent(steps: list[Any]) -> None:
-    presence = Presence(AwarenessLimits(max_states=3, max_bytes=8))
+    presence = Presence(AwarenessLimits(max_states=3, max_bytes=40))
     owners = ["a", "b", "c", "remote"]  # the last an instance: not bounded here
     for owner, entries, leave in steps:
         before = {o: presence.owned_by(o) for o in owners}
@@ -204,3 +204,43 @@ def test_the_table_stays_consistent_whatever_is_sent(steps: list[Any]) -> None:
     for owner in owners:
         presence.release(owner)
     assert len(presence) == 0 and presence.full_update() is None
+
+
+def _run(presence: Presence, step: Any) -> None:
+    owner, entries, leave = step
+    try:
+        if owner == "remote":
+            presence.apply_remote(owner, update(*entries))
+        else:
+            presence.apply(owner, update(*entries))
+    except AwarenessLimitExceeded:
+        pass
+    if leave:
+        presence.release(owner)
+
+
+@settings(max_examples=60, deadline=None)  # each example replays its steps once a step
+@given(ops)
+def test_the_full_update_kept_between_changes_is_the_table_as_it_is(steps: list[Any]) -> None:
+    """`full_update` is encoded once per change and shared by every asker: asked after every
+    step, it is what a table that never answered before would encode after the same steps."""
+    limits = AwarenessLimits(max_states=3, max_bytes=40)  # room for two states an owner
+    presence = Presence(limits)
+    for done, step in enumerate(steps, 1):
+        _run(presence, step)
+        fresh = Presence(limits)
+        for earlier in steps[:done]:
+            _run(fresh, earlier)
+        assert presence.full_update() == fresh.full_update()
+
+
+def test_query_awareness_is_answered_without_encoding_the_table_again() -> None:
+    presence = Presence()
+    presence.apply(BOB, update((7, 1, {"name": "bob"})))
+    first = presence.full_update()
+    assert presence.full_update() is first  # the same bytes, not another encode
+    presence.apply(EVE, update((9, 1, {"name": "eve"})))
+    second = presence.full_update()
+    assert second is not first and presence.full_update() is second
+    presence.release(EVE)
+    assert presence.full_update() == first

@@ -1006,3 +1006,72 @@ async def test_a_local_save_that_fails_on_a_full_disk_is_told_and_not_called_sav
         assert await server_text(server, draft, "quinn", "title") == "Typed on a full disk."
     finally:
         await context.close()
+
+
+MERGE_AFTER = 520  # keystrokes: past y-indexeddb's PREFERRED_TRIM_SIZE (500 stored updates)
+UNHANDLED = """window.unhandledSeen = []
+window.addEventListener('unhandledrejection', (event) => {
+  window.unhandledSeen.push(String(event.reason))
+})"""
+
+
+async def test_the_periodic_merge_failing_on_a_full_disk_is_told_and_throws_nothing(
+    server: ServerProcess, playwright: Playwright, browser_disk: Path, errors: Errors
+) -> None:
+    """y-indexeddb merges the stored updates into one once there are 500 (a debounced timer):
+    when that merge meets a full disk, the page says "not saved in this browser", nothing is
+    left unhandled in the page, and once there is room the next change stores everything."""
+    draft = new_draft()
+    context = await playwright.chromium.launch_persistent_context(
+        browser_disk / "profile",
+        executable_path=CHROMIUM,
+        args=CHROMIUM_ARGS,
+        headless=True,
+        viewport=DESKTOP,
+    )
+    try:
+        page = errors.watch(await context.new_page())
+        uncaught: list[str] = []
+        page.on(
+            "console",
+            lambda message: uncaught.append(message.text) if "Uncaught" in message.text else None,
+        )
+        # every unhandled rejection, even one the page then hushes (before the fix: y-indexeddb's
+        # merge, "AbortError: The transaction was aborted…", hushed only by luck of timing)
+        await page.add_init_script(UNHANDLED)
+        await page.clock.install()  # the merge's timer runs when the test says so
+        await page.goto(editor_url(server, draft, "rory"))
+        await wait_status(page, "synced")
+        await offline_ready(page)
+        await context.set_offline(True)
+        await wait_status(page, "offline")
+
+        now = await page.evaluate("() => Date.now()")
+        await page.clock.pause_at(now + 1_000)  # no timer fires while typing
+        await text_field(page, "description").click()
+        typed = "".join("abcdefghij"[i % 10] for i in range(MERGE_AFTER))
+        await page.keyboard.type(typed)  # one stored update a keystroke: the merge is due
+        await wait_saved_here(page)
+        fill_disk(browser_disk / "filler")
+        await page.clock.run_for(5_000)  # y-indexeddb's merge (its 1 s debounce), on a full disk
+
+        label = page.locator("[data-role=status-label]")
+        await expect(label).to_have_text("Offline · not saved in this browser: storage full")
+        await expect(page.locator("[data-role=status]")).to_have_attribute("data-saved", "failed")
+        assert not await page.evaluate("() => window.draftsync.local().allSaved")
+        await page.screenshot(path=artifact("local-merge-failed-disk-full.png"))
+        assert await page.evaluate("() => window.unhandledSeen") == []
+        assert uncaught == []
+
+        (browser_disk / "filler").unlink()
+        await page.clock.resume()
+        await page.keyboard.type(".")
+        await wait_saved_here(page)
+        await page.screenshot(path=artifact("local-merge-recovered.png"))
+        reloaded = await page.reload()
+        assert reloaded is not None and reloaded.from_service_worker
+        await expect_field_text(page, "description", typed + ".")
+        assert await page.evaluate("() => window.unhandledSeen") == []
+        assert uncaught == []
+    finally:
+        await context.close()

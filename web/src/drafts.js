@@ -4,13 +4,14 @@
 // kept in this browser (local.js) are marked "available offline", or "not saved here" when the
 // last write of their copy failed (a full disk); when the server cannot be reached, they are
 // the list. The token is kept per origin (session.js): links carry none. "Sign out" forgets the
-// token and every copy kept here for this user.
+// token and every copy kept here for this user, asking first when that loses changes (signout.js).
 import { forgetToken, pagePath, takeToken, userOf } from './session.js'
 import { api, explain } from './api.js'
 import { h, clear, when } from './dom.js'
 import { forgetLocal, localDrafts } from './local.js'
 import { registerServiceWorker } from './offline.js'
 import { showDashboard } from './dashboard.js'
+import { signOutQuestion } from './signout.js'
 
 const $ = (role) => document.querySelector(`[data-role=${role}]`)
 const DRAFT_ID = /^[A-Za-z0-9_-]{1,128}$/
@@ -30,8 +31,8 @@ function main () {
   $('user').textContent = `Signed in as ${user}`
   $('sign-out').hidden = false
   $('sign-out').addEventListener('click', async () => {
-    const unsent = localDrafts(user).filter((d) => d.pending).length
-    if (unsent && !window.confirm(`${unsent} draft(s) have changes not yet on the server; signing out deletes them from this browser. Sign out?`)) return
+    const question = signOutQuestion(user)
+    if (question && !window.confirm(question)) return
     forgetToken()
     await forgetLocal(user)
     window.location.href = pagePath('/')

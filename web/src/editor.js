@@ -21,6 +21,7 @@ import { historyDialog } from './history.js'
 import { setupSharing } from './sharing.js'
 import { ROOT } from './root.js'
 import { labelOf } from './dom.js'
+import { signOutQuestion } from './signout.js'
 
 const $ = (role) => document.querySelector(`[data-role=${role}]`)
 
@@ -159,8 +160,14 @@ async function main () {
     else conn.reconnect()
   })
   $('sign-out').addEventListener('click', async () => {
-    if (conn.state.acked < conn.state.local &&
-      !window.confirm('Some changes have not reached the server yet; signing out deletes them from this browser. Sign out?')) return
+    // every copy kept here goes, other drafts' too: asked about all of them (signout.js)
+    const question = signOutQuestion(user, {
+      id: draftId,
+      title: title.toString().trim(),
+      unsent: conn.state.acked < conn.state.local || conn.state.refused,
+      unsaved: keptHere()
+    })
+    if (question && !window.confirm(question)) return
     renewal.stop()
     conn.destroy()
     await local.destroy()
@@ -168,6 +175,14 @@ async function main () {
     await forgetLocal(user)
     window.location.href = `${ROOT}/`
   })
+
+  // why this browser does not hold every change of the draft (for signout.js), or false; a
+  // write under way is not a failure
+  const keptHere = () => {
+    if (!local.available) return 'this browser keeps no copy'
+    const failure = local.failure()
+    return failure ? (failure.full ? 'storage full' : 'storage error') : false
+  }
 
   // leaving with changes that neither the server nor this browser holds: ask first
   window.addEventListener('beforeunload', (event) => {

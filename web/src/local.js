@@ -28,7 +28,8 @@
 // hold everything: `unsaved` ('storage full', 'storage error') while `failure()` is set, so a
 // tab closed then leaves the list saying the copy is not saved here. Signing out deletes the user's
 // databases and index; another user's databases have other names and are never opened.
-import { IndexeddbPersistence, PREFERRED_TRIM_SIZE, fetchUpdates, storeState } from 'y-indexeddb'
+import * as Y from 'yjs'
+import { IndexeddbPersistence, PREFERRED_TRIM_SIZE, fetchUpdates } from 'y-indexeddb'
 
 const PREFIX = 'draftsync'
 const STORE = 'updates' // y-indexeddb's object store of updates
@@ -141,8 +142,29 @@ export async function keepLocally ({ doc, user, draftId }) {
       clearTimeout(current._storeTimeoutId)
       current._storeTimeoutId = setTimeout(() => {
         current._storeTimeoutId = null
-        if (!current._destroyed) storeState(current, false).catch(() => {})
+        if (!current._destroyed) merge(current)
       }, current._storeTimeout)
+    }
+  }
+  // y-indexeddb's `storeState(current, false)` (the merge of the stored updates into one), minus
+  // its inner promise that nobody handles: on a full disk its transaction aborts half-way, its
+  // remaining requests reject, and that rejection went unhandled. Here every step is awaited
+  // and a failure goes to `fail`, with the transaction's own error (the cause: disk full, …)
+  // rather than the AbortError of the request it cut short.
+  const merge = async (current) => {
+    let store = null
+    try {
+      store = await fetchUpdates(current)
+      if (current._destroyed || current._dbsize < PREFERRED_TRIM_SIZE) return
+      await request(store.add(Y.encodeStateAsUpdate(current.doc)))
+      await request(store.delete(IDBKeyRange.upperBound(current._dbref, true)))
+      current._dbsize = await request(store.count())
+    } catch (error) {
+      const cause = store && store.transaction.error
+      // fetchUpdates' requests cut short by an abort: the abort, heard by the database's
+      // listener, carries the cause
+      if (!cause && isAbort(error)) return
+      fail(current, cause || error)
     }
   }
   const confirm = () => {
@@ -256,6 +278,19 @@ export async function keepLocally ({ doc, user, draftId }) {
       return persistence.destroy()
     }
   }
+}
+
+/** The result of an IndexedDB request, or its error. */
+function request (req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result)
+    req.onerror = () => reject(req.error) // not prevented: the transaction aborts, all or nothing
+  })
+}
+
+/** Whether `error` is a request cut short by its transaction's abort (lib0 wraps it in an Error). */
+function isAbort (error) {
+  return Boolean(error) && (error.name === 'AbortError' || /^AbortError\b/.test(error.message || ''))
 }
 
 /** Until y-indexeddb has loaded the stored copy into the doc (or OPEN_TIMEOUT_MS). */

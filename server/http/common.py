@@ -298,7 +298,7 @@ def declares_json(content_type: str | None) -> bool:
     )
 
 
-def declared_charset(content_type: str) -> str | None:
+def _declared_charset(content_type: str) -> str | None:
     """The `charset` parameter of a Content-Type, unquoted (RFC 9110, 5.6.6); None if absent."""
     for parameter in content_type.split(";")[1:]:
         name, equals, value = parameter.partition("=")
@@ -321,7 +321,7 @@ def _type_refusal(content_type: str | None, method: str) -> UnsupportedMediaType
         why = "a request body must be JSON: send it with `Content-Type: application/json`"
     else:
         assert content_type is not None
-        charset = declared_charset(content_type)
+        charset = _declared_charset(content_type)
         if charset is None or charset.lower() == "utf-8":
             return None
         why = (

@@ -99,7 +99,11 @@ class BodyTooLarge(BadRequest):
 
 class UnsupportedMediaType(BadRequest):
     """A REST body whose Content-Type is not JSON (`application/json`, `application/*+json`)
-    or is missing: what a cross-site form or `fetch(no-cors)` could send without a preflight."""
+    or is missing: what a cross-site form or `fetch(no-cors)` could send without a preflight;
+    or JSON declared in a charset other than UTF-8. `headers` go with the REST answer
+    (`Accept-Post` naming the type taken)."""
+
+    headers: dict[str, str] | None = None
 
 
 class Conflict(BadRequest):

@@ -3,8 +3,12 @@
 Set `DRAFTSYNC_FAULTS` to a comma-separated list of points, each optionally with how many times
 it fails (`commit`, `journal:2`); each listed point then raises `InjectedFault` that many
 times (once by default), then works again, so that a test sees both the failure and the
-recovery. Points: `commit` (the group commit, before the store is called), `journal` (the
-journal closer's loop), `fanout-message` (a message from Redis, as it is handled), `update`
+recovery. A third number lets the point pass that many times first (`join:1:1`: the first join
+works, the second fails), for a failure that needs something set up before it (a Hocuspocus
+socket with a document open when another's join fails).
+
+Points: `commit` (the group commit, before the store is called), `journal` (the journal
+closer's loop), `fanout-message` (a message from Redis, as it is handled), `update`
 (a client's update, after the doc applied it: an unexpected server error in a room),
 `snapshot` (a snapshot job), `heartbeat` (the fan-out's heartbeat loop, as it drops from a room
 the awareness of an instance that stopped beating), `catch-up` (the fan-out's catch-up of a
@@ -49,6 +53,9 @@ POINTS = frozenset(
 ARMED: dict[str, int] = {}
 """Point -> failures left. Empty unless DRAFTSYNC_FAULTS is set."""
 
+_PASSES: dict[str, int] = {}
+"""Point -> passes left before it fails (absent: none)."""
+
 
 class InjectedFault(RuntimeError):
     """An injected failure: an unexpected error, as a bug in the server would raise."""
@@ -57,17 +64,23 @@ class InjectedFault(RuntimeError):
 def arm(spec: str) -> None:
     """Arm the points `spec` names (the syntax of DRAFTSYNC_FAULTS)."""
     for part in filter(None, (p.strip() for p in spec.split(","))):
-        point, _, times = part.partition(":")
+        point, _, counts = part.partition(":")
+        times, _, passes = counts.partition(":")
         if point not in POINTS:
             raise ValueError(f"unknown fault point {point!r}: one of {sorted(POINTS)}")
         ARMED[point] = int(times) if times else 1
+        if passes:
+            _PASSES[point] = int(passes)
     if ARMED:
         logger.warning("fault injection armed: %s", ", ".join(sorted(ARMED)))
 
 
 def trip(point: str) -> None:
-    """Raise InjectedFault if `point` is armed (and count it down)."""
+    """Raise InjectedFault if `point` is armed and has no pass left (and count it down)."""
     left = ARMED.get(point, 0)
+    if left > 0 and _PASSES.get(point, 0) > 0:
+        _PASSES[point] -= 1
+        return
     if left > 0:
         if left == 1:
             del ARMED[point]

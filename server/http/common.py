@@ -23,11 +23,15 @@ linear pass, so a depth bomb is a 400 without the parser recursing into it. NaN,
 numbers too large for a float (`1e999`) are not JSON values and are refused (400).
 
 A body (one byte or more) must be declared JSON: `Content-Type: application/json` or
-`application/*+json`, parameters such as `; charset=utf-8` allowed. Any other type, or none, is
-415 before the body is read. A browser sends `text/plain`, `application/x-www-form-urlencoded`
-and `multipart/form-data` cross-site without a CORS preflight, with the user's cookies (which an
-embedding host's `authenticate` may read): refusing them keeps a foreign page's form or
-`fetch(no-cors)` from writing as the signed-in user. A missing type is refused too (`curl -d`
+`application/*+json`, parameters allowed. Any other type, or none, is 415 before the body is
+read; so is a charset other than `utf-8` (any case, quoted or not): JSON is UTF-8, and a body
+declared Latin-1 would otherwise be read as UTF-8, not as its sender meant. A 415 names what is
+taken in `Accept-Post` (to a POST) or `Accept-Patch` (to a PATCH): `application/json`.
+
+A browser sends `text/plain`, `application/x-www-form-urlencoded` and `multipart/form-data`
+cross-site without a CORS preflight, with the user's cookies (which an embedding host's
+`authenticate` may read): refusing them keeps a foreign page's form or `fetch(no-cors)` from
+writing as the signed-in user. A missing type is refused too (`curl -d`
 sends form-urlencoded anyway). An empty body, taken as `{}`, needs no type.
 """
 
@@ -202,6 +206,8 @@ def _error_response(error: DraftsyncError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, InvalidToken) else None
     if isinstance(error, CapReached):
         headers = {"Retry-After": str(error.retry_after)}
+    if isinstance(error, UnsupportedMediaType):
+        headers = error.headers
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
@@ -246,9 +252,9 @@ async def read_json(request: Request, model: type[M], *, context: Any = None) ->
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise BodyTooLarge(f"request body over {MAX_BODY_BYTES} bytes")
-    is_json = declares_json(request.headers.get("content-type"))
-    if not is_json and declared is not None and declared.isdigit() and int(declared) > 0:
-        raise _not_json()  # refused unread
+    refusal = _type_refusal(request.headers.get("content-type"), request.method)
+    if refusal is not None and declared is not None and declared.isdigit() and int(declared) > 0:
+        raise refusal  # refused unread
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
@@ -256,8 +262,8 @@ async def read_json(request: Request, model: type[M], *, context: Any = None) ->
             raise BodyTooLarge(f"request body over {MAX_BODY_BYTES} bytes")
     if not raw:
         return _validated(model, {}, context, where="body")
-    if not is_json:  # a body sent without a Content-Length (chunked)
-        raise _not_json()
+    if refusal is not None:  # a body sent without a Content-Length (chunked)
+        raise refusal
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -292,10 +298,41 @@ def declares_json(content_type: str | None) -> bool:
     )
 
 
-def _not_json() -> UnsupportedMediaType:
-    return UnsupportedMediaType(
-        "a request body must be JSON: send it with `Content-Type: application/json`"
-    )
+def _declared_charset(content_type: str) -> str | None:
+    """The `charset` parameter of a Content-Type, unquoted (RFC 9110, 5.6.6); None if absent."""
+    for parameter in content_type.split(";")[1:]:
+        name, equals, value = parameter.partition("=")
+        if equals and name.strip().lower() == "charset":
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            return value
+    return None
+
+
+# The header that names the types a method's body may have: RFC 5789 3.2 (PATCH), and the
+# W3C LDP's `Accept-Post` (registered with IANA). PUT has none.
+_ACCEPT_HEADERS = {"POST": "Accept-Post", "PATCH": "Accept-Patch"}
+
+
+def _type_refusal(content_type: str | None, method: str) -> UnsupportedMediaType | None:
+    """Why a body of `content_type` is refused (415), or None if it is JSON in UTF-8."""
+    if not declares_json(content_type):
+        why = "a request body must be JSON: send it with `Content-Type: application/json`"
+    else:
+        assert content_type is not None
+        charset = _declared_charset(content_type)
+        if charset is None or charset.lower() == "utf-8":
+            return None
+        why = (
+            f"a JSON body is UTF-8 (RFC 8259), not {charset[:32]!r}: send it as UTF-8, with "
+            "`Content-Type: application/json` or `application/json; charset=utf-8`"
+        )
+    refusal = UnsupportedMediaType(why)
+    header = _ACCEPT_HEADERS.get(method)
+    if header is not None:
+        refusal.headers = {header: "application/json"}
+    return refusal
 
 
 # A surrogate reaches a decoded string only through a `\uD800`-`\uDFFF` escape (UTF-8 cannot

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,6 +22,7 @@ from server.access import Role
 from server.errors import NotPermitted, UnknownConflict
 from server.http.answers import Answer, respond
 from server.http.common import committed, endpoint, reach, read_json
+from server.http.values import Scalar
 
 if TYPE_CHECKING:
     from pycrdt import Doc
@@ -34,16 +35,14 @@ __all__ = ["Resolution", "Resolved", "resolve_conflict"]
 class Resolution(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    value: StrictStr | StrictBool | StrictInt | StrictFloat
+    value: Scalar
 
 
 class Resolved(Answer):
     id: str
     conflict_id: str
     field: str
-    value: StrictStr | StrictBool | StrictInt | StrictFloat = Field(
-        description="The value written: one of the conflict's candidates."
-    )
+    value: Scalar = Field(description="The value written: one of the conflict's candidates.")
     version: int | None = Field(description="The version of the server's resolving change.")
 
 

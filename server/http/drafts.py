@@ -39,10 +39,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
     StringConstraints,
     ValidationInfo,
     model_validator,
@@ -67,6 +63,7 @@ from server.http.common import (
     read_query,
     require_owner,
 )
+from server.http.values import FieldValue
 from server.store.records import UpdateRecord
 from server.sync.gate import GateClosed
 from server.sync.room import RoomState
@@ -86,11 +83,9 @@ __all__ = [
     "DraftMetadata",
     "DraftState",
     "FieldName",
-    "Int64",
     "NewDraft",
     "Page",
     "RoleName",
-    "Scalar",
     "create_draft",
     "delete_draft",
     "draft_json",
@@ -103,9 +98,6 @@ logger = logging.getLogger("draftsync.api")
 DELETE_DRAIN_SECONDS = 10.0
 REST_SESSION = "rest"
 
-# pycrdt panics (PanicException, not an Exception) on an int outside 64 bits.
-Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
-Scalar = StrictStr | StrictBool | Int64 | StrictFloat
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
@@ -145,7 +137,7 @@ class NewDraft(BaseModel):
 
     id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")] | None = None
     title: str | None = None
-    fields: dict[FieldName, Scalar | list[Scalar]] = Field(default_factory=dict)
+    fields: dict[FieldName, FieldValue] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _fits_schema(self, info: ValidationInfo) -> Self:

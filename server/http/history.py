@@ -3,6 +3,7 @@
     GET  /api/drafts/{id}/events?after=&limit=  -> {"items": [event...], "next": id | null}
     GET  /api/drafts/{id}/versions/{version}    -> the draft right after that version
     POST /api/drafts/{id}/restore {version}     -> a new forward change equal to that version
+                                                   (none if equal already: nothing written)
 
 An event as read: {"id", "type", "version", "user", "session", "clientId", "at", ...data}
 (`FIELD_UPDATED` adds field, kind and old/new, or for text inserted/deleted and
@@ -126,7 +127,10 @@ class DraftVersion(Answer):
 class Restored(Answer):
     id: str
     restored_from: int = Field(description="The version whose content was restored.")
-    version: int = Field(description="The draft's version once the restore is committed.")
+    version: int = Field(
+        description="The draft's version in the store once the restore is committed (its "
+        "change's, or the last one if it changed nothing)."
+    )
 
 
 @endpoint
@@ -222,11 +226,15 @@ async def restore_version(request: Request, service: Service, user: str) -> Resp
         service.rooms.release(room)
     await committed(room)
     # Read once committed: the version the store gave it (another instance's write may
-    # have taken the one the room gave), as the journal's RESTORED event names it.
-    version = None if written is None else written.version
-    return respond(
-        Restored(id=draft_id, restored_from=body.version, version=version or room.version)
-    )
+    # have taken the one the room gave), as the journal's RESTORED event names it. A restore
+    # that changed nothing wrote nothing: the draft's version is the store's last, as
+    # `name_version` reads it, not the room's count (another instance's writes may not
+    # have reached this room yet).
+    if written is not None:
+        version = written.version
+    else:
+        version = await service.store.last_version(draft_id)
+    return respond(Restored(id=draft_id, restored_from=body.version, version=version))
 
 
 def _version_param(raw: str) -> int:

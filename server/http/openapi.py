@@ -39,8 +39,8 @@ ERRORS: Mapping[int, tuple[str, str]] = {
     409: ("Conflict", "The draft's state forbids it: an id already taken, no owner left."),
     413: ("PayloadTooLarge", "The body is over 1 MiB."),
     415: ("UnsupportedMediaType", "The body is not declared JSON: send it with "
-          "`Content-Type: application/json` (or `application/*+json`). An empty body needs "
-          "no type."),
+          "`Content-Type: application/json` (or `application/*+json`), in UTF-8: a charset "
+          "other than `utf-8` is refused too. An empty body needs no type."),
     422: ("ValidationFailed", "The body or query has the wrong shape or values; `errors` "
           "lists each problem with its place."),
     429: ("RateLimited", "The caller sent more requests a second than its rate allows; "
@@ -188,6 +188,14 @@ def _error_response(status: int, meaning: str, error_ref: Any) -> dict[str, Any]
     if status == 401:
         response["headers"] = {
             "WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}
+        }
+    if status == 415:
+        response["headers"] = {
+            name: {
+                "description": f"`application/json`: the type a {method} body may have.",
+                "schema": {"type": "string"},
+            }
+            for method, name in (("POST", "Accept-Post"), ("PATCH", "Accept-Patch"))
         }
     if status in (429, 503):
         response["headers"] = {

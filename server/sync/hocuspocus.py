@@ -517,6 +517,7 @@ class _Session:
         name = address.split("\0", 1)[0]
         user: str | None = None
         joining: Joining | None = None
+        document: _Document | None = None
         try:
             try:
                 draft_id = check_draft_id(name)
@@ -590,10 +591,26 @@ class _Session:
         except _CloseSocket:
             raise
         except Exception as error:  # a bug of ours in this join: 1011, not a room's crash (`run`)
-            raise _JoinFailed(error, draft=name, user=user) from error
+            self._forget(address, document)
+            if not self._documents:  # nothing else on this socket: closed with 1011 (`run`)
+                raise _JoinFailed(error, draft=name, user=user) from error
+            # Closing the socket would disturb its open documents: refuse this one alone.
+            logger.error(
+                "hocuspocus document join failed draft=%.140s user=%s: server error",
+                name,
+                user,
+                exc_info=error,
+            )
+            self._drop_pending(address)
+            with contextlib.suppress(Exception):
+                await self.wire.send_bytes(
+                    prefix(address) + encode_permission_denied("server error, reconnect")
+                )
+            return
         finally:
             if joining is not None:
                 joining.done()  # `join` did, unless refused before it
+        assert document is not None
         if self._documents.get(address) is not document:
             # Closed while its draft loaded (its token expired, the server is shutting down):
             # detached already, with no room to leave then, so nothing else would take it out
@@ -617,6 +634,19 @@ class _Session:
             if self._documents.get(address) is not document:
                 break
             await self._handle(document, data, offset, gather=False)
+
+    def _forget(self, address: str, document: _Document | None) -> None:
+        """A document whose join failed unexpectedly leaves what it was added to: this socket,
+        its caps, and its room's set if `Room.add` put it there before failing (the room would
+        keep it and never unload: server/sync/endpoint.py does the same); its writer ends."""
+        if document is None or self._documents.get(address) is not document:
+            return  # failed before it was registered (or detached already): in no room
+        self.detach(address)  # no room of its own yet: `document.room` is set after the join
+        conn = document.conn
+        room = self.service.rooms.get(document.draft_id)
+        if room is not None and conn in room.connections:
+            self.service.rooms.leave(room, conn)
+        conn.close(_SILENT, "")
 
     def documents(self) -> list[_Document]:
         return list(self._documents.values())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -467,6 +468,44 @@ async def test_every_rest_body_not_declared_json_is_a_415(
     assert answer.status_code == 415, answer.text
     assert answer.json()["error"] == "unsupported_media_type"
     assert "application/json" in answer.json()["detail"]
+    assert_names_what_is_accepted(answer, method)
+
+
+def assert_names_what_is_accepted(answer: httpx.Response, method: str) -> None:
+    """RFC 9110 15.5.16 and RFC 5789 3.2: a 415 to a POST names the types the endpoint takes
+    (`Accept-Post`); to a PATCH, `Accept-Patch`. PUT has no such header."""
+    expected = {
+        "accept-post": "application/json" if method == "POST" else None,
+        "accept-patch": "application/json" if method == "PATCH" else None,
+    }
+    assert {name: answer.headers.get(name) for name in expected} == expected
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "ISO-8859-1", '"utf-16"', "us-ascii", "utf8", ""])
+@pytest.mark.parametrize(
+    ("method", "path", "key"), BODY_ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in BODY_ENDPOINTS]
+)
+async def test_a_json_body_declared_in_a_charset_other_than_utf8_is_a_415(
+    server: ServerProcess, owned_draft: str, method: str, path: str, key: str, charset: str
+) -> None:
+    """RFC 8259 8.1: JSON is UTF-8. A body declared in another charset was read as UTF-8
+    anyway: `café` sent in Latin-1 was a 400 (not UTF-8), and the UTF-8 bytes of `cafÃ©`
+    declared Latin-1 were stored as `café`, not what the client meant."""
+    draft = new_draft()
+    fields = {"id": draft, "title": "cafÃ©"} if path == "/api/drafts" else {key: "x"}
+    body = json.dumps(fields, ensure_ascii=False)
+    answer = await send_typed(
+        server,
+        method,
+        path.replace("DRAFT", owned_draft),
+        body.encode(),
+        f"application/json; charset={charset}",
+    )
+    assert answer.status_code == 415, answer.text
+    assert answer.json()["error"] == "unsupported_media_type"
+    assert "UTF-8" in answer.json()["detail"]
+    assert_names_what_is_accepted(answer, method)
+    assert draft_rows(server.database, draft) == 0
 
 
 @pytest.mark.parametrize("content_type", NOT_JSON_TYPES, ids=list(NOT_JSON_TYPES))
@@ -517,6 +556,8 @@ async def test_a_chunked_body_without_a_type_is_a_415(server: ServerProcess) -> 
         "application/json",
         "application/json; charset=utf-8",
         "Application/JSON ;charset=UTF-8",
+        'application/json; charset="utf-8"',
+        "application/json;CHARSET=Utf-8; q=x",
         "application/merge-patch+json",
         "application/vnd.draftsync+json",
     ],

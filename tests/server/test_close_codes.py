@@ -22,6 +22,7 @@ from websockets.frames import Close
 
 from crdt.hocuspocus import encode_authenticated, prefix
 from crdt.lib0 import write_var_string
+from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.pycrdt_client import PycrdtClient, connect_synced, type_into
 from tests.support.server_process import ServerProcess
 from tests.support.waiting import eventually
@@ -287,3 +288,65 @@ async def test_an_error_storing_a_hocuspocus_session_is_logged_and_the_document_
     await eventually(logged, timeout=10)
     assert_logged_once_without_secrets(server, token)
     assert healthy(server)
+
+
+@pytest.mark.parametrize("point", ["join", "room-add"])
+async def test_a_hocuspocus_document_whose_join_fails_leaves_its_room_and_its_socket_open(
+    tmp_path: Path, point: str
+) -> None:
+    """One socket, two documents: the first joins (the fault point passes once), the second's
+    join fails (before its room, or once in the room's set). That document alone is refused:
+    the socket's other document carries on (closing the socket would disturb it, as a cap's
+    refusal does not), and the failed one is in no room, so its draft's room unloads (a
+    connection left in the set kept it loaded for ever)."""
+    server = ServerProcess(
+        tmp_path / "data", "--room-grace", "0.2", env={"DRAFTSYNC_FAULTS": f"{point}:1:1"}
+    ).start()
+    first, second = new_draft(), new_draft()
+    token = server.token("alice")
+    hp = await HocuspocusClient.launch(f"ws://127.0.0.1:{server.port}/hocuspocus", shared=True)
+    try:
+        await hp.open("one", first, token)
+        await hp.call("wait_synced", doc="one")
+        await hp.open("two", second, token)
+        refused = await hp.wait_doc_event("two", "authenticationFailed")
+        assert refused["reason"], refused
+        assert_logged_once_without_secrets(server, token)
+        if point == "room-add":
+
+            async def unloaded() -> bool:
+                return f"room unloaded draft={second}" in server.log()
+
+            await eventually(unloaded, timeout=10)
+
+        await hp.call("insert", doc="one", field="title", index=0, text="still here")
+        await hp.call("wait_saved", doc="one")
+        assert await hp.doc_text("one", "title") == "still here"
+        assert not [e for e in hp.events if e["event"] == "socket-disconnect"], hp.events
+        assert open_connections(server) == 1
+        assert healthy(server)
+    finally:
+        await hp.close()
+    try:
+        await edits_as_ever(server, second)  # the draft loads again for the next connection
+    finally:
+        server.stop()
+
+
+async def test_a_hocuspocus_socket_whose_only_join_fails_in_the_room_closes_1011_and_it_unloads(
+    room_add_fault: ServerProcess,
+) -> None:
+    """Its only document failed once in the room's set: the socket closes with 1011, as
+    before, and the document leaves the room, which unloads (it kept the dead connection)."""
+    server, draft = room_add_fault, new_draft()
+    token = server.token("alice")
+    received = await hocuspocus_close(server, token_frame(draft, token))
+    assert received is not None and received.code == 1011 and received.reason
+    assert_logged_once_without_secrets(server, token)
+
+    async def unloaded() -> bool:
+        return f"room unloaded draft={draft}" in server.log()
+
+    await eventually(unloaded, timeout=10)
+    assert healthy(server)
+    await edits_as_ever(server, draft)

@@ -1014,3 +1014,73 @@ async def _waiting(lock: asyncpg.Connection, count: int) -> bool:
         " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     )
     return int(waiting) >= count
+
+
+class _KeepingProxy(_CapturingProxy):
+    """A `_CapturingProxy` that keeps A's journal events on `draft`'s channel too: B hears
+    nothing of A's writes (an event naming a version B lacks would have it catch up)."""
+
+    def passes_up(self, client: asyncio.StreamWriter, chunk: bytes) -> bool:
+        channel = f"{PREFIX}:u:{self.draft}".encode()
+        if self.draft is None or b"PUBLISH" not in chunk or channel not in chunk:
+            return True
+        self.captured.append(chunk)
+        client.write(b":1\r\n")
+        return False
+
+
+async def test_a_restore_answers_the_version_the_store_has_even_when_it_changes_nothing(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """A's client's write is stored as version n + 1, and its messages never reach B (the
+    proxy keeps them): B learns of it only from its catch-up loop (every CATCH_UP_SECONDS).
+    Restoring version n on B before then changes nothing B's room holds: nothing is written,
+    and the answer is the draft's version in the store, n + 1, as every REST write answers
+    the store's version (it was B's room's own count, n, a version the draft moved past).
+    A restore that did write answers the version of its RESTORED event. Whether B caught up
+    first is a race the test does not control: it tries until one restore was a no-op,
+    at most ATTEMPTS times (each catch-up window is a second; a try takes far less)."""
+    attempts = 6
+    async with (
+        _KeepingProxy(redis_server.port) as proxy,
+        _a_behind(proxy, tmp_path, postgres, redis_server) as (a, b),
+    ):
+        async with as_user(b, "alice") as alice:
+            draft = (await create_draft(alice, title="one"))["id"]
+        on_a = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+        on_b = await NodeClient.start(b.ws_url, draft, b.token("alice"))
+        no_ops = 0
+        try:
+            await asyncio.gather(on_a.call("wait_synced"), on_b.call("wait_synced"))
+            proxy.draft = draft
+            for _ in range(attempts):
+                before = stored_last(b, draft)
+                kept = len(proxy.captured)
+                await on_a.call("insert", field="title", index=0, text="x")
+
+                async def committed_on_a(kept: int = kept) -> bool:
+                    return len(proxy.captured) > kept  # published once committed
+
+                await eventually(committed_on_a, timeout=10)
+                async with as_user(b, "alice") as alice:
+                    restored = await alice.post(
+                        f"/api/drafts/{draft}/restore", json={"version": before}
+                    )
+                assert restored.status_code == 200, restored.text
+                written = stored_rows(
+                    b,
+                    "SELECT version FROM events WHERE draft_id = ? AND type = 'RESTORED'"
+                    " AND version > ?",
+                    draft,
+                    before,
+                )
+                if written:  # B had caught up: the restore undid A's write
+                    assert restored.json()["version"] == written[0][0]  # type: ignore[index]
+                    continue
+                no_ops += 1
+                assert stored_last(b, draft) == before + 1  # the no-op restore wrote nothing
+                assert restored.json()["version"] == before + 1, restored.json()
+                break
+        finally:
+            await asyncio.gather(on_a.close(), on_b.close())
+        assert no_ops == 1, f"B caught up before each of {attempts} restores"

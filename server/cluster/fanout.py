@@ -23,13 +23,16 @@ lost, or out of order) opens a gap that is filled from the store (`updates_with_
 after GAP_WAIT_SECONDS; every CATCH_UP_SECONDS each room also compares its watermark with the
 store's last version, which covers a message lost with nothing after it (Redis restart).
 
-A message's version is a claim, not a fact: anything that can publish to Redis can name any
-version (issue 20: one malformed message must not hurt the server). The next version the room
-lacks is applied at once (the ordinary case); one past a gap is held, bounded, until the
-versions before it come (Redis reorders two instances' messages by milliseconds) or the gap
-fill reads the store, which drops what the store does not have (`_catch_up`). So the room's
-version never passes what the store confirmed or this instance committed, and a version the
-store never gave costs one read, not a read every GAP_WAIT_SECONDS.
+Every message is signed (server/cluster/signing.py: an HMAC keyed from the service's secret)
+and one without a valid tag is dropped before it is read (`_refused`): only an instance of the
+service can publish what the others apply. Still, a message's version is a claim, not a fact:
+a bug, or anything holding the secret, can name any version (issue 20: one malformed message
+must not hurt the server). The next version the room lacks is applied at once (the ordinary
+case); one past a gap is held, bounded, until the versions before it come (Redis reorders
+two instances' messages by milliseconds) or the gap fill reads the store, which drops what the
+store does not have (`_catch_up`). So the room's version never passes what the store confirmed
+or this instance committed, and a version the store never gave costs one read, not a read
+every GAP_WAIT_SECONDS.
 Applying an update twice is harmless (a CRDT): pycrdt integrates nothing the second time.
 Telling a rule outcome twice is not: a publish whose reply is lost (the connection dropped
 after Redis took the command) is published again, by redis-py's retry or the publish loop's, so
@@ -71,6 +74,7 @@ from crdt.journal import EventType, JournalEvent
 from crdt.safe_json import dumps
 from server import faults, metrics
 from server.access import Role
+from server.cluster.signing import MessageSigner
 from server.errors import CloseCode, StoreError
 from server.store.postgres import PostgresStore
 from server.store.records import UpdateRecord
@@ -357,10 +361,14 @@ class Fanout:
         rooms: RoomRegistry,
         store: PostgresStore,
         *,
+        secret: str,
         outbox_messages: int = OUTBOX_MESSAGES,
         outbox_bytes: int = OUTBOX_BYTES,
     ) -> None:
         self.instance = secrets.token_hex(8)
+        self._signer = MessageSigner(secret)  # server/cluster/signing.py
+        self._unsigned_unlogged = 0  # messages refused since the last warning
+        self._unsigned_next_log = 0.0
         self._redis = aioredis.from_url(url)
         self._rooms = rooms
         self._store = store
@@ -477,7 +485,7 @@ class Fanout:
         """Queue a message, numbered: a copy of it (published again) is known by its number."""
         number = next(self._numbers)
         header["n"] = number
-        message = _frame(header, payload)
+        message = self._signer.sign(channel, _frame(header, payload))
         self.outbox.put(number, channel, message, kind, kept=kind == "access")
 
     async def _publish_loop(self) -> None:
@@ -495,10 +503,14 @@ class Fanout:
                 continue
             self.outbox.done(entry)
 
+    @functools.cached_property
+    def _heartbeat_message(self) -> bytes:
+        return self._signer.sign(f"{PREFIX}:hb", self.instance.encode())
+
     async def _heartbeat(self) -> None:
         while True:
             with contextlib.suppress(aioredis.RedisError, OSError):
-                await self._redis.publish(f"{PREFIX}:hb", self.instance)
+                await self._redis.publish(f"{PREFIX}:hb", self._heartbeat_message)
             self._expire_instances()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
@@ -560,8 +572,12 @@ class Fanout:
                     _reload(room, "a fan-out message failed")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        channel = message["channel"].decode()
-        data: bytes = message["data"]
+        raw_channel: bytes = message["channel"]
+        data = self._signer.verify(raw_channel, message["data"])
+        if data is None:  # checked before anything of it is read
+            self._refused(raw_channel)
+            return
+        channel = raw_channel.decode()
         if channel == f"{PREFIX}:hb":
             try:
                 self._last_seen[data.decode()] = time.monotonic()
@@ -593,6 +609,24 @@ class Fanout:
             self._remote_awareness(channel.removeprefix(f"{PREFIX}:a:"), header["i"], payload)
         elif channel == f"{PREFIX}:access":
             self._remote_access(header)
+
+    def _refused(self, channel: bytes) -> None:
+        """A message without a valid signature: dropped unread, counted, and told at most
+        once every DROP_LOG_SECONDS (every instance with another secret sends a heartbeat a
+        second). Nothing of the message is logged: it is not ours, and may carry anything."""
+        metrics.FANOUT_UNSIGNED.inc()
+        self._unsigned_unlogged += 1
+        now = time.monotonic()
+        if now >= self._unsigned_next_log:
+            logger.warning(
+                "dropped %d fan-out messages without a valid signature since the last warning "
+                "(last on channel=%s): another instance runs with a different secret "
+                "(DRAFTSYNC_SECRET), or something else publishes on Redis",
+                self._unsigned_unlogged,
+                channel.decode(errors="replace")[:200],
+            )
+            self._unsigned_unlogged = 0
+            self._unsigned_next_log = now + DROP_LOG_SECONDS
 
     def _tracker(self, room: Room) -> _Tracker | None:
         tracker = self._trackers.get(room.draft_id)

@@ -24,13 +24,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Array, Doc, Text
 
 from bench.services import PostgresCluster, RedisServer
+from server.auth import TokenSigner
 from server.cluster.fanout import PREFIX
+from tests.support.fanout_messages import signed, unsigned
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
 from tests.support.pycrdt_client import connect_synced
 from tests.support.redis_proxy import RedisProxy
 from tests.support.rest import as_user, create_draft, scrape
-from tests.support.server_process import ServerProcess
+from tests.support.server_process import SECRET, ServerProcess
 from tests.support.stored_any import snapshot_versions, stored_doc, stored_rows
 from tests.support.waiting import eventually
 
@@ -491,9 +493,10 @@ async def test_rule_outcomes_reach_hocuspocus_clients_of_every_instance(
         ]
         publisher = aioredis.from_url(redis_server.url)
         try:
-            for header in garbage:
+            for header in garbage:  # signed: read, and found unreadable
                 message = json.dumps({"i": "a-test", **header}).encode() + b"\n"
-                await publisher.publish(f"{PREFIX}:u:{draft}", message)
+                channel = f"{PREFIX}:u:{draft}"
+                await publisher.publish(channel, signed(channel, message))
         finally:
             await publisher.aclose()
         await writer.call("set", key="status", value="PUBLISHED")  # DRAFT -> PUBLISHED: no
@@ -688,8 +691,8 @@ async def test_unreadable_messages_on_the_channels_leave_every_instance_serving(
         ]
         publisher = aioredis.from_url(redis_server.url)
         try:
-            for channel, message in garbage:
-                await publisher.publish(channel, message)
+            for channel, message in garbage:  # signed: read, and found unreadable
+                await publisher.publish(channel, signed(channel, message))
         finally:
             await publisher.aclose()
         await on_a.call("insert", field="title", index=0, text="still here")
@@ -798,12 +801,13 @@ async def test_a_message_naming_a_version_the_store_never_gave_is_dropped(
     pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
 ) -> None:
     """A message on a draft's channel, from an instance id that is none of ours, names version
-    10**12 (corrupted, or forged by anything that can publish to Redis): once with an empty
-    update, once with a valid one. Versions come from the store, not from messages: B holds
-    them past the gap, its gap fill finds the store has no such version, drops them (a
-    warning) and stops filling. B's version stays the store's, the forged text reaches no
-    client, and after more edits and an unload (the figures B saves then are keyed by its
-    version) everything stored, and only that, loads again."""
+    10**12 (signed, as a bug or a holder of the secret could: the store check stands behind
+    the signature, test_a_forged_message_naming_the_next_version_reaches_no_client): once
+    with an empty update, once with a valid one. Versions come from the store, not from
+    messages: B holds them past the gap, its gap fill finds the store has no such version,
+    drops them (a warning) and stops filling. B's version stays the store's, the forged text
+    reaches no client, and after more edits and an unload (the figures B saves then are keyed
+    by its version) everything stored, and only that, loads again."""
     a, b = pair
     async with as_user(a, "alice") as alice:
         draft = (await create_draft(alice, title="one"))["id"]
@@ -819,7 +823,8 @@ async def test_a_message_naming_a_version_the_store_never_gave_is_dropped(
             ):
                 header = {"i": f"forged{number}", "v": version, "u": "mallory", "n": 1}
                 message = json.dumps(header).encode() + b"\n" + payload
-                assert await publisher.publish(f"{PREFIX}:u:{draft}", message) == 2
+                channel = f"{PREFIX}:u:{draft}"
+                assert await publisher.publish(channel, signed(channel, message)) == 2
         finally:
             await publisher.aclose()
         # Published after the forged messages, so B has handled them once it relays this.
@@ -867,6 +872,101 @@ async def test_a_message_naming_a_version_the_store_never_gave_is_dropped(
         async with httpx.AsyncClient() as http:
             health = await http.get(f"{server.http_url}/healthz", timeout=5)
         assert health.status_code == 200, health.text
+
+
+async def unsigned_count(server: ServerProcess) -> float:
+    """Fan-out messages the server dropped unread: no valid signature."""
+    for family in text_string_to_metric_families(await scrape(server)):
+        for sample in family.samples:
+            if sample.name == "draftsync_fanout_unsigned_total":
+                return sample.value
+    return 0.0
+
+
+async def test_a_forged_message_naming_the_next_version_reaches_no_client(
+    pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
+) -> None:
+    """Anything that can PUBLISH on Redis sends B the very next version of a draft, a valid
+    update with text of its own: unsigned, with a tag of random bytes, signed with another
+    secret, and signed for another draft's channel. The next version is applied at once (no
+    store read to catch it), so the signature must: each is dropped unread (counted, a warning
+    without its content), the forged text reaches no client, and A's real next version, which
+    the forgery would have shadowed, still reaches B's client."""
+    a, b = pair
+    async with as_user(a, "alice") as alice:
+        draft = (await create_draft(alice, title="one"))["id"]
+    on_a = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+    on_b = await NodeClient.start(b.ws_url, draft, b.token("alice"))
+    try:
+        await asyncio.gather(on_a.call("wait_synced"), on_b.call("wait_synced"))
+        before = await unsigned_count(b)
+        channel = f"{PREFIX}:u:{draft}"
+        header = {"i": "forger", "v": stored_last(a, draft) + 1, "u": "mallory", "n": 1}
+        message = json.dumps(header).encode() + b"\n" + forged_update("FORGED ")
+        forgeries = [
+            message,
+            bytes(32) + message,
+            uuid.uuid4().bytes * 2 + message,
+            signed(channel, message, secret="not-the-service-secret"),
+            signed(f"{PREFIX}:u:{new_draft()}", message),
+        ]
+        publisher = aioredis.from_url(redis_server.url)
+        try:
+            for forged in forgeries:
+                assert await publisher.publish(channel, forged) == 2
+        finally:
+            await publisher.aclose()
+        # Published after the forgeries, so B has handled them once it relays this.
+        await on_a.call("insert", field="title", index=3, text=" two")
+        await eventually(lambda: _text_is(on_b, "one two"), timeout=10)
+        assert await unsigned_count(b) == before + len(forgeries)
+        assert "without a valid signature" in b.log()
+        assert "FORGED" not in b.log() and "mallory" not in b.log()
+        assert await rest_version(b, draft) == stored_last(a, draft)
+        await on_b.call("insert", field="title", index=0, text="zero ")
+        await eventually(lambda: _text_is(on_a, "zero one two"), timeout=10)
+        assert await on_b.text("title") == "zero one two"
+        assert not [e for e in on_a.events + on_b.events if e["event"] in ("error", "closed")]
+    finally:
+        await asyncio.gather(on_a.close(), on_b.close())
+
+
+async def test_instances_with_different_secrets_do_not_hear_each_other(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """B runs with another secret than A (a misconfiguration): every message of A's, its
+    heartbeats too, fails B's signature check. B says why in its log, once and not once a
+    message (A beats every second), and still serves A's writes from the store (its catch-up
+    loop), so nothing stored is lost, only the fan-out's speed."""
+    flags = ["--store", postgres.new_database(), "--redis", redis_server.url]
+    other = "another-secret-of-the-same-length-0123456789abcdef"
+    a = ServerProcess(tmp_path / "a", *flags).start()
+    try:
+        b = ServerProcess(tmp_path / "b", *flags, env={"DRAFTSYNC_SECRET": other})
+        b.signer = TokenSigner(other)
+        b.start()
+        try:
+            async with as_user(a, "alice") as alice:
+                draft = (await create_draft(alice, title="one"))["id"]
+            async with await NodeClient.start(b.ws_url, draft, b.token("alice")) as on_b:
+                await on_b.call("wait_synced")
+
+                async def refused_several() -> bool:
+                    return await unsigned_count(b) >= 3
+
+                await eventually(refused_several, timeout=20)
+                warnings = b.log().count("without a valid signature")
+                assert 1 <= warnings < await unsigned_count(b)
+                assert "different secret" in b.log()
+                assert other not in b.log() and SECRET not in b.log()
+                async with await NodeClient.start(a.ws_url, draft, a.token("alice")) as on_a:
+                    await on_a.call("wait_synced")
+                    await on_a.call("insert", field="title", index=3, text=" two")
+                    await eventually(lambda: _text_is(on_b, "one two"), timeout=10)
+        finally:
+            b.stop()
+    finally:
+        a.stop()
 
 
 async def _unloaded(server: ServerProcess, draft_id: str) -> bool:
@@ -924,10 +1024,10 @@ async def test_updates_of_another_instance_arriving_out_of_order_are_applied_in_
             try:
                 for k, chunk in reversed(list(enumerate(proxy.captured))):
                     channel, message = _published(chunk)
-                    text, _, payload = message.partition(b"\n")
+                    text, _, payload = unsigned(message).partition(b"\n")
                     header = {**json.loads(text), "i": f"other{k}", "n": 1}
                     framed = json.dumps(header).encode() + b"\n" + payload
-                    assert await publisher.publish(channel, framed) == 2
+                    assert await publisher.publish(channel, signed(channel, framed)) == 2
             finally:
                 await publisher.aclose()
             await eventually(lambda: _text_is(on_b, "one two three"), timeout=10)

@@ -664,6 +664,95 @@ async def test_rule_outcomes_published_again_after_a_lost_reply_are_told_once(
             await asyncio.gather(writer.close(), on_b.close())
 
 
+class _OutcomeLosingProxy(RedisProxy):
+    """A proxy to Redis that loses every message of A's carrying rule outcomes (a journal
+    events list, `"e":[`): A is answered as Redis would ("1 receiver"), nothing is published,
+    as when A's outbox dropped them (Redis away) or Redis lost them."""
+
+    lost = 0
+
+    def passes_up(self, client: asyncio.StreamWriter, chunk: bytes) -> bool:
+        if b"PUBLISH" not in chunk or b'"e":[' not in chunk:
+            return True
+        self.lost += 1
+        client.write(b":1\r\n")
+        return False
+
+
+async def test_rule_outcomes_whose_messages_were_lost_reach_the_other_instance_once(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """A judges two writes the rules reject, and every message carrying their outcomes is
+    lost on the way to Redis. B catches the versions up from the store (its gap fill, or its
+    catch-up loop): its Hocuspocus client must be told each outcome too, once, in order, with
+    the version the store gave it, as a client on A is; a later edit still crosses at once."""
+    async with (
+        _OutcomeLosingProxy(redis_server.port) as proxy,
+        _a_behind(proxy, tmp_path, postgres, redis_server) as (a, b),
+    ):
+        async with as_user(a, "alice") as alice:
+            draft = (await create_draft(alice, title="Plan", fields={"status": "DRAFT"}))["id"]
+        writer = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+        on_b = await HocuspocusClient.launch(f"ws://127.0.0.1:{b.port}/hocuspocus")
+        try:
+            await on_b.open("d", draft, b.token("alice"))
+            await asyncio.gather(writer.call("wait_synced"), on_b.call("wait_synced", doc="d"))
+
+            async def status_is(value: str) -> bool:
+                return (await on_b.doc_state("d"))["fields"].get("status") == value
+
+            for count in (1, 2):  # DRAFT -> PUBLISHED: rejected, put back
+
+                async def put_back(count: int = count) -> bool:
+                    stored = await _stored_rejections(a, draft)
+                    return stored == count and (await writer.fields()).get("status") == "DRAFT"
+
+                await writer.call("set", key="status", value="PUBLISHED")
+                await eventually(put_back, timeout=10)
+            told = [
+                json.loads((await on_b.wait_doc_event("d", "stateless", 15))["payload"])
+                for _ in range(2)
+            ]
+            stored = stored_rows(
+                a,
+                "SELECT version FROM events WHERE draft_id = ? AND type = 'VALUE_REJECTED'"
+                " ORDER BY id",
+                draft,
+            )
+            assert proxy.lost >= 2
+            assert [m["event"] for m in told] == ["VALUE_REJECTED"] * 2, told
+            versions = [int(row[0]) for row in stored]  # type: ignore[index]
+            assert [m["version"] for m in told] == versions, (told, versions)
+            await eventually(lambda: status_is("DRAFT"), timeout=10)
+            await writer.call("insert", field="title", index=0, text="later ")
+
+            async def later_seen() -> bool:
+                return (await on_b.doc_text("d", "title")).startswith("later ")
+
+            await eventually(later_seen, timeout=10)
+
+            async def settled() -> bool:
+                return (await fanout_figures(b)).get("gaps") == 0
+
+            await eventually(settled, timeout=10)
+            await asyncio.sleep(1.5)  # the catch-up loop ran again: a second telling would be in
+            doubled = [e for e in on_b.events if e["event"] == "stateless"]
+            assert not doubled, doubled
+            assert "Traceback" not in a.log() + b.log()
+        finally:
+            await asyncio.gather(writer.close(), on_b.close())
+
+
+async def _stored_rejections(server: ServerProcess, draft: str) -> int:
+    rows = await asyncio.to_thread(
+        stored_rows,
+        server,
+        "SELECT 1 FROM events WHERE draft_id = ? AND type = 'VALUE_REJECTED'",
+        draft,
+    )
+    return len(rows)
+
+
 async def test_unreadable_messages_on_the_channels_leave_every_instance_serving(
     pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
 ) -> None:

@@ -16,7 +16,15 @@ from typing import Any
 
 from crdt.safe_json import dumps
 
-__all__ = ["DEFAULT_PAUSE", "DEFAULT_SPAN", "Burst", "EventType", "JournalEvent", "TextBursts"]
+__all__ = [
+    "DEFAULT_PAUSE",
+    "DEFAULT_SPAN",
+    "OUTCOMES",
+    "Burst",
+    "EventType",
+    "JournalEvent",
+    "TextBursts",
+]
 
 DEFAULT_PAUSE = 2.0
 DEFAULT_SPAN = 60.0
@@ -32,6 +40,19 @@ class EventType(StrEnum):
     ACCESS_CHANGED = "ACCESS_CHANGED"
     SESSION = "SESSION"  # an editing session ended: device, browser, start, duration; no content
     VERSION_NAMED = "VERSION_NAMED"  # a person named the version (a named version, its label)
+
+
+OUTCOMES = frozenset(
+    {
+        EventType.CONFLICT_OPENED,
+        EventType.CONFLICT_RESOLVED,
+        EventType.VALUE_REJECTED,
+        EventType.RESTORED,
+    }
+)
+"""What a write's rules or a person's action made of it, told to the clients that hear of
+events (Hocuspocus: `TOLD_EVENTS`) once committed, on every instance. Always stored with the
+write's update, in its transaction: an instance that missed the telling reads them by version."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ __all__ = [
     "FANOUT_OUTBOX_PEAK",
     "FANOUT_OUTBOX_PEAK_BYTES",
     "FANOUT_UNCONFIRMED",
+    "FANOUT_UNSIGNED",
     "HTTP_REQUESTS",
     "JOURNAL_LAG",
     "LIVE_ACCESS_CHANGES",
@@ -102,6 +103,10 @@ FANOUT_HELD = Gauge(
 FANOUT_UNCONFIRMED = Counter(
     "draftsync_fanout_unconfirmed",
     "Fan-out versions dropped because the store did not have them when it was read",
+)
+FANOUT_UNSIGNED = Counter(
+    "draftsync_fanout_unsigned",
+    "Fan-out messages dropped unread: no valid signature (forged, or another secret)",
 )
 DISK_FULL = Gauge(
     "draftsync_disk_full",

@@ -132,6 +132,7 @@ class Service:
                 settings.redis_url,
                 self.rooms,
                 store,
+                secret=settings.secret,
                 outbox_messages=settings.fanout_outbox_messages,
                 outbox_bytes=settings.fanout_outbox_bytes,
             )

@@ -6,9 +6,9 @@ alone: the store (PostgreSQL) is the truth and every instance catches up from it
 
     channel                 message                                   on another instance
     draftsync:u:<draft>     committed update: origin, version, user   applied, relayed locally
-                            and bytes
-                            or the journal events of a commit         told to local connections
-                            (rule outcomes: JSON, no payload)         (Hocuspocus: Stateless)
+                            and bytes, and the journal events of its  and its events told to
+                            write if any (rule outcomes: JSON `e`)    local connections
+                                                                      (Hocuspocus: Stateless)
     draftsync:a:<draft>     awareness update of local clients         kept, relayed locally
     draftsync:access        role change / deletion of a draft         sharing.apply_role, ...
     draftsync:hb            "I am alive" every HEARTBEAT_SECONDS      an instance silent for
@@ -23,18 +23,26 @@ lost, or out of order) opens a gap that is filled from the store (`updates_with_
 after GAP_WAIT_SECONDS; every CATCH_UP_SECONDS each room also compares its watermark with the
 store's last version, which covers a message lost with nothing after it (Redis restart).
 
-A message's version is a claim, not a fact: anything that can publish to Redis can name any
-version (issue 20: one malformed message must not hurt the server). The next version the room
-lacks is applied at once (the ordinary case); one past a gap is held, bounded, until the
-versions before it come (Redis reorders two instances' messages by milliseconds) or the gap
-fill reads the store, which drops what the store does not have (`_catch_up`). So the room's
-version never passes what the store confirmed or this instance committed, and a version the
-store never gave costs one read, not a read every GAP_WAIT_SECONDS.
+Every message is signed (server/cluster/signing.py: an HMAC keyed from the service's secret)
+and one without a valid tag is dropped before it is read (`_refused`): only an instance of the
+service can publish what the others apply. Still, a message's version is a claim, not a fact:
+a bug, or anything holding the secret, can name any version (issue 20: one malformed message
+must not hurt the server). The next version the room lacks is applied at once (the ordinary
+case); one past a gap is held, bounded, until the versions before it come (Redis reorders
+two instances' messages by milliseconds) or the gap fill reads the store, which drops what the
+store does not have (`_catch_up`). So the room's version never passes what the store confirmed
+or this instance committed, and a version the store never gave costs one read, not a read
+every GAP_WAIT_SECONDS.
 Applying an update twice is harmless (a CRDT): pycrdt integrates nothing the second time.
-Telling a rule outcome twice is not: a publish whose reply is lost (the connection dropped
-after Redis took the command) is published again, by redis-py's retry or the publish loop's, so
-each instance numbers what it publishes (`n`, in order: one task publishes) and a copy, no
-higher than the last number heard from its instance, is dropped on arrival.
+A write's journal events (rule outcomes) travel in its update's message, so they are lost, held
+and applied with their version: a version applied from a message tells the events it carries,
+one caught up from the store tells the events stored with it (`PostgresStore.events_between`:
+they are stored in the update's transaction). Each version is applied once, by one of the two
+ways (the watermark), so each outcome is told once, in version order, whatever was lost.
+Telling a rule outcome twice is not harmless: a publish whose reply is lost (the connection
+dropped after Redis took the command) is published again, by redis-py's retry or the publish
+loop's, so each instance numbers what it publishes (`n`, in order: one task publishes) and a
+copy, no higher than the last number heard from its instance, is dropped on arrival.
 
 While Redis is away nothing leaves, and every commit still queues its update: the outbox is
 bounded (`Outbox`, OUTBOX_MESSAGES and OUTBOX_BYTES) and drops its oldest messages when full.
@@ -67,13 +75,14 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from crdt.errors import MalformedMessage
-from crdt.journal import EventType, JournalEvent
+from crdt.journal import OUTCOMES, EventType, JournalEvent
 from crdt.safe_json import dumps
 from server import faults, metrics
 from server.access import Role
+from server.cluster.signing import MessageSigner
 from server.errors import CloseCode, StoreError
 from server.store.postgres import PostgresStore
-from server.store.records import UpdateRecord
+from server.store.records import StoredEvent, UpdateRecord
 from server.supervisor import Supervisor
 from server.sync.registry import RoomRegistry
 from server.sync.room import Room, RoomState
@@ -140,6 +149,7 @@ class _Held:
     update: bytes
     user: str | None
     instance: str
+    events: Sequence[JournalEvent] = ()  # its write's, told once it is applied
 
 
 @dataclass(slots=True)
@@ -245,6 +255,31 @@ def _event(draft_id: str, item: Any) -> JournalEvent:
     )
 
 
+def _stored_event(draft_id: str, stored: StoredEvent) -> JournalEvent:
+    return JournalEvent(
+        type=EventType(stored.type),
+        draft_id=draft_id,
+        version=stored.version,
+        user=stored.user,
+        session=stored.session,
+        client_id=stored.client_id,
+        at=stored.at,
+        data=stored.data,
+    )
+
+
+@dataclass(slots=True)
+class _Queued:
+    """The last update message this instance queued, kept until its write's journal events
+    (if any) join it (`Fanout._events`)."""
+
+    number: int
+    channel: str
+    version: int
+    header: dict[str, Any]
+    payload: bytes
+
+
 def _reload(room: Room, why: str) -> None:
     """After an unexpected error in the fan-out's work on `room`: its doc or its awareness may
     be half-changed, so it is dropped (its clients closed with 1011, to reconnect and resend)
@@ -327,6 +362,22 @@ class Outbox:
                 self.bytes -= _size(entry)
                 return
 
+    def replace(self, number: int, message: bytes) -> bool:
+        """Put `message` in place of the newest droppable message if it is number `number`
+        (a message that gained its write's events, `Fanout._events`), then drop the oldest
+        until within bounds. False if it is gone (dropped at once: over the bounds)."""
+        lane = self._droppable
+        if not lane or lane[-1][0] != number:
+            return False
+        old = lane[-1]
+        new = (number, old[1], message, old[3])
+        lane[-1] = new
+        self.bytes += _size(new) - _size(old)
+        while len(self) > self.max_messages or self.bytes > self.max_bytes:
+            self._drop((self._droppable or self._kept).popleft())
+        self.peak_bytes = max(self.peak_bytes, self.bytes)
+        return True
+
     def _drop(self, entry: _Entry) -> None:
         self.bytes -= _size(entry)
         kind = entry[3]
@@ -357,10 +408,14 @@ class Fanout:
         rooms: RoomRegistry,
         store: PostgresStore,
         *,
+        secret: str,
         outbox_messages: int = OUTBOX_MESSAGES,
         outbox_bytes: int = OUTBOX_BYTES,
     ) -> None:
         self.instance = secrets.token_hex(8)
+        self._signer = MessageSigner(secret)  # server/cluster/signing.py
+        self._unsigned_unlogged = 0  # messages refused since the last warning
+        self._unsigned_next_log = 0.0
         self._redis = aioredis.from_url(url)
         self._rooms = rooms
         self._store = store
@@ -377,6 +432,7 @@ class Fanout:
             lambda: sum(len(tracker.held) for tracker in self._trackers.values())
         )
         self._numbers = itertools.count(1)  # what this instance publishes, in order
+        self._last_update: _Queued | None = None  # what `_events` adds a write's events to
         self._heard: dict[str, int] = {}  # the last number heard from each other instance
         self._supervisor: Supervisor | None = None  # set by `start`
         # awareness client ids other instances announced, per instance and draft
@@ -438,11 +494,18 @@ class Fanout:
                     self._apply_held(tracker)
                 self._watch_gap(tracker)
             header = {"i": self.instance, "v": record.version, "u": record.user}
-            self._publish(f"{PREFIX}:u:{room.draft_id}", "update", header, record.data)
+            channel = f"{PREFIX}:u:{room.draft_id}"
+            number = self._publish(channel, "update", header, record.data)
+            self._last_update = _Queued(number, channel, record.version, header, record.data)
 
     def _events(self, room: Room, events: Sequence[JournalEvent]) -> None:
-        """A commit's journal events, after its update on the same channel: rules run on the
-        instance that accepted the write only, so the others learn its outcomes from here."""
+        """A write's journal events: rules run on the instance that accepted the write only,
+        so the others learn its outcomes from here. They join the message of the write's
+        update, queued just before (`Room.on_committed` tells the commit listeners, then the
+        event listeners, with nothing awaited between): lost with it, they are caught up from
+        the store with its version, never told twice. An update the outbox dropped at once
+        takes its events with it. Only if the update is not the one just queued (never, as
+        the room tells them) do they leave alone, as events of no version."""
         listed = [
             {
                 "t": str(event.type),
@@ -455,8 +518,17 @@ class Fanout:
             }
             for event in events
         ]
+        channel = f"{PREFIX}:u:{room.draft_id}"
+        last, self._last_update = self._last_update, None
+        # A write's own events carry its version; bursts of text it closed, older ones.
+        version = max(event.version for event in events)
+        if last is not None and last.channel == channel and last.version == version:
+            last.header["e"] = listed
+            message = self._signer.sign(channel, _frame(last.header, last.payload))
+            self.outbox.replace(last.number, message)
+            return
         header = {"i": self.instance, "e": listed}
-        self._publish(f"{PREFIX}:u:{room.draft_id}", "events", header)
+        self._publish(channel, "events", header)
 
     def _awareness(self, room: Room, payload: bytes) -> None:
         header = {"i": self.instance}
@@ -473,12 +545,14 @@ class Fanout:
 
     def _publish(
         self, channel: str, kind: str, header: dict[str, Any], payload: bytes = b""
-    ) -> None:
-        """Queue a message, numbered: a copy of it (published again) is known by its number."""
+    ) -> int:
+        """Queue a message, numbered: a copy of it (published again) is known by its number.
+        Returns the number."""
         number = next(self._numbers)
         header["n"] = number
-        message = _frame(header, payload)
+        message = self._signer.sign(channel, _frame(header, payload))
         self.outbox.put(number, channel, message, kind, kept=kind == "access")
+        return number
 
     async def _publish_loop(self) -> None:
         """One task publishes everything, in order: a draft's versions leave in commit order.
@@ -495,10 +569,14 @@ class Fanout:
                 continue
             self.outbox.done(entry)
 
+    @functools.cached_property
+    def _heartbeat_message(self) -> bytes:
+        return self._signer.sign(f"{PREFIX}:hb", self.instance.encode())
+
     async def _heartbeat(self) -> None:
         while True:
             with contextlib.suppress(aioredis.RedisError, OSError):
-                await self._redis.publish(f"{PREFIX}:hb", self.instance)
+                await self._redis.publish(f"{PREFIX}:hb", self._heartbeat_message)
             self._expire_instances()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
@@ -560,8 +638,12 @@ class Fanout:
                     _reload(room, "a fan-out message failed")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        channel = message["channel"].decode()
-        data: bytes = message["data"]
+        raw_channel: bytes = message["channel"]
+        data = self._signer.verify(raw_channel, message["data"])
+        if data is None:  # checked before anything of it is read
+            self._refused(raw_channel)
+            return
+        channel = raw_channel.decode()
         if channel == f"{PREFIX}:hb":
             try:
                 self._last_seen[data.decode()] = time.monotonic()
@@ -580,26 +662,56 @@ class Fanout:
             self._heard[instance] = number
         if channel.startswith(f"{PREFIX}:u:"):
             draft_id = channel.removeprefix(f"{PREFIX}:u:")
-            if "e" in header:
-                self._remote_events(draft_id, header["e"])
+            if "v" not in header:  # events of no version
+                self._remote_events(draft_id, header.get("e"))
             else:
                 version = _field(header, "v", int)
                 if not 0 < version <= _MAX_VERSION:
                     raise _Unreadable(f"'v' is no version: {version!r}")
+                events = self._read_events(draft_id, header["e"]) if "e" in header else ()
                 self._remote_update(
-                    draft_id, version, _field(header, "u", str, optional=True), payload, instance
+                    draft_id,
+                    version,
+                    _field(header, "u", str, optional=True),
+                    payload,
+                    instance,
+                    events,
                 )
         elif channel.startswith(f"{PREFIX}:a:"):
             self._remote_awareness(channel.removeprefix(f"{PREFIX}:a:"), header["i"], payload)
         elif channel == f"{PREFIX}:access":
             self._remote_access(header)
 
+    def _refused(self, channel: bytes) -> None:
+        """A message without a valid signature: dropped unread, counted, and told at most
+        once every DROP_LOG_SECONDS (every instance with another secret sends a heartbeat a
+        second). Nothing of the message is logged: it is not ours, and may carry anything."""
+        metrics.FANOUT_UNSIGNED.inc()
+        self._unsigned_unlogged += 1
+        now = time.monotonic()
+        if now >= self._unsigned_next_log:
+            logger.warning(
+                "dropped %d fan-out messages without a valid signature since the last warning "
+                "(last on channel=%s): another instance runs with a different secret "
+                "(DRAFTSYNC_SECRET), or something else publishes on Redis",
+                self._unsigned_unlogged,
+                channel.decode(errors="replace")[:200],
+            )
+            self._unsigned_unlogged = 0
+            self._unsigned_next_log = now + DROP_LOG_SECONDS
+
     def _tracker(self, room: Room) -> _Tracker | None:
         tracker = self._trackers.get(room.draft_id)
         return tracker if tracker is not None and tracker.room is room else None
 
     def _remote_update(
-        self, draft_id: str, version: int, user: str | None, update: bytes, instance: str = ""
+        self,
+        draft_id: str,
+        version: int,
+        user: str | None,
+        update: bytes,
+        instance: str = "",
+        events: Sequence[JournalEvent] = (),
     ) -> None:
         """Another instance's committed update. The next version the room lacks is applied at
         once (the ordinary case: nothing waits). One past a gap is only a promise: held until
@@ -607,7 +719,8 @@ class Fanout:
         store, which applies what it holds and drops what it does not (`_catch_up`). So a
         message naming a version the store never gave (corrupted, forged) changes no doc, and
         the room's version never rises past what the store confirmed or this instance
-        committed."""
+        committed. The write's `events` are told when its version is applied, and only then:
+        a version the room has already was caught up from the store, with its events."""
         if faults.ARMED:
             faults.trip("fanout-message")
         room = self._rooms.get(draft_id)
@@ -619,10 +732,12 @@ class Fanout:
         if version == tracker.watermark + 1:
             room.apply_committed(update, version, user=user)
             tracker.mark(version)
+            if events:
+                room.tell_events(events)
             if tracker.held:
                 self._apply_held(tracker)
         elif version not in tracker.held and not tracker.hold(
-            version, _Held(update, user, instance)
+            version, _Held(update, user, instance, events)
         ):
             logger.warning(
                 "too many fan-out updates held past a gap draft=%s (bounds: %d messages, "
@@ -641,21 +756,30 @@ class Fanout:
                 return
             room.apply_committed(entry.update, tracker.watermark + 1, user=entry.user)
             tracker.mark(tracker.watermark + 1)
+            if entry.events:
+                room.tell_events(entry.events)
 
     def _remote_events(self, draft_id: str, listed: object) -> None:
-        """Another instance's rule outcomes, told to the connections here. They change no
-        doc, so one that cannot be read is skipped (logged), never a reason to reload."""
+        """Another instance's events of no version (`_events`' fallback), told to the
+        connections here at once."""
         room = self._rooms.get(draft_id)
         if room is None or room.state is not RoomState.OPEN or not room.connections:
             return
+        events = self._read_events(draft_id, listed)
+        if events:
+            room.tell_events(events)
+
+    @staticmethod
+    def _read_events(draft_id: str, listed: object) -> list[JournalEvent]:
+        """The journal events a message lists. They change no doc, so one that cannot be
+        read is skipped (logged), never a reason to drop its update or reload."""
         events = []
         for item in listed if isinstance(listed, list) else [listed]:
             try:
                 events.append(_event(draft_id, item))
             except (KeyError, TypeError, ValueError, AttributeError) as error:
                 logger.warning("unreadable fan-out event draft=%s error=%r", draft_id, error)
-        if events:
-            room.tell_events(events)
+        return events
 
     def _remote_awareness(self, draft_id: str, instance: str, payload: bytes) -> None:
         room = self._rooms.get(draft_id)
@@ -764,11 +888,16 @@ class Fanout:
         promised_before = tracker.promised
         after = tracker.watermark
         missing = await self._store.updates_with_origin(room.draft_id, after, upto)
+        lacking = [logged.version for logged in missing if logged.version not in tracker.above]
+        outcomes = await self._outcomes(room.draft_id, lacking) if lacking else {}
         caught = 0
         for logged in missing:
             if logged.version > tracker.watermark and logged.version not in tracker.above:
                 room.apply_committed(logged.data, logged.version, user=logged.user)
                 caught += 1
+                told = outcomes.get(logged.version)
+                if told:  # never heard of: its message was lost (or is held, dropped below)
+                    room.tell_events(told)
             tracker.mark(logged.version)
         for version in [version for version in tracker.held if version <= tracker.watermark]:
             tracker.take(version)  # read from the store meanwhile
@@ -787,6 +916,16 @@ class Fanout:
                 if promised_before not in held_before:  # held ones were told of above
                     self._unconfirmed(room, promised_before, None, stored)
                 tracker.promised = stored
+
+    async def _outcomes(self, draft_id: str, versions: list[int]) -> dict[int, list[JournalEvent]]:
+        """The journal events some connection tells (`OUTCOMES`) stored with `versions`
+        (ascending), per version: what the messages of those versions carried. Read before
+        any of them is applied, so nothing awaits between a version and its telling."""
+        per_version: dict[int, list[JournalEvent]] = {}
+        first, last = versions[0] - 1, versions[-1]
+        for stored in await self._store.events_between(draft_id, first, last, OUTCOMES):
+            per_version.setdefault(stored.version, []).append(_stored_event(draft_id, stored))
+        return per_version
 
     @staticmethod
     def _unconfirmed(room: Room, version: int, instance: str | None, stored: int) -> None:

@@ -28,7 +28,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -118,6 +118,13 @@ _LOCK_DRAFT_ROW = "SELECT 1 FROM drafts WHERE id = $1 FOR UPDATE"
 _LAST_VERSIONS = """
     SELECT d, (SELECT COALESCE(MAX(version), 0) FROM updates WHERE draft_id = d)
     FROM unnest($1::text[]) AS d
+"""
+# Events of some types stored with the versions after $3 up to $4 (the fan-out's catch-up of
+# rule outcomes): one range of events_by_type per type, not a scan of the draft's journal.
+_EVENTS_OF_TYPES_BETWEEN = """
+    SELECT id, version, type, "user", session, client_id, at, data FROM events
+    WHERE draft_id = $1 AND type = ANY($2::text[]) AND version > $3 AND version <= $4
+    ORDER BY version, id
 """
 REVIEW_LOCK_CONNECTIONS = 4
 REVIEW_LOCK_SECONDS = 10.0
@@ -434,6 +441,18 @@ class PostgresStore(PostgresWebhooks):
         with _translated("reading the journal"):
             rows = await self._fetch_all(_EVENT_COUNTS, draft_id)
         return {str(row[0]): int(row[1]) for row in rows}
+
+    async def events_between(
+        self, draft_id: str, after: int, upto: int, types: Collection[str]
+    ) -> list[StoredEvent]:
+        """The events of `types` stored with the versions after `after` up to `upto`, in
+        version order (then as stored). A write's events are stored in its update's
+        transaction (`append_updates`), so a version read from the log has its events here."""
+        with _translated("reading the journal"):
+            rows = await self._fetch_all(
+                _EVENTS_OF_TYPES_BETWEEN, draft_id, sorted(map(str, types)), after, upto
+            )
+        return [StoredEvent(*tuple(row)[:7], data=json.loads(row[7])) for row in rows]
 
     async def updates_with_origin(self, draft_id: str, after: int, upto: int) -> list[LoggedUpdate]:
         with _translated("reading the update log"):

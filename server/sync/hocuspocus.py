@@ -99,7 +99,7 @@ from crdt.hocuspocus import (
     prefix,
     read_address,
 )
-from crdt.journal import EventType, JournalEvent
+from crdt.journal import OUTCOMES, JournalEvent
 from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
 from crdt.safe_json import dumps
 from server import faults, metrics
@@ -155,15 +155,9 @@ DOCUMENT_CLOSE_CODES = frozenset(
 )
 """Closes that end one document (CLOSE 7 with the reason); any other closes the socket."""
 
-TOLD_EVENTS = frozenset(
-    {
-        EventType.CONFLICT_OPENED,
-        EventType.CONFLICT_RESOLVED,
-        EventType.VALUE_REJECTED,
-        EventType.RESTORED,
-    }
-)
-"""Journal events told to Hocuspocus clients as Stateless JSON once committed."""
+TOLD_EVENTS = OUTCOMES
+"""Journal events told to Hocuspocus clients as Stateless JSON once committed (crdt/journal.py
+`OUTCOMES`: the fan-out catches up the same ones)."""
 
 _SILENT = 1000  # the client closed the document itself, or the socket is gone: say nothing
 # What a discarded room closes its connections with (`Room.discard`): a Hocuspocus document

@@ -99,6 +99,25 @@ async def test_access_changes_are_dropped_last_and_leave_in_queued_order() -> No
     assert outbox.dropped == {"update": 4, "access": 2}
 
 
+def test_an_update_gains_its_events_in_place_and_the_bounds_still_hold() -> None:
+    """A write's events join its update's message, the newest queued (`Fanout._events`):
+    replaced in place, counted at its new size, dropping the oldest if it no longer fits; an
+    update already gone (dropped at once, over the bounds) is not brought back."""
+    channel = "draftsync:u:d"
+    outbox = Outbox(max_messages=10, max_bytes=3 * size(channel, b"u" * 100))
+    for n in range(1, 4):
+        outbox.put(n, channel, b"u" * 100, "update")
+    assert not outbox.replace(2, b"u" * 100 + b"events")  # not the newest: unchanged
+    assert outbox.replace(3, b"u" * 100 + b"events")
+    assert numbers(outbox) == [2, 3]  # the bigger message pushed the oldest out
+    assert outbox.messages()[-1][2].endswith(b"events")
+    assert outbox.bytes == sum(size(ch, m) for _, ch, m, _ in outbox.messages())
+    assert outbox.dropped == {"update": 1}
+    outbox.put(4, channel, b"x" * outbox.max_bytes, "update")  # dropped at once
+    assert not outbox.replace(4, b"x")
+    assert 4 not in numbers(outbox)
+
+
 async def test_first_waits_for_a_message() -> None:
     outbox = Outbox(max_messages=2, max_bytes=1 << 20)
     waiting = asyncio.create_task(outbox.first())

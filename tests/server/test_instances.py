@@ -24,13 +24,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Array, Doc, Text
 
 from bench.services import PostgresCluster, RedisServer
+from server.auth import TokenSigner
 from server.cluster.fanout import PREFIX
+from tests.support.fanout_messages import signed, unsigned
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
 from tests.support.pycrdt_client import connect_synced
 from tests.support.redis_proxy import RedisProxy
 from tests.support.rest import as_user, create_draft, scrape
-from tests.support.server_process import ServerProcess
+from tests.support.server_process import SECRET, ServerProcess
 from tests.support.stored_any import snapshot_versions, stored_doc, stored_rows
 from tests.support.waiting import eventually
 
@@ -491,9 +493,10 @@ async def test_rule_outcomes_reach_hocuspocus_clients_of_every_instance(
         ]
         publisher = aioredis.from_url(redis_server.url)
         try:
-            for header in garbage:
+            for header in garbage:  # signed: read, and found unreadable
                 message = json.dumps({"i": "a-test", **header}).encode() + b"\n"
-                await publisher.publish(f"{PREFIX}:u:{draft}", message)
+                channel = f"{PREFIX}:u:{draft}"
+                await publisher.publish(channel, signed(channel, message))
         finally:
             await publisher.aclose()
         await writer.call("set", key="status", value="PUBLISHED")  # DRAFT -> PUBLISHED: no
@@ -661,6 +664,95 @@ async def test_rule_outcomes_published_again_after_a_lost_reply_are_told_once(
             await asyncio.gather(writer.close(), on_b.close())
 
 
+class _OutcomeLosingProxy(RedisProxy):
+    """A proxy to Redis that loses every message of A's carrying rule outcomes (a journal
+    events list, `"e":[`): A is answered as Redis would ("1 receiver"), nothing is published,
+    as when A's outbox dropped them (Redis away) or Redis lost them."""
+
+    lost = 0
+
+    def passes_up(self, client: asyncio.StreamWriter, chunk: bytes) -> bool:
+        if b"PUBLISH" not in chunk or b'"e":[' not in chunk:
+            return True
+        self.lost += 1
+        client.write(b":1\r\n")
+        return False
+
+
+async def test_rule_outcomes_whose_messages_were_lost_reach_the_other_instance_once(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """A judges two writes the rules reject, and every message carrying their outcomes is
+    lost on the way to Redis. B catches the versions up from the store (its gap fill, or its
+    catch-up loop): its Hocuspocus client must be told each outcome too, once, in order, with
+    the version the store gave it, as a client on A is; a later edit still crosses at once."""
+    async with (
+        _OutcomeLosingProxy(redis_server.port) as proxy,
+        _a_behind(proxy, tmp_path, postgres, redis_server) as (a, b),
+    ):
+        async with as_user(a, "alice") as alice:
+            draft = (await create_draft(alice, title="Plan", fields={"status": "DRAFT"}))["id"]
+        writer = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+        on_b = await HocuspocusClient.launch(f"ws://127.0.0.1:{b.port}/hocuspocus")
+        try:
+            await on_b.open("d", draft, b.token("alice"))
+            await asyncio.gather(writer.call("wait_synced"), on_b.call("wait_synced", doc="d"))
+
+            async def status_is(value: str) -> bool:
+                return (await on_b.doc_state("d"))["fields"].get("status") == value
+
+            for count in (1, 2):  # DRAFT -> PUBLISHED: rejected, put back
+
+                async def put_back(count: int = count) -> bool:
+                    stored = await _stored_rejections(a, draft)
+                    return stored == count and (await writer.fields()).get("status") == "DRAFT"
+
+                await writer.call("set", key="status", value="PUBLISHED")
+                await eventually(put_back, timeout=10)
+            told = [
+                json.loads((await on_b.wait_doc_event("d", "stateless", 15))["payload"])
+                for _ in range(2)
+            ]
+            stored = stored_rows(
+                a,
+                "SELECT version FROM events WHERE draft_id = ? AND type = 'VALUE_REJECTED'"
+                " ORDER BY id",
+                draft,
+            )
+            assert proxy.lost >= 2
+            assert [m["event"] for m in told] == ["VALUE_REJECTED"] * 2, told
+            versions = [int(row[0]) for row in stored]  # type: ignore[index]
+            assert [m["version"] for m in told] == versions, (told, versions)
+            await eventually(lambda: status_is("DRAFT"), timeout=10)
+            await writer.call("insert", field="title", index=0, text="later ")
+
+            async def later_seen() -> bool:
+                return (await on_b.doc_text("d", "title")).startswith("later ")
+
+            await eventually(later_seen, timeout=10)
+
+            async def settled() -> bool:
+                return (await fanout_figures(b)).get("gaps") == 0
+
+            await eventually(settled, timeout=10)
+            await asyncio.sleep(1.5)  # the catch-up loop ran again: a second telling would be in
+            doubled = [e for e in on_b.events if e["event"] == "stateless"]
+            assert not doubled, doubled
+            assert "Traceback" not in a.log() + b.log()
+        finally:
+            await asyncio.gather(writer.close(), on_b.close())
+
+
+async def _stored_rejections(server: ServerProcess, draft: str) -> int:
+    rows = await asyncio.to_thread(
+        stored_rows,
+        server,
+        "SELECT 1 FROM events WHERE draft_id = ? AND type = 'VALUE_REJECTED'",
+        draft,
+    )
+    return len(rows)
+
+
 async def test_unreadable_messages_on_the_channels_leave_every_instance_serving(
     pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
 ) -> None:
@@ -688,8 +780,8 @@ async def test_unreadable_messages_on_the_channels_leave_every_instance_serving(
         ]
         publisher = aioredis.from_url(redis_server.url)
         try:
-            for channel, message in garbage:
-                await publisher.publish(channel, message)
+            for channel, message in garbage:  # signed: read, and found unreadable
+                await publisher.publish(channel, signed(channel, message))
         finally:
             await publisher.aclose()
         await on_a.call("insert", field="title", index=0, text="still here")
@@ -798,12 +890,13 @@ async def test_a_message_naming_a_version_the_store_never_gave_is_dropped(
     pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
 ) -> None:
     """A message on a draft's channel, from an instance id that is none of ours, names version
-    10**12 (corrupted, or forged by anything that can publish to Redis): once with an empty
-    update, once with a valid one. Versions come from the store, not from messages: B holds
-    them past the gap, its gap fill finds the store has no such version, drops them (a
-    warning) and stops filling. B's version stays the store's, the forged text reaches no
-    client, and after more edits and an unload (the figures B saves then are keyed by its
-    version) everything stored, and only that, loads again."""
+    10**12 (signed, as a bug or a holder of the secret could: the store check stands behind
+    the signature, test_a_forged_message_naming_the_next_version_reaches_no_client): once
+    with an empty update, once with a valid one. Versions come from the store, not from
+    messages: B holds them past the gap, its gap fill finds the store has no such version,
+    drops them (a warning) and stops filling. B's version stays the store's, the forged text
+    reaches no client, and after more edits and an unload (the figures B saves then are keyed
+    by its version) everything stored, and only that, loads again."""
     a, b = pair
     async with as_user(a, "alice") as alice:
         draft = (await create_draft(alice, title="one"))["id"]
@@ -819,7 +912,8 @@ async def test_a_message_naming_a_version_the_store_never_gave_is_dropped(
             ):
                 header = {"i": f"forged{number}", "v": version, "u": "mallory", "n": 1}
                 message = json.dumps(header).encode() + b"\n" + payload
-                assert await publisher.publish(f"{PREFIX}:u:{draft}", message) == 2
+                channel = f"{PREFIX}:u:{draft}"
+                assert await publisher.publish(channel, signed(channel, message)) == 2
         finally:
             await publisher.aclose()
         # Published after the forged messages, so B has handled them once it relays this.
@@ -867,6 +961,101 @@ async def test_a_message_naming_a_version_the_store_never_gave_is_dropped(
         async with httpx.AsyncClient() as http:
             health = await http.get(f"{server.http_url}/healthz", timeout=5)
         assert health.status_code == 200, health.text
+
+
+async def unsigned_count(server: ServerProcess) -> float:
+    """Fan-out messages the server dropped unread: no valid signature."""
+    for family in text_string_to_metric_families(await scrape(server)):
+        for sample in family.samples:
+            if sample.name == "draftsync_fanout_unsigned_total":
+                return sample.value
+    return 0.0
+
+
+async def test_a_forged_message_naming_the_next_version_reaches_no_client(
+    pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
+) -> None:
+    """Anything that can PUBLISH on Redis sends B the very next version of a draft, a valid
+    update with text of its own: unsigned, with a tag of random bytes, signed with another
+    secret, and signed for another draft's channel. The next version is applied at once (no
+    store read to catch it), so the signature must: each is dropped unread (counted, a warning
+    without its content), the forged text reaches no client, and A's real next version, which
+    the forgery would have shadowed, still reaches B's client."""
+    a, b = pair
+    async with as_user(a, "alice") as alice:
+        draft = (await create_draft(alice, title="one"))["id"]
+    on_a = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+    on_b = await NodeClient.start(b.ws_url, draft, b.token("alice"))
+    try:
+        await asyncio.gather(on_a.call("wait_synced"), on_b.call("wait_synced"))
+        before = await unsigned_count(b)
+        channel = f"{PREFIX}:u:{draft}"
+        header = {"i": "forger", "v": stored_last(a, draft) + 1, "u": "mallory", "n": 1}
+        message = json.dumps(header).encode() + b"\n" + forged_update("FORGED ")
+        forgeries = [
+            message,
+            bytes(32) + message,
+            uuid.uuid4().bytes * 2 + message,
+            signed(channel, message, secret="not-the-service-secret"),
+            signed(f"{PREFIX}:u:{new_draft()}", message),
+        ]
+        publisher = aioredis.from_url(redis_server.url)
+        try:
+            for forged in forgeries:
+                assert await publisher.publish(channel, forged) == 2
+        finally:
+            await publisher.aclose()
+        # Published after the forgeries, so B has handled them once it relays this.
+        await on_a.call("insert", field="title", index=3, text=" two")
+        await eventually(lambda: _text_is(on_b, "one two"), timeout=10)
+        assert await unsigned_count(b) == before + len(forgeries)
+        assert "without a valid signature" in b.log()
+        assert "FORGED" not in b.log() and "mallory" not in b.log()
+        assert await rest_version(b, draft) == stored_last(a, draft)
+        await on_b.call("insert", field="title", index=0, text="zero ")
+        await eventually(lambda: _text_is(on_a, "zero one two"), timeout=10)
+        assert await on_b.text("title") == "zero one two"
+        assert not [e for e in on_a.events + on_b.events if e["event"] in ("error", "closed")]
+    finally:
+        await asyncio.gather(on_a.close(), on_b.close())
+
+
+async def test_instances_with_different_secrets_do_not_hear_each_other(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """B runs with another secret than A (a misconfiguration): every message of A's, its
+    heartbeats too, fails B's signature check. B says why in its log, once and not once a
+    message (A beats every second), and still serves A's writes from the store (its catch-up
+    loop), so nothing stored is lost, only the fan-out's speed."""
+    flags = ["--store", postgres.new_database(), "--redis", redis_server.url]
+    other = "another-secret-of-the-same-length-0123456789abcdef"
+    a = ServerProcess(tmp_path / "a", *flags).start()
+    try:
+        b = ServerProcess(tmp_path / "b", *flags, env={"DRAFTSYNC_SECRET": other})
+        b.signer = TokenSigner(other)
+        b.start()
+        try:
+            async with as_user(a, "alice") as alice:
+                draft = (await create_draft(alice, title="one"))["id"]
+            async with await NodeClient.start(b.ws_url, draft, b.token("alice")) as on_b:
+                await on_b.call("wait_synced")
+
+                async def refused_several() -> bool:
+                    return await unsigned_count(b) >= 3
+
+                await eventually(refused_several, timeout=20)
+                warnings = b.log().count("without a valid signature")
+                assert 1 <= warnings < await unsigned_count(b)
+                assert "different secret" in b.log()
+                assert other not in b.log() and SECRET not in b.log()
+                async with await NodeClient.start(a.ws_url, draft, a.token("alice")) as on_a:
+                    await on_a.call("wait_synced")
+                    await on_a.call("insert", field="title", index=3, text=" two")
+                    await eventually(lambda: _text_is(on_b, "one two"), timeout=10)
+        finally:
+            b.stop()
+    finally:
+        a.stop()
 
 
 async def _unloaded(server: ServerProcess, draft_id: str) -> bool:
@@ -924,10 +1113,10 @@ async def test_updates_of_another_instance_arriving_out_of_order_are_applied_in_
             try:
                 for k, chunk in reversed(list(enumerate(proxy.captured))):
                     channel, message = _published(chunk)
-                    text, _, payload = message.partition(b"\n")
+                    text, _, payload = unsigned(message).partition(b"\n")
                     header = {**json.loads(text), "i": f"other{k}", "n": 1}
                     framed = json.dumps(header).encode() + b"\n" + payload
-                    assert await publisher.publish(channel, framed) == 2
+                    assert await publisher.publish(channel, signed(channel, framed)) == 2
             finally:
                 await publisher.aclose()
             await eventually(lambda: _text_is(on_b, "one two three"), timeout=10)

@@ -2,17 +2,18 @@
 
 Single scenarios (kill -9 mid-stream, restarts, unloading, offline merges) have their own tests;
 this one mixes them, as production does: four pycrdt editors and one Node y-websocket editor on
-two drafts type unique tokens (`c{i}-{n};`) at random token boundaries and set `fields` keys,
-go offline and keep editing, reconnect, while the server is killed with SIGKILL, stopped with
-SIGTERM and restarted on the same SQLite file and port, or left idle until a room unloads
-(`--room-grace` short). Editors keep their docs across all of it, like a browser tab does.
+two drafts type unique tokens (`c{i}-{n};`) at random token boundaries, delete tokens they see,
+set `fields` keys (an `lww` and a `max` one), go offline and keep editing, reconnect, while the
+server is killed with SIGKILL, stopped with SIGTERM and restarted on the same SQLite file and
+port, or left idle until a room unloads (`--room-grace` short). Editors keep their docs across
+all of it, like a browser tab does.
 
-Checked after every kill or stop, before anyone reconnects: the store holds every token a
-client saw acknowledged (write ack) or received from another client (relayed means durable),
-each once. Checked at quiescent points and at the end: every replica of a draft has the same
-text, which is exactly the tokens typed into that draft, each once; the `fields` maps agree; a
-fresh client sees exactly that, and so does the store, and a fresh load after a restart.
-A failure names the seed and the schedule that led to it.
+Checked after every kill or stop, before anyone reconnects: the store holds every token a client
+saw acknowledged (write ack) or received from another client (relayed means durable), each once,
+and no token whose deletion was acknowledged. Checked at quiescent points and at the end: every
+replica of a draft has the same text, which is exactly the tokens typed into that draft and
+deleted by no one, each once; the `fields` maps agree; a fresh client sees exactly that, and so
+do the store and a fresh load after a restart. A failure names the seed and the schedule.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ RESTARTS = 4  # server kills and stops per seed (each start costs about 2 s)
 BUDGET = 12.0  # seconds of random steps, then the final checks (about 25 s a seed)
 GRACE = 0.3  # --room-grace
 SETTLE = 20.0  # how long replicas may take to converge at a quiescent point
+STEP_WEIGHTS = {"type": 36, "delete": 6, "field": 8, "offline": 8, "online": 8, "flush": 6}
+STEP_WEIGHTS |= {"kill": 6, "term": 4, "unload": 4, "settle": 6}
 TOKEN = re.compile(r"[a-z]\d+-\d+;")
 
 
@@ -73,6 +76,8 @@ class Replica:
     node: NodeClient | None = None
     typed: list[str] = field(default_factory=list)
     acked: set[str] = field(default_factory=set)
+    deleted: list[str] = field(default_factory=list)
+    acked_deletes: set[str] = field(default_factory=set)
     online: bool = True  # the user wants it connected (a dead server does not change this)
     count: int = 0
 
@@ -126,9 +131,26 @@ class Replica:
     async def flush(self) -> None:
         """Ask for the write ack; once it comes, everything typed so far is on disk."""
         assert self.client is not None
-        typed = list(self.typed)
+        typed, deleted = list(self.typed), list(self.deleted)
         await self.client.flush(timeout=15)
         self.acked.update(typed)
+        self.acked_deletes.update(deleted)
+
+    async def delete_token(self, places: random.Random) -> str | None:
+        """Delete one token this editor sees (anyone's); None if it sees none."""
+        assert self.client is not None
+        text = self.client.text("title")
+        spans = [(m.start(), m.end(), m.group()) for m in TOKEN.finditer(text)]
+        if not spans:
+            return None
+        start, end, token = places.choice(spans)
+        self.deleted.append(token)
+
+        def cut(doc: Doc) -> None:
+            del doc.get("title", type=Text)[start:end]
+
+        await self._edit(cut)  # no await between reading the text and cutting it
+        return token
 
     async def go_offline(self) -> None:
         self.online = False
@@ -183,22 +205,24 @@ class Chaos:
         return [r for r in self.replicas if r.draft == draft]
 
     def expected(self, draft: str) -> Counter[str]:
-        return Counter(t for r in self.of(draft) for t in r.typed)
+        """Every token typed into `draft` and deleted by no one, once."""
+        gone = {t for r in self.of(draft) for t in r.deleted}
+        return Counter(t for r in self.of(draft) for t in r.typed if t not in gone)
 
     # -- steps --------------------------------------------------------------------------------
 
     async def step(self) -> None:
         rng = self.rng
-        kind = rng.choices(
-            ["type", "field", "offline", "online", "flush", "kill", "term", "unload", "settle"],
-            weights=[40, 8, 8, 8, 6, 6, 4, 4, 6],
-        )[0]
+        kind = rng.choices(list(STEP_WEIGHTS), weights=list(STEP_WEIGHTS.values()))[0]
         replica = rng.choice(self.replicas)
         if kind == "type":
             n = rng.randint(1, 3)
             for _ in range(n):
                 await replica.type_token(self.places)
             self.log(f"{replica.name} types {n} ({'on' if replica.online else 'off'}line)")
+        elif kind == "delete" and replica.client is not None:
+            token = await replica.delete_token(self.places)
+            self.log(f"{replica.name} deletes {token} ({'on' if replica.online else 'off'}line)")
         elif kind == "field":
             self.log(f"{replica.name} sets {await replica.set_field(rng)}")
         elif kind == "offline" and replica.online:
@@ -244,12 +268,16 @@ class Chaos:
         doubled = sorted(t for t, n in stored.items() if n > 1)
         assert not doubled, f"{draft}: doubled in the store: {doubled}"
         must: set[str] = set()
+        gone: set[str] = set()  # deleted by someone: may be gone from the store
         for replica in self.of(draft):
             own = set(replica.typed)
             must |= replica.acked
             must |= {t for t in tokens_of(await replica.text()) if t not in own}
-        lost = sorted(must - set(stored))
+            gone |= set(replica.deleted)
+        lost = sorted(must - gone - set(stored))
         assert not lost, f"{draft}: acknowledged or relayed, then lost: {lost}"
+        back = sorted({t for r in self.of(draft) for t in r.acked_deletes} & set(stored))
+        assert not back, f"{draft}: deleted and acknowledged, still stored: {back}"
 
     async def reconnect_closed(self) -> None:
         """Editors the user keeps online reconnect when their socket is gone (as providers do)."""

@@ -5,8 +5,8 @@ this one mixes them, as production does: four pycrdt editors and one Node y-webs
 two drafts type unique tokens (`c{i}-{n};`) at random token boundaries, delete tokens they see,
 set `fields` keys (an `lww` and a `max` one), go offline and keep editing, reconnect, while the
 server is killed with SIGKILL, stopped with SIGTERM and restarted on the same SQLite file and
-port, or left idle until a room unloads (`--room-grace` short). Editors keep their docs across
-all of it, like a browser tab does.
+port, or a room is left idle until it unloads (`--room-grace` short) or rejoined about when it
+does. Editors keep their docs across all of it, like a browser tab does.
 
 Checked after every kill or stop, before anyone reconnects: the store holds every token a client
 saw acknowledged (write ack) or received from another client (relayed means durable), each once,
@@ -50,7 +50,7 @@ BUDGET = 12.0  # seconds of random steps, then the final checks (about 25 s a se
 GRACE = 0.3  # --room-grace
 SETTLE = 20.0  # how long replicas may take to converge at a quiescent point
 STEP_WEIGHTS = {"type": 36, "delete": 6, "field": 8, "offline": 8, "online": 8, "flush": 6}
-STEP_WEIGHTS |= {"kill": 6, "term": 4, "unload": 4, "settle": 6}
+STEP_WEIGHTS |= {"kill": 6, "term": 4, "unload": 4, "bounce": 4, "settle": 6}
 TOKEN = re.compile(r"[a-z]\d+-\d+;")
 
 
@@ -240,6 +240,8 @@ class Chaos:
             await self.restart(graceful=kind == "term")
         elif kind == "unload":
             await self.unload(rng.choice(self.drafts))
+        elif kind == "bounce":
+            await self.bounce(rng.choice(self.drafts))
         elif kind == "settle":
             await self.settle()
 
@@ -299,6 +301,19 @@ class Chaos:
         self.log(f"{draft} unloaded (all its editors offline)")
         for replica in self.rng.sample(self.of(draft), k=2):
             await replica.type_token(self.places)
+
+    async def bounce(self, draft: str) -> None:
+        """Every editor of `draft` leaves and comes back about when the grace period ends:
+        the room may be unloading, unloaded or still open as they rejoin."""
+        for replica in self.of(draft):
+            if replica.online:
+                await replica.go_offline()
+        pause = self.rng.uniform(GRACE * 0.7, GRACE * 1.5)
+        await asyncio.sleep(pause)  # a schedule's delay, not a wait for anything
+        for replica in self.rng.sample(self.of(draft), k=2):
+            await replica.type_token(self.places)
+        await asyncio.gather(*(r.come_back() for r in self.of(draft)))
+        self.log(f"{draft}: all leave, back after {pause:.2f}s")
 
     # -- invariants ---------------------------------------------------------------------------
 

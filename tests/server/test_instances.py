@@ -834,7 +834,9 @@ async def test_a_subscription_gone_silent_is_opened_again(
             await NodeClient.start(b.ws_url, draft, b.token("alice")) as bob,
         ):
             await asyncio.gather(alice.call("wait_synced"), bob.call("wait_synced"))
-            assert proxy.silence() == 1
+            # One subscription, or more when a loaded machine delayed A's heartbeats enough for
+            # it to subscribe again already: all of them go quiet.
+            assert proxy.silence() >= 1
             await asyncio.sleep(1.0)
             await bob.call("awareness_set", field="user", value={"name": "bob"})
 

@@ -24,8 +24,9 @@ numbers too large for a float (`1e999`) are not JSON values and are refused (400
 
 A body (one byte or more) must be declared JSON: `Content-Type: application/json` or
 `application/*+json`, parameters allowed. Any other type, or none, is 415 before the body is
-read; so is a charset other than `utf-8` (any case, quoted or not): JSON is UTF-8, and a body
-declared Latin-1 would otherwise be read as UTF-8, not as its sender meant. A 415 names what is
+read; so is a charset other than UTF-8 (`utf-8` or another of its labels, any case, quoted or
+not): JSON is UTF-8, and a body declared Latin-1 would otherwise be read as UTF-8, not as its
+sender meant. A 415 names what is
 taken in `Accept-Post` (to a POST) or `Accept-Patch` (to a PATCH): `application/json`.
 
 A browser sends `text/plain`, `application/x-www-form-urlencoded` and `multipart/form-data`
@@ -315,6 +316,11 @@ def _declared_charset(content_type: str) -> str | None:
 _ACCEPT_HEADERS = {"POST": "Accept-Post", "PATCH": "Accept-Patch"}
 
 
+# The labels of UTF-8 in the WHATWG Encoding Standard (what browsers and most clients write);
+# `us-ascii` is not one of them there (browsers read it as windows-1252).
+_UTF8_LABELS = frozenset({"utf-8", "utf8", "unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8"})
+
+
 def _type_refusal(content_type: str | None, method: str) -> UnsupportedMediaType | None:
     """Why a body of `content_type` is refused (415), or None if it is JSON in UTF-8."""
     if not declares_json(content_type):
@@ -322,7 +328,7 @@ def _type_refusal(content_type: str | None, method: str) -> UnsupportedMediaType
     else:
         assert content_type is not None
         charset = _declared_charset(content_type)
-        if charset is None or charset.lower() == "utf-8":
+        if charset is None or charset.lower() in _UTF8_LABELS:
             return None
         why = (
             f"a JSON body is UTF-8 (RFC 8259), not {charset[:32]!r}: send it as UTF-8, with "

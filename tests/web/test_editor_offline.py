@@ -653,6 +653,54 @@ async def test_sign_out_in_one_draft_asks_first_about_another_drafts_unsent_chan
     assert await page.evaluate(names) == []
 
 
+async def test_a_draft_first_opened_offline_is_listed_so_the_lists_sign_out_asks_first(
+    server: ServerProcess, chromium: Browser, errors: Errors
+) -> None:
+    """A draft opened for the first time while offline (nothing kept for it yet) is in the
+    index of copies from its first change: the drafts list shows it, and the list's "Sign out"
+    asks before deleting its text (it did not: the index listed it only once synced)."""
+    draft = new_draft()
+    context, page = await new_person(chromium, errors)
+    # online once: the drafts page, and another draft's editor (it asks for the schema, which
+    # the worker keeps for the editor opened offline below)
+    await page.goto(f"{server.http_url}/?token={server.token('una')}")
+    await page.goto(editor_url(server, new_draft(), "una"))
+    await wait_status(page, "synced")
+    await offline_ready(page)
+    await page.goto(f"{server.http_url}/")
+    await expect(page.locator("[data-role=user]")).to_have_text("Signed in as una")
+
+    await context.set_offline(True)
+    await page.locator("[data-role=open-id]").fill(draft)  # a draft never opened here
+    await page.locator("[data-role=open] button").click()
+    await page.wait_for_url(f"{server.http_url}/d/{draft}")
+    await wait_status(page, "offline")
+    await expect(text_field(page, "title")).to_be_visible()
+    index = "(id) => id in JSON.parse(localStorage.getItem('draftsync.local:una') || '{}')"
+    assert not await page.evaluate(index, draft)  # opened only: nothing to keep yet
+    await text_field(page, "title").click()
+    await page.keyboard.type("First seen offline")
+    await wait_saved_here(page)
+
+    await page.locator("[data-role=home]").click()
+    await page.wait_for_url(f"{server.http_url}/")
+    listed = page.locator(f"[data-role=list] [data-draft={draft}]")
+    await expect(listed).to_contain_text("First seen offline")
+    await expect(listed).to_contain_text("changes not sent yet")
+    await page.screenshot(path=artifact("first-opened-offline-listed.png"))
+    # before the fix: no question, and the text typed offline was deleted
+    question = await sign_out_question(page)
+    assert question.startswith('1 draft has changes not yet on the server: "First seen offline".')
+    await page.screenshot(path=artifact("first-opened-offline-sign-out-asked.png"))
+    await expect(page.locator("[data-role=user]")).to_have_text("Signed in as una")
+
+    await context.set_offline(False)
+    await listed.locator("a").click()
+    await wait_status(page, "synced")
+    await expect_field_text(page, "title", "First seen offline")
+    assert await server_text(server, draft, "una", "title") == "First seen offline"
+
+
 async def test_another_person_on_the_same_browser_never_sees_the_copy_kept_here(
     server: ServerProcess, chromium: Browser, errors: Errors
 ) -> None:

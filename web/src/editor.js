@@ -236,8 +236,11 @@ async function main () {
       readOnlyShown = false // told again if a later socket is read-only
       setReadOnly(false)
     }
-    // listed as kept here once it holds something of the draft (not for a refused stranger)
-    everSynced = everSynced || conn.provider.synced || local.loaded
+    // listed as kept here once it holds something of the draft (not for a refused stranger):
+    // synced, loaded from this browser, or changed here. A draft first opened offline has only
+    // its changes: listed (pending) from the first one, in the same update that IndexedDB
+    // stores it, so the drafts list and its "Sign out" know of it before the user can leave.
+    everSynced = everSynced || conn.provider.synced || local.loaded || conn.state.local > 0
     if (local.available && everSynced) local.remember(title.toString().trim(), conn.state.acked < conn.state.local || conn.state.refused)
   }
   conn.onChange(refresh)

@@ -9,7 +9,7 @@ import { forgetToken, pagePath, takeToken, userOf } from './session.js'
 import { api, explain } from './api.js'
 import { h, clear, when } from './dom.js'
 import { forgetLocal, localDrafts } from './local.js'
-import { registerServiceWorker } from './offline.js'
+import { registerServiceWorker, whenControlled } from './offline.js'
 import { showDashboard } from './dashboard.js'
 import { signOutQuestion } from './signout.js'
 
@@ -59,6 +59,12 @@ function main () {
     say('A draft id is 1 to 128 letters, digits, "-" or "_".')
   })
   listDrafts(client, user, token)
+  // The form's schema, asked while online so that the service worker keeps it (sw.js): a
+  // draft opened offline from this list then has its form, even if no editor was opened here
+  // online before. Asked again through the worker once it takes control (a first visit).
+  const keepSchema = () => { client.get('/api/schema').catch(() => {}) }
+  keepSchema()
+  whenControlled(keepSchema)
 }
 
 /** What this browser's copy of a draft holds: everything, or not (a write failed, local.js). */

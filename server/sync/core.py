@@ -56,6 +56,7 @@ from server import faults, metrics
 from server.errors import CloseCode
 from server.sync.presence import Applied, AwarenessLimits, Presence
 from server.sync.replies import SyncReplies
+from server.sync.statevector import normalize
 
 __all__ = [
     "EVERYONE",
@@ -265,10 +266,20 @@ class RoomCore:
 
     def sync_step1(self, state_vector: bytes) -> Outcome:
         """A joiner's state vector: our sync step 2, made now from the doc (which may hold
-        accepted updates not committed yet), so it waits for everything accepted."""
+        accepted updates not committed yet), so it waits for everything accepted.
+
+        Kept replies are keyed by the vector normalized (server/sync/statevector.py), so a
+        vector naming clients the doc lacks is answered like the empty one."""
+        replies = self.replies
+        try:
+            key = normalize(state_vector, replies.doc_state(self.doc.get_state))
+        except MalformedMessage as refusal:
+            return Outcome(verdict=Verdict(refused=refusal))
+        if key is None:  # not normalized here (server/sync/statevector.py): yrs decodes it
+            key = state_vector
         try:
             # One encode per state of the doc, shared by every joiner at this state vector.
-            reply = self.replies.frame(state_vector, self.doc.get_update)
+            reply = replies.frame(key, self.doc.get_update)
         except ValueError as exc:
             refusal = MalformedMessage(f"undecodable state vector: {exc}")
             refusal.__cause__ = exc

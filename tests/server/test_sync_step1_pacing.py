@@ -2,7 +2,9 @@
 
 A reply that is not kept is one `Doc.get_update` on the loop (~22 ms for a 5 MB draft). The
 room keys its kept replies by the state vector normalized (server/sync/statevector.py): a
-vector naming clients the doc lacks is answered from the frame kept for the empty one.
+vector naming clients the doc lacks is answered from the frame kept for the empty one; and a
+connection may cause only a few encodes, refilled slowly (server/sync/step2budget.py): past
+them, its latest vector is answered when a token is back.
 
 The server tests run a real server in this process (tests/support/in_process_server.py) to
 read the room's encode counter; the clients are real WebSocket clients on loopback.
@@ -26,6 +28,7 @@ from server.sync.core import RoomCore
 from server.sync.registry import EMPTY_STATE_VECTOR
 from server.sync.room import Room
 from server.sync.statevector import UNKNOWN_CLIENTS_DECODED, decode_state, normalize
+from server.sync.step2budget import BURST, REFILL_SECONDS
 from tests.support.in_process_server import (
     InProcessServer,
     serving_in_process,
@@ -141,6 +144,24 @@ def test_a_bogus_state_vector_is_answered_from_the_frame_kept_for_an_empty_joine
     assert core.replies.encoded == 1
 
 
+def test_a_connection_over_its_budget_is_answered_later() -> None:
+    """The core asks before each encode, and only then: a kept reply costs nothing."""
+    doc = _random_doc([(0, True, 0, "hello world")])
+    core = RoomCore(DEFAULT_SCHEMA)
+    core.open(doc, 0, semantic_fields=False, journal=None)
+    asked = []
+
+    def no() -> bool:
+        asked.append(1)
+        return False
+
+    assert core.sync_step1(_encode([(100, 3)]), may_encode=no) is None
+    assert (core.replies.encoded, len(asked)) == (0, 1)
+    core.sync_step1(EMPTY_STATE_VECTOR)
+    assert core.sync_step1(_encode([(7, 3)]), may_encode=no) is not None  # kept: not asked
+    assert len(asked) == 1
+
+
 # -- on a real server ------------------------------------------------------------------------
 
 CHUNK = 256 * 1024  # characters an update of the writer inserts
@@ -221,3 +242,33 @@ async def test_bogus_state_vectors_cost_one_encode_and_another_draft_keeps_relay
         assert len(replies) == 1  # every bogus vector got the empty joiner's reply
         for client in (hostile, writer, reader):
             await client.close()
+
+
+async def test_distinct_state_vectors_in_range_are_paced_and_the_last_is_answered(
+    tmp_path: Path,
+) -> None:
+    token = TokenSigner(SECRET).issue("alice", ttl_seconds=3600, now=time.time())
+    draft = f"big-{uuid.uuid4().hex[:8]}"
+    frames = 30
+    async with serving_in_process(tmp_path) as served:
+        room = await _big_draft(served, draft, token)
+        encoded = room.replies.encoded
+        started = time.monotonic()
+        # Its empty vector's reply is not kept (the doc changed since the writer joined): an
+        # encode, one token of its burst.
+        hostile = await synced_client(served.ws_url, draft, token)
+        base = len(_step2s(hostile))
+        vectors = [_encode([(WRITER, 1 + 1000 * n)]) for n in range(frames)]  # each a real diff
+        last = room.doc.get_update(vectors[-1])
+        for vector in vectors:
+            await hostile.send(encode_message(SyncStep1(vector)))
+        # the rest of the burst at once, then the latest vector once a token is back
+        await hostile.wait_for(  # (or its queue overflowed: closed, 4408)
+            lambda: hostile.closed.is_set() or _step2s(hostile)[-1].update == last,
+            timeout=REFILL_SECONDS + 20,
+        )
+        elapsed = time.monotonic() - started
+        assert room.replies.encoded - encoded <= BURST + 1 + elapsed / REFILL_SECONDS
+        assert len(_step2s(hostile)) == BURST + 1  # the others waited and were coalesced
+        assert base == 1 and hostile.close_code is None
+        await hostile.close()

@@ -56,7 +56,7 @@ from server import faults, metrics
 from server.errors import CloseCode
 from server.sync.presence import Applied, AwarenessLimits, Presence
 from server.sync.replies import SyncReplies
-from server.sync.statevector import normalize
+from server.sync.statevector import FREE_ENTRIES, entry_count, normalize
 
 __all__ = [
     "EVERYONE",
@@ -280,10 +280,17 @@ class RoomCore:
 
         Kept replies are keyed by the vector normalized (server/sync/statevector.py), so a
         vector naming clients the doc lacks is answered like the empty one. A reply that is
-        not kept costs an encode of the doc: `may_encode` (the shell's pacing of this
-        connection) is asked first, and if it says no, None is returned (answer later)."""
+        not kept costs an encode of the doc, and a long vector a decode: `may_encode` (the
+        shell's pacing of this connection) is asked first, once, and if it says no, None is
+        returned (answer later)."""
         replies = self.replies
+        charged = False  # a token was taken (`may_encode`)
         try:
+            if may_encode is not None and entry_count(state_vector) > FREE_ENTRIES:
+                # Decoding it is linear in its size: it costs a token, as an encode does.
+                if not may_encode():
+                    return None
+                charged = True
             key = normalize(state_vector, replies.doc_state(self.doc.get_state))
         except MalformedMessage as refusal:
             return Outcome(verdict=Verdict(refused=refusal))
@@ -291,7 +298,7 @@ class RoomCore:
             key = state_vector
         reply = replies.kept(key)
         if reply is None:
-            if may_encode is not None and not may_encode():
+            if may_encode is not None and not charged and not may_encode():
                 return None
             try:
                 # One encode per state of the doc, shared by every joiner at this state vector.

@@ -9,8 +9,9 @@ clocks, a different one each frame (`{a: 1}`, `{a: 2}`, ...): each is a real dif
 kept for long. Unpaced, ~45 such frames a second stalled every draft of the server.
 
 Each connection (a y-websocket socket, or one document of a Hocuspocus socket) holds `BURST`
-tokens, one back every `REFILL_SECONDS`; an encode takes one. A reply served from the kept
-frames costs nothing and takes none.
+tokens, one back every `REFILL_SECONDS`; an encode takes one, and so does decoding a state
+vector longer than `statevector.FREE_ENTRIES` (Python, linear in its size). A reply served
+from the kept frames for a short vector costs nothing and takes none.
 
 Over the budget the reply is *answered later*, not refused (1013): the connection's latest
 state vector is kept (one per connection: a newer one replaces it, and any reply sent to the

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -27,7 +28,12 @@ from server.auth import TokenSigner
 from server.sync.core import RoomCore
 from server.sync.registry import EMPTY_STATE_VECTOR
 from server.sync.room import Room
-from server.sync.statevector import UNKNOWN_CLIENTS_DECODED, decode_state, normalize
+from server.sync.statevector import (
+    FREE_ENTRIES,
+    UNKNOWN_CLIENTS_DECODED,
+    decode_state,
+    normalize,
+)
 from server.sync.step2budget import BURST, REFILL_SECONDS
 from tests.support.in_process_server import (
     InProcessServer,
@@ -91,8 +97,8 @@ def _random_doc(edits: list[tuple[int, bool, int, str]]) -> Doc:
 
 _clients = st.one_of(
     st.sampled_from([100, 101, 102, 103]),  # known (if they edited)
-    st.integers(0, 2**53 - 1),  # unknown, bogus
-    st.integers(2**53, 2**64 - 1),  # past what lib0 writes: left to yrs
+    st.integers(0, 2**64 - 1),  # unknown, bogus (yrs reads a u64)
+    st.integers(2**64, 2**69),  # past a u64: left to yrs
 )
 _clocks = st.one_of(st.integers(0, 300), st.integers(0, 2**33))
 
@@ -106,7 +112,7 @@ def test_the_reply_to_a_normalized_state_vector_is_the_reply_to_the_raw_one(
     raw = _encode(entries) + tail  # yrs ignores bytes after the last entry
     normalized = normalize(raw, decode_state(doc.get_state()))
     if normalized is None:  # not decoded here: the raw bytes are the key, yrs decodes them
-        assert any(c >= 2**53 or k >= 2**32 for c, k in entries)
+        assert any(c >= 2**64 or k >= 2**32 for c, k in entries)
         return
     assert doc.get_update(normalized) == doc.get_update(raw)
 
@@ -160,6 +166,30 @@ def test_a_connection_over_its_budget_is_answered_later() -> None:
     core.sync_step1(EMPTY_STATE_VECTOR)
     assert core.sync_step1(_encode([(7, 3)]), may_encode=no) is not None  # kept: not asked
     assert len(asked) == 1
+
+
+def test_a_long_state_vector_costs_a_token_before_it_is_decoded() -> None:
+    doc = _random_doc([(0, True, 0, "hello world")])
+    core = RoomCore(DEFAULT_SCHEMA)
+    core.open(doc, 0, semantic_fields=False, journal=None)
+    core.sync_step1(EMPTY_STATE_VECTOR)
+    long = _encode([(5000 + n, 1) for n in range(FREE_ENTRIES + 1)])  # all bogus: kept reply
+    asked: list[bool] = []
+
+    def answer(yes: bool) -> Callable[[], bool]:
+        def may_encode() -> bool:
+            asked.append(yes)
+            return yes
+
+        return may_encode
+
+    assert core.sync_step1(long, may_encode=answer(False)) is None
+    assert core.replies.shared == 0  # not even looked up
+    outcome = core.sync_step1(
+        _encode([(100, 3), *[(5000 + n, 1) for n in range(70)]]), may_encode=answer(True)
+    )
+    assert outcome is not None and outcome.messages  # a miss: encoded on the same token
+    assert asked == [False, True] and core.replies.encoded == 2
 
 
 # -- on a real server ------------------------------------------------------------------------

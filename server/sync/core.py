@@ -38,7 +38,7 @@ import secrets
 import time
 from collections.abc import Callable, Hashable, Sequence
 from enum import Enum
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, overload
 
 from pycrdt import Doc, Subscription, Transaction, TransactionEvent, merge_updates
 
@@ -56,6 +56,7 @@ from server import faults, metrics
 from server.errors import CloseCode
 from server.sync.presence import Applied, AwarenessLimits, Presence
 from server.sync.replies import SyncReplies
+from server.sync.statevector import FREE_ENTRIES, entry_count, normalize
 
 __all__ = [
     "EVERYONE",
@@ -263,16 +264,49 @@ class RoomCore:
             messages.append(Outgoing(SENDER, encode_message(Awareness(everyone)), None))
         return tuple(messages)
 
-    def sync_step1(self, state_vector: bytes) -> Outcome:
+    @overload
+    def sync_step1(self, state_vector: bytes) -> Outcome: ...
+
+    @overload
+    def sync_step1(
+        self, state_vector: bytes, *, may_encode: Callable[[], bool]
+    ) -> Outcome | None: ...
+
+    def sync_step1(
+        self, state_vector: bytes, *, may_encode: Callable[[], bool] | None = None
+    ) -> Outcome | None:
         """A joiner's state vector: our sync step 2, made now from the doc (which may hold
-        accepted updates not committed yet), so it waits for everything accepted."""
+        accepted updates not committed yet), so it waits for everything accepted.
+
+        Kept replies are keyed by the vector normalized (server/sync/statevector.py), so a
+        vector naming clients the doc lacks is answered like the empty one. A reply that is
+        not kept costs an encode of the doc, and a long vector a decode: `may_encode` (the
+        shell's pacing of this connection) is asked first, once, and if it says no, None is
+        returned (answer later)."""
+        replies = self.replies
+        charged = False  # a token was taken (`may_encode`)
         try:
-            # One encode per state of the doc, shared by every joiner at this state vector.
-            reply = self.replies.frame(state_vector, self.doc.get_update)
-        except ValueError as exc:
-            refusal = MalformedMessage(f"undecodable state vector: {exc}")
-            refusal.__cause__ = exc
+            if may_encode is not None and entry_count(state_vector) > FREE_ENTRIES:
+                # Decoding it is linear in its size: it costs a token, as an encode does.
+                if not may_encode():
+                    return None
+                charged = True
+            key = normalize(state_vector, replies.doc_state(self.doc.get_state))
+        except MalformedMessage as refusal:
             return Outcome(verdict=Verdict(refused=refusal))
+        if key is None:  # not normalized here (server/sync/statevector.py): yrs decodes it
+            key = state_vector
+        reply = replies.kept(key)
+        if reply is None:
+            if may_encode is not None and not charged and not may_encode():
+                return None
+            try:
+                # One encode per state of the doc, shared by every joiner at this state vector.
+                reply = replies.frame(key, self.doc.get_update)
+            except ValueError as exc:
+                refusal = MalformedMessage(f"undecodable state vector: {exc}")
+                refusal.__cause__ = exc
+                return Outcome(verdict=Verdict(refused=refusal))
         return Outcome(messages=(Outgoing(SENDER, reply, self.accepted),))
 
     def write_ack(self, message: WriteAck) -> Outcome:

@@ -726,7 +726,7 @@ class _Session:
             elif type(message) is SyncStep2:
                 await self._write(document, room, [message.update], step2=True)
             elif type(message) is SyncStep1:
-                conn.send(encode_message(SyncStep1(room.doc.get_state())))
+                conn.send(room.replies.step1(room.doc.get_state))  # kept until the doc changes
                 await room.receive(conn, message)
             elif type(message) is Stateless:
                 if len(message.payload.encode()) > MAX_STATELESS_BYTES:

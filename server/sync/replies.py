@@ -17,6 +17,12 @@ while it encodes (a thread spinning beside `Doc.get_update` and `pycrdt.get_upda
 doc ran once in 16-39 ms), so a worker thread would stall the loop the same and reorder the
 reply behind later relays. Sharing the reply is what saves the work.
 
+Keyed by the joiner's state vector normalized (server/sync/statevector.py): the reply depends
+only on its clocks for the doc's clients, capped at the doc's, so a vector naming clients the
+doc lacks (a hostile client's fresh bogus vector each frame) is answered from the frame kept
+for the empty one instead of a full encode each. The doc's own state vector, decoded for that,
+is kept beside its sync step 1 (`doc_state`) and dropped with it.
+
 Bounded: at most `max_entries` state vectors per room (least recently used goes), and a frame
 larger than `max_frame_bytes` is not kept.
 
@@ -31,6 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from crdt.protocol import SyncStep1, SyncStep2, encode_message
+from server.sync.statevector import decode_state
 
 __all__ = ["SyncReplies"]
 
@@ -39,7 +46,15 @@ _Encode = Callable[[bytes], bytes]
 
 
 class SyncReplies:
-    __slots__ = ("_entries", "_max_entries", "_max_frame_bytes", "_step1", "encoded", "shared")
+    __slots__ = (
+        "_entries",
+        "_max_entries",
+        "_max_frame_bytes",
+        "_state",
+        "_step1",
+        "encoded",
+        "shared",
+    )
 
     def __init__(self, *, max_entries: int = 4, max_frame_bytes: int = 256 * 1024 * 1024) -> None:
         self._entries: OrderedDict[bytes, bytes] = OrderedDict()
@@ -48,19 +63,28 @@ class SyncReplies:
         self.encoded = 0  # replies encoded (for tests and the bench: encodes per joiner)
         self.shared = 0  # replies handed out again
         self._step1: bytes | None = None  # the doc's sync step 1 frame, while it is unchanged
+        self._state: dict[int, int] | None = None  # the doc's state vector, decoded, likewise
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def frame(self, state_vector: bytes, encode: _Encode) -> bytes:
-        """The sync step 2 frame for a joiner at `state_vector`: the kept one if the doc has
-        not changed since it was made, else `encode(state_vector)` framed (and kept)."""
+    def kept(self, state_vector: bytes) -> bytes | None:
+        """The kept sync step 2 frame for a joiner at `state_vector`, if the doc has not
+        changed since it was made; None if there is none (it would take an encode)."""
         entries = self._entries
         frame = entries.get(state_vector)
         if frame is not None:
             entries.move_to_end(state_vector)
             self.shared += 1
+        return frame
+
+    def frame(self, state_vector: bytes, encode: _Encode) -> bytes:
+        """The sync step 2 frame for a joiner at `state_vector`: the kept one if the doc has
+        not changed since it was made, else `encode(state_vector)` framed (and kept)."""
+        frame = self.kept(state_vector)
+        if frame is not None:
             return frame
+        entries = self._entries
         frame = encode_message(SyncStep2(encode(state_vector)))  # ValueError: not kept
         self.encoded += 1
         if len(frame) <= self._max_frame_bytes:
@@ -91,8 +115,17 @@ class SyncReplies:
             frame = self._step1 = encode_message(SyncStep1(state()))
         return frame
 
+    def doc_state(self, state: Callable[[], bytes]) -> dict[int, int]:
+        """The doc's state vector decoded ({client: clock}): the kept one if the doc has not
+        changed since, else `state()` decoded, and kept (normalizing joiners' vectors)."""
+        decoded = self._state
+        if decoded is None:
+            decoded = self._state = decode_state(state())
+        return decoded
+
     def clear(self) -> None:
         """The doc changed (or was replaced): no kept reply holds it any more."""
         self._step1 = None
+        self._state = None
         if self._entries:
             self._entries.clear()

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from pycrdt import Doc
 
 from crdt.awareness import AwarenessEntry
-from crdt.errors import MalformedMessage
+from crdt.errors import MalformedMessage, ProtocolError
 from crdt.journal import JournalEvent
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.protocol import (
@@ -70,6 +70,7 @@ from server.sync.limits import check_run
 from server.sync.pacing import AwarenessPacer
 from server.sync.presence import AwarenessLimits, Presence
 from server.sync.replies import SyncReplies
+from server.sync.step2budget import Step2Budget
 
 __all__ = ["ReviewGate", "Room", "RoomState", "ServerWrite"]
 
@@ -144,6 +145,9 @@ class Room:
         self.state = RoomState.LOADING
         self.connections: set[Connection] = set()
         self._pacers: dict[Connection, AwarenessPacer] = {}  # who sent awareness, while here
+        # Who caused a sync step 2 encode, while here: paced (server/sync/step2budget.py).
+        self._budgets: dict[Connection, Step2Budget] = {}
+        self._answering: set[asyncio.Task[None]] = set()  # replies answered later, under way
         self.gate = Gate(release_on_accept=durability is Durability.RELAXED)
         self._pipeline = pipeline
         self._snapshotter = snapshotter
@@ -237,6 +241,9 @@ class Room:
     def close(self) -> None:
         """Unload: drop the doc so its memory is freed (the registry forgets the room)."""
         self.core.close()
+        for budget in self._budgets.values():
+            budget.cancel()
+        self._budgets.clear()
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -271,6 +278,9 @@ class Room:
         pacer = self._pacers.pop(conn, None)
         if pacer is not None:
             pacer.cancel()
+        budget = self._budgets.pop(conn, None)
+        if budget is not None:
+            budget.cancel()
         gone = self.core.leave(conn)
         if gone is not None:
             self._relay_awareness(conn, gone)
@@ -288,7 +298,38 @@ class Room:
         await self.until_reviewed()
         if self.state is not RoomState.OPEN or not conn.is_open:
             return
-        self._carry_out(conn, self.core.sync_step1(message.state_vector))
+        state_vector = message.state_vector
+        outcome = self.core.sync_step1(
+            state_vector, may_encode=functools.partial(self._may_encode, conn)
+        )
+        budget = self._budgets.get(conn)
+        if outcome is None:  # over its budget of encodes: answered when a token is back
+            assert budget is not None
+            budget.defer(state_vector)
+            return
+        if budget is not None:
+            budget.pending = None  # this reply supersedes the one that waited
+        self._carry_out(conn, outcome)
+
+    def _may_encode(self, conn: Connection) -> bool:
+        """Whether `conn` may cause a sync step 2 encode now (server/sync/step2budget.py)."""
+        budget = self._budgets.get(conn)
+        if budget is None:
+            answer = functools.partial(self._answer_later, conn)
+            budget = self._budgets[conn] = Step2Budget(answer)
+        return budget.take()
+
+    def _answer_later(self, conn: Connection, state_vector: bytes) -> None:
+        """A token is back for `conn`'s latest state vector: answer it as it came now."""
+        if conn not in self.connections:
+            return
+        task = asyncio.create_task(self._answer_in_turn(conn, SyncStep1(state_vector)))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def _answer_in_turn(self, conn: Connection, message: SyncStep1) -> None:
+        with contextlib.suppress(ProtocolError):  # acted on: `conn` was closed with 4400
+            await self._on_sync_step1(conn, message)
 
     async def _on_update(self, conn: Connection, message: SyncStep2 | Update) -> None:
         await self.receive_run(conn, [message.update])

@@ -328,8 +328,15 @@ class Room:
         task.add_done_callback(self._answering.discard)
 
     async def _answer_in_turn(self, conn: Connection, message: SyncStep1) -> None:
-        with contextlib.suppress(ProtocolError):  # acted on: `conn` was closed with 4400
+        # Outside the connection's reader, whose catch-all would close it with 1011 on a bug:
+        # the same here, loud, so that a failed reply is never a silent stall.
+        try:
             await self._on_sync_step1(conn, message)
+        except ProtocolError:
+            pass  # acted on: `conn` was closed with 4400
+        except Exception:
+            logger.exception("sync reply failed draft=%s user=%s", self.draft_id, conn.user)
+            conn.close(CloseCode.INTERNAL_ERROR, "server error")
 
     async def _on_update(self, conn: Connection, message: SyncStep2 | Update) -> None:
         await self.receive_run(conn, [message.update])

@@ -55,7 +55,7 @@ from crdt.updates import first_client_id
 from server import faults, metrics
 from server.errors import CloseCode
 from server.sync.presence import Applied, AwarenessLimits, Presence
-from server.sync.replies import SyncReplies
+from server.sync.replies import LARGE_REPLY_BYTES, SyncReplies
 from server.sync.statevector import FREE_ENTRIES, entry_count, normalize
 
 __all__ = [
@@ -280,9 +280,9 @@ class RoomCore:
 
         Kept replies are keyed by the vector normalized (server/sync/statevector.py), so a
         vector naming clients the doc lacks is answered like the empty one. A reply that is
-        not kept costs an encode of the doc, and a long vector a decode: `may_encode` (the
-        shell's pacing of this connection) is asked first, once, and if it says no, None is
-        returned (answer later)."""
+        not kept costs an encode of the doc, a long vector a decode, and a large kept reply
+        its bytes on the socket: `may_encode` (the shell's pacing of this connection) is
+        asked first, once, and if it says no, None is returned (answer later)."""
         replies = self.replies
         charged = False  # a token was taken (`may_encode`)
         try:
@@ -297,7 +297,11 @@ class RoomCore:
         if key is None:  # not normalized here (server/sync/statevector.py): yrs decodes it
             key = state_vector
         reply = replies.kept(key)
-        if reply is None:
+        if reply is not None and len(reply) >= LARGE_REPLY_BYTES:
+            # Kept, but megabytes to send for a four-byte ask: paced as an encode is.
+            if may_encode is not None and not charged and not may_encode():
+                return None
+        elif reply is None:
             if may_encode is not None and not charged and not may_encode():
                 return None
             try:

@@ -39,7 +39,13 @@ from collections.abc import Callable
 from crdt.protocol import SyncStep1, SyncStep2, encode_message
 from server.sync.statevector import decode_state
 
-__all__ = ["SyncReplies"]
+__all__ = ["LARGE_REPLY_BYTES", "SyncReplies"]
+
+# A kept reply at least this large is paced like an encode (server/sync/step2budget.py): it
+# costs no encode, but its bytes are copied to the socket (a 5 MB draft's reply, ~1-2 ms of
+# kernel time) and a 4-byte SyncStep1 asks for it again. Smaller ones (a near-synced joiner's
+# diff) stay free.
+LARGE_REPLY_BYTES = 256 * 1024
 
 _Encode = Callable[[bytes], bytes]
 """The doc's update for a state vector (`Doc.get_update`); ValueError if it is undecodable."""

@@ -10,8 +10,10 @@ kept for long. Unpaced, ~45 such frames a second stalled every draft of the serv
 
 Each connection (a y-websocket socket, or one document of a Hocuspocus socket) holds `BURST`
 tokens, one back every `REFILL_SECONDS`; an encode takes one, and so does decoding a state
-vector longer than `statevector.FREE_ENTRIES` (Python, linear in its size). A reply served
-from the kept frames for a short vector costs nothing and takes none.
+vector longer than `statevector.FREE_ENTRIES` (Python, linear in its size), and so does a
+kept reply of `replies.LARGE_REPLY_BYTES` or more (no encode, but megabytes sent for the four
+bytes that asked). A small reply served from the kept frames for a short vector costs nothing
+and takes none.
 
 Over the budget the reply is *answered later*, not refused (1013): the connection's latest
 state vector is kept (one per connection: a newer one replaces it, and any reply sent to the

@@ -28,6 +28,7 @@ BACKEND_SPECIFIC = {
     "pg_advisory": "PostgreSQL's advisory locks (versions, reviews, migrations)",
     "FOR UPDATE": "PostgreSQL's row lock of a draft whose access changes",
     "unnest(": "PostgreSQL's arrays (last versions of many drafts in one trip)",
+    "ANY($": "PostgreSQL's arrays (a fan-out catch-up's events of several types in one trip)",
 }
 _SQL_START = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH|CREATE|ALTER|DROP)\b")
 _TABLE_USE = re.compile(r"\b(?:FROM|INTO|UPDATE|TABLE|ON|JOIN)\s+(\w+)")

@@ -69,6 +69,7 @@ class Store(Protocol):
     async def updates_with_origin(
         self, draft_id: str, after: int, upto: int
     ) -> list[LoggedUpdate]: ...
+    async def users_between(self, draft_id: str, after: int, upto: int) -> list[str]: ...  # sorted
     async def draft_record(self, draft_id: str) -> DraftRecord | None: ...
     async def create_draft_with(
         self,

@@ -153,6 +153,7 @@ _INSERT_UPDATE = POSTGRES.render(sql.INSERT_LIVE_UPDATE)
 _LAST_VERSION = POSTGRES.render(sql.LAST_VERSION)
 _UPDATES_BETWEEN = POSTGRES.render(sql.UPDATES_BETWEEN)
 _UPDATES_WITH_ORIGIN = POSTGRES.render(sql.UPDATES_WITH_ORIGIN)
+_USERS_BETWEEN = POSTGRES.render(sql.USERS_BETWEEN)
 _LOAD = POSTGRES.render(sql.LOAD)
 _OPENING = POSTGRES.render(sql.OPENING)
 _SNAPSHOT_VERSIONS = POSTGRES.render(sql.SNAPSHOT_VERSIONS)
@@ -458,6 +459,12 @@ class PostgresStore(PostgresWebhooks):
         with _translated("reading the update log"):
             rows = await self._fetch_all(_UPDATES_WITH_ORIGIN, draft_id, after, upto)
         return [LoggedUpdate(row[0], bytes(row[1]), row[2], row[3], row[4], row[5]) for row in rows]
+
+    async def users_between(self, draft_id: str, after: int, upto: int) -> list[str]:
+        """Who wrote the versions after `after` up to `upto`, sorted; no update is read."""
+        with _translated("reading the update log"):
+            rows = await self._fetch_all(_USERS_BETWEEN, draft_id, after, upto)
+        return sorted(row[0] for row in rows)  # by code point, whatever the collation
 
     # -- drafts as the REST API sees them: records, listing, sharing, tombstones, metadata --
 

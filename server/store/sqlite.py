@@ -173,6 +173,7 @@ _INSERT_UPDATE = SQLITE.render(sql.INSERT_UPDATE)
 _LAST_VERSION = SQLITE.render(sql.LAST_VERSION)
 _UPDATES_BETWEEN = SQLITE.render(sql.UPDATES_BETWEEN)
 _UPDATES_WITH_ORIGIN = SQLITE.render(sql.UPDATES_WITH_ORIGIN)
+_USERS_BETWEEN = SQLITE.render(sql.USERS_BETWEEN)
 _LOAD = SQLITE.render(sql.LOAD)
 _LOAD_OPENING = SQLITE.render(sql.LOAD_OPENING)
 _OPENING = SQLITE.render(sql.OPENING)
@@ -576,6 +577,12 @@ class SqliteStore(SqliteWebhooks):
         with _translated("reading the update log"):
             rows = await self._fetch_all(_UPDATES_WITH_ORIGIN, (draft_id, after, upto))
         return [LoggedUpdate(*row) for row in rows]  # type: ignore[arg-type]
+
+    async def users_between(self, draft_id: str, after: int, upto: int) -> list[str]:
+        """Who wrote the versions after `after` up to `upto`, sorted; no update is read."""
+        with _translated("reading the update log"):
+            rows = await self._fetch_all(_USERS_BETWEEN, (draft_id, after, upto))
+        return sorted(str(row[0]) for row in rows)  # by code point, whatever the collation
 
     # -- drafts as the REST API sees them: records, listing, sharing, tombstones, metadata --
 

@@ -78,6 +78,7 @@ __all__ = [
     "UPDATES_BETWEEN",
     "UPDATES_TABLE",
     "UPDATES_WITH_ORIGIN",
+    "USERS_BETWEEN",
     "WEBHOOK_TABLES",
     "claim_of",
     "pending_changes_of",
@@ -291,6 +292,11 @@ UPDATES_BETWEEN = Statement(
 UPDATES_WITH_ORIGIN = Statement(
     'SELECT version, data, "user", session, client_id, created_at FROM updates'
     " WHERE draft_id = :draft_id AND version > :after AND version <= :upto ORDER BY version"
+)
+# Who wrote a range of versions (a `draft.changed` event's users), without reading the updates.
+USERS_BETWEEN = Statement(
+    'SELECT DISTINCT "user" FROM updates'
+    " WHERE draft_id = :draft_id AND version > :after AND version <= :upto"
 )
 # A draft's latest snapshot at or before :upto and the log after it, in one statement (one
 # trip to aiosqlite's thread or to the server, and one consistent read): the snapshot row

@@ -97,14 +97,13 @@ class ChangeScanner:
     async def _announce(self, change: PendingChange) -> None:
         state = await self._store.load(change.draft_id, at_version=change.last_version)
         content = await asyncio.to_thread(_content, state, self._fields)
-        origins = await self._store.updates_with_origin(
-            change.draft_id, change.cursor, change.last_version
-        )
+        # who wrote the range, without reading its updates (a busy draft's are megabytes)
+        users = await self._store.users_between(change.draft_id, change.cursor, change.last_version)
         data: dict[str, Any] = {
             "draftId": change.draft_id,
             "fromVersion": change.cursor + 1,
             "toVersion": change.last_version,
-            "users": sorted({update.user for update in origins}),
+            "users": users,
             "fields": content["fields"],
             "lists": content["lists"],
         }

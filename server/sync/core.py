@@ -297,13 +297,11 @@ class RoomCore:
         if key is None:  # not normalized here (server/sync/statevector.py): yrs decodes it
             key = state_vector
         reply = replies.kept(key)
-        if reply is not None and len(reply) >= LARGE_REPLY_BYTES:
-            # Kept, but megabytes to send for a four-byte ask: paced as an encode is.
-            if may_encode is not None and not charged and not may_encode():
-                return None
-        elif reply is None:
-            if may_encode is not None and not charged and not may_encode():
-                return None
+        # An encode, or a kept reply of megabytes to send for a four-byte ask: paced alike.
+        costly = reply is None or len(reply) >= LARGE_REPLY_BYTES
+        if costly and may_encode is not None and not charged and not may_encode():
+            return None
+        if reply is None:
             try:
                 # One encode per state of the doc, shared by every joiner at this state vector.
                 reply = replies.frame(key, self.doc.get_update)

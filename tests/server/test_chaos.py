@@ -30,14 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Doc, Map, Text
 
 from tests.support.node_client import NodeClient
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
+from tests.support.rest import rooms_loaded
 from tests.support.server_process import ServerProcess
 from tests.support.stored import stored_doc
 from tests.support.waiting import eventually
@@ -171,16 +170,6 @@ class Replica:
         await self.client.disconnect()
         await self.client.connect()
         await asyncio.wait_for(self.client.synced.wait(), 10)
-
-
-async def rooms_loaded(server: ServerProcess) -> float:
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"{server.http_url}/metrics", timeout=5)
-    response.raise_for_status()
-    for family in text_string_to_metric_families(response.text):
-        if family.name == "draftsync_rooms_loaded":
-            return float(family.samples[0].value)
-    raise AssertionError("draftsync_rooms_loaded is missing from /metrics")
 
 
 class Chaos:

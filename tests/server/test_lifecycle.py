@@ -14,14 +14,12 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Doc, Map, Text
 
 from crdt.protocol import SyncStep1, Update, WriteAck, encode_message
 from tests.support.pycrdt_client import connect_synced
 from tests.support.raw_client import RawClient, connect_raw
-from tests.support.rest import as_user, create_draft
+from tests.support.rest import as_user, create_draft, rooms_loaded
 from tests.support.server_process import ServerProcess
 from tests.support.sqlite_lock import write_lock
 from tests.support.stored import stored_doc
@@ -32,16 +30,6 @@ TIMEOUT = 10
 
 def new_draft() -> str:
     return f"d-{uuid.uuid4().hex[:12]}"
-
-
-async def rooms_loaded(server: ServerProcess) -> float:
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"{server.http_url}/metrics", timeout=5)
-    response.raise_for_status()
-    for family in text_string_to_metric_families(response.text):
-        if family.name == "draftsync_rooms_loaded":
-            return float(family.samples[0].value)
-    raise AssertionError("draftsync_rooms_loaded is missing from /metrics")
 
 
 async def wait_rooms_loaded(server: ServerProcess, count: int, timeout: float = TIMEOUT) -> None:

@@ -16,7 +16,7 @@ from crdt.journal import EventType, JournalEvent
 from server.store.postgres import PostgresStore
 from server.store.sqlite import SqliteStore
 from tests.support.node_client import NodeClient
-from tests.support.rest import as_user, create_draft, scrape
+from tests.support.rest import as_user, create_draft, rooms_loaded
 from tests.support.server_process import ServerProcess
 from tests.support.stored import stored_rows
 from tests.support.waiting import eventually
@@ -43,13 +43,6 @@ async def stats_of(client: httpx.AsyncClient) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer
-
-
-async def rooms_loaded(server: ServerProcess) -> float:
-    for line in (await scrape(server)).splitlines():
-        if line.startswith("draftsync_rooms_loaded "):
-            return float(line.split()[1])
-    raise AssertionError("no draftsync_rooms_loaded in /metrics")
 
 
 async def test_stats_agree_live_after_unload_and_after_a_crash(tmp_path: Path) -> None:

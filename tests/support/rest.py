@@ -9,7 +9,7 @@ import httpx
 
 from tests.support.server_process import ServerProcess
 
-__all__ = ["as_user", "create_draft", "new_id", "scrape"]
+__all__ = ["as_user", "create_draft", "new_id", "rooms_loaded", "scrape"]
 
 
 def new_id(prefix: str = "d") -> str:
@@ -35,3 +35,11 @@ async def scrape(server: ServerProcess) -> str:
         response = await client.get("/metrics")
     response.raise_for_status()
     return response.text
+
+
+async def rooms_loaded(server: ServerProcess) -> float:
+    """How many rooms the server has loaded (`draftsync_rooms_loaded` on /metrics)."""
+    for line in (await scrape(server)).splitlines():
+        if line.startswith("draftsync_rooms_loaded "):
+            return float(line.split()[1])
+    raise AssertionError("no draftsync_rooms_loaded in /metrics")

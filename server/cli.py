@@ -517,6 +517,22 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
         help="drafts one user may own; creating more (REST or by connecting) is refused, "
         "403 / 4403, until some are deleted (%(default)s)",
     )
+    group.add_argument(
+        "--max-rebuilds",
+        type=positive_int,
+        default=_DEFAULT.max_rebuilds,
+        metavar="N",
+        help="past versions rebuilt at once, server-wide (a version read, a diff, a restore); "
+        "more: 503 with Retry-After (%(default)s)",
+    )
+    group.add_argument(
+        "--max-rebuilds-per-user",
+        type=positive_int,
+        default=_DEFAULT.max_rebuilds_per_user,
+        metavar="N",
+        help="past versions one user may have rebuilt at once; more: 429 with Retry-After "
+        "(%(default)s)",
+    )
 
 
 def _admission_from(args: argparse.Namespace, sockets: int) -> dict[str, int | float]:
@@ -548,6 +564,8 @@ def _admission_from(args: argparse.Namespace, sockets: int) -> dict[str, int | f
         "user_requests_per_second": args.user_requests_per_second,
         "user_request_burst": args.user_request_burst,
         "max_drafts_per_user": args.max_drafts_per_user,
+        "max_rebuilds": args.max_rebuilds,
+        "max_rebuilds_per_user": args.max_rebuilds_per_user,
     }
 
 

@@ -22,14 +22,34 @@ a client, as the connection sends it: a send that fails while the socket is stil
 
 Off (the variable unset, as in production), each point costs one test of an empty dict:
 call sites read `if faults.ARMED: faults.trip("commit")`.
+
+Hold points make a worker thread wait instead of fail, for a test that runs the server in its
+own process (tests/support/in_process_server.py) and needs a slow piece of work held open
+without timing it: `hold("rebuild")` returns the event that lets them go. Point: `rebuild` (a
+worker thread that rebuilt a past version for REST, once its answer is made: server/http/
+history.py). Call sites read `if faults.HELD: faults.pause("rebuild")`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 
-__all__ = ["ARMED", "POINTS", "InjectedFault", "arm", "trip"]
+__all__ = [
+    "ARMED",
+    "HELD",
+    "HOLD_POINTS",
+    "HOLD_SECONDS",
+    "POINTS",
+    "InjectedFault",
+    "arm",
+    "hold",
+    "pause",
+    "paused",
+    "release",
+    "trip",
+]
 
 logger = logging.getLogger("draftsync.faults")
 
@@ -49,6 +69,11 @@ POINTS = frozenset(
         "socket-setup",
     }
 )
+
+HOLD_POINTS = frozenset({"rebuild"})
+
+# The longest a thread waits at a hold point: a test that forgets to let go does not hang.
+HOLD_SECONDS = 60.0
 
 ARMED: dict[str, int] = {}
 """Point -> failures left. Empty unless DRAFTSYNC_FAULTS is set."""
@@ -90,3 +115,46 @@ def trip(point: str) -> None:
 
 
 arm(os.environ.get("DRAFTSYNC_FAULTS", ""))
+
+
+HELD: dict[str, threading.Event] = {}
+"""Hold point -> the event its threads wait for. Empty unless a test calls `hold`."""
+
+_paused: dict[str, int] = {}
+_paused_lock = threading.Lock()
+
+
+def hold(point: str) -> threading.Event:
+    """Make threads that reach `point` wait (at most `HOLD_SECONDS`) until the event returned
+    is set; `release(point)` sets it and disarms the point."""
+    if point not in HOLD_POINTS:
+        raise ValueError(f"unknown hold point {point!r}: one of {sorted(HOLD_POINTS)}")
+    event = threading.Event()
+    HELD[point] = event
+    return event
+
+
+def release(point: str) -> None:
+    event = HELD.pop(point, None)
+    if event is not None:
+        event.set()
+
+
+def paused(point: str) -> int:
+    """How many threads wait at `point` now."""
+    with _paused_lock:
+        return _paused.get(point, 0)
+
+
+def pause(point: str) -> None:
+    """Wait here while `point` is held (a worker thread's call: never the event loop's)."""
+    event = HELD.get(point)
+    if event is None:
+        return
+    with _paused_lock:
+        _paused[point] = _paused.get(point, 0) + 1
+    try:
+        event.wait(HOLD_SECONDS)
+    finally:
+        with _paused_lock:
+            _paused[point] -= 1

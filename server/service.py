@@ -23,6 +23,7 @@ from server import metrics
 from server.access import Role, resolve_role, strongest
 from server.admission.caps import ConnectionCaps
 from server.admission.quotas import RequestGate
+from server.admission.rebuilds import RebuildSlots
 from server.auth import Claims
 from server.config import Settings
 from server.errors import CloseCode
@@ -121,6 +122,9 @@ class Service:
             rate=settings.user_requests_per_second,
             burst=settings.user_request_burst,
             max_in_flight=settings.max_requests,
+        )
+        self.rebuilds = RebuildSlots(
+            max_running=settings.max_rebuilds, max_per_user=settings.max_rebuilds_per_user
         )
         # Several instances on one draft (PostgreSQL store + Redis): server/cluster/fanout.py.
         self.fanout: Fanout | None = None

@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycrdt import XmlFragment
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -29,6 +30,7 @@ from crdt.journal import EventType, JournalEvent
 from crdt.restore import restored_update
 from crdt.richtext import node_data
 from crdt.schema import Kind
+from server import faults
 from server.access import Role
 from server.errors import (
     BadRequest,
@@ -48,6 +50,7 @@ from server.http.common import (
     read_query,
 )
 from server.http.drafts import DraftState
+from server.http.longjson import respond_long
 from server.sync.journal import recover_journal
 from server.sync.room import RoomState
 
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
     from pycrdt import Doc
 
     from server.service import Service
+    from server.store.records import DraftState as StoredState
 
 __all__ = [
     "DraftVersion",
@@ -64,11 +68,14 @@ __all__ = [
     "RestoreBody",
     "Restored",
     "get_version",
+    "in_worker",
     "list_events",
     "restore_version",
 ]
 
 logger = logging.getLogger("draftsync.api")
+
+T = TypeVar("T")
 
 
 # Versions and event ids are SQLite/PostgreSQL 64-bit integers: a larger one is a bad request.
@@ -176,22 +183,28 @@ async def get_version(request: Request, service: Service, user: str) -> Response
     draft_id = request.path_params["draft_id"]
     await reach(service, draft_id, user)
     version = _version_param(request.path_params["version"])
-    doc = await _rebuilt(service, draft_id, version)
     schema = service.settings.schema
-    content = read_content(doc, fields_of(schema))
-    richtext = {
-        spec.name: node_data(doc.get(spec.name, type=XmlFragment))
-        for spec in schema.kind_of(Kind.RICHTEXT)
-    }
-    return respond(
-        DraftVersion(
-            id=draft_id,
-            version=version,
-            state=finite(content.as_json()),
-            conflicts=finite(content.conflicts),
-            richtext=finite(richtext),
-        )
-    )
+    with service.rebuilds.slot(user):  # 503 / 429 over the rebuilds under way
+        state = await _stored_at(service, draft_id, version)
+
+        def answer() -> Response:
+            doc = rebuild(state.snapshot, state.tail)
+            content = read_content(doc, fields_of(schema))
+            richtext = {
+                spec.name: node_data(doc.get(spec.name, type=XmlFragment))
+                for spec in schema.kind_of(Kind.RICHTEXT)
+            }
+            return respond_long(
+                DraftVersion(
+                    id=draft_id,
+                    version=version,
+                    state=finite(content.as_json()),
+                    conflicts=finite(content.conflicts),
+                    richtext=finite(richtext),
+                )
+            )
+
+        return await in_worker(answer)
 
 
 @endpoint
@@ -201,29 +214,32 @@ async def restore_version(request: Request, service: Service, user: str) -> Resp
     if role is Role.VIEWER:
         raise NotPermitted("viewers cannot restore a version")
     body = await read_json(request, RestoreBody)
-    old = await _rebuilt(service, draft_id, body.version)
     schema = service.settings.schema
-    room = await service.rooms.open(draft_id)
-    try:
-        # Computed off the event loop on a copy (a big list took seconds on the loop), then
-        # applied as the server's change; edits that land meanwhile merge with it as usual.
-        state = room.doc.get_update()
-        update = await asyncio.to_thread(restored_update, state, old, schema)
-        now = time.time()
+    with service.rebuilds.slot(user):  # 503 / 429 over the rebuilds under way
+        old = await _rebuilt(service, draft_id, body.version)
+        room = await service.rooms.open(draft_id)
+        try:
+            # Computed off the event loop on a copy (a big list took seconds on the loop),
+            # then applied as the server's change; edits that land meanwhile merge with it.
+            state = room.doc.get_update()
+            update = await asyncio.to_thread(restored_update, state, old, schema)
+            now = time.time()
 
-        def restored(version: int) -> list[JournalEvent]:
-            data: dict[str, Any] = {"from_version": body.version}
-            return [
-                JournalEvent(EventType.RESTORED, draft_id, version, user, "rest", None, now, data)
-            ]
+            def restored(version: int) -> list[JournalEvent]:
+                data: dict[str, Any] = {"from_version": body.version}
+                return [
+                    JournalEvent(
+                        EventType.RESTORED, draft_id, version, user, "rest", None, now, data
+                    )
+                ]
 
-        written = None
-        if update is not None:  # write_as_server refuses (503) if the room closed meanwhile
-            written = room.write_as_server(
-                "restore", lambda doc: doc.apply_update(update), events=restored
-            )
-    finally:
-        service.rooms.release(room)
+            written = None
+            if update is not None:  # write_as_server refuses (503) if the room closed meanwhile
+                written = room.write_as_server(
+                    "restore", lambda doc: doc.apply_update(update), events=restored
+                )
+        finally:
+            service.rooms.release(room)
     await committed(room)
     # Read once committed: the version the store gave it (another instance's write may
     # have taken the one the room gave), as the journal's RESTORED event names it. A restore
@@ -245,12 +261,36 @@ def _version_param(raw: str) -> int:
     return int(raw)
 
 
-async def _rebuilt(service: Service, draft_id: str, version: int) -> Doc:
+async def _stored_at(service: Service, draft_id: str, version: int) -> StoredState:
+    """The nearest snapshot at or before `version` and the log after it, up to `version`
+    (404 past the draft's last), once what the draft's room accepted is committed."""
     room = service.rooms.get(draft_id)
     if room is not None:  # what this draft accepted is in the log before we read it
         await committed(room)
     last = await service.store.last_version(draft_id)
     if version > last:
         raise UnknownVersion(f"version {version} is out of range: this draft has 0..{last}")
-    state = await service.store.load(draft_id, at_version=version)
-    return await asyncio.to_thread(rebuild, state.snapshot, state.tail)
+    return await service.store.load(draft_id, at_version=version)
+
+
+async def _rebuilt(service: Service, draft_id: str, version: int) -> Doc:
+    state = await _stored_at(service, draft_id, version)
+    return await in_worker(lambda: rebuild(state.snapshot, state.tail))
+
+
+async def in_worker(work: Callable[[], T]) -> T:
+    """`work()` on a worker thread: a rebuild, the reading of its content and the JSON of the
+    answer grow with the draft (a 5 MB one: ~25 ms, the JSON encode most of it), and on the
+    event loop they stalled every other draft's relays for as long. pycrdt holds the GIL
+    inside each call, so the loop still waits for the longest single one (a 5 MB snapshot
+    applied or text read: ~5 ms), not for the sum; long texts are encoded a slice at a time
+    for that reason (`server/http/longjson.py`). The `rebuild` hold point
+    (server/faults.py) lets a test keep such work under way."""
+
+    def run() -> T:
+        result = work()
+        if faults.HELD:
+            faults.pause("rebuild")
+        return result
+
+    return await asyncio.to_thread(run)

@@ -14,8 +14,8 @@ name: naming writes to the draft's history that everyone with access sees (403).
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
@@ -24,12 +24,14 @@ from starlette.responses import Response
 
 from crdt.content import fields_of, read_content
 from crdt.diff import diff_content
+from crdt.history import rebuild
 from crdt.journal import EventType, JournalEvent
 from server.access import Role
 from server.errors import BadRequest, NotPermitted, ValidationFailed
 from server.http.answers import Answer, omitted_when_none, respond
 from server.http.common import committed, endpoint, finite, iso, reach, read_json, read_query
-from server.http.history import _MAX_INTEGER, _rebuilt
+from server.http.history import _MAX_INTEGER, _stored_at, in_worker
+from server.http.longjson import respond_long
 
 if TYPE_CHECKING:
     from server.service import Service
@@ -136,7 +138,10 @@ async def diff_versions(request: Request, service: Service, user: str) -> Respon
         query = read_query(request, DiffQuery)
     except ValidationFailed as error:
         raise BadRequest(str(error)) from None
-    return respond(await draft_diff(service, draft_id, query.from_version, query.to_version))
+    with service.rebuilds.slot(user):  # 503 / 429 over the rebuilds under way
+        compare = await _comparison(service, draft_id, query.from_version, query.to_version)
+        # The JSON too: a 5 MB text compared is a 5 MB answer, ~17 ms to encode.
+        return await in_worker(lambda: respond_long(compare()))
 
 
 async def draft_diff(
@@ -144,34 +149,45 @@ async def draft_diff(
 ) -> DraftDiff:
     """What the endpoint answers, once the caller may read the draft (`bench history` times
     this very function): `to_version` None is the current committed version."""
+    return await in_worker(await _comparison(service, draft_id, from_version, to_version))
+
+
+async def _comparison(
+    service: Service, draft_id: str, from_version: int, to_version: int | None
+) -> Callable[[], DraftDiff]:
+    """Both versions read from the store (the nearest snapshot and the log after it), and the
+    work that rebuilds and compares them, to run on a worker thread (`in_worker`)."""
     if to_version is None:
         room = service.rooms.get(draft_id)
         if room is not None:
             await committed(room)
         to_version = await service.store.last_version(draft_id)
-    old = await _rebuilt(service, draft_id, from_version)
-    new = await _rebuilt(service, draft_id, to_version)
+    old_state = await _stored_at(service, draft_id, from_version)
+    new_state = await _stored_at(service, draft_id, to_version)
     fields = fields_of(service.settings.schema)
+    newer = to_version
 
-    def compare() -> tuple[list[dict[str, Any]], bool]:
+    def compare() -> DraftDiff:
+        old = rebuild(old_state.snapshot, old_state.tail)
+        new = rebuild(new_state.snapshot, new_state.tail)
         before, after = (
             read_content(old, fields, formats=True),
             read_content(new, fields, formats=True),
         )
-        return diff_content(
+        changes, bounded = diff_content(
             finite(before.as_json()),
             finite(after.as_json()),
             formats=(before.formats, after.formats),
         )
+        return DraftDiff(
+            id=draft_id,
+            from_version=from_version,
+            to_version=newer,
+            changes=[FieldChange.model_validate(change) for change in changes],
+            bounded=bounded,
+        )
 
-    changes, bounded = await asyncio.to_thread(compare)
-    return DraftDiff(
-        id=draft_id,
-        from_version=from_version,
-        to_version=to_version,
-        changes=[FieldChange.model_validate(change) for change in changes],
-        bounded=bounded,
-    )
+    return compare
 
 
 @endpoint

@@ -435,6 +435,8 @@ async def test_unauthenticated_websockets_cannot_take_the_sockets_healthz_needs(
         ("--user-requests-per-second", "0"),
         ("--user-request-burst", "1.5"),
         ("--max-drafts-per-user", "0"),
+        ("--max-rebuilds", "0"),
+        ("--max-rebuilds-per-user", "-2"),
     ],
 )
 def test_a_cap_that_cannot_work_is_refused_at_start(

@@ -415,6 +415,18 @@ async def test_a_surrogate_pair_escaped_in_a_body_is_one_character_and_accepted(
         "/api/drafts/DRAFT/webhooks?limit=%2B5",
         "/api/drafts?limit=1_0",
         "/api/dashboard?limit=10%20",
+        # Counts and ranges out of their bounds (the draft is empty: 2 is past its last version).
+        "/api/drafts/DRAFT/events?limit=0",
+        "/api/drafts/DRAFT/events?limit=-1",
+        "/api/drafts/DRAFT/events?limit=1001",
+        "/api/drafts/DRAFT/events?after=-1",
+        "/api/drafts/DRAFT/versions/-1",
+        "/api/drafts/DRAFT/versions/2",
+        "/api/drafts/DRAFT/diff?from=2",
+        "/api/drafts/DRAFT/diff?from=0&to=-1",
+        "/api/drafts/DRAFT/diff?from=0&to=" + "9" * 19,
+        "/api/drafts?limit=0",
+        "/api/drafts?limit=201",
     ],
     ids=lambda path: path[:60],
 )

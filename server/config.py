@@ -111,8 +111,8 @@ class Settings:
     max_drafts_per_user: int = 10_000
     # Past versions rebuilt at once (versions, diffs, restores: server/admission/rebuilds.py),
     # server-wide (over it: 503) and per user (over it: 429).
-    max_rebuilds: int = 4
-    max_rebuilds_per_user: int = 2
+    max_rebuilds: int = 8
+    max_rebuilds_per_user: int = 4
     # A `/hocuspocus` socket with no document authorised this many seconds after it opened is
     # closed with 4408 (server/sync/hocuspocus.py): its token comes in a message after the
     # WebSocket handshake, so `--handshake-timeout` cannot bound it. 60 s, as Hocuspocus.

@@ -27,12 +27,10 @@ from crdt.protocol import Update, encode_message
 from server import faults
 from server.admission.rebuilds import RebuildSlots
 from server.auth import TokenSigner
-from server.config import Settings
 from server.errors import CapReached, RateLimited
 from tests.support.in_process_server import serving_in_process, synced_client, until
 from tests.support.server_process import SECRET
 
-DEFAULTS = Settings(data_dir=Path("unused"), secret="")
 WAIT = 20.0  # seconds any one answer may take before the test fails
 
 
@@ -76,12 +74,11 @@ async def test_held_rebuilds_cap_the_next_ones_and_other_drafts_keep_relaying(
     """Alice holds her two rebuilds and Bob his two (the server's four): Alice's third is 429,
     Carol's first 503, each with Retry-After; meanwhile another draft's edit is relayed.
     Once let go, the held ones answer 200 and Carol's retry is served."""
-    assert (DEFAULTS.max_rebuilds, DEFAULTS.max_rebuilds_per_user) == (4, 2)
     calm = f"calm-{uuid.uuid4().hex[:8]}"
     held: list[asyncio.Task[httpx.Response]] = []
     faults.hold("rebuild")
     try:
-        async with serving_in_process(tmp_path) as served:
+        async with serving_in_process(tmp_path, max_rebuilds=4, max_rebuilds_per_user=2) as served:
             alice, bob, carol = (_api(served.ws_url, u) for u in ("alice", "bob", "carol"))
             async with alice, bob, carol, _released():
                 drafts = {api: await _own_draft(api) for api in (alice, bob, carol)}

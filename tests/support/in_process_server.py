@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -40,10 +41,13 @@ class InProcessServer:
 
 
 @contextlib.asynccontextmanager
-async def serving_in_process(data_dir: Path) -> AsyncIterator[InProcessServer]:
-    """The app `draftsync serve` builds (SQLite store, a short room grace), on a free port,
-    with draftsync's WebSocket protocol; stopped on the way out."""
-    settings = Settings(data_dir=data_dir, secret=SECRET, room_grace_seconds=0.1)
+async def serving_in_process(data_dir: Path, **overrides: Any) -> AsyncIterator[InProcessServer]:
+    """The app `draftsync serve` builds (SQLite store, a short room grace, and any `Settings`
+    fields in `overrides`), on a free port, with draftsync's WebSocket protocol; stopped on the
+    way out."""
+    settings = Settings(
+        data_dir=data_dir, secret=SECRET, **{"room_grace_seconds": 0.1, **overrides}
+    )
     app = create_app(settings)
     port = free_port()
     config = uvicorn.Config(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pycrdt import Text
+from pycrdt import Doc, Map, Text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -28,6 +28,7 @@ from crdt.hocuspocus import (
 )
 from crdt.lib0 import write_var_string
 from crdt.protocol import SyncStep1, encode_message
+from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user, create_draft, scrape
@@ -340,6 +341,38 @@ async def test_hocuspocus_documents_opened_too_fast_are_refused_like_over_a_cap(
         await eventually(admitted_again, timeout=30, interval=0.2)
         async with connect(hocuspocus_url(server), proxy=None) as bob:
             await authenticate(bob, new_id(), server.token("bob"))  # his own bucket
+
+
+async def test_a_hocuspocus_document_reopened_after_a_reload_is_not_counted(
+    start: Start,
+) -> None:
+    """The server closes and reopens a document whose room reloads (a refused update): its
+    doing, not the provider's, so the reopen is authorised however fast alice opened drafts."""
+    server = await start("--user-connect-burst", "2", "--user-connects-per-second", "0.001")
+    draft = new_id()
+    token = server.token("alice")
+    hp = await HocuspocusClient.launch(hocuspocus_url(server), shared=True)
+    try:
+        await hp.open("a", draft, token)  # alice's first join
+        await hp.call("wait_synced", doc="a")
+        await hp.wait_doc_event("a", "authenticated")
+        mallory = await connect_synced(server, draft, "alice")  # her second: the bucket is empty
+
+        def nest(doc: Doc) -> None:  # a shared type in `fields`: refused once pycrdt applied it
+            doc.get("fields", type=Map)["k"] = Map({"inner": 1})
+
+        await mallory.edit(nest)
+        await asyncio.wait_for(mallory.closed.wait(), 10)
+        assert mallory.close_code == 4400
+        closed = await hp.wait_doc_event("a", "close")
+        assert "reloading" in closed["reason"], closed
+        assert (await hp.wait_doc_event("a", "authenticated"))["scope"] == "read-write"
+        await hp.call("insert", doc="a", field="title", index=0, text="after")
+        await hp.call("wait_saved", doc="a")
+        code, reason = await refused(server, new_id(), "alice")  # a new draft: still counted
+        assert code == TRY_AGAIN_LATER and reason is not None and retry_in(reason) >= 1
+    finally:
+        await hp.close()
 
 
 # -- REST -------------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ class ServerProc:
             command += ["--max-connections-per-user", "1000000"]
             command += ["--max-connections-per-draft", "1000000"]
             command += ["--user-requests-per-second", "1000000", "--user-request-burst", "1000000"]
+            command += ["--user-connects-per-second", "1000000", "--user-connect-burst", "1000000"]
             if self.name == "draftsync-relaxed":
                 command += ["--durability", "relaxed"]
             return command + list(self.flags)

@@ -487,6 +487,22 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
         help="connections open at once to one draft; more: 1013 (%(default)s)",
     )
     group.add_argument(
+        "--user-connects-per-second",
+        type=positive_float,
+        default=_DEFAULT.user_connects_per_second,
+        metavar="RATE",
+        help="drafts one user may open a second on average, over all sockets (a y-websocket "
+        'connection, a Hocuspocus document); more: 1013 "opening drafts too fast, retry in '
+        'N s" (%(default)s)',
+    )
+    group.add_argument(
+        "--user-connect-burst",
+        type=positive_int,
+        default=_DEFAULT.user_connect_burst,
+        metavar="N",
+        help="... and at once after a quiet spell (the token bucket's size) (%(default)s)",
+    )
+    group.add_argument(
         "--max-requests",
         type=positive_int,
         default=_DEFAULT.max_requests,
@@ -560,6 +576,8 @@ def _admission_from(args: argparse.Namespace, sockets: int) -> dict[str, int | f
         ),
         "max_connections_per_user": args.max_connections_per_user,
         "max_connections_per_draft": args.max_connections_per_draft,
+        "user_connects_per_second": args.user_connects_per_second,
+        "user_connect_burst": args.user_connect_burst,
         "max_requests": within("--max-requests", args.max_requests, sockets // 8),
         "user_requests_per_second": args.user_requests_per_second,
         "user_request_burst": args.user_request_burst,

@@ -99,12 +99,19 @@ class Settings:
     disk_reserve_bytes: int = DEFAULT_RESERVE_BYTES
     # Admission (server/admission/, README "Limits and admission"): WebSocket sockets per server
     # and those not yet authenticated; connections (a draft open on a socket) per user and per
-    # draft (over any: 1013); REST requests under way (503) and per user a second (429); drafts
-    # a user may own (403).
+    # draft (over any: 1013); drafts a user opens on sockets a second (a token bucket: 1013,
+    # server/admission/connects.py); REST requests under way (503) and per user a second (429);
+    # drafts a user may own (403).
     max_connections: int = 10_000
     max_unauthenticated: int = 512
     max_connections_per_user: int = 500
     max_connections_per_draft: int = 1_000
+    # 100 at once: every draft of a user with many open reconnects after a restart or a network
+    # drop, and a page may open many together; 10 a second after: ~1 % of a core per user
+    # (a join costs ~1 ms); a stock provider refused backs off (y-websocket from 200 ms to
+    # 2.5 s, Hocuspocus from 1 s to 30 s), so it is admitted again within seconds.
+    user_connects_per_second: float = 10.0
+    user_connect_burst: int = 100
     max_requests: int = 256
     user_requests_per_second: float = 50.0
     user_request_burst: int = 200

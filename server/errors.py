@@ -21,7 +21,7 @@ The tree continues the one in `crdt.errors`::
       StoreError                  -> 1013 / 503
         DiskFull                  (writes refused until space is freed; reads go on)
       CapReached                  -> 1013 / 503 + Retry-After (server/admission: a cap reached)
-        RateLimited               -> 1013 / 429 + Retry-After (a user's REST requests a second)
+        RateLimited               -> 1013 / 429 + Retry-After (a user's requests or joins a second)
       QuotaExceeded               -> 4403 / 403 (a user owns as many drafts as allowed)
       RuleError (crdt)            -> 4400 / 422
       SchemaError (crdt)          -> 1013 / 500 (raised at start only)
@@ -168,7 +168,8 @@ class CapReached(DraftsyncError):
 
 
 class RateLimited(CapReached):
-    """A user's REST requests over their rate (server/admission/quotas.py)."""
+    """A user's REST requests, or drafts opened on sockets, over their rate
+    (server/admission/quotas.py, server/admission/connects.py)."""
 
 
 class QuotaExceeded(DraftsyncError):

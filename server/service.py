@@ -22,6 +22,7 @@ from crdt.history import rebuild
 from server import metrics
 from server.access import Role, resolve_role, strongest
 from server.admission.caps import ConnectionCaps
+from server.admission.connects import ConnectRate
 from server.admission.quotas import RequestGate
 from server.admission.rebuilds import RebuildSlots
 from server.auth import Claims
@@ -111,12 +112,16 @@ class Service:
         metrics.COMMIT_QUEUE.set_function(lambda: len(self.pipeline))
         self.shutting_down = False
         self._connections: set[Connection] = set()
-        # Admission (server/admission/): WebSocket caps, REST rate and requests under way.
+        # Admission (server/admission/): WebSocket caps and joins a second, REST rate and requests
+        # under way.
         self.caps = ConnectionCaps(
             max_connections=settings.max_connections,
             max_unauthenticated=settings.max_unauthenticated,
             max_per_user=settings.max_connections_per_user,
             max_per_draft=settings.max_connections_per_draft,
+        )
+        self.connects = ConnectRate(
+            rate=settings.user_connects_per_second, burst=settings.user_connect_burst
         )
         self.requests = RequestGate(
             rate=settings.user_requests_per_second,

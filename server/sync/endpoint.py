@@ -6,7 +6,8 @@ they pass. Any `ProtocolError` a frame raises closes that connection with 4400 a
 the room and its other connections are untouched. Admission comes first: the draft id and the
 token (in the URL) are checked before the socket is counted, so it is never held unauthenticated;
 a socket over the server-wide cap, then a connection over its user's or draft's cap, is closed
-with 1013 and the reason (server/admission/caps.py); connecting to a new id over the user's
+with 1013 and the reason (server/admission/caps.py), as is one over its user's rate of
+opening drafts (server/admission/connects.py); connecting to a new id over the user's
 draft quota is 4403. A connection whose token expires is closed with 4401 "token expired", and
 nothing it sends from then on reaches the room (`server/sync/expiry.py`). Any other error after
 the accept is a bug of ours: it is logged with its traceback and the connection is closed with
@@ -104,6 +105,7 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
                 del websocket
             del token
             user = claims.user
+            service.connects.admit(user)  # the user's joins a second, once the token is good: 1013
             lease = service.caps.open_socket(trusted=True)  # the server-wide cap: 1013
         except DraftsyncError as error:
             await _refuse(send, raw_id, user, error)

@@ -39,9 +39,10 @@ history, gate and send-queue bounds. What differs is only at the edges:
 
 Admission (server/admission/caps.py): the socket counts against the server-wide cap and, until
 its first document is authorised, the unauthenticated one (over either: 1013 at once); each
-document against its user's and draft's caps: over one, a socket with nothing else open is
-closed with 1013 (the provider reconnects later), else that document alone is refused with
-PermissionDenied and the reason.
+document against its user's and draft's caps and its user's rate of opening drafts
+(server/admission/connects.py; a reopen after a reload is not counted): over one, a socket
+with nothing else open is closed with 1013 (the provider reconnects later), else that document
+alone is refused with PermissionDenied and the reason.
 
 Frames of an address not authorised yet are queued (bounded per socket: `MAX_PENDING_*`,
 else 4205) and replayed after its Auth succeeds; a failed Auth answers PermissionDenied with
@@ -519,6 +520,8 @@ class _Session:
                 joining = service.rooms.joining(draft_id)
                 claims = await service.callers.identify(self.connection, token)
                 user = claims.user
+                if owed is None:  # a reopen after a reload is the server's doing: not counted
+                    service.connects.admit(user)  # the user's joins a second: 1013
                 if faults.ARMED:
                     faults.trip("join")
                 role = await service.join_role(draft_id, claims)

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from pycrdt import Text
+from pycrdt import Doc, Map, Text
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from bench.services import PostgresCluster
 from crdt.hocuspocus import (
@@ -26,6 +28,7 @@ from crdt.hocuspocus import (
 )
 from crdt.lib0 import write_var_string
 from crdt.protocol import SyncStep1, encode_message
+from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user, create_draft, scrape
@@ -220,6 +223,156 @@ async def test_hocuspocus_document_over_a_cap_is_refused_alone_on_a_busy_socket(
         assert code == TRY_AGAIN_LATER and reason is not None and "user" in reason
         await socket.send(prefix(first) + encode_message(SyncStep1(b"\x00")))
         assert (await receive(socket)).startswith(prefix(first))  # its document still served
+
+
+# -- the rate of opening drafts ----------------------------------------------------------------
+
+
+async def opened(server: ServerProcess, user: str) -> PycrdtClient:
+    """`user`'s editor on a new draft once synced (admitted) or closed (refused)."""
+    client = await PycrdtClient(server.ws_url, new_id(), server.token(user)).connect()
+    waits = [asyncio.ensure_future(e.wait()) for e in (client.synced, client.closed)]
+    done, pending = await asyncio.wait(waits, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in pending:
+        waiting.cancel()
+    assert done, "neither synced nor closed"
+    return client
+
+
+def retry_in(reason: str) -> int:
+    """N of the reason "opening drafts too fast, retry in N s ..."."""
+    assert reason.startswith("opening drafts too fast, retry in "), reason
+    return int(reason.removeprefix("opening drafts too fast, retry in ").split(" ", 1)[0])
+
+
+async def test_a_user_opening_drafts_too_fast_gets_1013_until_the_refill(start: Start) -> None:
+    # 3 at once, then one every 4 s: a loop of connects meets the rate however slow the machine.
+    server = await start("--user-connect-burst", "3", "--user-connects-per-second", "0.25")
+    admitted: list[PycrdtClient] = []
+    try:
+        refused_one = None
+        for _ in range(20):
+            client = await opened(server, "alice")
+            if client.closed.is_set():
+                refused_one = client
+                break
+            admitted.append(client)
+        assert refused_one is not None, "20 connects in a row were all admitted"
+        assert len(admitted) >= 3  # the burst
+        assert refused_one.close_code == TRY_AGAIN_LATER
+        assert refused_one.close_reason is not None
+        assert 1 <= retry_in(refused_one.close_reason) <= 4
+        # Another user is served meanwhile, and alice's open drafts are not touched.
+        bob = await connect_synced(server, new_id(), "bob")
+        await typed(bob, "bob's")
+        await bob.disconnect()
+        for client in admitted:
+            await typed(client, "still open")
+
+        # Once a token is back, alice is admitted again (a refused connect spends none).
+        async def admitted_again() -> bool:
+            client = await opened(server, "alice")
+            await client.disconnect()
+            return client.synced.is_set()
+
+        await eventually(admitted_again, timeout=30, interval=0.2)
+    finally:
+        for client in admitted:
+            await client.disconnect()
+    text = await scrape(server)
+    assert re.search(r'draftsync_admission_refused_total\{cap="connect-rate"\} [1-9]', text)
+
+
+async def hocuspocus_answer(socket: ClientConnection, address: str) -> bytes | None:
+    """The server's answer to `address`'s Auth on `socket`: its frame, or None if it closed
+    the socket instead."""
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            frame = await receive(socket)
+            if frame.startswith(prefix(address)):
+                return frame
+    return None
+
+
+async def test_hocuspocus_documents_opened_too_fast_are_refused_like_over_a_cap(
+    start: Start,
+) -> None:
+    server = await start("--user-connect-burst", "3", "--user-connects-per-second", "0.25")
+    token = server.token("alice")
+    authenticated = encode_authenticated(SCOPE_READ_WRITE)
+    async with connect(hocuspocus_url(server), proxy=None) as socket:
+        first = new_id()
+        await authenticate(socket, first, token)
+        denied = None
+        for _ in range(20):  # more documents on the same socket, until one is refused
+            address = new_id()
+            await socket.send(token_frame(address, token))
+            answer = await hocuspocus_answer(socket, address)
+            assert answer is not None, "the busy socket was closed"
+            if answer != prefix(address) + authenticated:
+                denied = answer
+                break
+        assert denied is not None, "20 documents in a row were all authorised"
+        assert denied.startswith(prefix(address) + encode_permission_denied("")[:2])
+        assert b"opening drafts too fast, retry in " in denied
+        # A socket whose only document is refused is closed with 1013 instead, so that its
+        # provider reconnects later (a token may have come back meanwhile: then the next).
+        closed: tuple[int | None, str | None] | None = None
+        for _ in range(20):
+            async with connect(hocuspocus_url(server), proxy=None) as other:
+                address = new_id()
+                await other.send(token_frame(address, token))
+                if await hocuspocus_answer(other, address) is None:
+                    received = other.protocol.close_rcvd
+                    closed = (received.code, received.reason) if received else (None, None)
+                    break
+        assert closed is not None, "20 sockets in a row were all authorised"
+        code, reason = closed
+        assert code == TRY_AGAIN_LATER and reason is not None and 1 <= retry_in(reason) <= 4
+        await socket.send(prefix(first) + encode_message(SyncStep1(b"\x00")))
+        assert (await receive(socket)).startswith(prefix(first))  # its document still served
+
+        # Once a token is back, a document is authorised again, on the busy socket too.
+        async def admitted_again() -> bool:
+            address = new_id()
+            await socket.send(token_frame(address, token))
+            return await hocuspocus_answer(socket, address) == prefix(address) + authenticated
+
+        await eventually(admitted_again, timeout=30, interval=0.2)
+        async with connect(hocuspocus_url(server), proxy=None) as bob:
+            await authenticate(bob, new_id(), server.token("bob"))  # his own bucket
+
+
+async def test_a_hocuspocus_document_reopened_after_a_reload_is_not_counted(
+    start: Start,
+) -> None:
+    """The server closes and reopens a document whose room reloads (a refused update): its
+    doing, not the provider's, so the reopen is authorised however fast alice opened drafts."""
+    server = await start("--user-connect-burst", "2", "--user-connects-per-second", "0.001")
+    draft = new_id()
+    token = server.token("alice")
+    hp = await HocuspocusClient.launch(hocuspocus_url(server), shared=True)
+    try:
+        await hp.open("a", draft, token)  # alice's first join
+        await hp.call("wait_synced", doc="a")
+        await hp.wait_doc_event("a", "authenticated")
+        mallory = await connect_synced(server, draft, "alice")  # her second: the bucket is empty
+
+        def nest(doc: Doc) -> None:  # a shared type in `fields`: refused once pycrdt applied it
+            doc.get("fields", type=Map)["k"] = Map({"inner": 1})
+
+        await mallory.edit(nest)
+        await asyncio.wait_for(mallory.closed.wait(), 10)
+        assert mallory.close_code == 4400
+        closed = await hp.wait_doc_event("a", "close")
+        assert "reloading" in closed["reason"], closed
+        assert (await hp.wait_doc_event("a", "authenticated"))["scope"] == "read-write"
+        await hp.call("insert", doc="a", field="title", index=0, text="after")
+        await hp.call("wait_saved", doc="a")
+        code, reason = await refused(server, new_id(), "alice")  # a new draft: still counted
+        assert code == TRY_AGAIN_LATER and reason is not None and retry_in(reason) >= 1
+    finally:
+        await hp.close()
 
 
 # -- REST -------------------------------------------------------------------------------------
@@ -434,6 +587,8 @@ async def test_unauthenticated_websockets_cannot_take_the_sockets_healthz_needs(
         ("--max-requests", "0"),
         ("--user-requests-per-second", "0"),
         ("--user-request-burst", "1.5"),
+        ("--user-connects-per-second", "0"),
+        ("--user-connect-burst", "0"),
         ("--max-drafts-per-user", "0"),
         ("--max-rebuilds", "0"),
         ("--max-rebuilds-per-user", "-2"),
@@ -443,6 +598,21 @@ def test_a_cap_that_cannot_work_is_refused_at_start(
     option: str, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     refused_at_start(capsys, option, value)
+
+
+@pytest.mark.parametrize(
+    "option,value,why",
+    [
+        ("--user-connects-per-second", "-2", "must be a positive number, got -2"),
+        ("--user-connects-per-second", "nan", "must be a positive number, got nan"),
+        ("--user-connects-per-second", "fast", "must be a number, got 'fast'"),
+        ("--user-connect-burst", "2.5", "must be a positive integer, got '2.5'"),
+    ],
+)
+def test_a_bad_connect_rate_is_refused_at_start_saying_why(
+    option: str, value: str, why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert why in refused_at_start(capsys, option, value)
 
 
 async def _create_at_once(server: ServerProcess, user: str, count: int) -> int:

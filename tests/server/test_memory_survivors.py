@@ -28,7 +28,12 @@ from crdt.protocol import Update, encode_message
 from server.auth import TokenSigner
 from server.sync.deadlines import deadlines
 from server.sync.memory import MemoryTrimmer
-from tests.support.in_process_server import serving_in_process, synced_client, until
+from tests.support.in_process_server import (
+    ONE_USERS_STORM,
+    serving_in_process,
+    synced_client,
+    until,
+)
 from tests.support.raw_client import RawClient
 from tests.support.server_process import SECRET
 
@@ -41,7 +46,7 @@ async def test_a_storm_of_connections_leaves_no_deadlines_nor_a_grown_set(
     tmp_path: Path,
 ) -> None:
     token = TokenSigner(SECRET).issue("storm", ttl_seconds=3600, now=time.time())
-    async with serving_in_process(tmp_path) as served:
+    async with serving_in_process(tmp_path, **ONE_USERS_STORM) as served:
         ws_url, service = served.ws_url, served.service
         timers = deadlines()  # the server runs in this loop: its shared deadline heap
         held_before = timers.held
@@ -129,7 +134,7 @@ async def test_a_release_swaps_the_free_lists_and_empties_the_stores_sqlite_left
     start, and the store's SQLite connections hold no dead cursor reference and no statement
     compiled during the storm (server/sync/arenas.py)."""
     token = TokenSigner(SECRET).issue("storm", ttl_seconds=3600, now=time.time())
-    async with serving_in_process(tmp_path) as served:
+    async with serving_in_process(tmp_path, **ONE_USERS_STORM) as served:
         ws_url, service = served.ws_url, served.service
         memory = service.rooms.memory
         assert memory.spares is not None  # made with the service, in its loop

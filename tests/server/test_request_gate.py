@@ -1,51 +1,32 @@
-"""The per-user REST rate's table of buckets (server/admission/quotas.py): full buckets are
-forgotten as it grows, and a crowd of users costs no scan of the table per request."""
+"""The REST admission gate (server/admission/quotas.py) over the shared token buckets
+(server/admission/buckets.py, whose arithmetic and pruning tests/server/test_token_buckets.py
+shows): its two refusals, and a request refused for the server's sake spends no token of the
+user's. Its 429 and 503 are tested with a real server (tests/server/test_admission.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from server.admission.quotas import _PRUNE_AT, RequestGate
-from server.errors import RateLimited
+from server.admission.quotas import RequestGate
+from server.errors import CapReached, RateLimited
 
 
-class CountingGate(RequestGate):
-    """The real gate, counting its scans of the table."""
-
-    scans = 0
-
-    def _prune(self, now: float) -> None:
-        self.scans += 1
-        super()._prune(now)
-
-
-def crowd(gate: RequestGate, users: range, *, now: float) -> None:
-    for user in users:
-        gate.admit(f"user-{user}", now=now)
+def test_a_user_over_the_rate_is_refused_with_the_seconds_to_wait() -> None:
+    gate = RequestGate(rate=0.5, burst=2, max_in_flight=10)
+    for _ in range(2):
+        gate.admit("alice", now=100.0)
         gate.done()
+    with pytest.raises(RateLimited) as refused:
+        gate.admit("alice", now=100.0)
+    assert refused.value.retry_after == 2
+    gate.admit("bob", now=100.0)  # each user has a bucket
 
 
-def test_a_crowd_whose_buckets_all_refill_is_scanned_once_per_doubling() -> None:
-    gate = CountingGate(rate=1.0, burst=10, max_in_flight=10)
-    crowd(gate, range(3 * _PRUNE_AT), now=100.0)  # each took a token: none is full
-    # It was a scan per request past the bound (20,000 here); now one per doubling.
-    assert gate.scans == 2
-    assert len(gate._buckets) == 3 * _PRUNE_AT  # nothing full, nothing forgotten
-
-
-def test_full_buckets_are_forgotten_when_the_table_grows() -> None:
-    gate = CountingGate(rate=1.0, burst=10, max_in_flight=10)
-    crowd(gate, range(_PRUNE_AT), now=100.0)
-    # A minute later every one of those buckets is full again: the next growth drops them.
-    crowd(gate, range(_PRUNE_AT, _PRUNE_AT + 2), now=160.0)
-    assert gate.scans == 1
-    assert sorted(gate._buckets) == [f"user-{_PRUNE_AT}", f"user-{_PRUNE_AT + 1}"]
-
-
-def test_a_user_over_the_rate_is_still_refused_after_a_scan() -> None:
-    gate = CountingGate(rate=1.0, burst=2, max_in_flight=10)
-    crowd(gate, range(_PRUNE_AT + 1), now=100.0)
-    gate.admit("user-0", now=100.0)
+def test_a_request_over_the_servers_cap_spends_none_of_the_users_rate() -> None:
+    gate = RequestGate(rate=0.001, burst=1, max_in_flight=1)
+    gate.admit("bob", now=0.0)  # under way: the server is at its cap
+    with pytest.raises(CapReached) as refused:
+        gate.admit("alice", now=0.0)
+    assert type(refused.value) is CapReached  # 503, not the user's 429
     gate.done()
-    with pytest.raises(RateLimited):  # its 429 is tested with a real server (test_rest_limits)
-        gate.admit("user-0", now=100.0)
+    gate.admit("alice", now=0.0)  # her one token is still there

@@ -18,7 +18,12 @@ import uvloop
 
 from server.auth import TokenSigner
 from server.sync import tables
-from tests.support.in_process_server import serving_in_process, synced_client, until
+from tests.support.in_process_server import (
+    ONE_USERS_STORM,
+    serving_in_process,
+    synced_client,
+    until,
+)
 from tests.support.raw_client import RawClient
 from tests.support.server_process import SECRET
 
@@ -96,7 +101,7 @@ async def test_a_release_rebuilds_the_tables_a_storm_grew(tmp_path) -> None:  # 
     loop's transports and asyncio's set of tasks: grown past MIN_BYTES by the storm, under it
     once the room has unloaded and its release has run."""
     token = TokenSigner(SECRET).issue("storm", ttl_seconds=3600, now=time.time())
-    async with serving_in_process(tmp_path) as served:
+    async with serving_in_process(tmp_path, **ONE_USERS_STORM) as served:
         state = served.uvicorn_server.server_state
         tables.watch(state.connections)
         tables.watch(state.tasks)

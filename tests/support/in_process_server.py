@@ -21,7 +21,7 @@ from server.sync.wsprotocol import LeanWebSocketProtocol
 from tests.support.raw_client import RawClient, connect_raw
 from tests.support.server_process import SECRET, free_port
 
-__all__ = ["InProcessServer", "serving_in_process", "synced_client", "until"]
+__all__ = ["ONE_USERS_STORM", "InProcessServer", "serving_in_process", "synced_client", "until"]
 
 
 async def until(ready: Callable[[], bool], what: str, *, tries: int = 1000) -> None:
@@ -33,6 +33,11 @@ async def until(ready: Callable[[], bool], what: str, *, tries: int = 1000) -> N
     raise AssertionError(f"not within the bound: {what}")
 
 
+# One user opening hundreds of connections at once is what a storm test measures, not a client
+# to slow down (README "Limits and admission": `--user-connect-burst`).
+ONE_USERS_STORM: dict[str, Any] = {"user_connect_burst": 1_000_000}
+
+
 @dataclass(frozen=True, slots=True)
 class InProcessServer:
     ws_url: str  # the y-websocket endpoint, ws://127.0.0.1:PORT/ws
@@ -42,12 +47,10 @@ class InProcessServer:
 
 @contextlib.asynccontextmanager
 async def serving_in_process(data_dir: Path, **overrides: Any) -> AsyncIterator[InProcessServer]:
-    """The app `draftsync serve` builds (SQLite store, a short room grace, and any `Settings`
-    fields in `overrides`), on a free port, with draftsync's WebSocket protocol; stopped on the
-    way out."""
-    settings = Settings(
-        data_dir=data_dir, secret=SECRET, **{"room_grace_seconds": 0.1, **overrides}
-    )
+    """The app `draftsync serve` builds (SQLite store, a short room grace), on a free port,
+    with draftsync's WebSocket protocol; stopped on the way out. `overrides`: other `Settings`
+    fields (a storm of one user's connections lifts its connect rate)."""
+    settings = Settings(data_dir=data_dir, secret=SECRET, room_grace_seconds=0.1, **overrides)
     app = create_app(settings)
     port = free_port()
     config = uvicorn.Config(

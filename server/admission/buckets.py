@@ -1,0 +1,68 @@
+"""Per-user token buckets: the one rate-limiting rule of admission, for REST requests
+(server/admission/quotas.py) and for opening drafts on a socket (server/admission/connects.py).
+
+Each key (a user, named by a verified token, so that nobody spends another's budget) has a
+bucket of `burst` tokens refilled at `rate` a second; `take` spends one or says how long until
+one is back. A full bucket is what a new one would be, so full buckets are forgotten when the
+table grows (past 10,000 keys, then each time it doubles): the table holds the users active in
+the last `burst / rate` seconds, not every user ever seen. Pure arithmetic on `now`: no clock
+of its own, no I/O, so it is tested without waiting.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["PRUNE_AT", "TokenBuckets"]
+
+PRUNE_AT = 10_000  # keys with a bucket before full ones are dropped
+
+
+class TokenBuckets:
+    """One token bucket per key, `burst` deep and refilled at `rate` tokens a second."""
+
+    def __init__(self, *, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._prune_at = PRUNE_AT  # the table's size that triggers the next scan
+
+    def take(self, key: str, now: float) -> int:
+        """Spend one of `key`'s tokens and return 0, or, with none left, spend nothing and
+        return the whole seconds (at least 1) until one is back: the Retry-After."""
+        tokens, at = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return max(1, math.ceil((1.0 - tokens) / self.rate))
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > self._prune_at:
+            self._prune(now)
+            # Amortised: the next scan waits until the table has doubled. Were it due again at
+            # once, a crowd of keys whose buckets all still refill (none to drop) would cost
+            # a scan of the whole table on every take.
+            self._prune_at = max(PRUNE_AT, 2 * len(self._buckets))
+        return 0
+
+    def give_back(self, key: str) -> None:
+        """Return the token `take` just spent, when what it was spent on was refused by
+        something else (REST: the server's cap on requests under way)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            tokens, at = bucket
+            self._buckets[key] = (min(float(self.burst), tokens + 1.0), at)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._buckets
+
+    def _prune(self, now: float) -> None:
+        full = [
+            key
+            for key, (tokens, at) in self._buckets.items()
+            if tokens + (now - at) * self.rate >= self.burst
+        ]
+        for key in full:
+            del self._buckets[key]

@@ -42,7 +42,8 @@ its first document is authorised, the unauthenticated one (over either: 1013 at 
 document against its user's and draft's caps and its user's rate of opening drafts
 (server/admission/connects.py; a reopen after a reload is not counted): over one, a socket
 with nothing else open is closed with 1013 (the provider reconnects later), else that document
-alone is refused with PermissionDenied and the reason.
+alone is refused for now (`_Session._refuse_for_now`: a `draftsync.refused` notice, its token
+asked for again after a pause), as is one whose join fails on a server error (1011).
 
 Frames of an address not authorised yet are queued (bounded per socket: `MAX_PENDING_*`,
 else 4205) and replayed after its Auth succeeds; a failed Auth answers PermissionDenied with
@@ -146,6 +147,8 @@ PING_SECONDS = 10.0  # well within the provider's 30 s messageReconnectTimeout
 MAX_PENDING_MESSAGES = 1000  # frames queued before their address is authorised (per socket)
 MAX_PENDING_BYTES = 5 * 1024 * 1024
 MAX_PENDING_DOCUMENTS = 100
+RETRY_FIRST_SECONDS = 2.0  # a document refused for now is asked for its token again after this
+RETRY_MAX_SECONDS = 30.0  # ... doubling at each refusal up to this
 MAX_STATELESS_BYTES = 64 * 1024
 
 RESET_CONNECTION = 4205  # @hocuspocus/common CloseEvents: decode errors, pre-auth caps
@@ -234,6 +237,14 @@ class HocuspocusConnection(Connection):
                 "yours": event.session == self.session,
             }
             self.send(encode_stateless(dumps(payload)))
+
+
+def _refused_notice(code: int, reason: str, retry_in: float) -> bytes:
+    """Why a document could not be opened for now (over a cap, the user's connect rate: 1013; a
+    server error: 1011), as Stateless JSON in the shape of `_closed_notice`, with the seconds
+    until the server asks for the document's token again (`_Session._refuse_for_now`)."""
+    payload = {"type": "draftsync.refused", "code": code, "reason": reason, "retryIn": retry_in}
+    return encode_stateless(dumps(payload))
 
 
 def _closed_notice(code: int, reason: str) -> bytes:
@@ -330,6 +341,15 @@ class _DocSocket:
 
 
 @dataclass
+class _Refused:
+    """A document refused for now (`_Session._refuse_for_now`), until asked again."""
+
+    owed: int  # SyncStatus owed to the provider once the document opens
+    pause: float  # seconds waited before this ask; the next refusal waits twice as long
+    asking: asyncio.Task[None]  # the ask for its token, after the pause
+
+
+@dataclass
 class _Document:
     address: str
     draft_id: str
@@ -373,6 +393,8 @@ class _Session:
         self.closing: tuple[int, str] | None = None
         # SESSION events of detached documents being stored; awaited before the socket ends.
         self._journaling: set[asyncio.Task[None]] = set()
+        # Addresses refused for now, each asked for its token again after a pause.
+        self._refused: dict[str, _Refused] = {}
         if faults.ARMED:
             faults.trip("socket-setup")
 
@@ -406,6 +428,9 @@ class _Session:
             await self._close_socket(CloseCode.INTERNAL_ERROR, "server error, reconnect")
         finally:
             ticker.cancel()
+            for refused in self._refused.values():
+                refused.asking.cancel()
+            self._refused.clear()
             writers = []
             for address in list(self._documents):
                 document = self._documents[address]
@@ -484,6 +509,9 @@ class _Session:
         if isinstance(message, CloseDocument):
             self._drop_pending(address)
             self._reopening.pop(address, None)
+            refused = self._refused.pop(address, None)
+            if refused is not None:
+                refused.asking.cancel()
             return
         queue = self._pending.get(address)
         if queue is None:
@@ -509,6 +537,9 @@ class _Session:
         if self.closing is not None:
             return  # the socket is closing: the provider authenticates again on reconnect
         owed = self._reopening.pop(address, None)
+        refused = self._refused.pop(address, None)
+        if refused is not None:
+            refused.asking.cancel()
         name = address.split("\0", 1)[0]
         user: str | None = None
         joining: Joining | None = None
@@ -522,6 +553,8 @@ class _Session:
                 user = claims.user
                 if owed is None:  # a reopen after a reload is the server's doing: not counted
                     service.connects.admit(user)  # the user's joins a second: 1013
+                    if refused is not None:  # asked again after a refusal: it owes what that did
+                        owed = refused.owed
                 if faults.ARMED:
                     faults.trip("join")
                 role = await service.join_role(draft_id, claims)
@@ -533,8 +566,15 @@ class _Session:
                     if isinstance(error, CrossSiteRequest):
                         logger.info("hocuspocus socket refused reason=%s", error)
                     raise _CloseSocket(close_code_for(error), str(error)) from None
-                # Closing the socket would disturb its open documents: refuse this one alone.
+                # Closing the socket would disturb its open documents: refuse this one alone,
+                # for now when a cap refused it (asked again later), for good when another site did.
                 logger.info("hocuspocus document refused document=%.140r reason=%s", name, error)
+                if isinstance(error, CapReached):
+                    retry_after = getattr(error, "retry_after", None)
+                    await self._refuse_for_now(
+                        address, owed, refused, close_code_for(error), str(error), retry_after
+                    )
+                    return
                 self._drop_pending(address)
                 with contextlib.suppress(Exception):
                     await self.wire.send_bytes(
@@ -598,11 +638,9 @@ class _Session:
                 user,
                 exc_info=error,
             )
-            self._drop_pending(address)
-            with contextlib.suppress(Exception):
-                await self.wire.send_bytes(
-                    prefix(address) + encode_permission_denied("server error, reconnect")
-                )
+            await self._refuse_for_now(
+                address, owed, refused, CloseCode.INTERNAL_ERROR, "server error", None
+            )
             return
         finally:
             if joining is not None:
@@ -631,6 +669,58 @@ class _Session:
             if self._documents.get(address) is not document:
                 break
             await self._handle(document, data, offset, gather=False)
+
+    async def _refuse_for_now(
+        self,
+        address: str,
+        owed: int | None,
+        before: _Refused | None,
+        code: int,
+        reason: str,
+        retry_after: int | None,
+    ) -> None:
+        """Refuse the document at `address` for now, on a socket that serves others: tell why
+        (`_refused_notice`), then ask for its token again after a pause (2 s doubling up to
+        30 s a refusal, or the refusal's `retry_after` if longer), so the provider opens it by
+        itself once the cap has room. PermissionDenied would read as a failed authentication to
+        the app, and the stock provider never asks again before its socket reconnects.
+
+        What the provider sent for the document meanwhile was never answered: its writes are
+        owed a SyncStatus each, plus one for its step 2 (`HocuspocusProvider.startSync` counts
+        one unsynced change until answered), paid when it is opened, as after a reload."""
+        dropped = self._drop_pending(address)
+        writes = sum(
+            1
+            for data, offset in dropped
+            if data[offset : offset + 1] == b"\x00" and data[offset + 1 : offset + 2] in _WRITES
+        )
+        if before is not None:
+            owed, pause = before.owed, min(before.pause * 2, RETRY_MAX_SECONDS)
+        else:
+            pause = RETRY_FIRST_SECONDS
+        if retry_after is not None:
+            pause = max(pause, float(retry_after))
+        owed = (1 if owed is None else owed) + writes
+        wire = self.wire
+        if self.closing is not None or len(self._refused) >= MAX_PENDING_DOCUMENTS:
+            # Closing, or too many waiting already: refused for good (the provider's next
+            # socket tries again).
+            with contextlib.suppress(Exception):
+                await wire.send_bytes(prefix(address) + encode_permission_denied(reason))
+            return
+        asking = asyncio.create_task(self._ask_token_later(address, pause))
+        self._refused[address] = _Refused(owed, pause, asking)
+        with contextlib.suppress(Exception):
+            await wire.send_bytes(prefix(address) + _refused_notice(code, reason, pause))
+
+    async def _ask_token_later(self, address: str, pause: float) -> None:
+        """After `pause`, ask the provider for `address`'s token (Auth subtype 0): its answer
+        opens the document (`_authenticate`). Cancelled if the provider closes the document,
+        sends its token first, or the socket ends."""
+        await asyncio.sleep(pause)
+        if self.closing is None and address not in self._documents:
+            with contextlib.suppress(Exception):
+                await self.wire.send_bytes(prefix(address) + encode_token_request())
 
     def _forget(self, address: str, document: _Document | None) -> None:
         """A document whose join failed unexpectedly leaves what it was added to: this socket,

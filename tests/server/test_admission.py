@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,10 +23,14 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.services import PostgresCluster
 from crdt.hocuspocus import (
+    MESSAGE_CLOSE,
     SCOPE_READ_WRITE,
+    Stateless,
+    decode_body,
     encode_authenticated,
-    encode_permission_denied,
+    encode_token_request,
     prefix,
+    read_address,
 )
 from crdt.lib0 import write_var_string
 from crdt.protocol import SyncStep1, encode_message
@@ -92,6 +98,24 @@ async def receive(socket: ClientConnection, timeout: float = 10) -> bytes:
             assert isinstance(frame, bytes)
             if frame != b"\x09":
                 return frame
+
+
+def refused_for_now(frame: bytes, address: str) -> dict[str, Any]:
+    """The `draftsync.refused` notice `frame` is for `address` (a document refused for now,
+    whose token the server asks for again after `retryIn` seconds)."""
+    framed, offset = read_address(frame)
+    message = decode_body(frame, offset)
+    assert framed == address and isinstance(message, Stateless), frame
+    notice: dict[str, Any] = json.loads(message.payload)
+    assert notice["type"] == "draftsync.refused", notice
+    return notice
+
+
+async def asked_again(socket: ClientConnection, address: str, timeout: float = 40) -> None:
+    """Wait until the server asks for `address`'s token again (frames of others skipped)."""
+    async with asyncio.timeout(timeout):
+        while (frame := await receive(socket, timeout)) != prefix(address) + encode_token_request():
+            assert not frame.startswith(prefix(address)), frame
 
 
 async def authenticate(socket: ClientConnection, address: str, token: str) -> None:
@@ -212,9 +236,10 @@ async def test_hocuspocus_document_over_a_cap_is_refused_alone_on_a_busy_socket(
     async with connect(hocuspocus_url(server), proxy=None) as socket:
         await authenticate(socket, first, token)
         await socket.send(token_frame(second, token))
-        denied = await receive(socket)
-        assert denied.startswith(prefix(second) + encode_permission_denied("")[:2])
-        assert b"try again later" in denied
+        # Refused for now, not as a failed authentication: told why, and asked again later.
+        notice = refused_for_now(await receive(socket), second)
+        assert notice["code"] == TRY_AGAIN_LATER and "try again later" in notice["reason"]
+        assert notice["retryIn"] == 2.0
         # The socket and its first document go on: a second socket whose only document is
         # refused is closed with 1013 instead, so that its provider reconnects later.
         async with connect(hocuspocus_url(server), proxy=None) as other:
@@ -222,7 +247,17 @@ async def test_hocuspocus_document_over_a_cap_is_refused_alone_on_a_busy_socket(
             code, reason = await hocuspocus_close(other)
         assert code == TRY_AGAIN_LATER and reason is not None and "user" in reason
         await socket.send(prefix(first) + encode_message(SyncStep1(b"\x00")))
-        assert (await receive(socket)).startswith(prefix(first))  # its document still served
+        frame = await receive(socket)
+        asked = frame == prefix(second) + encode_token_request()  # its pause may be over
+        if asked:
+            frame = await receive(socket)
+        assert frame.startswith(prefix(first))  # its document still served
+        # The first document closes, so the cap has room: the second is asked for its token
+        # again, and opened.
+        await socket.send(prefix(first) + bytes([MESSAGE_CLOSE]))
+        if not asked:
+            await asked_again(socket, second)
+        await authenticate(socket, second, token)
 
 
 # -- the rate of opening drafts ----------------------------------------------------------------
@@ -313,8 +348,10 @@ async def test_hocuspocus_documents_opened_too_fast_are_refused_like_over_a_cap(
                 denied = answer
                 break
         assert denied is not None, "20 documents in a row were all authorised"
-        assert denied.startswith(prefix(address) + encode_permission_denied("")[:2])
-        assert b"opening drafts too fast, retry in " in denied
+        notice = refused_for_now(denied, address)
+        assert notice["code"] == TRY_AGAIN_LATER
+        assert notice["reason"].startswith("opening drafts too fast, retry in ")
+        assert notice["retryIn"] == retry_in(notice["reason"])  # asked again when a token is back
         # A socket whose only document is refused is closed with 1013 instead, so that its
         # provider reconnects later (a token may have come back meanwhile: then the next).
         closed: tuple[int | None, str | None] | None = None

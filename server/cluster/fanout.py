@@ -134,7 +134,8 @@ reorders messages of two publishing instances by milliseconds: a handful is held
 in order. Past this (or HELD_BYTES) the held ones are dropped and the gap fill reads them."""
 
 HELD_BYTES = 8 * 1024 * 1024
-"""Bytes of updates a room holds at most past a gap (see HELD_MESSAGES)."""
+"""Bytes of updates, and of the journal events they carry (encoded), a room holds at most past
+a gap (see HELD_MESSAGES)."""
 
 _MAX_VERSION = 2**63 - 1  # the store's versions are bigints: a message naming more is unreadable
 
@@ -150,6 +151,7 @@ class _Held:
     user: str | None
     instance: str
     events: Sequence[JournalEvent] = ()  # its write's, told once it is applied
+    size: int = 0  # what `_Tracker.hold` counted of it in `held_bytes`
 
 
 @dataclass(slots=True)
@@ -192,7 +194,9 @@ class _Tracker:
         (every held entry is dropped then: the gap fill reads them from the store)."""
         self.promised = max(self.promised, version)
         self.held[version] = entry
-        self.held_bytes += len(entry.update)
+        # Its events too: a rule outcome's data (a rejected value) may outweigh its update.
+        entry.size = len(entry.update) + (_encoded_size(entry.events) if entry.events else 0)
+        self.held_bytes += entry.size
         if len(self.held) <= HELD_MESSAGES and self.held_bytes <= HELD_BYTES:
             return True
         self.held.clear()
@@ -202,8 +206,29 @@ class _Tracker:
     def take(self, version: int) -> _Held | None:
         entry = self.held.pop(version, None)
         if entry is not None:
-            self.held_bytes -= len(entry.update)
+            self.held_bytes -= entry.size
         return entry
+
+
+def _listed(events: Sequence[JournalEvent]) -> list[dict[str, Any]]:
+    """Journal events as a message lists them (`e`; `_event` reads one back)."""
+    return [
+        {
+            "t": str(event.type),
+            "v": event.version,
+            "u": event.user,
+            "s": event.session,
+            "c": event.client_id,
+            "at": event.at,
+            "d": json.loads(dumps(event.data)),  # JSON whatever the data holds
+        }
+        for event in events
+    ]
+
+
+def _encoded_size(events: Sequence[JournalEvent]) -> int:
+    """The bytes `events` take in a message (what a held message's events weigh)."""
+    return len(json.dumps(_listed(events), separators=(",", ":")).encode())
 
 
 def _frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
@@ -506,18 +531,7 @@ class Fanout:
         the store with its version, never told twice. An update the outbox dropped at once
         takes its events with it. Only if the update is not the one just queued (never, as
         the room tells them) do they leave alone, as events of no version."""
-        listed = [
-            {
-                "t": str(event.type),
-                "v": event.version,
-                "u": event.user,
-                "s": event.session,
-                "c": event.client_id,
-                "at": event.at,
-                "d": json.loads(dumps(event.data)),  # JSON whatever the data holds
-            }
-            for event in events
-        ]
+        listed = _listed(events)
         channel = f"{PREFIX}:u:{room.draft_id}"
         last, self._last_update = self._last_update, None
         # A write's own events carry its version; bursts of text it closed, older ones.

@@ -5,8 +5,10 @@ not that it is writing it now. Anything that can listen on Redis can keep a mess
 PUBLISH it again, byte for byte. Before, a receiver dropped a copy only while it remembered
 its sender's last number, and forgot it when the sender had been silent for
 INSTANCE_TIMEOUT_SECONDS (5 s): after that, a replayed "bob lost his role" closed bob's
-connections though his role was given back, a replayed cursor showed a dead instance's client
-again, and a replayed heartbeat kept a dead instance's cursors on screen.
+connections though his role was given back. Heartbeats carried no number at all: one replayed
+every few seconds kept a dead instance's cursors on screen. (A replayed cursor was already
+refused: a departed client's last awareness clock is remembered, server/sync/presence.py,
+and a replayed update's version is one the room has.)
 
 Two checks, both needed, each ~0.1 us:
 

@@ -6,8 +6,9 @@ every instance. The store check (`Fanout._catch_up`) only catches versions the s
 gave; a forged *next* version would be applied before any read.
 
 Every message (updates, journal events, awareness, access changes, heartbeats) leaves as
-`tag + message`, the tag an HMAC-SHA256 (stdlib `hmac`, 32 raw bytes) over the channel and the
-whole framed message: a message signed for one draft's channel is refused on another's. The
+`tag + sent + message`, the tag an HMAC-SHA256 (stdlib `hmac`, 32 raw bytes) over the channel,
+the send time and the whole framed message: a message signed for one draft's channel is
+refused on another's. The
 key is derived from `Settings.secret` (the one that signs tokens, shared by every instance of
 a service) for this purpose only, HMAC(secret, PURPOSE), so a tag never serves as, or reveals
 anything about, a token signature. Receivers check the tag before they parse anything else;

@@ -45,6 +45,7 @@ from pycrdt._pycrdt import get_update
 from crdt.bare_reads import state_vector
 from crdt.errors import UndecodableUpdate
 from crdt.lib0 import Reader
+from crdt.statevector import decode_state
 from crdt.updates import decode_update
 
 __all__ = ["holds_a_gap"]
@@ -96,7 +97,7 @@ def holds_a_gap(
         except UndecodableUpdate:
             return True  # yrs took it and we cannot tell what it holds: not to be trusted
         if known is None:
-            known = _state_vector(state)
+            known = decode_state(state)
         # yrs keeps the low 32 bits of a clock (fuzz finding 6): compare in its terms
         if any(clock & _U32 > known.get(client, 0) for client, clock in starts):
             return True
@@ -299,12 +300,3 @@ def _next_clock_field(layout: _Layout, state: bytes) -> int:
         return _ALL_BELOW
     field = bytes((clock >> 7 * i) & 0x7F | (0x80 if i < digits - 1 else 0) for i in range(digits))
     return int.from_bytes(field, "little")
-
-
-def _state_vector(encoded: bytes) -> dict[int, int]:
-    reader = Reader(encoded)
-    vector: dict[int, int] = {}
-    for _ in range(reader.read_var_uint()):
-        client = reader.read_var_uint()
-        vector[client] = reader.read_var_uint()
-    return vector

@@ -29,6 +29,7 @@ __all__ = [
     "FANOUT_OUTBOX_BYTES",
     "FANOUT_OUTBOX_PEAK",
     "FANOUT_OUTBOX_PEAK_BYTES",
+    "FANOUT_REPLAYED",
     "FANOUT_UNCONFIRMED",
     "FANOUT_UNSIGNED",
     "HTTP_REQUESTS",
@@ -103,6 +104,11 @@ FANOUT_HELD = Gauge(
 FANOUT_UNCONFIRMED = Counter(
     "draftsync_fanout_unconfirmed",
     "Fan-out versions dropped because the store did not have them when it was read",
+)
+FANOUT_REPLAYED = Counter(
+    "draftsync_fanout_replayed",
+    "Signed fan-out messages dropped as not new: a copy of one heard (published again after "
+    "a lost reply, or replayed), or sent outside the window (server/cluster/replay.py)",
 )
 FANOUT_UNSIGNED = Counter(
     "draftsync_fanout_unsigned",

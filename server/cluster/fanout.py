@@ -42,7 +42,9 @@ ways (the watermark), so each outcome is told once, in version order, whatever w
 Telling a rule outcome twice is not harmless: a publish whose reply is lost (the connection
 dropped after Redis took the command) is published again, by redis-py's retry or the publish
 loop's, so each instance numbers what it publishes (`n`, in order: one task publishes) and a
-copy, no higher than the last number heard from its instance, is dropped on arrival.
+copy, no higher than the last number heard from its instance, is dropped on arrival. The same
+numbers, and the signed send time, drop a message kept and published again by anything
+listening on Redis (server/cluster/replay.py).
 
 While Redis is away nothing leaves, and every commit still queues its update: the outbox is
 bounded (`Outbox`, OUTBOX_MESSAGES and OUTBOX_BYTES) and drops its oldest messages when full.
@@ -79,6 +81,7 @@ from crdt.journal import OUTCOMES, EventType, JournalEvent
 from crdt.safe_json import dumps
 from server import faults, metrics
 from server.access import Role
+from server.cluster.replay import REPLAY_WINDOW_SECONDS, Senders, fresh
 from server.cluster.signing import MessageSigner
 from server.errors import CloseCode, StoreError
 from server.store.postgres import PostgresStore
@@ -134,7 +137,8 @@ reorders messages of two publishing instances by milliseconds: a handful is held
 in order. Past this (or HELD_BYTES) the held ones are dropped and the gap fill reads them."""
 
 HELD_BYTES = 8 * 1024 * 1024
-"""Bytes of updates a room holds at most past a gap (see HELD_MESSAGES)."""
+"""Bytes of updates, and of the journal events they carry (encoded), a room holds at most past
+a gap (see HELD_MESSAGES)."""
 
 _MAX_VERSION = 2**63 - 1  # the store's versions are bigints: a message naming more is unreadable
 
@@ -150,6 +154,7 @@ class _Held:
     user: str | None
     instance: str
     events: Sequence[JournalEvent] = ()  # its write's, told once it is applied
+    size: int = 0  # what `_Tracker.hold` counted of it in `held_bytes`
 
 
 @dataclass(slots=True)
@@ -192,7 +197,9 @@ class _Tracker:
         (every held entry is dropped then: the gap fill reads them from the store)."""
         self.promised = max(self.promised, version)
         self.held[version] = entry
-        self.held_bytes += len(entry.update)
+        # Its events too: a rule outcome's data (a rejected value) may outweigh its update.
+        entry.size = len(entry.update) + (_encoded_size(entry.events) if entry.events else 0)
+        self.held_bytes += entry.size
         if len(self.held) <= HELD_MESSAGES and self.held_bytes <= HELD_BYTES:
             return True
         self.held.clear()
@@ -202,8 +209,29 @@ class _Tracker:
     def take(self, version: int) -> _Held | None:
         entry = self.held.pop(version, None)
         if entry is not None:
-            self.held_bytes -= len(entry.update)
+            self.held_bytes -= entry.size
         return entry
+
+
+def _listed(events: Sequence[JournalEvent]) -> list[dict[str, Any]]:
+    """Journal events as a message lists them (`e`; `_event` reads one back)."""
+    return [
+        {
+            "t": str(event.type),
+            "v": event.version,
+            "u": event.user,
+            "s": event.session,
+            "c": event.client_id,
+            "at": event.at,
+            "d": json.loads(dumps(event.data)),  # JSON whatever the data holds
+        }
+        for event in events
+    ]
+
+
+def _encoded_size(events: Sequence[JournalEvent]) -> int:
+    """The bytes `events` take in a message (what a held message's events weigh)."""
+    return len(json.dumps(_listed(events), separators=(",", ":")).encode())
 
 
 def _frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
@@ -433,7 +461,10 @@ class Fanout:
         )
         self._numbers = itertools.count(1)  # what this instance publishes, in order
         self._last_update: _Queued | None = None  # what `_events` adds a write's events to
-        self._heard: dict[str, int] = {}  # the last number heard from each other instance
+        self._beats = itertools.count(1)  # this instance's heartbeats (they skip the outbox)
+        self._senders = Senders()  # the last numbers heard from each other instance
+        self._stale_unlogged = 0  # messages dropped outside the window since the last warning
+        self._stale_next_log = 0.0
         self._supervisor: Supervisor | None = None  # set by `start`
         # awareness client ids other instances announced, per instance and draft
         self._remote_clients: dict[str, dict[str, set[int]]] = {}
@@ -506,26 +537,14 @@ class Fanout:
         the store with its version, never told twice. An update the outbox dropped at once
         takes its events with it. Only if the update is not the one just queued (never, as
         the room tells them) do they leave alone, as events of no version."""
-        listed = [
-            {
-                "t": str(event.type),
-                "v": event.version,
-                "u": event.user,
-                "s": event.session,
-                "c": event.client_id,
-                "at": event.at,
-                "d": json.loads(dumps(event.data)),  # JSON whatever the data holds
-            }
-            for event in events
-        ]
+        listed = _listed(events)
         channel = f"{PREFIX}:u:{room.draft_id}"
         last, self._last_update = self._last_update, None
         # A write's own events carry its version; bursts of text it closed, older ones.
         version = max(event.version for event in events)
         if last is not None and last.channel == channel and last.version == version:
             last.header["e"] = listed
-            message = self._signer.sign(channel, _frame(last.header, last.payload))
-            self.outbox.replace(last.number, message)
+            self.outbox.replace(last.number, _frame(last.header, last.payload))
             return
         header = {"i": self.instance, "e": listed}
         self._publish(channel, "events", header)
@@ -547,11 +566,10 @@ class Fanout:
         self, channel: str, kind: str, header: dict[str, Any], payload: bytes = b""
     ) -> int:
         """Queue a message, numbered: a copy of it (published again) is known by its number.
-        Returns the number."""
+        Returns the number. It is signed when it leaves (`_publish_loop`), with that time."""
         number = next(self._numbers)
         header["n"] = number
-        message = self._signer.sign(channel, _frame(header, payload))
-        self.outbox.put(number, channel, message, kind, kept=kind == "access")
+        self.outbox.put(number, channel, _frame(header, payload), kind, kept=kind == "access")
         return number
 
     async def _publish_loop(self) -> None:
@@ -562,21 +580,24 @@ class Fanout:
             entry = await self.outbox.first()
             _, channel, message, _ = entry
             try:
-                await self._redis.publish(channel, message)
+                await self._redis.publish(channel, self._signer.sign(channel, message, time.time()))
             except (aioredis.RedisError, OSError) as error:
                 logger.warning("publish failed channel=%s error=%s", channel, error)
                 await asyncio.sleep(PUBLISH_RETRY_SECONDS)
                 continue
             self.outbox.done(entry)
 
-    @functools.cached_property
     def _heartbeat_message(self) -> bytes:
-        return self._signer.sign(f"{PREFIX}:hb", self.instance.encode())
+        """Numbered on its own (`b`) and signed with its time: a replayed heartbeat keeps no
+        dead instance alive (server/cluster/replay.py)."""
+        channel = f"{PREFIX}:hb"
+        beat = _frame({"i": self.instance, "b": next(self._beats)})
+        return self._signer.sign(channel, beat, time.time())
 
     async def _heartbeat(self) -> None:
         while True:
             with contextlib.suppress(aioredis.RedisError, OSError):
-                await self._redis.publish(f"{PREFIX}:hb", self._heartbeat_message)
+                await self._redis.publish(f"{PREFIX}:hb", self._heartbeat_message())
             self._expire_instances()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
@@ -639,27 +660,31 @@ class Fanout:
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         raw_channel: bytes = message["channel"]
-        data = self._signer.verify(raw_channel, message["data"])
-        if data is None:  # checked before anything of it is read
+        verified = self._signer.verify(raw_channel, message["data"])
+        if verified is None:  # checked before anything of it is read
             self._refused(raw_channel)
             return
-        channel = raw_channel.decode()
-        if channel == f"{PREFIX}:hb":
-            try:
-                self._last_seen[data.decode()] = time.monotonic()
-            except UnicodeDecodeError as error:
-                raise _Unreadable("heartbeat is not text") from error
+        sent, data = verified
+        if not fresh(sent, time.time()):  # replayed, or a clock far off
+            self._stale(raw_channel, sent)
             return
+        channel = raw_channel.decode()
         header, payload = _unframe(data)
         instance = header["i"]
         if instance == self.instance:
             return
-        self._last_seen[instance] = time.monotonic()
-        number = header.get("n")
-        if isinstance(number, int):
-            if number <= self._heard.get(instance, 0):
-                return  # a copy, published again after its reply was lost
-            self._heard[instance] = number
+        now = time.monotonic()
+        if channel == f"{PREFIX}:hb":
+            if self._senders.first(instance, _field(header, "b", int), now, beat=True):
+                self._last_seen[instance] = now
+            else:
+                metrics.FANOUT_REPLAYED.inc()
+            return
+        # A copy: published again after its reply was lost, or replayed.
+        if not self._senders.first(instance, _field(header, "n", int), now):
+            metrics.FANOUT_REPLAYED.inc()
+            return
+        self._last_seen[instance] = now
         if channel.startswith(f"{PREFIX}:u:"):
             draft_id = channel.removeprefix(f"{PREFIX}:u:")
             if "v" not in header:  # events of no version
@@ -681,6 +706,27 @@ class Fanout:
             self._remote_awareness(channel.removeprefix(f"{PREFIX}:a:"), header["i"], payload)
         elif channel == f"{PREFIX}:access":
             self._remote_access(header)
+
+    def _stale(self, channel: bytes, sent: float) -> None:
+        """A signed message sent outside the window (server/cluster/replay.py): dropped,
+        counted, and told at most once every DROP_LOG_SECONDS with how far off it was, which
+        tells a replay (minutes, hours) from clocks out of sync (every message of an instance,
+        by about the same offset)."""
+        metrics.FANOUT_REPLAYED.inc()
+        self._stale_unlogged += 1
+        now = time.monotonic()
+        if now >= self._stale_next_log:
+            logger.warning(
+                "dropped %d signed fan-out messages sent more than %.0f s from this instance's "
+                "clock since the last warning (last on channel=%s, off by %.1f s): replayed, or "
+                "the instances' clocks disagree (NTP)",
+                self._stale_unlogged,
+                REPLAY_WINDOW_SECONDS,
+                channel.decode(errors="replace")[:200],
+                time.time() - sent,
+            )
+            self._stale_unlogged = 0
+            self._stale_next_log = now + DROP_LOG_SECONDS
 
     def _refused(self, channel: bytes) -> None:
         """A message without a valid signature: dropped unread, counted, and told at most
@@ -817,11 +863,11 @@ class Fanout:
         showing the dead instance's cursors for good), the failure is reported and that room is
         reloaded, its clients closed with 1011; the other rooms are still told."""
         now = time.monotonic()
+        self._senders.forget_silent(now)  # not with `_last_seen`: replays (replay.py)
         for instance, seen in list(self._last_seen.items()):
             if now - seen < INSTANCE_TIMEOUT_SECONDS:
                 continue
             del self._last_seen[instance]
-            self._heard.pop(instance, None)
             for draft_id, clients in self._remote_clients.pop(instance, {}).items():
                 room = self._rooms.get(draft_id)
                 if room is None or not clients:

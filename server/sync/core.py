@@ -51,12 +51,13 @@ from crdt.protocol import Awareness, Update, WriteAck, encode_message, update_fr
 from crdt.redundant import is_redundant
 from crdt.schema import Schema
 from crdt.semantics import Review, SemanticFields
+from crdt.statevector import entry_count
 from crdt.updates import first_client_id
 from server import faults, metrics
 from server.errors import CloseCode
 from server.sync.presence import Applied, AwarenessLimits, Presence
 from server.sync.replies import LARGE_REPLY_BYTES, SyncReplies
-from server.sync.statevector import FREE_ENTRIES, entry_count, normalize
+from server.sync.statevector import FREE_ENTRIES, normalize
 
 __all__ = [
     "EVERYONE",

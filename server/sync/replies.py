@@ -37,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from crdt.protocol import SyncStep1, SyncStep2, encode_message
-from server.sync.statevector import decode_state
+from crdt.statevector import decode_state
 
 __all__ = ["LARGE_REPLY_BYTES", "SyncReplies"]
 

@@ -27,10 +27,10 @@ bytes is undecodable for yrs too: `MalformedMessage` (closed with 4400, as befor
 
 from __future__ import annotations
 
-from crdt.errors import MalformedMessage
 from crdt.lib0 import write_var_uint
+from crdt.statevector import decode_bounded
 
-__all__ = ["FREE_ENTRIES", "UNKNOWN_CLIENTS_DECODED", "decode_state", "entry_count", "normalize"]
+__all__ = ["FREE_ENTRIES", "UNKNOWN_CLIENTS_DECODED", "normalize"]
 
 # An honest joiner's vector names the doc's clients and those of its own edits the server has
 # not seen (made offline, or sent and not yet applied): a handful. 64 is generous and keeps the
@@ -41,20 +41,6 @@ UNKNOWN_CLIENTS_DECODED = 64
 # read. Most drafts have fewer clients; a joiner of one with more pays one token of its burst.
 FREE_ENTRIES = 64
 
-_MAX_CLIENT = 1 << 64  # yrs reads a client id as a u64 (yrs writes the doc's ones so too)
-_MAX_CLOCK = 1 << 32  # yrs reads a clock as a u32: past it, its reading is its own
-
-
-class _Inexact(Exception):
-    """A number this decoder would not read as yrs does: leave the vector to yrs."""
-
-
-def decode_state(state: bytes) -> dict[int, int]:
-    """The doc's own state vector (`Doc.get_state()`, written by yrs: always exact)."""
-    entries = _decode(state, len(state))
-    assert entries is not None
-    return entries
-
 
 def normalize(state_vector: bytes, doc_state: dict[int, int]) -> bytes | None:
     """The canonical state vector that gets the same reply from the doc as `state_vector`:
@@ -62,7 +48,7 @@ def normalize(state_vector: bytes, doc_state: dict[int, int]) -> bytes | None:
     zero clocks dropped, encoded as lib0 writes a state vector. None if it is not decoded here
     (longer than the bound, or numbers yrs reads its own way): the caller uses the raw bytes.
     Raises `MalformedMessage` if it runs out of bytes (yrs refuses it too)."""
-    entries = _decode(state_vector, len(doc_state) + UNKNOWN_CLIENTS_DECODED)
+    entries = decode_bounded(state_vector, len(doc_state) + UNKNOWN_CLIENTS_DECODED)
     if entries is None:
         return None
     kept = []
@@ -77,65 +63,3 @@ def normalize(state_vector: bytes, doc_state: dict[int, int]) -> bytes | None:
         write_var_uint(out, client)
         write_var_uint(out, clock)
     return bytes(out)
-
-
-def entry_count(state_vector: bytes) -> int:
-    """How many entries `state_vector` says it holds (read in O(1): what decoding it costs).
-    Raises `MalformedMessage` if there is no count (yrs refuses it too)."""
-    count, _ = _read(state_vector, 0)
-    if count is None:
-        raise MalformedMessage("undecodable state vector: no entry count")
-    return count
-
-
-def _decode(data: bytes, max_entries: int) -> dict[int, int] | None:
-    """{client: clock}, the last entry for a client winning (yrs fills a map the same way);
-    None past `max_entries` entries or for a number read inexactly. One pass over the bytes
-    (~3x faster than a call per number)."""
-    try:
-        count, pos = _read(data, 0)
-    except _Inexact:
-        return None
-    if count is None:
-        raise MalformedMessage("undecodable state vector: no entry count")
-    if count > max_entries:
-        return None
-    need = 2 * count
-    numbers: list[int] = []
-    append = numbers.append
-    value = shift = 0
-    for byte in data[pos : pos + 10 * need]:  # a number takes at most 10 bytes here
-        if byte < 0x80:
-            append(value | byte << shift)
-            if len(numbers) == need:
-                break
-            value = shift = 0
-        else:
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if shift == 70:  # an 11th byte: past a u64
-                return None
-    if len(numbers) < need:  # the bytes ended first (the slice holds 10 bytes a number)
-        raise MalformedMessage("undecodable state vector: truncated")
-    clients, clocks = numbers[0::2], numbers[1::2]
-    if count and (max(clients) >= _MAX_CLIENT or max(clocks) >= _MAX_CLOCK):
-        return None
-    return dict(zip(clients, clocks, strict=True))
-
-
-def _read(data: bytes, pos: int) -> tuple[int | None, int]:
-    """A varUint at `pos` and the position after it; None if the bytes end first. Raises
-    `_Inexact` past 10 bytes (past a u64: yrs' reading of it is its own)."""
-    value = 0
-    shift = 0
-    end = min(len(data), pos + 10)
-    while pos < end:
-        byte = data[pos]
-        pos += 1
-        if byte < 0x80:
-            return value | byte << shift, pos
-        value |= (byte & 0x7F) << shift
-        shift += 7
-    if pos < len(data):
-        raise _Inexact
-    return None, pos

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -493,8 +494,8 @@ async def test_rule_outcomes_reach_hocuspocus_clients_of_every_instance(
         ]
         publisher = aioredis.from_url(redis_server.url)
         try:
-            for header in garbage:  # signed: read, and found unreadable
-                message = json.dumps({"i": "a-test", **header}).encode() + b"\n"
+            for number, header in enumerate(garbage, start=1):  # signed: read, unreadable
+                message = json.dumps({"i": "a-test", "n": number, **header}).encode() + b"\n"
                 channel = f"{PREFIX}:u:{draft}"
                 await publisher.publish(channel, signed(channel, message))
         finally:
@@ -1022,6 +1023,117 @@ async def test_a_forged_message_naming_the_next_version_reaches_no_client(
         await asyncio.gather(on_a.close(), on_b.close())
 
 
+async def _capture(pubsub: Any, wanted: Any, *, limit: int = 200) -> bytes:
+    """The first message on `pubsub` whose signed bytes `wanted` accepts, as published (tag
+    and all): what anything listening on Redis can keep and PUBLISH again."""
+    async with asyncio.timeout(15):
+        for _ in range(limit):
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is not None and wanted(message["channel"], message["data"]):
+                return bytes(message["data"])
+    raise AssertionError("no such message was published")
+
+
+async def test_a_replayed_signed_message_of_a_gone_instance_changes_nothing(
+    pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
+) -> None:
+    """Something listening on Redis keeps three of A's messages, validly signed: a heartbeat,
+    alice's awareness, and "bob lost his role" (bob's access was then given back). A dies:
+    its heartbeat, published again and again, must not keep it alive on B (alice's cursor
+    goes after INSTANCE_TIMEOUT_SECONDS, as without it). Once B has forgotten A, the other two
+    are published again, byte for byte. Neither may act: bob's connection on B stays open and
+    writable (a replayed revocation closed it 4403), and alice's cursor stays gone."""
+    a, b = pair
+    access, presence = f"{PREFIX}:access", f"{PREFIX}:a:"
+    listener = aioredis.from_url(redis_server.url)
+    pubsub = listener.pubsub()
+    on_a = bob = None
+    try:
+        async with as_user(a, "alice") as alice:
+            draft = (await create_draft(alice, title="one"))["id"]
+            await pubsub.subscribe(access, f"{presence}{draft}", f"{PREFIX}:hb")
+            for role in ("editor", "none", "editor"):
+                shared = await alice.put(
+                    f"/api/drafts/{draft}/access", json={"user": "bob", "role": role}
+                )
+                assert shared.status_code == 200, shared.text
+        revocation = await _capture(
+            pubsub, lambda ch, data: ch == access.encode() and b'"r":null' in unsigned(data)
+        )
+        on_a = await NodeClient.start(a.ws_url, draft, a.token("alice"))
+        bob = await NodeClient.start(b.ws_url, draft, b.token("bob"))
+        await asyncio.gather(on_a.call("wait_synced"), bob.call("wait_synced"))
+        await on_a.call("awareness_set", field="user", value={"name": "alice"})
+        cursor = await _capture(
+            pubsub, lambda ch, data: ch.startswith(presence.encode()) and b"alice" in data
+        )
+        found = re.search(r"fan-out on instance=(\w+)", a.log())
+        assert found is not None, a.log()
+        a_id = found.group(1).encode()
+        heartbeat = await _capture(pubsub, lambda ch, data: ch.endswith(b":hb") and a_id in data)
+
+        async def bob_sees_alice() -> bool:
+            assert bob is not None
+            states = await bob.call("awareness_states")
+            return any(state.get("user") == {"name": "alice"} for _, state in states)
+
+        async def alice_gone() -> bool:
+            return not await bob_sees_alice()
+
+        async def beat_again() -> None:  # A's heartbeat, replayed, bounded
+            for _ in range(80):
+                await replayer.publish(f"{PREFIX}:hb", heartbeat)
+                await asyncio.sleep(0.25)
+
+        await eventually(bob_sees_alice, timeout=10)
+        a.kill()
+        replayer = aioredis.from_url(redis_server.url)
+        beating = asyncio.create_task(beat_again())
+        try:
+            await eventually(alice_gone, timeout=15)  # B forgot A: its real heartbeats stopped
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+            await replayer.aclose()
+
+        before = await unsigned_count(b)
+        publisher = aioredis.from_url(redis_server.url)
+        try:
+            assert await publisher.publish(access, revocation) == 2  # B and the listener
+            assert await publisher.publish(f"{presence}{draft}", cursor) == 2
+            # Published after the replays, on B's one subscription: once B counts it, B has
+            # handled them.
+            assert await publisher.publish(access, b"not signed") == 2
+        finally:
+            await publisher.aclose()
+
+        async def handled() -> bool:
+            return await unsigned_count(b) == before + 1
+
+        await eventually(handled, timeout=10)
+        assert not [e for e in bob.events if e["event"] in ("close", "closed", "error")]
+        assert not await bob_sees_alice()
+        assert await replayed_count(b) >= 2
+        await bob.call("insert", field="title", index=3, text=" two")
+        async with await NodeClient.start(b.ws_url, draft, b.token("alice")) as fresh:
+            await fresh.call("wait_synced")
+            await eventually(lambda: _text_is(fresh, "one two"), timeout=10)
+    finally:
+        await pubsub.aclose()
+        await listener.aclose()
+        await asyncio.gather(*(c.close() for c in (on_a, bob) if c is not None))
+
+
+async def replayed_count(server: ServerProcess) -> float:
+    """Fan-out messages the server dropped as replays (signed, but stale or seen)."""
+    for family in text_string_to_metric_families(await scrape(server)):
+        for sample in family.samples:
+            if sample.name == "draftsync_fanout_replayed_total":
+                return sample.value
+    return 0.0
+
+
 async def test_instances_with_different_secrets_do_not_hear_each_other(
     tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
 ) -> None:
@@ -1110,7 +1222,7 @@ async def test_updates_of_another_instance_arriving_out_of_order_are_applied_in_
 
                 await eventually(captured, timeout=10)
             # As if two instances had stored them: one instance's messages keep their order
-            # (one task publishes them, numbered: `Fanout._heard`), two instances' may not.
+            # (one task publishes them, numbered: `Fanout._senders`), two instances' may not.
             publisher = aioredis.from_url(redis_server.url)
             try:
                 for k, chunk in reversed(list(enumerate(proxy.captured))):

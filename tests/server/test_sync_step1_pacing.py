@@ -23,17 +23,13 @@ from pycrdt import Doc, Text
 
 from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
 from crdt.schema import DEFAULT_SCHEMA
+from crdt.statevector import decode_state
 from server.auth import TokenSigner
 from server.sync.core import RoomCore
 from server.sync.registry import EMPTY_STATE_VECTOR
 from server.sync.replies import LARGE_REPLY_BYTES
 from server.sync.room import Room
-from server.sync.statevector import (
-    FREE_ENTRIES,
-    UNKNOWN_CLIENTS_DECODED,
-    decode_state,
-    normalize,
-)
+from server.sync.statevector import FREE_ENTRIES, UNKNOWN_CLIENTS_DECODED, normalize
 from server.sync.step2budget import BURST, REFILL_SECONDS
 from tests.support.in_process_server import (
     InProcessServer,

@@ -69,6 +69,7 @@ from server.sync.journal import JournalCloser, RoomJournal
 from server.sync.limits import check_run
 from server.sync.pacing import AwarenessPacer
 from server.sync.presence import AwarenessLimits, Presence
+from server.sync.querypacing import QueryPacer
 from server.sync.replies import SyncReplies
 from server.sync.step2budget import Step2Budget
 
@@ -147,6 +148,8 @@ class Room:
         self._pacers: dict[Connection, AwarenessPacer] = {}  # who sent awareness, while here
         # Who caused a sync step 2 encode, while here: paced (server/sync/step2budget.py).
         self._budgets: dict[Connection, Step2Budget] = {}
+        # Who asked for the awareness table, while here: paced (server/sync/querypacing.py).
+        self._queries: dict[Connection, QueryPacer] = {}
         self._answering: set[asyncio.Task[None]] = set()  # replies answered later, under way
         self.gate = Gate(release_on_accept=durability is Durability.RELAXED)
         self._pipeline = pipeline
@@ -244,6 +247,9 @@ class Room:
         for budget in self._budgets.values():
             budget.cancel()
         self._budgets.clear()
+        for queries in self._queries.values():
+            queries.cancel()
+        self._queries.clear()
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -281,6 +287,9 @@ class Room:
         budget = self._budgets.pop(conn, None)
         if budget is not None:
             budget.cancel()
+        queries = self._queries.pop(conn, None)
+        if queries is not None:
+            queries.cancel()
         gone = self.core.leave(conn)
         if gone is not None:
             self._relay_awareness(conn, gone)
@@ -597,7 +606,17 @@ class Room:
             listener(self, update)
 
     async def _on_query_awareness(self, conn: Connection, message: QueryAwareness) -> None:
-        self._carry_out(conn, self.core.query_awareness())
+        """Answer with the whole table, paced: at most one answer an interval, the queries
+        between coalesced into one (server/sync/querypacing.py)."""
+        queries = self._queries.get(conn)
+        if queries is None:
+            answer = functools.partial(self._answer_query, conn)
+            queries = self._queries[conn] = QueryPacer(answer)
+        queries.ask()
+
+    def _answer_query(self, conn: Connection) -> None:
+        if conn in self.connections and conn.is_open:
+            self._carry_out(conn, self.core.query_awareness())
 
     async def _on_write_ack(self, conn: Connection, message: WriteAck) -> None:
         # "Everything you sent before this is on disk": wait for all this room accepted.

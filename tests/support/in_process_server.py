@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -40,10 +41,11 @@ class InProcessServer:
 
 
 @contextlib.asynccontextmanager
-async def serving_in_process(data_dir: Path) -> AsyncIterator[InProcessServer]:
+async def serving_in_process(data_dir: Path, **overrides: Any) -> AsyncIterator[InProcessServer]:
     """The app `draftsync serve` builds (SQLite store, a short room grace), on a free port,
-    with draftsync's WebSocket protocol; stopped on the way out."""
-    settings = Settings(data_dir=data_dir, secret=SECRET, room_grace_seconds=0.1)
+    with draftsync's WebSocket protocol; stopped on the way out. `overrides` are `Settings`
+    fields (what serve's flags set)."""
+    settings = Settings(data_dir=data_dir, secret=SECRET, room_grace_seconds=0.1, **overrides)
     app = create_app(settings)
     port = free_port()
     config = uvicorn.Config(

@@ -168,8 +168,9 @@ class Room:
         # Called after each commit with the records of this room it stored, in version order
         # (summaries, the change feed, the fan-out): once a commit, not once a record.
         self.commit_listeners: list[Callable[[Room, Sequence[UpdateRecord]], None]] = []
-        # Called with each awareness update this instance's clients cause (Redis fan-out).
-        self.awareness_listeners: list[Callable[[Room, bytes], None]] = []
+        # Called with each awareness update this instance's clients cause (Redis fan-out),
+        # and whether it tells of a connection that left (its ids removed: nothing renews it).
+        self.awareness_listeners: list[Callable[[Room, bytes, bool], None]] = []
         # Called with the journal events of each commit that has some, after this instance's
         # connections were told (Redis fan-out: other instances' connections are told too).
         self.event_listeners: list[Callable[[Room, Sequence[JournalEvent]], None]] = []
@@ -330,7 +331,7 @@ class Room:
             queries.cancel()
         gone = self.core.leave(conn)
         if gone is not None:
-            self._relay_awareness(conn, gone)
+            self._relay_awareness(conn, gone, departed=True)
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -640,10 +641,10 @@ class Room:
             pacer = self._pacers[conn] = AwarenessPacer(rate, relay)
         pacer.push(applied.entries)
 
-    def _relay_awareness(self, conn: Connection, update: bytes) -> None:
+    def _relay_awareness(self, conn: Connection, update: bytes, *, departed: bool = False) -> None:
         self._send(conn, self.core.awareness(update))
         for listener in self.awareness_listeners:
-            listener(self, update)
+            listener(self, update, departed)
 
     async def _on_query_awareness(self, conn: Connection, message: QueryAwareness) -> None:
         """Answer with the whole table, paced: at most one answer an interval, the queries

@@ -26,10 +26,12 @@ from typing import Any
 
 import pytest
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Doc, Text
 
+from bench.services import PostgresCluster, RedisServer
 from crdt.awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
-from crdt.protocol import Awareness, Update, encode_message
+from crdt.protocol import Awareness, Update, WriteAck, encode_message
 from server.auth import TokenSigner
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.in_process_server import (
@@ -39,8 +41,9 @@ from tests.support.in_process_server import (
     until,
 )
 from tests.support.node_client import NodeClient
-from tests.support.raw_client import RawClient
-from tests.support.server_process import SECRET
+from tests.support.raw_client import RawClient, connect_raw
+from tests.support.rest import scrape
+from tests.support.server_process import SECRET, ServerProcess
 
 TIMEOUT = 15  # under the keepalive's 20 s ping interval: a removal must not wait for it
 LEAVER = 4242  # the frame-level leaver's awareness client id
@@ -251,3 +254,83 @@ async def test_a_hocuspocus_provider_killed_is_removed_for_a_y_websocket_peer(
         await _eventually(b_sees_hp_gone)
     finally:
         await asyncio.gather(b.close(), hp.close())
+
+
+# -- several instances: a departure crosses the fan-out even when Redis was away ---------------
+
+OUTBOX_MESSAGES = 20  # instance A's fan-out outbox bound (`--fanout-outbox-messages`)
+
+
+async def _outbox(server: ServerProcess) -> dict[str, float]:
+    figures = {"dropped": 0.0}
+    for family in text_string_to_metric_families(await scrape(server)):
+        for sample in family.samples:
+            if sample.name == "draftsync_fanout_dropped_total":
+                figures["dropped"] += sample.value
+            elif sample.name == "draftsync_fanout_outbox":
+                figures["outbox"] = sample.value
+    return figures
+
+
+async def test_a_departure_queued_while_redis_is_away_outlives_the_outbox_bound(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """The leaver goes while Redis is away, then its instance's outbox overflows with edits
+    (the oldest dropped: the other instances read those from the store). Dropped, the
+    departure left the leaver's cursor on the other instance for as long as its own lived: at
+    its peers until they timed it out, and in every joiner's table. It is dropped last."""
+    flags = ["--store", postgres.new_database(), "--redis", redis_server.url]
+    bound = ["--fanout-outbox-messages", str(OUTBOX_MESSAGES)]
+    a = ServerProcess(tmp_path / "a", *flags, *bound).start()
+    b = ServerProcess(tmp_path / "b", *flags).start()
+    draft = f"dep-{uuid.uuid4().hex[:8]}"
+    token = a.token("alice")
+    writer = await synced_client(a.ws_url, draft, token)
+    leaver = await synced_client(a.ws_url, draft, token)
+    peer = await NodeClient.start(b.ws_url, draft, token, name="B")
+    try:
+        await peer.call("wait_synced")
+        await leaver.send(_frame((LEAVER, 1, {"cursor": 1})))
+
+        async def peer_sees_it() -> bool:
+            return (await _states(peer)).get(LEAVER) == {"cursor": 1}
+
+        await _eventually(peer_sees_it)
+        redis_server.stop()
+        try:
+            await leaver.close()
+
+            async def departure_queued() -> bool:
+                return (await _outbox(a)).get("outbox", 0) >= 1
+
+            await _eventually(departure_queued)
+            doc: Doc = Doc()
+            title = doc.get("title", type=Text)
+            for n in range(OUTBOX_MESSAGES + 5):  # one commit each: a message each
+                before = doc.get_state()
+                title.insert(len(title), f"{n % 10}")
+                await writer.send(encode_message(Update(doc.get_update(before))))
+                mark = f"{n}".encode()
+                await writer.send(encode_message(WriteAck(mark)))
+                await writer.next_message(WriteAck, where=lambda m, k=mark: m.payload == k)
+            assert (await _outbox(a))["dropped"] > 0  # edits were dropped, oldest first
+        finally:
+            redis_server.start()
+
+        async def drained() -> bool:
+            return (await _outbox(a)).get("outbox") == 0
+
+        await _eventually(drained)
+
+        async def peer_sees_it_gone() -> bool:
+            return LEAVER not in await _states(peer)
+
+        await _eventually(peer_sees_it_gone)  # before its 30 s time-out
+        joiner = await connect_raw(b.ws_url, draft, token)
+        await joiner.next_message(Awareness, timeout=TIMEOUT)  # the peer's state, at least
+        assert not _seen(joiner, LEAVER)
+        await joiner.close()
+    finally:
+        await asyncio.gather(writer.close(), leaver.close(), peer.close())
+        a.stop()
+        b.stop()

@@ -131,6 +131,9 @@ the updates are big (pastes, images inlined), and stays small beside the rooms' 
 
 DROP_LOG_SECONDS = 10.0  # at most one warning about dropped messages this often
 
+# Kinds of messages the outbox drops last (`Outbox`): nothing would ever repair their loss.
+_KEPT = frozenset({"access", "departure"})
+
 HELD_MESSAGES = 1_000
 """Updates of other instances a room holds at most past a gap (`_Tracker.held`). Redis
 reorders messages of two publishing instances by milliseconds: a handful is held, then applied
@@ -327,8 +330,9 @@ class Outbox:
 
     Updates and journal events are the bulk, and dropping them is safe: the other instances
     read every version from the store (gap fill, catch-up loop), and the journal keeps what
-    rules did. Awareness is renewed by its clients. Access changes and deletions (`kept`) are
-    not caught up anywhere, and they are rare and small: they are dropped only when no other
+    rules did. Awareness is renewed by its clients, except a departure (a connection's ids
+    removed). Departures, access changes and deletions (`kept`) are not caught up anywhere,
+    and they are small (a departure, a few bytes an id): they are dropped only when no other
     message is left to drop. The two kinds wait in two deques; the one with the lower number
     leaves first, so what is published keeps the order it was queued in.
 
@@ -549,9 +553,13 @@ class Fanout:
         header = {"i": self.instance, "e": listed}
         self._publish(channel, "events", header)
 
-    def _awareness(self, room: Room, payload: bytes) -> None:
+    def _awareness(self, room: Room, payload: bytes, departed: bool) -> None:
+        """A departure (a connection's ids removed) is kept in the outbox as an access change
+        is: nothing renews it, and the other instances would hold the ids (and hand them to
+        every joiner) for as long as this instance lives."""
         header = {"i": self.instance}
-        self._publish(f"{PREFIX}:a:{room.draft_id}", "awareness", header, payload)
+        channel = f"{PREFIX}:a:{room.draft_id}"
+        self._publish(channel, "departure" if departed else "awareness", header, payload)
 
     def access_changed(self, draft_id: str, user: str, role: Role | None) -> None:
         """Tell the other instances (this one applied it already)."""
@@ -569,7 +577,7 @@ class Fanout:
         Returns the number. It is signed when it leaves (`_publish_loop`), with that time."""
         number = next(self._numbers)
         header["n"] = number
-        self.outbox.put(number, channel, _frame(header, payload), kind, kept=kind == "access")
+        self.outbox.put(number, channel, _frame(header, payload), kind, kept=kind in _KEPT)
         return number
 
     async def _publish_loop(self) -> None:

@@ -137,6 +137,11 @@ class Connection:
         # `write_lazily`: how to start the writer when it is first needed, and that writer.
         self._spawn: _Spawn | None = None
         self._writer: asyncio.Task[None] | None = None
+        # Told once when a close is asked (its room, while the connection is in one): the
+        # socket may linger long after (a client that stopped reading, closed 4408, gets no
+        # close frame through and is dropped only by the keepalive, 20 s ping + 20 s), and
+        # what the connection shows others (its cursors) must not (server/sync/room.py).
+        self.on_close: Callable[[Connection], None] | None = None
 
     @property
     def is_open(self) -> bool:
@@ -254,6 +259,8 @@ class Connection:
             self._queue.clear()
             self._queued_bytes = 0
         self._wake()
+        if self.on_close is not None:
+            self.on_close(self)
 
     async def run_writer(self) -> None:
         """Drain the queue until a close is requested (or the socket goes away). A send that

@@ -69,6 +69,7 @@ from server.sync.journal import JournalCloser, RoomJournal
 from server.sync.limits import check_run
 from server.sync.pacing import AwarenessPacer
 from server.sync.presence import AwarenessLimits, Presence
+from server.sync.querypacing import QueryPacer
 from server.sync.replies import SyncReplies
 from server.sync.step2budget import Step2Budget
 
@@ -147,6 +148,12 @@ class Room:
         self._pacers: dict[Connection, AwarenessPacer] = {}  # who sent awareness, while here
         # Who caused a sync step 2 encode, while here: paced (server/sync/step2budget.py).
         self._budgets: dict[Connection, Step2Budget] = {}
+        # Who asked for the awareness table, while here: paced (server/sync/querypacing.py).
+        self._queries: dict[Connection, QueryPacer] = {}
+        # Connections closed while still here (their sockets not done yet): their awareness is
+        # released on the loop's next turn, together (`_release_closed`).
+        self._closed: list[Connection] = []
+        self._releasing: asyncio.Handle | None = None
         self._answering: set[asyncio.Task[None]] = set()  # replies answered later, under way
         self.gate = Gate(release_on_accept=durability is Durability.RELAXED)
         self._pipeline = pipeline
@@ -161,8 +168,9 @@ class Room:
         # Called after each commit with the records of this room it stored, in version order
         # (summaries, the change feed, the fan-out): once a commit, not once a record.
         self.commit_listeners: list[Callable[[Room, Sequence[UpdateRecord]], None]] = []
-        # Called with each awareness update this instance's clients cause (Redis fan-out).
-        self.awareness_listeners: list[Callable[[Room, bytes], None]] = []
+        # Called with each awareness update this instance's clients cause (Redis fan-out),
+        # and whether it tells of a connection that left (its ids removed: nothing renews it).
+        self.awareness_listeners: list[Callable[[Room, bytes, bool], None]] = []
         # Called with the journal events of each commit that has some, after this instance's
         # connections were told (Redis fan-out: other instances' connections are told too).
         self.event_listeners: list[Callable[[Room, Sequence[JournalEvent]], None]] = []
@@ -244,6 +252,13 @@ class Room:
         for budget in self._budgets.values():
             budget.cancel()
         self._budgets.clear()
+        for queries in self._queries.values():
+            queries.cancel()
+        self._queries.clear()
+        if self._releasing is not None:
+            self._releasing.cancel()
+            self._releasing = None
+        self._closed.clear()
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -267,6 +282,7 @@ class Room:
 
     def add(self, conn: Connection) -> None:
         self.connections.add(conn)
+        conn.on_close = self._on_closed
         if faults.ARMED:
             faults.trip("room-add")
         # A Hocuspocus client gets our step 1 in reply to its own.
@@ -275,15 +291,47 @@ class Room:
 
     def remove(self, conn: Connection) -> None:
         self.connections.discard(conn)
-        pacer = self._pacers.pop(conn, None)
-        if pacer is not None:
-            pacer.cancel()
+        conn.on_close = None  # a gone connection holds no way back to its room
         budget = self._budgets.pop(conn, None)
         if budget is not None:
             budget.cancel()
+        self._release_awareness(conn)
+
+    def _on_closed(self, conn: Connection) -> None:
+        """`conn` was closed (by us: bad input, too slow, revoked, expired; or its reader
+        ended) while still here: its cursors leave now, not when its socket is done, which
+        for a client that stopped reading (4408: the close frame cannot go out either) takes
+        the keepalive's 20 s ping and 20 s timeout, all the while showing them to everyone
+        and to every joiner (peers time a state out after 30 s). Released on the
+        loop's next turn, for all the connections closed meanwhile: when a room closes them
+        all (shutdown, a draft deleted, a reload) nobody open is left to tell by then, where
+        telling each removal at once would send n² frames."""
+        if conn not in self.connections:
+            return
+        self._closed.append(conn)
+        if self._releasing is None:
+            self._releasing = asyncio.get_running_loop().call_soon(self._release_closed)
+
+    def _release_closed(self) -> None:
+        self._releasing = None
+        closed, self._closed = self._closed, []
+        for conn in closed:
+            if conn in self.connections:
+                self._release_awareness(conn)
+
+    def _release_awareness(self, conn: Connection) -> None:
+        """`conn` closed or left: nothing of its awareness waits any more (what its pacer
+        held is superseded by the removal, which names every id it owns at a clock past the
+        last it sent), and the others are told its ids are gone. Idempotent."""
+        pacer = self._pacers.pop(conn, None)
+        if pacer is not None:
+            pacer.cancel()
+        queries = self._queries.pop(conn, None)
+        if queries is not None:
+            queries.cancel()
         gone = self.core.leave(conn)
         if gone is not None:
-            self._relay_awareness(conn, gone)
+            self._relay_awareness(conn, gone, departed=True)
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -574,6 +622,8 @@ class Room:
         """Keep what `conn` may change of awareness (its own ids, server/sync/presence.py) and relay
         it, paced (server/sync/pacing.py). Entries for others' ids are dropped: stock clients echo
         every state they hear, so they are no sign of malice."""
+        if not conn.is_open:
+            return  # closed: its awareness was released, and may not come back meanwhile
         applied = self.core.apply_awareness(conn, message.update)
         if applied.dropped:
             logger.debug(
@@ -591,13 +641,25 @@ class Room:
             pacer = self._pacers[conn] = AwarenessPacer(rate, relay)
         pacer.push(applied.entries)
 
-    def _relay_awareness(self, conn: Connection, update: bytes) -> None:
+    def _relay_awareness(self, conn: Connection, update: bytes, *, departed: bool = False) -> None:
         self._send(conn, self.core.awareness(update))
         for listener in self.awareness_listeners:
-            listener(self, update)
+            listener(self, update, departed)
 
     async def _on_query_awareness(self, conn: Connection, message: QueryAwareness) -> None:
-        self._carry_out(conn, self.core.query_awareness())
+        """Answer with the whole table, paced: at most one answer an interval, the queries
+        between coalesced into one (server/sync/querypacing.py)."""
+        if not conn.is_open:
+            return
+        queries = self._queries.get(conn)
+        if queries is None:
+            answer = functools.partial(self._answer_query, conn)
+            queries = self._queries[conn] = QueryPacer(answer)
+        queries.ask()
+
+    def _answer_query(self, conn: Connection) -> None:
+        if conn in self.connections and conn.is_open:
+            self._carry_out(conn, self.core.query_awareness())
 
     async def _on_write_ack(self, conn: Connection, message: WriteAck) -> None:
         # "Everything you sent before this is on disk": wait for all this room accepted.

@@ -136,6 +136,8 @@ __all__ = [
     "MAX_STATELESS_BYTES",
     "PING_SECONDS",
     "RESET_CONNECTION",
+    "RETRY_FIRST_SECONDS",
+    "RETRY_MAX_SECONDS",
     "TOLD_EVENTS",
     "HocuspocusConnection",
     "HocuspocusSocket",

@@ -28,12 +28,18 @@ own process (tests/support/in_process_server.py) and needs a slow piece of work 
 without timing it: `hold("rebuild")` returns the event that lets them go. Point: `rebuild` (a
 worker thread that rebuilt a past version for REST, once its answer is made: server/http/
 history.py). Call sites read `if faults.HELD: faults.pause("rebuild")`.
+
+A server in a subprocess (tests/support/server_process.py) cannot be reached by `hold`: naming
+a hold point in DRAFTSYNC_FAULTS (`rebuild`, `rebuild:2`) holds the first threads that reach it
+(one by default; later ones pass), and SIGUSR1 lets every held thread go, as `release` does. So
+a browser test can keep one request's rebuild slot taken, see its page refused, then let go.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 
 __all__ = [
@@ -91,8 +97,12 @@ def arm(spec: str) -> None:
     for part in filter(None, (p.strip() for p in spec.split(","))):
         point, _, counts = part.partition(":")
         times, _, passes = counts.partition(":")
+        if point in HOLD_POINTS:
+            _hold_first(point, int(times) if times else 1)
+            continue
         if point not in POINTS:
-            raise ValueError(f"unknown fault point {point!r}: one of {sorted(POINTS)}")
+            known = sorted(POINTS | HOLD_POINTS)
+            raise ValueError(f"unknown fault point {point!r}: one of {known}")
         ARMED[point] = int(times) if times else 1
         if passes:
             _PASSES[point] = int(passes)
@@ -114,14 +124,14 @@ def trip(point: str) -> None:
         raise InjectedFault(f"injected fault at {point}")
 
 
-arm(os.environ.get("DRAFTSYNC_FAULTS", ""))
-
-
 HELD: dict[str, threading.Event] = {}
 """Hold point -> the event its threads wait for. Empty unless a test calls `hold`."""
 
 _paused: dict[str, int] = {}
 _paused_lock = threading.Lock()
+
+_HOLDS_LEFT: dict[str, int] = {}
+"""Hold point armed from DRAFTSYNC_FAULTS -> threads it still holds (absent: `hold`'s, all)."""
 
 
 def hold(point: str) -> threading.Event:
@@ -131,6 +141,7 @@ def hold(point: str) -> threading.Event:
         raise ValueError(f"unknown hold point {point!r}: one of {sorted(HOLD_POINTS)}")
     event = threading.Event()
     HELD[point] = event
+    _HOLDS_LEFT.pop(point, None)  # every thread waits, as `hold` says
     return event
 
 
@@ -152,9 +163,33 @@ def pause(point: str) -> None:
     if event is None:
         return
     with _paused_lock:
+        left = _HOLDS_LEFT.get(point)
+        if left is not None:  # armed from the environment: only the first threads wait
+            if left <= 0:
+                return
+            _HOLDS_LEFT[point] = left - 1
         _paused[point] = _paused.get(point, 0) + 1
     try:
         event.wait(HOLD_SECONDS)
     finally:
         with _paused_lock:
             _paused[point] -= 1
+
+
+def _hold_first(point: str, times: int) -> None:
+    """Hold the first `times` threads that reach `point` until the process gets SIGUSR1 (a
+    test's `os.kill`: a subprocess server has no other way in). Called at import, on the main
+    thread, which is where Python runs signal handlers."""
+    _HOLDS_LEFT[point] = times
+    HELD[point] = threading.Event()
+    signal.signal(signal.SIGUSR1, _release_all)
+    logger.warning("hold point armed: %s (the first %d; SIGUSR1 lets go)", point, times)
+
+
+def _release_all(signum: int, frame: object) -> None:
+    # no logging here: a signal handler may interrupt a thread that holds the logging lock
+    for point in list(HELD):
+        release(point)
+
+
+arm(os.environ.get("DRAFTSYNC_FAULTS", ""))

@@ -62,7 +62,8 @@ class AuthFailures:
         if now - self._warned_at >= WARN_EVERY_SECONDS:
             logger.warning(
                 "sign-ins refused address=%s: over %g failed sign-ins a second from it "
-                "(--address-auth-failures-per-second); %d refused since the last warning",
+                "(--address-auth-failures-per-second; a proxy's address: set "
+                "FORWARDED_ALLOW_IPS to it); %d refused since the last warning",
                 address,
                 self.buckets.rate,
                 self._refused_unwarned,

@@ -503,6 +503,27 @@ def _add_admission_arguments(serve: argparse.ArgumentParser) -> None:
         help="... and at once after a quiet spell (the token bucket's size) (%(default)s)",
     )
     group.add_argument(
+        "--address-auth-failures-per-second",
+        type=positive_float,
+        default=_DEFAULT.address_auth_failures_per_second,
+        metavar="RATE",
+        help="failed sign-ins (a token that does not verify or has expired, or none where one "
+        "is required) one client address may make a second on average, over both WebSocket "
+        "endpoints and REST; more: every sign-in from it, good tokens too, is refused with 1013 "
+        '"too many failed sign-ins from this address, retry in N s" (REST: 429 with '
+        "Retry-After) until one is back. The address is the TCP peer's, or the one a proxy "
+        "at an address in $FORWARDED_ALLOW_IPS (default 127.0.0.1,::1) puts in "
+        "X-Forwarded-For: set it to your proxy's address, or every client shares the proxy's "
+        "(%(default)s)",
+    )
+    group.add_argument(
+        "--address-auth-failure-burst",
+        type=positive_int,
+        default=_DEFAULT.address_auth_failure_burst,
+        metavar="N",
+        help="... and at once after a quiet spell (the token bucket's size) (%(default)s)",
+    )
+    group.add_argument(
         "--max-requests",
         type=positive_int,
         default=_DEFAULT.max_requests,
@@ -578,6 +599,8 @@ def _admission_from(args: argparse.Namespace, sockets: int) -> dict[str, int | f
         "max_connections_per_draft": args.max_connections_per_draft,
         "user_connects_per_second": args.user_connects_per_second,
         "user_connect_burst": args.user_connect_burst,
+        "address_auth_failures_per_second": args.address_auth_failures_per_second,
+        "address_auth_failure_burst": args.address_auth_failure_burst,
         "max_requests": within("--max-requests", args.max_requests, sockets // 8),
         "user_requests_per_second": args.user_requests_per_second,
         "user_request_burst": args.user_request_burst,

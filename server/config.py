@@ -100,8 +100,8 @@ class Settings:
     # Admission (server/admission/, README "Limits and admission"): WebSocket sockets per server
     # and those not yet authenticated; connections (a draft open on a socket) per user and per
     # draft (over any: 1013); drafts a user opens on sockets a second (a token bucket: 1013,
-    # server/admission/connects.py); REST requests under way (503) and per user a second (429);
-    # drafts a user may own (403).
+    # server/admission/connects.py); failed sign-ins per client address (1013 / 429); REST
+    # requests under way (503) and per user a second (429); drafts a user may own (403).
     max_connections: int = 10_000
     max_unauthenticated: int = 512
     max_connections_per_user: int = 500
@@ -112,6 +112,16 @@ class Settings:
     # 2.5 s, Hocuspocus from 1 s to 30 s), so it is admitted again within seconds.
     user_connects_per_second: float = 10.0
     user_connect_burst: int = 100
+    # Failed sign-ins per client address (server/admission/authfailures.py, a token bucket): a
+    # token that does not verify or has expired, or none where one is required, spends one;
+    # an address with none left is refused before its token is read (1013 / 429). 60 at once:
+    # an office behind one NAT whose tabs all hold an expired token, or a page's first
+    # requests before it is signed in, never meet it; 2 a second after: a stock y-websocket
+    # provider with a stale token retries forever every 2.5 s at its slowest, so five such
+    # tabs behind one address are tolerated, while a loop from one address costs at most
+    # ~2 ms of the event loop a second (a failure costs ~0.5-1 ms).
+    address_auth_failures_per_second: float = 2.0
+    address_auth_failure_burst: int = 60
     max_requests: int = 256
     user_requests_per_second: float = 50.0
     user_request_burst: int = 200

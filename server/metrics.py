@@ -163,7 +163,8 @@ REQUESTS_IN_FLIGHT = Gauge("draftsync_requests_in_flight", "REST requests under 
 ADMISSION_REFUSED = Counter(
     "draftsync_admission_refused",
     "Connections and requests refused by a cap or quota "
-    "(server, unauthenticated, user, draft, requests, rate, drafts)",
+    "(server, unauthenticated, user, draft, requests, rate, connect-rate, auth-failures, "
+    "drafts)",
     ["cap"],
 )
 

@@ -21,6 +21,7 @@ from crdt.content import fields_of
 from crdt.history import rebuild
 from server import metrics
 from server.access import Role, resolve_role, strongest
+from server.admission.authfailures import AuthFailures
 from server.admission.caps import ConnectionCaps
 from server.admission.connects import ConnectRate
 from server.admission.quotas import RequestGate
@@ -70,7 +71,15 @@ class Service:
         # Tokens of ours and of the app (server/identity/tokens.py); an embedding host's
         # `authenticate` names the caller of a request that has no token (identity/caller.py).
         self.signer = verifier_for(settings)
-        self.callers = Callers(self.signer, authenticate, settings.allowed_origins)
+        # Failed sign-ins per client address (server/admission/authfailures.py): counted and
+        # refused where every endpoint identifies its caller.
+        self.auth_failures = AuthFailures(
+            rate=settings.address_auth_failures_per_second,
+            burst=settings.address_auth_failure_burst,
+        )
+        self.callers = Callers(
+            self.signer, authenticate, settings.allowed_origins, failures=self.auth_failures
+        )
         self.pipeline = CommitPipeline(
             store,
             max_queued=settings.commit_queue_updates,

@@ -1,5 +1,6 @@
 """Per-user token buckets: the one rate-limiting rule of admission, for REST requests
-(server/admission/quotas.py) and for opening drafts on a socket (server/admission/connects.py).
+(server/admission/quotas.py), for opening drafts on a socket (server/admission/connects.py) and,
+keyed by client address rather than user, for failed sign-ins (server/admission/signins.py).
 
 Each key (a user, named by a verified token, so that nobody spends another's budget) has a
 bucket of `burst` tokens refilled at `rate` a second; `take` spends one or says how long until
@@ -43,6 +44,19 @@ class TokenBuckets:
             # a scan of the whole table on every take.
             self._prune_at = max(PRUNE_AT, 2 * len(self._buckets))
         return 0
+
+    def wait(self, key: str, now: float) -> int:
+        """0 if `key` has a token to spend, else the whole seconds (at least 1) until one is
+        back; spends nothing. For a bucket spent by something else than what is refused:
+        failed sign-ins take, and every sign-in from the key asks first."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0
+        tokens, at = bucket
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        if tokens >= 1.0:
+            return 0
+        return max(1, math.ceil((1.0 - tokens) / self.rate))
 
     def give_back(self, key: str) -> None:
         """Return the token `take` just spent, when what it was spent on was refused by

@@ -44,6 +44,7 @@ from starlette.types import Receive, Scope, Send
 from crdt.errors import DraftsyncError
 from crdt.schema import Field, Schema
 from server.access import check_draft_id
+from server.errors import RateLimited
 from server.http.common import bearer_token
 
 if TYPE_CHECKING:
@@ -120,6 +121,12 @@ async def schema_endpoint(request: Request) -> Response:
     service: Service = request.app.state.service
     try:
         await service.callers.identify(request, bearer_token(request))
+    except RateLimited as error:  # an address with too many failed sign-ins
+        return JSONResponse(
+            {"error": "rate_limited", "detail": str(error)},
+            status_code=429,
+            headers={"Retry-After": str(error.retry_after)},
+        )
     except DraftsyncError as error:
         return JSONResponse(
             {"error": "unauthorized", "detail": str(error)},

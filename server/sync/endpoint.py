@@ -7,11 +7,13 @@ the room and its other connections are untouched. Admission comes first: the dra
 token (in the URL) are checked before the socket is counted, so it is never held unauthenticated;
 a socket over the server-wide cap, then a connection over its user's or draft's cap, is closed
 with 1013 and the reason (server/admission/caps.py), as is one over its user's rate of
-opening drafts (server/admission/connects.py); connecting to a new id over the user's
-draft quota is 4403. A connection whose token expires is closed with 4401 "token expired", and
-nothing it sends from then on reaches the room (`server/sync/expiry.py`). Any other error after
-the accept is a bug of ours: it is logged with its traceback and the connection is closed with
-1011 and a reason (`server_error`), never left for uvicorn to drop without a close frame.
+opening drafts (server/admission/connects.py), or one from an address with too many failed
+sign-ins (server/admission/authfailures.py: refused before its token is read); connecting to a
+new id over the user's draft quota is 4403. A connection whose token expires is closed with
+4401 "token expired", and nothing it sends from then on reaches the room
+(`server/sync/expiry.py`). Any other error after the accept is a bug of ours: it is logged with
+its traceback and the connection is closed with 1011 and a reason (`server_error`), never left
+for uvicorn to drop without a close frame.
 
 The endpoint is a plain ASGI app, not a Starlette WebSocket session: the accept, the frames
 and the close are the ASGI `receive` and `send` themselves, and the token and user agent are
@@ -39,7 +41,8 @@ from crdt.errors import DraftsyncError, MalformedMessage, ProtocolError
 from crdt.protocol import Message, Update, decode_message, update_payload
 from server import faults, metrics
 from server.access import check_draft_id
-from server.errors import CloseCode, StoreError, UnknownDraft, close_code_for
+from server.admission.authfailures import client_address
+from server.errors import CapReached, CloseCode, StoreError, UnknownDraft, close_code_for
 from server.sync.connection import Connection, fit_close_reason
 from server.sync.expiry import TokenExpiry
 from server.sync.inbox import Inbox
@@ -96,12 +99,19 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
             # through a Starlette `WebSocket`; accepting and reading go past it, as frames do.
             # It is asked only without a token (a token's verdict is final), so only then is the
             # `WebSocket` made.
+            # An address with too many failed sign-ins is refused before the token is read
+            # (1013), and a token refused here spends one (server/admission/authfailures.py).
             token = _query_value(scope, "token")
+            address = client_address(scope)
             if token:
-                claims = await service.callers.identify(None, token)  # type: ignore[arg-type]
+                claims = await service.callers.identify(
+                    None,  # type: ignore[arg-type]
+                    token,
+                    address=address,
+                )
             else:
                 websocket = WebSocket(scope, receive, send)
-                claims = await service.callers.identify(websocket, token)
+                claims = await service.callers.identify(websocket, token, address=address)
                 del websocket
             del token
             user = claims.user
@@ -274,7 +284,11 @@ class _FrameSender:
 
 async def _refuse(send: Send, raw_id: str, user: str | None, error: DraftsyncError) -> None:
     code = close_code_for(error)
-    logger.info(
+    # Over a cap or a rate, a client looping would flood the log: counted instead
+    # (draftsync_admission_refused_total{cap}), as REST does.
+    level = logging.DEBUG if isinstance(error, CapReached) else logging.INFO
+    logger.log(
+        level,
         "connection refused draft=%.140s user=%s code=%d reason=%s",
         raw_id,
         user,

@@ -37,7 +37,10 @@ history, gate and send-queue bounds. What differs is only at the edges:
   (writes it dropped or whose ack it never sent), so `hasUnsyncedChanges` turns false again
   once everything is on disk.
 
-Admission (server/admission/caps.py): the socket counts against the server-wide cap and, until
+Admission (server/admission/): a socket from an address with too many failed sign-ins
+(authfailures.py: a refused Auth token spends one) is closed with 1013 at once, before any token
+is read, as is one whose next Auth finds the address so; on a socket with documents open, that
+document alone is refused for now. The socket counts against the server-wide cap and, until
 its first document is authorised, the unauthenticated one (over either: 1013 at once); each
 document against its user's and draft's caps and its user's rate of opening drafts
 (server/admission/connects.py; a reopen after a reload is not counted): over one, a socket
@@ -106,11 +109,13 @@ from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
 from crdt.safe_json import dumps
 from server import faults, metrics
 from server.access import check_draft_id
+from server.admission.authfailures import client_address
 from server.admission.caps import SocketLease
 from server.errors import (
     CapReached,
     CloseCode,
     CrossSiteRequest,
+    RateLimited,
     StoreError,
     UnknownDraft,
     close_code_for,
@@ -191,9 +196,13 @@ class HocuspocusSocket:
                 await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
                 return
             try:
+                # An address with too many failed sign-ins: refused before any token work (its
+                # warning is logged there, once a minute at most).
+                service.auth_failures.check(client_address(scope))
                 lease = service.caps.open_socket()  # server-wide and unauthenticated caps: 1013
             except CapReached as error:
-                logger.info("hocuspocus socket refused reason=%s", error)
+                level = logging.DEBUG if isinstance(error, RateLimited) else logging.INFO
+                logger.log(level, "hocuspocus socket refused reason=%s", error)
                 metrics.CONNECTIONS_CLOSED.labels(code=str(CloseCode.TRY_AGAIN_LATER)).inc()
                 await websocket.close(CloseCode.TRY_AGAIN_LATER, fit_close_reason(str(error)))
                 return

@@ -33,6 +33,18 @@ def test_a_burst_is_taken_at_once_then_one_a_refill() -> None:
     assert buckets.take("bob", 102.0) == 0  # each key has its own bucket
 
 
+def test_wait_says_when_a_token_is_back_and_spends_nothing() -> None:
+    buckets = TokenBuckets(rate=0.5, burst=2)
+    assert buckets.wait("alice", 100.0) == 0  # no bucket yet: a full one
+    assert "alice" not in buckets  # and asking made none
+    assert [buckets.take("alice", 100.0) for _ in range(2)] == [0, 0]
+    assert buckets.wait("alice", 100.0) == 2
+    assert buckets.wait("alice", 100.0) == 2  # asking again spent nothing
+    assert buckets.wait("alice", 101.0) == 1
+    assert buckets.wait("alice", 102.0) == 0
+    assert buckets.take("alice", 102.0) == 0  # the token `wait` saw is there to take
+
+
 def test_a_refused_take_spends_nothing() -> None:
     buckets = TokenBuckets(rate=1.0, burst=1)
     assert buckets.take("alice", 10.0) == 0

@@ -49,6 +49,7 @@ __all__ = [
     "Forbidden",
     "InvalidDraftId",
     "InvalidToken",
+    "KeysUnreachable",
     "NotPermitted",
     "QuotaExceeded",
     "RateLimited",
@@ -122,6 +123,12 @@ class AccessError(DraftsyncError):
 
 class InvalidToken(AccessError):
     """The token is missing, malformed, wrongly signed or expired."""
+
+
+class KeysUnreachable(InvalidToken):
+    """The token names a key the server could not fetch: the app's JWKS is down. Refused like
+    any invalid token, but the caller's fault is not proven, so it spends no failed sign-in of
+    its address (server/admission/authfailures.py): an outage must not throttle honest users."""
 
 
 class Forbidden(AccessError):

@@ -25,7 +25,7 @@ from starlette.requests import HTTPConnection
 
 from server.admission.authfailures import AuthFailures, client_address
 from server.auth import Claims
-from server.errors import InvalidToken
+from server.errors import InvalidToken, KeysUnreachable
 from server.identity.origin import allowed_origins, check_same_site
 from server.identity.tokens import TokenVerifier
 
@@ -60,7 +60,7 @@ class Callers:
         `address`: the client's (default: the connection's scope). An address with too many
         failed sign-ins is refused with `RateLimited` before the token is looked at; an
         `InvalidToken` spends one of its failures (a cross-site refusal does not: the session
-        was good)."""
+        was good; nor does a key the app's JWKS could not be asked for: its outage)."""
         failures = self.failures
         if failures is None:
             return await self._identify(connection, token)
@@ -69,6 +69,8 @@ class Callers:
         failures.check(address)
         try:
             return await self._identify(connection, token)
+        except KeysUnreachable:
+            raise  # the app's JWKS is down: nothing proves this caller wrong
         except InvalidToken:
             failures.failed(address)
             raise

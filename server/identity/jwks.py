@@ -18,7 +18,7 @@ import time
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWTError
 
-from server.errors import InvalidToken
+from server.errors import InvalidToken, KeysUnreachable
 from server.identity.keys import ALGORITHMS, SigningKey
 
 __all__ = ["FETCH_TIMEOUT_SECONDS", "JwksKeys"]
@@ -53,7 +53,9 @@ class JwksKeys:
         key = self._known.get(kid)
         if key is None:
             if self._unreachable:
-                raise InvalidToken("invalid token: unknown key id (the app's JWKS is unreachable)")
+                raise KeysUnreachable(
+                    "invalid token: unknown key id (the app's JWKS is unreachable)"
+                )
             raise InvalidToken("invalid token: unknown key id")
         return key
 

@@ -29,10 +29,11 @@ from tests.server.test_admission import (
     refused_for_now,
     token_frame,
 )
+from tests.support.app_identity import claims_for, new_key
 from tests.support.raw_client import connect_raw
 from tests.support.rest import scrape
 from tests.support.serve_flags import refused_at_start
-from tests.support.server_process import ServerProcess
+from tests.support.server_process import ServerProcess, free_port
 from tests.support.waiting import eventually
 
 TRY_AGAIN_LATER = 1013
@@ -223,6 +224,32 @@ async def test_rest_with_bad_tokens_from_an_address_gets_429_after_the_burst(
     assert re.search(
         r'draftsync_admission_refused_total\{cap="auth-failures"\} [1-9]', await scrape(server)
     )
+
+
+async def test_tokens_refused_because_the_apps_jwks_is_down_spend_no_failures(
+    start: Start,
+) -> None:
+    """The app's JWKS cannot be reached (nothing listens on its port): a token naming a key is
+    refused (401, saying so), but that is the outage's doing, not the caller's, so however many
+    come, the address is never throttled for them; a token that is simply bad still counts."""
+    server = await start(
+        "--jwks-url", f"http://127.0.0.1:{free_port()}/jwks.json",
+        "--jwks-cooldown", "600",
+        "--address-auth-failure-burst", "2", "--address-auth-failures-per-second", "0.01",
+    )  # fmt: skip
+    key = new_key("RS256", "app-1")
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as client:
+        for _ in range(6):
+            token = key.sign(claims_for("alice"), kid=uuid.uuid4().hex)
+            response = await client.get("/api/drafts", headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 401, response.text
+            assert "JWKS is unreachable" in response.json()["detail"]
+        bad = {"Authorization": f"Bearer {BAD_TOKEN}"}
+        assert [(await client.get("/api/drafts", headers=bad)).status_code for _ in range(3)] == [
+            401,
+            401,
+            429,
+        ]
 
 
 @pytest.mark.parametrize(

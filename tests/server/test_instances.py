@@ -293,13 +293,16 @@ async def test_the_outbox_stays_bounded_while_redis_is_away_and_the_others_catch
                 big = await outbox_figures(a)
             finally:
                 redis_server.start()
-            # Commits may hold several edits (one message each): counts are not exact.
+            # Commits may hold several edits (one message each): counts are not exact. On a
+            # loaded machine one commit may hold many big edits, a message over the whole
+            # bound, dropped as it comes: so the bytes the big ones filled are read as the
+            # peak (40 small ones hold a few KiB), not as what is left.
             assert small["outbox"] == OUTBOX_MESSAGES and small["dropped"] > 0, small
             assert small["outbox_bytes"] <= OUTBOX_BYTES, small
-            assert OUTBOX_BYTES // 2 < big["outbox_bytes"] <= OUTBOX_BYTES, big
+            assert OUTBOX_BYTES // 2 < big["outbox_peak_bytes"] <= OUTBOX_BYTES, big
+            assert big["outbox_bytes"] <= OUTBOX_BYTES, big
             assert big["outbox"] < OUTBOX_MESSAGES and big["dropped"] > small["dropped"], big
             assert big["outbox_peak"] == OUTBOX_MESSAGES, big
-            assert big["outbox_peak_bytes"] <= OUTBOX_BYTES, big
 
             async def drained() -> bool:
                 return (await outbox_figures(a))["outbox"] == 0

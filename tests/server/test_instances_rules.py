@@ -20,7 +20,7 @@ from server.cluster.fanout import PREFIX
 from tests.support.fanout_messages import signed
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.instances import a_behind, fanout_figures, new_draft
-from tests.support.instances import pair as pair
+from tests.support.instances import shared_pair as shared_pair
 from tests.support.node_client import NodeClient
 from tests.support.redis_proxy import RedisProxy
 from tests.support.rest import as_user, create_draft
@@ -78,14 +78,14 @@ def rule_writes(server: ServerProcess, draft: str) -> int:
 
 
 async def test_a_conflict_written_on_two_instances_is_resolved_once_to_the_rules_answer(
-    pair: tuple[ServerProcess, ServerProcess],
+    shared_pair: tuple[ServerProcess, ServerProcess],
 ) -> None:
     """The same offline conflict, its writers on one instance and then on two: every replica
     ends with the rules' answer, and the servers write exactly as many resolutions.
 
     Resolution runs on the instance that receives the second write, once the first one has
     reached it (the next test has them arrive at the same moment)."""
-    a, b = pair
+    a, b = shared_pair
     counts = []
     for second in (a, b):
         draft = new_draft()
@@ -103,7 +103,7 @@ async def test_a_conflict_written_on_two_instances_is_resolved_once_to_the_rules
 
 
 async def test_conflicting_writes_reaching_two_instances_at_once_are_resolved_once(
-    pair: tuple[ServerProcess, ServerProcess],
+    shared_pair: tuple[ServerProcess, ServerProcess],
 ) -> None:
     """Two offline writers come back at the same moment, one to each instance: the manual
     field gets exactly one conflict holding both values, the `max` field the larger value,
@@ -112,7 +112,7 @@ async def test_conflicting_writes_reaching_two_instances_at_once_are_resolved_on
 
     Without a review serialised across instances each instance judges its own client's write
     against a document that lacks the other's: neither sees a conflict."""
-    a, b = pair
+    a, b = shared_pair
     for _round in range(3):
         draft = new_draft()
         one = await NodeClient.start(a.ws_url, draft, a.token("alice"))
@@ -173,12 +173,12 @@ def journal_types(server: ServerProcess, draft: str) -> list[str]:
 
 
 async def test_rule_outcomes_reach_hocuspocus_clients_of_every_instance(
-    pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
+    shared_pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
 ) -> None:
     """A write the rules reject on instance a (judged there only): a Hocuspocus provider on
     instance b hears of it as Stateless JSON too, through the fan-out, as one on a does.
     Unreadable event messages on the channel are skipped: no reload, nobody closed."""
-    a, b = pair
+    a, b = shared_pair
     async with as_user(a, "alice") as alice:
         draft = (await create_draft(alice, title="Plan", fields={"status": "DRAFT"}))["id"]
     writer = await NodeClient.start(a.ws_url, draft, a.token("alice"))
@@ -229,13 +229,13 @@ async def test_rule_outcomes_reach_hocuspocus_clients_of_every_instance(
 
 
 async def test_rule_outcomes_are_told_with_the_version_the_store_gave_their_write(
-    pair: tuple[ServerProcess, ServerProcess],
+    shared_pair: tuple[ServerProcess, ServerProcess],
 ) -> None:
     """A's text write and B's rejected status write commit at once (held here by the draft's
     versions lock, as a slow commit would be): the store numbers A's first, so B's write, and
     its journal events, move one version on. The rule outcome told to Hocuspocus clients on
     both instances carries the version the journal stored, not the one B's room gave."""
-    a, b = pair
+    a, b = shared_pair
     async with as_user(a, "alice") as alice:
         draft = (await create_draft(alice, title="Plan", fields={"status": "DRAFT"}))["id"]
     writer_a = await NodeClient.start(a.ws_url, draft, a.token("alice"))

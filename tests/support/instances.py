@@ -21,7 +21,7 @@ from tests.support.redis_proxy import RedisProxy
 from tests.support.rest import scrape
 from tests.support.server_process import ServerProcess, start_together
 
-__all__ = ["a_behind", "fanout_figures", "new_draft", "pair", "title_is"]
+__all__ = ["a_behind", "fanout_figures", "new_draft", "pair", "shared_pair", "title_is"]
 
 
 @pytest.fixture
@@ -34,6 +34,23 @@ def pair(
     a, b = start_together(
         ServerProcess(tmp_path / "a", *flags), ServerProcess(tmp_path / "b", *flags)
     )
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_pair(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresCluster, redis_server: RedisServer
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """`pair`, shared by the tests of a module that neither stop, kill nor slow an instance or
+    Redis, read no cumulative figure or whole log, and touch only drafts of their own: two
+    server starts saved a test (each is seconds of imports on a loaded machine). Not for a
+    module with a test that counts Redis receivers (a PUBLISH answers 2) or reads what every
+    instance hears: these two instances, alive through the module, are subscribers too."""
+    flags = ["--store", postgres.new_database(), "--redis", redis_server.url, "--room-grace", "0.3"]
+    root = tmp_path_factory.mktemp("instances")
+    a, b = start_together(ServerProcess(root / "a", *flags), ServerProcess(root / "b", *flags))
     yield a, b
     a.stop()
     b.stop()

@@ -213,10 +213,23 @@ async def test_an_instance_that_missed_messages_catches_up_from_the_store(
             await eventually(lambda: title_is(reader_b, "one two "), timeout=10)
         finally:
             redis_server.start()
-        await asyncio.sleep(1.5)  # the instances resubscribe
+        await eventually(lambda: _subscribed(redis_server, 2), timeout=15)  # both resubscribed
         await writer_a.call("insert", field="title", index=8, text="three")
         await eventually(lambda: title_is(reader_b, "one two three"), timeout=10)
     assert "Traceback" not in a.log() + b.log()
+
+
+async def _subscribed(redis_server: RedisServer, instances: int) -> bool:
+    """`instances` subscriptions to the heartbeat channel, as Redis counts them. An instance
+    subscribes to it last, on the connection its patterns were subscribed on just before."""
+    client = aioredis.from_url(redis_server.url)
+    try:
+        [(_, count)] = await client.pubsub_numsub(f"{PREFIX}:hb")
+    except (aioredis.ConnectionError, OSError):
+        return False
+    finally:
+        await client.aclose()
+    return int(count) == instances
 
 
 OUTBOX_MESSAGES = 40

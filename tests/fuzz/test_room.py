@@ -80,11 +80,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A server of its own: a pinned finding may leave the server unhealthy (503)."""
-    process = _started(tmp_path / "server")
-    yield process
-    process.stop()
+def healthy_server(server: ServerProcess) -> Iterator[ServerProcess]:
+    """The module's server, restarted after a test that left it dead or unhealthy (a pinned
+    finding may leave it answering 503), so that no test inherits another's breakage. Every
+    `run_room` restarts it anyway (to compare the room with the store): a server of its own
+    per test only added a start and a stop."""
+    yield server
+    if not _healthy(server):
+        server.kill()
+        with address_space_limit():
+            server.start()
+
+
+def _healthy(server: ServerProcess) -> bool:
+    if server.process is None or server.process.poll() is not None:
+        return False
+    try:
+        return httpx.get(f"{server.http_url}/healthz", timeout=TIMEOUT).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 # -- the frames -------------------------------------------------------------------------------
@@ -268,7 +282,7 @@ async def test_a_room_fuzzed_from_several_connections_keeps_its_promises(
 
 
 async def test_a_struct_held_past_its_clients_clock_never_shows(
-    fresh_server: ServerProcess,
+    healthy_server: ServerProcess,
 ) -> None:
     """FINDING_3_HELD_GAP, shrunk from seed 3 to three frames on one connection: an honest
     "kept", an "o" of client 119 at clock 4 whose origin ("!", clock 4 of the honest client)
@@ -284,7 +298,7 @@ async def test_a_struct_held_past_its_clients_clock_never_shows(
     bang = update_frame(doc.get_update(before))
     # one group, one struct: client 119, clock 4; origin (4242, 4); the string "o"
     phantom = update_frame(bytes.fromhex("0101770484922104016f00"))
-    await run_room(fresh_server, [[kept, phantom, bang]])
+    await run_room(healthy_server, [[kept, phantom, bang]])
 
 
 # -- pinned findings: one frame each, after an honest editor's update --------------------------
@@ -368,6 +382,6 @@ FINDINGS = [
 
 @pytest.mark.parametrize("frame", FINDINGS)
 async def test_pinned_frames_keep_the_room_s_promises(
-    fresh_server: ServerProcess, frame: bytes
+    healthy_server: ServerProcess, frame: bytes
 ) -> None:
-    await run_room(fresh_server, [[_honest(), frame]])
+    await run_room(healthy_server, [[_honest(), frame]])

@@ -43,7 +43,7 @@ from tests.support.in_process_server import (
 from tests.support.node_client import NodeClient
 from tests.support.raw_client import RawClient, connect_raw
 from tests.support.rest import scrape
-from tests.support.server_process import SECRET, ServerProcess
+from tests.support.server_process import SECRET, ServerProcess, start_together
 
 TIMEOUT = 15  # under the keepalive's 20 s ping interval: a removal must not wait for it
 LEAVER = 4242  # the frame-level leaver's awareness client id
@@ -281,8 +281,9 @@ async def test_a_departure_queued_while_redis_is_away_outlives_the_outbox_bound(
     its peers until they timed it out, and in every joiner's table. It is dropped last."""
     flags = ["--store", postgres.new_database(), "--redis", redis_server.url]
     bound = ["--fanout-outbox-messages", str(OUTBOX_MESSAGES)]
-    a = ServerProcess(tmp_path / "a", *flags, *bound).start()
-    b = ServerProcess(tmp_path / "b", *flags).start()
+    a, b = start_together(
+        ServerProcess(tmp_path / "a", *flags, *bound), ServerProcess(tmp_path / "b", *flags)
+    )
     draft = f"dep-{uuid.uuid4().hex[:8]}"
     token = a.token("alice")
     writer = await synced_client(a.ws_url, draft, token)

@@ -35,7 +35,7 @@ from tests.support.bystander import Bystander, bystander_on
 from tests.support.node_client import NodeClient
 from tests.support.raw_client import RawClient, connect_raw
 from tests.support.rest import as_user, create_draft
-from tests.support.server_process import REPO, ServerProcess
+from tests.support.server_process import REPO, ServerProcess, start_together
 from tests.support.waiting import eventually
 
 TIMEOUT = 10
@@ -356,8 +356,10 @@ async def test_another_instances_clients_are_owned_by_it(
     """Bob on instance A, alice and eve (a viewer) on B: B holds bob's id as A's, so eve can
     neither overwrite it nor take it away by leaving, on either instance."""
     flags = ["--store", postgres.new_database(), "--redis", redis_server.url]
-    a = ServerProcess(tmp_path / "a", *flags, "--room-grace", "0.3").start()
-    b = ServerProcess(tmp_path / "b", *flags, "--room-grace", "0.3").start()
+    a, b = start_together(
+        ServerProcess(tmp_path / "a", *flags, "--room-grace", "0.3"),
+        ServerProcess(tmp_path / "b", *flags, "--room-grace", "0.3"),
+    )
     try:
         async with as_user(a, "alice") as rest:
             draft = (await create_draft(rest, title="plan"))["id"]

@@ -27,9 +27,12 @@ from tests.support.stored import stored_doc
 HELD = 0.8  # seconds the lock is held while the test looks (well under the 5 s busy timeout)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "data", "--room-grace", "0.3").start()
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the module: each test holds the write lock only while it looks, and uses
+    drafts of its own (one kills the server and starts it again)."""
+    process = ServerProcess(tmp_path_factory.mktemp("held-commit") / "data", "--room-grace", "0.3")
+    process.start()
     yield process
     process.stop()
 

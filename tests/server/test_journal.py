@@ -32,10 +32,15 @@ async def type_text(client: NodeClient, text: str, field: str = "title") -> None
         await client.call("insert", field=field, index=i, text=char)
 
 
-@pytest.fixture(params=BACKENDS)
-def server(tmp_path: Path, request: pytest.FixtureRequest) -> ServerProcess:
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> ServerProcess:
+    """One server a backend for the module: its tests each use drafts of their own and read
+    only those drafts' rows (one kills it and starts it again, which the others do not mind)."""
     flags = store_flags(request, request.param)
-    process = ServerProcess(tmp_path / "data", "--room-grace", "30", *flags).start()
+    data = tmp_path_factory.mktemp("journal") / "data"
+    process = ServerProcess(data, "--room-grace", "30", *flags).start()
     yield process
     process.stop()
 

@@ -36,9 +36,12 @@ HELD = 0.8  # seconds the lock is held while the test looks (under the 5 s busy 
 JOINERS = 20
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "data", "--room-grace", "0.3").start()
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the module: each test uses drafts of its own, and the one that holds the
+    write lock lets it go before it ends."""
+    process = ServerProcess(tmp_path_factory.mktemp("shared-sync") / "data", "--room-grace", "0.3")
+    process.start()
     yield process
     process.stop()
 

@@ -19,7 +19,7 @@ from pycrdt import Text
 from bench.services import PostgresCluster, RedisServer
 from tests.support.node_client import NodeClient
 from tests.support.pycrdt_client import connect_synced, type_into
-from tests.support.server_process import ServerProcess
+from tests.support.server_process import ServerProcess, start_together
 from tests.support.stored_any import stored_doc, stored_rows
 from tests.support.waiting import eventually
 
@@ -143,10 +143,16 @@ async def test_a_fanout_message_that_fails_reloads_its_room_and_nothing_is_lost(
 ) -> None:
     store = postgres.new_database()
     flags = ("--store", store, "--redis", redis_server.url)
-    hurt = ServerProcess(
-        tmp_path / "a", "--room-grace", "0.3", *flags, env={"DRAFTSYNC_FAULTS": "fanout-message"}
-    ).start()
-    other = ServerProcess(tmp_path / "b", "--room-grace", "0.3", *flags).start()
+    hurt, other = start_together(
+        ServerProcess(
+            tmp_path / "a",
+            "--room-grace",
+            "0.3",
+            *flags,
+            env={"DRAFTSYNC_FAULTS": "fanout-message"},
+        ),
+        ServerProcess(tmp_path / "b", "--room-grace", "0.3", *flags),
+    )
     draft = new_draft()
     writer = await connect_synced(other, draft, "alice")
     reader = await connect_synced(hurt, draft, "alice")
@@ -180,10 +186,12 @@ async def test_a_crash_as_the_heartbeat_forgets_a_dead_instance_closes_that_room
     and the same pass still clears the second room: no ghost stays for good."""
     store = postgres.new_database()
     flags = ("--store", store, "--redis", redis_server.url)
-    hurt = ServerProcess(
-        tmp_path / "a", "--room-grace", "0.3", *flags, env={"DRAFTSYNC_FAULTS": "heartbeat"}
-    ).start()
-    doomed = ServerProcess(tmp_path / "b", "--room-grace", "0.3", *flags).start()
+    hurt, doomed = start_together(
+        ServerProcess(
+            tmp_path / "a", "--room-grace", "0.3", *flags, env={"DRAFTSYNC_FAULTS": "heartbeat"}
+        ),
+        ServerProcess(tmp_path / "b", "--room-grace", "0.3", *flags),
+    )
     clients: list[NodeClient] = []
     try:
         watchers: list[NodeClient] = []
@@ -228,14 +236,16 @@ async def test_a_crash_in_a_catch_up_closes_its_room_with_1011_and_catching_up_g
     assert binary is not None  # the redis_server fixture found it
     lonely = RedisServer(binary).start()
     store = postgres.new_database()
-    hurt = ServerProcess(
-        tmp_path / "a",
-        *("--room-grace", "0.3", "--store", store, "--redis", lonely.url),
-        env={"DRAFTSYNC_FAULTS": "catch-up"},
-    ).start()
-    other = ServerProcess(
-        tmp_path / "b", "--room-grace", "0.3", "--store", store, "--redis", redis_server.url
-    ).start()
+    hurt, other = start_together(
+        ServerProcess(
+            tmp_path / "a",
+            *("--room-grace", "0.3", "--store", store, "--redis", lonely.url),
+            env={"DRAFTSYNC_FAULTS": "catch-up"},
+        ),
+        ServerProcess(
+            tmp_path / "b", "--room-grace", "0.3", "--store", store, "--redis", redis_server.url
+        ),
+    )
     draft = new_draft()
     writer = await connect_synced(other, draft, "alice")
     reader = await connect_synced(hurt, draft, "alice")

@@ -23,7 +23,7 @@ from tests.support.outbox_reader import stored_outbox
 from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.rest import as_user, create_draft, new_id, scrape
-from tests.support.server_process import REPO, ServerProcess
+from tests.support.server_process import REPO, ServerProcess, start_together
 from tests.support.waiting import eventually
 from tests.support.webhook_receiver import SECRET, WebhookReceiver
 
@@ -483,9 +483,9 @@ async def test_two_instances_on_one_postgresql_deliver_each_event_once(
 ) -> None:
     receiver = WebhookReceiver().start()
     url = postgres.new_database()
-    servers = [
-        hooked_server(tmp_path / name, receiver.url, "--store", url).start() for name in "ab"
-    ]
+    servers = start_together(
+        *(hooked_server(tmp_path / name, receiver.url, "--store", url) for name in "ab")
+    )
     drafts = [new_id("pair") for _ in range(6)]
     try:
         for i, draft in enumerate(drafts):

@@ -19,7 +19,13 @@ import httpx
 
 from server.auth import TokenSigner
 
-__all__ = ["ServerProcess", "free_port", "stop_process", "wait_until_healthy"]
+__all__ = [
+    "ServerProcess",
+    "free_port",
+    "start_together",
+    "stop_process",
+    "wait_until_healthy",
+]
 
 SECRET = "draftsync-test-secret-0123456789abcdef-0123456789"
 REPO = Path(__file__).resolve().parents[2]
@@ -109,6 +115,11 @@ class ServerProcess:
         return self.signer.issue(user, ttl_seconds=ttl, now=time.time() if now is None else now)
 
     def start(self, timeout: float = 20) -> ServerProcess:
+        self.launch()
+        return self.wait_started(timeout)
+
+    def launch(self) -> ServerProcess:
+        """Start the process without waiting for it to answer (see `start_together`)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "DRAFTSYNC_SECRET": SECRET, "PYTHONUNBUFFERED": "1", **self.env}
         command = [sys.executable, "-m", "server", "serve", "--port", str(self.port)]
@@ -117,6 +128,11 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=log, stderr=log, preexec_fn=self._limit
             )
+        return self
+
+    def wait_started(self, timeout: float = 20) -> ServerProcess:
+        """Wait until the launched process answers /healthz."""
+        assert self.process is not None, "launch() first"
         wait_until_healthy(self.process, f"{self.http_url}/healthz", timeout, self.log, "server")
         return self
 
@@ -147,3 +163,18 @@ class ServerProcess:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+
+def start_together(*servers: ServerProcess, timeout: float = 20) -> tuple[ServerProcess, ...]:
+    """Launch every server, then wait for each: their start-ups (seconds of imports each)
+    overlap instead of adding up. A server that fails to start stops the others."""
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_started(timeout)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers

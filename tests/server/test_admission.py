@@ -28,12 +28,14 @@ from crdt.hocuspocus import (
     Stateless,
     decode_body,
     encode_authenticated,
+    encode_permission_denied,
     encode_token_request,
     prefix,
     read_address,
 )
 from crdt.lib0 import write_var_string
 from crdt.protocol import SyncStep1, encode_message
+from server.sync.hocuspocus import MAX_PENDING_DOCUMENTS
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.pycrdt_client import PycrdtClient, connect_synced
 from tests.support.raw_client import connect_raw
@@ -261,6 +263,27 @@ async def test_hocuspocus_document_over_a_cap_is_refused_alone_on_a_busy_socket(
 
 
 # -- the rate of opening drafts ----------------------------------------------------------------
+
+
+async def test_documents_refused_for_now_on_one_socket_are_bounded(start: Start) -> None:
+    """Each document refused for now waits for the server to ask its token again: at most
+    MAX_PENDING_DOCUMENTS of them per socket. Past that a refusal is for good
+    (PermissionDenied, as before), so a socket cannot make the server keep unbounded asks."""
+    server = await start("--max-connections-per-user", "1", "--user-connect-burst", "1000")
+    token = server.token("alice")
+    async with connect(hocuspocus_url(server), proxy=None) as socket:
+        await authenticate(socket, new_id(), token)
+        answers: list[bytes] = []
+        for _ in range(MAX_PENDING_DOCUMENTS + 1):
+            address = new_id()
+            await socket.send(token_frame(address, token))
+            answers.append(await receive(socket))
+        for answer in answers[:-1]:
+            framed, _ = read_address(answer)
+            assert refused_for_now(answer, framed)["code"] == TRY_AGAIN_LATER
+        framed, offset = read_address(answers[-1])
+        assert answers[-1][offset:].startswith(encode_permission_denied("")[:2]), answers[-1]
+        assert b"try again later" in answers[-1]
 
 
 async def opened(server: ServerProcess, user: str) -> PycrdtClient:

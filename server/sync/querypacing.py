@@ -23,46 +23,22 @@ connection (143 KB/s at 1,500 cursors), the order of what a peer's paced cursor 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
+
+from server.sync.pacing import Spacer
 
 __all__ = ["QUERY_INTERVAL", "QueryPacer"]
 
 QUERY_INTERVAL = 1.0  # seconds between two answers to one connection's queries
 
 
-class QueryPacer:
+class QueryPacer(Spacer):
+    """One connection's QueryAwareness answers: a `Spacer` whose call is the answer."""
+
     def __init__(self, answer: Callable[[], None], interval: float = QUERY_INTERVAL) -> None:
         """`answer` sends the room's awareness, as it is when called, to the asker."""
-        self._interval = interval
-        self._answer = answer
-        self._loop = asyncio.get_running_loop()
-        self._next = 0.0  # loop time from which the next query may be answered at once
-        self._timer: asyncio.TimerHandle | None = None
-
-    @property
-    def pending(self) -> bool:
-        """A query waits for the answer the interval's end sends."""
-        return self._timer is not None
+        super().__init__(answer, interval)
 
     def ask(self) -> None:
         """A query: answered now if the interval allows, else once when it ends."""
-        if self._timer is not None:
-            return  # coalesced into the answer already due
-        now = self._loop.time()
-        if now >= self._next:
-            self._next = now + self._interval
-            self._answer()
-            return
-        self._timer = self._loop.call_at(self._next, self._flush)
-
-    def cancel(self) -> None:
-        """Drop the answer due (its connection left): a gone connection keeps no timer."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _flush(self) -> None:
-        self._timer = None
-        self._next = self._loop.time() + self._interval
-        self._answer()
+        self.poke()

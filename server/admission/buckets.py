@@ -1,6 +1,8 @@
 """Per-user token buckets: the one rate-limiting rule of admission, for REST requests
 (server/admission/quotas.py), for opening drafts on a socket (server/admission/connects.py) and,
-keyed by client address rather than user, for failed sign-ins (server/admission/signins.py).
+keyed by client address rather than user, for failed sign-ins (server/admission/authfailures.py);
+its refill rule (`refilled`, `seconds_until_one`) is also a connection's sync step 2 budget's
+(server/sync/step2budget.py).
 
 Each key (a user, named by a verified token, so that nobody spends another's budget) has a
 bucket of `burst` tokens refilled at `rate` a second; `take` spends one or says how long until
@@ -14,9 +16,25 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["PRUNE_AT", "TokenBuckets"]
+__all__ = ["PRUNE_AT", "TokenBuckets", "refilled", "seconds_until_one"]
 
 PRUNE_AT = 10_000  # keys with a bucket before full ones are dropped
+
+
+def refilled(tokens: float, at: float, now: float, *, rate: float, burst: float) -> float:
+    """The tokens of a bucket left with `tokens` at `at`, at `now`: refilled at `rate` a
+    second, never above `burst`."""
+    return min(burst, tokens + (now - at) * rate)
+
+
+def seconds_until_one(tokens: float, rate: float) -> float:
+    """How long a bucket holding `tokens` (< 1) waits for a whole token, at `rate` a second."""
+    return (1.0 - tokens) / rate
+
+
+def _retry_after(tokens: float, rate: float) -> int:
+    """`seconds_until_one` in whole seconds, at least 1: a Retry-After."""
+    return max(1, math.ceil(seconds_until_one(tokens, rate)))
 
 
 class TokenBuckets:
@@ -32,10 +50,10 @@ class TokenBuckets:
         """Spend one of `key`'s tokens and return 0, or, with none left, spend nothing and
         return the whole seconds (at least 1) until one is back: the Retry-After."""
         tokens, at = self._buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        tokens = refilled(tokens, at, now, rate=self.rate, burst=self.burst)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
-            return max(1, math.ceil((1.0 - tokens) / self.rate))
+            return _retry_after(tokens, self.rate)
         self._buckets[key] = (tokens - 1.0, now)
         if len(self._buckets) > self._prune_at:
             self._prune(now)
@@ -52,11 +70,8 @@ class TokenBuckets:
         bucket = self._buckets.get(key)
         if bucket is None:
             return 0
-        tokens, at = bucket
-        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
-        if tokens >= 1.0:
-            return 0
-        return max(1, math.ceil((1.0 - tokens) / self.rate))
+        tokens = refilled(*bucket, now, rate=self.rate, burst=self.burst)
+        return 0 if tokens >= 1.0 else _retry_after(tokens, self.rate)
 
     def give_back(self, key: str) -> None:
         """Return the token `take` just spent, when what it was spent on was refused by
@@ -76,7 +91,7 @@ class TokenBuckets:
         full = [
             key
             for key, (tokens, at) in self._buckets.items()
-            if tokens + (now - at) * self.rate >= self.burst
+            if refilled(tokens, at, now, rate=self.rate, burst=self.burst) >= self.burst
         ]
         for key in full:
             del self._buckets[key]

@@ -32,6 +32,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from server.admission.buckets import refilled, seconds_until_one
+
 __all__ = ["BURST", "REFILL_SECONDS", "Step2Budget"]
 
 # Encodes a connection may cause at once: a stock client needs one per connect (y-websocket)
@@ -40,6 +42,7 @@ BURST = 4
 # One more encode every this many seconds: y-websocket's `resyncInterval`, when set, is
 # typically 5 s or more, so a client that resyncs on that timer never waits.
 REFILL_SECONDS = 5.0
+_RATE = 1.0 / REFILL_SECONDS  # tokens a second (server/admission/buckets.py's refill rule)
 
 
 class Step2Budget:
@@ -59,7 +62,7 @@ class Step2Budget:
     def take(self) -> bool:
         """Take a token for an encode if one is there."""
         now = self._loop.time()
-        tokens = min(float(BURST), self._tokens + (now - self._stamp) / REFILL_SECONDS)
+        tokens = refilled(self._tokens, self._stamp, now, rate=_RATE, burst=BURST)
         self._stamp = now
         if tokens >= 1.0:
             self._tokens = tokens - 1.0
@@ -71,7 +74,7 @@ class Step2Budget:
         """Answer `state_vector` once a token is back (replacing one that waited)."""
         self.pending = state_vector
         if self._timer is None:
-            wait = (1.0 - self._tokens) * REFILL_SECONDS
+            wait = seconds_until_one(self._tokens, _RATE)
             self._timer = self._loop.call_at(self._stamp + wait, self._due)
 
     def cancel(self) -> None:

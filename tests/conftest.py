@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process.start()
     yield process
     process.stop()
+
+
+Start = Callable[..., Awaitable[ServerProcess]]
+
+
+@pytest.fixture
+async def start(tmp_path: Path) -> AsyncIterator[Start]:
+    """Start servers of this test's own with `args` (each test sets the caps it shows); all
+    stopped on the way out. `nofile`: the process's file limit (soft, or (soft, hard))."""
+    started: list[ServerProcess] = []
+
+    async def run(*args: str, nofile: int | tuple[int, int] | None = None) -> ServerProcess:
+        process = ServerProcess(tmp_path / f"s{len(started)}", *args, nofile=nofile)
+        started.append(process)
+        await asyncio.to_thread(process.start)
+        return process
+
+    yield run
+    for process in started:
+        process.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,7 @@ import contextlib
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -47,22 +46,6 @@ from tests.support.waiting import eventually
 TRY_AGAIN_LATER = 1013
 
 Start = Callable[..., Awaitable[ServerProcess]]
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    """Start a server of this test's own with `args` (each test sets the cap it shows)."""
-    started: list[ServerProcess] = []
-
-    async def run(*args: str, nofile: int | tuple[int, int] | None = None) -> ServerProcess:
-        process = ServerProcess(tmp_path / f"s{len(started)}", *args, nofile=nofile)
-        started.append(process)
-        await asyncio.to_thread(process.start)
-        return process
-
-    yield run
-    for process in started:
-        process.stop()
 
 
 def new_id() -> str:

@@ -7,13 +7,10 @@ trusts it from there by default)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +20,7 @@ from crdt.hocuspocus import SCOPE_READ_WRITE, encode_authenticated, prefix
 from server.admission.authfailures import AuthFailures
 from server.errors import RateLimited
 from tests.server.test_admission import (
+    Start,
     hocuspocus_answer,
     hocuspocus_close,
     hocuspocus_url,
@@ -43,23 +41,6 @@ ELSEWHERE = {"X-Forwarded-For": "203.0.113.7"}  # another client, named by a tru
 # Three failures at once, then one every 4 s: a loop of bad connects empties the bucket
 # however slow the machine, and a refill comes within the test's patience.
 FLAGS = ("--address-auth-failure-burst", "3", "--address-auth-failures-per-second", "0.25")
-
-Start = Callable[..., Awaitable[ServerProcess]]
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    started: list[ServerProcess] = []
-
-    async def run(*args: str) -> ServerProcess:
-        process = ServerProcess(tmp_path / f"s{len(started)}", *args)
-        started.append(process)
-        await asyncio.to_thread(process.start)
-        return process
-
-    yield run
-    for process in started:
-        process.stop()
 
 
 def new_id() -> str:

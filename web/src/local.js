@@ -256,11 +256,15 @@ export async function keepLocally ({ doc, user, draftId }) {
     return unavailable
   }
   confirm() // y-indexeddb stored the doc as it was when the database opened
+  // true once read; false when the database is closing (sign out, page leaving, a failed write)
   const catchUp = async () => {
+    const current = persistence
+    if (current._destroyed || !current.db) return false
     try {
-      await fetchUpdates(persistence)
+      await fetchUpdates(current)
+      return !current._destroyed
     } catch {
-      // the database is closing (sign out, page leaving, a failed write)
+      return false
     }
   }
   // Another tab listed changes of this draft that the server lacks (a tab whose socket never got
@@ -271,9 +275,10 @@ export async function keepLocally ({ doc, user, draftId }) {
   let catchingUp = null
   const catchUpWith = async (mark) => {
     catchingUp = mark
-    await catchUp()
+    const read = await catchUp()
     if (catchingUp !== mark || closed) return
-    catchingUp = null
+    catchingUp = null // not read: tried again at the next change
+    if (!read) return
     caughtUp = mark
     notify()
   }

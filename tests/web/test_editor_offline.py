@@ -944,6 +944,36 @@ async def test_work_refused_with_1013_while_the_disk_is_full_is_sent_once_space_
         server.stop()
 
 
+async def test_work_typed_offline_and_refused_twice_with_1011_arrives_once(
+    tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
+) -> None:
+    """1011 is a server error ("reconnect and resend"): the offline work the page sends when
+    back online fails twice in the room (the `update` fault point), the page resends it on each
+    new socket, and the draft holds it exactly once, called synced only then."""
+    server = ServerProcess(
+        tmp_path_factory.mktemp("web-1011"), env={"DRAFTSYNC_FAULTS": "update:2"}
+    )
+    server.start()
+    try:
+        draft = new_draft()
+        context, page = await typed_offline(server, chromium, errors, draft, "gus", "sent again")
+        await page.evaluate(
+            "() => { window.closes = []\n"
+            "  window.draftsync.provider.on('connection-close', (e) => {"
+            " if (e) window.closes.push(e.code) }) }"
+        )
+        await context.set_offline(False)
+        await wait_status(page, "synced", timeout=20_000)
+        assert await page.evaluate("() => window.closes") == [1011, 1011]
+        assert await server_text(server, draft, "gus", "title") == "sent again"
+        await page.reload()  # the copy kept here and the server's agree: nothing twice
+        await wait_status(page, "synced")
+        await expect_field_text(page, "title", "sent again")
+        await context.close()
+    finally:
+        server.stop()
+
+
 async def test_a_viewer_made_an_editor_can_edit_after_the_next_reconnect(
     server: ServerProcess, chromium: Browser, errors: Errors
 ) -> None:

@@ -30,6 +30,7 @@ from tests.support import tmpfs
 from tests.support.node_client import NodeClient
 from tests.support.rest import as_user
 from tests.support.server_process import ServerProcess
+from tests.support.stored_any import snapshot_versions
 from tests.support.waiting import eventually
 from tests.web.conftest import (
     CHROMIUM,
@@ -969,6 +970,45 @@ async def test_work_typed_offline_and_refused_twice_with_1011_arrives_once(
         await page.reload()  # the copy kept here and the server's agree: nothing twice
         await wait_status(page, "synced")
         await expect_field_text(page, "title", "sent again")
+        await context.close()
+    finally:
+        server.stop()
+
+
+async def test_offline_work_reaches_a_restarted_server_whose_log_was_folded_exactly_once(
+    tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
+) -> None:
+    """Typed offline, the tab closed; meanwhile someone else writes, the server folds the log
+    into snapshots and restarts. Reopened, the copy kept here and the server's state merge:
+    every character once, on the server and on screen, again after a reload."""
+    server = ServerProcess(tmp_path_factory.mktemp("web-folded"), "--snapshot-every", "2")
+    server.start()
+    try:
+        draft = new_draft()
+        await share(server, draft, "ann", "ben")
+        context, page = await typed_offline(server, chromium, errors, draft, "ann", "kept here")
+        await page.close()
+        async with await NodeClient.start(server.ws_url, draft, server.token("ben")) as ben:
+            await ben.call("wait_synced")
+            for n in range(6):  # six versions: three snapshots
+                await ben.call("insert", field="title", index=0, text=f"{n}")
+            await ben.call("wait_synced")
+
+        async def folded() -> bool:
+            return len(snapshot_versions(server, draft)) >= 2
+
+        await eventually(folded)
+        server.stop()
+        server.start()
+        await context.set_offline(False)
+        page = errors.watch(await context.new_page())
+        await page.goto(f"{server.http_url}/d/{draft}")
+        await wait_status(page, "synced")
+        await expect_field_text(page, "title", "543210kept here")
+        assert await server_text(server, draft, "ben", "title") == "543210kept here"
+        await page.reload()
+        await wait_status(page, "synced")
+        await expect_field_text(page, "title", "543210kept here")
         await context.close()
     finally:
         server.stop()

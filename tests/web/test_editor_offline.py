@@ -467,6 +467,39 @@ async def test_offline_changes_too_large_for_one_message_go_in_several_without_a
         server.stop()
 
 
+async def test_offline_changes_too_large_for_one_message_go_in_several_after_a_reload(
+    tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
+) -> None:
+    """The same two pastes, then a reload offline: the page reads its copy back from IndexedDB
+    and sends what the server lacks in messages that fit, as before the reload (it sent the
+    whole copy as one update, refused "Change too large ... Nothing was sent" on every reload)."""
+    limit = 64 * 1024
+    server = ServerProcess(
+        tmp_path_factory.mktemp("web-too-large-reload"), "--max-message-bytes", str(limit)
+    )
+    server.start()
+    try:
+        draft = new_draft()
+        context, page = await new_person(chromium, errors)
+        await page.goto(editor_url(server, draft, "finn"))
+        await wait_status(page, "synced")
+        await offline_ready(page)
+        await context.set_offline(True)
+        await wait_status(page, "offline")
+        for _ in range(2):
+            await page.evaluate(_PASTE, ["description", 40 * 1024])
+        await wait_saved_here(page)
+        await page.reload()
+        loaded = "() => window.draftsync && window.draftsync.doc.getText('description').length"
+        await page.wait_for_function(f"{loaded} === {80 * 1024}")
+        await context.set_offline(False)
+        await wait_status(page, "synced")
+        assert await server_text(server, draft, "finn", "description") == "x" * 80 * 1024
+        assert "code=1009" not in server.log()
+    finally:
+        server.stop()
+
+
 async def test_a_server_that_closes_on_each_send_is_not_retried_in_a_loop(
     tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
 ) -> None:

@@ -79,6 +79,7 @@ export async function keepLocally ({ doc, user, draftId }) {
   const unavailable = {
     available: false,
     loaded: false,
+    storedUpdates: () => null,
     allSaved: () => false,
     failure: () => null,
     onSaved: (listener) => listeners.add(listener),
@@ -256,6 +257,9 @@ export async function keepLocally ({ doc, user, draftId }) {
     return unavailable
   }
   confirm() // y-indexeddb stored the doc as it was when the database opened
+  // the changes the copy was loaded from, one by one as stored: what was typed offline before a
+  // reload may add up to more than the server takes in one message, each change alone does not
+  const storedUpdates = doc.store.clients.size > 0 ? await readStored(persistence) : null
   // true once read; false when the database is closing (sign out, page leaving, a failed write)
   const catchUp = async () => {
     const current = persistence
@@ -286,6 +290,8 @@ export async function keepLocally ({ doc, user, draftId }) {
     available: true,
     // the stored copy may hold changes the server lacks: unsent until the server says otherwise
     loaded: doc.store.clients.size > 0,
+    /** The stored updates the doc was loaded from (null: unknown, or nothing stored). */
+    storedUpdates: () => storedUpdates,
     allSaved: () => !failed && stored >= written,
     /** Why a write to IndexedDB failed ({name, message, full}), until the whole doc is stored again. */
     failure: () => failed,
@@ -315,6 +321,16 @@ function request (req) {
     req.onsuccess = () => resolve(req.result)
     req.onerror = () => reject(req.error) // not prevented: the transaction aborts, all or nothing
   })
+}
+
+/** The updates y-indexeddb holds (each change one, until it merges them), or null if unread. */
+async function readStored (persistence) {
+  try {
+    const updates = await request(persistence.db.transaction([STORE], 'readonly').objectStore(STORE).getAll())
+    return updates.length ? updates : null
+  } catch {
+    return null
+  }
 }
 
 /** Whether `error` is a request cut short by its transaction's abort (lib0 wraps it in an Error). */

@@ -114,7 +114,8 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
       // would close with 1009, and every reconnect would send it again. Answer with an empty
       // step 2 and send the unacknowledged updates in several messages, merged as far as they
       // fit (each was checked against the limit when it was made: limits.js); if one alone
-      // does not fit (stored updates y-indexeddb merged, more than a message even without what the server has), send nothing and say so.
+      // does not fit (stored updates y-indexeddb merged: more than a message even without
+      // what the server has), send nothing and say so.
       encoder.bufs.length = 0
       encoder.cpos = 0
       const ws = provider.ws

@@ -30,6 +30,7 @@ from tests.support import tmpfs
 from tests.support.node_client import NodeClient
 from tests.support.rest import as_user
 from tests.support.server_process import ServerProcess
+from tests.support.stored_any import snapshot_versions
 from tests.support.waiting import eventually
 from tests.web.conftest import (
     CHROMIUM,
@@ -462,6 +463,39 @@ async def test_offline_changes_too_large_for_one_message_go_in_several_without_a
         assert await server_text(server, draft, "finn", "title") == "Small title"
         assert "code=1009" not in server.log()
         assert len(sockets) == 2
+    finally:
+        server.stop()
+
+
+async def test_offline_changes_too_large_for_one_message_go_in_several_after_a_reload(
+    tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
+) -> None:
+    """The same two pastes, then a reload offline: the page reads its copy back from IndexedDB
+    and sends what the server lacks in messages that fit, as before the reload (it sent the
+    whole copy as one update, refused "Change too large ... Nothing was sent" on every reload)."""
+    limit = 64 * 1024
+    server = ServerProcess(
+        tmp_path_factory.mktemp("web-too-large-reload"), "--max-message-bytes", str(limit)
+    )
+    server.start()
+    try:
+        draft = new_draft()
+        context, page = await new_person(chromium, errors)
+        await page.goto(editor_url(server, draft, "finn"))
+        await wait_status(page, "synced")
+        await offline_ready(page)
+        await context.set_offline(True)
+        await wait_status(page, "offline")
+        for _ in range(2):
+            await page.evaluate(_PASTE, ["description", 40 * 1024])
+        await wait_saved_here(page)
+        await page.reload()
+        loaded = "() => window.draftsync && window.draftsync.doc.getText('description').length"
+        await page.wait_for_function(f"{loaded} === {80 * 1024}")
+        await context.set_offline(False)
+        await wait_status(page, "synced")
+        assert await server_text(server, draft, "finn", "description") == "x" * 80 * 1024
+        assert "code=1009" not in server.log()
     finally:
         server.stop()
 
@@ -940,6 +974,77 @@ async def test_work_refused_with_1013_while_the_disk_is_full_is_sent_once_space_
         (small_disk / "filler").unlink()
         await wait_status(page, "synced", timeout=15_000)
         assert await server_text(server, draft, "fay", "title") == "written on a full disk"
+    finally:
+        server.stop()
+
+
+async def test_work_typed_offline_and_refused_twice_with_1011_arrives_once(
+    tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
+) -> None:
+    """1011 is a server error ("reconnect and resend"): the offline work the page sends when
+    back online fails twice in the room (the `update` fault point), the page resends it on each
+    new socket, and the draft holds it exactly once, called synced only then."""
+    server = ServerProcess(
+        tmp_path_factory.mktemp("web-1011"), env={"DRAFTSYNC_FAULTS": "update:2"}
+    )
+    server.start()
+    try:
+        draft = new_draft()
+        context, page = await typed_offline(server, chromium, errors, draft, "gus", "sent again")
+        await page.evaluate(
+            "() => { window.closes = []\n"
+            "  window.draftsync.provider.on('connection-close', (e) => {"
+            " if (e) window.closes.push(e.code) }) }"
+        )
+        await context.set_offline(False)
+        await wait_status(page, "synced", timeout=20_000)
+        assert await page.evaluate("() => window.closes") == [1011, 1011]
+        assert await server_text(server, draft, "gus", "title") == "sent again"
+        await page.reload()  # the copy kept here and the server's agree: nothing twice
+        await wait_status(page, "synced")
+        await expect_field_text(page, "title", "sent again")
+        await context.close()
+    finally:
+        server.stop()
+
+
+async def test_offline_work_reaches_a_restarted_server_whose_log_was_folded_exactly_once(
+    tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
+) -> None:
+    """Typed offline, the tab closed; meanwhile someone else writes, the server folds the log
+    into snapshots and restarts. Reopened, the copy kept here and the server's state merge:
+    every character once, on the server and on screen, again after a reload."""
+    server = ServerProcess(tmp_path_factory.mktemp("web-folded"), "--snapshot-every", "2")
+    server.start()
+    try:
+        draft = new_draft()
+        await share(server, draft, "ann", "ben")
+        context, page = await typed_offline(server, chromium, errors, draft, "ann", "kept here")
+        await page.close()
+        async with await NodeClient.start(server.ws_url, draft, server.token("ben")) as ben:
+            await ben.call("wait_synced")
+            for n in range(6):  # six versions: three snapshots
+                await ben.call("insert", field="title", index=0, text=f"{n}")
+            await ben.call("wait_synced")
+
+        async def folded() -> bool:
+            return len(snapshot_versions(server, draft)) >= 2
+
+        await eventually(folded)
+        server.stop()
+        server.start()
+        await context.set_offline(False)
+        page = errors.watch(await context.new_page())
+        await page.goto(f"{server.http_url}/d/{draft}")
+        await wait_status(page, "synced")
+        # both inserted into an empty title at once: Yjs orders the two runs by client id
+        merged = await server_text(server, draft, "ben", "title")
+        assert merged in ("543210kept here", "kept here543210")
+        await expect_field_text(page, "title", merged)
+        await page.reload()
+        await wait_status(page, "synced")
+        await expect_field_text(page, "title", merged)
+        await context.close()
     finally:
         server.stop()
 

@@ -84,7 +84,10 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
 
   // Local updates not yet acknowledged, in order (the stored copy first): what the server may
   // lack. Sent one by one when, all together, they exceed the server's message limit.
-  let unacked = local && local.loaded ? [{ seq: 1, update: Y.encodeStateAsUpdate(doc) }] : []
+  // The stored copy is its updates as stored (changes typed offline before a reload, each of
+  // which fitted), or the whole doc when they cannot be read.
+  const stored = local && local.loaded ? (local.storedUpdates && local.storedUpdates()) || [Y.encodeStateAsUpdate(doc)] : []
+  let unacked = stored.map((update) => ({ seq: 1, update }))
 
   const syncHandler = provider.messageHandlers[messageSync]
   // Whether the server lacked changes of ours when it asked (its sync step 1) and has not
@@ -97,8 +100,10 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   let toldReadOnly = false
   provider.messageHandlers[messageSync] = (encoder, decoder, ...rest) => {
     const peek = decoding.clone(decoder)
+    let theirVector = null
     if (decoding.readVarUint(peek) === 0) { // sync step 1: the server's state vector
-      const theirs = Y.decodeStateVector(decoding.readVarUint8Array(peek))
+      theirVector = decoding.readVarUint8Array(peek)
+      const theirs = Y.decodeStateVector(theirVector)
       const ours = Y.decodeStateVector(Y.encodeStateVector(doc))
       lacking = [...ours].some(([client, clock]) => clock > (theirs.get(client) || 0))
     }
@@ -109,18 +114,24 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
       // would close with 1009, and every reconnect would send it again. Answer with an empty
       // step 2 and send the unacknowledged updates in several messages, merged as far as they
       // fit (each was checked against the limit when it was made: limits.js); if one alone
-      // does not fit (a large stored copy), send nothing and say so.
+      // does not fit (stored updates y-indexeddb merged: more than a message even without
+      // what the server has), send nothing and say so.
       encoder.bufs.length = 0
       encoder.cpos = 0
       const ws = provider.ws
-      if (unacked.every(({ update }) => update.length + 16 <= maxMessageBytes)) {
+      // only what the server lacks of each (a stored copy merged into one update holds much
+      // that the server has); an empty update is 2 bytes
+      const lacks = theirVector === null
+        ? unacked.map(({ update }) => update)
+        : unacked.map(({ update }) => Y.diffUpdate(update, theirVector)).filter((update) => update.length > 2)
+      if (lacks.every((update) => update.length + 16 <= maxMessageBytes)) {
         encoding.writeVarUint(encoder, messageSync)
         encoding.writeVarUint(encoder, 1) // sync step 2
         encoding.writeVarUint8Array(encoder, EMPTY_UPDATE)
         ws.send(encoding.toUint8Array(encoder))
         encoder.bufs.length = 0
         encoder.cpos = 0
-        for (const update of batches(unacked.map((entry) => entry.update), maxMessageBytes - 64)) {
+        for (const update of batches(lacks, maxMessageBytes - 64)) {
           const message = encoding.createEncoder()
           encoding.writeVarUint(message, messageSync)
           encoding.writeVarUint(message, 2) // update

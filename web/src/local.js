@@ -26,7 +26,10 @@
 // An index in localStorage (per origin and user) lists the drafts kept here with their title,
 // for the drafts list when the server cannot be reached, and whether the copy here is known to
 // hold everything: `unsaved` ('storage full', 'storage error') while `failure()` is set, so a
-// tab closed then leaves the list saying the copy is not saved here. Signing out deletes the user's
+// tab closed then leaves the list saying the copy is not saved here. A line saying another tab's
+// changes are not on the server is not this tab's to clear until it has read them from IndexedDB
+// (it then sends them); otherwise a tab left open, in sync itself, called the copy clean and its
+// "Sign out" deleted the other tab's work without asking. Signing out deletes the user's
 // databases and index; another user's databases have other names and are never opened.
 import * as Y from 'yjs'
 import { IndexeddbPersistence, PREFERRED_TRIM_SIZE, fetchUpdates } from 'y-indexeddb'
@@ -39,6 +42,9 @@ const RETRY_MS = 10000 // opening the database again after a failed write, while
 const userPrefix = (user) => `${PREFIX}:${encodeURIComponent(window.location.origin)}:${encodeURIComponent(user)}:`
 const dbName = (user, draftId) => `${userPrefix(user)}${draftId}`
 const indexKey = (user) => `${PREFIX}.local:${user}`
+// this page, in the index's lines it writes: a line of another tab is not this tab's to clear
+const TAB = Math.random().toString(36).slice(2, 10)
+let marks = 0
 
 /**
  * Whether this browser lets the page open IndexedDB database `name` (not in some private modes,
@@ -73,6 +79,7 @@ export async function keepLocally ({ doc, user, draftId }) {
   const unavailable = {
     available: false,
     loaded: false,
+    storedUpdates: () => null,
     allSaved: () => false,
     failure: () => null,
     onSaved: (listener) => listeners.add(listener),
@@ -250,27 +257,55 @@ export async function keepLocally ({ doc, user, draftId }) {
     return unavailable
   }
   confirm() // y-indexeddb stored the doc as it was when the database opened
+  // the changes the copy was loaded from, one by one as stored: what was typed offline before a
+  // reload may add up to more than the server takes in one message, each change alone does not
+  const storedUpdates = doc.store.clients.size > 0 ? await readStored(persistence) : null
+  // true once read; false when the database is closing (sign out, page leaving, a failed write)
+  const catchUp = async () => {
+    const current = persistence
+    if (current._destroyed || !current.db) return false
+    try {
+      await fetchUpdates(current)
+      return !current._destroyed
+    } catch {
+      return false
+    }
+  }
+  // Another tab listed changes of this draft that the server lacks (a tab whose socket never got
+  // through, closed since): its line stays until this tab has read what that tab stored, after
+  // it wrote the line (its write to IndexedDB came first). Those changes are then this tab's
+  // to send, counted in its own `pending`; listeners hear that the line may be written again.
+  let caughtUp = null
+  let catchingUp = null
+  const catchUpWith = async (mark) => {
+    catchingUp = mark
+    const read = await catchUp()
+    if (catchingUp !== mark || closed) return
+    catchingUp = null // not read: tried again at the next change
+    if (!read) return
+    caughtUp = mark
+    notify()
+  }
   return {
     available: true,
     // the stored copy may hold changes the server lacks: unsent until the server says otherwise
     loaded: doc.store.clients.size > 0,
+    /** The stored updates the doc was loaded from (null: unknown, or nothing stored). */
+    storedUpdates: () => storedUpdates,
     allSaved: () => !failed && stored >= written,
     /** Why a write to IndexedDB failed ({name, message, full}), until the whole doc is stored again. */
     failure: () => failed,
     onSaved: (listener) => listeners.add(listener),
     /** List the draft in the index: its title, whether changes are unsent, whether a write failed. */
-    remember: (title, pending) => rememberDraft(user, draftId, { title, pending, unsaved: unsavedBecause(failed) }),
+    remember: (title, pending) => {
+      const held = rememberDraft(user, draftId, { title, pending, unsaved: unsavedBecause(failed), caughtUp })
+      if (held !== null && catchingUp !== held) catchUpWith(held)
+    },
     /** Small page state kept with the copy (y-indexeddb's `custom` store), e.g. overrides.js. */
     read: (key) => persistence.get(key).catch(() => undefined),
     write: (key, value) => { persistence.set(key, value).catch(() => {}) },
     /** Take into the doc what other tabs of this draft stored since it was loaded. */
-    catchUp: async () => {
-      try {
-        await fetchUpdates(persistence)
-      } catch {
-        // the database is closing (sign out, page leaving, a failed write)
-      }
-    },
+    catchUp,
     destroy: () => {
       closed = true
       clearInterval(retryTimer)
@@ -286,6 +321,16 @@ function request (req) {
     req.onsuccess = () => resolve(req.result)
     req.onerror = () => reject(req.error) // not prevented: the transaction aborts, all or nothing
   })
+}
+
+/** The updates y-indexeddb holds (each change one, until it merges them), or null if unread. */
+async function readStored (persistence) {
+  try {
+    const updates = await request(persistence.db.transaction([STORE], 'readonly').objectStore(STORE).getAll())
+    return updates.length ? updates : null
+  } catch {
+    return null
+  }
 }
 
 /** Whether `error` is a request cut short by its transaction's abort (lib0 wraps it in an Error). */
@@ -316,14 +361,30 @@ function unsavedBecause (failure) {
   return failure.full ? 'storage full' : 'storage error'
 }
 
-function rememberDraft (user, draftId, { title, pending, unsaved }) {
+/**
+ * Write the draft's line in the index. A line another tab wrote saying its changes are not on the
+ * server (`pending`, its `mark`) is neither cleared nor replaced by this tab unless this tab has
+ * read IndexedDB since (`caughtUp` is that mark): its doc then holds those changes, and its own
+ * `pending` counts them. Returns the mark this tab must catch up with first, or null.
+ */
+function rememberDraft (user, draftId, { title, pending, unsaved, caughtUp }) {
   const index = readIndex(user)
   const before = index[draftId]
-  if (before && before.title === title && before.pending === pending && (before.unsaved || false) === unsaved) return
-  index[draftId] = { title, pending, unsaved, at: new Date().toISOString() }
+  // a line of an older page has no mark: its time stands for one
+  const theirs = before && before.pending && before.by !== TAB ? String(before.mark || before.at) : null
+  const held = theirs !== null && theirs !== caughtUp ? theirs : null
+  const same = before && before.title === title && (before.unsaved || false) === unsaved
+  if (held !== null) {
+    if (same) return held
+    index[draftId] = { ...before, title, unsaved } // still pending, still the other tab's
+  } else {
+    if (same && before.pending === pending) return null
+    index[draftId] = { title, pending, unsaved, by: TAB, mark: pending ? `${TAB}.${++marks}` : null, at: new Date().toISOString() }
+  }
   try {
     window.localStorage.setItem(indexKey(user), JSON.stringify(index))
   } catch {}
+  return held
 }
 
 /**

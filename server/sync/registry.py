@@ -125,8 +125,10 @@ class RoomRegistry:
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._unloading: dict[str, asyncio.Task[None]] = {}
-        # Discarded rooms whose accepted updates are still being committed.
+        # Discarded rooms whose accepted updates are still being committed, and the tasks that
+        # close each once they are (`_failed`).
         self._draining: dict[str, Room] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         # Called with each room once it is open, and just before it is unloaded (its doc still
         # there): the seam for per-draft bookkeeping (metadata). Keep them cheap and sync.
         self.on_open: list[Callable[[Room], None]] = []
@@ -362,17 +364,28 @@ class RoomRegistry:
         logger.info("room unloaded draft=%s version=%d", room.draft_id, room.version)
 
     def _failed(self, room: Room) -> None:
-        """The room failed or was discarded: joiners get a new one (after it drained)."""
+        """The room failed or was discarded: joiners get a new one (after it drained).
+
+        A discarded room that still has writes to commit is closed once they are, whether or
+        not anyone opens its draft again (`_drained`, on a task of its own): only an `open`
+        let it go, and a draft nobody came back to kept the discarded doc for the life of the
+        process."""
         self._forget(room)
         if room.state is RoomState.DISCARDED and not room.is_drained:
             self._draining[room.draft_id] = room
+            task = asyncio.create_task(self._drained(room))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _drained(self, room: Room) -> None:
+        """Until the draining `room` has committed what it accepted; then it is closed (by
+        whichever waiter gets here first: its own task from `_failed`, or a joiner's `open`)."""
         with contextlib.suppress(GateClosed):
             await room.gate.until_committed()
         if self._draining.get(room.draft_id) is room:
             del self._draining[room.draft_id]
             room.close()
+            self.memory.room_unloaded()  # its doc's pages go back, as an unload's do
 
     def _forget(self, room: Room) -> None:
         if self._rooms.get(room.draft_id) is room:

@@ -475,6 +475,7 @@ class Fanout:
         self._last_seen: dict[str, float] = {}
         rooms.on_open.append(self._room_opened)
         rooms.on_unload.append(self._room_unloading)
+        rooms.on_dropped.append(self._room_unloading)  # failed or discarded: not followed
 
     async def start(self, supervisor: Supervisor) -> None:
         """Subscribe, then run the fan-out's four loops under `supervisor` (restarted if they
@@ -515,6 +516,8 @@ class Fanout:
             yield
 
     def _room_unloading(self, room: Room) -> None:
+        """`room` goes (unloaded, failed or discarded): its doc is no longer followed, nor kept
+        by its tracker until the draft is opened again."""
         tracker = self._trackers.get(room.draft_id)
         if tracker is not None and tracker.room is room:
             del self._trackers[room.draft_id]

@@ -125,12 +125,17 @@ class RoomRegistry:
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._unloading: dict[str, asyncio.Task[None]] = {}
-        # Discarded rooms whose accepted updates are still being committed.
+        # Discarded rooms whose accepted updates are still being committed, and the tasks that
+        # close failed and discarded rooms once they are (`_failed`).
         self._draining: dict[str, Room] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         # Called with each room once it is open, and just before it is unloaded (its doc still
         # there): the seam for per-draft bookkeeping (metadata). Keep them cheap and sync.
         self.on_open: list[Callable[[Room], None]] = []
         self.on_unload: list[Callable[[Room], None]] = []
+        # Called with each room forgotten without unloading (failed or discarded: its doc is
+        # not the store's, so `on_unload`'s bookkeeping must not read it).
+        self.on_dropped: list[Callable[[Room], None]] = []
         self.memory = MemoryTrimmer()  # gives an unloaded room's freed pages back
         # SQLite's stores only (PostgreSQL's has no cursor references to drop)
         self.memory.sqlite_connections = getattr(store, "sqlite_connections", tuple)
@@ -362,17 +367,34 @@ class RoomRegistry:
         logger.info("room unloaded draft=%s version=%d", room.draft_id, room.version)
 
     def _failed(self, room: Room) -> None:
-        """The room failed or was discarded: joiners get a new one (after it drained)."""
+        """The room failed or was discarded: joiners get a new one (after it drained).
+
+        Its doc is closed once what it accepted is committed (`_let_go`, on a task of its
+        own, whether or not anyone opens the draft again): the doc's observers hold the room
+        from inside yrs, out of the garbage collector's sight, so a failed or discarded room
+        that was never closed stayed, doc and all, for the life of the process."""
         self._forget(room)
         if room.state is RoomState.DISCARDED and not room.is_drained:
             self._draining[room.draft_id] = room
+        for hook in self.on_dropped:
+            hook(room)
+        task = asyncio.create_task(self._let_go(room))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _let_go(self, room: Room) -> None:
+        await self._drained(room)
+        if room.state is not RoomState.CLOSED:
+            room.close()
+            self.memory.room_unloaded()  # its doc's pages go back, as an unload's do
 
     async def _drained(self, room: Room) -> None:
+        """Until `room` (failed or discarded) has committed what it accepted, or has failed:
+        then a draining one is no longer in the way of its draft's next room."""
         with contextlib.suppress(GateClosed):
             await room.gate.until_committed()
         if self._draining.get(room.draft_id) is room:
             del self._draining[room.draft_id]
-            room.close()
 
     def _forget(self, room: Room) -> None:
         if self._rooms.get(room.draft_id) is room:

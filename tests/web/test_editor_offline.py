@@ -1057,6 +1057,55 @@ async def test_work_closed_with_1011_more_often_than_a_refusal_is_retried_until_
         server.stop()
 
 
+async def test_work_too_large_for_a_lowered_limit_is_not_promised_to_be_sent(
+    tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
+) -> None:
+    """A paste kept here that fitted the server's message limit, the page reloaded once the
+    limit is lower (the schema answer says 16 KB here): the page sends nothing and says so
+    ("Change too large ... Nothing was sent."). Its status detail says what sends the work
+    (remove the large text, Retry), not "sent when the connection is back": after an error
+    the page does not reconnect by itself."""
+    server = ServerProcess(
+        tmp_path_factory.mktemp("web-lowered-limit"), "--max-message-bytes", "65536"
+    )
+    server.start()
+    try:
+        draft = new_draft()
+        context = await chromium.new_context(viewport=DESKTOP, service_workers="block")
+        limits = {"maxMessageBytes": 65536}
+
+        async def limited(route) -> None:  # type: ignore[no-untyped-def]
+            answer = await route.fetch()
+            body = await answer.json()
+            body["limits"] = dict(limits)
+            await route.fulfill(response=answer, json=body)
+
+        await context.route("**/api/schema", limited)
+        page = errors.watch(await context.new_page())
+        await page.goto(editor_url(server, draft, "ida"))
+        await wait_status(page, "synced")
+        await page.wait_for_function("() => window.draftsync.local().available")
+        await page.evaluate("() => window.draftsync.provider.disconnect()")
+        await wait_status(page, "offline")
+        await page.evaluate(_PASTE, ["description", 40 * 1024])
+        await wait_saved_here(page)
+
+        limits["maxMessageBytes"] = 16 * 1024
+        await page.reload()
+        await wait_status(page, "error")
+        detail = page.locator("[data-role=status-detail]")
+        await expect(detail).to_contain_text("Nothing was sent.")
+        await expect(detail).to_contain_text(
+            "Your changes are kept in this browser: remove the large text, then press Retry"
+        )
+        assert "when the connection is back" not in (await detail.text_content() or "")
+        await page.screenshot(path=artifact("too-large-for-a-lowered-limit.png"))
+        assert await server_text(server, draft, "ida", "description") == ""
+        await context.close()
+    finally:
+        server.stop()
+
+
 async def test_offline_work_reaches_a_restarted_server_whose_log_was_folded_exactly_once(
     tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
 ) -> None:

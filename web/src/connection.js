@@ -43,6 +43,11 @@ const LATER_CODES = new Set([1001, 1013])
 // not a refusal of our changes either, whatever it was doing with them. Retried with the same
 // capped backoff until they get through; the status says the server had an error meanwhile.
 const SERVER_ERROR_CODES = new Set([1011])
+// What sends the work kept here after an error that lets it through (status detail)
+const SENT_AFTER = {
+  1009: ': remove the large text, then press Retry to send them',
+  4401: ' and sent once you paste a new link or token'
+}
 const ERROR_LABELS = { 1009: 'Change too large', 4401: 'Sign-in expired', 4403: 'No access', 4404: 'Not found' }
 
 export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinity }) {
@@ -296,9 +301,11 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
         : failure ? ` · not saved in this browser: ${failure}` : ''
     if (state.error) {
       // only a new token (4401) or a smaller change (1009) lets the work through: otherwise it
-      // is kept, not promised to be sent
-      const sendable = [1009, 4401].includes(state.error.code)
-      const kept = !sendable && unsent() && savedHere() ? 'Your changes are kept in this browser.' : keptNote()
+      // is kept, not promised to be sent; the page does not reconnect by itself after any
+      // error, so "when the connection is back" is never said here
+      const kept = unsent() && savedHere()
+        ? `Your changes are kept in this browser${SENT_AFTER[state.error.code] || ''}.`
+        : keptNote()
       const detail = [state.error.message, kept].filter(Boolean).join(' ')
       return { name: 'error', label: ERROR_LABELS[state.error.code] || 'Error', detail, saved: saved() }
     }

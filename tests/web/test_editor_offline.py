@@ -1095,6 +1095,8 @@ async def test_work_too_large_for_a_lowered_limit_is_not_promised_to_be_sent(
         await wait_status(page, "error")
         detail = page.locator("[data-role=status-detail]")
         await expect(detail).to_contain_text("Nothing was sent.")
+        # 40 KB, not "0.0 MB"
+        await expect(detail).to_contain_text(re.compile(r"add up to 4\d KB, more than"))
         await expect(detail).to_contain_text(
             "Your changes are kept in this browser: remove the large text, then press Retry"
         )

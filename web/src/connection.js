@@ -19,6 +19,7 @@ import { WebsocketProvider, messageAuth, messageSync } from 'y-websocket'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import { ROOT } from './root.js'
+import { sizeText } from './limits.js'
 import * as Y from 'yjs'
 
 export const MESSAGE_WRITE_ACK = 102
@@ -153,7 +154,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
       } else {
         state.error = {
           code: 1009,
-          message: `Change too large: the changes not yet on the server add up to ${(size / 1048576).toFixed(1)} MB, more than the server takes at once. Nothing was sent.`,
+          message: `Change too large: the changes not yet on the server add up to ${sizeText(size)}, more than the server takes at once. Nothing was sent.`,
           reason: ''
         }
         provider.disconnect()

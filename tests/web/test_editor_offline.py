@@ -1008,6 +1008,106 @@ async def test_work_typed_offline_and_refused_twice_with_1011_arrives_once(
         server.stop()
 
 
+_RECORD_STATES = """() => {
+  window.closes = []
+  window.draftsync.provider.on('connection-close', (e) => { if (e) window.closes.push(e.code) })
+  window.states = []
+  const status = document.querySelector('[data-role=status]')
+  const banner = document.querySelector('[data-role=banner]')
+  const record = () => window.states.push(
+    [status.dataset.status, status.textContent.trim(), banner.hidden ? '' : banner.textContent])
+  new MutationObserver(record).observe(document.body,
+    { subtree: true, childList: true, characterData: true, attributes: true })
+}"""
+
+
+async def test_work_closed_with_1011_more_often_than_a_refusal_is_retried_until_it_arrives(
+    tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
+) -> None:
+    """1011 is a server error ("reconnect and resend"), not a refusal of the change: four in a
+    row (more than the three after which the page stops for a server that drops its changes)
+    are retried, backing off, until the server works again. Meanwhile the page says the server
+    had an error and that it is retrying, the work kept here; never that it is too large."""
+    server = ServerProcess(
+        tmp_path_factory.mktemp("web-1011-retry"), env={"DRAFTSYNC_FAULTS": "update:4"}
+    )
+    server.start()
+    try:
+        draft = new_draft()
+        context, page = await typed_offline(server, chromium, errors, draft, "hal", "four errors")
+        await page.evaluate(_RECORD_STATES)
+        await context.set_offline(False)
+        await wait_status(page, "retrying")
+        label = page.locator("[data-role=status-label]")
+        await expect(label).to_have_text("Server error, retrying… · saved in this browser")
+        detail = page.locator("[data-role=status-detail]")
+        await expect(detail).to_contain_text("The server had an error; the page reconnects")
+        await expect(detail).to_contain_text("saved in this browser and sent again on each try")
+        await page.screenshot(path=artifact("server-error-retrying.png"))
+        await wait_status(page, "synced", timeout=30_000)
+        assert await page.evaluate("() => window.closes") == [1011] * 4
+        states = await page.evaluate("() => window.states")
+        assert not [s for s in states if s[0] == "error" or "too large" in (s[1] + s[2]).lower()]
+        assert await server_text(server, draft, "hal", "title") == "four errors"
+        await page.reload()  # the copy kept here and the server's agree: nothing twice
+        await wait_status(page, "synced")
+        await expect_field_text(page, "title", "four errors")
+        await context.close()
+    finally:
+        server.stop()
+
+
+async def test_work_too_large_for_a_lowered_limit_is_not_promised_to_be_sent(
+    tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
+) -> None:
+    """A paste kept here that fitted the server's message limit, the page reloaded once the
+    limit is lower (the schema answer says 16 KB here): the page sends nothing and says so
+    ("Change too large ... Nothing was sent."). Its status detail says what sends the work
+    (remove the large text, Retry), not "sent when the connection is back": after an error
+    the page does not reconnect by itself."""
+    server = ServerProcess(
+        tmp_path_factory.mktemp("web-lowered-limit"), "--max-message-bytes", "65536"
+    )
+    server.start()
+    try:
+        draft = new_draft()
+        context = await chromium.new_context(viewport=DESKTOP, service_workers="block")
+        limits = {"maxMessageBytes": 65536}
+
+        async def limited(route) -> None:  # type: ignore[no-untyped-def]
+            answer = await route.fetch()
+            body = await answer.json()
+            body["limits"] = dict(limits)
+            await route.fulfill(response=answer, json=body)
+
+        await context.route("**/api/schema", limited)
+        page = errors.watch(await context.new_page())
+        await page.goto(editor_url(server, draft, "ida"))
+        await wait_status(page, "synced")
+        await page.wait_for_function("() => window.draftsync.local().available")
+        await page.evaluate("() => window.draftsync.provider.disconnect()")
+        await wait_status(page, "offline")
+        await page.evaluate(_PASTE, ["description", 40 * 1024])
+        await wait_saved_here(page)
+
+        limits["maxMessageBytes"] = 16 * 1024
+        await page.reload()
+        await wait_status(page, "error")
+        detail = page.locator("[data-role=status-detail]")
+        await expect(detail).to_contain_text("Nothing was sent.")
+        # 40 KB, not "0.0 MB"
+        await expect(detail).to_contain_text(re.compile(r"add up to 4\d KB, more than"))
+        await expect(detail).to_contain_text(
+            "Your changes are kept in this browser: remove the large text, then press Retry"
+        )
+        assert "when the connection is back" not in (await detail.text_content() or "")
+        await page.screenshot(path=artifact("too-large-for-a-lowered-limit.png"))
+        assert await server_text(server, draft, "ida", "description") == ""
+        await context.close()
+    finally:
+        server.stop()
+
+
 async def test_offline_work_reaches_a_restarted_server_whose_log_was_folded_exactly_once(
     tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
 ) -> None:

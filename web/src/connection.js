@@ -7,8 +7,10 @@
 // 30 s no-message watchdog from dropping a lone editor's idle connection.
 //
 // Status, most important first: error (the server refused us: 1009, 4400/4401/4403/4404; the
-// page does not reconnect by itself, local work stays in this browser), offline (the browser
-// says so, or the socket is closed: said at once, the page does not wait for a timeout),
+// page does not reconnect by itself, local work stays in this browser), retrying (the server
+// closed with a server error, 1011: reconnecting and resending until it takes our changes),
+// offline (the browser says so, or the socket is closed: said at once, the page does not wait
+// for a timeout),
 // syncing (local changes not acknowledged yet, or the first sync running), conflict (open
 // conflicts in the `conflicts` map), synced. Offline and syncing say "saved in this browser"
 // only when IndexedDB holds every change (`local.allSaved()`, local.js), and "not saved in this
@@ -17,6 +19,7 @@ import { WebsocketProvider, messageAuth, messageSync } from 'y-websocket'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import { ROOT } from './root.js'
+import { sizeText } from './limits.js'
 import * as Y from 'yjs'
 
 export const MESSAGE_WRITE_ACK = 102
@@ -37,6 +40,15 @@ const REFUSALS_IN_A_ROW = 3
 // "Not now": the server is shutting down (1001) or cannot store anything for a while (1013: its
 // disk is full, its store failed). Not a refusal of our changes: retried until they get through.
 const LATER_CODES = new Set([1001, 1013])
+// A server error (1011: it failed on something unexpected; design.md, "reconnect and resend"):
+// not a refusal of our changes either, whatever it was doing with them. Retried with the same
+// capped backoff until they get through; the status says the server had an error meanwhile.
+const SERVER_ERROR_CODES = new Set([1011])
+// What sends the work kept here after an error that lets it through (status detail)
+const SENT_AFTER = {
+  1009: ': remove the large text, then press Retry to send them',
+  4401: ' and sent once you paste a new link or token'
+}
 const ERROR_LABELS = { 1009: 'Change too large', 4401: 'Sign-in expired', 4403: 'No access', 4404: 'Not found' }
 
 export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinity }) {
@@ -62,7 +74,8 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     switching: false, // reconnecting on purpose (a new token): not "offline"
     refused: false, // read-only on a socket whose server lacked our changes: it dropped them
     refusals: 0, // sockets in a row closed by the server before acknowledging what we sent
-    later: 0 // sockets in a row closed with "try again later" (LATER_CODES)
+    later: 0, // sockets in a row closed with "try again later" (LATER_CODES)
+    serverErrors: 0 // sockets in a row closed with a server error (SERVER_ERROR_CODES)
   }
   let stopped = false
   const listeners = new Set()
@@ -141,7 +154,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
       } else {
         state.error = {
           code: 1009,
-          message: `Change too large: the changes not yet on the server add up to ${(size / 1048576).toFixed(1)} MB, more than the server takes at once. Nothing was sent.`,
+          message: `Change too large: the changes not yet on the server add up to ${sizeText(size)}, more than the server takes at once. Nothing was sent.`,
           reason: ''
         }
         provider.disconnect()
@@ -165,7 +178,14 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
       state.readOnly = false
       notify()
     }
-    if (seq >= handshakeSeq) lacking = false
+    if (seq >= handshakeSeq) {
+      lacking = false
+      // the server took what this socket sent it: its error (if any) is over
+      if (state.handshaken && state.serverErrors > 0) {
+        state.serverErrors = 0
+        notify()
+      }
+    }
     if (seq > state.acked) {
       state.acked = seq
       state.refusals = 0
@@ -215,8 +235,9 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   })
   // A server that takes the socket and then drops it each time our changes arrive is refusing
   // them (a 1009 the browser reports as 1006, a server that does not announce its limit, a
-  // change it fails on): after REFUSALS_IN_A_ROW such closes the page stops retrying and says
-  // so, instead of resending for ever. An outage (no socket opens) is retried as before.
+  // change it fails on without saying it was a server error): after REFUSALS_IN_A_ROW such
+  // closes the page stops retrying and says so, instead of resending for ever. An outage (no
+  // socket opens) is retried as before; so is a server error (1011), said as one.
   provider.on('connection-close', (event) => {
     state.failed = true
     state.switching = false
@@ -224,6 +245,10 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
       // retried with y-websocket's backoff, which restarts once a socket synced: kept growing
       state.later += 1
       provider.wsUnsuccessfulReconnects = Math.max(provider.wsUnsuccessfulReconnects, state.later)
+    } else if (event && SERVER_ERROR_CODES.has(event.code)) {
+      // the same backoff (capped at maxBackoffTime), never counted as a refusal
+      state.serverErrors += 1
+      provider.wsUnsuccessfulReconnects = Math.max(provider.wsUnsuccessfulReconnects, state.serverErrors)
     } else if (event && state.handshaken && state.acked < state.sent && !(event.code in CLOSE_REASONS)) {
       state.refusals += 1
       if (state.refusals >= REFUSALS_IN_A_ROW && !state.error) {
@@ -259,9 +284,10 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
     if (!failure) return null
     return failure.full ? 'storage full' : 'storage error'
   }
-  const keptNote = () => {
+  // `when`: when the changes saved here go out (it depends on the state being told)
+  const keptNote = (when = 'sent when the connection is back') => {
     if (!unsent()) return ''
-    if (savedHere()) return 'Your changes are saved in this browser and sent when the connection is back.'
+    if (savedHere()) return `Your changes are saved in this browser and ${when}.`
     const failure = localFailure()
     if (failure) return `This browser could not save your changes (${failure}): keep this page open until they are sent, or free some space.`
     if (local && local.available) return 'Saving your changes in this browser…'
@@ -276,15 +302,24 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
         : failure ? ` · not saved in this browser: ${failure}` : ''
     if (state.error) {
       // only a new token (4401) or a smaller change (1009) lets the work through: otherwise it
-      // is kept, not promised to be sent
-      const sendable = [1009, 4401].includes(state.error.code)
-      const kept = !sendable && unsent() && savedHere() ? 'Your changes are kept in this browser.' : keptNote()
+      // is kept, not promised to be sent; the page does not reconnect by itself after any
+      // error, so "when the connection is back" is never said here
+      const kept = unsent() && savedHere()
+        ? `Your changes are kept in this browser${SENT_AFTER[state.error.code] || ''}.`
+        : keptNote()
       const detail = [state.error.message, kept].filter(Boolean).join(' ')
       return { name: 'error', label: ERROR_LABELS[state.error.code] || 'Error', detail, saved: saved() }
     }
     if (state.refused) {
       const kept = savedHere() ? ' They are kept in this browser.' : ''
       return { name: 'error', label: 'Not sent', detail: `You can only read this draft now: your changes made here were not taken by the server.${kept}`, saved: saved() }
+    }
+    if (state.serverErrors > 0 && online()) {
+      // until the server takes this socket's changes: connecting, syncing or closed again
+      const detail = unsent()
+        ? `The server had an error; the page reconnects by itself. ${keptNote('sent again on each try')}`
+        : 'The server had an error; the page reconnects by itself. Everything is saved on the server.'
+      return { name: 'retrying', label: `Server error, retrying…${suffix}`, detail, saved: saved() }
     }
     if (!online() || (!provider.wsconnected && !state.switching && (state.everConnected || state.failed))) {
       const detail = unsent() ? keptNote() : 'Everything is saved on the server. Changes you make now are kept in this browser and sent when the connection is back.'

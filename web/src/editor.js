@@ -10,7 +10,7 @@ import { api, explain } from './api.js'
 import { connect } from './connection.js'
 import { forgetLocal, keepLocally } from './local.js'
 import { keepTokenFresh } from './tokens.js'
-import { megabytes, sizeGuard } from './limits.js'
+import { sizeGuard, sizeText } from './limits.js'
 import { watchOverrides } from './overrides.js'
 import { registerServiceWorker, whenControlled } from './offline.js'
 import { announce, showPresence } from './presence.js'
@@ -83,7 +83,7 @@ async function main () {
   const guard = sizeGuard({
     maxMessageBytes: limits.maxMessageBytes,
     onRefused: ({ field, bytes, limit }) => {
-      refusal.textContent = `Change too large: ${megabytes(bytes)} for ${labelOf(field)}, and the server takes at most ${megabytes(limit)} at once. Nothing was sent; the rest of your work is kept.`
+      refusal.textContent = `Change too large: ${sizeText(bytes)} for ${labelOf(field)}, and the server takes at most ${sizeText(limit)} at once. Nothing was sent; the rest of your work is kept.`
       refusal.hidden = false
     }
   })

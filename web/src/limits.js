@@ -23,6 +23,8 @@ export function sizeGuard ({ maxMessageBytes, onRefused }) {
   }
 }
 
-export function megabytes (bytes) {
+/** A size for people: MB from 1 MB up, KB below (a 64 KB limit is not "0.1 MB"). */
+export function sizeText (bytes) {
+  if (bytes < 1024 * 1024) return `${Math.ceil(bytes / 1024)} KB`
   return `${(bytes / (1024 * 1024)).toFixed(1)} MB`
 }

@@ -25,7 +25,7 @@ import pytest
 from pycrdt import Doc, Map, Text
 
 from bench.hostile import Attacker, array_item_update, chained_text_update, fields_keys_update
-from crdt.lib0 import write_var_uint
+from crdt.lib0 import write_var_string, write_var_uint
 from crdt.limits import DEFAULT_LIMITS
 from crdt.protocol import Update, encode_message
 from server.cli import main
@@ -133,6 +133,64 @@ async def test_many_delete_ranges_are_bounded(
     )
 
 
+def empty_client_groups_update(n: int, *, first: int = 5000) -> bytes:
+    """n struct groups without a struct, each of a client of its own: ~87,000 overflowed
+    yrs's stack while applying it, a segfault that ended the server for every draft."""
+    out = bytearray()
+    write_var_uint(out, n)
+    for client in range(first, first + n):
+        out.append(0)
+        write_var_uint(out, client)
+        out.append(0)
+    return bytes(out + b"\x00")
+
+
+def cross_client_chain_update(n: int, *, first: int = 5000) -> bytes:
+    """n one-character items of `title`, each of a client of its own whose origin is the item
+    of the client before: yrs integrates the clients from the highest down, so each waits for
+    the next, in time growing with the square of n (20,000: the loop stalled 0.9 s; 60,000:
+    14 s) and a native stack frame each (99,000: a segfault)."""
+    out = bytearray()
+    write_var_uint(out, n)
+    for client in range(first, first + n):
+        for value in (1, client, 0):
+            write_var_uint(out, value)
+        if client == first:
+            out.append(4)
+            write_var_uint(out, 1)
+            write_var_string(out, "title")
+        else:
+            out.append(0x84)
+            write_var_uint(out, client - 1)
+            write_var_uint(out, 0)
+        write_var_string(out, "x")
+    return bytes(out + b"\x00")
+
+
+@pytest.mark.parametrize(
+    "update",
+    [empty_client_groups_update(100_000), cross_client_chain_update(20_000)],
+    ids=["empty-groups-segfault", "cross-client-chain-stall"],
+)
+async def test_an_update_naming_many_clients_is_refused_before_yrs_sees_it(
+    limited_server: ServerProcess, update: bytes
+) -> None:
+    """One frame of a few hundred KB from any editor: before, the first crashed the server
+    (SIGSEGV) and the second held the event loop for every draft; now both are refused."""
+    server, victim = limited_server, new_draft()
+    attacker = await connect_raw(server.ws_url, victim, server.token("alice"))
+    try:
+        await attacker.send(encode_message(Update(update)))
+        code, reason = await attacker.wait_closed(timeout=TIMEOUT)
+    finally:
+        await attacker.close()
+    assert server.process is not None and server.process.poll() is None, "the server died"
+    assert code == 4400 and reason and "> 4096 (--max-update-clients)" in reason, (code, reason)
+    async with httpx.AsyncClient(timeout=5) as http:
+        assert (await http.get(f"{server.http_url}/healthz")).status_code == 200
+    assert stored_update_count(server.database, victim) == 0
+
+
 def fields_overwrites_update(n: int, first: tuple[int, int], *, client: int = 4545) -> bytes:
     """n overwrites of a `fields` key the doc already holds (its item is `first`): each item
     names only its origin (`first`: not a chain, so no merge cost), never the root or key."""
@@ -208,6 +266,7 @@ async def test_each_update_limit_is_the_flag_given(tmp_path: Path) -> None:
         "--max-update-field-writes": 4,
         "--max-update-deletes": 50,
         "--max-update-merge-bytes": 100_000,
+        "--max-update-clients": 40,
     }
     attacks = {
         "--max-update-structs": separate_items_update(3_500),
@@ -216,6 +275,7 @@ async def test_each_update_limit_is_the_flag_given(tmp_path: Path) -> None:
         "--max-update-field-writes": fields_keys_update(10),
         "--max-update-deletes": delete_ranges_update(60),
         "--max-update-merge-bytes": chained_text_update(1_000),  # 1,000 structs, > 100,000 B
+        "--max-update-clients": cross_client_chain_update(45),
     }
     arguments = [str(part) for flag, value in flags.items() for part in (flag, value)]
     server = ServerProcess(tmp_path / "limits", *arguments).start()
@@ -242,6 +302,7 @@ UPDATE_FLAGS = [
     "--max-update-field-writes",
     "--max-update-deletes",
     "--max-update-merge-bytes",
+    "--max-update-clients",
 ]
 
 
@@ -267,6 +328,7 @@ def test_serve_help_gives_each_update_limits_default(capsys: pytest.CaptureFixtu
             defaults.field_writes,
             defaults.delete_ranges,
             defaults.merge_bytes,
+            defaults.clients,
         ),
         strict=True,
     ):

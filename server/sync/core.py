@@ -58,7 +58,7 @@ from server import faults, metrics
 from server.errors import CloseCode
 from server.sync.presence import Applied, AwarenessLimits, Presence
 from server.sync.replies import LARGE_REPLY_BYTES, SyncReplies
-from server.sync.statevector import FREE_ENTRIES, normalize
+from server.sync.statevector import FREE_ENTRIES, MAX_UNKNOWN_CLIENTS, normalize
 
 __all__ = [
     "EVERYONE",
@@ -297,12 +297,20 @@ class RoomCore:
         replies = self.replies
         charged = False  # a token was taken (`may_encode`)
         try:
-            if may_encode is not None and entry_count(state_vector) > FREE_ENTRIES:
+            entries = entry_count(state_vector)
+            doc_state = replies.doc_state(self.doc.get_state)
+            if entries > len(doc_state) + MAX_UNKNOWN_CLIENTS:
+                # yrs decodes every entry, on the event loop (1,500,000: ~0.1 s a frame)
+                raise MalformedMessage(
+                    f"state vector too long: {entries} entries > the draft's {len(doc_state)} "
+                    f"clients + {MAX_UNKNOWN_CLIENTS}"
+                )
+            if may_encode is not None and entries > FREE_ENTRIES:
                 # Decoding it is linear in its size: it costs a token, as an encode does.
                 if not may_encode():
                     return None
                 charged = True
-            key = normalize(state_vector, replies.doc_state(self.doc.get_state))
+            key = normalize(state_vector, doc_state)
         except MalformedMessage as refusal:
             return Outcome(verdict=Verdict(refused=refusal))
         if key is None:  # not normalized here (server/sync/statevector.py): yrs decodes it

@@ -27,8 +27,9 @@ from pycrdt import Doc, Map, Text
 from bench.hostile import Attacker, array_item_update, chained_text_update, fields_keys_update
 from crdt.lib0 import write_var_string, write_var_uint
 from crdt.limits import DEFAULT_LIMITS
-from crdt.protocol import Update, WriteAck, encode_message
+from crdt.protocol import SyncStep1, SyncStep2, Update, WriteAck, encode_message
 from server.cli import main
+from server.sync.statevector import MAX_UNKNOWN_CLIENTS
 from tests.support.bystander import bystander_on
 from tests.support.pycrdt_client import PycrdtClient
 from tests.support.raw_client import connect_raw
@@ -379,3 +380,34 @@ def test_serve_help_gives_each_update_limits_default(capsys: pytest.CaptureFixtu
     ):
         help_of_option = text.split(f"{option} ")[-1].split(" --")[0]
         assert f"({default})" in help_of_option, help_of_option
+
+
+def long_state_vector(n: int, *, first: int = 10**6) -> bytes:
+    out = bytearray()
+    write_var_uint(out, n)
+    for client in range(first, first + n):
+        write_var_uint(out, client)
+        write_var_uint(out, 5)
+    return bytes(out)
+
+
+async def test_a_state_vector_naming_far_more_clients_than_the_draft_is_refused(
+    limited_server: ServerProcess,
+) -> None:
+    """yrs decoded every entry of a joiner's state vector on the event loop (1,500,000
+    entries, 6.4 MB: healthz waited up to 213 ms); one naming more than the draft's clients
+    plus MAX_UNKNOWN_CLIENTS is refused with 4400 before anything decodes it."""
+    server = limited_server
+    attacker = await connect_raw(server.ws_url, new_draft(), server.token("alice"))
+    try:
+        await attacker.send(encode_message(SyncStep1(long_state_vector(MAX_UNKNOWN_CLIENTS + 1))))
+        code, reason = await attacker.wait_closed(timeout=TIMEOUT)
+    finally:
+        await attacker.close()
+    assert code == 4400 and reason and "state vector too long" in reason, (code, reason)
+    honest = await connect_raw(server.ws_url, new_draft(), server.token("alice"))
+    try:  # as many unknown clients as allowed: answered
+        await honest.send(encode_message(SyncStep1(long_state_vector(MAX_UNKNOWN_CLIENTS))))
+        await honest.next_message(SyncStep2, timeout=TIMEOUT)
+    finally:
+        await honest.close()

@@ -24,6 +24,14 @@ a non-ASCII string is decoded, to count its clocks in UTF-16 units as Yjs does),
                     the doc costs yrs time linear in the items already split (measured on a
                     text of long items: 50,000 ranges 0.17 s, 100,000 0.67 s, 1,000,000 67 s
                     and 424 MB); inserts that split items behave alike (100,000: 0.6 s)
+    clients         distinct clients the run names (struct groups and delete-set entries):
+                    yrs integrates an update's clients in its own order, and one whose items
+                    depend on another client's, client after client, costs it time growing with
+                    the square of the clients and a native stack frame each (measured: 8,000
+                    clients 35 ms, 60,000 14 s on the event loop; 87,000 empty struct groups or
+                    99,000 such clients overflow the main thread's 8 MB stack: a segfault that
+                    ends the server for every draft). An empty struct group counts as a struct
+                    and a delete-set entry without ranges as a range (1,000,000 of them: 142 ms)
     merge bytes     the copying a chain costs: per chain, (items - 1) * its content bytes,
                     an Any/JSON value counting `ELEMENT_BYTES`; chains may span the updates
                     of one run, which the room applies in one transaction
@@ -73,22 +81,24 @@ class UpdateLimits:
     elements: int = 200_000
     delete_ranges: int = 50_000
     merge_bytes: int = 64 * 1024 * 1024
+    clients: int = 4_096
 
     def needs_scan(self, updates: Sequence[bytes], *, has_fields: bool = False) -> bool:
         """False when a run of `updates` cannot cross any limit, so that a flood of keystrokes
         (runs of up to 128 small frames) is never walked: the room applies one in ~3 us.
 
-        A run of B bytes holds at most B structs, keys, values or delete ranges (each takes at
-        least a byte). Merge bytes: a chained item takes >= 4 bytes (info, origin client and
-        clock, a length or count) plus >= 1 per value or byte of content, so n chained items
-        weigh at most 49 * (B - 4n) (an Any/JSON value weighs ELEMENT_BYTES + its bytes) and
-        cost at most n * 49 * (B - 4n) <= 49 B^2 / 16 < 4 B^2. A write to `fields` takes >= 4
-        bytes, and there is none unless the run names the root `fields` (a new key does) or
-        the doc already has `fields` keys (`has_fields`: an overwrite names only its origin).
-        The run names the root only as a varString (length byte 6, then `fields`), so that is
-        what is searched for: typed text that contains the word does not make a run walked."""
+        A run of B bytes holds at most B structs, keys, values, delete ranges or clients (each
+        takes at least a byte). Merge bytes: a chained item takes >= 4 bytes (info, origin
+        client and clock, a length or count) plus >= 1 per value or byte of content, so n
+        chained items weigh at most 49 * (B - 4n) (an Any/JSON value weighs ELEMENT_BYTES +
+        its bytes) and cost at most n * 49 * (B - 4n) <= 49 B^2 / 16 < 4 B^2. A write to
+        `fields` takes >= 4 bytes, and there is none unless the run names the root `fields` (a
+        new key does) or the doc already has `fields` keys (`has_fields`: an overwrite names
+        only its origin). The run names the root only as a varString (length byte 6, then
+        `fields`), so that is what is searched for: typed text that contains the word does not
+        make a run walked."""
         size = sum(map(len, updates))
-        if size > min(self.structs, self.keys, self.elements, self.delete_ranges):
+        if size > min(self.structs, self.keys, self.elements, self.delete_ranges, self.clients):
             return True
         if 4 * size * size > self.merge_bytes:
             return True
@@ -105,6 +115,7 @@ _FLAGS = {
     "elements": "--max-insert-elements",
     "delete_ranges": "--max-update-deletes",
     "merge_bytes": "--max-update-merge-bytes",
+    "clients": "--max-update-clients",
 }
 
 _NAMES = {
@@ -114,6 +125,7 @@ _NAMES = {
     "elements": "values",
     "delete_ranges": "delete ranges",
     "merge_bytes": "bytes of chained items",
+    "clients": "clients",
 }
 
 
@@ -125,6 +137,7 @@ class UpdateCounts:
     elements: int = 0
     delete_ranges: int = 0
     merge_bytes: int = 0
+    clients: int = 0
     string_bytes: int = 0  # String/Embed/Format/JSON/Binary payload bytes, for the record
 
 
@@ -144,6 +157,8 @@ class RunScan:
         self.delete_ranges = 0
         self.merge_bytes = 0
         self.string_bytes = 0
+        # Distinct clients the run names, structs and delete set alike.
+        self._clients: set[int] = set()
         # Per client: (content ref, next clock) of the last item, and its chain's items, bytes.
         self._tails: dict[int, tuple[int, int, int, int]] = {}
         # Ids of the run's writes to the `fields` map: a new key, or an item next to one.
@@ -158,6 +173,7 @@ class RunScan:
             elements=self.elements,
             delete_ranges=self.delete_ranges,
             merge_bytes=self.merge_bytes,
+            clients=len(self._clients),
             string_bytes=self.string_bytes,
         )
 
@@ -168,6 +184,12 @@ class RunScan:
         except MalformedMessage as exc:
             raise UndecodableUpdate(f"undecodable Yjs update: {exc}") from exc
         self._close_chains()
+
+    def _add_client(self, client: int) -> None:
+        clients = self._clients
+        clients.add(client)
+        if len(clients) > self.limits.clients:
+            self._over("clients", len(clients))
 
     def _over(self, what: str, count: int) -> None:
         limit = getattr(self.limits, what)
@@ -182,6 +204,11 @@ class RunScan:
             count = read()
             client = read()
             clock = read()
+            self._add_client(client)
+            if count == 0:  # no struct, yet yrs keeps a (stack-hungry) block list for it
+                self.structs += 1
+                if self.structs > limits.structs:
+                    self._over("structs", self.structs)
             # The chain open at the end of this client's last group, if any: (content ref,
             # next clock, items, merge weight).
             tail = self._tails.pop(client, None)
@@ -236,9 +263,9 @@ class RunScan:
             if tail is not None:
                 self._tails[client] = tail
         for _ in range(read()):
-            read()  # client
+            self._add_client(read())
             ranges = read()
-            self.delete_ranges += ranges
+            self.delete_ranges += ranges or 1  # an entry without ranges still costs yrs one
             if self.delete_ranges > limits.delete_ranges:
                 self._over("delete_ranges", self.delete_ranges)
             for _ in range(ranges):

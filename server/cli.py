@@ -153,6 +153,15 @@ def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
         "half that in memory, so this bounds a cost that grows with the square of the chain "
         "(%(default)s)",
     )
+    limits.add_argument(
+        "--max-update-clients",
+        type=positive_int,
+        default=DEFAULT_LIMITS.clients,
+        metavar="N",
+        help="distinct clients one update names (its struct groups and delete set): yrs's "
+        "time grows with the square of clients whose items depend on each other's, and past "
+        "~87,000 it overflows the stack and crashes the server (%(default)s)",
+    )
 
 
 def _add_log_arguments(serve: argparse.ArgumentParser) -> None:
@@ -201,6 +210,7 @@ def _limits_from(args: argparse.Namespace) -> UpdateLimits:
         elements=args.max_insert_elements,
         delete_ranges=args.max_update_deletes,
         merge_bytes=args.max_update_merge_bytes,
+        clients=args.max_update_clients,
     )
 
 

@@ -24,6 +24,7 @@ UNLIMITED = UpdateLimits(
     elements=10**12,
     delete_ranges=10**12,
     merge_bytes=10**15,
+    clients=10**12,
 )
 
 
@@ -248,6 +249,58 @@ def test_delete_ranges_are_limited() -> None:
     write_var_uint(out, 101)  # ... with 101 ranges
     for i in range(101):
         out += bytes([2 * i % 128, 1])
+    with pytest.raises(UpdateTooLarge, match="101 delete ranges > 100"):
+        count_update(bytes(out), UpdateLimits(delete_ranges=100))
+
+
+def empty_client_groups(n: int) -> bytes:
+    """n struct groups of no struct, each of a client of its own, and no delete set."""
+    out = bytearray()
+    write_var_uint(out, n)
+    for client in range(1000, 1000 + n):
+        out += b"\x00"
+        write_var_uint(out, client)
+        out += b"\x00"
+    return bytes(out + b"\x00")
+
+
+def empty_delete_entries(n: int, first: int = 1000) -> bytes:
+    """No structs; a delete set of n clients (from `first`), each with no range."""
+    out = bytearray([0])
+    write_var_uint(out, n)
+    for client in range(first, first + n):
+        write_var_uint(out, client)
+        out += b"\x00"
+    return bytes(out)
+
+
+def test_clients_are_limited_across_structs_and_delete_set() -> None:
+    """yrs's cost grows with the square of the clients, and ~87,000 empty groups overflow its
+    stack: the distinct clients of a run, struct groups and delete set alike, are bounded."""
+    with pytest.raises(UpdateTooLarge, match="101 clients > 100 \\(--max-update-clients\\)"):
+        count_update(empty_client_groups(101), UpdateLimits(clients=100))
+    with pytest.raises(UpdateTooLarge, match="101 clients > 100"):
+        count_update(empty_delete_entries(101), UpdateLimits(clients=100))
+    scan = RunScan(UpdateLimits(clients=100))
+    scan.add(empty_client_groups(60))
+    scan.add(empty_delete_entries(60, first=1040))  # 1000..1099: 100 clients, within the limit
+    with pytest.raises(UpdateTooLarge, match="101 clients"):
+        scan.add(empty_delete_entries(1, first=5))
+    same = count_update(empty_client_groups(50)[:-1] + empty_delete_entries(50)[1:], UNLIMITED)
+    assert same.clients == 50
+
+
+def test_empty_groups_and_rangeless_delete_entries_still_count() -> None:
+    """An empty group is a struct to yrs, an entry without ranges a range: a run of them is
+    bounded by `structs` and `delete_ranges` even when they name one client over and over."""
+    out = bytearray()
+    write_var_uint(out, 101)
+    out += b"\x00\x07\x00" * 101
+    with pytest.raises(UpdateTooLarge, match="101 structs > 100"):
+        count_update(bytes(out + b"\x00"), UpdateLimits(structs=100))
+    out = bytearray([0])
+    write_var_uint(out, 101)
+    out += b"\x07\x00" * 101
     with pytest.raises(UpdateTooLarge, match="101 delete ranges > 100"):
         count_update(bytes(out), UpdateLimits(delete_ranges=100))
 

@@ -219,7 +219,10 @@ async def test_an_attacker_leaving_does_not_remove_another_connections_entry(roo
     ("entries", "reason"),
     [
         # the finding sent 186k states in 16 MB; the server refuses at the first one too many
-        ([(1_000_000 + i, 1, {"user": {"name": f"ghost {i}"}}) for i in range(20_000)], "ids"),
+        (
+            [(1_000_000 + i, 1, {"user": {"name": f"ghost {i}"}}) for i in range(20_000)],
+            "entries in one update",
+        ),
         ([(1_000_000 + i, 1, {"n": i}) for i in range(MAX_STATES + 1)], "ids"),
         ([(1_000_000, 1, {"blob": "x" * MAX_BYTES})], "bytes"),
     ],

@@ -15,8 +15,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from crdt.awareness import AwarenessEntry, encode_awareness_update
 from crdt.hocuspocus import encode_authenticated, encode_sync_status, prefix
 from crdt.lib0 import write_var_bytes, write_var_string, write_var_uint
-from crdt.protocol import Awareness, SyncStep1, Update, encode_message
-from server.sync.presence import MAX_BYTES
+from crdt.protocol import Awareness, SyncStep1, SyncStep2, Update, encode_message
+from server.sync.presence import MAX_BYTES, MAX_ENTRIES
 from tests.support.raw_client import connect_raw
 from tests.support.rest import as_user, create_draft, scrape
 from tests.support.server_process import ServerProcess
@@ -202,3 +202,29 @@ async def test_a_hocuspocus_viewers_step_2_that_would_panic_yrs_is_answered_not_
             assert answer.startswith(prefix(other) + bytes([0, 0])), answer
     finally:
         await writer.close()
+
+
+async def test_an_awareness_update_of_too_many_entries_is_refused_before_it_is_decoded(
+    server: ServerProcess,
+) -> None:
+    """1,500,000 entries (10.5 MB) were decoded in Python on the event loop: /healthz waited
+    2.0 s. Past MAX_ENTRIES the count alone closes the sender with 4400; as many is taken."""
+    entries = [AwarenessEntry(7, 1, "null")] * (MAX_ENTRIES + 1)
+    attacker = await connect_raw(server.ws_url, new_draft(), server.token("alice"))
+    try:
+        await attacker.send(encode_message(Awareness(encode_awareness_update(entries))))
+        code, reason = await attacker.wait_closed(timeout=TIMEOUT)
+    finally:
+        await attacker.close()
+    assert code == 4400 and reason and f"entries in one update > {MAX_ENTRIES}" in reason, (
+        code,
+        reason,
+    )
+    honest = await connect_raw(server.ws_url, new_draft(), server.token("alice"))
+    try:
+        await honest.send(encode_message(Awareness(encode_awareness_update(entries[1:]))))
+        await honest.send(encode_message(SyncStep1(b"\x00")))
+        await honest.next_message(SyncStep2, timeout=TIMEOUT)
+        assert not honest.closed.is_set()
+    finally:
+        await honest.close()

@@ -25,10 +25,11 @@ import pytest
 from pycrdt import Doc, Map, Text
 
 from bench.hostile import Attacker, array_item_update, chained_text_update, fields_keys_update
-from crdt.lib0 import write_var_uint
+from crdt.lib0 import write_var_string, write_var_uint
 from crdt.limits import DEFAULT_LIMITS
-from crdt.protocol import Update, encode_message
+from crdt.protocol import SyncStep1, SyncStep2, Update, WriteAck, encode_message
 from server.cli import main
+from server.sync.statevector import MAX_UNKNOWN_CLIENTS
 from tests.support.bystander import bystander_on
 from tests.support.pycrdt_client import PycrdtClient
 from tests.support.raw_client import connect_raw
@@ -133,6 +134,109 @@ async def test_many_delete_ranges_are_bounded(
     )
 
 
+def empty_client_groups_update(n: int, *, first: int = 5000) -> bytes:
+    """n struct groups without a struct, each of a client of its own: ~87,000 overflowed
+    yrs's stack while applying it, a segfault that ended the server for every draft."""
+    out = bytearray()
+    write_var_uint(out, n)
+    for client in range(first, first + n):
+        out.append(0)
+        write_var_uint(out, client)
+        out.append(0)
+    return bytes(out + b"\x00")
+
+
+def cross_client_chain_update(n: int, *, first: int = 5000) -> bytes:
+    """n one-character items of `title`, each of a client of its own whose origin is the item
+    of the client before: yrs integrates the clients from the highest down, so each waits for
+    the next, in time growing with the square of n (20,000: the loop stalled 0.9 s; 60,000:
+    14 s) and a native stack frame each (99,000: a segfault)."""
+    out = bytearray()
+    write_var_uint(out, n)
+    for client in range(first, first + n):
+        for value in (1, client, 0):
+            write_var_uint(out, value)
+        if client == first:
+            out.append(4)
+            write_var_uint(out, 1)
+            write_var_string(out, "title")
+        else:
+            out.append(0x84)
+            write_var_uint(out, client - 1)
+            write_var_uint(out, 0)
+        write_var_string(out, "x")
+    return bytes(out + b"\x00")
+
+
+@pytest.mark.parametrize(
+    "update",
+    [empty_client_groups_update(100_000), cross_client_chain_update(20_000)],
+    ids=["empty-groups-segfault", "cross-client-chain-stall"],
+)
+async def test_an_update_naming_many_clients_is_refused_before_yrs_sees_it(
+    limited_server: ServerProcess, update: bytes
+) -> None:
+    """One frame of a few hundred KB from any editor: before, the first crashed the server
+    (SIGSEGV) and the second held the event loop for every draft; now both are refused."""
+    server, victim = limited_server, new_draft()
+    attacker = await connect_raw(server.ws_url, victim, server.token("alice"))
+    try:
+        await attacker.send(encode_message(Update(update)))
+        code, reason = await attacker.wait_closed(timeout=TIMEOUT)
+    finally:
+        await attacker.close()
+    assert server.process is not None and server.process.poll() is None, "the server died"
+    assert code == 4400 and reason and "> 4096 (--max-update-clients)" in reason, (code, reason)
+    async with httpx.AsyncClient(timeout=5) as http:
+        assert (await http.get(f"{server.http_url}/healthz")).status_code == 200
+    assert stored_update_count(server.database, victim) == 0
+
+
+async def test_deletes_of_clocks_the_draft_lacks_do_not_pile_up(
+    limited_server: ServerProcess,
+) -> None:
+    """Runs of deletes of a client the draft never saw, each within --max-update-deletes: yrs
+    kept every range aside and retried them all on each update after (100 runs: a keystroke
+    on the draft took ~215 ms on the event loop). Past one run's worth the sender is refused
+    with 4400, the doc (and what it held) dropped, and the others reconnect to a fresh one."""
+    server, victim = limited_server, new_draft()
+    editor = PycrdtClient(server.ws_url, victim, server.token("alice"), client_id=778)
+    await editor.connect()
+    await asyncio.wait_for(editor.synced.wait(), TIMEOUT)
+    attacker = await connect_raw(server.ws_url, victim, server.token("alice"))
+    sent = 0
+    try:
+        for run in range(4):  # 50,000 ranges each: the second one crosses HELD_LIMIT
+            await attacker.send(
+                encode_message(Update(delete_ranges_update(50_000, owner=9000 + run)))
+            )
+            sent += 1
+            mark = f"run-{run}".encode()
+            await attacker.send(encode_message(WriteAck(mark)))
+            acked = attacker.next_message(WriteAck, where=lambda m, mark=mark: m.payload == mark)
+            closed = asyncio.ensure_future(attacker.closed.wait())
+            done, pending = await asyncio.wait(
+                [asyncio.ensure_future(acked), closed],
+                timeout=TIMEOUT,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for waiting in pending:
+                waiting.cancel()
+            if closed in done:
+                break
+            assert done, "neither acknowledged nor closed"
+        code, reason = await attacker.wait_closed(timeout=TIMEOUT)
+        assert code == 4400 and reason and "wait for clocks the draft lacks" in reason, reason
+        assert sent == 2, f"refused after {sent} runs"
+        assert server.process is not None and server.process.poll() is None, "the server died"
+        async with httpx.AsyncClient(timeout=5) as http:
+            assert (await http.get(f"{server.http_url}/healthz")).status_code == 200
+        assert "room discarded draft=" + victim in server.log()
+    finally:
+        await attacker.close()
+        await editor.disconnect()
+
+
 def fields_overwrites_update(n: int, first: tuple[int, int], *, client: int = 4545) -> bytes:
     """n overwrites of a `fields` key the doc already holds (its item is `first`): each item
     names only its origin (`first`: not a chain, so no merge cost), never the root or key."""
@@ -208,6 +312,7 @@ async def test_each_update_limit_is_the_flag_given(tmp_path: Path) -> None:
         "--max-update-field-writes": 4,
         "--max-update-deletes": 50,
         "--max-update-merge-bytes": 100_000,
+        "--max-update-clients": 40,
     }
     attacks = {
         "--max-update-structs": separate_items_update(3_500),
@@ -216,6 +321,7 @@ async def test_each_update_limit_is_the_flag_given(tmp_path: Path) -> None:
         "--max-update-field-writes": fields_keys_update(10),
         "--max-update-deletes": delete_ranges_update(60),
         "--max-update-merge-bytes": chained_text_update(1_000),  # 1,000 structs, > 100,000 B
+        "--max-update-clients": cross_client_chain_update(45),
     }
     arguments = [str(part) for flag, value in flags.items() for part in (flag, value)]
     server = ServerProcess(tmp_path / "limits", *arguments).start()
@@ -242,6 +348,7 @@ UPDATE_FLAGS = [
     "--max-update-field-writes",
     "--max-update-deletes",
     "--max-update-merge-bytes",
+    "--max-update-clients",
 ]
 
 
@@ -267,8 +374,40 @@ def test_serve_help_gives_each_update_limits_default(capsys: pytest.CaptureFixtu
             defaults.field_writes,
             defaults.delete_ranges,
             defaults.merge_bytes,
+            defaults.clients,
         ),
         strict=True,
     ):
         help_of_option = text.split(f"{option} ")[-1].split(" --")[0]
         assert f"({default})" in help_of_option, help_of_option
+
+
+def long_state_vector(n: int, *, first: int = 10**6) -> bytes:
+    out = bytearray()
+    write_var_uint(out, n)
+    for client in range(first, first + n):
+        write_var_uint(out, client)
+        write_var_uint(out, 5)
+    return bytes(out)
+
+
+async def test_a_state_vector_naming_far_more_clients_than_the_draft_is_refused(
+    limited_server: ServerProcess,
+) -> None:
+    """yrs decoded every entry of a joiner's state vector on the event loop (1,500,000
+    entries, 6.4 MB: healthz waited up to 213 ms); one naming more than the draft's clients
+    plus MAX_UNKNOWN_CLIENTS is refused with 4400 before anything decodes it."""
+    server = limited_server
+    attacker = await connect_raw(server.ws_url, new_draft(), server.token("alice"))
+    try:
+        await attacker.send(encode_message(SyncStep1(long_state_vector(MAX_UNKNOWN_CLIENTS + 1))))
+        code, reason = await attacker.wait_closed(timeout=TIMEOUT)
+    finally:
+        await attacker.close()
+    assert code == 4400 and reason and "state vector too long" in reason, (code, reason)
+    honest = await connect_raw(server.ws_url, new_draft(), server.token("alice"))
+    try:  # as many unknown clients as allowed: answered
+        await honest.send(encode_message(SyncStep1(long_state_vector(MAX_UNKNOWN_CLIENTS))))
+        await honest.next_message(SyncStep2, timeout=TIMEOUT)
+    finally:
+        await honest.close()

@@ -62,9 +62,11 @@ MAX_CLOCK_STEP = 2**20
 # it applies) may not resurrect it with a clock the others already passed.
 MAX_DEPARTED = 1024
 
-# Entries one awareness message from a connection may carry, checked from its count before it
-# is decoded (in Python, on the event loop: 1,500,000 entries, 10.5 MB, held it 2.0 s). A stock
-# client echoes the states of the relays it hears, at most everyone in the room.
+# Entries one awareness message from a connection may carry beyond the ids the room knows (held
+# or departed), checked from its count before it is decoded (in Python, on the event loop:
+# 1,500,000 entries, 10.5 MB, held it 2.0 s). A stock client echoes the states of the relays it
+# hears, at most everyone in the room: so the bound grows with the room (itself bounded by
+# --max-connections-per-draft and --awareness-max-states), never below this.
 MAX_ENTRIES = 4096
 
 
@@ -137,9 +139,11 @@ class Presence:
     def _apply(self, owner: Hashable, payload: bytes, *, remote: bool) -> Applied:
         if not remote:
             count = Reader(payload).read_var_uint() if payload else 0
-            if count > MAX_ENTRIES:
+            known = len(self._held) + len(self._departed)
+            if count > MAX_ENTRIES + known:
                 raise AwarenessLimitExceeded(
-                    f"awareness: {count} entries in one update > {MAX_ENTRIES}"
+                    f"awareness: {count} entries in one update > {MAX_ENTRIES} "
+                    f"+ the room's {known} known ids"
                 )
         mine = self._owners.get(owner) or _Owner()
         limits = self.limits

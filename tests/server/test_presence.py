@@ -15,7 +15,7 @@ from crdt.awareness import AwarenessEntry, decode_awareness_update, encode_aware
 from crdt.errors import MalformedMessage
 from server.errors import AwarenessLimitExceeded, CloseCode, close_code_for
 from server.sync.pacing import AwarenessPacer
-from server.sync.presence import MAX_CLOCK_STEP, AwarenessLimits, Presence
+from server.sync.presence import MAX_CLOCK_STEP, MAX_ENTRIES, AwarenessLimits, Presence
 
 BOB, EVE = object(), object()
 
@@ -244,3 +244,19 @@ def test_query_awareness_is_answered_without_encoding_the_table_again() -> None:
     assert second is not first and presence.full_update() is second
     presence.release(EVE)
     assert presence.full_update() == first
+
+
+def test_an_echo_of_a_room_larger_than_max_entries_is_taken_and_more_is_refused() -> None:
+    """A stock y-websocket client echoes every state it hears: in a room of more than
+    MAX_ENTRIES ids its echo names them all, and must not be refused as an attack. Past the
+    room's ids plus MAX_ENTRIES the count alone is refused, before anything is decoded."""
+    presence = Presence()
+    room = MAX_ENTRIES + 100
+    for client_id in range(1, room + 1):
+        presence.apply(object(), update((client_id, 1, {"n": client_id})))
+    echo = update(*((client_id, 1, {"n": client_id}) for client_id in range(1, room + 1)))
+    assert presence.apply(EVE, echo).dropped == room  # taken, every entry someone else's
+    flood = [(room + i, 1, None) for i in range(1, MAX_ENTRIES + room + 2)]
+    with pytest.raises(AwarenessLimitExceeded, match="entries in one update"):
+        presence.apply(EVE, update(*flood))
+    assert len(presence) == room

@@ -138,8 +138,9 @@ const edit = (editor) => {
 // turned 20 times in 100 ms instead of 80) and that showed up as every server's p99. So before
 // the clock starts, four editors of this process type WARM_UP_EDITS edits through an in-process
 // Yjs reference relay on its own loopback port: the same code paths, none of the traffic on the
-// server under test.
-const WARM_UP_EDITS = 3000
+// server under test. `warmUpEdits` in the config overrides it: `bench relay --quick` (the smoke
+// tests, whose figures nobody reads) runs the same warm-up with a few edits, seconds shorter.
+const WARM_UP_EDITS = config.warmUpEdits ?? 3000
 const warmUp = async () => {
   const relay = new WebSocketServer({ host: '127.0.0.1', port: 0 })
   relay.on('connection', (conn, req) => setupWSConnection(conn, req, { docName: 'warm-up' }))

@@ -62,7 +62,7 @@ from bench.capacity import (
 from bench.connections import SETTLE_SECONDS, drive_connections
 from bench.connections import describe as describe_connections
 from bench.joins import MEMORY_ONLY, JoinScenario, run_join
-from bench.nodeclient import ClientFailed, next_event, node_client
+from bench.nodeclient import QUICK_WARM_UP_EDITS, ClientFailed, next_event, node_client
 from bench.plots import plot_relay, plot_relay_instances
 from bench.report import Column, format_table, publish
 from bench.runtime import environment, percentile, progress
@@ -160,9 +160,6 @@ AFTER_LOAD_SECONDS = 7.0
 # second, so that the same "after" read still follows the unload, ~1.5 s sooner a row.
 QUICK_AFTER_LOAD_SECONDS = 1.0
 QUICK_FLAGS = ("--room-grace", "0.25")  # draftsync's, in --quick
-# The Node client's warm-up (bench/node/client.mjs, 3,000 edits on each of 4 editors) is there
-# for the figures of a full run; --quick runs the same warm-up code with this many, seconds less.
-QUICK_WARM_UP_EDITS = 100
 # After a server listens, before its idle RSS is read and the clients start; --quick (whose idle
 # figure nobody reads) waits less, as it does for the connections scenario's memory reads.
 START_SETTLE_SECONDS = 0.5

@@ -41,8 +41,10 @@ async def drive_connections(
     directory: Path,
     *,
     budget: float,
+    settle: float = SETTLE_SECONDS,
 ) -> dict[str, object]:
-    """Run the scenario against a started `server`; the row's figures."""
+    """Run the scenario against a started `server`; the row's figures. `settle`: the wait
+    before each memory read (shorter in `bench relay --quick`)."""
     config = {
         "mode": "connections",
         "urls": [server.url],
@@ -52,7 +54,7 @@ async def drive_connections(
         "connectSeconds": budget / 2,
         "drainSeconds": 30,
     }
-    await asyncio.sleep(SETTLE_SECONDS)
+    await asyncio.sleep(settle)
     before = rss_mb(server)
     cpu_before = server.cpu_seconds()
     process = await node_client(config, directory / "client-connections.log")
@@ -60,7 +62,7 @@ async def drive_connections(
         async with asyncio.timeout(budget):
             synced = await next_event(process, "synced")
             connect_cpu = server.cpu_seconds() - cpu_before
-            await asyncio.sleep(SETTLE_SECONDS)
+            await asyncio.sleep(settle)
             idle = rss_mb(server)
             assert process.stdin is not None
             process.stdin.write(b"go\n")

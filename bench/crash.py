@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.nodeclient import ClientFailed, next_event, node_client
+from bench.nodeclient import QUICK_WARM_UP_EDITS, ClientFailed, next_event, node_client
 from bench.plots import plot_crash
 from bench.report import Column, format_table, publish
 from bench.runtime import environment, progress
@@ -51,13 +51,15 @@ async def _bounded(process: asyncio.subprocess.Process, until: str, seconds: flo
         raise
 
 
-async def _one(name: str, kill_after: float, directory: Path) -> dict[str, object]:
+async def _one(name: str, kill_after: float, directory: Path, quick: bool) -> dict[str, object]:
     room = f"crash-{uuid.uuid4().hex[:8]}"
     server = ServerProc(name, directory)
     await asyncio.to_thread(server.start)
     try:
         common = {"url": server.url, "token": server.token, "rooms": [room], "connectSeconds": 30}
         flood_config = {**common, "mode": "crash", "clients": 3, "edits": EDIT_CAP}
+        if quick:
+            flood_config["warmUpEdits"] = QUICK_WARM_UP_EDITS
         flood = await node_client(flood_config, directory / "client-flood.log")
         await _bounded(flood, "writing", 60)
         await asyncio.sleep(kill_after)
@@ -100,7 +102,7 @@ async def _measure(options: CrashOptions) -> dict[str, object]:
         for repeat in range(options.repeats):
             for name in options.servers:
                 where = Path(tmp) / f"{name}-{repeat}"
-                runs[name].append(await _one(name, options.kill_after, where))
+                runs[name].append(await _one(name, options.kill_after, where, options.quick))
                 steps.update(1)
     steps.close()
     rows = []

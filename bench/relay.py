@@ -24,7 +24,7 @@ its CPU seconds (utime + stime during the scenario) and peak RSS (VmHWM) are its
 Every row also reports the server's RSS when idle (started, no client yet), its peak (VmHWM)
 and after the load (`AFTER_LOAD_SECONDS` after the last client left: past the room grace, so
 draftsync has unloaded its rooms): memory that does not come back shows there. `--quick` runs
-draftsync with `--room-grace 1` and reads it after `QUICK_AFTER_LOAD_SECONDS`, to stay short;
+draftsync with `--room-grace 0.25` and reads it after `QUICK_AFTER_LOAD_SECONDS`, to stay short;
 J1 and C1 run in `--quick` only when named (`--scenario J1`), smaller.
 
 An unbounded flood is paced by the clients' own CPU (a server that sends fewer frames back gets
@@ -59,10 +59,10 @@ from bench.capacity import (
     connections_table,
     plot_scaling,
 )
+from bench.connections import SETTLE_SECONDS, drive_connections
 from bench.connections import describe as describe_connections
-from bench.connections import drive_connections
 from bench.joins import MEMORY_ONLY, JoinScenario, run_join
-from bench.nodeclient import ClientFailed, next_event, node_client
+from bench.nodeclient import QUICK_WARM_UP_EDITS, ClientFailed, next_event, node_client
 from bench.plots import plot_relay, plot_relay_instances
 from bench.report import Column, format_table, publish
 from bench.runtime import environment, percentile, progress
@@ -134,16 +134,19 @@ SCENARIOS: dict[str, Scenario | JoinScenario] = {
     "J1": JoinScenario("J1", 5000, 1000, 0, 100, 1, restart=False),
     "C1": JoinScenario("C1", 20_000, 1, 2000, 1, 5, restart=True),
 }
-# The quick forms (the smoke tests'): every path of each scenario, its sizes cut down; one
-# second of typing sends 200 edits a client in S1, 5 in S2 and the capacity steps, 20 in S5.
+# The quick forms (the smoke tests'): every path of each scenario, its sizes cut down; half a
+# second of typing sends 100 edits a client in S1, 2 in S2 and the capacity steps, 10 in S5.
+QUICK_SECONDS = 0.5
 QUICK: dict[str, Scenario | JoinScenario] = {
-    "S1": Scenario("S1", 1, 2, 200, 1, 0),
-    "S2": Scenario("S2", 1, 50, 5, 1, 0),
+    "S1": Scenario("S1", 1, 2, 200, QUICK_SECONDS, 0),
+    "S2": Scenario("S2", 1, 50, 5, QUICK_SECONDS, 0),
     "S4r": Scenario("S4r", 1, 4, 4000, 0, 1000),
-    "S5": Scenario("S5", 1, 10, 20, 1, 0, op="fields"),
-    **{f"C{rooms}": Scenario(f"C{rooms}", rooms, 2, 5, 1, 0) for rooms in (20, 40)},
+    "S5": Scenario("S5", 1, 10, 20, QUICK_SECONDS, 0, op="fields"),
+    **{f"C{rooms}": Scenario(f"C{rooms}", rooms, 2, 5, QUICK_SECONDS, 0) for rooms in (20, 40)},
     "N200": Scenario("N200", 1, 200, 0, 0, 0, kind="connections"),
-    "J1": JoinScenario("J1", 1000, 1000, 0, 20, 1, restart=False),
+    # 0.4 MB: past LARGE_REPLY_BYTES (256 KB, server/sync/replies.py), so the joiners' reply is
+    # paced as the full run's 5 MB one is; filling 1 MB took most of the quick J1's time.
+    "J1": JoinScenario("J1", 400, 1000, 0, 20, 1, restart=False),
     "C1": JoinScenario("C1", 2000, 1, 2000, 1, 2, restart=True),
 }
 # `--quick` alone: these (the smoke test's); the other quick forms run when named
@@ -153,8 +156,15 @@ GROUPS = {"capacity": CAPACITY_PREFIX, "connections": "N"}
 # Seconds after the last client left before the "after" RSS is read: past draftsync's room
 # grace (5 s) and its unload, and the peers' own unloads.
 AFTER_LOAD_SECONDS = 7.0
-QUICK_AFTER_LOAD_SECONDS = 2.5
-QUICK_FLAGS = ("--room-grace", "1")  # draftsync's, in --quick
+# --quick (the smoke tests, whose figures nobody reads): draftsync's grace cut to a quarter of a
+# second, so that the same "after" read still follows the unload, ~1.5 s sooner a row.
+QUICK_AFTER_LOAD_SECONDS = 1.0
+QUICK_FLAGS = ("--room-grace", "0.25")  # draftsync's, in --quick
+# After a server listens, before its idle RSS is read and the clients start; --quick (whose idle
+# figure nobody reads) waits less, as it does for the connections scenario's memory reads.
+START_SETTLE_SECONDS = 0.5
+QUICK_START_SETTLE_SECONDS = 0.1
+QUICK_CONNECTIONS_SETTLE_SECONDS = 0.2
 BASELINE = "draftsync"
 # A row whose ratio is not to the comparison's baseline: the Hocuspocus server is compared with
 # draftsync's /hocuspocus endpoint (the same clients); that one with draftsync's /ws.
@@ -269,7 +279,11 @@ async def _tell(processes: list[asyncio.subprocess.Process], line: str) -> None:
 
 
 async def _drive(
-    setup: Setup, servers: Sequence[ServerProc], scenario: Scenario, directory: Path
+    setup: Setup,
+    servers: Sequence[ServerProc],
+    scenario: Scenario,
+    directory: Path,
+    quick: bool = False,
 ) -> dict[str, Any]:
     # Every instance shares the secret, so one token is good on all of them.
     urls = [server.url for server in servers]
@@ -278,6 +292,7 @@ async def _drive(
         "urls": urls,
         "token": servers[0].token,
         "protocol": servers[0].protocol,
+        **({"warmUpEdits": QUICK_WARM_UP_EDITS} if quick else {}),
     }
     rooms: list[str] = config.pop("rooms")  # type: ignore[assignment]
     slots = [room for room in rooms for _ in range(scenario.clients)]
@@ -380,6 +395,10 @@ def _identity(setup: Setup, scenario: Scenario | JoinScenario) -> dict[str, obje
     }
 
 
+async def _settle_after_start(quick: bool) -> None:
+    await asyncio.sleep(QUICK_START_SETTLE_SECONDS if quick else START_SETTLE_SECONDS)
+
+
 async def _settled_rss(servers: Sequence[ServerProc], quick: bool) -> float:
     await asyncio.sleep(QUICK_AFTER_LOAD_SECONDS if quick else AFTER_LOAD_SECONDS)
     return sum(server.rss_mb() for server in servers)
@@ -396,7 +415,7 @@ async def _one_join(
     room = f"{scenario.name}-{uuid.uuid4().hex[:8]}"
     try:
         await asyncio.to_thread(server.start)
-        await asyncio.sleep(0.5)
+        await _settle_after_start(quick)
         idle = server.rss_mb()
         outcome = await run_join(server, scenario, directory, room)
         after = await _settled_rss([server], quick)
@@ -425,10 +444,10 @@ async def _one(
     try:
         for server in servers:
             await asyncio.to_thread(server.start)
-        await asyncio.sleep(0.5)
+        await _settle_after_start(quick)
         idle = sum(server.rss_mb() for server in servers)
         cpu_before = sum(server.cpu_seconds() for server in servers)
-        outcome = await _drive(setup, servers, scenario, directory)
+        outcome = await _drive(setup, servers, scenario, directory, quick)
         # Summed over instances: what the deployment as a whole spent on the room.
         cpu = sum(server.cpu_seconds() for server in servers) - cpu_before
         rss = sum(server.peak_rss_mb() for server in servers)
@@ -469,13 +488,14 @@ async def _one_connections(
     server = ServerProc(setup.server, directory / "instance-0", flags=_flags(setup, quick))
     try:
         await asyncio.to_thread(server.start)
-        await asyncio.sleep(0.5)
+        await _settle_after_start(quick)
         idle = server.rss_mb()  # as every other row's: started, no client yet
         figures = await drive_connections(
             server,
             scenario.clients,
             directory,
             budget=scenario.budget(),
+            settle=QUICK_CONNECTIONS_SETTLE_SECONDS if quick else SETTLE_SECONDS,
         )
         rss = server.peak_rss_mb()
         after = await _settled_rss([server], quick)  # every connection closed, room unloaded

@@ -9,7 +9,7 @@
 //          process's editors are dealt to them round-robin), token?, slots: [room name per editor] or
 //          rooms: [name...] + clients (per room), rate (edits/s per client, 0 = flood),
 //          edits (per client, flood/crash), seconds (paced: how long each client types),
-//          drainSeconds, connectSeconds}
+//          drainSeconds, connectSeconds, warmUpEdits? (relay and crash: see WARM_UP_EDITS)}
 // join mode (`bench relay` J1 and C1): {room, fillEdits, fillChunk (characters an edit),
 //          fillRate (edits/s, 0 = as fast as acknowledged), joiners, rounds, connectSeconds,
 //          keepFiller (J1: the filler stays connected while they join; C1: it leaves and the parent
@@ -138,8 +138,9 @@ const edit = (editor) => {
 // turned 20 times in 100 ms instead of 80) and that showed up as every server's p99. So before
 // the clock starts, four editors of this process type WARM_UP_EDITS edits through an in-process
 // Yjs reference relay on its own loopback port: the same code paths, none of the traffic on the
-// server under test.
-const WARM_UP_EDITS = 3000
+// server under test. `warmUpEdits` in the config overrides it: a --quick run of `bench relay` or
+// `bench durability` (the smoke tests, whose figures nobody reads) warms up with a few edits.
+const WARM_UP_EDITS = config.warmUpEdits ?? 3000
 const warmUp = async () => {
   const relay = new WebSocketServer({ host: '127.0.0.1', port: 0 })
   relay.on('connection', (conn, req) => setupWSConnection(conn, req, { docName: 'warm-up' }))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from server.sync.replies import LARGE_REPLY_BYTES
 from tests.support.bench_smoke import (
     RELAY_RATIO,
     bench,
@@ -36,7 +37,7 @@ def test_relay_quick(tmp_path: Path) -> None:
 
 @needs_node
 def test_relay_join_storm_and_cold_load_quick(tmp_path: Path) -> None:
-    # Issue 24: 20 clients join a 1 MB draft at once (J1), and a fresh client opens a 2,000-
+    # Issue 24: 20 clients join a 0.4 MB draft at once (J1), and a fresh client opens a 2,000-
     # update draft after each of 2 restarts (C1); every joiner must get the whole draft.
     servers = ["draftsync", "y-websocket-node"]
     memory_only = {("C1", "y-websocket-node")}
@@ -45,6 +46,9 @@ def test_relay_join_storm_and_cold_load_quick(tmp_path: Path) -> None:
     assert set(result["settings"]["scenarios"]) == {"J1", "C1"}
     relay_rows_and_ratios(result, servers, memory_only)
     assert result["capacity"]["servers"] == {}  # C1, a cold load, is no capacity step
+    for row in result["rows"]:  # the quick J1 still takes the paced path of a large reply
+        if row["scenario"] == "J1":
+            assert row["draft_bytes"] > LARGE_REPLY_BYTES, row
 
 
 @needs_node

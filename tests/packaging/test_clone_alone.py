@@ -9,18 +9,20 @@ lacks until `npm ci`: the relay, durability and connections benches are smoke-te
 tree, tests/bench/). So the clone runs, each from its own code:
 
 - `tests/bench/test_bench_cli.py`'s run with progress bars (the test that once failed in a clone):
-  a short `bench merge --trace seph-blog1` through the CLI's default traces directory; the
-  --help of the two trace-reading sub-commands (each imports every bench module, as bench.cli
-  does; the other six --help runs would import the same modules again); the hostile rows;
-- a tiny `bench layers` run (`--txns 200 --runs 1`): layers' own default traces directory and
-  trace, its rows verified against the trace's text;
+  a short `bench merge --trace seph-blog1` through the CLI's default traces directory, the
+  lightest bench run there is that reads the repository (it imports every bench module, as
+  bench.cli does); the hostile rows;
 - every trace `bench merge` or `bench layers` can read (all ten, where the `--quick` runs read
-  three), read whole from the clone's `DEFAULT_TRACES_DIR` (`EVERY_TRACE`).
+  three), read whole from the clone's `DEFAULT_TRACES_DIR`, and the `--traces` default of both
+  sub-commands as the clone's own CLI parses it (`EVERY_TRACE`).
 
 The heavy scenarios (`bench merge --quick`, `bench layers --quick`, about 30 s) are not re-run
 here: their smoke tests run them in the main tree on the same files and code, and what this test
 adds is only that those files are inside the clone, which the runs above show at a fraction of
-the cost (and for every trace, where `--quick` reads three).
+the cost (and for every trace, where `--quick` reads three). For the same reason the clone no
+longer runs a tiny `bench layers` nor the sub-commands' --help (each a bench process of its own,
+~10 s in all): layers' replay is the main tree's smoke test's, its default directory is read
+here from the parser, and the merge run imports every module the --help runs imported.
 
 The clone is a copy of what git tracks or would track (`tests/support/checkout.py`), so it runs
 before a commit too; what git ignores (the traces, were they ignored) is not in it. Node and the
@@ -39,18 +41,17 @@ from tests.support.checkout import copy_checkout
 
 TIMEOUT = 600  # seconds for one step inside the clone (well under a minute here)
 CLI = "tests/bench/test_bench_cli.py"
-SMOKE = [  # each --help imports every bench module (bench.cli does): two of them are enough here
+SMOKE = [  # the merge run imports every bench module (bench.cli does)
     f"{CLI}::test_a_run_shows_progress_bars_on_stderr_unless_no_progress",
-    f"{CLI}::test_each_sub_command_has_help_with_quick_and_out[merge]",
-    f"{CLI}::test_each_sub_command_has_help_with_quick_and_out[layers]",
     f"{CLI}::test_hostile_has_a_row_for_each_of_findings_2_to_5",
 ]
-LAYERS = ("layers", "--quick", "--txns", "200", "--runs", "1", "--no-progress")
 # Every trace file the bench can read, from the clone's DEFAULT_TRACES_DIR, whole (its gzip
 # checksum read, so a truncated file or a Git LFS pointer fails) and holding a trace's keys:
 # `bench.traces.load_trace` parses them in the main tree's smoke tests, seconds of CPU for ten.
+# And the directory `bench merge` and `bench layers` read when given no --traces.
 EVERY_TRACE = """
 import gzip, json
+from bench.cli import _build_parser
 from bench.layers import TRACE
 from bench.merge import TRACE_FILES
 from bench.traces import DEFAULT_TRACES_DIR
@@ -61,7 +62,8 @@ for name in sorted({*TRACE_FILES, TRACE}):
         key in raw for key in (b'"txns"', b'"patches"', b'"endContent"')
     ), name
     read[name] = len(raw)
-print(json.dumps({"dir": str(DEFAULT_TRACES_DIR), "read": read}))
+defaults = {c: str(_build_parser().parse_args([c]).traces) for c in ("merge", "layers")}
+print(json.dumps({"dir": str(DEFAULT_TRACES_DIR), "read": read, "defaults": defaults}))
 """
 
 
@@ -92,11 +94,7 @@ def test_a_clone_with_nothing_beside_it_runs_the_bench_smoke_tests(tmp_path: Pat
     assert "skipped" not in done.stdout, done.stdout[-4000:]  # no trace may be missing
     assert f"{len(SMOKE)} passed" in done.stdout, done.stdout[-4000:]
 
-    out = tmp_path / "layers-out"
-    _run(alone, "-m", "bench", *LAYERS, "--out", str(out))
-    layers = json.loads((out / "layers.json").read_text(encoding="utf-8"))
-    assert layers["rows"] and all(row["verified"] is True for row in layers["rows"])
-
     every = json.loads(_run(alone, "-c", EVERY_TRACE).stdout)
     assert Path(every["dir"]).is_relative_to(alone), "the traces must be the clone's own"
     assert len(every["read"]) == 10 and all(every["read"].values()), every
+    assert every["defaults"] == {"merge": every["dir"], "layers": every["dir"]}, every

@@ -43,9 +43,8 @@ from typing import NamedTuple, Protocol, overload
 from pycrdt import Doc, Subscription, Transaction, TransactionEvent, merge_updates
 
 from crdt.awareness import AwarenessEntry, encode_awareness_update
-from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate, UpdateTooLarge
+from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate
 from crdt.gaps import holds_a_gap
-from crdt.held import held_units
 from crdt.journal import JournalEvent
 from crdt.origins import SERVER_USER, ClientOrigin, ServerOrigin
 from crdt.protocol import Awareness, Update, WriteAck, encode_message, update_frame
@@ -62,7 +61,6 @@ from server.sync.statevector import FREE_ENTRIES, MAX_UNKNOWN_CLIENTS, normalize
 
 __all__ = [
     "EVERYONE",
-    "HELD_LIMIT",
     "NOTHING",
     "OK",
     "OTHERS",
@@ -174,10 +172,6 @@ class Journal(Protocol):
 
 
 _EMPTY_UPDATE = b"\x00\x00"  # no struct groups, no delete set
-# Units (crdt/held.py: delete ranges, bytes of held structs) a loaded doc may hold back for
-# clocks it lacks: one run at --max-update-deletes. yrs retries them all on every update: 50,000
-# pending ranges cost an update ~1 ms; 5,000,000 cost 215 ms.
-HELD_LIMIT = 50_000
 
 
 def _new_conflict_id() -> str:
@@ -209,8 +203,6 @@ class RoomCore:
         self._clock = clock
         self._new_id = new_id
         self._changes: bytes | None = None  # what the open transaction integrated
-        # What this doc holds back for clocks it lacks (crdt/held.py), since it was loaded.
-        self.held = 0
         self._subscription: Subscription | None = None
         self._run_txn = Transaction(self.doc)  # see `_run_transaction`
 
@@ -221,7 +213,6 @@ class RoomCore:
     ) -> None:
         """Take the doc loaded from the store at `version`."""
         self.doc = doc
-        self.held = 0
         self.replies.clear()
         self.version = version
         if semantic_fields:
@@ -243,7 +234,6 @@ class RoomCore:
         self.journal = None
         self.doc = Doc()
         self._run_txn = Transaction(self.doc)
-        self.held = 0
         self.replies.clear()
 
     def _run_transaction(self, origin: ClientOrigin) -> Transaction:
@@ -391,16 +381,6 @@ class RoomCore:
             # reconnects and sends the clocks it skipped first.
             why = f"an update from user={origin.user} left a gap in a client's clocks"
             return Outcome(verdict=Verdict(discard=why, error=refusal))
-        self.held += held_units(doc, taken, changes, state=state)
-        if self.held > HELD_LIMIT:
-            # yrs keeps what waits for missing clocks aside, and retries all of it on every
-            # update after (crdt/held.py): dropping the doc drops it.
-            why = f"updates from user={origin.user} left {self.held} units waiting"
-            too_many = UpdateTooLarge(
-                f"update too large: {self.held} units wait for clocks the draft lacks "
-                f"> {HELD_LIMIT}"
-            )
-            return Outcome(verdict=Verdict(refused=too_many, discard=why))
         verdict = OK if refusal is None else Verdict(refused=refusal)
         if changes is None:  # nothing new, or held by pycrdt until its dependencies
             return NOTHING if refusal is None else Outcome(verdict=verdict)

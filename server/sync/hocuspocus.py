@@ -108,7 +108,7 @@ from crdt.journal import OUTCOMES, JournalEvent
 from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
 from crdt.safe_json import dumps
 from server import faults, metrics
-from server.access import check_draft_id
+from server.access import Role, check_draft_id
 from server.admission.authfailures import client_address
 from server.admission.caps import SocketLease
 from server.errors import (
@@ -127,6 +127,7 @@ from server.sync.inbox import Inbox
 from server.sync.registry import Joining
 from server.sync.room import RoomState
 from server.sync.sessions import record_session
+from server.sync.sharing import apply_to
 from server.sync.wsprotocol import PREFIX_KEY, PREFIXED_SEND
 
 if TYPE_CHECKING:
@@ -843,24 +844,44 @@ class _Session:
                 conn.close(_SILENT, "provider_initiated")
                 self.detach(document.address)
             elif type(message) is Token:
-                self._refresh(document, message.token)
+                await self._refresh(document, message.token)
             else:
                 await room.receive(conn, message)
         except ProtocolError as error:
             conn.close(CloseCode.MALFORMED, str(error))
 
-    def _refresh(self, document: _Document, token: str) -> None:
+    async def _refresh(self, document: _Document, token: str) -> None:
         """A token for an authorised document, asked for or not: a valid one of the same user
-        extends it; any other closes it with 4401 (as Hocuspocus does when onTokenSync fails)."""
+        extends it; any other closes it with 4401 (as Hocuspocus does when onTokenSync fails).
+
+        Verified as at connect (`signer.authenticate`): an app token signed with a key the app
+        rotated in since the document opened fetches its JWKS, where the keys at hand alone
+        refused it as an unknown key id. Its roles claim replaces the old token's: a grant
+        dropped or lowered in the fresh token takes the write (or the document) away at once
+        (`sharing.apply_to`), as a y-websocket client renewing by reconnecting gets it; before,
+        the first token's grant stayed for as long as the document was open."""
         conn = document.conn
         try:
-            claims = self.service.signer.claims(token)
+            claims = await self.service.signer.authenticate(token)
         except DraftsyncError as error:
             conn.close(CloseCode.UNAUTHORIZED, f"token refresh refused: {error}")
             return
         if claims.user != conn.user:
             conn.close(CloseCode.UNAUTHORIZED, "token refresh refused: another user's token")
             return
+        granted = claims.grants.get(document.draft_id)
+        if granted != conn.granted and conn.is_open:
+            conn.granted = granted  # first: a role change stored meanwhile applies with it
+            try:
+                stored = await self.service.store.role_of(document.draft_id, conn.user)
+            except StoreError as error:
+                conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
+                return
+            if not conn.is_open:
+                return
+            apply_to(conn, None if stored is None else Role(stored))
+            if not conn.is_open:
+                return
         if document.expiry.renew(claims.expires_at):
             logger.info("hocuspocus token renewed user=%s session=%s", conn.user, conn.session)
 

@@ -70,3 +70,33 @@ async def test_typing_into_a_revoked_document_leaves_the_sockets_other_documents
         await hp.close()
     assert title(server, shared) == "shared"
     assert title(server, own) == "still saving"
+
+
+async def test_typing_into_a_document_whose_auth_was_refused_leaves_the_others_open(
+    server: ServerProcess,
+) -> None:
+    """Bob opens alice's draft, which is not shared with him (PermissionDenied), next to his
+    own over one socket, and types into it anyway: dropped, not queued for an Auth that the
+    provider does not send again on this socket; his own document goes on saving."""
+    async with as_user(server, "alice") as alice:
+        private = (await create_draft(alice, title="private"))["id"]
+    async with as_user(server, "bob") as bob:
+        own = (await create_draft(bob, title=""))["id"]
+    token = server.token("bob")
+    hp = await HocuspocusClient.launch(f"ws://127.0.0.1:{server.port}/hocuspocus", shared=True)
+    try:
+        await hp.open("kept", own, token)
+        await hp.call("wait_synced", doc="kept")
+        await hp.open("denied", private, token)
+        await hp.wait_doc_event("denied", "authenticationFailed")
+
+        await hp.call(
+            "type_each", doc="denied", field="title", text="x" * (MAX_PENDING_MESSAGES + 50)
+        )
+        await hp.call("insert", doc="kept", field="title", index=0, text="still saving")
+        await hp.call("wait_saved", doc="kept")
+        assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
+    finally:
+        await hp.close()
+    assert title(server, private) == "private"
+    assert title(server, own) == "still saving"

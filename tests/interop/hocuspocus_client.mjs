@@ -150,6 +150,8 @@ const ops = {
   // opens a new socket (auth and sync again); documents over --shared have no socket of their own
   disconnect: ({ doc }) => { ownSocket(doc).disconnect() },
   connect: async ({ doc }) => { await ownSocket(doc).connect() },
+  // the provider leaves the shared socket (CLOSE 7) without telling its awareness gone
+  detach_doc: ({ doc }) => { get(doc).provider.detach() },
   close_doc: ({ doc }) => {
     get(doc).provider.destroy()
     providers.delete(doc)

@@ -50,7 +50,9 @@ asked for again after a pause), as is one whose join fails on a server error (10
 
 Frames of an address not authorised yet are queued (bounded per socket: `MAX_PENDING_*`,
 else 4205) and replayed after its Auth succeeds; a failed Auth answers PermissionDenied with
-the reason, drops what was queued for it and keeps the socket open. A socket with no
+the reason, drops what was queued for it and keeps the socket open. Frames of an address the server
+ended (its Auth refused, or the document closed with CLOSE 7) are dropped, not queued, until it
+sends a Token again (`_Session.ended`): the provider keeps sending them. A socket with no
 authorised document `--hocuspocus-auth-timeout` seconds after it opened (60 by default, as
 Hocuspocus's `timeout`) is closed with 4408 "Connection Timeout", however much it sent
 meanwhile: its token comes after the WebSocket handshake, so `--handshake-timeout` cannot
@@ -108,7 +110,7 @@ from crdt.journal import OUTCOMES, JournalEvent
 from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
 from crdt.safe_json import dumps
 from server import faults, metrics
-from server.access import check_draft_id
+from server.access import Role, check_draft_id
 from server.admission.authfailures import client_address
 from server.admission.caps import SocketLease
 from server.errors import (
@@ -127,6 +129,7 @@ from server.sync.inbox import Inbox
 from server.sync.registry import Joining
 from server.sync.room import RoomState
 from server.sync.sessions import record_session
+from server.sync.sharing import apply_to
 from server.sync.wsprotocol import PREFIX_KEY, PREFIXED_SEND
 
 if TYPE_CHECKING:
@@ -157,6 +160,7 @@ MAX_PENDING_DOCUMENTS = 100
 RETRY_FIRST_SECONDS = 2.0  # a document refused for now is asked for its token again after this
 RETRY_MAX_SECONDS = 30.0  # ... doubling at each refusal up to this
 MAX_STATELESS_BYTES = 64 * 1024
+MAX_ENDED_DOCUMENTS = 1000  # addresses remembered as ended, whose frames are dropped (per socket)
 
 RESET_CONNECTION = 4205  # @hocuspocus/common CloseEvents: decode errors, pre-auth caps
 _UNAUTHORIZED = 4401
@@ -335,6 +339,7 @@ class _DocSocket:
             pass
         elif code in DOCUMENT_CLOSE_CODES or reload:
             if not reload:
+                session.ended(self._address)
                 with contextlib.suppress(Exception):
                     await wire.send_bytes(self._prefix + _closed_notice(code, reason or ""))
             with contextlib.suppress(Exception):
@@ -406,6 +411,8 @@ class _Session:
         self._journaling: set[asyncio.Task[None]] = set()
         # Addresses refused for now, each asked for its token again after a pause.
         self._refused: dict[str, _Refused] = {}
+        # Addresses the server ended (closed, or refused their Auth), oldest first (`ended`).
+        self._ended: dict[str, None] = {}
         if faults.ARMED:
             faults.trip("socket-setup")
 
@@ -518,12 +525,15 @@ class _Session:
             await self._authenticate(address, message.token)
             return
         if isinstance(message, CloseDocument):
+            self._ended.pop(address, None)
             self._drop_pending(address)
             self._reopening.pop(address, None)
             refused = self._refused.pop(address, None)
             if refused is not None:
                 refused.asking.cancel()
             return
+        if address in self._ended:
+            return  # nothing of it is applied until a new Auth (`ended`): not queued either
         queue = self._pending.get(address)
         if queue is None:
             if len(self._pending) >= MAX_PENDING_DOCUMENTS:
@@ -534,6 +544,21 @@ class _Session:
         self._pending_bytes += len(data)
         if self._pending_messages > MAX_PENDING_MESSAGES or self._pending_bytes > MAX_PENDING_BYTES:
             raise _CloseSocket(RESET_CONNECTION, "too much sent before auth")
+
+    def ended(self, address: str) -> None:
+        """The server ended the document at `address`: closed it (CLOSE 7: access revoked, bad
+        input, token expired, draft deleted) or refused its Auth (PermissionDenied). The stock
+        provider goes on sending that document's updates and awareness (every 15 s) on the
+        socket until it authenticates again, which it does only on a new socket or when asked:
+        queued as if waiting for their Auth, they filled the socket's pre-auth queue
+        (`MAX_PENDING_*`) and reset the whole socket with 4205, its other documents with it.
+        They are dropped instead until the address sends a Token; unanswered writes leave the
+        provider's `hasUnsyncedChanges` true, which they are (nothing of them is stored)."""
+        self._drop_pending(address)
+        self._ended.pop(address, None)
+        self._ended[address] = None
+        if len(self._ended) > MAX_ENDED_DOCUMENTS:
+            del self._ended[next(iter(self._ended))]  # the oldest: its frames queue again
 
     def _drop_pending(self, address: str) -> list[tuple[bytes, int]]:
         queue = self._pending.pop(address, [])
@@ -548,6 +573,7 @@ class _Session:
         if self.closing is not None:
             return  # the socket is closing: the provider authenticates again on reconnect
         owed = self._reopening.pop(address, None)
+        self._ended.pop(address, None)  # a new Auth: its frames count again (queued until it)
         refused = self._refused.pop(address, None)
         if refused is not None:
             refused.asking.cancel()
@@ -586,7 +612,7 @@ class _Session:
                         address, owed, refused, close_code_for(error), str(error), retry_after
                     )
                     return
-                self._drop_pending(address)
+                self.ended(address)
                 with contextlib.suppress(Exception):
                     await self.wire.send_bytes(
                         prefix(address) + encode_permission_denied(str(error))
@@ -596,7 +622,7 @@ class _Session:
                 logger.info(
                     "hocuspocus auth refused document=%.140r user=%s reason=%s", name, user, error
                 )
-                self._drop_pending(address)
+                self.ended(address)
                 with contextlib.suppress(Exception):  # the socket is gone: nothing to tell
                     await self.wire.send_bytes(
                         prefix(address) + encode_permission_denied(str(error))
@@ -716,6 +742,7 @@ class _Session:
         if self.closing is not None or len(self._refused) >= MAX_PENDING_DOCUMENTS:
             # Closing, or too many waiting already: refused for good (the provider's next
             # socket tries again).
+            self.ended(address)
             with contextlib.suppress(Exception):
                 await wire.send_bytes(prefix(address) + encode_permission_denied(reason))
             return
@@ -843,24 +870,44 @@ class _Session:
                 conn.close(_SILENT, "provider_initiated")
                 self.detach(document.address)
             elif type(message) is Token:
-                self._refresh(document, message.token)
+                await self._refresh(document, message.token)
             else:
                 await room.receive(conn, message)
         except ProtocolError as error:
             conn.close(CloseCode.MALFORMED, str(error))
 
-    def _refresh(self, document: _Document, token: str) -> None:
+    async def _refresh(self, document: _Document, token: str) -> None:
         """A token for an authorised document, asked for or not: a valid one of the same user
-        extends it; any other closes it with 4401 (as Hocuspocus does when onTokenSync fails)."""
+        extends it; any other closes it with 4401 (as Hocuspocus does when onTokenSync fails).
+
+        Verified as at connect (`signer.authenticate`): an app token signed with a key the app
+        rotated in since the document opened fetches its JWKS, where the keys at hand alone
+        refused it as an unknown key id. Its roles claim replaces the old token's: a grant
+        dropped or lowered in the fresh token takes the write (or the document) away at once
+        (`sharing.apply_to`), as a y-websocket client renewing by reconnecting gets it; before,
+        the first token's grant stayed for as long as the document was open."""
         conn = document.conn
         try:
-            claims = self.service.signer.claims(token)
+            claims = await self.service.signer.authenticate(token)
         except DraftsyncError as error:
             conn.close(CloseCode.UNAUTHORIZED, f"token refresh refused: {error}")
             return
         if claims.user != conn.user:
             conn.close(CloseCode.UNAUTHORIZED, "token refresh refused: another user's token")
             return
+        granted = claims.grants.get(document.draft_id)
+        if granted != conn.granted and conn.is_open:
+            conn.granted = granted  # first: a role change stored meanwhile applies with it
+            try:
+                stored = await self.service.store.role_of(document.draft_id, conn.user)
+            except StoreError as error:
+                conn.close(CloseCode.TRY_AGAIN_LATER, f"store unavailable: {error}")
+                return
+            if not conn.is_open:
+                return
+            apply_to(conn, None if stored is None else Role(stored))
+            if not conn.is_open:
+                return
         if document.expiry.renew(claims.expires_at):
             logger.info("hocuspocus token renewed user=%s session=%s", conn.user, conn.session)
 

@@ -104,6 +104,11 @@ const ops = {
   open,
   insert: ({ doc, field, index, text }) => { get(doc).doc.getText(field).insert(index, text) },
   delete: ({ doc, field, index, length }) => { get(doc).doc.getText(field).delete(index, length) },
+  // each character its own transaction at the end: one Update frame a keystroke
+  type_each: ({ doc, field, text }) => {
+    const ytext = get(doc).doc.getText(field)
+    for (const char of text) ytext.insert(ytext.length, char)
+  },
   set: ({ doc, key, value }) => { get(doc).doc.getMap('fields').set(key, value) },
   state: ({ doc: handle, texts = [] }) => {
     const { provider, doc } = get(handle)
@@ -145,6 +150,8 @@ const ops = {
   // opens a new socket (auth and sync again); documents over --shared have no socket of their own
   disconnect: ({ doc }) => { ownSocket(doc).disconnect() },
   connect: async ({ doc }) => { await ownSocket(doc).connect() },
+  // the provider leaves the shared socket (CLOSE 7) without telling its awareness gone
+  detach_doc: ({ doc }) => { get(doc).provider.detach() },
   close_doc: ({ doc }) => {
     get(doc).provider.destroy()
     providers.delete(doc)

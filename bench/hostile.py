@@ -65,7 +65,9 @@ __all__ = [
     "attack_updates",
     "attacks",
     "chained_text_update",
+    "cross_client_chain_update",
     "duplicate_tags_update",
+    "empty_client_groups_update",
     "fields_keys_update",
     "plot_hostile",
     "run_hostile",
@@ -118,6 +120,40 @@ def fields_keys_update(n: int, *, client: int = 4343) -> bytes:
         out += bytes([125, 1])
     write_var_uint(out, 0)
     return bytes(out)
+
+
+def empty_client_groups_update(n: int, *, first: int = 5000) -> bytes:
+    """n struct groups without a struct, each of a client of its own: ~87,000 overflowed
+    yrs's stack while applying it, a segfault that ended the server for every draft."""
+    out = bytearray()
+    write_var_uint(out, n)
+    for client in range(first, first + n):
+        out.append(0)
+        write_var_uint(out, client)
+        out.append(0)
+    return bytes(out + b"\x00")
+
+
+def cross_client_chain_update(n: int, *, first: int = 5000) -> bytes:
+    """n one-character items of `title`, each of a client of its own whose origin is the item
+    of the client before: yrs integrates the clients from the highest down, so each waits for
+    the next, in time growing with the square of n (20,000: the loop stalled 0.9 s; 60,000:
+    14 s) and a native stack frame each (99,000: a segfault)."""
+    out = bytearray()
+    write_var_uint(out, n)
+    for client in range(first, first + n):
+        for value in (1, client, 0):
+            write_var_uint(out, value)
+        if client == first:
+            out.append(4)
+            write_var_uint(out, 1)
+            write_var_string(out, "title")
+        else:
+            out.append(0x84)
+            write_var_uint(out, client - 1)
+            write_var_uint(out, 0)
+        write_var_string(out, "x")
+    return bytes(out + b"\x00")
 
 
 def duplicate_tags_update(n: int, *, client: int = 777) -> bytes:
@@ -190,6 +226,16 @@ def attacks() -> list[Attack]:
             lambda: duplicate_tags_update(60_000),
         ),
         Attack("finding-5", "700,000 keys of fields", lambda: fields_keys_update(700_000)),
+        Attack(
+            "many clients",
+            "100,000 empty struct groups, a client each (was a segfault)",
+            lambda: empty_client_groups_update(100_000),
+        ),
+        Attack(
+            "client chain",
+            "20,000 items, each of its own client, chained (was a 0.9 s stall)",
+            lambda: cross_client_chain_update(20_000),
+        ),
     ]
 
 
@@ -586,7 +632,9 @@ def add_command(
         "under a 4 GB address-space limit (finding 2: 200,000 chained text items; finding 3: "
         "POST /api/drafts with 100,000 tags, refused, and with 10,000, created, and restores "
         "of 10,000 tags; finding 4: 60,000 duplicates pushed to the union list tags; finding "
-        "5: 700,000 keys of fields), while two editors on another draft time their round trip; "
+        "5: 700,000 keys of fields; many clients: 100,000 empty struct groups, a client each, "
+        "which crashed the server; client chain: 20,000 items of as many clients chained, "
+        "which stalled it), while two editors on another draft time their round trip; "
         "report p50/p99 before and during, how each attack was answered (close code or HTTP "
         "status, reasons), /healthz answers that were not 200 and the server's peak RSS.",
     )

@@ -43,7 +43,7 @@ TIMEOUT = 600  # seconds for one step inside the clone (well under a minute here
 CLI = "tests/bench/test_bench_cli.py"
 SMOKE = [  # the merge run imports every bench module (bench.cli does)
     f"{CLI}::test_a_run_shows_progress_bars_on_stderr_unless_no_progress",
-    f"{CLI}::test_hostile_has_a_row_for_each_of_findings_2_to_5",
+    f"{CLI}::test_hostile_has_a_row_for_each_of_findings_2_to_5_and_the_many_clients_attacks",
 ]
 # Every trace file the bench can read, from the clone's DEFAULT_TRACES_DIR, whole (its gzip
 # checksum read, so a truncated file or a Git LFS pointer fails) and holding a trace's keys:

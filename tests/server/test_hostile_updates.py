@@ -24,8 +24,15 @@ import httpx
 import pytest
 from pycrdt import Doc, Map, Text
 
-from bench.hostile import Attacker, array_item_update, chained_text_update, fields_keys_update
-from crdt.lib0 import write_var_string, write_var_uint
+from bench.hostile import (
+    Attacker,
+    array_item_update,
+    chained_text_update,
+    cross_client_chain_update,
+    empty_client_groups_update,
+    fields_keys_update,
+)
+from crdt.lib0 import write_var_uint
 from crdt.limits import DEFAULT_LIMITS
 from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
 from server.cli import main
@@ -132,40 +139,6 @@ async def test_many_delete_ranges_are_bounded(
     await run_attack(
         limited_server, delete_ranges_update(1_000_000), "--max-update-deletes", tmp_path
     )
-
-
-def empty_client_groups_update(n: int, *, first: int = 5000) -> bytes:
-    """n struct groups without a struct, each of a client of its own: ~87,000 overflowed
-    yrs's stack while applying it, a segfault that ended the server for every draft."""
-    out = bytearray()
-    write_var_uint(out, n)
-    for client in range(first, first + n):
-        out.append(0)
-        write_var_uint(out, client)
-        out.append(0)
-    return bytes(out + b"\x00")
-
-
-def cross_client_chain_update(n: int, *, first: int = 5000) -> bytes:
-    """n one-character items of `title`, each of a client of its own whose origin is the item
-    of the client before: yrs integrates the clients from the highest down, so each waits for
-    the next, in time growing with the square of n (20,000: the loop stalled 0.9 s; 60,000:
-    14 s) and a native stack frame each (99,000: a segfault)."""
-    out = bytearray()
-    write_var_uint(out, n)
-    for client in range(first, first + n):
-        for value in (1, client, 0):
-            write_var_uint(out, value)
-        if client == first:
-            out.append(4)
-            write_var_uint(out, 1)
-            write_var_string(out, "title")
-        else:
-            out.append(0x84)
-            write_var_uint(out, client - 1)
-            write_var_uint(out, 0)
-        write_var_string(out, "x")
-    return bytes(out + b"\x00")
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import json
 import re
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +317,12 @@ async def test_the_outbox_stays_bounded_while_redis_is_away_and_the_others_catch
         b.stop()
 
 
+_LOCK_WAITERS = """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+"""Advisory locks of this database that sessions wait for: what the test holds, B's commit
+and A's purge wait for (`lock_drafts`)."""
+
+
 async def test_deleting_on_one_instance_leaves_no_update_the_other_was_committing(
     pair: tuple[ServerProcess, ServerProcess],
 ) -> None:
@@ -336,9 +343,16 @@ async def test_deleting_on_one_instance_leaves_no_update_the_other_was_committin
         try:
             await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", draft_id)
             await bob.edit(lambda doc: doc.get("title", type=Text).insert(0, "MORE "))
-            await asyncio.sleep(0.3)  # B's commit waits for the lock
+
+            def waiting_for(count: int) -> Callable[[], Awaitable[bool]]:
+                async def waiting() -> bool:
+                    return bool(await lock.fetchval(_LOCK_WAITERS) >= count)
+
+                return waiting
+
+            await eventually(waiting_for(1), timeout=10)  # B's commit waits for the lock
             deleting = asyncio.create_task(alice.delete(f"/api/drafts/{draft_id}"))
-            await asyncio.sleep(1.0)
+            await eventually(waiting_for(2), timeout=10)  # and so does A's purge
             await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", draft_id)
             assert (await asyncio.wait_for(deleting, 10)).status_code == 204
         finally:
@@ -400,6 +414,8 @@ class _SilencingProxy(RedisProxy):
         super().__init__(redis_port)
         self._subscribers: set[asyncio.StreamWriter] = set()
         self._silenced: set[asyncio.StreamWriter] = set()
+        self.subscribed_again = asyncio.Event()
+        """Set when a connection opened after `silence` subscribes: the waited-for event."""
 
     def silence(self) -> int:
         self._silenced |= self._subscribers
@@ -408,6 +424,8 @@ class _SilencingProxy(RedisProxy):
     def passes_up(self, client: asyncio.StreamWriter, chunk: bytes) -> bool:
         if b"SUBSCRIBE" in chunk.upper():
             self._subscribers.add(client)
+            if self._silenced and client not in self._silenced:
+                self.subscribed_again.set()
         return client not in self._silenced
 
     def passes_down(self, client: asyncio.StreamWriter) -> bool:
@@ -420,7 +438,12 @@ async def test_a_subscription_gone_silent_is_opened_again(
     """A's subscription goes quiet without an error (half-open): A hears nothing more from
     Redis, not even its own heartbeat. Updates would still reach it from the store, but B's
     clients' awareness and rule outcomes only come through Redis: A must notice the silence
-    and subscribe again, so that its client sees B's client's cursor."""
+    and subscribe again, so that its client sees B's client's cursor.
+
+    bob's cursor set while A is deaf is lost to A; his client would send it again on its own
+    awareness renewal (y-protocols: every 15 s). The test has it renewed more often once a new
+    connection of A's subscribes through the proxy (an event, not a sleep): what A's client
+    sees can only have come through that new subscription."""
     async with (
         _SilencingProxy(redis_server.port) as proxy,
         a_behind(proxy, tmp_path, postgres, redis_server) as (a, b),
@@ -434,14 +457,25 @@ async def test_a_subscription_gone_silent_is_opened_again(
             # One subscription, or more when a loaded machine delayed A's heartbeats enough for
             # it to subscribe again already: all of them go quiet.
             assert proxy.silence() >= 1
-            await asyncio.sleep(1.0)
             await bob.call("awareness_set", field="user", value={"name": "bob"})
 
             async def alice_sees_bob() -> bool:
                 states = await alice.call("awareness_states")
                 return any(state.get("user") == {"name": "bob"} for _, state in states)
 
-            await eventually(alice_sees_bob, timeout=20)
+            assert not await alice_sees_bob()
+            # A notices after INSTANCE_TIMEOUT_SECONDS (5 s) of silence and subscribes again.
+            await asyncio.wait_for(proxy.subscribed_again.wait(), 30)
+            # bob's client renews its cursor, every quarter second rather than every 15 s: a
+            # renewal that reached A before A dropped B's cursors (B was silent to A for as long
+            # as A's own heartbeat, INSTANCE_TIMEOUT_SECONDS) is dropped with them.
+            async with asyncio.timeout(30):
+                for _ in range(120):
+                    await bob.call("awareness_set", field="user", value={"name": "bob"})
+                    if await alice_sees_bob():
+                        break
+                    await asyncio.sleep(0.25)
+            assert await alice_sees_bob()
 
 
 BOGUS_VERSION = 10**12

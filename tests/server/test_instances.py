@@ -27,10 +27,15 @@ from bench.services import PostgresCluster, RedisServer
 from server.auth import TokenSigner
 from server.cluster.fanout import PREFIX
 from tests.support.fanout_messages import signed, unsigned
-from tests.support.instances import a_behind, fanout_figures, new_draft, title_is
+from tests.support.instances import (
+    a_behind,
+    advisory_waiters,
+    fanout_figures,
+    new_draft,
+    title_is,
+)
 from tests.support.instances import pair as pair
 from tests.support.node_client import NodeClient
-from tests.support.pycrdt_client import connect_synced
 from tests.support.redis_proxy import RedisProxy
 from tests.support.rest import as_user, create_draft, scrape
 from tests.support.server_process import SECRET, ServerProcess, start_together
@@ -41,92 +46,6 @@ from tests.support.waiting import eventually
 async def node_log(client: NodeClient) -> list[str]:
     state = await client.state(lists=["log"])
     return list(state["lists"]["log"])
-
-
-async def texts_agree(clients: list[NodeClient], field: str) -> str | None:
-    texts = {await c.text(field) for c in clients}
-    return texts.pop() if len(texts) == 1 else None
-
-
-async def test_clients_on_two_instances_co_edit_and_converge(
-    pair: tuple[ServerProcess, ServerProcess],
-) -> None:
-    a, b = pair
-    draft = new_draft()
-    on_a = [await NodeClient.start(a.ws_url, draft, a.token("alice")) for _ in range(2)]
-    on_b = [await NodeClient.start(b.ws_url, draft, b.token("alice")) for _ in range(2)]
-    clients = on_a + on_b
-    try:
-        for client in clients:
-            await client.call("wait_synced")
-        edits = []
-        for round_ in range(5):
-            for i, client in enumerate(clients):
-                edits.append(client.call("insert", field="title", index=0, text=f"[{i}.{round_}]"))
-                edits.append(client.call("set", key=f"k{i}", value=round_))
-        await asyncio.gather(*edits)
-
-        # Each client's last edit is its `set` of round 4, sent after its last insert: the
-        # title can be whole on every client while a last `set` is still on its way.
-        async def converged() -> bool:
-            text = await texts_agree(clients, "title")
-            return (
-                text is not None
-                and all(text.count(f"[{i}.{r}]") == 1 for i in range(4) for r in range(5))
-                and [await c.fields() for c in clients] == [{f"k{i}": 4 for i in range(4)}] * 4
-            )
-
-        await eventually(converged, timeout=15)
-        stored = str(stored_doc(a, draft).get("title", type=Text))
-        assert stored == await clients[0].text("title")
-    finally:
-        await asyncio.gather(*(c.close() for c in clients))
-
-
-async def test_awareness_crosses_instances_and_goes_with_its_client(
-    pair: tuple[ServerProcess, ServerProcess],
-) -> None:
-    a, b = pair
-    draft = new_draft()
-    async with (
-        await NodeClient.start(a.ws_url, draft, a.token("alice")) as alice,
-        await NodeClient.start(b.ws_url, draft, b.token("alice")) as bob,
-    ):
-        await asyncio.gather(alice.call("wait_synced"), bob.call("wait_synced"))
-        await alice.call("awareness_set", field="user", value={"name": "alice"})
-
-        async def bob_sees_alice() -> bool:
-            states = await bob.call("awareness_states")
-            return any(state.get("user") == {"name": "alice"} for _, state in states)
-
-        await eventually(bob_sees_alice, timeout=10)
-        await alice.close()
-
-        async def bob_no_longer_sees_alice() -> bool:
-            return not await bob_sees_alice()
-
-        await eventually(bob_no_longer_sees_alice, timeout=10)
-
-
-async def test_revoking_on_one_instance_closes_the_socket_on_the_other(
-    pair: tuple[ServerProcess, ServerProcess],
-) -> None:
-    a, b = pair
-    async with as_user(a, "alice") as alice:
-        draft_id = (await create_draft(alice, title="secret"))["id"]
-        shared = await alice.put(
-            f"/api/drafts/{draft_id}/access", json={"user": "bob", "role": "editor"}
-        )
-        assert shared.status_code == 200, shared.text
-        async with await NodeClient.start(b.ws_url, draft_id, b.token("bob")) as bob:
-            await bob.call("wait_synced")
-            assert await bob.text("title") == "secret"
-            revoked = await alice.put(
-                f"/api/drafts/{draft_id}/access", json={"user": "bob", "role": "none"}
-            )
-            assert revoked.status_code == 200, revoked.text
-            closed = await bob.wait_event("close", timeout=5, predicate=lambda e: not e["local"])
-            assert (closed["code"], closed["reason"]) == (4403, "access revoked")
 
 
 async def writer(client: NodeClient, name: str, cycle: int, stop: asyncio.Event) -> None:
@@ -316,40 +235,6 @@ async def test_the_outbox_stays_bounded_while_redis_is_away_and_the_others_catch
         b.stop()
 
 
-async def test_deleting_on_one_instance_leaves_no_update_the_other_was_committing(
-    pair: tuple[ServerProcess, ServerProcess],
-) -> None:
-    """Instance A deletes a draft while B's commit of an edit to it is under way (held here
-    by the draft's versions lock, as a slow commit would be): A does not wait for B's room,
-    so the purge must not run before that commit, nor may the commit store the edit after
-    the purge. Either way the deleted draft's content is gone from the store."""
-    a, b = pair
-    async with as_user(a, "alice") as alice:
-        draft_id = (await create_draft(alice, title="secret"))["id"]
-        shared = await alice.put(
-            f"/api/drafts/{draft_id}/access", json={"user": "bob", "role": "editor"}
-        )
-        assert shared.status_code == 200, shared.text
-        carol = await connect_synced(b, new_draft(), "carol")
-        bob = await connect_synced(b, draft_id, "bob")
-        lock = await asyncpg.connect(a.store_url)
-        try:
-            await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", draft_id)
-            await bob.edit(lambda doc: doc.get("title", type=Text).insert(0, "MORE "))
-            await asyncio.sleep(0.3)  # B's commit waits for the lock
-            deleting = asyncio.create_task(alice.delete(f"/api/drafts/{draft_id}"))
-            await asyncio.sleep(1.0)
-            await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", draft_id)
-            assert (await asyncio.wait_for(deleting, 10)).status_code == 204
-        finally:
-            await lock.close()
-        # B commits in order: once carol's later edit is acknowledged, bob's commit is over.
-        await carol.edit(lambda doc: doc.get("title", type=Text).insert(0, "later"))
-        await carol.flush()
-        await asyncio.gather(bob.disconnect(), carol.disconnect())
-    assert stored_rows(a, "SELECT version FROM updates WHERE draft_id = ?", draft_id) == []
-
-
 async def test_unreadable_messages_on_the_channels_leave_every_instance_serving(
     pair: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
 ) -> None:
@@ -400,6 +285,8 @@ class _SilencingProxy(RedisProxy):
         super().__init__(redis_port)
         self._subscribers: set[asyncio.StreamWriter] = set()
         self._silenced: set[asyncio.StreamWriter] = set()
+        self.subscribed_again = asyncio.Event()
+        """Set when a connection opened after `silence` subscribes: the waited-for event."""
 
     def silence(self) -> int:
         self._silenced |= self._subscribers
@@ -408,6 +295,8 @@ class _SilencingProxy(RedisProxy):
     def passes_up(self, client: asyncio.StreamWriter, chunk: bytes) -> bool:
         if b"SUBSCRIBE" in chunk.upper():
             self._subscribers.add(client)
+            if self._silenced and client not in self._silenced:
+                self.subscribed_again.set()
         return client not in self._silenced
 
     def passes_down(self, client: asyncio.StreamWriter) -> bool:
@@ -420,7 +309,12 @@ async def test_a_subscription_gone_silent_is_opened_again(
     """A's subscription goes quiet without an error (half-open): A hears nothing more from
     Redis, not even its own heartbeat. Updates would still reach it from the store, but B's
     clients' awareness and rule outcomes only come through Redis: A must notice the silence
-    and subscribe again, so that its client sees B's client's cursor."""
+    and subscribe again, so that its client sees B's client's cursor.
+
+    bob's cursor set while A is deaf is lost to A; his client would send it again on its own
+    awareness renewal (y-protocols: every 15 s). The test has it renewed more often once a new
+    connection of A's subscribes through the proxy (an event, not a sleep): what A's client
+    sees can only have come through that new subscription."""
     async with (
         _SilencingProxy(redis_server.port) as proxy,
         a_behind(proxy, tmp_path, postgres, redis_server) as (a, b),
@@ -434,14 +328,25 @@ async def test_a_subscription_gone_silent_is_opened_again(
             # One subscription, or more when a loaded machine delayed A's heartbeats enough for
             # it to subscribe again already: all of them go quiet.
             assert proxy.silence() >= 1
-            await asyncio.sleep(1.0)
             await bob.call("awareness_set", field="user", value={"name": "bob"})
 
             async def alice_sees_bob() -> bool:
                 states = await alice.call("awareness_states")
                 return any(state.get("user") == {"name": "bob"} for _, state in states)
 
-            await eventually(alice_sees_bob, timeout=20)
+            assert not await alice_sees_bob()
+            # A notices after INSTANCE_TIMEOUT_SECONDS (5 s) of silence and subscribes again.
+            await asyncio.wait_for(proxy.subscribed_again.wait(), 30)
+            # bob's client renews its cursor, every quarter second rather than every 15 s: a
+            # renewal that reached A before A dropped B's cursors (B was silent to A for as long
+            # as A's own heartbeat, INSTANCE_TIMEOUT_SECONDS) is dropped with them.
+            async with asyncio.timeout(30):
+                for _ in range(120):
+                    await bob.call("awareness_set", field="user", value={"name": "bob"})
+                    if await alice_sees_bob():
+                        break
+                    await asyncio.sleep(0.25)
+            assert await alice_sees_bob()
 
 
 BOGUS_VERSION = 10**12
@@ -858,12 +763,13 @@ async def test_a_rest_write_answers_the_version_the_store_gave_it(
         await lock.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", draft)
         try:
             await writer_b.call("insert", field="title", index=0, text="Y ")
-            await eventually(lambda: _waiting(lock, 1), timeout=10)  # B's commit, first in line
+            # B's commit, first in line
+            await eventually(lambda: advisory_waiters(lock, 1), timeout=10)
             async with as_user(a, "alice") as alice:
                 restoring = asyncio.ensure_future(
                     alice.post(f"/api/drafts/{draft}/restore", json={"version": 1})
                 )
-                await eventually(lambda: _waiting(lock, 2), timeout=10)  # A's, behind it
+                await eventually(lambda: advisory_waiters(lock, 2), timeout=10)  # A's, behind it
                 await lock.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", draft)
                 restored = await restoring
         finally:
@@ -884,16 +790,6 @@ async def test_a_rest_write_answers_the_version_the_store_gave_it(
 
 async def _stored_at_least(server: ServerProcess, draft_id: str, version: int) -> bool:
     return await asyncio.to_thread(stored_last, server, draft_id) >= version
-
-
-async def _waiting(lock: asyncpg.Connection, count: int) -> bool:
-    """At least `count` sessions wait for an advisory lock in this test's database (here:
-    commits waiting for the draft's versions lock `lock` holds)."""
-    waiting = await lock.fetchval(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    )
-    return int(waiting) >= count
 
 
 class _KeepingProxy(_CapturingProxy):

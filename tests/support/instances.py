@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,7 +22,15 @@ from tests.support.redis_proxy import RedisProxy
 from tests.support.rest import scrape
 from tests.support.server_process import ServerProcess, start_together
 
-__all__ = ["a_behind", "fanout_figures", "new_draft", "pair", "shared_pair", "title_is"]
+__all__ = [
+    "a_behind",
+    "advisory_waiters",
+    "fanout_figures",
+    "new_draft",
+    "pair",
+    "shared_pair",
+    "title_is",
+]
 
 
 @pytest.fixture
@@ -64,6 +73,16 @@ async def title_is(client: NodeClient, text: str) -> bool:
     """The client's `title` field holds `text`."""
     result: Any = await client.text("title")
     return bool(result == text)
+
+
+async def advisory_waiters(lock: asyncpg.Connection, count: int) -> bool:
+    """At least `count` sessions wait for an advisory lock in the database of `lock` (a test's
+    connection holding a draft's versions lock: commits and purges wait behind it)."""
+    waiting = await lock.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    return int(waiting) >= count
 
 
 async def fanout_figures(server: ServerProcess) -> dict[str, float]:

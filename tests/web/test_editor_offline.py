@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import jwt
 import pytest
 from playwright.async_api import (
     Browser,
@@ -559,6 +559,11 @@ async def test_a_server_that_closes_on_each_send_is_not_retried_in_a_loop(
         server.stop()
 
 
+def expiry_of(token: str) -> int:
+    """The token's `exp` (whole seconds, the instant the server starts refusing it)."""
+    return int(jwt.decode(token, options={"verify_signature": False})["exp"])
+
+
 async def test_the_token_is_renewed_before_it_expires(
     server: ServerProcess, chromium: Browser, errors: Errors
 ) -> None:
@@ -576,8 +581,10 @@ async def test_the_token_is_renewed_before_it_expires(
     assert any(f"token={fresh}" in url for url in sockets)  # the provider reconnected with it
     await expect(page.locator("[data-role=banner]")).to_be_hidden()
     await page.screenshot(path=artifact("token-renewed.png"))
-    deadline = time.time() + 6 - (time.time() % 1) + 2
-    await page.wait_for_function(f"() => Date.now() > {deadline * 1000}", timeout=10_000)
+    # two seconds past the first token's `exp` (read from it: a clock read here, after the
+    # page loaded and renewed, put the wait seconds later than the expiry it is about)
+    deadline = (expiry_of(short) + 2) * 1000
+    await page.wait_for_function(f"() => Date.now() > {deadline}", timeout=10_000)
     await text_field(page, "title").click()
     await page.keyboard.type("After the first token expired")
     await wait_status(page, "synced")
@@ -597,7 +604,7 @@ async def test_work_typed_with_an_expired_token_is_sent_once_a_fresh_one_is_give
     await text_field(page, "title").click()
     await page.keyboard.type("Typed before the token expired")
     await wait_saved_here(page)
-    expired_at = (time.time() // 1 + 7) * 1000  # past the token's `exp`, whole seconds
+    expired_at = (expiry_of(short) + 1) * 1000  # a second past the token's `exp`
     await page.wait_for_function(f"() => Date.now() > {expired_at}", timeout=10_000)
     await context.set_offline(False)
     relink = page.locator("[data-role=relink]")

@@ -29,6 +29,16 @@ def title(server: ServerProcess, draft: str) -> str:
     return str(stored_doc(server.database, draft).get("title", type=Text))
 
 
+async def type_past_the_queue_then_save_kept(hp: HocuspocusClient, ended: str) -> None:
+    """Type more keystrokes into the `ended` document than a socket queues before an Auth,
+    then write to `kept` on the same socket (answered after them): it saves, and the socket
+    was never reset."""
+    await hp.call("type_each", doc=ended, field="title", text="x" * (MAX_PENDING_MESSAGES + 50))
+    await hp.call("insert", doc="kept", field="title", index=0, text="still saving")
+    await hp.call("wait_saved", doc="kept")
+    assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
+
+
 async def test_typing_into_a_revoked_document_leaves_the_sockets_other_documents_open(
     server: ServerProcess,
 ) -> None:
@@ -59,13 +69,7 @@ async def test_typing_into_a_revoked_document_leaves_the_sockets_other_documents
         closed = await hp.wait_doc_event("gone", "close")
         assert closed["reason"] == "access revoked"
 
-        await hp.call(
-            "type_each", doc="gone", field="title", text="x" * (MAX_PENDING_MESSAGES + 50)
-        )
-        # Sent after every keystroke above on the same socket: answered after them.
-        await hp.call("insert", doc="kept", field="title", index=0, text="still saving")
-        await hp.call("wait_saved", doc="kept")
-        assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
+        await type_past_the_queue_then_save_kept(hp, "gone")
     finally:
         await hp.close()
     assert title(server, shared) == "shared"
@@ -90,12 +94,7 @@ async def test_typing_into_a_document_whose_auth_was_refused_leaves_the_others_o
         await hp.open("denied", private, token)
         await hp.wait_doc_event("denied", "authenticationFailed")
 
-        await hp.call(
-            "type_each", doc="denied", field="title", text="x" * (MAX_PENDING_MESSAGES + 50)
-        )
-        await hp.call("insert", doc="kept", field="title", index=0, text="still saving")
-        await hp.call("wait_saved", doc="kept")
-        assert not [e for e in hp.events if e["event"] == "socket-disconnect"]
+        await type_past_the_queue_then_save_kept(hp, "denied")
     finally:
         await hp.close()
     assert title(server, private) == "private"

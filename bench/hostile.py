@@ -19,6 +19,12 @@ the attacks sent and how they ended (close code and reason), /healthz answers th
                 time and 60,000 froze the loop 16.6 s
     finding-5   one update of 700,000 new keys of `fields` (~14 MB): before, acknowledged
                 after 35.6 s with the event loop blocked throughout
+    held-back   40 updates in turn, each deleting 50,000 clocks of a client no one has
+                written, on the bystander's own draft: yrs held them all and retried them on
+                every keystroke (2,000,000 ranges: ~28 ms each, on the event loop); the room
+                sheds them (crdt/heldback.py)
+
+`--attack NAME` runs one row (repeat it for several).
 """
 
 from __future__ import annotations
@@ -85,6 +91,7 @@ class HostileOptions:
     quick: bool
     round_trips: int | None
     progress: bool
+    only: tuple[str, ...] = ()  # attack names to run (empty: every one)
 
 
 def chained_text_update(n: int, *, client: int = 4242) -> bytes:
@@ -177,14 +184,17 @@ class Attack:
 
     name: str
     what: str
-    update: Callable[[], bytes] | None = None
+    update: Callable[[], bytes | list[bytes]] | None = None  # a list: one a connection, in turn
     fresh_draft: bool = False  # an update the server accepts: each attack on a new draft
+    # Updates the server accepts, each acknowledged, on the draft the bystander edits: the
+    # attack is what each of its keystrokes costs after them.
+    on_bystanders_draft: bool = False
     path: str = ""  # REST: POST here ("{draft}": the draft `restore_draft` made)
     bodies: Callable[[], list[Any]] | None = None
     restore_draft: bool = False  # bodies: restore its version of 10,000 tags, then of none
 
 
-def attack_updates() -> dict[str, tuple[str, Callable[[], bytes]]]:
+def attack_updates() -> dict[str, tuple[str, Callable[[], bytes | list[bytes]]]]:
     """Attack name -> (what it is, a builder of its update): the WebSocket attacks."""
     return {
         attack.name: (attack.what, attack.update)
@@ -236,7 +246,25 @@ def attacks() -> list[Attack]:
             "20,000 items, each of its own client, chained (was a 0.9 s stall)",
             lambda: cross_client_chain_update(20_000),
         ),
+        Attack(
+            "held-back",
+            "40 x 50,000 deletes of clocks no one wrote, on the bystander's draft",
+            lambda: [missing_clocks_deletes(50_000, owner=9000 + n) for n in range(40)],
+            on_bystanders_draft=True,
+        ),
     ]
+
+
+def missing_clocks_deletes(n: int, *, owner: int) -> bytes:
+    """No structs, a delete set of n one-clock ranges of `owner`, a clock apart: if `owner`
+    has written none of them, yrs holds the ranges back until those clocks come."""
+    out = bytearray([0, 1])
+    write_var_uint(out, owner)
+    write_var_uint(out, n)
+    for i in range(n):
+        write_var_uint(out, 2 * i)
+        write_var_uint(out, 1)
+    return bytes(out)
 
 
 class _Editor:
@@ -305,12 +333,14 @@ async def _round_trips(writer: _Editor, reader: _Editor, count: int, show: bool,
     return samples
 
 
-async def _attack(url: str, frame: bytes, stop: asyncio.Event, ack: bool = False) -> None:
-    """Send `frame` to `url` ("{n}" in it: the attack's number) on fresh connections until
-    `stop`; print each attack's [close code, reason] as a JSON line. With `ack`, ask for a
-    write acknowledgement after the frame and close once it comes ([None, "acknowledged"])."""
+async def _attack(url: str, frames: list[bytes], stop: asyncio.Event, ack: bool = False) -> None:
+    """Send `frames` in turn, one a fresh connection, to `url` ("{n}" in it: the attack's
+    number) until `stop`; print each attack's [close code, reason] as a JSON line. With `ack`,
+    ask for a write acknowledgement after the frame and close once it comes ([None,
+    "acknowledged"])."""
     number = 0
     while not stop.is_set():
+        frame = frames[number % len(frames)]
         number += 1
         acked = False
         try:
@@ -366,16 +396,21 @@ class Attacker:
         ws_url: str,
         draft: str,
         token: str,
-        update: bytes,
+        update: bytes | list[bytes],
         work_dir: Path,
         *,
         fresh_draft: bool = False,
+        ack: bool = False,
     ) -> None:
         target = f"{draft}-{{n}}" if fresh_draft else draft
         self.frame_path = work_dir / f"attack-{uuid.uuid4().hex[:8]}.bin"
-        self.frame_path.write_bytes(encode_message(Update(update)))
-        ack = ["ack"] if fresh_draft else []
-        self._argv = ["ws", f"{ws_url}/{target}?token={token}", str(self.frame_path), *ack]
+        updates = update if isinstance(update, list) else [update]
+        # Length-prefixed frames (`_frames`): the attacker process sends them in turn.
+        self.frame_path.write_bytes(
+            b"".join(len(f).to_bytes(4, "big") + f for f in map(_update_frame, updates))
+        )
+        acked = ["ack"] if fresh_draft or ack else []
+        self._argv = ["ws", f"{ws_url}/{target}?token={token}", str(self.frame_path), *acked]
         self.closes: list[tuple[Any, Any]] = []
         self._first = asyncio.Event()
         self._process: asyncio.subprocess.Process | None = None
@@ -428,6 +463,20 @@ class Attacker:
         self._first.set()
 
 
+def _update_frame(update: bytes) -> bytes:
+    return encode_message(Update(update))
+
+
+def _frames(payload: bytes) -> list[bytes]:
+    """The frames `Attacker` wrote, each after its length (4 bytes, big-endian)."""
+    frames, at = [], 0
+    while at < len(payload):
+        size = int.from_bytes(payload[at : at + 4], "big")
+        frames.append(payload[at + 4 : at + 4 + size])
+        at += 4 + size
+    return frames
+
+
 def _attacker_main(argv: list[str]) -> None:
     kind, url, path, *rest = argv
     payload = Path(path).read_bytes()
@@ -439,7 +488,7 @@ def _attacker_main(argv: list[str]) -> None:
             bodies = [json.dumps(body).encode() for body in json.loads(payload)]
             await _post(url, rest[0], bodies, stop)
         else:
-            await _attack(url, payload, stop, ack=rest == ["ack"])
+            await _attack(url, _frames(payload), stop, ack=rest == ["ack"])
 
     asyncio.run(attack())
 
@@ -490,7 +539,15 @@ async def _restore_draft(server: ServerProc, token: str) -> tuple[str, list[Any]
 def _attacker(server: ServerProc, attack: Attack, token: str, victim: str, work: Path) -> Attacker:
     if attack.update is not None:
         update = attack.update()
-        return Attacker(server.url, victim, token, update, work, fresh_draft=attack.fresh_draft)
+        return Attacker(
+            server.url,
+            victim,
+            token,
+            update,
+            work,
+            fresh_draft=attack.fresh_draft,
+            ack=attack.on_bystanders_draft,
+        )
     assert attack.bodies is not None
     url = _http_base(server) + attack.path
     return Attacker.rest(url, token, attack.bodies(), work)
@@ -509,7 +566,8 @@ async def _one_attack(
     victim = f"victim-{uuid.uuid4().hex[:8]}"
     attacker = _attacker(server, attack, token, victim, work)
     sent = attacker.frame_path.stat().st_size
-    url = f"{server.url}/bystander-{uuid.uuid4().hex[:8]}?token={token}"
+    bystanders = victim if attack.on_bystanders_draft else f"bystander-{uuid.uuid4().hex[:8]}"
+    url = f"{server.url}/{bystanders}?token={token}"
     writer = await _Editor(url).connect()
     reader = await _Editor(url).connect()
     try:
@@ -555,13 +613,21 @@ async def _one_attack(
     }
 
 
+def _chosen(only: tuple[str, ...]) -> list[Attack]:
+    known = attacks()
+    unknown = sorted(set(only) - {attack.name for attack in known})
+    if unknown:
+        raise SystemExit(f"unknown attack(s) {unknown}; known: {[a.name for a in known]}")
+    return [attack for attack in known if not only or attack.name in only]
+
+
 async def run_hostile(options: HostileOptions) -> dict[str, object]:
     count = options.round_trips or (50 if options.quick else 300)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
         server = ServerProc("draftsync", Path(tmp), address_space=ADDRESS_SPACE).start()
         try:
-            for attack in attacks():
+            for attack in _chosen(options.only):
                 rows.append(await _one_attack(server, attack, count, options.progress, Path(tmp)))
             peak = server.peak_rss_mb()
             alive = server.process is not None and server.process.poll() is None
@@ -594,7 +660,8 @@ async def run_hostile(options: HostileOptions) -> dict[str, object]:
         if row["reasons"]
     )
     footer = (
-        f"bystander round trip: {count} characters typed on another draft, before and during; "
+        f"bystander round trip: {count} characters typed on another draft (held-back: on the "
+        "attacked one), before and during; "
         f"server peak RSS {peak:.0f} MB, alive: {alive}\nreasons: {reasons}"
     )
     table = format_table(
@@ -634,7 +701,9 @@ def add_command(
         "of 10,000 tags; finding 4: 60,000 duplicates pushed to the union list tags; finding "
         "5: 700,000 keys of fields; many clients: 100,000 empty struct groups, a client each, "
         "which crashed the server; client chain: 20,000 items of as many clients chained, "
-        "which stalled it), while two editors on another draft time their round trip; "
+        "which stalled it; held-back: 40 x 50,000 deletes of clocks no one wrote, which made "
+        "each keystroke on that draft stall the server), while two editors on another draft "
+        "(held-back: on the attacked one) time their round trip; "
         "report p50/p99 before and during, how each attack was answered (close code or HTTP "
         "status, reasons), /healthz answers that were not 200 and the server's peak RSS.",
     )
@@ -645,10 +714,19 @@ def add_command(
         metavar="N",
         help="characters typed before and during each attack (300; --quick 50)",
     )
+    parser.add_argument(
+        "--attack",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this attack's row (repeat for several), e.g. --attack held-back",
+    )
 
     async def command(args: argparse.Namespace) -> None:
         await run_hostile(
-            HostileOptions(args.out, args.quick, args.round_trips, not args.no_progress)
+            HostileOptions(
+                args.out, args.quick, args.round_trips, not args.no_progress, tuple(args.attack)
+            )
         )
 
     parser.set_defaults(command_runner=command)

@@ -138,6 +138,17 @@ class SemanticFields:
             subscription.drop()
         self._subscriptions.clear()
 
+    def moved_to(self, doc: Doc) -> SemanticFields:
+        """These rules over `doc`, a copy of this one's doc (crdt/heldback.py): what they read
+        from the doc is read again, who last wrote each field (which no doc holds) is kept.
+        Call it between runs, with no write set aside; close this one after."""
+        assert self._set_aside is None, "a write is set aside for review"
+        moved = SemanticFields(
+            doc, self._schema, new_id=self._new_id, max_list_elements=self._max_list_elements
+        )
+        moved._authors = self._authors
+        return moved
+
     @property
     def touched(self) -> bool:
         return self._fields_touched or bool(self._lists_touched)

@@ -45,6 +45,7 @@ from pycrdt import Doc, Subscription, Transaction, TransactionEvent, merge_updat
 from crdt.awareness import AwarenessEntry, encode_awareness_update
 from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate
 from crdt.gaps import holds_a_gap
+from crdt.heldback import RETRY_BUDGET, retry_cost, without_held_back
 from crdt.journal import JournalEvent
 from crdt.origins import SERVER_USER, ClientOrigin, ServerOrigin
 from crdt.protocol import Awareness, Update, WriteAck, encode_message, update_frame
@@ -150,6 +151,8 @@ class Journal(Protocol):
 
     def count_text(self, transaction: Transaction) -> None: ...
 
+    def moved_to(self, doc: Doc) -> None: ...
+
     def discard_text(self) -> None: ...
 
     def take_text(self) -> dict[str, int]: ...
@@ -235,6 +238,29 @@ class RoomCore:
         self.doc = Doc()
         self._run_txn = Transaction(self.doc)
         self.replies.clear()
+
+    def shed_held_back(self) -> float | None:
+        """Replace the doc by a copy without what yrs holds back for clocks it lacks, if
+        retrying that costs each update more than `RETRY_BUDGET` (crdt/heldback.py); the
+        cost found then, else None. The copy holds the same content and state vector: no
+        version, message or stored row changes. The shell calls it between runs, with no
+        write set aside for review."""
+        cost = retry_cost(self.doc)
+        if cost <= RETRY_BUDGET:
+            return None
+        doc = without_held_back(self.doc)
+        if self._subscription is not None:
+            self.doc.unobserve(self._subscription)
+        if self.semantics is not None:
+            moved = self.semantics.moved_to(doc)
+            self.semantics.close()
+            self.semantics = moved
+        if self.journal is not None:
+            self.journal.moved_to(doc)
+        self.doc = doc
+        self._run_txn = Transaction(doc)
+        self._subscription = doc.observe(self._capture_changes)
+        return cost  # kept sync replies stay: they hold the same committed content
 
     def _run_transaction(self, origin: ClientOrigin) -> Transaction:
         """The transaction a client's run is applied in: one wrapper kept for the doc, with

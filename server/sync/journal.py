@@ -56,10 +56,11 @@ class TextCounter:
     that fires only for the transactions that touch it.
     """
 
-    def __init__(self, doc: Doc, schema: Schema) -> None:
+    def __init__(self, doc: Doc, schema: Schema, changes: dict[str, int] | None = None) -> None:
         # Length change per text root since the room last took them (rich text: 0, touched).
-        # Read and cleared in place once per update: no allocation on the hot path.
-        self.changes: dict[str, int] = {}
+        # Read and cleared in place once per update: no allocation on the hot path. `changes`:
+        # the counts of the counter this one replaces (`RoomJournal.moved_to`).
+        self.changes: dict[str, int] = {} if changes is None else changes
         self._roots: list[tuple[str, Any]] = []
         self._lengths: list[int] = []
         for spec in schema.kind_of(Kind.TEXT):
@@ -139,6 +140,12 @@ class RoomJournal:
         below what a deferred recovery still owes."""
         mark = self.bursts.watermark(next_version)
         return mark if self.unrecovered is None else min(mark, self.unrecovered[0])
+
+    def moved_to(self, doc: Doc) -> None:
+        """Count the text of `doc` from now on, a copy of the doc it counted until now
+        (crdt/heldback.py): the same lengths, the counts not yet taken kept."""
+        self._text.close()
+        self._text = TextCounter(doc, self.schema, self._text_changes)
 
     def count_text(self, transaction: Transaction) -> None:
         """Count the text changes of the doc's open `transaction`: the room calls this in

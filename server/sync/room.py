@@ -73,9 +73,12 @@ from server.sync.querypacing import QueryPacer
 from server.sync.replies import SyncReplies
 from server.sync.step2budget import Step2Budget
 
-__all__ = ["ReviewGate", "Room", "RoomState", "ServerWrite"]
+__all__ = ["PROBE_EVERY_RUNS", "ReviewGate", "Room", "RoomState", "ServerWrite"]
 
 logger = logging.getLogger("draftsync.rooms")
+
+# Runs a room applies between two probes of what its doc holds back (`_probe_held_back`).
+PROBE_EVERY_RUNS = 64
 
 
 class RoomState(Enum):
@@ -161,6 +164,7 @@ class Room:
         self._on_failed = on_failed
         self._review_gate: ReviewGate | None = None
         self._in_review: asyncio.Event | None = None  # set when the write in review is done
+        self._runs_unprobed = 0  # runs applied since the doc's held-back store was probed
         self._since_snapshot = 0
         self._bytes_since_snapshot = 0
         # The doc's state at a version not committed yet, stored once it is (`_snapshot`).
@@ -401,7 +405,7 @@ class Room:
             conn.deny_write()
             return
         core = self.core
-        await self.check_bounded(updates)
+        walked = await self.check_bounded(updates)
         await self._pipeline.wait_for_space()
         await self.until_reviewed()
         if self.state is not RoomState.OPEN or not conn.is_open:
@@ -432,16 +436,38 @@ class Room:
             raise
         if outcome.verdict is not OK:
             self._act_on(conn, outcome.verdict)
+        self._runs_unprobed += 1
+        if walked or self._runs_unprobed >= PROBE_EVERY_RUNS:
+            self._probe_held_back()
 
-    async def check_bounded(self, updates: Sequence[bytes]) -> None:
+    def _probe_held_back(self) -> None:
+        """Shed what the doc holds back for clocks it lacks once retrying it costs each update
+        too much (crdt/heldback.py): after every run large enough to be walked (up to 50,000
+        delete ranges), and every `PROBE_EVERY_RUNS` runs (each smaller than 4 KB: at most
+        2,048 ranges), so a store that nothing bounds stays within ~130,000 ranges, ~2 ms an
+        update. ~4 us a probe when nothing is held."""
+        self._runs_unprobed = 0
+        if self.state is not RoomState.OPEN or self._in_review is not None:
+            return
+        cost = self.core.shed_held_back()
+        if cost is not None:
+            logger.warning(
+                "room shed updates held back for missing clocks draft=%s retry_ms=%.1f",
+                self.draft_id,
+                cost * 1000,
+            )
+
+    async def check_bounded(self, updates: Sequence[bytes]) -> bool:
         """Raise `UpdateTooLarge` or `UndecodableUpdate` (4400) if yrs applying `updates`, to
         this room's doc or to any doc, would cost more than the limits or crash the process.
         Any code that hands a client's update to yrs asks this first, not only `receive_run`
-        (a Hocuspocus viewer's step 2 is tried on a copy: server/sync/hocuspocus.py)."""
+        (a Hocuspocus viewer's step 2 is tried on a copy: server/sync/hocuspocus.py).
+        Returns whether the run was large enough to be walked."""
         core = self.core
         # Bounded work per run (crdt/limits.py); overwrites of `fields` keys count too.
         known = core.semantics.field_ids() if core.semantics is not None else frozenset()
-        if self._update_limits.needs_scan(updates, has_fields=bool(known)):
+        walked = self._update_limits.needs_scan(updates, has_fields=bool(known))
+        if walked:
             await check_run(updates, self._update_limits, known)
         for update in updates:
             if may_nest_too_deep(update):
@@ -449,6 +475,7 @@ class Room:
                 # read it in Python first, off the event loop; only large, tag-dense updates
                 # get here.
                 await asyncio.to_thread(check_nesting, update)
+        return walked
 
     def _carry_out_client(self, conn: Connection, outcome: Outcome) -> None:
         """Commit and relay a client's accepted run, then the write its rules asked for."""

@@ -58,7 +58,11 @@ def test_hostile_has_a_row_for_each_of_findings_2_to_5_and_the_many_clients_atta
     rows = {attack.name: attack for attack in attacks()}
     findings = {name.split()[0] for name in rows if name.startswith("finding-")}
     assert findings == {f"finding-{n}" for n in range(2, 6)}
-    assert {"many clients", "client chain"} <= set(rows)
+    assert {"many clients", "client chain", "held-back"} <= set(rows)
+    held_back = rows["held-back"]
+    assert held_back.on_bystanders_draft and held_back.update is not None
+    frames = held_back.update()
+    assert isinstance(frames, list) and len(set(frames)) == 40  # distinct: yrs merges repeats
     refused, at_limit = rows["finding-3 refused"].bodies, rows["finding-3 at limit"].bodies
     assert refused is not None and at_limit is not None
     assert [len(body["fields"]["tags"]) for body in refused() + at_limit()] == [100_000, 10_000]

@@ -34,8 +34,9 @@ from bench.hostile import (
 )
 from crdt.lib0 import write_var_uint
 from crdt.limits import DEFAULT_LIMITS
-from crdt.protocol import SyncStep1, SyncStep2, Update, encode_message
+from crdt.protocol import SyncStep1, SyncStep2, Update, WriteAck, encode_message
 from server.cli import main
+from server.sync.room import PROBE_EVERY_RUNS
 from server.sync.statevector import MAX_UNKNOWN_CLIENTS
 from tests.support.bystander import bystander_on
 from tests.support.pycrdt_client import PycrdtClient
@@ -131,6 +132,53 @@ def delete_ranges_update(n: int, *, owner: int = 4444) -> bytes:
         write_var_uint(out, 2 * i)
         write_var_uint(out, 1)
     return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("runs", "ranges"),
+    [
+        pytest.param(6, 50_000, id="large runs, each walked then probed"),
+        # under 4 KB each: never walked, probed every PROBE_EVERY_RUNS (~18 us a run held)
+        pytest.param(3 * PROBE_EVERY_RUNS, 1_300, id="small runs, probed every 64"),
+    ],
+)
+async def test_deletes_of_clocks_the_draft_lacks_are_shed_before_they_pile_up(
+    limited_server: ServerProcess, runs: int, ranges: int
+) -> None:
+    """Runs of deletes of clocks no client has written yet, each within --max-update-deletes:
+    yrs held every range aside and retried them all on each update after (100 runs of 50,000:
+    152 ms a keystroke on the event loop), and deleted them from whoever wrote those clocks
+    later. The room sheds them once retrying costs too much (crdt/heldback.py): the owner of
+    the first run's clocks then types, and the draft keeps every character of it."""
+    server, victim = limited_server, new_draft()
+    owner = PycrdtClient(server.ws_url, victim, server.token("alice"), client_id=4242)
+    await owner.connect()
+    await asyncio.wait_for(owner.synced.wait(), TIMEOUT)
+    attacker = await connect_raw(server.ws_url, victim, server.token("alice"))
+    await attacker.next_message(SyncStep1, timeout=TIMEOUT)
+    try:
+        for run in range(runs):  # each acknowledged before the next: runs of their own
+            target = 4242 if run == 0 else 9000 + run
+            update = delete_ranges_update(ranges, owner=target)
+            assert (len(update) > 4096) == (ranges > 1_300), "walked as the case says"
+            await attacker.send(encode_message(Update(update)))
+            mark = f"run-{run}".encode()
+            await attacker.send(encode_message(WriteAck(mark)))
+            await attacker.next_message(
+                WriteAck, where=lambda m, k=mark: m.payload == k, timeout=TIMEOUT
+            )
+        assert not attacker.closed.is_set(), "an attacker within the limits is not refused"
+
+        await owner.edit(lambda doc: doc.get("title", type=Text).insert(0, "hello world"))
+        await owner.flush()
+
+        assert str(stored_doc(server.database, victim).get("title", type=Text)) == "hello world"
+        assert f"room shed updates held back for missing clocks draft={victim}" in server.log()
+        async with httpx.AsyncClient(timeout=5) as http:
+            assert (await http.get(f"{server.http_url}/healthz")).status_code == 200
+    finally:
+        await attacker.close()
+        await owner.disconnect()
 
 
 async def test_many_delete_ranges_are_bounded(

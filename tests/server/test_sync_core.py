@@ -13,10 +13,13 @@ from pycrdt import Doc, Map, Text
 
 from crdt.awareness import AwarenessEntry, encode_awareness_update
 from crdt.errors import MalformedMessage, NonJsonValue, UndecodableUpdate
+from crdt.heldback import RETRY_BUDGET
+from crdt.lib0 import write_var_uint
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.protocol import Awareness, SyncStep2, Update, WriteAck, decode_message
 from crdt.schema import DEFAULT_SCHEMA
 from server.sync.core import EVERYONE, OK, OTHERS, SENDER, Outcome, RoomCore
+from server.sync.journal import RoomJournal
 
 ALICE = ClientOrigin("alice", "s-alice")
 BOB = ClientOrigin("bob", "s-bob")
@@ -258,3 +261,70 @@ def test_the_runs_transaction_follows_the_doc_across_close_and_open() -> None:
     outcome = core.apply_run(BOB, [edit(bob, type_text("new")), edit(bob, type_text("!"))])
     assert [w.version for w in outcome.writes] == [8]
     assert str(fresh.get("body", type=Text)) == "new!"
+
+
+def deletes_of_missing_clocks(owner: int, ranges: int) -> bytes:
+    """A delete set of `ranges` one-clock ranges of `owner`, a clock apart, and no structs:
+    clocks the doc lacks, which yrs holds back (its pending store) until they come."""
+    out = bytearray([0, 1])
+    write_var_uint(out, owner)
+    write_var_uint(out, ranges)
+    for i in range(ranges):
+        write_var_uint(out, 2 * i)
+        write_var_uint(out, 1)
+    return bytes(out)
+
+
+def type_title(text: str) -> Callable[[Doc], None]:
+    def change(doc: Doc) -> None:
+        title = doc.get("title", type=Text)
+        title += text
+
+    return change
+
+
+def test_a_doc_holding_back_costly_deletes_is_replaced_by_one_without_them() -> None:
+    """yrs retries every held-back delete on each update after (crdt/heldback.py): past the
+    budget the core sheds them. The copy keeps the content, the clocks, the semantic rules'
+    record of who wrote each field, the journal's counts, and holds back nothing: deletes of
+    a client's clocks that were held do not hit its text when it comes."""
+    core = RoomCore(DEFAULT_SCHEMA, clock=lambda: NOW, new_id=lambda: "c1")
+    doc: Doc = Doc(client_id=1)
+    journal = RoomJournal("d-held", doc, DEFAULT_SCHEMA, on_burst_open=lambda: None)
+    core.open(doc, 0, semantic_fields=True, journal=journal)
+    alice: Doc = Doc(client_id=10)
+
+    def set_category(doc: Doc) -> None:
+        doc["fields"] = fields = Map()
+        fields["category"] = "news"
+
+    core.apply_run(ALICE, [edit(alice, type_title("kept")), edit(alice, set_category)])
+    assert core.shed_held_back() is None, "nothing held back: the doc stays"
+    assert core.doc is doc
+    core.apply_run(ALICE, [deletes_of_missing_clocks(4242, 500_000)])  # ~7 ms a retry
+    state = core.doc.get_state()
+
+    cost = core.shed_held_back()
+
+    assert cost is not None and cost > RETRY_BUDGET
+    assert core.doc is not doc and core.doc.client_id == 1
+    assert core.doc.get_state() == state
+    assert str(core.doc.get("title", type=Text)) == "kept"
+    assert core.semantics is not None and core.semantics.fields.to_py() == {"category": "news"}
+    assert core.semantics._authors.keys() == {"category"}  # who wrote it: no doc holds that
+    owner: Doc = Doc(client_id=4242)
+    outcome = core.apply_run(BOB, [edit(owner, type_title(" hello world"))])
+    assert str(core.doc.get("title", type=Text)) == "kept hello world"
+    assert [w.version for w in outcome.writes] == [2]  # the held deletes made no version
+    # the journal counts the copy's text: bob's burst holds the 12 characters typed since
+    bursts = {(e.user, e.data["inserted"]) for e in journal.bursts.close_all()}
+    assert bursts == {("alice", 4), ("bob", 12)}
+    bob: Doc = Doc(client_id=20)
+    bob.apply_update(core.doc.get_update())
+
+    def recategorize(doc: Doc) -> None:
+        doc.get("fields", type=Map)["category"] = "sport"
+
+    review = core.apply_run(BOB, [edit(bob, recategorize)])
+    assert review.verdict is OK and [w.version for w in review.writes] == [3]
+    assert core.semantics.fields.to_py() == {"category": "sport"}

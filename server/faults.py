@@ -18,7 +18,8 @@ is read: an unexpected error in the endpoint), `room-add` (a connection added to
 once it is in the room's set and before the room's first messages to it), `socket-setup` (a
 Hocuspocus socket's setup, before it reads its first frame), `session` (a connection's SESSION
 event, as it is stored when the connection ends), `send` (a frame's send to
-a client, as the connection sends it: a send that fails while the socket is still up).
+a client, as the connection sends it: a send that fails while the socket is still up),
+`unload` (an idle room's unload, once its writes are committed and before its doc goes).
 
 Off (the variable unset, as in production), each point costs one test of an empty dict:
 call sites read `if faults.ARMED: faults.trip("commit")`.
@@ -73,6 +74,7 @@ POINTS = frozenset(
         "session",
         "send",
         "socket-setup",
+        "unload",
     }
 )
 

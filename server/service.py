@@ -103,6 +103,7 @@ class Service:
             settings,
             build_doc=build_doc,
         )
+        self.rooms.on_crash = functools.partial(self.supervisor.report, "rooms")
         # Word count and completion are counted against the schema's fields.
         self.metadata = MetadataTracker(store, fields_of(settings.schema))
         self.rooms.on_open.append(self.metadata.room_opened)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from pycrdt import Doc
 
 from crdt.history import rebuild
-from server import metrics
+from server import faults, metrics
 from server.config import Settings
 from server.errors import StoreError, UnknownDraft
 from server.store.api import Store
@@ -136,6 +137,9 @@ class RoomRegistry:
         # Called with each room forgotten without unloading (failed or discarded: its doc is
         # not the store's, so `on_unload`'s bookkeeping must not read it).
         self.on_dropped: list[Callable[[Room], None]] = []
+        # Told of an unexpected error in an unload or a let-go (the supervisor: logged with
+        # its traceback, /healthz 503, exit 70 if it keeps failing); the unload is tried again.
+        self.on_crash: Callable[[BaseException], None] | None = None
         self.memory = MemoryTrimmer()  # gives an unloaded room's freed pages back
         # SQLite's stores only (PostgreSQL's has no cursor references to drop)
         self.memory.sqlite_connections = getattr(store, "sqlite_connections", tuple)
@@ -332,7 +336,26 @@ class RoomRegistry:
 
     def _schedule_unload(self, room: Room) -> None:
         if room.draft_id not in self._unloading:
-            self._unloading[room.draft_id] = asyncio.create_task(self._unload_when_idle(room))
+            task = asyncio.create_task(self._unload_when_idle(room))
+            self._unloading[room.draft_id] = task
+            task.add_done_callback(functools.partial(self._unload_ended, room))
+
+    def _unload_ended(self, room: Room, task: asyncio.Task[None]) -> None:
+        """An unload that raised (a hook's bug, a store error past its own handling) is
+        loud, and tried again after the grace period while the room is idle: otherwise the
+        draft's doc stayed loaded, unseen, until someone joined and left again."""
+        error = None if task.cancelled() else task.exception()
+        if error is None:
+            return
+        self._crashed(error)
+        if not room.connections and self._rooms.get(room.draft_id) is room:
+            self._schedule_unload(room)
+
+    def _crashed(self, error: BaseException) -> None:
+        if self.on_crash is None:
+            logger.error("room task failed: %r", error, exc_info=error)
+        else:
+            self.on_crash(error)
 
     async def _unload_when_idle(self, room: Room) -> None:
         """Unload `room` once its grace period has passed and its writes are committed.
@@ -358,6 +381,8 @@ class RoomRegistry:
                 del self._unloading[room.draft_id]
         if room.connections or self._rooms.get(room.draft_id) is not room:
             return
+        if faults.ARMED:
+            faults.trip("unload")
         room.snapshot_before_unload()
         self._forget(room)
         for hook in self.on_unload:
@@ -380,7 +405,13 @@ class RoomRegistry:
             hook(room)
         task = asyncio.create_task(self._let_go(room))
         self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        task.add_done_callback(self._let_go_ended)
+
+    def _let_go_ended(self, task: asyncio.Task[None]) -> None:
+        self._closing.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self._crashed(error)
 
     async def _let_go(self, room: Room) -> None:
         await self._drained(room)

@@ -295,6 +295,35 @@ async def test_a_crash_in_a_snapshot_job_is_loud_and_the_next_snapshot_is_taken(
         server.stop()
 
 
+async def test_a_crash_in_an_unload_is_loud_and_the_room_unloads_on_the_next_try(
+    tmp_path: Path,
+) -> None:
+    """An unload that raised was a task nobody awaited: "Task exception was never retrieved"
+    at best, and the idle draft's doc stayed loaded until someone joined and left again."""
+    server = faulty(tmp_path, "unload").start()
+    draft = new_draft()
+    try:
+        alice = await connect_synced(server, draft, "alice")
+        try:
+            await alice.edit(type_into("kept"))
+            await alice.flush()
+        finally:
+            await alice.disconnect()
+
+        async def rooms_crashed() -> bool:
+            return "rooms" in crashed_components(server)
+
+        async def unloaded() -> bool:
+            return f"room unloaded draft={draft}" in server.log()
+
+        await eventually(rooms_crashed, timeout=10)
+        await eventually(unloaded, timeout=10)
+        assert "rooms failed: InjectedFault" in server.log() and "Traceback" in server.log()
+        assert await stored_title(server, draft) == "kept"
+    finally:
+        server.stop()
+
+
 async def test_a_component_that_keeps_crashing_stops_the_server_with_status_70(
     tmp_path: Path,
 ) -> None:

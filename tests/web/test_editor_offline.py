@@ -500,6 +500,55 @@ async def test_offline_changes_too_large_for_one_message_go_in_several_after_a_r
         server.stop()
 
 
+async def test_a_connection_that_drops_on_each_send_is_retried_until_the_work_arrives(
+    tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
+) -> None:
+    """A flaky network (a train, a lift) drops the socket as the page sends its change, five
+    times in a row: the browser sees 1006 each time. That is no refusal of the change (which
+    stops the page after three: the test above), since each drop comes before the new socket
+    has taken what the page resent: the page reconnects, as offline, until the work arrives.
+    A guard: it held before it was written."""
+    server = ServerProcess(tmp_path_factory.mktemp("web-drops"))
+    server.start()
+    try:
+        draft = new_draft()
+        _, page = await new_person(chromium, errors)
+        drops = {"left": 0}
+        mark = b"Through the tunnel"
+
+        def carries_a_change(message: bytes) -> bool:
+            # y-sync step 2 or update (0, 1|2), more than an empty update (0 0) in it
+            return message[:2] in (b"\x00\x01", b"\x00\x02") and len(message) > 8
+
+        async def route(ws: WebSocketRoute) -> None:
+            upstream = ws.connect_to_server()
+
+            async def to_server(message: str | bytes) -> None:
+                if drops["left"] and isinstance(message, bytes) and carries_a_change(message):
+                    drops["left"] -= 1
+                    await upstream.close()
+                    await ws.close(code=1006)  # the page sees what a dropped network shows
+                    return
+                upstream.send(message)
+
+            ws.on_message(to_server)
+            upstream.on_message(ws.send)
+
+        await page.route_web_socket(re.compile(r"/ws/"), route)
+        await page.goto(editor_url(server, draft, "nils"))
+        await wait_status(page, "synced")
+
+        drops["left"] = 5
+        await text_field(page, "title").click()
+        await page.keyboard.type(mark.decode())
+
+        await wait_status(page, "synced", timeout=30_000)
+        assert drops["left"] == 0, "the page stopped before the network came back"
+        assert await server_text(server, draft, "nils", "title") == mark.decode()
+    finally:
+        server.stop()
+
+
 async def test_a_server_that_closes_on_each_send_is_not_retried_in_a_loop(
     tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -188,3 +189,17 @@ def test_no_two_test_modules_share_a_name() -> None:
             clashes.append(f"{seen[path.name].relative_to(root)} and {path.relative_to(root)}")
         seen.setdefault(path.name, path)
     assert not clashes, clashes
+
+
+def test_a_server_start_imports_neither_the_webhook_client_nor_the_user_agent_parser() -> None:
+    """Each is imported when first needed: httpx by a server with webhooks (~90 ms), the
+    user-agent parser when the first session ends (~200 ms, on a worker thread)."""
+    code = (
+        "import sys, server.app, server.cli; "
+        "print(sorted(m for m in ('httpx', 'user_agents') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -25,11 +25,12 @@ already; at the accept its state machine and query-string multidict were ~3 % of
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
 from asyncio.tasks import _enter_task, _leave_task
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -125,6 +126,7 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
         # Registered before the role is read: a deletion of the draft from here on refuses
         # the join.
         joining = service.rooms.joining(draft_id)
+        ended: Callable[[], Awaitable[None]] | None = None  # the session's event, to store
         try:
             try:
                 if faults.ARMED:
@@ -187,9 +189,8 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
                     code,
                     conn.close_reason,
                 )
-                # The session's event last: should storing it fail unexpectedly, the connection
-                # is closed and counted already, and the error is logged (`server_error`).
-                await record_session(
+                ended = functools.partial(
+                    record_session,
                     service.store,
                     draft_id,
                     user=user,
@@ -204,6 +205,12 @@ async def serve_sync_socket(scope: Scope, receive: Receive, send: Send) -> None:
         finally:
             joining.done()  # `join` did, unless refused or failed before it
             lease.release()
+        # The session's event last, its places given back first (its store write, the first
+        # session's parser import: server/sync/sessions.py): should storing it fail
+        # unexpectedly, the connection is closed and counted already, and the error is logged
+        # (`server_error`).
+        if ended is not None:
+            await ended()
     except Exception as error:  # a bug of ours: the client learns it was not its fault
         await server_error(send, error, draft=raw_id, user=user)
 

@@ -6,14 +6,22 @@ kept with ua-parser's rules, not regexes of ours), when it started and how long 
 the draft's version then. The page groups the journal's other events of the same session id
 under it. A session whose event cannot be stored (a full disk) is logged and dropped: it must
 not keep a connection from closing.
+
+The parser costs: importing it ~0.2 s (its rules are one large module), which every server
+start paid before its first connection although most starts (tests, a restart under load)
+record no session for a while; and ~1.3 ms a parse, on the event loop at each connection's
+end, although a draft's connections mostly share a handful of browsers. So it is imported on a
+worker thread when the first session ends, and what it answers is kept per header
+(`device_of`'s cache).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import sys
 from typing import Any
-
-from user_agents import parse
 
 from crdt.journal import EventType, JournalEvent
 from server import faults
@@ -25,12 +33,17 @@ __all__ = ["MAX_USER_AGENT", "device_of", "record_session"]
 logger = logging.getLogger("draftsync.sessions")
 
 MAX_USER_AGENT = 512  # longer headers are cut before parsing: the parser's regexes stay bounded
+_PARSER = "user_agents"
 
 
+@functools.lru_cache(maxsize=1024)
 def device_of(user_agent: str | None) -> dict[str, str]:
-    """{device: desktop|mobile|tablet|bot|other, browser, os} of a User-Agent header."""
+    """{device: desktop|mobile|tablet|bot|other, browser, os} of a User-Agent header. Kept
+    per header: treat the answer as read-only."""
     if not user_agent:
         return {"device": "other", "browser": "unknown", "os": "unknown"}
+    from user_agents import parse  # imported here: see the module's docstring
+
     agent = parse(user_agent[:MAX_USER_AGENT])
     if agent.is_bot:
         device = "bot"
@@ -58,8 +71,13 @@ async def record_session(
     ended: float,
     version: int,
 ) -> None:
+    header = user_agent[:MAX_USER_AGENT] if user_agent else None
+    if header and _PARSER not in sys.modules:
+        device = await asyncio.to_thread(device_of, header)  # the first: the import, ~0.2 s
+    else:
+        device = device_of(header)
     data: dict[str, Any] = {
-        **device_of(user_agent),
+        **device,
         "started_at": started,
         "duration_s": round(max(0.0, ended - started), 3),
     }

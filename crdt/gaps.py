@@ -16,7 +16,8 @@ the draft when it says yes (server/sync/room.py).
 
 A struct held for a missing origin alone (its clock is its client's next one) is no gap:
 when the origin comes, yrs integrates it in order, the state vector moves past it and that
-transaction's update reports it.
+transaction's update reports it. `check_run` tells it apart (`RunCheck.HELD`), from the same
+reads: the room weighs what is held, since nothing else bounds it (crdt/heldback.py).
 
 What it costs: nothing held back is visible in the doc (yrs keeps it aside, and pycrdt does
 not expose it), so every update of a run must be read. yrs reads one in ~0.35 us (a diff
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from functools import lru_cache
 from itertools import compress, repeat
 from operator import itemgetter
@@ -48,7 +50,7 @@ from crdt.lib0 import Reader
 from crdt.statevector import decode_state
 from crdt.updates import decode_update
 
-__all__ = ["holds_a_gap"]
+__all__ = ["RunCheck", "check_run", "holds_a_gap"]
 
 _U32 = 0xFFFF_FFFF
 _NO_STRUCTS = b"\x00"  # an update's first byte when it has no struct groups
@@ -63,10 +65,25 @@ _HEADERS_FROM = 32
 _first_byte = itemgetter(0)
 
 
+class RunCheck(Enum):
+    """What a run left in the doc, as `check_run` reads it."""
+
+    CLEAR = "clear"  # every struct integrated or redundant
+    HELD = "held"  # a struct held for a missing origin, at its client's next clock
+    GAP = "gap"  # a struct past its client's next clock: the draft is reloaded
+
+
 def holds_a_gap(
     doc: Doc, applied: Sequence[bytes], reported: bytes | None, *, state: bytes | None = None
 ) -> bool:
-    """True if `doc`, after taking the updates `applied` in a transaction whose update was
+    """`check_run` is `RunCheck.GAP`."""
+    return check_run(doc, applied, reported, state=state) is RunCheck.GAP
+
+
+def check_run(
+    doc: Doc, applied: Sequence[bytes], reported: bytes | None, *, state: bytes | None = None
+) -> RunCheck:
+    """GAP if `doc`, after taking the updates `applied` in a transaction whose update was
     `reported` (None: nothing), holds or waits on a struct of theirs past its client's next
     clock. `state`: the doc's state vector after them, if the caller read it inside that
     transaction (~0.2 us; else it is read in a yrs transaction of its own, `state_vector`: ~0.6
@@ -77,17 +94,20 @@ def holds_a_gap(
     cleared by their headers (`_headers_clear`). Otherwise the doc's state vector is encoded
     once and each update diffed against it in yrs (~0.35 us): one with no struct past it is
     done. Only an update the doc did not take to its end (held back, or skipped) is read in
-    Python (~10 us) for where its runs of clocks start."""
+    Python (~10 us) for where its runs of clocks start: one that starts no clock past its
+    client's next one is HELD (yrs keeps it aside for an origin), which no fast path misses,
+    since each clears only structs the state vector covers (the header check: strictly below
+    the next clock)."""
     if len(applied) == 1 and applied[0] == reported:
-        return False  # every struct in it is reported: none is held or skipped
+        return RunCheck.CLEAR  # every struct in it is reported: none is held or skipped
     if state is None:
         state = state_vector(doc)  # `doc.get_state()` without pycrdt's `Transaction`: ~1 us less
     if len(applied) >= _HEADERS_FROM and _headers_clear(applied, state):
-        return False
+        return RunCheck.CLEAR
     if len(applied) > 1 and len(state) > _SMALL_STATE and _within(applied, state):
-        return False  # a run taken whole: one merge (~2 us an update), one diff
+        return RunCheck.CLEAR  # a run taken whole: one merge (~2 us an update), one diff
     if _each_within(applied, state):
-        return False
+        return RunCheck.CLEAR
     known: dict[int, int] | None = None
     for update in applied:
         if update[:1] == _NO_STRUCTS or _within((update,), state):
@@ -95,13 +115,13 @@ def holds_a_gap(
         try:
             starts = decode_update(update).starts
         except UndecodableUpdate:
-            return True  # yrs took it and we cannot tell what it holds: not to be trusted
+            return RunCheck.GAP  # yrs took it and we cannot tell what it holds: not trusted
         if known is None:
             known = decode_state(state)
         # yrs keeps the low 32 bits of a clock (fuzz finding 6): compare in its terms
         if any(clock & _U32 > known.get(client, 0) for client, clock in starts):
-            return True
-    return False
+            return RunCheck.GAP
+    return RunCheck.HELD  # a struct not covered by the state, at its client's next clock
 
 
 def _within(updates: Sequence[bytes], state: bytes) -> bool:
@@ -221,8 +241,9 @@ def _slots(layout: _Layout, count: int) -> _Slots:
 
 
 def _headers_clear(applied: Sequence[bytes], state: bytes) -> bool:
-    """True if every update in `applied` starts no clock past its client's next one in
-    `state`, as their headers show; False if they do not show it (the caller diffs them)."""
+    """True if every update in `applied` starts its clock below its client's next one in
+    `state` (so the state covers it: neither skipped nor held), as their headers show; False
+    if they do not show it (the caller diffs them)."""
     if not all(applied):
         return False  # an empty update: not one yrs took
     structs = list(filter(_first_byte, applied))  # a delete (first byte 0) starts no clock
@@ -241,15 +262,16 @@ def _headers_clear(applied: Sequence[bytes], state: bytes) -> bool:
         return False  # another client, clock length, or more than one group
     if heads[width - 1 :: width].translate(None, _ITEM_INFO):
         return False  # a first struct that is a GC, a Skip (or unknown)
-    bound = _next_clock_field(layout, state)
+    # The field of the last clock below the next one: a field orders as the clock it writes.
+    bound = _next_clock_field(layout, state) - 1
     if bound < 0:
-        return False
-    if bound < _ALL_BELOW:
+        return False  # no clock below the next one, or yrs could not tell
+    if bound < _ALL_BELOW - 1:
         field_max = (1 << 8 * layout.clock_bytes) - 1
         at = (width - 1 - layout.clock_bytes) * 8
         clocks = slots & repeated.clock_mask
         if (clocks + ((field_max - bound) << at) * repeated.ones) & repeated.carry:
-            return False  # a clock past the client's next one
+            return False  # a clock at or past the client's next one
     counts = heads[1::width]
     if counts.count(1) != count:  # groups of several structs: a Skip may start another clock
         return _each_within(list(compress(structs, counts.translate(_NOT_ONE))), state)

@@ -15,6 +15,16 @@ for a doc that holds nothing back, whatever its size) is the price every later u
 Past `RETRY_BUDGET` the doc is replaced by a copy of what it integrated (`without_held_back`):
 an encode and a decode, ~3 ms for a 150 KB draft, paid only then.
 
+Held structs (an item whose origin the doc lacks) are not retried on every update, so they
+cost no time the probe would see; they cost memory (~190 bytes each in yrs: 6,000,000 from
+one connection, each run within the update limits, took 1.2 GB). The gap check tells which
+runs left some (crdt/gaps.py, `RunCheck.HELD`: only runs that are not cleared by its fast
+paths, which honest ones are), and past `HELD_BYTES` of such runs the doc is copied too.
+
+When: after every run large enough to be walked by the update limits (> 4 KB: up to 50,000
+delete ranges), after a run that left structs held, and every `PROBE_EVERY_RUNS` runs (each
+≤ 4 KB: ≤ 2,048 ranges), so the store stays under ~130,000 ranges, ~2 ms an update at worst.
+
 What the copy drops was never visible and never stored: the room stores and relays what yrs
 reports a transaction integrated, and a held-back part is in no report until it integrates.
 Honest clients hold back nearly nothing (every client of a draft syncs through the server, so
@@ -28,12 +38,21 @@ import time
 
 from pycrdt import Doc
 
-__all__ = ["RETRY_BUDGET", "retry_cost", "without_held_back"]
+__all__ = ["HELD_BYTES", "PROBE_EVERY_RUNS", "RETRY_BUDGET", "retry_cost", "without_held_back"]
 
 RETRY_BUDGET = 0.001
 """CPU seconds a doc's held-back store may add to each update applied to it: ~70,000 delete
 ranges. A doc that holds nothing back retries in ~4 us, so a false alarm (CPU time counts no
 preemption) needs a pause 250 times that inside one empty apply; its only cost is a copy."""
+
+HELD_BYTES = 1 << 20
+"""Bytes of runs that left structs held a doc may take before it is copied: ~20 MB of yrs's
+memory at the attack's ~20 bytes held per byte sent. Honest clients hold back nothing (every
+client of a draft syncs through the server), save in rare races that a copy only delays: the
+sender's sync step 1 on reconnect shows the server lacking those structs, and it resends."""
+
+PROBE_EVERY_RUNS = 64
+"""Runs a room applies between two probes of its doc's held-back store, at most."""
 
 _EMPTY_UPDATE = b"\x00\x00"  # no struct groups, no delete set: yrs integrates nothing
 

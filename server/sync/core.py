@@ -44,8 +44,14 @@ from pycrdt import Doc, Subscription, Transaction, TransactionEvent, merge_updat
 
 from crdt.awareness import AwarenessEntry, encode_awareness_update
 from crdt.errors import MalformedMessage, ProtocolError, UndecodableUpdate
-from crdt.gaps import holds_a_gap
-from crdt.heldback import RETRY_BUDGET, retry_cost, without_held_back
+from crdt.gaps import RunCheck, check_run
+from crdt.heldback import (
+    HELD_BYTES,
+    PROBE_EVERY_RUNS,
+    RETRY_BUDGET,
+    retry_cost,
+    without_held_back,
+)
 from crdt.journal import JournalEvent
 from crdt.origins import SERVER_USER, ClientOrigin, ServerOrigin
 from crdt.protocol import Awareness, Update, WriteAck, encode_message, update_frame
@@ -72,6 +78,7 @@ __all__ = [
     "Outgoing",
     "Recipients",
     "RoomCore",
+    "Shed",
     "Verdict",
     "Write",
 ]
@@ -146,6 +153,13 @@ class Outcome(NamedTuple):
 NOTHING = Outcome()
 
 
+class Shed(NamedTuple):
+    """Why the core copied its doc (`RoomCore.shed_held_back`)."""
+
+    retry_seconds: float  # CPU time yrs took to retry what the doc held back
+    held_bytes: int  # bytes of runs that left structs held since the last copy
+
+
 class Journal(Protocol):
     """What the core needs of the room's journal (server/sync/journal.py `RoomJournal`)."""
 
@@ -175,6 +189,7 @@ class Journal(Protocol):
 
 
 _EMPTY_UPDATE = b"\x00\x00"  # no struct groups, no delete set
+_CLEAR, _HELD, _GAP = RunCheck.CLEAR, RunCheck.HELD, RunCheck.GAP  # one lookup each, per run
 
 
 def _new_conflict_id() -> str:
@@ -208,6 +223,10 @@ class RoomCore:
         self._changes: bytes | None = None  # what the open transaction integrated
         self._subscription: Subscription | None = None
         self._run_txn = Transaction(self.doc)  # see `_run_transaction`
+        # The doc's held-back store (crdt/heldback.py): runs since the shell last probed it
+        # (it counts them: `shed_held_back` when due), and bytes of runs that left structs held.
+        self.runs_unprobed = 0
+        self.held_bytes = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -216,6 +235,7 @@ class RoomCore:
     ) -> None:
         """Take the doc loaded from the store at `version`."""
         self.doc = doc
+        self.held_bytes = 0  # a doc built from the store holds nothing back
         self.replies.clear()
         self.version = version
         if semantic_fields:
@@ -239,15 +259,18 @@ class RoomCore:
         self._run_txn = Transaction(self.doc)
         self.replies.clear()
 
-    def shed_held_back(self) -> float | None:
+    def shed_held_back(self) -> Shed | None:
         """Replace the doc by a copy without what yrs holds back for clocks it lacks, if
-        retrying that costs each update more than `RETRY_BUDGET` (crdt/heldback.py); the
-        cost found then, else None. The copy holds the same content and state vector: no
-        version, message or stored row changes. The shell calls it between runs, with no
-        write set aside for review."""
+        retrying that costs each update more than `RETRY_BUDGET`, or runs of more than
+        `HELD_BYTES` left structs held (crdt/heldback.py); what was found then, else None.
+        The copy holds the same content and state vector: no version, message or stored row
+        changes. The shell calls it between runs, with no write set aside for review."""
+        self.runs_unprobed = 0
         cost = retry_cost(self.doc)
-        if cost <= RETRY_BUDGET:
+        held_bytes = self.held_bytes
+        if cost <= RETRY_BUDGET and held_bytes <= HELD_BYTES:
             return None
+        self.held_bytes = 0
         doc = without_held_back(self.doc)
         if self._subscription is not None:
             self.doc.unobserve(self._subscription)
@@ -260,7 +283,7 @@ class RoomCore:
         self.doc = doc
         self._run_txn = Transaction(doc)
         self._subscription = doc.observe(self._capture_changes)
-        return cost  # kept sync replies stay: they hold the same committed content
+        return Shed(cost, held_bytes)  # kept sync replies stay: the same committed content
 
     def _run_transaction(self, origin: ClientOrigin) -> Transaction:
         """The transaction a client's run is applied in: one wrapper kept for the doc, with
@@ -398,7 +421,12 @@ class RoomCore:
             refusal = UndecodableUpdate(f"undecodable Yjs update: {undecodable}")
             refusal.__cause__ = undecodable
         taken = updates if applied == len(updates) else updates[:applied]
-        if changes == _EMPTY_UPDATE or holds_a_gap(doc, taken, changes, state=state):
+        check = _GAP if changes == _EMPTY_UPDATE else check_run(doc, taken, changes, state=state)
+        if check is _HELD:  # structs held for an origin: memory that nothing else bounds
+            self.held_bytes += sum(map(len, taken))
+            if self.held_bytes > HELD_BYTES:
+                self.runs_unprobed = PROBE_EVERY_RUNS  # the shell sheds them after this run
+        elif check is not _CLEAR:
             # yrs took a struct past its client's next clock: integrated after a Skip, its
             # state vector not advanced, reported by no update (fuzz finding 2), or held until
             # its origin comes and then integrated so, unreported (fuzz seed 3; crdt/gaps.py).

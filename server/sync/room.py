@@ -41,6 +41,7 @@ from pycrdt import Doc
 
 from crdt.awareness import AwarenessEntry
 from crdt.errors import MalformedMessage, ProtocolError
+from crdt.heldback import PROBE_EVERY_RUNS
 from crdt.journal import JournalEvent
 from crdt.limits import DEFAULT_LIMITS, UpdateLimits
 from crdt.protocol import (
@@ -73,12 +74,9 @@ from server.sync.querypacing import QueryPacer
 from server.sync.replies import SyncReplies
 from server.sync.step2budget import Step2Budget
 
-__all__ = ["PROBE_EVERY_RUNS", "ReviewGate", "Room", "RoomState", "ServerWrite"]
+__all__ = ["ReviewGate", "Room", "RoomState", "ServerWrite"]
 
 logger = logging.getLogger("draftsync.rooms")
-
-# Runs a room applies between two probes of what its doc holds back (`_probe_held_back`).
-PROBE_EVERY_RUNS = 64
 
 
 class RoomState(Enum):
@@ -164,7 +162,6 @@ class Room:
         self._on_failed = on_failed
         self._review_gate: ReviewGate | None = None
         self._in_review: asyncio.Event | None = None  # set when the write in review is done
-        self._runs_unprobed = 0  # runs applied since the doc's held-back store was probed
         self._since_snapshot = 0
         self._bytes_since_snapshot = 0
         # The doc's state at a version not committed yet, stored once it is (`_snapshot`).
@@ -436,25 +433,23 @@ class Room:
             raise
         if outcome.verdict is not OK:
             self._act_on(conn, outcome.verdict)
-        self._runs_unprobed += 1
-        if walked or self._runs_unprobed >= PROBE_EVERY_RUNS:
+        core.runs_unprobed += 1
+        if walked or core.runs_unprobed >= PROBE_EVERY_RUNS:
             self._probe_held_back()
 
     def _probe_held_back(self) -> None:
-        """Shed what the doc holds back for clocks it lacks once retrying it costs each update
-        too much (crdt/heldback.py): after every run large enough to be walked (up to 50,000
-        delete ranges), and every `PROBE_EVERY_RUNS` runs (each smaller than 4 KB: at most
-        2,048 ranges), so a store that nothing bounds stays within ~130,000 ranges, ~2 ms an
-        update. ~4 us a probe when nothing is held."""
-        self._runs_unprobed = 0
+        """Shed what the doc holds back for clocks it lacks once it costs too much
+        (crdt/heldback.py, "When"): ~4 us a probe when nothing is held."""
         if self.state is not RoomState.OPEN or self._in_review is not None:
             return
-        cost = self.core.shed_held_back()
-        if cost is not None:
+        shed = self.core.shed_held_back()
+        if shed is not None:
             logger.warning(
-                "room shed updates held back for missing clocks draft=%s retry_ms=%.1f",
+                "room shed updates held back for missing clocks draft=%s retry_ms=%.1f "
+                "held_bytes=%d",
                 self.draft_id,
-                cost * 1000,
+                shed.retry_seconds * 1000,
+                shed.held_bytes,
             )
 
     async def check_bounded(self, updates: Sequence[bytes]) -> bool:

@@ -32,11 +32,11 @@ from bench.hostile import (
     empty_client_groups_update,
     fields_keys_update,
 )
+from crdt.heldback import HELD_BYTES, PROBE_EVERY_RUNS
 from crdt.lib0 import write_var_uint
 from crdt.limits import DEFAULT_LIMITS
 from crdt.protocol import SyncStep1, SyncStep2, Update, WriteAck, encode_message
 from server.cli import main
-from server.sync.room import PROBE_EVERY_RUNS
 from server.sync.statevector import MAX_UNKNOWN_CLIENTS
 from tests.support.bystander import bystander_on
 from tests.support.pycrdt_client import PycrdtClient
@@ -179,6 +179,38 @@ async def test_deletes_of_clocks_the_draft_lacks_are_shed_before_they_pile_up(
     finally:
         await attacker.close()
         await owner.disconnect()
+
+
+async def test_structs_held_for_a_missing_origin_are_shed_past_their_budget(
+    limited_server: ServerProcess,
+) -> None:
+    """Items whose origin no client has sent: yrs keeps each aside (~190 bytes; 6,000,000
+    from one connection took 1.2 GB, every run within the limits), and nothing showed or
+    bounded it. Past `HELD_BYTES` of such runs the room sheds them: when the origin comes
+    later, what waited on it stays out of the draft."""
+    server, victim = limited_server, new_draft()
+    first: Doc = Doc(client_id=7001)
+    first.get("title", type=Text).insert(0, "x")
+    origin = first.get_update()
+    second: Doc = Doc(client_id=7002)
+    second.apply_update(origin)
+    before = second.get_state()
+    second.get("title", type=Text).insert(1, "y" * (HELD_BYTES + 1024))
+    held = second.get_update(before)
+    attacker = await connect_raw(server.ws_url, victim, server.token("alice"))
+    await attacker.next_message(SyncStep1, timeout=TIMEOUT)
+    try:
+        for update, mark in ((held, b"held"), (origin, b"origin")):
+            await attacker.send(encode_message(Update(update)))
+            await attacker.send(encode_message(WriteAck(mark)))
+            await attacker.next_message(
+                WriteAck, where=lambda m, k=mark: m.payload == k, timeout=TIMEOUT
+            )
+        assert not attacker.closed.is_set(), "an update within the limits is not refused"
+        assert str(stored_doc(server.database, victim).get("title", type=Text)) == "x"
+        assert f"room shed updates held back for missing clocks draft={victim}" in server.log()
+    finally:
+        await attacker.close()
 
 
 async def test_many_delete_ranges_are_bounded(

@@ -13,12 +13,12 @@ from pycrdt import Doc, Map, Text
 
 from crdt.awareness import AwarenessEntry, encode_awareness_update
 from crdt.errors import MalformedMessage, NonJsonValue, UndecodableUpdate
-from crdt.heldback import RETRY_BUDGET
+from crdt.heldback import HELD_BYTES, PROBE_EVERY_RUNS, RETRY_BUDGET
 from crdt.lib0 import write_var_uint
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.protocol import Awareness, SyncStep2, Update, WriteAck, decode_message
 from crdt.schema import DEFAULT_SCHEMA
-from server.sync.core import EVERYONE, OK, OTHERS, SENDER, Outcome, RoomCore
+from server.sync.core import EVERYONE, NOTHING, OK, OTHERS, SENDER, Outcome, RoomCore
 from server.sync.journal import RoomJournal
 
 ALICE = ClientOrigin("alice", "s-alice")
@@ -304,9 +304,9 @@ def test_a_doc_holding_back_costly_deletes_is_replaced_by_one_without_them() -> 
     core.apply_run(ALICE, [deletes_of_missing_clocks(4242, 500_000)])  # ~7 ms a retry
     state = core.doc.get_state()
 
-    cost = core.shed_held_back()
+    shed = core.shed_held_back()
 
-    assert cost is not None and cost > RETRY_BUDGET
+    assert shed is not None and shed.retry_seconds > RETRY_BUDGET
     assert core.doc is not doc and core.doc.client_id == 1
     assert core.doc.get_state() == state
     assert str(core.doc.get("title", type=Text)) == "kept"
@@ -328,3 +328,47 @@ def test_a_doc_holding_back_costly_deletes_is_replaced_by_one_without_them() -> 
     review = core.apply_run(BOB, [edit(bob, recategorize)])
     assert review.verdict is OK and [w.version for w in review.writes] == [3]
     assert core.semantics.fields.to_py() == {"category": "sport"}
+
+
+def held_for_a_missing_origin(size: int) -> tuple[bytes, bytes]:
+    """(the origin: one character of client 1; `size` characters of client 2 typed after
+    it): the second waits in yrs's pending store until the first comes."""
+    first: Doc = Doc(client_id=1)
+    origin = edit(first, type_title("x"))
+    second: Doc = Doc(client_id=2)
+    second.apply_update(origin)
+    return origin, edit(second, type_title("y" * size))
+
+
+def test_runs_that_leave_structs_held_past_the_budget_are_shed_with_them() -> None:
+    """A struct whose origin the doc lacks costs yrs memory (~190 bytes each) and no retry
+    time the probe would see: the gap check weighs the runs that leave some (`HELD_BYTES`),
+    and past that the core sheds them. When their origin comes, they stay out."""
+    core = open_core()
+    origin, held = held_for_a_missing_origin(HELD_BYTES)
+    assert core.apply_run(ALICE, [held]) is NOTHING  # nothing integrated, nothing to store
+    assert core.held_bytes == len(held) > HELD_BYTES
+    assert core.runs_unprobed == PROBE_EVERY_RUNS  # the shell probes after this run
+
+    shed = core.shed_held_back()
+
+    assert shed is not None and shed.held_bytes == len(held) and core.held_bytes == 0
+    outcome = core.apply_run(BOB, [origin])
+    assert str(core.doc.get("title", type=Text)) == "x"
+    assert [text_of_title(w.data) for w in outcome.writes] == ["x"]
+
+
+def test_structs_held_below_the_budget_stay_until_their_origin_comes() -> None:
+    core = open_core()
+    origin, held = held_for_a_missing_origin(10)
+    core.apply_run(ALICE, [held])
+    assert 0 < core.held_bytes < HELD_BYTES and core.runs_unprobed == 0
+    assert core.shed_held_back() is None
+    core.apply_run(BOB, [origin])
+    assert str(core.doc.get("title", type=Text)) == "x" + "y" * 10
+
+
+def text_of_title(update: bytes) -> str:
+    doc: Doc = Doc()
+    doc.apply_update(update)
+    return str(doc.get("title", type=Text))

@@ -93,6 +93,7 @@ from server.sync.sharing import apply_role, close_deleted
 
 __all__ = [
     "CATCH_UP_SECONDS",
+    "DEPARTURE_ECHOES",
     "DROP_LOG_SECONDS",
     "GAP_WAIT_SECONDS",
     "HEARTBEAT_SECONDS",
@@ -132,7 +133,17 @@ the updates are big (pastes, images inlined), and stays small beside the rooms' 
 DROP_LOG_SECONDS = 10.0  # at most one warning about dropped messages this often
 
 # Kinds of messages the outbox drops last (`Outbox`): nothing would ever repair their loss.
-_KEPT = frozenset({"access", "departure"})
+_KEPT = frozenset({"access", "departure", "departure-echo"})
+
+DEPARTURE_ECHOES = (2.0, 4.5)
+"""Seconds after a departure is published that it is published again. Redis delivers a message
+only to the subscriptions open when it arrives: an instance whose subscription was down then (a
+dropped connection, Redis restarting, its reconnect racing our publish loop's) never heard it,
+and kept the leaver's cursor (in its clients' tables and every joiner's) until its own 30 s
+time-out. Past INSTANCE_TIMEOUT_SECONDS without our heartbeat it forgets all our cursors
+anyway, so echoes up to then cover every outage shorter. An echo is applied as the departure
+was (the ids' clocks: a client that came back since keeps its newer state), and costs a few
+bytes an id."""
 
 HELD_MESSAGES = 1_000
 """Updates of other instances a room holds at most past a gap (`_Tracker.held`). Redis
@@ -597,6 +608,20 @@ class Fanout:
                 await asyncio.sleep(PUBLISH_RETRY_SECONDS)
                 continue
             self.outbox.done(entry)
+            if entry[3] == "departure":
+                loop = asyncio.get_running_loop()
+                for delay in DEPARTURE_ECHOES:
+                    loop.call_later(delay, self._echo_departure, channel, message)
+
+    def _echo_departure(self, channel: str, message: bytes) -> None:
+        """Queue a published departure again, under a number of its own (`DEPARTURE_ECHOES`):
+        the receivers take only numbers past the ones they heard (server/cluster/replay.py)."""
+        try:
+            header, payload = _unframe(message)
+            del header["n"]
+            self._publish(channel, "departure-echo", header, payload)
+        except Exception:  # a bug of ours: loud, and the departure's first copy went out
+            logger.exception("departure echo failed channel=%s", channel)
 
     def _heartbeat_message(self) -> bytes:
         """Numbered on its own (`b`) and signed with its time: a replayed heartbeat keeps no

@@ -33,6 +33,7 @@ from bench.services import PostgresCluster, RedisServer
 from crdt.awareness import AwarenessEntry, decode_awareness_update, encode_awareness_update
 from crdt.protocol import Awareness, Update, WriteAck, encode_message
 from server.auth import TokenSigner
+from server.cluster.fanout import DEPARTURE_ECHOES
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.in_process_server import (
     InProcessServer,
@@ -40,8 +41,10 @@ from tests.support.in_process_server import (
     synced_client,
     until,
 )
+from tests.support.instances import a_behind
 from tests.support.node_client import NodeClient
 from tests.support.raw_client import RawClient, connect_raw
+from tests.support.redis_proxy import RedisProxy
 from tests.support.rest import scrape
 from tests.support.server_process import SECRET, ServerProcess, start_together
 
@@ -335,3 +338,56 @@ async def test_a_departure_queued_while_redis_is_away_outlives_the_outbox_bound(
         await asyncio.gather(writer.close(), leaver.close(), peer.close())
         a.stop()
         b.stop()
+
+
+class _CuttingProxy(RedisProxy):
+    """Drops every connection through it, then refuses new ones for a while: its instance's
+    subscription is down, as while Redis restarts or the network between them blips."""
+
+    refusing_until = 0.0
+
+    def cut(self, seconds: float) -> None:
+        self.refusing_until = time.monotonic() + seconds
+        for writer in list(self._open):
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if time.monotonic() < self.refusing_until:
+            writer.close()
+            return
+        await super()._serve(reader, writer)
+
+
+async def test_a_departure_published_while_an_instance_was_not_subscribed_still_reaches_it(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    """Redis delivers a message only to the subscriptions open when it arrives. A's was down
+    for 1.5 s (its connection dropped) when B published the leaver's departure: A's peer kept
+    the leaver's cursor until its own 30 s time-out (the test above failed so under load,
+    A's resubscribe racing B's publish after Redis restarted). B now publishes a departure
+    again 2 and 4.5 s later (`DEPARTURE_ECHOES`)."""
+    async with (
+        _CuttingProxy(redis_server.port) as proxy,
+        a_behind(proxy, tmp_path, postgres, redis_server) as (a, b),
+    ):
+        draft, token = f"dep-{uuid.uuid4().hex[:8]}", a.token("alice")
+        leaver = await synced_client(b.ws_url, draft, token)
+        peer = await NodeClient.start(a.ws_url, draft, token, name="A")
+        try:
+            await peer.call("wait_synced")
+            await leaver.send(_frame((LEAVER, 1, {"cursor": 1})))
+
+            async def peer_sees_it() -> bool:
+                return (await _states(peer)).get(LEAVER) == {"cursor": 1}
+
+            await _eventually(peer_sees_it)
+            proxy.cut(1.5)  # shorter than INSTANCE_TIMEOUT_SECONDS: A keeps B's cursors
+            await leaver.close()
+
+            async def peer_sees_it_gone() -> bool:
+                return LEAVER not in await _states(peer)
+
+            async with asyncio.timeout(DEPARTURE_ECHOES[-1] + 4):  # well before 30 s
+                await _eventually(peer_sees_it_gone)
+        finally:
+            await asyncio.gather(leaver.close(), peer.close())

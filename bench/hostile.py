@@ -23,6 +23,9 @@ the attacks sent and how they ended (close code and reason), /healthz answers th
                 written, on the bystander's own draft: yrs held them all and retried them on
                 every keystroke (2,000,000 ranges: ~28 ms each, on the event loop); the room
                 sheds them (crdt/heldback.py)
+    held-items  40 updates in turn, each of 40,000 items whose origin no one has sent, on
+                another draft: yrs held them all (~190 bytes each: ~300 MB); the room sheds
+                them past 1 MiB of such runs
 
 `--attack NAME` runs one row (repeat it for several).
 """
@@ -75,6 +78,8 @@ __all__ = [
     "duplicate_tags_update",
     "empty_client_groups_update",
     "fields_keys_update",
+    "items_of_a_missing_origin",
+    "missing_clocks_deletes",
     "plot_hostile",
     "run_hostile",
     "tags_body",
@@ -189,6 +194,7 @@ class Attack:
     # Updates the server accepts, each acknowledged, on the draft the bystander edits: the
     # attack is what each of its keystrokes costs after them.
     on_bystanders_draft: bool = False
+    acknowledged: bool = False  # accepted updates on one draft: each acknowledged, then the next
     path: str = ""  # REST: POST here ("{draft}": the draft `restore_draft` made)
     bodies: Callable[[], list[Any]] | None = None
     restore_draft: bool = False  # bodies: restore its version of 10,000 tags, then of none
@@ -252,7 +258,31 @@ def attacks() -> list[Attack]:
             lambda: [missing_clocks_deletes(50_000, owner=9000 + n) for n in range(40)],
             on_bystanders_draft=True,
         ),
+        Attack(
+            "held-items",
+            "40 x 40,000 items whose origin no one sent (the peak RSS column)",
+            lambda: [items_of_a_missing_origin(40_000, client=8000 + n) for n in range(40)],
+            on_bystanders_draft=False,
+            acknowledged=True,
+        ),
     ]
+
+
+def items_of_a_missing_origin(n: int, *, client: int, origin: int = 77) -> bytes:
+    """One group of n one-character items of `client`, each inserted right of clock 0 of
+    `origin` (no chain: every one names the same origin): if no one has sent that clock, yrs
+    holds them all until it comes."""
+    out = bytearray([1])
+    write_var_uint(out, n)
+    write_var_uint(out, client)
+    write_var_uint(out, 0)
+    item = bytearray([0x84])  # an origin, String content
+    write_var_uint(item, origin)
+    write_var_uint(item, 0)
+    item += b"\x01a"
+    out += bytes(item) * n
+    out.append(0)  # no delete set
+    return bytes(out)
 
 
 def missing_clocks_deletes(n: int, *, owner: int) -> bytes:
@@ -546,7 +576,7 @@ def _attacker(server: ServerProc, attack: Attack, token: str, victim: str, work:
             update,
             work,
             fresh_draft=attack.fresh_draft,
-            ack=attack.on_bystanders_draft,
+            ack=attack.on_bystanders_draft or attack.acknowledged,
         )
     assert attack.bodies is not None
     url = _http_base(server) + attack.path

@@ -163,6 +163,11 @@ class RunScan:
         self._tails: dict[int, tuple[int, int, int, int]] = {}
         # Ids of the run's writes to the `fields` map: a new key, or an item next to one.
         self._field_ids: set[tuple[int, int]] = set()
+        # Per update added: where each run of its clocks starts (each struct group's first
+        # clock, the clock after each Skip), as `DecodedUpdate.starts`: the gap check reads
+        # them from here for a large update yrs held back (crdt/gaps.py), not on the loop.
+        self.starts: list[list[Id]] = []
+        self._starts: list[Id] = []
 
     @property
     def counts(self) -> UpdateCounts:
@@ -179,6 +184,8 @@ class RunScan:
 
     def add(self, update: bytes) -> None:
         """Count `update`; raise UpdateTooLarge past a limit, UndecodableUpdate if malformed."""
+        self._starts = []
+        self.starts.append(self._starts)
         try:
             self._scan(Reader(update))
         except MalformedMessage as exc:
@@ -200,10 +207,12 @@ class RunScan:
         field_ids = self._field_ids
         known = self._known_fields
         read = reader.read_var_uint  # bound once: this loop runs per struct
+        starts = self._starts
         for _ in range(read()):
             count = read()
             client = read()
             clock = read()
+            starts.append((client, clock))
             self._add_client(client)
             if count == 0:  # no struct, yet yrs keeps a (stack-hungry) block list for it
                 self.structs += 1
@@ -220,6 +229,8 @@ class RunScan:
                 ref = info & 0x1F
                 if ref == 0 or ref == 10:  # GC or Skip: a run of clocks, no item
                     clock += read()
+                    if ref == 10:  # the clocks skipped are not in this update
+                        starts.append((client, clock))
                     self._end_chain(tail)
                     tail = None
                     continue
@@ -393,13 +404,15 @@ def count_update(update: bytes, limits: UpdateLimits = DEFAULT_LIMITS) -> Update
 
 def check_update_limits(
     updates: Sequence[bytes], limits: UpdateLimits, known_fields: Container[Id] = frozenset()
-) -> None:
+) -> list[list[Id]] | None:
     """Refuse a run of updates (applied in one transaction) that would cross `limits`;
     `known_fields`: the ids of the doc's `fields` items, so that overwrites count. Small runs
-    are not walked: they cannot cross any (`UpdateLimits.needs_scan`)."""
+    are not walked: they cannot cross any (`UpdateLimits.needs_scan`). Returns what the walk
+    read of where each update's runs of clocks start (`RunScan.starts`), None if not walked."""
     if not limits.needs_scan(updates, has_fields=bool(known_fields)):
-        return
+        return None
     scan = RunScan(limits, known_fields)
     for update in updates:
         scan.add(update)
     scan.finish()
+    return scan.starts

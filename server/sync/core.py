@@ -59,7 +59,7 @@ from crdt.redundant import is_redundant
 from crdt.schema import Schema
 from crdt.semantics import Review, SemanticFields
 from crdt.statevector import entry_count
-from crdt.updates import first_client_id
+from crdt.updates import Id, first_client_id
 from server import faults, metrics
 from server.errors import CloseCode
 from server.sync.presence import Applied, AwarenessLimits, Presence
@@ -378,7 +378,12 @@ class RoomCore:
         send them: a joiner's sync step 2 of what the room has)."""
         return all(is_redundant(update, self.doc) for update in updates)
 
-    def apply_run(self, origin: ClientOrigin, updates: Sequence[bytes]) -> Outcome:
+    def apply_run(
+        self,
+        origin: ClientOrigin,
+        updates: Sequence[bytes],
+        starts: Sequence[Sequence[Id]] | None = None,
+    ) -> Outcome:
         """Apply updates a client sent back to back as one change: one transaction, one
         version, one write, one relay to the others. Their semantic writes are judged together.
 
@@ -421,7 +426,11 @@ class RoomCore:
             refusal = UndecodableUpdate(f"undecodable Yjs update: {undecodable}")
             refusal.__cause__ = undecodable
         taken = updates if applied == len(updates) else updates[:applied]
-        check = _GAP if changes == _EMPTY_UPDATE else check_run(doc, taken, changes, state=state)
+        check = (
+            _GAP
+            if changes == _EMPTY_UPDATE
+            else check_run(doc, taken, changes, state=state, starts=starts)
+        )
         if check is _HELD:  # structs held for an origin: memory that nothing else bounds
             self.held_bytes += sum(map(len, taken))
             if self.held_bytes > HELD_BYTES:

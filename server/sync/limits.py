@@ -29,15 +29,15 @@ async def check_run(
     updates: Sequence[bytes],
     limits: UpdateLimits,
     known_fields: Container[tuple[int, int]] = frozenset(),
-) -> None:
+) -> list[list[tuple[int, int]]] | None:
     """Raise UpdateTooLarge (close 4400) if the run would cross `limits`, UndecodableUpdate if
-    an update is malformed. Call it when `limits.needs_scan(updates)`."""
+    an update is malformed. Call it when `limits.needs_scan(updates)`. Returns where each
+    update's runs of clocks start, as the walk read them (`RunScan.starts`)."""
     size = sum(map(len, updates))
     try:
         if size <= INLINE_BYTES:
-            check_update_limits(updates, limits, known_fields)
-        else:
-            await asyncio.to_thread(check_update_limits, updates, limits, known_fields)
+            return check_update_limits(updates, limits, known_fields)
+        return await asyncio.to_thread(check_update_limits, updates, limits, known_fields)
     except UpdateTooLarge as error:
         logger.warning("update refused bytes=%d reason=%s", size, error)
         raise

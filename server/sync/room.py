@@ -56,7 +56,7 @@ from crdt.protocol import (
 )
 from crdt.schema import Schema
 from crdt.semantics import SemanticFields
-from crdt.updates import check_nesting, may_nest_too_deep
+from crdt.updates import Id, check_nesting, may_nest_too_deep
 from server import faults, metrics
 from server.config import ALL_LAYERS, Durability, Layers
 from server.errors import CloseCode, StoreError
@@ -402,7 +402,7 @@ class Room:
             conn.deny_write()
             return
         core = self.core
-        walked = await self.check_bounded(updates)
+        starts = await self.check_bounded(updates)
         await self._pipeline.wait_for_space()
         await self.until_reviewed()
         if self.state is not RoomState.OPEN or not conn.is_open:
@@ -418,7 +418,7 @@ class Room:
             return
         # From here to submit() nothing awaits: versions enter the pipeline in order.
         try:
-            outcome = core.apply_run(conn.origin, updates)
+            outcome = core.apply_run(conn.origin, updates, starts)
             if outcome.in_review is not None:
                 outcome = await self._review_in_turn(conn, outcome)
             else:
@@ -434,7 +434,7 @@ class Room:
         if outcome.verdict is not OK:
             self._act_on(conn, outcome.verdict)
         core.runs_unprobed += 1
-        if walked or core.runs_unprobed >= PROBE_EVERY_RUNS:
+        if starts is not None or core.runs_unprobed >= PROBE_EVERY_RUNS:  # walked: large
             self._probe_held_back()
 
     def _probe_held_back(self) -> None:
@@ -452,25 +452,27 @@ class Room:
                 shed.held_bytes,
             )
 
-    async def check_bounded(self, updates: Sequence[bytes]) -> bool:
+    async def check_bounded(self, updates: Sequence[bytes]) -> list[list[Id]] | None:
         """Raise `UpdateTooLarge` or `UndecodableUpdate` (4400) if yrs applying `updates`, to
         this room's doc or to any doc, would cost more than the limits or crash the process.
         Any code that hands a client's update to yrs asks this first, not only `receive_run`
         (a Hocuspocus viewer's step 2 is tried on a copy: server/sync/hocuspocus.py).
-        Returns whether the run was large enough to be walked."""
+        Returns, for a run large enough to be walked, where each update's runs of clocks start
+        (read by the walk, off the event loop: the gap check needs them for an update yrs held
+        back, `RoomCore.apply_run`); None for a smaller one."""
         core = self.core
         # Bounded work per run (crdt/limits.py); overwrites of `fields` keys count too.
         known = core.semantics.field_ids() if core.semantics is not None else frozenset()
-        walked = self._update_limits.needs_scan(updates, has_fields=bool(known))
-        if walked:
-            await check_run(updates, self._update_limits, known)
+        starts = None
+        if self._update_limits.needs_scan(updates, has_fields=bool(known)):
+            starts = await check_run(updates, self._update_limits, known)
         for update in updates:
             if may_nest_too_deep(update):
                 # yrs would recurse without a limit (a crafted value crashes the process):
                 # read it in Python first, off the event loop; only large, tag-dense updates
                 # get here.
                 await asyncio.to_thread(check_nesting, update)
-        return walked
+        return starts
 
     def _carry_out_client(self, conn: Connection, outcome: Outcome) -> None:
         """Commit and relay a client's accepted run, then the write its rules asked for."""

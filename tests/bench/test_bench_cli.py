@@ -58,7 +58,10 @@ def test_hostile_has_a_row_for_each_of_findings_2_to_5_and_the_many_clients_atta
     rows = {attack.name: attack for attack in attacks()}
     findings = {name.split()[0] for name in rows if name.startswith("finding-")}
     assert findings == {f"finding-{n}" for n in range(2, 6)}
-    assert {"many clients", "client chain", "held-back"} <= set(rows)
+    assert {"many clients", "client chain", "held-back", "held-items"} <= set(rows)
+    held_items = rows["held-items"]
+    assert held_items.acknowledged and held_items.update is not None
+    assert len(set(held_items.update())) == 40  # each held apart: distinct clients
     held_back = rows["held-back"]
     assert held_back.on_bystanders_draft and held_back.update is not None
     frames = held_back.update()

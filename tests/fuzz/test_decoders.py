@@ -30,9 +30,10 @@ from bench.fuzz import seeds_for
 from bench.fuzz_corpus import TARGETS, mutate, update_frame, updates
 from crdt.awareness import AwarenessEntry, encode_awareness_update
 from crdt.errors import ProtocolError
-from crdt.limits import RunScan, UpdateLimits
+from crdt.limits import RunScan
 from crdt.protocol import Awareness, encode_message
 from crdt.updates import decode_update
+from tests.crdt.test_limits import UNLIMITED
 from tests.fuzz.strategies import mutated, mutated_update_frames
 from tests.fuzz.work import lines_run
 from tests.fuzz.yrs_oracle import YrsOracle
@@ -198,14 +199,3 @@ def test_the_limits_walk_reads_the_same_clock_runs_as_the_decoder(update: bytes)
     except ProtocolError:
         return
     assert scan.starts == [decoded]
-
-
-UNLIMITED = UpdateLimits(
-    structs=2**62,
-    keys=2**62,
-    field_writes=2**62,
-    elements=2**62,
-    delete_ranges=2**62,
-    merge_bytes=2**62,
-    clients=2**62,
-)

@@ -94,6 +94,17 @@ async def _states(client: NodeClient) -> dict[int, Any]:
     return {int(client_id): state for client_id, state in await client.call("awareness_states")}
 
 
+async def _cursor_seen(leaver: RawClient, peer: NodeClient) -> None:
+    """The leaver (frame level) sets its cursor, until the peer (another instance's) shows it."""
+    await peer.call("wait_synced")
+    await leaver.send(_frame((LEAVER, 1, {"cursor": 1})))
+
+    async def peer_sees_it() -> bool:
+        return (await _states(peer)).get(LEAVER) == {"cursor": 1}
+
+    await _eventually(peer_sees_it)
+
+
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[InProcessServer]:
     # One relay a second: a connection's second awareness update waits in its pacer a second.
@@ -293,13 +304,7 @@ async def test_a_departure_queued_while_redis_is_away_outlives_the_outbox_bound(
     leaver = await synced_client(a.ws_url, draft, token)
     peer = await NodeClient.start(b.ws_url, draft, token, name="B")
     try:
-        await peer.call("wait_synced")
-        await leaver.send(_frame((LEAVER, 1, {"cursor": 1})))
-
-        async def peer_sees_it() -> bool:
-            return (await _states(peer)).get(LEAVER) == {"cursor": 1}
-
-        await _eventually(peer_sees_it)
+        await _cursor_seen(leaver, peer)
         redis_server.stop()
         try:
             await leaver.close()
@@ -374,13 +379,7 @@ async def test_a_departure_published_while_an_instance_was_not_subscribed_still_
         leaver = await synced_client(b.ws_url, draft, token)
         peer = await NodeClient.start(a.ws_url, draft, token, name="A")
         try:
-            await peer.call("wait_synced")
-            await leaver.send(_frame((LEAVER, 1, {"cursor": 1})))
-
-            async def peer_sees_it() -> bool:
-                return (await _states(peer)).get(LEAVER) == {"cursor": 1}
-
-            await _eventually(peer_sees_it)
+            await _cursor_seen(leaver, peer)
             proxy.cut(1.5)  # shorter than INSTANCE_TIMEOUT_SECONDS: A keeps B's cursors
             await leaver.close()
 

@@ -31,6 +31,7 @@ from bench.hostile import (
     cross_client_chain_update,
     empty_client_groups_update,
     fields_keys_update,
+    missing_clocks_deletes,
 )
 from crdt.heldback import HELD_BYTES, PROBE_EVERY_RUNS
 from crdt.lib0 import write_var_uint
@@ -125,13 +126,7 @@ async def test_finding_5_many_fields_keys_are_bounded(
 def delete_ranges_update(n: int, *, owner: int = 4444) -> bytes:
     """No structs, a delete set of n one-clock ranges of one client, a clock apart: against
     a text of that client's long items each range splits one (yrs: 1,000,000 took 67 s)."""
-    out = bytearray([0, 1])
-    write_var_uint(out, owner)
-    write_var_uint(out, n)
-    for i in range(n):
-        write_var_uint(out, 2 * i)
-        write_var_uint(out, 1)
-    return bytes(out)
+    return missing_clocks_deletes(n, owner=owner)
 
 
 @pytest.mark.parametrize(

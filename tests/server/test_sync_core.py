@@ -11,10 +11,10 @@ from collections.abc import Callable
 import pytest
 from pycrdt import Doc, Map, Text
 
+from bench.hostile import missing_clocks_deletes
 from crdt.awareness import AwarenessEntry, encode_awareness_update
 from crdt.errors import MalformedMessage, NonJsonValue, UndecodableUpdate
 from crdt.heldback import HELD_BYTES, PROBE_EVERY_RUNS, RETRY_BUDGET
-from crdt.lib0 import write_var_uint
 from crdt.origins import SERVER_USER, ClientOrigin
 from crdt.protocol import Awareness, SyncStep2, Update, WriteAck, decode_message
 from crdt.schema import DEFAULT_SCHEMA
@@ -263,18 +263,6 @@ def test_the_runs_transaction_follows_the_doc_across_close_and_open() -> None:
     assert str(fresh.get("body", type=Text)) == "new!"
 
 
-def deletes_of_missing_clocks(owner: int, ranges: int) -> bytes:
-    """A delete set of `ranges` one-clock ranges of `owner`, a clock apart, and no structs:
-    clocks the doc lacks, which yrs holds back (its pending store) until they come."""
-    out = bytearray([0, 1])
-    write_var_uint(out, owner)
-    write_var_uint(out, ranges)
-    for i in range(ranges):
-        write_var_uint(out, 2 * i)
-        write_var_uint(out, 1)
-    return bytes(out)
-
-
 def type_title(text: str) -> Callable[[Doc], None]:
     def change(doc: Doc) -> None:
         title = doc.get("title", type=Text)
@@ -301,7 +289,7 @@ def test_a_doc_holding_back_costly_deletes_is_replaced_by_one_without_them() -> 
     core.apply_run(ALICE, [edit(alice, type_title("kept")), edit(alice, set_category)])
     assert core.shed_held_back() is None, "nothing held back: the doc stays"
     assert core.doc is doc
-    core.apply_run(ALICE, [deletes_of_missing_clocks(4242, 500_000)])  # ~7 ms a retry
+    core.apply_run(ALICE, [missing_clocks_deletes(500_000, owner=4242)])  # ~7 ms a retry
     state = core.doc.get_state()
 
     shed = core.shed_held_back()

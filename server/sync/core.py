@@ -49,6 +49,7 @@ from crdt.heldback import (
     HELD_BYTES,
     PROBE_EVERY_RUNS,
     RETRY_BUDGET,
+    SHED_PAUSE_FACTOR,
     retry_cost,
     without_held_back,
 )
@@ -158,6 +159,7 @@ class Shed(NamedTuple):
 
     retry_seconds: float  # CPU time yrs took to retry what the doc held back
     held_bytes: int  # bytes of runs that left structs held since the last copy
+    copy_seconds: float  # what the copy took (the next waits SHED_PAUSE_FACTOR times this)
 
 
 class Journal(Protocol):
@@ -205,6 +207,7 @@ class RoomCore:
         awareness: AwarenessLimits | None = None,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = _new_conflict_id,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.schema = schema
         self.doc: Doc = Doc()
@@ -218,7 +221,8 @@ class RoomCore:
         # Semantic writes wait for the draft's review turn (several instances: `in_review`).
         self.reviews_in_turn = False
         self._max_list_elements = max_list_elements
-        self._clock = clock
+        self._clock = clock  # the time of a change (journal, conflicts)
+        self._monotonic = monotonic  # for pauses
         self._new_id = new_id
         self._changes: bytes | None = None  # what the open transaction integrated
         self._subscription: Subscription | None = None
@@ -227,6 +231,7 @@ class RoomCore:
         # (it counts them: `shed_held_back` when due), and bytes of runs that left structs held.
         self.runs_unprobed = 0
         self.held_bytes = 0
+        self._next_shed = 0.0  # by `monotonic`: no copy before (SHED_PAUSE_FACTOR)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -264,13 +269,17 @@ class RoomCore:
         retrying that costs each update more than `RETRY_BUDGET`, or runs of more than
         `HELD_BYTES` left structs held (crdt/heldback.py); what was found then, else None.
         The copy holds the same content and state vector: no version, message or stored row
-        changes. The shell calls it between runs, with no write set aside for review."""
+        changes. The shell calls it between runs, with no write set aside for review. Not
+        again until a pause SHED_PAUSE_FACTOR times the copy's time has passed."""
         self.runs_unprobed = 0
+        if self._monotonic() < self._next_shed:
+            return None
         cost = retry_cost(self.doc)
         held_bytes = self.held_bytes
         if cost <= RETRY_BUDGET and held_bytes <= HELD_BYTES:
             return None
         self.held_bytes = 0
+        started = time.perf_counter()
         doc = without_held_back(self.doc)
         if self._subscription is not None:
             self.doc.unobserve(self._subscription)
@@ -283,7 +292,9 @@ class RoomCore:
         self.doc = doc
         self._run_txn = Transaction(doc)
         self._subscription = doc.observe(self._capture_changes)
-        return Shed(cost, held_bytes)  # kept sync replies stay: the same committed content
+        copied = time.perf_counter() - started
+        self._next_shed = self._monotonic() + SHED_PAUSE_FACTOR * copied
+        return Shed(cost, held_bytes, copied)  # kept sync replies stay: the same content
 
     def _run_transaction(self, origin: ClientOrigin) -> Transaction:
         """The transaction a client's run is applied in: one wrapper kept for the doc, with

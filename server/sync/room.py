@@ -446,10 +446,11 @@ class Room:
         if shed is not None:
             logger.warning(
                 "room shed updates held back for missing clocks draft=%s retry_ms=%.1f "
-                "held_bytes=%d",
+                "held_bytes=%d copy_ms=%.1f",
                 self.draft_id,
                 shed.retry_seconds * 1000,
                 shed.held_bytes,
+                shed.copy_seconds * 1000,
             )
 
     async def check_bounded(self, updates: Sequence[bytes]) -> list[list[Id]] | None:

@@ -32,6 +32,7 @@ __all__ = [
     "FANOUT_REPLAYED",
     "FANOUT_UNCONFIRMED",
     "FANOUT_UNSIGNED",
+    "HELD_BACK_SHEDS",
     "HTTP_REQUESTS",
     "JOURNAL_LAG",
     "LIVE_ACCESS_CHANGES",
@@ -59,6 +60,11 @@ ROOMS_LOADED = Gauge("draftsync_rooms_loaded", "Drafts loaded in memory")
 ROOMS_DISCARDED = Counter(
     "draftsync_rooms_discarded",
     "Rooms whose doc was dropped and reloaded from the store (a refused update, a server error)",
+)
+HELD_BACK_SHEDS = Counter(
+    "draftsync_held_back_sheds",
+    "Docs copied without what yrs held back for clocks they lack (crdt/heldback.py): a writer "
+    "sending deletes or items of clocks no one wrote",
 )
 COMPONENT_CRASHES = Counter(
     "draftsync_component_crashes",

@@ -444,6 +444,7 @@ class Room:
             return
         shed = self.core.shed_held_back()
         if shed is not None:
+            metrics.HELD_BACK_SHEDS.inc()
             logger.warning(
                 "room shed updates held back for missing clocks draft=%s retry_ms=%.1f "
                 "held_bytes=%d copy_ms=%.1f",

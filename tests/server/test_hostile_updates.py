@@ -15,6 +15,7 @@ regression fails here instead of eating the machine), over and over from another
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from server.sync.statevector import MAX_UNKNOWN_CLIENTS
 from tests.support.bystander import bystander_on
 from tests.support.pycrdt_client import PycrdtClient
 from tests.support.raw_client import connect_raw
+from tests.support.rest import scrape
 from tests.support.serve_flags import refused_at_start
 from tests.support.server_process import ServerProcess
 from tests.support.store_reader import stored_doc, stored_update_count
@@ -169,6 +171,8 @@ async def test_deletes_of_clocks_the_draft_lacks_are_shed_before_they_pile_up(
 
         assert str(stored_doc(server.database, victim).get("title", type=Text)) == "hello world"
         assert f"room shed updates held back for missing clocks draft={victim}" in server.log()
+        sheds = re.search(r"^draftsync_held_back_sheds_total (\S+)$", await scrape(server), re.M)
+        assert sheds is not None and float(sheds.group(1)) >= 1
         async with httpx.AsyncClient(timeout=5) as http:
             assert (await http.get(f"{server.http_url}/healthz")).status_code == 200
     finally:

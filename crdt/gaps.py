@@ -11,7 +11,7 @@ before it arrive. yrs (pycrdt 0.14.13) does not, in two ways:
 
 Either way the doc shows a struct that its state vector does not cover and that no update it
 reported holds, so the store never gets it: the room shows what a reload, a restart or a
-fresh editor never see. The room asks `holds_a_gap` after each run it applied and reloads
+fresh editor never see. The room asks `check_run` after each run it applied and reloads
 the draft when it says yes (server/sync/room.py).
 
 A struct held for a missing origin alone (its clock is its client's next one) is no gap:
@@ -50,7 +50,7 @@ from crdt.lib0 import Reader
 from crdt.statevector import decode_state
 from crdt.updates import Id, decode_update
 
-__all__ = ["RunCheck", "check_run", "holds_a_gap"]
+__all__ = ["RunCheck", "check_run"]
 
 _U32 = 0xFFFF_FFFF
 _NO_STRUCTS = b"\x00"  # an update's first byte when it has no struct groups
@@ -71,13 +71,6 @@ class RunCheck(Enum):
     CLEAR = "clear"  # every struct integrated or redundant
     HELD = "held"  # a struct held for a missing origin, at its client's next clock
     GAP = "gap"  # a struct past its client's next clock: the draft is reloaded
-
-
-def holds_a_gap(
-    doc: Doc, applied: Sequence[bytes], reported: bytes | None, *, state: bytes | None = None
-) -> bool:
-    """`check_run` is `RunCheck.GAP`."""
-    return check_run(doc, applied, reported, state=state) is RunCheck.GAP
 
 
 def check_run(

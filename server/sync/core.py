@@ -239,7 +239,6 @@ class RoomCore:
         self, doc: Doc, version: int, *, semantic_fields: bool, journal: Journal | None
     ) -> None:
         """Take the doc loaded from the store at `version`."""
-        self.doc = doc
         self.held_bytes = 0  # a doc built from the store holds nothing back
         self.replies.clear()
         self.version = version
@@ -248,14 +247,22 @@ class RoomCore:
                 doc, self.schema, new_id=self._new_id, max_list_elements=self._max_list_elements
             )
         self.journal = journal
+        self._watch(doc)
+
+    def _watch(self, doc: Doc) -> None:
+        """Make `doc` the one runs apply to, and hear what its transactions integrate."""
+        self.doc = doc
         self._run_txn = Transaction(doc)
         self._subscription = doc.observe(self._capture_changes)
 
-    def close(self) -> None:
-        """Drop the doc so its memory is freed."""
+    def _unwatch(self) -> None:
         if self._subscription is not None:
             self.doc.unobserve(self._subscription)
             self._subscription = None
+
+    def close(self) -> None:
+        """Drop the doc so its memory is freed."""
+        self._unwatch()
         if self.semantics is not None:
             self.semantics.close()
             self.semantics = None
@@ -281,17 +288,14 @@ class RoomCore:
         self.held_bytes = 0
         started = time.perf_counter()
         doc = without_held_back(self.doc)
-        if self._subscription is not None:
-            self.doc.unobserve(self._subscription)
+        self._unwatch()
         if self.semantics is not None:
             moved = self.semantics.moved_to(doc)
             self.semantics.close()
             self.semantics = moved
         if self.journal is not None:
             self.journal.moved_to(doc)
-        self.doc = doc
-        self._run_txn = Transaction(doc)
-        self._subscription = doc.observe(self._capture_changes)
+        self._watch(doc)
         copied = time.perf_counter() - started
         self._next_shed = self._monotonic() + SHED_PAUSE_FACTOR * copied
         return Shed(cost, held_bytes, copied)  # kept sync replies stay: the same content

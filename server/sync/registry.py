@@ -344,18 +344,20 @@ class RoomRegistry:
         """An unload that raised (a hook's bug, a store error past its own handling) is
         loud, and tried again after the grace period while the room is idle: otherwise the
         draft's doc stayed loaded, unseen, until someone joined and left again."""
-        error = None if task.cancelled() else task.exception()
-        if error is None:
-            return
-        self._crashed(error)
-        if not room.connections and self._rooms.get(room.draft_id) is room:
+        failed = self._told_failure(task)
+        if failed and not room.connections and self._rooms.get(room.draft_id) is room:
             self._schedule_unload(room)
 
-    def _crashed(self, error: BaseException) -> None:
+    def _told_failure(self, task: asyncio.Task[None]) -> bool:
+        """Whether `task` raised; if so it is told to `on_crash` (or logged)."""
+        error = None if task.cancelled() else task.exception()
+        if error is None:
+            return False
         if self.on_crash is None:
             logger.error("room task failed: %r", error, exc_info=error)
         else:
             self.on_crash(error)
+        return True
 
     async def _unload_when_idle(self, room: Room) -> None:
         """Unload `room` once its grace period has passed and its writes are committed.
@@ -409,9 +411,7 @@ class RoomRegistry:
 
     def _let_go_ended(self, task: asyncio.Task[None]) -> None:
         self._closing.discard(task)
-        error = None if task.cancelled() else task.exception()
-        if error is not None:
-            self._crashed(error)
+        self._told_failure(task)
 
     async def _let_go(self, room: Room) -> None:
         await self._drained(room)

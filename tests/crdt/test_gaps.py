@@ -1,4 +1,4 @@
-"""`holds_a_gap`: after a transaction, does the doc hold (or wait on) a struct past its client's
+"""`check_run`: after a transaction, does the doc hold (or wait on) a struct past its client's
 next clock, which yrs integrates after a Skip and no update reports (fuzz seed 3)?"""
 
 from __future__ import annotations
@@ -8,14 +8,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Text, TransactionEvent
 
-from crdt.gaps import _headers_clear, holds_a_gap
+from crdt.gaps import RunCheck, _headers_clear, check_run
 from crdt.statevector import decode_state
 from crdt.updates import decode_update
+from tests.support.phantom import PHANTOM
 
-# Client 119's clock 4 (clocks 0-3 never sent), an "o" whose origin is client 11's clock 3:
-# the frame of fuzz seed 3 (connection 0, frame 20) that left the room showing an "o" no
-# store holds.
-PHANTOM = bytes.fromhex("01017704840b03016f00")
+# PHANTOM: the frame of fuzz seed 3 (connection 0, frame 20) that left the room showing an
+# "o" no store holds.
 
 
 class Room:
@@ -35,7 +34,7 @@ class Room:
         with self.doc.transaction():
             for update in updates:
                 self.doc.apply_update(update)
-        return holds_a_gap(self.doc, updates, self.reported)
+        return check_run(self.doc, updates, self.reported) is RunCheck.GAP
 
     @property
     def title(self) -> str:
@@ -438,7 +437,7 @@ def test_the_header_check_clears_no_run_that_starts_a_clock_past_its_clients(
 # -- the state vector read inside the transaction (server/sync/core.py) -----------------------
 #
 # The room reads the doc's state vector inside the run's transaction, after the last update,
-# and hands it to `holds_a_gap` (no transaction of its own). Every verdict must be the one
+# and hands it to `check_run` (no transaction of its own). Every verdict must be the one
 # `doc.get_state()` after the transaction gives, gap or not, for every kind of run.
 
 
@@ -450,7 +449,7 @@ class RoomReadingStateInside(Room):
                 self.doc.apply_update(update)
             state = self.doc._doc.get_state(txn._txn)
         assert state == self.doc.get_state()
-        return holds_a_gap(self.doc, updates, self.reported, state=state)
+        return check_run(self.doc, updates, self.reported, state=state) is RunCheck.GAP
 
 
 def _runs_with_and_without_gaps() -> list[tuple[str, list[bytes], bool]]:

@@ -22,8 +22,12 @@ from crdt.hocuspocus import AUTH_AUTHENTICATED, AUTH_PERMISSION_DENIED, MESSAGE_
 from crdt.lib0 import Reader, write_var_string
 from crdt.protocol import SyncStep1, SyncStep2, encode_message
 from tests.support.app_identity import (
+    AUDIENCE,
+    ISSUER,
     AppKey,
     JwksServer,
+    app_claims,
+    app_server_process,
     claims_for,
     hs256_signed_with,
     new_key,
@@ -32,9 +36,6 @@ from tests.support.raw_client import connect_raw
 from tests.support.rest import create_draft, new_id
 from tests.support.server_process import REPO, SECRET, ServerProcess
 from tests.support.waiting import eventually
-
-ISSUER = "https://app.example"
-AUDIENCE = "draftsync"
 
 
 @pytest.fixture(scope="module")
@@ -56,21 +57,10 @@ def jwks(keys: dict[str, AppKey]) -> Iterator[JwksServer]:
 def app_server(
     tmp_path_factory: pytest.TempPathFactory, jwks: JwksServer
 ) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        tmp_path_factory.mktemp("app-tokens"),
-        "--room-grace", "0.3",
-        "--jwks-url", jwks.url,
-        "--jwt-issuer", ISSUER,
-        "--jwt-audience", AUDIENCE,
-        "--jwt-roles-claim", "drafts",
-    )  # fmt: skip
+    process = app_server_process(tmp_path_factory.mktemp("app-tokens"), jwks)
     process.start()
     yield process
     process.stop()
-
-
-def app_claims(user: str, **extra: Any) -> dict[str, Any]:
-    return claims_for(user, **{"iss": ISSUER, "aud": AUDIENCE, **extra})
 
 
 def bearer(token: str) -> dict[str, str]:

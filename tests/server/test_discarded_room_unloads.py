@@ -29,6 +29,7 @@ from server.auth import TokenSigner
 from server.service import Service
 from server.sync.room import Room, RoomState
 from tests.support.in_process_server import serving_in_process, synced_client, until
+from tests.support.phantom import PHANTOM, client_11_typing
 from tests.support.server_process import SECRET
 from tests.support.sqlite_lock import write_lock
 from tests.support.stored import stored_doc
@@ -69,24 +70,6 @@ async def test_a_discarded_room_is_closed_once_its_writes_commit_with_no_one_com
         assert service.rooms.get(DRAFT) is None
     # What it accepted before the error was stored, and nothing of the refused one.
     assert str(stored_doc(tmp_path / "draftsync.db", DRAFT).get("title", type=Text)) == "kept"
-
-
-# Client 119's clock 4 (clocks 0-3 never sent), an "o" whose origin is client 11's clock 3
-# (tests/server/test_sync_core.py): integrated after a Skip once its origin comes, a gap in
-# the doc's clocks that no update reports, so the room discards its doc.
-PHANTOM = bytes.fromhex("01017704840b03016f00")
-
-
-def client_11_typing() -> list[bytes]:
-    """Client 11 types "Hel" into `title` (clocks 0-2), then "l" (clock 3)."""
-    doc: Doc = Doc(client_id=11)
-    title = doc.get("title", type=Text)
-    before = doc.get_state()
-    title.insert(0, "Hel")
-    hel = doc.get_update(before)
-    before = doc.get_state()
-    title.insert(3, "l")
-    return [hel, doc.get_update(before)]
 
 
 async def discard_an_idle_room(ws_url: str, service: Service, draft: str) -> weakref.ref[Room]:

@@ -5,9 +5,6 @@ socket or hurt the documents that stay open on it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from pycrdt import Text
 
 from server.sync.hocuspocus import MAX_PENDING_MESSAGES
@@ -17,12 +14,12 @@ from tests.support.server_process import ServerProcess
 from tests.support.stored import stored_doc
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("server"), "--room-grace", "0.3")
-    process.start()
-    yield process
-    process.stop()
+async def bobs_draft_and_socket(server: ServerProcess) -> tuple[str, str, HocuspocusClient]:
+    """A new draft of bob's, his token, and a Hocuspocus provider socket shared by documents."""
+    async with as_user(server, "bob") as bob:
+        own = str((await create_draft(bob, title=""))["id"])
+    url = f"ws://127.0.0.1:{server.port}/hocuspocus"
+    return own, server.token("bob"), await HocuspocusClient.launch(url, shared=True)
 
 
 def title(server: ServerProcess, draft: str) -> str:
@@ -52,10 +49,7 @@ async def test_typing_into_a_revoked_document_leaves_the_sockets_other_documents
             f"/api/drafts/{shared}/access", json={"user": "bob", "role": "editor"}
         )
         assert response.status_code == 200, response.text
-    async with as_user(server, "bob") as bob:
-        own = (await create_draft(bob, title=""))["id"]
-    token = server.token("bob")
-    hp = await HocuspocusClient.launch(f"ws://127.0.0.1:{server.port}/hocuspocus", shared=True)
+    own, token, hp = await bobs_draft_and_socket(server)
     try:
         await hp.open("gone", shared, token)
         await hp.open("kept", own, token)
@@ -84,10 +78,7 @@ async def test_typing_into_a_document_whose_auth_was_refused_leaves_the_others_o
     provider does not send again on this socket; his own document goes on saving."""
     async with as_user(server, "alice") as alice:
         private = (await create_draft(alice, title="private"))["id"]
-    async with as_user(server, "bob") as bob:
-        own = (await create_draft(bob, title=""))["id"]
-    token = server.token("bob")
-    hp = await HocuspocusClient.launch(f"ws://127.0.0.1:{server.port}/hocuspocus", shared=True)
+    own, token, hp = await bobs_draft_and_socket(server)
     try:
         await hp.open("kept", own, token)
         await hp.call("wait_synced", doc="kept")

@@ -6,32 +6,15 @@ the other document keeps syncing. A regression test: this held when written."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
 from pycrdt import Text
 
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.node_client import NodeClient
-from tests.support.rest import new_id, scrape
+from tests.support.rest import new_id, rooms_loaded
 from tests.support.server_process import ServerProcess
 from tests.support.stored import stored_doc
 from tests.support.waiting import eventually
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("server"), "--room-grace", "0.3")
-    process.start()
-    yield process
-    process.stop()
-
-
-async def rooms_loaded(server: ServerProcess) -> float:
-    for line in (await scrape(server)).splitlines():
-        if line.startswith("draftsync_rooms_loaded "):
-            return float(line.split()[1])
-    raise AssertionError("no draftsync_rooms_loaded gauge")
 
 
 async def test_a_detached_document_leaves_its_room_and_awareness_the_other_syncs_on(

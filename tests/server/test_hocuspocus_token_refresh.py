@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from pycrdt import Text
 
-from tests.support.app_identity import AppKey, JwksServer, claims_for, new_key
+from tests.support.app_identity import (
+    AppKey,
+    JwksServer,
+    app_claims,
+    app_server_process,
+    new_key,
+)
 from tests.support.hocuspocus_client import HocuspocusClient
 from tests.support.rest import create_draft, new_id
 from tests.support.server_process import ServerProcess
 from tests.support.stored import stored_doc
-
-ISSUER = "https://app.example"
-AUDIENCE = "draftsync"
 
 
 @pytest.fixture(scope="module")
@@ -39,22 +41,12 @@ def jwks(key: AppKey) -> Iterator[JwksServer]:
 def app_server(
     tmp_path_factory: pytest.TempPathFactory, jwks: JwksServer
 ) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        tmp_path_factory.mktemp("hp-refresh"),
-        "--room-grace", "0.3",
-        "--jwks-url", jwks.url,
-        "--jwks-cooldown", "0.2",
-        "--jwt-issuer", ISSUER,
-        "--jwt-audience", AUDIENCE,
-        "--jwt-roles-claim", "drafts",
-    )  # fmt: skip
+    process = app_server_process(
+        tmp_path_factory.mktemp("hp-refresh"), jwks, "--jwks-cooldown", "0.2"
+    )
     process.start()
     yield process
     process.stop()
-
-
-def app_claims(user: str, **extra: Any) -> dict[str, Any]:
-    return claims_for(user, **{"iss": ISSUER, "aud": AUDIENCE, **extra})
 
 
 def hocuspocus_url(server: ServerProcess) -> str:

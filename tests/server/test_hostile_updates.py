@@ -42,7 +42,7 @@ from server.cli import main
 from server.sync.statevector import MAX_UNKNOWN_CLIENTS
 from tests.support.bystander import bystander_on
 from tests.support.pycrdt_client import PycrdtClient
-from tests.support.raw_client import connect_raw
+from tests.support.raw_client import RawClient, connect_raw
 from tests.support.rest import scrape
 from tests.support.serve_flags import refused_at_start
 from tests.support.server_process import ServerProcess
@@ -131,6 +131,26 @@ def delete_ranges_update(n: int, *, owner: int = 4444) -> bytes:
     return missing_clocks_deletes(n, owner=owner)
 
 
+async def send_acknowledged(client: RawClient, update: bytes, mark: bytes) -> None:
+    """Send `update` as a run of its own, then a write-ack request: return once answered
+    (the server has handled the update)."""
+    await client.send(encode_message(Update(update)))
+    await client.send(encode_message(WriteAck(mark)))
+    await client.next_message(WriteAck, where=lambda m: m.payload == mark, timeout=TIMEOUT)
+
+
+async def closed_for(
+    server: ServerProcess, draft: str, update: bytes
+) -> tuple[int | None, str | None]:
+    """How the server closes a connection of alice's to `draft` that sends `update`."""
+    attacker = await connect_raw(server.ws_url, draft, server.token("alice"))
+    try:
+        await attacker.send(encode_message(Update(update)))
+        return await attacker.wait_closed(timeout=TIMEOUT)
+    finally:
+        await attacker.close()
+
+
 @pytest.mark.parametrize(
     ("runs", "ranges"),
     [
@@ -158,12 +178,7 @@ async def test_deletes_of_clocks_the_draft_lacks_are_shed_before_they_pile_up(
             target = 4242 if run == 0 else 9000 + run
             update = delete_ranges_update(ranges, owner=target)
             assert (len(update) > 4096) == (ranges > 1_300), "walked as the case says"
-            await attacker.send(encode_message(Update(update)))
-            mark = f"run-{run}".encode()
-            await attacker.send(encode_message(WriteAck(mark)))
-            await attacker.next_message(
-                WriteAck, where=lambda m, k=mark: m.payload == k, timeout=TIMEOUT
-            )
+            await send_acknowledged(attacker, update, f"run-{run}".encode())
         assert not attacker.closed.is_set(), "an attacker within the limits is not refused"
 
         await owner.edit(lambda doc: doc.get("title", type=Text).insert(0, "hello world"))
@@ -200,11 +215,7 @@ async def test_structs_held_for_a_missing_origin_are_shed_past_their_budget(
     await attacker.next_message(SyncStep1, timeout=TIMEOUT)
     try:
         for update, mark in ((held, b"held"), (origin, b"origin")):
-            await attacker.send(encode_message(Update(update)))
-            await attacker.send(encode_message(WriteAck(mark)))
-            await attacker.next_message(
-                WriteAck, where=lambda m, k=mark: m.payload == k, timeout=TIMEOUT
-            )
+            await send_acknowledged(attacker, update, mark)
         assert not attacker.closed.is_set(), "an update within the limits is not refused"
         assert str(stored_doc(server.database, victim).get("title", type=Text)) == "x"
         assert f"room shed updates held back for missing clocks draft={victim}" in server.log()
@@ -231,12 +242,7 @@ async def test_an_update_naming_many_clients_is_refused_before_yrs_sees_it(
     """One frame of a few hundred KB from any editor: before, the first crashed the server
     (SIGSEGV) and the second held the event loop for every draft; now both are refused."""
     server, victim = limited_server, new_draft()
-    attacker = await connect_raw(server.ws_url, victim, server.token("alice"))
-    try:
-        await attacker.send(encode_message(Update(update)))
-        code, reason = await attacker.wait_closed(timeout=TIMEOUT)
-    finally:
-        await attacker.close()
+    code, reason = await closed_for(server, victim, update)
     assert server.process is not None and server.process.poll() is None, "the server died"
     assert code == 4400 and reason and "> 4096 (--max-update-clients)" in reason, (code, reason)
     async with httpx.AsyncClient(timeout=5) as http:
@@ -335,12 +341,7 @@ async def test_each_update_limit_is_the_flag_given(tmp_path: Path) -> None:
     try:
         for flag, update in attacks.items():
             draft = new_draft()
-            attacker = await connect_raw(server.ws_url, draft, server.token("alice"))
-            try:
-                await attacker.send(encode_message(Update(update)))
-                code, reason = await attacker.wait_closed(timeout=TIMEOUT)
-            finally:
-                await attacker.close()
+            code, reason = await closed_for(server, draft, update)
             assert code == 4400 and reason and "update too large" in reason, (flag, reason)
             assert f"> {flags[flag]} ({flag})" in reason, (flag, reason)
             assert stored_update_count(server.database, draft) == 0

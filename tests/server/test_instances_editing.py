@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import httpx
 from pycrdt import Text
 
 from tests.support.instances import advisory_waiters, new_draft
 from tests.support.instances import shared_pair as shared_pair
-from tests.support.node_client import NodeClient
+from tests.support.node_client import NodeClient, edit_all_at_once
 from tests.support.pycrdt_client import connect_synced
 from tests.support.rest import as_user, create_draft
 from tests.support.server_process import ServerProcess
@@ -37,12 +38,7 @@ async def test_clients_on_two_instances_co_edit_and_converge(
     try:
         for client in clients:
             await client.call("wait_synced")
-        edits = []
-        for round_ in range(5):
-            for i, client in enumerate(clients):
-                edits.append(client.call("insert", field="title", index=0, text=f"[{i}.{round_}]"))
-                edits.append(client.call("set", key=f"k{i}", value=round_))
-        await asyncio.gather(*edits)
+        await edit_all_at_once(clients)
 
         # Each client's last edit is its `set` of round 4, sent after its last insert: the
         # title can be whole on every client while a last `set` is still on its way.
@@ -86,16 +82,22 @@ async def test_awareness_crosses_instances_and_goes_with_its_client(
         await eventually(bob_no_longer_sees_alice, timeout=10)
 
 
+async def shared_with_bob(alice: httpx.AsyncClient) -> str:
+    """A new draft of alice's, titled "secret", that bob may edit: its id."""
+    draft_id = str((await create_draft(alice, title="secret"))["id"])
+    shared = await alice.put(
+        f"/api/drafts/{draft_id}/access", json={"user": "bob", "role": "editor"}
+    )
+    assert shared.status_code == 200, shared.text
+    return draft_id
+
+
 async def test_revoking_on_one_instance_closes_the_socket_on_the_other(
     shared_pair: tuple[ServerProcess, ServerProcess],
 ) -> None:
     a, b = shared_pair
     async with as_user(a, "alice") as alice:
-        draft_id = (await create_draft(alice, title="secret"))["id"]
-        shared = await alice.put(
-            f"/api/drafts/{draft_id}/access", json={"user": "bob", "role": "editor"}
-        )
-        assert shared.status_code == 200, shared.text
+        draft_id = await shared_with_bob(alice)
         async with await NodeClient.start(b.ws_url, draft_id, b.token("bob")) as bob:
             await bob.call("wait_synced")
             assert await bob.text("title") == "secret"
@@ -116,11 +118,7 @@ async def test_deleting_on_one_instance_leaves_no_update_the_other_was_committin
     the purge. Either way the deleted draft's content is gone from the store."""
     a, b = shared_pair
     async with as_user(a, "alice") as alice:
-        draft_id = (await create_draft(alice, title="secret"))["id"]
-        shared = await alice.put(
-            f"/api/drafts/{draft_id}/access", json={"user": "bob", "role": "editor"}
-        )
-        assert shared.status_code == 200, shared.text
+        draft_id = await shared_with_bob(alice)
         carol = await connect_synced(b, new_draft(), "carol")
         bob = await connect_synced(b, draft_id, "bob")
         lock = await asyncpg.connect(a.store_url)

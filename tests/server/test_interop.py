@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from pycrdt import Map, Text
 
-from tests.support.node_client import NodeClient
+from tests.support.node_client import NodeClient, edit_all_at_once
 from tests.support.postgres import BACKENDS, store_flags
 from tests.support.pycrdt_client import PycrdtClient
 from tests.support.server_process import ServerProcess
@@ -59,12 +59,7 @@ async def test_three_node_clients_edit_at_once_and_converge(server: ServerProces
     draft = new_draft()
     clients = await start_clients(server, draft, 3)
     try:
-        edits = []
-        for round_ in range(5):
-            for i, client in enumerate(clients):
-                edits.append(client.call("insert", field="title", index=0, text=f"[{i}.{round_}]"))
-                edits.append(client.call("set", key=f"k{i}", value=round_))
-        await asyncio.gather(*edits)
+        await edit_all_at_once(clients)
         text = await eventually_equal(clients, "title")
         for i in range(3):
             for round_ in range(5):

@@ -20,6 +20,7 @@ from crdt.protocol import Awareness, SyncStep2, Update, WriteAck, decode_message
 from crdt.schema import DEFAULT_SCHEMA
 from server.sync.core import EVERYONE, NOTHING, OK, OTHERS, SENDER, Outcome, RoomCore
 from server.sync.journal import RoomJournal
+from tests.support.phantom import PHANTOM, client_11_typing
 
 ALICE = ClientOrigin("alice", "s-alice")
 BOB = ClientOrigin("bob", "s-bob")
@@ -204,22 +205,6 @@ def test_a_server_write_goes_to_everyone_and_one_failing_half_way_discards_the_d
 
 
 # -- the run's transaction (one pycrdt wrapper kept per doc, the state read inside it) ---------
-
-# Client 119's clock 4 (clocks 0-3 never sent), an "o" whose origin is client 11's clock 3
-# (fuzz seed 3, tests/crdt/test_gaps.py): yrs integrates it after a Skip once the origin comes.
-PHANTOM = bytes.fromhex("01017704840b03016f00")
-
-
-def client_11_typing() -> tuple[bytes, bytes]:
-    """Client 11 types "Hel" into `title` (clocks 0-2), then "l" (clock 3)."""
-    doc: Doc = Doc(client_id=11)
-    title = doc.get("title", type=Text)
-    before = doc.get_state()
-    title.insert(0, "Hel")
-    hel = doc.get_update(before)
-    before = doc.get_state()
-    title.insert(3, "l")
-    return hel, doc.get_update(before)
 
 
 @pytest.mark.parametrize("keystrokes", [0, 40], ids=["short run", "run of 43"])

@@ -19,7 +19,22 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-__all__ = ["AppKey", "JwksServer", "claims_for", "hs256_signed_with", "new_key"]
+from tests.support.server_process import ServerProcess
+
+__all__ = [
+    "AUDIENCE",
+    "ISSUER",
+    "AppKey",
+    "JwksServer",
+    "app_claims",
+    "app_server_process",
+    "claims_for",
+    "hs256_signed_with",
+    "new_key",
+]
+
+ISSUER = "https://app.example"
+AUDIENCE = "draftsync"
 
 
 @dataclass
@@ -81,6 +96,25 @@ def hs256_signed_with(secret: bytes, claims: dict[str, Any], **header: Any) -> s
 def claims_for(user: str, **extra: Any) -> dict[str, Any]:
     now = int(time.time())
     return {"sub": user, "iat": now, "exp": now + 600, **extra}
+
+
+def app_claims(user: str, **extra: Any) -> dict[str, Any]:
+    """`claims_for` with the app's issuer and audience (`app_server_process`)."""
+    return claims_for(user, **{"iss": ISSUER, "aud": AUDIENCE, **extra})
+
+
+def app_server_process(data: Path, jwks: JwksServer, *flags: str) -> ServerProcess:
+    """A server (not started) that takes the app's tokens: keys from `jwks`, the app's issuer
+    and audience, roles in the `drafts` claim."""
+    return ServerProcess(
+        data,
+        "--room-grace", "0.3",
+        "--jwks-url", jwks.url,
+        "--jwt-issuer", ISSUER,
+        "--jwt-audience", AUDIENCE,
+        "--jwt-roles-claim", "drafts",
+        *flags,
+    )  # fmt: skip
 
 
 class JwksServer:

@@ -235,3 +235,14 @@ class NodeClient:
         assert self._proc.stderr is not None
         async for raw in self._proc.stderr:
             self._stderr.append(raw.decode(errors="replace").rstrip("\n"))
+
+
+async def edit_all_at_once(clients: Sequence[NodeClient], rounds: int = 5) -> None:
+    """Every client, all at once and `rounds` times: insert "[i.round]" at the start of
+    `title` (i: its index) and set its own `fields` key "k{i}" to the round."""
+    edits = []
+    for round_ in range(rounds):
+        for i, client in enumerate(clients):
+            edits.append(client.call("insert", field="title", index=0, text=f"[{i}.{round_}]"))
+            edits.append(client.call("set", key=f"k{i}", value=round_))
+    await asyncio.gather(*edits)

@@ -71,3 +71,9 @@ def test_hostile_has_a_row_for_each_of_findings_2_to_5_and_the_many_clients_atta
     assert [len(body["fields"]["tags"]) for body in refused() + at_limit()] == [100_000, 10_000]
     assert rows["finding-3 restore"].restore_draft
     assert rows["finding-4"].fresh_draft  # accepted: each attack on a draft of its own
+
+
+def test_hostile_refuses_an_unknown_attack_by_name_before_starting_anything() -> None:
+    done = _bench("hostile", "--quick", "--attack", "no-such-attack")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "--attack" in done.stderr and "held-back" in done.stderr

@@ -504,10 +504,12 @@ async def test_a_connection_that_drops_on_each_send_is_retried_until_the_work_ar
     tmp_path_factory: pytest.TempPathFactory, chromium: Browser, errors: Errors
 ) -> None:
     """A flaky network (a train, a lift) drops the socket as the page sends its change, five
-    times in a row: the browser sees 1006 each time. That is no refusal of the change (which
-    stops the page after three: the test above), since each drop comes before the new socket
-    has taken what the page resent: the page reconnects, as offline, until the work arrives.
-    A guard: it held before it was written."""
+    times in a row: the browser sees 1006 each time. The server announced its limit and every
+    message the page sends fits it, so that is no refusal (which stops the page after three:
+    the test above): the page reconnects, as offline, until the work arrives. Before, a drop
+    of the step 2 that resends the change counted as a refusal whenever the page had sent it
+    (seen in a full run: "Change too large, or refused: the server closed the connection 3
+    times in a row ... (last code 1006)")."""
     server = ServerProcess(tmp_path_factory.mktemp("web-drops"))
     server.start()
     try:

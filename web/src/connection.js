@@ -238,6 +238,10 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
   // change it fails on without saying it was a server error): after REFUSALS_IN_A_ROW such
   // closes the page stops retrying and says so, instead of resending for ever. An outage (no
   // socket opens) is retried as before; so is a server error (1011), said as one.
+  // A 1006 (no close frame) from a server that announced its limit is a dropped network (a
+  // train, a lift), not a refusal: every message the page sends fits that limit. Retried as
+  // offline, however often; only a server that does not say its limit gets the three tries.
+  const droppedNetwork = (event) => event.code === 1006 && Number.isFinite(maxMessageBytes)
   provider.on('connection-close', (event) => {
     state.failed = true
     state.switching = false
@@ -249,7 +253,7 @@ export function connect ({ doc, draftId, token, local, maxMessageBytes = Infinit
       // the same backoff (capped at maxBackoffTime), never counted as a refusal
       state.serverErrors += 1
       provider.wsUnsuccessfulReconnects = Math.max(provider.wsUnsuccessfulReconnects, state.serverErrors)
-    } else if (event && state.handshaken && state.acked < state.sent && !(event.code in CLOSE_REASONS)) {
+    } else if (event && state.handshaken && state.acked < state.sent && !(event.code in CLOSE_REASONS) && !droppedNetwork(event)) {
       state.refusals += 1
       if (state.refusals >= REFUSALS_IN_A_ROW && !state.error) {
         state.error = {

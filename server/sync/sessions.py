@@ -10,17 +10,16 @@ not keep a connection from closing.
 The parser costs: importing it ~0.2 s (its rules are one large module), which every server
 start paid before its first connection although most starts (tests, a restart under load)
 record no session for a while; and ~1.3 ms a parse, on the event loop at each connection's
-end, although a draft's connections mostly share a handful of browsers. So it is imported on a
-worker thread when the first session ends, and what it answers is kept per header
-(`device_of`'s cache).
+end, although a draft's connections mostly share a handful of browsers. So it is imported when
+the first session ends (once per process, on the event loop: a worker thread for it put a
+thread on the connection's way out, through which a server stopping waited), and what it
+answers is kept per header (`device_of`'s cache).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import sys
 from typing import Any
 
 from crdt.journal import EventType, JournalEvent
@@ -33,7 +32,6 @@ __all__ = ["MAX_USER_AGENT", "device_of", "record_session"]
 logger = logging.getLogger("draftsync.sessions")
 
 MAX_USER_AGENT = 512  # longer headers are cut before parsing: the parser's regexes stay bounded
-_PARSER = "user_agents"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -72,12 +70,8 @@ async def record_session(
     version: int,
 ) -> None:
     header = user_agent[:MAX_USER_AGENT] if user_agent else None
-    if header and _PARSER not in sys.modules:
-        device = await asyncio.to_thread(device_of, header)  # the first: the import, ~0.2 s
-    else:
-        device = device_of(header)
     data: dict[str, Any] = {
-        **device,
+        **device_of(header),
         "started_at": started,
         "duration_s": round(max(0.0, ended - started), 3),
     }
